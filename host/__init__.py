@@ -1,0 +1,1 @@
+"""The Alga appliance host package: setup engine, status, web app, console, support, updates."""

@@ -1,0 +1,12 @@
+"""Every path and account the appliance uses on the host, defined once.
+
+The installer (isobuild's autoinstall late-commands) and the host code both read these.
+"""
+
+INSTALL_DIR = "/opt/alga-appliance"  # code, vendored packages, units, UI, schemas
+CONFIG_DIR = "/etc/alga-appliance"  # setup inputs and config
+STATE_DIR = "/var/lib/alga-appliance"  # state files and tokens
+LOG_DIR = "/var/log/alga-appliance"  # phase logs
+CLI_LINK = "/usr/local/bin/alga-appliance"
+SYSTEMD_UNIT_DIR = "/etc/systemd/system"
+SERVICE_USER = "alga-appliance"  # the unprivileged user the web service runs as

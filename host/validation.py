@@ -1,0 +1,46 @@
+"""Schema validation: the one place where documents are checked against `schemas/`.
+
+Every state file, every external document the appliance reads and every document
+isobuild generates goes through `validate()`, so an invalid file is always reported
+the same way: which document, where it came from, and the JSON pointer of the fault.
+"""
+
+import functools
+import json
+from pathlib import Path
+
+import jsonschema
+
+# The schemas sit beside the package both in a checkout and in the appliance payload
+# (/opt/alga-appliance/{host,schemas}).
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+
+
+class DocumentInvalid(Exception):
+    """A document failed its schema; names the document, its source and the JSON pointer."""
+
+    def __init__(self, name: str, source: str, pointer: str, message: str):
+        self.name, self.source, self.pointer, self.message = name, source, pointer, message
+        super().__init__(f"{name} ({source}) is invalid at {pointer or '/'}: {message}")
+
+
+@functools.cache
+def load_schema(name: str) -> dict:
+    """Load `schemas/<name>` (a path relative to the schema directory)."""
+    return json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
+
+
+def _validator(schema_name: str) -> jsonschema.protocols.Validator:
+    schema = load_schema(schema_name)
+    # Our schemas declare draft 2020-12; subiquity's autoinstall schema declares none
+    # and is written for draft 7, which is what subiquity itself validates with.
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def validate(document: object, schema_name: str, *, name: str, source: str) -> None:
+    """Raise DocumentInvalid if `document` does not satisfy `schemas/<schema_name>`."""
+    error = jsonschema.exceptions.best_match(_validator(schema_name).iter_errors(document))
+    if error is not None:
+        pointer = "".join(f"/{part}" for part in error.absolute_path)
+        raise DocumentInvalid(name, source, pointer, error.message)

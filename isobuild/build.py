@@ -1,0 +1,157 @@
+"""`isobuild build`: check the base, plan the edits, write, repair, verify, then publish.
+
+The output appears only after the written image passed verification: the image is built
+in a temporary file beside the output and renamed into place; on any failure the
+temporary file is removed, so a failed build leaves nothing behind.
+"""
+
+import calendar
+import datetime
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from host.validation import validate
+from host.version import __version__
+from isobuild import baseiso, checksums, grubcfg, hybrid, payload, remaster
+from isobuild import disklayout as dl
+from isobuild.errors import IsoBuildError
+from isobuild.image import IsoImage, NotAnIso
+from isobuild.options import BuildOptions
+from isobuild.plan import plan_edits
+from isobuild.progress import Progress
+from isobuild.verify import verify
+
+MANIFEST_SCHEMA = "isobuild-manifest.schema.json"
+# Headroom beyond base + payload for the appended ESP, GPT and directory growth.
+DISK_MARGIN = 64 << 20
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    output: Path
+    manifest_path: Path
+    manifest: dict
+    seconds: float
+
+
+def manifest_path_for(output: Path) -> Path:
+    return output.with_name(output.name + ".manifest.json")
+
+
+def build(base: Path, output: Path, sha256sums: Path | None, options: BuildOptions,
+          progress: Progress) -> BuildResult:
+    started = time.monotonic()
+    baseiso.check_paths(base, output)
+    try:
+        iso = IsoImage(base)
+    except NotAnIso as exc:
+        raise IsoBuildError(f"{base} is not an ISO 9660 image ({exc})",
+                            baseiso.DOWNLOAD_HINT) from exc
+    with iso:
+        layout = baseiso.check_layout(iso)
+        progress.step(f"Hashing {base.name}")
+        base_sha256 = checksums.sha256_file(base, progress.bytes)
+        if sha256sums is not None:
+            checksums.check_sha256(base, base_sha256, sha256sums)
+        epoch = _build_epoch(iso)
+        build_info = {
+            "version": __version__,
+            "built_at": _iso8601(epoch),
+            "base_iso": {"name": base.name, "sha256": base_sha256},
+            "vendored": payload.vendored_versions(),
+        }
+        files = payload.collect(build_info)
+        edits = plan_edits(iso, layout, options, files)
+        _check_free_space(base, output, sum(len(e.data) for e in edits.values()))
+        image_sha256 = _write_verified(iso, layout, edits, output, epoch, progress)
+    manifest = {
+        "version": __version__,
+        "built_at": build_info["built_at"],
+        "base_iso": build_info["base_iso"],
+        "output": {"name": output.name, "sha256": image_sha256, "size": output.stat().st_size},
+        "kernel_arguments": grubcfg.kernel_arguments(options.serial_console),
+        "options": options.as_document(),
+        "files_added": sorted(edits),
+    }
+    validate(manifest, MANIFEST_SCHEMA, name="build manifest", source="isobuild build")
+    manifest_path = manifest_path_for(output)
+    _write_atomically(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
+    return BuildResult(output, manifest_path, manifest, time.monotonic() - started)
+
+
+def _write_verified(iso: IsoImage, layout, edits, output: Path, epoch: int,
+                    progress: Progress) -> str:
+    partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
+    try:
+        with open(partial, "w+b") as out:
+            progress.step(f"Writing {output.name}")
+            appended_from = layout.esp.first_lba * dl.SECTOR // dl.BLOCK
+            bios_block = remaster.write(iso.fp, edits, out, epoch, appended_from, progress.bytes)
+            hybrid.rebuild(out, layout, iso.fp, bios_block)
+            out.flush()
+            os.fsync(out.fileno())
+        progress.step("Verifying the written image")
+        report = verify(partial, md5_scope=set(edits))
+        failed = [f"{c['id']}: {c['detail']}" for c in report["checks"] if not c["ok"]]
+        if failed:
+            raise IsoBuildError("the written image failed verification: " + "; ".join(failed),
+                                "this is an isobuild bug; report it with this output")
+        progress.step(f"Hashing {output.name}")
+        image_sha256 = checksums.sha256_file(partial, progress.bytes)
+        os.replace(partial, output)
+        _fsync_directory(output.parent)
+        return image_sha256
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _check_free_space(base: Path, output: Path, payload_bytes: int) -> None:
+    needed = base.stat().st_size + payload_bytes + DISK_MARGIN
+    free = shutil.disk_usage(output.parent).free
+    if free < needed:
+        raise IsoBuildError(
+            f"not enough free disk in {output.parent}: {free >> 20} MiB free, "
+            f"{needed >> 20} MiB needed", "free up space or choose another --output directory")
+
+
+def _build_epoch(iso: IsoImage) -> int:
+    """SOURCE_DATE_EPOCH if set, else the base ISO's creation date: never the clock."""
+    if "SOURCE_DATE_EPOCH" in os.environ:
+        try:
+            return int(os.environ["SOURCE_DATE_EPOCH"])
+        except ValueError as exc:
+            raise IsoBuildError("SOURCE_DATE_EPOCH is not an integer",
+                                "set it to seconds since 1970 or unset it") from exc
+    date = iso.iso.pvd.volume_creation_date
+    local = calendar.timegm((date.year, date.month, date.dayofmonth, date.hour, date.minute,
+                             date.second))
+    return local - date.gmtoffset * 15 * 60
+
+
+def _iso8601(epoch: int) -> str:
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(temp, "wb") as fp:
+            fp.write(data)
+            fp.flush()
+            os.fsync(fp.fileno())
+        os.replace(temp, path)
+        _fsync_directory(path.parent)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,59 @@
+"""Release-engineer options for a build: defaults, an optional YAML file, then flags."""
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import yaml
+
+from host.validation import DocumentInvalid, validate
+from isobuild.errors import IsoBuildError
+
+OPTIONS_SCHEMA = "isobuild-options.schema.json"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    hostname: str = "alga-appliance"
+    admin_user: str = "alga-admin"
+    ssh_authorized_keys: tuple[str, ...] = ()
+    timezone: str = "Etc/UTC"
+    installer_proxy: str | None = None
+    grub_timeout: int = 5
+    serial_console: bool = False
+
+    def as_document(self) -> dict:
+        doc = {f.name: getattr(self, f.name) for f in fields(self)}
+        doc["ssh_authorized_keys"] = list(self.ssh_authorized_keys)
+        return doc
+
+
+def resolve_options(options_file: Path | None, overrides: dict) -> BuildOptions:
+    """Defaults, then the options file, then the flags that were given (not None)."""
+    document = BuildOptions().as_document()
+    if options_file is not None:
+        document.update(_read_options_file(options_file))
+    document.update({k: v for k, v in overrides.items() if v is not None})
+    _check(document, "build options (file and flags combined)", str(options_file or "flags"))
+    document["ssh_authorized_keys"] = tuple(document["ssh_authorized_keys"])
+    return replace(BuildOptions(), **document)
+
+
+def _read_options_file(path: Path) -> dict:
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise IsoBuildError(f"cannot read options file {path}: {exc.strerror}",
+                            "pass the path of a readable YAML file to --options") from exc
+    except yaml.YAMLError as exc:
+        raise IsoBuildError(f"options file {path} is not valid YAML: {exc}",
+                            "fix the YAML syntax at the position shown") from exc
+    _check(document, "options file", str(path))
+    return document
+
+
+def _check(document: object, name: str, source: str) -> None:
+    try:
+        validate(document, OPTIONS_SCHEMA, name=name, source=source)
+    except DocumentInvalid as exc:
+        raise IsoBuildError(str(exc), f"correct the value; allowed keys and formats are in "
+                                      f"schemas/{OPTIONS_SCHEMA}") from exc

@@ -1,0 +1,139 @@
+"""The NoCloud autoinstall seed, built as data and checked against subiquity's schema.
+
+The document is the contract with Ubuntu's installer, so it is assembled from the
+build options and the payload's unit list as plain data, validated in code (subiquity
+only warns about unknown top-level keys), and only then rendered to YAML.
+"""
+
+import shlex
+
+import yaml
+
+from host import paths
+from host.validation import DocumentInvalid, load_schema, validate
+from isobuild.errors import IsoBuildError
+from isobuild.options import BuildOptions
+
+AUTOINSTALL_SCHEMA = "external/subiquity-autoinstall-24.04.json"
+MEDIUM_PAYLOAD = "/cdrom/alga"  # where the installer sees the payload directory
+TARGET = "/target"  # where subiquity mounts the system being installed
+# Distro packages the host code needs; everything else it uses is vendored.
+HOST_PACKAGES = ("python3", "python3-yaml", "python3-requests", "python3-jsonschema", "ufw")
+# Inbound TCP the host firewall allows: SSH, the appliance UI, and the Alga app (host port).
+INBOUND_TCP_PORTS = (22, 8080, 3000)
+
+
+def autoinstall(options: BuildOptions, units: list[str], enabled_units: list[str]) -> dict:
+    """The `autoinstall:` mapping: `units` are installed, `enabled_units` enabled, in order."""
+    doc = {
+        "version": 1,
+        "locale": "en_US.UTF-8",
+        "keyboard": {"layout": "us"},
+        "timezone": options.timezone,
+        "network": _network(),
+        "storage": {"layout": {"name": "direct"}},
+        "ssh": {"install-server": True, "allow-pw": False},
+        "packages": list(HOST_PACKAGES),
+        "updates": "security",
+        "user-data": _user_data(options),
+        "late-commands": _late_commands(units, enabled_units),
+        "shutdown": "reboot",
+    }
+    if options.installer_proxy:
+        doc["proxy"] = options.installer_proxy
+    return doc
+
+
+def _network() -> dict:
+    # DHCP on every wired NIC, whatever the naming scheme; none of them blocks boot.
+    wired = {"dhcp4": True, "dhcp6": True, "optional": True}
+    return {"version": 2, "ethernets": {
+        "wired-en": {"match": {"name": "en*"}, **wired},
+        "wired-eth": {"match": {"name": "eth*"}, **wired},
+    }}
+
+
+def _user_data(options: BuildOptions) -> dict:
+    admin = {
+        "name": options.admin_user,
+        "gecos": "Alga appliance administrator",
+        "groups": ["adm", "sudo"],
+        "shell": "/bin/bash",
+        "lock_passwd": True,
+        # The password is locked, so sudo must not ask for one.
+        "sudo": "ALL=(ALL) NOPASSWD:ALL",
+        "ssh_authorized_keys": list(options.ssh_authorized_keys),
+    }
+    return {"hostname": options.hostname, "disable_root": True, "users": [admin]}
+
+
+def _in_target(*argv: str) -> str:
+    return shlex.join(["curtin", "in-target", "--target", TARGET, "--", *argv])
+
+
+def _late_commands(units: list[str], enabled_units: list[str]) -> list[str]:
+    install_dir = TARGET + paths.INSTALL_DIR
+    commands = [
+        shlex.join(["mkdir", "-p", install_dir]),
+        shlex.join(["cp", "-R", f"{MEDIUM_PAYLOAD}/.", install_dir + "/"]),
+        shlex.join(["chown", "-R", "root:root", install_dir]),
+        shlex.join(["chmod", "-R", "u+w,go-w", install_dir]),
+        _in_target("useradd", "--system", "--user-group", "--no-create-home",
+                   "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
+                   paths.SERVICE_USER),
+        _in_target("install", "-d", "-m", "0750", "-o", "root", "-g", paths.SERVICE_USER,
+                   paths.CONFIG_DIR, paths.STATE_DIR, paths.LOG_DIR),
+        shlex.join(["ln", "-sfn", f"{paths.INSTALL_DIR}/bin/alga-appliance",
+                    TARGET + paths.CLI_LINK]),
+    ]
+    for unit in units:
+        commands.append(shlex.join([
+            "install", "-m", "0644", f"{install_dir}/units/{unit}",
+            f"{TARGET}{paths.SYSTEMD_UNIT_DIR}/{unit}"]))
+    commands += [_in_target("systemctl", "enable", unit) for unit in enabled_units]
+    commands += _firewall_commands()
+    return commands
+
+
+def _firewall_commands() -> list[str]:
+    # ufw only writes its rule files while disabled, which is all a chroot allows;
+    # the rules load on the installed system's first boot.
+    commands = [_in_target("ufw", "default", "deny", "incoming"),
+                _in_target("ufw", "default", "allow", "outgoing")]
+    commands += [_in_target("ufw", "allow", f"{port}/tcp") for port in INBOUND_TCP_PORTS]
+    commands.append(shlex.join(["sed", "-i", "s/^ENABLED=.*/ENABLED=yes/",
+                                f"{TARGET}/etc/ufw/ufw.conf"]))
+    return commands
+
+
+def check_autoinstall(doc: dict) -> None:
+    """Fail the build unless `doc` is an autoinstall document subiquity 24.04 accepts."""
+    known = set(load_schema(AUTOINSTALL_SCHEMA)["properties"])
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise IsoBuildError(f"autoinstall has unknown top-level keys {unknown}",
+                            "use only keys from subiquity's 24.04 autoinstall schema")
+    try:
+        validate(doc, AUTOINSTALL_SCHEMA, name="autoinstall", source="generated seed")
+    except DocumentInvalid as exc:
+        raise IsoBuildError(str(exc), "this is a bug in the seed generator; report it") from exc
+
+
+def render_user_data(doc: dict) -> bytes:
+    check_autoinstall(doc)
+    body = yaml.safe_dump({"autoinstall": doc}, sort_keys=False, width=4096)
+    return ("#cloud-config\n" + body).encode("utf-8")
+
+
+def parse_user_data(data: bytes) -> dict:
+    """The `autoinstall:` mapping of a user-data file (raises ValueError if malformed)."""
+    text = data.decode("utf-8")
+    if not text.startswith("#cloud-config"):
+        raise ValueError("user-data does not start with #cloud-config")
+    document = yaml.safe_load(text)
+    if not isinstance(document, dict) or not isinstance(document.get("autoinstall"), dict):
+        raise ValueError("user-data has no top-level autoinstall mapping")
+    return document["autoinstall"]
+
+
+META_DATA = b"instance-id: alga-appliance-installer\n"
