@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian 12 or Ubuntu 24.04 machine to build the appliance ISO, and with
+# --test, to run the whole test suite. Idempotent; safe to re-run.
+#
+#   ci/setup.sh          apt packages for building + the .venv virtualenv
+#   ci/setup.sh --test   also the packages the tests use (xorriso, qemu, OVMF, GRUB, ...)
+#
+# The virtualenv uses the distro python3 with --system-site-packages so that the code is
+# tested against the distro's python3-yaml, python3-requests and python3-jsonschema, the
+# versions the appliance runs on.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+build_packages=(python3 python3-venv python3-pip python3-yaml python3-requests
+                python3-jsonschema ca-certificates)
+test_packages=(xorriso qemu-system-x86 seabios ipxe-qemu ovmf grub-pc-bin grub-efi-amd64-bin grub-common
+               mtools dosfstools busybox-static kmod cpio openssl)
+. /etc/os-release
+case "$ID" in
+  ubuntu) kernel_package=linux-image-generic ;;
+  *) kernel_package=linux-image-amd64 ;;
+esac
+
+packages=("${build_packages[@]}")
+if [ "${1:-}" = "--test" ]; then
+  packages+=("${test_packages[@]}" "$kernel_package")
+fi
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+    || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "==> apt-get install ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+extras=""
+[ "${1:-}" = "--test" ] && extras="[test]"
+echo "==> pip install -e .${extras}"
+.venv/bin/pip install -q --disable-pip-version-check -e ".${extras}"

@@ -1,0 +1,156 @@
+"""The GRUB patcher: autoinstall args on every casper line, once, whatever was there."""
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from isobuild import grubcfg
+
+UBUNTU_GRUB_CFG = """set timeout=30
+
+loadfont unicode
+
+set menu_color_normal=white/black
+set menu_color_highlight=black/light-gray
+
+menuentry "Try or Install Ubuntu Server" {
+\tset gfxpayload=keep
+\tlinux\t/casper/vmlinuz  ---
+\tinitrd\t/casper/initrd
+}
+menuentry "Ubuntu Server with the HWE kernel" {
+\tset gfxpayload=keep
+\tlinux\t/casper/hwe-vmlinuz  ---
+\tinitrd\t/casper/hwe-initrd
+}
+grub_platform
+if [ "$grub_platform" = "efi" ]; then
+menuentry 'Boot from next volume' {
+\texit 1
+}
+menuentry 'UEFI Firmware Settings' {
+\tfwsetup
+}
+else
+menuentry 'Test memory' {
+\tlinux16 /boot/memtest86+x64.bin
+}
+fi
+"""
+
+
+def test_ubuntu_config_gets_args_before_separator_and_short_timeout():
+    patched = grubcfg.patch_config(UBUNTU_GRUB_CFG, timeout=5, serial=False)
+    assert "\tlinux\t/casper/vmlinuz autoinstall 'ds=nocloud;s=/cdrom/nocloud/' ---\n" in patched
+    assert "\tlinux\t/casper/hwe-vmlinuz autoinstall 'ds=nocloud;s=/cdrom/nocloud/' ---\n" in (
+        patched)
+    assert "set timeout=5\n" in patched and "timeout=30" not in patched
+    assert "linux16 /boot/memtest86+x64.bin\n" in patched  # not a casper line: untouched
+    assert "serial" not in patched
+
+
+def test_serial_console_adds_terminal_and_persisted_console_arg():
+    patched = grubcfg.patch_config(UBUNTU_GRUB_CFG, timeout=5, serial=True)
+    assert patched.startswith("serial --unit=0 --speed=115200\nterminal_input console serial\n"
+                              "terminal_output console serial\n")
+    for line in grubcfg.casper_kernel_lines(patched):
+        assert line.after == ["console=ttyS0,115200"]
+    assert grubcfg.patch_config(patched, timeout=5, serial=True) == patched
+
+
+def test_loopback_config_gets_no_timeout():
+    loopback = "menuentry x {\n\tlinux\t/casper/vmlinuz  iso-scan/filename=${iso_path} ---\n}\n"
+    patched = grubcfg.patch_config(loopback, timeout=None, serial=False)
+    assert "timeout" not in patched
+    [line] = grubcfg.casper_kernel_lines(patched)
+    assert line.before == ["iso-scan/filename=${iso_path}", *grubcfg.AUTOINSTALL_ARGS]
+
+
+def test_unquoted_semicolon_is_what_grub_would_cut():
+    # The whole reason for quoting: GRUB ends the command at an unquoted ';'.
+    assert grubcfg.split_words("linux /casper/vmlinuz 'a;b' \"c;d\" e\\;f")[2:] == [
+        grubcfg.Word("'a;b'", "a;b"), grubcfg.Word('"c;d"', "c;d"), grubcfg.Word("e\\;f", "e;f")]
+
+
+def test_existing_nocloud_args_in_any_quoting_are_replaced_not_duplicated():
+    for written in ("autoinstall 'ds=nocloud;s=/old/'", 'autoinstall "ds=nocloud;s=/cdrom/x/"',
+                    "ds=nocloud\\;s=/cdrom/nocloud/ autoinstall"):
+        config = f"linux /casper/vmlinuz quiet {written} --- splash\n"
+        [line] = grubcfg.casper_kernel_lines(grubcfg.patch_config(config, timeout=None,
+                                                                  serial=False))
+        assert line.before == ["quiet", *grubcfg.AUTOINSTALL_ARGS]
+        assert line.after == ["splash"]
+
+
+# --- properties over arbitrary menus ---------------------------------------------------
+
+plain_arg = st.from_regex(r"[a-z][a-z0-9_.=/,-]{0,15}", fullmatch=True).filter(
+    lambda a: a not in ("autoinstall", "---") and not a.startswith("ds=nocloud"))
+quoted_arg = plain_arg.map(lambda a: f"'{a};x'")
+existing_ours = st.sampled_from(["autoinstall", "'ds=nocloud;s=/cdrom/nocloud/'",
+                                 '"ds=nocloud;s=/elsewhere/"', "ds=nocloud\\;s=/x/"])
+arg = st.one_of(plain_arg, quoted_arg, existing_ours)
+
+
+@st.composite
+def kernel_lines(draw):
+    kernel = draw(st.sampled_from(["/casper/vmlinuz", "/casper/hwe-vmlinuz"]))
+    command = draw(st.sampled_from(["linux", "linuxefi"]))
+    before = draw(st.lists(arg, max_size=6))
+    after = draw(st.none() | st.lists(st.one_of(plain_arg, quoted_arg), max_size=3))
+    indent = draw(st.sampled_from(["", "\t", "    "]))
+    separator = draw(st.sampled_from([" ", "\t", "  "]))
+    words = [command, kernel, *before, *([] if after is None else ["---", *after])]
+    return indent + separator.join(words)
+
+
+other_lines = st.sampled_from([
+    "menuentry 'x' {", "}", "\tinitrd\t/casper/initrd", "set timeout=30", "  set timeout=0",
+    "linux /boot/other-kernel quiet", "linux16 /boot/memtest86+x64.bin", "# a comment",
+    "loadfont unicode", "",
+])
+configs = st.lists(st.one_of(kernel_lines(), other_lines), max_size=12).map("\n".join)
+
+
+@given(configs, st.integers(0, 300), st.booleans())
+def test_patch_is_idempotent(config, timeout, serial):
+    once = grubcfg.patch_config(config, timeout=timeout, serial=serial)
+    assert grubcfg.patch_config(once, timeout=timeout, serial=serial) == once
+
+
+@given(configs, st.booleans())
+def test_every_casper_line_carries_the_args_exactly_once_before_separator(config, serial):
+    patched = grubcfg.patch_config(config, timeout=None, serial=serial)
+    original = grubcfg.casper_kernel_lines(config)
+    lines = grubcfg.casper_kernel_lines(patched)
+    assert len(lines) == len(original)
+    for before_patch, line in zip(original, lines, strict=True):
+        assert line.kernel == before_patch.kernel
+        assert line.before[-2:] == list(grubcfg.AUTOINSTALL_ARGS)
+        assert line.before.count("autoinstall") == 1
+        assert sum(a.startswith("ds=nocloud") for a in line.before) == 1
+        # Everything else survives, in order, on its own side of ---.
+        kept = [a for a in before_patch.before
+                if a != "autoinstall" and not a.startswith("ds=nocloud")]
+        assert line.before[:-2] == kept
+        expected_after = list(before_patch.after or [])
+        if serial and grubcfg.SERIAL_CONSOLE_ARG not in expected_after:
+            expected_after.append(grubcfg.SERIAL_CONSOLE_ARG)
+        assert (line.after or []) == expected_after
+
+
+@given(configs, st.integers(0, 300))
+def test_timeout_is_set_exactly_once_when_asked(config, timeout):
+    patched = grubcfg.patch_config(config, timeout=timeout, serial=False)
+    timeouts = [w for w in patched.splitlines() if w.strip().startswith("set timeout=")]
+    assert timeouts and all(t.strip() == f"set timeout={timeout}" for t in timeouts)
+    assert not any(grubcfg._TIMEOUT.match(w) and w.strip() != f"set timeout={timeout}"
+                   for w in patched.splitlines())
+
+
+@given(configs)
+def test_non_casper_lines_are_untouched(config):
+    patched = grubcfg.patch_config(config, timeout=None, serial=False)
+    untouched = [line for line in config.splitlines()
+                 if grubcfg.parse_kernel_line(line) is None]
+    assert [line for line in patched.splitlines()
+            if grubcfg.parse_kernel_line(line) is None] == untouched

@@ -1,0 +1,97 @@
+"""The autoinstall seed: every accepted option set gives user-data subiquity accepts."""
+
+import string
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from host.validation import DocumentInvalid, validate
+from isobuild import seed
+from isobuild.errors import IsoBuildError
+from isobuild.options import OPTIONS_SCHEMA, BuildOptions
+
+hostnames = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?", fullmatch=True)
+users = st.from_regex(r"[a-z_][a-z0-9_-]{0,20}", fullmatch=True).filter(
+    lambda u: u not in ("root", "alga-appliance"))
+keys = st.builds(lambda kind, body, comment: f"{kind} {body}{comment}",
+                 st.sampled_from(["ssh-ed25519", "ssh-rsa", "ecdsa-sha2-nistp256"]),
+                 st.text(string.ascii_letters + string.digits + "+/", min_size=8, max_size=60),
+                 st.sampled_from(["", " admin@example", " ops key"]))
+proxies = st.none() | st.sampled_from(["http://proxy.example:3128", "https://10.0.0.1:8443/",
+                                       "http://user:pw@proxy:80"])
+options = st.builds(
+    BuildOptions, hostname=hostnames, admin_user=users,
+    ssh_authorized_keys=st.lists(keys, max_size=3).map(tuple),
+    timezone=st.sampled_from(["Etc/UTC", "Europe/London", "America/Argentina/Buenos_Aires"]),
+    installer_proxy=proxies, grub_timeout=st.integers(0, 300), serial_console=st.booleans())
+unit_names = st.lists(st.from_regex(r"alga-[a-z]{1,10}\.(service|timer|path|target)",
+                                    fullmatch=True), max_size=5, unique=True)
+
+
+@given(options, unit_names)
+def test_every_accepted_option_set_renders_valid_user_data(opts, units):
+    validate(opts.as_document(), OPTIONS_SCHEMA, name="options", source="hypothesis")
+    document = seed.autoinstall(opts, units, units[:1])
+    data = seed.render_user_data(document)
+    assert data.startswith(b"#cloud-config\n")
+    parsed = seed.parse_user_data(data)
+    assert parsed == document
+    seed.check_autoinstall(parsed)
+    [admin] = parsed["user-data"]["users"]
+    assert admin["name"] == opts.admin_user and admin["lock_passwd"] is True
+    assert admin["ssh_authorized_keys"] == list(opts.ssh_authorized_keys)
+    assert parsed["ssh"] == {"install-server": True, "allow-pw": False}
+    assert parsed.get("proxy") == opts.installer_proxy
+    assert parsed["shutdown"] == "reboot"
+    assert parsed["storage"] == {"layout": {"name": "direct"}}
+    for unit in units:
+        assert any(c.endswith(f"/etc/systemd/system/{unit}") for c in parsed["late-commands"])
+    enables = [c for c in parsed["late-commands"] if " systemctl enable " in c]
+    assert enables == [f"curtin in-target --target /target -- systemctl enable {u}"
+                       for u in units[:1]]
+
+
+def test_firewall_allows_exactly_ssh_ui_and_app():
+    commands = seed.autoinstall(BuildOptions(), [], [])["late-commands"]
+    allowed = [c.rsplit(" ", 1)[1] for c in commands if " ufw allow " in c]
+    assert allowed == ["22/tcp", "8080/tcp", "3000/tcp"]
+    assert "curtin in-target --target /target -- ufw default deny incoming" in commands
+    assert "sed -i 's/^ENABLED=.*/ENABLED=yes/' /target/etc/ufw/ufw.conf" in commands
+
+
+def test_payload_dirs_are_root_owned_0750_with_the_service_group():
+    commands = seed.autoinstall(BuildOptions(), [], [])["late-commands"]
+    assert ("curtin in-target --target /target -- install -d -m 0750 -o root -g alga-appliance "
+            "/etc/alga-appliance /var/lib/alga-appliance /var/log/alga-appliance") in commands
+    assert any("useradd --system" in c and c.endswith(" alga-appliance") for c in commands)
+
+
+def test_unknown_top_level_key_fails_the_build():
+    document = seed.autoinstall(BuildOptions(), [], [])
+    document["late-comands"] = []  # a typo subiquity would only warn about
+    with pytest.raises(IsoBuildError, match="unknown top-level keys"):
+        seed.check_autoinstall(document)
+
+
+def test_schema_violation_fails_the_build():
+    document = seed.autoinstall(BuildOptions(), [], [])
+    document["shutdown"] = "halt"
+    with pytest.raises(IsoBuildError, match="shutdown"):
+        seed.check_autoinstall(document)
+
+
+def test_user_data_without_cloud_config_header_is_rejected():
+    with pytest.raises(ValueError, match="#cloud-config"):
+        seed.parse_user_data(yaml.safe_dump({"autoinstall": {"version": 1}}).encode())
+
+
+@pytest.mark.parametrize("bad", [
+    {"hostname": "Bad_Host"}, {"admin_user": "root"}, {"ssh_authorized_keys": ["not a key"]},
+    {"grub_timeout": -1}, {"installer_proxy": "ftp://x"}, {"serial": True},
+])
+def test_invalid_options_are_refused_by_the_schema(bad):
+    document = {**BuildOptions().as_document(), **bad}
+    with pytest.raises(DocumentInvalid):
+        validate(document, OPTIONS_SCHEMA, name="options", source="test")
