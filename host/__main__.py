@@ -1,3 +1,3 @@
 from host.cli import main
 
-main()
+main(prog_name="alga-appliance")

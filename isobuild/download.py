@@ -47,13 +47,13 @@ def fetch_base_iso(progress: Progress) -> tuple[Path, Path]:
         progress.step(f"Checking cached {ISO_NAME}")
         if checksums.sha256_file(iso, progress.bytes) == expected:
             return iso, sums
-    _download(session, mirror_url() + ISO_NAME, iso, progress)
-    progress.step(f"Verifying {ISO_NAME}")
-    checksums.check_sha256(iso, checksums.sha256_file(iso, progress.bytes), sums)
+    _download(session, mirror_url() + ISO_NAME, iso, progress, expected)
     return iso, sums
 
 
-def _download(session: requests.Session, url: str, target: Path, progress: Progress) -> None:
+def _download(session: requests.Session, url: str, target: Path, progress: Progress,
+              sha256: str | None = None) -> None:
+    """Download `url` to `target`; with `sha256`, only a matching file is kept."""
     partial = target.with_name(target.name + ".part")
     progress.step(f"Downloading {url}")
     try:
@@ -66,6 +66,14 @@ def _download(session: requests.Session, url: str, target: Path, progress: Progr
                     fp.write(chunk)
                     done += len(chunk)
                     progress.bytes(done, total or done)
+        if sha256 is not None:
+            progress.step(f"Verifying {target.name}")
+            actual = checksums.sha256_file(partial, progress.bytes)
+            if actual != sha256:
+                raise IsoBuildError(
+                    f"downloaded {target.name} has sha256 {actual}, SHA256SUMS says {sha256}",
+                    "the mirror served a corrupt or different image: retry, or use another "
+                    "ISOBUILD_UBUNTU_MIRROR")
         os.replace(partial, target)
     except requests.RequestException as exc:
         raise IsoBuildError(f"download of {url} failed: {exc}",

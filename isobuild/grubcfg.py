@@ -133,7 +133,7 @@ def patch_config(text: str, *, timeout: int | None, serial: bool) -> str:
         header.append(f"set timeout={timeout}")
     if serial and timeout is not None and SERIAL_TERMINAL[0] not in (s.strip() for s in lines):
         header.extend(SERIAL_TERMINAL)
-    return "\n".join(header + out) + "\n"
+    return "".join(f"{line}\n" for line in header + out)
 
 
 def kernel_arguments(serial: bool) -> list[str]:

@@ -1,0 +1,3 @@
+from isobuild.cli import main
+
+main(prog_name="isobuild")

@@ -1,0 +1,62 @@
+"""Shared fixtures: replica Ubuntu ISOs built from Debian packages, and appliance ISOs."""
+
+import hashlib
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "ci"))
+
+import replica  # noqa: E402  (ci/ is not a package)
+
+from isobuild.build import build  # noqa: E402
+from isobuild.options import BuildOptions  # noqa: E402
+from isobuild.progress import Progress  # noqa: E402
+
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTests tests@alga"
+# Short menu timeout so boots are quick; everything else as a release engineer would pass.
+TEST_OPTIONS = BuildOptions(ssh_authorized_keys=(SSH_KEY,), grub_timeout=1)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class QuietProgress(Progress):
+    def __init__(self):
+        super().__init__(interactive=False)
+
+    def summary(self, lines):
+        pass
+
+
+@pytest.fixture(scope="session")
+def replica_iso(tmp_path_factory) -> Path:
+    """A 24.04.1 live-server replica (HWE entry included), ~20 MB."""
+    path = tmp_path_factory.mktemp("replica") / "ubuntu-24.04.1-live-server-amd64.iso"
+    return replica.build_replica(path, hwe=True)
+
+
+@pytest.fixture(scope="session")
+def make_replica(tmp_path_factory):
+    def make(**kwargs) -> Path:
+        name = "-".join(f"{k}-{v}" for k, v in sorted(kwargs.items())) or "default"
+        return replica.build_replica(tmp_path_factory.mktemp("replica") / f"{name}.iso", **kwargs)
+    return make
+
+
+@pytest.fixture(scope="session")
+def build_appliance(tmp_path_factory):
+    def make(base: Path, options: BuildOptions = TEST_OPTIONS, name: str = "alga.iso",
+             sha256sums: Path | None = None):
+        output = tmp_path_factory.mktemp("appliance") / name
+        return build(base, output, sha256sums, options, QuietProgress())
+    return make
+
+
+@pytest.fixture(scope="session")
+def appliance(replica_iso, build_appliance):
+    """The appliance ISO built from the replica, with its BuildResult."""
+    return build_appliance(replica_iso)
