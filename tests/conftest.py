@@ -40,14 +40,6 @@ def replica_iso(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def make_replica(tmp_path_factory):
-    def make(**kwargs) -> Path:
-        name = "-".join(f"{k}-{v}" for k, v in sorted(kwargs.items())) or "default"
-        return replica.build_replica(tmp_path_factory.mktemp("replica") / f"{name}.iso", **kwargs)
-    return make
-
-
-@pytest.fixture(scope="session")
 def build_appliance(tmp_path_factory):
     def make(base: Path, options: BuildOptions = TEST_OPTIONS, name: str = "alga.iso",
              sha256sums: Path | None = None):
