@@ -63,7 +63,9 @@ def check_el_torito_efi(ctx: _Context) -> str:
 def check_boot_info_table(ctx: _Context) -> str:
     block, image = _bios_image(ctx)
     table = dl.read_boot_info_table(image)
-    _require(table.pvd_block == 16, f"boot info table names PVD block {table.pvd_block}")
+    # 16 for a single-session image; xorriso's replay names its own session's PVD.
+    _require(ctx.read(table.pvd_block * dl.BLOCK, 6) == b"\x01CD001",
+             f"boot info table names block {table.pvd_block}, which is no primary descriptor")
     _require(table.file_block == block, f"boot info table names block {table.file_block}")
     _require(table.file_length == len(image), "boot info table has the wrong image length")
     _require(table.checksum == dl.boot_info_checksum(image), "boot info table checksum is wrong")
@@ -87,11 +89,23 @@ def check_mbr(ctx: _Context) -> str:
              f"MBR 0x1b0 holds {dl.mbr_grub_pointer(mbr)}, expected {block * 4 + 4}")
     protective = [e for e in layout.mbr_entries if e.type == dl.PROTECTIVE_TYPE]
     _require(len(protective) == 1, "MBR has no protective 0xEE entry")
-    total = layout.image_size // dl.SECTOR
-    _require(protective[0].first_lba == 1
-             and protective[0].sectors == min(total - 1, 0xFFFFFFFF),
-             "protective 0xEE entry does not cover the image")
+    last = _disk_last_lba(ctx)
+    _require(protective[0].first_lba == 1 and protective[0].sectors == min(last, 0xFFFFFFFF),
+             f"protective 0xEE entry covers {protective[0].sectors} sectors, the disk image "
+             f"ends at LBA {last}")
     return "GRUB hybrid MBR, 0x1b0 and protective entry match"
+
+
+def _disk_last_lba(ctx: _Context) -> int:
+    """The last sector of the disk image: the backup GPT's, if the primary names one.
+
+    xorriso may write output padding after the image; it is outside the disk image.
+    """
+    file_last = ctx.layout.image_size // dl.SECTOR - 1
+    if ctx.layout.gpt is None:
+        return file_last
+    _require(ctx.layout.gpt[0].backup_lba <= file_last, "the backup GPT lies past the end")
+    return ctx.layout.gpt[0].backup_lba
 
 
 def _primary_gpt(ctx: _Context) -> tuple[dl.GptHeader, list[dl.GptPartition]]:
@@ -101,9 +115,9 @@ def _primary_gpt(ctx: _Context) -> tuple[dl.GptHeader, list[dl.GptPartition]]:
 
 def check_gpt(ctx: _Context) -> str:
     header, parts = _primary_gpt(ctx)
-    last = ctx.layout.image_size // dl.SECTOR - 1
-    _require(header.backup_lba == last, f"primary GPT puts the backup at {header.backup_lba}, "
-                                        f"the last sector is {last}")
+    last = _disk_last_lba(ctx)
+    padding = ctx.read((last + 1) * dl.SECTOR, ctx.layout.image_size - (last + 1) * dl.SECTOR)
+    _require(not any(padding), "there is data after the backup GPT")
     try:
         backup, backup_parts = dl.read_gpt(ctx.iso.fp, last)
     except dl.LayoutError as exc:
