@@ -38,7 +38,6 @@ def fetch_base_iso(progress: Progress) -> tuple[Path, Path]:
     directory = cache_dir()
     directory.mkdir(parents=True, exist_ok=True)
     session = requests.Session()
-    session.verify = os.environ.get("ISOBUILD_CA_BUNDLE", True)
     sums = directory / "SHA256SUMS"
     _download(session, mirror_url() + "SHA256SUMS", sums, progress)
     expected = checksums.expected_sha256(sums, ISO_NAME)
@@ -57,7 +56,9 @@ def _download(session: requests.Session, url: str, target: Path, progress: Progr
     partial = target.with_name(target.name + ".part")
     progress.step(f"Downloading {url}")
     try:
-        with session.get(url, stream=True, timeout=TIMEOUT) as response:
+        # Per request: requests lets REQUESTS_CA_BUNDLE override a session-wide setting.
+        verify = os.environ.get("ISOBUILD_CA_BUNDLE", True)
+        with session.get(url, stream=True, timeout=TIMEOUT, verify=verify) as response:
             response.raise_for_status()
             total = int(response.headers.get("Content-Length", 0))
             done = 0
