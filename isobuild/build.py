@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,27 +52,33 @@ def build(base: Path, output: Path, sha256sums: Path | None, options: BuildOptio
     except NotAnIso as exc:
         raise IsoBuildError(f"{base} is not an ISO 9660 image ({exc})",
                             baseiso.DOWNLOAD_HINT) from exc
-    with iso:
+    with iso, ThreadPoolExecutor(max_workers=1) as pool:
         layout = baseiso.check_layout(iso)
-        progress.step(f"Hashing {base.name}")
-        base_sha256 = checksums.sha256_file(base, progress.bytes)
         if sha256sums is not None:
-            checksums.check_sha256(base, base_sha256, sha256sums)
-        epoch = _build_epoch(iso)
-        build_info = {
-            "version": __version__,
-            "built_at": _iso8601(epoch),
-            "base_iso": {"name": base.name, "sha256": base_sha256},
-            "vendored": payload.vendored_versions(),
-        }
-        files = payload.collect(build_info)
-        edits = plan_edits(iso, layout, options, files)
+            checksums.expected_sha256(sha256sums, base.name)  # a missing entry fails now
+        # The base is hashed while the image is written: both read it from the page
+        # cache, on two cores. A mismatch still stops the build before anything is
+        # published.
+        base_hash = pool.submit(checksums.sha256_file, base)
+        edits, epoch, build_info = plan_build(iso, layout, base.name, options)
         _check_free_space(base, output, sum(len(e.data) for e in edits.values()))
-        image_sha256 = _write_verified(iso, layout, edits, output, epoch, progress)
+        partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
+        try:
+            progress.step(f"Writing {output.name}")
+            _write_and_verify(iso, layout, edits, partial, epoch, progress)
+            base_sha256 = base_hash.result()
+            if sha256sums is not None:
+                checksums.check_sha256(base, base_sha256, sha256sums)
+            progress.step(f"Hashing {output.name}")
+            image_sha256 = checksums.sha256_file(partial, progress.bytes)
+            os.replace(partial, output)
+            _fsync_directory(output.parent)
+        finally:
+            partial.unlink(missing_ok=True)
     manifest = {
         "version": __version__,
         "built_at": build_info["built_at"],
-        "base_iso": build_info["base_iso"],
+        "base_iso": {"name": base.name, "sha256": base_sha256},
         "output": {"name": output.name, "sha256": image_sha256, "size": output.stat().st_size},
         "kernel_arguments": grubcfg.kernel_arguments(options.serial_console),
         "options": options.as_document(),
@@ -83,30 +90,33 @@ def build(base: Path, output: Path, sha256sums: Path | None, options: BuildOptio
     return BuildResult(output, manifest_path, manifest, time.monotonic() - started)
 
 
-def _write_verified(iso: IsoImage, layout, edits, output: Path, epoch: int,
-                    progress: Progress) -> str:
-    partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
-    try:
-        with open(partial, "w+b") as out:
-            progress.step(f"Writing {output.name}")
-            appended_from = layout.esp.first_lba * dl.SECTOR // dl.BLOCK
-            bios_block = remaster.write(iso.fp, edits, out, epoch, appended_from, progress.bytes)
-            hybrid.rebuild(out, layout, iso.fp, bios_block)
-            out.flush()
-            os.fsync(out.fileno())
-        progress.step("Verifying the written image")
-        report = verify(partial, md5_scope=set(edits))
-        failed = [f"{c['id']}: {c['detail']}" for c in report["checks"] if not c["ok"]]
-        if failed:
-            raise IsoBuildError("the written image failed verification: " + "; ".join(failed),
-                                "this is an isobuild bug; report it with this output")
-        progress.step(f"Hashing {output.name}")
-        image_sha256 = checksums.sha256_file(partial, progress.bytes)
-        os.replace(partial, output)
-        _fsync_directory(output.parent)
-        return image_sha256
-    finally:
-        partial.unlink(missing_ok=True)
+def plan_build(iso: IsoImage, layout, base_name: str,
+               options: BuildOptions) -> tuple[dict[str, remaster.FileEdit], int, dict]:
+    """The edits, the build epoch and the build info for this base and these options."""
+    epoch = _build_epoch(iso)
+    build_info = {
+        "version": __version__,
+        "built_at": _iso8601(epoch),
+        "base_iso": {"name": base_name, "volume_id": iso.volume_id},
+        "vendored": payload.vendored_versions(),
+    }
+    return plan_edits(iso, layout, options, payload.collect(build_info)), epoch, build_info
+
+
+def _write_and_verify(iso: IsoImage, layout, edits, partial: Path, epoch: int,
+                      progress: Progress) -> None:
+    with open(partial, "w+b") as out:
+        appended_from = layout.esp.first_lba * dl.SECTOR // dl.BLOCK
+        bios_block = remaster.write(iso.fp, edits, out, epoch, appended_from, progress.bytes)
+        hybrid.rebuild(out, layout, iso.fp, bios_block)
+        out.flush()
+        os.fsync(out.fileno())
+    progress.step("Verifying the written image")
+    report = verify(partial, md5_scope=set(edits))
+    failed = [f"{c['id']}: {c['detail']}" for c in report["checks"] if not c["ok"]]
+    if failed:
+        raise IsoBuildError("the written image failed verification: " + "; ".join(failed),
+                            "this is an isobuild bug; report it with this output")
 
 
 def _check_free_space(base: Path, output: Path, payload_bytes: int) -> None:

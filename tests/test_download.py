@@ -46,7 +46,7 @@ class Mirror:
             def __init__(self, *args, **kwargs):
                 super().__init__(*args, directory=str(root), **kwargs)
 
-            def do_GET(self):  # noqa: N802 - http.server's naming
+            def do_GET(self):
                 mirror.requests.append(self.path)
                 super().do_GET()
 
