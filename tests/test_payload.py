@@ -1,0 +1,67 @@
+"""The payload on the ISO runs on the distro python3 with only what it vendors."""
+
+import subprocess
+from pathlib import Path
+
+from host.version import __version__
+from isobuild import payload
+from isobuild.image import IsoImage
+
+DISTRO_PYTHON = "/usr/bin/python3"
+
+
+def extract_payload(iso_path: Path, target: Path) -> Path:
+    with IsoImage(iso_path) as iso:
+        for path in iso.files():
+            if path.startswith(f"/{payload.PAYLOAD_DIR}/"):
+                local = target / path.removeprefix(f"/{payload.PAYLOAD_DIR}/")
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_bytes(iso.read(path))
+    return target
+
+
+def run_in_payload(root: Path, code: str) -> str:
+    # What bin/alga-appliance sets up: the distro interpreter, the payload, its vendor dir.
+    env = {"PYTHONPATH": f"{root}:{root}/vendor", "PATH": "/usr/bin:/bin"}
+    return subprocess.run([DISTRO_PYTHON, "-c", code], env=env, capture_output=True,
+                          text=True, check=True, cwd=root).stdout.strip()
+
+
+def test_cli_runs_from_the_payload_with_vendored_click(appliance, tmp_path):
+    root = extract_payload(appliance.output, tmp_path / "opt")
+    env = {"PYTHONPATH": f"{root}:{root}/vendor", "PATH": "/usr/bin:/bin"}
+    version = subprocess.run([DISTRO_PYTHON, "-m", "host", "--version"], env=env,
+                             capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert version.stdout.strip() == f"alga-appliance, version {__version__}"
+    assert run_in_payload(root, "import click; print(click.__file__)").startswith(
+        f"{root}/vendor/click/")
+    wrapper = (root / "bin" / "alga-appliance").read_text()
+    assert "PYTHONPATH=/opt/alga-appliance:/opt/alga-appliance/vendor" in wrapper
+
+
+def test_payload_validates_with_the_distro_jsonschema(appliance, tmp_path):
+    root = extract_payload(appliance.output, tmp_path / "opt")
+    code = (
+        "import jsonschema, importlib.metadata as m\n"
+        "from host.validation import SCHEMA_DIR, DocumentInvalid, validate\n"
+        f"assert str(SCHEMA_DIR).startswith({str(root)!r})\n"
+        "validate({'grub_timeout': 3}, 'isobuild-options.schema.json', name='n', source='s')\n"
+        "try:\n"
+        "    validate({'grub_timeout': 'x'}, 'isobuild-options.schema.json', name='n', "
+        "source='s')\n"
+        "except DocumentInvalid as e:\n"
+        "    print(m.version('jsonschema'), e.pointer)\n"
+    )
+    jsonschema_version, pointer = run_in_payload(root, code).split()
+    assert pointer == "/grub_timeout"
+    assert jsonschema_version.startswith("4.")
+
+
+def test_payload_holds_exactly_the_project_parts(appliance):
+    with IsoImage(appliance.output) as iso:
+        files = [p for p in iso.files() if p.startswith("/alga/")]
+    tops = {p.split("/")[2] for p in files}
+    assert tops == {"host", "vendor", "units", "ui-static", "schemas", "bin", "VERSION",
+                    "build-info.json"}
+    assert not any("__pycache__" in p or p.endswith(".pyc") for p in files)
+    assert any(p.startswith("/alga/vendor/click.LICENSE") for p in files)
