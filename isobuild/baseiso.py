@@ -62,8 +62,8 @@ def _check_grub(iso: IsoImage, layout: Layout) -> None:
 def _check_boot(iso: IsoImage, layout: Layout) -> None:
     bios, efi, esp = layout.bios_entry, layout.efi_entry, layout.esp
     if bios is None or layout.bios_image is None or bios.load_rba != layout.bios_image[0]:
-        raise IsoBuildError(f"base ISO has no BIOS El Torito entry for {BIOS_IMAGE}",
-                            DOWNLOAD_HINT)
+        reason = layout.el_torito_error or f"no BIOS El Torito entry for {BIOS_IMAGE}"
+        raise IsoBuildError(f"base ISO is not bootable as shipped: {reason}", DOWNLOAD_HINT)
     if layout.gpt is None or esp is None or efi is None:
         raise IsoBuildError("base ISO lacks the GPT, EFI System Partition or UEFI El Torito "
                             f"entry of a hybrid live-server image ({layout.gpt_error or 'no ESP'})",

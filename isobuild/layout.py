@@ -2,7 +2,7 @@
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from isobuild import disklayout as dl
@@ -31,7 +31,7 @@ class Layout:
     gpt_error: str | None
     image_size: int
     build_info: dict | None
-    problems: list[str] = field(default_factory=list)
+    el_torito_error: str | None
 
     @property
     def esp(self) -> dl.GptPartition | None:
@@ -56,11 +56,10 @@ def read_layout(iso: IsoImage) -> Layout:
     disk_info = iso.read(DISK_INFO)
     configs = {p: t.decode("utf-8", "replace") for p in GRUB_CONFIGS
                if (t := iso.read(p)) is not None}
-    problems = []
     try:
-        entries = dl.read_boot_catalog(fp)
+        entries, el_torito_error = dl.read_boot_catalog(fp), None
     except dl.LayoutError as exc:
-        entries, problems = [], [f"El Torito: {exc}"]
+        entries, el_torito_error = [], str(exc)
     mbr, mbr_entries = dl.read_mbr(fp)
     try:
         gpt, gpt_error = dl.read_gpt(fp, 1), None
@@ -82,7 +81,7 @@ def read_layout(iso: IsoImage) -> Layout:
         gpt_error=gpt_error,
         image_size=fp.tell(),
         build_info=json.loads(build_info) if build_info else None,
-        problems=problems,
+        el_torito_error=el_torito_error,
     )
 
 

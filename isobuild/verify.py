@@ -45,7 +45,7 @@ def _bios_image(ctx: _Context) -> tuple[int, bytes]:
 
 def check_el_torito_bios(ctx: _Context) -> str:
     entry = ctx.layout.bios_entry
-    _require(entry is not None, "no BIOS El Torito entry")
+    _require(entry is not None, ctx.layout.el_torito_error or "no BIOS El Torito entry")
     block, _ = _bios_image(ctx)
     _require(entry.bootable and entry.media == 0, "BIOS entry is not bootable no-emulation")
     _require(entry.load_rba == block, f"BIOS entry loads block {entry.load_rba}, "
@@ -55,7 +55,7 @@ def check_el_torito_bios(ctx: _Context) -> str:
 
 def check_el_torito_efi(ctx: _Context) -> str:
     entry = ctx.layout.efi_entry
-    _require(entry is not None, "no UEFI El Torito entry")
+    _require(entry is not None, ctx.layout.el_torito_error or "no UEFI El Torito entry")
     _require(entry.bootable and entry.media == 0, "UEFI entry is not bootable no-emulation")
     return f"load RBA {entry.load_rba}, {entry.sector_count} sectors"
 

@@ -77,6 +77,20 @@ def test_casper_kernel_missing(replica_iso, tmp_path):
                    "boots /casper/hwe-vmlinuz, which is not on the ISO")
 
 
+def test_iso_without_boot_records(replica_iso, tmp_path):
+    base = replay(replica_iso, tmp_path / "no-boot.iso", "-boot_image", "any", "discard",
+                  "-volid", "Ubuntu-Server 24.04.1 LTS amd64")
+    assert_refused(run_build(base, tmp_path / "out.iso"), tmp_path / "out.iso",
+                   "base ISO is not bootable as shipped")
+
+
+def test_iso_without_efi_partition(replica_iso, tmp_path):
+    base = replay(replica_iso, tmp_path / "no-esp.iso", "-boot_image", "any", "efi_path=",
+                  "-boot_image", "grub", "partition_table=off")
+    assert_refused(run_build(base, tmp_path / "out.iso"), tmp_path / "out.iso",
+                   "lacks the GPT, EFI System Partition or UEFI El Torito entry")
+
+
 def test_sha256_mismatch(replica_iso, tmp_path):
     sums = tmp_path / "SHA256SUMS"
     sums.write_text(f"{hashlib.sha256(b'other').hexdigest()} *{replica_iso.name}\n")
