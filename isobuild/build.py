@@ -107,8 +107,13 @@ def _write_and_verify(iso: IsoImage, layout, edits, partial: Path, epoch: int,
                       progress: Progress) -> None:
     with open(partial, "w+b") as out:
         appended_from = layout.esp.first_lba * dl.SECTOR // dl.BLOCK
-        bios_block = remaster.write(iso.fp, edits, out, epoch, appended_from, progress.bytes)
-        hybrid.rebuild(out, layout, iso.fp, bios_block)
+        bios_image = remaster.write(iso.fp, edits, out, epoch, appended_from, progress.bytes)
+        try:
+            hybrid.rebuild(out, layout, iso.fp, bios_image)
+        except dl.LayoutError as exc:
+            raise IsoBuildError(f"could not rebuild the hybrid boot structures: {exc}",
+                                "this is an isobuild bug; report it with the base ISO's "
+                                "`isobuild inspect` output") from exc
         out.flush()
         os.fsync(out.fileno())
     progress.step("Verifying the written image")

@@ -266,10 +266,12 @@ def grub_boot_info(image: bytes) -> int:
     return struct.unpack_from("<Q", image, GRUB_BOOT_INFO_OFFSET)[0]
 
 
-def with_grub_boot_info(image: bytes, image_block: int) -> bytes:
-    """The image with GRUB2 boot info set for `image_block` and the checksum recomputed."""
+def with_boot_info(image: bytes, image_block: int) -> bytes:
+    """eltorito.img as it must sit at `image_block`: its boot info table (as
+    -boot-info-table writes it) and GRUB2 boot info (as --grub2-boot-info writes it)."""
     patched = bytearray(image)
     struct.pack_into("<Q", patched, GRUB_BOOT_INFO_OFFSET, image_block * 4 + 5)
+    struct.pack_into("<III", patched, BOOT_INFO_TABLE_OFFSET, 16, image_block, len(image))
     struct.pack_into("<I", patched, BOOT_INFO_TABLE_OFFSET + 12, boot_info_checksum(patched))
     return bytes(patched)
 

@@ -16,8 +16,12 @@ from isobuild.layout import Layout
 COPY_CHUNK = 1 << 20
 
 
-def rebuild(out: BinaryIO, base: Layout, base_fp: BinaryIO, bios_block: int) -> int:
-    """Rebuild the structures in `out` (a fresh pycdlib write); return the image size."""
+def rebuild(out: BinaryIO, base: Layout, base_fp: BinaryIO, bios_image: tuple[int, int]) -> int:
+    """Rebuild the structures in `out` (a fresh pycdlib write); return the image size.
+
+    `bios_image` is (block, length) of eltorito.img in `out`.
+    """
+    bios_block = bios_image[0]
     header, base_parts = base.gpt
     esp = base.esp
     out.seek(0, 2)
@@ -36,7 +40,7 @@ def rebuild(out: BinaryIO, base: Layout, base_fp: BinaryIO, bios_block: int) -> 
     _write_gpts(out, primary, partitions, total)
     _write_mbr(out, base, bios_block, total)
     dl.patch_boot_entry(out, _efi_entry(out), esp_offset // dl.BLOCK, min(esp.sectors, 0xFFFF))
-    _patch_grub_boot_info(out, bios_block)
+    _patch_boot_info(out, bios_image)
     dl.set_volume_space_size(out, total * dl.SECTOR // dl.BLOCK)
     return total * dl.SECTOR
 
@@ -80,11 +84,13 @@ def _efi_entry(out: BinaryIO) -> dl.BootEntry:
     return next(e for e in dl.read_boot_catalog(out) if e.platform == dl.EFI_PLATFORM)
 
 
-def _patch_grub_boot_info(out: BinaryIO, bios_block: int) -> None:
+def _patch_boot_info(out: BinaryIO, bios_image: tuple[int, int]) -> None:
+    # Written here in full rather than trusting pycdlib's re-patch, which it skips when
+    # it does not recognise the base's table (e.g. after an xorriso replay).
+    block, length = bios_image
     bios = next(e for e in dl.read_boot_catalog(out) if e.platform == dl.BIOS_PLATFORM)
-    table = dl.read_boot_info_table(dl.read_at(out, bios_block * dl.BLOCK, 64))
-    if bios.load_rba != bios_block or table.file_block != bios_block:
+    if bios.load_rba != block:
         raise dl.LayoutError("the BIOS El Torito entry does not point at eltorito.img")
-    image = dl.read_at(out, bios_block * dl.BLOCK, table.file_length)
-    out.seek(bios_block * dl.BLOCK)
-    out.write(dl.with_grub_boot_info(image, bios_block))
+    image = dl.with_boot_info(dl.read_at(out, block * dl.BLOCK, length), block)
+    out.seek(block * dl.BLOCK)
+    out.write(image)

@@ -65,7 +65,6 @@ def read_layout(iso: IsoImage) -> Layout:
         gpt, gpt_error = dl.read_gpt(fp, 1), None
     except dl.LayoutError as exc:
         gpt, gpt_error = None, str(exc)
-    build_info = iso.read(BUILD_INFO)
     fp.seek(0, 2)
     return Layout(
         volume_id=iso.volume_id,
@@ -80,9 +79,17 @@ def read_layout(iso: IsoImage) -> Layout:
         gpt=gpt,
         gpt_error=gpt_error,
         image_size=fp.tell(),
-        build_info=json.loads(build_info) if build_info else None,
+        build_info=_build_info(iso),
         el_torito_error=el_torito_error,
     )
+
+
+def _build_info(iso: IsoImage) -> dict | None:
+    data = iso.read(BUILD_INFO)
+    try:
+        return json.loads(data) if data else None
+    except ValueError:  # a damaged file; verify's md5sum check names it
+        return None
 
 
 def describe(path: Path) -> dict:

@@ -97,8 +97,8 @@ def _pycdlib_patched(epoch: int) -> Iterator[None]:
 
 
 def write(base_fp: BinaryIO, edits: dict[str, FileEdit], out_fp: BinaryIO, epoch: int,
-          appended_from_block: int, progress: Callable[[int, int], None]) -> int:
-    """Write base + edits to `out_fp`; return the block where eltorito.img landed.
+          appended_from_block: int, progress: Callable[[int, int], None]) -> tuple[int, int]:
+    """Write base + edits to `out_fp`; return where eltorito.img landed (block, length).
 
     `appended_from_block` is where the base's appended partitions (ESP and padding)
     begin; they are left out here and the ESP is re-appended by the hybrid rebuild.
@@ -113,9 +113,10 @@ def write(base_fp: BinaryIO, edits: dict[str, FileEdit], out_fp: BinaryIO, epoch
         # pycdlib counts the callback's parameters; a plain two-argument function is unambiguous.
         iso.write_fp(out_fp, blocksize=WRITE_BLOCKSIZE,
                      progress_cb=lambda done, total: progress(done, total))
-        block = iso.get_record(rr_path=BIOS_IMAGE).extent_location()
+        record = iso.get_record(rr_path=BIOS_IMAGE)
+        bios_image = (record.extent_location(), record.get_data_length())
         iso.close()
-    return block
+    return bios_image
 
 
 def _drop_hidden_efi_copy(iso: pycdlib.PyCdlib) -> None:

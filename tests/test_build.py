@@ -89,6 +89,20 @@ def test_rebuilding_the_output_adds_the_arguments_once(appliance, build_applianc
     assert abs(again.output.stat().st_size - appliance.output.stat().st_size) < 64 * 2048
 
 
+def test_base_without_joliet_or_recognisable_boot_info_table(replica_iso, build_appliance,
+                                                            tmp_path):
+    # An xorriso replay of Ubuntu's layout, Joliet off: pycdlib does not recognise its
+    # boot info table (it names the session's PVD), so the rebuild must write it whole.
+    base = tmp_path / "no-joliet.iso"
+    subprocess.run(["xorriso", "-indev", str(replica_iso), "-outdev", str(base), "-joliet",
+                    "off", "-boot_image", "any", "replay", "-commit"], check=True,
+                   capture_output=True)
+    with IsoImage(base) as iso:
+        assert not iso.has_joliet
+    result = build_appliance(base, name="from-no-joliet.iso")
+    assert verify(result.output)["ok"]
+
+
 def test_serial_console_build(replica_iso, build_appliance):
     result = build_appliance(replica_iso, BuildOptions(serial_console=True), name="serial.iso")
     assert verify(result.output)["ok"]

@@ -48,12 +48,15 @@ def test_any_flipped_byte_breaks_a_crc(offset):
 
 
 @given(st.binary(min_size=64, max_size=9000), st.integers(0, 1 << 20))
-def test_grub_boot_info_patch_keeps_the_boot_info_checksum_right(tail, block):
+def test_boot_info_patch_writes_table_grub_info_and_checksum(tail, block):
     image = bytes(2600) + tail
-    patched = dl.with_grub_boot_info(image, block)
+    patched = dl.with_boot_info(image, block)
     assert dl.grub_boot_info(patched) == block * 4 + 5
-    assert dl.read_boot_info_table(patched).checksum == dl.boot_info_checksum(patched)
-    assert patched[:20] == image[:20] and patched[24:2548] == image[24:2548]
+    table = dl.read_boot_info_table(patched)
+    assert (table.pvd_block, table.file_block, table.file_length) == (16, block, len(image))
+    assert table.checksum == dl.boot_info_checksum(patched)
+    assert patched[:8] == image[:8] and patched[24:2548] == image[24:2548]
+    assert patched[2556:] == image[2556:]
 
 
 def test_mbr_round_trip():
