@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from host.state import fsync_directory, write_atomically
 from host.validation import validate
 from host.version import __version__
 from isobuild import baseiso, checksums, grubcfg, hybrid, payload, remaster
@@ -72,7 +73,7 @@ def build(base: Path, output: Path, sha256sums: Path | None, options: BuildOptio
             progress.step(f"Hashing {output.name}")
             image_sha256 = checksums.sha256_file(partial, progress.bytes)
             os.replace(partial, output)
-            _fsync_directory(output.parent)
+            fsync_directory(output.parent)
         finally:
             partial.unlink(missing_ok=True)
     manifest = {
@@ -86,7 +87,7 @@ def build(base: Path, output: Path, sha256sums: Path | None, options: BuildOptio
     }
     validate(manifest, MANIFEST_SCHEMA, name="build manifest", source="isobuild build")
     manifest_path = manifest_path_for(output)
-    _write_atomically(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode())
+    write_atomically(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode(), 0o644)
     return BuildResult(output, manifest_path, manifest, time.monotonic() - started)
 
 
@@ -149,24 +150,3 @@ def _build_epoch(iso: IsoImage) -> int:
 
 def _iso8601(epoch: int) -> str:
     return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temp, "wb") as fp:
-            fp.write(data)
-            fp.flush()
-            os.fsync(fp.fileno())
-        os.replace(temp, path)
-        _fsync_directory(path.parent)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

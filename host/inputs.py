@@ -1,0 +1,228 @@
+"""Setup input validation: the one place the web UI and the console check answers.
+
+`parse_setup_inputs` takes the answers as entered (form fields, all text) and returns the
+normalised setup-inputs document, or raises InputErrors naming every bad field and what
+it allows. Its output always satisfies schemas/setup-inputs.schema.json.
+"""
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from host.validation import validate
+
+CHANNELS = ("stable", "nightly")
+DEFAULT_CHANNEL = "stable"
+APP_PORT = 3000  # the Alga server listens on the host network on this port
+DEFAULT_REPO_URL = "https://github.com/Nine-Minds/alga-psa"
+# k3s's default pod and service networks; always kept off the proxy.
+CLUSTER_CIDRS = ("10.42.0.0/16", "10.43.0.0/16")
+ALWAYS_NO_PROXY = ("localhost", "127.0.0.1", "::1", *CLUSTER_CIDRS, ".svc", ".cluster.local")
+MAX_RESOLVERS = 3
+FIELDS = ("channel", "app_url", "dns_mode", "dns_servers", "proxy_url", "no_proxy",
+          "repo_url", "branch")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)"
+                       r"(\.([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?))*$")
+_SCP_REPO = re.compile(r"^(?:[\w.-]+@)?(?P<host>[\w.-]+):(?P<path>[\w.-]+/[\w.-]+?)(?:\.git)?/?$")
+_BRANCH = re.compile(r"^(?!/)(?!.*(\.\.|//|@\{|\.lock$|/$))[A-Za-z0-9._/-]+$")
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+
+class InputErrors(ValueError):
+    def __init__(self, errors: list[FieldError]):
+        self.errors = errors
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+
+
+class _Invalid(Exception):
+    pass
+
+
+def parse_setup_inputs(raw: dict, node_ip: str) -> dict:
+    """The normalised setup-inputs document for `raw` answers on the node at `node_ip`."""
+    unknown = sorted(set(raw) - set(FIELDS))
+    errors = [FieldError(k, f"unknown field; allowed: {', '.join(FIELDS)}") for k in unknown]
+    parsers = {
+        "channel": lambda: _channel(raw.get("channel")),
+        "app_url": lambda: _app_url(raw.get("app_url"), node_ip),
+        "dns": lambda: _dns(raw.get("dns_mode"), raw.get("dns_servers")),
+        "proxy": lambda: _proxy(raw.get("proxy_url"), raw.get("no_proxy"), node_ip),
+        "overrides": lambda: _overrides(raw.get("repo_url"), raw.get("branch")),
+    }
+    document = {}
+    for key, parse in parsers.items():
+        try:
+            document[key] = parse()
+        except _Invalid as exc:
+            field, message = exc.args
+            errors.append(FieldError(field, message))
+    if errors:
+        raise InputErrors(errors)
+    validate(document, "setup-inputs.schema.json", name="setup inputs", source="parsed answers")
+    return document
+
+
+def as_answers(document: dict) -> dict:
+    """The answers that parse back to `document` (what the forms show when editing)."""
+    dns, proxy, overrides = document["dns"], document["proxy"], document["overrides"]
+    answers = {"channel": document["channel"], "app_url": document["app_url"],
+               "dns_mode": dns["mode"], "dns_servers": ", ".join(dns.get("servers", []))}
+    if proxy:
+        answers["proxy_url"] = proxy["url"]
+        answers["no_proxy"] = ", ".join(proxy["no_proxy"])
+    answers.update(overrides)
+    return answers
+
+
+def _text(value: object, field: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise _Invalid(field, "must be text")
+    return value.strip()
+
+
+def _channel(value: object) -> str:
+    channel = _text(value, "channel").lower() or DEFAULT_CHANNEL
+    if channel not in CHANNELS:
+        raise _Invalid("channel", "must be stable (recommended) or nightly (testing)")
+    return channel
+
+
+def _app_url(value: object, node_ip: str) -> str:
+    text = _text(value, "app_url")
+    if not text:
+        return _origin("http", node_ip, APP_PORT)
+    if "://" not in text:
+        text = f"http://{text}:{APP_PORT}" if ":" not in text else f"http://{text}"
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise _Invalid("app_url", f"is not a URL or hostname ({exc})") from exc
+    if parts.scheme.lower() not in ("http", "https"):
+        raise _Invalid("app_url", "must be an http:// or https:// URL, or a hostname")
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise _Invalid("app_url", "must be scheme, host and port only")
+    if parts.path not in ("", "/"):
+        raise _Invalid("app_url", "must not have a path: Alga is served at the root")
+    host = (parts.hostname or "").lower()
+    if not _is_ip(host) and not _HOSTNAME.match(host):
+        raise _Invalid("app_url", "needs a valid hostname or IP address")
+    return _origin(parts.scheme.lower(), host, port)
+
+
+def _origin(scheme: str, host: str, port: int | None) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    default = {"http": 80, "https": 443}[scheme]
+    return f"{scheme}://{shown}" + ("" if port in (None, default) else f":{port}")
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _dns(mode: object, servers: object) -> dict:
+    mode = _text(mode, "dns_mode").lower() or "system"
+    listed = _list(servers, "dns_servers")
+    if mode == "system":
+        if listed:
+            raise _Invalid("dns_servers", "are only used with dns_mode custom")
+        return {"mode": "system"}
+    if mode != "custom":
+        raise _Invalid("dns_mode", "must be system (DHCP or the host's resolvers) or custom")
+    if not 1 <= len(listed) <= MAX_RESOLVERS:
+        raise _Invalid("dns_servers", f"custom DNS needs 1 to {MAX_RESOLVERS} resolver addresses")
+    addresses = []
+    for item in listed:
+        try:
+            address = ipaddress.ip_address(item)
+        except ValueError as exc:
+            raise _Invalid("dns_servers", f"{item!r} is not an IPv4 or IPv6 address") from exc
+        if address.is_loopback or address.is_unspecified:
+            raise _Invalid("dns_servers", f"{item} is a local address; give the network's "
+                                          "resolvers (k3s cannot use a loopback resolver)")
+        if str(address) not in addresses:
+            addresses.append(str(address))
+    return {"mode": "custom", "servers": addresses}
+
+
+def _list(value: object, field: str) -> list[str]:
+    if isinstance(value, list):
+        if not all(isinstance(v, str) for v in value):
+            raise _Invalid(field, "must be a list of text")
+        items = value
+    else:
+        items = re.split(r"[,\s]+", _text(value, field))
+    return [item.strip() for item in items if item.strip()]
+
+
+def _proxy(url: object, no_proxy: object, node_ip: str) -> dict | None:
+    text = _text(url, "proxy_url")
+    extra = _list(no_proxy, "no_proxy")
+    if not text:
+        if extra:
+            raise _Invalid("no_proxy", "is only used together with a proxy URL")
+        return None
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise _Invalid("proxy_url", f"is not a URL ({exc})") from exc
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or port is None:
+        raise _Invalid("proxy_url", "must look like http(s)://[user:pass@]host:port")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise _Invalid("proxy_url", "must be scheme, optional credentials, host and port only")
+    for item in extra:
+        if not re.fullmatch(r"[A-Za-z0-9.*:/_\[\]-]+", item):
+            raise _Invalid("no_proxy", f"{item!r} is not a host, domain, IP or CIDR")
+    userinfo = parts.netloc.rpartition("@")[0]
+    host = parts.hostname.lower()
+    shown = f"[{host}]" if ":" in host else host
+    credentials = f"{userinfo}@" if userinfo else ""
+    normalised = f"{parts.scheme.lower()}://{credentials}{shown}:{port}"
+    entries = []
+    for item in [*ALWAYS_NO_PROXY, node_ip, *extra]:
+        if item not in entries:
+            entries.append(item)
+    return {"url": normalised, "no_proxy": entries}
+
+
+def _overrides(repo_url: object, branch: object) -> dict:
+    overrides = {}
+    repo = _text(repo_url, "repo_url")
+    if repo:
+        overrides["repo_url"] = normalise_repo_url(repo)
+    name = _text(branch, "branch")
+    if name:
+        if not _BRANCH.match(name):
+            raise _Invalid("branch", "is not a valid git branch name")
+        overrides["branch"] = name
+    return overrides
+
+
+def normalise_repo_url(text: str) -> str:
+    """HTTPS form of a git URL; scp-style `git@host:owner/repo(.git)` is converted."""
+    scp = _SCP_REPO.match(text)
+    if scp and "://" not in text:
+        text = f"https://{scp['host']}/{scp['path']}"
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:
+        raise _Invalid("repo_url", f"is not a URL ({exc})") from exc
+    if parts.scheme.lower() != "https" or not parts.hostname:
+        raise _Invalid("repo_url", "must be an https:// URL or git@host:owner/repo")
+    path = parts.path.rstrip("/").removesuffix(".git").rstrip("/")
+    if path.count("/") < 2 or parts.query or parts.fragment or parts.username:
+        raise _Invalid("repo_url", "must name a repository, like https://github.com/owner/repo")
+    return f"https://{parts.netloc.lower()}{path}"

@@ -1,0 +1,108 @@
+"""The appliance's state files: where each lives, its schema and mode, and the only
+code that reads or writes them.
+
+Every write is validated first, then made atomic: a temporary file in the same
+directory, fsync, rename, fsync of the directory. Every read is validated; a file that
+fails is reported by name, path and JSON pointer and is never silently replaced.
+All paths sit under a root prefix (ALGA_APPLIANCE_ROOT, default /) that tests move.
+"""
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from host import paths
+from host.validation import DocumentInvalid, validate
+
+ROOT_ENV = "ALGA_APPLIANCE_ROOT"
+
+
+@dataclass(frozen=True)
+class StateFile:
+    name: str  # what support and error messages call it
+    directory: str  # one of the host directories in host.paths
+    filename: str
+    schema: str
+    mode: int
+
+    def path(self, root: Path | None = None) -> Path:
+        return host_root(root) / self.directory.lstrip("/") / self.filename
+
+
+SETUP_INPUTS = StateFile("setup inputs", paths.CONFIG_DIR, "setup-inputs.json",
+                         "setup-inputs.schema.json", 0o640)
+INSTALL_STATE = StateFile("install state", paths.STATE_DIR, "install-state.json",
+                          "install-state.schema.json", 0o640)
+PREFLIGHT_REPORT = StateFile("preflight report", paths.STATE_DIR, "preflight-report.json",
+                             "preflight-report.schema.json", 0o640)
+SELECTED_RELEASE = StateFile("selected release", paths.STATE_DIR, "selected-release.json",
+                             "selected-release.schema.json", 0o640)
+MAINTENANCE = StateFile("maintenance metadata", paths.STATE_DIR, "maintenance.json",
+                        "maintenance.schema.json", 0o640)
+
+
+class StateFileInvalid(Exception):
+    """A state file exists but is unreadable or fails its schema."""
+
+    def __init__(self, state: StateFile, path: Path, pointer: str, message: str):
+        self.state, self.path, self.pointer = state, path, pointer
+        super().__init__(f"{state.name} ({path}) is invalid at {pointer or '/'}: {message}; "
+                         "it was left as it is for support to inspect")
+
+
+def host_root(root: Path | None = None) -> Path:
+    return Path(root) if root is not None else Path(os.environ.get(ROOT_ENV, "/"))
+
+
+def read(state: StateFile, root: Path | None = None) -> dict | None:
+    """The validated document, or None if the file does not exist yet."""
+    path = state.path(root)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise StateFileInvalid(state, path, "", f"not JSON ({exc})") from exc
+    try:
+        validate(document, state.schema, name=state.name, source=str(path))
+    except DocumentInvalid as exc:
+        raise StateFileInvalid(state, path, exc.pointer, exc.message) from exc
+    return document
+
+
+def write(state: StateFile, document: dict, root: Path | None = None) -> Path:
+    """Validate `document`, then replace the file atomically with it."""
+    path = state.path(root)
+    validate(document, state.schema, name=state.name, source=f"write to {path}")
+    write_atomically(path, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode(),
+                     state.mode)
+    return path
+
+
+def write_atomically(path: Path, data: bytes, mode: int) -> None:
+    """Replace `path` with `data`: readers see the old file or the new one, never a mix."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fp:
+            os.fchmod(fp.fileno(), mode)
+            fp.write(data)
+            fp.flush()
+            os.fsync(fp.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+
+
+def fsync_directory(path: Path) -> None:
+    """Make a rename in `path` durable."""
+    directory = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

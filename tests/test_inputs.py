@@ -1,0 +1,130 @@
+"""Setup input validation: nothing crashes it, and what it accepts round-trips."""
+
+import ipaddress
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from host.inputs import FIELDS, InputErrors, as_answers, parse_setup_inputs
+from host.validation import validate
+
+NODE_IP = "10.0.0.5"
+
+junk = st.one_of(st.none(), st.text(max_size=40), st.integers(), st.lists(st.text(max_size=20),
+                                                                          max_size=4))
+raw_answers = st.dictionaries(st.sampled_from([*FIELDS, "junk"]), junk, max_size=9)
+
+labels = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
+hostnames = st.lists(labels, min_size=1, max_size=3).map(".".join)
+hosts = st.one_of(hostnames, st.ip_addresses(v=4).map(str))
+ports = st.none() | st.integers(1, 65535)
+app_urls = st.one_of(
+    st.just(""), hostnames,
+    st.builds(lambda s, h, p: f"{s}://{h.upper()}{'' if p is None else f':{p}'}/",
+              st.sampled_from(["http", "https", "HTTP"]), hosts, ports))
+resolvers = st.lists(st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).filter(
+    lambda a: not a.is_loopback and not a.is_unspecified).map(str), min_size=1, max_size=3,
+    unique=True)
+proxies = st.builds(lambda s, cred, h, p: f"{s}://{cred}{h}:{p}",
+                    st.sampled_from(["http", "https"]),
+                    st.sampled_from(["", "user:secret@", "svc@"]),
+                    st.one_of(hosts, st.ip_addresses(v=6).map(lambda a: f"[{a}]")),
+                    st.integers(1, 65535))
+repos = st.builds(lambda form, owner, name: form.format(owner=owner, name=name),
+                  st.sampled_from(["https://github.com/{owner}/{name}",
+                                   "https://github.com/{owner}/{name}.git",
+                                   "git@github.com:{owner}/{name}.git",
+                                   "git@github.com:{owner}/{name}"]), labels, labels)
+valid_answers = st.fixed_dictionaries({}, optional={
+    "channel": st.sampled_from(["stable", "nightly", " Nightly ", ""]),
+    "app_url": app_urls,
+    "dns_mode": st.just("custom"), "dns_servers": resolvers,
+    "proxy_url": proxies, "no_proxy": st.lists(hostnames, max_size=3).map(",".join),
+    "repo_url": repos, "branch": st.sampled_from(["main", "release/1.0.0", "feature/x-1"]),
+}).filter(lambda a: ("dns_mode" in a) == ("dns_servers" in a)
+          and ("no_proxy" not in a or "proxy_url" in a))
+
+
+@given(raw_answers)
+def test_no_input_crashes_the_validator(raw):
+    try:
+        document = parse_setup_inputs(raw, NODE_IP)
+    except InputErrors as errors:
+        assert errors.errors and all(e.field and e.message for e in errors.errors)
+        return
+    validate(document, "setup-inputs.schema.json", name="setup inputs", source="test")
+
+
+@given(valid_answers, st.sampled_from([NODE_IP, "192.168.1.20", "2001:db8::5"]))
+def test_accepted_inputs_round_trip_through_the_schema(raw, node_ip):
+    document = parse_setup_inputs(raw, node_ip)
+    validate(document, "setup-inputs.schema.json", name="setup inputs", source="test")
+    assert parse_setup_inputs(as_answers(document), node_ip) == document
+    if document["proxy"]:
+        assert {node_ip, "10.42.0.0/16", "10.43.0.0/16", ".svc", ".cluster.local"} <= set(
+            document["proxy"]["no_proxy"])
+
+
+def test_defaults():
+    assert parse_setup_inputs({}, NODE_IP) == {
+        "channel": "stable", "app_url": "http://10.0.0.5:3000", "dns": {"mode": "system"},
+        "proxy": None, "overrides": {}}
+    assert parse_setup_inputs({}, "2001:db8::5")["app_url"] == "http://[2001:db8::5]:3000"
+
+
+@pytest.mark.parametrize(("given_url", "normalised"), [
+    ("psa.example.com", "http://psa.example.com:3000"),
+    ("HTTPS://PSA.Example.com/", "https://psa.example.com"),
+    ("https://psa.example.com:443", "https://psa.example.com"),
+    ("http://10.1.2.3:8000", "http://10.1.2.3:8000"),
+])
+def test_app_url_normalisation(given_url, normalised):
+    assert parse_setup_inputs({"app_url": given_url}, NODE_IP)["app_url"] == normalised
+
+
+@pytest.mark.parametrize(("repo", "normalised"), [
+    ("git@github.com:Nine-Minds/alga-psa.git", "https://github.com/Nine-Minds/alga-psa"),
+    ("github.com:Nine-Minds/alga-psa", "https://github.com/Nine-Minds/alga-psa"),
+    ("https://github.com/Nine-Minds/alga-psa.git", "https://github.com/Nine-Minds/alga-psa"),
+    ("https://GitHub.com/Nine-Minds/alga-psa/", "https://github.com/Nine-Minds/alga-psa"),
+])
+def test_repo_override_normalisation(repo, normalised):
+    assert parse_setup_inputs({"repo_url": repo}, NODE_IP)["overrides"]["repo_url"] == normalised
+
+
+@pytest.mark.parametrize(("answers", "field", "phrase"), [
+    ({"channel": "beta"}, "channel", "stable (recommended) or nightly (testing)"),
+    ({"app_url": "https://psa.example.com/app"}, "app_url", "must not have a path"),
+    ({"app_url": "ftp://psa"}, "app_url", "http:// or https://"),
+    ({"app_url": "bad_host!"}, "app_url", "valid hostname"),
+    ({"dns_mode": "custom"}, "dns_servers", "1 to 3 resolver addresses"),
+    ({"dns_mode": "custom", "dns_servers": "1.1.1.1 8.8.8.8 9.9.9.9 1.0.0.1"}, "dns_servers",
+     "1 to 3"),
+    ({"dns_mode": "custom", "dns_servers": "127.0.0.53"}, "dns_servers", "loopback"),
+    ({"dns_mode": "custom", "dns_servers": "dns.example"}, "dns_servers", "not an IPv4 or IPv6"),
+    ({"dns_servers": "10.0.0.53"}, "dns_servers", "only used with dns_mode custom"),
+    ({"dns_mode": "dhcp"}, "dns_mode", "system"),
+    ({"proxy_url": "http://proxy.example"}, "proxy_url", "host:port"),
+    ({"no_proxy": "corp.local"}, "no_proxy", "only used together with a proxy URL"),
+    ({"repo_url": "http://github.com/a/b"}, "repo_url", "https://"),
+    ({"branch": "../main"}, "branch", "not a valid git branch name"),
+    ({"colour": "blue"}, "colour", "unknown field"),
+])
+def test_errors_name_the_field_and_what_is_allowed(answers, field, phrase):
+    with pytest.raises(InputErrors) as caught:
+        parse_setup_inputs(answers, NODE_IP)
+    assert any(e.field == field and phrase in e.message for e in caught.value.errors), (
+        caught.value.errors)
+
+
+def test_every_bad_field_is_reported_at_once():
+    with pytest.raises(InputErrors) as caught:
+        parse_setup_inputs({"channel": "x", "app_url": "ftp://x", "branch": ".."}, NODE_IP)
+    assert [e.field for e in caught.value.errors] == ["channel", "app_url", "branch"]
+
+
+def test_custom_resolvers_are_deduplicated_and_canonical():
+    document = parse_setup_inputs({"dns_mode": "custom",
+                                   "dns_servers": "2001:DB8::0:1, 10.0.0.53 2001:db8::1"}, NODE_IP)
+    assert document["dns"]["servers"] == [str(ipaddress.ip_address("2001:db8::1")), "10.0.0.53"]
