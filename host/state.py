@@ -39,6 +39,8 @@ PREFLIGHT_REPORT = StateFile("preflight report", paths.STATE_DIR, "preflight-rep
                              "preflight-report.schema.json", 0o640)
 SELECTED_RELEASE = StateFile("selected release", paths.STATE_DIR, "selected-release.json",
                              "selected-release.schema.json", 0o640)
+ENDPOINTS = StateFile("endpoint overrides", paths.CONFIG_DIR, "endpoints.json",
+                      "endpoints.schema.json", 0o644)
 MAINTENANCE = StateFile("maintenance metadata", paths.STATE_DIR, "maintenance.json",
                         "maintenance.schema.json", 0o640)
 

@@ -1,0 +1,43 @@
+"""Every base URL and name the appliance contacts, with the support/mirror overrides.
+
+Defaults are the public GitHub, GHCR and release hosts; /etc/alga-appliance/endpoints.json
+(schemas/endpoints.schema.json) overrides any of them.
+"""
+
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from host import pins, state
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    raw_base: str = "https://raw.githubusercontent.com"
+    ghcr_base: str = "https://ghcr.io"
+    k3s_release_base: str = "https://github.com/k3s-io/k3s/releases/download"
+    flux_release_base: str = "https://github.com/fluxcd/flux2/releases/download"
+    dns_names: tuple[str, ...] = ("github.com", "raw.githubusercontent.com", "ghcr.io",
+                                  "objects.githubusercontent.com")
+    ca_bundle: str | None = None
+
+    def repo_file(self, repo_url: str, ref: str, path: str) -> str:
+        owner_repo = urlsplit(repo_url).path.strip("/")
+        return f"{self.raw_base}/{owner_repo}/{ref}/{path}"
+
+    def k3s_checksums(self) -> str:
+        return f"{self.k3s_release_base}/{pins.K3S_VERSION}/sha256sum-amd64.txt"
+
+    def flux_install_manifest(self) -> str:
+        return f"{self.flux_release_base}/{pins.FLUX_VERSION}/install.yaml"
+
+    def registry_probe(self) -> str:
+        return f"{self.ghcr_base}/v2/"
+
+
+def load(root: Path | None = None) -> Endpoints:
+    overrides = state.read(state.ENDPOINTS, root) or {}
+    if "dns_names" in overrides:
+        overrides["dns_names"] = tuple(overrides["dns_names"])
+    known = {f.name for f in fields(Endpoints)}
+    return replace(Endpoints(), **{k: v for k, v in overrides.items() if k in known})

@@ -1,0 +1,13 @@
+"""Pinned versions and the release sources they come from: the one place to bump them.
+
+Like k3s's install.sh, nothing downloaded from these is used before its checksum is
+verified (the k3s phase checks sha256sum-amd64.txt; the Flux phase pins install.yaml).
+"""
+
+K3S_VERSION = "v1.33.3+k3s1"
+FLUX_VERSION = "v2.6.3"
+# The ref the channel file and release manifest are read from unless support overrides it.
+ALGA_DEFAULT_REF = "main"
+ALGA_REPO_URL = "https://github.com/Nine-Minds/alga-psa"
+CHANNEL_PATH = "ee/appliance/releases/channels/{channel}.json"
+MANIFEST_PATH = "ee/appliance/releases/{release}/release.json"

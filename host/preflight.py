@@ -1,0 +1,358 @@
+"""Preflight: everything setup needs from the network and the host, checked before the
+host changes.
+
+Checks are data (id, what it tests, timeout, the failure category, remediation) in the
+style of troubleshoot's analyzers; the report is one schema-validated document that the
+web UI, the console and the support bundle all render. Any fail blocks the chain; a
+warn does not.
+"""
+
+import datetime
+import email.utils
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from host import dnsquery, hostports, pins, state
+from host.endpoints import Endpoints
+from host.validation import DocumentInvalid, validate
+
+RESOLVED_STUB = "127.0.0.53"
+CLOCK_WARN_SECONDS = 60
+CLOCK_FAIL_SECONDS = 300
+GIB = 1 << 30
+DISK_MINIMUMS = (  # path, fail below, warn below
+    ("/var/lib/rancher", 15 * GIB, 40 * GIB),
+    ("/var/lib/alga-appliance", GIB // 10, GIB),
+)
+PORTS = ((6443, "k3s"), (10250, "k3s"), (8080, "alga-appliance"))
+
+
+class CheckFailed(Exception):
+    def __init__(self, message: str, category: str | None = None, status: str = "fail"):
+        self.category, self.status = category, status
+        super().__init__(message)
+
+
+@dataclass
+class Context:
+    """What the checks share: inputs, endpoints, one HTTP session, and results so far."""
+
+    inputs: dict
+    endpoints: Endpoints
+    root: Path
+    session: requests.Session
+    server_dates: list[float] = field(default_factory=list)
+    channel: dict | None = None
+    manifest: dict | None = None
+    ref: str = pins.ALGA_DEFAULT_REF
+
+    def get(self, url: str, timeout: float) -> requests.Response:
+        response = self.session.get(url, timeout=timeout, allow_redirects=True)
+        if "Date" in response.headers:
+            parsed = email.utils.parsedate_to_datetime(response.headers["Date"])
+            self.server_dates.append(parsed.timestamp())
+        return response
+
+    @property
+    def repo_url(self) -> str:
+        return self.inputs["overrides"].get("repo_url", pins.ALGA_REPO_URL)
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    description: str
+    category: str  # the failure category when it fails for a reason it does not name
+    timeout: float
+    remediation: str
+    run: Callable[[Context, float], str]  # returns the pass message, or raises CheckFailed
+
+
+# --- DNS -------------------------------------------------------------------------------
+
+
+def resolvers(ctx: Context) -> list[str]:
+    """The resolvers setup will use: the admin's, or the system's from resolv.conf."""
+    if ctx.inputs["dns"]["mode"] == "custom":
+        return ctx.inputs["dns"]["servers"]
+    conf = ctx.root / "etc/resolv.conf"
+    try:
+        lines = conf.read_text().splitlines()
+    except OSError as exc:
+        raise CheckFailed(f"cannot read {conf}: {exc.strerror}", "dns") from exc
+    return [line.split()[1] for line in lines if line.startswith("nameserver ")
+            and len(line.split()) > 1]
+
+
+def check_resolves(name: str) -> Callable[[Context, float], str]:
+    def run(ctx: Context, timeout: float) -> str:
+        servers = resolvers(ctx)
+        if not servers:
+            raise CheckFailed("no resolvers are configured", "dns")
+        errors = []
+        for server in servers:
+            for qtype in ("A", "AAAA"):
+                try:
+                    found = dnsquery.resolve(name, server, qtype, timeout)
+                    return f"{name} resolves to {', '.join(found)} (via {server})"
+                except dnsquery.DnsError as exc:
+                    errors.append(f"{server} {qtype}: {exc}")
+        raise CheckFailed(f"{name} does not resolve: {'; '.join(errors)}", "dns")
+    return run
+
+
+def check_resolver_stub(ctx: Context, timeout: float) -> str:
+    servers = resolvers(ctx)
+    if ctx.inputs["dns"]["mode"] == "system" and servers == [RESOLVED_STUB]:
+        raise CheckFailed("the only resolver is the systemd-resolved stub 127.0.0.53; k3s "
+                          "cannot use it and will be given the upstream servers", status="warn")
+    return f"resolvers: {', '.join(servers)}"
+
+
+# --- HTTPS -----------------------------------------------------------------------------
+
+
+def _fetch(ctx: Context, url: str, timeout: float) -> requests.Response:
+    try:
+        return ctx.get(url, timeout)
+    except requests.exceptions.ProxyError as exc:
+        raise CheckFailed(f"the proxy refused {url}: {_reason(exc)}", "network") from exc
+    except requests.exceptions.SSLError as exc:
+        raise CheckFailed(f"TLS to {url} failed: {_reason(exc)}", "network") from exc
+    except requests.exceptions.Timeout as exc:
+        raise CheckFailed(f"{url} did not answer within {timeout:g} s", "network") from exc
+    except requests.exceptions.RequestException as exc:
+        raise CheckFailed(f"cannot reach {url}: {_reason(exc)}", "network") from exc
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) < 300 else text[:300] + "…"
+
+
+def check_proxy(ctx: Context, timeout: float) -> str:
+    proxy = ctx.inputs["proxy"]
+    if proxy is None:
+        return "no proxy configured"
+    response = _fetch(ctx, ctx.endpoints.registry_probe(), timeout)
+    if response.status_code == 407:
+        raise CheckFailed("the proxy requires authentication (407)", "network")
+    return f"{ctx.endpoints.registry_probe()} answered through the proxy"
+
+
+def _json_document(ctx: Context, url: str, timeout: float, what: str, schema: str) -> dict:
+    response = _fetch(ctx, url, timeout)
+    if response.status_code == 404:
+        raise CheckFailed(f"{what} not found at {url} (404)", "github-release-source")
+    if response.status_code != 200:
+        raise CheckFailed(f"{what} at {url} answered {response.status_code}", "network")
+    try:
+        document = json.loads(response.content)
+    except ValueError as exc:
+        raise CheckFailed(f"{what} at {url} is not JSON: {exc}", "github-release-source") from exc
+    try:
+        validate(document, schema, name=what, source=url)
+    except DocumentInvalid as exc:
+        raise CheckFailed(str(exc), "github-release-source") from exc
+    return document
+
+
+def check_channel(ctx: Context, timeout: float) -> str:
+    channel = ctx.inputs["channel"]
+    ctx.ref = ctx.inputs["overrides"].get("branch", pins.ALGA_DEFAULT_REF)
+    url = ctx.endpoints.repo_file(ctx.repo_url, ctx.ref, pins.CHANNEL_PATH.format(
+        channel=channel))
+    document = _json_document(ctx, url, timeout, f"the {channel} channel file",
+                              "channel.schema.json")
+    if document["releaseVersion"] is None or "repoBranch" not in document:
+        raise CheckFailed(f"no release is published on the {channel} channel yet "
+                          f"({url} has releaseVersion null)", "github-release-source")
+    ctx.channel = document
+    return f"{channel} → release {document['releaseVersion']} on {document['repoBranch']}"
+
+
+def check_manifest(ctx: Context, timeout: float) -> str:
+    if ctx.channel is None:
+        raise CheckFailed("skipped: the channel file did not resolve to a release",
+                          "github-release-source")
+    release = ctx.channel["releaseVersion"]
+    # From the same ref as the channel file: the channel's repoBranch may lack it.
+    url = ctx.endpoints.repo_file(ctx.repo_url, ctx.ref, pins.MANIFEST_PATH.format(
+        release=release))
+    manifest = _json_document(ctx, url, timeout, f"release manifest {release}",
+                              "release-manifest.schema.json")
+    ctx.manifest = manifest
+    return f"release {release}: app {manifest['app']['version']} from {ctx.ref}"
+
+
+def check_registry(ctx: Context, timeout: float) -> str:
+    url = ctx.endpoints.registry_probe()
+    response = _fetch(ctx, url, timeout)
+    if response.status_code not in (200, 401):
+        raise CheckFailed(f"{url} answered {response.status_code}, expected 200 or 401",
+                          "network")
+    return f"{url} is reachable ({response.status_code})"
+
+
+def check_download(what: str, url_of: Callable[[Endpoints], str]):
+    def run(ctx: Context, timeout: float) -> str:
+        url = url_of(ctx.endpoints)
+        response = _fetch(ctx, url, timeout)
+        if response.status_code != 200:
+            raise CheckFailed(f"{what} at {url} answered {response.status_code}", "network")
+        return f"{what} is downloadable ({len(response.content)} bytes)"
+    return run
+
+
+def check_clock(ctx: Context, timeout: float) -> str:
+    if not ctx.server_dates:
+        raise CheckFailed("no server answered, so the clock could not be compared",
+                          status="warn")
+    skew = abs(time.time() - ctx.server_dates[-1])
+    message = f"the clock is {skew:.0f} s off the servers' time"
+    if skew > CLOCK_FAIL_SECONDS:
+        raise CheckFailed(message + "; TLS certificates and tokens will be rejected", "network")
+    if skew > CLOCK_WARN_SECONDS:
+        raise CheckFailed(message, status="warn")
+    return message
+
+
+def check_disk(path: str, fail_below: int, warn_below: int):
+    def run(ctx: Context, timeout: float) -> str:
+        target = ctx.root / path.lstrip("/")
+        while not target.exists():  # not created yet: measure the file system it will use
+            target = target.parent
+        free = shutil.disk_usage(target).free
+        message = f"{free / GIB:.1f} GiB free for {path}"
+        if free < fail_below:
+            raise CheckFailed(f"{message}; at least {fail_below / GIB:.1f} GiB is needed",
+                              "storage")
+        if free < warn_below:
+            raise CheckFailed(f"{message}; {warn_below / GIB:.0f} GiB is recommended",
+                              status="warn")
+        return message
+    return run
+
+
+def check_ports(ctx: Context, timeout: float) -> str:
+    busy = []
+    for port, owner in PORTS:
+        holder = hostports.holder(port)
+        if holder is not None and owner not in holder:
+            busy.append(f"{port} (held by {holder})")
+    if busy:
+        raise CheckFailed(f"ports in use: {', '.join(busy)}", "network")
+    return f"ports {', '.join(str(p) for p, _ in PORTS)} are free or held by their owners"
+
+
+def checks(endpoints: Endpoints) -> tuple[Check, ...]:
+    """Every check, in the order they run."""
+    return (*(Check(f"dns.{name}", f"{name} resolves", "dns", 3.0,
+                    "check the resolvers (or choose custom DNS) and that outbound DNS is "
+                    "allowed", check_resolves(name)) for name in endpoints.dns_names),
+            *HOST_AND_NETWORK_CHECKS)
+
+
+HOST_AND_NETWORK_CHECKS: tuple[Check, ...] = (
+    Check("dns.resolvers", "resolvers suit k3s", "dns", 1.0,
+          "nothing to do: k3s gets its own resolv.conf", check_resolver_stub),
+    Check("proxy", "the proxy forwards HTTPS", "network", 10.0,
+          "check the proxy URL, its credentials, and that it allows CONNECT to port 443",
+          check_proxy),
+    Check("github.channel", "the channel file names a release", "github-release-source", 10.0,
+          "check the channel and repository override, or choose another channel",
+          check_channel),
+    Check("github.manifest", "the release manifest exists on the same ref",
+          "github-release-source", 10.0,
+          "the channel points at a release that is not published on this ref: choose another "
+          "channel or branch override, or wait for the release", check_manifest),
+    Check("ghcr", "the container registry is reachable", "network", 10.0,
+          "allow HTTPS to ghcr.io through the firewall or proxy", check_registry),
+    Check("k3s.release", f"k3s {pins.K3S_VERSION} checksums are downloadable", "network", 15.0,
+          "allow HTTPS to github.com and objects.githubusercontent.com",
+          check_download("the k3s checksum file", Endpoints.k3s_checksums)),
+    Check("flux.release", f"Flux {pins.FLUX_VERSION} install manifest is downloadable",
+          "network", 15.0, "allow HTTPS to github.com and objects.githubusercontent.com",
+          check_download("the Flux install manifest", Endpoints.flux_install_manifest)),
+    Check("clock", "the clock is close to the servers' time", "network", 1.0,
+          "enable NTP (timedatectl set-ntp true) or set the clock", check_clock),
+    *(Check(f"disk.{Path(path).name}", f"free space for {path}", "storage", 1.0,
+            f"grow the file system holding {path}", check_disk(path, fail, warn))
+      for path, fail, warn in DISK_MINIMUMS),
+    Check("ports", "ports 6443, 10250 and 8080 are free", "network", 1.0,
+          "stop whatever holds the ports (see `ss -ltnp`)", check_ports),
+)
+
+
+def _session(inputs: dict, endpoints: Endpoints) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False  # only the proxy and CA setup chose, never the environment's
+    session.verify = endpoints.ca_bundle or True
+    proxy = inputs["proxy"]
+    if proxy:
+        session.proxies = {"http": proxy["url"], "https": proxy["url"],
+                           "no_proxy": ",".join(proxy["no_proxy"])}
+    return session
+
+
+@dataclass(frozen=True)
+class Failure:
+    check_id: str
+    category: str
+    message: str
+    remediation: str
+
+
+@dataclass(frozen=True)
+class Result:
+    report: dict
+    failure: Failure | None  # the first failed check
+    selected_release: dict | None  # when the channel and its manifest both resolved
+
+
+def run_checks(inputs: dict, endpoints: Endpoints, root: Path) -> Result:
+    """Run every check and write the report."""
+    ctx = Context(inputs, endpoints, root, _session(inputs, endpoints))
+    results, first_failure = [], None
+    for check in checks(endpoints):
+        started = time.monotonic()
+        status, message, category = "pass", "", None
+        try:
+            message = check.run(ctx, check.timeout)
+        except CheckFailed as exc:
+            status, message, category = exc.status, str(exc), exc.category
+        results.append({
+            "id": check.id, "status": status, "message": message,
+            "remediation": "" if status == "pass" else check.remediation,
+            "duration_ms": int((time.monotonic() - started) * 1000),
+        })
+        if status == "fail" and first_failure is None:
+            first_failure = Failure(check.id, category or check.category, message,
+                                    check.remediation)
+    statuses = {r["status"] for r in results}
+    report = {
+        "generated_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "outcome": "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass",
+        "checks": results,
+    }
+    state.write(state.PREFLIGHT_REPORT, report, root)
+    return Result(report, first_failure, _selection(ctx, report["generated_at"]))
+
+
+def _selection(ctx: Context, at: str) -> dict | None:
+    if ctx.channel is None or ctx.manifest is None:
+        return None
+    app = ctx.manifest["app"]
+    return {
+        "channel": ctx.inputs["channel"], "repo_url": ctx.repo_url, "source_ref": ctx.ref,
+        "release_version": ctx.manifest["releaseVersion"],
+        "repo_branch": ctx.channel["repoBranch"], "app_version": app["version"],
+        "release_branch": app["releaseBranch"], "values_profile": app["valuesProfile"],
+        "images": app["images"], "selected_at": at,
+    }
