@@ -1,13 +1,17 @@
 """The `alga-appliance` command line: the entry point every appliance unit runs."""
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import click
 
-from host import engine, phases, state
+from host import engine, netinfo, paths, phases, requests_spool, state, token
+from host.inputs import InputErrors, parse_setup_inputs
 from host.version import __version__
+
+SETUP_TARGET = "alga-appliance-setup.target"
 
 
 @click.group()
@@ -38,3 +42,37 @@ def phase_command(name: str) -> None:
                    f"{failure['suspected_cause']}\n  next step: {failure['next_step']}",
                    err=True)
     sys.exit(status)
+
+
+@main.command("serve")
+@click.option("--host", default="0.0.0.0", show_default=True)
+@click.option("--port", default=8080, show_default=True)
+def serve_command(host: str, port: int) -> None:
+    """Serve the web UI and JSON API (what alga-appliance.service runs)."""
+    import waitress  # only the web service needs it
+
+    from host.web import make_app
+    waitress.serve(make_app(), host=host, port=port, threads=4, ident="alga-appliance")
+
+
+@main.command("ensure-token")
+def ensure_token_command() -> None:
+    """Create the setup token if there is none (run as root before the web service)."""
+    token.ensure_token()
+
+
+@main.command("accept-setup")
+def accept_setup_command() -> None:
+    """Take a setup request from the spool, record the inputs and start the chain."""
+    request = requests_spool.take(paths.SETUP_REQUEST)
+    if request is None:
+        click.echo("no setup request is waiting")
+        return
+    try:
+        inputs = parse_setup_inputs(request.get("answers"), netinfo.node_ip())
+    except (InputErrors, AttributeError, TypeError) as exc:
+        click.echo(f"accept-setup: the setup request was rejected: {exc}", err=True)
+        sys.exit(engine.EXIT_FAILED)
+    state.write(state.SETUP_INPUTS, inputs)
+    subprocess.run(["systemctl", "start", "--no-block", SETUP_TARGET], check=True)
+    click.echo(f"setup inputs recorded; {SETUP_TARGET} started")

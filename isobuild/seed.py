@@ -83,6 +83,9 @@ def _late_commands(units: list[str], enabled_units: list[str]) -> list[str]:
                    paths.SERVICE_USER),
         _in_target("install", "-d", "-m", "0750", "-o", "root", "-g", paths.SERVICE_USER,
                    paths.CONFIG_DIR, paths.STATE_DIR, paths.LOG_DIR),
+        # The web service (group alga-appliance) drops requests here for the .path units.
+        _in_target("install", "-d", "-m", "0770", "-o", "root", "-g", paths.SERVICE_USER,
+                   paths.SPOOL_DIR),
         shlex.join(["ln", "-sfn", f"{paths.INSTALL_DIR}/bin/alga-appliance",
                     TARGET + paths.CLI_LINK]),
     ]

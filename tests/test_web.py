@@ -1,0 +1,123 @@
+"""The web service's API on a real waitress server on 127.0.0.1."""
+
+import json
+import os
+import threading
+
+import pytest
+import requests
+import waitress
+from click.testing import CliRunner
+
+from host import cli, paths, requests_spool, state, token
+from host.web import MAX_BODY, make_app
+
+NODE_IP = "10.0.0.5"
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    for directory in (paths.CONFIG_DIR, paths.STATE_DIR, paths.LOG_DIR, paths.SPOOL_DIR):
+        (tmp_path / directory.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv(state.ROOT_ENV, str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def server(root):
+    secret = token.ensure_token(root, owner=os.environ.get("USER", "root"))
+    server = waitress.create_server(make_app(root, node_ip=lambda: NODE_IP), host="127.0.0.1",
+                                    port=0, threads=2)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.effective_port}", secret
+    server.close()
+    thread.join(5)
+
+
+def post_setup(url, secret, answers, **kwargs):
+    return requests.post(f"{url}/api/setup", json=answers, timeout=5,
+                         headers={"Authorization": f"Bearer {secret}"}, **kwargs)
+
+
+def test_token_file_is_private_and_stable(root):
+    first = token.ensure_token(root, owner="root")
+    assert len(first) >= 32  # 192 bits, base64url
+    assert token.token_path(root).stat().st_mode & 0o777 == 0o600
+    assert token.ensure_token(root, owner="root") == first
+
+
+def test_healthz_needs_no_token(server):
+    url, _ = server
+    response = requests.get(f"{url}/healthz", timeout=5)
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("header", [None, "Bearer nope", "Basic abc", "Bearer "])
+def test_setup_needs_the_token(server, root, header):
+    url, _ = server
+    headers = {} if header is None else {"Authorization": header}
+    response = requests.post(f"{url}/api/setup", json={}, headers=headers, timeout=5)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert not requests_spool.spool_file(paths.SETUP_REQUEST, root).exists()
+
+
+def test_valid_setup_is_spooled_for_systemd(server, root):
+    url, secret = server
+    response = post_setup(url, secret, {"channel": "nightly", "app_url": "psa.example.com"})
+    assert response.status_code == 202
+    assert response.json()["inputs"]["app_url"] == "http://psa.example.com:3000"
+    spooled = json.loads(requests_spool.spool_file(paths.SETUP_REQUEST, root).read_text())
+    assert spooled["answers"] == {"channel": "nightly", "app_url": "psa.example.com"}
+    again = post_setup(url, secret, {})
+    assert again.status_code == 409 and "already waiting" in again.json()["error"]
+
+
+def test_invalid_answers_name_each_field(server, root):
+    url, secret = server
+    response = post_setup(url, secret, {"channel": "beta", "dns_mode": "custom"})
+    assert response.status_code == 422
+    assert {f["field"] for f in response.json()["fields"]} == {"channel", "dns_servers"}
+    assert not requests_spool.spool_file(paths.SETUP_REQUEST, root).exists()
+
+
+def test_setup_while_running_is_refused(server, root):
+    url, secret = server
+    state.write(state.INSTALL_STATE, {"status": "running", "current_phase": "preflight",
+                                      "updated_at": "2026-11-27T10:00:00Z", "phases": {}})
+    response = post_setup(url, secret, {})
+    assert response.status_code == 409 and "preflight" in response.json()["error"]
+
+
+def test_bad_requests(server):
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    assert requests.get(f"{url}/nope", headers=auth, timeout=5).status_code == 404
+    assert requests.get(f"{url}/api/setup", headers=auth, timeout=5).status_code == 405
+    big = requests.post(f"{url}/api/setup", data=b"x" * (MAX_BODY + 1), headers=auth, timeout=5)
+    assert big.status_code == 413
+    assert requests.post(f"{url}/api/setup", data=b"[1]", headers=auth,
+                         timeout=5).status_code == 400
+
+
+def test_accept_setup_records_inputs_and_starts_the_target(root, tmp_path, monkeypatch):
+    calls = tmp_path / "systemctl.calls"
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "systemctl").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    (fake_bin / "systemctl").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    requests_spool.submit(paths.SETUP_REQUEST, {"answers": {"channel": "nightly"}}, root)
+    result = CliRunner().invoke(cli.main, ["accept-setup"])
+    assert result.exit_code == 0, result.output
+    assert state.read(state.SETUP_INPUTS)["channel"] == "nightly"
+    assert not requests_spool.spool_file(paths.SETUP_REQUEST, root).exists()
+    assert calls.read_text() == "start --no-block alga-appliance-setup.target\n"
+
+
+def test_accept_setup_rejects_a_tampered_request(root):
+    requests_spool.submit(paths.SETUP_REQUEST, {"answers": {"channel": "beta"}}, root)
+    result = CliRunner().invoke(cli.main, ["accept-setup"])
+    assert result.exit_code == 1 and "rejected" in result.output
+    assert state.read(state.SETUP_INPUTS) is None
