@@ -49,7 +49,7 @@ class PhaseRun:
 
     def log(self, line: str) -> None:
         self.log_lines.append(line)
-        log_path = state.host_root(self.root) / paths.LOG_DIR.lstrip("/") / f"{self.phase.name}.log"
+        log_path = self.root / paths.LOG_DIR.lstrip("/") / f"{self.phase.name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "a", encoding="utf-8") as fp:
             fp.write(f"{now()} {line}\n")
@@ -102,6 +102,7 @@ def _save(install: dict, root: Path | None) -> None:
 
 def run_phase(name: str, root: Path | None = None) -> int:
     phase = by_name(name)
+    root = state.host_root(root)
     with setup_lock(root):
         install = state.read(state.INSTALL_STATE, root) or fresh_install_state()
         record = install["phases"].setdefault(name, _pending())

@@ -122,6 +122,9 @@ def _fetch(ctx: Context, url: str, timeout: float) -> requests.Response:
     try:
         return ctx.get(url, timeout)
     except requests.exceptions.ProxyError as exc:
+        if "407" in str(exc):  # for HTTPS, the proxy's answer to CONNECT arrives this way
+            raise CheckFailed(f"the proxy requires authentication (407) for {url}: give "
+                              "user:password in the proxy URL", "network") from exc
         raise CheckFailed(f"the proxy refused {url}: {_reason(exc)}", "network") from exc
     except requests.exceptions.SSLError as exc:
         raise CheckFailed(f"TLS to {url} failed: {_reason(exc)}", "network") from exc
@@ -141,8 +144,9 @@ def check_proxy(ctx: Context, timeout: float) -> str:
     if proxy is None:
         return "no proxy configured"
     response = _fetch(ctx, ctx.endpoints.registry_probe(), timeout)
-    if response.status_code == 407:
-        raise CheckFailed("the proxy requires authentication (407)", "network")
+    if response.status_code == 407:  # a plain-HTTP endpoint gets the proxy's 407 directly
+        raise CheckFailed("the proxy requires authentication (407): give user:password in "
+                          "the proxy URL", "network")
     return f"{ctx.endpoints.registry_probe()} answered through the proxy"
 
 

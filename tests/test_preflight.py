@@ -1,0 +1,252 @@
+"""Preflight against real servers: DNS, HTTPS with a test CA, a CONNECT proxy, and a
+network namespace for a node that can only reach the proxy. Each scenario must fail
+exactly the expected checks, with the right classification."""
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from netlab import (
+    ConnectProxy,
+    DnsServer,
+    HttpsServer,
+    NetNamespace,
+    Route,
+    TestCA,
+    free_loopback_address,
+)
+
+from host import engine, pins, preflight, state
+
+REPO = "/Nine-Minds/alga-psa"
+CHANNEL = {"channel": "stable", "releaseVersion": "1.0", "repoBranch": "release/1.0.0",
+           "updatedAt": "2026-05-26T00:00:00Z"}
+MANIFEST = {"releaseVersion": "1.0", "generatedAt": "2026-06-04T22:00:00Z", "app": {
+    "version": "1.0", "releaseBranch": "release/1.0.0", "valuesProfile": "single-node",
+    "images": {"algaCore": "eaec6253", "workflowWorker": "a2cbb43", "emailService": "61e4a00e",
+               "temporalWorker": "a2cbb43"}}}
+CHANNEL_PATH = f"{REPO}/main/ee/appliance/releases/channels/stable.json"
+MANIFEST_PATH = f"{REPO}/main/ee/appliance/releases/1.0/release.json"
+K3S_PATH = f"/k3s/{pins.K3S_VERSION}/sha256sum-amd64.txt"
+FLUX_PATH = f"/flux/{pins.FLUX_VERSION}/install.yaml"
+DNS_NAMES = ("github.com", "raw.githubusercontent.com", "ghcr.io",
+             "objects.githubusercontent.com")
+DNS_CHECKS = {f"dns.{name}" for name in DNS_NAMES}
+HTTPS_CHECKS = {"github.channel", "github.manifest", "ghcr", "k3s.release", "flux.release"}
+ROOT_DIRS = ("etc/alga-appliance", "var/lib/alga-appliance", "var/log/alga-appliance")
+
+
+def github_routes() -> dict[str, Route]:
+    return {CHANNEL_PATH: Route(body=CHANNEL), MANIFEST_PATH: Route(body=MANIFEST),
+            K3S_PATH: Route(body=f"{'0' * 64}  k3s\n"), FLUX_PATH: Route(body="kind: List\n")}
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return TestCA()
+
+
+@dataclasses.dataclass
+class Lab:
+    root: Path
+    github: HttpsServer
+    ghcr: HttpsServer
+    dns: DnsServer
+    ca: TestCA
+
+    def configure(self, *, dns_mode="system", proxy=None, github_base=None, ghcr_base=None,
+                  resolver=None):
+        resolver = resolver or self.dns.address
+        (self.root / "etc/resolv.conf").write_text(f"nameserver {resolver}\n")
+        github = github_base or self.github.url
+        state.write(state.ENDPOINTS, {
+            "raw_base": github, "ghcr_base": ghcr_base or self.ghcr.url,
+            "k3s_release_base": f"{github}/k3s", "flux_release_base": f"{github}/flux",
+            "ca_bundle": str(self.ca.ca_pem_path)}, self.root)
+        dns = {"mode": "system"} if dns_mode == "system" else {"mode": "custom",
+                                                               "servers": [resolver]}
+        state.write(state.SETUP_INPUTS, {
+            "channel": "stable", "app_url": "http://10.0.0.5:3000", "dns": dns,
+            "proxy": proxy, "overrides": {}}, self.root)
+
+    def run(self):
+        status = engine.run_phase("preflight", self.root)
+        report = state.read(state.PREFLIGHT_REPORT, self.root)
+        failed = {c["id"] for c in report["checks"] if c["status"] == "fail"}
+        record = state.read(state.INSTALL_STATE, self.root)["phases"]["preflight"]
+        assert (status == 0) == (not failed) == (record["state"] in ("succeeded", "skipped"))
+        return failed, record["failure"], {c["id"]: c for c in report["checks"]}
+
+
+@pytest.fixture
+def lab(tmp_path, ca):
+    for directory in ROOT_DIRS:
+        (tmp_path / directory).mkdir(parents=True)
+    records = {name: ["127.0.0.1"] for name in DNS_NAMES}
+    with HttpsServer(ca, github_routes(), hostnames=("github.test",)) as github, \
+            HttpsServer(ca, {"/v2/": Route(status=401)}, hostnames=("ghcr.test",)) as ghcr, \
+            DnsServer(free_loopback_address(), records) as dns:
+        lab = Lab(tmp_path, github, ghcr, dns, ca)
+        lab.configure()
+        yield lab
+
+
+def test_all_pass_and_the_release_is_selected(lab):
+    failed, failure, checks = lab.run()
+    assert failed == set() and failure is None
+    assert checks["github.manifest"]["message"] == "release 1.0: app 1.0 from main"
+    selected = state.read(state.SELECTED_RELEASE, lab.root)
+    assert (selected["release_version"], selected["repo_branch"], selected["source_ref"]) == (
+        "1.0", "release/1.0.0", "main")
+    # Resolution went through the resolver setup will use, for every name.
+    assert {name for name, _ in lab.dns.queries} == set(DNS_NAMES)
+
+
+def test_custom_dns_mode_queries_the_admins_resolvers(lab):
+    with DnsServer(free_loopback_address(), {n: ["127.0.0.1"] for n in DNS_NAMES}) as custom:
+        lab.configure(dns_mode="custom", resolver=custom.address)
+        (lab.root / "etc/resolv.conf").write_text("nameserver 127.0.0.53\n")
+        failed, _, checks = lab.run()
+    assert failed == set() and custom.queries
+    assert checks["dns.resolvers"]["status"] == "pass"
+
+
+def test_resolved_stub_alone_is_a_warning(lab):
+    with DnsServer("127.0.0.53", {n: ["127.0.0.1"] for n in DNS_NAMES}):
+        lab.configure(resolver="127.0.0.53")
+        failed, _, checks = lab.run()
+    assert failed == set() and checks["dns.resolvers"]["status"] == "warn"
+
+
+@pytest.mark.parametrize("behaviour", ["servfail", "nxdomain"])
+def test_dns_down(lab, behaviour):
+    records = {} if behaviour == "nxdomain" else {n: ["127.0.0.1"] for n in DNS_NAMES}
+    with DnsServer(free_loopback_address(), records,
+                   behaviour="answer" if behaviour == "nxdomain" else behaviour) as broken:
+        lab.configure(resolver=broken.address)
+        failed, failure, checks = lab.run()
+    assert failed == DNS_CHECKS
+    assert failure["category"] == "dns" and failure["retry_safe"] is True
+    assert behaviour.upper() in checks["dns.ghcr.io"]["message"]
+
+
+def test_github_answers_but_ghcr_is_blocked(lab):
+    lab.configure(ghcr_base="https://127.0.0.1:1")  # nothing listens there
+    failed, failure, _ = lab.run()
+    assert failed == {"ghcr"} and failure["category"] == "network"
+    assert failure["suspected_cause"].startswith("ghcr: cannot reach https://127.0.0.1:1/v2/")
+
+
+@pytest.mark.parametrize(("route", "phrase"), [
+    (None, "not found"),
+    (Route(body="{not json"), "is not JSON"),
+    (Route(body={**CHANNEL, "releaseVersion": None, "updatedAt": None}),
+     "no release is published on the stable channel"),
+])
+def test_channel_file_problems(lab, route, phrase):
+    if route is None:
+        del lab.github.routes[CHANNEL_PATH]
+    else:
+        lab.github.routes[CHANNEL_PATH] = route
+    failed, failure, checks = lab.run()
+    assert failed == {"github.channel", "github.manifest"}
+    assert failure["category"] == "github-release-source"
+    assert phrase in checks["github.channel"]["message"]
+
+
+def test_manifest_missing_on_the_ref(lab):
+    del lab.github.routes[MANIFEST_PATH]
+    failed, failure, checks = lab.run()
+    assert failed == {"github.manifest"} and failure["category"] == "github-release-source"
+    assert "release manifest 1.0 not found" in checks["github.manifest"]["message"]
+    assert state.read(state.SELECTED_RELEASE, lab.root) is None
+
+
+def test_slow_endpoint_hits_its_timeout(lab, monkeypatch):
+    quick = tuple(dataclasses.replace(c, timeout=0.5) if c.id == "ghcr" else c
+                  for c in preflight.HOST_AND_NETWORK_CHECKS)
+    monkeypatch.setattr(preflight, "HOST_AND_NETWORK_CHECKS", quick)
+    lab.ghcr.routes["/v2/"] = Route(status=401, delay=3)
+    failed, failure, checks = lab.run()
+    assert failed == {"ghcr"} and failure["category"] == "network"
+    assert "did not answer within 0.5 s" in checks["ghcr"]["message"]
+
+
+def proxy_inputs(proxy: ConnectProxy, credentials: str = "") -> dict:
+    scheme, address = proxy.url.split("://")
+    return {"url": f"{scheme}://{credentials}{address}",
+            "no_proxy": ["localhost", "127.0.0.1", ".svc", ".cluster.local"]}
+
+
+def test_proxy_needing_authentication(lab):
+    hosts = {"github.test": "127.0.0.1", "ghcr.test": "127.0.0.1"}
+    github = lab.github.url.replace("127.0.0.1", "github.test")
+    ghcr = lab.ghcr.url.replace("127.0.0.1", "ghcr.test")
+    with ConnectProxy(credentials=("svc", "s3cret"), hosts=hosts) as proxy:
+        lab.configure(proxy=proxy_inputs(proxy), github_base=github, ghcr_base=ghcr)
+        failed, failure, checks = lab.run()
+        assert failed == {"proxy"} | HTTPS_CHECKS
+        assert failure["category"] == "network"
+        assert "authentication (407)" in checks["proxy"]["message"]
+        lab.configure(proxy=proxy_inputs(proxy, "svc:s3cret@"), github_base=github,
+                      ghcr_base=ghcr)
+        failed, _, _ = lab.run()
+        assert failed == set()
+        assert ("github.test", lab.github.port) in proxy.tunnels
+
+
+def test_proxy_required_on_a_node_that_only_reaches_the_proxy(lab, tmp_path):
+    """The node sits in its own network namespace; only the proxy (and the resolver) on the
+    host side of its link are reachable."""
+    hosts = {"github.test": "127.0.0.1", "ghcr.test": "127.0.0.1"}
+    github = lab.github.url.replace("127.0.0.1", "github.test")
+    ghcr = lab.ghcr.url.replace("127.0.0.1", "ghcr.test")
+    with NetNamespace() as node, \
+            DnsServer(node.host_address, {n: ["127.0.0.1"] for n in DNS_NAMES}) as dns, \
+            ConnectProxy(address=node.host_address, hosts=hosts) as proxy:
+        def run_on_node():
+            command = [sys.executable, "-m", "host", "--root", str(lab.root), "phase",
+                       "preflight"]
+            env = {"PYTHONPATH": str(Path(__file__).resolve().parent.parent), "PATH": "/usr/bin"}
+            done = node.run(command, env=env, timeout=120)
+            report = state.read(state.PREFLIGHT_REPORT, lab.root)
+            assert report is not None, done.stderr
+            return done, {c["id"] for c in report["checks"] if c["status"] == "fail"}
+
+        lab.configure(resolver=dns.address, github_base=github, ghcr_base=ghcr)
+        done, failed = run_on_node()
+        assert done.returncode == 1 and failed == HTTPS_CHECKS, done.stderr
+        failure = state.read(state.INSTALL_STATE, lab.root)["phases"]["preflight"]["failure"]
+        assert failure["category"] == "network"
+        assert "failed [network]" in done.stderr
+
+        lab.configure(resolver=dns.address, github_base=github, ghcr_base=ghcr,
+                      proxy=proxy_inputs(proxy))
+        done, failed = run_on_node()
+        assert done.returncode == 0 and failed == set(), done.stderr
+        assert json.loads((lab.root / "var/lib/alga-appliance/selected-release.json")
+                          .read_text())["release_version"] == "1.0"
+
+
+def test_setup_inputs_changes_rerun_preflight(lab):
+    assert lab.run()[0] == set()
+    del lab.github.routes[MANIFEST_PATH]
+    assert lab.run()[0] == set()  # inputs unchanged: skipped, not re-checked
+    record = state.read(state.INSTALL_STATE, lab.root)["phases"]["preflight"]
+    assert record["state"] == "skipped"
+    lab.configure(dns_mode="custom")
+    assert lab.run()[0] == {"github.manifest"}
+
+
+def test_no_check_touches_the_host(lab):
+    before = sorted(p.relative_to(lab.root) for p in lab.root.rglob("*"))
+    lab.run()
+    after = sorted(p.relative_to(lab.root) for p in lab.root.rglob("*"))
+    written = {str(p) for p in set(after) - set(before)}
+    assert written <= {"var/lib/alga-appliance/install-state.json",
+                       "var/lib/alga-appliance/preflight-report.json",
+                       "var/lib/alga-appliance/selected-release.json",
+                       "var/lib/alga-appliance/setup.lock",
+                       "var/log/alga-appliance/preflight.log"}
