@@ -10,6 +10,7 @@ warn does not.
 import datetime
 import email.utils
 import json
+import pwd
 import shutil
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from host import dnsquery, hostports, pins, state
+from host import dnsquery, hostports, paths, pins, state
 from host.endpoints import Endpoints
 from host.validation import DocumentInvalid, validate
 
@@ -30,7 +31,7 @@ DISK_MINIMUMS = (  # path, fail below, warn below
     ("/var/lib/rancher", 15 * GIB, 40 * GIB),
     ("/var/lib/alga-appliance", GIB // 10, GIB),
 )
-PORTS = ((6443, "k3s"), (10250, "k3s"), (8080, "alga-appliance"))
+PORTS = ((6443, "k3s"), (10250, "k3s"), (8080, paths.SERVICE_USER))
 
 
 class CheckFailed(Exception):
@@ -244,12 +245,24 @@ def check_disk(path: str, fail_below: int, warn_below: int):
     return run
 
 
+def _held_by(holder: hostports.Holder, owner: str) -> bool:
+    """Whether `owner` (a user or a command) holds the port. Our own web service runs as
+    the service user, which the socket table shows even when its /proc is hidden."""
+    try:
+        if holder.uid == pwd.getpwnam(owner).pw_uid:
+            return True
+    except KeyError:
+        pass
+    return holder.command is not None and owner in holder.command
+
+
 def check_ports(ctx: Context, timeout: float) -> str:
     busy = []
     for port, owner in PORTS:
         holder = hostports.holder(port)
-        if holder is not None and owner not in holder:
-            busy.append(f"{port} (held by {holder})")
+        if holder is not None and not _held_by(holder, owner):
+            who = holder.command or f"uid {holder.uid}"
+            busy.append(f"{port} (held by {who})")
     if busy:
         raise CheckFailed(f"ports in use: {', '.join(busy)}", "network")
     return f"ports {', '.join(str(p) for p, _ in PORTS)} are free or held by their owners"

@@ -19,10 +19,11 @@ SOURCE_DIRS = ("host", "units", "ui-static", "schemas")
 # Pure-Python packages the host code imports that a default Ubuntu Server lacks.
 VENDORED = ("click", "waitress")
 UNIT_SUFFIXES = (".service", ".socket", ".timer", ".path", ".target")
-CLI_WRAPPER = f"""#!/bin/sh
-# The appliance CLI, on the distro python3 with the vendored pure-Python packages.
+CLI_WRAPPER = f"""#!/bin/bash
+# The appliance CLI, on the distro python3 with the vendored pure-Python packages. Named
+# alga-appliance in the process table, which is how preflight knows :8080 is ours.
 export PYTHONPATH={paths.INSTALL_DIR}:{paths.INSTALL_DIR}/vendor
-exec /usr/bin/python3 -m host "$@"
+exec -a alga-appliance /usr/bin/python3 -m host "$@"
 """.encode()
 
 

@@ -81,7 +81,8 @@ def _late_commands(units: list[str], enabled_units: list[str]) -> list[str]:
         _in_target("useradd", "--system", "--user-group", "--no-create-home",
                    "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
                    paths.SERVICE_USER),
-        _in_target("install", "-d", "-m", "0750", "-o", "root", "-g", paths.SERVICE_USER,
+        # setgid: files the root phases write there stay readable by the web service's group.
+        _in_target("install", "-d", "-m", "2750", "-o", "root", "-g", paths.SERVICE_USER,
                    paths.CONFIG_DIR, paths.STATE_DIR, paths.LOG_DIR),
         # The web service (group alga-appliance) drops requests here for the .path units.
         _in_target("install", "-d", "-m", "0770", "-o", "root", "-g", paths.SERVICE_USER,

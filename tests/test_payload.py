@@ -37,6 +37,7 @@ def test_cli_runs_from_the_payload_with_vendored_click(appliance, tmp_path):
         f"{root}/vendor/click/")
     wrapper = (root / "bin" / "alga-appliance").read_text()
     assert "PYTHONPATH=/opt/alga-appliance:/opt/alga-appliance/vendor" in wrapper
+    assert "exec -a alga-appliance /usr/bin/python3 -m host" in wrapper
 
 
 def test_payload_validates_with_the_distro_jsonschema(appliance, tmp_path):

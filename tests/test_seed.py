@@ -61,10 +61,12 @@ def test_firewall_allows_exactly_ssh_ui_and_app():
     assert "sed -i 's/^ENABLED=.*/ENABLED=yes/' /target/etc/ufw/ufw.conf" in commands
 
 
-def test_payload_dirs_are_root_owned_0750_with_the_service_group():
+def test_payload_dirs_are_root_owned_0750_setgid_with_the_service_group():
     commands = seed.autoinstall(BuildOptions(), [], [])["late-commands"]
-    assert ("curtin in-target --target /target -- install -d -m 0750 -o root -g alga-appliance "
+    assert ("curtin in-target --target /target -- install -d -m 2750 -o root -g alga-appliance "
             "/etc/alga-appliance /var/lib/alga-appliance /var/log/alga-appliance") in commands
+    assert ("curtin in-target --target /target -- install -d -m 0770 -o root -g alga-appliance "
+            "/var/lib/alga-appliance/spool") in commands
     assert any("useradd --system" in c and c.endswith(" alga-appliance") for c in commands)
 
 

@@ -1,0 +1,248 @@
+"""The real-systemd tier: a Debian 12 rootfs booted with systemd-nspawn in a network
+namespace, the payload installed by the ISO seed's own late-commands. Runs in order:
+
+1. the web unit answers on :8080;
+2. a setup request through the web API starts the chain through the .path unit;
+3. preflight fails cleanly without network, with the classified failure in the state;
+4. a phase injected to fail stops the chain;
+5. a re-run skips the succeeded phases;
+6. state survives a restart of the container.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import rootfs
+from late_commands import run_late_commands
+from netlab import DnsServer, HttpsServer, NetNamespace, Route, TestCA
+from test_payload import extract_payload
+from test_preflight import CHANNEL, CHANNEL_PATH, FLUX_PATH, K3S_PATH, MANIFEST, MANIFEST_PATH
+
+from host import paths, state
+from isobuild.image import IsoImage
+
+pytestmark = [pytest.mark.systemd,
+              pytest.mark.skipif(os.geteuid() != 0, reason="systemd-nspawn needs root")]
+
+STATE = "var/lib/alga-appliance"
+CANARY = "var/lib/alga-appliance-test-canary"
+INJECTED_UNITS = {
+    # A phase that always fails, between preflight and a canary that must never run.
+    "alga-appliance-phase-injected.service": """[Unit]
+Requires=alga-appliance-phase-preflight.service
+After=alga-appliance-phase-preflight.service
+[Service]
+Type=oneshot
+ExecStart=/bin/false
+""",
+    "alga-appliance-phase-canary.service": f"""[Unit]
+Requires=alga-appliance-phase-injected.service
+After=alga-appliance-phase-injected.service
+[Service]
+Type=oneshot
+ExecStart=/bin/touch /{CANARY}
+""",
+    "alga-appliance-setup.target.d/injected.conf": """[Unit]
+Requires=alga-appliance-phase-canary.service
+After=alga-appliance-phase-canary.service
+""",
+}
+
+
+class Container:
+    def __init__(self, root: Path, node: NetNamespace, log: Path):
+        self.root, self.node, self.log = root, node, log
+        self.process = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["systemd-nspawn", "--quiet", "-D", str(self.root), "-b", "--register=no",
+             "--keep-unit", f"--network-namespace-path=/run/netns/{self.node.name}",
+             "--resolv-conf=off",
+             "--console=pipe"], stdin=subprocess.DEVNULL,
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)  # nspawn asks the guest to halt
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def run(self, *argv: str) -> str:
+        """A command's output from inside the running container (for diagnostics)."""
+        init = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True,
+                              text=True).stdout.split()
+        if not init:
+            return "(container not running)"
+        done = subprocess.run(["nsenter", "-t", init[0], "-a", *argv], capture_output=True,
+                              text=True, timeout=30)
+        return done.stdout + done.stderr
+
+    def journal(self) -> str:
+        return self.run("journalctl", "-b", "--no-pager", "-n", "150")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.node.node_address}:8080"
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def machine(appliance, tmp_path_factory):
+    work = tmp_path_factory.mktemp("nspawn")
+    root = work / "root"
+    root.mkdir()
+    subprocess.run(["tar", "-C", str(root), "-xf", str(rootfs.rootfs_tarball())], check=True)
+    payload = extract_payload(appliance.output, work / "payload")
+    (payload / "bin/alga-appliance").chmod(0o755)
+    with IsoImage(appliance.output) as iso:
+        run_late_commands(iso.read("/nocloud/user-data"), root, payload)
+    for name, text in INJECTED_UNITS.items():
+        unit = root / "etc/systemd/system" / name
+        unit.parent.mkdir(parents=True, exist_ok=True)
+        unit.write_text(text)
+    (root / "etc/hostname").write_text("alga-test\n")
+    with NetNamespace() as node:
+        (root / "etc/resolv.conf").unlink(missing_ok=True)
+        (root / "etc/resolv.conf").write_text(f"nameserver {node.host_address}\n")
+        container = Container(root, node, work / "console.log")
+        container.start()
+        try:
+            yield container
+        finally:
+            container.stop()
+
+
+def install_state(machine) -> dict | None:
+    return state.read(state.INSTALL_STATE, machine.root)
+
+
+def submit_setup(machine, answers: dict) -> requests.Response:
+    token = (machine.root / paths.TOKEN_FILE.lstrip("/")).read_text().strip()
+    return requests.post(f"{machine.url}/api/setup", json=answers, timeout=10,
+                         headers={"Authorization": f"Bearer {token}"})
+
+
+def state_version(machine) -> int:
+    path = state.INSTALL_STATE.path(machine.root)
+    return path.stat().st_mtime_ns if path.exists() else 0
+
+
+def wait_until_settled(machine, since: int) -> dict:
+    """The install state once it has changed after `since` and the chain is not running."""
+    def settled():
+        if state_version(machine) == since:
+            return None
+        doc = install_state(machine)
+        record = doc["phases"].get("preflight")
+        done = record and record["state"] in ("failed", "succeeded", "skipped")
+        return doc if done and doc["status"] != "running" else None
+    try:
+        return wait_for(settled, 90, "the setup chain to settle")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{machine.journal()}") from None
+
+
+def test_1_web_unit_answers_on_8080(machine):
+    response = wait_for(lambda: _healthz(machine), 90, "the web service on :8080")
+    assert response.json() == {"status": "ok"}
+    token = machine.root / paths.TOKEN_FILE.lstrip("/")
+    assert token.stat().st_mode & 0o777 == 0o600
+    assert token.stat().st_uid != 0  # owned by the service user
+
+
+def _healthz(machine):
+    try:
+        response = requests.get(f"{machine.url}/healthz", timeout=2)
+    except requests.RequestException:
+        return None
+    return response if response.status_code == 200 else None
+
+
+def test_2_3_request_starts_the_chain_and_preflight_fails_cleanly_offline(machine):
+    started = state_version(machine)
+    response = submit_setup(machine, {"channel": "stable"})
+    assert response.status_code == 202, response.text
+    doc = wait_until_settled(machine, started)
+    failure = doc["phases"]["preflight"]["failure"]
+    assert doc["status"] == "failed" and failure["category"] == "dns"
+    assert failure["suspected_cause"].startswith("dns.github.com: github.com does not resolve")
+    assert failure["retry_safe"] is True
+    assert state.read(state.SETUP_INPUTS, machine.root)["channel"] == "stable"
+    assert not (machine.root / STATE / "spool" / paths.SETUP_REQUEST).exists()
+    assert not (machine.root / CANARY).exists()
+
+
+@pytest.fixture(scope="module")
+def mirror(machine):
+    """GitHub, GHCR and DNS stand-ins on the host side of the node's link."""
+    ca = TestCA()
+    address = machine.node.host_address
+    routes = {CHANNEL_PATH: Route(body=CHANNEL), MANIFEST_PATH: Route(body=MANIFEST),
+              K3S_PATH: Route(body="0" * 64 + "  k3s\n"), FLUX_PATH: Route(body="kind: List\n")}
+    with HttpsServer(ca, routes, address=address, hostnames=("github.test",)) as github, \
+            HttpsServer(ca, {"/v2/": Route(status=401)}, address=address,
+                        hostnames=("ghcr.test",)) as ghcr, \
+            DnsServer(address, {"github.test": [address], "ghcr.test": [address]}):
+        shutil.copy(ca.ca_pem_path, machine.root / "etc/alga-appliance/mirror-ca.pem")
+        base = f"https://github.test:{github.port}"
+        state.write(state.ENDPOINTS, {
+            "raw_base": base, "ghcr_base": f"https://ghcr.test:{ghcr.port}",
+            "k3s_release_base": f"{base}/k3s", "flux_release_base": f"{base}/flux",
+            "dns_names": ["github.test", "ghcr.test"],
+            "ca_bundle": "/etc/alga-appliance/mirror-ca.pem"}, machine.root)
+        yield
+
+
+def test_4_a_phase_injected_to_fail_stops_the_chain(machine, mirror):
+    started = state_version(machine)
+    assert submit_setup(machine, {"channel": "stable"}).status_code == 202
+    doc = wait_until_settled(machine, started)
+    assert doc["phases"]["preflight"]["state"] == "succeeded", (
+        doc["phases"]["preflight"]["failure"], machine.journal())
+    selected = state.read(state.SELECTED_RELEASE, machine.root)
+    assert selected["release_version"] == "1.0"
+    time.sleep(3)  # the injected phase runs and fails right after preflight
+    assert not (machine.root / CANARY).exists()
+
+
+def test_5_a_rerun_skips_succeeded_phases(machine, mirror):
+    log = machine.root / "var/log/alga-appliance/preflight.log"
+    runs_before = log.read_text().count("→ checking DNS")
+    started = state_version(machine)
+    assert submit_setup(machine, {"channel": "stable"}).status_code == 202
+    doc = wait_until_settled(machine, started)
+    assert doc["phases"]["preflight"]["state"] == "skipped"
+    assert log.read_text().count("→ checking DNS") == runs_before
+    assert not (machine.root / CANARY).exists()
+
+
+def test_6_state_survives_a_restart(machine):
+    before = install_state(machine)
+    report = state.read(state.PREFLIGHT_REPORT, machine.root)
+    machine.stop()
+    machine.start()
+    wait_for(lambda: _healthz(machine), 90, "the web service after the restart")
+    assert install_state(machine) == before
+    assert state.read(state.PREFLIGHT_REPORT, machine.root) == report
+    assert json.loads((machine.root / STATE / "selected-release.json").read_text())
