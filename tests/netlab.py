@@ -341,8 +341,11 @@ class _RouteHandler(_QuietHandler):
         if self.server.stopping.wait(route.delay):
             return  # the lab is stopping: don't hold it up
         body, content_type = route.encoded_body()
-        self.send_response(route.status)
-        for name, value in _with_defaults(route.headers, content_type, len(body)).items():
+        # Like send_response(), but a route may set its own Date (a server with a wrong clock).
+        self.send_response_only(route.status)
+        headers = {"Server": self.version_string(), "Date": self.date_time_string(),
+                   **_with_defaults(route.headers, content_type, len(body))}
+        for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
         if with_body:

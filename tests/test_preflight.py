@@ -3,8 +3,12 @@ network namespace for a node that can only reach the proxy. Each scenario must f
 exactly the expected checks, with the right classification."""
 
 import dataclasses
+import email.utils
 import json
+import socket
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -172,6 +176,48 @@ def test_slow_endpoint_hits_its_timeout(lab, monkeypatch):
     failed, failure, checks = lab.run()
     assert failed == {"ghcr"} and failure["category"] == "network"
     assert "did not answer within 0.5 s" in checks["ghcr"]["message"]
+
+
+@pytest.mark.parametrize(("skew", "status"), [(0, "pass"), (120, "warn"), (3600, "fail")])
+def test_clock_skew_against_the_servers_date(lab, skew, status):
+    server_time = email.utils.formatdate(time.time() + skew, usegmt=True)
+    for path in (K3S_PATH, FLUX_PATH):
+        lab.github.routes[path] = dataclasses.replace(lab.github.routes[path],
+                                                      headers={"Date": server_time})
+    failed, failure, checks = lab.run()
+    assert checks["clock"]["status"] == status, checks["clock"]
+    assert failed == ({"clock"} if status == "fail" else set())
+    if status == "fail":
+        assert failure["category"] == "network" and "enable NTP" in failure["next_step"]
+
+
+def test_port_held_by_another_program_fails(lab):
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            holder.bind(("0.0.0.0", 10250))
+        except OSError:
+            pytest.skip("port 10250 is in use on this machine")
+        holder.listen()
+        failed, failure, checks = lab.run()
+    assert failed == {"ports"} and failure["category"] == "network"
+    assert "10250 (held by " in checks["ports"]["message"]
+
+
+def test_too_little_disk_fails_as_storage(lab):
+    rancher = lab.root / "var/lib/rancher"
+    rancher.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(rancher)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        failed, failure, checks = lab.run()
+    finally:
+        subprocess.run(["umount", str(rancher)], check=True)
+    assert failed == {"disk.rancher"} and failure["category"] == "storage"
+    assert "0.1 GiB free for /var/lib/rancher; at least 15.0 GiB is needed" in (
+        checks["disk.rancher"]["message"])
 
 
 def proxy_inputs(proxy: ConnectProxy, credentials: str = "") -> dict:
