@@ -1,0 +1,70 @@
+"""The Kubernetes boundary: every cluster access goes through here and nowhere else.
+
+It runs `kubectl` with the configured kubeconfig, sends objects as JSON to
+`kubectl apply --server-side`, and reads with `kubectl get -o json`: structured in and out,
+never parsed text. The kubeconfig is configuration, so the Flux and release phases run
+unchanged against any cluster.
+"""
+
+import json
+import subprocess
+from dataclasses import dataclass
+
+K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
+FIELD_MANAGER = "alga-appliance"
+TIMEOUT = 120
+
+
+class KubeError(Exception):
+    """kubectl failed; carries the command and kubectl's own explanation."""
+
+    def __init__(self, args: list[str], returncode: int, stderr: str):
+        self.args_run, self.returncode, self.stderr = args, returncode, stderr.strip()
+        super().__init__(f"kubectl {' '.join(args)} failed ({returncode}): {self.stderr}")
+
+    @property
+    def not_found(self) -> bool:
+        return "NotFound" in self.stderr or "not found" in self.stderr
+
+
+@dataclass(frozen=True)
+class Kube:
+    kubeconfig: str = K3S_KUBECONFIG
+
+    def _run(self, args: list[str], stdin: str | None = None) -> str:
+        try:
+            done = subprocess.run(["kubectl", "--kubeconfig", self.kubeconfig, *args],
+                                  input=stdin, capture_output=True, text=True, timeout=TIMEOUT)
+        except subprocess.TimeoutExpired as exc:
+            raise KubeError(args, -1, f"no answer within {TIMEOUT} s") from exc
+        except FileNotFoundError as exc:
+            raise KubeError(args, -1, "kubectl is not installed") from exc
+        if done.returncode != 0:
+            raise KubeError(args, done.returncode, done.stderr)
+        return done.stdout
+
+    def apply(self, objects: list[dict]) -> list[dict]:
+        """Server-side apply `objects` as one List; return what the API server stored."""
+        document = {"apiVersion": "v1", "kind": "List", "items": objects}
+        out = self._run(["apply", "--server-side", f"--field-manager={FIELD_MANAGER}",
+                         "--force-conflicts", "-o", "json", "-f", "-"], json.dumps(document))
+        stored = json.loads(out)
+        return stored["items"] if stored.get("kind") == "List" else [stored]
+
+    def get(self, resource: str, name: str, namespace: str | None = None) -> dict | None:
+        """The object, or None if it does not exist."""
+        try:
+            out = self._run(["get", resource, name, *_namespaced(namespace), "-o", "json"])
+        except KubeError as exc:
+            if exc.not_found:
+                return None
+            raise
+        return json.loads(out)
+
+    def list(self, resource: str, namespace: str | None = None) -> list[dict]:
+        out = self._run(["get", resource, *_namespaced(namespace), "-o", "json"])
+        return json.loads(out)["items"]
+
+
+def _namespaced(namespace: str | None) -> list[str]:
+    return ["--namespace", namespace] if namespace else []
