@@ -9,7 +9,6 @@ warn does not.
 
 import datetime
 import email.utils
-import json
 import pwd
 import shutil
 import time
@@ -19,9 +18,8 @@ from pathlib import Path
 
 import requests
 
-from host import dnsquery, hostports, paths, pins, state
+from host import channel, dnsquery, hostports, http, paths, pins, state
 from host.endpoints import Endpoints
-from host.validation import DocumentInvalid, validate
 
 RESOLVED_STUB = "127.0.0.53"
 CLOCK_WARN_SECONDS = 60
@@ -49,20 +47,17 @@ class Context:
     root: Path
     session: requests.Session
     server_dates: list[float] = field(default_factory=list)
-    channel: dict | None = None
+    channel_file: dict | None = None
     manifest: dict | None = None
-    ref: str = pins.ALGA_DEFAULT_REF
 
-    def get(self, url: str, timeout: float) -> requests.Response:
-        response = self.session.get(url, timeout=timeout, allow_redirects=True)
+    @property
+    def source(self) -> channel.Source:
+        return channel.Source.for_inputs(self.inputs, self.endpoints)
+
+    def note_date(self, response: requests.Response) -> None:
         if "Date" in response.headers:
             parsed = email.utils.parsedate_to_datetime(response.headers["Date"])
             self.server_dates.append(parsed.timestamp())
-        return response
-
-    @property
-    def repo_url(self) -> str:
-        return self.inputs["overrides"].get("repo_url", pins.ALGA_REPO_URL)
 
 
 @dataclass(frozen=True)
@@ -121,23 +116,11 @@ def check_resolver_stub(ctx: Context, timeout: float) -> str:
 
 def _fetch(ctx: Context, url: str, timeout: float) -> requests.Response:
     try:
-        return ctx.get(url, timeout)
-    except requests.exceptions.ProxyError as exc:
-        if "407" in str(exc):  # for HTTPS, the proxy's answer to CONNECT arrives this way
-            raise CheckFailed(f"the proxy requires authentication (407) for {url}: give "
-                              "user:password in the proxy URL", "network") from exc
-        raise CheckFailed(f"the proxy refused {url}: {_reason(exc)}", "network") from exc
-    except requests.exceptions.SSLError as exc:
-        raise CheckFailed(f"TLS to {url} failed: {_reason(exc)}", "network") from exc
-    except requests.exceptions.Timeout as exc:
-        raise CheckFailed(f"{url} did not answer within {timeout:g} s", "network") from exc
-    except requests.exceptions.RequestException as exc:
-        raise CheckFailed(f"cannot reach {url}: {_reason(exc)}", "network") from exc
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc)
-    return text if len(text) < 300 else text[:300] + "…"
+        response = http.fetch(ctx.session, url, timeout)
+    except http.FetchError as exc:
+        raise CheckFailed(str(exc), exc.category) from exc
+    ctx.note_date(response)
+    return response
 
 
 def check_proxy(ctx: Context, timeout: float) -> str:
@@ -151,49 +134,26 @@ def check_proxy(ctx: Context, timeout: float) -> str:
     return f"{ctx.endpoints.registry_probe()} answered through the proxy"
 
 
-def _json_document(ctx: Context, url: str, timeout: float, what: str, schema: str) -> dict:
-    response = _fetch(ctx, url, timeout)
-    if response.status_code == 404:
-        raise CheckFailed(f"{what} not found at {url} (404)", "github-release-source")
-    if response.status_code != 200:
-        raise CheckFailed(f"{what} at {url} answered {response.status_code}", "network")
-    try:
-        document = json.loads(response.content)
-    except ValueError as exc:
-        raise CheckFailed(f"{what} at {url} is not JSON: {exc}", "github-release-source") from exc
-    try:
-        validate(document, schema, name=what, source=url)
-    except DocumentInvalid as exc:
-        raise CheckFailed(str(exc), "github-release-source") from exc
-    return document
-
-
 def check_channel(ctx: Context, timeout: float) -> str:
-    channel = ctx.inputs["channel"]
-    ctx.ref = ctx.inputs["overrides"].get("branch", pins.ALGA_DEFAULT_REF)
-    url = ctx.endpoints.repo_file(ctx.repo_url, ctx.ref, pins.CHANNEL_PATH.format(
-        channel=channel))
-    document = _json_document(ctx, url, timeout, f"the {channel} channel file",
-                              "channel.schema.json")
-    if document["releaseVersion"] is None or "repoBranch" not in document:
-        raise CheckFailed(f"no release is published on the {channel} channel yet "
-                          f"({url} has releaseVersion null)", "github-release-source")
-    ctx.channel = document
-    return f"{channel} → release {document['releaseVersion']} on {document['repoBranch']}"
+    name = ctx.inputs["channel"]
+    try:
+        ctx.channel_file = channel.fetch_channel(ctx.session, ctx.source, name, timeout)
+    except http.FetchError as exc:
+        raise CheckFailed(str(exc), exc.category) from exc
+    found = ctx.channel_file
+    return f"{name} → release {found['releaseVersion']} on {found['repoBranch']}"
 
 
 def check_manifest(ctx: Context, timeout: float) -> str:
-    if ctx.channel is None:
+    if ctx.channel_file is None:
         raise CheckFailed("skipped: the channel file did not resolve to a release",
                           "github-release-source")
-    release = ctx.channel["releaseVersion"]
-    # From the same ref as the channel file: the channel's repoBranch may lack it.
-    url = ctx.endpoints.repo_file(ctx.repo_url, ctx.ref, pins.MANIFEST_PATH.format(
-        release=release))
-    manifest = _json_document(ctx, url, timeout, f"release manifest {release}",
-                              "release-manifest.schema.json")
-    ctx.manifest = manifest
-    return f"release {release}: app {manifest['app']['version']} from {ctx.ref}"
+    release = ctx.channel_file["releaseVersion"]
+    try:
+        ctx.manifest = channel.fetch_manifest(ctx.session, ctx.source, release, timeout)
+    except http.FetchError as exc:
+        raise CheckFailed(str(exc), exc.category) from exc
+    return f"release {release}: app {ctx.manifest['app']['version']} from {ctx.source.ref}"
 
 
 def check_registry(ctx: Context, timeout: float) -> str:
@@ -307,17 +267,6 @@ HOST_AND_NETWORK_CHECKS: tuple[Check, ...] = (
 )
 
 
-def _session(inputs: dict, endpoints: Endpoints) -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # only the proxy and CA setup chose, never the environment's
-    session.verify = endpoints.ca_bundle or True
-    proxy = inputs["proxy"]
-    if proxy:
-        session.proxies = {"http": proxy["url"], "https": proxy["url"],
-                           "no_proxy": ",".join(proxy["no_proxy"])}
-    return session
-
-
 @dataclass(frozen=True)
 class Failure:
     check_id: str
@@ -335,7 +284,7 @@ class Result:
 
 def run_checks(inputs: dict, endpoints: Endpoints, root: Path) -> Result:
     """Run every check and write the report."""
-    ctx = Context(inputs, endpoints, root, _session(inputs, endpoints))
+    ctx = Context(inputs, endpoints, root, http.session(inputs, endpoints))
     results, first_failure = [], None
     for check in checks(endpoints):
         started = time.monotonic()
@@ -363,13 +312,7 @@ def run_checks(inputs: dict, endpoints: Endpoints, root: Path) -> Result:
 
 
 def _selection(ctx: Context, at: str) -> dict | None:
-    if ctx.channel is None or ctx.manifest is None:
+    if ctx.channel_file is None or ctx.manifest is None:
         return None
-    app = ctx.manifest["app"]
-    return {
-        "channel": ctx.inputs["channel"], "repo_url": ctx.repo_url, "source_ref": ctx.ref,
-        "release_version": ctx.manifest["releaseVersion"],
-        "repo_branch": ctx.channel["repoBranch"], "app_version": app["version"],
-        "release_branch": app["releaseBranch"], "values_profile": app["valuesProfile"],
-        "images": app["images"], "selected_at": at,
-    }
+    return channel.selection(ctx.inputs["channel"], ctx.source, ctx.channel_file, ctx.manifest,
+                             at)

@@ -152,7 +152,7 @@ def test_github_answers_but_ghcr_is_blocked(lab):
 
 @pytest.mark.parametrize(("route", "phrase"), [
     (None, "not found"),
-    (Route(body="{not json"), "is not JSON"),
+    (Route(body="{not json"), "is not valid JSON"),
     (Route(body={**CHANNEL, "releaseVersion": None, "updatedAt": None}),
      "no release is published on the stable channel"),
 ])

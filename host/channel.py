@@ -1,0 +1,60 @@
+"""Which release a channel names: the channel file and its release manifest, both read
+from one ref (the default branch or the support override).
+
+The channel's repoBranch may not contain the manifest the channel names (this has
+happened for stable), so the manifest is never read from there; repoBranch is only what
+Flux tracks and where the values profiles are read.
+"""
+
+from dataclasses import dataclass
+
+import requests
+
+from host import pins
+from host.endpoints import Endpoints
+from host.http import FetchError, fetch_document
+
+
+@dataclass(frozen=True)
+class Source:
+    endpoints: Endpoints
+    repo_url: str
+    ref: str
+
+    @classmethod
+    def for_inputs(cls, inputs: dict, endpoints: Endpoints) -> "Source":
+        overrides = inputs["overrides"]
+        return cls(endpoints, overrides.get("repo_url", pins.ALGA_REPO_URL),
+                   overrides.get("branch", pins.ALGA_DEFAULT_REF))
+
+    def url(self, path: str, ref: str | None = None) -> str:
+        return self.endpoints.repo_file(self.repo_url, ref or self.ref, path)
+
+
+def fetch_channel(http: requests.Session, source: Source, channel: str, timeout: float) -> dict:
+    url = source.url(pins.CHANNEL_PATH.format(channel=channel))
+    document = fetch_document(http, url, timeout, f"the {channel} channel file",
+                              "channel.schema.json")
+    if document["releaseVersion"] is None or "repoBranch" not in document:
+        raise FetchError(f"no release is published on the {channel} channel yet "
+                         f"({url} has releaseVersion null)", "github-release-source")
+    return document
+
+
+def fetch_manifest(http: requests.Session, source: Source, release: str,
+                   timeout: float) -> dict:
+    url = source.url(pins.MANIFEST_PATH.format(release=release))
+    return fetch_document(http, url, timeout, f"release manifest {release}",
+                          "release-manifest.schema.json")
+
+
+def selection(channel: str, source: Source, channel_file: dict, manifest: dict,
+              at: str) -> dict:
+    """The selected-release document."""
+    app = manifest["app"]
+    return {
+        "channel": channel, "repo_url": source.repo_url, "source_ref": source.ref,
+        "release_version": manifest["releaseVersion"], "repo_branch": channel_file["repoBranch"],
+        "app_version": app["version"], "release_branch": app["releaseBranch"],
+        "values_profile": app["valuesProfile"], "images": app["images"], "selected_at": at,
+    }

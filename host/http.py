@@ -1,0 +1,73 @@
+"""HTTPS to GitHub, GHCR and release hosts, through the proxy and CA setup chose.
+
+One session builder and one fetch for preflight and the install phases, so both see the
+network the same way and classify its failures the same way.
+"""
+
+import json
+
+import requests
+
+from host.endpoints import Endpoints
+from host.validation import DocumentInvalid, validate
+
+
+class FetchError(Exception):
+    def __init__(self, message: str, category: str):
+        self.category = category
+        super().__init__(message)
+
+
+def session(inputs: dict, endpoints: Endpoints) -> requests.Session:
+    result = requests.Session()
+    result.trust_env = False  # only the proxy and CA setup chose, never the environment's
+    result.verify = endpoints.ca_bundle or True
+    proxy = inputs["proxy"]
+    if proxy:
+        result.proxies = {"http": proxy["url"], "https": proxy["url"],
+                          "no_proxy": ",".join(proxy["no_proxy"])}
+    return result
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) < 300 else text[:300] + "…"
+
+
+def fetch(http: requests.Session, url: str, timeout: float) -> requests.Response:
+    """GET `url`; network failures become FetchError("network")."""
+    try:
+        return http.get(url, timeout=timeout, allow_redirects=True)
+    except requests.exceptions.ProxyError as exc:
+        if "407" in str(exc):  # for HTTPS, the proxy's answer to CONNECT arrives this way
+            raise FetchError(f"the proxy requires authentication (407) for {url}: give "
+                             "user:password in the proxy URL", "network") from exc
+        raise FetchError(f"the proxy refused {url}: {_reason(exc)}", "network") from exc
+    except requests.exceptions.SSLError as exc:
+        raise FetchError(f"TLS to {url} failed: {_reason(exc)}", "network") from exc
+    except requests.exceptions.Timeout as exc:
+        raise FetchError(f"{url} did not answer within {timeout:g} s", "network") from exc
+    except requests.exceptions.RequestException as exc:
+        raise FetchError(f"cannot reach {url}: {_reason(exc)}", "network") from exc
+
+
+def fetch_document(http: requests.Session, url: str, timeout: float, what: str,
+                   schema: str | None = None, parse=json.loads, syntax: str = "JSON") -> object:
+    """A JSON (or, with `parse` and `syntax`, other) document from the Alga repository,
+    validated against `schema` when one is given."""
+    response = fetch(http, url, timeout)
+    if response.status_code == 404:
+        raise FetchError(f"{what} not found at {url} (404)", "github-release-source")
+    if response.status_code != 200:
+        raise FetchError(f"{what} at {url} answered {response.status_code}", "network")
+    try:
+        document = parse(response.content)
+    except ValueError as exc:
+        raise FetchError(f"{what} at {url} is not valid {syntax}: {exc}",
+                         "github-release-source") from exc
+    if schema is not None:
+        try:
+            validate(document, schema, name=what, source=url)
+        except DocumentInvalid as exc:
+            raise FetchError(str(exc), "github-release-source") from exc
+    return document
