@@ -31,6 +31,14 @@ class Source:
         return self.endpoints.repo_file(self.repo_url, ref or self.ref, path)
 
 
+CHANNEL_FIELDS = ("channel", "releaseVersion", "repoBranch", "updatedAt")
+
+
+def unknown_fields(channel_file: dict) -> list[str]:
+    """Fields a newer channel file may carry that this appliance ignores (to be logged)."""
+    return sorted(set(channel_file) - set(CHANNEL_FIELDS))
+
+
 def fetch_channel(http: requests.Session, source: Source, channel: str, timeout: float) -> dict:
     url = source.url(pins.CHANNEL_PATH.format(channel=channel))
     document = fetch_document(http, url, timeout, f"the {channel} channel file",

@@ -9,6 +9,7 @@ import click
 
 from host import engine, netinfo, paths, phases, requests_spool, state, token
 from host.inputs import InputErrors, parse_setup_inputs
+from host.kube import K3S_KUBECONFIG
 from host.version import __version__
 
 SETUP_TARGET = "alga-appliance-setup.target"
@@ -26,10 +27,12 @@ def main(root: Path | None) -> None:
 
 @main.command("phase")
 @click.argument("name", type=click.Choice([p.name for p in phases.PHASES]))
-def phase_command(name: str) -> None:
+@click.option("--kubeconfig", default=K3S_KUBECONFIG, show_default=True,
+              help="Cluster to act on; point the release phase at any Kubernetes cluster.")
+def phase_command(name: str, kubeconfig: str) -> None:
     """Run one setup phase (what each phase unit runs)."""
     try:
-        status = engine.run_phase(name)
+        status = engine.run_phase(name, kubeconfig=kubeconfig)
     except engine.SetupBusy as exc:
         click.echo(f"alga-appliance phase {name}: {exc}", err=True)
         sys.exit(engine.EXIT_BUSY)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from host import paths, state
 from host.failures import classify
+from host.kube import K3S_KUBECONFIG
 from host.phases import PHASES, Phase, by_name
 from host.version import __version__
 
@@ -40,6 +41,7 @@ class PhaseRun:
     phase: Phase
     root: Path
     install: dict
+    kubeconfig: str
     log_lines: list[str] = field(default_factory=list)
 
     def action(self, text: str) -> None:
@@ -85,9 +87,10 @@ def _pending() -> dict:
             "failure": None}
 
 
-def inputs_digest(phase: Phase, root: Path | None) -> str:
-    """Identifies what the phase would act on: its input files and the code version."""
-    digest = hashlib.sha256(f"{phase.name} {__version__}\n".encode())
+def inputs_digest(phase: Phase, root: Path | None, kubeconfig: str) -> str:
+    """Identifies what the phase would act on: its input files, the cluster and the code
+    version."""
+    digest = hashlib.sha256(f"{phase.name} {__version__} {kubeconfig}\n".encode())
     for source in phase.reads:
         path = source.path(root)
         digest.update(f"{source.filename}\n".encode())
@@ -100,15 +103,19 @@ def _save(install: dict, root: Path | None) -> None:
     state.write(state.INSTALL_STATE, install, root)
 
 
-def run_phase(name: str, root: Path | None = None) -> int:
+def run_phase(name: str, root: Path | None = None, kubeconfig: str = K3S_KUBECONFIG) -> int:
     phase = by_name(name)
     root = state.host_root(root)
     with setup_lock(root):
         install = state.read(state.INSTALL_STATE, root) or fresh_install_state()
         record = install["phases"].setdefault(name, _pending())
-        digest = inputs_digest(phase, root)
+        digest = inputs_digest(phase, root, kubeconfig)
+        last = phase is PHASES[-1]
+        chain_status = {"status": "succeeded" if last else "running",
+                        "current_phase": None if last else name}
         if record["state"] in ("succeeded", "skipped") and record.get("inputs_digest") == digest:
             record.update(state="skipped", last_action="inputs unchanged since it succeeded")
+            install.update(chain_status)
             _save(install, root)
             return 0
         record.update(state="running", started_at=now(), finished_at=None, failure=None,
@@ -116,7 +123,7 @@ def run_phase(name: str, root: Path | None = None) -> int:
         record.pop("inputs_digest", None)
         install.update(status="running", current_phase=name)
         _save(install, root)
-        run = PhaseRun(phase, root, install)
+        run = PhaseRun(phase, root, install, kubeconfig)
         try:
             phase.run(run)
         except Exception as error:  # every failure is classified and recorded, then reported
@@ -129,8 +136,6 @@ def run_phase(name: str, root: Path | None = None) -> int:
             _save(install, root)
             return EXIT_FAILED
         record.update(state="succeeded", finished_at=now(), inputs_digest=digest)
-        last = phase is PHASES[-1]
-        install.update(status="succeeded" if last else "running",
-                       current_phase=None if last else name)
+        install.update(chain_status)
         _save(install, root)
         return 0

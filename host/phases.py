@@ -5,11 +5,20 @@ files it reads (their contents decide whether a re-run can skip it) and writes, 
 entry point. The k3s, Flux and release phases plug in here.
 """
 
+import datetime
+import platform
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from host import endpoints, preflight, state
+import yaml
+
+from host import channel, cluster_objects, endpoints, http, preflight, state
 from host.failures import PhaseFailure
+from host.kube import Kube, KubeError
+
+FETCH_TIMEOUT = 30.0
+PROFILE_VALUES_PATH = "ee/appliance/flux/profiles/{profile}/values/{release}.{profile}.yaml"
 
 
 @dataclass(frozen=True)
@@ -23,11 +32,20 @@ class Phase:
     run: Callable[["PhaseRun"], None]  # noqa: F821 - host.engine.PhaseRun
 
 
-def run_preflight(run) -> None:
+def _setup_inputs(run) -> dict:
     inputs = state.read(state.SETUP_INPUTS, run.root)
     if inputs is None:
         raise PhaseFailure("network", "setup has not been submitted yet",
                            "complete setup in the web UI or on the console", retry_safe=True)
+    return inputs
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_preflight(run) -> None:
+    inputs = _setup_inputs(run)
     run.action("checking DNS, GitHub, GHCR, the proxy and the channel")
     result = preflight.run_checks(inputs, endpoints.load(run.root), run.root)
     for check in result.report["checks"]:
@@ -40,10 +58,97 @@ def run_preflight(run) -> None:
     state.write(state.SELECTED_RELEASE, result.selected_release, run.root)
 
 
+def run_release(run) -> None:
+    inputs = _setup_inputs(run)
+    site = endpoints.load(run.root)
+    session = http.session(inputs, site)
+    source = channel.Source.for_inputs(inputs, site)
+    try:
+        run.action(f"resolving the {inputs['channel']} channel and its manifest from "
+                   f"{source.ref}")
+        channel_file = channel.fetch_channel(session, source, inputs["channel"], FETCH_TIMEOUT)
+        if channel.unknown_fields(channel_file):
+            run.log(f"channel file has fields this version ignores: "
+                    f"{', '.join(channel.unknown_fields(channel_file))}")
+        manifest = channel.fetch_manifest(session, source, channel_file["releaseVersion"],
+                                          FETCH_TIMEOUT)
+        profile = manifest["app"]["valuesProfile"]
+        run.action(f"reading the {profile} values profile from {channel_file['repoBranch']}")
+        profile_values = {release: _profile_values(session, source, channel_file, profile,
+                                                   release)
+                          for release in cluster_objects.HELM_RELEASES}
+    except http.FetchError as exc:
+        raise PhaseFailure(exc.category, str(exc), "check the channel and repository "
+                           "override; if the release is broken upstream, choose another "
+                           "channel", retry_safe=True) from exc
+    selection = channel.selection(inputs["channel"], source, channel_file, manifest, _now())
+    previous = state.read(state.MAINTENANCE, run.root)
+    mode = "recover" if previous and previous["last_install"] else "fresh"
+    _apply_release(run, inputs, manifest, profile_values, selection, mode)
+    state.write(state.SELECTED_RELEASE, selection, run.root)
+    state.write(state.MAINTENANCE, _maintenance(run, previous, selection), run.root)
+
+
+def _profile_values(session, source, channel_file: dict, profile: str, release: str) -> dict:
+    # The values profiles live on the branch Flux tracks, not on the resolution ref.
+    url = source.url(PROFILE_VALUES_PATH.format(profile=profile, release=release),
+                     ref=channel_file["repoBranch"])
+    values = http.fetch_document(session, url, FETCH_TIMEOUT, f"{release} {profile} values",
+                                 parse=yaml.safe_load, syntax="YAML")
+    return values or {}
+
+
+def _apply_release(run, inputs: dict, manifest: dict, profile_values: dict, selection: dict,
+                   mode: str) -> None:
+    kube = Kube(run.kubeconfig)
+    requested_at = _now()
+    try:
+        run.action("checking for the app's auth key")
+        objects = [cluster_objects.namespace(n) for n in (
+            cluster_objects.ALGA_SYSTEM, cluster_objects.APP_NAMESPACE)]
+        if kube.get("secret", cluster_objects.AUTH_SECRET, cluster_objects.APP_NAMESPACE) is None:
+            objects.append(cluster_objects.auth_secret(secrets.token_urlsafe(48)))
+        for release, values in profile_values.items():
+            runtime = cluster_objects.runtime_values(release, manifest, inputs["app_url"], mode)
+            rendered = yaml.safe_dump(cluster_objects.merged(values, runtime), sort_keys=False)
+            objects.append(cluster_objects.values_configmap(
+                release, manifest["app"]["valuesProfile"], rendered))
+        objects += [cluster_objects.release_selection(selection),
+                    cluster_objects.git_repository(selection["repo_url"],
+                                                   selection["repo_branch"], requested_at),
+                    cluster_objects.kustomization(requested_at)]
+        run.action(f"applying release {selection['release_version']} ({mode}) to the cluster")
+        kube.apply(objects)
+    except KubeError as exc:
+        raise PhaseFailure("flux", f"the cluster refused the release objects: {exc}",
+                           "check that Flux is installed and its controllers run "
+                           "(kubectl -n flux-system get pods), then retry", retry_safe=True
+                           ) from exc
+
+
+def _maintenance(run, previous: dict | None, selection: dict) -> dict:
+    os_release = dict(line.split("=", 1) for line in (
+        state.host_root(run.root) / "etc/os-release").read_text().splitlines() if "=" in line)
+    now = _now()
+    installed = previous["last_install"] if previous else None
+    return {
+        "os": {"id": os_release.get("ID", platform.system()).strip('"'),
+               "version_id": os_release.get("VERSION_ID", "unknown").strip('"')},
+        "k3s_version": previous["k3s_version"] if previous else None,
+        "flux_version": previous["flux_version"] if previous else None,
+        "app": {"channel": selection["channel"], "release_version": selection["release_version"]},
+        "last_install": installed or now,
+        "last_update": now if installed else None,
+    }
+
+
 PHASES: tuple[Phase, ...] = (
     Phase("preflight", "Preflight checks", "network", True,
           reads=(state.SETUP_INPUTS, state.ENDPOINTS),
           writes=(state.PREFLIGHT_REPORT, state.SELECTED_RELEASE), run=run_preflight),
+    Phase("release", "Alga release", "github-release-source", True,
+          reads=(state.SETUP_INPUTS, state.ENDPOINTS),
+          writes=(state.SELECTED_RELEASE, state.MAINTENANCE), run=run_release),
 )
 
 

@@ -4,7 +4,7 @@ namespace, the payload installed by the ISO seed's own late-commands. Runs in or
 1. the web unit answers on :8080;
 2. a setup request through the web API starts the chain through the .path unit;
 3. preflight fails cleanly without network, with the classified failure in the state;
-4. a phase injected to fail stops the chain;
+4. a phase made to fail stops the chain (release, with no cluster to apply to);
 5. a re-run skips the succeeded phases;
 6. state survives a restart of the container.
 """
@@ -24,8 +24,10 @@ from late_commands import run_late_commands
 from netlab import DnsServer, HttpsServer, NetNamespace, Route, TestCA
 from test_payload import extract_payload
 from test_preflight import CHANNEL, CHANNEL_PATH, FLUX_PATH, K3S_PATH, MANIFEST, MANIFEST_PATH
+from test_release_phase import VALUES_PATH
 
 from host import paths, state
+from host.cluster_objects import HELM_RELEASES
 from isobuild.image import IsoImage
 
 pytestmark = [pytest.mark.systemd,
@@ -34,22 +36,15 @@ pytestmark = [pytest.mark.systemd,
 STATE = "var/lib/alga-appliance"
 CANARY = "var/lib/alga-appliance-test-canary"
 INJECTED_UNITS = {
-    # A phase that always fails, between preflight and a canary that must never run.
-    "alga-appliance-phase-injected.service": """[Unit]
-Requires=alga-appliance-phase-preflight.service
-After=alga-appliance-phase-preflight.service
-[Service]
-Type=oneshot
-ExecStart=/bin/false
-""",
+    # A canary after the last phase: it runs only if the whole chain succeeds.
     "alga-appliance-phase-canary.service": f"""[Unit]
-Requires=alga-appliance-phase-injected.service
-After=alga-appliance-phase-injected.service
+Requires=alga-appliance-phase-release.service
+After=alga-appliance-phase-release.service
 [Service]
 Type=oneshot
 ExecStart=/bin/touch /{CANARY}
 """,
-    "alga-appliance-setup.target.d/injected.conf": """[Unit]
+    "alga-appliance-setup.target.d/canary.conf": """[Unit]
 Requires=alga-appliance-phase-canary.service
 After=alga-appliance-phase-canary.service
 """,
@@ -154,9 +149,7 @@ def wait_until_settled(machine, since: int) -> dict:
         if state_version(machine) == since:
             return None
         doc = install_state(machine)
-        record = doc["phases"].get("preflight")
-        done = record and record["state"] in ("failed", "succeeded", "skipped")
-        return doc if done and doc["status"] != "running" else None
+        return doc if doc["status"] in ("failed", "succeeded") else None
     try:
         return wait_for(settled, 90, "the setup chain to settle")
     except AssertionError as exc:
@@ -199,7 +192,9 @@ def mirror(machine):
     ca = TestCA()
     address = machine.node.host_address
     routes = {CHANNEL_PATH: Route(body=CHANNEL), MANIFEST_PATH: Route(body=MANIFEST),
-              K3S_PATH: Route(body="0" * 64 + "  k3s\n"), FLUX_PATH: Route(body="kind: List\n")}
+              K3S_PATH: Route(body="0" * 64 + "  k3s\n"), FLUX_PATH: Route(body="kind: List\n"),
+              **{VALUES_PATH.format(release): Route(body="replicas: 1\n")
+                 for release in HELM_RELEASES}}
     with HttpsServer(ca, routes, address=address, hostnames=("github.test",)) as github, \
             HttpsServer(ca, {"/v2/": Route(status=401)}, address=address,
                         hostnames=("ghcr.test",)) as ghcr, \
@@ -214,25 +209,30 @@ def mirror(machine):
         yield
 
 
-def test_4_a_phase_injected_to_fail_stops_the_chain(machine, mirror):
+def test_4_a_failing_phase_stops_the_chain(machine, mirror):
     started = state_version(machine)
     assert submit_setup(machine, {"channel": "stable"}).status_code == 202
     doc = wait_until_settled(machine, started)
     assert doc["phases"]["preflight"]["state"] == "succeeded", (
         doc["phases"]["preflight"]["failure"], machine.journal())
-    selected = state.read(state.SELECTED_RELEASE, machine.root)
-    assert selected["release_version"] == "1.0"
-    time.sleep(3)  # the injected phase runs and fails right after preflight
+    assert state.read(state.SELECTED_RELEASE, machine.root)["release_version"] == "1.0"
+    release = doc["phases"]["release"]
+    assert doc["status"] == "failed" and release["state"] == "failed"
+    assert release["failure"]["category"] == "flux"
+    assert "kubectl is not installed" in release["failure"]["suspected_cause"]
     assert not (machine.root / CANARY).exists()
 
 
 def test_5_a_rerun_skips_succeeded_phases(machine, mirror):
     log = machine.root / "var/log/alga-appliance/preflight.log"
     runs_before = log.read_text().count("→ checking DNS")
+    release_before = install_state(machine)["phases"]["release"]["started_at"]
     started = state_version(machine)
     assert submit_setup(machine, {"channel": "stable"}).status_code == 202
     doc = wait_until_settled(machine, started)
     assert doc["phases"]["preflight"]["state"] == "skipped"
+    assert doc["phases"]["release"]["state"] == "failed"  # a failed phase always runs again
+    assert doc["phases"]["release"]["started_at"] != release_before
     assert log.read_text().count("→ checking DNS") == runs_before
     assert not (machine.root / CANARY).exists()
 
