@@ -1,13 +1,12 @@
 """The `alga-appliance` command line: the entry point every appliance unit runs."""
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import click
 
-from host import engine, netinfo, paths, phases, requests_spool, state, token
+from host import engine, hostcmd, netinfo, paths, phases, requests_spool, state, token
 from host.inputs import InputErrors, parse_setup_inputs
 from host.kube import K3S_KUBECONFIG
 from host.version import __version__
@@ -77,5 +76,9 @@ def accept_setup_command() -> None:
         click.echo(f"accept-setup: the setup request was rejected: {exc}", err=True)
         sys.exit(engine.EXIT_FAILED)
     state.write(state.SETUP_INPUTS, inputs)
-    subprocess.run(["systemctl", "start", "--no-block", SETUP_TARGET], check=True)
+    try:
+        hostcmd.run(["systemctl", "start", "--no-block", SETUP_TARGET])
+    except hostcmd.CommandFailed as exc:
+        click.echo(f"accept-setup: could not start {SETUP_TARGET}: {exc}", err=True)
+        sys.exit(engine.EXIT_FAILED)
     click.echo(f"setup inputs recorded; {SETUP_TARGET} started")

@@ -13,11 +13,13 @@ from dataclasses import dataclass
 
 import yaml
 
-from host import channel, cluster_objects, endpoints, http, preflight, state
+from host import channel, cluster_objects, endpoints, hostcmd, http, preflight, state
 from host.failures import PhaseFailure
 from host.kube import Kube, KubeError
 
 FETCH_TIMEOUT = 30.0
+RESOLVED_DROPIN = "/etc/systemd/resolved.conf.d/alga-appliance-dns.conf"
+K3S_RESOLV_CONF = "/etc/rancher/k3s/resolv.conf"  # k3s config.yaml's resolv-conf
 PROFILE_VALUES_PATH = "ee/appliance/flux/profiles/{profile}/values/{release}.{profile}.yaml"
 
 
@@ -56,6 +58,56 @@ def run_preflight(run) -> None:
                            failure.remediation, retry_safe=True)
     run.action("recording the selected release")
     state.write(state.SELECTED_RELEASE, result.selected_release, run.root)
+
+
+def run_dns(run) -> None:
+    """Custom DNS: the admin's resolvers for the host (a systemd-resolved drop-in) and for
+    k3s (its own resolv.conf, so CoreDNS never forwards to the 127.0.0.53 stub). System
+    DNS changes nothing, and undoes an earlier custom setup."""
+    dns = _setup_inputs(run)["dns"]
+    root = state.host_root(run.root)
+    ours = [root / RESOLVED_DROPIN.lstrip("/"), root / K3S_RESOLV_CONF.lstrip("/")]
+    if dns["mode"] == "system":
+        run.action("system DNS: leaving the host's resolvers as they are")
+        if any(path.exists() for path in ours):
+            run.action("removing the custom DNS files of an earlier setup")
+            for path in ours:
+                path.unlink(missing_ok=True)
+            _restart_resolved(run)
+        _record_changes(run, "dns", [])
+        return
+    servers = dns["servers"]
+    run.action(f"configuring custom resolvers {', '.join(servers)}")
+    for path, text in zip(ours, (
+            "# Written by alga-appliance setup (custom DNS). Delete this file and restart "
+            f"systemd-resolved to undo.\n[Resolve]\nDNS={' '.join(servers)}\n",
+            "# Written by alga-appliance setup: the resolvers k3s gives CoreDNS.\n"
+            + "".join(f"nameserver {server}\n" for server in servers)), strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state.write_atomically(path, text.encode(), 0o644)
+    _restart_resolved(run)
+    _record_changes(run, "dns", [
+        {"path": RESOLVED_DROPIN, "phase": "dns", "purpose": "custom resolvers for the host",
+         "undo": "delete it, then: systemctl restart systemd-resolved"},
+        {"path": K3S_RESOLV_CONF, "phase": "dns", "purpose": "the resolvers k3s gives CoreDNS",
+         "undo": "delete it and the resolv-conf line of /etc/rancher/k3s/config.yaml"}])
+
+
+def _restart_resolved(run) -> None:
+    run.action("restarting systemd-resolved")
+    try:
+        hostcmd.run(["systemctl", "try-restart", "systemd-resolved.service"])
+    except hostcmd.CommandFailed as exc:
+        raise PhaseFailure("dns", f"systemd-resolved did not restart: {exc}",
+                           "check `journalctl -u systemd-resolved`, then retry",
+                           retry_safe=True) from exc
+
+
+def _record_changes(run, phase: str, files: list[dict]) -> None:
+    """Replace `phase`'s entries in the host-changes record with `files`."""
+    current = state.read(state.HOST_CHANGES, run.root) or {"files": []}
+    kept = [entry for entry in current["files"] if entry["phase"] != phase]
+    state.write(state.HOST_CHANGES, {"files": kept + files}, run.root)
 
 
 def run_release(run) -> None:
@@ -146,6 +198,8 @@ PHASES: tuple[Phase, ...] = (
     Phase("preflight", "Preflight checks", "network", True,
           reads=(state.SETUP_INPUTS, state.ENDPOINTS),
           writes=(state.PREFLIGHT_REPORT, state.SELECTED_RELEASE), run=run_preflight),
+    Phase("dns", "DNS", "dns", True, reads=(state.SETUP_INPUTS,),
+          writes=(state.HOST_CHANGES,), run=run_dns),
     Phase("release", "Alga release", "github-release-source", True,
           reads=(state.SETUP_INPUTS, state.ENDPOINTS),
           writes=(state.SELECTED_RELEASE, state.MAINTENANCE), run=run_release),

@@ -3,6 +3,7 @@
 import json
 import os
 import threading
+from pathlib import Path
 
 import pytest
 import requests
@@ -103,11 +104,8 @@ def test_bad_requests(server):
 
 def test_accept_setup_records_inputs_and_starts_the_target(root, tmp_path, monkeypatch):
     calls = tmp_path / "systemctl.calls"
-    fake_bin = tmp_path / "bin"
-    fake_bin.mkdir()
-    (fake_bin / "systemctl").write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
-    (fake_bin / "systemctl").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(calls))
+    monkeypatch.setenv("PATH", f"{Path(__file__).resolve().parent / 'fakes'}:/usr/bin:/bin")
     requests_spool.submit(paths.SETUP_REQUEST, {"answers": {"channel": "nightly"}}, root)
     result = CliRunner().invoke(cli.main, ["accept-setup"])
     assert result.exit_code == 0, result.output

@@ -1,0 +1,22 @@
+"""Host commands (systemctl, ufw, ...), run only from the root phase units."""
+
+import subprocess
+
+TIMEOUT = 300
+
+
+class CommandFailed(Exception):
+    pass
+
+
+def run(argv: list[str]) -> str:
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT)
+    except FileNotFoundError as exc:
+        raise CommandFailed(f"{argv[0]} is not installed") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise CommandFailed(f"{' '.join(argv)} did not finish within {TIMEOUT} s") from exc
+    if done.returncode != 0:
+        raise CommandFailed(f"{' '.join(argv)} exited {done.returncode}: "
+                            f"{(done.stderr or done.stdout).strip()}")
+    return done.stdout
