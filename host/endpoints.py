@@ -28,6 +28,9 @@ class Endpoints:
     def k3s_checksums(self) -> str:
         return f"{self.k3s_release_base}/{pins.K3S_VERSION}/sha256sum-amd64.txt"
 
+    def k3s_binary(self) -> str:
+        return f"{self.k3s_release_base}/{pins.K3S_VERSION}/k3s"
+
     def flux_install_manifest(self) -> str:
         return f"{self.flux_release_base}/{pins.FLUX_VERSION}/install.yaml"
 

@@ -6,18 +6,65 @@ entry point. The k3s, Flux and release phases plug in here.
 """
 
 import datetime
+import hashlib
 import platform
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import requests
 import yaml
 
-from host import channel, cluster_objects, endpoints, hostcmd, http, preflight, state
+from host import (
+    channel,
+    cluster_objects,
+    endpoints,
+    hostcmd,
+    http,
+    netinfo,
+    pins,
+    preflight,
+    state,
+)
 from host.failures import PhaseFailure
 from host.kube import Kube, KubeError
 
 FETCH_TIMEOUT = 30.0
+K3S_BINARY = "/usr/local/bin/k3s"
+KUBECTL_LINK = "/usr/local/bin/kubectl"  # k3s acts as kubectl under this name
+K3S_CONFIG = "/etc/rancher/k3s/config.yaml"
+K3S_ENV = "/etc/systemd/system/k3s.service.env"
+K3S_UNIT = "/etc/systemd/system/k3s.service"
+DOWNLOAD_ATTEMPTS = 3
+NODE_READY_TIMEOUT = 300.0
+NODE_POLL_SECONDS = 2.0
+# The unit k3s's install script writes for a server, with our env file.
+K3S_UNIT_TEXT = """[Unit]
+Description=Lightweight Kubernetes (installed by alga-appliance)
+Documentation=https://k3s.io
+Wants=network-online.target
+After=network-online.target
+
+[Service]
+Type=notify
+EnvironmentFile=-/etc/systemd/system/k3s.service.env
+KillMode=process
+Delegate=yes
+LimitNOFILE=1048576
+LimitNPROC=infinity
+LimitCORE=infinity
+TasksMax=infinity
+TimeoutStartSec=0
+Restart=always
+RestartSec=5s
+ExecStartPre=-/sbin/modprobe br_netfilter
+ExecStartPre=-/sbin/modprobe overlay
+ExecStart=/usr/local/bin/k3s server
+
+[Install]
+WantedBy=multi-user.target
+"""
 RESOLVED_DROPIN = "/etc/systemd/resolved.conf.d/alga-appliance-dns.conf"
 K3S_RESOLV_CONF = "/etc/rancher/k3s/resolv.conf"  # k3s config.yaml's resolv-conf
 PROFILE_VALUES_PATH = "ee/appliance/flux/profiles/{profile}/values/{release}.{profile}.yaml"
@@ -110,6 +157,163 @@ def _record_changes(run, phase: str, files: list[dict]) -> None:
     state.write(state.HOST_CHANGES, {"files": kept + files}, run.root)
 
 
+def run_k3s(run) -> None:
+    """Pinned, checksum-verified single-node k3s with every setting in config.yaml."""
+    inputs = _setup_inputs(run)
+    site = endpoints.load(run.root)
+    root = state.host_root(run.root)
+    binary = root / K3S_BINARY.lstrip("/")
+    run.action(f"downloading k3s {pins.K3S_VERSION} and verifying its checksum")
+    _install_verified_k3s(run, http.session(inputs, site), site, binary)
+    link = root / KUBECTL_LINK.lstrip("/")
+    if not link.is_symlink():
+        link.unlink(missing_ok=True)
+        link.symlink_to("k3s")
+    run.action("writing the k3s configuration")
+    _write(root, K3S_CONFIG, yaml.safe_dump(k3s_config(inputs), sort_keys=False), 0o600)
+    _write(root, K3S_ENV, k3s_environment(inputs, netinfo.node_ip()), 0o600)
+    _write(root, K3S_UNIT, K3S_UNIT_TEXT, 0o644)
+    run.action("opening the firewall to the cluster networks")
+    for rule in firewall_rules(netinfo.node_ip()):
+        _host(run, ["ufw", *rule], "k3s", "check `ufw status verbose`")
+    run.action("starting k3s")
+    for command in (["daemon-reload"], ["enable", "k3s.service"], ["restart", "k3s.service"]):
+        _host(run, ["systemctl", *command], "k3s", "check `journalctl -u k3s`")
+    _record_changes(run, "k3s", [
+        {"path": path, "phase": "k3s", "purpose": purpose,
+         "undo": "systemctl disable --now k3s.service, then delete this file"}
+        for path, purpose in ((K3S_BINARY, "the k3s binary"), (KUBECTL_LINK, "kubectl"),
+                              (K3S_CONFIG, "k3s settings"), (K3S_ENV, "k3s proxy settings"),
+                              (K3S_UNIT, "the k3s service"))])
+    _wait_for_ready_node(run)
+
+
+def k3s_config(inputs: dict) -> dict:
+    config = {
+        "write-kubeconfig": "/etc/rancher/k3s/k3s.yaml",
+        "write-kubeconfig-mode": "0600",
+        # No ingress controller or service load balancer: the app uses host networking.
+        # The bundled local-path provisioner stays: the one default StorageClass.
+        "disable": ["traefik", "servicelb"],
+    }
+    if inputs["dns"]["mode"] == "custom":
+        config["resolv-conf"] = K3S_RESOLV_CONF
+    return config
+
+
+def k3s_environment(inputs: dict, node_ip: str) -> str:
+    lines = ["# Written by alga-appliance setup: k3s's proxy settings (empty without a proxy)."]
+    proxy = inputs["proxy"]
+    if proxy:
+        no_proxy = list(dict.fromkeys([*proxy["no_proxy"], node_ip]))
+        lines += [f"HTTP_PROXY={proxy['url']}", f"HTTPS_PROXY={proxy['url']}",
+                  f"NO_PROXY={','.join(no_proxy)}"]
+    return "\n".join(lines) + "\n"
+
+
+def firewall_rules(node_ip: str) -> list[list[str]]:
+    """k3s's documented ufw rules: pods, services and the node's own API server access."""
+    return [["allow", "from", "10.42.0.0/16", "to", "any"],
+            ["allow", "from", "10.43.0.0/16", "to", "any"],
+            ["allow", "from", node_ip, "to", "any", "port", "6443", "proto", "tcp"]]
+
+
+def _write(root, path: str, text: str, mode: int) -> None:
+    target = root / path.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    state.write_atomically(target, text.encode(), mode)
+
+
+def _host(run, argv: list[str], category: str, next_step: str) -> None:
+    try:
+        hostcmd.run(argv)
+    except hostcmd.CommandFailed as exc:
+        raise PhaseFailure(category, str(exc), next_step, retry_safe=True) from exc
+
+
+def _install_verified_k3s(run, session, site, binary) -> None:
+    try:
+        sums = http.fetch_document(session, site.k3s_checksums(), FETCH_TIMEOUT,
+                                   "the k3s checksum file", parse=bytes.decode, syntax="text")
+    except http.FetchError as exc:
+        raise PhaseFailure(exc.category, str(exc), "check access to the k3s release",
+                           retry_safe=True) from exc
+    expected = next((line.split()[0] for line in sums.splitlines()
+                     if line.split()[1:] == ["k3s"]), None)
+    if expected is None:
+        raise PhaseFailure("k3s", f"{site.k3s_checksums()} lists no k3s binary",
+                           "check the k3s release mirror", retry_safe=True)
+    if binary.exists() and _sha256(binary) == expected:
+        run.log("the pinned k3s binary is already installed")
+        return
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    problems = []
+    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        problem = _download_to(session, site.k3s_binary(), binary, expected)
+        if problem is None:
+            return
+        problems.append(f"attempt {attempt}: {problem}")
+        run.log(problems[-1])
+    raise PhaseFailure("k3s", "the k3s download never matched its checksum (" +
+                       "; ".join(problems) + "); nothing was installed",
+                       "retry; if it persists, check the proxy or mirror for altered downloads",
+                       retry_safe=True)
+
+
+def _sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fp:
+        while chunk := fp.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _download_to(session, url: str, target, expected: str) -> str | None:
+    """Download `url` beside `target` and move it into place only if its sha256 is
+    `expected`; otherwise say what was wrong."""
+    partial = target.with_name(f".{target.name}.download")
+    digest, received = hashlib.sha256(), 0
+    try:
+        with session.get(url, stream=True, timeout=FETCH_TIMEOUT) as response:
+            if response.status_code != 200:
+                return f"{url} answered {response.status_code}"
+            length = int(response.headers.get("Content-Length", 0))
+            with open(partial, "wb") as fp:
+                for chunk in response.iter_content(1 << 20):
+                    fp.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+        if length and received != length:
+            return f"truncated: {received} of {length} bytes"
+        if digest.hexdigest() != expected:
+            return f"sha256 {digest.hexdigest()} is not the published {expected}"
+        partial.chmod(0o755)
+        partial.replace(target)
+        return None
+    except requests.RequestException as exc:
+        return f"download failed: {exc}"
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _wait_for_ready_node(run) -> None:
+    run.action(f"waiting up to {NODE_READY_TIMEOUT:.0f} s for the node to be Ready")
+    kube, deadline, last = Kube(run.kubeconfig), time.monotonic() + NODE_READY_TIMEOUT, ""
+    while time.monotonic() < deadline:
+        try:
+            nodes = kube.list("nodes")
+            if any(c["type"] == "Ready" and c["status"] == "True"
+                   for node in nodes for c in node.get("status", {}).get("conditions", [])):
+                return
+            last = f"{len(nodes)} node(s), none Ready"
+        except KubeError as exc:
+            last = str(exc)
+        time.sleep(NODE_POLL_SECONDS)
+    raise PhaseFailure("k3s", f"the node did not become Ready within {NODE_READY_TIMEOUT:.0f} s"
+                       f" ({last})", "check `journalctl -u k3s` and free memory and disk, "
+                       "then retry", retry_safe=True)
+
+
 def run_release(run) -> None:
     inputs = _setup_inputs(run)
     site = endpoints.load(run.root)
@@ -200,6 +404,8 @@ PHASES: tuple[Phase, ...] = (
           writes=(state.PREFLIGHT_REPORT, state.SELECTED_RELEASE), run=run_preflight),
     Phase("dns", "DNS", "dns", True, reads=(state.SETUP_INPUTS,),
           writes=(state.HOST_CHANGES,), run=run_dns),
+    Phase("k3s", "k3s", "k3s", True, reads=(state.SETUP_INPUTS, state.ENDPOINTS),
+          writes=(state.HOST_CHANGES,), run=run_k3s),
     Phase("release", "Alga release", "github-release-source", True,
           reads=(state.SETUP_INPUTS, state.ENDPOINTS),
           writes=(state.SELECTED_RELEASE, state.MAINTENANCE), run=run_release),

@@ -4,11 +4,15 @@ namespace, the payload installed by the ISO seed's own late-commands. Runs in or
 1. the web unit answers on :8080;
 2. a setup request through the web API starts the chain through the .path unit;
 3. preflight fails cleanly without network, with the classified failure in the state;
-4. a phase made to fail stops the chain (release, with no cluster to apply to);
+4. with GitHub, GHCR, the k3s release and DNS served from the host side of the link, the
+   whole chain succeeds: preflight → DNS → k3s (a stand-in binary at k3s's interfaces,
+   run by the real k3s.service) → release;
 5. a re-run skips the succeeded phases;
-6. state survives a restart of the container.
+6. a phase that fails (k3s, its download no longer matching the checksum) stops the chain;
+7. state survives a restart of the container.
 """
 
+import hashlib
 import json
 import os
 import shutil
@@ -26,7 +30,7 @@ from test_payload import extract_payload
 from test_preflight import CHANNEL, CHANNEL_PATH, FLUX_PATH, K3S_PATH, MANIFEST, MANIFEST_PATH
 from test_release_phase import VALUES_PATH
 
-from host import paths, state
+from host import paths, pins, state
 from host.cluster_objects import HELM_RELEASES
 from isobuild.image import IsoImage
 
@@ -61,6 +65,8 @@ class Container:
             ["systemd-nspawn", "--quiet", "-D", str(self.root), "-b", "--register=no",
              "--keep-unit", f"--network-namespace-path=/run/netns/{self.node.name}",
              "--resolv-conf=off",
+             # The k3s phase edits the firewall (ufw) in the node's network namespace.
+             "--capability=CAP_NET_ADMIN",
              "--console=pipe"], stdin=subprocess.DEVNULL,
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
 
@@ -143,7 +149,7 @@ def state_version(machine) -> int:
     return path.stat().st_mtime_ns if path.exists() else 0
 
 
-def wait_until_settled(machine, since: int) -> dict:
+def wait_until_settled(machine, since: int, timeout: float = 90) -> dict:
     """The install state once it has changed after `since` and the chain is not running."""
     def settled():
         if state_version(machine) == since:
@@ -151,7 +157,7 @@ def wait_until_settled(machine, since: int) -> dict:
         doc = install_state(machine)
         return doc if doc["status"] in ("failed", "succeeded") else None
     try:
-        return wait_for(settled, 90, "the setup chain to settle")
+        return wait_for(settled, timeout, "the setup chain to settle")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{machine.journal()}") from None
 
@@ -186,13 +192,19 @@ def test_2_3_request_starts_the_chain_and_preflight_fails_cleanly_offline(machin
     assert not (machine.root / CANARY).exists()
 
 
+K3S_BINARY_PATH = f"/k3s/{pins.K3S_VERSION}/k3s"
+K3S_STAND_IN = (Path(__file__).resolve().parent / "fakes" / "k3s").read_bytes()
+K3S_SUMS = f"{hashlib.sha256(K3S_STAND_IN).hexdigest()}  k3s\n"
+
+
 @pytest.fixture(scope="module")
 def mirror(machine):
-    """GitHub, GHCR and DNS stand-ins on the host side of the node's link."""
+    """GitHub, GHCR, the k3s release and DNS stand-ins on the host side of the node's link."""
     ca = TestCA()
     address = machine.node.host_address
     routes = {CHANNEL_PATH: Route(body=CHANNEL), MANIFEST_PATH: Route(body=MANIFEST),
-              K3S_PATH: Route(body="0" * 64 + "  k3s\n"), FLUX_PATH: Route(body="kind: List\n"),
+              K3S_PATH: Route(body=K3S_SUMS), K3S_BINARY_PATH: Route(body=K3S_STAND_IN),
+              FLUX_PATH: Route(body="kind: List\n"),
               **{VALUES_PATH.format(release): Route(body="replicas: 1\n")
                  for release in HELM_RELEASES}}
     with HttpsServer(ca, routes, address=address, hostnames=("github.test",)) as github, \
@@ -206,38 +218,61 @@ def mirror(machine):
             "k3s_release_base": f"{base}/k3s", "flux_release_base": f"{base}/flux",
             "dns_names": ["github.test", "ghcr.test"],
             "ca_bundle": "/etc/alga-appliance/mirror-ca.pem"}, machine.root)
-        yield
+        yield github
 
 
-def test_4_a_failing_phase_stops_the_chain(machine, mirror):
+PHASE_NAMES = ("preflight", "dns", "k3s", "release")
+
+
+def test_4_the_whole_chain_succeeds(machine, mirror):
     started = state_version(machine)
     assert submit_setup(machine, {"channel": "stable"}).status_code == 202
-    doc = wait_until_settled(machine, started)
-    assert doc["phases"]["preflight"]["state"] == "succeeded", (
-        doc["phases"]["preflight"]["failure"], machine.journal())
-    assert state.read(state.SELECTED_RELEASE, machine.root)["release_version"] == "1.0"
-    release = doc["phases"]["release"]
-    assert doc["status"] == "failed" and release["state"] == "failed"
-    assert release["failure"]["category"] == "flux"
-    assert "kubectl is not installed" in release["failure"]["suspected_cause"]
-    assert not (machine.root / CANARY).exists()
+    doc = wait_until_settled(machine, started, timeout=150)
+    assert doc["status"] == "succeeded", ({p: doc["phases"][p]["failure"] for p in PHASE_NAMES},
+                                          machine.journal())
+    assert [doc["phases"][p]["state"] for p in PHASE_NAMES] == ["succeeded"] * 4
+    assert wait_for(lambda: (machine.root / CANARY).exists(), 30, "the canary")
+    assert machine.run("systemctl", "is-active", "k3s.service").strip() == "active"
+    store = json.loads((machine.root / "var/lib/rancher/k3s/stand-in/store.json").read_text())
+    repo = store["GitRepository/flux-system/alga-appliance"]
+    assert repo["spec"]["ref"] == {"branch": "release/1.0.0"}
+    assert (machine.root / "etc/rancher/k3s/config.yaml").stat().st_mode & 0o777 == 0o600
+    assert state.read(state.MAINTENANCE, machine.root)["app"]["release_version"] == "1.0"
 
 
 def test_5_a_rerun_skips_succeeded_phases(machine, mirror):
     log = machine.root / "var/log/alga-appliance/preflight.log"
     runs_before = log.read_text().count("→ checking DNS")
-    release_before = install_state(machine)["phases"]["release"]["started_at"]
+    canary_before = (machine.root / CANARY).stat().st_mtime_ns
     started = state_version(machine)
     assert submit_setup(machine, {"channel": "stable"}).status_code == 202
     doc = wait_until_settled(machine, started)
-    assert doc["phases"]["preflight"]["state"] == "skipped"
-    assert doc["phases"]["release"]["state"] == "failed"  # a failed phase always runs again
-    assert doc["phases"]["release"]["started_at"] != release_before
+    assert [doc["phases"][p]["state"] for p in PHASE_NAMES] == ["skipped"] * 4
+    assert doc["status"] == "succeeded"
     assert log.read_text().count("→ checking DNS") == runs_before
+    # The chain runs to its end again (and is finished before the next test starts).
+    wait_for(lambda: (machine.root / CANARY).stat().st_mtime_ns > canary_before, 30,
+             "the canary after the re-run")
+
+
+def test_6_a_failing_phase_stops_the_chain(machine, mirror):
+    release_before = install_state(machine)["phases"]["release"]
+    (machine.root / CANARY).unlink()
+    mirror.routes[K3S_PATH] = Route(body=f"{'0' * 64}  k3s\n")  # nothing will match
+    started = state_version(machine)
+    # New answers, so every phase runs again.
+    assert submit_setup(machine, {"channel": "stable", "app_url": "psa.test"}).status_code == 202
+    doc = wait_until_settled(machine, started, timeout=150)
+    k3s = doc["phases"]["k3s"]
+    assert doc["status"] == "failed" and k3s["state"] == "failed", machine.journal()
+    assert k3s["failure"]["category"] == "k3s" and k3s["failure"]["retry_safe"]
+    assert "never matched its checksum" in k3s["failure"]["suspected_cause"]
+    assert doc["phases"]["release"] == release_before  # never started
+    time.sleep(2)
     assert not (machine.root / CANARY).exists()
 
 
-def test_6_state_survives_a_restart(machine):
+def test_7_state_survives_a_restart(machine):
     before = install_state(machine)
     report = state.read(state.PREFLIGHT_REPORT, machine.root)
     machine.stop()
