@@ -34,6 +34,10 @@ class Endpoints:
     def flux_install_manifest(self) -> str:
         return f"{self.flux_release_base}/{pins.FLUX_VERSION}/install.yaml"
 
+    def flux_checksums(self) -> str:
+        version = pins.FLUX_VERSION.removeprefix("v")
+        return f"{self.flux_release_base}/{pins.FLUX_VERSION}/flux_{version}_checksums.txt"
+
     def registry_probe(self) -> str:
         return f"{self.ghcr_base}/v2/"
 

@@ -65,6 +65,8 @@ ExecStart=/usr/local/bin/k3s server
 [Install]
 WantedBy=multi-user.target
 """
+FLUX_CONTROLLERS_TIMEOUT = 300.0
+FLUX_SOURCE_CONTROLLER = "source-controller"
 RESOLVED_DROPIN = "/etc/systemd/resolved.conf.d/alga-appliance-dns.conf"
 K3S_RESOLV_CONF = "/etc/rancher/k3s/resolv.conf"  # k3s config.yaml's resolv-conf
 PROFILE_VALUES_PATH = "ee/appliance/flux/profiles/{profile}/values/{release}.{profile}.yaml"
@@ -314,6 +316,80 @@ def _wait_for_ready_node(run) -> None:
                        "then retry", retry_safe=True)
 
 
+def run_flux(run) -> None:
+    """The pinned Flux release's install.yaml, checksum-verified, applied server-side."""
+    inputs = _setup_inputs(run)
+    site = endpoints.load(run.root)
+    session = http.session(inputs, site)
+    run.action(f"downloading Flux {pins.FLUX_VERSION} install.yaml and verifying its checksum")
+    try:
+        sums = http.fetch_document(session, site.flux_checksums(), FETCH_TIMEOUT,
+                                   "the Flux checksum file", parse=bytes.decode, syntax="text")
+        response = http.fetch(session, site.flux_install_manifest(), FETCH_TIMEOUT)
+    except http.FetchError as exc:
+        raise PhaseFailure(exc.category, str(exc), "check access to the Flux release",
+                           retry_safe=True) from exc
+    expected = next((line.split()[0] for line in sums.splitlines()
+                     if line.split()[1:] == ["install.yaml"]), None)
+    actual = hashlib.sha256(response.content).hexdigest()
+    if response.status_code != 200 or expected is None or actual != expected:
+        raise PhaseFailure("flux", f"install.yaml ({response.status_code}, sha256 {actual}) "
+                           f"does not match the published checksum {expected}; nothing was "
+                           "applied", "retry; if it persists, check the proxy or mirror",
+                           retry_safe=True)
+    objects = [doc for doc in yaml.safe_load_all(response.content) if doc]
+    if inputs["proxy"]:
+        _give_proxy(objects, inputs["proxy"])
+    kube = Kube(run.kubeconfig)
+    run.action(f"applying {len(objects)} Flux objects")
+    try:
+        kube.apply(objects)
+    except KubeError as exc:
+        raise PhaseFailure("flux", f"applying Flux failed: {exc}", "check the cluster "
+                           "(kubectl get nodes) and retry", retry_safe=True) from exc
+    _wait_for_controllers(run, kube, [o["metadata"]["name"] for o in objects
+                                      if o.get("kind") == "Deployment"])
+
+
+def _give_proxy(objects: list[dict], proxy: dict) -> None:
+    """The source-controller fetches the Alga repository, so it gets the proxy."""
+    env = [{"name": name, "value": value} for name, value in (
+        ("HTTPS_PROXY", proxy["url"]), ("HTTP_PROXY", proxy["url"]),
+        ("NO_PROXY", ",".join(proxy["no_proxy"])))]
+    for obj in objects:
+        if obj.get("kind") == "Deployment" and obj["metadata"]["name"] == FLUX_SOURCE_CONTROLLER:
+            for container in obj["spec"]["template"]["spec"]["containers"]:
+                kept = [e for e in container.get("env", []) if e["name"] not in
+                        {"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY"}]
+                container["env"] = kept + env
+
+
+def _wait_for_controllers(run, kube: Kube, names: list[str]) -> None:
+    run.action(f"waiting up to {FLUX_CONTROLLERS_TIMEOUT:.0f} s for the Flux controllers")
+    deadline, waiting = time.monotonic() + FLUX_CONTROLLERS_TIMEOUT, names
+    while time.monotonic() < deadline:
+        try:
+            deployments = {d["metadata"]["name"]: d for d in
+                           kube.list("deployments", cluster_objects.FLUX_NAMESPACE)}
+        except KubeError as exc:
+            run.log(str(exc))
+            deployments = {}
+        waiting = [n for n in names if not _available(deployments.get(n))]
+        if not waiting:
+            return
+        time.sleep(NODE_POLL_SECONDS)
+    raise PhaseFailure("flux", f"Flux controllers not available within "
+                       f"{FLUX_CONTROLLERS_TIMEOUT:.0f} s: {', '.join(waiting)}",
+                       "check `kubectl -n flux-system get pods` and retry", retry_safe=True)
+
+
+def _available(deployment: dict | None) -> bool:
+    if deployment is None:
+        return False
+    wanted = deployment.get("spec", {}).get("replicas", 1)
+    return deployment.get("status", {}).get("availableReplicas", 0) >= wanted
+
+
 def run_release(run) -> None:
     inputs = _setup_inputs(run)
     site = endpoints.load(run.root)
@@ -406,6 +482,8 @@ PHASES: tuple[Phase, ...] = (
           writes=(state.HOST_CHANGES,), run=run_dns),
     Phase("k3s", "k3s", "k3s", True, reads=(state.SETUP_INPUTS, state.ENDPOINTS),
           writes=(state.HOST_CHANGES,), run=run_k3s),
+    Phase("flux", "Flux", "flux", True, reads=(state.SETUP_INPUTS, state.ENDPOINTS),
+          writes=(), run=run_flux),
     Phase("release", "Alga release", "github-release-source", True,
           reads=(state.SETUP_INPUTS, state.ENDPOINTS),
           writes=(state.SELECTED_RELEASE, state.MAINTENANCE), run=run_release),

@@ -6,9 +6,10 @@ namespace, the payload installed by the ISO seed's own late-commands. Runs in or
 3. preflight fails cleanly without network, with the classified failure in the state;
 4. with GitHub, GHCR, the k3s release and DNS served from the host side of the link, the
    whole chain succeeds: preflight → DNS → k3s (a stand-in binary at k3s's interfaces,
-   run by the real k3s.service) → release;
+   run by the real k3s.service) → Flux → release;
 5. a re-run skips the succeeded phases;
-6. a phase that fails (k3s, its download no longer matching the checksum) stops the chain;
+6. a phase that fails (k3s, its download no longer matching the checksum) stops the chain:
+   Flux never starts;
 7. state survives a restart of the container.
 """
 
@@ -26,6 +27,9 @@ import requests
 import rootfs
 from late_commands import run_late_commands
 from netlab import DnsServer, HttpsServer, NetNamespace, Route, TestCA
+from test_flux_phase import INSTALL as FLUX_INSTALL
+from test_flux_phase import SUMS_PATH as FLUX_SUMS_PATH
+from test_flux_phase import sums as flux_sums
 from test_payload import extract_payload
 from test_preflight import CHANNEL, CHANNEL_PATH, FLUX_PATH, K3S_PATH, MANIFEST, MANIFEST_PATH
 from test_release_phase import VALUES_PATH
@@ -204,7 +208,8 @@ def mirror(machine):
     address = machine.node.host_address
     routes = {CHANNEL_PATH: Route(body=CHANNEL), MANIFEST_PATH: Route(body=MANIFEST),
               K3S_PATH: Route(body=K3S_SUMS), K3S_BINARY_PATH: Route(body=K3S_STAND_IN),
-              FLUX_PATH: Route(body="kind: List\n"),
+              FLUX_PATH: Route(body=FLUX_INSTALL),
+              FLUX_SUMS_PATH: Route(body=flux_sums(FLUX_INSTALL)),
               **{VALUES_PATH.format(release): Route(body="replicas: 1\n")
                  for release in HELM_RELEASES}}
     with HttpsServer(ca, routes, address=address, hostnames=("github.test",)) as github, \
@@ -221,7 +226,7 @@ def mirror(machine):
         yield github
 
 
-PHASE_NAMES = ("preflight", "dns", "k3s", "release")
+PHASE_NAMES = ("preflight", "dns", "k3s", "flux", "release")
 
 
 def test_4_the_whole_chain_succeeds(machine, mirror):
@@ -230,7 +235,7 @@ def test_4_the_whole_chain_succeeds(machine, mirror):
     doc = wait_until_settled(machine, started, timeout=150)
     assert doc["status"] == "succeeded", ({p: doc["phases"][p]["failure"] for p in PHASE_NAMES},
                                           machine.journal())
-    assert [doc["phases"][p]["state"] for p in PHASE_NAMES] == ["succeeded"] * 4
+    assert [doc["phases"][p]["state"] for p in PHASE_NAMES] == ["succeeded"] * 5
     assert wait_for(lambda: (machine.root / CANARY).exists(), 30, "the canary")
     assert machine.run("systemctl", "is-active", "k3s.service").strip() == "active"
     store = json.loads((machine.root / "var/lib/rancher/k3s/stand-in/store.json").read_text())
@@ -247,7 +252,7 @@ def test_5_a_rerun_skips_succeeded_phases(machine, mirror):
     started = state_version(machine)
     assert submit_setup(machine, {"channel": "stable"}).status_code == 202
     doc = wait_until_settled(machine, started)
-    assert [doc["phases"][p]["state"] for p in PHASE_NAMES] == ["skipped"] * 4
+    assert [doc["phases"][p]["state"] for p in PHASE_NAMES] == ["skipped"] * 5
     assert doc["status"] == "succeeded"
     assert log.read_text().count("→ checking DNS") == runs_before
     # The chain runs to its end again (and is finished before the next test starts).
@@ -256,7 +261,7 @@ def test_5_a_rerun_skips_succeeded_phases(machine, mirror):
 
 
 def test_6_a_failing_phase_stops_the_chain(machine, mirror):
-    release_before = install_state(machine)["phases"]["release"]
+    before = install_state(machine)["phases"]
     (machine.root / CANARY).unlink()
     mirror.routes[K3S_PATH] = Route(body=f"{'0' * 64}  k3s\n")  # nothing will match
     started = state_version(machine)
@@ -267,7 +272,8 @@ def test_6_a_failing_phase_stops_the_chain(machine, mirror):
     assert doc["status"] == "failed" and k3s["state"] == "failed", machine.journal()
     assert k3s["failure"]["category"] == "k3s" and k3s["failure"]["retry_safe"]
     assert "never matched its checksum" in k3s["failure"]["suspected_cause"]
-    assert doc["phases"]["release"] == release_before  # never started
+    assert doc["phases"]["flux"] == before["flux"]  # never started
+    assert doc["phases"]["release"] == before["release"]
     time.sleep(2)
     assert not (machine.root / CANARY).exists()
 

@@ -1,0 +1,130 @@
+"""The Flux phase: the pinned install.yaml from a real HTTPS release tree, checksum-verified,
+applied server-side through kubectl's interface, with the proxy for source-controller."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from netlab import ConnectProxy, HttpsServer, Route, TestCA
+
+from host import engine, phases, pins, state
+
+HERE = Path(__file__).resolve().parent
+VERSION = pins.FLUX_VERSION.removeprefix("v")
+INSTALL_PATH = f"/flux/{pins.FLUX_VERSION}/install.yaml"
+SUMS_PATH = f"/flux/{pins.FLUX_VERSION}/flux_{VERSION}_checksums.txt"
+
+
+def controller(name: str) -> dict:
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "flux-system"},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": [
+                {"name": "manager", "image": f"ghcr.io/fluxcd/{name}:v1",
+                 "env": [{"name": "RUNTIME_NAMESPACE", "value": "flux-system"}]}]}}}}
+
+
+INSTALL = yaml.safe_dump_all([
+    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "flux-system"}},
+    {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+     "metadata": {"name": "gitrepositories.source.toolkit.fluxcd.io"}, "spec": {}},
+    controller("source-controller"), controller("kustomize-controller"),
+    controller("helm-controller")]).encode()
+
+
+def sums(content: bytes) -> str:
+    return (f"{'2' * 64}  flux_{VERSION}_linux_amd64.tar.gz\n"
+            f"{hashlib.sha256(content).hexdigest()}  install.yaml\n")
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return TestCA()
+
+
+@pytest.fixture
+def lab(tmp_path, ca, monkeypatch):
+    for directory in ("etc/alga-appliance", "var/lib/alga-appliance", "var/log/alga-appliance"):
+        (tmp_path / directory).mkdir(parents=True)
+    monkeypatch.setenv("PATH", f"{HERE / 'fakes'}:/usr/bin:/bin")
+    monkeypatch.setenv("FAKE_KUBE_STORE", str(tmp_path / "store.json"))
+    monkeypatch.setenv("FAKE_KUBE_LOG", str(tmp_path / "kubectl.log"))
+    routes = {INSTALL_PATH: Route(body=INSTALL), SUMS_PATH: Route(body=sums(INSTALL))}
+    with HttpsServer(ca, routes) as github:
+        state.write(state.ENDPOINTS, {"flux_release_base": f"{github.url}/flux",
+                                      "ca_bundle": str(ca.ca_pem_path)}, tmp_path)
+        set_proxy(tmp_path, None)
+        yield tmp_path, github
+
+
+def set_proxy(root: Path, proxy) -> None:
+    state.write(state.SETUP_INPUTS, {"channel": "stable", "app_url": "http://10.0.0.5:3000",
+                                     "dns": {"mode": "system"}, "proxy": proxy,
+                                     "overrides": {}}, root)
+
+
+def run_flux(root: Path) -> dict:
+    engine.run_phase("flux", root, kubeconfig=str(root / "k3s.yaml"))
+    return state.read(state.INSTALL_STATE, root)["phases"]["flux"]
+
+
+def store(root: Path) -> dict:
+    path = root / "store.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def test_success(lab):
+    root, _ = lab
+    record = run_flux(root)
+    assert record["state"] == "succeeded", record["failure"]
+    objects = store(root)
+    assert "Deployment/flux-system/source-controller" in objects
+    assert "CustomResourceDefinition//gitrepositories.source.toolkit.fluxcd.io" in objects
+    env = objects["Deployment/flux-system/source-controller"]["spec"]["template"]["spec"][
+        "containers"][0]["env"]
+    assert [e["name"] for e in env] == ["RUNTIME_NAMESPACE"]  # no proxy: untouched
+
+
+def test_proxy_goes_to_source_controller_only(lab):
+    root, github = lab
+    with ConnectProxy() as proxy:
+        set_proxy(root, {"url": proxy.url, "no_proxy": ["10.42.0.0/16", ".svc"]})
+        assert run_flux(root)["state"] == "succeeded"
+        assert ("127.0.0.1", github.port) in proxy.tunnels  # the download used it too
+    objects = store(root)
+    source = objects["Deployment/flux-system/source-controller"]["spec"]["template"]["spec"][
+        "containers"][0]["env"]
+    assert {"name": "HTTPS_PROXY", "value": proxy.url} in source
+    assert {"name": "NO_PROXY", "value": "10.42.0.0/16,.svc"} in source
+    helm = objects["Deployment/flux-system/helm-controller"]["spec"]["template"]["spec"][
+        "containers"][0]["env"]
+    assert [e["name"] for e in helm] == ["RUNTIME_NAMESPACE"]
+
+
+def test_checksum_mismatch_applies_nothing(lab):
+    root, github = lab
+    github.routes[SUMS_PATH] = Route(body=sums(b"the published install.yaml"))
+    record = run_flux(root)
+    assert record["state"] == "failed" and record["failure"]["category"] == "flux"
+    assert "does not match the published checksum" in record["failure"]["suspected_cause"]
+    assert store(root) == {}
+
+
+def test_apply_error_is_classified_flux(lab, monkeypatch):
+    root, _ = lab
+    monkeypatch.setenv("FAKE_KUBE_REJECT", "CustomResourceDefinition")
+    record = run_flux(root)
+    assert record["state"] == "failed" and record["failure"]["category"] == "flux"
+    assert "applying Flux failed" in record["failure"]["suspected_cause"]
+
+
+def test_controllers_never_available_time_out(lab, monkeypatch):
+    root, _ = lab
+    monkeypatch.setenv("FAKE_KUBE_UNAVAILABLE", "1")
+    monkeypatch.setattr(phases, "FLUX_CONTROLLERS_TIMEOUT", 1.0)
+    monkeypatch.setattr(phases, "NODE_POLL_SECONDS", 0.2)
+    record = run_flux(root)
+    assert record["state"] == "failed" and record["failure"]["category"] == "flux"
+    assert "not available within 1 s: source-controller, kustomize-controller, helm-controller" \
+        in record["failure"]["suspected_cause"]
