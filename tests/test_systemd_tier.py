@@ -10,7 +10,8 @@ namespace, the payload installed by the ISO seed's own late-commands. Runs in or
 5. a re-run skips the succeeded phases;
 6. a phase that fails (k3s, its download no longer matching the checksum) stops the chain:
    Flux never starts;
-7. state survives a restart of the container.
+7. a re-run after that failure resumes at the failed phase;
+8. state survives a restart of the container.
 """
 
 import hashlib
@@ -278,7 +279,20 @@ def test_6_a_failing_phase_stops_the_chain(machine, mirror):
     assert not (machine.root / CANARY).exists()
 
 
-def test_7_state_survives_a_restart(machine):
+def test_7_a_rerun_resumes_at_the_failed_phase(machine, mirror):
+    mirror.routes[K3S_PATH] = Route(body=K3S_SUMS)  # the download matches again
+    before = install_state(machine)["phases"]
+    started = state_version(machine)
+    assert submit_setup(machine, {"channel": "stable", "app_url": "psa.test"}).status_code == 202
+    doc = wait_until_settled(machine, started, timeout=150)
+    assert doc["status"] == "succeeded", machine.journal()
+    assert [doc["phases"][p]["state"] for p in ("preflight", "dns")] == ["skipped"] * 2
+    assert doc["phases"]["preflight"]["started_at"] == before["preflight"]["started_at"]
+    assert [doc["phases"][p]["state"] for p in ("k3s", "flux", "release")] == ["succeeded"] * 3
+    assert wait_for(lambda: (machine.root / CANARY).exists(), 30, "the canary")
+
+
+def test_8_state_survives_a_restart(machine):
     before = install_state(machine)
     report = state.read(state.PREFLIGHT_REPORT, machine.root)
     machine.stop()

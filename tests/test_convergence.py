@@ -1,0 +1,97 @@
+"""Killing the k3s or release phase at any point and running it again converges to the
+same end state as an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from netlab import HttpsServer, Route, TestCA
+from test_k3s_phase import BINARY_PATH, READY_NODE, STAND_IN
+from test_k3s_phase import SUMS_PATH as K3S_SUMS_PATH
+from test_k3s_phase import sums as k3s_sums
+from test_release_phase import repo_routes
+
+from host import state
+
+HERE = Path(__file__).resolve().parent
+ROOT_DIRS = ("etc/alga-appliance", "var/lib/alga-appliance", "var/log/alga-appliance",
+             "usr/local/bin")
+
+
+@pytest.fixture(scope="module")
+def servers():
+    ca = TestCA()
+    routes = {**repo_routes(), BINARY_PATH: Route(body=STAND_IN),
+              K3S_SUMS_PATH: Route(body=k3s_sums(STAND_IN))}
+    with HttpsServer(ca, routes) as github:
+        yield ca, github
+
+
+def new_root(base: Path, servers) -> Path:
+    ca, github = servers
+    for directory in ROOT_DIRS:
+        (base / directory).mkdir(parents=True)
+    (base / "etc/os-release").write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
+    (base / "store.json").write_text(json.dumps({"Node//n": READY_NODE}))
+    state.write(state.ENDPOINTS, {"raw_base": github.url, "k3s_release_base": f"{github.url}/k3s",
+                                  "ca_bundle": str(ca.ca_pem_path)}, base)
+    state.write(state.SETUP_INPUTS, {"channel": "stable", "app_url": "https://psa.example.com",
+                                     "dns": {"mode": "system"}, "proxy": None, "overrides": {}},
+                base)
+    return base
+
+
+def phase_process(root: Path, phase: str) -> subprocess.Popen:
+    env = {**os.environ, "PATH": f"{HERE / 'fakes'}:/usr/bin:/bin",
+           "PYTHONPATH": str(HERE.parent), "FAKE_KUBE_STORE": str(root / "store.json"),
+           "FAKE_KUBE_LOG": str(root / "kubectl.log"),
+           "FAKE_SYSTEMCTL_LOG": str(root / "systemctl.log"),
+           "FAKE_UFW_LOG": str(root / "ufw.log")}
+    return subprocess.Popen([sys.executable, "-m", "host", "--root", str(root), "phase", phase,
+                             "--kubeconfig", str(root / "k3s.yaml")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def end_state(root: Path) -> dict:
+    """What the phases leave behind, without timestamps and server-assigned fields."""
+    store = json.loads((root / "store.json").read_text())
+    for obj in store.values():
+        for field in ("uid", "resourceVersion", "annotations"):
+            obj["metadata"].pop(field, None)
+    secret = store.pop("Secret/msp/alga-psa-shared", None)
+    files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+             if p.is_file() and p.parts[len(root.parts)] in ("usr", "etc")
+             and "alga-appliance" not in p.parts}
+    return {"store": store, "has_secret": secret is not None, "files": files,
+            "selected": state.read(state.SELECTED_RELEASE, root)["release_version"]}
+
+
+@pytest.fixture(scope="module")
+def reference(servers, tmp_path_factory):
+    root = new_root(tmp_path_factory.mktemp("clean"), servers)
+    for phase in ("k3s", "release"):
+        assert phase_process(root, phase).wait(60) == 0
+    return end_state(root)
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.sampled_from(["k3s", "release"]), st.floats(0.05, 1.5))
+def test_killed_phase_reruns_to_the_same_end_state(servers, reference, tmp_path_factory,
+                                                   killed, delay):
+    root = new_root(tmp_path_factory.mktemp("killed"), servers)
+    if killed == "release":
+        assert phase_process(root, "k3s").wait(60) == 0
+    victim = phase_process(root, killed)
+    time.sleep(delay)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    for phase in ("k3s", "release")[("k3s", "release").index(killed):]:
+        assert phase_process(root, phase).wait(60) == 0, phase
+    assert end_state(root) == reference
