@@ -322,22 +322,8 @@ def run_flux(run) -> None:
     site = endpoints.load(run.root)
     session = http.session(inputs, site)
     run.action(f"downloading Flux {pins.FLUX_VERSION} install.yaml and verifying its checksum")
-    try:
-        sums = http.fetch_document(session, site.flux_checksums(), FETCH_TIMEOUT,
-                                   "the Flux checksum file", parse=bytes.decode, syntax="text")
-        response = http.fetch(session, site.flux_install_manifest(), FETCH_TIMEOUT)
-    except http.FetchError as exc:
-        raise PhaseFailure(exc.category, str(exc), "check access to the Flux release",
-                           retry_safe=True) from exc
-    expected = next((line.split()[0] for line in sums.splitlines()
-                     if line.split()[1:] == ["install.yaml"]), None)
-    actual = hashlib.sha256(response.content).hexdigest()
-    if response.status_code != 200 or expected is None or actual != expected:
-        raise PhaseFailure("flux", f"install.yaml ({response.status_code}, sha256 {actual}) "
-                           f"does not match the published checksum {expected}; nothing was "
-                           "applied", "retry; if it persists, check the proxy or mirror",
-                           retry_safe=True)
-    objects = [doc for doc in yaml.safe_load_all(response.content) if doc]
+    objects = [doc for doc in yaml.safe_load_all(_verified_flux_install(run, session, site))
+               if doc]
     if inputs["proxy"]:
         _give_proxy(objects, inputs["proxy"])
     kube = Kube(run.kubeconfig)
@@ -349,6 +335,31 @@ def run_flux(run) -> None:
                            "(kubectl get nodes) and retry", retry_safe=True) from exc
     _wait_for_controllers(run, kube, [o["metadata"]["name"] for o in objects
                                       if o.get("kind") == "Deployment"])
+
+
+def _verified_flux_install(run, session, site) -> bytes:
+    """install.yaml, once its sha256 matches the release's checksum file (bounded retries:
+    a truncated or altered download is never applied)."""
+    problems = []
+    for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+        try:
+            sums = http.fetch_document(session, site.flux_checksums(), FETCH_TIMEOUT,
+                                       "the Flux checksum file", parse=bytes.decode,
+                                       syntax="text")
+            response = http.fetch(session, site.flux_install_manifest(), FETCH_TIMEOUT)
+        except http.FetchError as exc:
+            problems.append(f"attempt {attempt}: {exc}")
+            continue
+        expected = next((line.split()[0] for line in sums.splitlines()
+                         if line.split()[1:] == ["install.yaml"]), None)
+        actual = hashlib.sha256(response.content).hexdigest()
+        if response.status_code == 200 and expected is not None and actual == expected:
+            return response.content
+        problems.append(f"attempt {attempt}: install.yaml ({response.status_code}, sha256 "
+                        f"{actual}) does not match the published checksum {expected}")
+        run.log(problems[-1])
+    raise PhaseFailure("flux", "; ".join(problems) + "; nothing was applied",
+                       "retry; if it persists, check the proxy or mirror", retry_safe=True)
 
 
 def _give_proxy(objects: list[dict], proxy: dict) -> None:
@@ -463,11 +474,14 @@ def _maintenance(run, previous: dict | None, selection: dict) -> dict:
         state.host_root(run.root) / "etc/os-release").read_text().splitlines() if "=" in line)
     now = _now()
     installed = previous["last_install"] if previous else None
+    done = {name for name, record in run.install["phases"].items()
+            if record["state"] in ("succeeded", "skipped")}
     return {
         "os": {"id": os_release.get("ID", platform.system()).strip('"'),
                "version_id": os_release.get("VERSION_ID", "unknown").strip('"')},
-        "k3s_version": previous["k3s_version"] if previous else None,
-        "flux_version": previous["flux_version"] if previous else None,
+        # None when this cluster's k3s or Flux were not installed by these phases.
+        "k3s_version": pins.K3S_VERSION if "k3s" in done else None,
+        "flux_version": pins.FLUX_VERSION if "flux" in done else None,
         "app": {"channel": selection["channel"], "release_version": selection["release_version"]},
         "last_install": installed or now,
         "last_update": now if installed else None,

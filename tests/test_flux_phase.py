@@ -108,6 +108,7 @@ def test_checksum_mismatch_applies_nothing(lab):
     record = run_flux(root)
     assert record["state"] == "failed" and record["failure"]["category"] == "flux"
     assert "does not match the published checksum" in record["failure"]["suspected_cause"]
+    assert "attempt 3" in record["failure"]["suspected_cause"]
     assert store(root) == {}
 
 

@@ -103,6 +103,8 @@ def test_full_success(lab):
     maintenance = state.read(state.MAINTENANCE, root)
     assert maintenance["os"] == {"id": "ubuntu", "version_id": "24.04"}
     assert maintenance["last_install"] and maintenance["last_update"] is None
+    # k3s and Flux were not installed by these phases (a cluster of the admin's own).
+    assert maintenance["k3s_version"] is None and maintenance["flux_version"] is None
     # Resolved from one ref: the manifest was read from main, values from repoBranch.
     paths = [path for _, path, _ in github.requests]
     assert MANIFEST_PATH in paths and not any("release/1.0.0/ee/appliance/releases" in p

@@ -243,7 +243,10 @@ def test_4_the_whole_chain_succeeds(machine, mirror):
     repo = store["GitRepository/flux-system/alga-appliance"]
     assert repo["spec"]["ref"] == {"branch": "release/1.0.0"}
     assert (machine.root / "etc/rancher/k3s/config.yaml").stat().st_mode & 0o777 == 0o600
-    assert state.read(state.MAINTENANCE, machine.root)["app"]["release_version"] == "1.0"
+    maintenance = state.read(state.MAINTENANCE, machine.root)
+    assert maintenance["app"]["release_version"] == "1.0"
+    assert (maintenance["k3s_version"], maintenance["flux_version"]) == (pins.K3S_VERSION,
+                                                                         pins.FLUX_VERSION)
 
 
 def test_5_a_rerun_skips_succeeded_phases(machine, mirror):
