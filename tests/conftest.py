@@ -10,7 +10,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "ci"))
 
 import replica  # noqa: E402  (ci/ is not a package)
+from netlab import TestCA  # noqa: E402
 
+from host import paths  # noqa: E402
 from isobuild.build import build  # noqa: E402
 from isobuild.options import BuildOptions  # noqa: E402
 from isobuild.progress import Progress  # noqa: E402
@@ -52,3 +54,16 @@ def build_appliance(tmp_path_factory):
 def appliance(replica_iso, build_appliance):
     """The appliance ISO built from the replica, with its BuildResult."""
     return build_appliance(replica_iso)
+
+
+def make_host_root(base: Path, *extra: str) -> Path:
+    """A root prefix with the appliance's config, state and log directories (and `extra`)."""
+    for directory in (paths.CONFIG_DIR, paths.STATE_DIR, paths.LOG_DIR, *extra):
+        (base / directory.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    return base
+
+
+@pytest.fixture(scope="session")
+def ca() -> TestCA:
+    """One test CA for every HTTPS server the tests start."""
+    return TestCA()

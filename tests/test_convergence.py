@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import make_host_root
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from netlab import HttpsServer, Route, TestCA
+from netlab import HttpsServer, Route
 from test_k3s_phase import BINARY_PATH, READY_NODE, STAND_IN
 from test_k3s_phase import SUMS_PATH as K3S_SUMS_PATH
 from test_k3s_phase import sums as k3s_sums
@@ -21,13 +22,10 @@ from test_release_phase import repo_routes
 from host import state
 
 HERE = Path(__file__).resolve().parent
-ROOT_DIRS = ("etc/alga-appliance", "var/lib/alga-appliance", "var/log/alga-appliance",
-             "usr/local/bin")
 
 
 @pytest.fixture(scope="module")
-def servers():
-    ca = TestCA()
+def servers(ca):
     routes = {**repo_routes(), BINARY_PATH: Route(body=STAND_IN),
               K3S_SUMS_PATH: Route(body=k3s_sums(STAND_IN))}
     with HttpsServer(ca, routes) as github:
@@ -36,8 +34,7 @@ def servers():
 
 def new_root(base: Path, servers) -> Path:
     ca, github = servers
-    for directory in ROOT_DIRS:
-        (base / directory).mkdir(parents=True)
+    make_host_root(base, "usr/local/bin")
     (base / "etc/os-release").write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
     (base / "store.json").write_text(json.dumps({"Node//n": READY_NODE}))
     state.write(state.ENDPOINTS, {"raw_base": github.url, "k3s_release_base": f"{github.url}/k3s",

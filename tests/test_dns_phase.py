@@ -4,6 +4,7 @@ recorded and reversible, in custom mode."""
 from pathlib import Path
 
 import pytest
+from conftest import make_host_root
 
 from host import engine, state
 
@@ -14,8 +15,7 @@ K3S_RESOLV = "etc/rancher/k3s/resolv.conf"
 
 @pytest.fixture
 def root(tmp_path, monkeypatch):
-    for directory in ("etc/alga-appliance", "var/lib/alga-appliance", "var/log/alga-appliance"):
-        (tmp_path / directory).mkdir(parents=True)
+    make_host_root(tmp_path)
     monkeypatch.setenv("PATH", f"{HERE / 'fakes'}:/usr/bin:/bin")
     monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(tmp_path / "systemctl.log"))
     return tmp_path

@@ -4,6 +4,7 @@ and one setup at a time."""
 import json
 
 import pytest
+from conftest import make_host_root
 
 from host import engine, phases, state
 from host.failures import SUPPORT_COMMAND, PhaseFailure
@@ -14,8 +15,7 @@ INPUTS = {"channel": "stable", "app_url": "http://10.0.0.5:3000", "dns": {"mode"
 
 @pytest.fixture
 def root(tmp_path, monkeypatch):
-    for directory in ("etc/alga-appliance", "var/lib/alga-appliance", "var/log/alga-appliance"):
-        (tmp_path / directory).mkdir(parents=True)
+    make_host_root(tmp_path)
     monkeypatch.setenv(state.ROOT_ENV, str(tmp_path))
     return tmp_path
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from netlab import ConnectProxy, HttpsServer, Route, TestCA
+from conftest import make_host_root
+from netlab import ConnectProxy, HttpsServer, Route
 
 from host import engine, phases, pins, state
 
@@ -38,15 +39,9 @@ def sums(content: bytes) -> str:
             f"{hashlib.sha256(content).hexdigest()}  install.yaml\n")
 
 
-@pytest.fixture(scope="module")
-def ca():
-    return TestCA()
-
-
 @pytest.fixture
 def lab(tmp_path, ca, monkeypatch):
-    for directory in ("etc/alga-appliance", "var/lib/alga-appliance", "var/log/alga-appliance"):
-        (tmp_path / directory).mkdir(parents=True)
+    make_host_root(tmp_path)
     monkeypatch.setenv("PATH", f"{HERE / 'fakes'}:/usr/bin:/bin")
     monkeypatch.setenv("FAKE_KUBE_STORE", str(tmp_path / "store.json"))
     monkeypatch.setenv("FAKE_KUBE_LOG", str(tmp_path / "kubectl.log"))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from netlab import ConnectProxy, HttpsServer, Route, TestCA
+from conftest import make_host_root
+from netlab import ConnectProxy, HttpsServer, Route
 
 from host import engine, netinfo, phases, pins, state
 
@@ -27,16 +28,9 @@ def sums(binary: bytes) -> str:
             f"{'1' * 64}  k3s-airgap-images-amd64.tar.zst\n")
 
 
-@pytest.fixture(scope="module")
-def ca():
-    return TestCA()
-
-
 @pytest.fixture
 def lab(tmp_path, ca, monkeypatch):
-    for directory in ("etc/alga-appliance", "var/lib/alga-appliance", "var/log/alga-appliance",
-                      "usr/local/bin"):
-        (tmp_path / directory).mkdir(parents=True)
+    make_host_root(tmp_path, "usr/local/bin")
     monkeypatch.setenv("PATH", f"{HERE / 'fakes'}:/usr/bin:/bin")
     for name in ("SYSTEMCTL", "UFW", "KUBE"):
         monkeypatch.setenv(f"FAKE_{name}_LOG", str(tmp_path / f"{name.lower()}.log"))

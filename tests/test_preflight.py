@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import make_host_root
 from netlab import (
     ConnectProxy,
     DnsServer,
@@ -39,17 +40,11 @@ DNS_NAMES = ("github.com", "raw.githubusercontent.com", "ghcr.io",
              "objects.githubusercontent.com")
 DNS_CHECKS = {f"dns.{name}" for name in DNS_NAMES}
 HTTPS_CHECKS = {"github.channel", "github.manifest", "ghcr", "k3s.release", "flux.release"}
-ROOT_DIRS = ("etc/alga-appliance", "var/lib/alga-appliance", "var/log/alga-appliance")
 
 
 def github_routes() -> dict[str, Route]:
     return {CHANNEL_PATH: Route(body=CHANNEL), MANIFEST_PATH: Route(body=MANIFEST),
             K3S_PATH: Route(body=f"{'0' * 64}  k3s\n"), FLUX_PATH: Route(body="kind: List\n")}
-
-
-@pytest.fixture(scope="module")
-def ca():
-    return TestCA()
 
 
 @dataclasses.dataclass
@@ -86,8 +81,7 @@ class Lab:
 
 @pytest.fixture
 def lab(tmp_path, ca):
-    for directory in ROOT_DIRS:
-        (tmp_path / directory).mkdir(parents=True)
+    make_host_root(tmp_path)
     records = {name: ["127.0.0.1"] for name in DNS_NAMES}
     with HttpsServer(ca, github_routes(), hostnames=("github.test",)) as github, \
             HttpsServer(ca, {"/v2/": Route(status=401)}, hostnames=("ghcr.test",)) as ghcr, \

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from netlab import HttpsServer, Route, TestCA
+from conftest import make_host_root
+from netlab import HttpsServer, Route
 from test_kube import assert_valid
 from test_preflight import CHANNEL, CHANNEL_PATH, MANIFEST, MANIFEST_PATH, REPO
 
@@ -17,7 +18,6 @@ HERE = Path(__file__).resolve().parent
 PROFILE = "single-node"
 VALUES_PATH = (REPO + "/release/1.0.0/ee/appliance/flux/profiles/single-node/values/"
                "{}.single-node.yaml")
-ROOT_DIRS = ("etc/alga-appliance", "var/lib/alga-appliance", "var/log/alga-appliance")
 
 
 def repo_routes() -> dict[str, Route]:
@@ -28,11 +28,6 @@ def repo_routes() -> dict[str, Route]:
                                            "tag": "from-profile"}}
         routes[VALUES_PATH.format(release)] = Route(body=yaml.safe_dump(values))
     return routes
-
-
-@pytest.fixture(scope="module")
-def ca():
-    return TestCA()
 
 
 class Cluster:
@@ -48,8 +43,7 @@ class Cluster:
 
 @pytest.fixture
 def lab(tmp_path, ca, monkeypatch):
-    for directory in ROOT_DIRS:
-        (tmp_path / directory).mkdir(parents=True)
+    make_host_root(tmp_path)
     (tmp_path / "etc/os-release").write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
     monkeypatch.setenv("PATH", f"{HERE / 'fakes'}:/usr/bin:/bin")
     cluster = Cluster(tmp_path)

@@ -27,7 +27,7 @@ import pytest
 import requests
 import rootfs
 from late_commands import run_late_commands
-from netlab import DnsServer, HttpsServer, NetNamespace, Route, TestCA
+from netlab import DnsServer, HttpsServer, NetNamespace, Route
 from test_flux_phase import INSTALL as FLUX_INSTALL
 from test_flux_phase import SUMS_PATH as FLUX_SUMS_PATH
 from test_flux_phase import sums as flux_sums
@@ -203,9 +203,8 @@ K3S_SUMS = f"{hashlib.sha256(K3S_STAND_IN).hexdigest()}  k3s\n"
 
 
 @pytest.fixture(scope="module")
-def mirror(machine):
+def mirror(machine, ca):
     """GitHub, GHCR, the k3s release and DNS stand-ins on the host side of the node's link."""
-    ca = TestCA()
     address = machine.node.host_address
     routes = {CHANNEL_PATH: Route(body=CHANNEL), MANIFEST_PATH: Route(body=MANIFEST),
               K3S_PATH: Route(body=K3S_SUMS), K3S_BINARY_PATH: Route(body=K3S_STAND_IN),

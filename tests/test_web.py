@@ -9,6 +9,7 @@ import pytest
 import requests
 import waitress
 from click.testing import CliRunner
+from conftest import make_host_root
 
 from host import cli, paths, requests_spool, state, token
 from host.web import MAX_BODY, make_app
@@ -18,8 +19,7 @@ NODE_IP = "10.0.0.5"
 
 @pytest.fixture
 def root(tmp_path, monkeypatch):
-    for directory in (paths.CONFIG_DIR, paths.STATE_DIR, paths.LOG_DIR, paths.SPOOL_DIR):
-        (tmp_path / directory.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    make_host_root(tmp_path, paths.SPOOL_DIR)
     monkeypatch.setenv(state.ROOT_ENV, str(tmp_path))
     return tmp_path
 
