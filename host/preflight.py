@@ -282,25 +282,32 @@ class Result:
     selected_release: dict | None  # when the channel and its manifest both resolved
 
 
+def _run_check(ctx: Context, check: Check) -> tuple[dict, Failure | None]:
+    started = time.monotonic()
+    status, message, category = "pass", "", None
+    try:
+        message = check.run(ctx, check.timeout)
+    except CheckFailed as exc:
+        status, message, category = exc.status, str(exc), exc.category
+    result = {
+        "id": check.id, "status": status, "message": message,
+        "remediation": "" if status == "pass" else check.remediation,
+        "duration_ms": int((time.monotonic() - started) * 1000),
+    }
+    failure = (Failure(check.id, category or check.category, message, check.remediation)
+               if status == "fail" else None)
+    return result, failure
+
+
 def run_checks(inputs: dict, endpoints: Endpoints, root: Path) -> Result:
     """Run every check and write the report."""
     ctx = Context(inputs, endpoints, root, http.session(inputs, endpoints))
     results, first_failure = [], None
-    for check in checks(endpoints):
-        started = time.monotonic()
-        status, message, category = "pass", "", None
-        try:
-            message = check.run(ctx, check.timeout)
-        except CheckFailed as exc:
-            status, message, category = exc.status, str(exc), exc.category
-        results.append({
-            "id": check.id, "status": status, "message": message,
-            "remediation": "" if status == "pass" else check.remediation,
-            "duration_ms": int((time.monotonic() - started) * 1000),
-        })
-        if status == "fail" and first_failure is None:
-            first_failure = Failure(check.id, category or check.category, message,
-                                    check.remediation)
+    with http.resolving_through(http.custom_resolvers(inputs)):
+        for check in checks(endpoints):
+            result, failure = _run_check(ctx, check)
+            results.append(result)
+            first_failure = first_failure or failure
     statuses = {r["status"] for r in results}
     report = {
         "generated_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

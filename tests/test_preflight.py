@@ -102,12 +102,18 @@ def test_all_pass_and_the_release_is_selected(lab):
     assert {name for name, _ in lab.dns.queries} == set(DNS_NAMES)
 
 
-def test_custom_dns_mode_queries_the_admins_resolvers(lab):
-    with DnsServer(free_loopback_address(), {n: ["127.0.0.1"] for n in DNS_NAMES}) as custom:
-        lab.configure(dns_mode="custom", resolver=custom.address)
+def test_custom_dns_mode_resolves_everything_through_the_admins_resolvers(lab):
+    names = {**{n: ["127.0.0.1"] for n in DNS_NAMES}, "github.test": ["127.0.0.1"],
+             "ghcr.test": ["127.0.0.1"]}
+    with DnsServer(free_loopback_address(), names) as custom:
+        # The HTTPS endpoints are names only the custom resolver knows.
+        lab.configure(dns_mode="custom", resolver=custom.address,
+                      github_base=lab.github.url.replace("127.0.0.1", "github.test"),
+                      ghcr_base=lab.ghcr.url.replace("127.0.0.1", "ghcr.test"))
         (lab.root / "etc/resolv.conf").write_text("nameserver 127.0.0.53\n")
         failed, _, checks = lab.run()
-    assert failed == set() and custom.queries
+    assert failed == set(), checks
+    assert {"github.test", "ghcr.test"} <= {name for name, _ in custom.queries}
     assert checks["dns.resolvers"]["status"] == "pass"
 
 
