@@ -1,0 +1,118 @@
+"""Readiness tiers from the cluster's own structured fields (conditions, readyReplicas,
+observedGeneration), never from text. Definitions: shared/reference/alga-formats.md.
+
+platform → core → bootstrap → login, and background beside them; fully healthy is login
+and background. A background problem never takes login away.
+"""
+
+from dataclasses import dataclass, field
+
+APP_NAMESPACE = "msp"
+CORE_STATEFULSETS = ("db", "redis")
+CORE_DEPLOYMENTS = ("pgbouncer",)
+ALGA_CORE = "alga-core-sebastian"
+BOOTSTRAP_JOB_PREFIX = f"{ALGA_CORE}-bootstrap-r"
+BACKGROUND = ("temporal", "workflow-worker", "email-service", "temporal-worker")
+TIERS = ("platform", "core", "bootstrap", "login", "background", "fully_healthy")
+
+
+@dataclass
+class ClusterView:
+    """`kubectl get -o json` items, by kind."""
+
+    nodes: list[dict] = field(default_factory=list)
+    deployments: list[dict] = field(default_factory=list)
+    statefulsets: list[dict] = field(default_factory=list)
+    jobs: list[dict] = field(default_factory=list)
+    gitrepositories: list[dict] = field(default_factory=list)
+    kustomizations: list[dict] = field(default_factory=list)
+    helmreleases: list[dict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ready: bool
+    reason: str
+
+
+def _named(items: list[dict], name: str) -> dict | None:
+    return next((i for i in items if i["metadata"]["name"] == name), None)
+
+
+def condition(obj: dict, kind: str) -> dict | None:
+    return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == kind),
+                None)
+
+
+def workload(items: list[dict], name: str) -> Verdict:
+    obj = _named(items, name)
+    if obj is None:
+        return Verdict(False, f"{name} does not exist yet")
+    status, wanted = obj.get("status", {}), obj.get("spec", {}).get("replicas", 1)
+    ready = status.get("readyReplicas", 0)
+    if status.get("observedGeneration", 0) < obj["metadata"].get("generation", 0):
+        return Verdict(False, f"{name} is rolling out a change")
+    if ready < wanted:
+        return Verdict(False, f"{name}: {ready}/{wanted} ready")
+    return Verdict(True, f"{name}: {ready}/{wanted} ready")
+
+
+def flux_object(items: list[dict], name: str) -> Verdict:
+    obj = _named(items, name)
+    if obj is None:
+        return Verdict(False, f"{name} does not exist yet")
+    ready = condition(obj, "Ready")
+    if ready is None:
+        return Verdict(False, f"{name} has not reported yet")
+    current = obj.get("status", {}).get("observedGeneration") == obj["metadata"].get(
+        "generation")
+    if ready["status"] != "True":
+        return Verdict(False, f"{name}: {ready.get('reason', 'NotReady')}: "
+                              f"{ready.get('message', '')}".rstrip(": "))
+    if not current:
+        return Verdict(False, f"{name} has not reconciled its latest change")
+    return Verdict(True, f"{name} is Ready")
+
+
+def _all(verdicts: list[Verdict]) -> Verdict:
+    failing = [v.reason for v in verdicts if not v.ready]
+    return Verdict(not failing, "; ".join(failing) or "; ".join(v.reason for v in verdicts))
+
+
+def node_ready(view: ClusterView) -> Verdict:
+    for node in view.nodes:
+        ready = condition(node, "Ready")
+        if ready and ready["status"] == "True":
+            return Verdict(True, f"node {node['metadata']['name']} is Ready")
+    return Verdict(False, "no node is Ready" if view.nodes else "no node has registered")
+
+
+def bootstrap(view: ClusterView, seen_before: bool) -> Verdict:
+    jobs = sorted((j for j in view.jobs if j["metadata"]["name"].startswith(
+        BOOTSTRAP_JOB_PREFIX)), key=lambda j: j["metadata"]["name"])
+    if jobs:
+        job = jobs[-1]
+        if (condition(job, "Failed") or {}).get("status") == "True":
+            return Verdict(False, f"bootstrap job {job['metadata']['name']} failed")
+        if (condition(job, "Complete") or {}).get("status") == "True":
+            return Verdict(True, f"bootstrap job {job['metadata']['name']} completed")
+        return Verdict(False, f"bootstrap job {job['metadata']['name']} is running")
+    # The job deletes itself 300 s after finishing: then alga-core's release stands in.
+    release = flux_object(view.helmreleases, "alga-core")
+    if release.ready:
+        return Verdict(True, "bootstrap finished (its job has expired; alga-core is Ready)")
+    if seen_before:
+        return Verdict(True, "bootstrap completed earlier")
+    return Verdict(False, "the bootstrap job has not started")
+
+
+def tiers(view: ClusterView, login_probe: Verdict, bootstrap_seen: bool) -> dict[str, Verdict]:
+    platform = _all([node_ready(view), flux_object(view.gitrepositories, "alga-appliance"),
+                     flux_object(view.kustomizations, "alga-platform")])
+    core = _all([workload(view.statefulsets, n) for n in CORE_STATEFULSETS]
+                + [workload(view.deployments, n) for n in CORE_DEPLOYMENTS])
+    boot = bootstrap(view, bootstrap_seen)
+    login = _all([core, boot, workload(view.deployments, ALGA_CORE), login_probe])
+    background = _all([workload(view.deployments, n) for n in BACKGROUND])
+    return {"platform": platform, "core": core, "bootstrap": boot, "login": login,
+            "background": background, "fully_healthy": _all([login, background])}
