@@ -8,7 +8,7 @@ import click
 
 from host import engine, hostcmd, netinfo, paths, phases, requests_spool, state, token
 from host.inputs import InputErrors, parse_setup_inputs
-from host.kube import K3S_KUBECONFIG
+from host.kube import K3S_KUBECONFIG, Kube
 from host.version import __version__
 
 SETUP_TARGET = "alga-appliance-setup.target"
@@ -82,3 +82,17 @@ def accept_setup_command() -> None:
         click.echo(f"accept-setup: could not start {SETUP_TARGET}: {exc}", err=True)
         sys.exit(engine.EXIT_FAILED)
     click.echo(f"setup inputs recorded; {SETUP_TARGET} started")
+
+
+@main.command("collect-status")
+@click.option("--if-due", is_flag=True,
+              help="Skip unless due (every run while installing, every 60 s once healthy).")
+@click.option("--kubeconfig", default=K3S_KUBECONFIG, show_default=True)
+def collect_status_command(if_due: bool, kubeconfig: str) -> None:
+    """Write the status snapshot (what the status timer runs, and on demand)."""
+    from host import status  # the collector's imports are only needed here
+
+    if if_due and not status.due(None):
+        return
+    snapshot = status.collect(None, Kube(kubeconfig))
+    click.echo(f"{snapshot['rollup']['state']}: {snapshot['rollup']['message']}")

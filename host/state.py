@@ -43,6 +43,8 @@ ENDPOINTS = StateFile("endpoint overrides", paths.CONFIG_DIR, "endpoints.json",
                       "endpoints.schema.json", 0o644)
 HOST_CHANGES = StateFile("host changes", paths.STATE_DIR, "host-changes.json",
                          "host-changes.schema.json", 0o640)
+STATUS = StateFile("status snapshot", paths.STATE_DIR, "status.json", "status.schema.json",
+                   0o640)
 MAINTENANCE = StateFile("maintenance metadata", paths.STATE_DIR, "maintenance.json",
                         "maintenance.schema.json", 0o640)
 

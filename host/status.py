@@ -1,0 +1,318 @@
+"""The status collector: one schema-validated snapshot (status.json) of how far the
+appliance has got, what blocks it, and what to do next. The web UI, the console and the
+support bundle all read it; none of them work the answer out again.
+"""
+
+import datetime
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from host import hostcmd, netinfo, paths, pins, readiness, state
+from host.kube import Kube, KubeError
+from host.probe import probe_login
+from host.readiness import ClusterView, Verdict
+
+HEALTHY_INTERVAL = 60  # seconds between collections once fully healthy (the timer ticks 10 s)
+DISK_PATHS = ("/var/lib/rancher", paths.STATE_DIR)
+PROBLEM_REASONS = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerError",
+                   "CreateContainerConfigError")
+LAYERS = ("host", "k3s", "flux", "core", "bootstrap", "login", "background")
+COMPONENT_LAYER = {**dict.fromkeys(("db", "redis", "pgbouncer"), "core"),
+                   readiness.ALGA_CORE: "login", "bootstrap": "bootstrap",
+                   **dict.fromkeys(readiness.BACKGROUND, "background")}
+BACKGROUND_RELEASES = ("temporal", "email-service", "workflow-worker", "temporal-worker")
+SUPPORT = "sudo alga-appliance support-bundle"
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Cluster:
+    view: ClusterView
+    pods: list[dict]
+    events: list[dict]
+
+
+def read_cluster(kube: Kube) -> Cluster:
+    ns = readiness.APP_NAMESPACE
+    view = ClusterView(
+        nodes=kube.list("nodes"), deployments=kube.list("deployments", ns),
+        statefulsets=kube.list("statefulsets", ns), jobs=kube.list("jobs", ns),
+        gitrepositories=kube.list("gitrepositories", "flux-system"),
+        kustomizations=kube.list("kustomizations", "flux-system"),
+        helmreleases=kube.list("helmreleases", "alga-system"))
+    return Cluster(view, kube.list("pods", ns), kube.list("events", ns))
+
+
+def collect(root: Path | None, kube: Kube, probe=probe_login) -> dict:
+    """Collect, write and return the snapshot."""
+    install = state.read(state.INSTALL_STATE, root)
+    inputs = state.read(state.SETUP_INPUTS, root)
+    previous = state.read(state.STATUS, root)
+    cluster, api_error = None, None
+    if _phase_done(install, "k3s"):
+        try:
+            cluster = read_cluster(kube)
+        except KubeError as exc:
+            api_error = str(exc)
+    login_probe = (probe(inputs["app_url"]) if cluster and inputs
+                   else Verdict(False, "the app is not installed yet"))
+    seen = bool(previous and previous["bootstrap_seen"])
+    verdicts = readiness.tiers(cluster.view if cluster else ClusterView(), login_probe, seen)
+    at = now()
+    tiers = _tiers(verdicts, previous, at)
+    blockers = _blockers(cluster, api_error, verdicts)
+    snapshot = {
+        "collected_at": at,
+        "rollup": _rollup(install, inputs, tiers, blockers),
+        "install": _install_summary(install),
+        "tiers": tiers,
+        "bootstrap_seen": seen or verdicts["bootstrap"].ready,
+        "components": _components(cluster),
+        "flux": _flux(cluster),
+        "blockers": blockers,
+        "events": _events(cluster),
+        "host": _host(root, install),
+    }
+    state.write(state.STATUS, snapshot, root)
+    return snapshot
+
+
+def due(root: Path | None) -> bool:
+    """Whether the 10 s timer should collect now: always, but every 60 s once healthy."""
+    previous = state.read(state.STATUS, root)
+    if not previous or previous["rollup"]["state"] != "fully_healthy":
+        return True
+    path = state.STATUS.path(root)
+    return time.time() - path.stat().st_mtime >= HEALTHY_INTERVAL
+
+
+def _phase_done(install: dict | None, name: str) -> bool:
+    record = (install or {}).get("phases", {}).get(name)
+    return bool(record) and record["state"] in ("succeeded", "skipped")
+
+
+def _install_summary(install: dict | None) -> dict:
+    if install is None:
+        return {"status": "not_started", "current_phase": None, "phases": {}}
+    return {"status": install["status"], "current_phase": install["current_phase"],
+            "phases": {name: r["state"] for name, r in install["phases"].items()}}
+
+
+def _tiers(verdicts: dict[str, Verdict], previous: dict | None, at: str) -> dict:
+    tiers = {}
+    for name, verdict in verdicts.items():
+        before = previous["tiers"][name] if previous else None
+        changed = before is None or before["ready"] != verdict.ready
+        since = at if changed else before["since"]
+        # Once ready, a tier that drops out is degraded since then, not installing again.
+        degraded = not verdict.ready and bool(before) and (
+            before["ready"] or before["degraded"])
+        tiers[name] = {"ready": verdict.ready, "reason": verdict.reason, "since": since,
+                       "degraded": degraded}
+    return tiers
+
+
+def _component_of(pod: dict) -> str:
+    owners = pod["metadata"].get("ownerReferences", [])
+    name = pod["metadata"]["name"]
+    if name.startswith(readiness.BOOTSTRAP_JOB_PREFIX):
+        return "bootstrap"
+    if owners and owners[0]["kind"] == "StatefulSet":
+        return owners[0]["name"]
+    if owners and owners[0]["kind"] == "ReplicaSet":
+        return owners[0]["name"].rsplit("-", 1)[0]
+    return name
+
+
+def _pod_problems(pod: dict) -> list[str]:
+    reasons = []
+    for container in pod.get("status", {}).get("containerStatuses", []):
+        waiting = container.get("state", {}).get("waiting")
+        if waiting and waiting.get("reason") in PROBLEM_REASONS:
+            reasons.append(waiting["reason"])
+    unschedulable = readiness.condition(pod, "PodScheduled")
+    if pod.get("status", {}).get("phase") == "Pending" and unschedulable and \
+            unschedulable["status"] == "False":
+        reasons.append(f"Pending: {unschedulable.get('message', 'unschedulable')}")
+    return reasons
+
+
+def _blocker(severity, component, layer, reason, next_action) -> dict:
+    return {"severity": severity, "component": component, "layer": layer, "reason": reason,
+            "next_action": next_action, "blocks_login": layer not in ("background",)}
+
+
+def _blockers(cluster: Cluster | None, api_error: str | None, verdicts: dict) -> list[dict]:
+    found = []
+    if api_error:
+        found.append(_blocker("critical", "kubernetes-api", "k3s",
+                              f"the Kubernetes API is unreachable: {api_error}",
+                              "check `systemctl status k3s` and `journalctl -u k3s`"))
+    if cluster is None:
+        return found
+    if not readiness.node_ready(cluster.view).ready:
+        found.append(_blocker("critical", "node", "k3s", readiness.node_ready(cluster.view)
+                              .reason, "check `journalctl -u k3s`, memory and disk"))
+    for kind, items in (("GitRepository", cluster.view.gitrepositories),
+                        ("Kustomization", cluster.view.kustomizations),
+                        ("HelmRelease", cluster.view.helmreleases)):
+        for obj in items:
+            ready = readiness.condition(obj, "Ready")
+            if ready and ready["status"] == "False":
+                name = obj["metadata"]["name"]
+                layer = "background" if name in BACKGROUND_RELEASES else "flux"
+                found.append(_blocker("critical", f"{kind}/{name}", layer,
+                                      f"{ready.get('reason', '')}: {ready.get('message', '')}",
+                                      f"check `kubectl -n {obj['metadata']['namespace']} "
+                                      f"describe {kind.lower()} {name}`; {SUPPORT}"))
+    if "failed" in verdicts["bootstrap"].reason:
+        found.append(_blocker("critical", "bootstrap", "bootstrap", verdicts["bootstrap"].reason,
+                              f"look at the bootstrap job's logs; {SUPPORT}"))
+    for pod in cluster.pods:
+        for reason in _pod_problems(pod):
+            component = _component_of(pod)
+            layer = COMPONENT_LAYER.get(component, "background")
+            found.append(_blocker("critical" if not reason.startswith("Pending") else "warning",
+                                  component, layer, f"{pod['metadata']['name']}: {reason}",
+                                  _pod_next_action(reason)))
+    return sorted(found, key=lambda b: (not b["blocks_login"], b["severity"] != "critical",
+                                        LAYERS.index(b["layer"])))
+
+
+def _pod_next_action(reason: str) -> str:
+    if "ImagePull" in reason or "ErrImage" in reason:
+        return "check access to ghcr.io (proxy, firewall) and the image tag in the release"
+    if reason.startswith("Pending"):
+        return "check storage and capacity: `kubectl get pvc -A`, `kubectl describe pod`"
+    return f"look at the pod's logs (`kubectl -n msp logs --previous`); {SUPPORT}"
+
+
+def _rollup(install, inputs, tiers, blockers) -> dict:
+    if inputs is None and install is None:
+        return {"state": "setup_required", "message": "Setup has not been submitted.",
+                "next_action": f"open http://{netinfo.node_ip()}:8080/setup"}
+    if install and install["status"] == "failed":
+        name, record = next((n, r) for n, r in install["phases"].items()
+                            if r["state"] == "failed")
+        return {"state": "failed_action_required",
+                "message": f"Setup failed in {name}: {record['failure']['suspected_cause']}",
+                "next_action": record["failure"]["next_step"]}
+    login, background = tiers["login"], tiers["background"]
+    if login["ready"]:
+        critical = [b for b in blockers if b["severity"] == "critical"]
+        if background["ready"] and tiers["platform"]["ready"] and not critical:
+            return {"state": "fully_healthy", "message": "Alga is up, with every service.",
+                    "next_action": "log in"}
+        if blockers:  # the app answers, but something (background, Flux, the node) is wrong
+            return {"state": "ready_with_background_issues",
+                    "message": f"You can log in, but {blockers[0]['component']} has a "
+                               f"problem: {blockers[0]['reason']}",
+                    "next_action": blockers[0]["next_action"]}
+        return {"state": "ready_to_log_in",
+                "message": "You can log in; background services are still starting.",
+                "next_action": "log in"}
+    critical = [b for b in blockers if b["blocks_login"] and b["severity"] == "critical"]
+    if login["degraded"] or critical:
+        reason = critical[0]["reason"] if critical else login["reason"]
+        since = f" (degraded since {login['since']})" if login["degraded"] else ""
+        return {"state": "failed_action_required", "message": f"Alga is not available{since}: "
+                f"{reason}", "next_action": critical[0]["next_action"] if critical
+                else f"wait a minute; if it persists, {SUPPORT}"}
+    waiting = next((b for b in blockers if b["blocks_login"]), None)
+    if waiting:  # e.g. a pod Pending on storage: often brief while installing, so a warning
+        return {"state": "installing", "message": f"Installing; waiting on {waiting['component']}"
+                f": {waiting['reason']}", "next_action": waiting["next_action"]}
+    return {"state": "installing", "message": f"Installing: {login['reason']}",
+            "next_action": "wait; this page updates by itself"}
+
+
+def _components(cluster: Cluster | None) -> dict:
+    if cluster is None:
+        return {"workloads": [], "pods": []}
+    restarts: dict[str, int] = {}
+    for pod in cluster.pods:
+        restarts[_component_of(pod)] = restarts.get(_component_of(pod), 0) + sum(
+            c.get("restartCount", 0) for c in pod.get("status", {}).get("containerStatuses", []))
+    workloads = []
+    for kind, items in (("StatefulSet", cluster.view.statefulsets),
+                        ("Deployment", cluster.view.deployments), ("Job", cluster.view.jobs)):
+        for obj in items:
+            containers = obj.get("spec", {}).get("template", {}).get("spec", {}).get(
+                "containers", [])
+            status = obj.get("status", {})
+            workloads.append({
+                "kind": kind, "name": obj["metadata"]["name"],
+                "desired": obj.get("spec", {}).get("replicas", obj.get("spec", {}).get(
+                    "completions", 1)),
+                "ready": status.get("readyReplicas", status.get("succeeded", 0)),
+                "restarts": restarts.get("bootstrap" if kind == "Job" else
+                                         obj["metadata"]["name"], 0),
+                "images": [c.get("image", "") for c in containers]})
+    pods = []
+    for pod in cluster.pods:
+        statuses = pod.get("status", {}).get("containerStatuses", [])
+        terminated = [c.get("lastState", {}).get("terminated") for c in statuses]
+        pods.append({
+            "name": pod["metadata"]["name"], "component": _component_of(pod),
+            "phase": pod.get("status", {}).get("phase", "Unknown"),
+            "reasons": _pod_problems(pod),
+            "restarts": sum(c.get("restartCount", 0) for c in statuses),
+            "last_termination": next((t.get("reason") for t in terminated if t), None)})
+    return {"workloads": workloads, "pods": pods}
+
+
+def _flux(cluster: Cluster | None) -> list[dict]:
+    if cluster is None:
+        return []
+    out = []
+    for kind, items in (("GitRepository", cluster.view.gitrepositories),
+                        ("Kustomization", cluster.view.kustomizations),
+                        ("HelmRelease", cluster.view.helmreleases)):
+        for obj in items:
+            ready = readiness.condition(obj, "Ready")
+            status = obj.get("status", {})
+            revision = status.get("artifact", {}).get("revision") or status.get(
+                "lastAppliedRevision") or status.get("lastAttemptedRevision")
+            out.append({
+                "kind": kind, "name": obj["metadata"]["name"],
+                "ready": None if ready is None else ready["status"] == "True",
+                "reason": (ready or {}).get("reason", ""),
+                "message": (ready or {}).get("message", ""), "revision": revision,
+                "generation_current": status.get("observedGeneration") == obj["metadata"].get(
+                    "generation")})
+    return out
+
+
+def _events(cluster: Cluster | None) -> list[dict]:
+    if cluster is None:
+        return []
+    warnings = [e for e in cluster.events if e.get("type") == "Warning"]
+    warnings.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "",
+                  reverse=True)
+    return [{"time": e.get("lastTimestamp") or e.get("eventTime"),
+             "object": f"{e['involvedObject']['kind']}/{e['involvedObject']['name']}",
+             "reason": e.get("reason", ""), "message": e.get("message", "")}
+            for e in warnings[:20]]
+
+
+def _host(root: Path | None, install: dict | None) -> dict:
+    try:
+        k3s_state = hostcmd.run(["systemctl", "is-active", "k3s.service"]).strip()
+    except hostcmd.CommandFailed as exc:
+        k3s_state = str(exc).rsplit(": ", 1)[-1] or "inactive"
+    disk = []
+    for path in DISK_PATHS:
+        target = state.host_root(root) / path.lstrip("/")
+        while not target.exists():
+            target = target.parent
+        usage = shutil.disk_usage(target)
+        disk.append({"path": path, "free_bytes": usage.free, "total_bytes": usage.total})
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return {"k3s_state": k3s_state,
+            "k3s_version": pins.K3S_VERSION if _phase_done(install, "k3s") else None,
+            "disk": disk, "node_ip": netinfo.node_ip(), "uptime_seconds": uptime}
