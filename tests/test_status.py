@@ -138,6 +138,9 @@ def stage(name: str) -> ClusterView:
         view.deployments = [d for d in view.deployments if d["metadata"]["name"] == "pgbouncer"]
         view.jobs, view.helmreleases = [job("alga-core-sebastian-bootstrap-r1")], []
         return view
+    if name == "bootstrap":
+        view.deployments = [d for d in view.deployments if d["metadata"]["name"] == "pgbouncer"]
+        return view
     if name == "login":
         view.deployments = [d for d in view.deployments
                             if d["metadata"]["name"] not in BACKGROUND]
@@ -149,6 +152,7 @@ def stage(name: str) -> ClusterView:
     ("empty", set(), "installing"),
     ("platform", {"platform"}, "installing"),
     ("core", {"platform", "core"}, "installing"),
+    ("bootstrap", {"platform", "core", "bootstrap"}, "installing"),
     ("login", {"platform", "core", "bootstrap", "login"}, "ready_to_log_in"),
     ("full", {"platform", "core", "bootstrap", "login", "background", "fully_healthy"},
      "fully_healthy"),

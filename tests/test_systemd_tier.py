@@ -242,6 +242,12 @@ def test_4_the_whole_chain_succeeds(machine, mirror):
     repo = store["GitRepository/flux-system/alga-appliance"]
     assert repo["spec"]["ref"] == {"branch": "release/1.0.0"}
     assert (machine.root / "etc/rancher/k3s/config.yaml").stat().st_mode & 0o777 == 0o600
+    # The status timer runs the collector against the (stand-in) cluster.
+    snapshot = wait_for(lambda: (status := state.read(state.STATUS, machine.root)) and
+                        status["host"]["k3s_state"] == "active" and status, 60,
+                        "a status snapshot with k3s active")
+    assert snapshot["install"]["status"] == "succeeded"
+    assert snapshot["rollup"]["state"] == "installing"  # no Alga workloads in the stand-in
     maintenance = state.read(state.MAINTENANCE, machine.root)
     assert maintenance["app"]["release_version"] == "1.0"
     assert (maintenance["k3s_version"], maintenance["flux_version"]) == (pins.K3S_VERSION,
