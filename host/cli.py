@@ -63,6 +63,13 @@ def ensure_token_command() -> None:
     token.ensure_token()
 
 
+@main.command("token")
+@click.argument("action", type=click.Choice(["show", "rotate"]))
+def token_command(action: str) -> None:
+    """Print the setup token, or replace it with a new one."""
+    click.echo(token.rotate_token() if action == "rotate" else token.ensure_token())
+
+
 @main.command("accept-setup")
 def accept_setup_command() -> None:
     """Take a setup request from the spool, record the inputs and start the chain."""

@@ -26,6 +26,12 @@ def ensure_token(root: Path | None = None, owner: str = paths.SERVICE_USER) -> s
     return read_token(root)
 
 
+def rotate_token(root: Path | None = None, owner: str = paths.SERVICE_USER) -> str:
+    """Replace the token with a new one; the old one stops working at once."""
+    token_path(root).unlink(missing_ok=True)
+    return ensure_token(root, owner)
+
+
 def read_token(root: Path | None = None) -> str:
     return token_path(root).read_text(encoding="utf-8").strip()
 

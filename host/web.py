@@ -1,11 +1,19 @@
-"""The :8080 web service's JSON API (WSGI, served by waitress as the service user).
+"""The :8080 web service: the static UI and a JSON API (WSGI, served by waitress as the
+service user).
 
-It never runs host commands: it validates requests and hands them to systemd through
-the spool. Every endpoint but /healthz needs `Authorization: Bearer <setup token>`.
+It never runs host commands: it reads the state files the phases and the collector
+write, validates requests and hands them to systemd through the spool. Every API endpoint
+but /healthz needs `Authorization: Bearer <setup token>`; failed attempts are rate-limited
+per client address.
 """
 
+import collections
 import datetime
 import json
+import mimetypes
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -13,51 +21,128 @@ from host import netinfo, paths, requests_spool, state, token
 from host.inputs import InputErrors, parse_setup_inputs
 
 MAX_BODY = 64 * 1024
+STATIC_DIR = Path(__file__).resolve().parent.parent / "ui-static"
+FAILED_AUTH_LIMIT = 10  # failed token attempts per client address ...
+FAILED_AUTH_WINDOW = 60.0  # ... per this many seconds, then 429
+TRACKED_CLIENTS = 1024
 REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized",
            404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
-           413: "Content Too Large", 422: "Unprocessable Content"}
+           413: "Content Too Large", 422: "Unprocessable Content", 429: "Too Many Requests",
+           500: "Internal Server Error"}
+SECURITY_HEADERS = [
+    ("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; "
+     "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; "
+     "frame-ancestors 'none'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Frame-Options", "DENY"),
+]
 
 
 class HttpError(Exception):
-    def __init__(self, status: int, message: str, **extra):
-        self.status, self.body = status, {"error": message, **extra}
+    def __init__(self, status: int, message: str, headers: list | None = None, **extra):
+        self.status, self.body, self.headers = status, {"error": message, **extra}, headers or []
         super().__init__(message)
 
 
-def make_app(root: Path | None = None, node_ip: Callable[[], str] = netinfo.node_ip):
+class FailedAuthLimiter:
+    """Failed token attempts per client address within a sliding window."""
+
+    def __init__(self, limit: int = FAILED_AUTH_LIMIT, window: float = FAILED_AUTH_WINDOW):
+        self.limit, self.window = limit, window
+        self.failures: collections.OrderedDict[str, collections.deque] = (
+            collections.OrderedDict())
+        self.lock = threading.Lock()
+
+    def retry_after(self, client: str) -> int | None:
+        """Seconds until `client` may try again, or None if it may now."""
+        with self.lock:
+            recent = self._recent(client)
+            if len(recent) < self.limit:
+                return None
+            return max(1, int(recent[0] + self.window - time.monotonic()) + 1)
+
+    def failed(self, client: str) -> None:
+        with self.lock:
+            self._recent(client).append(time.monotonic())
+            self.failures.move_to_end(client)
+            while len(self.failures) > TRACKED_CLIENTS:  # bounded memory, forever-running
+                self.failures.popitem(last=False)
+
+    def _recent(self, client: str) -> collections.deque:
+        recent = self.failures.setdefault(client, collections.deque())
+        while recent and recent[0] < time.monotonic() - self.window:
+            recent.popleft()
+        return recent
+
+
+def make_app(root: Path | None = None, node_ip: Callable[[], str] = netinfo.node_ip,
+             limiter: FailedAuthLimiter | None = None):
+    limiter = limiter or FailedAuthLimiter()
     routes = {
         ("GET", "/healthz"): lambda environ: (200, {"status": "ok"}),
         ("POST", "/api/setup"): lambda environ: _setup_request(environ, root, node_ip()),
+        ("GET", "/api/status"): lambda environ: (200, {
+            "status": state.read(state.STATUS, root)}),
+        ("GET", "/api/install"): lambda environ: (200, {
+            "install": state.read(state.INSTALL_STATE, root),
+            "preflight": state.read(state.PREFLIGHT_REPORT, root)}),
     }
 
     def app(environ: dict, start_response) -> Iterable[bytes]:
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/")
+        extra_headers = []
         try:
+            if not path.startswith("/api/") and path != "/healthz":
+                return _static(method, path, start_response)
             handler = routes.get((method, path))
             if handler is None:
                 if any(p == path for _, p in routes):
                     raise HttpError(405, f"{method} is not allowed on {path}")
                 raise HttpError(404, f"no endpoint {path}")
             if path != "/healthz":
-                _authenticate(environ, root)
+                _authenticate(environ, root, limiter)
             status, body = handler(environ)
         except HttpError as exc:
             status, body = exc.status, exc.body
-        headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store")]
-        if status == 401:
-            headers.append(("WWW-Authenticate", 'Bearer realm="alga-appliance"'))
+            extra_headers = exc.headers
+        except Exception as exc:  # never a traceback to the client; the journal has it
+            print(f"alga-appliance web: {method} {path}: {exc!r}", file=sys.stderr)
+            status, body = 500, {"error": "internal error; see journalctl -u alga-appliance"}
+        headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store"),
+                   *SECURITY_HEADERS, *extra_headers]
         start_response(f"{status} {REASONS[status]}", headers)
         return [json.dumps(body).encode()]
 
     return app
 
 
-def _authenticate(environ: dict, root: Path | None) -> None:
+def _static(method: str, path: str, start_response) -> Iterable[bytes]:
+    """A file from ui-static/, never anything outside it."""
+    if method not in ("GET", "HEAD"):
+        raise HttpError(405, f"{method} is not allowed on {path}")
+    relative = "index.html" if path in ("", "/") else path.lstrip("/")
+    target = (STATIC_DIR / relative).resolve()
+    if not target.is_relative_to(STATIC_DIR) or not target.is_file():
+        raise HttpError(404, f"no file {path}")
+    content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    body = target.read_bytes()
+    start_response("200 OK", [("Content-Type", content_type), ("Cache-Control", "no-cache"),
+                              ("Content-Length", str(len(body))), *SECURITY_HEADERS])
+    return [] if method == "HEAD" else [body]
+
+
+def _authenticate(environ: dict, root: Path | None, limiter: FailedAuthLimiter) -> None:
+    client = environ.get("REMOTE_ADDR", "unknown")
+    wait = limiter.retry_after(client)
+    if wait is not None:
+        raise HttpError(429, "too many failed attempts", headers=[("Retry-After", str(wait))])
     scheme, _, presented = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-    if scheme != "Bearer" or not presented:
-        raise HttpError(401, "send the setup token shown on the console as a Bearer token")
-    if not token.matches(presented.strip(), token.read_token(root)):
-        raise HttpError(401, "the setup token is wrong; use the one shown on the console")
+    if scheme != "Bearer" or not token.matches(presented.strip(), token.read_token(root)):
+        limiter.failed(client)
+        # No detail: nothing that tells a guesser how close it came.
+        raise HttpError(401, "unauthorized",
+                        headers=[("WWW-Authenticate", 'Bearer realm="alga-appliance"')])
 
 
 def _json_body(environ: dict) -> dict:

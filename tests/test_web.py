@@ -1,5 +1,6 @@
 """The web service's API on a real waitress server on 127.0.0.1."""
 
+import contextlib
 import json
 import os
 import threading
@@ -29,7 +30,12 @@ def server(root):
     secret = token.ensure_token(root, owner=os.environ.get("USER", "root"))
     server = waitress.create_server(make_app(root, node_ip=lambda: NODE_IP), host="127.0.0.1",
                                     port=0, threads=2)
-    thread = threading.Thread(target=server.run, daemon=True)
+    def run():
+        # Closing the server from this thread ends its poll loop with EBADF: expected.
+        with contextlib.suppress(OSError, ValueError):
+            server.run()
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.effective_port}", secret
     server.close()
@@ -55,13 +61,75 @@ def test_healthz_needs_no_token(server):
 
 
 @pytest.mark.parametrize("header", [None, "Bearer nope", "Basic abc", "Bearer "])
-def test_setup_needs_the_token(server, root, header):
+@pytest.mark.parametrize(("method", "path"), [("POST", "/api/setup"), ("GET", "/api/status"),
+                                              ("GET", "/api/install")])
+def test_every_api_endpoint_needs_the_token(server, root, header, method, path):
     url, _ = server
     headers = {} if header is None else {"Authorization": header}
-    response = requests.post(f"{url}/api/setup", json={}, headers=headers, timeout=5)
+    response = requests.request(method, f"{url}{path}", json={}, headers=headers, timeout=5)
     assert response.status_code == 401
+    assert response.json() == {"error": "unauthorized"}  # no detail
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert not requests_spool.spool_file(paths.SETUP_REQUEST, root).exists()
+
+
+def test_failed_attempts_are_rate_limited_per_client(server):
+    url, secret = server
+    for _ in range(10):
+        assert requests.get(f"{url}/api/status", headers={"Authorization": "Bearer x"},
+                            timeout=5).status_code == 401
+    limited = requests.get(f"{url}/api/status", headers={"Authorization": f"Bearer {secret}"},
+                           timeout=5)
+    assert limited.status_code == 429 and 1 <= int(limited.headers["Retry-After"]) <= 61
+    assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
+
+
+def test_security_headers_on_every_response(server):
+    url, secret = server
+    for response in (requests.get(f"{url}/healthz", timeout=5),
+                     requests.get(f"{url}/api/status", timeout=5),
+                     requests.get(f"{url}/api/status", timeout=5,
+                                  headers={"Authorization": f"Bearer {secret}"})):
+        csp = response.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+        assert "unsafe-inline" not in csp
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_status_and_install_read_the_state_files(server, root):
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    assert requests.get(f"{url}/api/status", headers=auth, timeout=5).json() == {"status": None}
+    install = {"status": "pending", "current_phase": None,
+               "updated_at": "2026-11-27T10:00:00Z", "phases": {}}
+    state.write(state.INSTALL_STATE, install, root)
+    body = requests.get(f"{url}/api/install", headers=auth, timeout=5).json()
+    assert body == {"install": install, "preflight": None}
+
+
+@pytest.mark.parametrize("path", ["/../host/token.py", "/%2e%2e/host/token.py",
+                                  "/..%2fhost%2ftoken.py", "//etc/passwd", "/README.md/../..",
+                                  "/nonexistent.html"])
+def test_static_files_never_leave_ui_static(server, path):
+    url, _ = server
+    response = requests.get(f"{url}{path}", timeout=5)
+    assert response.status_code == 404, response.text[:200]
+    assert b"def " not in response.content and b"root:" not in response.content
+
+
+def test_static_files_are_served_with_headers(server):
+    url, _ = server
+    response = requests.get(f"{url}/README.md", timeout=5)
+    assert response.status_code == 200 and b"ui-static" in response.content
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+def test_token_rotate_replaces_the_token(root):
+    first = token.ensure_token(root, owner="root")
+    second = token.rotate_token(root, owner="root")
+    assert first != second and token.read_token(root) == second
 
 
 def test_valid_setup_is_spooled_for_systemd(server, root):
@@ -94,7 +162,7 @@ def test_setup_while_running_is_refused(server, root):
 def test_bad_requests(server):
     url, secret = server
     auth = {"Authorization": f"Bearer {secret}"}
-    assert requests.get(f"{url}/nope", headers=auth, timeout=5).status_code == 404
+    assert requests.get(f"{url}/api/nope", headers=auth, timeout=5).status_code == 404
     assert requests.get(f"{url}/api/setup", headers=auth, timeout=5).status_code == 405
     big = requests.post(f"{url}/api/setup", data=b"x" * (MAX_BODY + 1), headers=auth, timeout=5)
     assert big.status_code == 413
