@@ -6,9 +6,15 @@ process), acts, and removes it. Data moves one way: web → spool → unit → s
 """
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 from host import paths, state
+
+
+class AlreadyPending(Exception):
+    """A request of this kind is already waiting for systemd."""
 
 
 def spool_file(name: str, root: Path | None = None) -> Path:
@@ -16,8 +22,24 @@ def spool_file(name: str, root: Path | None = None) -> Path:
 
 
 def submit(name: str, payload: dict, root: Path | None = None) -> Path:
+    """Spool `payload` complete and durable, unless a request is already waiting: linking
+    the finished temp file into place fails if one exists, so of concurrent submissions
+    exactly one wins."""
     path = spool_file(name, root)
-    state.write_atomically(path, (json.dumps(payload, sort_keys=True) + "\n").encode(), 0o640)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.")
+    try:
+        with os.fdopen(fd, "wb") as fp:
+            os.fchmod(fp.fileno(), 0o640)
+            fp.write((json.dumps(payload, sort_keys=True) + "\n").encode())
+            fp.flush()
+            os.fsync(fp.fileno())
+        try:
+            os.link(temp, path)
+        except FileExistsError as exc:
+            raise AlreadyPending(name) from exc
+        state.fsync_directory(path.parent)
+    finally:
+        os.unlink(temp)
     return path
 
 

@@ -171,9 +171,10 @@ def _setup_request(environ: dict, root: Path | None, node_ip: str) -> tuple[int,
     install = state.read(state.INSTALL_STATE, root)
     if install and install["status"] == "running":
         raise HttpError(409, f"setup is already running ({install['current_phase']})")
-    if requests_spool.spool_file(paths.SETUP_REQUEST, root).exists():
-        raise HttpError(409, "a setup request is already waiting to start")
     submitted = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    requests_spool.submit(paths.SETUP_REQUEST, {"answers": answers, "submitted_at": submitted},
-                          root)
+    try:
+        requests_spool.submit(paths.SETUP_REQUEST,
+                              {"answers": answers, "submitted_at": submitted}, root)
+    except requests_spool.AlreadyPending as exc:
+        raise HttpError(409, "a setup request is already waiting to start") from exc
     return 202, {"accepted": True, "inputs": document}

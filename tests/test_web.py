@@ -4,6 +4,7 @@ import contextlib
 import json
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -141,6 +142,16 @@ def test_valid_setup_is_spooled_for_systemd(server, root):
     assert spooled["answers"] == {"channel": "nightly", "app_url": "psa.example.com"}
     again = post_setup(url, secret, {})
     assert again.status_code == 409 and "already waiting" in again.json()["error"]
+
+
+def test_concurrent_setup_submissions_accept_exactly_one(server, root):
+    url, secret = server
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(pool.map(lambda i: post_setup(url, secret, {"channel": "stable"})
+                              .status_code, range(16)))
+    assert sorted(codes) == [202] + [409] * 15
+    assert [p.name for p in requests_spool.spool_file(paths.SETUP_REQUEST, root).parent
+            .iterdir()] == [paths.SETUP_REQUEST]  # no temp files left behind
 
 
 def test_invalid_answers_name_each_field(server, root):
