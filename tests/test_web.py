@@ -12,6 +12,7 @@ import requests
 import waitress
 from click.testing import CliRunner
 from conftest import make_host_root
+from openapi_check import assert_documented
 
 from host import cli, paths, requests_spool, state, token
 from host.web import MAX_BODY, make_app
@@ -198,3 +199,33 @@ def test_accept_setup_rejects_a_tampered_request(root):
     result = CliRunner().invoke(cli.main, ["accept-setup"])
     assert result.exit_code == 1 and "rejected" in result.output
     assert state.read(state.SETUP_INPUTS) is None
+
+
+def test_responses_match_the_openapi_document(server, root):
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    calls = [
+        ("GET", "/healthz", {}, None),
+        ("GET", "/api/status", auth, None),
+        ("GET", "/api/install", auth, None),
+        ("POST", "/api/setup", auth, {"channel": "beta"}),
+        ("POST", "/api/setup", auth, [1]),
+        ("POST", "/api/setup", auth, {"channel": "nightly"}),
+        ("POST", "/api/setup", auth, {"channel": "nightly"}),  # 409: one is waiting
+        ("POST", "/api/setup", auth, {"app_url": "x" * (MAX_BODY + 1)}),
+        ("GET", "/api/status", {"Authorization": "Bearer wrong"}, None),
+    ]
+    seen = set()
+    for method, path, headers, body in calls:
+        response = requests.request(method, f"{url}{path}", headers=headers, json=body,
+                                    timeout=5)
+        assert_documented(response, method, path)
+        seen.add((path, response.status_code))
+    # With state files from a real flow, the documented shapes still hold.
+    state.write(state.INSTALL_STATE, {"status": "running", "current_phase": "preflight",
+                                      "updated_at": "2026-11-27T10:00:00Z", "phases": {}}, root)
+    example = Path(__file__).parent / "schema_examples/status/valid-background-issue.json"
+    state.write(state.STATUS, json.loads(example.read_text()), root)
+    for path in ("/api/status", "/api/install"):
+        assert_documented(requests.get(f"{url}{path}", headers=auth, timeout=5), "GET", path)
+    assert {code for _, code in seen} == {200, 202, 400, 401, 409, 413, 422}
