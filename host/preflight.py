@@ -213,7 +213,8 @@ def _held_by(holder: hostports.Holder, owner: str) -> bool:
             return True
     except KeyError:
         pass
-    return holder.command is not None and owner in holder.command
+    # The program, not anything on its command line (a path may mention "k3s").
+    return holder.command is not None and Path(holder.command.split()[0]).name == owner
 
 
 def check_ports(ctx: Context, timeout: float) -> str:
