@@ -4,7 +4,7 @@ Defaults are the public GitHub, GHCR and release hosts; /etc/alga-appliance/endp
 (schemas/endpoints.schema.json) overrides any of them.
 """
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -46,5 +46,5 @@ def load(root: Path | None = None) -> Endpoints:
     overrides = state.read(state.ENDPOINTS, root) or {}
     if "dns_names" in overrides:
         overrides["dns_names"] = tuple(overrides["dns_names"])
-    known = {f.name for f in fields(Endpoints)}
-    return replace(Endpoints(), **{k: v for k, v in overrides.items() if k in known})
+    # The schema admits exactly the Endpoints fields.
+    return replace(Endpoints(), **overrides)

@@ -15,7 +15,6 @@ from host.validation import validate
 CHANNELS = ("stable", "nightly")
 DEFAULT_CHANNEL = "stable"
 APP_PORT = 3000  # the Alga server listens on the host network on this port
-DEFAULT_REPO_URL = "https://github.com/Nine-Minds/alga-psa"
 # k3s's default pod and service networks; always kept off the proxy.
 CLUSTER_CIDRS = ("10.42.0.0/16", "10.43.0.0/16")
 ALWAYS_NO_PROXY = ("localhost", "127.0.0.1", "::1", *CLUSTER_CIDRS, ".svc", ".cluster.local")

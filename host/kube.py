@@ -19,7 +19,7 @@ class KubeError(Exception):
     """kubectl failed; carries the command and kubectl's own explanation."""
 
     def __init__(self, args: list[str], returncode: int, stderr: str):
-        self.args_run, self.returncode, self.stderr = args, returncode, stderr.strip()
+        self.returncode, self.stderr = returncode, stderr.strip()
         super().__init__(f"kubectl {' '.join(args)} failed ({returncode}): {self.stderr}")
 
     @property
