@@ -1,5 +1,6 @@
 """This node's primary IPv4 address, read without running commands or sending packets."""
 
+import contextlib
 import fcntl
 import socket
 import struct
@@ -29,3 +30,20 @@ def node_ip() -> str:
     """The default route's interface address; loopback when there is no network yet."""
     interface = default_interface()
     return (interface_ipv4(interface) if interface else None) or "127.0.0.1"
+
+
+def nameservers(resolv_conf: Path) -> list[str]:
+    """The `nameserver` addresses in a resolv.conf-format file."""
+    lines = resolv_conf.read_text().splitlines()
+    return [line.split()[1] for line in lines
+            if line.startswith("nameserver ") and len(line.split()) > 1]
+
+
+def system_resolvers(root: Path) -> list[str]:
+    """The resolvers DHCP or netplan gave this node: systemd-resolved's upstream servers
+    when it runs (its /etc/resolv.conf only names the 127.0.0.53 stub), else resolv.conf."""
+    for candidate in ("run/systemd/resolve/resolv.conf", "etc/resolv.conf"):
+        with contextlib.suppress(OSError):
+            if servers := nameservers(root / candidate):
+                return servers
+    return []

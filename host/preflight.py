@@ -18,7 +18,7 @@ from pathlib import Path
 
 import requests
 
-from host import channel, dnsquery, hostports, http, paths, pins, state
+from host import channel, dnsquery, hostports, http, netinfo, paths, pins, state
 from host.endpoints import Endpoints
 
 RESOLVED_STUB = "127.0.0.53"
@@ -79,11 +79,9 @@ def resolvers(ctx: Context) -> list[str]:
         return ctx.inputs["dns"]["servers"]
     conf = ctx.root / "etc/resolv.conf"
     try:
-        lines = conf.read_text().splitlines()
+        return netinfo.nameservers(conf)
     except OSError as exc:
         raise CheckFailed(f"cannot read {conf}: {exc.strerror}", "dns") from exc
-    return [line.split()[1] for line in lines if line.startswith("nameserver ")
-            and len(line.split()) > 1]
 
 
 def check_resolves(name: str) -> Callable[[Context, float], str]:

@@ -1,8 +1,9 @@
 """The :8080 web service: the static UI and a JSON API (WSGI, served by waitress as the
 service user).
 
-It never runs host commands: it reads the state files the phases and the collector
-write, validates requests and hands them to systemd through the spool. Every API endpoint
+It changes nothing on the host itself: it reads the state files the phases and the
+collector write (and the appliance units' journal, read-only), validates requests and
+hands them to systemd through the spool. Every API endpoint
 but /healthz needs `Authorization: Bearer <setup token>`; failed attempts are rate-limited
 per client address.
 """
@@ -11,16 +12,30 @@ import collections
 import datetime
 import json
 import mimetypes
+import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from host import netinfo, paths, requests_spool, state, token
-from host.inputs import InputErrors, parse_setup_inputs
+from host.inputs import (
+    CHANNELS,
+    DEFAULT_CHANNEL,
+    FIELDS,
+    InputErrors,
+    as_answers,
+    parse_setup_inputs,
+)
 
 MAX_BODY = 64 * 1024
+LOG_LINES_DEFAULT = 200
+LOG_LINES_MAX = 2000
+LOG_TAIL_BYTES = 256 * 1024  # the most of a phase log read for one tail
+JOURNAL_SOURCE = "journal"
+JOURNAL_TIMEOUT = 10.0
 STATIC_DIR = Path(__file__).resolve().parent.parent / "ui-static"
 FAILED_AUTH_LIMIT = 10  # failed token attempts per client address ...
 FAILED_AUTH_WINDOW = 60.0  # ... per this many seconds, then 429
@@ -28,7 +43,7 @@ TRACKED_CLIENTS = 1024
 REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized",
            404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
            413: "Content Too Large", 422: "Unprocessable Content", 429: "Too Many Requests",
-           500: "Internal Server Error"}
+           500: "Internal Server Error", 503: "Service Unavailable"}
 SECURITY_HEADERS = [
     ("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; "
      "img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'self'; "
@@ -77,16 +92,23 @@ class FailedAuthLimiter:
 
 
 def make_app(root: Path | None = None, node_ip: Callable[[], str] = netinfo.node_ip,
-             limiter: FailedAuthLimiter | None = None):
-    limiter = limiter or FailedAuthLimiter()
+             limiter: FailedAuthLimiter | None = None,
+             journal: Callable[[int], list[str]] | None = None):
+    limiter, journal = limiter or FailedAuthLimiter(), journal or read_journal
     routes = {
         ("GET", "/healthz"): lambda environ: (200, {"status": "ok"}),
+        ("GET", "/api/setup"): lambda environ: (200, _setup_context(root, node_ip())),
         ("POST", "/api/setup"): lambda environ: _setup_request(environ, root, node_ip()),
+        ("POST", "/api/setup/validate"): lambda environ: (200, {
+            "inputs": _parsed(_json_body(environ), node_ip())}),
         ("GET", "/api/status"): lambda environ: (200, {
             "status": state.read(state.STATUS, root)}),
         ("GET", "/api/install"): lambda environ: (200, {
             "install": state.read(state.INSTALL_STATE, root),
             "preflight": state.read(state.PREFLIGHT_REPORT, root)}),
+        ("GET", "/api/release"): lambda environ: (200, {
+            "release": state.read(state.SELECTED_RELEASE, root)}),
+        ("GET", "/api/logs"): lambda environ: (200, _logs(environ, root, journal)),
     }
 
     def app(environ: dict, start_response) -> Iterable[bytes]:
@@ -161,16 +183,35 @@ def _json_body(environ: dict) -> dict:
     return body
 
 
-def _setup_request(environ: dict, root: Path | None, node_ip: str) -> tuple[int, dict]:
-    answers = _json_body(environ)
+def _parsed(answers: dict, node_ip: str) -> dict:
     try:
-        document = parse_setup_inputs(answers, node_ip)
+        return parse_setup_inputs(answers, node_ip)
     except InputErrors as exc:
         raise HttpError(422, "some answers are not valid", fields=[
             {"field": e.field, "message": e.message} for e in exc.errors]) from exc
+
+
+def _setup_context(root: Path | None, node_ip: str) -> dict:
+    """What the wizard shows before the admin types: defaults, detected resolvers and the
+    answers of the last setup (for editing after a failed preflight)."""
+    inputs = state.read(state.SETUP_INPUTS, root)
+    return {"node_ip": node_ip, "channels": list(CHANNELS), "default_channel": DEFAULT_CHANNEL,
+            "fields": list(FIELDS),
+            "resolvers": netinfo.system_resolvers(state.host_root(root)),
+            "defaults": as_answers(parse_setup_inputs({}, node_ip)),
+            "answers": as_answers(inputs) if inputs else None}
+
+
+def _setup_request(environ: dict, root: Path | None, node_ip: str) -> tuple[int, dict]:
+    answers = _json_body(environ)
+    document = _parsed(answers, node_ip)
     install = state.read(state.INSTALL_STATE, root)
     if install and install["status"] == "running":
         raise HttpError(409, f"setup is already running ({install['current_phase']})")
+    unsafe = _failed_phase_unsafe_to_retry(install)
+    if unsafe:
+        raise HttpError(409, f"the {unsafe['phase']} phase failed in a way that is not safe to "
+                        f"retry from here; next step: {unsafe['next_step']}")
     submitted = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
         requests_spool.submit(paths.SETUP_REQUEST,
@@ -178,3 +219,58 @@ def _setup_request(environ: dict, root: Path | None, node_ip: str) -> tuple[int,
     except requests_spool.AlreadyPending as exc:
         raise HttpError(409, "a setup request is already waiting to start") from exc
     return 202, {"accepted": True, "inputs": document}
+
+
+def _failed_phase_unsafe_to_retry(install: dict | None) -> dict | None:
+    for name, phase in (install or {}).get("phases", {}).items():
+        if phase["state"] == "failed" and phase["failure"] and not phase["failure"]["retry_safe"]:
+            return {"phase": name, "next_step": phase["failure"]["next_step"]}
+    return None
+
+
+def _logs(environ: dict, root: Path | None, journal: Callable[[int], list[str]]) -> dict:
+    """The bounded tail of one phase's log, or of the appliance units' journal."""
+    query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+    install = state.read(state.INSTALL_STATE, root)  # its phases are the logs there can be
+    sources = [*(install["phases"] if install else []), JOURNAL_SOURCE]
+    source = query.get("source", [""])[-1]
+    count = query.get("lines", [str(LOG_LINES_DEFAULT)])[-1]
+    errors = []
+    if source not in sources:
+        errors.append({"field": "source", "message": f"one of: {', '.join(sources)}"})
+    if not (count.isascii() and count.isdigit() and 1 <= int(count) <= LOG_LINES_MAX):
+        errors.append({"field": "lines", "message": f"a whole number from 1 to {LOG_LINES_MAX}"})
+    if errors:
+        raise HttpError(400, "bad log query", fields=errors)
+    if source == JOURNAL_SOURCE:
+        return {"source": source, "lines": journal(int(count))}
+    log = state.host_root(root) / paths.LOG_DIR.lstrip("/") / f"{source}.log"
+    return {"source": source, "lines": _tail(log, int(count))}
+
+
+def _tail(path: Path, count: int) -> list[str]:
+    try:
+        with open(path, "rb") as fp:
+            size = fp.seek(0, 2)
+            fp.seek(max(0, size - LOG_TAIL_BYTES))
+            data = fp.read()
+    except FileNotFoundError:
+        return []  # the phase has not run yet
+    lines = data.decode("utf-8", "replace").splitlines()
+    if size > LOG_TAIL_BYTES:
+        lines = lines[1:]  # the first line was cut by the byte bound
+    return lines[-count:]
+
+
+def read_journal(count: int) -> list[str]:
+    """The last `count` journal lines of the appliance's units (the service user reads the
+    journal through the systemd-journal group)."""
+    command = ["journalctl", "--no-pager", "--quiet", "--output", "short-iso",
+               "--lines", str(count), "--unit", "alga-appliance*"]
+    try:
+        result = subprocess.run(command, capture_output=True, timeout=JOURNAL_TIMEOUT,
+                                check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise HttpError(503, f"the journal cannot be read ({exc}); on the host run: "
+                        "journalctl -u 'alga-appliance*'") from exc
+    return result.stdout.decode("utf-8", "replace").splitlines()[-count:]

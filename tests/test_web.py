@@ -17,9 +17,11 @@ from hypothesis import strategies as st
 from openapi_check import assert_documented, document
 
 from host import cli, paths, requests_spool, state, token
+from host.inputs import parse_setup_inputs
 from host.web import MAX_BODY, make_app
 
 NODE_IP = "10.0.0.5"
+FAKES = Path(__file__).resolve().parent / "fakes"
 
 
 @pytest.fixture
@@ -65,8 +67,10 @@ def test_healthz_needs_no_token(server):
 
 
 @pytest.mark.parametrize("header", [None, "Bearer nope", "Basic abc", "Bearer "])
-@pytest.mark.parametrize(("method", "path"), [("POST", "/api/setup"), ("GET", "/api/status"),
-                                              ("GET", "/api/install")])
+@pytest.mark.parametrize(("method", "path"), [
+    ("GET", "/api/setup"), ("POST", "/api/setup"), ("POST", "/api/setup/validate"),
+    ("GET", "/api/status"), ("GET", "/api/install"), ("GET", "/api/release"),
+    ("GET", "/api/logs")])
 def test_every_api_endpoint_needs_the_token(server, root, header, method, path):
     url, _ = server
     headers = {} if header is None else {"Authorization": header}
@@ -130,6 +134,120 @@ def test_static_files_are_served_with_headers(server):
     assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
 
 
+def test_setup_context_offers_defaults_resolvers_and_the_last_answers(server, root):
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    (root / "etc/resolv.conf").write_text("nameserver 127.0.0.53\noptions edns0\n")
+    (root / "run/systemd/resolve").mkdir(parents=True)
+    (root / "run/systemd/resolve/resolv.conf").write_text(
+        "# upstream\nnameserver 10.0.0.2\nnameserver 10.0.0.3\nsearch corp.example\n")
+    context = requests.get(f"{url}/api/setup", headers=auth, timeout=5).json()
+    assert context["resolvers"] == ["10.0.0.2", "10.0.0.3"]  # the upstreams, not the stub
+    assert context["defaults"] == {"channel": "stable", "app_url": f"http://{NODE_IP}:3000",
+                                   "dns_mode": "system", "dns_servers": ""}
+    assert context["answers"] is None and context["node_ip"] == NODE_IP
+    answers = {"channel": "nightly", "app_url": "https://psa.example.com",
+               "dns_mode": "custom", "dns_servers": "8.8.8.8, 8.8.4.4",
+               "proxy_url": "http://proxy.corp:3128", "no_proxy": "corp.example"}
+    state.write(state.SETUP_INPUTS, parse_setup_inputs(answers, NODE_IP), root)
+    again = requests.get(f"{url}/api/setup", headers=auth, timeout=5).json()["answers"]
+    assert parse_setup_inputs(again, NODE_IP) == parse_setup_inputs(answers, NODE_IP)
+
+
+def test_validate_checks_answers_without_submitting(server, root):
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    ok = requests.post(f"{url}/api/setup/validate", json={"dns_mode": "custom",
+                                                          "dns_servers": "1.1.1.1"},
+                       headers=auth, timeout=5)
+    assert ok.status_code == 200 and ok.json()["inputs"]["dns"]["servers"] == ["1.1.1.1"]
+    bad = requests.post(f"{url}/api/setup/validate", json={"dns_mode": "custom",
+                                                           "dns_servers": "1.1.1.999"},
+                        headers=auth, timeout=5)
+    assert bad.status_code == 422
+    assert [f["field"] for f in bad.json()["fields"]] == ["dns_servers"]
+    assert not requests_spool.spool_file(paths.SETUP_REQUEST, root).exists()
+
+
+def install_with(phases: dict) -> dict:
+    return {"status": "failed", "current_phase": None, "updated_at": "2026-11-27T10:00:00Z",
+            "phases": {name: {"state": phase_state, "started_at": None, "finished_at": None,
+                              "last_action": None, "failure": failure}
+                       for name, (phase_state, failure) in phases.items()}}
+
+
+def test_phase_logs_are_a_bounded_tail_of_known_phases_only(server, root):
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    state.write(state.INSTALL_STATE, install_with({"preflight": ("succeeded", None),
+                                                   "k3s": ("failed", None)}), root)
+    log = root / paths.LOG_DIR.lstrip("/") / "k3s.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("".join(f"line {i} " + "x" * 100 + "\n" for i in range(5000)))  # ~0.5 MB
+    body = requests.get(f"{url}/api/logs", params={"source": "k3s", "lines": 3},
+                        headers=auth, timeout=5).json()
+    assert body == {"source": "k3s", "lines": [f"line {i} " + "x" * 100 for i in (4997, 4998,
+                                                                                  4999)]}
+    most = requests.get(f"{url}/api/logs", params={"source": "k3s", "lines": 2000},
+                        headers=auth, timeout=5).json()["lines"]
+    assert len(most) == 2000 and most[-1].startswith("line 4999 ")
+    empty = requests.get(f"{url}/api/logs", params={"source": "preflight"}, headers=auth,
+                         timeout=5)
+    assert empty.json() == {"source": "preflight", "lines": []}
+    for params in ({"source": "dns"}, {"source": "../k3s"}, {"source": "k3s.log"}, {},
+                   {"source": "k3s", "lines": 0}, {"source": "k3s", "lines": 2001},
+                   {"source": "k3s", "lines": "1e3"}, {"source": "k3s", "lines": "٣"}):
+        response = requests.get(f"{url}/api/logs", params=params, headers=auth, timeout=5)
+        assert response.status_code == 400, params
+        assert_documented(response, "GET", "/api/logs")
+
+
+def test_journal_logs_come_from_journalctl_for_the_appliance_units(server, root, tmp_path,
+                                                                     monkeypatch):
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_JOURNAL_LOG", str(tmp_path / "journal.log"))
+    response = requests.get(f"{url}/api/logs", params={"source": "journal", "lines": 5},
+                            headers=auth, timeout=5)
+    assert response.status_code == 200 and len(response.json()["lines"]) == 5
+    assert_documented(response, "GET", "/api/logs")
+    assert (tmp_path / "journal.log").read_text().split() == [
+        "--no-pager", "--quiet", "--output", "short-iso", "--lines", "5", "--unit",
+        "alga-appliance*"]
+    monkeypatch.setenv("FAKE_JOURNAL_FAIL", "1")
+    failed = requests.get(f"{url}/api/logs", params={"source": "journal"}, headers=auth,
+                          timeout=5)
+    assert failed.status_code == 503 and "journalctl -u" in failed.json()["error"]
+    assert_documented(failed, "GET", "/api/logs")
+
+
+def test_setup_is_refused_after_a_failure_that_is_unsafe_to_retry(server, root):
+    url, secret = server
+    failure = {"category": "k3s", "last_action": "x", "log_excerpt": "", "suspected_cause":
+               "y", "next_step": "run the uninstall script first", "retry_safe": False,
+               "support_command": "z"}
+    state.write(state.INSTALL_STATE, install_with({"k3s": ("failed", failure)}), root)
+    response = post_setup(url, secret, {})
+    assert response.status_code == 409 and "run the uninstall script" in response.json()["error"]
+    state.write(state.INSTALL_STATE, install_with({"k3s": ("failed", {**failure,
+                                                                     "retry_safe": True})}),
+                root)
+    assert post_setup(url, secret, {}).status_code == 202
+
+
+def test_release_reads_the_selected_release(server, root):
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    assert requests.get(f"{url}/api/release", headers=auth, timeout=5).json() == {
+        "release": None}
+    example = next((Path(__file__).parent / "schema_examples/selected-release").glob("valid*"))
+    state.write(state.SELECTED_RELEASE, json.loads(example.read_text()), root)
+    response = requests.get(f"{url}/api/release", headers=auth, timeout=5)
+    assert response.json()["release"] == json.loads(example.read_text())
+    assert_documented(response, "GET", "/api/release")
+
+
 def test_token_rotate_replaces_the_token(root):
     first = token.ensure_token(root, owner="root")
     second = token.rotate_token(root, owner="root")
@@ -177,7 +295,7 @@ def test_bad_requests(server):
     url, secret = server
     auth = {"Authorization": f"Bearer {secret}"}
     assert requests.get(f"{url}/api/nope", headers=auth, timeout=5).status_code == 404
-    assert requests.get(f"{url}/api/setup", headers=auth, timeout=5).status_code == 405
+    assert requests.delete(f"{url}/api/setup", headers=auth, timeout=5).status_code == 405
     big = requests.post(f"{url}/api/setup", data=b"x" * (MAX_BODY + 1), headers=auth, timeout=5)
     assert big.status_code == 413
     assert requests.post(f"{url}/api/setup", data=b"[1]", headers=auth,
@@ -210,6 +328,11 @@ def test_responses_match_the_openapi_document(server, root):
         ("GET", "/healthz", {}, None),
         ("GET", "/api/status", auth, None),
         ("GET", "/api/install", auth, None),
+        ("GET", "/api/setup", auth, None),
+        ("GET", "/api/release", auth, None),
+        ("POST", "/api/setup/validate", auth, {"channel": "beta"}),
+        ("POST", "/api/setup/validate", auth, {"channel": "nightly"}),
+        ("POST", "/api/setup/validate", auth, "x"),
         ("POST", "/api/setup", auth, {"channel": "beta"}),
         ("POST", "/api/setup", auth, [1]),
         ("POST", "/api/setup", auth, {"channel": "nightly"}),
@@ -251,7 +374,8 @@ def test_fuzzed_requests_never_5xx_and_never_leave_invalid_state(server, root):
 
     @settings(max_examples=120, deadline=None)
     @given(method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
-           path=st.sampled_from(["/api/setup", "/api/status", "/api/install", "/healthz",
+           path=st.sampled_from(["/api/setup", "/api/setup/validate", "/api/status",
+                                 "/api/install", "/api/release", "/api/logs", "/healthz",
                                  "/api/other", "/index.html", "/../x"]),
            authorized=st.booleans(), body=json_values)
     def fuzz(method, path, authorized, body):
