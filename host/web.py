@@ -40,6 +40,9 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "ui-static"
 FAILED_AUTH_LIMIT = 10  # failed token attempts per client address ...
 FAILED_AUTH_WINDOW = 60.0  # ... per this many seconds, then 429
 TRACKED_CLIENTS = 1024
+# The UI's pages: one document whose script shows the page its address names, so the
+# console's http://<ip>:8080/setup link and a reload on any page both work.
+APP_PAGES = ("", "/", "/setup", "/progress", "/status", "/logs", "/updates", "/support")
 REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized",
            404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
            413: "Content Too Large", 422: "Unprocessable Content", 429: "Too Many Requests",
@@ -143,7 +146,7 @@ def _static(method: str, path: str, start_response) -> Iterable[bytes]:
     """A file from ui-static/, never anything outside it."""
     if method not in ("GET", "HEAD"):
         raise HttpError(405, f"{method} is not allowed on {path}")
-    relative = "index.html" if path in ("", "/") else path.lstrip("/")
+    relative = "index.html" if path in APP_PAGES else path.lstrip("/")
     target = (STATIC_DIR / relative).resolve()
     if not target.is_relative_to(STATIC_DIR) or not target.is_file():
         raise HttpError(404, f"no file {path}")
@@ -218,7 +221,7 @@ def _setup_request(environ: dict, root: Path | None, node_ip: str) -> tuple[int,
                               {"answers": answers, "submitted_at": submitted}, root)
     except requests_spool.AlreadyPending as exc:
         raise HttpError(409, "a setup request is already waiting to start") from exc
-    return 202, {"accepted": True, "inputs": document}
+    return 202, {"accepted": True, "inputs": document, "submitted_at": submitted}
 
 
 def _failed_phase_unsafe_to_retry(install: dict | None) -> dict | None:

@@ -1,0 +1,103 @@
+// The status dashboard: everything in the collector's status.json snapshot.
+
+import {$, badge, el, facts, replace, table, when} from "./dom.js";
+
+const ROLLUP = {
+  setup_required: ["Setup required", ""],
+  installing: ["Installing", ""],
+  failed_action_required: ["Action required", "fail"],
+  ready_to_log_in: ["Ready to log in", "pass"],
+  ready_with_background_issues: ["Ready to log in, with background issues", "warn"],
+  fully_healthy: ["Fully healthy", "pass"],
+};
+const TIERS = [
+  ["platform", "Platform", "k3s and Flux are up"],
+  ["core", "Core", "database and core services"],
+  ["bootstrap", "Bootstrap", "first-run setup of the app"],
+  ["login", "Login", "you can log in to Alga"],
+  ["background", "Background", "email, workflows and other background services"],
+  ["fully_healthy", "Fully healthy", "everything is running"],
+];
+
+export function render(app) {
+  const status = app.status;
+  if (!status) {
+    replace($("#rollup"), el("span", {class: "state"}, "No status yet"),
+            "The status collector runs every minute after setup starts.");
+    for (const id of ["tiers", "blockers", "workloads", "pods", "flux", "events"]) replace($(`#${id}`));
+    $("#open-app-row").hidden = true;
+    return;
+  }
+  rollup(status, app);
+  ladder(status.tiers);
+  replace($("#blockers"), table(
+    ["Severity", "Component", "Layer", "Problem", "Next step", "Blocks login"],
+    status.blockers.map((b) => [badge(b.severity), b.component, b.layer, b.reason,
+                                b.next_action, b.blocks_login ? "yes" : "no"]),
+    "No blockers."));
+  replace($("#workloads"), table(
+    ["Kind", "Name", "Ready", "Restarts", "Images"],
+    status.components.workloads.map((w) => [w.kind, w.name, `${w.ready}/${w.desired}`,
+                                            w.restarts, w.images.join(", ")]),
+    "No workloads yet."));
+  replace($("#pods"), table(
+    ["Pod", "Component", "Phase", "Restarts", "Reasons", "Last termination"],
+    status.components.pods.map((p) => [p.name, p.component, p.phase, p.restarts,
+                                       p.reasons.join(", ") || "–", p.last_termination || "–"]),
+    "No pods yet."));
+  replace($("#flux"), table(
+    ["Kind", "Name", "Ready", "Reason", "Message", "Revision"],
+    status.flux.map((f) => [f.kind, f.name,
+                            badge(f.ready === null ? "unknown" : f.ready ? "ready" : "not ready"),
+                            f.reason, f.message, f.revision || "–"]),
+    "No Flux objects yet."));
+  replace($("#events"), table(
+    ["Time", "Object", "Reason", "Message"],
+    status.events.map((e) => [when(e.time), e.object, e.reason, e.message]),
+    "No recent warnings."));
+  hostFacts(status);
+}
+
+function rollup(status, app) {
+  const [label, tone] = ROLLUP[status.rollup.state];
+  const box = $("#rollup");
+  box.className = `rollup ${tone}`;
+  replace(box, el("span", {class: "state"}, label), el("span", {}, status.rollup.message),
+          el("span", {class: "detail"}, el("strong", {}, " Next: "), status.rollup.next_action));
+  const login = status.tiers.login.ready;
+  const address = app.context && app.context.answers && app.context.answers.app_url;
+  $("#open-app-row").hidden = !(login && address);
+  $("#not-ready-note").hidden = login;
+  if (address) $("#open-app").href = address;
+}
+
+function ladder(tiers) {
+  replace($("#tiers"), TIERS.map(([key, title, meaning]) => {
+    const tier = tiers[key];
+    const word = tier.ready ? "ready" : tier.degraded ? "degraded" : "not ready";
+    const since = tier.since ? ` since ${when(tier.since)}` : "";
+    return el("li", {}, badge(word), " ", el("span", {class: "title"}, title),
+              el("span", {class: "muted"}, `(${meaning})`),
+              el("span", {class: "detail"}, `${tier.reason}${since}`));
+  }));
+}
+
+function hostFacts(status) {
+  const host = status.host;
+  const gib = (bytes) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+  facts($("#host-facts"), [
+    ["Node address", host.node_ip],
+    ["k3s", `${host.k3s_state}${host.k3s_version ? ` (${host.k3s_version})` : ""}`],
+    ...host.disk.map((d) => [`Disk ${d.path}`, `${gib(d.free_bytes)} free of ${gib(d.total_bytes)}`]),
+    ["Up for", duration(host.uptime_seconds)],
+  ]);
+  $("#collected-at").textContent = `Collected ${when(status.collected_at)}.`;
+}
+
+function duration(seconds) {
+  const days = Math.floor(seconds / 86400);
+  const hours = Math.floor((seconds % 86400) / 3600);
+  const minutes = Math.floor((seconds % 3600) / 60);
+  return [days && `${days} d`, (days || hours) && `${hours} h`, `${minutes} min`]
+    .filter(Boolean).join(" ");
+}

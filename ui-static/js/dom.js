@@ -1,0 +1,53 @@
+// Small DOM helpers. Every value from the API goes in as text, never as HTML.
+
+export const $ = (selector, scope = document) => scope.querySelector(selector);
+export const $$ = (selector, scope = document) => [...scope.querySelectorAll(selector)];
+
+// el("td", {class: "x"}, "text", child) builds an element; null children are skipped.
+export function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value !== null && value !== undefined && value !== false) node.setAttribute(name, value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) {
+      node.append(child instanceof Node ? child : String(child));
+    }
+  }
+  return node;
+}
+
+export function replace(target, ...children) {
+  target.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
+}
+
+// A state shown as symbol + word + colour: never colour alone.
+const BADGES = {
+  pass: ["pass", "✓"], succeeded: ["pass", "✓"], ready: ["pass", "✓"],
+  warn: ["warn", "!"], skipped: ["info", "–"], pending: ["info", "…"], degraded: ["warn", "!"],
+  running: ["info", "▶"], fail: ["fail", "✗"], failed: ["fail", "✗"], "not ready": ["fail", "✗"],
+  critical: ["fail", "✗"], warning: ["warn", "!"], unknown: ["info", "?"],
+};
+
+export function badge(word) {
+  const [tone, symbol] = BADGES[word] || ["info", "•"];
+  return el("span", {class: `badge ${tone}`}, `${symbol} ${word}`);
+}
+
+export function table(headings, rows, empty) {
+  if (!rows.length) return el("p", {class: "muted"}, empty);
+  return el("div", {class: "table-wrap"}, el("table", {},
+    el("thead", {}, el("tr", {}, headings.map((h) => el("th", {scope: "col"}, h)))),
+    el("tbody", {}, rows.map((cells) => el("tr", {}, cells.map((c) => el("td", {}, c)))))));
+}
+
+export function facts(target, pairs) {
+  replace(target, pairs.flatMap(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
+}
+
+// "2026-11-27T10:00:05Z" in the browser's local time, or "–".
+export function when(timestamp) {
+  if (!timestamp) return "–";
+  const date = new Date(timestamp);
+  return Number.isNaN(date.getTime()) ? timestamp : date.toLocaleString();
+}

@@ -1,0 +1,192 @@
+// The page shell: sign-in, which page shows, navigation, and the one poller that keeps
+// install state and status fresh for every page.
+
+import {Poller, RateLimited, Unauthorized, request, takeTokenFromAddress, token}
+  from "./api.js";
+import * as dashboard from "./dashboard.js";
+import {$, $$} from "./dom.js";
+import * as pages from "./pages.js";
+import * as progress from "./progress.js";
+import * as wizard from "./wizard.js";
+
+const PAGES = ["login", "loading", "setup", "progress", "status", "logs", "updates", "support"];
+const FAST = 2000; // while setup runs or is about to
+const SLOW = 10000; // once it has settled
+const SUBMITTED_KEY = "alga-appliance-submitted-at";
+
+const app = {
+  context: null, install: null, preflight: null, status: null, page: null,
+  // Server time of this tab's last setup submission: install state older than it is the
+  // previous attempt's, not this one's.
+  submittedAt: sessionStorage.getItem(SUBMITTED_KEY),
+  waiting() {
+    return Boolean(this.submittedAt) &&
+      (!this.install || this.install.updated_at < this.submittedAt);
+  },
+};
+
+const actions = {
+  go(page, {focus = true} = {}) {
+    const path = `/${page}`;
+    if (window.location.pathname !== path) history.pushState({}, "", path);
+    show(page, focus);
+  },
+  submitted(response) {
+    app.submittedAt = response.submitted_at;
+    sessionStorage.setItem(SUBMITTED_KEY, app.submittedAt);
+    actions.go("progress");
+    poller.now();
+  },
+  async refreshContext() {
+    app.context = await request("GET", "/api/setup");
+    return app.context;
+  },
+  failed(error) {
+    if (error instanceof Unauthorized) signOut("The token was not accepted. Enter it again.");
+    else if (error instanceof RateLimited) signOut(`Too many attempts. Try again in ${error.seconds} seconds.`);
+    else notice(`Something went wrong: ${error.message}`);
+  },
+};
+
+const poller = new Poller(refresh, {
+  interval: FAST,
+  onError(error, delay) {
+    if (error instanceof Unauthorized || error instanceof RateLimited) {
+      actions.failed(error);
+      return;
+    }
+    notice(`Lost contact with the appliance (${error.message}). Retrying in ${Math.round(delay / 1000)} s.`);
+  },
+});
+
+async function refresh() {
+  const [install, status] = await Promise.all([
+    request("GET", "/api/install"), request("GET", "/api/status")]);
+  const previous = app.install && app.install.status;
+  Object.assign(app, {install: install.install, preflight: install.preflight,
+                      status: status.status});
+  if (app.submittedAt && !app.waiting()) {
+    sessionStorage.removeItem(SUBMITTED_KEY);
+    app.submittedAt = null;
+  }
+  if (app.install && app.install.status !== previous && previous !== undefined) {
+    await actions.refreshContext(); // the inputs may have changed with the new run
+  }
+  notice(null);
+  updateNav();
+  render();
+  const settled = !app.waiting() && app.install &&
+    ["succeeded", "failed"].includes(app.install.status) &&
+    app.status && app.status.rollup.state === "fully_healthy";
+  return settled || (!app.install && !app.waiting()) ? SLOW : FAST;
+}
+
+// The page an address names; "/" picks the one that fits the install's state.
+function pageFor(path) {
+  const named = path.replace(/^\/+|\/+$/g, "");
+  if (PAGES.includes(named) && !["login", "loading"].includes(named)) {
+    if (named === "setup" && setupDone()) return "status";
+    return named;
+  }
+  if (app.waiting()) return "progress";
+  if (!app.install) return "setup";
+  return app.install.status === "succeeded" ? "status" : "progress";
+}
+
+function setupDone() {
+  return Boolean(app.install) && app.install.status === "succeeded" && !app.waiting();
+}
+
+function show(page, focus) {
+  app.page = page;
+  for (const name of PAGES) $(`#page-${name}`).hidden = name !== page;
+  for (const link of $$("#nav a")) {
+    if (link.dataset.page === page) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  const title = $(`#page-${page} h1`);
+  document.title = `${title ? title.textContent : "Alga appliance"} · Alga appliance`;
+  render();
+  if (focus) $("#main").focus();
+}
+
+function render() {
+  const renderers = {setup: wizard.render, progress: progress.render, status: dashboard.render,
+                     logs: pages.renderLogs, updates: pages.renderUpdates};
+  if (renderers[app.page]) renderers[app.page](app, actions);
+}
+
+function updateNav() {
+  const installed = setupDone();
+  const visible = {
+    setup: !installed && !app.waiting() && !(app.install && app.install.status === "running"),
+    progress: Boolean(app.install) || app.waiting(),
+    status: true, logs: true, updates: installed, support: true,
+  };
+  for (const link of $$("#nav a")) link.hidden = !visible[link.dataset.page];
+  $("#nav").hidden = false;
+  $("#node-ip").textContent = app.context ? app.context.node_ip : "";
+}
+
+function notice(text) {
+  $("#connection").hidden = !text;
+  $("#connection").textContent = text || "";
+}
+
+function signOut(message) {
+  poller.stop();
+  token.clear();
+  $("#nav").hidden = true;
+  $("#token-error").hidden = !message;
+  $("#token-error").textContent = message || "";
+  $("#token").setAttribute("aria-invalid", message ? "true" : "false");
+  show("login", false);
+  $("#token").focus();
+}
+
+async function start() {
+  show("loading", false);
+  try {
+    await actions.refreshContext();
+    await refresh();
+  } catch (error) {
+    if (error instanceof Unauthorized || error instanceof RateLimited) {
+      actions.failed(error);
+      return;
+    }
+    notice(`The appliance did not answer (${error.message}). Retrying…`);
+  }
+  show(pageFor(window.location.pathname), false);
+  poller.start();
+}
+
+function bindShell() {
+  $("#login-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = $("#token").value.trim();
+    if (!value) {
+      $("#token-error").hidden = false;
+      $("#token-error").textContent = "Enter the token shown on the console.";
+      return;
+    }
+    token.set(value);
+    $("#token").value = "";
+    start();
+  });
+  $("#sign-out").addEventListener("click", () => signOut(null));
+  $("#nav").addEventListener("click", (event) => {
+    const link = event.target.closest("a[data-page]");
+    if (!link || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    event.preventDefault();
+    actions.go(link.dataset.page);
+  });
+  window.addEventListener("popstate", () => show(pageFor(window.location.pathname), true));
+  wizard.bind(app, actions);
+  progress.bind(app, actions);
+  pages.bind(app, actions);
+}
+
+bindShell();
+takeTokenFromAddress();
+if (token.get()) start();
+else signOut(null);

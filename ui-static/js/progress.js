@@ -1,0 +1,152 @@
+// Setup progress: the preflight checklist, the phases, the current phase's log tail, and
+// the failure view with its next step.
+
+import {request} from "./api.js";
+import {$, badge, el, facts, replace, when} from "./dom.js";
+
+const TAIL_LINES = 40;
+const PHASE_TITLES = {preflight: "Preflight checks", dns: "DNS for k3s", k3s: "Install k3s",
+                      flux: "Install Flux", release: "Point Flux at the Alga release"};
+
+export function bind(app, actions) {
+  actions.retry = async () => {
+    const context = await actions.refreshContext();
+    try {
+      actions.submitted(await request("POST", "/api/setup", context.answers));
+    } catch (error) {
+      actions.failed(error);
+    }
+  };
+}
+
+export function render(app, actions) {
+  const install = app.waiting() ? null : app.install;
+  summary(app, install);
+  checklist(app, install);
+  failureView(install, actions);
+  phases(install);
+  tail(install);
+}
+
+function summary(app, install) {
+  const target = $("#progress-summary");
+  let text = "Setup has not started. Complete the setup wizard first.";
+  let tone = "";
+  if (app.waiting()) text = "Setup request sent. Waiting for the appliance to start it…";
+  else if (install && install.status === "running") {
+    const phase = install.phases[install.current_phase];
+    text = `Running: ${PHASE_TITLES[install.current_phase] || install.current_phase}` +
+      (phase && phase.last_action ? ` (${phase.last_action})` : "");
+  } else if (install && install.status === "failed") {
+    text = "Setup stopped because a step failed. See below for what to do.";
+    tone = "fail";
+  } else if (install && install.status === "succeeded") {
+    text = "The host steps are done. Flux is now installing the Alga app; the Status page " +
+      "shows when you can log in.";
+    tone = "pass";
+  }
+  target.className = `notice ${tone}`;
+  target.textContent = text;
+}
+
+function checklist(app, install) {
+  const list = $("#preflight");
+  const phase = install && install.phases.preflight;
+  if (!phase || phase.state === "pending" || phase.state === "running" || !app.preflight) {
+    replace(list, el("li", {class: "muted"},
+                     phase && phase.state === "running" ? "Running the checks…" : "Not run yet."));
+    return;
+  }
+  replace(list, app.preflight.checks.map((check) => el("li", {},
+    badge(check.status), " ", el("span", {class: "title"}, check.id),
+    el("span", {class: "detail"}, check.message),
+    check.status !== "pass" && check.remediation
+      ? el("span", {class: "fix"}, el("strong", {}, "Fix: "), check.remediation) : null)));
+}
+
+function failedPhase(install) {
+  if (!install) return null;
+  const entry = Object.entries(install.phases).find(([, phase]) => phase.state === "failed");
+  return entry ? {name: entry[0], ...entry[1]} : null;
+}
+
+function failureView(install, actions) {
+  const box = $("#failure");
+  const phase = failedPhase(install);
+  box.hidden = !phase || !phase.failure;
+  // Rebuilt only when the failure changes, so polling never moves keyboard focus.
+  const key = box.hidden ? "" : JSON.stringify(phase);
+  if (box.hidden || box.dataset.key === key) return;
+  box.dataset.key = key;
+  const failure = phase.failure;
+  const details = el("dl", {class: "facts"});
+  facts(details, [
+    ["Failed step", PHASE_TITLES[phase.name] || phase.name],
+    ["Category", failure.category],
+    ["Last action", failure.last_action],
+    ["Suspected cause", failure.suspected_cause],
+    ["Next step", failure.next_step],
+    ["Retry", failure.retry_safe ? "Safe: retrying repeats only what did not finish."
+      : "Not safe from here: follow the next step first."],
+  ]);
+  const buttons = el("div", {class: "buttons"});
+  if (failure.retry_safe) {
+    const edit = el("button", {type: "button", class: "secondary"}, "Edit answers");
+    edit.addEventListener("click", () => actions.editAnswers());
+    const retry = el("button", {type: "button", id: "retry"}, "Retry with the same answers");
+    retry.addEventListener("click", () => actions.retry());
+    buttons.append(edit, retry);
+  }
+  const support = el("button", {type: "button", class: "secondary"}, "Get a support bundle");
+  support.addEventListener("click", () => actions.go("support"));
+  buttons.append(support);
+  replace(box, el("div", {class: "failure", role: "alert"},
+    el("h2", {}, `✗ ${PHASE_TITLES[phase.name] || phase.name} failed`),
+    phase.name === "preflight"
+      ? el("p", {class: "notice pass"}, "Nothing on this machine has been changed: preflight " +
+           "stops setup before any change. Fix the failed checks below, then retry.")
+      : null,
+    details,
+    failure.log_excerpt ? el("pre", {class: "log", tabindex: "0"}, failure.log_excerpt) : null,
+    buttons));
+}
+
+function phases(install) {
+  const list = $("#phases");
+  if (!install) {
+    replace(list, el("li", {class: "muted"}, "No phase has started."));
+    return;
+  }
+  replace(list, Object.entries(install.phases).map(([name, phase]) => {
+    const current = name === install.current_phase;
+    const times = phase.started_at
+      ? `started ${when(phase.started_at)}` +
+        (phase.finished_at ? `, finished ${when(phase.finished_at)}` : "") : "";
+    return el("li", {class: current ? "current" : null, "aria-current": current ? "step" : null},
+      badge(phase.state), " ", el("span", {class: "title"}, PHASE_TITLES[name] || name),
+      el("span", {class: "detail"}, [times, phase.last_action].filter(Boolean).join(" · ")));
+  }));
+}
+
+// The live log of the phase that runs now, or of the one that failed or ran last.
+async function tail(install) {
+  const names = install ? Object.keys(install.phases) : [];
+  const failed = failedPhase(install);
+  const started = names.filter((name) => install.phases[name].started_at);
+  const source = install && (install.current_phase || (failed && failed.name) ||
+                             started[started.length - 1]);
+  $("#tail-source").textContent = source ? PHASE_TITLES[source] || source : "none yet";
+  if (!source) {
+    $("#tail").textContent = "(no phase has logged yet)";
+    return;
+  }
+  try {
+    const log = await request("GET", `/api/logs?source=${encodeURIComponent(source)}&lines=${TAIL_LINES}`);
+    const box = $("#tail");
+    const atBottom = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
+    box.textContent = log.lines.join("\n") || "(nothing logged yet)";
+    if (atBottom) box.scrollTop = box.scrollHeight;
+  } catch (error) {
+    $("#tail").textContent = `The log could not be read: ${error.message}`;
+  }
+}

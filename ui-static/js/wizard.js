@@ -1,0 +1,185 @@
+// The setup wizard: one step per decision. Each "Next" asks the API's validation (the same
+// code the submission and the console use) and shows its messages beside the fields.
+
+import {ApiError, request} from "./api.js";
+import {$, $$, el, facts} from "./dom.js";
+
+const STEPS = ["channel", "app", "dns", "proxy", "review"];
+const STEP_OF_FIELD = {channel: "channel", app_url: "app", dns_mode: "dns", dns_servers: "dns",
+                       proxy_url: "proxy", no_proxy: "proxy", repo_url: "review",
+                       branch: "review"};
+let step = 0;
+let filled = false;
+
+export function bind(app, actions) {
+  const form = $("#wizard");
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    next(app, actions);
+  });
+  $("#wizard-back").addEventListener("click", () => showStep(step - 1));
+  form.addEventListener("change", toggles);
+  actions.editAnswers = async () => {
+    fill((await actions.refreshContext()).answers);
+    showStep(0);
+    actions.go("setup");
+  };
+}
+
+export function render(app) {
+  if (!filled && app.context) {
+    fill(app.context.answers || app.context.defaults);
+    const found = app.context.resolvers;
+    $("#detected-resolvers").textContent = found.length
+      ? `Detected: ${found.join(", ")}`
+      : "None detected yet: check the network settings if DNS preflight fails.";
+    showStep(0, false);
+  }
+}
+
+function fill(answers) {
+  filled = true;
+  const form = $("#wizard");
+  form.reset();
+  for (const input of $$("input[type=radio]", form)) {
+    input.checked = answers[input.name] === input.value;
+  }
+  for (const name of ["app_url", "dns_servers", "proxy_url", "no_proxy", "repo_url", "branch"]) {
+    form.elements[name].value = answers[name] || "";
+  }
+  $("#use-proxy").checked = Boolean(answers.proxy_url);
+  $("#advanced").open = Boolean(answers.repo_url || answers.branch);
+  toggles();
+}
+
+function toggles() {
+  const form = $("#wizard");
+  $("#dns-custom-fields").hidden = form.elements.dns_mode.value !== "custom";
+  $("#proxy-fields").hidden = !$("#use-proxy").checked;
+  $("#nightly-warning").hidden = form.elements.channel.value !== "nightly";
+}
+
+// The answers as the API takes them: only what the chosen options use.
+function answers() {
+  const value = (name) => $("#wizard").elements[name].value.trim();
+  const chosen = {channel: value("channel"), app_url: value("app_url"),
+                  dns_mode: value("dns_mode")};
+  if (chosen.dns_mode === "custom") chosen.dns_servers = value("dns_servers");
+  if ($("#use-proxy").checked) {
+    chosen.proxy_url = value("proxy_url");
+    if (value("no_proxy")) chosen.no_proxy = value("no_proxy");
+  }
+  for (const name of ["repo_url", "branch"]) if (value(name)) chosen[name] = value(name);
+  return chosen;
+}
+
+function showStep(index, focus = true) {
+  step = Math.max(0, Math.min(STEPS.length - 1, index));
+  for (const fieldset of $$("#wizard .step")) {
+    fieldset.hidden = fieldset.dataset.step !== STEPS[step];
+  }
+  $$("#step-list li").forEach((item, i) => {
+    item.classList.toggle("done", i < step);
+    if (i === step) item.setAttribute("aria-current", "step");
+    else item.removeAttribute("aria-current");
+  });
+  $("#wizard-back").hidden = step === 0;
+  $("#wizard-next").textContent = STEPS[step] === "review" ? "Start setup" : "Next";
+  $("#wizard-error").hidden = true;
+  if (focus) $(`#wizard .step[data-step="${STEPS[step]}"] h2`).focus();
+}
+
+function clearErrors() {
+  for (const message of $$("#wizard [data-error-for]")) {
+    message.hidden = true;
+    message.textContent = "";
+  }
+  for (const input of $$("#wizard input")) input.removeAttribute("aria-invalid");
+}
+
+function showErrors(fields) {
+  for (const {field, message} of fields) {
+    const target = $(`#wizard [data-error-for="${field}"]`);
+    if (target) {
+      target.hidden = false;
+      target.textContent = message;
+    }
+    const input = $("#wizard").elements[field];
+    if (input && input.setAttribute) input.setAttribute("aria-invalid", "true");
+  }
+  const first = $("#wizard input[aria-invalid=true]:not([type=radio])");
+  if (first) first.focus();
+}
+
+async function next(app, actions) {
+  clearErrors();
+  const button = $("#wizard-next");
+  button.disabled = true;
+  try {
+    if (STEPS[step] === "review") {
+      actions.submitted(await request("POST", "/api/setup", answers()));
+      return;
+    }
+    const {inputs} = await request("POST", "/api/setup/validate", answers());
+    if (STEPS[step + 1] === "review") review(inputs, app);
+    showStep(step + 1);
+  } catch (error) {
+    handle(error, actions);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function handle(error, actions) {
+  if (!(error instanceof ApiError)) {
+    actions.failed(error);
+    return;
+  }
+  if (error.status === 422) {
+    // Errors on this step stay here; an error on an earlier step sends the admin back to it.
+    const steps = error.fields.map((f) => STEPS.indexOf(STEP_OF_FIELD[f.field] || "review"));
+    const target = Math.min(...steps);
+    if (target <= step) {
+      showStep(target, false);
+      if (STEPS[target] === "review") $("#advanced").open = true;
+      showErrors(error.fields.filter((f) => (STEP_OF_FIELD[f.field] || "review") === STEPS[target]));
+      return;
+    }
+    showStep(step + 1); // the errors belong to later steps: they show when reached
+    return;
+  }
+  const message = $("#wizard-error");
+  message.hidden = false;
+  message.replaceChildren(error.message);
+  if (error.status === 409) {
+    const link = el("a", {href: "/progress"}, "See the setup progress");
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      actions.go("progress");
+    });
+    message.append(". ", link, ".");
+  }
+}
+
+function review(inputs, app) {
+  const dns = inputs.dns.mode === "custom"
+    ? `Custom servers: ${inputs.dns.servers.join(", ")}`
+    : `This network's resolvers (${app.context.resolvers.join(", ") || "none detected"})`;
+  const proxy = inputs.proxy
+    ? `${withoutPassword(inputs.proxy.url)} (bypassed for: ${inputs.proxy.no_proxy.join(", ")})`
+    : "None: direct connection";
+  const overrides = Object.entries(inputs.overrides).map(([key, value]) => `${key}: ${value}`);
+  facts($("#review"), [
+    ["Channel", inputs.channel === "nightly" ? "nightly (testing)" : "stable"],
+    ["App address", inputs.app_url],
+    ["DNS", dns],
+    ["Proxy", proxy],
+    ["Support overrides", overrides.join(", ") || "None"],
+  ]);
+}
+
+function withoutPassword(address) {
+  const parsed = new URL(address);
+  if (parsed.password) parsed.password = "hidden";
+  return parsed.href;
+}
