@@ -1,10 +1,14 @@
 """Shared fixtures: replica Ubuntu ISOs built from Debian packages, and appliance ISOs."""
 
+import contextlib
 import hashlib
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import waitress
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "ci"))
@@ -67,3 +71,22 @@ def make_host_root(base: Path, *extra: str) -> Path:
 def ca() -> TestCA:
     """One test CA for every HTTPS server the tests start."""
     return TestCA()
+
+
+@contextlib.contextmanager
+def serve_wsgi(app) -> Iterator[str]:
+    """`app` on a real waitress server on 127.0.0.1; yields its base URL."""
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
+
+    def run():
+        # Closing the server from this thread ends its poll loop with EBADF: expected.
+        with contextlib.suppress(OSError, ValueError):
+            server.run()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        server.close()
+        thread.join(5)

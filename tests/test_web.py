@@ -1,17 +1,14 @@
 """The web service's API on a real waitress server on 127.0.0.1."""
 
-import contextlib
 import json
 import os
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
-import waitress
 from click.testing import CliRunner
-from conftest import make_host_root
+from conftest import make_host_root, serve_wsgi
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from openapi_check import assert_documented, document
@@ -34,18 +31,8 @@ def root(tmp_path, monkeypatch):
 @pytest.fixture
 def server(root):
     secret = token.ensure_token(root, owner=os.environ.get("USER", "root"))
-    server = waitress.create_server(make_app(root, node_ip=lambda: NODE_IP), host="127.0.0.1",
-                                    port=0, threads=2)
-    def run():
-        # Closing the server from this thread ends its poll loop with EBADF: expected.
-        with contextlib.suppress(OSError, ValueError):
-            server.run()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.effective_port}", secret
-    server.close()
-    thread.join(5)
+    with serve_wsgi(make_app(root, node_ip=lambda: NODE_IP)) as url:
+        yield url, secret
 
 
 def post_setup(url, secret, answers, **kwargs):
@@ -118,7 +105,7 @@ def test_status_and_install_read_the_state_files(server, root):
 
 
 @pytest.mark.parametrize("path", ["/../host/token.py", "/%2e%2e/host/token.py",
-                                  "/..%2fhost%2ftoken.py", "//etc/passwd", "/README.md/../..",
+                                  "/..%2fhost%2ftoken.py", "//etc/passwd", "/js/../../host/web.py", "/js/%2e%2e/%2e%2e/host/web.py",
                                   "/nonexistent.html"])
 def test_static_files_never_leave_ui_static(server, path):
     url, _ = server
