@@ -221,7 +221,8 @@ def _setup_request(environ: dict, root: Path | None, node_ip: str) -> tuple[int,
                               {"answers": answers, "submitted_at": submitted}, root)
     except requests_spool.AlreadyPending as exc:
         raise HttpError(409, "a setup request is already waiting to start") from exc
-    return 202, {"accepted": True, "inputs": document, "submitted_at": submitted}
+    return 202, {"accepted": True, "inputs": document, "submitted_at": submitted,
+                 "install": install}
 
 
 def _failed_phase_unsafe_to_retry(install: dict | None) -> dict | None:

@@ -105,7 +105,8 @@ def test_status_and_install_read_the_state_files(server, root):
 
 
 @pytest.mark.parametrize("path", ["/../host/token.py", "/%2e%2e/host/token.py",
-                                  "/..%2fhost%2ftoken.py", "//etc/passwd", "/js/../../host/web.py", "/js/%2e%2e/%2e%2e/host/web.py",
+                                  "/..%2fhost%2ftoken.py", "//etc/passwd",
+                                  "/js/../../host/web.py", "/js/%2e%2e/%2e%2e/host/web.py",
                                   "/nonexistent.html"])
 def test_static_files_never_leave_ui_static(server, path):
     url, _ = server

@@ -63,7 +63,7 @@ function rollup(status, app) {
   const box = $("#rollup");
   box.className = `rollup ${tone}`;
   replace(box, el("span", {class: "state"}, label), el("span", {}, status.rollup.message),
-          el("span", {class: "detail"}, el("strong", {}, " Next: "), status.rollup.next_action));
+          el("span", {class: "detail"}, el("strong", {}, "Next: "), status.rollup.next_action));
   const login = status.tiers.login.ready;
   const address = app.context && app.context.answers && app.context.answers.app_url;
   $("#open-app-row").hidden = !(login && address);
@@ -87,7 +87,7 @@ function hostFacts(status) {
   const gib = (bytes) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
   facts($("#host-facts"), [
     ["Node address", host.node_ip],
-    ["k3s", `${host.k3s_state}${host.k3s_version ? ` (${host.k3s_version})` : ""}`],
+    ["k3s", `${host.k3s_state || "unknown"}${host.k3s_version ? ` (${host.k3s_version})` : ""}`],
     ...host.disk.map((d) => [`Disk ${d.path}`, `${gib(d.free_bytes)} free of ${gib(d.total_bytes)}`]),
     ["Up for", duration(host.uptime_seconds)],
   ]);

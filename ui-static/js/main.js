@@ -12,16 +12,15 @@ import * as wizard from "./wizard.js";
 const PAGES = ["login", "loading", "setup", "progress", "status", "logs", "updates", "support"];
 const FAST = 2000; // while setup runs or is about to
 const SLOW = 10000; // once it has settled
-const SUBMITTED_KEY = "alga-appliance-submitted-at";
+const SUBMITTED_KEY = "alga-appliance-submitted";
 
 const app = {
   context: null, install: null, preflight: null, status: null, page: null,
-  // Server time of this tab's last setup submission: install state older than it is the
-  // previous attempt's, not this one's.
-  submittedAt: sessionStorage.getItem(SUBMITTED_KEY),
+  // After this tab submits setup, the install state is the previous run's for as long as
+  // it is the one the server had when it accepted the request (same document, same JSON).
+  submitted: sessionStorage.getItem(SUBMITTED_KEY),
   waiting() {
-    return Boolean(this.submittedAt) &&
-      (!this.install || this.install.updated_at < this.submittedAt);
+    return this.submitted !== null && JSON.stringify(this.install) === this.submitted;
   },
 };
 
@@ -32,8 +31,8 @@ const actions = {
     show(page, focus);
   },
   submitted(response) {
-    app.submittedAt = response.submitted_at;
-    sessionStorage.setItem(SUBMITTED_KEY, app.submittedAt);
+    app.submitted = JSON.stringify(response.install);
+    sessionStorage.setItem(SUBMITTED_KEY, app.submitted);
     actions.go("progress");
     poller.now();
   },
@@ -65,9 +64,9 @@ async function refresh() {
   const previous = app.install && app.install.status;
   Object.assign(app, {install: install.install, preflight: install.preflight,
                       status: status.status});
-  if (app.submittedAt && !app.waiting()) {
+  if (app.submitted !== null && !app.waiting()) {
     sessionStorage.removeItem(SUBMITTED_KEY);
-    app.submittedAt = null;
+    app.submitted = null;
   }
   if (app.install && app.install.status !== previous && previous !== undefined) {
     await actions.refreshContext(); // the inputs may have changed with the new run

@@ -2,6 +2,7 @@
 
 import {request} from "./api.js";
 import {$, el, facts, replace, when} from "./dom.js";
+import {ordered} from "./progress.js";
 
 export function bind(app, actions) {
   $("#logs-form").addEventListener("submit", async (event) => {
@@ -25,7 +26,8 @@ export function bind(app, actions) {
 }
 
 export function renderLogs(app) {
-  const sources = [...Object.keys((app.install && app.install.phases) || {}), "journal"];
+  const phases = app.install ? ordered(app.install).map(([name]) => name) : [];
+  const sources = [...phases, "journal"];
   const select = $("#log-source");
   const offered = [...select.options].map((o) => o.value);
   if (offered.join() === sources.join()) return;

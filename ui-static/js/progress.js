@@ -64,9 +64,18 @@ function checklist(app, install) {
       ? el("span", {class: "fix"}, el("strong", {}, "Fix: "), check.remediation) : null)));
 }
 
+// Phases in the order the chain runs them (the state file keeps them by name).
+export function ordered(install) {
+  const rank = (name) => {
+    const known = Object.keys(PHASE_TITLES).indexOf(name);
+    return known === -1 ? Infinity : known;
+  };
+  return Object.entries(install.phases).sort(([a], [b]) => rank(a) - rank(b));
+}
+
 function failedPhase(install) {
   if (!install) return null;
-  const entry = Object.entries(install.phases).find(([, phase]) => phase.state === "failed");
+  const entry = ordered(install).find(([, phase]) => phase.state === "failed");
   return entry ? {name: entry[0], ...entry[1]} : null;
 }
 
@@ -117,7 +126,7 @@ function phases(install) {
     replace(list, el("li", {class: "muted"}, "No phase has started."));
     return;
   }
-  replace(list, Object.entries(install.phases).map(([name, phase]) => {
+  replace(list, ordered(install).map(([name, phase]) => {
     const current = name === install.current_phase;
     const times = phase.started_at
       ? `started ${when(phase.started_at)}` +
@@ -130,7 +139,7 @@ function phases(install) {
 
 // The live log of the phase that runs now, or of the one that failed or ran last.
 async function tail(install) {
-  const names = install ? Object.keys(install.phases) : [];
+  const names = install ? ordered(install).map(([name]) => name) : [];
   const failed = failedPhase(install);
   const started = names.filter((name) => install.phases[name].started_at);
   const source = install && (install.current_phase || (failed && failed.name) ||
