@@ -149,6 +149,14 @@ def submit_setup(machine, answers: dict) -> requests.Response:
                          headers={"Authorization": f"Bearer {token}"})
 
 
+def api_get(machine, path: str, **params) -> dict:
+    token = (machine.root / paths.TOKEN_FILE.lstrip("/")).read_text().strip()
+    response = requests.get(f"{machine.url}{path}", params=params, timeout=10,
+                            headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def state_version(machine) -> int:
     path = state.INSTALL_STATE.path(machine.root)
     return path.stat().st_mtime_ns if path.exists() else 0
@@ -195,6 +203,11 @@ def test_2_3_request_starts_the_chain_and_preflight_fails_cleanly_offline(machin
     assert state.read(state.SETUP_INPUTS, machine.root)["channel"] == "stable"
     assert not (machine.root / STATE / "spool" / paths.SETUP_REQUEST).exists()
     assert not (machine.root / CANARY).exists()
+    # The web unit, sandboxed as shipped, reads the phase log and the units' journal.
+    preflight_log = api_get(machine, "/api/logs", source="preflight", lines=50)["lines"]
+    assert any("dns.github.com" in line for line in preflight_log)
+    journal = api_get(machine, "/api/logs", source="journal", lines=200)["lines"]
+    assert any("alga-appliance-phase-preflight" in line for line in journal), journal[-20:]
 
 
 K3S_BINARY_PATH = f"/k3s/{pins.K3S_VERSION}/k3s"

@@ -284,10 +284,12 @@ def test_bad_requests(server):
     auth = {"Authorization": f"Bearer {secret}"}
     assert requests.get(f"{url}/api/nope", headers=auth, timeout=5).status_code == 404
     assert requests.delete(f"{url}/api/setup", headers=auth, timeout=5).status_code == 405
-    big = requests.post(f"{url}/api/setup", data=b"x" * (MAX_BODY + 1), headers=auth, timeout=5)
-    assert big.status_code == 413
-    assert requests.post(f"{url}/api/setup", data=b"[1]", headers=auth,
-                         timeout=5).status_code == 400
+    for path in ("/api/setup", "/api/setup/validate"):
+        big = requests.post(f"{url}{path}", data=b"x" * (MAX_BODY + 1), headers=auth, timeout=5)
+        assert big.status_code == 413
+        for body in (b"[1]", b"{not json", b"\xff\xfe"):
+            assert requests.post(f"{url}{path}", data=body, headers=auth,
+                                 timeout=5).status_code == 400, (path, body)
 
 
 def test_accept_setup_records_inputs_and_starts_the_target(root, tmp_path, monkeypatch):
