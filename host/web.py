@@ -9,7 +9,6 @@ per client address.
 """
 
 import collections
-import datetime
 import json
 import mimetypes
 import subprocess
@@ -20,7 +19,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from host import netinfo, paths, requests_spool, state, token
+from host import netinfo, paths, setup_request, state, token
 from host.inputs import (
     CHANNELS,
     DEFAULT_CHANNEL,
@@ -190,8 +189,12 @@ def _parsed(answers: dict, node_ip: str) -> dict:
     try:
         return parse_setup_inputs(answers, node_ip)
     except InputErrors as exc:
-        raise HttpError(422, "some answers are not valid", fields=[
-            {"field": e.field, "message": e.message} for e in exc.errors]) from exc
+        raise _invalid(exc) from exc
+
+
+def _invalid(exc: InputErrors) -> HttpError:
+    return HttpError(422, "some answers are not valid", fields=[
+        {"field": e.field, "message": e.message} for e in exc.errors])
 
 
 def _setup_context(root: Path | None, node_ip: str) -> dict:
@@ -207,29 +210,14 @@ def _setup_context(root: Path | None, node_ip: str) -> dict:
 
 def _setup_request(environ: dict, root: Path | None, node_ip: str) -> tuple[int, dict]:
     answers = _json_body(environ)
-    document = _parsed(answers, node_ip)
-    install = state.read(state.INSTALL_STATE, root)
-    if install and install["status"] == "running":
-        raise HttpError(409, f"setup is already running ({install['current_phase']})")
-    unsafe = _failed_phase_unsafe_to_retry(install)
-    if unsafe:
-        raise HttpError(409, f"the {unsafe['phase']} phase failed in a way that is not safe to "
-                        f"retry from here; next step: {unsafe['next_step']}")
-    submitted = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
-        requests_spool.submit(paths.SETUP_REQUEST,
-                              {"answers": answers, "submitted_at": submitted}, root)
-    except requests_spool.AlreadyPending as exc:
-        raise HttpError(409, "a setup request is already waiting to start") from exc
-    return 202, {"accepted": True, "inputs": document, "submitted_at": submitted,
-                 "install": install}
-
-
-def _failed_phase_unsafe_to_retry(install: dict | None) -> dict | None:
-    for name, phase in (install or {}).get("phases", {}).items():
-        if phase["state"] == "failed" and phase["failure"] and not phase["failure"]["retry_safe"]:
-            return {"phase": name, "next_step": phase["failure"]["next_step"]}
-    return None
+        submitted = setup_request.submit(answers, node_ip, root)
+    except InputErrors as exc:
+        raise _invalid(exc) from exc
+    except setup_request.SetupBusy as exc:
+        raise HttpError(409, str(exc)) from exc
+    return 202, {"accepted": True, "inputs": submitted.inputs,
+                 "submitted_at": submitted.submitted_at, "install": submitted.install}
 
 
 def _logs(environ: dict, root: Path | None, journal: Callable[[int], list[str]]) -> dict:

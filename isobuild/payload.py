@@ -17,7 +17,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PAYLOAD_DIR = "alga"  # top-level directory on the ISO
 SOURCE_DIRS = ("host", "units", "ui-static", "schemas")
 # Pure-Python packages the host code imports that a default Ubuntu Server lacks.
-VENDORED = ("click", "waitress")
+VENDORED = ("click", "waitress", "urwid", "wcwidth", "typing_extensions")
 UNIT_SUFFIXES = (".service", ".socket", ".timer", ".path", ".target")
 CLI_WRAPPER = f"""#!/bin/bash
 # The appliance CLI, on the distro python3 with the vendored pure-Python packages. Named
@@ -73,7 +73,8 @@ def _tree(root: Path, prefix: str) -> list[PayloadFile]:
 
 def _vendored(name: str) -> list[PayloadFile]:
     dist = importlib.metadata.distribution(name)
-    files = [f for f in dist.files or () if f.parts[0] == name and f.suffix != ".pyc"]
+    files = [f for f in dist.files or ()  # a package directory, or a single module
+             if f.parts[0] in (name, f"{name}.py") and f.suffix != ".pyc"]
     licences = [f for f in dist.files or () if f.name.upper().startswith(("LICENSE", "COPYING"))]
     if not files or not licences:
         raise IsoBuildError(f"vendored package {name} is not installed from a wheel with its "
