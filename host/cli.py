@@ -48,7 +48,7 @@ def phase_command(name: str, kubeconfig: str) -> None:
 
 @main.command("serve")
 @click.option("--host", default="0.0.0.0", show_default=True)
-@click.option("--port", default=8080, show_default=True)
+@click.option("--port", default=paths.WEB_PORT, show_default=True)
 def serve_command(host: str, port: int) -> None:
     """Serve the web UI and JSON API (what alga-appliance.service runs)."""
     import waitress  # only the web service needs it
@@ -103,3 +103,21 @@ def collect_status_command(if_due: bool, kubeconfig: str) -> None:
         return
     snapshot = status.collect(None, Kube(kubeconfig))
     click.echo(f"{snapshot['rollup']['state']}: {snapshot['rollup']['message']}")
+
+
+@main.command("console")
+@click.option("--plain", is_flag=True,
+              help="Line-by-line prompts (chosen by itself on serial lines and dumb terminals).")
+def console_command(plain: bool) -> None:
+    """Set up the appliance from the console, when no browser can reach it."""
+    from host.console import app
+    sys.exit(app.start(None, plain))
+
+
+@main.command("console-banner")
+def console_banner_command() -> None:
+    """Refresh the console banner (/etc/issue.d): node addresses, setup URL and token."""
+    from host.console import banner
+    changed = banner.update()
+    # Never the banner itself: it holds the token, and this output goes to the journal.
+    click.echo("console banner updated" if changed else "console banner unchanged")

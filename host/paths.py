@@ -13,3 +13,7 @@ TOKEN_FILE = "/var/lib/alga-appliance/setup-token"  # 0600, owned by the service
 CLI_LINK = "/usr/local/bin/alga-appliance"
 SYSTEMD_UNIT_DIR = "/etc/systemd/system"
 SERVICE_USER = "alga-appliance"  # the unprivileged user the web service runs as
+# The console banner, shown by agetty above the login prompt on tty1 and serial consoles.
+# 0600: it holds the setup token.
+ISSUE_FILE = "/etc/issue.d/50-alga-appliance.issue"
+WEB_PORT = 8080

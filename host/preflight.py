@@ -29,7 +29,7 @@ DISK_MINIMUMS = (  # path, fail below, warn below
     ("/var/lib/rancher", 15 * GIB, 40 * GIB),
     ("/var/lib/alga-appliance", GIB // 10, GIB),
 )
-PORTS = ((6443, "k3s"), (10250, "k3s"), (8080, paths.SERVICE_USER))
+PORTS = ((6443, "k3s"), (10250, "k3s"), (paths.WEB_PORT, paths.SERVICE_USER))
 
 
 class CheckFailed(Exception):

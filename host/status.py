@@ -195,7 +195,7 @@ def _pod_next_action(reason: str) -> str:
 def _rollup(install, inputs, tiers, blockers) -> dict:
     if inputs is None and install is None:
         return {"state": "setup_required", "message": "Setup has not been submitted.",
-                "next_action": f"open http://{netinfo.node_ip()}:8080/setup"}
+                "next_action": f"open http://{netinfo.node_ip()}:{paths.WEB_PORT}/setup"}
     if install and install["status"] == "failed":
         name, record = next((n, r) for n, r in install["phases"].items()
                             if r["state"] == "failed")

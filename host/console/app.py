@@ -1,0 +1,43 @@
+"""`alga-appliance console`: pick the mode, then set up, or follow a setup already running."""
+
+import os
+import sys
+from pathlib import Path
+
+from host import netinfo, setup_request, state
+from host.console import progress
+from host.console.plain import PlainConsole
+from host.console.questions import current_answers, defaults
+
+SERIAL_LINES = ("/dev/ttyS", "/dev/ttyUSB", "/dev/ttyAMA", "/dev/hvc")
+SERIAL_TERMS = ("vt100", "vt102", "vt220", "linux")
+
+
+def plain_wanted(term: str, tty: str | None) -> bool:
+    """Line prompts for a dumb terminal, no terminal, or a serial line's basic TERM."""
+    if tty is None or term in ("", "dumb", "unknown"):
+        return True
+    return tty.startswith(SERIAL_LINES) and term in SERIAL_TERMS
+
+
+def start(root: Path | None, force_plain: bool) -> int:
+    node_ip = netinfo.node_ip()
+    resolvers = netinfo.system_resolvers(state.host_root(root))
+    tty = os.ttyname(sys.stdin.fileno()) if sys.stdin.isatty() else None
+    plain = force_plain or plain_wanted(os.environ.get("TERM", ""), tty)
+    install = state.read(state.INSTALL_STATE, root)
+    busy = setup_request.why_busy(install, root)
+    entered = current_answers(root, defaults(node_ip))
+    if plain:
+        console = PlainConsole(root, node_ip, resolvers)
+        if busy and not progress.settled(install):  # running, or a request waits
+            console.say(f"Setup is already under way ({busy}); following it.")
+            return console.follow(None)
+        if busy:
+            for line in progress.failure_view(install):
+                console.say(line)
+            console.say(f"\nSetup cannot start from here: {busy}.")
+            return 1
+        return console.run(entered)
+    from host.console.tui import SetupTui  # urwid only for the full-screen mode
+    return SetupTui(root, node_ip, resolvers, entered, busy, install).run()

@@ -1,0 +1,90 @@
+"""The console banner: what an admin at the VT or serial console needs to start.
+
+agetty shows /etc/issue.d/*.issue above the login prompt on tty1 and on serial gettys;
+`agetty --reload` makes the waiting gettys redraw. alga-appliance-console.timer re-renders
+every 15 s, so a new DHCP address or a state change shows without a reboot. The setup token
+is only in that root-only file: never printed to stdout or the journal, never served.
+"""
+
+import socket
+import textwrap
+from pathlib import Path
+
+from host import hostcmd, netinfo, paths, state, token
+
+WIDTH = 78
+# k3s's and containers' own interfaces: nobody reaches the appliance through them.
+VIRTUAL_INTERFACES = ("lo", "cni", "flannel", "veth", "docker", "kube", "cali", "vxlan")
+HEADLINES = {
+    "setup_required": "Ubuntu is installed. Appliance setup is waiting for your input.",
+    "installing": "Setup is running.",
+    "failed_action_required": "Setup needs your attention.",
+    "ready_to_log_in": "Alga is ready: you can log in.",
+    "ready_with_background_issues": "Alga is ready to log in; a background service has a "
+                                    "problem.",
+    "fully_healthy": "Alga is up and fully healthy.",
+}
+
+
+def addresses() -> list[str]:
+    """IPv4 addresses of the node's own interfaces, in interface order."""
+    found = []
+    for _, name in socket.if_nameindex():
+        if not name.startswith(VIRTUAL_INTERFACES):
+            address = netinfo.interface_ipv4(name)
+            if address and address not in found:
+                found.append(address)
+    return found
+
+
+def rollup(root: Path | None) -> dict:
+    """The collector's rollup; before its first run, what the install state alone says."""
+    status = state.read(state.STATUS, root)
+    if status:
+        return status["rollup"]
+    install = state.read(state.INSTALL_STATE, root)
+    if install is None:
+        return {"state": "setup_required", "message": "", "next_action": ""}
+    if install["status"] == "failed":
+        return {"state": "failed_action_required", "message": "", "next_action": ""}
+    return {"state": "installing", "message": "", "next_action": ""}
+
+
+def render(ips: list[str], current: dict, setup_token: str) -> str:
+    """The banner text (agetty issue format: backslashes escaped)."""
+    page = "setup" if current["state"] in ("setup_required", "failed_action_required") \
+        else "status"
+    lines = ["", "Alga appliance", "==============", HEADLINES[current["state"]]]
+    lines += _wrapped(current["message"])
+    lines += _wrapped(f"Next: {current['next_action']}" if current["next_action"] else "")
+    lines.append("")
+    if ips:
+        lines.append("In a browser on this network, open:")
+        lines += [f"  http://{ip}:{paths.WEB_PORT}/{page}" for ip in ips]
+        lines.append(f"Setup token: {setup_token}")
+    else:
+        lines += ["This node has no network address yet. Check the network cable or the VM's",
+                  "network adapter, and the settings in /etc/netplan/ (then: sudo netplan",
+                  "apply). The setup address appears here once the node has one.",
+                  f"Setup token: {setup_token}"]
+    lines += ["",
+              "No browser? Log in here and run:  sudo alga-appliance console",
+              "Logs: journalctl -u 'alga-appliance*'  and  /var/log/alga-appliance/",
+              "", ""]
+    return "\n".join(lines).replace("\\", "\\\\")
+
+
+def _wrapped(text: str) -> list[str]:
+    return textwrap.wrap(text, WIDTH) if text else []
+
+
+def update(root: Path | None = None) -> bool:
+    """Re-render the banner; True when it changed (and the gettys were told to redraw)."""
+    text = render(addresses(), rollup(root), token.read_token(root))
+    issue = state.host_root(root) / paths.ISSUE_FILE.lstrip("/")
+    if issue.exists() and issue.read_text() == text:
+        return False
+    issue.parent.mkdir(parents=True, exist_ok=True)
+    state.write_atomically(issue, text.encode(), 0o600)
+    hostcmd.run(["agetty", "--reload"])
+    return True

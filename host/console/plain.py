@@ -1,0 +1,132 @@
+"""Plain line-by-line setup for serial consoles and dumb terminals: prompts and answers,
+ASCII only, no escape sequences. Typing `back` returns to the previous question and
+`cancel` (or end of input) leaves without starting anything."""
+
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from host import setup_request
+from host.console import progress
+from host.console.questions import QUESTIONS, Question, api_answers, errors_for, review_lines
+from host.inputs import InputErrors, parse_setup_inputs
+
+
+class Cancelled(Exception):
+    pass
+
+
+class PlainConsole:
+    def __init__(self, root: Path | None, node_ip: str, resolvers: list[str],
+                 stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout):
+        self.root, self.node_ip, self.resolvers = root, node_ip, resolvers
+        self.stdin, self.stdout = stdin, stdout
+        self.printed: set[str] = set()
+
+    def say(self, text: str = "") -> None:
+        self.stdout.write(text + "\n")
+        self.stdout.flush()
+
+    def ask(self, prompt: str) -> str:
+        self.stdout.write(prompt)
+        self.stdout.flush()
+        line = self.stdin.readline()
+        if not line:
+            raise Cancelled
+        reply = line.strip()
+        if reply.lower() in ("cancel", "quit"):
+            raise Cancelled
+        return reply
+
+    def run(self, entered: dict) -> int:
+        self.say("Alga appliance setup (console). Type 'back' to return to the previous "
+                 "question,")
+        self.say("'cancel' to leave without changing anything. Enter keeps the [default].")
+        try:
+            self.questions(entered)
+            if not self.review(entered):
+                return self.run(entered)
+        except Cancelled:
+            self.say("\nCancelled: nothing was started.")
+            return 130
+        try:
+            submitted = setup_request.submit(api_answers(entered), self.node_ip, self.root)
+        except setup_request.SetupBusy as exc:
+            self.say(f"Setup did not start: {exc}.")
+            return 1
+        self.say("\nSetup started. Progress (it also shows at http://<node-ip>:8080/progress):")
+        return self.follow(submitted.install)
+
+    def follow(self, previous: dict | None) -> int:
+        install = progress.follow(self.root, previous, self.show_new_lines)
+        return 0 if install["status"] == "succeeded" else 1
+
+    def show_new_lines(self, lines: list[str]) -> None:
+        """On a serial line, print only what changed: a running log, not a redrawn screen."""
+        for line in lines:
+            if line and line not in self.printed:
+                self.printed.add(line)
+                self.say(line)
+
+    def questions(self, entered: dict) -> None:
+        asked: list[int] = []
+        index = 0
+        while index < len(QUESTIONS):
+            question = QUESTIONS[index]
+            if not question.asked_when(entered):
+                index += 1
+                continue
+            reply = self.ask_one(question, entered)
+            if reply is None:  # back
+                index = asked.pop() if asked else 0
+                continue
+            entered[question.field] = reply
+            if question.warning_when == reply:
+                self.say(f"Warning: {question.warning}")
+            errors = errors_for(question.field, entered, self.node_ip)
+            for message in errors:
+                self.say(f"Error: {message}")
+            if not errors:
+                asked.append(index)
+                index += 1
+
+    def ask_one(self, question: Question, entered: dict) -> str | None:
+        self.say(f"\n{question.title}")
+        if question.hint:
+            self.say(f"  ({question.hint})")
+        if question.field == "dns_mode":
+            detected = ", ".join(self.resolvers) or "none detected"
+            self.say(f"  This network's resolvers: {detected}")
+        default = entered.get(question.field, "")
+        while True:
+            options = f" {'/'.join(question.choices)}" if question.choices else ""
+            reply = self.ask(f"{options.strip() or '>'} [{default}]: ")
+            if reply.lower() == "back":
+                return None
+            value = reply or default
+            if not question.choices:
+                return value
+            matches = [c for c in question.choices if c.startswith(value.lower())] if value \
+                else []
+            if len(matches) == 1:
+                return matches[0]
+            self.say(f"Error: answer one of: {', '.join(question.choices)}")
+
+    def review(self, entered: dict) -> bool:
+        """Show what setup will use; True to start, False to go through the questions again."""
+        try:
+            inputs = parse_setup_inputs(api_answers(entered), self.node_ip)
+        except InputErrors as exc:  # cannot happen after per-question checks; never hide it
+            self.say(f"Error: {exc}")
+            return False
+        self.say("\nReview")
+        for label, value in review_lines(inputs, self.resolvers):
+            self.say(f"  {label:<18}{value}")
+        self.say("Setup first checks the network (preflight). Nothing on this machine changes")
+        self.say("unless every check passes.")
+        while True:
+            reply = self.ask("Start setup? yes/back [yes]: ").lower() or "yes"
+            if reply in ("yes", "y"):
+                return True
+            if reply in ("back", "b", "no", "n"):
+                return False

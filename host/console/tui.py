@@ -1,0 +1,212 @@
+"""Full-screen console setup (urwid, the toolkit Ubuntu's own installer uses): one screen
+per question, then the review, then live progress. Esc goes back, F10 cancels."""
+
+from pathlib import Path
+
+import urwid
+
+from host import setup_request, state
+from host.console import progress
+from host.console.questions import (
+    QUESTIONS,
+    Question,
+    api_answers,
+    errors_for,
+    review_lines,
+)
+from host.inputs import parse_setup_inputs
+
+PALETTE = [
+    ("header", "white,bold", "dark blue"),
+    ("footer", "black", "light gray"),
+    ("title", "bold", ""),
+    ("hint", "dark cyan", ""),
+    ("warning", "yellow,bold", ""),
+    ("error", "light red,bold", ""),
+    ("button", "black", "light gray"),
+    ("focus", "white,bold", "dark blue"),
+]
+KEYS_HELP = " Tab/arrows: move   Enter: choose   Esc: back   F10: cancel"
+CHOICE_LABELS = {"stable": "stable (recommended)", "nightly": "nightly - TESTING only",
+                 "system": "this network's resolvers (recommended)",
+                 "custom": "custom DNS servers", "no": "no", "yes": "yes"}
+EXIT_CANCELLED = 130
+
+
+class SetupTui:
+    def __init__(self, root: Path | None, node_ip: str, resolvers: list[str], entered: dict,
+                 busy: str | None, install: dict | None):
+        self.root, self.node_ip, self.resolvers, self.entered = root, node_ip, resolvers, entered
+        self.busy, self.install = busy, install
+        self.asked: list[int] = []
+        self.index = 0
+        self.result = EXIT_CANCELLED
+        self.mode = "questions"  # then "review", "progress", "done"
+        self.following: dict | None = None  # the install state the progress screen waits past
+        self.value = None  # reads the current question's answer from its widgets
+        self.frame = urwid.Frame(urwid.SolidFill(" "),
+                                 header=urwid.AttrMap(urwid.Text(" Alga appliance setup"),
+                                                      "header"),
+                                 footer=urwid.AttrMap(urwid.Text(KEYS_HELP), "footer"))
+        self.loop = urwid.MainLoop(self.frame, PALETTE, unhandled_input=self.keys,
+                                   handle_mouse=False)
+
+    def run(self) -> int:
+        if self.busy and not progress.settled(self.install):
+            self.show_progress(None, f"Setup is already under way ({self.busy}).")
+        elif self.busy:
+            self.show_lines([*progress.failure_view(self.install), "",
+                             f"Setup cannot start from here: {self.busy}."], done=True)
+        else:
+            self.show_question()
+        self.loop.run()
+        return self.result
+
+    # --- screens -----------------------------------------------------------------------
+
+    def screen(self, widgets: list, buttons: list[tuple[str, object]]) -> None:
+        row = urwid.Columns([(len(label) + 4, _button(label, action))
+                             for label, action in buttons], dividechars=2)
+        pile = urwid.Pile([*widgets, urwid.Divider(), row])
+        self.frame.body = urwid.LineBox(urwid.Filler(urwid.Padding(pile, left=1, right=1),
+                                                     valign="top"))
+        pile.focus_position = next(i for i, w in enumerate(pile.contents)
+                                   if w[0].selectable())
+
+    def show_question(self) -> None:
+        self.mode = "questions"
+        question = QUESTIONS[self.index]
+        widgets = [urwid.Text(("title", question.title))]
+        if question.hint:
+            widgets.append(urwid.Text(("hint", question.hint)))
+        if question.field == "dns_mode":
+            detected = ", ".join(self.resolvers) or "none detected"
+            widgets.append(urwid.Text(("hint", f"This network's resolvers: {detected}")))
+        widgets.append(urwid.Divider())
+        self.warning = urwid.Text("")
+        self.error = urwid.Text("")
+        self.value = None
+        self.value = self.input_widgets(question, widgets)
+        widgets += [urwid.Divider(), self.warning, self.error]
+        self.update_warning(question)
+        self.screen(widgets, [("Next", lambda _: self.next()), ("Back", lambda _: self.back()),
+                              ("Cancel", lambda _: self.cancel())])
+
+    def input_widgets(self, question: Question, widgets: list):
+        current = self.entered.get(question.field, "")
+        if not question.choices:
+            edit = urwid.Edit(("title", "> "), current)
+            urwid.connect_signal(edit, "postchange", lambda *_: self.error.set_text(""))
+            widgets.append(urwid.AttrMap(edit, None, "focus"))
+            return lambda: edit.edit_text.strip()
+        group: list = []
+        for choice in question.choices:
+            button = urwid.RadioButton(group, CHOICE_LABELS[choice], state=choice == current,
+                                       on_state_change=lambda *_: self.update_warning(question))
+            widgets.append(urwid.AttrMap(button, None, "focus"))
+        return lambda: next(c for c, b in zip(question.choices, group, strict=True) if b.state)
+
+    def update_warning(self, question: Question) -> None:
+        picked = self.value() if question.choices and self.value else None
+        shown = question.warning_when is not None and picked == question.warning_when
+        self.warning.set_text(("warning", f"Warning: {question.warning}") if shown else "")
+
+    def show_review(self) -> None:
+        self.mode = "review"
+        inputs = parse_setup_inputs(api_answers(self.entered), self.node_ip)
+        widgets = [urwid.Text(("title", "Review"))]
+        widgets += [urwid.Text(f"{label:<18}{value}")
+                    for label, value in review_lines(inputs, self.resolvers)]
+        widgets += [urwid.Divider(),
+                    urwid.Text("Setup first checks the network (preflight). Nothing on this "
+                               "machine changes unless every check passes.")]
+        self.error = urwid.Text("")
+        widgets.append(self.error)
+        self.screen(widgets, [("Start setup", lambda _: self.submit()),
+                              ("Back", lambda _: self.back()),
+                              ("Cancel", lambda _: self.cancel())])
+
+    def show_lines(self, lines: list[str], done: bool) -> None:
+        self.mode = "done" if done else "progress"
+        self.lines = urwid.Text("\n".join(lines))
+        buttons = [("Close", lambda _: self.close())] if done else []
+        body = [urwid.Text(("title", "Setup progress")), self.lines]
+        if buttons:
+            self.screen(body, buttons)
+        else:
+            pile = urwid.Pile(body)
+            self.frame.body = urwid.LineBox(urwid.Filler(urwid.Padding(pile, left=1, right=1),
+                                                         valign="top"))
+
+    def show_progress(self, previous: dict | None, note: str = "") -> None:
+        self.following, self.note = previous, note
+        self.show_lines(["Waiting for setup to start..."], done=False)
+        self.frame.footer = urwid.AttrMap(urwid.Text(" F10: leave (setup goes on)"), "footer")
+        self.refresh_progress()
+
+    def refresh_progress(self, *_) -> None:
+        install = state.read(state.INSTALL_STATE, self.root)
+        started = self.following is None or install != self.following
+        lines = progress.describe(install if started else None,
+                                  state.read(state.PREFLIGHT_REPORT, self.root))
+        if self.note:
+            lines = [self.note, "", *lines]
+        done = started and progress.settled(install)
+        if done:
+            self.result = 0 if install["status"] == "succeeded" else 1
+            self.show_lines(lines, done=True)
+            return
+        self.lines.set_text("\n".join(lines))
+        self.loop.set_alarm_in(progress.POLL_SECONDS, self.refresh_progress)
+
+    # --- actions -----------------------------------------------------------------------
+
+    def next(self) -> None:
+        question = QUESTIONS[self.index]
+        self.entered[question.field] = self.value()
+        errors = errors_for(question.field, self.entered, self.node_ip)
+        if errors:
+            self.error.set_text(("error", "\n".join(f"Error: {m}" for m in errors)))
+            return
+        self.asked.append(self.index)
+        self.index += 1
+        while self.index < len(QUESTIONS) and not QUESTIONS[self.index].asked_when(
+                self.entered):
+            self.index += 1
+        if self.index == len(QUESTIONS):
+            self.show_review()
+        else:
+            self.show_question()
+
+    def back(self) -> None:
+        if self.asked:
+            self.index = self.asked.pop()
+            self.show_question()
+
+    def submit(self) -> None:
+        try:
+            submitted = setup_request.submit(api_answers(self.entered), self.node_ip, self.root)
+        except (setup_request.SetupBusy, PermissionError) as exc:
+            self.error.set_text(("error", f"Setup did not start: {exc}"))
+            return
+        self.show_progress(submitted.install)
+
+    def cancel(self) -> None:
+        self.result = EXIT_CANCELLED
+        raise urwid.ExitMainLoop
+
+    def close(self) -> None:
+        raise urwid.ExitMainLoop
+
+    def keys(self, key: str) -> None:
+        if key == "f10":
+            if self.mode == "questions" or self.mode == "review":
+                self.cancel()
+            self.result = 0 if self.mode == "progress" else self.result  # setup goes on
+            self.close()
+        if key == "esc" and self.mode in ("questions", "review"):
+            self.back()
+
+
+def _button(label: str, action) -> urwid.Widget:
+    return urwid.AttrMap(urwid.Button(label, on_press=action), "button", "focus")
