@@ -24,12 +24,15 @@ class PlainConsole:
         self.printed: set[str] = set()
 
     def say(self, text: str = "") -> None:
-        self.stdout.write(text + "\n")
+        self.write(text + "\n")
+
+    def write(self, text: str) -> None:
+        """ASCII only: a serial console may not speak UTF-8."""
+        self.stdout.write(text.replace("\u2192", "->").encode("ascii", "replace").decode())
         self.stdout.flush()
 
     def ask(self, prompt: str) -> str:
-        self.stdout.write(prompt)
-        self.stdout.flush()
+        self.write(prompt)
         line = self.stdin.readline()
         if not line:
             raise Cancelled

@@ -21,25 +21,25 @@ def ordered_phases(install: dict) -> list[tuple[str, dict]]:
 
 
 def describe(install: dict | None, preflight: dict | None) -> list[str]:
-    """The whole progress view as lines of at most 78 characters (ASCII)."""
+    """The whole progress view as lines (long ones are left to the terminal to wrap)."""
     if install is None:
         return ["Waiting for setup to start..."]
     lines = [f"Setup: {install['status']}", ""]
     for name, phase in ordered_phases(install):
         action = f" - {phase['last_action']}" if phase["last_action"] else ""
-        lines.append(f"{MARKS[phase['state']]} {PHASE_TITLES.get(name, name)}{action}"[:78])
-    preflight_phase = install["phases"].get("preflight")
-    if preflight and preflight_phase and preflight_phase["state"] in ("failed", "succeeded"):
-        lines += ["", "Preflight checks:"]
-        for check in preflight["checks"]:
-            lines.append(f"  {MARKS[check['status']]} {check['id']}: {check['message']}"[:78])
-            if check["status"] != "pass" and check["remediation"]:
-                lines.append(f"       fix: {check['remediation']}"[:78])
+        lines.append(f"{MARKS[phase['state']]} {PHASE_TITLES.get(name, name)}{action}")
     lines += failure_view(install)
     if install["status"] == "succeeded":
         lines += ["", "Setup complete: the host steps are done. Flux is now installing the",
                   "Alga app; it is usable once its bootstrap finishes. Follow it at",
                   f"  http://{netinfo.node_ip()}:{paths.WEB_PORT}/status"]
+    preflight_phase = install["phases"].get("preflight")
+    if preflight and preflight_phase and preflight_phase["state"] in ("failed", "succeeded"):
+        lines += ["", "Preflight checks:"]
+        for check in preflight["checks"]:
+            lines.append(f"  {MARKS[check['status']]} {check['id']}: {check['message']}")
+            if check["status"] != "pass" and check["remediation"]:
+                lines.append(f"       fix: {check['remediation']}")
     return lines
 
 

@@ -67,11 +67,25 @@ class SetupTui:
     def screen(self, widgets: list, buttons: list[tuple[str, object]]) -> None:
         row = urwid.Columns([(len(label) + 4, _button(label, action))
                              for label, action in buttons], dividechars=2)
-        pile = urwid.Pile([*widgets, urwid.Divider(), row])
-        self.frame.body = urwid.LineBox(urwid.Filler(urwid.Padding(pile, left=1, right=1),
+        self.pile, self.row = urwid.Pile([*widgets, urwid.Divider(), row]), row
+        self.frame.body = urwid.LineBox(urwid.Filler(urwid.Padding(self.pile, left=1, right=1),
                                                      valign="top"))
-        pile.focus_position = next(i for i, w in enumerate(pile.contents)
-                                   if w[0].selectable())
+        self.pile.focus_position = self.stops()[0]
+
+    def stops(self) -> list[int]:
+        return [i for i, (widget, _) in enumerate(self.pile.contents) if widget.selectable()]
+
+    def tab(self, step: int) -> None:
+        """Tab through every field and then each button, in order (arrows move by
+        position, which from a text field can land on any button)."""
+        stops = [(i, None) for i in self.stops()[:-1]]
+        stops += [(self.stops()[-1], c) for c in range(len(self.row.contents))]
+        current = (self.pile.focus_position,
+                   self.row.focus_position if self.pile.focus is self.row else None)
+        position, column = stops[(stops.index(current) + step) % len(stops)]
+        self.pile.focus_position = position
+        if column is not None:
+            self.row.focus_position = column
 
     def show_question(self) -> None:
         self.mode = "questions"
@@ -101,8 +115,8 @@ class SetupTui:
             return lambda: edit.edit_text.strip()
         group: list = []
         for choice in question.choices:
-            button = urwid.RadioButton(group, CHOICE_LABELS[choice], state=choice == current,
-                                       on_state_change=lambda *_: self.update_warning(question))
+            button = urwid.RadioButton(group, CHOICE_LABELS[choice], state=choice == current)
+            urwid.connect_signal(button, "postchange", lambda *_: self.update_warning(question))
             widgets.append(urwid.AttrMap(button, None, "focus"))
         return lambda: next(c for c, b in zip(question.choices, group, strict=True) if b.state)
 
@@ -127,21 +141,23 @@ class SetupTui:
                               ("Cancel", lambda _: self.cancel())])
 
     def show_lines(self, lines: list[str], done: bool) -> None:
+        """A scrolling page of text: progress, or the final result (Enter closes)."""
         self.mode = "done" if done else "progress"
-        self.lines = urwid.Text("\n".join(lines))
-        buttons = [("Close", lambda _: self.close())] if done else []
-        body = [urwid.Text(("title", "Setup progress")), self.lines]
-        if buttons:
-            self.screen(body, buttons)
-        else:
-            pile = urwid.Pile(body)
-            self.frame.body = urwid.LineBox(urwid.Filler(urwid.Padding(pile, left=1, right=1),
-                                                         valign="top"))
+        self.walker = urwid.SimpleFocusListWalker([])
+        self.set_lines(lines)
+        self.frame.body = urwid.LineBox(urwid.Padding(urwid.ListBox(self.walker), left=1,
+                                                      right=1))
+        help_text = " Enter: close   Up/Down/PgUp/PgDn: scroll" if done else \
+            " F10: leave (setup goes on)   Up/Down/PgUp/PgDn: scroll"
+        self.frame.footer = urwid.AttrMap(urwid.Text(help_text), "footer")
+
+    def set_lines(self, lines: list[str]) -> None:
+        self.walker[:] = [urwid.Text(("title", "Setup progress")),
+                          *(urwid.Text(line) for line in lines)]
 
     def show_progress(self, previous: dict | None, note: str = "") -> None:
         self.following, self.note = previous, note
         self.show_lines(["Waiting for setup to start..."], done=False)
-        self.frame.footer = urwid.AttrMap(urwid.Text(" F10: leave (setup goes on)"), "footer")
         self.refresh_progress()
 
     def refresh_progress(self, *_) -> None:
@@ -156,7 +172,7 @@ class SetupTui:
             self.result = 0 if install["status"] == "succeeded" else 1
             self.show_lines(lines, done=True)
             return
-        self.lines.set_text("\n".join(lines))
+        self.set_lines(lines)
         self.loop.set_alarm_in(progress.POLL_SECONDS, self.refresh_progress)
 
     # --- actions -----------------------------------------------------------------------
@@ -199,6 +215,12 @@ class SetupTui:
         raise urwid.ExitMainLoop
 
     def keys(self, key: str) -> None:
+        if key in ("tab", "shift tab") and self.mode != "progress":
+            self.tab(1 if key == "tab" else -1)
+        if key == "enter" and self.mode == "questions":  # Enter in a text field: Next
+            self.next()
+        if key in ("enter", "q") and self.mode == "done":
+            self.close()
         if key == "f10":
             if self.mode == "questions" or self.mode == "review":
                 self.cancel()
