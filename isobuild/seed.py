@@ -6,6 +6,7 @@ only warns about unknown top-level keys), and only then rendered to YAML.
 """
 
 import shlex
+from pathlib import Path
 
 import yaml
 
@@ -87,6 +88,8 @@ def _late_commands(units: list[str], enabled_units: list[str]) -> list[str]:
         # The web service (group alga-appliance) drops requests here for the .path units.
         _in_target("install", "-d", "-m", "0770", "-o", "root", "-g", paths.SERVICE_USER,
                    paths.SPOOL_DIR),
+        # agetty shows /etc/issue.d/*.issue; the console banner unit may only write there.
+        _in_target("install", "-d", "-m", "0755", str(Path(paths.ISSUE_FILE).parent)),
         shlex.join(["ln", "-sfn", f"{paths.INSTALL_DIR}/bin/alga-appliance",
                     TARGET + paths.CLI_LINK]),
     ]

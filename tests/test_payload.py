@@ -35,6 +35,12 @@ def test_cli_runs_from_the_payload_with_vendored_click(appliance, tmp_path):
     assert version.stdout.strip() == f"alga-appliance, version {__version__}"
     assert run_in_payload(root, "import click; print(click.__file__)").startswith(
         f"{root}/vendor/click/")
+    # The console TUI's toolkit and its dependencies come from the payload too.
+    tui = run_in_payload(root, "import host.console.tui, urwid, wcwidth, typing_extensions; "
+                               "print(urwid.__file__, wcwidth.__file__, "
+                               "typing_extensions.__file__)").split()
+    assert tui == [f"{root}/vendor/urwid/__init__.py", f"{root}/vendor/wcwidth/__init__.py",
+                   f"{root}/vendor/typing_extensions.py"]
     wrapper = (root / "bin" / "alga-appliance").read_text()
     assert "PYTHONPATH=/opt/alga-appliance:/opt/alga-appliance/vendor" in wrapper
     assert "exec -a alga-appliance /usr/bin/python3 -m host" in wrapper
