@@ -152,8 +152,11 @@ class SetupTui:
         self.frame.footer = urwid.AttrMap(urwid.Text(help_text), "footer")
 
     def set_lines(self, lines: list[str]) -> None:
+        """Replace the text, keeping the admin's scroll position (the top at first)."""
+        position = self.walker.focus if self.walker else 0
         self.walker[:] = [urwid.Text(("title", "Setup progress")),
                           *(urwid.Text(line) for line in lines)]
+        self.walker.set_focus(min(position, len(self.walker) - 1))
 
     def show_progress(self, previous: dict | None, note: str = "") -> None:
         self.following, self.note = previous, note
