@@ -3,6 +3,7 @@ ASCII only, no escape sequences. Typing `back` returns to the previous question 
 `cancel` (or end of input) leaves without starting anything."""
 
 import sys
+import textwrap
 from pathlib import Path
 from typing import TextIO
 
@@ -10,6 +11,8 @@ from host import setup_request
 from host.console import progress
 from host.console.questions import QUESTIONS, Question, api_answers, errors_for, review_lines
 from host.inputs import InputErrors, parse_setup_inputs
+
+WIDTH = 78
 
 
 class Cancelled(Exception):
@@ -83,13 +86,16 @@ class PlainConsole:
             if reply is None:  # back
                 index = asked.pop() if asked else 0
                 continue
+            previous = entered.get(question.field, "")
             entered[question.field] = reply
             if question.warning_when == reply:
-                self.say(f"Warning: {question.warning}")
+                self.say(textwrap.fill(f"Warning: {question.warning}", WIDTH))
             errors = errors_for(question.field, entered, self.node_ip)
             for message in errors:
                 self.say(f"Error: {message}")
-            if not errors:
+            if errors:  # ask again, offering what was there before as the default
+                entered[question.field] = previous
+            else:
                 asked.append(index)
                 index += 1
 
