@@ -1,0 +1,218 @@
+"""The redactor: a secret in each supported shape, embedded in random text, comes out
+removed with everything around it intact; text without secrets comes out unchanged; JSON
+by structure (Secrets keep only their key names); and network obfuscation."""
+
+import base64
+import json
+import re
+
+from hypothesis import assume, example, given
+from hypothesis import strategies as st
+
+from host.redact import LAST_APPLIED, MARKER, KnownValue, NetworkMap, Redactor, is_secret_name
+
+# Fragments of logs, YAML and JSON with no secret in them, near misses included: words
+# that contain a secret word's letters, references to secrets, URLs without credentials.
+HARMLESS = (
+    "pod", "msp/db-0", "Running", "ready 1/1", "2026-11-27T10:00:00Z", "10:00:00", "status:",
+    "pass", "fail", "level=info", 'msg="reconciling"', '{"kind": "Pod"}', '"name": "db",',
+    "name: PGDATA", "value: /data", "monkey: 3", "keyboard=us", "passage", "tokenizer: bpe",
+    "author: alga", "authority", "KeyError: 'pods'", "key: app.kubernetes.io/name",
+    "secretName: alga-psa-shared", "tokenFile: /run/alga/t", "secretKeyRef:", "passwordFile=/x",
+    "https://github.com/Nine-Minds/alga-psa", "git@github.com:o/r", "user@example.com",
+    "10.0.0.5", "fe80::1", "sha256:0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a6978879",
+    "MIIEpAIBAAKCAQEA", "QmFzZTY0IHRleHQ=", "--", "=", ":", ",", "[", "]", "{", "}", "é", "✓",
+)
+harmless_text = st.lists(st.sampled_from(HARMLESS), max_size=12).flatmap(
+    lambda words: st.lists(st.sampled_from([" ", "\n", "  ", "\t"]), min_size=len(words),
+                           max_size=len(words)).map(
+        lambda gaps: "".join(w + g for w, g in zip(words, gaps, strict=True))))
+# Anything that might be a secret, which random text then must not contain.
+SECRET_LIKE = re.compile(r"(?i)pass|pwd|token|secret|credential|key|auth|bearer|-----|LS0tLS1"
+                         r"|://|eyJ|gh[pousr]_|github_pat")
+
+KEYS = st.builds(
+    lambda prefix, word, suffix, upper: (prefix + word + suffix).upper() if upper else
+    prefix + word + suffix,
+    st.sampled_from(["", "db_", "DB", "client-", "registry.", "x_"]),
+    st.sampled_from(["password", "passwd", "token", "secret", "apikey", "credentials",
+                     "auth_key", "accessToken"]),
+    st.sampled_from(["", "_value", "2", "-prod"]), st.booleans())
+PLAIN = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.+/@!%*^~-",
+                min_size=8, max_size=40)
+SPACED = st.text("abcdefXYZ0123456789_.+/@!%*^~- ", min_size=8, max_size=40).map(str.strip) \
+    .filter(lambda s: len(s) >= 8)
+B64_LINE = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+                   min_size=16, max_size=64)
+PEM_LABELS = st.sampled_from(["RSA PRIVATE KEY", "PRIVATE KEY", "EC PRIVATE KEY",
+                              "OPENSSH PRIVATE KEY", "CERTIFICATE"])
+
+
+def pem(label: str, lines: list[str], newline: str = "\n") -> str:
+    return newline.join([f"-----BEGIN {label}-----", *lines, f"-----END {label}-----"])
+
+
+# Each shape: (the snippet with the secret, the snippet as it must come out, the secret).
+SHAPES = st.one_of(
+    st.builds(lambda key, s: (f"{key}={s}", f"{key}={MARKER}", s), KEYS, PLAIN),
+    st.builds(lambda key, s: (f'export {key}="{s}"', f'export {key}="{MARKER}"', s),
+              KEYS, SPACED),
+    st.builds(lambda key, s: (f"  {key}: {s}", f"  {key}: {MARKER}", s), KEYS, SPACED),
+    st.builds(lambda key, s: (f'{{"{key}": {json.dumps(s)}, "n": 1}}',
+                              f'{{"{key}": "{MARKER}", "n": 1}}', s),
+              KEYS, st.text(min_size=8, max_size=40)),
+    st.builds(lambda user, s: (f"fetching https://{user}:{s}@github.com/o/r.git now",
+                               f"fetching https://{MARKER}@github.com/o/r.git now", s),
+              st.from_regex(r"[a-z][a-z0-9-]{0,12}", fullmatch=True),
+              st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._~!$*%",
+                      min_size=8, max_size=30)),
+    st.builds(lambda s: (f"git clone https://{s}@github.com/o/r",
+                         f"git clone https://{MARKER}@github.com/o/r", s),
+              st.from_regex(r"gh[pousr]_[A-Za-z0-9]{36}", fullmatch=True)),
+    st.builds(lambda s: (f"Authorization: Bearer {s}", f"Authorization: Bearer {MARKER}", s),
+              st.from_regex(r"[A-Za-z0-9._~+/-]{8,60}", fullmatch=True)),
+    st.builds(lambda s: (f"sending bearer {s} upstream", f"sending bearer {MARKER} upstream", s),
+              st.from_regex(r"[A-Za-z0-9._~+/-]{8,60}", fullmatch=True)),
+    st.builds(lambda s: (f"Host=db;Username=alga;Password={s};Database=server",
+                         f"Host=db;Username=alga;Password={MARKER};Database=server", s), SPACED),
+    st.builds(lambda name, s: (f'{{"name": "{name}", "value": "{s}"}}',
+                               f'{{"name": "{name}", "value": "{MARKER}"}}', s), KEYS, PLAIN),
+    st.builds(lambda name, s: (f"- name: {name}\n  value: {s}", f"- name: {name}\n  value: "
+                               f"{MARKER}", s), KEYS, SPACED),
+    st.builds(lambda label, lines, newline: (
+        pem(label, lines, newline), f"<redacted PEM {label}>", "\n".join(lines)),
+        PEM_LABELS, st.lists(B64_LINE, min_size=1, max_size=6), st.sampled_from(["\n", "\\n"])),
+    st.builds(lambda lines: (
+        f"client-key-data: {base64.b64encode(pem('RSA PRIVATE KEY', lines).encode()).decode()}",
+        f"client-key-data: {MARKER}", base64.b64encode(pem("RSA PRIVATE KEY", lines).encode())
+        .decode()), st.lists(B64_LINE, min_size=1, max_size=4)),
+)
+
+
+@given(harmless_text)
+@example("status: pass\nkey: app\nsecretName: x\nKeyError: 'a'\nhttps://github.com/x")
+def test_text_without_secrets_is_unchanged(text):
+    redactor = Redactor([KnownValue("token", "Zq9XvT2mKb7Lw")])
+    assert redactor.text(text, "m") == text
+    assert redactor.report.hits == {}
+
+
+@given(st.text(max_size=300))
+def test_random_text_without_secret_words_is_unchanged(text):
+    assume(not SECRET_LIKE.search(text))
+    assert Redactor().text(text, "m") == text
+
+
+@given(harmless_text, SHAPES, harmless_text)
+def test_a_secret_in_each_shape_is_removed_and_the_text_around_it_kept(before, shape, after):
+    snippet, expected, secret = shape
+    assume(secret not in before + after + expected)
+    redactor = Redactor()
+    out = redactor.text(f"{before}\n{snippet}\n{after}", "m")
+    assert out == f"{before}\n{expected}\n{after}"
+    assert secret not in out
+    assert sum(redactor.report.total(rule) for rule in redactor.report.hits) == 1
+
+
+@given(harmless_text, st.text(min_size=6, max_size=60), harmless_text,
+       st.sampled_from(["plain", "base64", "json", "percent"]))
+def test_a_known_value_is_removed_in_any_form_anywhere(before, value, after, form):
+    written = {"plain": value, "base64": base64.b64encode(value.encode()).decode(),
+               "json": json.dumps(value)[1:-1], "percent": re.sub(
+                   r"[^A-Za-z0-9_.~-]", lambda m: "".join(f"%{b:02X}" for b in
+                                                          m.group().encode()), value)}[form]
+    assume(len(written) >= 6 and written not in before + after and written not in MARKER)
+    redactor = Redactor([KnownValue("proxy-password", value)])
+    out = redactor.text(f"{before}{written}{after}", "m")
+    assert written not in out
+    assert redactor.report.total("known-value:proxy-password") >= 1
+
+
+def test_known_values_beat_patterns_and_short_ones_are_left_to_patterns():
+    redactor = Redactor([KnownValue("token", "s3cr3t-token-value"), KnownValue("token", "abc")])
+    assert redactor.text("TOKEN=s3cr3t-token-value abc", "m") == f"TOKEN={MARKER} abc"
+    assert redactor.report.as_dict() == {
+        "known-value:token": {"total": 1, "files": {"m": 1}}}
+
+
+def test_secrets_keep_their_key_names_only():
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+              "metadata": {"name": "db", "namespace": "msp", "annotations": {
+                  LAST_APPLIED: '{"data": {"password": "aHVudGVyMg=="}}', "team": "alga"}},
+              "data": {"password": "aHVudGVyMg==", "user": "YWxnYQ=="},
+              "stringData": {"url": "postgres://alga:hunter2@db/server"}}
+    redactor = Redactor()
+    out = json.loads(redactor.member("kubernetes/secrets.json", json.dumps(
+        {"kind": "List", "items": [secret]}).encode()))
+    stored = out["items"][0]
+    assert stored["data"] == {"password": MARKER, "user": MARKER}
+    assert stored["stringData"] == {"url": MARKER}
+    assert stored["metadata"]["annotations"] == {LAST_APPLIED: MARKER, "team": "alga"}
+    assert redactor.report.as_dict() == {
+        "secret-data": {"total": 4, "files": {"kubernetes/secrets.json": 4}}}
+
+
+def test_secrets_lose_their_values_even_without_redaction():
+    redactor = Redactor([KnownValue("token", "s3cr3t-token-value")], patterns=False)
+    document = [{"kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "dg=="}},
+                {"password": "hunter22", "token": "s3cr3t-token-value"}]
+    out = json.loads(redactor.member("x.json", json.dumps(document).encode()))
+    assert out == [{"kind": "Secret", "metadata": {"name": "s"}, "data": {"k": MARKER}},
+                   {"password": "hunter22", "token": "s3cr3t-token-value"}]
+
+
+def test_json_fields_and_env_vars_by_structure():
+    pod = {"spec": {"containers": [{"name": "server", "env": [
+        {"name": "DB_PASSWORD", "value": "hunter22"}, {"name": "PGDATA", "value": "/data"},
+        {"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "t", "key": "token"}}}],
+        "args": ["--password=hunter23", "--verbose"]}],
+        "automountServiceAccountToken": False, "apiKey": 12345, "secretName": "db"}}
+    redactor = Redactor()
+    out = json.loads(redactor.member("pods.json", json.dumps(pod).encode()))
+    container = out["spec"]["containers"][0]
+    assert container["env"][0] == {"name": "DB_PASSWORD", "value": MARKER}
+    assert container["env"][1:] == pod["spec"]["containers"][0]["env"][1:]
+    assert container["args"] == [f"--password={MARKER}", "--verbose"]
+    assert out["spec"]["automountServiceAccountToken"] is False
+    assert (out["spec"]["apiKey"], out["spec"]["secretName"]) == (MARKER, "db")
+
+
+def test_a_truncated_json_member_is_still_redacted_as_text():
+    data = b'{"items": [{"password": "hunter22", "x": "Bearer abcdefghijk'
+    assert Redactor().member("pods.json", data) == (
+        f'{{"items": [{{"password": "{MARKER}", "x": "Bearer {MARKER}').encode()
+
+
+def test_pem_blocks_cut_by_truncation():
+    body = ["MIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo", "4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onL"]
+    head_cut = "\n".join([*body, "-----END RSA PRIVATE KEY-----", "after"])
+    tail_cut = "\n".join(["before", "-----BEGIN PRIVATE KEY-----", *body])
+    redactor = Redactor()
+    assert redactor.text(head_cut, "m") == "<redacted PEM RSA PRIVATE KEY>\nafter"
+    assert redactor.text(tail_cut, "m") == "before\n<redacted PEM PRIVATE KEY>"
+
+
+def test_secret_names():
+    secret = ["DB_PASSWORD", "dbpassword", "apiKey", "api_key", "ALGA_AUTH_KEY", "oauth",
+              "client-key-data", "accessToken", "Authorization", "x-api-key", "client_secret"]
+    not_secret = ["key", "KeyError", "secretName", "tokenFile", "tokenizer", "author",
+                  "authority", "monkey", "keyboard", "passage", "PGDATA", "secretKeyRef",
+                  "certificate-authority-data", "tokens"]
+    assert [name for name in secret if not is_secret_name(name)] == []
+    assert [name for name in not_secret if is_secret_name(name)] == []
+
+
+def test_network_obfuscation_is_consistent_and_keeps_what_identifies_nothing():
+    network = NetworkMap(["psa-node7", "psa.acme.example"], ["acme.example"])
+    redactor = Redactor(network=network)
+    first = redactor.text("psa-node7 192.168.40.7/24 fe80::1 db.acme.example", "a")
+    second = redactor.text("PSA-NODE7 at 192.168.40.7, psa.acme.example", "b")
+    assert first == "host-1 ip4-1/24 ip6-1 host-2"
+    assert second == "host-1 at ip4-1, host-3"
+    kept = "127.0.0.1 ::1 0.0.0.0 10.42.0.7 10.43.0.10 github.com 10:00:00 v1.2.3 aa:bb:cc:dd"
+    assert redactor.text(kept, "c") == kept
+    assert network.mapping() == {
+        "addresses": {"192.168.40.7": "ip4-1", "fe80::1": "ip6-1"},
+        "hostnames": {"psa-node7": "host-1", "db.acme.example": "host-2",
+                      "psa.acme.example": "host-3"}}
+    assert redactor.report.as_dict()["network-obfuscation"]["total"] == 7
