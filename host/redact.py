@@ -38,9 +38,10 @@ SECRET_ENDINGS = ("token", "auth", "pwd", "authorization")
 REFERENCE_WORDS = frozenset({"name", "ref", "file", "path", "namespace", "kind", "type",
                              "mode", "seconds", "ttl"})
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
-# Anything a pattern rule could match contains one of these; most strings contain none.
-_TRIGGER = re.compile(r"(?i)-----|LS0tLS1|://|bearer|authoriz|gh[pousr]_|github_pat_|eyJ"
-                      r"|pass|pwd|token|secret|credential|key|auth")
+# Anything a line rule could match contains one of these, in lower case; most lines contain
+# none. (Searching lower-cased text is some seven times faster than ignoring case.)
+_TRIGGER = re.compile(r"ls0tls1|://|bearer|gh[pousr]_|github_pat_|eyj|pass|pwd|token|secret"
+                      r"|credential|key|auth")
 _SECRET_HINT = r"(?i:pass|pwd|token|secret|credential|key|auth)"
 _KEY_NAME = rf"(?=[\w.-]{{0,64}}?{_SECRET_HINT})(?P<key>[\w.-]{{1,80}})"
 _KEY = rf"(?<![\w.-]){_KEY_NAME}"
@@ -130,15 +131,18 @@ def _pem(match: re.Match) -> str:
     return f"<redacted PEM {label.strip()}>"
 
 
-RULES: tuple[Rule, ...] = (
-    # A whole block; a block cut off by truncation (BEGIN, no END); the end of one whose
-    # start was cut off. Newlines may be real or escaped (a PEM inside a JSON log line).
-    Rule("pem-block", re.compile(
-        r"-----BEGIN (?P<label>[A-Z0-9 ]{1,64})-----.*?-----END (?P=label)-----"
-        r"|-----BEGIN (?P<cut>[A-Z0-9 ]{1,64})-----"
-        rf"(?:\\[nr]|{_B64}|\s|[A-Za-z-]+:[^\n]*\n)*"
-        rf"|(?:^|(?<=\\n))(?:[ \t]*{_B64}{{16,}}[ \t]*(?:\\n|\r?\n))+"
-        r"[ \t]*-----END (?P<tail>[A-Z0-9 ]{1,64})-----", re.S | re.M), _pem),
+# A whole block; a block cut off by truncation (BEGIN, no END); the end of one whose start
+# was cut off. Newlines may be real or escaped (a PEM inside a JSON log line).
+PEM_RULE = Rule("pem-block", re.compile(
+    r"-----BEGIN (?P<label>[A-Z0-9 ]{1,64})-----.*?-----END (?P=label)-----"
+    r"|-----BEGIN (?P<cut>[A-Z0-9 ]{1,64})-----"
+    rf"(?:\\[nr]|{_B64}|\s|[A-Za-z-]+:[^\n]*\n)*"
+    rf"|(?:^|(?<=\\n))(?:[ \t]*{_B64}{{16,}}[ \t]*(?:\\n|\r?\n))+"
+    r"[ \t]*-----END (?P<tail>[A-Z0-9 ]{1,64})-----", re.S | re.M), _pem)
+
+# Rules whose matches never span lines (none may match a newline): applied only to the
+# lines that contain a trigger, which in a large log are few.
+LINE_RULES: tuple[Rule, ...] = (
     # base64 of "-----BEGIN": kubeconfig client-key-data, certificate-authority-data, …
     Rule("base64-pem", re.compile(rf"LS0tLS1CRUdJTi{_B64}*"), lambda match: MARKER),
     Rule("authorization-header", re.compile(
@@ -163,8 +167,8 @@ RULES: tuple[Rule, ...] = (
         lambda match: _replace_group(match, "value", "before")),
     # "db_password": "…" (also inside JSON that is itself a JSON string: \"…\")
     Rule("secret-field", re.compile(
-        rf"(?P<q>\\*\"){_KEY_NAME}(?P=q)\s*:\s*"
-        r"(?:(?P=q)(?P<value>(?:[^\"\\]|\\.)*?)(?P=q)|(?P<number>-?\d[\d.eE+-]*))"),
+        rf"(?P<q>\\*\"){_KEY_NAME}(?P=q)[ \t]*:[ \t]*"
+        r"(?:(?P=q)(?P<value>(?:[^\"\\\n]|\\.)*?)(?P=q)|(?P<number>-?\d[\d.eE+-]*))"),
         _value_of_secret_key("value", "number")),
     # DB_PASSWORD=…, --token=…, ?access_token=…&
     Rule("secret-field", re.compile(
@@ -175,7 +179,11 @@ RULES: tuple[Rule, ...] = (
         rf"{_KEY}[ \t]*:[ \t]*(?:\"(?P<dq>(?:[^\"\\\n]|\\.)*)\"|'(?P<sq>[^'\n]*)'"
         r"|(?P<value>[^\s\"'{}\[\],][^\n\"'{}\[\],]*?))(?=[ \t]*(?:$|[\n,}\]\"]|\\n))", re.M),
         _value_of_secret_key("dq", "sq", "value")),
-    # A container env var: {"name": "DB_PASSWORD", "value": "…"} and its YAML form.
+)
+
+# A container env var: {"name": "DB_PASSWORD", "value": "…"} (kubectl prints it over several
+# lines) and its YAML form.
+ENV_RULES: tuple[Rule, ...] = (
     Rule("secret-env", re.compile(
         r"(?P<q>\\*\")name(?P=q)\s*:\s*(?P=q)(?P<name>[\w.-]{1,128})(?P=q)\s*,\s*"
         r"(?P=q)value(?P=q)\s*:\s*(?P=q)(?P<value>(?:[^\"\\]|\\.)*?)(?P=q)"),
@@ -279,8 +287,11 @@ class Redactor:
     def text(self, text: str, member: str) -> str:
         if self.patterns:
             text = self._known(text, member)
-            if _TRIGGER.search(text):
-                for rule in RULES:
+            if "-----" in text:
+                text = self._apply(PEM_RULE, text, member)
+            text = self._triggered_lines(text, member)
+            if "name" in text and "value" in text:
+                for rule in ENV_RULES:
                     text = self._apply(rule, text, member)
         if self.network is not None:
             text = self.network.replace(text, member, self.report)
@@ -314,6 +325,30 @@ class Redactor:
                 text = text.replace(form, MARKER)
                 self.report.add(f"known-value:{kind}", member, count)
         return text
+
+    def _triggered_lines(self, text: str, member: str) -> str:
+        """LINE_RULES applied to the lines that contain a trigger, all in one block (no line
+        rule matches across a newline, so the block splits back into the same lines)."""
+        lowered = text.lower()
+        if len(lowered) != len(text):  # a few characters lower-case to two (İ → i̇)
+            lowered = "".join(c if len(c.lower()) > 1 else c.lower() for c in text)
+        spans, end = [], 0
+        for trigger in _TRIGGER.finditer(lowered):
+            if trigger.start() >= end:  # not a second trigger in a line already taken
+                start = text.rfind("\n", 0, trigger.start()) + 1
+                end = text.find("\n", trigger.end())
+                end = len(text) if end < 0 else end
+                spans.append((start, end))
+        if not spans:
+            return text
+        block = "\n".join(text[start:end] for start, end in spans)
+        for rule in LINE_RULES:
+            block = self._apply(rule, block, member)
+        pieces, done = [], 0
+        for (start, end), line in zip(spans, block.split("\n"), strict=True):
+            pieces += [text[done:start], line]
+            done = end
+        return "".join(pieces) + text[done:]
 
     def _apply(self, rule: Rule, text: str, member: str) -> str:
         hits = 0
