@@ -121,3 +121,34 @@ def console_banner_command() -> None:
     changed = banner.update()
     # Never the banner itself: it holds the token, and this output goes to the journal.
     click.echo("console banner updated" if changed else "console banner unchanged")
+
+
+@main.command("support-bundle")
+@click.option("-o", "--output", type=click.Path(path_type=Path),
+              help=f"A directory, or the archive's path [default: {paths.SUPPORT_DIR}, where "
+                   "the newest 5 are kept].")
+@click.option("--obfuscate-network", is_flag=True,
+              help="Replace IP addresses and this site's host names; the mapping stays on "
+                   "this host, beside the archive.")
+@click.option("--no-redact", is_flag=True,
+              help="Leave passwords, tokens and keys in (stamped in the bundle); only when "
+                   "support asks.")
+def support_bundle_command(output: Path | None, obfuscate_network: bool,
+                           no_redact: bool) -> None:
+    """Collect state, logs and cluster status, secrets removed, into one archive for support."""
+    from host import bundle  # the bundle's imports are only needed here
+
+    if os.geteuid() != 0:
+        click.echo("support-bundle: must run as root (sudo alga-appliance support-bundle): it "
+                   "reads the cluster's configuration and the secrets it removes", err=True)
+        sys.exit(engine.EXIT_FAILED)
+    try:
+        archive = bundle.create(None, output, obfuscate_network=obfuscate_network,
+                                redact=not no_redact, progress=bundle.terminal_progress())
+    except bundle.BundleError as exc:
+        click.echo(f"support-bundle: {exc}", err=True)
+        sys.exit(engine.EXIT_FAILED)
+    if obfuscate_network:
+        click.echo(f"the network mapping stays here, do not send it: "
+                   f"{bundle.mapping_path(archive)}", err=True)
+    click.echo(archive)
