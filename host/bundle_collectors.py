@@ -43,7 +43,7 @@ OUTPUT_LIMIT = 1 << 20  # bytes kept of other command output: its start, before 
 JOURNAL_LINES = 5000
 CONTAINER_LOG_LINES = 5000
 CONTAINER_LOG_BYTES = 256 << 10
-MAX_FAILING_PODS = 25  # pods whose container logs are collected, problems first
+MAX_FAILING_PODS = 25  # pods whose container logs are collected, in the API's order
 KUBECTL_REQUEST_TIMEOUT = 20
 K3S_TOKENS = ("/var/lib/rancher/k3s/server/token", "/var/lib/rancher/k3s/server/node-token",
               "/var/lib/rancher/k3s/server/agent-token")
@@ -54,8 +54,10 @@ NEVER_COLLECTED = (paths.TOKEN_FILE, f"{paths.STATE_DIR}/*token*", paths.ISSUE_F
 # Before setup is submitted, network checks run as setup's defaults would.
 DEFAULT_INPUTS = {"channel": "stable", "app_url": "", "dns": {"mode": "system"},
                   "proxy": None, "overrides": {}}
+# Names that identify no site: what setup contacts, and the ISO's default host name
+# (isobuild/options.py), which also names the appliance's units, paths and user.
 PUBLIC_NAMES = frozenset({*endpoints.Endpoints().dns_names, "githubusercontent.com",
-                          "localhost", paths.SERVICE_USER})  # the ISO's default host name
+                          "localhost", "alga-appliance"})
 PACKAGES = ("python3", "python3-yaml", "python3-requests", "python3-jsonschema",
             "systemd", "containerd", "iptables")
 
@@ -237,7 +239,11 @@ def phase_logs(ctx: Context, out: Output) -> None:
             continue
         data = read_host_file(ctx.root, host_path)
         if path.suffix == ".gz":
-            data = gzip.decompress(data)
+            try:
+                data = gzip.decompress(data)
+            except (OSError, EOFError) as exc:  # one damaged rotation never hides the rest
+                out.notes.append(f"{host_path} is not a readable gzip file: {exc}")
+                continue
         out.add(f"logs/phases/{path.name.removesuffix('.gz')}", data, limit=LOG_LIMIT,
                 keep="end")
 
@@ -282,7 +288,7 @@ def _event_line(event: dict) -> str:
     involved = event.get("involvedObject", {})
     return (f"{event.get('lastTimestamp') or event.get('eventTime') or ''} "
             f"{event.get('type', '')} {event.get('reason', '')} "
-            f"{involved.get('kind', '')}/{involved.get('name', '')}: {event.get('message', '')}")
+            f"{involved.get('kind', '')}/{involved.get('name', '')}  {event.get('message', '')}")
 
 
 def _keys(secret: dict) -> list[str]:

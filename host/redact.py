@@ -30,13 +30,15 @@ LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 # What makes a field, env var or header name a secret's name: a word containing one of
 # SECRET_PARTS (dbpassword), or ending in one of SECRET_ENDINGS (accesstoken, but not
-# tokenizer or author); and last words that make it a reference to one instead
-# (secretName, tokenFile, passwordPath, …).
+# tokenizer or author); and last words that make it about a secret instead of one
+# (secretName, tokenFile, TOKEN_URL, AWS_ACCESS_KEY_ID, TokenExpired, …).
 SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "credential", "apikey",
                 "authkey", "privatekey", "accesskey", "signingkey", "encryptionkey")
 SECRET_ENDINGS = ("token", "auth", "pwd", "authorization")
-REFERENCE_WORDS = frozenset({"name", "ref", "file", "path", "namespace", "kind", "type",
-                             "mode", "seconds", "ttl"})
+REFERENCE_WORDS = frozenset({"name", "ref", "file", "path", "dir", "namespace", "kind",
+                             "type", "mode", "id", "url", "uri", "endpoint", "seconds", "ttl",
+                             "expiry", "expires", "expired", "error", "failed", "invalid",
+                             "missing", "required", "length", "size", "count"})
 _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 # Anything a line rule could match contains one of these, in lower case; most lines contain
 # none. (Searching lower-cased text is some seven times faster than ignoring case.)
@@ -87,9 +89,6 @@ class Report:
     def add(self, rule: str, member: str, count: int = 1) -> None:
         members = self.hits.setdefault(rule, {})
         members[member] = members.get(member, 0) + count
-
-    def total(self, rule: str) -> int:
-        return sum(self.hits.get(rule, {}).values())
 
     def as_dict(self) -> dict:
         return {rule: {"total": sum(members.values()), "files": dict(sorted(members.items()))}

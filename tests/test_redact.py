@@ -111,7 +111,7 @@ def test_a_secret_in_each_shape_is_removed_and_the_text_around_it_kept(before, s
     out = redactor.text(f"{before}\n{snippet}\n{after}", "m")
     assert out == f"{before}\n{expected}\n{after}"
     assert secret not in out
-    assert sum(redactor.report.total(rule) for rule in redactor.report.hits) == 1
+    assert [rule["total"] for rule in redactor.report.as_dict().values()] == [1]
 
 
 @given(harmless_text, st.text(min_size=6, max_size=60), harmless_text,
@@ -125,7 +125,7 @@ def test_a_known_value_is_removed_in_any_form_anywhere(before, value, after, for
     redactor = Redactor([KnownValue("proxy-password", value)])
     out = redactor.text(f"{before}{written}{after}", "m")
     assert written not in out
-    assert redactor.report.total("known-value:proxy-password") >= 1
+    assert redactor.report.as_dict()["known-value:proxy-password"]["total"] >= 1
 
 
 def test_known_values_beat_patterns_and_short_ones_are_left_to_patterns():
@@ -197,7 +197,8 @@ def test_secret_names():
               "client-key-data", "accessToken", "Authorization", "x-api-key", "client_secret"]
     not_secret = ["key", "KeyError", "secretName", "tokenFile", "tokenizer", "author",
                   "authority", "monkey", "keyboard", "passage", "PGDATA", "secretKeyRef",
-                  "certificate-authority-data", "tokens"]
+                  "certificate-authority-data", "tokens", "TokenExpired", "TOKEN_URL",
+                  "AWS_ACCESS_KEY_ID"]
     assert [name for name in secret if not is_secret_name(name)] == []
     assert [name for name in not_secret if is_secret_name(name)] == []
 
