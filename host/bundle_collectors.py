@@ -38,11 +38,13 @@ from host import (
 from host.kube import Kube, KubeError
 from host.redact import KnownValue
 
-LOG_LIMIT = 2 << 20  # bytes kept of each log: its end, after a marker
+LOG_LIMIT = 2 << 20  # bytes kept of each host log (phases, journal): its end, after a marker
 OUTPUT_LIMIT = 1 << 20  # bytes kept of other command output: its start, before a marker
-JOURNAL_LINES = 5000
-CONTAINER_LOG_LINES = 5000
-CONTAINER_LOG_BYTES = 256 << 10
+LOG_LINES = 5000  # lines asked of journalctl and kubectl logs: the end of each log
+CONTAINER_LOG_BYTES = 256 << 10  # bytes kept of each container log: its end, after a marker
+# What kubectl may send at most, so a log of huge lines cannot fill memory. (--limit-bytes
+# keeps the start of what --tail selected, so it is only a safety net: the bundle cuts.)
+KUBECTL_LOG_BYTES = 16 << 20
 MAX_FAILING_PODS = 25  # pods whose container logs are collected, in the API's order
 KUBECTL_REQUEST_TIMEOUT = 20
 K3S_TOKENS = ("/var/lib/rancher/k3s/server/token", "/var/lib/rancher/k3s/server/node-token",
@@ -80,9 +82,9 @@ class SupportKube(Kube):
                                      f"--request-timeout={KUBECTL_REQUEST_TIMEOUT}s"]))
 
     def logs(self, namespace: str, target: str, *extra: str) -> str:
-        """The end of a pod's, deployment's or job's logs, bounded by lines and bytes."""
+        """The last LOG_LINES lines of a pod's, deployment's or job's logs."""
         return self._run(["logs", target, "--namespace", namespace, "--timestamps",
-                          f"--tail={CONTAINER_LOG_LINES}", f"--limit-bytes={CONTAINER_LOG_BYTES}",
+                          f"--tail={LOG_LINES}", f"--limit-bytes={KUBECTL_LOG_BYTES}",
                           f"--request-timeout={KUBECTL_REQUEST_TIMEOUT}s", *extra])
 
 
@@ -104,6 +106,13 @@ class Output:
         self.truncated: set[str] = set()
         self.abandoned = False
         staging.mkdir(parents=True)
+
+    def add_log(self, member: str, text: str, limit: int) -> None:
+        """Stage the end of a log its source already cut to LOG_LINES lines, saying so
+        when it did."""
+        if text.count("\n") >= LOG_LINES:
+            text = f"[support bundle: only the last {LOG_LINES} lines were asked for]\n{text}"
+        self.add(member, text, limit=limit, keep="end")
 
     def add(self, member: str, data: bytes | str, *, limit: int | None = None,
             keep: str = "start") -> None:
@@ -218,9 +227,11 @@ def state_file(source: state.StateFile) -> Collector:
 
 
 def journal(name: str, unit: str) -> Collector:
-    return command(name, ["journalctl", "--boot", "--no-pager", "--output", "short-iso",
-                          "--unit", unit, "--lines", str(JOURNAL_LINES)],
-                   timeout=30, limit=LOG_LIMIT, keep="end")
+    def run(ctx: Context, out: Output) -> None:
+        out.add_log(f"{name}.txt", run_command(
+            ["journalctl", "--boot", "--no-pager", "--output", "short-iso", "--unit", unit,
+             "--lines", str(LOG_LINES)], 30), LOG_LIMIT)
+    return Collector(name, 30, run)
 
 
 # --- appliance logs --------------------------------------------------------------------
@@ -377,8 +388,9 @@ def failing_pod_logs(ctx: Context, out: Output) -> None:
             for suffix, extra in runs:
                 member = f"kubernetes/pod-logs/{namespace}/{name}/{container['name']}{suffix}.log"
                 try:
-                    out.add(member, ctx.kube.logs(namespace, name, "--container",
-                                                  container["name"], *extra))
+                    out.add_log(member, ctx.kube.logs(namespace, name, "--container",
+                                                      container["name"], *extra),
+                                CONTAINER_LOG_BYTES)
                 except KubeError as exc:  # one container's logs never stop the rest
                     problems.append(f"{namespace}/{name}/{container['name']}{suffix}: {exc}")
     out.notes += problems
@@ -388,8 +400,9 @@ def controller_logs(controller: str) -> Collector:
     name = f"flux/logs/{controller}"
 
     def run(ctx: Context, out: Output) -> None:
-        out.add(f"{name}.log", ctx.kube.logs(cluster_objects.FLUX_NAMESPACE,
-                                             f"deployment/{controller}", "--all-containers"))
+        out.add_log(f"{name}.log", ctx.kube.logs(cluster_objects.FLUX_NAMESPACE,
+                                                 f"deployment/{controller}", "--all-containers"),
+                    CONTAINER_LOG_BYTES)
     return Collector(name, 30, run)
 
 
@@ -404,8 +417,9 @@ def bootstrap_job(ctx: Context, out: Output) -> None:
     for job in jobs:
         name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
         try:
-            out.add(f"kubernetes/bootstrap-job/{name}.log",
-                    ctx.kube.logs(namespace, f"job/{name}", "--all-containers"))
+            out.add_log(f"kubernetes/bootstrap-job/{name}.log",
+                        ctx.kube.logs(namespace, f"job/{name}", "--all-containers"),
+                        CONTAINER_LOG_BYTES)
         except KubeError as exc:  # the status alone still helps
             out.notes.append(f"logs of job {name}: {exc}")
 

@@ -27,7 +27,7 @@ from test_readiness import flux, job, node, workload
 from test_status import INSTALLED, event, pod
 
 from host import bundle, cli, paths, phases, state
-from host.bundle_collectors import LOG_LIMIT, Collector, command
+from host.bundle_collectors import CONTAINER_LOG_BYTES, LOG_LIMIT, Collector, command
 from host.kube import Kube
 from host.validation import validate
 
@@ -132,7 +132,8 @@ def cluster(root: Path) -> dict:
     (root / "store.json").write_text(json.dumps(store))
     logs = root / "pod-logs"
     escaped_pem = PEM.replace("\n", "\\n")
-    write(logs / "msp/db-0/main.log", "FATAL: password authentication failed for user alga\n")
+    write(logs / "msp/db-0/main.log", "2026-11-27T10:00:00Z LOG:  database system is "
+          "starting up\n" * 6000 + "FATAL: password authentication failed for user alga\n")
     write(logs / "msp/db-0/main.previous.log",
           f'{{"level":"info","msg":"loaded key {escaped_pem}"}}\n'
           f"connecting with {DB_PASSWORD} and auth key {AUTH_KEY}\n")
@@ -289,6 +290,13 @@ def test_the_archive_layout_and_the_manifest(lab):
     assert k3s_log.rstrip().endswith(b"k3s failed: node not ready")
     assert {"path": "logs/phases/k3s.log", "bytes": len(k3s_log), "truncated": True} in (
         manifest["members"])
+    # Container logs keep their end; the journal says it was asked for its last lines.
+    db_log = found["kubernetes/pod-logs/msp/db-0/main.log"]
+    assert len(db_log) < CONTAINER_LOG_BYTES + 200
+    assert db_log.startswith(b"[support bundle: the first ")
+    assert db_log.endswith(b"FATAL: password authentication failed for user alga\n")
+    assert found["logs/journal-k3s.txt"].startswith(
+        b"[support bundle: only the last 5000 lines were asked for]\n")
     # The readable summaries beside the JSON.
     assert b"msp/db-0  Running ready 0/1 restarts 3 waiting: CrashLoopBackOff" in (
         found["kubernetes/pods.txt"])
