@@ -48,6 +48,7 @@ from host import paths, state
 from host.bundle_collectors import (
     COLLECTORS,
     Collector,
+    CollectorFailed,
     CollectorTimedOut,
     Context,
     Output,
@@ -56,7 +57,9 @@ from host.bundle_collectors import (
     site_names,
 )
 from host.console.progress import describe
-from host.kube import K3S_KUBECONFIG, Kube
+from host.dnsquery import DnsError
+from host.http import FetchError
+from host.kube import K3S_KUBECONFIG, Kube, KubeError
 from host.redact import KnownValue, NetworkMap, Redactor, Report
 from host.validation import validate
 from host.version import __version__
@@ -250,9 +253,10 @@ def _abandon(outcome: Outcome) -> None:
 
 
 def _describe(error: Exception) -> str:
+    """Our own errors already say what failed; anything else is named by its type."""
+    explained = (CollectorFailed, KubeError, state.StateFileInvalid, DnsError, FetchError)
     text = str(error) or type(error).__name__
-    known = ("CollectorFailed", "KubeError", "StateFileInvalid", "FetchError", "DnsError")
-    return text if type(error).__name__ in known else f"{type(error).__name__}: {text}"
+    return text if isinstance(error, explained) else f"{type(error).__name__}: {text}"
 
 
 def _raise_if_out_of_space(outcome: Outcome) -> None:
@@ -317,7 +321,8 @@ def _summary(root: Path | None, outcomes: list[Outcome], now: datetime.datetime,
     lines += ["", "## Collection", "",
               f"{len(outcomes) - len(problems)} of {len(outcomes)} collectors succeeded "
               "(details in bundle.json)."]
-    lines += [f"- {o.collector.name}: {o.status}: {o.error}" for o in problems]
+    # No colon after a name: "kubernetes/secrets: …" would read as a secret's field.
+    lines += [f"- {o.collector.name} {o.status}: {o.error}" for o in problems]
     return "\n".join(lines) + "\n"
 
 
