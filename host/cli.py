@@ -152,3 +152,16 @@ def support_bundle_command(output: Path | None, obfuscate_network: bool,
         click.echo(f"the network mapping stays here, do not send it: "
                    f"{bundle.mapping_path(archive)}", err=True)
     click.echo(archive)
+
+
+@main.command("accept-support-bundle")
+def accept_support_bundle_command() -> None:
+    """Make the support bundle the web UI asked for (what its .path unit runs)."""
+    from host import bundle, support_request
+
+    try:
+        name = support_request.run()
+    except bundle.BundleError as exc:
+        click.echo(f"accept-support-bundle: {exc}", err=True)
+        sys.exit(engine.EXIT_FAILED)
+    click.echo(f"support bundle {name} made" if name else "no support bundle request is waiting")

@@ -47,6 +47,9 @@ STATUS = StateFile("status snapshot", paths.STATE_DIR, "status.json", "status.sc
                    0o640)
 MAINTENANCE = StateFile("maintenance metadata", paths.STATE_DIR, "maintenance.json",
                         "maintenance.schema.json", 0o640)
+SUPPORT_BUNDLE_STATUS = StateFile("support bundle status", paths.STATE_DIR,
+                                  "support-bundle-status.json",
+                                  "support-bundle-status.schema.json", 0o640)
 
 
 class StateFileInvalid(Exception):

@@ -11,6 +11,7 @@ per client address.
 import collections
 import json
 import mimetypes
+import os
 import subprocess
 import sys
 import threading
@@ -19,7 +20,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from host import netinfo, paths, setup_request, state, token
+from host import netinfo, paths, setup_request, state, support_request, token
 from host.inputs import (
     CHANNELS,
     DEFAULT_CHANNEL,
@@ -111,6 +112,12 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = netinfo.node
         ("GET", "/api/release"): lambda environ: (200, {
             "release": state.read(state.SELECTED_RELEASE, root)}),
         ("GET", "/api/logs"): lambda environ: (200, _logs(environ, root, journal)),
+        ("POST", "/api/support-bundle"): lambda environ: _support_bundle_request(root),
+        ("GET", "/api/support-bundle"): lambda environ: (200, {
+            "status": state.read(state.SUPPORT_BUNDLE_STATUS, root),
+            "bundles": support_request.available(root)}),
+        ("GET", "/api/support-bundle/download"): lambda environ: (
+            200, _bundle_archive(environ, root)),
     }
 
     def app(environ: dict, start_response) -> Iterable[bytes]:
@@ -127,6 +134,8 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = netinfo.node
             if path != "/healthz":
                 _authenticate(environ, root, limiter)
             status, body = handler(environ)
+            if isinstance(body, Path):
+                return _download(body, start_response)
         except HttpError as exc:
             status, body = exc.status, exc.body
             extra_headers = exc.headers
@@ -139,6 +148,39 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = netinfo.node
         return [json.dumps(body).encode()]
 
     return app
+
+
+def _support_bundle_request(root: Path | None) -> tuple[int, dict]:
+    try:
+        support_request.submit(root)
+    except support_request.Busy as exc:
+        raise HttpError(409, str(exc)) from exc
+    return 202, {"accepted": True}
+
+
+def _bundle_archive(environ: dict, root: Path | None) -> Path:
+    name = urllib.parse.parse_qs(environ.get("QUERY_STRING", "")).get("name", [""])[-1]
+    path = support_request.archive(name, root)
+    if path is None:
+        raise HttpError(404, "no such support bundle; GET /api/support-bundle lists them")
+    return path
+
+
+def _download(path: Path, start_response) -> Iterable[bytes]:
+    """An archive as an attachment, read in chunks (bundles are megabytes)."""
+    fp = open(path, "rb")  # noqa: SIM115  (waitress closes the iterable when sent)
+    size = os.fstat(fp.fileno()).st_size
+    start_response("200 OK", [("Content-Type", "application/gzip"),
+                              ("Content-Length", str(size)), ("Cache-Control", "no-store"),
+                              ("Content-Disposition", f'attachment; filename="{path.name}"'),
+                              *SECURITY_HEADERS])
+    return _chunks(fp)
+
+
+def _chunks(fp) -> Iterable[bytes]:
+    with fp:
+        while chunk := fp.read(1 << 16):
+            yield chunk
 
 
 def _static(method: str, path: str, start_response) -> Iterable[bytes]:

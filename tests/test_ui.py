@@ -12,6 +12,8 @@ import os
 import struct
 import subprocess
 import sys
+import tarfile
+import threading
 import zlib
 from pathlib import Path
 
@@ -26,8 +28,9 @@ from test_readiness import healthy, workload
 from test_status import INSTALLED, pod, stage
 from test_status import collect as collect_status
 
-from host import cli, engine, paths, requests_spool, state, token
+from host import cli, engine, paths, requests_spool, state, support_request, token
 from host.inputs import InputErrors, parse_setup_inputs
+from host.validation import validate
 from host.web import make_app
 
 HERE = Path(__file__).resolve().parent
@@ -572,3 +575,53 @@ def test_polling_stops_while_the_tab_is_hidden_and_backs_off_on_errors(tmp_path,
     # Back-off 4 s, then 8 s: at most 2 tries in 9 s, where 2 s polling would make 4.
     assert 1 <= sum("/api/install" in c for c in ui.api_calls) <= 2
     ui.shot("connection-lost")
+
+
+# --- the support bundle ------------------------------------------------------------------
+
+
+def test_support_bundle_button_makes_one_shows_progress_and_downloads_it(
+        lab, open_ui, monkeypatch, tmp_path):  # noqa: F811
+    """The button end to end: the request goes through the spool, the root oneshot's code
+    (run here, as systemd would) makes a real bundle against the loopback network lab with
+    the cluster down, and the browser downloads a valid archive."""
+    monkeypatch.setenv("PATH", f"{HERE / 'fakes' / 'support'}:{HERE / 'fakes'}:/usr/bin:/bin")
+    for variable, name in (("FAKE_KUBE_STORE", "store.json"), ("FAKE_KUBE_LOG", "kubectl.log"),
+                           ("FAKE_JOURNAL_LOG", "journal.log"),
+                           ("FAKE_SYSTEMCTL_LOG", "systemctl.log")):
+        monkeypatch.setenv(variable, str(tmp_path / name))
+    monkeypatch.setenv("FAKE_KUBE_DOWN", "1")
+    monkeypatch.setenv("FAKE_JOURNAL_SLEEP", "6")  # slow enough to watch the progress
+    state.write(state.INSTALL_STATE, INSTALLED, lab.root)
+    ui = open_ui(lab.root)
+    ui.open("/support")
+    page = ui.page
+    expect(page.locator("#bundles")).to_contain_text("None yet.")
+    page.click("#bundle-create")
+    expect(page.locator("#bundle-step")).to_have_text("Waiting for the host to start the bundle…")
+    expect(page.locator("#bundle-create")).to_be_disabled()
+    assert requests_spool.spool_file(support_request.REQUEST, lab.root).exists()
+    maker = threading.Thread(target=support_request.run,
+                             args=(lab.root, os.environ.get("USER", "root")))
+    maker.start()
+    try:
+        expect(page.locator("#bundle-step")).to_contain_text("Making the bundle:", timeout=20_000)
+        ui.shot("support-progress")
+    finally:
+        maker.join(120)
+    row = page.locator("#bundles tbody tr")
+    expect(row).to_have_count(1, timeout=20_000)
+    expect(page.locator("#bundle-create")).to_be_enabled()
+    ui.shot("support-ready")
+    with page.expect_download() as started:
+        row.get_by_role("button", name="Download").click()
+    download = started.value
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    assert support_request.ARCHIVE_NAME.match(saved.name)
+    with tarfile.open(saved) as archive:
+        names = archive.getnames()
+        manifest = json.load(archive.extractfile(names[0]))
+    assert names[0].endswith("/bundle.json") and any(n.endswith("/SUMMARY.md") for n in names)
+    validate(manifest, "support-bundle.schema.json", name="bundle.json", source=saved.name)
+    assert saved.read_bytes() == (support_request.bundle_dir(lab.root) / saved.name).read_bytes()

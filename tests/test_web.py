@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openapi_check import assert_documented, document
 
-from host import cli, paths, requests_spool, state, token
+from host import cli, paths, requests_spool, state, support_request, token
 from host.inputs import parse_setup_inputs
 from host.web import MAX_BODY, make_app
 
@@ -57,7 +57,8 @@ def test_healthz_needs_no_token(server):
 @pytest.mark.parametrize(("method", "path"), [
     ("GET", "/api/setup"), ("POST", "/api/setup"), ("POST", "/api/setup/validate"),
     ("GET", "/api/status"), ("GET", "/api/install"), ("GET", "/api/release"),
-    ("GET", "/api/logs")])
+    ("GET", "/api/logs"), ("GET", "/api/support-bundle"), ("POST", "/api/support-bundle"),
+    ("GET", "/api/support-bundle/download")])
 def test_every_api_endpoint_needs_the_token(server, root, header, method, path):
     url, _ = server
     headers = {} if header is None else {"Authorization": header}
@@ -66,6 +67,7 @@ def test_every_api_endpoint_needs_the_token(server, root, header, method, path):
     assert response.json() == {"error": "unauthorized"}  # no detail
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert not requests_spool.spool_file(paths.SETUP_REQUEST, root).exists()
+    assert not requests_spool.spool_file(support_request.REQUEST, root).exists()
 
 
 def test_failed_attempts_are_rate_limited_per_client(server):
@@ -236,6 +238,57 @@ def test_release_reads_the_selected_release(server, root):
     assert_documented(response, "GET", "/api/release")
 
 
+def test_support_bundle_request_is_spooled_once_and_refused_while_one_runs(server, root):
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    first = requests.post(f"{url}/api/support-bundle", headers=auth, timeout=5)
+    assert first.status_code == 202 and first.json() == {"accepted": True}
+    assert_documented(first, "POST", "/api/support-bundle")
+    again = requests.post(f"{url}/api/support-bundle", headers=auth, timeout=5)
+    assert again.status_code == 409 and "already asked for" in again.json()["error"]
+    assert_documented(again, "POST", "/api/support-bundle")
+    requests_spool.take(support_request.REQUEST, root)
+    running = json.loads((Path(__file__).parent / "schema_examples/support-bundle-status/"
+                          "valid-running.json").read_text())
+    state.write(state.SUPPORT_BUNDLE_STATUS, running, root)
+    busy = requests.post(f"{url}/api/support-bundle", headers=auth, timeout=5)
+    assert busy.status_code == 409 and "being made" in busy.json()["error"]
+    listing = requests.get(f"{url}/api/support-bundle", headers=auth, timeout=5)
+    assert listing.json() == {"status": running, "bundles": []}
+    assert_documented(listing, "GET", "/api/support-bundle")
+
+
+def test_support_bundle_download_serves_only_our_archives(server, root):
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    directory = support_request.bundle_dir(root)
+    directory.mkdir()
+    name = "alga-appliance-support-alga-20261127T100000Z.tar.gz"
+    archive = directory / name
+    archive.write_bytes(os.urandom(300_000))
+    archive.chmod(0o600)
+    listed = requests.get(f"{url}/api/support-bundle", headers=auth, timeout=5).json()
+    assert [(b["name"], b["size_bytes"]) for b in listed["bundles"]] == [(name, 300_000)]
+    response = requests.get(f"{url}/api/support-bundle/download", params={"name": name},
+                            headers=auth, timeout=5)
+    assert response.status_code == 200 and response.content == archive.read_bytes()
+    assert response.headers["Content-Type"] == "application/gzip"
+    assert response.headers["Content-Disposition"] == f'attachment; filename="{name}"'
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    assert_documented(response, "GET", "/api/support-bundle/download")
+    (root / paths.TOKEN_FILE.lstrip("/")).chmod(0o600)
+    for bad in ("../setup-token", f"{name}/../../setup-token", "setup-token",
+                "alga-appliance-support-x/../../setup-token.tar.gz", "", name + ".x",
+                "alga-appliance-support-nothere.tar.gz"):
+        refused = requests.get(f"{url}/api/support-bundle/download", params={"name": bad},
+                               headers=auth, timeout=5)
+        assert refused.status_code == 404, bad
+        assert_documented(refused, "GET", "/api/support-bundle/download")
+    no_token = requests.get(f"{url}/api/support-bundle/download", params={"name": name},
+                            timeout=5)
+    assert no_token.status_code == 401
+
+
 def test_token_rotate_replaces_the_token(root):
     first = token.ensure_token(root, owner="root")
     second = token.rotate_token(root, owner="root")
@@ -366,6 +419,7 @@ def test_fuzzed_requests_never_5xx_and_never_leave_invalid_state(server, root):
     @given(method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
            path=st.sampled_from(["/api/setup", "/api/setup/validate", "/api/status",
                                  "/api/install", "/api/release", "/api/logs", "/healthz",
+                                 "/api/support-bundle", "/api/support-bundle/download",
                                  "/api/other", "/index.html", "/../x"]),
            authorized=st.booleans(), body=json_values)
     def fuzz(method, path, authorized, body):

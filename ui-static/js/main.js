@@ -36,6 +36,9 @@ const actions = {
     actions.go("progress");
     poller.now();
   },
+  pollNow() {
+    poller.now(); // a request was just made: follow it at the fast rate from now
+  },
   async refreshContext() {
     app.context = await request("GET", "/api/setup");
     return app.context;
@@ -73,10 +76,11 @@ async function refresh() {
   }
   notice(null);
   updateNav();
-  render();
+  await render(); // a page may ask for the fast rate (a bundle being made)
   const settled = !app.waiting() && app.install &&
     ["succeeded", "failed"].includes(app.install.status) &&
     app.status && app.status.rollup.state === "fully_healthy";
+  if (app.bundleRunning) return FAST;
   return settled || (!app.install && !app.waiting()) ? SLOW : FAST;
 }
 
@@ -111,8 +115,9 @@ function show(page, focus) {
 
 function render() {
   const renderers = {setup: wizard.render, progress: progress.render, status: dashboard.render,
-                     logs: pages.renderLogs, updates: pages.renderUpdates};
-  if (renderers[app.page]) renderers[app.page](app, actions);
+                     logs: pages.renderLogs, updates: pages.renderUpdates,
+                     support: pages.renderSupport};
+  return renderers[app.page] ? renderers[app.page](app, actions) : undefined;
 }
 
 function updateNav() {

@@ -1,0 +1,97 @@
+"""Support bundles asked for in the web UI.
+
+The web service spools a request (`submit`); alga-appliance-support-bundle-request.path
+starts a root oneshot that runs `accept-support-bundle` (`run`): it makes the bundle with
+host/bundle.py into WEB_BUNDLE_DIR, writing its progress to support-bundle-status.json as
+it goes, and hands the archive (still 0600) to the service user, which is how the web
+service, and only it, can offer it for download. The newest KEEP are kept.
+"""
+
+import datetime
+import os
+import pwd
+import re
+from pathlib import Path
+
+from host import paths, requests_spool, state
+
+REQUEST = "support-bundle.request"  # in paths.SPOOL_DIR
+WEB_BUNDLE_DIR = "/var/lib/alga-appliance/web-bundles"  # 2750 root:alga-appliance
+KEEP = 5
+ARCHIVE_NAME = re.compile(r"^alga-appliance-support-[A-Za-z0-9._-]+\.tar\.gz$")
+
+
+class Busy(Exception):
+    """A bundle is being made or already asked for."""
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def submit(root: Path | None = None) -> None:
+    current = state.read(state.SUPPORT_BUNDLE_STATUS, root)
+    if current and current["state"] == "running":
+        raise Busy("a support bundle is being made; wait for it")
+    try:
+        requests_spool.submit(REQUEST, {"requested_at": now()}, root)
+    except requests_spool.AlreadyPending as exc:
+        raise Busy("a support bundle was already asked for and starts in a moment") from exc
+
+
+def bundle_dir(root: Path | None = None) -> Path:
+    return state.host_root(root) / WEB_BUNDLE_DIR.lstrip("/")
+
+
+def available(root: Path | None = None) -> list[dict]:
+    """The archives the web service can hand out, newest first."""
+    directory = bundle_dir(root)
+    found = [p for p in directory.iterdir() if ARCHIVE_NAME.match(p.name)
+             and os.access(p, os.R_OK)] if directory.is_dir() else []
+    found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    return [{"name": p.name, "size_bytes": p.stat().st_size,
+             "created_at": datetime.datetime.fromtimestamp(p.stat().st_mtime, datetime.UTC)
+             .strftime("%Y-%m-%dT%H:%M:%SZ")} for p in found]
+
+
+def archive(name: str, root: Path | None = None) -> Path | None:
+    """The archive called `name`, only if it is one of ours (no other path can match)."""
+    if not ARCHIVE_NAME.match(name):
+        return None
+    path = bundle_dir(root) / name
+    return path if path.is_file() and os.access(path, os.R_OK) else None
+
+
+def run(root: Path | None = None, owner: str = paths.SERVICE_USER) -> str | None:
+    """Make the bundle a waiting request asks for; returns the archive's name (None when
+    no request waits). Progress and the outcome go to the status file."""
+    from host import bundle  # the collectors are only needed here, never in the web service
+    request = requests_spool.take(REQUEST, root)
+    if request is None:
+        return None
+    requested = request.get("requested_at")
+    status = {"state": "running", "requested_at": requested if isinstance(requested, str)
+              and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", requested) else None,
+              "started_at": now(), "finished_at": None, "step": "starting", "done": 0,
+              "total": 0, "archive": None, "size_bytes": None, "error": None}
+    state.write(state.SUPPORT_BUNDLE_STATUS, status, root)
+
+    def progress(step: str, done: int, total: int) -> None:
+        status.update(step=step, done=done, total=total)
+        state.write(state.SUPPORT_BUNDLE_STATUS, status, root)
+
+    directory = bundle_dir(root)
+    directory.mkdir(mode=0o750, exist_ok=True)
+    try:
+        path = bundle.create(root, directory, progress=progress)
+    except bundle.BundleError as exc:
+        status.update(state="failed", finished_at=now(), error=str(exc))
+        state.write(state.SUPPORT_BUNDLE_STATUS, status, root)
+        raise
+    account = pwd.getpwnam(owner)
+    os.chown(path, account.pw_uid, account.pw_gid)  # stays 0600: the web service's alone
+    bundle.prune(directory, KEEP)
+    status.update(state="succeeded", finished_at=now(), step="done", archive=path.name,
+                  size_bytes=path.stat().st_size)
+    state.write(state.SUPPORT_BUNDLE_STATUS, status, root)
+    return path.name
