@@ -52,7 +52,6 @@ from host.bundle_collectors import (
     CollectorTimedOut,
     Context,
     Output,
-    SupportKube,
     local_known_values,
     site_names,
 )
@@ -118,7 +117,7 @@ def create(root: Path | None = None, output: Path | None = None, *,
     with _out_of_space_is_an_error(directory):
         work = Path(tempfile.mkdtemp(dir=directory, prefix=".support-bundle-work-"))
         try:
-            context = Context(state.host_root(root), SupportKube(
+            context = Context(state.host_root(root), Kube(
                 kube.kubeconfig if kube else K3S_KUBECONFIG))
             outcomes = run_collectors(collectors, context, work / "staging", progress)
             known += [value for outcome in outcomes if outcome.output

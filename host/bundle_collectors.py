@@ -72,26 +72,21 @@ class CollectorTimedOut(CollectorFailed):
     pass
 
 
-class SupportKube(Kube):
-    """The Kubernetes boundary (host/kube.py) plus what only support reads: every
-    namespace at once, and container logs."""
+def list_all(kube: Kube, resource: str) -> dict:
+    return kube.list_all_namespaces(resource, f"--request-timeout={KUBECTL_REQUEST_TIMEOUT}s")
 
-    def list_all(self, resource: str) -> dict:
-        """`kubectl get <resource> --all-namespaces -o json`: the List document."""
-        return json.loads(self._run(["get", resource, "--all-namespaces", "-o", "json",
-                                     f"--request-timeout={KUBECTL_REQUEST_TIMEOUT}s"]))
 
-    def logs(self, namespace: str, target: str, *extra: str) -> str:
-        """The last LOG_LINES lines of a pod's, deployment's or job's logs."""
-        return self._run(["logs", target, "--namespace", namespace, "--timestamps",
-                          f"--tail={LOG_LINES}", f"--limit-bytes={KUBECTL_LOG_BYTES}",
-                          f"--request-timeout={KUBECTL_REQUEST_TIMEOUT}s", *extra])
+def logs(kube: Kube, namespace: str, target: str, *extra: str) -> str:
+    """The last LOG_LINES lines of a pod's, deployment's or job's logs."""
+    return kube.logs(namespace, target, "--timestamps", f"--tail={LOG_LINES}",
+                     f"--limit-bytes={KUBECTL_LOG_BYTES}",
+                     f"--request-timeout={KUBECTL_REQUEST_TIMEOUT}s", *extra)
 
 
 @dataclass(frozen=True)
 class Context:
     root: Path
-    kube: SupportKube
+    kube: Kube
 
 
 class Output:
@@ -336,7 +331,7 @@ def summary_lines(resource: str, items: list[dict]) -> list[str]:
 def kube_objects(name: str, resource: str, timeout: float = 30) -> Collector:
     """Every object of `resource` in every namespace, as JSON and one line each."""
     def run(ctx: Context, out: Output) -> None:
-        document = ctx.kube.list_all(resource)
+        document = list_all(ctx.kube, resource)
         if resource == "secrets":
             out.known += secret_values(document["items"])
         out.add(f"{name}.json", json.dumps(document))
@@ -374,7 +369,7 @@ def _failing(pod: dict) -> bool:
 
 def failing_pod_logs(ctx: Context, out: Output) -> None:
     """The end of each container's logs (and its previous run's) in failing pods."""
-    failing = [pod for pod in ctx.kube.list_all("pods")["items"] if _failing(pod)]
+    failing = [pod for pod in list_all(ctx.kube, "pods")["items"] if _failing(pod)]
     if len(failing) > MAX_FAILING_PODS:
         out.notes.append(f"logs of the first {MAX_FAILING_PODS} of {len(failing)} failing pods")
     problems = []
@@ -388,7 +383,7 @@ def failing_pod_logs(ctx: Context, out: Output) -> None:
             for suffix, extra in runs:
                 member = f"kubernetes/pod-logs/{namespace}/{name}/{container['name']}{suffix}.log"
                 try:
-                    out.add_log(member, ctx.kube.logs(namespace, name, "--container",
+                    out.add_log(member, logs(ctx.kube, namespace, name, "--container",
                                                       container["name"], *extra),
                                 CONTAINER_LOG_BYTES)
                 except KubeError as exc:  # one container's logs never stop the rest
@@ -400,7 +395,7 @@ def controller_logs(controller: str) -> Collector:
     name = f"flux/logs/{controller}"
 
     def run(ctx: Context, out: Output) -> None:
-        out.add_log(f"{name}.log", ctx.kube.logs(cluster_objects.FLUX_NAMESPACE,
+        out.add_log(f"{name}.log", logs(ctx.kube, cluster_objects.FLUX_NAMESPACE,
                                                  f"deployment/{controller}", "--all-containers"),
                     CONTAINER_LOG_BYTES)
     return Collector(name, 30, run)
@@ -408,7 +403,7 @@ def controller_logs(controller: str) -> Collector:
 
 def bootstrap_job(ctx: Context, out: Output) -> None:
     """The app's first-run job: its status, and its logs while its pods still exist."""
-    jobs = [job for job in ctx.kube.list_all("jobs")["items"]
+    jobs = [job for job in list_all(ctx.kube, "jobs")["items"]
             if job["metadata"]["name"].startswith(readiness.BOOTSTRAP_JOB_PREFIX)]
     if not jobs:
         out.notes.append("no bootstrap job exists (not started yet, or removed after its TTL)")
@@ -418,7 +413,7 @@ def bootstrap_job(ctx: Context, out: Output) -> None:
         name, namespace = job["metadata"]["name"], job["metadata"]["namespace"]
         try:
             out.add_log(f"kubernetes/bootstrap-job/{name}.log",
-                        ctx.kube.logs(namespace, f"job/{name}", "--all-containers"),
+                        logs(ctx.kube, namespace, f"job/{name}", "--all-containers"),
                         CONTAINER_LOG_BYTES)
         except KubeError as exc:  # the status alone still helps
             out.notes.append(f"logs of job {name}: {exc}")

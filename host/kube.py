@@ -65,6 +65,15 @@ class Kube:
         out = self._run(["get", resource, *_namespaced(namespace), "-o", "json"])
         return json.loads(out)["items"]
 
+    def list_all_namespaces(self, resource: str, *options: str) -> dict:
+        """`kubectl get <resource> --all-namespaces -o json`: the whole List document."""
+        return json.loads(self._run(["get", resource, "--all-namespaces", "-o", "json",
+                                     *options]))
+
+    def logs(self, namespace: str, target: str, *options: str) -> str:
+        """`kubectl logs` of a pod, or of `deployment/NAME` or `job/NAME`."""
+        return self._run(["logs", target, "--namespace", namespace, *options])
+
 
 def _namespaced(namespace: str | None) -> list[str]:
     return ["--namespace", namespace] if namespace else []
