@@ -32,13 +32,17 @@ def submit(answers: dict, node_ip: str, root: Path | None = None) -> Submitted:
     busy = why_busy(install, root)
     if busy:
         raise SetupBusy(busy)
-    submitted = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    submitted = now()
     try:
         requests_spool.submit(paths.SETUP_REQUEST,
                               {"answers": answers, "submitted_at": submitted}, root)
     except requests_spool.AlreadyPending as exc:
         raise SetupBusy("a setup request is already waiting to start") from exc
     return Submitted(inputs, submitted, install)
+
+
+def now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def why_busy(install: dict | None, root: Path | None = None) -> str | None:

@@ -14,19 +14,16 @@ import re
 from pathlib import Path
 
 from host import paths, requests_spool, state
+from host.setup_request import now
 
 REQUEST = "support-bundle.request"  # in paths.SPOOL_DIR
-WEB_BUNDLE_DIR = "/var/lib/alga-appliance/web-bundles"  # 2750 root:alga-appliance
+WEB_BUNDLE_DIR = "/var/lib/alga-appliance/web-bundles"  # 0750 root:alga-appliance
 KEEP = 5
 ARCHIVE_NAME = re.compile(r"^alga-appliance-support-[A-Za-z0-9._-]+\.tar\.gz$")
 
 
 class Busy(Exception):
     """A bundle is being made or already asked for."""
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def submit(root: Path | None = None) -> None:
@@ -81,7 +78,10 @@ def run(root: Path | None = None, owner: str = paths.SERVICE_USER) -> str | None
         state.write(state.SUPPORT_BUNDLE_STATUS, status, root)
 
     directory = bundle_dir(root)
-    directory.mkdir(mode=0o750, exist_ok=True)
+    directory.mkdir(exist_ok=True)
+    # Group alga-appliance from the setgid state directory; the unit's umask is 0077, so
+    # open it to the group here (the web service lists it). No setgid: the unit may not.
+    directory.chmod(0o750)
     try:
         path = bundle.create(root, directory, progress=progress)
     except bundle.BundleError as exc:

@@ -15,11 +15,13 @@ namespace, the payload installed by the ISO seed's own late-commands. Runs in or
 """
 
 import hashlib
+import io
 import json
 import os
 import shutil
 import signal
 import subprocess
+import tarfile
 import time
 from pathlib import Path
 
@@ -153,7 +155,9 @@ def api_get(machine, path: str, **params) -> dict:
     token = (machine.root / paths.TOKEN_FILE.lstrip("/")).read_text().strip()
     response = requests.get(f"{machine.url}{path}", params=params, timeout=10,
                             headers={"Authorization": f"Bearer {token}"})
-    assert response.status_code == 200, response.text
+    assert response.status_code == 200, (response.text, machine.run(
+        "journalctl", "--no-pager", "-o", "cat", "-n", "20", "-u", "alga-appliance.service"),
+        machine.run("ls", "-la", "/var/lib/alga-appliance", "/var/lib/alga-appliance/web-bundles"))
     return response.json()
 
 
@@ -338,3 +342,26 @@ def test_8_state_survives_a_restart(machine):
     assert install_state(machine) == before
     assert state.read(state.PREFLIGHT_REPORT, machine.root) == report
     assert json.loads((machine.root / STATE / "selected-release.json").read_text())
+
+
+def test_9_support_bundle_from_the_web_through_its_unit(machine):
+    """The button's path on a real systemd: API → spool → .path → the sandboxed root
+    oneshot → an archive only the web service may read → download without the token in it."""
+    secret = (machine.root / paths.TOKEN_FILE.lstrip("/")).read_text().strip()
+    auth = {"Authorization": f"Bearer {secret}"}
+    response = requests.post(f"{machine.url}/api/support-bundle", headers=auth, timeout=10)
+    assert response.status_code == 202, response.text
+    status = wait_for(lambda: (s := api_get(machine, "/api/support-bundle")["status"])
+                      and s["state"] != "running" and s, 180, "the support bundle")
+    assert status["state"] == "succeeded", (status, machine.journal())
+    archive = requests.get(f"{machine.url}/api/support-bundle/download", headers=auth,
+                           params={"name": status["archive"]}, timeout=30)
+    assert archive.status_code == 200 and archive.content[:2] == b"\x1f\x8b"
+    on_disk = machine.root / STATE / "web-bundles" / status["archive"]
+    assert on_disk.stat().st_mode & 0o777 == 0o600 and on_disk.stat().st_uid != 0
+    with tarfile.open(fileobj=io.BytesIO(archive.content)) as bundle:
+        names = bundle.getnames()
+        assert names[0].endswith("/bundle.json")
+        for member in bundle.getmembers():
+            if member.isfile():
+                assert secret.encode() not in bundle.extractfile(member).read(), member.name
