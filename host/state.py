@@ -50,6 +50,8 @@ MAINTENANCE = StateFile("maintenance metadata", paths.STATE_DIR, "maintenance.js
 SUPPORT_BUNDLE_STATUS = StateFile("support bundle status", paths.STATE_DIR,
                                   "support-bundle-status.json",
                                   "support-bundle-status.schema.json", 0o640)
+UPDATE_HISTORY = StateFile("update history", paths.STATE_DIR, "update-history.json",
+                           "update-history.schema.json", 0o640)
 
 
 class StateFileInvalid(Exception):
