@@ -415,11 +415,9 @@ def run_release(run) -> None:
                     f"{', '.join(channel.unknown_fields(channel_file))}")
         manifest = channel.fetch_manifest(session, source, channel_file["releaseVersion"],
                                           FETCH_TIMEOUT)
-        profile = manifest["app"]["valuesProfile"]
-        run.action(f"reading the {profile} values profile from {channel_file['repoBranch']}")
-        profile_values = {release: _profile_values(session, source, channel_file, profile,
-                                                   release)
-                          for release in cluster_objects.HELM_RELEASES}
+        run.action(f"reading the {manifest['app']['valuesProfile']} values profile from "
+                   f"{channel_file['repoBranch']}")
+        profile_values = fetch_profile_values(session, source, channel_file, manifest)
     except http.FetchError as exc:
         raise PhaseFailure(exc.category, str(exc), "check the channel and repository "
                            "override; if the release is broken upstream, choose another "
@@ -429,7 +427,21 @@ def run_release(run) -> None:
     mode = "recover" if previous and previous["last_install"] else "fresh"
     _apply_release(run, inputs, manifest, profile_values, selection, mode)
     state.write(state.SELECTED_RELEASE, selection, run.root)
-    state.write(state.MAINTENANCE, _maintenance(run, previous, selection), run.root)
+    done = {name for name, record in run.install["phases"].items()
+            if record["state"] in ("succeeded", "skipped")}
+    # None when this cluster's k3s or Flux were not installed by these phases.
+    state.write(state.MAINTENANCE, maintenance_record(
+        run.root, previous, selection, "install",
+        k3s_version=pins.K3S_VERSION if "k3s" in done else None,
+        flux_version=pins.FLUX_VERSION if "flux" in done else None), run.root)
+
+
+def fetch_profile_values(session, source, channel_file: dict, manifest: dict) -> dict:
+    """Each Helm release's values from the release's profile (the release phase and app
+    updates render the same way)."""
+    return {release: _profile_values(session, source, channel_file,
+                                     manifest["app"]["valuesProfile"], release)
+            for release in cluster_objects.HELM_RELEASES}
 
 
 def _profile_values(session, source, channel_file: dict, profile: str, release: str) -> dict:
@@ -439,6 +451,19 @@ def _profile_values(session, source, channel_file: dict, profile: str, release: 
     values = http.fetch_document(session, url, FETCH_TIMEOUT, f"{release} {profile} values",
                                  parse=yaml.safe_load, syntax="YAML")
     return values or {}
+
+
+def values_configmaps(inputs: dict, manifest: dict, profile_values: dict,
+                      mode: str) -> list[dict]:
+    """The appliance-values-<release> ConfigMaps: each profile's values with the runtime
+    values (image tags, app URL, bootstrap mode) laid over them."""
+    configmaps = []
+    for release, values in profile_values.items():
+        runtime = cluster_objects.runtime_values(release, manifest, inputs["app_url"], mode)
+        rendered = yaml.safe_dump(cluster_objects.merged(values, runtime), sort_keys=False)
+        configmaps.append(cluster_objects.values_configmap(
+            release, manifest["app"]["valuesProfile"], rendered))
+    return configmaps
 
 
 def _apply_release(run, inputs: dict, manifest: dict, profile_values: dict, selection: dict,
@@ -451,11 +476,7 @@ def _apply_release(run, inputs: dict, manifest: dict, profile_values: dict, sele
             cluster_objects.ALGA_SYSTEM, cluster_objects.APP_NAMESPACE)]
         if kube.get("secret", cluster_objects.AUTH_SECRET, cluster_objects.APP_NAMESPACE) is None:
             objects.append(cluster_objects.auth_secret(secrets.token_urlsafe(48)))
-        for release, values in profile_values.items():
-            runtime = cluster_objects.runtime_values(release, manifest, inputs["app_url"], mode)
-            rendered = yaml.safe_dump(cluster_objects.merged(values, runtime), sort_keys=False)
-            objects.append(cluster_objects.values_configmap(
-                release, manifest["app"]["valuesProfile"], rendered))
+        objects += values_configmaps(inputs, manifest, profile_values, mode)
         objects += [cluster_objects.release_selection(selection),
                     cluster_objects.git_repository(selection["repo_url"],
                                                    selection["repo_branch"], requested_at),
@@ -469,23 +490,31 @@ def _apply_release(run, inputs: dict, manifest: dict, profile_values: dict, sele
                            ) from exc
 
 
-def _maintenance(run, previous: dict | None, selection: dict) -> dict:
+def maintenance_record(root, previous: dict | None, selection: dict, event: str,
+                       k3s_version: str | None, flux_version: str | None) -> dict:
+    """What is installed and the last maintenance event (`event`: install or update)."""
     os_release = dict(line.split("=", 1) for line in (
-        state.host_root(run.root) / "etc/os-release").read_text().splitlines() if "=" in line)
+        state.host_root(root) / "etc/os-release").read_text().splitlines() if "=" in line)
     now = _now()
     installed = previous["last_install"] if previous else None
-    done = {name for name, record in run.install["phases"].items()
-            if record["state"] in ("succeeded", "skipped")}
     return {
         "os": {"id": os_release.get("ID", platform.system()).strip('"'),
                "version_id": os_release.get("VERSION_ID", "unknown").strip('"')},
-        # None when this cluster's k3s or Flux were not installed by these phases.
-        "k3s_version": pins.K3S_VERSION if "k3s" in done else None,
-        "flux_version": pins.FLUX_VERSION if "flux" in done else None,
+        "kernel": _kernel(root),
+        "k3s_version": k3s_version,
+        "flux_version": flux_version,
         "app": {"channel": selection["channel"], "release_version": selection["release_version"]},
-        "last_install": installed or now,
+        "last_install": now if event == "install" and not installed else installed,
         "last_update": now if installed else None,
+        "last_event": {"kind": event, "at": now, "to_release": selection["release_version"],
+                       "from_release": previous["app"]["release_version"] if previous else None},
     }
+
+
+def _kernel(root) -> str:
+    # The host's own record under a root prefix (tests, a mounted system), else this kernel.
+    osrelease = state.host_root(root) / "proc/sys/kernel/osrelease"
+    return osrelease.read_text().strip() if osrelease.is_file() else platform.release()
 
 
 PHASES: tuple[Phase, ...] = (
