@@ -165,3 +165,76 @@ def accept_support_bundle_command() -> None:
         click.echo(f"accept-support-bundle: {exc}", err=True)
         sys.exit(engine.EXIT_FAILED)
     click.echo(f"support bundle {name} made" if name else "no support bundle request is waiting")
+
+
+@main.command("update")
+@click.option("--channel", "channel", type=click.Choice(["stable", "nightly"]), required=True,
+              help="The app release channel to update to.")
+@click.option("--check", "check_only", is_flag=True,
+              help="Only show what would change; nothing is changed.")
+@click.option("--confirm", is_flag=True,
+              help="Confirm switching to nightly or going back to an older release.")
+@click.option("--kubeconfig", default=K3S_KUBECONFIG, show_default=True)
+def update_command(channel: str, check_only: bool, confirm: bool, kubeconfig: str) -> None:
+    """Update the app to what a channel names now (exit 0 up to date, updated or checked;
+    1 failed; 2 needs --confirm; 75 another setup or update is running)."""
+    from host import update
+
+    try:
+        if check_only:
+            entry = update.check(None, channel, "cli", kubeconfig)
+        else:
+            click.echo(f"updating to the {channel} channel; progress is logged to "
+                       f"{paths.LOG_DIR}/{update.LOG_FILE}")
+            entry = update.apply(None, channel, confirm, "cli", kubeconfig)
+    except update.UpdateBusy as exc:
+        click.echo(f"update: {exc}", err=True)
+        sys.exit(engine.EXIT_BUSY)
+    except update.ConfirmationRequired as exc:
+        click.echo(f"update: {exc}\n  to go ahead: alga-appliance update --channel {channel} "
+                   "--confirm", err=True)
+        sys.exit(2)
+    except state.StateFileInvalid as exc:
+        click.echo(f"update: {exc}", err=True)
+        sys.exit(engine.EXIT_FAILED)
+    click.echo("\n".join(update.summary_lines(entry)))
+    sys.exit(engine.EXIT_FAILED if entry["result"] == "failed" else 0)
+
+
+@main.command("accept-update")
+@click.option("--kubeconfig", default=K3S_KUBECONFIG, show_default=True)
+def accept_update_command(kubeconfig: str) -> None:
+    """Run the update check or apply the web UI asked for (what its .path unit runs)."""
+    from host import update
+
+    entry = update.run_request(None, kubeconfig)
+    if entry is None:
+        click.echo("no update request is waiting")
+        return
+    click.echo("\n".join(update.summary_lines(entry)))
+    sys.exit(engine.EXIT_FAILED if entry["result"] == "failed" else 0)
+
+
+@main.command("maintenance")
+@click.option("--json", "as_json", is_flag=True, help="The record as JSON.")
+def maintenance_command(as_json: bool) -> None:
+    """What is installed (OS, kernel, k3s, Flux, app) and the last install or update."""
+    import json
+
+    record = state.read(state.MAINTENANCE)
+    if record is None:
+        click.echo("maintenance: no record yet: setup has not installed the app", err=True)
+        sys.exit(engine.EXIT_FAILED)
+    if as_json:
+        click.echo(json.dumps(record, indent=2, sort_keys=True))
+        return
+    event = record["last_event"]
+    click.echo("\n".join([
+        f"OS: {record['os']['id']} {record['os']['version_id']}, kernel {record['kernel']}",
+        f"k3s: {record['k3s_version'] or 'not installed by setup'}, "
+        f"Flux: {record['flux_version'] or 'not installed by setup'}",
+        f"app: {record['app']['channel']} {record['app']['release_version']}",
+        f"installed: {record['last_install'] or 'never'}, "
+        f"last update: {record['last_update'] or 'never'}",
+        "last event: " + (f"{event['kind']} {event['from_release'] or '(none)'} → "
+                          f"{event['to_release']} at {event['at']}" if event else "none")]))

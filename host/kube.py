@@ -61,6 +61,13 @@ class Kube:
             raise
         return json.loads(out)
 
+    def annotate(self, resource: str, name: str, namespace: str | None,
+                 annotations: dict[str, str]) -> None:
+        """Set `annotations` on an object someone else owns (a Flux reconcile request on the
+        Alga tree's objects), without taking over any of its other fields."""
+        self._run(["annotate", "--overwrite", resource, name, *_namespaced(namespace),
+                   *(f"{key}={value}" for key, value in annotations.items())])
+
     def list(self, resource: str, namespace: str | None = None) -> list[dict]:
         out = self._run(["get", resource, *_namespaced(namespace), "-o", "json"])
         return json.loads(out)["items"]

@@ -417,7 +417,8 @@ def run_release(run) -> None:
                                           FETCH_TIMEOUT)
         run.action(f"reading the {manifest['app']['valuesProfile']} values profile from "
                    f"{channel_file['repoBranch']}")
-        profile_values = fetch_profile_values(session, source, channel_file, manifest)
+        profile_values = fetch_profile_values(session, source, channel_file["repoBranch"],
+                                              manifest["app"]["valuesProfile"])
     except http.FetchError as exc:
         raise PhaseFailure(exc.category, str(exc), "check the channel and repository "
                            "override; if the release is broken upstream, choose another "
@@ -436,18 +437,17 @@ def run_release(run) -> None:
         flux_version=pins.FLUX_VERSION if "flux" in done else None), run.root)
 
 
-def fetch_profile_values(session, source, channel_file: dict, manifest: dict) -> dict:
-    """Each Helm release's values from the release's profile (the release phase and app
-    updates render the same way)."""
-    return {release: _profile_values(session, source, channel_file,
-                                     manifest["app"]["valuesProfile"], release)
+def fetch_profile_values(session, source, repo_branch: str, profile: str) -> dict:
+    """Each Helm release's values from `profile` (the release phase and app updates render
+    the same way)."""
+    return {release: _profile_values(session, source, repo_branch, profile, release)
             for release in cluster_objects.HELM_RELEASES}
 
 
-def _profile_values(session, source, channel_file: dict, profile: str, release: str) -> dict:
+def _profile_values(session, source, repo_branch: str, profile: str, release: str) -> dict:
     # The values profiles live on the branch Flux tracks, not on the resolution ref.
     url = source.url(PROFILE_VALUES_PATH.format(profile=profile, release=release),
-                     ref=channel_file["repoBranch"])
+                     ref=repo_branch)
     values = http.fetch_document(session, url, FETCH_TIMEOUT, f"{release} {profile} values",
                                  parse=yaml.safe_load, syntax="YAML")
     return values or {}
