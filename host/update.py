@@ -524,9 +524,7 @@ def _resolve(run: UpdateRun, inputs: dict, channel: str, ids: tuple[str, ...]) -
     ctx = preflight.Context({**inputs, "channel": channel}, site, run.root,
                             http.session(inputs, site))
     with http.resolving_through(http.custom_resolvers(inputs)):
-        for check_ in preflight.checks(site):
-            if not check_.id.startswith(ids):
-                continue
+        for check_ in (c for c in preflight.checks(site) if c.id.startswith(ids)):
             try:
                 run.log(f"pass {check_.id}: {check_.run(ctx, check_.timeout)}")
             except preflight.CheckFailed as exc:
