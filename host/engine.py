@@ -137,5 +137,7 @@ def run_phase(name: str, root: Path | None = None, kubeconfig: str = K3S_KUBECON
             return EXIT_FAILED
         record.update(state="succeeded", finished_at=now(), inputs_digest=digest)
         install.update(chain_status)
+        if last:
+            install.setdefault("completed_at", record["finished_at"])
         _save(install, root)
         return 0

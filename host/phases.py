@@ -425,7 +425,9 @@ def run_release(run) -> None:
                            "channel", retry_safe=True) from exc
     selection = channel.selection(inputs["channel"], source, channel_file, manifest, _now())
     previous = state.read(state.MAINTENANCE, run.root)
-    mode = "recover" if previous and previous["last_install"] else "fresh"
+    # Recover once an install has completed (recorded with that success, so a run killed
+    # after applying but before its success is recorded converges on "fresh" again).
+    mode = "recover" if run.install.get("completed_at") else "fresh"
     _apply_release(run, inputs, manifest, profile_values, selection, mode)
     state.write(state.SELECTED_RELEASE, selection, run.root)
     done = {name for name, record in run.install["phases"].items()

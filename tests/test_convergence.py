@@ -92,3 +92,16 @@ def test_killed_phase_reruns_to_the_same_end_state(servers, reference, tmp_path_
     for phase in ("k3s", "release")[("k3s", "release").index(killed):]:
         assert phase_process(root, phase).wait(60) == 0, phase
     assert end_state(root) == reference
+
+
+def test_release_killed_after_its_work_but_before_its_success_is_recorded(
+        servers, reference, tmp_path_factory):
+    """The last moment a kill can land: every object applied and the host files written,
+    only the engine's success record missing. The re-run must still apply a fresh install."""
+    root = new_root(tmp_path_factory.mktemp("late-kill"), servers)
+    assert phase_process(root, "k3s").wait(60) == 0
+    before = state.INSTALL_STATE.path(root).read_bytes()
+    assert phase_process(root, "release").wait(60) == 0
+    state.INSTALL_STATE.path(root).write_bytes(before)  # as if killed just before recording
+    assert phase_process(root, "release").wait(60) == 0
+    assert end_state(root) == reference
