@@ -97,8 +97,11 @@ def accept_setup_command() -> None:
 @click.option("--kubeconfig", default=K3S_KUBECONFIG, show_default=True)
 def collect_status_command(if_due: bool, kubeconfig: str) -> None:
     """Write the status snapshot (what the status timer runs, and on demand)."""
-    from host import status  # the collector's imports are only needed here
+    from host import status, update  # the collector's imports are only needed here
 
+    # Every 10 s as root: an update killed by a reboot or a crash is marked interrupted
+    # here, which also lets the web UI offer updates again.
+    update.mark_interrupted()
     if if_due and not status.due(None):
         return
     snapshot = status.collect(None, Kube(kubeconfig))

@@ -20,7 +20,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from host import netinfo, paths, setup_request, state, support_request, token
+from host import netinfo, paths, requests_spool, setup_request, state, support_request, token
 from host.inputs import (
     CHANNELS,
     DEFAULT_CHANNEL,
@@ -34,6 +34,7 @@ MAX_BODY = 64 * 1024
 LOG_LINES_DEFAULT = 200
 LOG_LINES_MAX = 2000
 LOG_TAIL_BYTES = 256 * 1024  # the most of a phase log read for one tail
+UPDATE_REQUEST = "update.request"  # host/update.py's REQUEST, without importing the updater
 JOURNAL_SOURCE = "journal"
 JOURNAL_TIMEOUT = 10.0
 STATIC_DIR = Path(__file__).resolve().parent.parent / "ui-static"
@@ -112,6 +113,8 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = netinfo.node
         ("GET", "/api/release"): lambda environ: (200, {
             "release": state.read(state.SELECTED_RELEASE, root)}),
         ("GET", "/api/logs"): lambda environ: (200, _logs(environ, root, journal)),
+        ("GET", "/api/updates"): lambda environ: (200, _updates(root)),
+        ("POST", "/api/updates"): lambda environ: _update_request(environ, root),
         ("POST", "/api/support-bundle"): lambda environ: _support_bundle_request(root),
         ("GET", "/api/support-bundle"): lambda environ: (200, {
             "status": state.read(state.SUPPORT_BUNDLE_STATUS, root),
@@ -148,6 +151,55 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = netinfo.node
         return [json.dumps(body).encode()]
 
     return app
+
+
+def _updates(root: Path | None) -> dict:
+    history = state.read(state.UPDATE_HISTORY, root)
+    entries = history["entries"] if history else []
+    return {"current": state.read(state.SELECTED_RELEASE, root), "history": entries,
+            "busy": _update_busy(entries, root)}
+
+
+def _update_busy(entries: list[dict], root: Path | None) -> str | None:
+    """Why an update request would be refused now (the updater checks again under its lock)."""
+    install = state.read(state.INSTALL_STATE, root)
+    if install is None or install["status"] != "succeeded":
+        return "updates are possible once setup has completed"
+    if requests_spool.spool_file(UPDATE_REQUEST, root).exists():
+        return "an update request is already waiting to start"
+    running = [entry for entry in entries if entry["result"] == "running"]
+    if running:  # an interrupted one is marked so by the collector within 10 s
+        return f"an update to {running[0]['channel']} is running ({running[0]['step']})"
+    return None
+
+
+def _update_request(environ: dict, root: Path | None) -> tuple[int, dict]:
+    body = _json_body(environ)
+    errors = []
+    if body.get("action") not in ("check", "apply"):
+        errors.append({"field": "action", "message": "one of: check, apply"})
+    if body.get("channel") not in CHANNELS:
+        errors.append({"field": "channel", "message": f"one of: {', '.join(CHANNELS)}"})
+    if not isinstance(body.get("confirmed", False), bool):
+        errors.append({"field": "confirmed", "message": "true or false"})
+    if set(body) - {"action", "channel", "confirmed"}:
+        errors.append({"field": ", ".join(sorted(set(body) - {"action", "channel",
+                                                              "confirmed"})),
+                       "message": "unknown field; allowed: action, channel, confirmed"})
+    if errors:
+        raise HttpError(422, "the update request is not valid", fields=errors)
+    history = state.read(state.UPDATE_HISTORY, root)
+    busy = _update_busy(history["entries"] if history else [], root)
+    if busy:
+        raise HttpError(409, busy)
+    request = {"action": body["action"], "channel": body["channel"],
+               "confirmed": body.get("confirmed", False), "who": "web",
+               "requested_at": setup_request.now()}
+    try:
+        requests_spool.submit(UPDATE_REQUEST, request, root)
+    except requests_spool.AlreadyPending as exc:
+        raise HttpError(409, "an update request is already waiting to start") from exc
+    return 202, {"accepted": True}
 
 
 def _support_bundle_request(root: Path | None) -> tuple[int, dict]:

@@ -15,7 +15,7 @@ from openapi_check import assert_documented, document
 
 from host import cli, paths, requests_spool, state, support_request, token
 from host.inputs import parse_setup_inputs
-from host.web import MAX_BODY, make_app
+from host.web import MAX_BODY, UPDATE_REQUEST, make_app
 
 NODE_IP = "10.0.0.5"
 FAKES = Path(__file__).resolve().parent / "fakes"
@@ -58,7 +58,7 @@ def test_healthz_needs_no_token(server):
     ("GET", "/api/setup"), ("POST", "/api/setup"), ("POST", "/api/setup/validate"),
     ("GET", "/api/status"), ("GET", "/api/install"), ("GET", "/api/release"),
     ("GET", "/api/logs"), ("GET", "/api/support-bundle"), ("POST", "/api/support-bundle"),
-    ("GET", "/api/support-bundle/download")])
+    ("GET", "/api/support-bundle/download"), ("GET", "/api/updates"), ("POST", "/api/updates")])
 def test_every_api_endpoint_needs_the_token(server, root, header, method, path):
     url, _ = server
     headers = {} if header is None else {"Authorization": header}
@@ -289,6 +289,68 @@ def test_support_bundle_download_serves_only_our_archives(server, root):
     assert no_token.status_code == 401
 
 
+def succeeded_install(root) -> None:
+    state.write(state.INSTALL_STATE, install_with({"release": ("succeeded", None)}) | {
+        "status": "succeeded"}, root)
+
+
+def history_entry(result: str, step: str | None = None) -> dict:
+    release = {"channel": "stable", "release_version": "1.0", "app_version": "1.0",
+               "repo_branch": "release/1.0.0"}
+    return {"id": f"20261127T100000Z-{result}", "action": "apply", "who": "web",
+            "channel": "stable", "started_at": "2026-11-27T10:00:00Z",
+            "finished_at": None if result == "running" else "2026-11-27T10:05:00Z",
+            "result": result, "step": step, "from": release, "to": release,
+            "changes": None, "duration_s": None if result == "running" else 300.0,
+            "failure": None}
+
+
+def test_update_requests_are_validated_spooled_once_and_refused_while_busy(server, root):
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    before = requests.get(f"{url}/api/updates", headers=auth, timeout=5)
+    assert before.json() == {"current": None, "history": [],
+                             "busy": "updates are possible once setup has completed"}
+    assert_documented(before, "GET", "/api/updates")
+    assert requests.post(f"{url}/api/updates", json={"action": "check", "channel": "stable"},
+                         headers=auth, timeout=5).status_code == 409
+    succeeded_install(root)
+    for body, fields in (({}, ["action", "channel"]),
+                         ({"action": "upgrade", "channel": "stable"}, ["action"]),
+                         ({"action": "check", "channel": "beta"}, ["channel"]),
+                         ({"action": "apply", "channel": "nightly", "confirmed": "yes"},
+                          ["confirmed"]),
+                         ({"action": "check", "channel": "stable", "force": True}, ["force"])):
+        bad = requests.post(f"{url}/api/updates", json=body, headers=auth, timeout=5)
+        assert bad.status_code == 422 and [f["field"] for f in bad.json()["fields"]] == fields
+        assert_documented(bad, "POST", "/api/updates")
+    accepted = requests.post(f"{url}/api/updates", json={"action": "apply", "channel": "nightly",
+                                                         "confirmed": True},
+                             headers=auth, timeout=5)
+    assert accepted.status_code == 202
+    assert_documented(accepted, "POST", "/api/updates")
+    spooled = json.loads(requests_spool.spool_file(UPDATE_REQUEST, root).read_text())
+    assert {k: spooled[k] for k in ("action", "channel", "confirmed", "who")} == {
+        "action": "apply", "channel": "nightly", "confirmed": True, "who": "web"}
+    waiting = requests.post(f"{url}/api/updates", json={"action": "check", "channel": "stable"},
+                            headers=auth, timeout=5)
+    assert waiting.status_code == 409 and "already waiting" in waiting.json()["error"]
+    requests_spool.take(UPDATE_REQUEST, root)
+    state.write(state.UPDATE_HISTORY, {"entries": [history_entry("running", "waiting for Flux")]},
+                root)
+    running = requests.post(f"{url}/api/updates", json={"action": "check", "channel": "stable"},
+                            headers=auth, timeout=5)
+    assert running.status_code == 409 and "waiting for Flux" in running.json()["error"]
+    listed = requests.get(f"{url}/api/updates", headers=auth, timeout=5)
+    assert listed.json()["history"][0]["result"] == "running"
+    assert_documented(listed, "GET", "/api/updates")
+
+
+def test_the_web_spools_update_requests_under_the_updaters_name():
+    from host import update
+    assert UPDATE_REQUEST == update.REQUEST
+
+
 def test_token_rotate_replaces_the_token(root):
     first = token.ensure_token(root, owner="root")
     second = token.rotate_token(root, owner="root")
@@ -420,6 +482,7 @@ def test_fuzzed_requests_never_5xx_and_never_leave_invalid_state(server, root):
            path=st.sampled_from(["/api/setup", "/api/setup/validate", "/api/status",
                                  "/api/install", "/api/release", "/api/logs", "/healthz",
                                  "/api/support-bundle", "/api/support-bundle/download",
+                                 "/api/updates",
                                  "/api/other", "/index.html", "/../x"]),
            authorized=st.booleans(), body=json_values)
     def fuzz(method, path, authorized, body):

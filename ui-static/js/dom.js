@@ -29,9 +29,9 @@ const BADGES = {
   critical: ["fail", "✗"], warning: ["warn", "!"], unknown: ["info", "?"],
 };
 
-export function badge(word) {
+export function badge(word, label = word) {
   const [tone, symbol] = BADGES[word] || ["info", "•"];
-  return el("span", {class: `badge ${tone}`}, `${symbol} ${word}`);
+  return el("span", {class: `badge ${tone}`}, `${symbol} ${label}`);
 }
 
 export function table(headings, rows, empty) {

@@ -80,7 +80,7 @@ async function refresh() {
   const settled = !app.waiting() && app.install &&
     ["succeeded", "failed"].includes(app.install.status) &&
     app.status && app.status.rollup.state === "fully_healthy";
-  if (app.bundleRunning) return FAST;
+  if (app.bundleRunning || app.updateRunning) return FAST;
   return settled || (!app.install && !app.waiting()) ? SLOW : FAST;
 }
 
