@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rm -rf docs/screenshots
 UI_SCREENSHOT_DIR="$PWD/docs/screenshots" .venv/bin/python -m pytest -p no:cacheprovider -q \
-  tests/test_ui.py
+  tests/test_ui.py tests/test_ui_updates.py
 ls docs/screenshots
