@@ -1,0 +1,112 @@
+"""The docs match the product: every command they show for our tools exists with the
+options shown, and Talos is presented nowhere but in the one statement retiring it."""
+
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import click
+import pytest
+
+from host.cli import main as alga_appliance
+from isobuild.cli import main as isobuild
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
+TALOS_STATEMENT = ("Ubuntu is the supported appliance path. Talos-based appliances are "
+                   "legacy, with no migration in v1.")
+FENCE = re.compile(r"^```(?:sh|bash)\n(.*?)^```", re.M | re.S)
+CLIS = {"alga-appliance": alga_appliance, "isobuild": isobuild}
+
+
+def shell_lines(text: str) -> list[str]:
+    """Each command in the doc's shell blocks, continuation lines joined, comments dropped."""
+    lines = []
+    for block in FENCE.findall(text):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #")[0].strip()
+            if line and not line.startswith("#"):
+                lines.append(line)
+    return lines
+
+
+def doc_commands() -> list[tuple[str, list[str]]]:
+    found = []
+    for doc in DOCS:
+        for line in shell_lines(doc.read_text()):
+            lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
+            lexer.whitespace_split = True
+            argv: list[str] = []
+            for token in [*lexer, "&&"]:
+                if token in ("&&", ";", "||", "|"):
+                    argv = argv[1:] if argv[:1] == ["sudo"] else argv
+                    if argv:
+                        found.append((f"{doc.relative_to(ROOT)}: {' '.join(argv)}", argv))
+                    argv = []
+                else:
+                    argv.append(token)
+    return found
+
+
+def our_tool(argv: list[str]) -> str | None:
+    name = Path(argv[0]).name
+    if name in CLIS:
+        return name
+    if Path(argv[0]).name in ("python3", "python") and len(argv) > 1 and argv[1].startswith(
+            "ci/"):
+        return "script"
+    return "script" if argv[0].startswith("ci/") else None
+
+
+COMMANDS = [(where, argv) for where, argv in doc_commands() if our_tool(argv)]
+
+
+def test_the_docs_show_commands_of_ours():
+    assert sum(our_tool(argv) == "alga-appliance" for _, argv in COMMANDS) >= 3
+    assert sum(our_tool(argv) == "isobuild" for _, argv in COMMANDS) >= 3
+
+
+@pytest.mark.parametrize(("where", "argv"), COMMANDS, ids=[w for w, _ in COMMANDS])
+def test_every_documented_command_exists_with_its_options(where, argv):
+    if our_tool(argv) == "script":
+        script = next(a for a in argv if a.startswith("ci/"))
+        assert (ROOT / script).is_file(), where
+        return
+    command, words = CLIS[our_tool(argv)], argv[1:]
+    while isinstance(command, click.Group) and words and words[0] in command.commands:
+        command, words = command.commands[words[0]], words[1:]
+    assert not isinstance(command, click.Group), f"{where}: no such command"
+    options = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    for word in words:
+        option = word.strip("[]").split("=")[0]  # "[--x]" shows an optional flag
+        if option.startswith("-"):
+            assert option in options, f"{where}: {option} is not an option"
+    # And click accepts the whole line, unless it shows placeholders or a substitution.
+    if not any(mark in word for word in words for mark in ("<", "[", "$(")):
+        command.make_context(command.name, list(words), resilient_parsing=False)
+
+
+# Reading legacy release manifests must accept their Talos-era fields (they are the
+# format we interoperate with); that names Talos without offering it.
+LEGACY_FORMAT = ("schemas/release-manifest.schema.json", "tests/schema_examples/release-manifest/")
+OFFERING_TALOS = re.compile(r"talosctl|talos\W+bootstrap|machine\W?config", re.I)
+
+
+def tracked_text() -> dict[str, str]:
+    names = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.splitlines()
+    return {name: (ROOT / name).read_text(errors="replace") for name in names
+            if (ROOT / name).is_file() and name != "tests/test_docs.py"
+            and (ROOT / name).suffix not in (".png", ".iso", ".gz")}
+
+
+def test_talos_is_offered_nowhere_and_named_only_where_it_is_retired():
+    texts = tracked_text()
+    offering = [name for name, text in texts.items() if OFFERING_TALOS.search(text)]
+    assert offering == []
+    named = sorted(name for name, text in texts.items() if re.search("talos", text, re.I)
+                   and not name.startswith(LEGACY_FORMAT))
+    assert named == ["README.md"]
+    readme = " ".join(texts["README.md"].split())
+    assert TALOS_STATEMENT in readme and readme.lower().count("talos") == 1
