@@ -20,14 +20,16 @@ PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-yaml", "pytho
 CACHE = Path(os.environ.get("ALGA_TEST_CACHE", "/var/cache/alga-appliance-tests"))
 
 
-def rootfs_tarball() -> Path:
-    key = hashlib.sha256(f"{SUITE} {' '.join(PACKAGES)} minbase v1".encode()).hexdigest()[:16]
+def rootfs_tarball(extra_packages: tuple[str, ...] = ()) -> Path:
+    """The tarball of PACKAGES plus `extra_packages` (the VM tier adds a few)."""
+    packages = PACKAGES + extra_packages
+    key = hashlib.sha256(f"{SUITE} {' '.join(packages)} minbase v1".encode()).hexdigest()[:16]
     tarball = CACHE / f"debian-{SUITE}-{key}.tar"
     if not tarball.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         partial = tarball.with_suffix(".partial.tar")
         subprocess.run(["mmdebstrap", "--quiet", "--variant=minbase",
-                        f"--include={','.join(PACKAGES)}", SUITE, str(partial)], check=True)
+                        f"--include={','.join(packages)}", SUITE, str(partial)], check=True)
         partial.rename(tarball)
     return tarball
 

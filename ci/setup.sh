@@ -18,7 +18,8 @@ build_packages=(python3 python3-venv python3-pip python3-yaml python3-requests
                 python3-jsonschema ca-certificates)
 test_packages=(xorriso qemu-system-x86 seabios ipxe-qemu ovmf time grub-pc-bin
                grub-efi-amd64-bin grub-common mtools dosfstools busybox-static kmod cpio
-               openssl iproute2 mmdebstrap systemd-container chromium fonts-dejavu-core tmux)
+               openssl iproute2 mmdebstrap systemd-container chromium fonts-dejavu-core tmux
+               e2fsprogs)
 . /etc/os-release
 case "$ID" in
   ubuntu) kernel_package=linux-image-generic ;;

@@ -235,16 +235,22 @@ K3S_STAND_IN = (Path(__file__).resolve().parent / "fakes" / "k3s").read_bytes()
 K3S_SUMS = f"{hashlib.sha256(K3S_STAND_IN).hexdigest()}  k3s\n"
 
 
+def release_source_routes() -> dict[str, Route]:
+    """By path: the channel and manifest on GitHub, the k3s release (the stand-in), the
+    Flux release and the release's values files."""
+    return {CHANNEL_PATH: Route(body=CHANNEL), MANIFEST_PATH: Route(body=MANIFEST),
+            K3S_PATH: Route(body=K3S_SUMS), K3S_BINARY_PATH: Route(body=K3S_STAND_IN),
+            FLUX_PATH: Route(body=FLUX_INSTALL),
+            FLUX_SUMS_PATH: Route(body=flux_sums(FLUX_INSTALL)),
+            **{VALUES_PATH.format(release): Route(body="replicas: 1\n")
+               for release in HELM_RELEASES}}
+
+
 @pytest.fixture(scope="module")
 def mirror(machine, ca):
     """GitHub, GHCR, the k3s release and DNS stand-ins on the host side of the node's link."""
     address = machine.node.host_address
-    routes = {CHANNEL_PATH: Route(body=CHANNEL), MANIFEST_PATH: Route(body=MANIFEST),
-              K3S_PATH: Route(body=K3S_SUMS), K3S_BINARY_PATH: Route(body=K3S_STAND_IN),
-              FLUX_PATH: Route(body=FLUX_INSTALL),
-              FLUX_SUMS_PATH: Route(body=flux_sums(FLUX_INSTALL)),
-              **{VALUES_PATH.format(release): Route(body="replicas: 1\n")
-                 for release in HELM_RELEASES}}
+    routes = release_source_routes()
     with HttpsServer(ca, routes, address=address, hostnames=("github.test",)) as github, \
             HttpsServer(ca, {"/v2/": Route(status=401)}, address=address,
                         hostnames=("ghcr.test",)) as ghcr, \

@@ -1,0 +1,128 @@
+"""A running qemu (TCG) VM for the VM test tier: the host's kernel booting an ext4 root
+image, its serial console in a file, one TCP port forwarded from 127.0.0.1, and the test
+agent (ci/vm_agent.py) on a virtio serial port.
+
+The guest's NIC is `restrict=on`: it reaches nothing outside, only the forwarded port
+reaches it. Stdlib only.
+"""
+
+import contextlib
+import itertools
+import json
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vm_image import AGENT_PORT, Kernel
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class AgentResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+class Vm:
+    def __init__(self, image: Path, kernel: Kernel, work: Path, guest_port: int = 8080):
+        self.image, self.kernel, self.work = image, kernel, work
+        self.guest_port, self.host_port = guest_port, free_port()
+        self.serial_log = work / "serial.log"
+        self.agent_socket = work / "agent.sock"
+        self.process: subprocess.Popen | None = None
+        self._agent: socket.socket | None = None
+        self._ids = itertools.count()
+
+    def command(self) -> list[str]:
+        forward = f"tcp:127.0.0.1:{self.host_port}-:{self.guest_port}"
+        return [
+            "qemu-system-x86_64", "-accel", "tcg", "-smp", "2", "-m", "1536",
+            "-nographic", "-nodefaults", "-monitor", "none",
+            "-serial", f"file:{self.serial_log}",
+            "-kernel", str(self.kernel.vmlinuz), "-initrd", str(self.kernel.initrd),
+            # console=ttyS0 makes systemd start serial-getty@ttyS0, which draws /etc/issue.d.
+            "-append", "root=/dev/vda rw console=ttyS0 quiet",
+            "-drive", f"file={self.image},format=raw,if=virtio",
+            "-netdev", f"user,id=n0,restrict=on,hostfwd={forward}",
+            "-device", "virtio-net-pci,netdev=n0,romfile=",
+            "-device", "virtio-serial-pci",
+            "-chardev", f"socket,id=agent,path={self.agent_socket},server=on,wait=off",
+            "-device", f"virtserialport,chardev=agent,name={AGENT_PORT}",
+        ]  # fmt: skip
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL,
+                                        stderr=open(self.work / "qemu.log", "ab"))  # noqa: SIM115
+
+    def stop(self) -> None:
+        self._disconnect()
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.host_port}"
+
+    def serial_text(self) -> str:
+        if not self.serial_log.exists():
+            return ""
+        return self.serial_log.read_bytes().decode("utf-8", "replace")
+
+    def run(self, *argv: str, timeout: float = 60) -> AgentResult:
+        """Run `argv` in the guest as root through the agent. Raises TimeoutError when no
+        answer comes (the guest is still booting, or rebooting)."""
+        request_id = next(self._ids)
+        agent = self._connect()
+        agent.settimeout(timeout + 5)
+        agent.sendall(json.dumps({"id": request_id, "argv": list(argv),
+                                  "timeout": timeout}).encode() + b"\n")
+        deadline = time.monotonic() + timeout + 5
+        buffered = b""
+        while time.monotonic() < deadline:
+            try:
+                chunk = agent.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            buffered += chunk
+            *lines, buffered = buffered.split(b"\n")
+            for line in lines:
+                answer = json.loads(line)
+                if answer["id"] == request_id:  # earlier answers arrive late after a reboot
+                    return AgentResult(answer["code"], answer["stdout"], answer["stderr"])
+        self._disconnect()  # a late answer must not be read as the next request's
+        raise TimeoutError(f"no answer from the guest agent to {argv}")
+
+    def _disconnect(self) -> None:
+        if self._agent is not None:
+            self._agent.close()
+            self._agent = None
+
+    def _connect(self) -> socket.socket:
+        if self._agent is None:
+            agent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            deadline = time.monotonic() + 30
+            while True:
+                with contextlib.suppress(FileNotFoundError, ConnectionRefusedError):
+                    agent.connect(str(self.agent_socket))
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"qemu never opened {self.agent_socket}")
+                time.sleep(0.2)
+            self._agent = agent
+        return self._agent
