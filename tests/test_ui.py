@@ -10,8 +10,6 @@ horizontal scrolling, not blank.
 import json
 import os
 import struct
-import subprocess
-import sys
 import tarfile
 import threading
 import zlib
@@ -22,6 +20,7 @@ from click.testing import CliRunner
 from conftest import ROOT, make_host_root, serve_wsgi
 from netlab import HttpsServer, Route, free_loopback_address
 from playwright.sync_api import expect, sync_playwright
+from test_convergence import phase_process
 from test_k3s_phase import BINARY_PATH, READY_NODE, STAND_IN, SUMS_PATH, sums
 from test_preflight import lab  # noqa: F401  (the real preflight lab, as a fixture)
 from test_readiness import healthy, workload
@@ -356,17 +355,6 @@ def test_edit_answers_after_a_failed_preflight_reopens_the_filled_wizard(
     ui.showing("setup")
     ui.next()
     expect(ui.page.locator("#app_url")).to_have_value("https://psa.example.com")
-
-
-def phase_process(root: Path, phase: str) -> subprocess.Popen:
-    env = {**os.environ, "PATH": f"{HERE / 'fakes'}:/usr/bin:/bin",
-           "PYTHONPATH": str(ROOT), "FAKE_KUBE_STORE": str(root / "store.json"),
-           "FAKE_KUBE_LOG": str(root / "kubectl.log"),
-           "FAKE_SYSTEMCTL_LOG": str(root / "systemctl.log"),
-           "FAKE_UFW_LOG": str(root / "ufw.log")}
-    return subprocess.Popen([sys.executable, "-m", "host", "--root", str(root), "phase", phase,
-                             "--kubeconfig", str(root / "k3s.yaml")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def test_progress_follows_the_phases_with_a_live_log_then_a_failure_view(
