@@ -13,7 +13,8 @@ import waitress
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "ci"))
 
-import replica  # noqa: E402  (ci/ is not a package)
+import qemu_boot  # noqa: E402  (ci/ is not a package)
+import replica  # noqa: E402
 from netlab import TestCA  # noqa: E402
 
 from host import paths  # noqa: E402
@@ -58,6 +59,20 @@ def build_appliance(tmp_path_factory):
 def appliance(replica_iso, build_appliance):
     """The appliance ISO built from the replica, with its BuildResult."""
     return build_appliance(replica_iso)
+
+
+@pytest.fixture(scope="session")
+def appliance_boot(appliance):
+    """boot(firmware, medium) -> qemu_boot.BootResult of the appliance ISO, each booted
+    once per session: the boot matrix and the VM tier look at the same boots."""
+    results: dict[tuple[str, str], qemu_boot.BootResult] = {}
+
+    def boot(firmware: str, medium: str) -> qemu_boot.BootResult:
+        if (firmware, medium) not in results:
+            results[firmware, medium] = qemu_boot.boot(appliance.output, firmware=firmware,
+                                                       medium=medium, timeout=180)
+        return results[firmware, medium]
+    return boot
 
 
 def make_host_root(base: Path, *extra: str) -> Path:

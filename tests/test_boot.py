@@ -6,6 +6,7 @@ the seed and payload are readable from the booted medium. A plain pycdlib write 
 too, from disk under SeaBIOS, where it must fail: that is what the hybrid rebuild fixes.
 """
 
+import functools
 import hashlib
 import io
 from concurrent.futures import ThreadPoolExecutor
@@ -35,15 +36,14 @@ def unrepaired_iso(replica_iso, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def boots(appliance, unrepaired_iso):
+def boots(appliance_boot, unrepaired_iso):
     """Every boot of the matrix plus the negative control, two at a time (2 cores)."""
-    jobs = {(fw, medium): (appliance.output, fw, medium, 180) for fw, medium in MATRIX}
+    jobs = {key: functools.partial(appliance_boot, *key) for key in MATRIX}
     # SeaBIOS gives up on it within seconds, then waits forever: a short timeout suffices.
-    jobs["unrepaired"] = (unrepaired_iso, "bios", "disk", 40)
+    jobs["unrepaired"] = functools.partial(qemu_boot.boot, unrepaired_iso, firmware="bios",
+                                           medium="disk", timeout=40)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {key: pool.submit(qemu_boot.boot, iso, firmware=fw, medium=medium,
-                                    timeout=timeout)
-                   for key, (iso, fw, medium, timeout) in jobs.items()}
+        futures = {key: pool.submit(job) for key, job in jobs.items()}
         return {key: future.result() for key, future in futures.items()}
 
 

@@ -20,6 +20,11 @@ FENCE = re.compile(r"^```(?:sh|bash)\n(.*?)^```", re.M | re.S)
 CLIS = {"alga-appliance": alga_appliance, "isobuild": isobuild}
 
 
+def shell_blocks(doc: Path) -> list[str]:
+    """The doc's shell blocks, as written."""
+    return FENCE.findall(doc.read_text())
+
+
 def shell_lines(text: str) -> list[str]:
     """Each command in the doc's shell blocks, continuation lines joined, comments dropped."""
     lines = []
@@ -40,7 +45,8 @@ def doc_commands() -> list[tuple[str, list[str]]]:
             argv: list[str] = []
             for token in [*lexer, "&&"]:
                 if token in ("&&", ";", "||", "|"):
-                    argv = argv[1:] if argv[:1] == ["sudo"] else argv
+                    while argv and re.fullmatch(r"[A-Z_]+=\S*|sudo", argv[0]):
+                        argv = argv[1:]  # VAR=value and sudo before the command itself
                     if argv:
                         found.append((f"{doc.relative_to(ROOT)}: {' '.join(argv)}", argv))
                     argv = []

@@ -2,6 +2,8 @@
 booted with the host's kernel, the payload installed by the ISO seed's own late-commands
 (from the point the Ubuntu installer hands over). Runs in order:
 
+0. the seed's user-data is byte for byte what the appliance ISO, booted under UEFI from
+   disk, finds on its medium;
 1. the serial console shows the first-boot banner: an IP, the setup URL and a token;
 2. the setup URL answers through the hostfwd on 127.0.0.1; the console's token works and a
    wrong one gets 401;
@@ -11,13 +13,15 @@ booted with the host's kernel, the payload installed by the ISO seed's own late-
    with a test CA, the k3s stand-in), the whole unit chain succeeds; /api/status rolls up;
 5. after a reboot the web comes back with the state intact, nothing re-runs, and the
    banner shows the post-setup state;
-6. a support bundle through the API holds neither the token nor a planted secret.
+6. a support bundle through the API holds neither the token nor a planted secret;
+7. the shell commands of the support and maintenance docs work on the appliance as written.
 
 The test drives the guest only through the web API and, for what a support engineer would
 do at a shell, the test agent (ci/vm_agent.py). Serial log and journal go to
 test-artifacts/vm/ when a test fails.
 """
 
+import hashlib
 import io
 import json
 import os
@@ -31,6 +35,7 @@ from pathlib import Path
 import pytest
 import qemu_vm
 import requests
+import test_docs
 import trustme
 import vm_image
 from late_commands import run_late_commands
@@ -41,7 +46,8 @@ from host import paths
 from host.console.banner import HEADLINES
 from isobuild.image import IsoImage
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "vm"
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts" / "vm"
 MIRROR_NAMES = ("github.test", "ghcr.test")
 # What the test adds to the guest, besides the agent: the mirror and a support engineer's
 # override files, to be put in place in step 4.
@@ -171,6 +177,14 @@ def console_token(vm) -> str:
     return first[0][2]
 
 
+def test_0_the_seed_installed_here_is_the_one_uefi_boots_from_disk(user_data, appliance_boot):
+    # The Ubuntu installer would run the seed this boot found on the medium: the same bytes
+    # whose late-commands built this guest.
+    booted = appliance_boot("uefi", "disk")
+    assert booted.done and booted.seed == "present", booted.log[-3000:]
+    assert booted.userdata_sha256 == hashlib.sha256(user_data).hexdigest()
+
+
 def test_1_serial_console_shows_the_first_boot_banner(vm, console_token):
     ip, page, token = next(b for b in banners(vm.serial_text()) if b[0] != "127.0.0.1")
     assert page == "setup"
@@ -291,3 +305,31 @@ def test_6_support_bundle_holds_neither_token_nor_planted_secret(vm, console_tok
         for secret in (console_token, PLANTED_SECRET):
             assert secret.encode() not in data, name
 
+
+
+# What a support engineer types from docs/support/ and docs/maintenance.md, at the
+# appliance's shell: each shell block as written, but without `sudo` (the agent is root and
+# the guest has no sudo) and with `cat` for the pager (there is no terminal).
+SUPPORT_DOCS = {  # doc -> what its blocks, run in order, must have printed
+    "docs/support/state-files.md": ['"status": "succeeded"', "installing: "],
+    "docs/support/support-bundle.md": ["/var/lib/alga-appliance/support/alga-appliance-support-",
+                                       "/tmp/alga-appliance-support-",
+                                       "# Alga appliance support bundle", '"collectors": ['],
+    "docs/maintenance.md": ["app: stable ", '"k3s_version": "v'],
+}
+
+
+def as_typed_at_the_shell(block: str) -> str:
+    return re.sub(r"\bless\b", "cat", re.sub(r"(?m)^sudo ", "", block))
+
+
+@pytest.mark.parametrize("doc", SUPPORT_DOCS)
+def test_7_the_support_docs_commands_work_on_the_appliance(vm, console_token, doc):
+    printed = ""
+    for block in test_docs.shell_blocks(ROOT / doc):
+        result = vm.run("sh", "-ec", f"cd /tmp; {as_typed_at_the_shell(block)}",
+                        timeout=180)
+        assert result.code == 0, (block, result)
+        printed += result.stdout
+    for expected in SUPPORT_DOCS[doc]:
+        assert expected in printed, (doc, expected, printed[-3000:])
