@@ -65,31 +65,60 @@ def our_tool(argv: list[str]) -> str | None:
     return "script" if argv[0].startswith("ci/") else None
 
 
-COMMANDS = [(where, argv) for where, argv in doc_commands() if our_tool(argv)]
+# Our commands named in running text: `sudo alga-appliance update --channel stable|nightly`.
+INLINE = re.compile(r"`(?:sudo )?((?:\.venv/bin/)?(?:alga-appliance|isobuild) [^`]+)`")
+
+
+def inline_commands() -> list[tuple[str, list[str]]]:
+    """Each inline command of ours; a word with alternatives (a|b) gives one per choice."""
+    found = []
+    for doc in DOCS:
+        for span in INLINE.findall(doc.read_text()):
+            words = [word.split("|") for word in span.split()]
+            for choice in range(max(len(options) for options in words)):
+                argv = [options[min(choice, len(options) - 1)] for options in words]
+                found.append((f"{doc.relative_to(ROOT)}: `{' '.join(argv)}`", argv))
+    return found
+
+
+# (where, argv, whole): a shell block's line is a whole command; running text may name a
+# command without the arguments it needs (`isobuild verify`).
+COMMANDS = [(where, argv, True) for where, argv in doc_commands() if our_tool(argv)] + \
+    [(where, argv, False) for where, argv in inline_commands() if our_tool(argv)]
 
 
 def test_the_docs_show_commands_of_ours():
-    assert sum(our_tool(argv) == "alga-appliance" for _, argv in COMMANDS) >= 3
-    assert sum(our_tool(argv) == "isobuild" for _, argv in COMMANDS) >= 3
+    assert sum(our_tool(argv) == "alga-appliance" for _, argv, _ in COMMANDS) >= 3
+    assert sum(our_tool(argv) == "isobuild" for _, argv, _ in COMMANDS) >= 3
 
 
-@pytest.mark.parametrize(("where", "argv"), COMMANDS, ids=[w for w, _ in COMMANDS])
-def test_every_documented_command_exists_with_its_options(where, argv):
+@pytest.mark.parametrize(("where", "argv", "whole"), COMMANDS, ids=[w for w, _, _ in COMMANDS])
+def test_every_documented_command_exists_with_its_options(where, argv, whole):
     if our_tool(argv) == "script":
         script = next(a for a in argv if a.startswith("ci/"))
         assert (ROOT / script).is_file(), where
         return
     command, words = CLIS[our_tool(argv)], argv[1:]
-    while isinstance(command, click.Group) and words and words[0] in command.commands:
+    options = set()
+    while True:  # a group's own options (--root PATH) come before its subcommand
+        params = {opt: param for param in command.params
+                  for opt in (*param.opts, *param.secondary_opts)}
+        options |= set(params)
+        while isinstance(command, click.Group) and words[:1] and words[0] in params:
+            words = words[1 if params[words[0]].is_flag else 2:]
+        if not (isinstance(command, click.Group) and words[:1]
+                and words[0] in command.commands):
+            break
         command, words = command.commands[words[0]], words[1:]
-    assert not isinstance(command, click.Group), f"{where}: no such command"
-    options = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    if isinstance(command, click.Group):
+        assert not words, f"{where}: no such command"
+        return
     for word in words:
         option = word.strip("[]").split("=")[0]  # "[--x]" shows an optional flag
         if option.startswith("-"):
             assert option in options, f"{where}: {option} is not an option"
     # And click accepts the whole line, unless it shows placeholders or a substitution.
-    if not any(mark in word for word in words for mark in ("<", "[", "$(")):
+    if whole and not any(mark in word for word in words for mark in ("<", "[", "$(")):
         command.make_context(command.name, list(words), resilient_parsing=False)
 
 
