@@ -65,7 +65,8 @@ def collect(root: Path | None, kube: Kube, probe=probe_login) -> dict:
     verdicts = readiness.tiers(cluster.view if cluster else ClusterView(), login_probe, seen)
     at = now()
     tiers = _tiers(verdicts, previous, at)
-    blockers = _blockers(cluster, api_error, verdicts)
+    host = _host(root, install)
+    blockers = _blockers(cluster, api_error, verdicts, host["k3s_state"] == "activating")
     snapshot = {
         "collected_at": at,
         "rollup": _rollup(install, inputs, tiers, blockers),
@@ -76,7 +77,7 @@ def collect(root: Path | None, kube: Kube, probe=probe_login) -> dict:
         "flux": _flux(cluster),
         "blockers": blockers,
         "events": _events(cluster),
-        "host": _host(root, install),
+        "host": host,
     }
     state.write(state.STATUS, snapshot, root)
     return snapshot
@@ -147,9 +148,15 @@ def _blocker(severity, component, layer, reason, next_action) -> dict:
             "next_action": next_action, "blocks_login": layer not in ("background",)}
 
 
-def _blockers(cluster: Cluster | None, api_error: str | None, verdicts: dict) -> list[dict]:
+def _blockers(cluster: Cluster | None, api_error: str | None, verdicts: dict,
+              k3s_starting: bool) -> list[dict]:
     found = []
-    if api_error:
+    if api_error and k3s_starting:  # after every boot: the unit is Type=notify, so
+        # "activating" until the API serves; nothing is wrong yet
+        found.append(_blocker("warning", "kubernetes-api", "k3s",
+                              "k3s is starting; the Kubernetes API answers once it has started",
+                              "wait; k3s takes a minute or two to start after a boot"))
+    elif api_error:
         found.append(_blocker("critical", "kubernetes-api", "k3s",
                               f"the Kubernetes API is unreachable: {api_error}",
                               "check `systemctl status k3s` and `journalctl -u k3s`"))
@@ -195,7 +202,7 @@ def _pod_next_action(reason: str) -> str:
 def _rollup(install, inputs, tiers, blockers) -> dict:
     if inputs is None and install is None:
         return {"state": "setup_required", "message": "Setup has not been submitted.",
-                "next_action": f"open http://{netinfo.node_ip()}:{paths.WEB_PORT}/setup"}
+                "next_action": _open_setup(netinfo.node_ip())}
     if install and install["status"] == "failed":
         name, record = next((n, r) for n, r in install["phases"].items()
                             if r["state"] == "failed")
@@ -229,6 +236,13 @@ def _rollup(install, inputs, tiers, blockers) -> dict:
                 f": {waiting['reason']}", "next_action": waiting["next_action"]}
     return {"state": "installing", "message": f"Installing: {login['reason']}",
             "next_action": "wait; this page updates by itself"}
+
+
+def _open_setup(node_ip: str) -> str:
+    if node_ip == "127.0.0.1":  # no network yet (before DHCP): no address to give
+        return (f"connect this node to a network, then open http://<its address>:"
+                f"{paths.WEB_PORT}/setup")
+    return f"open http://{node_ip}:{paths.WEB_PORT}/setup"
 
 
 def _components(cluster: Cluster | None) -> dict:

@@ -104,6 +104,19 @@ def test_before_setup_and_before_k3s_the_install_state_alone_decides(lab):
     assert not (root / "kubectl.log").exists()  # no cluster calls before k3s exists
 
 
+@pytest.mark.parametrize(("node_ip", "next_action"), [
+    ("10.0.2.15", "open http://10.0.2.15:8080/setup"),
+    ("127.0.0.1", "connect this node to a network, then open http://<its address>:8080/setup"),
+])
+def test_before_setup_the_next_action_names_the_setup_url_only_with_an_address(
+        lab, monkeypatch, node_ip, next_action):
+    root, _ = lab
+    (root / "etc/alga-appliance/setup-inputs.json").unlink()
+    (root / "var/lib/alga-appliance/install-state.json").unlink()
+    monkeypatch.setattr(status.netinfo, "node_ip", lambda: node_ip)
+    assert collect(root)["rollup"]["next_action"] == next_action
+
+
 def test_failed_phase_is_failed_action_required(lab):
     root, _ = lab
     failed = json.loads(json.dumps(INSTALLED))
@@ -125,6 +138,20 @@ def test_api_unreachable_is_a_k3s_blocker(lab, monkeypatch):
     assert first_blocker(snapshot)["layer"] == "k3s"
     assert "unreachable" in first_blocker(snapshot)["reason"]
     assert snapshot["rollup"]["state"] == "failed_action_required"
+
+
+def test_api_unreachable_while_k3s_starts_after_a_boot_is_a_wait_not_an_alarm(lab,
+                                                                            monkeypatch):
+    root, _ = lab
+    monkeypatch.setenv("FAKE_KUBE_DOWN", "1")
+    monkeypatch.setenv("FAKE_SYSTEMCTL_IS_ACTIVE", "activating")
+    snapshot = collect(root)
+    assert snapshot["host"]["k3s_state"] == "activating"
+    blocker = first_blocker(snapshot)
+    assert (blocker["component"], blocker["severity"]) == ("kubernetes-api", "warning")
+    assert "k3s is starting" in blocker["reason"]
+    assert snapshot["rollup"]["state"] == "installing"
+    assert snapshot["rollup"]["next_action"].startswith("wait")
 
 
 def stage(name: str) -> ClusterView:
