@@ -16,6 +16,7 @@ from host.readiness import ClusterView, Verdict
 
 HEALTHY_INTERVAL = 60  # seconds between collections once fully healthy (the timer ticks 10 s)
 DISK_PATHS = ("/var/lib/rancher", paths.STATE_DIR)
+K3S_BOOT_GRACE_SECONDS = 300  # k3s serves its API within this after a boot, or something is wrong
 PROBLEM_REASONS = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerError",
                    "CreateContainerConfigError")
 LAYERS = ("host", "k3s", "flux", "core", "bootstrap", "login", "background")
@@ -66,7 +67,7 @@ def collect(root: Path | None, kube: Kube, probe=probe_login) -> dict:
     at = now()
     tiers = _tiers(verdicts, previous, at)
     host = _host(root, install)
-    blockers = _blockers(cluster, api_error, verdicts, host["k3s_state"] == "activating")
+    blockers = _blockers(cluster, api_error, verdicts, _k3s_starting(host))
     snapshot = {
         "collected_at": at,
         "rollup": _rollup(install, inputs, tiers, blockers),
@@ -151,8 +152,7 @@ def _blocker(severity, component, layer, reason, next_action) -> dict:
 def _blockers(cluster: Cluster | None, api_error: str | None, verdicts: dict,
               k3s_starting: bool) -> list[dict]:
     found = []
-    if api_error and k3s_starting:  # after every boot: the unit is Type=notify, so
-        # "activating" until the API serves; nothing is wrong yet
+    if api_error and k3s_starting:
         found.append(_blocker("warning", "kubernetes-api", "k3s",
                               "k3s is starting; the Kubernetes API answers once it has started",
                               "wait; k3s takes a minute or two to start after a boot"))
@@ -314,6 +314,17 @@ def _events(cluster: Cluster | None) -> list[dict]:
             for e in warnings[:20]]
 
 
+def _k3s_starting(host: dict) -> bool:
+    """After a boot k3s is queued, then `activating` until its API serves (Type=notify):
+    that takes a minute or two and is no fault yet."""
+    return host["k3s_state"] == "activating" or (
+        host["k3s_state"] != "failed" and host["uptime_seconds"] < K3S_BOOT_GRACE_SECONDS)
+
+
+def uptime_seconds() -> float:
+    return float(Path("/proc/uptime").read_text().split()[0])
+
+
 def _host(root: Path | None, install: dict | None) -> dict:
     try:
         k3s_state = hostcmd.run(["systemctl", "is-active", "k3s.service"]).strip()
@@ -326,7 +337,6 @@ def _host(root: Path | None, install: dict | None) -> dict:
             target = target.parent
         usage = shutil.disk_usage(target)
         disk.append({"path": path, "free_bytes": usage.free, "total_bytes": usage.total})
-    uptime = float(Path("/proc/uptime").read_text().split()[0])
     return {"k3s_state": k3s_state,
             "k3s_version": pins.K3S_VERSION if _phase_done(install, "k3s") else None,
-            "disk": disk, "node_ip": netinfo.node_ip(), "uptime_seconds": uptime}
+            "disk": disk, "node_ip": netinfo.node_ip(), "uptime_seconds": uptime_seconds()}

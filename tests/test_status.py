@@ -131,22 +131,30 @@ def test_failed_phase_is_failed_action_required(lab):
     assert "k3s" in rollup["message"] and rollup["next_action"] == "check journalctl -u k3s"
 
 
-def test_api_unreachable_is_a_k3s_blocker(lab, monkeypatch):
+@pytest.mark.parametrize("k3s_state", ["active", "failed"])
+def test_api_unreachable_is_a_k3s_blocker(lab, monkeypatch, k3s_state):
     root, _ = lab
     monkeypatch.setenv("FAKE_KUBE_DOWN", "1")
+    monkeypatch.setenv("FAKE_SYSTEMCTL_IS_ACTIVE", k3s_state)
+    # Long after the boot; and right after it, k3s having failed is no start-up delay.
+    monkeypatch.setattr(status, "uptime_seconds", lambda: 3600.0 if k3s_state == "active"
+                        else 20.0)
     snapshot = collect(root)
     assert first_blocker(snapshot)["layer"] == "k3s"
     assert "unreachable" in first_blocker(snapshot)["reason"]
     assert snapshot["rollup"]["state"] == "failed_action_required"
 
 
-def test_api_unreachable_while_k3s_starts_after_a_boot_is_a_wait_not_an_alarm(lab,
-                                                                            monkeypatch):
+@pytest.mark.parametrize(("k3s_state", "uptime"), [("activating", 3600.0), ("inactive", 20.0),
+                                                   ("active", 20.0)])
+def test_api_unreachable_while_k3s_starts_after_a_boot_is_a_wait_not_an_alarm(
+        lab, monkeypatch, k3s_state, uptime):
     root, _ = lab
     monkeypatch.setenv("FAKE_KUBE_DOWN", "1")
-    monkeypatch.setenv("FAKE_SYSTEMCTL_IS_ACTIVE", "activating")
+    monkeypatch.setenv("FAKE_SYSTEMCTL_IS_ACTIVE", k3s_state)
+    monkeypatch.setattr(status, "uptime_seconds", lambda: uptime)
     snapshot = collect(root)
-    assert snapshot["host"]["k3s_state"] == "activating"
+    assert snapshot["host"]["k3s_state"] == k3s_state
     blocker = first_blocker(snapshot)
     assert (blocker["component"], blocker["severity"]) == ("kubernetes-api", "warning")
     assert "k3s is starting" in blocker["reason"]

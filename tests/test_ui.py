@@ -466,6 +466,7 @@ def test_dashboard_in_each_rollup_state(tmp_path, open_ui, monkeypatch, rollup):
             state.write(state.INSTALL_STATE, INSTALLED, tmp_path)
         if cluster == "down":
             monkeypatch.setenv("FAKE_KUBE_DOWN", "1")
+            monkeypatch.setenv("FAKE_SYSTEMCTL_IS_ACTIVE", "failed")  # not just starting
             snapshot = collect_status(tmp_path)
         else:
             view, pods = cluster() if cluster else (None, [])
