@@ -359,7 +359,7 @@ def _manifest(outcomes: list[Outcome], members: list[Member], redactor: Redactor
     manifest = {
         "format_version": 1,
         "tool": {"name": "alga-appliance", "version": __version__},
-        "created_at": f"{now:%Y-%m-%dT%H:%M:%SZ}",
+        "created_at": state.timestamp(now),
         "host": host,
         "duration_ms": int((time.monotonic() - started) * 1000),
         "options": {"redact": redact, "obfuscate_network": obfuscate_network},

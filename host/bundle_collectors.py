@@ -9,7 +9,6 @@ are read under the root prefix; commands and /proc are this machine's, as in hos
 
 import base64
 import contextlib
-import datetime
 import fnmatch
 import gzip
 import ipaddress
@@ -465,7 +464,7 @@ def preflight_rerun(ctx: Context, out: Output) -> None:
             results.append({"id": check.id, "status": status, "message": message,
                             "duration_ms": int((time.monotonic() - started) * 1000)})
     out.add("network/preflight-rerun.json", json.dumps({
-        "checked_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "checked_at": state.timestamp(),
         "inputs": "setup inputs" if inputs is not DEFAULT_INPUTS else "defaults (no setup yet)",
         "checks": results}))
 

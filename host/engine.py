@@ -7,7 +7,6 @@ systemd uses to stop the chain.
 """
 
 import contextlib
-import datetime
 import fcntl
 import hashlib
 import os
@@ -30,10 +29,6 @@ class SetupBusy(Exception):
     pass
 
 
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @dataclass
 class PhaseRun:
     """What a running phase may do: say what it is doing, log, and know the root."""
@@ -54,7 +49,7 @@ class PhaseRun:
         log_path = self.root / paths.LOG_DIR.lstrip("/") / f"{self.phase.name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "a", encoding="utf-8") as fp:
-            fp.write(f"{now()} {line}\n")
+            fp.write(f"{state.timestamp()} {line}\n")
 
 
 @contextlib.contextmanager
@@ -78,7 +73,7 @@ def setup_lock(root: Path | None = None) -> Iterator[None]:
 
 
 def fresh_install_state() -> dict:
-    return {"status": "pending", "current_phase": None, "updated_at": now(),
+    return {"status": "pending", "current_phase": None, "updated_at": state.timestamp(),
             "phases": {p.name: _pending() for p in PHASES}}
 
 
@@ -99,7 +94,7 @@ def inputs_digest(phase: Phase, root: Path | None, kubeconfig: str) -> str:
 
 
 def _save(install: dict, root: Path | None) -> None:
-    install["updated_at"] = now()
+    install["updated_at"] = state.timestamp()
     state.write(state.INSTALL_STATE, install, root)
 
 
@@ -118,7 +113,7 @@ def run_phase(name: str, root: Path | None = None, kubeconfig: str = K3S_KUBECON
             install.update(chain_status)
             _save(install, root)
             return 0
-        record.update(state="running", started_at=now(), finished_at=None, failure=None,
+        record.update(state="running", started_at=state.timestamp(), finished_at=None, failure=None,
                       last_action="starting")
         record.pop("inputs_digest", None)
         install.update(status="running", current_phase=name)
@@ -128,14 +123,14 @@ def run_phase(name: str, root: Path | None = None, kubeconfig: str = K3S_KUBECON
             phase.run(run)
         except Exception as error:  # every failure is classified and recorded, then reported
             run.log(f"failed: {error}")
-            record.update(state="failed", finished_at=now(), failure=classify(
+            record.update(state="failed", finished_at=state.timestamp(), failure=classify(
                 error, phase_category=phase.category, phase_retry_safe=phase.retry_safe,
                 last_action=record["last_action"] or "starting",
                 log_text="\n".join(run.log_lines)))
             install["status"] = "failed"
             _save(install, root)
             return EXIT_FAILED
-        record.update(state="succeeded", finished_at=now(), inputs_digest=digest)
+        record.update(state="succeeded", finished_at=state.timestamp(), inputs_digest=digest)
         install.update(chain_status)
         if last:
             install.setdefault("completed_at", record["finished_at"])

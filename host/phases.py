@@ -5,7 +5,6 @@ files it reads (their contents decide whether a re-run can skip it) and writes, 
 entry point. The k3s, Flux and release phases plug in here.
 """
 
-import datetime
 import hashlib
 import platform
 import secrets
@@ -89,10 +88,6 @@ def _setup_inputs(run) -> dict:
         raise PhaseFailure("network", "setup has not been submitted yet",
                            "complete setup in the web UI or on the console", retry_safe=True)
     return inputs
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def run_preflight(run) -> None:
@@ -423,7 +418,8 @@ def run_release(run) -> None:
         raise PhaseFailure(exc.category, str(exc), "check the channel and repository "
                            "override; if the release is broken upstream, choose another "
                            "channel", retry_safe=True) from exc
-    selection = channel.selection(inputs["channel"], source, channel_file, manifest, _now())
+    selection = channel.selection(inputs["channel"], source, channel_file, manifest,
+                                  state.timestamp())
     previous = state.read(state.MAINTENANCE, run.root)
     # Recover once an install has completed (recorded with that success, so a run killed
     # after applying but before its success is recorded converges on "fresh" again).
@@ -471,7 +467,7 @@ def values_configmaps(inputs: dict, manifest: dict, profile_values: dict,
 def _apply_release(run, inputs: dict, manifest: dict, profile_values: dict, selection: dict,
                    mode: str) -> None:
     kube = Kube(run.kubeconfig)
-    requested_at = _now()
+    requested_at = state.timestamp()
     try:
         run.action("checking for the app's auth key")
         objects = [cluster_objects.namespace(n) for n in (
@@ -497,7 +493,7 @@ def maintenance_record(root, previous: dict | None, selection: dict, event: str,
     """What is installed and the last maintenance event (`event`: install or update)."""
     os_release = dict(line.split("=", 1) for line in (
         state.host_root(root) / "etc/os-release").read_text().splitlines() if "=" in line)
-    now = _now()
+    now = state.timestamp()
     installed = previous["last_install"] if previous else None
     return {
         "os": {"id": os_release.get("ID", platform.system()).strip('"'),

@@ -7,7 +7,6 @@ web UI, the console and the support bundle all render. Any fail blocks the chain
 warn does not.
 """
 
-import datetime
 import email.utils
 import pwd
 import shutil
@@ -309,7 +308,7 @@ def run_checks(inputs: dict, endpoints: Endpoints, root: Path) -> Result:
             first_failure = first_failure or failure
     statuses = {r["status"] for r in results}
     report = {
-        "generated_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "generated_at": state.timestamp(),
         "outcome": "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass",
         "checks": results,
     }

@@ -6,7 +6,6 @@ for systemd (alga-appliance-setup-request.path), which starts the same unit chai
 way the answers came in.
 """
 
-import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,17 +31,13 @@ def submit(answers: dict, node_ip: str, root: Path | None = None) -> Submitted:
     busy = why_busy(install, root)
     if busy:
         raise SetupBusy(busy)
-    submitted = now()
+    submitted = state.timestamp()
     try:
         requests_spool.submit(paths.SETUP_REQUEST,
                               {"answers": answers, "submitted_at": submitted}, root)
     except requests_spool.AlreadyPending as exc:
         raise SetupBusy("a setup request is already waiting to start") from exc
     return Submitted(inputs, submitted, install)
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def why_busy(install: dict | None, root: Path | None = None) -> str | None:

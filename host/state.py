@@ -7,6 +7,7 @@ fails is reported by name, path and JSON pointer and is never silently replaced.
 All paths sit under a root prefix (ALGA_APPLIANCE_ROOT, default /) that tests move.
 """
 
+import datetime
 import json
 import os
 import tempfile
@@ -15,6 +16,14 @@ from pathlib import Path
 
 from host import paths
 from host.validation import DocumentInvalid, validate
+
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # UTC to the second, as the state files record times
+
+
+def timestamp(at: datetime.datetime | None = None) -> str:
+    """`at` (default: now) as the state files record it."""
+    return (at or datetime.datetime.now(datetime.UTC)).astimezone(datetime.UTC).strftime(
+        TIMESTAMP_FORMAT)
 
 ROOT_ENV = "ALGA_APPLIANCE_ROOT"
 

@@ -3,7 +3,6 @@ appliance has got, what blocks it, and what to do next. The web UI, the console 
 support bundle all read it; none of them work the answer out again.
 """
 
-import datetime
 import shutil
 import time
 from dataclasses import dataclass
@@ -25,10 +24,6 @@ COMPONENT_LAYER = {**dict.fromkeys(("db", "redis", "pgbouncer"), "core"),
                    **dict.fromkeys(readiness.BACKGROUND, "background")}
 BACKGROUND_RELEASES = ("temporal", "email-service", "workflow-worker", "temporal-worker")
 SUPPORT = "sudo alga-appliance support-bundle"
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)
@@ -64,7 +59,7 @@ def collect(root: Path | None, kube: Kube, probe=probe_login) -> dict:
                    else Verdict(False, "the app is not installed yet"))
     seen = bool(previous and previous["bootstrap_seen"])
     verdicts = readiness.tiers(cluster.view if cluster else ClusterView(), login_probe, seen)
-    at = now()
+    at = state.timestamp()
     tiers = _tiers(verdicts, previous, at)
     host = _host(root, install)
     blockers = _blockers(cluster, api_error, verdicts, _k3s_starting(host))

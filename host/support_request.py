@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 
 from host import paths, requests_spool, state
-from host.setup_request import now
 
 REQUEST = "support-bundle.request"  # in paths.SPOOL_DIR
 WEB_BUNDLE_DIR = "/var/lib/alga-appliance/web-bundles"  # 0750 root:alga-appliance
@@ -31,7 +30,7 @@ def submit(root: Path | None = None) -> None:
     if current and current["state"] == "running":
         raise Busy("a support bundle is being made; wait for it")
     try:
-        requests_spool.submit(REQUEST, {"requested_at": now()}, root)
+        requests_spool.submit(REQUEST, {"requested_at": state.timestamp()}, root)
     except requests_spool.AlreadyPending as exc:
         raise Busy("a support bundle was already asked for and starts in a moment") from exc
 
@@ -47,8 +46,8 @@ def available(root: Path | None = None) -> list[dict]:
              and os.access(p, os.R_OK)] if directory.is_dir() else []
     found.sort(key=lambda p: p.stat().st_mtime, reverse=True)
     return [{"name": p.name, "size_bytes": p.stat().st_size,
-             "created_at": datetime.datetime.fromtimestamp(p.stat().st_mtime, datetime.UTC)
-             .strftime("%Y-%m-%dT%H:%M:%SZ")} for p in found]
+             "created_at": state.timestamp(datetime.datetime.fromtimestamp(
+                 p.stat().st_mtime, datetime.UTC))} for p in found]
 
 
 def archive(name: str, root: Path | None = None) -> Path | None:
@@ -69,7 +68,7 @@ def run(root: Path | None = None, owner: str = paths.SERVICE_USER) -> str | None
     requested = request.get("requested_at")
     status = {"state": "running", "requested_at": requested if isinstance(requested, str)
               and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", requested) else None,
-              "started_at": now(), "finished_at": None, "step": "starting", "done": 0,
+              "started_at": state.timestamp(), "finished_at": None, "step": "starting", "done": 0,
               "total": 0, "archive": None, "size_bytes": None, "error": None}
     state.write(state.SUPPORT_BUNDLE_STATUS, status, root)
 
@@ -85,13 +84,13 @@ def run(root: Path | None = None, owner: str = paths.SERVICE_USER) -> str | None
     try:
         path = bundle.create(root, directory, progress=progress)
     except bundle.BundleError as exc:
-        status.update(state="failed", finished_at=now(), error=str(exc))
+        status.update(state="failed", finished_at=state.timestamp(), error=str(exc))
         state.write(state.SUPPORT_BUNDLE_STATUS, status, root)
         raise
     account = pwd.getpwnam(owner)
     os.chown(path, account.pw_uid, account.pw_gid)  # stays 0600: the web service's alone
     bundle.prune(directory, KEEP)
-    status.update(state="succeeded", finished_at=now(), step="done", archive=path.name,
+    status.update(state="succeeded", finished_at=state.timestamp(), step="done", archive=path.name,
                   size_bytes=path.stat().st_size)
     state.write(state.SUPPORT_BUNDLE_STATUS, status, root)
     return path.name

@@ -116,10 +116,10 @@ class UpdateRun:
             path = self.root / paths.LOG_DIR.lstrip("/") / LOG_FILE
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "a", encoding="utf-8") as fp:
-                fp.write(f"{engine.now()} {line}\n")
+                fp.write(f"{state.timestamp()} {line}\n")
 
     def finished(self, result: str, failure: dict | None = None) -> dict:
-        self.entry.update(result=result, finished_at=engine.now(), failure=failure,
+        self.entry.update(result=result, finished_at=state.timestamp(), failure=failure,
                           duration_s=round(time.monotonic() - self.started, 1))
         self.log(f"{self.entry['action']} {result}")
         _save(self.root, self.entry)
@@ -538,7 +538,7 @@ def _resolve(run: UpdateRun, inputs: dict, channel: str, ids: tuple[str, ...]) -
         run.log("channel file has fields this version ignores: "
                 f"{', '.join(release_channel.unknown_fields(ctx.channel_file))}")
     selection = release_channel.selection(channel, ctx.source, ctx.channel_file, ctx.manifest,
-                                          engine.now())
+                                          state.timestamp())
     return Target(selection, ctx.manifest)
 
 
@@ -592,7 +592,7 @@ def _needs_apply(root: Path, current: dict | None, target: dict, own_id: str) ->
 def _new_entry(action: str, channel: str, who: str, current: dict | None) -> dict:
     started = datetime.datetime.now(datetime.UTC)
     return {"id": f"{started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(4)}", "action": action,
-            "who": who, "channel": channel, "started_at": f"{started:%Y-%m-%dT%H:%M:%SZ}",
+            "who": who, "channel": channel, "started_at": state.timestamp(started),
             "finished_at": None, "result": "running", "step": None, "from": _summary(current),
             "to": None, "changes": None, "duration_s": None, "failure": None}
 
@@ -632,9 +632,9 @@ def _interrupt_running(root: Path) -> bool:
         entries = history(root)
         running = [e for e in entries if e["result"] == "running"]
         for entry in running:
-            started = datetime.datetime.strptime(entry["started_at"], "%Y-%m-%dT%H:%M:%SZ")
+            started = datetime.datetime.strptime(entry["started_at"], state.TIMESTAMP_FORMAT)
             took = datetime.datetime.now(datetime.UTC) - started.replace(tzinfo=datetime.UTC)
-            entry.update(result="interrupted", finished_at=engine.now(),
+            entry.update(result="interrupted", finished_at=state.timestamp(),
                          duration_s=max(0.0, round(took.total_seconds(), 1)))
         if running:
             state.write(state.UPDATE_HISTORY, {"entries": entries}, root)

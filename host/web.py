@@ -194,7 +194,7 @@ def _update_request(environ: dict, root: Path | None) -> tuple[int, dict]:
         raise HttpError(409, busy)
     request = {"action": body["action"], "channel": body["channel"],
                "confirmed": body.get("confirmed", False), "who": "web",
-               "requested_at": setup_request.now()}
+               "requested_at": state.timestamp()}
     try:
         requests_spool.submit(UPDATE_REQUEST, request, root)
     except requests_spool.AlreadyPending as exc:
