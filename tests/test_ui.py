@@ -525,6 +525,13 @@ def test_logs_page_fetches_phase_logs_and_the_journal_on_demand(tmp_path, open_u
     expect(page.locator("#log-output")).to_contain_text("alga-appliance.service: line 100")
     assert "--lines 100" in (tmp_path / "journal.log").read_text()
     ui.shot("logs-journal")
+    # The API's refusal shows beside the form; the next answer clears it.
+    monkeypatch.setenv("FAKE_JOURNAL_FAIL", "1")
+    page.click("#logs-form button")
+    expect(page.locator("#logs-error")).to_contain_text("the journal cannot be read")
+    monkeypatch.delenv("FAKE_JOURNAL_FAIL")
+    page.click("#logs-form button")
+    expect(page.locator("#logs-error")).to_be_hidden()
 
 
 def test_updates_page_shows_the_selected_release(tmp_path, open_ui):

@@ -41,12 +41,7 @@ export function bind(app, actions) {
       $("#log-output").textContent = log.lines.join("\n") || "(nothing logged yet)";
       $("#log-output").scrollTop = $("#log-output").scrollHeight;
     } catch (error) {
-      if (error.status) {
-        $("#logs-error").hidden = false;
-        $("#logs-error").textContent = error.message;
-      } else {
-        actions.failed(error);
-      }
+      showRefusal(error, "#logs-error", actions);
     }
   });
 }
@@ -207,12 +202,18 @@ async function download(name, actions) {
 
 function bundleError(error, actions) {
   $("#bundle-create").disabled = false;
+  showRefusal(error, "#bundle-error", actions);
+}
+
+// The API's refusal (its message) shows beside what asked; anything else (no network, the
+// token, the rate limit) goes to the page-wide handling.
+function showRefusal(error, box, actions) {
   if (!(error instanceof ApiError)) {
     actions.failed(error);
     return;
   }
-  $("#bundle-error").hidden = false;
-  $("#bundle-error").textContent = error.message;
+  $(box).hidden = false;
+  $(box).textContent = error.message;
 }
 
 async function updateRequest(app, actions, body) {
@@ -221,11 +222,6 @@ async function updateRequest(app, actions, body) {
     app.updateAskedOver = app.updateHistory; // until the history changes, it is the old one
     actions.pollNow();
   } catch (error) {
-    if (!(error instanceof ApiError)) {
-      actions.failed(error);
-      return;
-    }
-    $("#update-error").hidden = false;
-    $("#update-error").textContent = error.message;
+    showRefusal(error, "#update-error", actions);
   }
 }
