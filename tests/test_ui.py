@@ -528,6 +528,7 @@ def test_logs_page_fetches_phase_logs_and_the_journal_on_demand(tmp_path, open_u
     # The API's refusal shows beside the form; the next answer clears it.
     monkeypatch.setenv("FAKE_JOURNAL_FAIL", "1")
     page.click("#logs-form button")
+    expect(page.locator("#logs-error")).to_be_visible()
     expect(page.locator("#logs-error")).to_contain_text("the journal cannot be read")
     monkeypatch.delenv("FAKE_JOURNAL_FAIL")
     page.click("#logs-form button")
