@@ -158,6 +158,7 @@ def test_token_entry_refuses_a_wrong_token_then_accepts_the_right_one(tmp_path, 
     ui.shot("login")
     ui.page.fill("#token", "not-the-token")
     ui.page.click("#login-form button")
+    expect(ui.page.locator("#token-error")).to_be_visible()
     expect(ui.page.locator("#token-error")).to_have_text(
         "The token was not accepted. Enter it again.")
     ui.shot("login-refused")
@@ -420,6 +421,7 @@ def test_a_failure_unsafe_to_retry_offers_no_retry(tmp_path, open_ui):
     ui = open_ui(tmp_path)
     ui.open("/")
     ui.showing("progress")
+    expect(ui.page.locator("#failure")).to_be_visible()
     expect(ui.page.locator("#failure")).to_contain_text("Not safe from here")
     expect(ui.page.locator("#retry")).to_have_count(0)
     expect(ui.page.locator("#failure pre")).to_have_text("error: conflict")
@@ -566,6 +568,7 @@ def test_polling_stops_while_the_tab_is_hidden_and_backs_off_on_errors(tmp_path,
     page.evaluate("""() => {
         Object.defineProperty(document, 'hidden', {value: false, configurable: true});
         document.dispatchEvent(new Event('visibilitychange')); }""")
+    expect(page.locator("#connection")).to_be_visible()
     expect(page.locator("#connection")).to_contain_text("Lost contact")
     ui.api_calls.clear()
     page.wait_for_timeout(9000)

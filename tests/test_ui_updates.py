@@ -31,6 +31,7 @@ def test_check_see_the_diff_confirm_watch_and_see_history(lab, open_ui, monkeypa
 
     page.check("#update-nightly")
     page.click("#update-check")
+    expect(page.locator("#update-busy")).to_be_visible()
     expect(page.locator("#update-busy")).to_contain_text("Waiting for the appliance")
     checked = run_request_when_spooled(lab)
     assert checked["result"] == "update_available"
@@ -40,15 +41,18 @@ def test_check_see_the_diff_confirm_watch_and_see_history(lab, open_ui, monkeypa
     core = page.locator("#update-images tr", has_text="algaCore")
     expect(core).to_contain_text("eaec6253")
     expect(core).to_contain_text("babe1234")
+    expect(page.locator("#update-warning")).to_be_visible()
     expect(page.locator("#update-warning")).to_have_text(
         checked["changes"]["confirmation_reason"])
     ui.shot("updates-plan-nightly")
 
     page.click("#update-apply")  # not confirmed yet: nothing is asked of the host
+    expect(page.locator("#update-error")).to_be_visible()
     expect(page.locator("#update-error")).to_contain_text("Confirm first")
     assert not requests_spool.spool_file(update.REQUEST, lab.root).exists()
     page.check("#update-confirm")
     page.click("#update-apply")
+    expect(page.locator("#update-busy")).to_be_visible()
     expect(page.locator("#update-busy")).to_contain_text("Waiting for the appliance")
     spooled = requests_spool.spool_file(update.REQUEST, lab.root).read_text()
     assert '"confirmed": true' in spooled and '"action": "apply"' in spooled
