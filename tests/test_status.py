@@ -199,15 +199,19 @@ def test_fresh_install_stages(lab, name, tiers, rollup):
     assert snapshot["rollup"]["state"] == rollup
 
 
-def test_temporal_worker_crashloop_keeps_login(lab):
-    root, _ = lab
+def temporal_worker_crashloop() -> tuple[ClusterView, list[dict]]:
+    """Everything healthy but a background worker, crash-looping."""
     view = healthy()
     view.deployments = [workload("Deployment", "temporal-worker", 0)
                         if d["metadata"]["name"] == "temporal-worker" else d
                         for d in view.deployments]
-    pods = [pod("temporal-worker-5d9c-x1", "ReplicaSet", "temporal-worker-5d9c",
-                waiting="CrashLoopBackOff", restarts=7)]
-    snapshot = collect(root, view, pods)
+    return view, [pod("temporal-worker-5d9c-x1", "ReplicaSet", "temporal-worker-5d9c",
+                      waiting="CrashLoopBackOff", restarts=7)]
+
+
+def test_temporal_worker_crashloop_keeps_login(lab):
+    root, _ = lab
+    snapshot = collect(root, *temporal_worker_crashloop())
     assert "login" in ready(snapshot)
     assert snapshot["rollup"]["state"] == "ready_with_background_issues"
     blocker = first_blocker(snapshot)

@@ -23,8 +23,7 @@ from playwright.sync_api import expect, sync_playwright
 from test_convergence import phase_process
 from test_k3s_phase import BINARY_PATH, READY_NODE, STAND_IN, SUMS_PATH, sums
 from test_preflight import lab  # noqa: F401  (the real preflight lab, as a fixture)
-from test_readiness import healthy, workload
-from test_status import INSTALLED, pod, stage
+from test_status import INSTALLED, stage, temporal_worker_crashloop
 from test_status import collect as collect_status
 
 from host import cli, engine, paths, requests_spool, state, support_request, token
@@ -432,22 +431,13 @@ def test_a_failure_unsafe_to_retry_offers_no_retry(tmp_path, open_ui):
 # --- the dashboard, from real status collections -----------------------------------------
 
 
-def background_issue():
-    view = healthy()
-    view.deployments = [workload("Deployment", "temporal-worker", 0)
-                        if d["metadata"]["name"] == "temporal-worker" else d
-                        for d in view.deployments]
-    return view, [pod("temporal-worker-5d9c-x1", "ReplicaSet", "temporal-worker-5d9c",
-                      waiting="CrashLoopBackOff", restarts=7)]
-
-
 ROLLUPS = {  # state: (label, cluster, login ready)
     "setup_required": ("Setup required", None, False),
     "installing": ("Installing", lambda: (stage("core"), []), False),
     "failed_action_required": ("Action required", "down", False),
     "ready_to_log_in": ("Ready to log in", lambda: (stage("login"), []), True),
     "ready_with_background_issues": ("Ready to log in, with background issues",
-                                     background_issue, True),
+                                     temporal_worker_crashloop, True),
     "fully_healthy": ("Fully healthy", lambda: (stage("full"), []), True),
 }
 
