@@ -1,6 +1,6 @@
 """A running qemu (TCG) VM for the VM test tier: the host's kernel booting an ext4 root
-image, its serial console in a file, one TCP port forwarded from 127.0.0.1, and the test
-agent (ci/vm_agent.py) on a virtio serial port.
+image, its serial console in a file, a VGA screen (tty1) that QMP can capture, one TCP
+port forwarded from 127.0.0.1, and the test agent (ci/vm_agent.py) on a virtio serial port.
 
 The guest's NIC is `restrict=on`: it reaches nothing outside, only the forwarded port
 reaches it. Stdlib only.
@@ -37,6 +37,7 @@ class Vm:
         self.guest_port, self.host_port = guest_port, free_port()
         self.serial_log = work / "serial.log"
         self.agent_socket = work / "agent.sock"
+        self.qmp_socket = work / "qmp.sock"
         self.process: subprocess.Popen | None = None
         self._agent: socket.socket | None = None
         self._ids = itertools.count()
@@ -45,10 +46,12 @@ class Vm:
         forward = f"tcp:127.0.0.1:{self.host_port}-:{self.guest_port}"
         return [
             "qemu-system-x86_64", "-accel", "tcg", "-smp", "2", "-m", "1536",
-            "-nographic", "-nodefaults", "-monitor", "none",
+            "-display", "none", "-nodefaults", "-monitor", "none", "-vga", "std",
+            "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
             "-serial", f"file:{self.serial_log}",
             "-kernel", str(self.kernel.vmlinuz), "-initrd", str(self.kernel.initrd),
-            # console=ttyS0 makes systemd start serial-getty@ttyS0, which draws /etc/issue.d.
+            # console=ttyS0 makes systemd start serial-getty@ttyS0; getty@tty1 runs on the
+            # VGA screen. Both draw /etc/issue.d.
             "-append", "root=/dev/vda rw console=ttyS0 quiet",
             "-drive", f"file={self.image},format=raw,if=virtio",
             "-netdev", f"user,id=n0,restrict=on,hostfwd={forward}",
@@ -81,6 +84,21 @@ class Vm:
         if not self.serial_log.exists():
             return ""
         return self.serial_log.read_bytes().decode("utf-8", "replace")
+
+    def screenshot(self, png: Path) -> None:
+        """The VGA screen (tty1) as a PNG, through QMP's screendump."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as qmp:
+            qmp.settimeout(20)
+            qmp.connect(str(self.qmp_socket))
+            channel = qmp.makefile("rwb", buffering=0)
+            channel.readline()  # the greeting
+            for command in ({"execute": "qmp_capabilities"},
+                            {"execute": "screendump",
+                             "arguments": {"filename": str(png), "format": "png"}}):
+                channel.write(json.dumps(command).encode() + b"\n")
+                while "return" not in (reply := json.loads(channel.readline())):
+                    if "error" in reply:  # (events may come first)
+                        raise RuntimeError(f"QMP {command['execute']}: {reply['error']}")
 
     def run(self, *argv: str, timeout: float = 60) -> AgentResult:
         """Run `argv` in the guest as root through the agent. Raises TimeoutError when no

@@ -4,7 +4,8 @@ booted with the host's kernel, the payload installed by the ISO seed's own late-
 
 0. the seed's user-data is byte for byte what the appliance ISO, booted under UEFI from
    disk, finds on its medium;
-1. the serial console shows the first-boot banner: an IP, the setup URL and a token;
+1. the serial console and the VGA console (tty1) show the first-boot banner: an IP, the
+   setup URL and a token;
 2. the setup URL answers through the hostfwd on 127.0.0.1; the console's token works and a
    wrong one gets 401;
 3. offline (restrict=on, no resolver), setup fails preflight cleanly: a classified failure
@@ -21,6 +22,7 @@ do at a shell, the test agent (ci/vm_agent.py). Serial log and journal go to
 test-artifacts/vm/ when a test fails.
 """
 
+import contextlib
 import hashlib
 import io
 import json
@@ -135,6 +137,8 @@ def vm(appliance, user_data, tmp_path_factory, request):
 def keep_artifacts(machine: qemu_vm.Vm) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(machine.serial_log, ARTIFACTS / "serial.log")
+    with contextlib.suppress(OSError, RuntimeError, ValueError):  # qemu may be gone
+        machine.screenshot(ARTIFACTS / "tty1.png")
     shutil.rmtree(ARTIFACTS / "journal", ignore_errors=True)  # rdump makes it anew
     subprocess.run(["debugfs", "-R", f"rdump /var/log/journal {ARTIFACTS}", str(machine.image)],
                    capture_output=True)
@@ -185,13 +189,25 @@ def test_0_the_seed_installed_here_is_the_one_uefi_boots_from_disk(user_data, ap
     assert booted.userdata_sha256 == hashlib.sha256(user_data).hexdigest()
 
 
-def test_1_serial_console_shows_the_first_boot_banner(vm, console_token):
+def tty1_shows(machine, *texts: str) -> bool:
+    """Whether the VGA console (tty1, agetty's screen) shows every text; /dev/vcs1 is its
+    screen memory, row after row without line breaks."""
+    screen = agent(machine, "cat", "/dev/vcs1")
+    return all(text in screen for text in texts)
+
+
+def test_1_serial_console_shows_the_first_boot_banner(vm, console_token, tmp_path):
     ip, page, token = next(b for b in banners(vm.serial_text()) if b[0] != "127.0.0.1")
     assert page == "setup"
     assert HEADLINES["setup_required"] in vm.serial_text()
     guest_addresses = agent(vm, "ip", "-4", "-o", "addr", "show", "scope", "global")
     assert f"inet {ip}/" in guest_addresses
     assert token == agent(vm, "cat", paths.TOKEN_FILE).strip()
+    # And the screen a VMware console shows.
+    wait_for(lambda: tty1_shows(vm, HEADLINES["setup_required"], f"http://{ip}:8080/setup",
+                                f"Setup token: {token}"), 60, "the banner on tty1")
+    vm.screenshot(tmp_path / "tty1.png")  # what keep_artifacts saves when a test fails
+    assert (tmp_path / "tty1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_2_setup_url_answers_and_only_the_console_token_works(vm, console_token):
@@ -280,6 +296,8 @@ def test_5_reboot_keeps_the_state_and_reruns_nothing(vm, console_token):
                       if b[1:] == ("status", console_token)], 120, "the post-setup banner")
     after_reboot = vm.serial_text()[serial_before:]
     assert HEADLINES["installing"] in after_reboot
+    wait_for(lambda: tty1_shows(vm, ":8080/status", f"Setup token: {console_token}"), 60,
+             "the post-setup banner on tty1")
     # k3s starting again after the boot is no fault: never "needs your attention".
     assert HEADLINES["failed_action_required"] not in after_reboot
 
