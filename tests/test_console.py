@@ -3,6 +3,7 @@ interfaces in a network namespace), and the setup fallback driven in real termin
 full-screen TUI in tmux at 80x24 and the plain mode through a pty, with real preflight runs
 behind the progress screens. A parity table holds the console to the web API's results."""
 
+import io
 import json
 import os
 import shlex
@@ -29,6 +30,18 @@ HERE = Path(__file__).resolve().parent
 ROLLUP_STATES = ("setup_required", "installing", "failed_action_required", "ready_to_log_in",
                  "ready_with_background_issues", "fully_healthy")
 TOKEN = "tok-3xAmPlE_abcdefghijklmnopqrstuvwx"
+# Screens and transcripts for docs/admin-guide.md, which ci/screenshots.sh embeds.
+CAPTURES = Path(os.environ.get("CONSOLE_CAPTURE_DIR", ROOT / "test-artifacts" / "console"))
+CAPTURE_NAMES = ("banner", "tui-dns", "plain-custom-dns")
+DOC_NODE_IP = "192.0.2.2"  # a documentation address in place of this machine's
+
+
+def keep_capture(name: str, text: str) -> None:
+    assert name in CAPTURE_NAMES
+    text = text.replace(netinfo.node_ip(), DOC_NODE_IP).replace(TOKEN, "<token>")
+    CAPTURES.mkdir(parents=True, exist_ok=True)
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").splitlines()]
+    (CAPTURES / f"{name}.txt").write_text("\n".join(lines).strip("\n") + "\n")
 
 
 # --- the banner --------------------------------------------------------------------------
@@ -56,6 +69,8 @@ def test_banner_for_each_address_count_and_rollup_state(ips, rollup):
     assert all(len(line) <= 80 for line in text.splitlines())
     if rollup == "setup_required":
         assert "Ubuntu is installed" in text and "waiting for your input" in text
+        if ips == ["192.0.2.10"]:
+            keep_capture("banner", text)
 
 
 def test_banner_escapes_backslashes_for_agetty():
@@ -188,7 +203,10 @@ class Tmux:
 @pytest.fixture
 def console_root(tmp_path, monkeypatch):
     make_host_root(tmp_path, paths.SPOOL_DIR)
+    # As on Ubuntu: resolv.conf names systemd-resolved's stub, which forwards to what DHCP gave.
     (tmp_path / "etc/resolv.conf").write_text("nameserver 127.0.0.53\n")
+    (tmp_path / "run/systemd/resolve").mkdir(parents=True)
+    (tmp_path / "run/systemd/resolve/resolv.conf").write_text("nameserver 192.0.2.53\n")
     monkeypatch.setenv(state.ROOT_ENV, str(tmp_path))
     return tmp_path
 
@@ -228,7 +246,7 @@ def test_tui_setup_with_defaults(console_root, tui):
     terminal.keys(*NEXT)
     terminal.wait_for(f"> {default_app_url()}")
     terminal.keys("Enter")
-    screen = terminal.wait_for("This network's resolvers: 127.0.0.53")
+    screen = terminal.wait_for("This network's resolvers: 192.0.2.53")
     assert "(X) this network's resolvers (recommended)" in screen
     for title in ("HTTP proxy", "Support overrides"):
         terminal.keys(*NEXT)
@@ -251,7 +269,7 @@ def test_tui_custom_dns_shows_the_apis_error_then_takes_a_valid_list(console_roo
     terminal.keys("Enter")
     terminal.wait_for("DNS")
     terminal.keys("Down", "Enter")  # custom
-    terminal.wait_for("Warning: If your network uses Active")
+    keep_capture("tui-dns", terminal.wait_for("Warning: If your network uses Active"))
     terminal.keys("Tab", "Enter")  # Next: the servers question
     terminal.wait_for("DNS servers, separated by commas")
     terminal.type("8.8.8.999")
@@ -352,6 +370,7 @@ def plain(root: Path, term: str = "vt100") -> pexpect.spawn:
     command = console_command(root, *([] if term == "dumb" else ["--plain"]))
     child = pexpect.spawn(command[0], command[1:], env=console_env(term), encoding="utf-8",
                           timeout=15, dimensions=(24, 80))
+    child.logfile_read = io.StringIO()  # the whole transcript, typed replies echoed
     child.expect_exact("Release channel")
     return child
 
@@ -391,7 +410,7 @@ def test_plain_setup_with_defaults(console_root):
     child.expect_exact("Start setup? yes/back [yes]: ")
     review = child.before
     assert f"App address       {default_app_url()}" in review
-    assert "this network's resolvers (127.0.0.53)" in review
+    assert "this network's resolvers (192.0.2.53)" in review
     child.sendline("")
     child.expect_exact("Waiting for setup to start...")
     assert spooled(console_root) == {"channel": "stable", "app_url": default_app_url(),
@@ -425,9 +444,10 @@ def test_plain_custom_dns_error_then_valid(console_root):
     child.expect(r"\]: ")
     child.sendline("8.8.8.8,8.8.4.4")
     answer_all(child, ["no", "no"])
-    child.expect_exact("Start setup?")
+    child.expect_exact("Start setup? yes/back [yes]: ")
     assert "custom servers: 8.8.8.8, 8.8.4.4" in child.before
     assert_plain_text(child.before)
+    keep_capture("plain-custom-dns", child.logfile_read.getvalue())
     child.sendline("yes")
     child.expect_exact("Waiting for setup to start...")
     assert spooled(console_root)["dns_servers"] == "8.8.8.8,8.8.4.4"

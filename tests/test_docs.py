@@ -7,7 +7,9 @@ import subprocess
 from pathlib import Path
 
 import click
+import embed_captures
 import pytest
+from test_console import CAPTURE_NAMES, CAPTURES
 
 from host.cli import main as alga_appliance
 from isobuild.cli import main as isobuild
@@ -145,3 +147,19 @@ def test_talos_is_offered_nowhere_and_named_only_where_it_is_retired():
     assert named == ["README.md"]
     readme = " ".join(texts["README.md"].split())
     assert TALOS_STATEMENT in readme and readme.lower().count("talos") == 1
+
+
+def test_the_console_captures_in_the_admin_guide_are_the_console_tests_own(tmp_path):
+    guide = (ROOT / "docs/admin-guide.md").read_text()
+    assert sorted(embed_captures.marked(guide)) == sorted(CAPTURE_NAMES)
+    for name in CAPTURE_NAMES:
+        (tmp_path / f"{name}.txt").write_text(f"the {name} capture\n")
+    embedded = embed_captures.embed(guide, tmp_path)
+    for name in CAPTURE_NAMES:
+        assert f"<!-- console capture: {name} -->\n```\nthe {name} capture\n```\n" in embedded
+    outside = embed_captures.MARKED_BLOCK.sub("", embedded)
+    assert outside == embed_captures.MARKED_BLOCK.sub("", guide)  # nothing else changed
+    # And what the console shows today, when its tests have run (they run first in CI).
+    if not all((CAPTURES / f"{name}.txt").exists() for name in CAPTURE_NAMES):
+        pytest.skip("the console tests have not saved their captures")
+    assert embed_captures.embed(guide, CAPTURES) == guide, "run ci/screenshots.sh"

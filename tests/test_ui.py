@@ -3,7 +3,7 @@ waitress service, with state files from real flows (the wizard's own submissions
 preflight and k3s phase runs against loopback servers, and real status collections).
 
 Every screen is saved as a screenshot (test-artifacts/ui/, or $UI_SCREENSHOT_DIR:
-ci/ui-screenshots.sh points it at docs/screenshots/) and checked: the page width, no
+ci/screenshots.sh points it at docs/screenshots/) and checked: the page width, no
 horizontal scrolling, not blank.
 """
 
