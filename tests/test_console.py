@@ -51,8 +51,7 @@ def keep_capture(name: str, text: str) -> None:
 @pytest.mark.parametrize("rollup", ROLLUP_STATES)
 def test_banner_for_each_address_count_and_rollup_state(ips, rollup):
     current = {"state": rollup, "message": "" if rollup == "setup_required" else
-               f"the {rollup} message", "next_action": "" if rollup == "setup_required"
-               else "do the next thing"}
+               f"the {rollup} message", "next_action": "do the next thing"}
     text = banner.render(ips, current, TOKEN)
     assert banner.HEADLINES[rollup] in text
     page = "setup" if rollup in ("setup_required", "failed_action_required") else "status"
@@ -69,6 +68,7 @@ def test_banner_for_each_address_count_and_rollup_state(ips, rollup):
     assert all(len(line) <= 80 for line in text.splitlines())
     if rollup == "setup_required":
         assert "Ubuntu is installed" in text and "waiting for your input" in text
+        assert "Next:" not in text  # the setup URL is the next step, and it is shown
         if ips == ["192.0.2.10"]:
             keep_capture("banner", text)
 

@@ -4,8 +4,8 @@
   working directory: download and build, build from a local ISO, build with an SSH key and
   an options file, verify, inspect, and the two qemu test boots;
 - the benchmarks' (docs/performance.md) here, with small sizes and durations;
-- a support engineer's (docs/support/, docs/maintenance.md) at the appliance's shell in the
-  VM tier (tests/test_vm_e2e.py, test_7);
+- an admin's or support engineer's (docs/admin-guide.md, docs/support/, docs/maintenance.md)
+  at the appliance's shell in the VM tier (tests/test_vm_e2e.py, test_7);
 - the setup and test commands by CI itself: .ci/run runs ci/test.sh, which runs
   ci/setup.sh --test (everything ci/setup.sh does, and more).
 
@@ -23,7 +23,7 @@ import pytest
 import test_docs
 from conftest import SSH_KEY, sha256
 from test_download import Mirror, certificates  # noqa: F401  (certificates: a fixture)
-from test_vm_e2e import SUPPORT_DOCS
+from test_vm_e2e import SHELL_DOCS
 
 from isobuild.download import ISO_NAME
 
@@ -77,7 +77,7 @@ def run_blocks(docs: list[str], changes, cwd: Path, env: dict, timeout: float) -
 def test_every_doc_with_commands_is_run_somewhere():
     with_commands = {str(doc.relative_to(ROOT)) for doc in test_docs.DOCS
                      if test_docs.shell_blocks(doc)}
-    assert with_commands == set(RUN_HERE) | set(SUPPORT_DOCS)
+    assert with_commands == set(RUN_HERE) | set(SHELL_DOCS)
 
 
 @pytest.fixture

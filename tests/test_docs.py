@@ -4,6 +4,7 @@ options shown, and Talos is presented nowhere but in the one statement retiring 
 import re
 import shlex
 import subprocess
+import textwrap
 from pathlib import Path
 
 import click
@@ -18,19 +19,23 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 TALOS_STATEMENT = ("Ubuntu is the supported appliance path. Talos-based appliances are "
                    "legacy, with no migration in v1.")
-FENCE = re.compile(r"^```(?:sh|bash)\n(.*?)^```", re.M | re.S)
+FENCE = re.compile(r"^( *)```(?:sh|bash)\n(.*?)^\1```", re.M | re.S)  # also in a list item
 CLIS = {"alga-appliance": alga_appliance, "isobuild": isobuild}
 
 
 def shell_blocks(doc: Path) -> list[str]:
-    """The doc's shell blocks, as written."""
-    return FENCE.findall(doc.read_text())
+    """The doc's shell blocks, as written (without a list item's indent)."""
+    return blocks_in(doc.read_text())
+
+
+def blocks_in(text: str) -> list[str]:
+    return [textwrap.dedent(block) for _, block in FENCE.findall(text)]
 
 
 def shell_lines(text: str) -> list[str]:
     """Each command in the doc's shell blocks, continuation lines joined, comments dropped."""
     lines = []
-    for block in FENCE.findall(text):
+    for block in blocks_in(text):
         for line in block.replace("\\\n", " ").splitlines():
             line = line.split(" #")[0].strip()
             if line and not line.startswith("#"):

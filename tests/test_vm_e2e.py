@@ -15,7 +15,8 @@ booted with the host's kernel, the payload installed by the ISO seed's own late-
 5. after a reboot the web comes back with the state intact, nothing re-runs, and the
    banner shows the post-setup state;
 6. a support bundle through the API holds neither the token nor a planted secret;
-7. the shell commands of the support and maintenance docs work on the appliance as written.
+7. the shell commands of the admin, support and maintenance docs work on the appliance
+   as written.
 
 The test drives the guest only through the web API and, for what a support engineer would
 do at a shell, the test agent (ci/vm_agent.py). Serial log and journal go to
@@ -46,6 +47,7 @@ from test_systemd_tier import PHASE_NAMES, release_source_routes, wait_for
 
 from host import paths
 from host.console.banner import HEADLINES
+from host.kube import K3S_KUBECONFIG
 from isobuild.image import IsoImage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,19 +131,22 @@ def vm(appliance, user_data, tmp_path_factory, request):
     try:
         yield machine
     finally:
+        failed = request.session.testsfailed > failures
+        if failed:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError, RuntimeError, ValueError):  # qemu may be gone
+                machine.screenshot(ARTIFACTS / "tty1.png")
         machine.stop()
-        if request.session.testsfailed > failures:
+        if failed:
             keep_artifacts(machine)
 
 
 def keep_artifacts(machine: qemu_vm.Vm) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(machine.serial_log, ARTIFACTS / "serial.log")
-    with contextlib.suppress(OSError, RuntimeError, ValueError):  # qemu may be gone
-        machine.screenshot(ARTIFACTS / "tty1.png")
     shutil.rmtree(ARTIFACTS / "journal", ignore_errors=True)  # rdump makes it anew
-    subprocess.run(["debugfs", "-R", f"rdump /var/log/journal {ARTIFACTS}", str(machine.image)],
-                   capture_output=True)
+    # -c: the image was not unmounted cleanly (qemu was stopped), so read it as it is.
+    subprocess.run(["debugfs", "-c", "-R", f"rdump /var/log/journal {ARTIFACTS}",
+                    str(machine.image)], capture_output=True)
 
 
 def agent(machine, *argv: str, timeout: float = 60) -> str:
@@ -327,29 +332,39 @@ def test_6_support_bundle_holds_neither_token_nor_planted_secret(vm, console_tok
 
 
 
-# What a support engineer types from docs/support/ and docs/maintenance.md, at the
-# appliance's shell: each shell block as written, but without `sudo` (the agent is root and
-# the guest has no sudo) and with `cat` for the pager (there is no terminal).
-SUPPORT_DOCS = {  # doc -> what its blocks, run in order, must have printed
+# What an admin or support engineer types from the docs at the appliance's shell: each
+# shell block as written, with these changes (each must still apply somewhere).
+AT_THE_SHELL_CHANGES = [
+    (r"(?m)^sudo ", "", "the agent is root, and the guest has no sudo"),
+    (r"\bless\b", "cat", "there is no terminal for a pager"),
+    (r"/path/to/cluster\.kubeconfig", K3S_KUBECONFIG, "the cluster here is the appliance's"),
+]
+SHELL_DOCS = {  # doc -> what its blocks, run in order, must have printed
     "docs/support/state-files.md": ['"status": "succeeded"', "installing: "],
     "docs/support/support-bundle.md": ["/var/lib/alga-appliance/support/alga-appliance-support-",
                                        "/tmp/alga-appliance-support-",
                                        "# Alga appliance support bundle", '"collectors": ['],
     "docs/maintenance.md": ["app: stable ", '"k3s_version": "v'],
+    "docs/admin-guide.md": [],  # the Flux and release phases against a kubeconfig: exit 0
 }
 
 
-def as_typed_at_the_shell(block: str) -> str:
-    return re.sub(r"\bless\b", "cat", re.sub(r"(?m)^sudo ", "", block))
+def as_typed_at_the_shell(block: str, applied: set[str]) -> str:
+    for pattern, replacement, _ in AT_THE_SHELL_CHANGES:
+        block, count = re.subn(pattern, replacement, block)
+        applied.update([pattern] if count else [])
+    return block
 
 
-@pytest.mark.parametrize("doc", SUPPORT_DOCS)
-def test_7_the_support_docs_commands_work_on_the_appliance(vm, console_token, doc):
-    printed = ""
-    for block in test_docs.shell_blocks(ROOT / doc):
-        result = vm.run("sh", "-ec", f"cd /tmp; {as_typed_at_the_shell(block)}",
-                        timeout=180)
-        assert result.code == 0, (block, result)
-        printed += result.stdout
-    for expected in SUPPORT_DOCS[doc]:
-        assert expected in printed, (doc, expected, printed[-3000:])
+def test_7_the_docs_shell_commands_work_on_the_appliance(vm, console_token):
+    applied = set()
+    for doc, expected in SHELL_DOCS.items():
+        printed = ""
+        for block in test_docs.shell_blocks(ROOT / doc):
+            result = vm.run("sh", "-ec", f"cd /tmp; {as_typed_at_the_shell(block, applied)}",
+                            timeout=180)
+            assert result.code == 0, (doc, block, result)
+            printed += result.stdout
+        for text in expected:
+            assert text in printed, (doc, text, printed[-3000:])
+    assert applied == {pattern for pattern, _, _ in AT_THE_SHELL_CHANGES}, "a change is stale"

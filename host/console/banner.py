@@ -56,7 +56,9 @@ def render(ips: list[str], current: dict, setup_token: str) -> str:
         else "status"
     lines = ["", "Alga appliance", "==============", HEADLINES[current["state"]]]
     lines += _wrapped(current["message"])
-    lines += _wrapped(f"Next: {current['next_action']}" if current["next_action"] else "")
+    # Before setup the next action is to open the setup URL, which the lines below give.
+    wanted = current["next_action"] and current["state"] != "setup_required"
+    lines += _wrapped(f"Next: {current['next_action']}" if wanted else "")
     lines.append("")
     if ips:
         lines.append("In a browser on this network, open:")
