@@ -3,10 +3,11 @@
 #
 #   ci/fresh-machine.sh            build the appliance ISO in a fresh root, then verify it
 #   ci/fresh-machine.sh --tests    also run the README's second command (ci/test.sh) there
+#                                  and report its outcome (the exit status stays the first's)
 #
 # What it does, and why:
-#   1. A fresh Debian 12 root from mmdebstrap (variant "important" + sudo and
-#      ca-certificates: what a fresh server has, none of our packages), built from the
+#   1. A fresh Debian 12 root from mmdebstrap (variant "important" + sudo, ca-certificates
+#      and git: what a fresh server has, none of our packages), built from the
 #      host's own apt sources and cached under /var/tmp/alga-fresh-machine, keyed by its
 #      inputs. Every run unpacks a pristine copy, so nothing leaks between runs.
 #   2. A `git clone` of HEAD into /root/alga, because that is what a new user has (not
@@ -37,7 +38,8 @@ CACHE=/var/tmp/alga-fresh-machine
 RUN=$CACHE/run          # the last run's root and logs, kept for a look afterwards
 SUITE=bookworm
 VARIANT=important
-INCLUDE=sudo,ca-certificates
+# git: the user cloned this checkout on the machine (and tests/test_docs.py runs git).
+INCLUDE=sudo,ca-certificates,git
 RECIPE=v1               # bump when the rootfs recipe changes in a way the key misses
 
 now() { date +%s.%N; }
@@ -108,6 +110,8 @@ if [ ! -f "$tarball" ]; then
 else
   say "cached root $tarball"
 fi
+# Roots for other inputs are stale: keep only this one.
+find "$CACHE" -maxdepth 1 -name 'debian-*.tar*' ! -name "${tarball##*/}" -delete
 
 # A pristine copy for this run; the previous run's is replaced.
 rm -rf "$RUN"
@@ -116,6 +120,9 @@ start=$(now)
 tar -C "$RUN/root" -xf "$tarball"
 record "unpack fresh root" "$(elapsed "$start")"
 ROOT=$RUN/root
+# A booted Debian has a machine ID (systemd writes it on first boot); mmdebstrap leaves it
+# empty, and systemd-nspawn inside the root (the real-systemd test tier) needs one.
+tr -d - < /proc/sys/kernel/random/uuid > "$ROOT/etc/machine-id"
 
 # This host's network intercepts TLS with a site CA in /usr/local/share/ca-certificates;
 # any machine on this network gets that CA from its admin, so the fresh root gets it too
@@ -209,9 +216,14 @@ esac
 
 # Runs one shell command in the fresh root as root at a login shell would, in the checkout,
 # on the host network, non-interactively. --register=no --keep-unit: no machined or system
-# bus is needed (there may be none, e.g. when this host is itself a container).
+# bus is needed (there may be none, e.g. when this host is itself a container). Like root
+# on a real machine: every capability (the tests make network namespaces and veths), and
+# /tmp on the root's disk, not nspawn's default tmpfs of 10 % of RAM (the tests fill it;
+# a bind mount on /tmp does not replace that tmpfs, SYSTEMD_NSPAWN_TMPFS_TMP=0 does).
 in_root() {
+  SYSTEMD_NSPAWN_TMPFS_TMP=0 \
   systemd-nspawn --quiet --register=no --keep-unit --as-pid2 --pipe -D "$ROOT" \
+    --capability=all \
     --resolv-conf=copy-host --chdir=/root/alga \
     --setenv=HOME=/root --setenv=LANG=C.UTF-8 \
     --setenv=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
@@ -257,7 +269,11 @@ if [ "$status" -eq 0 ] && [ "$run_tests" -eq 1 ]; then
   in_root "$test_command" > "$RUN/tests.log" 2>&1 || test_status=$?
   record "$test_command (exit $test_status)" "$(elapsed "$start")"
   # Reported, not judged: nested containers, netns and qemu may not work in a container.
-  tail -n 60 "$RUN/tests.log"
+  if grep -q "short test summary info" "$RUN/tests.log"; then
+    sed -n '/short test summary info/,$p' "$RUN/tests.log"
+  else
+    tail -n 30 "$RUN/tests.log"
+  fi
 fi
 
 echo
