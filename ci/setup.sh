@@ -19,7 +19,9 @@ build_packages=(python3 python3-venv python3-pip python3-yaml python3-requests
 test_packages=(xorriso qemu-system-x86 seabios ipxe-qemu ovmf time grub-pc-bin
                grub-efi-amd64-bin grub-common mtools dosfstools busybox-static kmod cpio
                openssl iproute2 mmdebstrap systemd-container chromium fonts-dejavu-core tmux
-               e2fsprogs)
+               e2fsprogs qemu-utils git
+               # Playwright's node driver needs it; chromium does not pull it in
+               libatomic1)
 . /etc/os-release
 case "$ID" in
   ubuntu) kernel_package=linux-image-generic ;;

@@ -78,7 +78,7 @@ def reference(servers, tmp_path_factory):
     return end_state(root)
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=8)
 @given(st.sampled_from(["k3s", "release"]), st.floats(0.05, 1.5))
 def test_killed_phase_reruns_to_the_same_end_state(servers, reference, tmp_path_factory,
                                                    killed, delay):

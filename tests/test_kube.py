@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from host import cluster_objects as objects
@@ -69,7 +69,6 @@ urls = st.sampled_from(["https://github.com/Nine-Minds/alga-psa",
                         "https://git.msp.example/mirrors/alga-psa"])
 
 
-@settings(deadline=None)  # the first example parses the CRDs
 @given(urls, branches)
 def test_flux_objects_satisfy_the_flux_crds(url, branch):
     for obj in (objects.git_repository(url, branch, "2026-11-27T10:00:00Z"),

@@ -70,7 +70,7 @@ for n in itertools.count():
 """.replace("DOC", repr(INPUTS))
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=15)
 @given(st.floats(0.0, 0.25))
 def test_killing_a_writer_at_any_point_leaves_a_valid_old_or_new_file(tmp_path_factory, delay):
     root = tmp_path_factory.mktemp("root")

@@ -351,7 +351,7 @@ def test_due_every_run_until_healthy_then_every_minute(lab):
     assert not status.due(root)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=15)
 @given(st.sampled_from(BACKGROUND), st.sampled_from(["CrashLoopBackOff", "ImagePullBackOff"]))
 def test_a_background_only_failure_never_clears_login(tmp_path_factory, component, reason):
     root = make_host_root(tmp_path_factory.mktemp("root"))
