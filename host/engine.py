@@ -46,10 +46,15 @@ class PhaseRun:
 
     def log(self, line: str) -> None:
         self.log_lines.append(line)
-        log_path = self.root / paths.LOG_DIR.lstrip("/") / f"{self.phase.name}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "a", encoding="utf-8") as fp:
-            fp.write(f"{state.timestamp()} {line}\n")
+        append_log(self.root, f"{self.phase.name}.log", line)
+
+
+def append_log(root: Path, name: str, line: str) -> None:
+    """A timestamped line in the log file `name` under paths.LOG_DIR."""
+    log_path = root / paths.LOG_DIR.lstrip("/") / name
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", encoding="utf-8") as fp:
+        fp.write(f"{state.timestamp()} {line}\n")
 
 
 @contextlib.contextmanager

@@ -113,10 +113,7 @@ class UpdateRun:
     def log(self, line: str) -> None:
         self.lines.append(line)
         if self.writes_log:
-            path = self.root / paths.LOG_DIR.lstrip("/") / LOG_FILE
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "a", encoding="utf-8") as fp:
-                fp.write(f"{state.timestamp()} {line}\n")
+            engine.append_log(self.root, LOG_FILE, line)
 
     def finished(self, result: str, failure: dict | None = None) -> dict:
         self.entry.update(result=result, finished_at=state.timestamp(), failure=failure,
