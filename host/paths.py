@@ -9,6 +9,7 @@ STATE_DIR = "/var/lib/alga-appliance"  # state files and tokens
 LOG_DIR = "/var/log/alga-appliance"  # phase logs
 SPOOL_DIR = "/var/lib/alga-appliance/spool"  # requests from the web service to systemd
 SETUP_REQUEST = "setup.request"  # in SPOOL_DIR; its appearance starts the setup chain
+UPDATE_REQUEST = "update.request"  # in SPOOL_DIR: an app update check or apply (web UI)
 SUPPORT_DIR = "/var/lib/alga-appliance/support"  # 0700: support bundles, the newest 5 kept
 TOKEN_FILE = "/var/lib/alga-appliance/setup-token"  # 0600, owned by the service user
 CLI_LINK = "/usr/local/bin/alga-appliance"

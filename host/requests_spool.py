@@ -12,6 +12,10 @@ from pathlib import Path
 
 from host import paths, state
 
+# What an update request (paths.UPDATE_REQUEST) must be: checked by the web service before
+# spooling it and again by the updater that takes it.
+UPDATE_SCHEMA = "update-request.schema.json"
+
 
 class AlreadyPending(Exception):
     """A request of this kind is already waiting for systemd."""

@@ -36,12 +36,12 @@ from host import (
     requests_spool,
     state,
     status,
+    validation,
 )
 from host.failures import SUPPORT_COMMAND, PhaseFailure
 from host.kube import K3S_KUBECONFIG, Kube, KubeError
 from host.probe import probe_login
 
-REQUEST = "update.request"  # in paths.SPOOL_DIR: the web UI's request, taken by run_request
 CHANNELS = ("stable", "nightly")
 WHO = ("web", "cli")
 HISTORY_LIMIT = 100
@@ -184,7 +184,7 @@ def run_request(root: Path | None = None, kubeconfig: str = K3S_KUBECONFIG) -> d
     """Take the web UI's spooled request, validate it again (nothing from the web process
     is trusted) and run it; the recorded entry, or None when no request waits."""
     root = state.host_root(root)
-    request = requests_spool.take(REQUEST, root)
+    request = requests_spool.take(paths.UPDATE_REQUEST, root)
     if request is None:
         return None
     mark_interrupted(root)
@@ -656,19 +656,8 @@ def _failure(error: Exception, step: str | None) -> dict:
 def _request_problem(request: dict) -> str | None:
     if request.get("__malformed__"):
         return "not a JSON object"
-    expected = {"action", "channel", "confirmed", "who", "requested_at"}
-    if set(request) != expected:
-        return f"fields {', '.join(sorted(map(str, request)))}, expected " \
-               f"{', '.join(sorted(expected))}"
-    if request["action"] not in ("check", "apply"):
-        return f"unknown action {request['action']!r}"
-    if request["channel"] not in CHANNELS:
-        return f"unknown channel {request['channel']!r}"
-    if type(request["confirmed"]) is not bool:
-        return "confirmed is not true or false"
-    if request["who"] != "web" or not isinstance(request["requested_at"], str):
-        return "not a request from the web UI"
-    return None
+    problems = validation.problems(request, requests_spool.UPDATE_SCHEMA)
+    return "; ".join(f"{p['field']}: {p['message']}" for p in problems) or None
 
 
 def _refused(root: Path, request: dict, cause: str, next_step: str) -> dict:

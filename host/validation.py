@@ -38,6 +38,27 @@ def _validator(schema_name: str) -> jsonschema.protocols.Validator:
     return cls(schema, format_checker=cls.FORMAT_CHECKER)
 
 
+def problems(document: dict, schema_name: str) -> list[dict]:
+    """Every fault of the object `document`, one {"field", "message"} per top-level field in
+    the schema's property order: for a request answered field by field."""
+    schema = load_schema(schema_name)
+    order = list(schema["properties"])
+    found: dict[str, str] = {}
+    for error in _validator(schema_name).iter_errors(document):
+        if error.validator == "required":
+            for field in error.validator_value:
+                if field not in document:
+                    found.setdefault(field, "required")
+        elif error.validator == "additionalProperties":
+            for field in set(document) - set(order):
+                found.setdefault(field, f"unknown field; allowed: {', '.join(order)}")
+        else:
+            found.setdefault(str(error.absolute_path[0]) if error.absolute_path else "",
+                             error.message)
+    return [{"field": field, "message": found[field]} for field in
+            sorted(found, key=lambda f: (order.index(f) if f in order else len(order), f))]
+
+
 def validate(document: object, schema_name: str, *, name: str, source: str) -> None:
     """Raise DocumentInvalid if `document` does not satisfy `schemas/<schema_name>`."""
     error = jsonschema.exceptions.best_match(_validator(schema_name).iter_errors(document))

@@ -20,7 +20,16 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from host import netinfo, paths, requests_spool, setup_request, state, support_request, token
+from host import (
+    netinfo,
+    paths,
+    requests_spool,
+    setup_request,
+    state,
+    support_request,
+    token,
+    validation,
+)
 from host.inputs import (
     CHANNELS,
     DEFAULT_CHANNEL,
@@ -34,7 +43,6 @@ MAX_BODY = 64 * 1024
 LOG_LINES_DEFAULT = 200
 LOG_LINES_MAX = 2000
 LOG_TAIL_BYTES = 256 * 1024  # the most of a phase log read for one tail
-UPDATE_REQUEST = "update.request"  # host/update.py's REQUEST, without importing the updater
 JOURNAL_SOURCE = "journal"
 JOURNAL_TIMEOUT = 10.0
 STATIC_DIR = Path(__file__).resolve().parent.parent / "ui-static"
@@ -165,7 +173,7 @@ def _update_busy(entries: list[dict], root: Path | None) -> str | None:
     install = state.read(state.INSTALL_STATE, root)
     if install is None or install["status"] != "succeeded":
         return "updates are possible once setup has completed"
-    if requests_spool.spool_file(UPDATE_REQUEST, root).exists():
+    if requests_spool.spool_file(paths.UPDATE_REQUEST, root).exists():
         return "an update request is already waiting to start"
     running = [entry for entry in entries if entry["result"] == "running"]
     if running:  # an interrupted one is marked so by the collector within 10 s
@@ -174,29 +182,17 @@ def _update_busy(entries: list[dict], root: Path | None) -> str | None:
 
 
 def _update_request(environ: dict, root: Path | None) -> tuple[int, dict]:
-    body = _json_body(environ)
-    errors = []
-    if body.get("action") not in ("check", "apply"):
-        errors.append({"field": "action", "message": "one of: check, apply"})
-    if body.get("channel") not in CHANNELS:
-        errors.append({"field": "channel", "message": f"one of: {', '.join(CHANNELS)}"})
-    if not isinstance(body.get("confirmed", False), bool):
-        errors.append({"field": "confirmed", "message": "true or false"})
-    if set(body) - {"action", "channel", "confirmed"}:
-        errors.append({"field": ", ".join(sorted(set(body) - {"action", "channel",
-                                                              "confirmed"})),
-                       "message": "unknown field; allowed: action, channel, confirmed"})
+    request = {"confirmed": False, "who": "web", "requested_at": state.timestamp(),
+               **_json_body(environ)}
+    errors = validation.problems(request, requests_spool.UPDATE_SCHEMA)
     if errors:
         raise HttpError(422, "the update request is not valid", fields=errors)
     history = state.read(state.UPDATE_HISTORY, root)
     busy = _update_busy(history["entries"] if history else [], root)
     if busy:
         raise HttpError(409, busy)
-    request = {"action": body["action"], "channel": body["channel"],
-               "confirmed": body.get("confirmed", False), "who": "web",
-               "requested_at": state.timestamp()}
     try:
-        requests_spool.submit(UPDATE_REQUEST, request, root)
+        requests_spool.submit(paths.UPDATE_REQUEST, request, root)
     except requests_spool.AlreadyPending as exc:
         raise HttpError(409, "an update request is already waiting to start") from exc
     return 202, {"accepted": True}

@@ -9,11 +9,11 @@ from playwright.sync_api import expect
 from test_ui import browser, open_ui  # noqa: F401  (the browser and service fixtures)
 from test_update import alga_core, installed, lab, publish, servers  # noqa: F401
 
-from host import requests_spool, state, update
+from host import paths, requests_spool, state, update
 
 
 def run_request_when_spooled(lab) -> dict:  # noqa: F811
-    spool = requests_spool.spool_file(update.REQUEST, lab.root)
+    spool = requests_spool.spool_file(paths.UPDATE_REQUEST, lab.root)
     assert spool.exists(), "the page did not ask"
     return update.run_request(lab.root, lab.kubeconfig)
 
@@ -49,12 +49,12 @@ def test_check_see_the_diff_confirm_watch_and_see_history(lab, open_ui, monkeypa
     page.click("#update-apply")  # not confirmed yet: nothing is asked of the host
     expect(page.locator("#update-error")).to_be_visible()
     expect(page.locator("#update-error")).to_contain_text("Confirm first")
-    assert not requests_spool.spool_file(update.REQUEST, lab.root).exists()
+    assert not requests_spool.spool_file(paths.UPDATE_REQUEST, lab.root).exists()
     page.check("#update-confirm")
     page.click("#update-apply")
     expect(page.locator("#update-busy")).to_be_visible()
     expect(page.locator("#update-busy")).to_contain_text("Waiting for the appliance")
-    spooled = requests_spool.spool_file(update.REQUEST, lab.root).read_text()
+    spooled = requests_spool.spool_file(paths.UPDATE_REQUEST, lab.root).read_text()
     assert '"confirmed": true' in spooled and '"action": "apply"' in spooled
 
     applying = threading.Thread(target=run_request_when_spooled, args=(lab,))

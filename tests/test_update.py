@@ -472,7 +472,7 @@ def test_nightly_needs_confirmation_and_so_does_going_back(lab):
     with pytest.raises(update.ConfirmationRequired, match="older than the installed"):
         lab.apply("stable")
     assert update.history(lab.root) == entries  # nothing recorded
-    requests_spool.submit(update.REQUEST, {"action": "apply", "channel": "stable",
+    requests_spool.submit(paths.UPDATE_REQUEST, {"action": "apply", "channel": "stable",
                                            "confirmed": False, "who": "web",
                                            "requested_at": "2026-12-01T10:00:00Z"}, lab.root)
     refused = update.run_request(lab.root, lab.kubeconfig)
@@ -483,20 +483,24 @@ def test_nightly_needs_confirmation_and_so_does_going_back(lab):
     assert lab.apply("stable", confirmed=True)["result"] == "succeeded"
 
 
+AT = "2026-12-01T10:00:00Z"
+
+
 @pytest.mark.parametrize(("payload", "problem"), [
     ("{not json", "not a JSON object"),
-    ({"action": "apply", "channel": "stable", "who": "web", "requested_at": "x"}, "fields"),
+    ({"action": "apply", "channel": "stable", "who": "web", "requested_at": AT},
+     "(confirmed: required)"),
     ({"action": "apply", "channel": "beta", "confirmed": False, "who": "web",
-      "requested_at": "x"}, "unknown channel 'beta'"),
+      "requested_at": AT}, "(channel: 'beta' is not one of ['stable', 'nightly'])"),
     ({"action": "apply", "channel": "stable", "confirmed": 1, "who": "web",
-      "requested_at": "x"}, "confirmed is not true or false"),
+      "requested_at": AT}, "(confirmed: 1 is not of type 'boolean')"),
     ({"action": "reboot", "channel": "stable", "confirmed": True, "who": "web",
-      "requested_at": "x"}, "unknown action 'reboot'"),
+      "requested_at": AT}, "(action: 'reboot' is not one of ['check', 'apply'])"),
     ({"action": "apply", "channel": "stable", "confirmed": True, "who": "cli",
-      "requested_at": "x"}, "not a request from the web UI"),
+      "requested_at": AT}, "(who: 'web' was expected)"),
 ])
 def test_a_malformed_web_request_is_recorded_and_changes_nothing(lab, payload, problem):
-    spool = requests_spool.spool_file(update.REQUEST, lab.root)
+    spool = requests_spool.spool_file(paths.UPDATE_REQUEST, lab.root)
     spool.parent.mkdir(parents=True, exist_ok=True)
     spool.write_text(payload if isinstance(payload, str) else json.dumps(payload))
     before = lab.objects()
@@ -513,12 +517,12 @@ def test_web_requests_run_through_accept_update(lab):
         "no update request is waiting\n"
     request = {"action": "check", "channel": "stable", "confirmed": False, "who": "web",
                "requested_at": "2026-12-01T10:00:00Z"}
-    requests_spool.submit(update.REQUEST, request, lab.root)
+    requests_spool.submit(paths.UPDATE_REQUEST, request, lab.root)
     result = CliRunner().invoke(cli.main, ["accept-update", "--kubeconfig", lab.kubeconfig])
     assert result.exit_code == 0 and "check: update available" in result.output
     assert "algaCore eaec6253 → c0ffee11" in result.output
     lab.put(alga_core("c0ffee11"))
-    requests_spool.submit(update.REQUEST, {**request, "action": "apply"}, lab.root)
+    requests_spool.submit(paths.UPDATE_REQUEST, {**request, "action": "apply"}, lab.root)
     entry = update.run_request(lab.root, lab.kubeconfig)
     assert (entry["action"], entry["who"], entry["result"]) == ("apply", "web", "succeeded")
 

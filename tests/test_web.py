@@ -15,7 +15,7 @@ from openapi_check import assert_documented, document
 
 from host import cli, paths, requests_spool, state, support_request, token
 from host.inputs import parse_setup_inputs
-from host.web import MAX_BODY, UPDATE_REQUEST, make_app
+from host.web import MAX_BODY, make_app
 
 NODE_IP = "10.0.0.5"
 FAKES = Path(__file__).resolve().parent / "fakes"
@@ -329,13 +329,13 @@ def test_update_requests_are_validated_spooled_once_and_refused_while_busy(serve
                              headers=auth, timeout=5)
     assert accepted.status_code == 202
     assert_documented(accepted, "POST", "/api/updates")
-    spooled = json.loads(requests_spool.spool_file(UPDATE_REQUEST, root).read_text())
+    spooled = json.loads(requests_spool.spool_file(paths.UPDATE_REQUEST, root).read_text())
     assert {k: spooled[k] for k in ("action", "channel", "confirmed", "who")} == {
         "action": "apply", "channel": "nightly", "confirmed": True, "who": "web"}
     waiting = requests.post(f"{url}/api/updates", json={"action": "check", "channel": "stable"},
                             headers=auth, timeout=5)
     assert waiting.status_code == 409 and "already waiting" in waiting.json()["error"]
-    requests_spool.take(UPDATE_REQUEST, root)
+    requests_spool.take(paths.UPDATE_REQUEST, root)
     state.write(state.UPDATE_HISTORY, {"entries": [history_entry("running", "waiting for Flux")]},
                 root)
     running = requests.post(f"{url}/api/updates", json={"action": "check", "channel": "stable"},
@@ -344,11 +344,6 @@ def test_update_requests_are_validated_spooled_once_and_refused_while_busy(serve
     listed = requests.get(f"{url}/api/updates", headers=auth, timeout=5)
     assert listed.json()["history"][0]["result"] == "running"
     assert_documented(listed, "GET", "/api/updates")
-
-
-def test_the_web_spools_update_requests_under_the_updaters_name():
-    from host import update
-    assert UPDATE_REQUEST == update.REQUEST
 
 
 def test_token_rotate_replaces_the_token(root):
