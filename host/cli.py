@@ -6,10 +6,13 @@ from pathlib import Path
 
 import click
 
-from host import engine, hostcmd, netinfo, paths, phases, requests_spool, state, token
-from host.inputs import InputErrors, parse_setup_inputs
-from host.kube import K3S_KUBECONFIG, Kube
-from host.version import __version__
+from host.cluster.kube import K3S_KUBECONFIG, Kube
+from host.core import hostcmd, paths, state, token
+from host.core import spool as requests_spool
+from host.core.version import __version__
+from host.net import addresses as netinfo
+from host.setup import engine, phases
+from host.setup.inputs import InputErrors, parse_setup_inputs
 
 SETUP_TARGET = "alga-appliance-setup.target"
 
@@ -97,7 +100,8 @@ def accept_setup_command() -> None:
 @click.option("--kubeconfig", default=K3S_KUBECONFIG, show_default=True)
 def collect_status_command(if_due: bool, kubeconfig: str) -> None:
     """Write the status snapshot (what the status timer runs, and on demand)."""
-    from host import status, update  # the collector's imports are only needed here
+    from host import status  # the collector's imports are only needed here
+    from host.update import apply as update
 
     # Every 10 s as root: an update killed by a reboot or a crash is marked interrupted
     # here, which also lets the web UI offer updates again.
@@ -139,7 +143,7 @@ def console_banner_command() -> None:
 def support_bundle_command(output: Path | None, obfuscate_network: bool,
                            no_redact: bool) -> None:
     """Collect state, logs and cluster status, secrets removed, into one archive for support."""
-    from host import bundle  # the bundle's imports are only needed here
+    from host.support import bundle  # the bundle's imports are only needed here
 
     if os.geteuid() != 0:
         click.echo("support-bundle: must run as root (sudo alga-appliance support-bundle): it "
@@ -160,7 +164,8 @@ def support_bundle_command(output: Path | None, obfuscate_network: bool,
 @main.command("accept-support-bundle")
 def accept_support_bundle_command() -> None:
     """Make the support bundle the web UI asked for (what its .path unit runs)."""
-    from host import bundle, support_request
+    from host.support import bundle
+    from host.support import request as support_request
 
     try:
         name = support_request.run()
@@ -181,7 +186,7 @@ def accept_support_bundle_command() -> None:
 def update_command(channel: str, check_only: bool, confirm: bool, kubeconfig: str) -> None:
     """Update the app to what a channel names now (exit 0 up to date, updated or checked;
     1 failed; 2 needs --confirm; 75 another setup or update is running)."""
-    from host import update
+    from host.update import apply as update
 
     try:
         if check_only:
@@ -208,7 +213,7 @@ def update_command(channel: str, check_only: bool, confirm: bool, kubeconfig: st
 @click.option("--kubeconfig", default=K3S_KUBECONFIG, show_default=True)
 def accept_update_command(kubeconfig: str) -> None:
     """Run the update check or apply the web UI asked for (what its .path unit runs)."""
-    from host import update
+    from host.update import apply as update
 
     entry = update.run_request(None, kubeconfig)
     if entry is None:

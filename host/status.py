@@ -8,10 +8,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from host import hostcmd, netinfo, paths, pins, readiness, state
-from host.kube import Kube, KubeError
-from host.probe import probe_login
-from host.readiness import ClusterView, Verdict
+from host.cluster import readiness
+from host.cluster.kube import Kube, KubeError
+from host.cluster.probe import probe_login
+from host.cluster.readiness import ClusterView, Verdict
+from host.core import hostcmd, paths, pins, state
+from host.net import addresses as netinfo
 
 HEALTHY_INTERVAL = 60  # seconds between collections once fully healthy (the timer ticks 10 s)
 DISK_PATHS = ("/var/lib/rancher", paths.STATE_DIR)

@@ -20,17 +20,11 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from host import (
-    netinfo,
-    paths,
-    requests_spool,
-    setup_request,
-    state,
-    support_request,
-    token,
-    validation,
-)
-from host.inputs import (
+from host.core import paths, state, token, validation
+from host.core import spool as requests_spool
+from host.net import addresses as netinfo
+from host.setup import request as setup_request
+from host.setup.inputs import (
     CHANNELS,
     DEFAULT_CHANNEL,
     FIELDS,
@@ -38,6 +32,7 @@ from host.inputs import (
     as_answers,
     parse_setup_inputs,
 )
+from host.support import request as support_request
 
 MAX_BODY = 64 * 1024
 LOG_LINES_DEFAULT = 200

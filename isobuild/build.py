@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from host.state import fsync_directory, write_atomically
-from host.validation import validate
-from host.version import __version__
+from host.core.state import fsync_directory, write_atomically
+from host.core.validation import validate
+from host.core.version import __version__
 from isobuild import baseiso, checksums, grubcfg, hybrid, payload, remaster
 from isobuild import disklayout as dl
 from isobuild.errors import IsoBuildError

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from host.version import __version__
+from host.core.version import __version__
 from isobuild import download, layout
 from isobuild.build import build
 from isobuild.errors import IsoBuildError

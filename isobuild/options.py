@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from host.validation import DocumentInvalid, validate
+from host.core.validation import DocumentInvalid, validate
 from isobuild.errors import IsoBuildError
 
 OPTIONS_SCHEMA = "isobuild-options.schema.json"

@@ -9,8 +9,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from host import paths
-from host.version import __version__
+from host.core import paths
+from host.core.version import __version__
 from isobuild.errors import IsoBuildError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

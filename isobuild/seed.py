@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from host import paths
-from host.validation import DocumentInvalid, load_schema, validate
+from host.core import paths
+from host.core.validation import DocumentInvalid, load_schema, validate
 from isobuild.errors import IsoBuildError
 from isobuild.options import BuildOptions
 

@@ -24,7 +24,7 @@ import qemu_boot  # noqa: E402  (ci/ is not a package)
 import replica  # noqa: E402
 from netlab import TestCA  # noqa: E402
 
-from host import paths  # noqa: E402
+from host.core import paths  # noqa: E402
 from isobuild.build import build  # noqa: E402
 from isobuild.options import BuildOptions  # noqa: E402
 from isobuild.progress import Progress  # noqa: E402

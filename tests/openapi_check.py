@@ -6,7 +6,7 @@ import json
 import jsonschema
 import yaml
 
-from host.validation import SCHEMA_DIR
+from host.core.validation import SCHEMA_DIR
 
 
 @functools.cache

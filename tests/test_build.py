@@ -7,8 +7,8 @@ import sys
 
 from conftest import SSH_KEY, TEST_OPTIONS, sha256
 
-from host.validation import validate
-from host.version import __version__
+from host.core.validation import validate
+from host.core.version import __version__
 from isobuild import disklayout as dl
 from isobuild import grubcfg, seed
 from isobuild.build import MANIFEST_SCHEMA

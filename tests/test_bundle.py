@@ -26,10 +26,13 @@ from test_preflight import DNS_NAMES, Lab, github_routes, proxy_inputs
 from test_readiness import flux, job, node, workload
 from test_status import INSTALLED, event, pod
 
-from host import bundle, cli, paths, phases, state
-from host.bundle_collectors import CONTAINER_LOG_BYTES, LOG_LIMIT, Collector, command
-from host.kube import Kube
-from host.validation import validate
+from host import cli
+from host.cluster.kube import Kube
+from host.core import paths, state
+from host.core.validation import validate
+from host.setup import phases
+from host.support import bundle
+from host.support.collectors import CONTAINER_LOG_BYTES, LOG_LIMIT, Collector, command
 
 HERE = Path(__file__).resolve().parent
 TOKEN = "TOKENCANARY-5d1f0c9a8b7e6d5c4b3a"

@@ -21,9 +21,13 @@ from conftest import ROOT, make_host_root, serve_wsgi
 from netlab import free_loopback_address
 from test_preflight import lab  # noqa: F401  (the real preflight lab, as a fixture)
 
-from host import cli, engine, netinfo, paths, requests_spool, state, token
+from host import cli
 from host.console import app, banner
-from host.inputs import InputErrors, parse_setup_inputs
+from host.core import paths, state, token
+from host.core import spool as requests_spool
+from host.net import addresses as netinfo
+from host.setup import engine
+from host.setup.inputs import InputErrors, parse_setup_inputs
 from host.web import make_app
 
 HERE = Path(__file__).resolve().parent

@@ -19,7 +19,7 @@ from test_k3s_phase import SUMS_PATH as K3S_SUMS_PATH
 from test_k3s_phase import sums as k3s_sums
 from test_release_phase import repo_routes
 
-from host import state
+from host.core import state
 
 HERE = Path(__file__).resolve().parent
 

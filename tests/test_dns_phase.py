@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from conftest import make_host_root
 
-from host import engine, state
+from host.core import state
+from host.setup import engine
 
 HERE = Path(__file__).resolve().parent
 DROPIN = "etc/systemd/resolved.conf.d/alga-appliance-dns.conf"

@@ -6,8 +6,9 @@ import json
 import pytest
 from conftest import make_host_root
 
-from host import engine, phases, state
-from host.failures import SUPPORT_COMMAND, PhaseFailure
+from host.core import state
+from host.core.failures import SUPPORT_COMMAND, PhaseFailure
+from host.setup import engine, phases
 
 INPUTS = {"channel": "stable", "app_url": "http://10.0.0.5:3000", "dns": {"mode": "system"},
           "proxy": None, "overrides": {}}

@@ -10,7 +10,8 @@ import yaml
 from conftest import make_host_root
 from netlab import ConnectProxy, HttpsServer, Route
 
-from host import engine, phases, pins, state
+from host.core import pins, state
+from host.setup import engine, phases
 
 HERE = Path(__file__).resolve().parent
 VERSION = pins.FLUX_VERSION.removeprefix("v")

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from host.inputs import FIELDS, InputErrors, as_answers, parse_setup_inputs
-from host.validation import validate
+from host.core.validation import validate
+from host.setup.inputs import FIELDS, InputErrors, as_answers, parse_setup_inputs
 
 NODE_IP = "10.0.0.5"
 

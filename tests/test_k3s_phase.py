@@ -12,7 +12,9 @@ import yaml
 from conftest import make_host_root
 from netlab import ConnectProxy, HttpsServer, Route
 
-from host import engine, netinfo, phases, pins, state
+from host.core import pins, state
+from host.net import addresses as netinfo
+from host.setup import engine, phases
 
 HERE = Path(__file__).resolve().parent
 STAND_IN = b"#!/bin/sh\n# k3s stand-in\n" + bytes(range(256)) * 400

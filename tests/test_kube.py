@@ -13,8 +13,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from host import cluster_objects as objects
-from host.kube import FIELD_MANAGER, Kube, KubeError
+from host.cluster import objects
+from host.cluster.kube import FIELD_MANAGER, Kube, KubeError
 
 HERE = Path(__file__).resolve().parent
 CRDS = HERE / "fixtures" / "flux-crds"

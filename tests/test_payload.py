@@ -3,7 +3,7 @@
 import subprocess
 from pathlib import Path
 
-from host.version import __version__
+from host.core.version import __version__
 from isobuild import payload
 from isobuild.image import IsoImage
 
@@ -50,7 +50,7 @@ def test_payload_validates_with_the_distro_jsonschema(appliance, tmp_path):
     root = extract_payload(appliance.output, tmp_path / "opt")
     code = (
         "import jsonschema, importlib.metadata as m\n"
-        "from host.validation import SCHEMA_DIR, DocumentInvalid, validate\n"
+        "from host.core.validation import SCHEMA_DIR, DocumentInvalid, validate\n"
         f"assert str(SCHEMA_DIR).startswith({str(root)!r})\n"
         "validate({'grub_timeout': 3}, 'isobuild-options.schema.json', name='n', source='s')\n"
         "try:\n"

@@ -23,7 +23,8 @@ from netlab import (
     free_loopback_address,
 )
 
-from host import engine, pins, preflight, state
+from host.core import pins, state
+from host.setup import engine, preflight
 
 REPO = "/Nine-Minds/alga-psa"
 CHANNEL = {"channel": "stable", "releaseVersion": "1.0", "repoBranch": "release/1.0.0",

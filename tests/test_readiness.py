@@ -7,9 +7,9 @@ from hypothesis import strategies as st
 from netlab import HttpsServer, Route
 from test_kube import crd_validator
 
-from host import readiness
-from host.probe import probe_login
-from host.readiness import BACKGROUND, ClusterView, Verdict
+from host.cluster import readiness
+from host.cluster.probe import probe_login
+from host.cluster.readiness import BACKGROUND, ClusterView, Verdict
 
 LOGIN_OK = Verdict(True, "http://10.0.0.5:3000 answered 200")
 

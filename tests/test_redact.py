@@ -9,7 +9,14 @@ import re
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from host.redact import LAST_APPLIED, MARKER, KnownValue, NetworkMap, Redactor, is_secret_name
+from host.support.redact import (
+    LAST_APPLIED,
+    MARKER,
+    KnownValue,
+    NetworkMap,
+    Redactor,
+    is_secret_name,
+)
 
 # Fragments of logs, YAML and JSON with no secret in them, near misses included: words
 # that contain a secret word's letters, references to secrets, URLs without credentials.

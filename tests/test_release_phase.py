@@ -12,7 +12,9 @@ from netlab import HttpsServer, Route
 from test_kube import assert_valid
 from test_preflight import CHANNEL, CHANNEL_PATH, MANIFEST, MANIFEST_PATH, REPO
 
-from host import cluster_objects, engine, state
+from host.cluster import objects as cluster_objects
+from host.core import state
+from host.setup import engine
 
 HERE = Path(__file__).resolve().parent
 PROFILE = "single-node"

@@ -6,7 +6,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from host.validation import SCHEMA_DIR, DocumentInvalid, validate
+from host.core.validation import SCHEMA_DIR, DocumentInvalid, validate
 
 EXAMPLES = Path(__file__).parent / "schema_examples"
 OWN_SCHEMAS = sorted(p.name for p in SCHEMA_DIR.glob("*.schema.json"))

@@ -7,7 +7,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from host.validation import DocumentInvalid, validate
+from host.core.validation import DocumentInvalid, validate
 from isobuild import seed
 from isobuild.errors import IsoBuildError
 from isobuild.options import OPTIONS_SCHEMA, BuildOptions

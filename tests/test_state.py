@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from host import state
-from host.validation import DocumentInvalid
+from host.core import state
+from host.core.validation import DocumentInvalid
 
 INPUTS = {"channel": "stable", "app_url": "http://10.0.0.5:3000", "dns": {"mode": "system"},
           "proxy": None, "overrides": {}}
@@ -62,7 +62,7 @@ def test_invalid_file_is_reported_by_name_path_and_pointer_and_kept(root, conten
 
 WRITER = """
 import itertools, sys
-from host import state
+from host.core import state
 documents = [dict(DOC, app_url="http://10.0.0.5:3000"), dict(DOC, app_url="http://10.0.0.6:3000")]
 print("ready", flush=True)
 for n in itertools.count():

@@ -16,9 +16,10 @@ from netlab import HttpsServer, Route
 from test_kube import crd_validator
 from test_readiness import flux, healthy, job, node, workload
 
-from host import state, status
-from host.kube import Kube
-from host.readiness import BACKGROUND, ClusterView
+from host import status
+from host.cluster.kube import Kube
+from host.cluster.readiness import BACKGROUND, ClusterView
+from host.core import state
 
 HERE = Path(__file__).resolve().parent
 INSTALLED = {"status": "succeeded", "current_phase": None, "updated_at": "2026-11-27T10:00:00Z",

@@ -37,8 +37,8 @@ from test_payload import extract_payload
 from test_preflight import CHANNEL, CHANNEL_PATH, FLUX_PATH, K3S_PATH, MANIFEST, MANIFEST_PATH
 from test_release_phase import VALUES_PATH
 
-from host import paths, pins, state
-from host.cluster_objects import HELM_RELEASES
+from host.cluster.objects import HELM_RELEASES
+from host.core import paths, pins, state
 from isobuild.image import IsoImage
 
 pytestmark = [pytest.mark.systemd,

@@ -26,9 +26,13 @@ from test_preflight import lab  # noqa: F401  (the real preflight lab, as a fixt
 from test_status import INSTALLED, stage, temporal_worker_crashloop
 from test_status import collect as collect_status
 
-from host import cli, engine, paths, requests_spool, state, support_request, token
-from host.inputs import InputErrors, parse_setup_inputs
-from host.validation import validate
+from host import cli
+from host.core import paths, state, token
+from host.core import spool as requests_spool
+from host.core.validation import validate
+from host.setup import engine
+from host.setup.inputs import InputErrors, parse_setup_inputs
+from host.support import request as support_request
 from host.web import make_app
 
 HERE = Path(__file__).resolve().parent
@@ -331,7 +335,7 @@ def test_preflight_failure_shows_the_checklist_and_a_retry_changes_nothing_else(
 
 def parse_answers_back(answers: dict, root: Path) -> dict:
     """The answers the retry sends: the recorded inputs as the wizard would show them."""
-    from host.inputs import as_answers
+    from host.setup.inputs import as_answers
     recorded = as_answers(state.read(state.SETUP_INPUTS, root))
     assert parse_setup_inputs(recorded, NODE_IP) == parse_setup_inputs(answers, NODE_IP)
     return recorded

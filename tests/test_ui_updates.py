@@ -9,7 +9,9 @@ from playwright.sync_api import expect
 from test_ui import browser, open_ui  # noqa: F401  (the browser and service fixtures)
 from test_update import alga_core, installed, lab, publish, servers  # noqa: F401
 
-from host import paths, requests_spool, state, update
+from host.core import paths, state
+from host.core import spool as requests_spool
+from host.update import apply as update
 
 
 def run_request_when_spooled(lab) -> dict:  # noqa: F811

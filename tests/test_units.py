@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from host import paths
+from host.core import paths
 
 UNITS = sorted(p for p in (Path(__file__).resolve().parent.parent / "units").iterdir()
                if p.suffix in (".service", ".target", ".path", ".timer", ".socket"))

@@ -24,9 +24,14 @@ from test_preflight import CHANNEL, CHANNEL_PATH, DNS_NAMES, MANIFEST, REPO
 from test_readiness import job, node, workload
 from test_release_phase import repo_routes
 
-from host import cli, cluster_objects, engine, paths, phases, requests_spool, state, update
-from host.kube import Kube
-from host.readiness import ALGA_CORE, BACKGROUND
+from host import cli
+from host.cluster import objects as cluster_objects
+from host.cluster.kube import Kube
+from host.cluster.readiness import ALGA_CORE, BACKGROUND
+from host.core import paths, state
+from host.core import spool as requests_spool
+from host.setup import engine, phases
+from host.update import apply as update
 
 HERE = Path(__file__).resolve().parent
 KERNEL = "6.8.0-49-generic"

@@ -45,9 +45,9 @@ from late_commands import run_late_commands
 from test_payload import extract_payload
 from test_systemd_tier import PHASE_NAMES, release_source_routes, wait_for
 
-from host import paths
+from host.cluster.kube import K3S_KUBECONFIG
 from host.console.banner import HEADLINES
-from host.kube import K3S_KUBECONFIG
+from host.core import paths
 from isobuild.image import IsoImage
 
 ROOT = Path(__file__).resolve().parent.parent

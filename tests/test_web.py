@@ -13,8 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from openapi_check import assert_documented, document
 
-from host import cli, paths, requests_spool, state, support_request, token
-from host.inputs import parse_setup_inputs
+from host import cli
+from host.core import paths, state, token
+from host.core import spool as requests_spool
+from host.setup.inputs import parse_setup_inputs
+from host.support import request as support_request
 from host.web import MAX_BODY, make_app
 
 NODE_IP = "10.0.0.5"

@@ -33,7 +33,7 @@ from netlab import DnsServer, HttpsServer, Route, TestCA, free_loopback_address 
 from test_preflight import DNS_NAMES, github_routes  # noqa: E402
 from test_status import INSTALLED, event, healthy, pod, store_for  # noqa: E402
 
-from host import paths, state  # noqa: E402
+from host.core import paths, state  # noqa: E402
 
 MIB = 1 << 20
 GOAL_SECONDS, GOAL_RSS_MB, GOAL_SIZE_MB = 30, 100, 20

@@ -22,7 +22,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "ci")]
 from conftest import make_host_root  # noqa: E402
 from test_status import INSTALLED, event, healthy, pod, store_for  # noqa: E402
 
-from host import state  # noqa: E402
+from host.core import state  # noqa: E402
 
 
 def build(root: Path) -> dict:

@@ -36,9 +36,10 @@ from conftest import make_host_root  # noqa: E402
 from test_readiness import healthy  # noqa: E402
 from test_status import INSTALLED, event, pod, store_for  # noqa: E402
 
-from host import state, status, token  # noqa: E402
-from host.kube import Kube  # noqa: E402
-from host.readiness import Verdict  # noqa: E402
+from host import status  # noqa: E402
+from host.cluster.kube import Kube  # noqa: E402
+from host.cluster.readiness import Verdict  # noqa: E402
+from host.core import state, token  # noqa: E402
 
 PROCESSES, THREADS = 5, 10
 REQUEST_TIMEOUT = 10.0

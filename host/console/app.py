@@ -4,10 +4,12 @@ import os
 import sys
 from pathlib import Path
 
-from host import netinfo, setup_request, state
 from host.console import progress
 from host.console.plain import PlainConsole
 from host.console.questions import current_answers, defaults
+from host.core import state
+from host.net import addresses as netinfo
+from host.setup import request as setup_request
 
 SERIAL_LINES = ("/dev/ttyS", "/dev/ttyUSB", "/dev/ttyAMA", "/dev/hvc")
 SERIAL_TERMS = ("vt100", "vt102", "vt220", "linux")

@@ -10,7 +10,8 @@ import socket
 import textwrap
 from pathlib import Path
 
-from host import hostcmd, netinfo, paths, state, token
+from host.core import hostcmd, paths, state, token
+from host.net import addresses as netinfo
 
 WIDTH = 78
 # k3s's and containers' own interfaces: nobody reaches the appliance through them.

@@ -7,10 +7,10 @@ import textwrap
 from pathlib import Path
 from typing import TextIO
 
-from host import setup_request
 from host.console import progress
 from host.console.questions import QUESTIONS, Question, api_answers, errors_for, review_lines
-from host.inputs import InputErrors, parse_setup_inputs
+from host.setup import request as setup_request
+from host.setup.inputs import InputErrors, parse_setup_inputs
 
 WIDTH = 78
 

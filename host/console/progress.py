@@ -5,7 +5,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from host import netinfo, paths, state
+from host.core import paths, state
+from host.net import addresses as netinfo
 
 PHASE_TITLES = {"preflight": "Preflight checks", "dns": "DNS for k3s", "k3s": "Install k3s",
                 "flux": "Install Flux", "release": "Point Flux at the Alga release"}

@@ -5,8 +5,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from host import state
-from host.inputs import CHANNELS, InputErrors, as_answers, parse_setup_inputs
+from host.core import state
+from host.setup.inputs import CHANNELS, InputErrors, as_answers, parse_setup_inputs
 
 NIGHTLY_WARNING = ("Nightly builds are untested. Choose nightly only for a test system, or "
                    "when Alga support directs you to.")

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import urwid
 
-from host import setup_request, state
 from host.console import progress
 from host.console.questions import (
     QUESTIONS,
@@ -14,7 +13,9 @@ from host.console.questions import (
     errors_for,
     review_lines,
 )
-from host.inputs import parse_setup_inputs
+from host.core import state
+from host.setup import request as setup_request
+from host.setup.inputs import parse_setup_inputs
 
 PALETTE = [
     ("header", "white,bold", "dark blue"),

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import requests
 
-from host import pins
-from host.endpoints import Endpoints
-from host.http import FetchError, fetch_document
+from host.core import pins
+from host.net.endpoints import Endpoints
+from host.net.https import FetchError, fetch_document
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ way the answers came in.
 from dataclasses import dataclass
 from pathlib import Path
 
-from host import paths, requests_spool, state
-from host.inputs import parse_setup_inputs
+from host.core import paths, state
+from host.core import spool as requests_spool
+from host.setup.inputs import parse_setup_inputs
 
 
 class SetupBusy(Exception):

@@ -10,7 +10,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from host import paths, state
+from host.core import paths, state
 
 # What an update request (paths.UPDATE_REQUEST) must be: checked by the web service before
 # spooling it and again by the updater that takes it.

@@ -5,7 +5,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from host.readiness import Verdict
+from host.cluster.readiness import Verdict
 
 TIMEOUT = 5.0
 

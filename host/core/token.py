@@ -6,7 +6,7 @@ import pwd
 import secrets
 from pathlib import Path
 
-from host import paths, state
+from host.core import paths, state
 
 TOKEN_BYTES = 24  # 192 bits
 

@@ -17,8 +17,13 @@ from pathlib import Path
 
 import requests
 
-from host import channel, dnsquery, hostports, http, netinfo, paths, pins, state
-from host.endpoints import Endpoints
+from host.core import paths, pins, state
+from host.net import addresses as netinfo
+from host.net import dnsquery
+from host.net import https as http
+from host.net import ports as hostports
+from host.net.endpoints import Endpoints
+from host.releases import git_source as channel
 
 RESOLVED_STUB = "127.0.0.53"
 CLOCK_WARN_SECONDS = 60

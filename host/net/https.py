@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import requests
 import urllib3.util.connection
 
-from host import dnsquery
-from host.endpoints import Endpoints
-from host.validation import DocumentInvalid, validate
+from host.core.validation import DocumentInvalid, validate
+from host.net import dnsquery
+from host.net.endpoints import Endpoints
 
 
 class FetchError(Exception):

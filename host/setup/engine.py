@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from host import paths, state
-from host.failures import classify
-from host.kube import K3S_KUBECONFIG
-from host.phases import PHASES, Phase, by_name
-from host.version import __version__
+from host.cluster.kube import K3S_KUBECONFIG
+from host.core import paths, state
+from host.core.failures import classify
+from host.core.version import __version__
+from host.setup.phases import PHASES, Phase, by_name
 
 LOCK_FILE = "setup.lock"
 EXIT_FAILED = 1

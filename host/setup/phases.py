@@ -15,19 +15,15 @@ from dataclasses import dataclass
 import requests
 import yaml
 
-from host import (
-    channel,
-    cluster_objects,
-    endpoints,
-    hostcmd,
-    http,
-    netinfo,
-    pins,
-    preflight,
-    state,
-)
-from host.failures import PhaseFailure
-from host.kube import Kube, KubeError
+from host.cluster import objects as cluster_objects
+from host.cluster.kube import Kube, KubeError
+from host.core import hostcmd, pins, state
+from host.core.failures import PhaseFailure
+from host.net import addresses as netinfo
+from host.net import endpoints
+from host.net import https as http
+from host.releases import git_source as channel
+from host.setup import preflight
 
 FETCH_TIMEOUT = 30.0
 K3S_BINARY = "/usr/local/bin/k3s"

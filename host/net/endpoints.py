@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from host import pins, state
+from host.core import pins, state
 
 
 @dataclass(frozen=True)

@@ -21,21 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from host import (
-    cluster_objects,
-    dnsquery,
-    endpoints,
-    http,
-    netinfo,
-    paths,
-    phases,
-    preflight,
-    readiness,
-    state,
-    token,
-)
-from host.kube import Kube, KubeError
-from host.redact import KnownValue
+from host.cluster import objects as cluster_objects
+from host.cluster import readiness
+from host.cluster.kube import Kube, KubeError
+from host.core import paths, state, token
+from host.net import addresses as netinfo
+from host.net import dnsquery, endpoints
+from host.net import https as http
+from host.setup import phases, preflight
+from host.support.redact import KnownValue
 
 LOG_LIMIT = 2 << 20  # bytes kept of each host log (phases, journal): its end, after a marker
 OUTPUT_LIMIT = 1 << 20  # bytes kept of other command output: its start, before a marker

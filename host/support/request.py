@@ -13,7 +13,8 @@ import pwd
 import re
 from pathlib import Path
 
-from host import paths, requests_spool, state
+from host.core import paths, state
+from host.core import spool as requests_spool
 
 REQUEST = "support-bundle.request"  # in paths.SPOOL_DIR
 WEB_BUNDLE_DIR = "/var/lib/alga-appliance/web-bundles"  # 0750 root:alga-appliance
@@ -61,7 +62,7 @@ def archive(name: str, root: Path | None = None) -> Path | None:
 def run(root: Path | None = None, owner: str = paths.SERVICE_USER) -> str | None:
     """Make the bundle a waiting request asks for; returns the archive's name (None when
     no request waits). Progress and the outcome go to the status file."""
-    from host import bundle  # the collectors are only needed here, never in the web service
+    from host.support import bundle  # the collectors are only needed here, never in the web service
     request = requests_spool.take(REQUEST, root)
     if request is None:
         return None

@@ -13,7 +13,7 @@ import jsonschema
 
 # The schemas sit beside the package both in a checkout and in the appliance payload
 # (/opt/alga-appliance/{host,schemas}).
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
 
 class DocumentInvalid(Exception):

@@ -44,8 +44,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from host import paths, state
-from host.bundle_collectors import (
+from host.cluster.kube import K3S_KUBECONFIG, Kube, KubeError
+from host.console.progress import describe
+from host.core import paths, state
+from host.core.validation import validate
+from host.core.version import __version__
+from host.net.dnsquery import DnsError
+from host.net.https import FetchError
+from host.support.collectors import (
     COLLECTORS,
     Collector,
     CollectorFailed,
@@ -55,13 +61,7 @@ from host.bundle_collectors import (
     local_known_values,
     site_names,
 )
-from host.console.progress import describe
-from host.dnsquery import DnsError
-from host.http import FetchError
-from host.kube import K3S_KUBECONFIG, Kube, KubeError
-from host.redact import KnownValue, NetworkMap, Redactor, Report
-from host.validation import validate
-from host.version import __version__
+from host.support.redact import KnownValue, NetworkMap, Redactor, Report
 
 NAME_PREFIX = "alga-appliance-support-"
 KEEP = 5

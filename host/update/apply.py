@@ -23,24 +23,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from host import channel as release_channel
-from host import (
-    cluster_objects,
-    endpoints,
-    engine,
-    http,
-    paths,
-    phases,
-    preflight,
-    readiness,
-    requests_spool,
-    state,
-    status,
-    validation,
-)
-from host.failures import SUPPORT_COMMAND, PhaseFailure
-from host.kube import K3S_KUBECONFIG, Kube, KubeError
-from host.probe import probe_login
+from host import status
+from host.cluster import objects as cluster_objects
+from host.cluster import readiness
+from host.cluster.kube import K3S_KUBECONFIG, Kube, KubeError
+from host.cluster.probe import probe_login
+from host.core import paths, state, validation
+from host.core import spool as requests_spool
+from host.core.failures import SUPPORT_COMMAND, PhaseFailure
+from host.net import endpoints
+from host.net import https as http
+from host.releases import git_source as release_channel
+from host.setup import engine, phases, preflight
 
 CHANNELS = ("stable", "nightly")
 WHO = ("web", "cli")

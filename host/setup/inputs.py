@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from host.validation import validate
+from host.core.validation import validate
 
 CHANNELS = ("stable", "nightly")
 DEFAULT_CHANNEL = "stable"

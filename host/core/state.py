@@ -14,8 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from host import paths
-from host.validation import DocumentInvalid, validate
+from host.core import paths
+from host.core.validation import DocumentInvalid, validate
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # UTC to the second, as the state files record times
 
