@@ -6,36 +6,32 @@ from pathlib import Path
 
 import click
 
-from host.cluster.kube import K3S_KUBECONFIG, Kube
-from host.core import hostcmd, paths, state, token
-from host.core import spool as requests_spool
+from host.cluster.kube import Kube
+from host.core import paths, runlock, state, token
 from host.core.version import __version__
-from host.net import addresses as netinfo
-from host.setup import engine, phases
-from host.setup.inputs import InputErrors, parse_setup_inputs
-
-SETUP_TARGET = "alga-appliance-setup.target"
+from host.releases import channels
+from host.setup import chain, engine
 
 
 @click.group()
 @click.version_option(__version__, prog_name="alga-appliance")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path),
-              help=f"Prefix for every host path (also ${state.ROOT_ENV}); for tests.")
+              help=f"Prefix for every host path (also ${paths.ROOT_ENV}); for tests.")
 def main(root: Path | None) -> None:
     """Manage the Alga PSA appliance on this host."""
     if root is not None:
-        os.environ[state.ROOT_ENV] = str(root)
+        os.environ[paths.ROOT_ENV] = str(root)
 
 
 @main.command("phase")
-@click.argument("name", type=click.Choice([p.name for p in phases.PHASES]))
-@click.option("--kubeconfig", default=K3S_KUBECONFIG, show_default=True,
+@click.argument("name", type=click.Choice(chain.NAMES))
+@click.option("--kubeconfig", default=paths.K3S_KUBECONFIG, show_default=True,
               help="Cluster to act on; point the release phase at any Kubernetes cluster.")
 def phase_command(name: str, kubeconfig: str) -> None:
     """Run one setup phase (what each phase unit runs)."""
     try:
         status = engine.run_phase(name, kubeconfig=kubeconfig)
-    except engine.SetupBusy as exc:
+    except runlock.Busy as exc:
         click.echo(f"alga-appliance phase {name}: {exc}", err=True)
         sys.exit(engine.EXIT_BUSY)
     except state.StateFileInvalid as exc:
@@ -76,36 +72,29 @@ def token_command(action: str) -> None:
 @main.command("accept-setup")
 def accept_setup_command() -> None:
     """Take a setup request from the spool, record the inputs and start the chain."""
-    request = requests_spool.take(paths.SETUP_REQUEST)
-    if request is None:
-        click.echo("no setup request is waiting")
-        return
+    from host.setup import request
+
     try:
-        inputs = parse_setup_inputs(request.get("answers"), netinfo.node_ip())
-    except (InputErrors, AttributeError, TypeError) as exc:
-        click.echo(f"accept-setup: the setup request was rejected: {exc}", err=True)
+        request_id = request.accept()
+    except request.NotAccepted as exc:
+        click.echo(f"accept-setup: {exc}", err=True)
         sys.exit(engine.EXIT_FAILED)
-    state.write(state.SETUP_INPUTS, inputs)
-    try:
-        hostcmd.run(["systemctl", "start", "--no-block", SETUP_TARGET])
-    except hostcmd.CommandFailed as exc:
-        click.echo(f"accept-setup: could not start {SETUP_TARGET}: {exc}", err=True)
-        sys.exit(engine.EXIT_FAILED)
-    click.echo(f"setup inputs recorded; {SETUP_TARGET} started")
+    click.echo(f"setup request {request_id} accepted; {request.SETUP_TARGET} started"
+               if request_id else "no setup request is waiting")
 
 
 @main.command("collect-status")
 @click.option("--if-due", is_flag=True,
               help="Skip unless due (every run while installing, every 60 s once healthy).")
-@click.option("--kubeconfig", default=K3S_KUBECONFIG, show_default=True)
+@click.option("--kubeconfig", default=paths.K3S_KUBECONFIG, show_default=True)
 def collect_status_command(if_due: bool, kubeconfig: str) -> None:
     """Write the status snapshot (what the status timer runs, and on demand)."""
-    from host import status  # the collector's imports are only needed here
-    from host.update import apply as update
+    from host import status  # the snapshot's imports are only needed here
+    from host.update import history
 
     # Every 10 s as root: an update killed by a reboot or a crash is marked interrupted
     # here, which also lets the web UI offer updates again.
-    update.mark_interrupted()
+    history.mark_interrupted()
     if if_due and not status.due(None):
         return
     snapshot = status.collect(None, Kube(kubeconfig))
@@ -164,62 +153,62 @@ def support_bundle_command(output: Path | None, obfuscate_network: bool,
 @main.command("accept-support-bundle")
 def accept_support_bundle_command() -> None:
     """Make the support bundle the web UI asked for (what its .path unit runs)."""
-    from host.support import bundle
-    from host.support import request as support_request
+    from host.core import spool
+    from host.support import bundle, request
 
     try:
-        name = support_request.run()
-    except bundle.BundleError as exc:
+        name = request.accept()
+    except (bundle.BundleError, spool.Malformed) as exc:
         click.echo(f"accept-support-bundle: {exc}", err=True)
         sys.exit(engine.EXIT_FAILED)
     click.echo(f"support bundle {name} made" if name else "no support bundle request is waiting")
 
 
 @main.command("update")
-@click.option("--channel", "channel", type=click.Choice(["stable", "nightly"]), required=True,
+@click.option("--channel", "channel", type=click.Choice(channels.CHANNELS), required=True,
               help="The app release channel to update to.")
 @click.option("--check", "check_only", is_flag=True,
               help="Only show what would change; nothing is changed.")
 @click.option("--confirm", is_flag=True,
               help="Confirm switching to nightly or going back to an older release.")
-@click.option("--kubeconfig", default=K3S_KUBECONFIG, show_default=True)
+@click.option("--kubeconfig", default=paths.K3S_KUBECONFIG, show_default=True)
 def update_command(channel: str, check_only: bool, confirm: bool, kubeconfig: str) -> None:
     """Update the app to what a channel names now (exit 0 up to date, updated or checked;
     1 failed; 2 needs --confirm; 75 another setup or update is running)."""
-    from host.update import apply as update
+    from host.update import apply, check, history
 
     try:
         if check_only:
-            entry = update.check(None, channel, "cli", kubeconfig)
+            entry = check.check(None, channel, "cli")
         else:
             click.echo(f"updating to the {channel} channel; progress is logged to "
-                       f"{paths.LOG_DIR}/{update.LOG_FILE}")
-            entry = update.apply(None, channel, confirm, "cli", kubeconfig)
-    except update.UpdateBusy as exc:
+                       f"{paths.UPDATE_LOG}")
+            entry = apply.apply(None, channel, confirm, "cli", kubeconfig)
+    except apply.UpdateBusy as exc:
         click.echo(f"update: {exc}", err=True)
         sys.exit(engine.EXIT_BUSY)
-    except update.ConfirmationRequired as exc:
+    except check.ConfirmationRequired as exc:
         click.echo(f"update: {exc}\n  to go ahead: alga-appliance update --channel {channel} "
                    "--confirm", err=True)
         sys.exit(2)
     except state.StateFileInvalid as exc:
         click.echo(f"update: {exc}", err=True)
         sys.exit(engine.EXIT_FAILED)
-    click.echo("\n".join(update.summary_lines(entry)))
+    click.echo("\n".join(history.summary_lines(entry)))
     sys.exit(engine.EXIT_FAILED if entry["result"] == "failed" else 0)
 
 
 @main.command("accept-update")
-@click.option("--kubeconfig", default=K3S_KUBECONFIG, show_default=True)
+@click.option("--kubeconfig", default=paths.K3S_KUBECONFIG, show_default=True)
 def accept_update_command(kubeconfig: str) -> None:
     """Run the update check or apply the web UI asked for (what its .path unit runs)."""
-    from host.update import apply as update
+    from host.update import history, request
 
-    entry = update.run_request(None, kubeconfig)
+    entry = request.accept(None, kubeconfig)
     if entry is None:
         click.echo("no update request is waiting")
         return
-    click.echo("\n".join(update.summary_lines(entry)))
+    click.echo("\n".join(history.summary_lines(entry)))
     sys.exit(engine.EXIT_FAILED if entry["result"] == "failed" else 0)
 
 

@@ -8,24 +8,23 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from host.cluster import readiness
+from host.cluster import alga, readiness
 from host.cluster.kube import Kube, KubeError
 from host.cluster.probe import probe_login
 from host.cluster.readiness import ClusterView, Verdict
 from host.core import hostcmd, paths, pins, state
-from host.net import addresses as netinfo
+from host.core.failures import SUPPORT_COMMAND
+from host.net import addresses
 
 HEALTHY_INTERVAL = 60  # seconds between collections once fully healthy (the timer ticks 10 s)
-DISK_PATHS = ("/var/lib/rancher", paths.STATE_DIR)
+DISK_PATHS = (paths.K3S_DATA_DIR, paths.STATE_DIR)
 K3S_BOOT_GRACE_SECONDS = 300  # k3s serves its API within this after a boot, or something is wrong
 PROBLEM_REASONS = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerError",
                    "CreateContainerConfigError")
 LAYERS = ("host", "k3s", "flux", "core", "bootstrap", "login", "background")
 COMPONENT_LAYER = {**dict.fromkeys(("db", "redis", "pgbouncer"), "core"),
-                   readiness.ALGA_CORE: "login", "bootstrap": "bootstrap",
-                   **dict.fromkeys(readiness.BACKGROUND, "background")}
-BACKGROUND_RELEASES = ("temporal", "email-service", "workflow-worker", "temporal-worker")
-SUPPORT = "sudo alga-appliance support-bundle"
+                   alga.ALGA_CORE: "login", "bootstrap": "bootstrap",
+                   **dict.fromkeys(alga.BACKGROUND, "background")}
 
 
 @dataclass(frozen=True)
@@ -36,14 +35,9 @@ class Cluster:
 
 
 def read_cluster(kube: Kube) -> Cluster:
-    ns = readiness.APP_NAMESPACE
-    view = ClusterView(
-        nodes=kube.list("nodes"), deployments=kube.list("deployments", ns),
-        statefulsets=kube.list("statefulsets", ns), jobs=kube.list("jobs", ns),
-        gitrepositories=kube.list("gitrepositories", "flux-system"),
-        kustomizations=kube.list("kustomizations", "flux-system"),
-        helmreleases=kube.list("helmreleases", "alga-system"))
-    return Cluster(view, kube.list("pods", ns), kube.list("events", ns))
+    view = readiness.read_view(kube)
+    return Cluster(view, kube.list("pods", alga.APP_NAMESPACE),
+                   kube.list("events", alga.APP_NAMESPACE))
 
 
 def collect(root: Path | None, kube: Kube, probe=probe_login) -> dict:
@@ -119,7 +113,7 @@ def _tiers(verdicts: dict[str, Verdict], previous: dict | None, at: str) -> dict
 def _component_of(pod: dict) -> str:
     owners = pod["metadata"].get("ownerReferences", [])
     name = pod["metadata"]["name"]
-    if name.startswith(readiness.BOOTSTRAP_JOB_PREFIX):
+    if name.startswith(alga.BOOTSTRAP_JOB_PREFIX):
         return "bootstrap"
     if owners and owners[0]["kind"] == "StatefulSet":
         return owners[0]["name"]
@@ -169,14 +163,14 @@ def _blockers(cluster: Cluster | None, api_error: str | None, verdicts: dict,
             ready = readiness.condition(obj, "Ready")
             if ready and ready["status"] == "False":
                 name = obj["metadata"]["name"]
-                layer = "background" if name in BACKGROUND_RELEASES else "flux"
+                layer = "background" if name in alga.BACKGROUND else "flux"
                 found.append(_blocker("critical", f"{kind}/{name}", layer,
                                       f"{ready.get('reason', '')}: {ready.get('message', '')}",
                                       f"check `kubectl -n {obj['metadata']['namespace']} "
-                                      f"describe {kind.lower()} {name}`; {SUPPORT}"))
+                                      f"describe {kind.lower()} {name}`; {SUPPORT_COMMAND}"))
     if "failed" in verdicts["bootstrap"].reason:
         found.append(_blocker("critical", "bootstrap", "bootstrap", verdicts["bootstrap"].reason,
-                              f"look at the bootstrap job's logs; {SUPPORT}"))
+                              f"look at the bootstrap job's logs; {SUPPORT_COMMAND}"))
     for pod in cluster.pods:
         for reason in _pod_problems(pod):
             component = _component_of(pod)
@@ -193,13 +187,14 @@ def _pod_next_action(reason: str) -> str:
         return "check access to ghcr.io (proxy, firewall) and the image tag in the release"
     if reason.startswith("Pending"):
         return "check storage and capacity: `kubectl get pvc -A`, `kubectl describe pod`"
-    return f"look at the pod's logs (`kubectl -n msp logs --previous`); {SUPPORT}"
+    return (f"look at the pod's logs (`kubectl -n {alga.APP_NAMESPACE} logs --previous`); "
+            f"{SUPPORT_COMMAND}")
 
 
 def _rollup(install, inputs, tiers, blockers) -> dict:
     if inputs is None and install is None:
         return {"state": "setup_required", "message": "Setup has not been submitted.",
-                "next_action": _open_setup(netinfo.node_ip())}
+                "next_action": _open_setup(addresses.node_ip())}
     if install and install["status"] == "failed":
         name, record = next((n, r) for n, r in install["phases"].items()
                             if r["state"] == "failed")
@@ -226,7 +221,7 @@ def _rollup(install, inputs, tiers, blockers) -> dict:
         since = f" (degraded since {login['since']})" if login["degraded"] else ""
         return {"state": "failed_action_required", "message": f"Alga is not available{since}: "
                 f"{reason}", "next_action": critical[0]["next_action"] if critical
-                else f"wait a minute; if it persists, {SUPPORT}"}
+                else f"wait a minute; if it persists, {SUPPORT_COMMAND}"}
     waiting = next((b for b in blockers if b["blocks_login"]), None)
     if waiting:  # e.g. a pod Pending on storage: often brief while installing, so a warning
         return {"state": "installing", "message": f"Installing; waiting on {waiting['component']}"
@@ -319,7 +314,7 @@ def _k3s_starting(host: dict) -> bool:
 
 
 def uptime_seconds() -> float:
-    return float(Path("/proc/uptime").read_text().split()[0])
+    return float(Path(paths.UPTIME).read_text().split()[0])
 
 
 def _host(root: Path | None, install: dict | None) -> dict:
@@ -329,11 +324,11 @@ def _host(root: Path | None, install: dict | None) -> dict:
         k3s_state = str(exc).rsplit(": ", 1)[-1] or "inactive"
     disk = []
     for path in DISK_PATHS:
-        target = state.host_root(root) / path.lstrip("/")
+        target = paths.on_host(path, root)
         while not target.exists():
             target = target.parent
         usage = shutil.disk_usage(target)
         disk.append({"path": path, "free_bytes": usage.free, "total_bytes": usage.total})
     return {"k3s_state": k3s_state,
             "k3s_version": pins.K3S_VERSION if _phase_done(install, "k3s") else None,
-            "disk": disk, "node_ip": netinfo.node_ip(), "uptime_seconds": uptime_seconds()}
+            "disk": disk, "node_ip": addresses.node_ip(), "uptime_seconds": uptime_seconds()}

@@ -20,19 +20,14 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from host.core import paths, state, token, validation
-from host.core import spool as requests_spool
-from host.net import addresses as netinfo
+from host.core import paths, spool, state, token
+from host.net import addresses, resolvers
+from host.releases import channels
+from host.setup import chain
 from host.setup import request as setup_request
-from host.setup.inputs import (
-    CHANNELS,
-    DEFAULT_CHANNEL,
-    FIELDS,
-    InputErrors,
-    as_answers,
-    parse_setup_inputs,
-)
+from host.setup.inputs import FIELDS, InputErrors, as_answers, parse_setup_inputs
 from host.support import request as support_request
+from host.update import request as update_request
 
 MAX_BODY = 64 * 1024
 LOG_LINES_DEFAULT = 200
@@ -98,7 +93,7 @@ class FailedAuthLimiter:
         return recent
 
 
-def make_app(root: Path | None = None, node_ip: Callable[[], str] = netinfo.node_ip,
+def make_app(root: Path | None = None, node_ip: Callable[[], str] = addresses.node_ip,
              limiter: FailedAuthLimiter | None = None,
              journal: Callable[[int], list[str]] | None = None):
     limiter, journal = limiter or FailedAuthLimiter(), journal or read_journal
@@ -158,47 +153,33 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = netinfo.node
 
 def _updates(root: Path | None) -> dict:
     history = state.read(state.UPDATE_HISTORY, root)
-    entries = history["entries"] if history else []
-    return {"current": state.read(state.SELECTED_RELEASE, root), "history": entries,
-            "busy": _update_busy(entries, root)}
-
-
-def _update_busy(entries: list[dict], root: Path | None) -> str | None:
-    """Why an update request would be refused now (the updater checks again under its lock)."""
-    install = state.read(state.INSTALL_STATE, root)
-    if install is None or install["status"] != "succeeded":
-        return "updates are possible once setup has completed"
-    if requests_spool.spool_file(paths.UPDATE_REQUEST, root).exists():
-        return "an update request is already waiting to start"
-    running = [entry for entry in entries if entry["result"] == "running"]
-    if running:  # an interrupted one is marked so by the collector within 10 s
-        return f"an update to {running[0]['channel']} is running ({running[0]['step']})"
-    return None
+    return {"current": state.read(state.SELECTED_RELEASE, root),
+            "history": history["entries"] if history else [],
+            "busy": update_request.why_busy(root)}
 
 
 def _update_request(environ: dict, root: Path | None) -> tuple[int, dict]:
     request = {"confirmed": False, "who": "web", "requested_at": state.timestamp(),
                **_json_body(environ)}
-    errors = validation.problems(request, requests_spool.UPDATE_SCHEMA)
+    errors = spool.problems(spool.UPDATE, request)
     if errors:
         raise HttpError(422, "the update request is not valid", fields=errors)
-    history = state.read(state.UPDATE_HISTORY, root)
-    busy = _update_busy(history["entries"] if history else [], root)
+    busy = update_request.why_busy(root)
     if busy:
         raise HttpError(409, busy)
     try:
-        requests_spool.submit(paths.UPDATE_REQUEST, request, root)
-    except requests_spool.AlreadyPending as exc:
-        raise HttpError(409, "an update request is already waiting to start") from exc
-    return 202, {"accepted": True}
+        request_id = spool.submit(spool.UPDATE, request, root)
+    except spool.AlreadyPending as exc:
+        raise HttpError(409, str(exc)) from exc
+    return 202, {"accepted": True, "request_id": request_id}
 
 
 def _support_bundle_request(root: Path | None) -> tuple[int, dict]:
     try:
-        support_request.submit(root)
+        request_id = support_request.submit(root)
     except support_request.Busy as exc:
         raise HttpError(409, str(exc)) from exc
-    return 202, {"accepted": True}
+    return 202, {"accepted": True, "request_id": request_id}
 
 
 def _bundle_archive(environ: dict, root: Path | None) -> Path:
@@ -286,9 +267,10 @@ def _setup_context(root: Path | None, node_ip: str) -> dict:
     """What the wizard shows before the admin types: defaults, detected resolvers and the
     answers of the last setup (for editing after a failed preflight)."""
     inputs = state.read(state.SETUP_INPUTS, root)
-    return {"node_ip": node_ip, "channels": list(CHANNELS), "default_channel": DEFAULT_CHANNEL,
-            "fields": list(FIELDS),
-            "resolvers": netinfo.system_resolvers(state.host_root(root)),
+    return {"node_ip": node_ip, "channels": list(channels.CHANNELS),
+            "default_channel": channels.DEFAULT_CHANNEL, "fields": list(FIELDS),
+            "phases": [{"name": step.name, "title": step.title} for step in chain.CHAIN],
+            "resolvers": resolvers.system(root),
             "defaults": as_answers(parse_setup_inputs({}, node_ip)),
             "answers": as_answers(inputs) if inputs else None}
 
@@ -301,8 +283,8 @@ def _setup_request(environ: dict, root: Path | None, node_ip: str) -> tuple[int,
         raise _invalid(exc) from exc
     except setup_request.SetupBusy as exc:
         raise HttpError(409, str(exc)) from exc
-    return 202, {"accepted": True, "inputs": submitted.inputs,
-                 "submitted_at": submitted.submitted_at, "install": submitted.install}
+    return 202, {"accepted": True, "request_id": submitted.request_id,
+                 "inputs": submitted.inputs, "submitted_at": submitted.submitted_at}
 
 
 def _logs(environ: dict, root: Path | None, journal: Callable[[int], list[str]]) -> dict:
@@ -321,7 +303,7 @@ def _logs(environ: dict, root: Path | None, journal: Callable[[int], list[str]])
         raise HttpError(400, "bad log query", fields=errors)
     if source == JOURNAL_SOURCE:
         return {"source": source, "lines": journal(int(count))}
-    log = state.host_root(root) / paths.LOG_DIR.lstrip("/") / f"{source}.log"
+    log = paths.on_host(paths.LOG_DIR, root) / f"{source}.log"
     return {"source": source, "lines": _tail(log, int(count))}
 
 

@@ -122,7 +122,7 @@ def test_banner_addresses_come_from_the_nodes_own_interfaces(namespace):
 def test_banner_update_writes_a_private_issue_file_and_reloads_agetty_on_change(
         tmp_path, monkeypatch):
     make_host_root(tmp_path)
-    monkeypatch.setenv(state.ROOT_ENV, str(tmp_path))
+    monkeypatch.setenv(paths.ROOT_ENV, str(tmp_path))
     monkeypatch.setenv("PATH", f"{HERE / 'fakes'}:{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_AGETTY_LOG", str(tmp_path / "agetty.log"))
     secret = token.ensure_token(tmp_path, owner=os.environ.get("USER", "root"))
@@ -171,7 +171,7 @@ class Tmux:
     def __init__(self, argv: list[str], env: dict):
         self.socket = f"alga-console-{uuid.uuid4().hex[:8]}"
         exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()
-                           if k in ("PYTHONPATH", "PATH", "LANG", state.ROOT_ENV))
+                           if k in ("PYTHONPATH", "PATH", "LANG", paths.ROOT_ENV))
         script = f"export {exports}; {shlex.join(argv)}; echo EXIT=$?; sleep 600"
         self.tmux("new-session", "-d", "-x", "80", "-y", "24", "-s", "console",
                   f"TERM={env['TERM']} sh -c {shlex.quote(script)}")
@@ -211,7 +211,7 @@ def console_root(tmp_path, monkeypatch):
     (tmp_path / "etc/resolv.conf").write_text("nameserver 127.0.0.53\n")
     (tmp_path / "run/systemd/resolve").mkdir(parents=True)
     (tmp_path / "run/systemd/resolve/resolv.conf").write_text("nameserver 192.0.2.53\n")
-    monkeypatch.setenv(state.ROOT_ENV, str(tmp_path))
+    monkeypatch.setenv(paths.ROOT_ENV, str(tmp_path))
     return tmp_path
 
 
@@ -330,7 +330,7 @@ def test_tui_back_and_cancel_leave_nothing_behind(console_root, tui):
 
 def test_tui_progress_screen_follows_a_real_preflight_failure(lab, tui, monkeypatch):  # noqa: F811
     make_host_root(lab.root, paths.SPOOL_DIR)
-    monkeypatch.setenv(state.ROOT_ENV, str(lab.root))
+    monkeypatch.setenv(paths.ROOT_ENV, str(lab.root))
     lab.configure(resolver=free_loopback_address())  # no resolver answers there
     terminal = tui(lab.root)
     terminal.keys(*NEXT, "Enter")
@@ -481,7 +481,7 @@ def test_plain_proxy_and_back_navigation(console_root):
 
 def test_plain_progress_follows_real_preflight_runs_to_failure(lab, monkeypatch):  # noqa: F811
     make_host_root(lab.root, paths.SPOOL_DIR)
-    monkeypatch.setenv(state.ROOT_ENV, str(lab.root))
+    monkeypatch.setenv(paths.ROOT_ENV, str(lab.root))
     lab.configure(resolver=free_loopback_address())
     child = plain(lab.root)
     answer_all(child, replies_for({}))

@@ -6,7 +6,7 @@ import json
 import pytest
 from conftest import make_host_root
 
-from host.core import state
+from host.core import paths, state
 from host.core.failures import SUPPORT_COMMAND, PhaseFailure
 from host.setup import engine, phases
 
@@ -17,7 +17,7 @@ INPUTS = {"channel": "stable", "app_url": "http://10.0.0.5:3000", "dns": {"mode"
 @pytest.fixture
 def root(tmp_path, monkeypatch):
     make_host_root(tmp_path)
-    monkeypatch.setenv(state.ROOT_ENV, str(tmp_path))
+    monkeypatch.setenv(paths.ROOT_ENV, str(tmp_path))
     return tmp_path
 
 

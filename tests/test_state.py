@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from host.core import state
+from host.core import paths, state
 from host.core.validation import DocumentInvalid
 
 INPUTS = {"channel": "stable", "app_url": "http://10.0.0.5:3000", "dns": {"mode": "system"},
@@ -23,7 +23,7 @@ INPUTS = {"channel": "stable", "app_url": "http://10.0.0.5:3000", "dns": {"mode"
 def root(tmp_path, monkeypatch):
     for directory in ("etc/alga-appliance", "var/lib/alga-appliance"):
         (tmp_path / directory).mkdir(parents=True)
-    monkeypatch.setenv(state.ROOT_ENV, str(tmp_path))
+    monkeypatch.setenv(paths.ROOT_ENV, str(tmp_path))
     return tmp_path
 
 
@@ -75,7 +75,7 @@ for n in itertools.count():
 def test_killing_a_writer_at_any_point_leaves_a_valid_old_or_new_file(tmp_path_factory, delay):
     root = tmp_path_factory.mktemp("root")
     (root / "etc/alga-appliance").mkdir(parents=True)
-    env = {**os.environ, state.ROOT_ENV: str(root),
+    env = {**os.environ, paths.ROOT_ENV: str(root),
            "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     writer = subprocess.Popen([sys.executable, "-c", WRITER], env=env, stdout=subprocess.PIPE)
     assert writer.stdout.readline() == b"ready\n"

@@ -110,7 +110,7 @@ def open_ui(browser, monkeypatch):
 
     def start(root: Path, viewport: dict = LAPTOP) -> Ui:
         make_host_root(root, paths.SPOOL_DIR)
-        monkeypatch.setenv(state.ROOT_ENV, str(root))
+        monkeypatch.setenv(paths.ROOT_ENV, str(root))
         secret = token.ensure_token(root, owner=os.environ.get("USER", "root"))
         server = serve_wsgi(make_app(root, node_ip=lambda: NODE_IP))
         servers.append(server)

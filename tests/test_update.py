@@ -184,7 +184,7 @@ def lab(servers, installed, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_KUBE_STORE", str(root / "store.json"))
     monkeypatch.setenv("FAKE_KUBE_LOG", str(root / "kubectl.log"))
     monkeypatch.setenv("FAKE_FLUX_RECONCILE", "ready")
-    monkeypatch.setenv(state.ROOT_ENV, str(root))  # for the CLI, which sets it itself
+    monkeypatch.setenv(paths.ROOT_ENV, str(root))  # for the CLI, which sets it itself
     monkeypatch.setattr(update, "POLL_SECONDS", 0.05)
     for timeout in ("FLUX_TIMEOUT", "HELM_TIMEOUT", "LOGIN_TIMEOUT"):
         monkeypatch.setattr(update, timeout, 10.0)

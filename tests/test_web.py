@@ -27,7 +27,7 @@ FAKES = Path(__file__).resolve().parent / "fakes"
 @pytest.fixture
 def root(tmp_path, monkeypatch):
     make_host_root(tmp_path, paths.SPOOL_DIR)
-    monkeypatch.setenv(state.ROOT_ENV, str(tmp_path))
+    monkeypatch.setenv(paths.ROOT_ENV, str(tmp_path))
     return tmp_path
 
 

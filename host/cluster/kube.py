@@ -10,7 +10,8 @@ import json
 import subprocess
 from dataclasses import dataclass
 
-K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
+from host.core import paths
+
 FIELD_MANAGER = "alga-appliance"
 TIMEOUT = 120
 
@@ -29,7 +30,7 @@ class KubeError(Exception):
 
 @dataclass(frozen=True)
 class Kube:
-    kubeconfig: str = K3S_KUBECONFIG
+    kubeconfig: str = paths.K3S_KUBECONFIG
 
     def _run(self, args: list[str], stdin: str | None = None) -> str:
         try:

@@ -1,26 +1,27 @@
-"""Every Kubernetes object the appliance creates, built as data.
+"""Every Kubernetes object the appliance creates, built as data, and the release's values
+rendered for them (the release phase and app updates render the same way).
 
-Names, namespaces and intervals are the contract with the Alga repository
-(shared/reference/alga-formats.md): the repository's Flux tree expects exactly these.
+Names and namespaces come from host/cluster/alga.py, the contract with the Alga repository.
 """
 
 import base64
 from urllib.parse import urlsplit
 
-FLUX_NAMESPACE = "flux-system"
-ALGA_SYSTEM = "alga-system"
-APP_NAMESPACE = "msp"
-SOURCE_NAME = "alga-appliance"
-FLUX_ROOT_PATH = "./ee/appliance/flux/base"
-RELEASE_SELECTION = "appliance-release-selection"
-AUTH_SECRET = "alga-psa-shared"
-AUTH_KEY = "ALGA_AUTH_KEY"
-RECONCILE_ANNOTATION = "reconcile.fluxcd.io/requestedAt"
-HELM_RELEASES = ("alga-core", "pgbouncer", "temporal", "email-service", "workflow-worker",
-                 "temporal-worker")
-# Which manifest image each release's chart runs.
-RELEASE_IMAGES = {"workflow-worker": "workflowWorker", "email-service": "emailService",
-                  "temporal-worker": "temporalWorker"}
+import yaml
+
+from host.cluster.alga import (
+    ALGA_SYSTEM,
+    APP_NAMESPACE,
+    AUTH_KEY,
+    AUTH_SECRET,
+    FLUX_NAMESPACE,
+    FLUX_ROOT_PATH,
+    RECONCILE_ANNOTATION,
+    RELEASE_IMAGES,
+    RELEASE_SELECTION,
+    SOURCE_NAME,
+)
+
 LABELS = {"app.kubernetes.io/managed-by": "alga-appliance"}
 
 
@@ -91,6 +92,18 @@ def merged(base: dict, overrides: dict) -> dict:
         else:
             result[key] = value
     return result
+
+
+def values_configmaps(inputs: dict, manifest: dict, profile_values: dict,
+                      bootstrap_mode: str) -> list[dict]:
+    """The appliance-values-<release> ConfigMaps: each profile's values with the runtime
+    values (image tags, app URL, bootstrap mode) laid over them."""
+    configmaps = []
+    for release, values in profile_values.items():
+        runtime = runtime_values(release, manifest, inputs["app_url"], bootstrap_mode)
+        rendered = yaml.safe_dump(merged(values, runtime), sort_keys=False)
+        configmaps.append(values_configmap(release, manifest["app"]["valuesProfile"], rendered))
+    return configmaps
 
 
 def release_selection(selection: dict) -> dict:

@@ -1,5 +1,5 @@
 """Readiness tiers from the cluster's own structured fields (conditions, readyReplicas,
-observedGeneration), never from text. Definitions: shared/reference/alga-formats.md.
+observedGeneration), never from text. Definitions: docs/reference/alga-formats.md.
 
 platform → core → bootstrap → login, and background beside them; fully healthy is login
 and background. A background problem never takes login away.
@@ -7,13 +7,22 @@ and background. A background problem never takes login away.
 
 from dataclasses import dataclass, field
 
-APP_NAMESPACE = "msp"
-CORE_STATEFULSETS = ("db", "redis")
-CORE_DEPLOYMENTS = ("pgbouncer",)
-ALGA_CORE = "alga-core-sebastian"
-BOOTSTRAP_JOB_PREFIX = f"{ALGA_CORE}-bootstrap-r"
-BACKGROUND = ("temporal", "workflow-worker", "email-service", "temporal-worker")
+from host.cluster.alga import (
+    ALGA_CORE,
+    ALGA_SYSTEM,
+    APP_NAMESPACE,
+    BACKGROUND,
+    BOOTSTRAP_JOB_PREFIX,
+    CORE_DEPLOYMENTS,
+    CORE_STATEFULSETS,
+    FLUX_NAMESPACE,
+    PLATFORM_KUSTOMIZATION,
+    SOURCE_NAME,
+)
+
 TIERS = ("platform", "core", "bootstrap", "login", "background", "fully_healthy")
+# Reasons Flux gives for Ready=False while it is still working rather than failed.
+FLUX_IN_PROGRESS = ("Progressing", "ProgressingWithRetry", "DependencyNotReady")
 
 
 @dataclass
@@ -27,6 +36,18 @@ class ClusterView:
     gitrepositories: list[dict] = field(default_factory=list)
     kustomizations: list[dict] = field(default_factory=list)
     helmreleases: list[dict] = field(default_factory=list)
+
+
+def read_view(kube) -> ClusterView:
+    """What the tiers are worked out from, read from the cluster (`kube`: a cluster.kube.Kube;
+    KubeError when the API does not answer)."""
+    return ClusterView(
+        nodes=kube.list("nodes"), deployments=kube.list("deployments", APP_NAMESPACE),
+        statefulsets=kube.list("statefulsets", APP_NAMESPACE),
+        jobs=kube.list("jobs", APP_NAMESPACE),
+        gitrepositories=kube.list("gitrepositories", FLUX_NAMESPACE),
+        kustomizations=kube.list("kustomizations", FLUX_NAMESPACE),
+        helmreleases=kube.list("helmreleases", ALGA_SYSTEM))
 
 
 @dataclass(frozen=True)
@@ -107,8 +128,8 @@ def bootstrap(view: ClusterView, seen_before: bool) -> Verdict:
 
 
 def tiers(view: ClusterView, login_probe: Verdict, bootstrap_seen: bool) -> dict[str, Verdict]:
-    platform = _all([node_ready(view), flux_object(view.gitrepositories, "alga-appliance"),
-                     flux_object(view.kustomizations, "alga-platform")])
+    platform = _all([node_ready(view), flux_object(view.gitrepositories, SOURCE_NAME),
+                     flux_object(view.kustomizations, PLATFORM_KUSTOMIZATION)])
     core = _all([workload(view.statefulsets, n) for n in CORE_STATEFULSETS]
                 + [workload(view.deployments, n) for n in CORE_DEPLOYMENTS])
     boot = bootstrap(view, bootstrap_seen)

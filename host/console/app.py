@@ -4,12 +4,13 @@ import os
 import sys
 from pathlib import Path
 
-from host.console import progress
 from host.console.plain import PlainConsole
 from host.console.questions import current_answers, defaults
 from host.core import state
-from host.net import addresses as netinfo
+from host.net import addresses
+from host.net.resolvers import system as system_resolvers
 from host.setup import request as setup_request
+from host.setup.progress import failure_view, settled
 
 SERIAL_LINES = ("/dev/ttyS", "/dev/ttyUSB", "/dev/ttyAMA", "/dev/hvc")
 SERIAL_TERMS = ("vt100", "vt102", "vt220", "linux")
@@ -23,8 +24,8 @@ def plain_wanted(term: str, tty: str | None) -> bool:
 
 
 def start(root: Path | None, force_plain: bool) -> int:
-    node_ip = netinfo.node_ip()
-    resolvers = netinfo.system_resolvers(state.host_root(root))
+    node_ip = addresses.node_ip()
+    resolvers = system_resolvers(root)
     tty = os.ttyname(sys.stdin.fileno()) if sys.stdin.isatty() else None
     plain = force_plain or plain_wanted(os.environ.get("TERM", ""), tty)
     install = state.read(state.INSTALL_STATE, root)
@@ -32,11 +33,11 @@ def start(root: Path | None, force_plain: bool) -> int:
     entered = current_answers(root, defaults(node_ip))
     if plain:
         console = PlainConsole(root, node_ip, resolvers)
-        if busy and not progress.settled(install):  # running, or a request waits
+        if busy and not settled(install):  # running, or a request waits
             console.say(f"Setup is already under way ({busy}); following it.")
             return console.follow(None)
         if busy:
-            for line in progress.failure_view(install):
+            for line in failure_view(install):
                 console.say(line)
             console.say(f"\nSetup cannot start from here: {busy}.")
             return 1

@@ -6,16 +6,13 @@ every 15 s, so a new DHCP address or a state change shows without a reboot. The 
 is only in that root-only file: never printed to stdout or the journal, never served.
 """
 
-import socket
 import textwrap
 from pathlib import Path
 
 from host.core import hostcmd, paths, state, token
-from host.net import addresses as netinfo
+from host.net import addresses
 
 WIDTH = 78
-# k3s's and containers' own interfaces: nobody reaches the appliance through them.
-VIRTUAL_INTERFACES = ("lo", "cni", "flannel", "veth", "docker", "kube", "cali", "vxlan")
 HEADLINES = {
     "setup_required": "Ubuntu is installed. Appliance setup is waiting for your input.",
     "installing": "Setup is running.",
@@ -25,17 +22,6 @@ HEADLINES = {
                                     "problem.",
     "fully_healthy": "Alga is up and fully healthy.",
 }
-
-
-def addresses() -> list[str]:
-    """IPv4 addresses of the node's own interfaces, in interface order."""
-    found = []
-    for _, name in socket.if_nameindex():
-        if not name.startswith(VIRTUAL_INTERFACES):
-            address = netinfo.interface_ipv4(name)
-            if address and address not in found:
-                found.append(address)
-    return found
 
 
 def rollup(root: Path | None) -> dict:
@@ -83,8 +69,8 @@ def _wrapped(text: str) -> list[str]:
 
 def update(root: Path | None = None) -> bool:
     """Re-render the banner; True when it changed (and the gettys were told to redraw)."""
-    text = render(addresses(), rollup(root), token.read_token(root))
-    issue = state.host_root(root) / paths.ISSUE_FILE.lstrip("/")
+    text = render(addresses.node_addresses(), rollup(root), token.read_token(root))
+    issue = paths.on_host(paths.ISSUE_FILE, root)
     if issue.exists() and issue.read_text() == text:
         return False
     issue.parent.mkdir(parents=True, exist_ok=True)

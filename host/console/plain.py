@@ -61,11 +61,11 @@ class PlainConsole:
             self.say(f"Setup did not start: {exc}.")
             return 1
         self.say("\nSetup started. Progress (it also shows at http://<node-ip>:8080/progress):")
-        return self.follow(submitted.install)
+        return self.follow(submitted.request_id)
 
-    def follow(self, previous: dict | None) -> int:
-        install = progress.follow(self.root, previous, self.show_new_lines)
-        return 0 if install["status"] == "succeeded" else 1
+    def follow(self, request_id: str | None) -> int:
+        install = progress.follow(self.root, request_id, self.show_new_lines)
+        return 0 if install and install["status"] == "succeeded" else 1
 
     def show_new_lines(self, lines: list[str]) -> None:
         """On a serial line, print only what changed: a running log, not a redrawn screen."""

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from host.core import state
-from host.setup.inputs import CHANNELS, InputErrors, as_answers, parse_setup_inputs
+from host.releases.channels import CHANNELS
+from host.setup.inputs import InputErrors, as_answers, parse_setup_inputs
 
 NIGHTLY_WARNING = ("Nightly builds are untested. Choose nightly only for a test system, or "
                    "when Alga support directs you to.")

@@ -13,9 +13,9 @@ from host.console.questions import (
     errors_for,
     review_lines,
 )
-from host.core import state
 from host.setup import request as setup_request
 from host.setup.inputs import parse_setup_inputs
+from host.setup.progress import failure_view, settled
 
 PALETTE = [
     ("header", "white,bold", "dark blue"),
@@ -43,7 +43,7 @@ class SetupTui:
         self.index = 0
         self.result = EXIT_CANCELLED
         self.mode = "questions"  # then "review", "progress", "done"
-        self.following: dict | None = None  # the install state the progress screen waits past
+        self.following: str | None = None  # the request id the progress screen follows
         self.value = None  # reads the current question's answer from its widgets
         self.frame = urwid.Frame(urwid.SolidFill(" "),
                                  header=urwid.AttrMap(urwid.Text(" Alga appliance setup"),
@@ -53,10 +53,10 @@ class SetupTui:
                                    handle_mouse=False)
 
     def run(self) -> int:
-        if self.busy and not progress.settled(self.install):
+        if self.busy and not settled(self.install):
             self.show_progress(None, f"Setup is already under way ({self.busy}).")
         elif self.busy:
-            self.show_lines([*progress.failure_view(self.install), "",
+            self.show_lines([*failure_view(self.install), "",
                              f"Setup cannot start from here: {self.busy}."], done=True)
         else:
             self.show_question()
@@ -159,21 +159,17 @@ class SetupTui:
                           *(urwid.Text(line) for line in lines)]
         self.walker.set_focus(min(position, len(self.walker) - 1))
 
-    def show_progress(self, previous: dict | None, note: str = "") -> None:
-        self.following, self.note = previous, note
+    def show_progress(self, request_id: str | None, note: str = "") -> None:
+        self.following, self.note = request_id, note
         self.show_lines(["Waiting for setup to start..."], done=False)
         self.refresh_progress()
 
     def refresh_progress(self, *_) -> None:
-        install = state.read(state.INSTALL_STATE, self.root)
-        started = self.following is None or install != self.following
-        lines = progress.describe(install if started else None,
-                                  state.read(state.PREFLIGHT_REPORT, self.root))
+        lines, finished = progress.poll(self.root, self.following)
         if self.note:
             lines = [self.note, "", *lines]
-        done = started and progress.settled(install)
-        if done:
-            self.result = 0 if install["status"] == "succeeded" else 1
+        if finished:
+            self.result = 0 if finished["status"] == "succeeded" else 1
             self.show_lines(lines, done=True)
             return
         self.set_lines(lines)
@@ -209,7 +205,7 @@ class SetupTui:
         except (setup_request.SetupBusy, PermissionError) as exc:
             self.error.set_text(("error", f"Setup did not start: {exc}"))
             return
-        self.show_progress(submitted.install)
+        self.show_progress(submitted.request_id)
 
     def cancel(self) -> None:
         self.result = EXIT_CANCELLED

@@ -1,17 +1,27 @@
 """Every path and account the appliance uses on the host, defined once.
 
 The installer (isobuild's autoinstall late-commands) and the host code both read these.
+Host code reaches a path through `on_host`, which puts it under the root prefix
+(ALGA_APPLIANCE_ROOT, default /) that tests and a mounted system move.
 """
 
+import os
+from pathlib import Path
+
+ROOT_ENV = "ALGA_APPLIANCE_ROOT"
+
+# --- the appliance's own ---------------------------------------------------------------
 INSTALL_DIR = "/opt/alga-appliance"  # code, vendored packages, units, UI, schemas
 CONFIG_DIR = "/etc/alga-appliance"  # setup inputs and config
 STATE_DIR = "/var/lib/alga-appliance"  # state files and tokens
-LOG_DIR = "/var/log/alga-appliance"  # phase logs
+LOG_DIR = "/var/log/alga-appliance"  # phase logs and the update log
 SPOOL_DIR = "/var/lib/alga-appliance/spool"  # requests from the web service to systemd
-SETUP_REQUEST = "setup.request"  # in SPOOL_DIR; its appearance starts the setup chain
-UPDATE_REQUEST = "update.request"  # in SPOOL_DIR: an app update check or apply (web UI)
 SUPPORT_DIR = "/var/lib/alga-appliance/support"  # 0700: support bundles, the newest 5 kept
+WEB_BUNDLE_DIR = "/var/lib/alga-appliance/web-bundles"  # 0750 root:alga-appliance
 TOKEN_FILE = "/var/lib/alga-appliance/setup-token"  # 0600, owned by the service user
+SETUP_LOCK = "/var/lib/alga-appliance/setup.lock"  # one setup or update at a time
+UPDATE_HISTORY_LOCK = "/var/lib/alga-appliance/update-history.lock"
+UPDATE_LOG = "/var/log/alga-appliance/update.log"
 CLI_LINK = "/usr/local/bin/alga-appliance"
 SYSTEMD_UNIT_DIR = "/etc/systemd/system"
 SERVICE_USER = "alga-appliance"  # the unprivileged user the web service runs as
@@ -19,3 +29,37 @@ SERVICE_USER = "alga-appliance"  # the unprivileged user the web service runs as
 # 0600: it holds the setup token.
 ISSUE_FILE = "/etc/issue.d/50-alga-appliance.issue"
 WEB_PORT = 8080
+
+# --- k3s, as the k3s phase installs it -------------------------------------------------
+K3S_BINARY = "/usr/local/bin/k3s"
+KUBECTL_LINK = "/usr/local/bin/kubectl"  # k3s acts as kubectl under this name
+K3S_CONFIG = "/etc/rancher/k3s/config.yaml"
+K3S_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml"
+K3S_ENV = "/etc/systemd/system/k3s.service.env"
+K3S_UNIT = "/etc/systemd/system/k3s.service"
+K3S_DATA_DIR = "/var/lib/rancher"
+K3S_TOKENS = ("/var/lib/rancher/k3s/server/token", "/var/lib/rancher/k3s/server/node-token",
+              "/var/lib/rancher/k3s/server/agent-token")
+
+# --- DNS ---------------------------------------------------------------------------------
+RESOLV_CONF = "/etc/resolv.conf"
+# systemd-resolved's upstream servers (its /etc/resolv.conf names only the 127.0.0.53 stub).
+RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"
+RESOLVED_DROPIN = "/etc/systemd/resolved.conf.d/alga-appliance-dns.conf"  # custom DNS
+K3S_RESOLV_CONF = "/etc/rancher/k3s/resolv.conf"  # k3s config.yaml's resolv-conf
+
+# --- what the host says about itself -----------------------------------------------------
+OS_RELEASE = "/etc/os-release"
+HOSTNAME_FILE = "/etc/hostname"
+KERNEL_RELEASE = "/proc/sys/kernel/osrelease"
+UPTIME = "/proc/uptime"
+
+
+def host_root(root: Path | None = None) -> Path:
+    """The root prefix: `root`, else $ALGA_APPLIANCE_ROOT, else /."""
+    return Path(root) if root is not None else Path(os.environ.get(ROOT_ENV, "/"))
+
+
+def on_host(path: str, root: Path | None = None) -> Path:
+    """`path` (absolute, one of the above) under the root prefix."""
+    return host_root(root) / path.lstrip("/")

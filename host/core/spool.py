@@ -1,60 +1,115 @@
-"""Requests from the unprivileged web service to systemd, through the spool directory.
+"""Requests from the unprivileged web service (and the console) to systemd, through the
+spool directory: one table of request kinds, one way to submit and to take them.
 
-The web service validates a request and writes it here atomically; a .path unit sees it
-and starts a root oneshot, which validates it again (it trusts nothing from the web
-process), acts, and removes it. Data moves one way: web → spool → unit → state.
+A request is validated against its kind's schema, given an id, and written here
+atomically; the kind's .path unit sees it and starts a root oneshot (`alga-appliance
+accept-<kind>`), which takes it, validates it again (it trusts nothing from the web
+process), acts, and records the id in the state it writes (install state, update history,
+support bundle status), so whoever asked can follow their own request. Data moves one way:
+web → spool → unit → state.
 """
 
+import datetime
 import json
 import os
+import secrets
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from host.core import paths, state
+from host.core import paths, state, validation
 
-# What an update request (paths.UPDATE_REQUEST) must be: checked by the web service before
-# spooling it and again by the updater that takes it.
-UPDATE_SCHEMA = "update-request.schema.json"
+REQUEST_ID_FORMAT = "%Y%m%dT%H%M%SZ"
+
+
+@dataclass(frozen=True)
+class RequestKind:
+    name: str  # what messages call it
+    filename: str  # in paths.SPOOL_DIR, which the kind's .path unit watches
+    schema: str  # what a request must be, checked before spooling and after taking
+    accept_command: str  # the `alga-appliance` command the kind's oneshot runs
+
+
+SETUP = RequestKind("setup", "setup.request", "setup-request.schema.json", "accept-setup")
+UPDATE = RequestKind("update", "update.request", "update-request.schema.json", "accept-update")
+SUPPORT_BUNDLE = RequestKind("support bundle", "support-bundle.request",
+                             "support-bundle-request.schema.json", "accept-support-bundle")
+KINDS = (SETUP, UPDATE, SUPPORT_BUNDLE)
 
 
 class AlreadyPending(Exception):
     """A request of this kind is already waiting for systemd."""
 
 
-def spool_file(name: str, root: Path | None = None) -> Path:
-    return state.host_root(root) / paths.SPOOL_DIR.lstrip("/") / name
+class Malformed(Exception):
+    """A spooled request that is not what its kind's schema says; it was removed."""
+
+    def __init__(self, kind: RequestKind, request_id: str | None, reason: str):
+        self.kind, self.request_id = kind, request_id
+        super().__init__(f"the {kind.name} request was malformed ({reason}); it was removed "
+                         "and nothing was done")
 
 
-def submit(name: str, payload: dict, root: Path | None = None) -> Path:
-    """Spool `payload` complete and durable, unless a request is already waiting: linking
-    the finished temp file into place fails if one exists, so of concurrent submissions
-    exactly one wins."""
-    path = spool_file(name, root)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{name}.")
+def new_id() -> str:
+    """A request id: when it was made, and 32 random bits."""
+    return f"{datetime.datetime.now(datetime.UTC):{REQUEST_ID_FORMAT}}-{secrets.token_hex(4)}"
+
+
+def spool_file(kind: RequestKind, root: Path | None = None) -> Path:
+    return paths.on_host(paths.SPOOL_DIR, root) / kind.filename
+
+
+def pending(kind: RequestKind, root: Path | None = None) -> bool:
+    return spool_file(kind, root).exists()
+
+
+def problems(kind: RequestKind, fields: dict) -> list[dict]:
+    """What is wrong with a request of `fields` (submit gives it its id), field by field."""
+    return validation.problems({**fields, "id": new_id()}, kind.schema)
+
+
+def submit(kind: RequestKind, request: dict, root: Path | None = None) -> str:
+    """Spool `request` (given an id) complete and durable, unless a request of this kind is
+    already waiting: linking the finished temp file into place fails if one exists, so of
+    concurrent submissions exactly one wins. Returns the id; raises DocumentInvalid for a
+    request its schema refuses, AlreadyPending."""
+    request = {**request, "id": new_id()}
+    validation.validate(request, kind.schema, name=f"{kind.name} request", source="submission")
+    path = spool_file(kind, root)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{kind.filename}.")
     try:
         with os.fdopen(fd, "wb") as fp:
             os.fchmod(fp.fileno(), 0o640)
-            fp.write((json.dumps(payload, sort_keys=True) + "\n").encode())
+            fp.write((json.dumps(request, sort_keys=True) + "\n").encode())
             fp.flush()
             os.fsync(fp.fileno())
         try:
             os.link(temp, path)
         except FileExistsError as exc:
-            raise AlreadyPending(name) from exc
+            raise AlreadyPending(f"a {kind.name} request is already waiting to start") from exc
         state.fsync_directory(path.parent)
     finally:
         os.unlink(temp)
-    return path
+    return request["id"]
 
 
-def take(name: str, root: Path | None = None) -> dict | None:
-    """The pending request (removed from the spool), or None if there is none."""
-    path = spool_file(name, root)
+def take(kind: RequestKind, root: Path | None = None) -> dict | None:
+    """The waiting request, removed from the spool; None if there is none. Raises Malformed
+    (naming the request's id where it has a usable one) for a request its schema refuses."""
+    path = spool_file(kind, root)
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes()
     except FileNotFoundError:
         return None
-    except ValueError:
-        payload = {"__malformed__": True}
     path.unlink()
-    return payload if isinstance(payload, dict) else {"__malformed__": True}
+    try:
+        request = json.loads(text)
+    except ValueError as exc:
+        raise Malformed(kind, None, "not JSON") from exc
+    problems = validation.problems(request, kind.schema) if isinstance(request, dict) else [
+        {"field": "", "message": "not a JSON object"}]
+    if problems:
+        usable_id = isinstance(request, dict) and not any(p["field"] == "id" for p in problems)
+        raise Malformed(kind, request["id"] if usable_id else None, "; ".join(
+            f"{p['field'] or 'request'}: {p['message']}" for p in problems))
+    return request

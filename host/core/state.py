@@ -4,7 +4,7 @@ code that reads or writes them.
 Every write is validated first, then made atomic: a temporary file in the same
 directory, fsync, rename, fsync of the directory. Every read is validated; a file that
 fails is reported by name, path and JSON pointer and is never silently replaced.
-All paths sit under a root prefix (ALGA_APPLIANCE_ROOT, default /) that tests move.
+All paths sit under the root prefix of host.core.paths, which tests move.
 """
 
 import datetime
@@ -25,9 +25,6 @@ def timestamp(at: datetime.datetime | None = None) -> str:
     return (at or datetime.datetime.now(datetime.UTC)).astimezone(datetime.UTC).strftime(
         TIMESTAMP_FORMAT)
 
-ROOT_ENV = "ALGA_APPLIANCE_ROOT"
-
-
 @dataclass(frozen=True)
 class StateFile:
     name: str  # what support and error messages call it
@@ -37,7 +34,7 @@ class StateFile:
     mode: int
 
     def path(self, root: Path | None = None) -> Path:
-        return host_root(root) / self.directory.lstrip("/") / self.filename
+        return paths.on_host(self.directory, root) / self.filename
 
 
 SETUP_INPUTS = StateFile("setup inputs", paths.CONFIG_DIR, "setup-inputs.json",
@@ -70,10 +67,6 @@ class StateFileInvalid(Exception):
         self.state, self.path, self.pointer = state, path, pointer
         super().__init__(f"{state.name} ({path}) is invalid at {pointer or '/'}: {message}; "
                          "it was left as it is for support to inspect")
-
-
-def host_root(root: Path | None = None) -> Path:
-    return Path(root) if root is not None else Path(os.environ.get(ROOT_ENV, "/"))
 
 
 def read(state: StateFile, root: Path | None = None) -> dict | None:

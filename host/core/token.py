@@ -12,7 +12,7 @@ TOKEN_BYTES = 24  # 192 bits
 
 
 def token_path(root: Path | None = None) -> Path:
-    return state.host_root(root) / paths.TOKEN_FILE.lstrip("/")
+    return paths.on_host(paths.TOKEN_FILE, root)
 
 
 def ensure_token(root: Path | None = None, owner: str = paths.SERVICE_USER) -> str:

@@ -1,12 +1,13 @@
-"""This node's primary IPv4 address, read without running commands or sending packets."""
+"""This node's IPv4 addresses, read without running commands or sending packets."""
 
-import contextlib
 import fcntl
 import socket
 import struct
 from pathlib import Path
 
 SIOCGIFADDR = 0x8915
+# k3s's and containers' own interfaces: nobody reaches the appliance through them.
+VIRTUAL_INTERFACES = ("lo", "cni", "flannel", "veth", "docker", "kube", "cali", "vxlan")
 
 
 def default_interface(route_table: Path = Path("/proc/net/route")) -> str | None:
@@ -32,18 +33,12 @@ def node_ip() -> str:
     return (interface_ipv4(interface) if interface else None) or "127.0.0.1"
 
 
-def nameservers(resolv_conf: Path) -> list[str]:
-    """The `nameserver` addresses in a resolv.conf-format file."""
-    lines = resolv_conf.read_text().splitlines()
-    return [line.split()[1] for line in lines
-            if line.startswith("nameserver ") and len(line.split()) > 1]
-
-
-def system_resolvers(root: Path) -> list[str]:
-    """The resolvers DHCP or netplan gave this node: systemd-resolved's upstream servers
-    when it runs (its /etc/resolv.conf only names the 127.0.0.53 stub), else resolv.conf."""
-    for candidate in ("run/systemd/resolve/resolv.conf", "etc/resolv.conf"):
-        with contextlib.suppress(OSError):
-            if servers := nameservers(root / candidate):
-                return servers
-    return []
+def node_addresses() -> list[str]:
+    """IPv4 addresses of the node's own interfaces, in interface order."""
+    found = []
+    for _, name in socket.if_nameindex():
+        if not name.startswith(VIRTUAL_INTERFACES):
+            address = interface_ipv4(name)
+            if address and address not in found:
+                found.append(address)
+    return found

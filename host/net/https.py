@@ -4,16 +4,11 @@ One session builder and one fetch for preflight and the install phases, so both 
 network the same way and classify its failures the same way.
 """
 
-import contextlib
-import ipaddress
 import json
-from collections.abc import Iterator
 
 import requests
-import urllib3.util.connection
 
 from host.core.validation import DocumentInvalid, validate
-from host.net import dnsquery
 from host.net.endpoints import Endpoints
 
 
@@ -32,48 +27,6 @@ def session(inputs: dict, endpoints: Endpoints) -> requests.Session:
         result.proxies = {"http": proxy["url"], "https": proxy["url"],
                           "no_proxy": ",".join(proxy["no_proxy"])}
     return result
-
-
-@contextlib.contextmanager
-def resolving_through(servers: list[str] | None, timeout: float = 3.0) -> Iterator[None]:
-    """Make HTTPS in this process resolve names through `servers` (the admin's custom
-    resolvers), which are not the host's until the DNS phase applies them. None: the
-    system resolver, as usual."""
-    if not servers:
-        yield
-        return
-    system_connect = urllib3.util.connection.create_connection
-
-    def connect(address, *args, **kwargs):
-        host, port = address
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            host = _resolve(host, servers, timeout)
-        return system_connect((host, port), *args, **kwargs)
-
-    # urllib3 looks create_connection up at each connection, so this reaches requests.
-    urllib3.util.connection.create_connection = connect
-    try:
-        yield
-    finally:
-        urllib3.util.connection.create_connection = system_connect
-
-
-def _resolve(name: str, servers: list[str], timeout: float) -> str:
-    errors = []
-    for server in servers:
-        for qtype in ("A", "AAAA"):
-            try:
-                return dnsquery.resolve(name, server, qtype, timeout)[0]
-            except dnsquery.DnsError as exc:
-                errors.append(f"{server} {qtype}: {exc}")
-    raise OSError(f"{name} does not resolve through the custom DNS servers: "
-                  + "; ".join(errors))
-
-
-def custom_resolvers(inputs: dict) -> list[str] | None:
-    return inputs["dns"]["servers"] if inputs["dns"]["mode"] == "custom" else None
 
 
 def _reason(exc: Exception) -> str:

@@ -9,7 +9,9 @@ Flux tracks and where the values profiles are read.
 from dataclasses import dataclass
 
 import requests
+import yaml
 
+from host.cluster import alga
 from host.core import pins
 from host.net.endpoints import Endpoints
 from host.net.https import FetchError, fetch_document
@@ -39,9 +41,9 @@ def unknown_fields(channel_file: dict) -> list[str]:
     return sorted(set(channel_file) - set(CHANNEL_FIELDS))
 
 
-def fetch_channel(http: requests.Session, source: Source, channel: str, timeout: float) -> dict:
+def fetch_channel(session: requests.Session, source: Source, channel: str, timeout: float) -> dict:
     url = source.url(pins.CHANNEL_PATH.format(channel=channel))
-    document = fetch_document(http, url, timeout, f"the {channel} channel file",
+    document = fetch_document(session, url, timeout, f"the {channel} channel file",
                               "channel.schema.json")
     if document["releaseVersion"] is None or "repoBranch" not in document:
         raise FetchError(f"no release is published on the {channel} channel yet "
@@ -49,10 +51,10 @@ def fetch_channel(http: requests.Session, source: Source, channel: str, timeout:
     return document
 
 
-def fetch_manifest(http: requests.Session, source: Source, release: str,
+def fetch_manifest(session: requests.Session, source: Source, release: str,
                    timeout: float) -> dict:
     url = source.url(pins.MANIFEST_PATH.format(release=release))
-    return fetch_document(http, url, timeout, f"release manifest {release}",
+    return fetch_document(session, url, timeout, f"release manifest {release}",
                           "release-manifest.schema.json")
 
 
@@ -66,3 +68,16 @@ def selection(channel: str, source: Source, channel_file: dict, manifest: dict,
         "app_version": app["version"], "release_branch": app["releaseBranch"],
         "values_profile": app["valuesProfile"], "images": app["images"], "selected_at": at,
     }
+
+
+def fetch_profile_values(session: requests.Session, source: Source, repo_branch: str,
+                         profile: str, timeout: float) -> dict:
+    """Each Helm release's values from `profile` (the release phase and app updates render
+    the same way). The profiles live on the branch Flux tracks, not on the resolution ref."""
+    values = {}
+    for release in alga.HELM_RELEASES:
+        url = source.url(pins.PROFILE_VALUES_PATH.format(profile=profile, release=release),
+                         ref=repo_branch)
+        values[release] = fetch_document(session, url, timeout, f"{release} {profile} values",
+                                         parse=yaml.safe_load, syntax="YAML") or {}
+    return values

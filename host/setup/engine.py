@@ -1,85 +1,27 @@
 """Run one setup phase: the entry point every phase unit calls.
 
 Takes the setup lock, skips a phase that already succeeded with the same inputs,
-records running / succeeded / failed (with the classified failure) in the install
-state, and logs to /var/log/alga-appliance/<phase>.log. The exit status is what
-systemd uses to stop the chain.
+records running / succeeded / failed (with the failure record) in the install state, and
+logs to /var/log/alga-appliance/<phase>.log. The exit status is what systemd uses to stop
+the chain.
 """
 
-import contextlib
-import fcntl
 import hashlib
-import os
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from host.cluster.kube import K3S_KUBECONFIG
-from host.core import paths, state
-from host.core.failures import classify
+from host.core import failures, paths, runlock, state
 from host.core.version import __version__
+from host.setup import chain
 from host.setup.phases import PHASES, Phase, by_name
+from host.setup.phases.context import PhaseContext
 
-LOCK_FILE = "setup.lock"
 EXIT_FAILED = 1
 EXIT_BUSY = 75  # EX_TEMPFAIL: another setup or update holds the lock
 
 
-class SetupBusy(Exception):
-    pass
-
-
-@dataclass
-class PhaseRun:
-    """What a running phase may do: say what it is doing, log, and know the root."""
-
-    phase: Phase
-    root: Path
-    install: dict
-    kubeconfig: str
-    log_lines: list[str] = field(default_factory=list)
-
-    def action(self, text: str) -> None:
-        self.install["phases"][self.phase.name]["last_action"] = text
-        self.log(f"→ {text}")
-        _save(self.install, self.root)
-
-    def log(self, line: str) -> None:
-        self.log_lines.append(line)
-        append_log(self.root, f"{self.phase.name}.log", line)
-
-
-def append_log(root: Path, name: str, line: str) -> None:
-    """A timestamped line in the log file `name` under paths.LOG_DIR."""
-    log_path = root / paths.LOG_DIR.lstrip("/") / name
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a", encoding="utf-8") as fp:
-        fp.write(f"{state.timestamp()} {line}\n")
-
-
-@contextlib.contextmanager
-def setup_lock(root: Path | None = None) -> Iterator[None]:
-    """Only one setup or update at a time, across processes."""
-    path = state.host_root(root) / paths.STATE_DIR.lstrip("/") / LOCK_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fp:
-        try:
-            fcntl.flock(fp, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            fp.seek(0)
-            holder = fp.read().strip() or "unknown"
-            raise SetupBusy(f"another setup or update is running ({holder}); wait for it to "
-                            "finish, then retry") from exc
-        fp.seek(0)
-        fp.truncate()
-        fp.write(f"pid {os.getpid()}\n")
-        fp.flush()
-        yield
-
-
 def fresh_install_state() -> dict:
     return {"status": "pending", "current_phase": None, "updated_at": state.timestamp(),
-            "phases": {p.name: _pending() for p in PHASES}}
+            "request_id": None, "phases": {name: _pending() for name in chain.NAMES}}
 
 
 def _pending() -> dict:
@@ -103,10 +45,11 @@ def _save(install: dict, root: Path | None) -> None:
     state.write(state.INSTALL_STATE, install, root)
 
 
-def run_phase(name: str, root: Path | None = None, kubeconfig: str = K3S_KUBECONFIG) -> int:
+def run_phase(name: str, root: Path | None = None,
+              kubeconfig: str = paths.K3S_KUBECONFIG) -> int:
     phase = by_name(name)
-    root = state.host_root(root)
-    with setup_lock(root):
+    root = paths.host_root(root)
+    with runlock.held(root):
         install = state.read(state.INSTALL_STATE, root) or fresh_install_state()
         record = install["phases"].setdefault(name, _pending())
         digest = inputs_digest(phase, root, kubeconfig)
@@ -118,20 +61,21 @@ def run_phase(name: str, root: Path | None = None, kubeconfig: str = K3S_KUBECON
             install.update(chain_status)
             _save(install, root)
             return 0
-        record.update(state="running", started_at=state.timestamp(), finished_at=None, failure=None,
-                      last_action="starting")
+        record.update(state="running", started_at=state.timestamp(), finished_at=None,
+                      failure=None, last_action="starting")
         record.pop("inputs_digest", None)
         install.update(status="running", current_phase=name)
         _save(install, root)
-        run = PhaseRun(phase, root, install, kubeconfig)
+        ctx = PhaseContext(name, root, install, kubeconfig, lambda: _save(install, root))
         try:
-            phase.run(run)
-        except Exception as error:  # every failure is classified and recorded, then reported
-            run.log(f"failed: {error}")
-            record.update(state="failed", finished_at=state.timestamp(), failure=classify(
-                error, phase_category=phase.category, phase_retry_safe=phase.retry_safe,
-                last_action=record["last_action"] or "starting",
-                log_text="\n".join(run.log_lines)))
+            phase.entry_point(ctx)
+        except Exception as error:  # every failure is described and recorded, then reported
+            ctx.log(f"failed: {error}")
+            record.update(state="failed", finished_at=state.timestamp(), failure={
+                **failures.failure_record(error, phase.category),
+                "last_action": record["last_action"] or "starting",
+                "log_excerpt": failures.log_excerpt(ctx.operation.lines),
+                "support_command": failures.SUPPORT_COMMAND})
             install["status"] = "failed"
             _save(install, root)
             return EXIT_FAILED

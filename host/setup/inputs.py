@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from host.core.validation import validate
+from host.releases.channels import CHANNELS, DEFAULT_CHANNEL
 
-CHANNELS = ("stable", "nightly")
-DEFAULT_CHANNEL = "stable"
 APP_PORT = 3000  # the Alga server listens on the host network on this port
 # k3s's default pod and service networks; always kept off the proxy.
 CLUSTER_CIDRS = ("10.42.0.0/16", "10.43.0.0/16")

@@ -18,14 +18,10 @@ from pathlib import Path
 import requests
 
 from host.core import paths, pins, state
-from host.net import addresses as netinfo
-from host.net import dnsquery
-from host.net import https as http
-from host.net import ports as hostports
+from host.net import dnsquery, https, ports, resolvers
 from host.net.endpoints import Endpoints
-from host.releases import git_source as channel
+from host.releases import git_source
 
-RESOLVED_STUB = "127.0.0.53"
 CLOCK_WARN_SECONDS = 60
 CLOCK_FAIL_SECONDS = 300
 GIB = 1 << 30
@@ -55,8 +51,8 @@ class Context:
     manifest: dict | None = None
 
     @property
-    def source(self) -> channel.Source:
-        return channel.Source.for_inputs(self.inputs, self.endpoints)
+    def source(self) -> git_source.Source:
+        return git_source.Source.for_inputs(self.inputs, self.endpoints)
 
     def note_date(self, response: requests.Response) -> None:
         if "Date" in response.headers:
@@ -77,37 +73,20 @@ class Check:
 # --- DNS -------------------------------------------------------------------------------
 
 
-def resolvers(ctx: Context) -> list[str]:
-    """The resolvers setup will use: the admin's, or the system's from resolv.conf."""
-    if ctx.inputs["dns"]["mode"] == "custom":
-        return ctx.inputs["dns"]["servers"]
-    conf = ctx.root / "etc/resolv.conf"
-    try:
-        return netinfo.nameservers(conf)
-    except OSError as exc:
-        raise CheckFailed(f"cannot read {conf}: {exc.strerror}", "dns") from exc
-
-
 def check_resolves(name: str) -> Callable[[Context, float], str]:
     def run(ctx: Context, timeout: float) -> str:
-        servers = resolvers(ctx)
-        if not servers:
-            raise CheckFailed("no resolvers are configured", "dns")
-        errors = []
-        for server in servers:
-            for qtype in ("A", "AAAA"):
-                try:
-                    found = dnsquery.resolve(name, server, qtype, timeout)
-                    return f"{name} resolves to {', '.join(found)} (via {server})"
-                except dnsquery.DnsError as exc:
-                    errors.append(f"{server} {qtype}: {exc}")
-        raise CheckFailed(f"{name} does not resolve: {'; '.join(errors)}", "dns")
+        try:
+            server, found = resolvers.resolve(name, resolvers.for_setup(ctx.inputs, ctx.root),
+                                              timeout)
+        except dnsquery.DnsError as exc:
+            raise CheckFailed(f"{name} does not resolve: {exc}", "dns") from exc
+        return f"{name} resolves to {', '.join(found)} (via {server})"
     return run
 
 
 def check_resolver_stub(ctx: Context, timeout: float) -> str:
-    servers = resolvers(ctx)
-    if ctx.inputs["dns"]["mode"] == "system" and servers == [RESOLVED_STUB]:
+    servers = resolvers.for_setup(ctx.inputs, ctx.root)
+    if servers == [resolvers.RESOLVED_STUB]:
         raise CheckFailed("the only resolver is the systemd-resolved stub 127.0.0.53; k3s "
                           "cannot use it and will be given the upstream servers", status="warn")
     return f"resolvers: {', '.join(servers)}"
@@ -118,8 +97,8 @@ def check_resolver_stub(ctx: Context, timeout: float) -> str:
 
 def _fetch(ctx: Context, url: str, timeout: float) -> requests.Response:
     try:
-        response = http.fetch(ctx.session, url, timeout)
-    except http.FetchError as exc:
+        response = https.fetch(ctx.session, url, timeout)
+    except https.FetchError as exc:
         raise CheckFailed(str(exc), exc.category) from exc
     ctx.note_date(response)
     return response
@@ -139,8 +118,8 @@ def check_proxy(ctx: Context, timeout: float) -> str:
 def check_channel(ctx: Context, timeout: float) -> str:
     name = ctx.inputs["channel"]
     try:
-        ctx.channel_file = channel.fetch_channel(ctx.session, ctx.source, name, timeout)
-    except http.FetchError as exc:
+        ctx.channel_file = git_source.fetch_channel(ctx.session, ctx.source, name, timeout)
+    except https.FetchError as exc:
         raise CheckFailed(str(exc), exc.category) from exc
     found = ctx.channel_file
     return f"{name} → release {found['releaseVersion']} on {found['repoBranch']}"
@@ -152,8 +131,8 @@ def check_manifest(ctx: Context, timeout: float) -> str:
                           "github-release-source")
     release = ctx.channel_file["releaseVersion"]
     try:
-        ctx.manifest = channel.fetch_manifest(ctx.session, ctx.source, release, timeout)
-    except http.FetchError as exc:
+        ctx.manifest = git_source.fetch_manifest(ctx.session, ctx.source, release, timeout)
+    except https.FetchError as exc:
         raise CheckFailed(str(exc), exc.category) from exc
     return f"release {release}: app {ctx.manifest['app']['version']} from {ctx.source.ref}"
 
@@ -192,7 +171,7 @@ def check_clock(ctx: Context, timeout: float) -> str:
 
 def check_disk(path: str, fail_below: int, warn_below: int):
     def run(ctx: Context, timeout: float) -> str:
-        target = ctx.root / path.lstrip("/")
+        target = paths.on_host(path, ctx.root)
         while not target.exists():  # not created yet: measure the file system it will use
             target = target.parent
         free = shutil.disk_usage(target).free
@@ -207,7 +186,7 @@ def check_disk(path: str, fail_below: int, warn_below: int):
     return run
 
 
-def _held_by(holder: hostports.Holder, owner: str) -> bool:
+def _held_by(holder: ports.Holder, owner: str) -> bool:
     """Whether `owner` (a user or a command) holds the port. Our own web service runs as
     the service user, which the socket table shows even when its /proc is hidden."""
     try:
@@ -222,7 +201,7 @@ def _held_by(holder: hostports.Holder, owner: str) -> bool:
 def check_ports(ctx: Context, timeout: float) -> str:
     busy = []
     for port, owner in PORTS:
-        holder = hostports.holder(port)
+        holder = ports.holder(port)
         if holder is not None and not _held_by(holder, owner):
             who = holder.command or f"uid {holder.uid}"
             busy.append(f"{port} (held by {who})")
@@ -282,7 +261,9 @@ class Failure:
 class Result:
     report: dict
     failure: Failure | None  # the first failed check
-    selected_release: dict | None  # when the channel and its manifest both resolved
+    channel_file: dict | None  # when the channel resolved
+    manifest: dict | None  # when the release it names resolved too
+    selection: dict | None  # the selected-release document, when both resolved
 
 
 def _run_check(ctx: Context, check: Check) -> tuple[dict, Failure | None]:
@@ -302,27 +283,32 @@ def _run_check(ctx: Context, check: Check) -> tuple[dict, Failure | None]:
     return result, failure
 
 
-def run_checks(inputs: dict, endpoints: Endpoints, root: Path) -> Result:
-    """Run every check and write the report."""
-    ctx = Context(inputs, endpoints, root, http.session(inputs, endpoints))
+def run_checks(inputs: dict, endpoints: Endpoints, root: Path, *,
+               only: tuple[str, ...] = ("",), stop_at_first_fail: bool = False,
+               write_report: bool = True, log: Callable[[str], None] = lambda line: None
+               ) -> Result:
+    """Run the checks whose ids start with one of `only` (default: every check), in order,
+    each result logged as it comes; the report is written unless `write_report` is off."""
+    ctx = Context(inputs, endpoints, root, https.session(inputs, endpoints))
     results, first_failure = [], None
-    with http.resolving_through(http.custom_resolvers(inputs)):
-        for check in checks(endpoints):
+    with resolvers.resolving_through(resolvers.custom(inputs)):
+        for check in (c for c in checks(endpoints) if c.id.startswith(only)):
             result, failure = _run_check(ctx, check)
             results.append(result)
+            log(f"{result['status']:4} {check.id}: {result['message']}")
             first_failure = first_failure or failure
+            if failure and stop_at_first_fail:
+                break
     statuses = {r["status"] for r in results}
     report = {
         "generated_at": state.timestamp(),
         "outcome": "fail" if "fail" in statuses else "warn" if "warn" in statuses else "pass",
         "checks": results,
     }
-    state.write(state.PREFLIGHT_REPORT, report, root)
-    return Result(report, first_failure, _selection(ctx, report["generated_at"]))
-
-
-def _selection(ctx: Context, at: str) -> dict | None:
-    if ctx.channel_file is None or ctx.manifest is None:
-        return None
-    return channel.selection(ctx.inputs["channel"], ctx.source, ctx.channel_file, ctx.manifest,
-                             at)
+    if write_report:
+        state.write(state.PREFLIGHT_REPORT, report, root)
+    selection = None
+    if ctx.channel_file is not None and ctx.manifest is not None:
+        selection = git_source.selection(inputs["channel"], ctx.source, ctx.channel_file,
+                                         ctx.manifest, report["generated_at"])
+    return Result(report, first_failure, ctx.channel_file, ctx.manifest, selection)

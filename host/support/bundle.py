@@ -44,13 +44,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from host.cluster.kube import K3S_KUBECONFIG, Kube, KubeError
-from host.console.progress import describe
+from host.cluster.kube import Kube, KubeError
 from host.core import paths, state
 from host.core.validation import validate
 from host.core.version import __version__
 from host.net.dnsquery import DnsError
 from host.net.https import FetchError
+from host.setup.progress import describe
 from host.support.collectors import (
     COLLECTORS,
     Collector,
@@ -117,8 +117,8 @@ def create(root: Path | None = None, output: Path | None = None, *,
     with _out_of_space_is_an_error(directory):
         work = Path(tempfile.mkdtemp(dir=directory, prefix=".support-bundle-work-"))
         try:
-            context = Context(state.host_root(root), Kube(
-                kube.kubeconfig if kube else K3S_KUBECONFIG))
+            context = Context(paths.host_root(root), Kube(
+                kube.kubeconfig if kube else paths.K3S_KUBECONFIG))
             outcomes = run_collectors(collectors, context, work / "staging", progress)
             known += [value for outcome in outcomes if outcome.output
                       for value in outcome.output.known]
@@ -427,7 +427,7 @@ def _add(tar: tarfile.TarFile, name: str, path: Path) -> None:
 def _destination(root: Path | None, output: Path | None) -> tuple[Path, str | None]:
     """The directory to write in, and the archive's name if the caller chose one."""
     if output is None:
-        directory = state.host_root(root) / paths.SUPPORT_DIR.lstrip("/")
+        directory = paths.on_host(paths.SUPPORT_DIR, root)
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         return directory, None
     output = Path(output)

@@ -15,20 +15,17 @@ import ipaddress
 import json
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from host.cluster import objects as cluster_objects
-from host.cluster import readiness
+from host.cluster import alga, readiness
 from host.cluster.kube import Kube, KubeError
 from host.core import paths, state, token
-from host.net import addresses as netinfo
-from host.net import dnsquery, endpoints
-from host.net import https as http
-from host.setup import phases, preflight
+from host.net import dnsquery, endpoints, resolvers
+from host.releases import channels
+from host.setup import preflight
 from host.support.redact import KnownValue
 
 LOG_LIMIT = 2 << 20  # bytes kept of each host log (phases, journal): its end, after a marker
@@ -40,14 +37,12 @@ CONTAINER_LOG_BYTES = 256 << 10  # bytes kept of each container log: its end, af
 KUBECTL_LOG_BYTES = 16 << 20
 MAX_FAILING_PODS = 25  # pods whose container logs are collected, in the API's order
 KUBECTL_REQUEST_TIMEOUT = 20
-K3S_TOKENS = ("/var/lib/rancher/k3s/server/token", "/var/lib/rancher/k3s/server/node-token",
-              "/var/lib/rancher/k3s/server/agent-token")
 # Read by no collector, whatever a directory listing turns up.
 NEVER_COLLECTED = (paths.TOKEN_FILE, f"{paths.STATE_DIR}/*token*", paths.ISSUE_FILE,
-                   "/etc/rancher/k3s/k3s.yaml", *K3S_TOKENS, "/var/lib/rancher/k3s/server/tls/*",
+                   paths.K3S_KUBECONFIG, *paths.K3S_TOKENS, "/var/lib/rancher/k3s/server/tls/*",
                    "*.key", "*-key.pem", "*token*")
 # Before setup is submitted, network checks run as setup's defaults would.
-DEFAULT_INPUTS = {"channel": "stable", "app_url": "", "dns": {"mode": "system"},
+DEFAULT_INPUTS = {"channel": channels.DEFAULT_CHANNEL, "app_url": "", "dns": {"mode": "system"},
                   "proxy": None, "overrides": {}}
 # Names that identify no site: what setup contacts, and the ISO's default host name
 # (isobuild/options.py), which also names the appliance's units, paths and user.
@@ -152,7 +147,7 @@ def read_host_file(root: Path, path: str) -> bytes | None:
     if never_collected(path):
         raise CollectorFailed(f"{path} is never collected: it holds credentials")
     try:
-        return (state.host_root(root) / path.lstrip("/")).read_bytes()
+        return paths.on_host(path, root).read_bytes()
     except FileNotFoundError:
         return None
     except OSError as exc:
@@ -228,7 +223,7 @@ def journal(name: str, unit: str) -> Collector:
 def phase_logs(ctx: Context, out: Output) -> None:
     """Every setup and update log, rotated ones decompressed (the bundle holds no nested
     archives), each cut to its end."""
-    folder = state.host_root(ctx.root) / paths.LOG_DIR.lstrip("/")
+    folder = paths.on_host(paths.LOG_DIR, ctx.root)
     if not folder.is_dir():
         out.notes.append(f"{paths.LOG_DIR} does not exist: no phase has run")
         return
@@ -336,7 +331,7 @@ def secret_values(secrets: list[dict]) -> list[KnownValue]:
     """Every text value of every Secret, for the redactor to remove wherever it appears."""
     found = []
     for secret in secrets:
-        auth = secret["metadata"].get("name") == cluster_objects.AUTH_SECRET
+        auth = secret["metadata"].get("name") == alga.AUTH_SECRET
         values = {key: value.encode() for key, value in secret.get("stringData", {}).items()}
         for key, value in secret.get("data", {}).items():
             with contextlib.suppress(ValueError):  # not base64: the Secret is dropped anyway
@@ -346,7 +341,7 @@ def secret_values(secrets: list[dict]) -> list[KnownValue]:
                 text = raw.decode()
             except UnicodeDecodeError:
                 continue  # binary: only its base64 form exists, in the Secret itself
-            kind = "alga-auth-key" if auth and key == cluster_objects.AUTH_KEY else \
+            kind = "alga-auth-key" if auth and key == alga.AUTH_KEY else \
                 "kubernetes-secret"
             found.append(KnownValue(kind, text))
     return found
@@ -388,7 +383,7 @@ def controller_logs(controller: str) -> Collector:
     name = f"flux/logs/{controller}"
 
     def run(ctx: Context, out: Output) -> None:
-        out.add_log(f"{name}.log", logs(ctx.kube, cluster_objects.FLUX_NAMESPACE,
+        out.add_log(f"{name}.log", logs(ctx.kube, alga.FLUX_NAMESPACE,
                                                  f"deployment/{controller}", "--all-containers"),
                     CONTAINER_LOG_BYTES)
     return Collector(name, 30, run)
@@ -397,7 +392,7 @@ def controller_logs(controller: str) -> Collector:
 def bootstrap_job(ctx: Context, out: Output) -> None:
     """The app's first-run job: its status, and its logs while its pods still exist."""
     jobs = [job for job in list_all(ctx.kube, "jobs")["items"]
-            if job["metadata"]["name"].startswith(readiness.BOOTSTRAP_JOB_PREFIX)]
+            if job["metadata"]["name"].startswith(alga.BOOTSTRAP_JOB_PREFIX)]
     if not jobs:
         out.notes.append("no bootstrap job exists (not started yet, or removed after its TTL)")
         return
@@ -419,20 +414,16 @@ def _inputs(root: Path) -> dict:
     return state.read(state.SETUP_INPUTS, root) or DEFAULT_INPUTS
 
 
-def _resolvers(root: Path, inputs: dict) -> list[str]:
-    return http.custom_resolvers(inputs) or netinfo.system_resolvers(state.host_root(root))
-
-
 def dns_lookups(ctx: Context, out: Output) -> None:
     """Every name setup contacts, asked of every resolver setup uses, for A and AAAA."""
     site = endpoints.load(ctx.root)
-    servers = _resolvers(ctx.root, _inputs(ctx.root))
+    servers = resolvers.for_setup(_inputs(ctx.root), ctx.root)
     if not servers:
         raise CollectorFailed("no resolvers are configured (resolv.conf names none)")
     lines = []
     for name in site.dns_names:
         for server in servers:
-            for qtype in ("A", "AAAA"):
+            for qtype in resolvers.QUERY_TYPES:
                 try:
                     answer = ", ".join(dnsquery.resolve(name, server, qtype, timeout=2.0))
                 except dnsquery.DnsError as exc:
@@ -444,19 +435,9 @@ def dns_lookups(ctx: Context, out: Output) -> None:
 def preflight_rerun(ctx: Context, out: Output) -> None:
     """Preflight's checks, run again now with setup's inputs (nothing is written)."""
     inputs = _inputs(ctx.root)
-    site = endpoints.load(ctx.root)
-    checks_ctx = preflight.Context(inputs, site, state.host_root(ctx.root),
-                                   http.session(inputs, site))
-    results = []
-    with http.resolving_through(http.custom_resolvers(inputs)):
-        for check in preflight.checks(site):
-            started = time.monotonic()
-            try:
-                status, message = "pass", check.run(checks_ctx, check.timeout)
-            except preflight.CheckFailed as exc:
-                status, message = exc.status, str(exc)
-            results.append({"id": check.id, "status": status, "message": message,
-                            "duration_ms": int((time.monotonic() - started) * 1000)})
+    result = preflight.run_checks(inputs, endpoints.load(ctx.root), paths.host_root(ctx.root),
+                                  write_report=False)
+    results = result.report["checks"]
     out.add("network/preflight-rerun.json", json.dumps({
         "checked_at": state.timestamp(),
         "inputs": "setup inputs" if inputs is not DEFAULT_INPUTS else "defaults (no setup yet)",
@@ -468,9 +449,9 @@ def preflight_rerun(ctx: Context, out: Output) -> None:
 
 def rancher_usage(ctx: Context, out: Output) -> None:
     """The largest directories under /var/lib/rancher (images, volumes, etcd)."""
-    target = state.host_root(ctx.root) / "var/lib/rancher"
+    target = paths.on_host(paths.K3S_DATA_DIR, ctx.root)
     if not target.is_dir():
-        out.notes.append("/var/lib/rancher does not exist: k3s is not installed")
+        out.notes.append(f"{paths.K3S_DATA_DIR} does not exist: k3s is not installed")
         return
     listing = run_command(["du", "-x", "-k", "--max-depth=3", str(target)], timeout=55, ok=(0, 1))
     sizes = []
@@ -492,10 +473,9 @@ def local_known_values(root: Path | None) -> list[KnownValue]:
     found = []
     with contextlib.suppress(FileNotFoundError):
         found.append(KnownValue("token", token.read_token(root)))
-    for path in K3S_TOKENS:
+    for path in paths.K3S_TOKENS:
         with contextlib.suppress(FileNotFoundError):
-            found.append(KnownValue("k3s-token", (state.host_root(root) / path.lstrip("/"))
-                                    .read_text().strip()))
+            found.append(KnownValue("k3s-token", paths.on_host(path, root).read_text().strip()))
     # Read leniently: an invalid inputs file is collected too, and may hold the password.
     with contextlib.suppress(FileNotFoundError, ValueError, AttributeError):
         inputs = json.loads(state.SETUP_INPUTS.path(root).read_text())
@@ -511,10 +491,9 @@ def site_names(root: Path | None) -> tuple[list[str], list[str]]:
     app's address, the proxy, mirrors) and its domains (resolv.conf's search list and the
     domains of those names). Public names setup contacts, and the product's own default
     host name, identify nothing and stay."""
-    host_root = state.host_root(root)
     names = {socket.gethostname()}
     with contextlib.suppress(OSError):
-        names.add((host_root / "etc/hostname").read_text().strip())
+        names.add(paths.on_host(paths.HOSTNAME_FILE, root).read_text().strip())
     with contextlib.suppress(OSError, ValueError, AttributeError):
         inputs = json.loads(state.SETUP_INPUTS.path(root).read_text())
         names |= {_host(inputs.get("app_url")), _host((inputs.get("proxy") or {}).get("url")),
@@ -526,7 +505,7 @@ def site_names(root: Path | None) -> tuple[list[str], list[str]]:
     names = {name.lower() for name in names if name and not _is_address(name)} - PUBLIC_NAMES
     domains = {name.split(".", 1)[1] for name in names if name.count(".") >= 2}
     with contextlib.suppress(OSError):
-        for line in (host_root / "etc/resolv.conf").read_text().splitlines():
+        for line in paths.on_host(paths.RESOLV_CONF, root).read_text().splitlines():
             if line.split()[:1] in (["search"], ["domain"]):
                 domains |= {d.strip(".").lower() for d in line.split()[1:] if "." in d}
     return sorted(names), sorted(domains - PUBLIC_NAMES)
@@ -573,15 +552,15 @@ COLLECTORS: tuple[Collector, ...] = (
     command("k3s/version", ["k3s", "--version"]),
     command("k3s/systemctl-status", ["systemctl", "status", "k3s.service", "--no-pager",
                                      "--full", "--lines", "50"], ok=(0, 3, 4)),
-    host_file("k3s/config.yaml", phases.K3S_CONFIG),
-    host_file("k3s/k3s.service.env", phases.K3S_ENV),
+    host_file("k3s/config.yaml", paths.K3S_CONFIG),
+    host_file("k3s/k3s.service.env", paths.K3S_ENV),
     *_kubernetes(),
     *_flux(),
     command("network/ip-addr", ["ip", "address", "show"]),
     command("network/ip-route", ["ip", "route", "show", "table", "all"]),
-    host_file("network/resolv.conf", "/etc/resolv.conf"),
-    host_file("network/resolved-upstream.conf", "/run/systemd/resolve/resolv.conf"),
-    host_file("network/k3s-resolv.conf", phases.K3S_RESOLV_CONF),
+    host_file("network/resolv.conf", paths.RESOLV_CONF),
+    host_file("network/resolved-upstream.conf", paths.RESOLVED_UPSTREAM),
+    host_file("network/k3s-resolv.conf", paths.K3S_RESOLV_CONF),
     command("network/resolvectl-status", ["resolvectl", "status", "--no-pager"]),
     Collector("network/dns-lookups", 60, dns_lookups),
     Collector("network/preflight-rerun", 120, preflight_rerun),
@@ -589,9 +568,9 @@ COLLECTORS: tuple[Collector, ...] = (
                         "-x", "overlay"], ok=(0, 1)),
     Collector("host/rancher-usage", 60, rancher_usage),
     proc_file("host/meminfo", "/proc/meminfo"),
-    proc_file("host/uptime", "/proc/uptime"),
+    proc_file("host/uptime", paths.UPTIME),
     proc_file("host/loadavg", "/proc/loadavg"),
-    host_file("host/os-release", "/etc/os-release"),
+    host_file("host/os-release", paths.OS_RELEASE),
     command("host/uname", ["uname", "-a"]),
     command("host/packages", ["dpkg-query", "--show", "--showformat",
                               "${Package} ${Version}\n", *PACKAGES], ok=(0, 1)),

@@ -1,10 +1,11 @@
 """Support bundles asked for in the web UI.
 
 The web service spools a request (`submit`); alga-appliance-support-bundle-request.path
-starts a root oneshot that runs `accept-support-bundle` (`run`): it makes the bundle with
-host/bundle.py into WEB_BUNDLE_DIR, writing its progress to support-bundle-status.json as
-it goes, and hands the archive (still 0600) to the service user, which is how the web
-service, and only it, can offer it for download. The newest KEEP are kept.
+starts a root oneshot that runs `accept-support-bundle` (`accept`): it makes the bundle with
+host/support/bundle.py into paths.WEB_BUNDLE_DIR, writing its progress to
+support-bundle-status.json as it goes (with the request's id), and hands the archive (still
+0600) to the service user, which is how the web service, and only it, can offer it for
+download. The newest KEEP are kept.
 """
 
 import datetime
@@ -13,11 +14,9 @@ import pwd
 import re
 from pathlib import Path
 
-from host.core import paths, state
-from host.core import spool as requests_spool
+from host.core import paths, spool, state
+from host.core.operation import Operation
 
-REQUEST = "support-bundle.request"  # in paths.SPOOL_DIR
-WEB_BUNDLE_DIR = "/var/lib/alga-appliance/web-bundles"  # 0750 root:alga-appliance
 KEEP = 5
 ARCHIVE_NAME = re.compile(r"^alga-appliance-support-[A-Za-z0-9._-]+\.tar\.gz$")
 
@@ -26,18 +25,19 @@ class Busy(Exception):
     """A bundle is being made or already asked for."""
 
 
-def submit(root: Path | None = None) -> None:
+def submit(root: Path | None = None) -> str:
+    """Spool a request; its id. Raises Busy."""
     current = state.read(state.SUPPORT_BUNDLE_STATUS, root)
     if current and current["state"] == "running":
         raise Busy("a support bundle is being made; wait for it")
     try:
-        requests_spool.submit(REQUEST, {"requested_at": state.timestamp()}, root)
-    except requests_spool.AlreadyPending as exc:
+        return spool.submit(spool.SUPPORT_BUNDLE, {"requested_at": state.timestamp()}, root)
+    except spool.AlreadyPending as exc:
         raise Busy("a support bundle was already asked for and starts in a moment") from exc
 
 
 def bundle_dir(root: Path | None = None) -> Path:
-    return state.host_root(root) / WEB_BUNDLE_DIR.lstrip("/")
+    return paths.on_host(paths.WEB_BUNDLE_DIR, root)
 
 
 def available(root: Path | None = None) -> list[dict]:
@@ -59,39 +59,37 @@ def archive(name: str, root: Path | None = None) -> Path | None:
     return path if path.is_file() and os.access(path, os.R_OK) else None
 
 
-def run(root: Path | None = None, owner: str = paths.SERVICE_USER) -> str | None:
+def accept(root: Path | None = None, owner: str = paths.SERVICE_USER) -> str | None:
     """Make the bundle a waiting request asks for; returns the archive's name (None when
-    no request waits). Progress and the outcome go to the status file."""
-    from host.support import bundle  # the collectors are only needed here, never in the web service
-    request = requests_spool.take(REQUEST, root)
+    no request waits). Progress and the outcome go to the status file. Raises
+    bundle.BundleError, spool.Malformed."""
+    from host.support import bundle  # the collectors: never in the web service
+    request = spool.take(spool.SUPPORT_BUNDLE, root)
     if request is None:
         return None
-    requested = request.get("requested_at")
-    status = {"state": "running", "requested_at": requested if isinstance(requested, str)
-              and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", requested) else None,
-              "started_at": state.timestamp(), "finished_at": None, "step": "starting", "done": 0,
-              "total": 0, "archive": None, "size_bytes": None, "error": None}
-    state.write(state.SUPPORT_BUNDLE_STATUS, status, root)
-
-    def progress(step: str, done: int, total: int) -> None:
-        status.update(step=step, done=done, total=total)
-        state.write(state.SUPPORT_BUNDLE_STATUS, status, root)
-
+    status = {"state": "running", "request_id": request["id"],
+              "requested_at": request["requested_at"], "started_at": state.timestamp(),
+              "finished_at": None, "step": "starting", "done": 0, "total": 0,
+              "archive": None, "size_bytes": None, "error": None}
+    operation = Operation(status, "step",
+                          lambda: state.write(state.SUPPORT_BUNDLE_STATUS, status, root), None)
+    operation.save()
     directory = bundle_dir(root)
     directory.mkdir(exist_ok=True)
     # Group alga-appliance from the setgid state directory; the unit's umask is 0077, so
     # open it to the group here (the web service lists it). No setgid: the unit may not.
     directory.chmod(0o750)
     try:
-        path = bundle.create(root, directory, progress=progress)
+        path = bundle.create(root, directory, progress=lambda step, done, total:
+                             operation.step(step, done=done, total=total))
     except bundle.BundleError as exc:
         status.update(state="failed", finished_at=state.timestamp(), error=str(exc))
-        state.write(state.SUPPORT_BUNDLE_STATUS, status, root)
+        operation.save()
         raise
     account = pwd.getpwnam(owner)
     os.chown(path, account.pw_uid, account.pw_gid)  # stays 0600: the web service's alone
     bundle.prune(directory, KEEP)
-    status.update(state="succeeded", finished_at=state.timestamp(), step="done", archive=path.name,
-                  size_bytes=path.stat().st_size)
-    state.write(state.SUPPORT_BUNDLE_STATUS, status, root)
+    status.update(state="succeeded", finished_at=state.timestamp(), step="done",
+                  archive=path.name, size_bytes=path.stat().st_size)
+    operation.save()
     return path.name

@@ -1,1 +1,2 @@
-
+"""App channel updates: check (what a channel would install), apply (installing it),
+history (every check and apply) and request (the web UI's spooled requests)."""

@@ -1,0 +1,55 @@
+"""Setup progress as text: the phases, the failure view with its next step and the
+preflight checklist (what the web UI's Progress page shows), for the console and the
+support bundle's summary."""
+
+from host.core import paths
+from host.net import addresses
+from host.setup import chain
+
+MARKS = {"pending": "[ ]", "running": "[>]", "succeeded": "[x]", "skipped": "[-]",
+         "failed": "[!]", "pass": "ok  ", "warn": "WARN", "fail": "FAIL"}
+
+
+def describe(install: dict | None, preflight: dict | None) -> list[str]:
+    """The whole progress view as lines (long ones are left to the terminal to wrap)."""
+    if install is None:
+        return ["Waiting for setup to start..."]
+    lines = [f"Setup: {install['status']}", ""]
+    for name, phase in chain.ordered(install["phases"]):
+        action = f" - {phase['last_action']}" if phase["last_action"] else ""
+        lines.append(f"{MARKS[phase['state']]} {chain.title(name)}{action}")
+    lines += failure_view(install)
+    if install["status"] == "succeeded":
+        lines += ["", "Setup complete: the host steps are done. Flux is now installing the",
+                  "Alga app; it is usable once its bootstrap finishes. Follow it at",
+                  f"  http://{addresses.node_ip()}:{paths.WEB_PORT}/status"]
+    preflight_phase = install["phases"].get("preflight")
+    if preflight and preflight_phase and preflight_phase["state"] in ("failed", "succeeded"):
+        lines += ["", "Preflight checks:"]
+        for check in preflight["checks"]:
+            lines.append(f"  {MARKS[check['status']]} {check['id']}: {check['message']}")
+            if check["status"] != "pass" and check["remediation"]:
+                lines.append(f"       fix: {check['remediation']}")
+    return lines
+
+
+def failure_view(install: dict) -> list[str]:
+    failed = [(name, phase) for name, phase in chain.ordered(install["phases"])
+              if phase["state"] == "failed" and phase["failure"]]
+    if not failed:
+        return []
+    name, phase = failed[0]
+    failure = phase["failure"]
+    lines = ["", f"FAILED: {chain.title(name)} [{failure['category']}]"]
+    if name == "preflight":
+        lines.append("Nothing on this machine has been changed: preflight stops setup first.")
+    lines += [f"Last action:     {failure['last_action']}",
+              f"Suspected cause: {failure['suspected_cause']}",
+              f"Next step:       {failure['next_step']}",
+              "Retry:           safe - run setup again (same or edited answers)",
+              f"Support bundle:  {failure['support_command']}"]
+    return lines
+
+
+def settled(install: dict | None) -> bool:
+    return install is not None and install["status"] in ("succeeded", "failed")

@@ -1,0 +1,68 @@
+"""Update requests from the web UI: the oneshot that takes one from the spool, validates it
+again (nothing from the web process is trusted) and runs it; the history entry it records
+carries the request's id, which is how the Updates page follows its own request."""
+
+from pathlib import Path
+
+from host.core import paths, spool, state
+from host.core.failures import SUPPORT_COMMAND
+from host.releases import channels
+from host.update import history
+
+# A refused request changes nothing in the app.
+REFUSED_CATEGORY = "app-readiness"
+
+
+def why_busy(root: Path | None = None) -> str | None:
+    """Why an update request would be refused now (the updater checks again under the
+    setup lock)."""
+    install = state.read(state.INSTALL_STATE, root)
+    if install is None or install["status"] != "succeeded":
+        return "updates are possible once setup has completed"
+    if spool.pending(spool.UPDATE, root):
+        return "an update request is already waiting to start"
+    running = [entry for entry in history.entries(root) if entry["result"] == "running"]
+    if running:  # an interrupted one is marked so by the status timer within 10 s
+        return f"an update to {running[0]['channel']} is running ({running[0]['step']})"
+    return None
+
+
+def accept(root: Path | None = None, kubeconfig: str = paths.K3S_KUBECONFIG) -> dict | None:
+    """Run the waiting request; the recorded entry, or None when no request waits."""
+    # The updater only here: the web service imports this module for why_busy alone.
+    from host.update.apply import UpdateBusy, apply
+    from host.update.check import ConfirmationRequired, check
+
+    root = paths.host_root(root)
+    try:
+        request = spool.take(spool.UPDATE, root)
+    except spool.Malformed as exc:
+        return _refused(root, exc.request_id, "apply", None, str(exc), "request it again "
+                        "from the Updates page; if this repeats, send the support bundle "
+                        f"({SUPPORT_COMMAND})")
+    if request is None:
+        return None
+    history.mark_interrupted(root)
+    if request["action"] == "check":
+        return check(root, request["channel"], "web", request["id"])
+    try:
+        return apply(root, request["channel"], request["confirmed"], "web", kubeconfig,
+                     request["id"])
+    except ConfirmationRequired as exc:
+        return _refused(root, request["id"], "apply", request["channel"],
+                        f"not applied without confirmation: {exc.reason}",
+                        "check again, read what will change, and confirm it")
+    except UpdateBusy as exc:
+        return _refused(root, request["id"], "apply", request["channel"], str(exc),
+                        "wait until it has finished, then request the update again")
+
+
+def _refused(root: Path, request_id: str | None, action: str, channel: str | None,
+             cause: str, next_step: str) -> dict:
+    """A failed entry for a web request that was not run: the UI learns why from history."""
+    current = state.read(state.SELECTED_RELEASE, root)
+    channel = channel or (current["channel"] if current else channels.DEFAULT_CHANNEL)
+    operation = history.start(root, action, channel, "web", current, request_id,
+                              writes_log=True)
+    return operation.finished("failed", {"category": REFUSED_CATEGORY,
+                                         "suspected_cause": cause, "next_step": next_step})
