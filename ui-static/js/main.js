@@ -24,6 +24,7 @@ const app = {
   },
 };
 
+// What a page may ask of the shell (and of another page): the only calls passed around.
 const actions = {
   go(page, {focus = true} = {}) {
     const path = `/${page}`;
@@ -43,6 +44,8 @@ const actions = {
     app.context = await request("GET", "/api/setup");
     return app.context;
   },
+  editAnswers: () => wizard.editAnswers(actions), // from the failure view: back to the wizard
+  retry: () => progress.retry(actions), // from the failure view: the same answers again
   failed(error) {
     if (error instanceof Unauthorized) signOut("The token was not accepted. Enter it again.");
     else if (error instanceof RateLimited) signOut(`Too many attempts. Try again in ${error.seconds} seconds.`);
@@ -186,7 +189,6 @@ function bindShell() {
   });
   window.addEventListener("popstate", () => show(pageFor(window.location.pathname), true));
   wizard.bind(app, actions);
-  progress.bind(app, actions);
   pages.bind(app, actions);
 }
 
