@@ -1,4 +1,5 @@
-// The JSON API: the token, requests, and polling with back-off.
+// The JSON API: the token, requests and downloads (one way to call it), and polling with
+// back-off.
 
 const TOKEN_KEY = "alga-appliance-token";
 
@@ -31,20 +32,34 @@ export function takeTokenFromAddress() {
   history.replaceState(history.state, "", address.pathname + address.search + address.hash);
 }
 
-export async function request(method, path, body) {
+// Every call to the API goes through here: the token, the status codes the whole UI
+// handles alike (401, 429) and the API's refusals (its JSON {error, fields}).
+async function send(method, path, body) {
   const headers = {Authorization: `Bearer ${token.get() || ""}`};
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
     method, headers, cache: "no-store",
     body: body === undefined ? undefined : JSON.stringify(body),
   });
+  if (response.ok) return response;
   const payload = await response.json().catch(() => null);
   if (response.status === 401) throw new Unauthorized();
   if (response.status === 429) {
     throw new RateLimited(Number(response.headers.get("Retry-After")) || 60);
   }
-  if (!response.ok) throw new ApiError(response.status, payload);
-  return payload;
+  throw new ApiError(response.status, payload);
+}
+
+// A JSON call: the parsed answer (null when the body is not JSON).
+export async function request(method, path, body) {
+  const response = await send(method, path, body);
+  return response.json().catch(() => null);
+}
+
+// A file behind the token (a support bundle): its contents as a Blob.
+export async function download(path) {
+  const response = await send("GET", path);
+  return response.blob();
 }
 
 // Calls `tick` every `interval` ms while the tab is visible. `tick` returns the next

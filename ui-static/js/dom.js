@@ -1,5 +1,7 @@
 // Small DOM helpers. Every value from the API goes in as text, never as HTML.
 
+import {ApiError} from "./api.js";
+
 export const $ = (selector, scope = document) => scope.querySelector(selector);
 export const $$ = (selector, scope = document) => [...scope.querySelectorAll(selector)];
 
@@ -50,4 +52,26 @@ export function when(timestamp) {
   if (!timestamp) return "–";
   const date = new Date(timestamp);
   return Number.isNaN(date.getTime()) ? timestamp : date.toLocaleString();
+}
+
+// Hands a fetched file to the browser as a download named `name`.
+export function saveFile(blob, name) {
+  const address = URL.createObjectURL(blob);
+  const link = el("a", {href: address, download: name, hidden: ""});
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(address), 60000);
+}
+
+// The one way to show an API refusal: its message in `box`, beside what asked (true). Anything
+// else (no network, the token, the rate limit) goes to the page-wide handling (false).
+export function showRefusal(error, box, actions) {
+  if (!(error instanceof ApiError)) {
+    actions.failed(error);
+    return false;
+  }
+  $(box).hidden = false;
+  $(box).textContent = error.message;
+  return true;
 }

@@ -5,8 +5,10 @@ import {Poller, RateLimited, Unauthorized, request, takeTokenFromAddress, token}
   from "./api.js";
 import * as dashboard from "./dashboard.js";
 import {$, $$} from "./dom.js";
-import * as pages from "./pages.js";
+import * as logs from "./logs.js";
 import * as progress from "./progress.js";
+import * as support from "./support.js";
+import * as updates from "./updates.js";
 import * as wizard from "./wizard.js";
 
 const PAGES = ["login", "loading", "setup", "progress", "status", "logs", "updates", "support"];
@@ -14,16 +16,26 @@ const FAST = 2000; // while setup runs or is about to
 const SLOW = 10000; // once it has settled
 const SUBMITTED_KEY = "alga-appliance-submitted";
 
+// The state the pages share: every property any module reads or writes is declared here,
+// and no module adds its own (a page keeps what only it uses in its module).
 const app = {
-  context: null, install: null, preflight: null, status: null, page: null,
+  context: null, // GET /api/setup: node_ip, answers, defaults, resolvers (refreshContext)
+  install: null, // GET /api/install .install: the setup run's state, null before any run
+  preflight: null, // GET /api/install .preflight: the last preflight's checks
+  status: null, // GET /api/status .status: the collector's snapshot, null before the first
+  page: null, // the page shown, one of PAGES
   // After this tab submits setup, the install state is the previous run's for as long as
   // it is the one the server had when it accepted the request (same document, same JSON).
   submitted: sessionStorage.getItem(SUBMITTED_KEY),
+  bundleRunning: false, // support.js: a support bundle is asked for or being made
+  updateRunning: false, // updates.js: an update request is waiting or running
+  // Whether this tab's setup request has not been picked up yet (see `submitted`).
   waiting() {
     return this.submitted !== null && JSON.stringify(this.install) === this.submitted;
   },
 };
 
+// What a page may ask of the shell (and of another page): the only calls passed around.
 const actions = {
   go(page, {focus = true} = {}) {
     const path = `/${page}`;
@@ -43,6 +55,17 @@ const actions = {
     app.context = await request("GET", "/api/setup");
     return app.context;
   },
+  // A page's GET: its answer, or null once a failure has gone to `failed`.
+  async load(path) {
+    try {
+      return await request("GET", path);
+    } catch (error) {
+      actions.failed(error);
+      return null;
+    }
+  },
+  editAnswers: () => wizard.editAnswers(actions), // from the failure view: back to the wizard
+  retry: () => progress.retry(actions), // from the failure view: the same answers again
   failed(error) {
     if (error instanceof Unauthorized) signOut("The token was not accepted. Enter it again.");
     else if (error instanceof RateLimited) signOut(`Too many attempts. Try again in ${error.seconds} seconds.`);
@@ -115,8 +138,7 @@ function show(page, focus) {
 
 function render() {
   const renderers = {setup: wizard.render, progress: progress.render, status: dashboard.render,
-                     logs: pages.renderLogs, updates: pages.renderUpdates,
-                     support: pages.renderSupport};
+                     logs: logs.render, updates: updates.render, support: support.render};
   return renderers[app.page] ? renderers[app.page](app, actions) : undefined;
 }
 
@@ -185,9 +207,7 @@ function bindShell() {
     actions.go(link.dataset.page);
   });
   window.addEventListener("popstate", () => show(pageFor(window.location.pathname), true));
-  wizard.bind(app, actions);
-  progress.bind(app, actions);
-  pages.bind(app, actions);
+  for (const page of [wizard, logs, updates, support]) page.bind(app, actions);
 }
 
 bindShell();

@@ -8,15 +8,14 @@ const TAIL_LINES = 40;
 const PHASE_TITLES = {preflight: "Preflight checks", dns: "DNS for k3s", k3s: "Install k3s",
                       flux: "Install Flux", release: "Point Flux at the Alga release"};
 
-export function bind(app, actions) {
-  actions.retry = async () => {
-    const context = await actions.refreshContext();
-    try {
-      actions.submitted(await request("POST", "/api/setup", context.answers));
-    } catch (error) {
-      actions.failed(error);
-    }
-  };
+// Setup again with the answers of the failed run.
+export async function retry(actions) {
+  const context = await actions.refreshContext();
+  try {
+    actions.submitted(await request("POST", "/api/setup", context.answers));
+  } catch (error) {
+    actions.failed(error);
+  }
 }
 
 export function render(app, actions) {

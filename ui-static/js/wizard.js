@@ -2,7 +2,7 @@
 // code the submission and the console use) and shows its messages beside the fields.
 
 import {ApiError, request} from "./api.js";
-import {$, $$, el, facts} from "./dom.js";
+import {$, $$, el, facts, showRefusal} from "./dom.js";
 
 const STEPS = ["channel", "app", "dns", "proxy", "review"];
 const STEP_OF_FIELD = {channel: "channel", app_url: "app", dns_mode: "dns", dns_servers: "dns",
@@ -19,11 +19,13 @@ export function bind(app, actions) {
   });
   $("#wizard-back").addEventListener("click", () => showStep(step - 1));
   form.addEventListener("change", toggles);
-  actions.editAnswers = async () => {
-    fill((await actions.refreshContext()).answers);
-    showStep(0);
-    actions.go("setup");
-  };
+}
+
+// Back to the wizard with the answers of the last request (after a failed run).
+export async function editAnswers(actions) {
+  fill((await actions.refreshContext()).answers);
+  showStep(0);
+  actions.go("setup");
 }
 
 export function render(app) {
@@ -131,11 +133,7 @@ async function next(app, actions) {
 }
 
 function handle(error, actions) {
-  if (!(error instanceof ApiError)) {
-    actions.failed(error);
-    return;
-  }
-  if (error.status === 422) {
+  if (error instanceof ApiError && error.status === 422) {
     // Errors on this step stay here; an error on an earlier step sends the admin back to it.
     const steps = error.fields.map((f) => STEPS.indexOf(STEP_OF_FIELD[f.field] || "review"));
     const target = Math.min(...steps);
@@ -148,16 +146,14 @@ function handle(error, actions) {
     showStep(step + 1); // the errors belong to later steps: they show when reached
     return;
   }
-  const message = $("#wizard-error");
-  message.hidden = false;
-  message.replaceChildren(error.message);
+  if (!showRefusal(error, "#wizard-error", actions)) return;
   if (error.status === 409) {
     const link = el("a", {href: "/progress"}, "See the setup progress");
     link.addEventListener("click", (event) => {
       event.preventDefault();
       actions.go("progress");
     });
-    message.append(". ", link, ".");
+    $("#wizard-error").append(". ", link, ".");
   }
 }
 

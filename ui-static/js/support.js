@@ -1,0 +1,66 @@
+// The Support page: the web-requested bundle's progress and the archives to download.
+
+import {download, request} from "./api.js";
+import {$, el, replace, saveFile, showRefusal, table, when} from "./dom.js";
+
+// The bundle status last shown (JSON), and the one a create request was made over: until the
+// status changes, it is the previous bundle's, so the page waits for the host to start.
+let shownStatus = null;
+let askedOver = null;
+
+export function bind(app, actions) {
+  $("#bundle-create").addEventListener("click", async () => {
+    $("#bundle-create").disabled = true;
+    try {
+      await request("POST", "/api/support-bundle");
+      askedOver = shownStatus;
+      actions.pollNow();
+    } catch (error) {
+      bundleError(error, actions);
+    }
+  });
+}
+
+export async function render(app, actions) {
+  const support = await actions.load("/api/support-bundle");
+  if (!support) return;
+  shownStatus = JSON.stringify(support.status);
+  const waiting = askedOver !== null && shownStatus === askedOver;
+  if (!waiting) askedOver = null;
+  const status = waiting ? null : support.status;
+  app.bundleRunning = waiting || Boolean(status && status.state === "running");
+  $("#bundle-create").disabled = app.bundleRunning;
+  $("#bundle-progress").hidden = !app.bundleRunning;
+  if (app.bundleRunning) {
+    $("#bundle-step").textContent = !status ? "Waiting for the host to start the bundle…"
+      : status.total ? `Making the bundle: ${status.step} (${status.done} of ${status.total})`
+        : "Starting…";
+    $("#bundle-bar").max = Math.max(1, status ? status.total : 1);
+    $("#bundle-bar").value = status ? status.done : 0;
+  }
+  $("#bundle-error").hidden = !(status && status.state === "failed");
+  if (status && status.state === "failed") {
+    $("#bundle-error").textContent = `The last bundle failed: ${status.error}`;
+  }
+  const mib = (bytes) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
+  replace($("#bundles"), table(["Bundle", "Size", "Made", ""], support.bundles.map((b) => {
+    const button = el("button", {type: "button", class: "secondary"}, "Download");
+    button.addEventListener("click", () => fetchBundle(b.name, actions));
+    return [b.name, mib(b.size_bytes), when(b.created_at), button];
+  }), "None yet."));
+}
+
+// The download needs the token, so it is fetched, then handed to the browser as a file.
+async function fetchBundle(name, actions) {
+  try {
+    saveFile(await download(`/api/support-bundle/download?name=${encodeURIComponent(name)}`),
+             name);
+  } catch (error) {
+    bundleError(error, actions);
+  }
+}
+
+function bundleError(error, actions) {
+  $("#bundle-create").disabled = false;
+  showRefusal(error, "#bundle-error", actions);
+}
