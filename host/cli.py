@@ -97,7 +97,7 @@ def collect_status_command(if_due: bool, kubeconfig: str) -> None:
     history.mark_interrupted()
     if if_due and not status.due(None):
         return
-    snapshot = status.collect(None, Kube(kubeconfig))
+    snapshot = status.take_snapshot(None, Kube(kubeconfig))
     click.echo(f"{snapshot['rollup']['state']}: {snapshot['rollup']['message']}")
 
 

@@ -1,4 +1,4 @@
-"""The status collector: one schema-validated snapshot (status.json) of how far the
+"""The status snapshot: one schema-validated document (status.json) of how far the
 appliance has got, what blocks it, and what to do next. The web UI, the console and the
 support bundle all read it; none of them work the answer out again.
 """
@@ -40,8 +40,8 @@ def read_cluster(kube: Kube) -> Cluster:
                    kube.list("events", alga.APP_NAMESPACE))
 
 
-def collect(root: Path | None, kube: Kube, probe=probe_login) -> dict:
-    """Collect, write and return the snapshot."""
+def take_snapshot(root: Path | None, kube: Kube, probe=probe_login) -> dict:
+    """Work out, write and return the status snapshot."""
     install = state.read(state.INSTALL_STATE, root)
     inputs = state.read(state.SETUP_INPUTS, root)
     previous = state.read(state.STATUS, root)

@@ -67,21 +67,21 @@ class Check:
     category: str  # the failure category when it fails for a reason it does not name
     timeout: float
     remediation: str
-    run: Callable[[Context, float], str]  # returns the pass message, or raises CheckFailed
+    test: Callable[[Context, float], str]  # returns the pass message, or raises CheckFailed
 
 
 # --- DNS -------------------------------------------------------------------------------
 
 
 def check_resolves(name: str) -> Callable[[Context, float], str]:
-    def run(ctx: Context, timeout: float) -> str:
+    def test(ctx: Context, timeout: float) -> str:
         try:
             server, found = resolvers.resolve(name, resolvers.for_setup(ctx.inputs, ctx.root),
                                               timeout)
         except dnsquery.DnsError as exc:
             raise CheckFailed(f"{name} does not resolve: {exc}", "dns") from exc
         return f"{name} resolves to {', '.join(found)} (via {server})"
-    return run
+    return test
 
 
 def check_resolver_stub(ctx: Context, timeout: float) -> str:
@@ -147,13 +147,13 @@ def check_registry(ctx: Context, timeout: float) -> str:
 
 
 def check_download(what: str, url_of: Callable[[Endpoints], str]):
-    def run(ctx: Context, timeout: float) -> str:
+    def test(ctx: Context, timeout: float) -> str:
         url = url_of(ctx.endpoints)
         response = _fetch(ctx, url, timeout)
         if response.status_code != 200:
             raise CheckFailed(f"{what} at {url} answered {response.status_code}", "network")
         return f"{what} is downloadable ({len(response.content)} bytes)"
-    return run
+    return test
 
 
 def check_clock(ctx: Context, timeout: float) -> str:
@@ -170,7 +170,7 @@ def check_clock(ctx: Context, timeout: float) -> str:
 
 
 def check_disk(path: str, fail_below: int, warn_below: int):
-    def run(ctx: Context, timeout: float) -> str:
+    def test(ctx: Context, timeout: float) -> str:
         target = paths.on_host(path, ctx.root)
         while not target.exists():  # not created yet: measure the file system it will use
             target = target.parent
@@ -183,7 +183,7 @@ def check_disk(path: str, fail_below: int, warn_below: int):
             raise CheckFailed(f"{message}; {warn_below / GIB:.0f} GiB is recommended",
                               status="warn")
         return message
-    return run
+    return test
 
 
 def _held_by(holder: ports.Holder, owner: str) -> bool:
@@ -270,7 +270,7 @@ def _run_check(ctx: Context, check: Check) -> tuple[dict, Failure | None]:
     started = time.monotonic()
     status, message, category = "pass", "", None
     try:
-        message = check.run(ctx, check.timeout)
+        message = check.test(ctx, check.timeout)
     except CheckFailed as exc:
         status, message, category = exc.status, str(exc), exc.category
     result = {

@@ -228,7 +228,7 @@ def _next_ended(outcomes: list[Outcome], running: set[int], finished: queue.Queu
 def _collect(outcome: Outcome, context: Context, finished: queue.Queue, index: int) -> None:
     result: dict = {}
     try:
-        outcome.collector.run(context, outcome.output)
+        outcome.collector.gather(context, outcome.output)
         result["status"] = "ok" if outcome.output.members else "missing"
     except CollectorTimedOut as exc:
         result.update(status="timed_out", error=str(exc))

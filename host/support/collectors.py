@@ -131,7 +131,7 @@ def _keep_start(data: bytes, limit: int) -> bytes:
 class Collector:
     name: str  # also the stem of the members it writes
     timeout: float  # seconds
-    run: Callable[[Context, Output], None]  # raises CollectorFailed when it gathers nothing
+    gather: Callable[[Context, Output], None]  # raises CollectorFailed when it finds nothing
 
 
 # --- building blocks -------------------------------------------------------------------
@@ -171,32 +171,32 @@ def run_command(argv: list[str], timeout: float, ok: tuple[int, ...] = (0,)) -> 
 
 def command(name: str, argv: list[str], timeout: float = 10, ok: tuple[int, ...] = (0,),
             limit: int = OUTPUT_LIMIT, keep: str = "start") -> Collector:
-    def run(ctx: Context, out: Output) -> None:
+    def gather(ctx: Context, out: Output) -> None:
         out.add(f"{name}.txt", run_command(argv, timeout, ok), limit=limit, keep=keep)
-    return Collector(name, timeout, run)
+    return Collector(name, timeout, gather)
 
 
 def host_file(name: str, path: str, limit: int = OUTPUT_LIMIT) -> Collector:
-    def run(ctx: Context, out: Output) -> None:
+    def gather(ctx: Context, out: Output) -> None:
         data = read_host_file(ctx.root, path)
         if data is None:
             out.notes.append(f"{path} does not exist")
             return
         out.add(name, data, limit=limit)
-    return Collector(name, 5, run)
+    return Collector(name, 5, gather)
 
 
 def proc_file(name: str, path: str) -> Collector:
-    def run(ctx: Context, out: Output) -> None:
+    def gather(ctx: Context, out: Output) -> None:
         out.add(name, Path(path).read_bytes())
-    return Collector(name, 5, run)
+    return Collector(name, 5, gather)
 
 
 def state_file(source: state.StateFile) -> Collector:
     """The file as it is on disk, valid or not; its validity goes in the notes."""
     name = f"state/{source.filename}"
 
-    def run(ctx: Context, out: Output) -> None:
+    def gather(ctx: Context, out: Output) -> None:
         data = read_host_file(ctx.root, str(Path(source.directory) / source.filename))
         if data is None:
             out.notes.append(f"no {source.name} yet")
@@ -206,15 +206,15 @@ def state_file(source: state.StateFile) -> Collector:
             state.read(source, ctx.root)
         except state.StateFileInvalid as exc:
             out.notes.append(str(exc))
-    return Collector(name.removesuffix(".json"), 5, run)
+    return Collector(name.removesuffix(".json"), 5, gather)
 
 
 def journal(name: str, unit: str) -> Collector:
-    def run(ctx: Context, out: Output) -> None:
+    def gather(ctx: Context, out: Output) -> None:
         out.add_log(f"{name}.txt", run_command(
             ["journalctl", "--boot", "--no-pager", "--output", "short-iso", "--unit", unit,
              "--lines", str(LOG_LINES)], 30), LOG_LIMIT)
-    return Collector(name, 30, run)
+    return Collector(name, 30, gather)
 
 
 # --- appliance logs --------------------------------------------------------------------
@@ -318,13 +318,13 @@ def summary_lines(resource: str, items: list[dict]) -> list[str]:
 
 def kube_objects(name: str, resource: str, timeout: float = 30) -> Collector:
     """Every object of `resource` in every namespace, as JSON and one line each."""
-    def run(ctx: Context, out: Output) -> None:
+    def gather(ctx: Context, out: Output) -> None:
         document = list_all(ctx.kube, resource)
         if resource == "secrets":
             out.known += secret_values(document["items"])
         out.add(f"{name}.json", json.dumps(document))
         out.add(f"{name}.txt", "\n".join(summary_lines(resource, document["items"])) + "\n")
-    return Collector(name, timeout, run)
+    return Collector(name, timeout, gather)
 
 
 def secret_values(secrets: list[dict]) -> list[KnownValue]:
@@ -382,11 +382,11 @@ def failing_pod_logs(ctx: Context, out: Output) -> None:
 def controller_logs(controller: str) -> Collector:
     name = f"flux/logs/{controller}"
 
-    def run(ctx: Context, out: Output) -> None:
+    def gather(ctx: Context, out: Output) -> None:
         out.add_log(f"{name}.log", logs(ctx.kube, alga.FLUX_NAMESPACE,
                                                  f"deployment/{controller}", "--all-containers"),
                     CONTAINER_LOG_BYTES)
-    return Collector(name, 30, run)
+    return Collector(name, 30, gather)
 
 
 def bootstrap_job(ctx: Context, out: Output) -> None:

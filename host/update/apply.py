@@ -34,7 +34,7 @@ from host.update.check import (
     resolve,
     setup_inputs,
 )
-from host.update.request import REFUSED_CATEGORY
+from host.update.history import REFUSED_CATEGORY
 
 FETCH_TIMEOUT = 30.0
 FLUX_TIMEOUT = 600.0  # the source and the Kustomizations

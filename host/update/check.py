@@ -15,7 +15,7 @@ from host.net import endpoints
 from host.releases import channels, git_source
 from host.setup import preflight
 from host.update import history
-from host.update.request import REFUSED_CATEGORY
+from host.update.history import REFUSED_CATEGORY
 
 WHO = ("web", "cli")
 COMPARED = ("channel", "repo_url", "release_version", "repo_branch", "app_version",

@@ -14,6 +14,9 @@ from host.core import failures, paths, runlock, state
 from host.core.operation import Operation
 
 HISTORY_LIMIT = 100
+# No failure category names a refused request (the app stays as it was); this one is the
+# closest.
+REFUSED_CATEGORY = "app-readiness"
 
 
 class UpdateOperation(Operation):

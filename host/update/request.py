@@ -8,9 +8,7 @@ from host.core import paths, spool, state
 from host.core.failures import SUPPORT_COMMAND
 from host.releases import channels
 from host.update import history
-
-# A refused request changes nothing in the app.
-REFUSED_CATEGORY = "app-readiness"
+from host.update.history import REFUSED_CATEGORY
 
 
 def why_busy(root: Path | None = None) -> str | None:

@@ -22,7 +22,8 @@ export function bind(app, actions) {
 
 // The sources offered follow the install's phases; the choice survives a rebuild.
 export function render(app) {
-  const phases = app.install ? ordered(app.install).map(([name]) => name) : [];
+  const phases = app.install ? ordered(app.install, app.context.phases).map(([name]) => name)
+    : [];
   const sources = [...phases, "journal"];
   const select = $("#log-source");
   const offered = [...select.options].map((o) => o.value);

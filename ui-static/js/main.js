@@ -19,19 +19,20 @@ const SUBMITTED_KEY = "alga-appliance-submitted";
 // The state the pages share: every property any module reads or writes is declared here,
 // and no module adds its own (a page keeps what only it uses in its module).
 const app = {
-  context: null, // GET /api/setup: node_ip, answers, defaults, resolvers (refreshContext)
+  context: null, // GET /api/setup: node_ip, phases, answers, defaults, resolvers (refreshContext)
   install: null, // GET /api/install .install: the setup run's state, null before any run
   preflight: null, // GET /api/install .preflight: the last preflight's checks
   status: null, // GET /api/status .status: the collector's snapshot, null before the first
   page: null, // the page shown, one of PAGES
-  // After this tab submits setup, the install state is the previous run's for as long as
-  // it is the one the server had when it accepted the request (same document, same JSON).
+  // The id of the setup request this tab submitted, until the install state carries it
+  // (until then the install state is the previous run's).
   submitted: sessionStorage.getItem(SUBMITTED_KEY),
   bundleRunning: false, // support.js: a support bundle is asked for or being made
   updateRunning: false, // updates.js: an update request is waiting or running
   // Whether this tab's setup request has not been picked up yet (see `submitted`).
   waiting() {
-    return this.submitted !== null && JSON.stringify(this.install) === this.submitted;
+    return this.submitted !== null &&
+      (!this.install || this.install.request_id !== this.submitted);
   },
 };
 
@@ -43,7 +44,7 @@ const actions = {
     show(page, focus);
   },
   submitted(response) {
-    app.submitted = JSON.stringify(response.install);
+    app.submitted = response.request_id;
     sessionStorage.setItem(SUBMITTED_KEY, app.submitted);
     actions.go("progress");
     poller.now();

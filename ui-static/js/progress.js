@@ -5,8 +5,6 @@ import {request} from "./api.js";
 import {$, badge, el, facts, replace, when} from "./dom.js";
 
 const TAIL_LINES = 40;
-const PHASE_TITLES = {preflight: "Preflight checks", dns: "DNS for k3s", k3s: "Install k3s",
-                      flux: "Install Flux", release: "Point Flux at the Alga release"};
 
 // Setup again with the answers of the failed run.
 export async function retry(actions) {
@@ -20,21 +18,28 @@ export async function retry(actions) {
 
 export function render(app, actions) {
   const install = app.waiting() ? null : app.install;
-  summary(app, install);
+  const chain = app.context.phases;
+  summary(app, install, chain);
   checklist(app, install);
-  failureView(install, actions);
-  phases(install);
-  tail(install);
+  failureView(install, chain, actions);
+  phases(install, chain);
+  tail(install, chain);
 }
 
-function summary(app, install) {
+// The phase's title, as GET /api/setup names it (an unknown one stands for itself).
+function title(chain, name) {
+  const phase = chain.find((p) => p.name === name);
+  return phase ? phase.title : name;
+}
+
+function summary(app, install, chain) {
   const target = $("#progress-summary");
   let text = "Setup has not started. Complete the setup wizard first.";
   let tone = "";
   if (app.waiting()) text = "Setup request sent. Waiting for the appliance to start it…";
   else if (install && install.status === "running") {
     const phase = install.phases[install.current_phase];
-    text = `Running: ${PHASE_TITLES[install.current_phase] || install.current_phase}` +
+    text = `Running: ${title(chain, install.current_phase)}` +
       (phase && phase.last_action ? ` (${phase.last_action})` : "");
   } else if (install && install.status === "failed") {
     text = "Setup stopped because a step failed. See below for what to do.";
@@ -64,23 +69,23 @@ function checklist(app, install) {
 }
 
 // Phases in the order the chain runs them (the state file keeps them by name).
-export function ordered(install) {
+export function ordered(install, chain) {
   const rank = (name) => {
-    const known = Object.keys(PHASE_TITLES).indexOf(name);
+    const known = chain.findIndex((p) => p.name === name);
     return known === -1 ? Infinity : known;
   };
   return Object.entries(install.phases).sort(([a], [b]) => rank(a) - rank(b));
 }
 
-function failedPhase(install) {
+function failedPhase(install, chain) {
   if (!install) return null;
-  const entry = ordered(install).find(([, phase]) => phase.state === "failed");
+  const entry = ordered(install, chain).find(([, phase]) => phase.state === "failed");
   return entry ? {name: entry[0], ...entry[1]} : null;
 }
 
-function failureView(install, actions) {
+function failureView(install, chain, actions) {
   const box = $("#failure");
-  const phase = failedPhase(install);
+  const phase = failedPhase(install, chain);
   box.hidden = !phase || !phase.failure;
   // Rebuilt only when the failure changes, so polling never moves keyboard focus.
   const key = box.hidden ? "" : JSON.stringify(phase);
@@ -89,27 +94,24 @@ function failureView(install, actions) {
   const failure = phase.failure;
   const details = el("dl", {class: "facts"});
   facts(details, [
-    ["Failed step", PHASE_TITLES[phase.name] || phase.name],
+    ["Failed step", title(chain, phase.name)],
     ["Category", failure.category],
     ["Last action", failure.last_action],
     ["Suspected cause", failure.suspected_cause],
     ["Next step", failure.next_step],
-    ["Retry", failure.retry_safe ? "Safe: retrying repeats only what did not finish."
-      : "Not safe from here: follow the next step first."],
+    ["Retry", "Safe: retrying repeats only what did not finish."],
   ]);
   const buttons = el("div", {class: "buttons"});
-  if (failure.retry_safe) {
-    const edit = el("button", {type: "button", class: "secondary"}, "Edit answers");
-    edit.addEventListener("click", () => actions.editAnswers());
-    const retry = el("button", {type: "button", id: "retry"}, "Retry with the same answers");
-    retry.addEventListener("click", () => actions.retry());
-    buttons.append(edit, retry);
-  }
+  const edit = el("button", {type: "button", class: "secondary"}, "Edit answers");
+  edit.addEventListener("click", () => actions.editAnswers());
+  const retry = el("button", {type: "button", id: "retry"}, "Retry with the same answers");
+  retry.addEventListener("click", () => actions.retry());
+  buttons.append(edit, retry);
   const support = el("button", {type: "button", class: "secondary"}, "Get a support bundle");
   support.addEventListener("click", () => actions.go("support"));
   buttons.append(support);
   replace(box, el("div", {class: "failure", role: "alert"},
-    el("h2", {}, `✗ ${PHASE_TITLES[phase.name] || phase.name} failed`),
+    el("h2", {}, `✗ ${title(chain, phase.name)} failed`),
     phase.name === "preflight"
       ? el("p", {class: "notice pass"}, "Nothing on this machine has been changed: preflight " +
            "stops setup before any change. Fix the failed checks below, then retry.")
@@ -119,31 +121,31 @@ function failureView(install, actions) {
     buttons));
 }
 
-function phases(install) {
+function phases(install, chain) {
   const list = $("#phases");
   if (!install) {
     replace(list, el("li", {class: "muted"}, "No phase has started."));
     return;
   }
-  replace(list, ordered(install).map(([name, phase]) => {
+  replace(list, ordered(install, chain).map(([name, phase]) => {
     const current = name === install.current_phase;
     const times = phase.started_at
       ? `started ${when(phase.started_at)}` +
         (phase.finished_at ? `, finished ${when(phase.finished_at)}` : "") : "";
     return el("li", {class: current ? "current" : null, "aria-current": current ? "step" : null},
-      badge(phase.state), " ", el("span", {class: "title"}, PHASE_TITLES[name] || name),
+      badge(phase.state), " ", el("span", {class: "title"}, title(chain, name)),
       el("span", {class: "detail"}, [times, phase.last_action].filter(Boolean).join(" · ")));
   }));
 }
 
 // The live log of the phase that runs now, or of the one that failed or ran last.
-async function tail(install) {
-  const names = install ? ordered(install).map(([name]) => name) : [];
-  const failed = failedPhase(install);
+async function tail(install, chain) {
+  const names = install ? ordered(install, chain).map(([name]) => name) : [];
+  const failed = failedPhase(install, chain);
   const started = names.filter((name) => install.phases[name].started_at);
   const source = install && (install.current_phase || (failed && failed.name) ||
                              started[started.length - 1]);
-  $("#tail-source").textContent = source ? PHASE_TITLES[source] || source : "none yet";
+  $("#tail-source").textContent = source ? title(chain, source) : "none yet";
   if (!source) {
     $("#tail").textContent = "(no phase has logged yet)";
     return;

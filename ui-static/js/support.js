@@ -3,17 +3,15 @@
 import {download, request} from "./api.js";
 import {$, el, replace, saveFile, showRefusal, table, when} from "./dom.js";
 
-// The bundle status last shown (JSON), and the one a create request was made over: until the
-// status changes, it is the previous bundle's, so the page waits for the host to start.
-let shownStatus = null;
-let askedOver = null;
+// The id of the request this page made, until the bundle status carries it (until then the
+// status is the previous bundle's).
+let asked = null;
 
 export function bind(app, actions) {
   $("#bundle-create").addEventListener("click", async () => {
     $("#bundle-create").disabled = true;
     try {
-      await request("POST", "/api/support-bundle");
-      askedOver = shownStatus;
+      asked = (await request("POST", "/api/support-bundle")).request_id;
       actions.pollNow();
     } catch (error) {
       bundleError(error, actions);
@@ -24,9 +22,8 @@ export function bind(app, actions) {
 export async function render(app, actions) {
   const support = await actions.load("/api/support-bundle");
   if (!support) return;
-  shownStatus = JSON.stringify(support.status);
-  const waiting = askedOver !== null && shownStatus === askedOver;
-  if (!waiting) askedOver = null;
+  const waiting = asked !== null && !(support.status && support.status.request_id === asked);
+  if (!waiting) asked = null;
   const status = waiting ? null : support.status;
   app.bundleRunning = waiting || Boolean(status && status.state === "running");
   $("#bundle-create").disabled = app.bundleRunning;

@@ -4,10 +4,8 @@
 import {request} from "./api.js";
 import {$, badge, facts, replace, showRefusal, table, when} from "./dom.js";
 
-// The history last shown (JSON), and the one a request was made over: until the history
-// changes, it is the old one, so the page waits for the appliance to start the request.
-let shownHistory = null;
-let askedOver = null;
+// The id of the request this page made, until the history has an entry that answers it.
+let asked = null;
 
 export function bind(app, actions) {
   $("#update-form").addEventListener("submit", (event) => {
@@ -43,9 +41,8 @@ export async function render(app, actions) {
   if (current && !form.elements.update_channel.value) {
     form.elements.update_channel.value = current.channel;
   }
-  shownHistory = JSON.stringify(updates.history);
-  const waiting = askedOver !== null && shownHistory === askedOver;
-  if (!waiting) askedOver = null;
+  const waiting = asked !== null && !updates.history.some((e) => e.request_id === asked);
+  if (!waiting) asked = null;
   const newest = updates.history[0];
   const running = updates.history.find((e) => e.result === "running");
   app.updateRunning = waiting || Boolean(running);
@@ -114,8 +111,7 @@ const RESULT_WORDS = {up_to_date: "pass", update_available: "warn", running: "ru
 
 async function updateRequest(actions, body) {
   try {
-    await request("POST", "/api/updates", body);
-    askedOver = shownHistory;
+    asked = (await request("POST", "/api/updates", body)).request_id;
     actions.pollNow();
   } catch (error) {
     showRefusal(error, "#update-error", actions);
