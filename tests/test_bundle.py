@@ -30,7 +30,6 @@ from host import cli
 from host.cluster.kube import Kube
 from host.core import paths, state
 from host.core.validation import validate
-from host.setup import phases
 from host.support import bundle
 from host.support.collectors import CONTAINER_LOG_BYTES, LOG_LIMIT, Collector, command
 
@@ -163,11 +162,11 @@ def plant_host_files(root: Path, proxy_url: str) -> None:
     write(root / KUBECONFIG_PATH.lstrip("/"),
           f"apiVersion: v1\nusers:\n- name: default\n  user:\n"
           f"    client-key-data: {CLIENT_KEY_DATA}\n", 0o600)
-    write(root / phases.K3S_CONFIG.lstrip("/"),
+    write(root / paths.K3S_CONFIG.lstrip("/"),
           f"write-kubeconfig-mode: '0600'\ntoken: {K3S_TOKEN}\n", 0o600)
     write(root / "var/lib/rancher/k3s/server/token", K3S_TOKEN + "\n", 0o600)
     write(root / "var/lib/rancher/k3s/server/tls/server-ca.key", PEM, 0o600)
-    write(root / phases.K3S_ENV.lstrip("/"), f"HTTP_PROXY={proxy_url}\n", 0o600)
+    write(root / paths.K3S_ENV.lstrip("/"), f"HTTP_PROXY={proxy_url}\n", 0o600)
     log_dir = root / paths.LOG_DIR.lstrip("/")
     write(log_dir / "preflight.log",
           f"2026-11-27T10:00:00Z → web: token {TOKEN} accepted\n"
@@ -207,7 +206,7 @@ def lab(tmp_path, ca, monkeypatch):
         failed["phases"]["k3s"].update(state="failed", failure={
             "category": "k3s", "last_action": "waiting for the node", "log_excerpt": "",
             "suspected_cause": "the node did not become Ready within 300 s",
-            "next_step": "check `journalctl -u k3s`", "retry_safe": True,
+            "next_step": "check `journalctl -u k3s`",
             "support_command": "sudo alga-appliance support-bundle"})
         state.write(state.INSTALL_STATE, failed, root)
         plant_host_files(root, inputs["url"])

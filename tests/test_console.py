@@ -23,8 +23,7 @@ from test_preflight import lab  # noqa: F401  (the real preflight lab, as a fixt
 
 from host import cli
 from host.console import app, banner
-from host.core import paths, state, token
-from host.core import spool as requests_spool
+from host.core import paths, spool, state, token
 from host.net import addresses as netinfo
 from host.setup import engine
 from host.setup.inputs import InputErrors, parse_setup_inputs
@@ -109,7 +108,7 @@ def add_interface(namespace: str, name: str, address: str) -> None:
 
 
 def test_banner_addresses_come_from_the_nodes_own_interfaces(namespace):
-    read = "from host.console import banner; print(','.join(banner.addresses()))"
+    read = "from host.net import addresses; print(','.join(addresses.node_addresses()))"
     assert in_namespace(read, namespace) == ""  # loopback only: no address
     add_interface(namespace, "ens3", "192.0.2.10/24")
     assert in_namespace(read, namespace) == "192.0.2.10"
@@ -231,8 +230,8 @@ def tui():
 
 
 def spooled(root: Path) -> dict | None:
-    spool = requests_spool.spool_file(paths.SETUP_REQUEST, root)
-    return json.loads(spool.read_text())["answers"] if spool.exists() else None
+    request_file = spool.spool_file(spool.SETUP, root)
+    return json.loads(request_file.read_text())["answers"] if request_file.exists() else None
 
 
 def default_app_url() -> str:
@@ -502,7 +501,8 @@ def test_plain_progress_follows_real_preflight_runs_to_failure(lab, monkeypatch)
 
 
 def test_console_follows_a_setup_already_running_instead_of_starting_another(console_root):
-    requests_spool.submit(paths.SETUP_REQUEST, {"answers": {}}, console_root)  # from the web
+    spool.submit(spool.SETUP, {"answers": {}, "submitted_at": "2026-11-27T10:00:00Z"},
+                 console_root)  # from the web
     child = pexpect.spawn(sys.executable, console_command(console_root, "--plain")[1:],
                           env=console_env("vt100"), encoding="utf-8", timeout=15)
     child.expect_exact("Setup is already under way (a setup request is already waiting")

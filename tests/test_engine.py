@@ -6,8 +6,8 @@ import json
 import pytest
 from conftest import make_host_root
 
-from host.core import paths, state
-from host.core.failures import SUPPORT_COMMAND, PhaseFailure
+from host.core import paths, runlock, state
+from host.core.failures import SUPPORT_COMMAND, OperationFailed
 from host.setup import engine, phases
 
 INPUTS = {"channel": "stable", "app_url": "http://10.0.0.5:3000", "dns": {"mode": "system"},
@@ -27,14 +27,13 @@ def chain(monkeypatch):
     calls, behaviour = [], {}
 
     def make(name):
-        def run(phase_run):
+        def entry_point(ctx):
             calls.append(name)
-            phase_run.action(f"doing {name}")
+            ctx.action(f"doing {name}")
             outcome = behaviour.get(name)
             if outcome is not None:
                 raise outcome
-        return phases.Phase(name, name.title(), "k3s", False, reads=(state.SETUP_INPUTS,),
-                            writes=(), run=run)
+        return phases.Phase(name, "k3s", reads=(state.SETUP_INPUTS,), entry_point=entry_point)
     test_phases = (make("first"), make("second"))
     monkeypatch.setattr(phases, "PHASES", test_phases)
     monkeypatch.setattr(engine, "PHASES", test_phases)
@@ -77,15 +76,14 @@ def test_rerun_skips_unchanged_and_reruns_changed(root, chain):
 def test_known_failure_is_classified_and_fails_the_chain(root, chain):
     _, behaviour = chain
     state.write(state.SETUP_INPUTS, INPUTS)
-    behaviour["first"] = PhaseFailure("dns", "ghcr.io does not resolve", "fix DNS",
-                                      retry_safe=True)
+    behaviour["first"] = OperationFailed("dns", "ghcr.io does not resolve", "fix DNS")
     assert engine.run_phase("first") == engine.EXIT_FAILED
     doc = install_state()
     failure = doc["phases"]["first"]["failure"]
     assert doc["status"] == "failed" and doc["phases"]["first"]["state"] == "failed"
     assert failure == {
         "category": "dns", "last_action": "doing first", "suspected_cause":
-        "ghcr.io does not resolve", "next_step": "fix DNS", "retry_safe": True,
+        "ghcr.io does not resolve", "next_step": "fix DNS",
         "support_command": SUPPORT_COMMAND,
         "log_excerpt": failure["log_excerpt"]}
     assert "failed: ghcr.io does not resolve" in failure["log_excerpt"]
@@ -98,14 +96,16 @@ def test_unexpected_error_takes_the_phase_category(root, chain):
     behaviour["first"] = RuntimeError("boom")
     assert engine.run_phase("first") == engine.EXIT_FAILED
     failure = install_state()["phases"]["first"]["failure"]
-    assert failure["category"] == "k3s" and failure["retry_safe"] is False
+    assert failure["category"] == "k3s"
     assert failure["suspected_cause"] == "unexpected RuntimeError: boom"
+    assert failure["next_step"] == ("try again; if it fails again, send the support bundle "
+                                    "(sudo alga-appliance support-bundle)")
 
 
 def test_a_failed_phase_runs_again_on_retry(root, chain):
     calls, behaviour = chain
     state.write(state.SETUP_INPUTS, INPUTS)
-    behaviour["first"] = PhaseFailure("network", "timeout", "retry")
+    behaviour["first"] = OperationFailed("network", "timeout", "retry")
     engine.run_phase("first")
     del behaviour["first"]
     assert engine.run_phase("first") == 0
@@ -114,7 +114,7 @@ def test_a_failed_phase_runs_again_on_retry(root, chain):
 
 
 def test_one_setup_at_a_time(root, chain):
-    with engine.setup_lock(), pytest.raises(engine.SetupBusy, match="another setup or update"):
+    with runlock.held(), pytest.raises(runlock.Busy, match="another setup or update"):
         engine.run_phase("first")
 
 

@@ -11,7 +11,8 @@ from conftest import make_host_root
 from netlab import ConnectProxy, HttpsServer, Route
 
 from host.core import pins, state
-from host.setup import engine, phases
+from host.setup import engine
+from host.setup.phases import flux as flux_phase
 
 HERE = Path(__file__).resolve().parent
 VERSION = pins.FLUX_VERSION.removeprefix("v")
@@ -119,8 +120,8 @@ def test_apply_error_is_classified_flux(lab, monkeypatch):
 def test_controllers_never_available_time_out(lab, monkeypatch):
     root, _ = lab
     monkeypatch.setenv("FAKE_KUBE_UNAVAILABLE", "1")
-    monkeypatch.setattr(phases, "FLUX_CONTROLLERS_TIMEOUT", 1.0)
-    monkeypatch.setattr(phases, "NODE_POLL_SECONDS", 0.2)
+    monkeypatch.setattr(flux_phase, "CONTROLLERS_TIMEOUT", 1.0)
+    monkeypatch.setattr(flux_phase, "POLL_SECONDS", 0.2)
     record = run_flux(root)
     assert record["state"] == "failed" and record["failure"]["category"] == "flux"
     assert "not available within 1 s: source-controller, kustomize-controller, helm-controller" \

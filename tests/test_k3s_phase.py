@@ -13,8 +13,9 @@ from conftest import make_host_root
 from netlab import ConnectProxy, HttpsServer, Route
 
 from host.core import pins, state
-from host.net import addresses as netinfo
-from host.setup import engine, phases
+from host.net import addresses
+from host.setup import engine
+from host.setup.phases import k3s as k3s_phase
 
 HERE = Path(__file__).resolve().parent
 STAND_IN = b"#!/bin/sh\n# k3s stand-in\n" + bytes(range(256)) * 400
@@ -84,7 +85,7 @@ def test_success(lab):
                                             "restart k3s.service"]
     assert log_lines(root, "ufw") == [
         "allow from 10.42.0.0/16 to any", "allow from 10.43.0.0/16 to any",
-        f"allow from {netinfo.node_ip()} to any port 6443 proto tcp"]
+        f"allow from {addresses.node_ip()} to any port 6443 proto tcp"]
     recorded = {f["path"] for f in state.read(state.HOST_CHANGES, root)["files"]}
     assert "/etc/rancher/k3s/config.yaml" in recorded and "/usr/local/bin/k3s" in recorded
 
@@ -105,7 +106,7 @@ def test_proxy_and_custom_dns_settings(lab):
     assert f"HTTPS_PROXY={proxy_url}" in env
     no_proxy = next(line for line in env if line.startswith("NO_PROXY=")).split("=", 1)[1]
     assert set(no_proxy.split(",")) >= {"10.42.0.0/16", "10.43.0.0/16", ".svc",
-                                        ".cluster.local", netinfo.node_ip()}
+                                        ".cluster.local", addresses.node_ip()}
 
 
 def test_checksum_mismatch_is_refused_and_nothing_installed(lab):
@@ -119,7 +120,7 @@ def test_checksum_mismatch_is_refused_and_nothing_installed(lab):
     assert [p for p in (root / "usr/local/bin").iterdir()] == []
     assert log_lines(root, "systemctl") == []
     downloads = [p for _, p, _ in github.requests if p == BINARY_PATH]
-    assert len(downloads) == phases.DOWNLOAD_ATTEMPTS
+    assert len(downloads) == k3s_phase.DOWNLOAD_ATTEMPTS
 
 
 def test_truncated_download_is_retried_and_never_installed(lab):
@@ -137,8 +138,8 @@ def test_node_never_ready_times_out_as_k3s(lab, monkeypatch):
     store = json.loads(store_path.read_text())
     store["Node//alga-appliance"]["status"]["conditions"][1]["status"] = "False"
     store_path.write_text(json.dumps(store))
-    monkeypatch.setattr(phases, "NODE_READY_TIMEOUT", 1.0)
-    monkeypatch.setattr(phases, "NODE_POLL_SECONDS", 0.2)
+    monkeypatch.setattr(k3s_phase, "NODE_READY_TIMEOUT", 1.0)
+    monkeypatch.setattr(k3s_phase, "POLL_SECONDS", 0.2)
     record = run_k3s(root)
     assert record["state"] == "failed" and record["failure"]["category"] == "k3s"
     assert "did not become Ready within 1 s (1 node(s), none Ready)" in (

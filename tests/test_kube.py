@@ -13,7 +13,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from host.cluster import objects
+from host.cluster import alga, objects
 from host.cluster.kube import FIELD_MANAGER, Kube, KubeError
 
 HERE = Path(__file__).resolve().parent
@@ -100,12 +100,12 @@ def test_core_objects_are_well_formed():
                  "release_branch": "release/1.0.0", "images": MANIFEST["app"]["images"]}
     built = [objects.namespace(n) for n in ("flux-system", "alga-system", "msp")]
     built += [objects.values_configmap(r, "single-node", "a: 1\n")
-              for r in objects.HELM_RELEASES]
+              for r in alga.HELM_RELEASES]
     built += [objects.release_selection(selection), objects.auth_secret("k" * 64)]
     for obj in built:
         assert_valid(obj)
     names = {o["metadata"]["name"] for o in built if o["kind"] == "ConfigMap"}
-    assert {f"appliance-values-{r}" for r in objects.HELM_RELEASES} < names
+    assert {f"appliance-values-{r}" for r in alga.HELM_RELEASES} < names
 
 
 @pytest.mark.skipif(not SHARED_CRDS.exists(), reason="../shared is not beside this checkout")

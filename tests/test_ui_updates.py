@@ -9,19 +9,19 @@ from playwright.sync_api import expect
 from test_ui import browser, open_ui  # noqa: F401  (the browser and service fixtures)
 from test_update import alga_core, installed, lab, publish, servers  # noqa: F401
 
-from host.core import paths, state
-from host.core import spool as requests_spool
-from host.update import apply as update
+from host.core import spool, state
+from host.update import apply
+from host.update import request as update_request
 
 
 def run_request_when_spooled(lab) -> dict:  # noqa: F811
-    spool = requests_spool.spool_file(paths.UPDATE_REQUEST, lab.root)
-    assert spool.exists(), "the page did not ask"
-    return update.run_request(lab.root, lab.kubeconfig)
+    request_file = spool.spool_file(spool.UPDATE, lab.root)
+    assert request_file.exists(), "the page did not ask"
+    return update_request.accept(lab.root, lab.kubeconfig)
 
 
 def test_check_see_the_diff_confirm_watch_and_see_history(lab, open_ui, monkeypatch):  # noqa: F811
-    monkeypatch.setattr(update, "LOGIN_TIMEOUT", 60.0)  # the test decides when login is back
+    monkeypatch.setattr(apply, "LOGIN_TIMEOUT", 60.0)  # the test decides when login is back
     publish(lab, "nightly", "1.1-nightly.20261201", "main", algaCore="babe1234")
     ui = open_ui(lab.root)
     ui.open("/updates")
@@ -51,12 +51,12 @@ def test_check_see_the_diff_confirm_watch_and_see_history(lab, open_ui, monkeypa
     page.click("#update-apply")  # not confirmed yet: nothing is asked of the host
     expect(page.locator("#update-error")).to_be_visible()
     expect(page.locator("#update-error")).to_contain_text("Confirm first")
-    assert not requests_spool.spool_file(paths.UPDATE_REQUEST, lab.root).exists()
+    assert not spool.spool_file(spool.UPDATE, lab.root).exists()
     page.check("#update-confirm")
     page.click("#update-apply")
     expect(page.locator("#update-busy")).to_be_visible()
     expect(page.locator("#update-busy")).to_contain_text("Waiting for the appliance")
-    spooled = requests_spool.spool_file(paths.UPDATE_REQUEST, lab.root).read_text()
+    spooled = spool.spool_file(spool.UPDATE, lab.root).read_text()
     assert '"confirmed": true' in spooled and '"action": "apply"' in spooled
 
     applying = threading.Thread(target=run_request_when_spooled, args=(lab,))

@@ -25,17 +25,17 @@ from test_readiness import job, node, workload
 from test_release_phase import repo_routes
 
 from host import cli
-from host.cluster import objects as cluster_objects
+from host.cluster import alga
+from host.cluster.alga import ALGA_CORE, BACKGROUND
 from host.cluster.kube import Kube
-from host.cluster.readiness import ALGA_CORE, BACKGROUND
-from host.core import paths, state
-from host.core import spool as requests_spool
-from host.setup import engine, phases
-from host.update import apply as update
+from host.core import maintenance, paths, runlock, spool, state
+from host.setup import engine
+from host.update import apply, check, history
+from host.update import request as update_request
 
 HERE = Path(__file__).resolve().parent
 KERNEL = "6.8.0-49-generic"
-RECONCILE = cluster_objects.RECONCILE_ANNOTATION
+RECONCILE = alga.RECONCILE_ANNOTATION
 SUB_SECOND = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 CORE_IMAGE = "ghcr.io/nine-minds/alga-psa-ee"
 NIGHTLY_PATH = f"{REPO}/main/ee/appliance/releases/channels/nightly.json"
@@ -47,7 +47,7 @@ def release(version: str, branch: str, **images: str) -> dict:
         **MANIFEST["app"], "version": version, "releaseBranch": f"release/{version}",
         "images": {**MANIFEST["app"]["images"], **images}}}
     routes = {f"{REPO}/main/ee/appliance/releases/{version}/release.json": Route(body=manifest)}
-    for name in cluster_objects.HELM_RELEASES:
+    for name in alga.HELM_RELEASES:
         values = {"replicas": 2, "image": {"repository": f"ghcr.io/nine-minds/{name}",
                                            "tag": "from-profile"}}
         routes[f"{REPO}/{branch}/ee/appliance/flux/profiles/single-node/values/"
@@ -89,7 +89,7 @@ def the_app(core_tag: str) -> list[dict]:
                              "generation": 1},
                 "spec": {"interval": "5m", "path": "./ee/appliance/flux/platform", "prune": True,
                          "sourceRef": {"kind": "GitRepository", "name": "alga-appliance"}}}
-    return [node(), platform, *map(helm_release, cluster_objects.HELM_RELEASES),
+    return [node(), platform, *map(helm_release, alga.HELM_RELEASES),
             workload("StatefulSet", "db", 1), workload("StatefulSet", "redis", 1),
             workload("Deployment", "pgbouncer", 1), alga_core(core_tag),
             *(workload("Deployment", name, 1) for name in BACKGROUND),
@@ -128,10 +128,10 @@ class Lab:
         return [json.loads(line)["argv"][2:] for line in log.read_text().splitlines()]
 
     def apply(self, channel: str = "stable", confirmed: bool = False) -> dict:
-        return update.apply(self.root, channel, confirmed, "cli", self.kubeconfig)
+        return apply.apply(self.root, channel, confirmed, "cli", self.kubeconfig)
 
     def check(self, channel: str = "stable") -> dict:
-        return update.check(self.root, channel, "cli", self.kubeconfig)
+        return check.check(self.root, channel, "cli")
 
     def env(self) -> dict:
         """The environment of a separate `alga-appliance` process on this lab."""
@@ -185,9 +185,9 @@ def lab(servers, installed, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_KUBE_LOG", str(root / "kubectl.log"))
     monkeypatch.setenv("FAKE_FLUX_RECONCILE", "ready")
     monkeypatch.setenv(paths.ROOT_ENV, str(root))  # for the CLI, which sets it itself
-    monkeypatch.setattr(update, "POLL_SECONDS", 0.05)
+    monkeypatch.setattr(apply, "POLL_SECONDS", 0.05)
     for timeout in ("FLUX_TIMEOUT", "HELM_TIMEOUT", "LOGIN_TIMEOUT"):
-        monkeypatch.setattr(update, timeout, 10.0)
+        monkeypatch.setattr(apply, timeout, 10.0)
     return Lab(root, github, app)
 
 
@@ -230,7 +230,7 @@ def test_an_update_with_changed_tags(lab):
     flux_objects = [repository, lab.get("Kustomization", "flux-system", "alga-appliance"),
                     lab.get("Kustomization", "flux-system", "alga-platform"),
                     *(lab.get("HelmRelease", "alga-system", name)
-                      for name in cluster_objects.HELM_RELEASES)]
+                      for name in alga.HELM_RELEASES)]
     for obj in flux_objects:
         assert obj["metadata"]["annotations"] == {RECONCILE: requested}, obj["metadata"]
     assert_valid_flux(lab, flux_objects)
@@ -250,7 +250,7 @@ def test_an_update_with_changed_tags(lab):
     selected = state.read(state.SELECTED_RELEASE, lab.root)
     assert (selected["release_version"], selected["images"]["algaCore"]) == ("1.0.1", "c0ffee11")
     assert state.read(state.SETUP_INPUTS, lab.root)["app_url"] == lab.app.url
-    assert [(e["action"], e["result"]) for e in update.history(lab.root)] == [
+    assert [(e["action"], e["result"]) for e in history.entries(lab.root)] == [
         ("apply", "succeeded"), ("check", "update_available")]
     assert lab.check()["result"] == "up_to_date"
 
@@ -279,7 +279,7 @@ def test_no_change(lab):
     assert entry["result"] == "up_to_date" and entry["failure"] is None
     assert lab.objects() == before and lab.host_files() == files
     assert not (lab.root / "kubectl.log").exists()  # the cluster was not even asked
-    assert [e["result"] for e in update.history(lab.root)] == ["up_to_date", "up_to_date"]
+    assert [e["result"] for e in history.entries(lab.root)] == ["up_to_date", "up_to_date"]
 
 
 def test_a_branch_switch(lab):
@@ -322,7 +322,7 @@ def test_an_invalid_or_unreachable_channel_changes_nothing(lab, route, category,
     for entry in (lab.check(), lab.apply()):
         failure = entry["failure"]
         assert entry["result"] == "failed" and entry["to"] is None, entry
-        assert failure["category"] == category and failure["retry_safe"]
+        assert failure["category"] == category
         assert phrase in failure["suspected_cause"] and "github.channel" in (
             failure["suspected_cause"])
         assert "nothing was changed" in failure["suspected_cause"] and failure["next_step"]
@@ -352,18 +352,18 @@ def test_preflight_failure_is_classified_before_any_change(lab):
 def test_flux_failure_or_timeout_fails_the_update(lab, monkeypatch, flux, category, phrase,
                                                   next_step):
     monkeypatch.setenv("FAKE_FLUX_RECONCILE", flux)
-    monkeypatch.setattr(update, "FLUX_TIMEOUT", 1.0)
+    monkeypatch.setattr(apply, "FLUX_TIMEOUT", 1.0)
     publish(lab, "stable", "1.0.1", "release/1.0.0", algaCore="c0ffee11")
     entry = lab.apply()
     failure = entry["failure"]
     assert entry["result"] == "failed" and entry["step"] == "waiting for Flux"
-    assert failure["category"] == category and failure["retry_safe"]
+    assert failure["category"] == category
     assert phrase in failure["suspected_cause"] and next_step in failure["next_step"]
     assert "applied again" in failure["next_step"]
 
 
 def test_login_not_ready_on_the_new_release_fails_the_update(lab, monkeypatch):
-    monkeypatch.setattr(update, "LOGIN_TIMEOUT", 0.5)
+    monkeypatch.setattr(apply, "LOGIN_TIMEOUT", 0.5)
     publish(lab, "stable", "1.0.1", "release/1.0.0", algaCore="c0ffee11")
     entry = lab.apply()  # alga-core still runs 1.0's image
     assert entry["result"] == "failed" and entry["step"] == "waiting for login"
@@ -398,7 +398,7 @@ def update_process(lab: Lab, env: dict | None = None) -> subprocess.Popen:
 def wait_for_step(lab: Lab, process: subprocess.Popen, step: str) -> dict:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        entries = update.history(lab.root) if state.UPDATE_HISTORY.path(lab.root).exists() \
+        entries = history.entries(lab.root) if state.UPDATE_HISTORY.path(lab.root).exists() \
             else []
         if entries and entries[0]["step"] == step:
             return entries[0]
@@ -412,17 +412,17 @@ def test_a_concurrent_update_is_busy(lab):
     first = update_process(lab)  # Flux never answers it
     try:
         running = wait_for_step(lab, first, "waiting for Flux")
-        with pytest.raises(update.UpdateBusy, match=rf"another setup or update is running "
+        with pytest.raises(apply.UpdateBusy, match=rf"another setup or update is running "
                                                     rf"\(pid {first.pid}\)"):
             lab.apply()
-        with pytest.raises(engine.SetupBusy):
+        with pytest.raises(runlock.Busy):
             engine.run_phase("release", lab.root, lab.kubeconfig)
-        assert not update.mark_interrupted(lab.root)  # its process is alive
+        assert not history.mark_interrupted(lab.root)  # its process is alive
         result = CliRunner().invoke(cli.main, ["update", "--channel", "stable",
                                                "--kubeconfig", lab.kubeconfig])
         assert result.exit_code == engine.EXIT_BUSY, result.output
         assert lab.check()["result"] == "update_available"  # a check needs no lock
-        assert update.history(lab.root)[1] == running
+        assert history.entries(lab.root)[1] == running
     finally:
         first.kill()
         first.wait()
@@ -437,28 +437,28 @@ def test_a_killed_update_is_marked_interrupted_and_a_rerun_converges(lab, step):
     wait_for_step(lab, victim, step)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
-    assert update.history(lab.root)[0]["result"] == "running"
+    assert history.entries(lab.root)[0]["result"] == "running"
     lab.put(alga_core("c0ffee11"))
     # The host already records 1.0.1, but the update had not finished: it runs again.
     assert lab.check()["result"] == "update_available"
     entry = lab.apply()
     assert entry["result"] == "succeeded", entry["failure"]
-    interrupted = update.history(lab.root)[2]
-    assert [e["result"] for e in update.history(lab.root)] == [
+    interrupted = history.entries(lab.root)[2]
+    assert [e["result"] for e in history.entries(lab.root)] == [
         "succeeded", "update_available", "interrupted"]
     assert interrupted["step"] == step and interrupted["finished_at"]
     assert interrupted["duration_s"] is not None
     assert lab.values("alga-core")["server"]["image"]["tag"] == "c0ffee11"
-    assert not update.mark_interrupted(lab.root)
+    assert not history.mark_interrupted(lab.root)
 
 
 def test_nightly_needs_confirmation_and_so_does_going_back(lab):
     publish(lab, "nightly", "1.1-nightly.20261201", "main", algaCore="babe1234")
     requests_before, files = len(lab.github.requests), lab.host_files()
-    with pytest.raises(update.ConfirmationRequired, match="nightly builds are for testing"):
+    with pytest.raises(check.ConfirmationRequired, match="nightly builds are for testing"):
         lab.apply("nightly")
     assert len(lab.github.requests) == requests_before  # refused before asking the network
-    assert update.history(lab.root) == [] and lab.host_files() == files
+    assert history.entries(lab.root) == [] and lab.host_files() == files
     result = CliRunner().invoke(cli.main, ["update", "--channel", "nightly"])
     assert result.exit_code == 2 and "--confirm" in result.output
 
@@ -473,14 +473,14 @@ def test_nightly_needs_confirmation_and_so_does_going_back(lab):
     back = lab.check("stable")  # 1.0 sorts before 1.1-nightly.20261201
     assert back["changes"]["backwards"] and "older than the installed" in (
         back["changes"]["confirmation_reason"])
-    entries = update.history(lab.root)
-    with pytest.raises(update.ConfirmationRequired, match="older than the installed"):
+    entries = history.entries(lab.root)
+    with pytest.raises(check.ConfirmationRequired, match="older than the installed"):
         lab.apply("stable")
-    assert update.history(lab.root) == entries  # nothing recorded
-    requests_spool.submit(paths.UPDATE_REQUEST, {"action": "apply", "channel": "stable",
+    assert history.entries(lab.root) == entries  # nothing recorded
+    spool.submit(spool.UPDATE, {"action": "apply", "channel": "stable",
                                            "confirmed": False, "who": "web",
                                            "requested_at": "2026-12-01T10:00:00Z"}, lab.root)
-    refused = update.run_request(lab.root, lab.kubeconfig)
+    refused = update_request.accept(lab.root, lab.kubeconfig)
     assert refused["result"] == "failed" and refused["who"] == "web"
     assert "not applied without confirmation" in refused["failure"]["suspected_cause"]
     assert state.read(state.SELECTED_RELEASE, lab.root)["channel"] == "nightly"
@@ -489,31 +489,37 @@ def test_nightly_needs_confirmation_and_so_does_going_back(lab):
 
 
 AT = "2026-12-01T10:00:00Z"
+RID = "20261201T100000Z-0badf00d"
 
 
-@pytest.mark.parametrize(("payload", "problem"), [
-    ("{not json", "not a JSON object"),
-    ({"action": "apply", "channel": "stable", "who": "web", "requested_at": AT},
-     "(confirmed: required)"),
-    ({"action": "apply", "channel": "beta", "confirmed": False, "who": "web",
-      "requested_at": AT}, "(channel: 'beta' is not one of ['stable', 'nightly'])"),
-    ({"action": "apply", "channel": "stable", "confirmed": 1, "who": "web",
-      "requested_at": AT}, "(confirmed: 1 is not of type 'boolean')"),
-    ({"action": "reboot", "channel": "stable", "confirmed": True, "who": "web",
-      "requested_at": AT}, "(action: 'reboot' is not one of ['check', 'apply'])"),
-    ({"action": "apply", "channel": "stable", "confirmed": True, "who": "cli",
-      "requested_at": AT}, "(who: 'web' was expected)"),
+@pytest.mark.parametrize(("payload", "problem", "request_id"), [
+    ("{not json", "(not JSON)", None),
+    ("[1, 2]", "(request: not a JSON object)", None),
+    ({"id": RID, "action": "apply", "channel": "stable", "who": "web", "requested_at": AT},
+     "(confirmed: required)", RID),
+    ({"id": RID, "action": "apply", "channel": "beta", "confirmed": False, "who": "web",
+      "requested_at": AT}, "(channel: 'beta' is not one of ['stable', 'nightly'])", RID),
+    ({"id": RID, "action": "apply", "channel": "stable", "confirmed": 1, "who": "web",
+      "requested_at": AT}, "(confirmed: 1 is not of type 'boolean')", RID),
+    ({"id": RID, "action": "reboot", "channel": "stable", "confirmed": True, "who": "web",
+      "requested_at": AT}, "(action: 'reboot' is not one of ['check', 'apply'])", RID),
+    ({"id": RID, "action": "apply", "channel": "stable", "confirmed": True, "who": "cli",
+      "requested_at": AT}, "(who: 'web' was expected)", RID),
+    ({"id": "../../x", "action": "check", "channel": "stable", "confirmed": False,
+      "who": "web", "requested_at": AT}, "(id: '../../x' does not match", None),
 ])
-def test_a_malformed_web_request_is_recorded_and_changes_nothing(lab, payload, problem):
-    spool = requests_spool.spool_file(paths.UPDATE_REQUEST, lab.root)
-    spool.parent.mkdir(parents=True, exist_ok=True)
-    spool.write_text(payload if isinstance(payload, str) else json.dumps(payload))
+def test_a_malformed_web_request_is_recorded_and_changes_nothing(lab, payload, problem,
+                                                                 request_id):
+    request_file = spool.spool_file(spool.UPDATE, lab.root)
+    request_file.parent.mkdir(parents=True, exist_ok=True)
+    request_file.write_text(payload if isinstance(payload, str) else json.dumps(payload))
     before = lab.objects()
-    entry = update.run_request(lab.root, lab.kubeconfig)
+    entry = update_request.accept(lab.root, lab.kubeconfig)
     assert entry["result"] == "failed" and entry["who"] == "web"
     assert problem in entry["failure"]["suspected_cause"]
-    assert not spool.exists() and lab.objects() == before
-    assert update.run_request(lab.root, lab.kubeconfig) is None
+    assert entry["request_id"] == request_id  # the page follows it, when it has a usable one
+    assert not request_file.exists() and lab.objects() == before
+    assert update_request.accept(lab.root, lab.kubeconfig) is None
 
 
 def test_web_requests_run_through_accept_update(lab):
@@ -522,14 +528,15 @@ def test_web_requests_run_through_accept_update(lab):
         "no update request is waiting\n"
     request = {"action": "check", "channel": "stable", "confirmed": False, "who": "web",
                "requested_at": "2026-12-01T10:00:00Z"}
-    requests_spool.submit(paths.UPDATE_REQUEST, request, lab.root)
+    spool.submit(spool.UPDATE, request, lab.root)
     result = CliRunner().invoke(cli.main, ["accept-update", "--kubeconfig", lab.kubeconfig])
     assert result.exit_code == 0 and "check: update available" in result.output
     assert "algaCore eaec6253 → c0ffee11" in result.output
     lab.put(alga_core("c0ffee11"))
-    requests_spool.submit(paths.UPDATE_REQUEST, {**request, "action": "apply"}, lab.root)
-    entry = update.run_request(lab.root, lab.kubeconfig)
+    request_id = spool.submit(spool.UPDATE, {**request, "action": "apply"}, lab.root)
+    entry = update_request.accept(lab.root, lab.kubeconfig)
     assert (entry["action"], entry["who"], entry["result"]) == ("apply", "web", "succeeded")
+    assert entry["request_id"] == request_id and history.entries(lab.root)[0] == entry
 
 
 def test_history_keeps_the_newest_100_newest_first(lab):
@@ -540,8 +547,8 @@ def test_history_keeps_the_newest_100_newest_first(lab):
                f"{n % 60:02}Z"} for n in range(99, 0, -1)]
     state.write(state.UPDATE_HISTORY, {"entries": seeded}, lab.root)
     first, second = lab.check(), lab.check()
-    entries = update.history(lab.root)
-    assert len(entries) == update.HISTORY_LIMIT
+    entries = history.entries(lab.root)
+    assert len(entries) == history.HISTORY_LIMIT
     assert [e["id"] for e in entries[:3]] == [second["id"], first["id"], "old-099"]
     assert entries[-1]["id"] == "old-002"  # the oldest went
     assert [e["started_at"] for e in entries] == sorted((e["started_at"] for e in entries),
@@ -568,7 +575,7 @@ def test_the_maintenance_record_after_install_and_update(lab):
     text = CliRunner().invoke(cli.main, ["maintenance"]).output
     assert f"kernel {KERNEL}" in text and "last event: update 1.0 → 1.1" in text
     (lab.root / "proc/sys/kernel/osrelease").unlink()  # no record under the root: this kernel
-    assert phases.maintenance_record(lab.root, record, state.read(
+    assert maintenance.record(lab.root, record, state.read(
         state.SELECTED_RELEASE, lab.root), "update", None, None)["kernel"] == os.uname().release
 
 
@@ -579,7 +586,7 @@ def test_the_cli_prints_the_plan_and_result(lab):
     assert result.output.splitlines() == [
         "stable 1.0 → stable 1.1 (app 1.1, branch release/1.1.0)",
         "  branch release/1.0.0 → release/1.1.0", "  algaCore eaec6253 → c0ffee11",
-        f"check: update available in {update.history(lab.root)[0]['duration_s']:g} s"]
+        f"check: update available in {history.entries(lab.root)[0]['duration_s']:g} s"]
     lab.github.routes[CHANNEL_PATH] = Route(status=404)
     failed = CliRunner().invoke(cli.main, ["update", "--channel", "stable"])
     assert failed.exit_code == 1 and "[github-release-source]" in failed.output
@@ -589,4 +596,4 @@ def test_the_cli_prints_the_plan_and_result(lab):
 def test_version_order():
     ordered = ["0.9", "1.0", "1.0.1", "1.1-nightly.2", "1.1-nightly.10", "1.1-rc.1", "1.1",
                "1.10"]
-    assert sorted(reversed(ordered), key=update.version_key) == ordered
+    assert sorted(reversed(ordered), key=check.version_key) == ordered

@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 from openapi_check import assert_documented, document
 
 from host import cli
-from host.core import paths, state, token
-from host.core import spool as requests_spool
+from host.core import paths, spool, state, token
 from host.setup.inputs import parse_setup_inputs
 from host.support import request as support_request
 from host.web import MAX_BODY, make_app
@@ -69,8 +68,8 @@ def test_every_api_endpoint_needs_the_token(server, root, header, method, path):
     assert response.status_code == 401
     assert response.json() == {"error": "unauthorized"}  # no detail
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    assert not requests_spool.spool_file(paths.SETUP_REQUEST, root).exists()
-    assert not requests_spool.spool_file(support_request.REQUEST, root).exists()
+    assert not spool.spool_file(spool.SETUP, root).exists()
+    assert not spool.spool_file(spool.SUPPORT_BUNDLE, root).exists()
 
 
 def test_failed_attempts_are_rate_limited_per_client(server):
@@ -159,7 +158,7 @@ def test_validate_checks_answers_without_submitting(server, root):
                         headers=auth, timeout=5)
     assert bad.status_code == 422
     assert [f["field"] for f in bad.json()["fields"]] == ["dns_servers"]
-    assert not requests_spool.spool_file(paths.SETUP_REQUEST, root).exists()
+    assert not spool.spool_file(spool.SETUP, root).exists()
 
 
 def install_with(phases: dict) -> dict:
@@ -215,18 +214,22 @@ def test_journal_logs_come_from_journalctl_for_the_appliance_units(server, root,
     assert_documented(failed, "GET", "/api/logs")
 
 
-def test_setup_is_refused_after_a_failure_that_is_unsafe_to_retry(server, root):
+def test_a_failure_recorded_by_an_older_version_reads_and_setup_can_retry(server, root):
+    """Before 0.1.1 failure records carried retry_safe (always true) and the install state
+    no request_id: such a file still reads, and blocks nothing."""
     url, secret = server
     failure = {"category": "k3s", "last_action": "x", "log_excerpt": "", "suspected_cause":
-               "y", "next_step": "run the uninstall script first", "retry_safe": False,
-               "support_command": "z"}
-    state.write(state.INSTALL_STATE, install_with({"k3s": ("failed", failure)}), root)
+               "y", "next_step": "z", "retry_safe": False, "support_command": "z"}
+    old = install_with({"k3s": ("failed", failure)})
+    old.pop("request_id", None)
+    state.write(state.INSTALL_STATE, old, root)
+    auth = {"Authorization": f"Bearer {secret}"}
+    shown = requests.get(f"{url}/api/install", headers=auth, timeout=5)
+    assert shown.status_code == 200 and shown.json()["install"]["phases"]["k3s"]["failure"] \
+        == failure
     response = post_setup(url, secret, {})
-    assert response.status_code == 409 and "run the uninstall script" in response.json()["error"]
-    state.write(state.INSTALL_STATE, install_with({"k3s": ("failed", {**failure,
-                                                                     "retry_safe": True})}),
-                root)
-    assert post_setup(url, secret, {}).status_code == 202
+    assert response.status_code == 202, response.text
+    assert response.json()["request_id"] in spool.spool_file(spool.SETUP, root).read_text()
 
 
 def test_release_reads_the_selected_release(server, root):
@@ -245,12 +248,15 @@ def test_support_bundle_request_is_spooled_once_and_refused_while_one_runs(serve
     url, secret = server
     auth = {"Authorization": f"Bearer {secret}"}
     first = requests.post(f"{url}/api/support-bundle", headers=auth, timeout=5)
-    assert first.status_code == 202 and first.json() == {"accepted": True}
+    assert first.status_code == 202 and first.json()["accepted"] is True
+    assert spool.take(spool.SUPPORT_BUNDLE, root)["id"] == first.json()["request_id"]
+    assert requests.post(f"{url}/api/support-bundle", headers=auth, timeout=5).status_code \
+        == 202
     assert_documented(first, "POST", "/api/support-bundle")
     again = requests.post(f"{url}/api/support-bundle", headers=auth, timeout=5)
     assert again.status_code == 409 and "already asked for" in again.json()["error"]
     assert_documented(again, "POST", "/api/support-bundle")
-    requests_spool.take(support_request.REQUEST, root)
+    spool.take(spool.SUPPORT_BUNDLE, root)
     running = json.loads((Path(__file__).parent / "schema_examples/support-bundle-status/"
                           "valid-running.json").read_text())
     state.write(state.SUPPORT_BUNDLE_STATUS, running, root)
@@ -332,13 +338,13 @@ def test_update_requests_are_validated_spooled_once_and_refused_while_busy(serve
                              headers=auth, timeout=5)
     assert accepted.status_code == 202
     assert_documented(accepted, "POST", "/api/updates")
-    spooled = json.loads(requests_spool.spool_file(paths.UPDATE_REQUEST, root).read_text())
+    spooled = json.loads(spool.spool_file(spool.UPDATE, root).read_text())
     assert {k: spooled[k] for k in ("action", "channel", "confirmed", "who")} == {
         "action": "apply", "channel": "nightly", "confirmed": True, "who": "web"}
     waiting = requests.post(f"{url}/api/updates", json={"action": "check", "channel": "stable"},
                             headers=auth, timeout=5)
     assert waiting.status_code == 409 and "already waiting" in waiting.json()["error"]
-    requests_spool.take(paths.UPDATE_REQUEST, root)
+    spool.take(spool.UPDATE, root)
     state.write(state.UPDATE_HISTORY, {"entries": [history_entry("running", "waiting for Flux")]},
                 root)
     running = requests.post(f"{url}/api/updates", json={"action": "check", "channel": "stable"},
@@ -360,7 +366,7 @@ def test_valid_setup_is_spooled_for_systemd(server, root):
     response = post_setup(url, secret, {"channel": "nightly", "app_url": "psa.example.com"})
     assert response.status_code == 202
     assert response.json()["inputs"]["app_url"] == "http://psa.example.com:3000"
-    spooled = json.loads(requests_spool.spool_file(paths.SETUP_REQUEST, root).read_text())
+    spooled = json.loads(spool.spool_file(spool.SETUP, root).read_text())
     assert spooled["answers"] == {"channel": "nightly", "app_url": "psa.example.com"}
     again = post_setup(url, secret, {})
     assert again.status_code == 409 and "already waiting" in again.json()["error"]
@@ -372,8 +378,8 @@ def test_concurrent_setup_submissions_accept_exactly_one(server, root):
         codes = list(pool.map(lambda i: post_setup(url, secret, {"channel": "stable"})
                               .status_code, range(16)))
     assert sorted(codes) == [202] + [409] * 15
-    assert [p.name for p in requests_spool.spool_file(paths.SETUP_REQUEST, root).parent
-            .iterdir()] == [paths.SETUP_REQUEST]  # no temp files left behind
+    assert [p.name for p in spool.spool_file(spool.SETUP, root).parent
+            .iterdir()] == [spool.SETUP.filename]  # no temp files left behind
 
 
 def test_invalid_answers_name_each_field(server, root):
@@ -381,7 +387,7 @@ def test_invalid_answers_name_each_field(server, root):
     response = post_setup(url, secret, {"channel": "beta", "dns_mode": "custom"})
     assert response.status_code == 422
     assert {f["field"] for f in response.json()["fields"]} == {"channel", "dns_servers"}
-    assert not requests_spool.spool_file(paths.SETUP_REQUEST, root).exists()
+    assert not spool.spool_file(spool.SETUP, root).exists()
 
 
 def test_setup_while_running_is_refused(server, root):
@@ -409,19 +415,28 @@ def test_accept_setup_records_inputs_and_starts_the_target(root, tmp_path, monke
     calls = tmp_path / "systemctl.calls"
     monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(calls))
     monkeypatch.setenv("PATH", f"{Path(__file__).resolve().parent / 'fakes'}:/usr/bin:/bin")
-    requests_spool.submit(paths.SETUP_REQUEST, {"answers": {"channel": "nightly"}}, root)
+    request_id = spool.submit(spool.SETUP, {"answers": {"channel": "nightly"},
+                                            "submitted_at": "2026-12-01T10:00:00Z"}, root)
     result = CliRunner().invoke(cli.main, ["accept-setup"])
     assert result.exit_code == 0, result.output
     assert state.read(state.SETUP_INPUTS)["channel"] == "nightly"
-    assert not requests_spool.spool_file(paths.SETUP_REQUEST, root).exists()
+    install = state.read(state.INSTALL_STATE)
+    assert install["request_id"] == request_id and install["status"] == "pending"
+    assert not spool.spool_file(spool.SETUP, root).exists()
     assert calls.read_text() == "start --no-block alga-appliance-setup.target\n"
 
 
 def test_accept_setup_rejects_a_tampered_request(root):
-    requests_spool.submit(paths.SETUP_REQUEST, {"answers": {"channel": "beta"}}, root)
+    spool.submit(spool.SETUP, {"answers": {"channel": "beta"},
+                               "submitted_at": "2026-12-01T10:00:00Z"}, root)
     result = CliRunner().invoke(cli.main, ["accept-setup"])
     assert result.exit_code == 1 and "rejected" in result.output
-    assert state.read(state.SETUP_INPUTS) is None
+    assert state.read(state.SETUP_INPUTS) is None and state.read(state.INSTALL_STATE) is None
+    tampered = spool.spool_file(spool.SETUP, root)
+    tampered.write_text('{"id": "x", "answers": [' * 10 + "\n")
+    result = CliRunner().invoke(cli.main, ["accept-setup"])
+    assert result.exit_code == 1 and "malformed (not JSON)" in result.output
+    assert not tampered.exists() and state.read(state.SETUP_INPUTS) is None
 
 
 def test_responses_match_the_openapi_document(server, root):
@@ -492,7 +507,7 @@ def test_fuzzed_requests_never_5xx_and_never_leave_invalid_state(server, root):
             assert_documented(response, method, path)
         for state_file in (state.SETUP_INPUTS, state.INSTALL_STATE, state.STATUS):
             state.read(state_file, root)  # raises if anything left it invalid
-        spooled = requests_spool.spool_file(paths.SETUP_REQUEST, root)
+        spooled = spool.spool_file(spool.SETUP, root)
         if spooled.exists():
             assert isinstance(json.loads(spooled.read_text())["answers"], dict)
 

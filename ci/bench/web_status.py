@@ -61,7 +61,7 @@ def build(root: Path) -> int:
              "FAKE_KUBE_STORE": str(root / "store.json"), "FAKE_KUBE_LOG": "/dev/null",
              "FAKE_SYSTEMCTL_LOG": "/dev/null"}
     with mock.patch.dict(os.environ, fakes):
-        snapshot = status.collect(root, Kube(str(root / "k3s.yaml")),
+        snapshot = status.take_snapshot(root, Kube(str(root / "k3s.yaml")),
                                   probe=lambda url: Verdict(True, f"{url} answered 200"))
     print(f"snapshot: {len(snapshot['components']['pods'])} pods, {len(snapshot['events'])} "
           f"events, rollup {snapshot['rollup']['state']}, "

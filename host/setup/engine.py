@@ -11,7 +11,6 @@ from pathlib import Path
 
 from host.core import failures, paths, runlock, state
 from host.core.version import __version__
-from host.setup import chain
 from host.setup.phases import PHASES, Phase, by_name
 from host.setup.phases.context import PhaseContext
 
@@ -21,7 +20,7 @@ EXIT_BUSY = 75  # EX_TEMPFAIL: another setup or update holds the lock
 
 def fresh_install_state() -> dict:
     return {"status": "pending", "current_phase": None, "updated_at": state.timestamp(),
-            "request_id": None, "phases": {name: _pending() for name in chain.NAMES}}
+            "request_id": None, "phases": {p.name: _pending() for p in PHASES}}
 
 
 def _pending() -> dict:
