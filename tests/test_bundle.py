@@ -188,7 +188,7 @@ def lab(tmp_path, ca, monkeypatch):
     """A failed install on a host root, a cluster, and the network servers preflight uses
     (through an authenticating proxy, with the canary password)."""
     root = make_host_root(tmp_path / "root")
-    monkeypatch.setenv("PATH", f"{HERE / 'fakes' / 'support'}:{HERE / 'fakes'}:/usr/bin:/bin")
+    monkeypatch.setenv("PATH", f"{HERE / 'fakes'}:/usr/bin:/bin")
     for variable, name in (("FAKE_KUBE_STORE", "store.json"), ("FAKE_KUBE_LOG", "kubectl.log"),
                            ("FAKE_JOURNAL_LOG", "journal.log"), ("FAKE_POD_LOGS", "pod-logs"),
                            ("FAKE_SYSTEMCTL_LOG", "systemctl.log")):

@@ -579,7 +579,7 @@ def test_support_bundle_button_makes_one_shows_progress_and_downloads_it(
     """The button end to end: the request goes through the spool, the root oneshot's code
     (run here, as systemd would) makes a real bundle against the loopback network lab with
     the cluster down, and the browser downloads a valid archive."""
-    monkeypatch.setenv("PATH", f"{HERE / 'fakes' / 'support'}:{HERE / 'fakes'}:/usr/bin:/bin")
+    monkeypatch.setenv("PATH", f"{HERE / 'fakes'}:/usr/bin:/bin")
     for variable, name in (("FAKE_KUBE_STORE", "store.json"), ("FAKE_KUBE_LOG", "kubectl.log"),
                            ("FAKE_JOURNAL_LOG", "journal.log"),
                            ("FAKE_SYSTEMCTL_LOG", "systemctl.log")):

@@ -95,8 +95,7 @@ def build(root: Path, dns: DnsServer, github: HttpsServer, ghcr: HttpsServer,
         folder.mkdir(parents=True)
         (folder / "all.log").write_bytes(log_lines(f"{controller} reconciling", 5 * MIB))
     return {**os.environ, "PYTHONPATH": str(ROOT),
-            "PATH": f"{ROOT / 'tests' / 'fakes' / 'support'}:{ROOT / 'tests' / 'fakes'}:"
-                    "/usr/bin:/bin",
+            "PATH": f"{ROOT / 'tests' / 'fakes'}:/usr/bin:/bin",
             "FAKE_KUBE_STORE": str(root / "store.json"), "FAKE_KUBE_LOG": "/dev/null",
             "FAKE_POD_LOGS": str(logs), "FAKE_JOURNAL_LOG": "/dev/null",
             "FAKE_SYSTEMCTL_LOG": "/dev/null"}
