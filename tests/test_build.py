@@ -5,7 +5,8 @@ import pty
 import subprocess
 import sys
 
-from conftest import SSH_KEY, TEST_OPTIONS, sha256
+from support.base import sha256
+from support.images import SSH_KEY, TEST_OPTIONS
 
 from host.core.validation import validate
 from host.core.version import __version__

@@ -20,11 +20,18 @@ from urllib.parse import quote
 
 import pytest
 from click.testing import CliRunner
-from conftest import make_host_root
-from netlab import ConnectProxy, DnsServer, HttpsServer, Route, free_loopback_address
-from test_preflight import DNS_NAMES, Lab, github_routes, proxy_inputs
-from test_readiness import flux, job, node, workload
-from test_status import INSTALLED, event, pod
+from support.base import FAKES, make_host_root
+from support.builders import INSTALLED, event, flux, job, node, pod, workload
+from support.cluster import FakeCluster
+from support.netlab import (
+    ConnectProxy,
+    DnsServer,
+    HttpsServer,
+    Route,
+    free_loopback_address,
+)
+from support.preflight_lab import PreflightLab, proxy_inputs
+from support.releases import DNS_NAMES, github_routes
 
 from host import cli
 from host.cluster.kube import Kube
@@ -34,7 +41,6 @@ from host.setup import phases
 from host.support import bundle
 from host.support.collectors import CONTAINER_LOG_BYTES, LOG_LIMIT, Collector, command
 
-HERE = Path(__file__).resolve().parent
 TOKEN = "TOKENCANARY-5d1f0c9a8b7e6d5c4b3a"
 PROXY_PASSWORD = "pr0xy!CANARY#pass"
 AUTH_KEY = "AUTHKEYCANARY_Jq8sLm2Xv9Tz4Wc7Rb1N"
@@ -188,17 +194,13 @@ def lab(tmp_path, ca, monkeypatch):
     """A failed install on a host root, a cluster, and the network servers preflight uses
     (through an authenticating proxy, with the canary password)."""
     root = make_host_root(tmp_path / "root")
-    monkeypatch.setenv("PATH", f"{HERE / 'fakes'}:/usr/bin:/bin")
-    for variable, name in (("FAKE_KUBE_STORE", "store.json"), ("FAKE_KUBE_LOG", "kubectl.log"),
-                           ("FAKE_JOURNAL_LOG", "journal.log"), ("FAKE_POD_LOGS", "pod-logs"),
-                           ("FAKE_SYSTEMCTL_LOG", "systemctl.log")):
-        monkeypatch.setenv(variable, str(root / name))
+    FakeCluster(root).use(monkeypatch)
     hosts = {"github.test": "127.0.0.1", "ghcr.test": "127.0.0.1"}
     with HttpsServer(ca, github_routes(), hostnames=("github.test",)) as github, \
             HttpsServer(ca, {"/v2/": Route(status=401)}, hostnames=("ghcr.test",)) as ghcr, \
             DnsServer(free_loopback_address(), {n: ["127.0.0.1"] for n in DNS_NAMES}) as dns, \
             ConnectProxy(credentials=("alga", PROXY_PASSWORD), hosts=hosts) as proxy:
-        network = Lab(root, github, ghcr, dns, ca)
+        network = PreflightLab(root, github, ghcr, dns, ca)
         inputs = proxy_inputs(proxy, f"alga:{quote(PROXY_PASSWORD, safe='')}@")
         network.configure(proxy=inputs, github_base=github.url.replace("127.0.0.1", "github.test"),
                           ghcr_base=ghcr.url.replace("127.0.0.1", "ghcr.test"))
@@ -319,7 +321,7 @@ def test_without_a_cluster_the_bundle_is_still_made(lab, monkeypatch, tmp_path, 
         only = tmp_path / "no-kubectl"
         only.mkdir()
         for tool in ("journalctl", "systemctl"):
-            (only / tool).symlink_to(HERE / "fakes" / tool)
+            (only / tool).symlink_to(FAKES / tool)
         monkeypatch.setenv("PATH", str(only))
     manifest = manifest_of(create(root))
     collectors = by_name(manifest)

@@ -17,9 +17,11 @@ import pexpect
 import pytest
 import requests
 from click.testing import CliRunner
-from conftest import ROOT, make_host_root, serve_wsgi
-from netlab import free_loopback_address
-from test_preflight import lab  # noqa: F401  (the real preflight lab, as a fixture)
+from support.base import FAKES, ROOT, make_host_root, serve_wsgi
+from support.docs import CAPTURE_NAMES, CAPTURES
+from support.netlab import (
+    free_loopback_address,
+)
 
 from host import cli
 from host.console import app, banner
@@ -30,14 +32,18 @@ from host.setup import engine
 from host.setup.inputs import InputErrors, parse_setup_inputs
 from host.web import make_app
 
-HERE = Path(__file__).resolve().parent
 ROLLUP_STATES = ("setup_required", "installing", "failed_action_required", "ready_to_log_in",
                  "ready_with_background_issues", "fully_healthy")
 TOKEN = "tok-3xAmPlE_abcdefghijklmnopqrstuvwx"
-# Screens and transcripts for docs/admin-guide.md, which ci/screenshots.sh embeds.
-CAPTURES = Path(os.environ.get("CONSOLE_CAPTURE_DIR", ROOT / "test-artifacts" / "console"))
-CAPTURE_NAMES = ("banner", "tui-dns", "plain-custom-dns")
+# Screens and transcripts for docs/admin-guide.md, which ci/screenshots.sh embeds
+# (CAPTURES, CAPTURE_NAMES: support.docs).
 DOC_NODE_IP = "192.0.2.2"  # a documentation address in place of this machine's
+
+
+@pytest.fixture
+def lab(preflight_lab):
+    """The release-repository lab of support.preflight_lab."""
+    return preflight_lab
 
 
 def keep_capture(name: str, text: str) -> None:
@@ -123,7 +129,7 @@ def test_banner_update_writes_a_private_issue_file_and_reloads_agetty_on_change(
         tmp_path, monkeypatch):
     make_host_root(tmp_path)
     monkeypatch.setenv(state.ROOT_ENV, str(tmp_path))
-    monkeypatch.setenv("PATH", f"{HERE / 'fakes'}:{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_AGETTY_LOG", str(tmp_path / "agetty.log"))
     secret = token.ensure_token(tmp_path, owner=os.environ.get("USER", "root"))
     first = CliRunner().invoke(cli.main, ["console-banner"])
@@ -328,7 +334,7 @@ def test_tui_back_and_cancel_leave_nothing_behind(console_root, tui):
     assert spooled(console_root) is None
 
 
-def test_tui_progress_screen_follows_a_real_preflight_failure(lab, tui, monkeypatch):  # noqa: F811
+def test_tui_progress_screen_follows_a_real_preflight_failure(lab, tui, monkeypatch):
     make_host_root(lab.root, paths.SPOOL_DIR)
     monkeypatch.setenv(state.ROOT_ENV, str(lab.root))
     lab.configure(resolver=free_loopback_address())  # no resolver answers there
@@ -352,7 +358,7 @@ def test_tui_progress_screen_follows_a_real_preflight_failure(lab, tui, monkeypa
 
 def accept_setup(monkeypatch, root: Path) -> None:
     """What the .path unit does with the spooled request (systemctl is the stand-in)."""
-    monkeypatch.setenv("PATH", f"{HERE / 'fakes'}:{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(root / "systemctl.log"))
     result = CliRunner().invoke(cli.main, ["accept-setup"])
     assert result.exit_code == 0 and "started" in result.output, result.output
@@ -479,7 +485,7 @@ def test_plain_proxy_and_back_navigation(console_root):
     child.terminate(force=True)
 
 
-def test_plain_progress_follows_real_preflight_runs_to_failure(lab, monkeypatch):  # noqa: F811
+def test_plain_progress_follows_real_preflight_runs_to_failure(lab, monkeypatch):
     make_host_root(lab.root, paths.SPOOL_DIR)
     monkeypatch.setenv(state.ROOT_ENV, str(lab.root))
     lab.configure(resolver=free_loopback_address())

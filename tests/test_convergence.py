@@ -2,32 +2,35 @@
 same end state as an uninterrupted run."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import make_host_root
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from netlab import HttpsServer, Route
-from test_k3s_phase import BINARY_PATH, READY_NODE, STAND_IN
-from test_k3s_phase import SUMS_PATH as K3S_SUMS_PATH
-from test_k3s_phase import sums as k3s_sums
-from test_release_phase import repo_routes
+from support.base import make_host_root
+from support.cluster import phase_process
+from support.netlab import (
+    HttpsServer,
+    Route,
+)
+from support.releases import (
+    K3S_BINARY,
+    K3S_BINARY_PATH,
+    K3S_SUMS_PATH,
+    READY_NODE,
+    k3s_sums,
+    repo_routes,
+)
 
 from host.core import state
-
-HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
 def servers(ca):
-    routes = {**repo_routes(), BINARY_PATH: Route(body=STAND_IN),
-              K3S_SUMS_PATH: Route(body=k3s_sums(STAND_IN))}
+    routes = {**repo_routes(), K3S_BINARY_PATH: Route(body=K3S_BINARY),
+              K3S_SUMS_PATH: Route(body=k3s_sums(K3S_BINARY))}
     with HttpsServer(ca, routes) as github:
         yield ca, github
 
@@ -43,17 +46,6 @@ def new_root(base: Path, servers) -> Path:
                                      "dns": {"mode": "system"}, "proxy": None, "overrides": {}},
                 base)
     return base
-
-
-def phase_process(root: Path, phase: str) -> subprocess.Popen:
-    env = {**os.environ, "PATH": f"{HERE / 'fakes'}:/usr/bin:/bin",
-           "PYTHONPATH": str(HERE.parent), "FAKE_KUBE_STORE": str(root / "store.json"),
-           "FAKE_KUBE_LOG": str(root / "kubectl.log"),
-           "FAKE_SYSTEMCTL_LOG": str(root / "systemctl.log"),
-           "FAKE_UFW_LOG": str(root / "ufw.log")}
-    return subprocess.Popen([sys.executable, "-m", "host", "--root", str(root), "phase", phase,
-                             "--kubeconfig", str(root / "k3s.yaml")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def end_state(root: Path) -> dict:

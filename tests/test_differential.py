@@ -4,7 +4,7 @@ images pass the same verifier."""
 import hashlib
 
 import xorriso_replay
-from conftest import TEST_OPTIONS
+from support.images import TEST_OPTIONS
 
 from isobuild.disklayout import GRUB_BOOT_INFO_OFFSET
 from isobuild.image import IsoImage

@@ -4,12 +4,11 @@ recorded and reversible, in custom mode."""
 from pathlib import Path
 
 import pytest
-from conftest import make_host_root
+from support.base import FAKES, make_host_root
 
 from host.core import state
 from host.setup import engine
 
-HERE = Path(__file__).resolve().parent
 DROPIN = "etc/systemd/resolved.conf.d/alga-appliance-dns.conf"
 K3S_RESOLV = "etc/rancher/k3s/resolv.conf"
 
@@ -17,7 +16,7 @@ K3S_RESOLV = "etc/rancher/k3s/resolv.conf"
 @pytest.fixture
 def root(tmp_path, monkeypatch):
     make_host_root(tmp_path)
-    monkeypatch.setenv("PATH", f"{HERE / 'fakes'}:/usr/bin:/bin")
+    monkeypatch.setenv("PATH", f"{FAKES}:/usr/bin:/bin")
     monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(tmp_path / "systemctl.log"))
     return tmp_path
 

@@ -20,14 +20,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import test_docs
-from conftest import SSH_KEY, sha256
-from test_download import Mirror, certificates  # noqa: F401  (certificates: a fixture)
-from test_vm_e2e import SHELL_DOCS
+from support.base import ROOT, sha256
+from support.docs import DOCS, SHELL_DOCS, shell_blocks
+from support.images import SSH_KEY
+from support.mirror import Mirror
 
 from isobuild.download import ISO_NAME
 
-ROOT = test_docs.ROOT
 RUN_HERE = ("README.md", "docs/release-engineering.md", "docs/performance.md")
 RUN_BY_CI = re.compile(r"\bci/(setup|test)\.sh( --test)?")  # .ci/run runs them itself
 
@@ -62,7 +61,7 @@ def run_blocks(docs: list[str], changes, cwd: Path, env: dict, timeout: float) -
     """Run every shell block of `docs` with bash -e in `cwd`; return what they printed."""
     printed, applied = "", set()
     for doc in docs:
-        for block in test_docs.shell_blocks(ROOT / doc):
+        for block in shell_blocks(ROOT / doc):
             script = as_run_here(block, changes, applied)
             result = subprocess.run(["bash", "-ec", script], cwd=cwd, env=env, timeout=timeout,
                                     capture_output=True, text=True, errors="replace",
@@ -75,13 +74,13 @@ def run_blocks(docs: list[str], changes, cwd: Path, env: dict, timeout: float) -
 
 
 def test_every_doc_with_commands_is_run_somewhere():
-    with_commands = {str(doc.relative_to(ROOT)) for doc in test_docs.DOCS
-                     if test_docs.shell_blocks(doc)}
+    with_commands = {str(doc.relative_to(ROOT)) for doc in DOCS
+                     if shell_blocks(doc)}
     assert with_commands == set(RUN_HERE) | set(SHELL_DOCS)
 
 
 @pytest.fixture
-def release_workdir(tmp_path, replica_iso, certificates):  # noqa: F811
+def release_workdir(tmp_path, replica_iso, certificates):
     """A release engineer's directory: the checkout's .venv, an SSH key, the options file
     the guide shows, the Ubuntu ISO with its SHA256SUMS, and a mirror for the download."""
     (tmp_path / ".venv").symlink_to(ROOT / ".venv")

@@ -4,32 +4,20 @@ options shown, and Talos is presented nowhere but in the one statement retiring 
 import re
 import shlex
 import subprocess
-import textwrap
 from pathlib import Path
 
 import click
 import embed_captures
 import pytest
-from test_console import CAPTURE_NAMES, CAPTURES
+from support.base import ROOT
+from support.docs import CAPTURE_NAMES, CAPTURES, DOCS, blocks_in
 
 from host.cli import main as alga_appliance
 from isobuild.cli import main as isobuild
 
-ROOT = Path(__file__).resolve().parent.parent
-DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 TALOS_STATEMENT = ("Ubuntu is the supported appliance path. Talos-based appliances are "
                    "legacy, with no migration in v1.")
-FENCE = re.compile(r"^( *)```(?:sh|bash)\n(.*?)^\1```", re.M | re.S)  # also in a list item
 CLIS = {"alga-appliance": alga_appliance, "isobuild": isobuild}
-
-
-def shell_blocks(doc: Path) -> list[str]:
-    """The doc's shell blocks, as written (without a list item's indent)."""
-    return blocks_in(doc.read_text())
-
-
-def blocks_in(text: str) -> list[str]:
-    return [textwrap.dedent(block) for _, block in FENCE.findall(text)]
 
 
 def shell_lines(text: str) -> list[str]:

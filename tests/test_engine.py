@@ -4,7 +4,7 @@ and one setup at a time."""
 import json
 
 import pytest
-from conftest import make_host_root
+from support.base import make_host_root
 
 from host.core import state
 from host.core.failures import SUPPORT_COMMAND, PhaseFailure

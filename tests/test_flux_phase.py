@@ -1,52 +1,23 @@
 """The Flux phase: the pinned install.yaml from a real HTTPS release tree, checksum-verified,
 applied server-side through kubectl's interface, with the proxy for source-controller."""
 
-import hashlib
 import json
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import make_host_root
-from netlab import ConnectProxy, HttpsServer, Route
+from support.base import make_host_root
+from support.netlab import ConnectProxy, HttpsServer, Route
+from support.releases import FLUX_INSTALL, FLUX_INSTALL_PATH, FLUX_SUMS_PATH, flux_sums
 
-from host.core import pins, state
+from host.core import state
 from host.setup import engine, phases
-
-HERE = Path(__file__).resolve().parent
-VERSION = pins.FLUX_VERSION.removeprefix("v")
-INSTALL_PATH = f"/flux/{pins.FLUX_VERSION}/install.yaml"
-SUMS_PATH = f"/flux/{pins.FLUX_VERSION}/flux_{VERSION}_checksums.txt"
-
-
-def controller(name: str) -> dict:
-    return {"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": name, "namespace": "flux-system"},
-            "spec": {"replicas": 1, "template": {"spec": {"containers": [
-                {"name": "manager", "image": f"ghcr.io/fluxcd/{name}:v1",
-                 "env": [{"name": "RUNTIME_NAMESPACE", "value": "flux-system"}]}]}}}}
-
-
-INSTALL = yaml.safe_dump_all([
-    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "flux-system"}},
-    {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-     "metadata": {"name": "gitrepositories.source.toolkit.fluxcd.io"}, "spec": {}},
-    controller("source-controller"), controller("kustomize-controller"),
-    controller("helm-controller")]).encode()
-
-
-def sums(content: bytes) -> str:
-    return (f"{'2' * 64}  flux_{VERSION}_linux_amd64.tar.gz\n"
-            f"{hashlib.sha256(content).hexdigest()}  install.yaml\n")
 
 
 @pytest.fixture
-def lab(tmp_path, ca, monkeypatch):
+def lab(tmp_path, ca, fake_cluster):
     make_host_root(tmp_path)
-    monkeypatch.setenv("PATH", f"{HERE / 'fakes'}:/usr/bin:/bin")
-    monkeypatch.setenv("FAKE_KUBE_STORE", str(tmp_path / "store.json"))
-    monkeypatch.setenv("FAKE_KUBE_LOG", str(tmp_path / "kubectl.log"))
-    routes = {INSTALL_PATH: Route(body=INSTALL), SUMS_PATH: Route(body=sums(INSTALL))}
+    routes = {FLUX_INSTALL_PATH: Route(body=FLUX_INSTALL),
+              FLUX_SUMS_PATH: Route(body=flux_sums(FLUX_INSTALL))}
     with HttpsServer(ca, routes) as github:
         state.write(state.ENDPOINTS, {"flux_release_base": f"{github.url}/flux",
                                       "ca_bundle": str(ca.ca_pem_path)}, tmp_path)
@@ -100,7 +71,7 @@ def test_proxy_goes_to_source_controller_only(lab):
 
 def test_checksum_mismatch_applies_nothing(lab):
     root, github = lab
-    github.routes[SUMS_PATH] = Route(body=sums(b"the published install.yaml"))
+    github.routes[FLUX_SUMS_PATH] = Route(body=flux_sums(b"the published install.yaml"))
     record = run_flux(root)
     assert record["state"] == "failed" and record["failure"]["category"] == "flux"
     assert "does not match the published checksum" in record["failure"]["suspected_cause"]

@@ -2,44 +2,27 @@
 configuration files, firewall rules and service, and the wait for a Ready node through
 kubectl's interface."""
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import make_host_root
-from netlab import ConnectProxy, HttpsServer, Route
+from support.base import make_host_root
+from support.netlab import ConnectProxy, HttpsServer, Route
+from support.releases import K3S_BINARY, K3S_BINARY_PATH, K3S_SUMS_PATH, READY_NODE, k3s_sums
 
-from host.core import pins, state
+from host.core import state
 from host.net import addresses as netinfo
 from host.setup import engine, phases
 
-HERE = Path(__file__).resolve().parent
-STAND_IN = b"#!/bin/sh\n# k3s stand-in\n" + bytes(range(256)) * 400
-BINARY_PATH = f"/k3s/{pins.K3S_VERSION}/k3s"
-SUMS_PATH = f"/k3s/{pins.K3S_VERSION}/sha256sum-amd64.txt"
-READY_NODE = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "alga-appliance"},
-              "status": {"conditions": [{"type": "MemoryPressure", "status": "False"},
-                                        {"type": "Ready", "status": "True"}]}}
-
-
-def sums(binary: bytes) -> str:
-    return (f"{hashlib.sha256(binary).hexdigest()}  k3s\n"
-            f"{'1' * 64}  k3s-airgap-images-amd64.tar.zst\n")
-
 
 @pytest.fixture
-def lab(tmp_path, ca, monkeypatch):
+def lab(tmp_path, ca, fake_cluster):
     make_host_root(tmp_path, "usr/local/bin")
-    monkeypatch.setenv("PATH", f"{HERE / 'fakes'}:/usr/bin:/bin")
-    for name in ("SYSTEMCTL", "UFW", "KUBE"):
-        monkeypatch.setenv(f"FAKE_{name}_LOG", str(tmp_path / f"{name.lower()}.log"))
-    store = tmp_path / "store.json"
-    store.write_text(json.dumps({"Node//alga-appliance": READY_NODE}))
-    monkeypatch.setenv("FAKE_KUBE_STORE", str(store))
-    routes = {BINARY_PATH: Route(body=STAND_IN), SUMS_PATH: Route(body=sums(STAND_IN))}
+    fake_cluster.put(READY_NODE)
+    routes = {K3S_BINARY_PATH: Route(body=K3S_BINARY),
+              K3S_SUMS_PATH: Route(body=k3s_sums(K3S_BINARY))}
     with HttpsServer(ca, routes) as github:
         state.write(state.ENDPOINTS, {"k3s_release_base": f"{github.url}/k3s",
                                       "ca_bundle": str(ca.ca_pem_path)}, tmp_path)
@@ -68,7 +51,7 @@ def test_success(lab):
     record = run_k3s(root)
     assert record["state"] == "succeeded", record["failure"]
     binary = root / "usr/local/bin/k3s"
-    assert binary.read_bytes() == STAND_IN and binary.stat().st_mode & 0o777 == 0o755
+    assert binary.read_bytes() == K3S_BINARY and binary.stat().st_mode & 0o777 == 0o755
     assert (root / "usr/local/bin/kubectl").readlink() == Path("k3s")
     config = root / "etc/rancher/k3s/config.yaml"
     assert config.stat().st_mode & 0o777 == 0o600
@@ -110,7 +93,7 @@ def test_proxy_and_custom_dns_settings(lab):
 
 def test_checksum_mismatch_is_refused_and_nothing_installed(lab):
     root, github = lab
-    github.routes[SUMS_PATH] = Route(body=sums(b"the published binary"))
+    github.routes[K3S_SUMS_PATH] = Route(body=k3s_sums(b"the published binary"))
     record = run_k3s(root)
     assert record["state"] == "failed" and record["failure"]["category"] == "k3s"
     assert "never matched its checksum" in record["failure"]["suspected_cause"]
@@ -118,14 +101,14 @@ def test_checksum_mismatch_is_refused_and_nothing_installed(lab):
     assert not (root / "usr/local/bin/k3s").exists()
     assert [p for p in (root / "usr/local/bin").iterdir()] == []
     assert log_lines(root, "systemctl") == []
-    downloads = [p for _, p, _ in github.requests if p == BINARY_PATH]
+    downloads = [p for _, p, _ in github.requests if p == K3S_BINARY_PATH]
     assert len(downloads) == phases.DOWNLOAD_ATTEMPTS
 
 
 def test_truncated_download_is_retried_and_never_installed(lab):
     root, github = lab
-    github.routes[BINARY_PATH] = Route(body=STAND_IN[:1000],
-                                       headers={"Content-Length": str(len(STAND_IN))})
+    github.routes[K3S_BINARY_PATH] = Route(body=K3S_BINARY[:1000],
+                                       headers={"Content-Length": str(len(K3S_BINARY))})
     record = run_k3s(root)
     assert record["state"] == "failed" and "attempt 3" in record["failure"]["suspected_cause"]
     assert not (root / "usr/local/bin/k3s").exists()
@@ -150,4 +133,4 @@ def test_rerun_with_the_binary_in_place_does_not_download_again(lab):
     run_k3s(root)
     set_inputs(root, dns={"mode": "custom", "servers": ["10.0.0.53"]})  # so it runs again
     assert run_k3s(root)["state"] == "succeeded"
-    assert [p for _, p, _ in github.requests].count(BINARY_PATH) == 1
+    assert [p for _, p, _ in github.requests].count(K3S_BINARY_PATH) == 1

@@ -2,65 +2,24 @@
 argument and JSON formats), and every generated object against the real schemas."""
 
 import base64
-import functools
 import json
-import re
 from pathlib import Path
 
 import jsonschema
 import pytest
-import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from support.base import ROOT
+from support.crds import CRDS, assert_valid, crd_validator
 
 from host.cluster import objects
 from host.cluster.kube import FIELD_MANAGER, Kube, KubeError
 
-HERE = Path(__file__).resolve().parent
-CRDS = HERE / "fixtures" / "flux-crds"
-SHARED_CRDS = HERE.parents[1] / "shared" / "reference" / "flux-crds"
+SHARED_CRDS = ROOT.parent / "shared" / "reference" / "flux-crds"
 MANIFEST = {"releaseVersion": "1.0", "generatedAt": "2026-06-04T22:00:00Z", "app": {
     "version": "1.0", "releaseBranch": "release/1.0.0", "valuesProfile": "single-node",
     "images": {"algaCore": "eaec6253", "workflowWorker": "a2cbb43", "emailService": "61e4a00e",
                "temporalWorker": "b77"}}}
-DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
-
-
-@functools.cache
-def crd_validator(kind: str):
-    for path in CRDS.glob("*.yaml"):
-        crd = yaml.safe_load(path.read_text())
-        if crd["spec"]["names"]["kind"] == kind:
-            served = next(v for v in crd["spec"]["versions"] if v["served"] and v["storage"])
-            schema = served["schema"]["openAPIV3Schema"]
-            return f"{crd['spec']['group']}/{served['name']}", jsonschema.Draft7Validator(schema)
-    raise KeyError(kind)
-
-
-def assert_valid(obj: dict) -> None:
-    """Flux kinds against their CRD's openAPIV3Schema; core kinds against the basics."""
-    metadata = obj["metadata"]
-    assert DNS_SUBDOMAIN.match(metadata["name"])
-    if "namespace" in metadata:
-        assert DNS_LABEL.match(metadata["namespace"])
-    if obj["kind"] in ("GitRepository", "Kustomization"):
-        api_version, validator = crd_validator(obj["kind"])
-        assert obj["apiVersion"] == api_version
-        validator.validate(obj)
-        return
-    assert obj["apiVersion"] == "v1"
-    if obj["kind"] == "Namespace":
-        assert DNS_LABEL.match(metadata["name"]) and "namespace" not in metadata
-    elif obj["kind"] == "ConfigMap":
-        assert all(CONFIG_KEY.match(k) and isinstance(v, str) for k, v in obj["data"].items())
-    elif obj["kind"] == "Secret":
-        assert obj["type"] == "Opaque"
-        assert all(CONFIG_KEY.match(k) and base64.b64decode(v, validate=True)
-                   for k, v in obj["data"].items())
-    else:
-        raise AssertionError(f"unexpected kind {obj['kind']}")
 
 
 branches = st.from_regex(r"(main|release/[0-9]\.[0-9](\.[0-9])?|feature/[a-z-]{1,12})",
@@ -131,11 +90,8 @@ def test_runtime_values():
 
 
 @pytest.fixture
-def kube(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", f"{HERE / 'fakes'}:/usr/bin:/bin")
-    monkeypatch.setenv("FAKE_KUBE_STORE", str(tmp_path / "store.json"))
-    monkeypatch.setenv("FAKE_KUBE_LOG", str(tmp_path / "calls.jsonl"))
-    return Kube(str(tmp_path / "kubeconfig")), tmp_path / "calls.jsonl"
+def kube(tmp_path, fake_cluster):
+    return Kube(str(tmp_path / "kubeconfig")), fake_cluster.log
 
 
 def calls(log: Path) -> list[dict]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 from dnslib import RCODE, DNSRecord
-from netlab import (
+from support.netlab import (
     ConnectProxy,
     DnsServer,
     HttpsServer,

@@ -3,21 +3,12 @@
 import subprocess
 from pathlib import Path
 
+from support.machines import extract_payload
+
 from host.core.version import __version__
-from isobuild import payload
 from isobuild.image import IsoImage
 
 DISTRO_PYTHON = "/usr/bin/python3"
-
-
-def extract_payload(iso_path: Path, target: Path) -> Path:
-    with IsoImage(iso_path) as iso:
-        for path in iso.files():
-            if path.startswith(f"/{payload.PAYLOAD_DIR}/"):
-                local = target / path.removeprefix(f"/{payload.PAYLOAD_DIR}/")
-                local.parent.mkdir(parents=True, exist_ok=True)
-                local.write_bytes(iso.read(path))
-    return target
 
 
 def run_in_payload(root: Path, code: str) -> str:

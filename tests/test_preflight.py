@@ -9,87 +9,37 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-from conftest import make_host_root
-from netlab import (
+from support.base import ROOT
+from support.netlab import (
     ConnectProxy,
     DnsServer,
-    HttpsServer,
     NetNamespace,
     Route,
-    TestCA,
     free_loopback_address,
 )
+from support.preflight_lab import proxy_inputs
+from support.releases import (
+    CHANNEL,
+    CHANNEL_PATH,
+    DNS_NAMES,
+    FLUX_INSTALL_PATH,
+    K3S_SUMS_PATH,
+    MANIFEST_PATH,
+)
 
-from host.core import pins, state
-from host.setup import engine, preflight
+from host.core import state
+from host.setup import preflight
 
-REPO = "/Nine-Minds/alga-psa"
-CHANNEL = {"channel": "stable", "releaseVersion": "1.0", "repoBranch": "release/1.0.0",
-           "updatedAt": "2026-05-26T00:00:00Z"}
-MANIFEST = {"releaseVersion": "1.0", "generatedAt": "2026-06-04T22:00:00Z", "app": {
-    "version": "1.0", "releaseBranch": "release/1.0.0", "valuesProfile": "single-node",
-    "images": {"algaCore": "eaec6253", "workflowWorker": "a2cbb43", "emailService": "61e4a00e",
-               "temporalWorker": "a2cbb43"}}}
-CHANNEL_PATH = f"{REPO}/main/ee/appliance/releases/channels/stable.json"
-MANIFEST_PATH = f"{REPO}/main/ee/appliance/releases/1.0/release.json"
-K3S_PATH = f"/k3s/{pins.K3S_VERSION}/sha256sum-amd64.txt"
-FLUX_PATH = f"/flux/{pins.FLUX_VERSION}/install.yaml"
-DNS_NAMES = ("github.com", "raw.githubusercontent.com", "ghcr.io",
-             "objects.githubusercontent.com")
 DNS_CHECKS = {f"dns.{name}" for name in DNS_NAMES}
 HTTPS_CHECKS = {"github.channel", "github.manifest", "ghcr", "k3s.release", "flux.release"}
 
 
-def github_routes() -> dict[str, Route]:
-    return {CHANNEL_PATH: Route(body=CHANNEL), MANIFEST_PATH: Route(body=MANIFEST),
-            K3S_PATH: Route(body=f"{'0' * 64}  k3s\n"), FLUX_PATH: Route(body="kind: List\n")}
-
-
-@dataclasses.dataclass
-class Lab:
-    root: Path
-    github: HttpsServer
-    ghcr: HttpsServer
-    dns: DnsServer
-    ca: TestCA
-
-    def configure(self, *, dns_mode="system", proxy=None, github_base=None, ghcr_base=None,
-                  resolver=None):
-        resolver = resolver or self.dns.address
-        (self.root / "etc/resolv.conf").write_text(f"nameserver {resolver}\n")
-        github = github_base or self.github.url
-        state.write(state.ENDPOINTS, {
-            "raw_base": github, "ghcr_base": ghcr_base or self.ghcr.url,
-            "k3s_release_base": f"{github}/k3s", "flux_release_base": f"{github}/flux",
-            "ca_bundle": str(self.ca.ca_pem_path)}, self.root)
-        dns = {"mode": "system"} if dns_mode == "system" else {"mode": "custom",
-                                                               "servers": [resolver]}
-        state.write(state.SETUP_INPUTS, {
-            "channel": "stable", "app_url": "http://10.0.0.5:3000", "dns": dns,
-            "proxy": proxy, "overrides": {}}, self.root)
-
-    def run(self):
-        status = engine.run_phase("preflight", self.root)
-        report = state.read(state.PREFLIGHT_REPORT, self.root)
-        failed = {c["id"] for c in report["checks"] if c["status"] == "fail"}
-        record = state.read(state.INSTALL_STATE, self.root)["phases"]["preflight"]
-        assert (status == 0) == (not failed) == (record["state"] in ("succeeded", "skipped"))
-        return failed, record["failure"], {c["id"]: c for c in report["checks"]}
-
-
 @pytest.fixture
-def lab(tmp_path, ca):
-    make_host_root(tmp_path)
-    records = {name: ["127.0.0.1"] for name in DNS_NAMES}
-    with HttpsServer(ca, github_routes(), hostnames=("github.test",)) as github, \
-            HttpsServer(ca, {"/v2/": Route(status=401)}, hostnames=("ghcr.test",)) as ghcr, \
-            DnsServer(free_loopback_address(), records) as dns:
-        lab = Lab(tmp_path, github, ghcr, dns, ca)
-        lab.configure()
-        yield lab
+def lab(preflight_lab):
+    """The release-repository lab of support.preflight_lab."""
+    return preflight_lab
 
 
 def test_all_pass_and_the_release_is_selected(lab):
@@ -189,7 +139,7 @@ def test_slow_endpoint_hits_its_timeout(lab, monkeypatch):
 @pytest.mark.parametrize(("skew", "status"), [(0, "pass"), (120, "warn"), (3600, "fail")])
 def test_clock_skew_against_the_servers_date(lab, skew, status):
     server_time = email.utils.formatdate(time.time() + skew, usegmt=True)
-    for path in (K3S_PATH, FLUX_PATH):
+    for path in (K3S_SUMS_PATH, FLUX_INSTALL_PATH):
         lab.github.routes[path] = dataclasses.replace(lab.github.routes[path],
                                                       headers={"Date": server_time})
     failed, failure, checks = lab.run()
@@ -228,12 +178,6 @@ def test_too_little_disk_fails_as_storage(lab):
         checks["disk.rancher"]["message"])
 
 
-def proxy_inputs(proxy: ConnectProxy, credentials: str = "") -> dict:
-    scheme, address = proxy.url.split("://")
-    return {"url": f"{scheme}://{credentials}{address}",
-            "no_proxy": ["localhost", "127.0.0.1", ".svc", ".cluster.local"]}
-
-
 def test_proxy_needing_authentication(lab):
     hosts = {"github.test": "127.0.0.1", "ghcr.test": "127.0.0.1"}
     github = lab.github.url.replace("127.0.0.1", "github.test")
@@ -263,7 +207,7 @@ def test_proxy_required_on_a_node_that_only_reaches_the_proxy(lab, tmp_path):
         def run_on_node():
             command = [sys.executable, "-m", "host", "--root", str(lab.root), "phase",
                        "preflight"]
-            env = {"PYTHONPATH": str(Path(__file__).resolve().parent.parent), "PATH": "/usr/bin"}
+            env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin"}
             done = node.run(command, env=env, timeout=120)
             report = state.read(state.PREFLIGHT_REPORT, lab.root)
             assert report is not None, done.stderr

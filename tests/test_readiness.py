@@ -4,60 +4,18 @@ HTTP server, and the invariants over random component states."""
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from netlab import HttpsServer, Route
-from test_kube import crd_validator
+from support.builders import flux, healthy, job, node, workload
+from support.crds import crd_validator
+from support.netlab import (
+    HttpsServer,
+    Route,
+)
 
 from host.cluster import readiness
 from host.cluster.probe import probe_login
 from host.cluster.readiness import BACKGROUND, ClusterView, Verdict
 
 LOGIN_OK = Verdict(True, "http://10.0.0.5:3000 answered 200")
-
-
-def workload(kind: str, name: str, ready: int, replicas: int = 1, generation: int = 1,
-             observed: int = 1) -> dict:
-    return {"apiVersion": "apps/v1", "kind": kind,
-            "metadata": {"name": name, "namespace": "msp", "generation": generation},
-            "spec": {"replicas": replicas},
-            "status": {"observedGeneration": observed, "replicas": replicas,
-                       "readyReplicas": ready}}
-
-
-def flux(kind: str, api: str, name: str, namespace: str, ready: str, reason: str = "Succeeded",
-         message: str = "", generation: int = 1, observed: int = 1) -> dict:
-    return {"apiVersion": api, "kind": kind,
-            "metadata": {"name": name, "namespace": namespace, "generation": generation},
-            "status": {"observedGeneration": observed, "conditions": [
-                {"type": "Ready", "status": ready, "reason": reason, "message": message,
-                 "lastTransitionTime": "2026-11-27T10:00:00Z"}]}}
-
-
-def node(ready: str = "True") -> dict:
-    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "alga-appliance"},
-            "status": {"conditions": [{"type": "Ready", "status": ready}]}}
-
-
-def job(name: str, complete: bool = False, failed: bool = False) -> dict:
-    conditions = ([{"type": "Complete", "status": "True"}] if complete else []) + (
-        [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]
-        if failed else [])
-    return {"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": name, "namespace": "msp"}, "status": {"conditions": conditions}}
-
-
-def healthy() -> ClusterView:
-    return ClusterView(
-        nodes=[node()],
-        statefulsets=[workload("StatefulSet", "db", 1), workload("StatefulSet", "redis", 1)],
-        deployments=[workload("Deployment", n, 1) for n in
-                     ("pgbouncer", "alga-core-sebastian", *BACKGROUND)],
-        jobs=[job("alga-core-sebastian-bootstrap-r1", complete=True)],
-        gitrepositories=[flux("GitRepository", "source.toolkit.fluxcd.io/v1", "alga-appliance",
-                              "flux-system", "True")],
-        kustomizations=[flux("Kustomization", "kustomize.toolkit.fluxcd.io/v1", "alga-platform",
-                             "flux-system", "True")],
-        helmreleases=[flux("HelmRelease", "helm.toolkit.fluxcd.io/v2", "alga-core", "alga-system",
-                           "True")])
 
 
 def ready_tiers(view: ClusterView, probe: Verdict = LOGIN_OK, seen: bool = False) -> set:

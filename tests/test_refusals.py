@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import sha256
+from support.base import sha256
 
 ISOBUILD = [sys.executable, "-m", "isobuild"]
 

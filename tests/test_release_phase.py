@@ -2,60 +2,41 @@
 and kubectl's interface (tests/fakes/kubectl)."""
 
 import base64
-import json
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import make_host_root
-from netlab import HttpsServer, Route
-from test_kube import assert_valid
-from test_preflight import CHANNEL, CHANNEL_PATH, MANIFEST, MANIFEST_PATH, REPO
+from support.base import make_host_root
+from support.cluster import FakeCluster
+from support.crds import assert_valid
+from support.netlab import (
+    HttpsServer,
+    Route,
+)
+from support.releases import (
+    CHANNEL,
+    CHANNEL_PATH,
+    MANIFEST,
+    MANIFEST_PATH,
+    PROFILE,
+    VALUES_PATH,
+    repo_routes,
+)
 
 from host.cluster import objects as cluster_objects
 from host.core import state
 from host.setup import engine
 
-HERE = Path(__file__).resolve().parent
-PROFILE = "single-node"
-VALUES_PATH = (REPO + "/release/1.0.0/ee/appliance/flux/profiles/single-node/values/"
-               "{}.single-node.yaml")
-
-
-def repo_routes() -> dict[str, Route]:
-    # The manifest is on the default branch only, not on the channel's repoBranch.
-    routes = {CHANNEL_PATH: Route(body=CHANNEL), MANIFEST_PATH: Route(body=MANIFEST)}
-    for release in cluster_objects.HELM_RELEASES:
-        values = {"replicas": 1, "image": {"repository": f"ghcr.io/nine-minds/{release}",
-                                           "tag": "from-profile"}}
-        routes[VALUES_PATH.format(release)] = Route(body=yaml.safe_dump(values))
-    return routes
-
-
-class Cluster:
-    def __init__(self, directory: Path):
-        self.store, self.log = directory / "store.json", directory / "calls.jsonl"
-
-    def objects(self) -> dict:
-        return json.loads(self.store.read_text()) if self.store.exists() else {}
-
-    def get(self, kind: str, namespace: str, name: str) -> dict:
-        return self.objects()[f"{kind}/{namespace}/{name}"]
-
 
 @pytest.fixture
-def lab(tmp_path, ca, monkeypatch):
+def lab(tmp_path, ca, fake_cluster):
     make_host_root(tmp_path)
     (tmp_path / "etc/os-release").write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
-    monkeypatch.setenv("PATH", f"{HERE / 'fakes'}:/usr/bin:/bin")
-    cluster = Cluster(tmp_path)
-    monkeypatch.setenv("FAKE_KUBE_STORE", str(cluster.store))
-    monkeypatch.setenv("FAKE_KUBE_LOG", str(cluster.log))
     with HttpsServer(ca, repo_routes()) as github:
         state.write(state.ENDPOINTS, {"raw_base": github.url, "ca_bundle": str(ca.ca_pem_path)},
                     tmp_path)
         write_inputs(tmp_path)
-        yield tmp_path, github, cluster
+        yield tmp_path, github, fake_cluster
 
 
 def write_inputs(root: Path, app_url: str = "https://psa.example.com") -> None:
@@ -69,7 +50,7 @@ def run_release(root: Path) -> tuple[int, dict]:
     return status, state.read(state.INSTALL_STATE, root)["phases"]["release"]
 
 
-def values(cluster: Cluster, release: str) -> dict:
+def values(cluster: FakeCluster, release: str) -> dict:
     configmap = cluster.get("ConfigMap", "alga-system", f"appliance-values-{release}")
     return yaml.safe_load(configmap["data"][f"{release}.{PROFILE}.yaml"])
 
@@ -171,5 +152,5 @@ def test_release_runs_against_any_kubeconfig(lab):
     root, _, cluster = lab
     other = root / "other-cluster.yaml"
     assert engine.run_phase("release", root, kubeconfig=str(other)) == 0
-    [call, *_] = [json.loads(line) for line in cluster.log.read_text().splitlines()]
+    [call, *_] = cluster.calls()
     assert call["argv"][:2] == ["--kubeconfig", str(other)]

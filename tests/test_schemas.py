@@ -1,16 +1,16 @@
 """Every schema is a valid draft 2020-12 schema with a valid and an invalid example."""
 
 import json
-from pathlib import Path
 
 import jsonschema
 import pytest
+from support.base import ROOT, TESTS
 
 from host.core.validation import SCHEMA_DIR, DocumentInvalid, validate
 
-EXAMPLES = Path(__file__).parent / "schema_examples"
+EXAMPLES = TESTS / "schema_examples"
 OWN_SCHEMAS = sorted(p.name for p in SCHEMA_DIR.glob("*.schema.json"))
-SHARED_SUBIQUITY = (Path(__file__).resolve().parents[2] / "shared" / "reference" / "subiquity"
+SHARED_SUBIQUITY = (ROOT.parent / "shared" / "reference" / "subiquity"
                     / "autoinstall-schema.json")
 
 

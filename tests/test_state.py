@@ -6,11 +6,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.base import ROOT
 
 from host.core import state
 from host.core.validation import DocumentInvalid
@@ -76,7 +76,7 @@ def test_killing_a_writer_at_any_point_leaves_a_valid_old_or_new_file(tmp_path_f
     root = tmp_path_factory.mktemp("root")
     (root / "etc/alga-appliance").mkdir(parents=True)
     env = {**os.environ, state.ROOT_ENV: str(root),
-           "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+           "PYTHONPATH": str(ROOT)}
     writer = subprocess.Popen([sys.executable, "-c", WRITER], env=env, stdout=subprocess.PIPE)
     assert writer.stdout.readline() == b"ready\n"
     time.sleep(delay)

@@ -5,69 +5,30 @@ common failures, each asserting the tiers, the rollup and the first blocker."""
 import json
 import os
 import time
-from pathlib import Path
 from unittest import mock
 
 import pytest
-from conftest import make_host_root
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from netlab import HttpsServer, Route
-from test_kube import crd_validator
-from test_readiness import flux, healthy, job, node, workload
+from support.base import make_host_root
+from support.builders import INSTALLED, event, flux, healthy, job, node, pod, store_for, workload
+from support.cluster import FakeCluster
+from support.crds import crd_validator
+from support.netlab import (
+    HttpsServer,
+    Route,
+)
+from support.scenarios import collect, stage, temporal_worker_crashloop
 
 from host import status
 from host.cluster.kube import Kube
-from host.cluster.readiness import BACKGROUND, ClusterView
+from host.cluster.readiness import BACKGROUND
 from host.core import state
-
-HERE = Path(__file__).resolve().parent
-INSTALLED = {"status": "succeeded", "current_phase": None, "updated_at": "2026-11-27T10:00:00Z",
-             "phases": {p: {"state": "succeeded", "started_at": None, "finished_at": None,
-                            "last_action": None, "failure": None}
-                        for p in ("preflight", "dns", "k3s", "flux", "release")}}
-
-
-def pod(name: str, owner_kind: str, owner: str, phase: str = "Running", waiting: str = "",
-        restarts: int = 0, unschedulable: str = "") -> dict:
-    container = {"name": "main", "restartCount": restarts, "ready": not waiting,
-                 "state": {"waiting": {"reason": waiting}} if waiting else {"running": {}}}
-    if restarts:
-        container["lastState"] = {"terminated": {"reason": "Error", "exitCode": 1}}
-    conditions = ([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                    "message": unschedulable}] if unschedulable else [])
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": "msp",
-                         "ownerReferences": [{"kind": owner_kind, "name": owner}]},
-            "status": {"phase": phase, "conditions": conditions,
-                       "containerStatuses": [] if unschedulable else [container]}}
-
-
-def event(name: str, reason: str, message: str, at: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Event", "type": "Warning", "reason": reason,
-            "message": message, "lastTimestamp": at,
-            "metadata": {"name": f"{name}.1", "namespace": "msp"},
-            "involvedObject": {"kind": "Pod", "name": name, "namespace": "msp"}}
-
-
-def store_for(view: ClusterView, pods=(), events=()) -> dict:
-    store = {}
-    for items in (view.nodes, view.deployments, view.statefulsets, view.jobs,
-                  view.gitrepositories, view.kustomizations, view.helmreleases, pods, events):
-        for obj in items:
-            key = "/".join([obj["kind"], obj["metadata"].get("namespace", ""),
-                            obj["metadata"]["name"]])
-            store[key] = obj
-    return store
 
 
 @pytest.fixture
-def lab(tmp_path, monkeypatch):
+def lab(tmp_path, fake_cluster):
     make_host_root(tmp_path)
-    monkeypatch.setenv("PATH", f"{HERE / 'fakes'}:/usr/bin:/bin")
-    monkeypatch.setenv("FAKE_KUBE_STORE", str(tmp_path / "store.json"))
-    monkeypatch.setenv("FAKE_KUBE_LOG", str(tmp_path / "kubectl.log"))
-    monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(tmp_path / "systemctl.log"))
     with HttpsServer(None, {"/": Route(status=302, headers={"Location": "/msp/dashboard"})}) \
             as app:
         state.write(state.SETUP_INPUTS, {"channel": "stable", "app_url": app.url,
@@ -75,13 +36,6 @@ def lab(tmp_path, monkeypatch):
                                          "overrides": {}}, tmp_path)
         state.write(state.INSTALL_STATE, INSTALLED, tmp_path)
         yield tmp_path, app
-
-
-def collect(root: Path, view: ClusterView | None = None, pods=(), events=()) -> dict:
-    if view is not None:
-        (root / "store.json").write_text(json.dumps(store_for(view, pods, events)))
-    return status.collect(root, Kube(str(root / "k3s.yaml")),
-                          probe=lambda url: status.probe_login(url, timeout=1.0))
 
 
 def ready(snapshot: dict) -> set:
@@ -163,27 +117,6 @@ def test_api_unreachable_while_k3s_starts_after_a_boot_is_a_wait_not_an_alarm(
     assert snapshot["rollup"]["next_action"].startswith("wait")
 
 
-def stage(name: str) -> ClusterView:
-    view = healthy()
-    if name == "empty":
-        return ClusterView(nodes=[node()])
-    if name == "platform":
-        return ClusterView(nodes=view.nodes, gitrepositories=view.gitrepositories,
-                           kustomizations=view.kustomizations)
-    if name == "core":
-        view.deployments = [d for d in view.deployments if d["metadata"]["name"] == "pgbouncer"]
-        view.jobs, view.helmreleases = [job("alga-core-sebastian-bootstrap-r1")], []
-        return view
-    if name == "bootstrap":
-        view.deployments = [d for d in view.deployments if d["metadata"]["name"] == "pgbouncer"]
-        return view
-    if name == "login":
-        view.deployments = [d for d in view.deployments
-                            if d["metadata"]["name"] not in BACKGROUND]
-        return view
-    return view
-
-
 @pytest.mark.parametrize(("name", "tiers", "rollup"), [
     ("empty", set(), "installing"),
     ("platform", {"platform"}, "installing"),
@@ -198,16 +131,6 @@ def test_fresh_install_stages(lab, name, tiers, rollup):
     snapshot = collect(root, stage(name))
     assert ready(snapshot) == tiers
     assert snapshot["rollup"]["state"] == rollup
-
-
-def temporal_worker_crashloop() -> tuple[ClusterView, list[dict]]:
-    """Everything healthy but a background worker, crash-looping."""
-    view = healthy()
-    view.deployments = [workload("Deployment", "temporal-worker", 0)
-                        if d["metadata"]["name"] == "temporal-worker" else d
-                        for d in view.deployments]
-    return view, [pod("temporal-worker-5d9c-x1", "ReplicaSet", "temporal-worker-5d9c",
-                      waiting="CrashLoopBackOff", restarts=7)]
 
 
 def test_temporal_worker_crashloop_keeps_login(lab):
@@ -365,10 +288,7 @@ def test_a_background_only_failure_never_clears_login(tmp_path_factory, componen
                         if d["metadata"]["name"] == component else d for d in view.deployments]
     pods = [pod(f"{component}-1a-x", "ReplicaSet", f"{component}-1a", waiting=reason)]
     (root / "store.json").write_text(json.dumps(store_for(view, pods)))
-    fakes = {"PATH": f"{HERE / 'fakes'}:/usr/bin:/bin", "FAKE_KUBE_STORE": str(root / "store.json"),
-             "FAKE_KUBE_LOG": str(root / "kubectl.log"),
-             "FAKE_SYSTEMCTL_LOG": str(root / "systemctl.log")}
-    with mock.patch.dict(os.environ, fakes):
+    with mock.patch.dict(os.environ, FakeCluster(root).knobs()):
         ok = status.collect(root, Kube(str(root / "k3s.yaml")),
                             probe=lambda url: status.Verdict(True, "200"))
     assert ok["tiers"]["login"]["ready"] and not ok["tiers"]["background"]["ready"]

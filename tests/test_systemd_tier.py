@@ -14,7 +14,6 @@ namespace, the payload installed by the ISO seed's own late-commands. Runs in or
 8. state survives a restart of the container.
 """
 
-import hashlib
 import io
 import json
 import os
@@ -29,15 +28,10 @@ import pytest
 import requests
 import rootfs
 from late_commands import run_late_commands
-from netlab import DnsServer, HttpsServer, NetNamespace, Route
-from test_flux_phase import INSTALL as FLUX_INSTALL
-from test_flux_phase import SUMS_PATH as FLUX_SUMS_PATH
-from test_flux_phase import sums as flux_sums
-from test_payload import extract_payload
-from test_preflight import CHANNEL, CHANNEL_PATH, FLUX_PATH, K3S_PATH, MANIFEST, MANIFEST_PATH
-from test_release_phase import VALUES_PATH
+from support.machines import PHASE_NAMES, extract_payload, wait_for
+from support.netlab import DnsServer, HttpsServer, NetNamespace, Route
+from support.releases import K3S_SUMS, K3S_SUMS_PATH, release_source_routes
 
-from host.cluster.objects import HELM_RELEASES
 from host.core import paths, pins, state
 from isobuild.image import IsoImage
 
@@ -103,16 +97,6 @@ class Container:
     @property
     def url(self) -> str:
         return f"http://{self.node.node_address}:8080"
-
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -230,22 +214,6 @@ def test_2_3_request_starts_the_chain_and_preflight_fails_cleanly_offline(machin
     assert any("alga-appliance-phase-preflight" in line for line in journal), journal[-20:]
 
 
-K3S_BINARY_PATH = f"/k3s/{pins.K3S_VERSION}/k3s"
-K3S_STAND_IN = (Path(__file__).resolve().parent / "fakes" / "k3s").read_bytes()
-K3S_SUMS = f"{hashlib.sha256(K3S_STAND_IN).hexdigest()}  k3s\n"
-
-
-def release_source_routes() -> dict[str, Route]:
-    """By path: the channel and manifest on GitHub, the k3s release (the stand-in), the
-    Flux release and the release's values files."""
-    return {CHANNEL_PATH: Route(body=CHANNEL), MANIFEST_PATH: Route(body=MANIFEST),
-            K3S_PATH: Route(body=K3S_SUMS), K3S_BINARY_PATH: Route(body=K3S_STAND_IN),
-            FLUX_PATH: Route(body=FLUX_INSTALL),
-            FLUX_SUMS_PATH: Route(body=flux_sums(FLUX_INSTALL)),
-            **{VALUES_PATH.format(release): Route(body="replicas: 1\n")
-               for release in HELM_RELEASES}}
-
-
 @pytest.fixture(scope="module")
 def mirror(machine, ca):
     """GitHub, GHCR, the k3s release and DNS stand-ins on the host side of the node's link."""
@@ -263,9 +231,6 @@ def mirror(machine, ca):
             "dns_names": ["github.test", "ghcr.test"],
             "ca_bundle": "/etc/alga-appliance/mirror-ca.pem"}, machine.root)
         yield github
-
-
-PHASE_NAMES = ("preflight", "dns", "k3s", "flux", "release")
 
 
 def test_4_the_whole_chain_succeeds(machine, mirror):
@@ -311,7 +276,7 @@ def test_5_a_rerun_skips_succeeded_phases(machine, mirror):
 def test_6_a_failing_phase_stops_the_chain(machine, mirror):
     before = install_state(machine)["phases"]
     (machine.root / CANARY).unlink()
-    mirror.routes[K3S_PATH] = Route(body=f"{'0' * 64}  k3s\n")  # nothing will match
+    mirror.routes[K3S_SUMS_PATH] = Route(body=f"{'0' * 64}  k3s\n")  # nothing will match
     started = state_version(machine)
     # New answers, so every phase runs again.
     assert submit_setup(machine, {"channel": "stable", "app_url": "psa.test"}).status_code == 202
@@ -327,7 +292,7 @@ def test_6_a_failing_phase_stops_the_chain(machine, mirror):
 
 
 def test_7_a_rerun_resumes_at_the_failed_phase(machine, mirror):
-    mirror.routes[K3S_PATH] = Route(body=K3S_SUMS)  # the download matches again
+    mirror.routes[K3S_SUMS_PATH] = Route(body=K3S_SUMS)  # the download matches again
     before = install_state(machine)["phases"]
     started = state_version(machine)
     assert submit_setup(machine, {"channel": "stable", "app_url": "psa.test"}).status_code == 202

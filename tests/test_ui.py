@@ -9,127 +9,39 @@ horizontal scrolling, not blank.
 
 import json
 import os
-import struct
 import tarfile
 import threading
-import zlib
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT, make_host_root, serve_wsgi
-from netlab import HttpsServer, Route, free_loopback_address
-from playwright.sync_api import expect, sync_playwright
-from test_convergence import phase_process
-from test_k3s_phase import BINARY_PATH, READY_NODE, STAND_IN, SUMS_PATH, sums
-from test_preflight import lab  # noqa: F401  (the real preflight lab, as a fixture)
-from test_status import INSTALLED, stage, temporal_worker_crashloop
-from test_status import collect as collect_status
+from playwright.sync_api import expect
+from support.base import FAKES, TESTS, make_host_root
+from support.browser import NODE_IP, PHONE, Ui
+from support.builders import INSTALLED
+from support.cluster import phase_process
+from support.netlab import (
+    HttpsServer,
+    Route,
+    free_loopback_address,
+)
+from support.releases import K3S_BINARY, K3S_BINARY_PATH, K3S_SUMS_PATH, READY_NODE, k3s_sums
+from support.scenarios import collect as collect_status
+from support.scenarios import stage, temporal_worker_crashloop
 
 from host import cli
-from host.core import paths, state, token
+from host.core import paths, state
 from host.core import spool as requests_spool
 from host.core.validation import validate
 from host.setup import engine
 from host.setup.inputs import InputErrors, parse_setup_inputs
 from host.support import request as support_request
-from host.web import make_app
-
-HERE = Path(__file__).resolve().parent
-CHROMIUM = "/usr/bin/chromium"
-# The machines have no network: nothing in the browser may try to reach one.
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-SHOTS = Path(os.environ.get("UI_SCREENSHOT_DIR", ROOT / "test-artifacts/ui"))
-NODE_IP = "10.0.0.5"
-LAPTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
-TIMEOUT = 10_000  # ms; polling is every 2 s while setup runs
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
-
-
-class Ui:
-    def __init__(self, browser, url: str, secret: str, root: Path, viewport: dict):
-        self.url, self.secret, self.root = url, secret, root
-        self.context = browser.new_context(viewport=viewport)
-        self.page = self.context.new_page()
-        self.page.set_default_timeout(TIMEOUT)
-        self.errors = []
-        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
-        self.api_calls = []
-        self.page.on("request", lambda r: "/api/" in r.url and self.api_calls.append(r.url))
-
-    def open(self, path: str = "/", with_token: bool = True):
-        address = f"{self.url}{path}" + (f"?token={self.secret}" if with_token else "")
-        self.page.goto(address)
-
-    def showing(self, page: str):
-        expect(self.page.locator(f"#page-{page}")).to_be_visible()
-
-    def shot(self, name: str) -> None:
-        """Save the screen and check it: full width, no sideways scrolling, not blank."""
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        png = self.page.screenshot(path=SHOTS / f"{name}.png", full_page=True)
-        width, height = struct.unpack(">II", png[16:24])
-        assert width == self.page.viewport_size["width"] and height >= 300, name
-        assert self.page.evaluate(
-            "document.documentElement.scrollWidth <= window.innerWidth"), f"{name} scrolls"
-        pixels = zlib.decompress(b"".join(_chunks(png, b"IDAT")))
-        assert len(set(pixels[: 1 << 20])) > 20, f"{name} looks blank"
-
-    def next(self):
-        self.page.click("#wizard-next")
-
-    def spooled(self) -> dict | None:
-        spool = requests_spool.spool_file(paths.SETUP_REQUEST, self.root)
-        return json.loads(spool.read_text()) if spool.exists() else None
-
-
-def _chunks(png: bytes, kind: bytes):
-    offset = 8
-    while offset < len(png):
-        length, = struct.unpack(">I", png[offset:offset + 4])
-        if png[offset + 4:offset + 8] == kind:
-            yield png[offset + 8:offset + 8 + length]
-        offset += 12 + length
-
-
-@pytest.fixture
-def open_ui(browser, monkeypatch):
-    """Start the service on a host root and open a browser on it."""
-    opened = []
-    servers = []
-
-    def start(root: Path, viewport: dict = LAPTOP) -> Ui:
-        make_host_root(root, paths.SPOOL_DIR)
-        monkeypatch.setenv(state.ROOT_ENV, str(root))
-        secret = token.ensure_token(root, owner=os.environ.get("USER", "root"))
-        server = serve_wsgi(make_app(root, node_ip=lambda: NODE_IP))
-        servers.append(server)
-        ui = Ui(browser, server.__enter__(), secret, root, viewport)
-        opened.append(ui)
-        return ui
-
-    yield start
-    for ui in opened:
-        ui.context.close()
-        assert ui.errors == [], ui.errors  # no script error on any page
-    for server in servers:
-        server.__exit__(None, None, None)
 
 
 def accept_setup(root: Path, monkeypatch) -> dict:
     """What the .path unit does with a spooled request: record the inputs (systemctl is
     the stand-in; the phases are then run by the test)."""
-    monkeypatch.setenv("PATH", f"{HERE / 'fakes'}:{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(root / "systemctl.log"))
     result = CliRunner().invoke(cli.main, ["accept-setup"])
     assert result.exit_code == 0 and "started" in result.output, result.output
@@ -301,7 +213,7 @@ def complete_wizard_with_defaults(ui: Ui) -> dict:
 
 
 def test_preflight_failure_shows_the_checklist_and_a_retry_changes_nothing_else(
-        lab, open_ui, monkeypatch):  # noqa: F811
+        lab, open_ui, monkeypatch):
     lab.configure(resolver=free_loopback_address())  # no resolver answers there
     ui = open_ui(lab.root)
     answers = complete_wizard_with_defaults(ui)
@@ -342,7 +254,7 @@ def parse_answers_back(answers: dict, root: Path) -> dict:
 
 
 def test_edit_answers_after_a_failed_preflight_reopens_the_filled_wizard(
-        lab, open_ui, monkeypatch):  # noqa: F811
+        lab, open_ui, monkeypatch):
     lab.configure(resolver=free_loopback_address())
     ui = open_ui(lab.root)
     ui.open("/setup")
@@ -362,12 +274,12 @@ def test_edit_answers_after_a_failed_preflight_reopens_the_filled_wizard(
 
 
 def test_progress_follows_the_phases_with_a_live_log_then_a_failure_view(
-        lab, open_ui, monkeypatch):  # noqa: F811
+        lab, open_ui, monkeypatch):
     (lab.root / "usr/local/bin").mkdir(parents=True)
     (lab.root / "etc/os-release").write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
     (lab.root / "store.json").write_text("{}")  # k3s's node is not Ready yet
-    lab.github.routes.update({BINARY_PATH: Route(body=STAND_IN),
-                              SUMS_PATH: Route(body=sums(STAND_IN))})
+    lab.github.routes.update({K3S_BINARY_PATH: Route(body=K3S_BINARY),
+                              K3S_SUMS_PATH: Route(body=k3s_sums(K3S_BINARY))})
     ui = open_ui(lab.root)
     complete_wizard_with_defaults(ui)
     accept_setup(lab.root, monkeypatch)
@@ -396,7 +308,7 @@ def test_progress_follows_the_phases_with_a_live_log_then_a_failure_view(
 
     # A real failure: the published checksum no longer matches the binary.
     (lab.root / "usr/local/bin/k3s").unlink()
-    lab.github.routes[SUMS_PATH] = Route(body=sums(b"another binary"))
+    lab.github.routes[K3S_SUMS_PATH] = Route(body=k3s_sums(b"another binary"))
     state.write(state.SETUP_INPUTS, {**state.read(state.SETUP_INPUTS, lab.root),
                                      "app_url": "http://10.0.0.5:3001"}, lab.root)
     assert phase_process(lab.root, "k3s").wait(120) != 0
@@ -447,13 +359,9 @@ ROLLUPS = {  # state: (label, cluster, login ready)
 
 
 @pytest.mark.parametrize("rollup", list(ROLLUPS))
-def test_dashboard_in_each_rollup_state(tmp_path, open_ui, monkeypatch, rollup):
+def test_dashboard_in_each_rollup_state(tmp_path, open_ui, fake_cluster, monkeypatch, rollup):
     label, cluster, login = ROLLUPS[rollup]
     make_host_root(tmp_path)
-    monkeypatch.setenv("PATH", f"{HERE / 'fakes'}:/usr/bin:/bin")
-    for name in ("KUBE", "SYSTEMCTL"):
-        monkeypatch.setenv(f"FAKE_{name}_LOG", str(tmp_path / f"{name.lower()}.log"))
-    monkeypatch.setenv("FAKE_KUBE_STORE", str(tmp_path / "store.json"))
     with HttpsServer(None, {"/": Route(status=302, headers={"Location": "/msp/dashboard"})}) \
             as app:
         if rollup != "setup_required":
@@ -504,7 +412,7 @@ def test_logs_page_fetches_phase_logs_and_the_journal_on_demand(tmp_path, open_u
     state.write(state.INSTALL_STATE, INSTALLED, tmp_path)
     log = tmp_path / paths.LOG_DIR.lstrip("/") / "k3s.log"
     log.write_text("".join(f"k3s line {i}\n" for i in range(300)))
-    monkeypatch.setenv("PATH", f"{HERE / 'fakes'}:{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_JOURNAL_LOG", str(tmp_path / "journal.log"))
     ui = open_ui(tmp_path)
     ui.open("/logs")
@@ -534,7 +442,7 @@ def test_logs_page_fetches_phase_logs_and_the_journal_on_demand(tmp_path, open_u
 def test_updates_page_shows_the_selected_release(tmp_path, open_ui):
     make_host_root(tmp_path)
     state.write(state.INSTALL_STATE, INSTALLED, tmp_path)
-    example = HERE / "schema_examples/selected-release/valid.json"
+    example = TESTS / "schema_examples/selected-release/valid.json"
     state.write(state.SELECTED_RELEASE, json.loads(example.read_text()), tmp_path)
     ui = open_ui(tmp_path)
     ui.open("/updates")
@@ -575,15 +483,11 @@ def test_polling_stops_while_the_tab_is_hidden_and_backs_off_on_errors(tmp_path,
 
 
 def test_support_bundle_button_makes_one_shows_progress_and_downloads_it(
-        lab, open_ui, monkeypatch, tmp_path):  # noqa: F811
+        preflight_lab, open_ui, fake_cluster, monkeypatch, tmp_path):
     """The button end to end: the request goes through the spool, the root oneshot's code
     (run here, as systemd would) makes a real bundle against the loopback network lab with
     the cluster down, and the browser downloads a valid archive."""
-    monkeypatch.setenv("PATH", f"{HERE / 'fakes'}:/usr/bin:/bin")
-    for variable, name in (("FAKE_KUBE_STORE", "store.json"), ("FAKE_KUBE_LOG", "kubectl.log"),
-                           ("FAKE_JOURNAL_LOG", "journal.log"),
-                           ("FAKE_SYSTEMCTL_LOG", "systemctl.log")):
-        monkeypatch.setenv(variable, str(tmp_path / name))
+    lab = preflight_lab
     monkeypatch.setenv("FAKE_KUBE_DOWN", "1")
     monkeypatch.setenv("FAKE_JOURNAL_SLEEP", "6")  # slow enough to watch the progress
     state.write(state.INSTALL_STATE, INSTALLED, lab.root)

@@ -5,22 +5,28 @@ follows the history file it writes."""
 
 import threading
 
+import pytest
 from playwright.sync_api import expect
-from test_ui import browser, open_ui  # noqa: F401  (the browser and service fixtures)
-from test_update import alga_core, installed, lab, publish, servers  # noqa: F401
+from support.updates import alga_core, publish
 
 from host.core import paths, state
 from host.core import spool as requests_spool
 from host.update import apply as update
 
 
-def run_request_when_spooled(lab) -> dict:  # noqa: F811
+@pytest.fixture
+def lab(update_lab):
+    """An installed appliance on the fake cluster (support.updates)."""
+    return update_lab
+
+
+def run_request_when_spooled(lab) -> dict:
     spool = requests_spool.spool_file(paths.UPDATE_REQUEST, lab.root)
     assert spool.exists(), "the page did not ask"
     return update.run_request(lab.root, lab.kubeconfig)
 
 
-def test_check_see_the_diff_confirm_watch_and_see_history(lab, open_ui, monkeypatch):  # noqa: F811
+def test_check_see_the_diff_confirm_watch_and_see_history(lab, open_ui, monkeypatch):
     monkeypatch.setattr(update, "LOGIN_TIMEOUT", 60.0)  # the test decides when login is back
     publish(lab, "nightly", "1.1-nightly.20261201", "main", algaCore="babe1234")
     ui = open_ui(lab.root)

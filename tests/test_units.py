@@ -6,10 +6,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.base import ROOT
 
 from host.core import paths
 
-UNITS = sorted(p for p in (Path(__file__).resolve().parent.parent / "units").iterdir()
+UNITS = sorted(p for p in (ROOT / "units").iterdir()
                if p.suffix in (".service", ".target", ".path", ".timer", ".socket"))
 
 

@@ -7,188 +7,45 @@ Each test starts from an appliance the release phase installed with release 1.0.
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 from click.testing import CliRunner
-from conftest import make_host_root
-from netlab import DnsServer, HttpsServer, Route, free_loopback_address
-from test_kube import assert_valid, crd_validator
-from test_preflight import CHANNEL, CHANNEL_PATH, DNS_NAMES, MANIFEST, REPO
-from test_readiness import job, node, workload
-from test_release_phase import repo_routes
+from support.builders import job
+from support.crds import assert_valid, crd_validator
+from support.netlab import (
+    HttpsServer,
+    Route,
+)
+from support.releases import CHANNEL_PATH
+from support.updates import (
+    CORE_IMAGE,
+    KERNEL,
+    UpdateLab,
+    alga_core,
+    publish,
+)
 
 from host import cli
 from host.cluster import objects as cluster_objects
 from host.cluster.kube import Kube
-from host.cluster.readiness import ALGA_CORE, BACKGROUND
+from host.cluster.readiness import ALGA_CORE
 from host.core import paths, state
 from host.core import spool as requests_spool
 from host.setup import engine, phases
 from host.update import apply as update
 
-HERE = Path(__file__).resolve().parent
-KERNEL = "6.8.0-49-generic"
 RECONCILE = cluster_objects.RECONCILE_ANNOTATION
 SUB_SECOND = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-CORE_IMAGE = "ghcr.io/nine-minds/alga-psa-ee"
-NIGHTLY_PATH = f"{REPO}/main/ee/appliance/releases/channels/nightly.json"
-
-
-def release(version: str, branch: str, **images: str) -> dict:
-    """Routes that publish `version` on `branch` with `images` changed from release 1.0's."""
-    manifest = {**MANIFEST, "releaseVersion": version, "app": {
-        **MANIFEST["app"], "version": version, "releaseBranch": f"release/{version}",
-        "images": {**MANIFEST["app"]["images"], **images}}}
-    routes = {f"{REPO}/main/ee/appliance/releases/{version}/release.json": Route(body=manifest)}
-    for name in cluster_objects.HELM_RELEASES:
-        values = {"replicas": 2, "image": {"repository": f"ghcr.io/nine-minds/{name}",
-                                           "tag": "from-profile"}}
-        routes[f"{REPO}/{branch}/ee/appliance/flux/profiles/single-node/values/"
-               f"{name}.single-node.yaml"] = Route(body=yaml.safe_dump(values))
-    return routes
-
-
-def publish(lab, channel: str, version: str, branch: str, **images: str) -> None:
-    path = CHANNEL_PATH if channel == "stable" else NIGHTLY_PATH
-    lab.github.routes.update(release(version, branch, **images))
-    lab.github.routes[path] = Route(body={**CHANNEL, "channel": channel,
-                                          "releaseVersion": version, "repoBranch": branch})
-
-
-def helm_release(name: str) -> dict:
-    return {"apiVersion": "helm.toolkit.fluxcd.io/v2", "kind": "HelmRelease",
-            "metadata": {"name": name, "namespace": "alga-system", "generation": 1},
-            "spec": {"interval": "10m", "chart": {"spec": {
-                "chart": f"./ee/helm/{name}", "sourceRef": {
-                    "kind": "GitRepository", "name": "alga-appliance",
-                    "namespace": "flux-system"}}},
-                "valuesFrom": [{"kind": "ConfigMap", "name": f"appliance-values-{name}",
-                                "valuesKey": f"{name}.single-node.yaml"}]}}
-
-
-def alga_core(tag: str) -> dict:
-    """The app's Deployment, as Helm leaves it once it runs `tag`."""
-    core = workload("Deployment", ALGA_CORE, 1)
-    core["spec"]["template"] = {"spec": {"containers": [
-        {"name": "server", "image": f"{CORE_IMAGE}:{tag}"}]}}
-    return core
-
-
-def the_app(core_tag: str) -> list[dict]:
-    """What the Alga tree runs once Flux and Helm installed it: the platform Kustomization,
-    the Helm releases and a healthy app whose alga-core runs `core_tag`."""
-    platform = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
-                "metadata": {"name": "alga-platform", "namespace": "flux-system",
-                             "generation": 1},
-                "spec": {"interval": "5m", "path": "./ee/appliance/flux/platform", "prune": True,
-                         "sourceRef": {"kind": "GitRepository", "name": "alga-appliance"}}}
-    return [node(), platform, *map(helm_release, cluster_objects.HELM_RELEASES),
-            workload("StatefulSet", "db", 1), workload("StatefulSet", "redis", 1),
-            workload("Deployment", "pgbouncer", 1), alga_core(core_tag),
-            *(workload("Deployment", name, 1) for name in BACKGROUND),
-            job(f"{ALGA_CORE}-bootstrap-r1", complete=True)]
-
-
-class Lab:
-    def __init__(self, root: Path, github: HttpsServer, app: HttpsServer):
-        self.root, self.github, self.app = root, github, app
-        self.store, self.kubeconfig = root / "store.json", str(root / "k3s.yaml")
-
-    def objects(self) -> dict:
-        return json.loads(self.store.read_text())
-
-    def get(self, kind: str, namespace: str, name: str) -> dict:
-        return self.objects()[f"{kind}/{namespace}/{name}"]
-
-    def put(self, *objects: dict) -> None:
-        store = self.objects()
-        for obj in objects:
-            meta = obj["metadata"]
-            store[f"{obj['kind']}/{meta.get('namespace', '')}/{meta['name']}"] = obj
-        self.store.write_text(json.dumps(store))
-
-    def values(self, name: str) -> dict:
-        configmap = self.get("ConfigMap", "alga-system", f"appliance-values-{name}")
-        assert list(configmap["data"]) == [f"{name}.single-node.yaml"]
-        return yaml.safe_load(configmap["data"][f"{name}.single-node.yaml"])
-
-    def host_files(self) -> dict:
-        return {source.name: source.path(self.root).read_bytes() for source in (
-            state.SELECTED_RELEASE, state.SETUP_INPUTS, state.MAINTENANCE)}
-
-    def kubectl_calls(self) -> list[list[str]]:
-        log = self.root / "kubectl.log"
-        return [json.loads(line)["argv"][2:] for line in log.read_text().splitlines()]
-
-    def apply(self, channel: str = "stable", confirmed: bool = False) -> dict:
-        return update.apply(self.root, channel, confirmed, "cli", self.kubeconfig)
-
-    def check(self, channel: str = "stable") -> dict:
-        return update.check(self.root, channel, "cli", self.kubeconfig)
-
-    def env(self) -> dict:
-        """The environment of a separate `alga-appliance` process on this lab."""
-        return {key: value for key, value in os.environ.items()
-                if key != "FAKE_FLUX_RECONCILE"} | {"PYTHONPATH": str(HERE.parent)}
-
-
-@pytest.fixture(scope="module")
-def servers(ca):
-    routes = {**repo_routes(), "/v2/": Route(status=401)}
-    with HttpsServer(ca, dict(routes)) as github, \
-            HttpsServer(None, {"/": Route(status=302, headers={"Location": "/msp/login"})}) \
-            as app, DnsServer(free_loopback_address(), {n: ["127.0.0.1"] for n in DNS_NAMES}) \
-            as dns:
-        yield github, app, dns, routes
-
-
-@pytest.fixture(scope="module")
-def installed(servers, ca, tmp_path_factory):
-    """A root where the release phase installed release 1.0, and the app runs."""
-    github, app, dns, _ = servers
-    root = make_host_root(tmp_path_factory.mktemp("installed"), paths.SPOOL_DIR, "proc/sys/kernel")
-    (root / "etc/os-release").write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
-    (root / "etc/resolv.conf").write_text(f"nameserver {dns.address}\n")
-    (root / "proc/sys/kernel/osrelease").write_text(f"{KERNEL}\n")
-    state.write(state.ENDPOINTS, {"raw_base": github.url, "ghcr_base": github.url,
-                                  "ca_bundle": str(ca.ca_pem_path)}, root)
-    state.write(state.SETUP_INPUTS, {"channel": "stable", "app_url": app.url,
-                                     "dns": {"mode": "system"}, "proxy": None,
-                                     "overrides": {}}, root)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PATH", f"{HERE / 'fakes'}:/usr/bin:/bin")
-        patch.setenv("FAKE_KUBE_STORE", str(root / "store.json"))
-        patch.setenv("FAKE_KUBE_LOG", str(root / "kubectl.log"))
-        assert engine.run_phase("release", root, kubeconfig=str(root / "k3s.yaml")) == 0
-    lab = Lab(root, github, app)
-    lab.put(*the_app(MANIFEST["app"]["images"]["algaCore"]))
-    (root / "kubectl.log").unlink()
-    return root
 
 
 @pytest.fixture
-def lab(servers, installed, tmp_path, monkeypatch):
-    github, app, _, routes = servers
-    github.routes.clear()
-    github.routes.update(routes)
-    root = tmp_path / "root"
-    shutil.copytree(installed, root)
-    monkeypatch.setenv("PATH", f"{HERE / 'fakes'}:/usr/bin:/bin")
-    monkeypatch.setenv("FAKE_KUBE_STORE", str(root / "store.json"))
-    monkeypatch.setenv("FAKE_KUBE_LOG", str(root / "kubectl.log"))
-    monkeypatch.setenv("FAKE_FLUX_RECONCILE", "ready")
-    monkeypatch.setenv(state.ROOT_ENV, str(root))  # for the CLI, which sets it itself
-    monkeypatch.setattr(update, "POLL_SECONDS", 0.05)
-    for timeout in ("FLUX_TIMEOUT", "HELM_TIMEOUT", "LOGIN_TIMEOUT"):
-        monkeypatch.setattr(update, timeout, 10.0)
-    return Lab(root, github, app)
+def lab(update_lab):
+    """An installed appliance on the fake cluster (support.updates)."""
+    return update_lab
 
 
 def test_an_update_with_changed_tags(lab):
@@ -255,7 +112,7 @@ def test_an_update_with_changed_tags(lab):
     assert lab.check()["result"] == "up_to_date"
 
 
-def assert_valid_flux(lab: Lab, stored: list[dict]) -> None:
+def assert_valid_flux(lab: UpdateLab, stored: list[dict]) -> None:
     """As stored, and as Flux reports them (with status), against the real CRD schemas."""
     kube = Kube(lab.kubeconfig)
     for obj in stored:
@@ -388,14 +245,14 @@ def test_an_update_before_setup_finished_is_refused(lab):
     assert not (lab.root / "kubectl.log").exists()
 
 
-def update_process(lab: Lab, env: dict | None = None) -> subprocess.Popen:
+def update_process(lab: UpdateLab, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "host", "--root", str(lab.root), "update",
                              "--channel", "stable", "--kubeconfig", lab.kubeconfig],
                             env={**lab.env(), **(env or {})}, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
 
-def wait_for_step(lab: Lab, process: subprocess.Popen, step: str) -> dict:
+def wait_for_step(lab: UpdateLab, process: subprocess.Popen, step: str) -> dict:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         entries = update.history(lab.root) if state.UPDATE_HISTORY.path(lab.root).exists() \

@@ -38,19 +38,19 @@ from pathlib import Path
 import pytest
 import qemu_vm
 import requests
-import test_docs
 import trustme
 import vm_image
 from late_commands import run_late_commands
-from test_payload import extract_payload
-from test_systemd_tier import PHASE_NAMES, release_source_routes, wait_for
+from support.base import FAKES, ROOT
+from support.docs import SHELL_DOCS, shell_blocks
+from support.machines import PHASE_NAMES, extract_payload, wait_for
+from support.releases import release_source_routes
 
 from host.cluster.kube import K3S_KUBECONFIG
 from host.console.banner import HEADLINES
 from host.core import paths
 from isobuild.image import IsoImage
 
-ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts" / "vm"
 MIRROR_NAMES = ("github.test", "ghcr.test")
 # What the test adds to the guest, besides the agent: the mirror and a support engineer's
@@ -106,7 +106,7 @@ def install_mirror(root: Path) -> None:
     (files / "cert.pem").write_bytes(b"".join(pem.bytes() for pem in server.cert_chain_pems))
     ca.cert_pem.write_to_path(str(files / "mirror-ca.pem"))
     (files / "endpoints.json").write_text(json.dumps(ENDPOINTS))
-    shutil.copy(Path(__file__).parent / "fakes" / "mirror", files / "mirror")
+    shutil.copy(FAKES / "mirror", files / "mirror")
     (root / "etc/systemd/system/alga-test-mirror.service").write_text(MIRROR_UNIT)
     subprocess.run(["chroot", str(root), "systemctl", "enable", "--quiet",
                     "alga-test-mirror.service"], check=True)
@@ -339,14 +339,6 @@ AT_THE_SHELL_CHANGES = [
     (r"\bless\b", "cat", "there is no terminal for a pager"),
     (r"/path/to/cluster\.kubeconfig", K3S_KUBECONFIG, "the cluster here is the appliance's"),
 ]
-SHELL_DOCS = {  # doc -> what its blocks, run in order, must have printed
-    "docs/support/state-files.md": ['"status": "succeeded"', "installing: "],
-    "docs/support/support-bundle.md": ["/var/lib/alga-appliance/support/alga-appliance-support-",
-                                       "/tmp/alga-appliance-support-",
-                                       "# Alga appliance support bundle", '"collectors": ['],
-    "docs/maintenance.md": ["app: stable ", '"k3s_version": "v'],
-    "docs/admin-guide.md": [],  # the Flux and release phases against a kubeconfig: exit 0
-}
 
 
 def as_typed_at_the_shell(block: str, applied: set[str]) -> str:
@@ -360,7 +352,7 @@ def test_7_the_docs_shell_commands_work_on_the_appliance(vm, console_token):
     applied = set()
     for doc, expected in SHELL_DOCS.items():
         printed = ""
-        for block in test_docs.shell_blocks(ROOT / doc):
+        for block in shell_blocks(ROOT / doc):
             result = vm.run("sh", "-ec", f"cd /tmp; {as_typed_at_the_shell(block, applied)}",
                             timeout=180)
             assert result.code == 0, (doc, block, result)

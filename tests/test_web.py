@@ -3,15 +3,14 @@
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
 from click.testing import CliRunner
-from conftest import make_host_root, serve_wsgi
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from openapi_check import assert_documented, document
+from support.base import FAKES, TESTS, make_host_root, serve_wsgi
+from support.openapi_check import assert_documented, document
 
 from host import cli
 from host.core import paths, state, token
@@ -21,7 +20,6 @@ from host.support import request as support_request
 from host.web import MAX_BODY, make_app
 
 NODE_IP = "10.0.0.5"
-FAKES = Path(__file__).resolve().parent / "fakes"
 
 
 @pytest.fixture
@@ -234,7 +232,7 @@ def test_release_reads_the_selected_release(server, root):
     auth = {"Authorization": f"Bearer {secret}"}
     assert requests.get(f"{url}/api/release", headers=auth, timeout=5).json() == {
         "release": None}
-    example = next((Path(__file__).parent / "schema_examples/selected-release").glob("valid*"))
+    example = next((TESTS / "schema_examples/selected-release").glob("valid*"))
     state.write(state.SELECTED_RELEASE, json.loads(example.read_text()), root)
     response = requests.get(f"{url}/api/release", headers=auth, timeout=5)
     assert response.json()["release"] == json.loads(example.read_text())
@@ -251,7 +249,7 @@ def test_support_bundle_request_is_spooled_once_and_refused_while_one_runs(serve
     assert again.status_code == 409 and "already asked for" in again.json()["error"]
     assert_documented(again, "POST", "/api/support-bundle")
     requests_spool.take(support_request.REQUEST, root)
-    running = json.loads((Path(__file__).parent / "schema_examples/support-bundle-status/"
+    running = json.loads((TESTS / "schema_examples/support-bundle-status/"
                           "valid-running.json").read_text())
     state.write(state.SUPPORT_BUNDLE_STATUS, running, root)
     busy = requests.post(f"{url}/api/support-bundle", headers=auth, timeout=5)
@@ -408,7 +406,7 @@ def test_bad_requests(server):
 def test_accept_setup_records_inputs_and_starts_the_target(root, tmp_path, monkeypatch):
     calls = tmp_path / "systemctl.calls"
     monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(calls))
-    monkeypatch.setenv("PATH", f"{Path(__file__).resolve().parent / 'fakes'}:/usr/bin:/bin")
+    monkeypatch.setenv("PATH", f"{FAKES}:/usr/bin:/bin")
     requests_spool.submit(paths.SETUP_REQUEST, {"answers": {"channel": "nightly"}}, root)
     result = CliRunner().invoke(cli.main, ["accept-setup"])
     assert result.exit_code == 0, result.output
@@ -452,7 +450,7 @@ def test_responses_match_the_openapi_document(server, root):
     # With state files from a real flow, the documented shapes still hold.
     state.write(state.INSTALL_STATE, {"status": "running", "current_phase": "preflight",
                                       "updated_at": "2026-11-27T10:00:00Z", "phases": {}}, root)
-    example = Path(__file__).parent / "schema_examples/status/valid-background-issue.json"
+    example = TESTS / "schema_examples/status/valid-background-issue.json"
     state.write(state.STATUS, json.loads(example.read_text()), root)
     for path in ("/api/status", "/api/install"):
         assert_documented(requests.get(f"{url}{path}", headers=auth, timeout=5), "GET", path)
