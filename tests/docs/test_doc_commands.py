@@ -5,7 +5,7 @@
   an options file, verify, inspect, and the two qemu test boots;
 - the benchmarks' (docs/performance.md) here, with small sizes and durations;
 - an admin's or support engineer's (docs/admin-guide.md, docs/support/, docs/maintenance.md)
-  at the appliance's shell in the VM tier (tests/test_vm_e2e.py, test_7);
+  at the appliance's shell in the VM tier (tests/system/test_vm_e2e.py, test_7);
 - the setup and test commands by CI itself: .ci/run runs ci/test.sh, which runs
   ci/setup.sh --test (everything ci/setup.sh does, and more).
 

@@ -1,6 +1,6 @@
 """The Updates page in a real browser, with the real updater behind it: the web request is
 spooled and run by `update.run_request` (what alga-appliance-update-request.service runs)
-against the release-source servers and Flux stand-in of tests/test_update.py; the page
+against the release-source servers and Flux stand-in of tests/update/test_update.py; the page
 follows the history file it writes."""
 
 import threading
