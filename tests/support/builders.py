@@ -9,7 +9,6 @@ INSTALLED = {"status": "succeeded", "current_phase": None, "updated_at": "2026-1
                         for p in ("preflight", "dns", "k3s", "flux", "release")}}
 
 
-
 def workload(kind: str, name: str, ready: int, replicas: int = 1, generation: int = 1,
              observed: int = 1) -> dict:
     return {"apiVersion": "apps/v1", "kind": kind,

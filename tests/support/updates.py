@@ -10,22 +10,21 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support.base import ROOT, make_host_root
-from support.builders import job, node, workload
-from support.cluster import FakeCluster
-from support.netlab import DnsServer, HttpsServer, Route, free_loopback_address
-from support.releases import CHANNEL, CHANNEL_PATH, DNS_NAMES, MANIFEST, REPO, repo_routes
 
 from host.cluster import objects as cluster_objects
 from host.cluster.readiness import ALGA_CORE, BACKGROUND
 from host.core import paths, state
 from host.setup import engine
 from host.update import apply as update
+from support.base import ROOT, make_host_root
+from support.builders import job, node, workload
+from support.cluster import FakeCluster
+from support.netlab import DnsServer, HttpsServer, Route, free_loopback_address
+from support.releases import CHANNEL, CHANNEL_PATH, DNS_NAMES, MANIFEST, REPO, repo_routes
 
 KERNEL = "6.8.0-49-generic"
 CORE_IMAGE = "ghcr.io/nine-minds/alga-psa-ee"
 NIGHTLY_PATH = f"{REPO}/main/ee/appliance/releases/channels/nightly.json"
-
 
 
 def release(version: str, branch: str, **images: str) -> dict:

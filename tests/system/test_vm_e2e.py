@@ -331,7 +331,6 @@ def test_6_support_bundle_holds_neither_token_nor_planted_secret(vm, console_tok
             assert secret.encode() not in data, name
 
 
-
 # What an admin or support engineer types from the docs at the appliance's shell: each
 # shell block as written, with these changes (each must still apply somewhere).
 AT_THE_SHELL_CHANGES = [

@@ -38,6 +38,12 @@ from host.setup.inputs import InputErrors, parse_setup_inputs
 from host.support import request as support_request
 
 
+@pytest.fixture
+def lab(preflight_lab):
+    """The release-repository lab of support.preflight_lab."""
+    return preflight_lab
+
+
 def accept_setup(root: Path, monkeypatch) -> dict:
     """What the .path unit does with a spooled request: record the inputs (systemctl is
     the stand-in; the phases are then run by the test)."""
@@ -483,11 +489,10 @@ def test_polling_stops_while_the_tab_is_hidden_and_backs_off_on_errors(tmp_path,
 
 
 def test_support_bundle_button_makes_one_shows_progress_and_downloads_it(
-        preflight_lab, open_ui, fake_cluster, monkeypatch, tmp_path):
+        lab, open_ui, fake_cluster, monkeypatch, tmp_path):
     """The button end to end: the request goes through the spool, the root oneshot's code
     (run here, as systemd would) makes a real bundle against the loopback network lab with
     the cluster down, and the browser downloads a valid archive."""
-    lab = preflight_lab
     monkeypatch.setenv("FAKE_KUBE_DOWN", "1")
     monkeypatch.setenv("FAKE_JOURNAL_SLEEP", "6")  # slow enough to watch the progress
     state.write(state.INSTALL_STATE, INSTALLED, lab.root)
