@@ -38,7 +38,7 @@ CACHE=/var/tmp/alga-fresh-machine
 RUN=$CACHE/run          # the last run's root and logs, kept for a look afterwards
 SUITE=bookworm
 VARIANT=important
-# git: the user cloned this checkout on the machine (and tests/test_docs.py runs git).
+# git: the user cloned this checkout on the machine (and tests/docs/test_docs.py runs git).
 INCLUDE=sudo,ca-certificates,git
 RECIPE=v1               # bump when the rootfs recipe changes in a way the key misses
 
@@ -160,7 +160,7 @@ rm -rf "$RUN/replica-work"
 (cd "$RUN/mirror/ubuntu" && sha256sum --binary "$iso_name" > SHA256SUMS)
 record "replica ISO (ci/replica.py)" "$(elapsed "$start")"
 
-# A throwaway CA and a certificate for 127.0.0.1, as tests/test_download.py makes them.
+# A throwaway CA and a certificate for 127.0.0.1, as tests/isobuild/test_download.py makes them.
 pki() { openssl "$@" >/dev/null 2>&1; }
 ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
 (cd "$RUN/pki"

@@ -28,10 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "ci")]
 
-from conftest import make_host_root  # noqa: E402
-from netlab import DnsServer, HttpsServer, Route, TestCA, free_loopback_address  # noqa: E402
-from test_preflight import DNS_NAMES, github_routes  # noqa: E402
-from test_status import INSTALLED, event, healthy, pod, store_for  # noqa: E402
+from support.base import make_host_root  # noqa: E402
+from support.builders import INSTALLED, event, healthy, pod, store_for  # noqa: E402
+from support.cluster import FakeCluster  # noqa: E402
+from support.netlab import DnsServer, HttpsServer, Route, TestCA, free_loopback_address  # noqa: E402
+from support.releases import DNS_NAMES, github_routes  # noqa: E402
 
 from host.core import paths, state  # noqa: E402
 
@@ -84,7 +85,7 @@ def build(root: Path, dns: DnsServer, github: HttpsServer, ghcr: HttpsServer,
     store = store_for(healthy(), pods, events)
     store.update({f"Secret/msp/app-secret-{i}": secret(i) for i in range(60)})
     (root / "store.json").write_text(json.dumps(store))
-    logs = root / "pod-logs"
+    logs = FakeCluster(root).pod_logs
     for i in range(0, 500, 10):
         folder = logs / "msp" / f"worker-{i:03d}-x"
         folder.mkdir(parents=True)
@@ -94,12 +95,7 @@ def build(root: Path, dns: DnsServer, github: HttpsServer, ghcr: HttpsServer,
         folder = logs / "flux-system" / "deployment" / controller
         folder.mkdir(parents=True)
         (folder / "all.log").write_bytes(log_lines(f"{controller} reconciling", 5 * MIB))
-    return {**os.environ, "PYTHONPATH": str(ROOT),
-            "PATH": f"{ROOT / 'tests' / 'fakes' / 'support'}:{ROOT / 'tests' / 'fakes'}:"
-                    "/usr/bin:/bin",
-            "FAKE_KUBE_STORE": str(root / "store.json"), "FAKE_KUBE_LOG": "/dev/null",
-            "FAKE_POD_LOGS": str(logs), "FAKE_JOURNAL_LOG": "/dev/null",
-            "FAKE_SYSTEMCTL_LOG": "/dev/null"}
+    return {**os.environ, **FakeCluster(root).knobs(quiet=True), "PYTHONPATH": str(ROOT)}
 
 
 def main() -> int:

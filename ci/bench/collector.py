@@ -19,8 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "ci")]
 
-from conftest import make_host_root  # noqa: E402
-from test_status import INSTALLED, event, healthy, pod, store_for  # noqa: E402
+from support.base import make_host_root  # noqa: E402
+from support.builders import INSTALLED, event, healthy, pod, store_for  # noqa: E402
+from support.cluster import FakeCluster  # noqa: E402
 
 from host.core import state  # noqa: E402
 
@@ -38,9 +39,7 @@ def build(root: Path) -> dict:
                     f"2026-11-27T{10 + i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z")
               for i in range(2000)]
     (root / "store.json").write_text(json.dumps(store_for(healthy(), pods, events)))
-    return {**os.environ, "PATH": f"{ROOT / 'tests' / 'fakes'}:/usr/bin:/bin",
-            "PYTHONPATH": str(ROOT), "FAKE_KUBE_STORE": str(root / "store.json"),
-            "FAKE_KUBE_LOG": "/dev/null", "FAKE_SYSTEMCTL_LOG": "/dev/null"}
+    return {**os.environ, **FakeCluster(root).knobs(quiet=True), "PYTHONPATH": str(ROOT)}
 
 
 def main() -> int:

@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "ci")]
 
 import requests  # noqa: E402
-from conftest import make_host_root  # noqa: E402
-from test_readiness import healthy  # noqa: E402
-from test_status import INSTALLED, event, pod, store_for  # noqa: E402
+from support.base import make_host_root  # noqa: E402
+from support.builders import INSTALLED, event, healthy, pod, store_for  # noqa: E402
+from support.cluster import FakeCluster  # noqa: E402
 
 from host import status  # noqa: E402
 from host.cluster.kube import Kube  # noqa: E402
@@ -57,10 +57,7 @@ def build(root: Path) -> int:
     events = [event(f"worker-{i % 40:02d}-x", "BackOff", f"back-off restarting container {i}",
                     f"2026-11-27T10:{i:02d}:00Z") for i in range(50)]
     (root / "store.json").write_text(json.dumps(store_for(healthy(), pods, events)))
-    fakes = {"PATH": f"{ROOT / 'tests' / 'fakes'}:/usr/bin:/bin",
-             "FAKE_KUBE_STORE": str(root / "store.json"), "FAKE_KUBE_LOG": "/dev/null",
-             "FAKE_SYSTEMCTL_LOG": "/dev/null"}
-    with mock.patch.dict(os.environ, fakes):
+    with mock.patch.dict(os.environ, FakeCluster(root).knobs(quiet=True)):
         snapshot = status.take_snapshot(root, Kube(str(root / "k3s.yaml")),
                                   probe=lambda url: Verdict(True, f"{url} answered 200"))
     print(f"snapshot: {len(snapshot['components']['pods'])} pods, {len(snapshot['events'])} "

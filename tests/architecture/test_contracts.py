@@ -1,0 +1,68 @@
+"""Each vocabulary has one owner; what must repeat it elsewhere (systemd units, HTML) is
+checked against that owner here, so the copies cannot drift."""
+
+import configparser
+import re
+from pathlib import Path
+
+from host.core import paths, spool
+from host.releases import channels
+from host.setup import chain
+
+ROOT = Path(__file__).resolve().parents[2]
+UNITS = ROOT / "units"
+
+
+def unit(name: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str
+    parser.read(UNITS / name)
+    return parser
+
+
+def phase_unit(name: str) -> str:
+    return f"alga-appliance-phase-{name}.service"
+
+
+def test_every_phase_has_a_unit_running_it_and_no_unit_runs_another():
+    runs = {path.name: unit(path.name)["Service"]["ExecStart"]
+            for path in UNITS.glob("alga-appliance-phase-*.service")}
+    assert runs == {phase_unit(name): f"{paths.CLI_LINK} phase {name}" for name in chain.NAMES}
+
+
+def test_the_units_chain_the_phases_in_the_declared_order():
+    for before, after in zip(chain.NAMES, chain.NAMES[1:], strict=False):
+        section = unit(phase_unit(after))["Unit"]
+        assert section["Requires"].split() == [phase_unit(before)], after
+        assert section["After"].split() == [phase_unit(before)], after
+    first = unit(phase_unit(chain.NAMES[0]))["Unit"]
+    assert "Requires" not in first
+    target = unit("alga-appliance-setup.target")["Unit"]
+    assert phase_unit(chain.NAMES[-1]) in target["Requires"].split()
+
+
+def test_every_request_kind_has_a_path_unit_starting_its_accept_command():
+    for kind in spool.KINDS:
+        stem = f"alga-appliance-{kind.filename.removesuffix('.request')}-request"
+        watched = unit(f"{stem}.path")["Path"]["PathExists"]
+        assert watched == f"{paths.SPOOL_DIR}/{kind.filename}", kind.name
+        command = unit(f"{stem}.service")["Service"]["ExecStart"]
+        assert command == f"{paths.CLI_LINK} {kind.accept_command}", kind.name
+
+
+def test_the_ui_offers_exactly_the_declared_channels():
+    html = (ROOT / "ui-static" / "index.html").read_text()
+    for group in ("channel", "update_channel"):
+        offered = re.findall(rf'name="{group}" value="([^"]+)"', html)
+        assert tuple(offered) == channels.CHANNELS, group
+
+
+def test_no_ui_module_or_console_keeps_its_own_phase_list():
+    """Titles come from GET /api/setup (the UI) and host/setup/chain.py (the console)."""
+    sources = [*(ROOT / "ui-static" / "js").glob("*.js"), *(ROOT / "host").rglob("*.py")]
+    for source in sources:
+        if source.name == "chain.py":
+            continue
+        text = source.read_text()
+        titles = [step.title for step in chain.CHAIN if f'"{step.title}"' in text]
+        assert not titles, f"{source.relative_to(ROOT)} repeats phase titles {titles}"

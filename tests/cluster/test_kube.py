@@ -1,0 +1,136 @@
+"""The Kubernetes boundary against kubectl's interface (a stand-in that speaks the real
+argument and JSON formats), and every generated object against the real schemas."""
+
+import base64
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from support.base import ROOT
+from support.crds import CRDS, assert_valid, crd_validator
+
+from host.cluster import alga, objects
+from host.cluster.kube import FIELD_MANAGER, Kube, KubeError
+
+SHARED_CRDS = ROOT.parent / "shared" / "reference" / "flux-crds"
+MANIFEST = {"releaseVersion": "1.0", "generatedAt": "2026-06-04T22:00:00Z", "app": {
+    "version": "1.0", "releaseBranch": "release/1.0.0", "valuesProfile": "single-node",
+    "images": {"algaCore": "eaec6253", "workflowWorker": "a2cbb43", "emailService": "61e4a00e",
+               "temporalWorker": "b77"}}}
+
+
+branches = st.from_regex(r"(main|release/[0-9]\.[0-9](\.[0-9])?|feature/[a-z-]{1,12})",
+                         fullmatch=True)
+urls = st.sampled_from(["https://github.com/Nine-Minds/alga-psa",
+                        "https://git.msp.example/mirrors/alga-psa"])
+
+
+@given(urls, branches)
+def test_flux_objects_satisfy_the_flux_crds(url, branch):
+    for obj in (objects.git_repository(url, branch, "2026-11-27T10:00:00Z"),
+                objects.kustomization("2026-11-27T10:00:00Z")):
+        assert_valid(obj)
+
+
+def test_the_crd_check_rejects_a_broken_object():
+    broken = objects.git_repository("https://github.com/a/b", "main", "now")
+    del broken["spec"]["interval"]
+    broken["spec"]["ref"] = {"branch": 7}
+    with pytest.raises(jsonschema.ValidationError):
+        crd_validator("GitRepository")[1].validate(broken)
+
+
+def test_flux_objects_match_the_formats():
+    repo = objects.git_repository("https://github.com/Nine-Minds/alga-psa", "release/1.0.0", "t")
+    assert repo["metadata"]["namespace"] == "flux-system"
+    assert repo["spec"] == {"url": "https://github.com/Nine-Minds/alga-psa",
+                            "ref": {"branch": "release/1.0.0"}, "interval": "1m"}
+    kustomization = objects.kustomization("t")
+    assert kustomization["spec"]["path"] == "./ee/appliance/flux/base"
+    assert kustomization["spec"]["prune"] is True
+    assert kustomization["metadata"]["annotations"] == {"reconcile.fluxcd.io/requestedAt": "t"}
+
+
+def test_core_objects_are_well_formed():
+    selection = {"channel": "stable", "release_version": "1.0", "app_version": "1.0",
+                 "release_branch": "release/1.0.0", "images": MANIFEST["app"]["images"]}
+    built = [objects.namespace(n) for n in ("flux-system", "alga-system", "msp")]
+    built += [objects.values_configmap(r, "single-node", "a: 1\n")
+              for r in alga.HELM_RELEASES]
+    built += [objects.release_selection(selection), objects.auth_secret("k" * 64)]
+    for obj in built:
+        assert_valid(obj)
+    names = {o["metadata"]["name"] for o in built if o["kind"] == "ConfigMap"}
+    assert {f"appliance-values-{r}" for r in alga.HELM_RELEASES} < names
+
+
+@pytest.mark.skipif(not SHARED_CRDS.exists(), reason="../shared is not beside this checkout")
+def test_fixture_crds_are_the_reference_copies():
+    for path in SHARED_CRDS.glob("*.yaml"):
+        assert (CRDS / path.name).read_bytes() == path.read_bytes()
+
+
+def test_runtime_values():
+    core = objects.runtime_values("alga-core", MANIFEST, "https://psa.example.com", "fresh")
+    assert core == {"setup": {"image": {"tag": "eaec6253"}},
+                    "server": {"image": {"tag": "eaec6253"}},
+                    "appUrl": "https://psa.example.com", "host": "psa.example.com",
+                    "domainSuffix": "", "bootstrap": {"mode": "fresh"}}
+    assert objects.runtime_values("temporal-worker", MANIFEST, "x", "recover") == {
+        "image": {"tag": "b77"}}
+    assert objects.runtime_values("pgbouncer", MANIFEST, "x", "fresh") == {}
+    profile = {"server": {"image": {"repository": "ghcr.io/nine-minds/alga-psa-ee",
+                                    "tag": "old"}, "replicas": 1}}
+    assert objects.merged(profile, core)["server"] == {
+        "image": {"repository": "ghcr.io/nine-minds/alga-psa-ee", "tag": "eaec6253"},
+        "replicas": 1}
+
+
+@pytest.fixture
+def kube(tmp_path, fake_cluster):
+    return Kube(str(tmp_path / "kubeconfig")), fake_cluster.log
+
+
+def calls(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_apply_is_server_side_with_our_field_manager(kube):
+    client, log = kube
+    stored = client.apply([objects.namespace("alga-system"), objects.kustomization("t")])
+    assert [o["metadata"]["name"] for o in stored] == ["alga-system", "alga-appliance"]
+    assert all(o["metadata"]["resourceVersion"] == "1" for o in stored)
+    [call] = calls(log)
+    assert call["argv"][:2] == ["--kubeconfig", client.kubeconfig]
+    assert call["argv"][2:] == ["apply", "--server-side", f"--field-manager={FIELD_MANAGER}",
+                                "--force-conflicts", "-o", "json", "-f", "-"]
+    assert json.loads(call["stdin"])["kind"] == "List"
+    # Applying again updates in place: same object, next resourceVersion.
+    again = client.apply([objects.namespace("alga-system")])
+    assert again[0]["metadata"]["uid"] == stored[0]["metadata"]["uid"]
+    assert again[0]["metadata"]["resourceVersion"] == "2"
+
+
+def test_get_returns_none_when_not_found_and_the_object_otherwise(kube):
+    client, _ = kube
+    assert client.get("secret", objects.AUTH_SECRET, objects.APP_NAMESPACE) is None
+    client.apply([objects.auth_secret("key")])
+    secret = client.get("secret", objects.AUTH_SECRET, objects.APP_NAMESPACE)
+    assert base64.b64decode(secret["data"][objects.AUTH_KEY]) == b"key"
+
+
+def test_failures_carry_kubectls_explanation(kube, monkeypatch):
+    client, _ = kube
+    monkeypatch.setenv("FAKE_KUBE_REJECT", "Kustomization")
+    with pytest.raises(KubeError, match="failed calling webhook") as caught:
+        client.apply([objects.kustomization("t")])
+    assert not caught.value.not_found
+
+
+def test_missing_kubectl_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(KubeError, match="kubectl is not installed"):
+        Kube("/nope").get("node", "x")

@@ -1,0 +1,169 @@
+"""Readiness tiers from fixtures in the real API formats, the login probe against a real
+HTTP server, and the invariants over random component states."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from support.builders import flux, healthy, job, node, workload
+from support.crds import crd_validator
+from support.netlab import (
+    HttpsServer,
+    Route,
+)
+
+from host.cluster import readiness
+from host.cluster.alga import BACKGROUND
+from host.cluster.probe import probe_login
+from host.cluster.readiness import ClusterView, Verdict
+
+LOGIN_OK = Verdict(True, "http://10.0.0.5:3000 answered 200")
+
+
+def ready_tiers(view: ClusterView, probe: Verdict = LOGIN_OK, seen: bool = False) -> set:
+    return {name for name, v in readiness.tiers(view, probe, seen).items() if v.ready}
+
+
+def test_fully_healthy():
+    assert ready_tiers(healthy()) == set(readiness.TIERS)
+
+
+def test_empty_cluster_has_nothing_ready():
+    tiers = readiness.tiers(ClusterView(), Verdict(False, "no answer"), False)
+    assert not any(v.ready for v in tiers.values())
+    assert "no node has registered" in tiers["platform"].reason
+
+
+def test_background_crashloop_never_blocks_login():
+    view = healthy()
+    view.deployments = [workload("Deployment", "temporal-worker", 0) if
+                        d["metadata"]["name"] == "temporal-worker" else d
+                        for d in view.deployments]
+    assert ready_tiers(view) == {"platform", "core", "bootstrap", "login"}
+
+
+def test_email_service_never_scheduled_never_blocks_login():
+    view = healthy()
+    view.deployments = [d for d in view.deployments if d["metadata"]["name"] != "email-service"]
+    tiers = readiness.tiers(view, LOGIN_OK, False)
+    assert tiers["login"].ready and not tiers["background"].ready
+    assert "email-service does not exist yet" in tiers["background"].reason
+
+
+def test_login_needs_the_app_to_answer():
+    tiers = readiness.tiers(healthy(), Verdict(False, "http://x answered 503"), False)
+    assert not tiers["login"].ready and "503" in tiers["login"].reason
+    assert not tiers["fully_healthy"].ready
+
+
+def test_bootstrap_job_failing():
+    view = healthy()
+    view.jobs = [job("alga-core-sebastian-bootstrap-r1", failed=True)]
+    view.helmreleases = []
+    tiers = readiness.tiers(view, LOGIN_OK, False)
+    assert not tiers["bootstrap"].ready and "failed" in tiers["bootstrap"].reason
+    assert not tiers["login"].ready
+
+
+def test_bootstrap_job_gone_after_its_ttl():
+    view = healthy()
+    view.jobs = []
+    assert "bootstrap" in ready_tiers(view)  # alga-core's HelmRelease is Ready
+    view.helmreleases = []
+    assert "bootstrap" not in ready_tiers(view)
+    assert "bootstrap" in ready_tiers(view, seen=True)  # remembered once seen
+
+
+def test_image_pull_backoff_on_alga_core_blocks_login():
+    view = healthy()
+    view.deployments = [workload("Deployment", "alga-core-sebastian", 0) if
+                        d["metadata"]["name"] == "alga-core-sebastian" else d
+                        for d in view.deployments]
+    assert ready_tiers(view) == {"platform", "core", "bootstrap", "background"}
+
+
+def test_node_not_ready_and_flux_source_errors_block_the_platform():
+    view = healthy()
+    view.nodes = [node("False")]
+    assert "platform" not in ready_tiers(view)
+    view = healthy()
+    view.gitrepositories = [flux("GitRepository", "source.toolkit.fluxcd.io/v1",
+                                 "alga-appliance", "flux-system", "False", "AuthenticationFailed",
+                                 "failed to checkout and determine revision: authentication "
+                                 "required")]
+    tiers = readiness.tiers(view, LOGIN_OK, False)
+    assert not tiers["platform"].ready
+    assert "AuthenticationFailed" in tiers["platform"].reason
+
+
+def test_stale_generation_is_not_ready():
+    view = healthy()
+    view.kustomizations = [flux("Kustomization", "kustomize.toolkit.fluxcd.io/v1",
+                                "alga-platform", "flux-system", "True", generation=2,
+                                observed=1)]
+    tiers = readiness.tiers(view, LOGIN_OK, False)
+    assert not tiers["platform"].ready and "latest change" in tiers["platform"].reason
+
+
+states = st.sampled_from(["ready", "not_ready", "missing"])
+
+
+@given(st.fixed_dictionaries({n: states for n in (
+    "db", "redis", "pgbouncer", "alga-core-sebastian", *BACKGROUND)}),
+    st.booleans(), st.booleans(), st.booleans())
+def test_invariants(components, node_ok, probe_ok, job_done):
+    view = healthy()
+    view.nodes = [node("True" if node_ok else "False")]
+    view.jobs = [job("alga-core-sebastian-bootstrap-r1", complete=job_done)]
+    view.statefulsets = [workload("StatefulSet", n, 1 if components[n] == "ready" else 0)
+                         for n in ("db", "redis") if components[n] != "missing"]
+    view.deployments = [workload("Deployment", n, 1 if components[n] == "ready" else 0)
+                        for n in ("pgbouncer", "alga-core-sebastian", *BACKGROUND)
+                        if components[n] != "missing"]
+    tiers = readiness.tiers(view, Verdict(probe_ok, "probe"), False)
+    if tiers["fully_healthy"].ready:
+        assert tiers["login"].ready
+    if tiers["login"].ready:
+        assert tiers["core"].ready and tiers["bootstrap"].ready
+    # Whatever the background does, login is what the core says it is.
+    healthy_background = {**components, **dict.fromkeys(BACKGROUND, "ready")}
+    view.deployments = [workload("Deployment", n, 1 if healthy_background[n] == "ready" else 0)
+                        for n in ("pgbouncer", "alga-core-sebastian", *BACKGROUND)
+                        if healthy_background[n] != "missing"]
+    assert readiness.tiers(view, Verdict(probe_ok, "probe"), False)["login"].ready == \
+        tiers["login"].ready
+
+
+@pytest.fixture
+def app():
+    with HttpsServer(None, {}) as server:
+        yield server
+
+
+@pytest.mark.parametrize(("route", "ready", "phrase"), [
+    (Route(status=200), True, "answered 200"),
+    (Route(status=302, headers={"Location": "/login"}), True, "redirects to /login"),
+    (Route(status=302, headers={"Location": "/msp/dashboard"}), True, "/msp/dashboard"),
+    (Route(status=302, headers={"Location": "http://elsewhere.test/login"}), False,
+     "another host"),
+    (Route(status=503), False, "answered 503"),
+    (Route(status=200, delay=3), False, "did not answer within 0.5 s"),
+])
+def test_login_probe_against_a_real_server(app, route, ready, phrase):
+    app.routes["/"] = route
+    verdict = probe_login(app.url + "/", timeout=0.5)
+    assert verdict.ready is ready and phrase in verdict.reason
+
+
+def test_login_probe_with_nothing_listening():
+    verdict = probe_login("http://127.0.0.1:1/", timeout=0.5)
+    assert not verdict.ready and "not reachable" in verdict.reason
+
+
+def test_flux_fixtures_satisfy_the_flux_crds():
+    view = healthy()
+    failing = flux("GitRepository", "source.toolkit.fluxcd.io/v1", "alga-appliance",
+                   "flux-system", "False", "GitOperationFailed", "dial tcp: i/o timeout")
+    for obj in [*view.gitrepositories, *view.kustomizations, *view.helmreleases, failing]:
+        api_version, validator = crd_validator(obj["kind"])
+        assert obj["apiVersion"] == api_version
+        validator.validate(obj)

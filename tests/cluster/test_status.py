@@ -1,0 +1,295 @@
+"""The status collector through kubectl's interface (fixtures in the real API formats),
+with the login probe against a real HTTP server: every stage of a fresh install and the
+common failures, each asserting the tiers, the rollup and the first blocker."""
+
+import json
+import os
+import time
+from unittest import mock
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support.base import make_host_root
+from support.builders import INSTALLED, event, flux, healthy, job, node, pod, store_for, workload
+from support.cluster import FakeCluster
+from support.crds import crd_validator
+from support.netlab import (
+    HttpsServer,
+    Route,
+)
+from support.scenarios import collect, stage, temporal_worker_crashloop
+
+from host import status
+from host.cluster.alga import BACKGROUND
+from host.cluster.kube import Kube
+from host.core import state
+
+
+@pytest.fixture
+def lab(tmp_path, fake_cluster):
+    make_host_root(tmp_path)
+    with HttpsServer(None, {"/": Route(status=302, headers={"Location": "/msp/dashboard"})}) \
+            as app:
+        state.write(state.SETUP_INPUTS, {"channel": "stable", "app_url": app.url,
+                                         "dns": {"mode": "system"}, "proxy": None,
+                                         "overrides": {}}, tmp_path)
+        state.write(state.INSTALL_STATE, INSTALLED, tmp_path)
+        yield tmp_path, app
+
+
+def ready(snapshot: dict) -> set:
+    return {name for name, tier in snapshot["tiers"].items() if tier["ready"]}
+
+
+def first_blocker(snapshot: dict) -> dict | None:
+    return snapshot["blockers"][0] if snapshot["blockers"] else None
+
+
+def test_before_setup_and_before_k3s_the_install_state_alone_decides(lab):
+    root, _ = lab
+    (root / "etc/alga-appliance/setup-inputs.json").unlink()
+    (root / "var/lib/alga-appliance/install-state.json").unlink()
+    assert collect(root)["rollup"]["state"] == "setup_required"
+    state.write(state.INSTALL_STATE, {**INSTALLED, "status": "running", "current_phase": "k3s",
+                                      "phases": {"preflight": INSTALLED["phases"]["preflight"]}},
+                root)
+    snapshot = collect(root)
+    assert snapshot["rollup"]["state"] == "installing"
+    assert not (root / "kubectl.log").exists()  # no cluster calls before k3s exists
+
+
+@pytest.mark.parametrize(("node_ip", "next_action"), [
+    ("10.0.2.15", "open http://10.0.2.15:8080/setup"),
+    ("127.0.0.1", "connect this node to a network, then open http://<its address>:8080/setup"),
+])
+def test_before_setup_the_next_action_names_the_setup_url_only_with_an_address(
+        lab, monkeypatch, node_ip, next_action):
+    root, _ = lab
+    (root / "etc/alga-appliance/setup-inputs.json").unlink()
+    (root / "var/lib/alga-appliance/install-state.json").unlink()
+    monkeypatch.setattr(status.addresses, "node_ip", lambda: node_ip)
+    assert collect(root)["rollup"]["next_action"] == next_action
+
+
+def test_failed_phase_is_failed_action_required(lab):
+    root, _ = lab
+    failed = json.loads(json.dumps(INSTALLED))
+    failed["status"] = "failed"
+    failed["phases"]["k3s"] = {**failed["phases"]["k3s"], "state": "failed", "failure": {
+        "category": "k3s", "last_action": "x", "log_excerpt": "", "suspected_cause":
+        "the node did not become Ready", "next_step": "check journalctl -u k3s",
+        "support_command": "x"}}
+    state.write(state.INSTALL_STATE, failed, root)
+    rollup = collect(root)["rollup"]
+    assert rollup["state"] == "failed_action_required"
+    assert "k3s" in rollup["message"] and rollup["next_action"] == "check journalctl -u k3s"
+
+
+@pytest.mark.parametrize("k3s_state", ["active", "failed"])
+def test_api_unreachable_is_a_k3s_blocker(lab, monkeypatch, k3s_state):
+    root, _ = lab
+    monkeypatch.setenv("FAKE_KUBE_DOWN", "1")
+    monkeypatch.setenv("FAKE_SYSTEMCTL_IS_ACTIVE", k3s_state)
+    # Long after the boot; and right after it, k3s having failed is no start-up delay.
+    monkeypatch.setattr(status, "uptime_seconds", lambda: 3600.0 if k3s_state == "active"
+                        else 20.0)
+    snapshot = collect(root)
+    assert first_blocker(snapshot)["layer"] == "k3s"
+    assert "unreachable" in first_blocker(snapshot)["reason"]
+    assert snapshot["rollup"]["state"] == "failed_action_required"
+
+
+@pytest.mark.parametrize(("k3s_state", "uptime"), [("activating", 3600.0), ("inactive", 20.0),
+                                                   ("active", 20.0)])
+def test_api_unreachable_while_k3s_starts_after_a_boot_is_a_wait_not_an_alarm(
+        lab, monkeypatch, k3s_state, uptime):
+    root, _ = lab
+    monkeypatch.setenv("FAKE_KUBE_DOWN", "1")
+    monkeypatch.setenv("FAKE_SYSTEMCTL_IS_ACTIVE", k3s_state)
+    monkeypatch.setattr(status, "uptime_seconds", lambda: uptime)
+    snapshot = collect(root)
+    assert snapshot["host"]["k3s_state"] == k3s_state
+    blocker = first_blocker(snapshot)
+    assert (blocker["component"], blocker["severity"]) == ("kubernetes-api", "warning")
+    assert "k3s is starting" in blocker["reason"]
+    assert snapshot["rollup"]["state"] == "installing"
+    assert snapshot["rollup"]["next_action"].startswith("wait")
+
+
+@pytest.mark.parametrize(("name", "tiers", "rollup"), [
+    ("empty", set(), "installing"),
+    ("platform", {"platform"}, "installing"),
+    ("core", {"platform", "core"}, "installing"),
+    ("bootstrap", {"platform", "core", "bootstrap"}, "installing"),
+    ("login", {"platform", "core", "bootstrap", "login"}, "ready_to_log_in"),
+    ("full", {"platform", "core", "bootstrap", "login", "background", "fully_healthy"},
+     "fully_healthy"),
+])
+def test_fresh_install_stages(lab, name, tiers, rollup):
+    root, _ = lab
+    snapshot = collect(root, stage(name))
+    assert ready(snapshot) == tiers
+    assert snapshot["rollup"]["state"] == rollup
+
+
+def test_temporal_worker_crashloop_keeps_login(lab):
+    root, _ = lab
+    snapshot = collect(root, *temporal_worker_crashloop())
+    assert "login" in ready(snapshot)
+    assert snapshot["rollup"]["state"] == "ready_with_background_issues"
+    blocker = first_blocker(snapshot)
+    assert (blocker["component"], blocker["layer"], blocker["blocks_login"]) == (
+        "temporal-worker", "background", False)
+    [worker] = snapshot["components"]["pods"]
+    assert worker["restarts"] == 7 and worker["last_termination"] == "Error"
+    workloads = {w["name"]: w for w in snapshot["components"]["workloads"]}
+    assert workloads["temporal-worker"]["restarts"] == 7
+    assert (workloads["temporal-worker"]["desired"], workloads["temporal-worker"]["ready"]) == (
+        1, 0)
+
+
+def test_email_service_never_scheduled_keeps_login(lab):
+    root, _ = lab
+    view = healthy()
+    view.deployments = [workload("Deployment", "email-service", 0)
+                        if d["metadata"]["name"] == "email-service" else d
+                        for d in view.deployments]
+    pods = [pod("email-service-7f-abc", "ReplicaSet", "email-service-7f", phase="Pending",
+                unschedulable="0/1 nodes are available: 1 Insufficient memory.")]
+    snapshot = collect(root, view, pods)
+    assert "login" in ready(snapshot) and "background" not in ready(snapshot)
+    assert snapshot["rollup"]["state"] == "ready_with_background_issues"
+    assert "Insufficient memory" in first_blocker(snapshot)["reason"]
+
+
+@pytest.mark.parametrize(("change", "component", "layer", "phrase"), [
+    ("image-pull", "alga-core-sebastian", "login", "ImagePullBackOff"),
+    ("bootstrap-failed", "bootstrap", "bootstrap", "failed"),
+    ("pvc-pending", "db", "core", "unbound immediate PersistentVolumeClaims"),
+    ("git-auth", "GitRepository/alga-appliance", "flux", "authentication required"),
+    ("git-network", "GitRepository/alga-appliance", "flux", "i/o timeout"),
+    ("helm-exhausted", "HelmRelease/alga-core", "flux", "install retries exhausted"),
+    ("node-not-ready", "node", "k3s", "no node is Ready"),
+])
+def test_common_failures(lab, change, component, layer, phrase):
+    root, _ = lab
+    view, pods = healthy(), []
+    if change == "image-pull":
+        view.deployments = [workload("Deployment", "alga-core-sebastian", 0)
+                            if d["metadata"]["name"] == "alga-core-sebastian" else d
+                            for d in view.deployments]
+        pods = [pod("alga-core-sebastian-6b7-q", "ReplicaSet", "alga-core-sebastian-6b7",
+                    waiting="ImagePullBackOff")]
+    elif change == "bootstrap-failed":
+        view.jobs, view.helmreleases = [job("alga-core-sebastian-bootstrap-r1", failed=True)], []
+    elif change == "pvc-pending":
+        view.statefulsets = [workload("StatefulSet", "db", 0), view.statefulsets[1]]
+        pods = [pod("db-0", "StatefulSet", "db", phase="Pending", unschedulable=(
+            "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."))]
+    elif change.startswith("git-"):
+        reason, message = (("AuthenticationFailed", "authentication required")
+                           if change == "git-auth"
+                           else ("GitOperationFailed", "dial tcp: i/o timeout"))
+        view.gitrepositories = [flux("GitRepository", "source.toolkit.fluxcd.io/v1",
+                                     "alga-appliance", "flux-system", "False", reason, message)]
+    elif change == "helm-exhausted":
+        view.helmreleases = [flux("HelmRelease", "helm.toolkit.fluxcd.io/v2", "alga-core",
+                                  "alga-system", "False", "InstallFailed",
+                                  "install retries exhausted")]
+        view.jobs = []
+        view.deployments = [d for d in view.deployments
+                            if d["metadata"]["name"] != "alga-core-sebastian"]
+    elif change == "node-not-ready":
+        view.nodes = [node("False")]
+    for obj in [*view.gitrepositories, *view.kustomizations, *view.helmreleases]:
+        crd_validator(obj["kind"])[1].validate(obj)  # the fixtures stay honest
+    snapshot = collect(root, view, pods)
+    blocker = first_blocker(snapshot)
+    assert (blocker["component"], blocker["layer"]) == (component, layer), snapshot["blockers"]
+    assert phrase in blocker["reason"] and blocker["blocks_login"]
+    assert "login" not in ready(snapshot) or layer in ("k3s", "flux")
+    if change == "pvc-pending":  # a warning: often brief while installing
+        assert snapshot["rollup"]["state"] == "installing"
+        assert phrase in snapshot["rollup"]["message"]
+    elif "login" in ready(snapshot):  # the app still answers: usable, with the problem named
+        assert snapshot["rollup"]["state"] == "ready_with_background_issues"
+        assert phrase in snapshot["rollup"]["message"]
+    else:
+        assert snapshot["rollup"]["state"] == "failed_action_required"
+
+
+def test_bootstrap_job_gone_after_its_ttl_is_remembered(lab):
+    root, _ = lab
+    collect(root, healthy())
+    view = healthy()
+    view.jobs, view.helmreleases = [], []
+    snapshot = collect(root, view)
+    assert snapshot["tiers"]["bootstrap"]["ready"] and snapshot["bootstrap_seen"]
+
+
+def test_login_probe_failures(lab):
+    root, app = lab
+    app.routes["/"] = Route(status=503)
+    snapshot = collect(root, healthy())
+    assert "login" not in ready(snapshot) and "answered 503" in snapshot["tiers"]["login"][
+        "reason"]
+    app.routes["/"] = Route(status=200, delay=3)
+    snapshot = collect(root, healthy())
+    assert "did not answer within 1 s" in snapshot["tiers"]["login"]["reason"]
+
+
+def test_flapping_shows_degraded_since_not_installing(lab):
+    root, app = lab
+    first = collect(root, healthy())
+    assert first["rollup"]["state"] == "fully_healthy"
+    app.routes["/"] = Route(status=503)
+    time.sleep(1.1)
+    snapshot = collect(root, healthy())
+    login = snapshot["tiers"]["login"]
+    assert login["degraded"] and login["since"] > first["tiers"]["login"]["since"]
+    assert snapshot["rollup"]["state"] == "failed_action_required"
+    assert f"degraded since {login['since']}" in snapshot["rollup"]["message"]
+
+
+def test_flux_and_events_and_host_facts(lab):
+    root, _ = lab
+    events = [event(f"p{i}", "BackOff", f"back-off {i}", f"2026-11-27T10:00:{i:02d}Z")
+              for i in range(30)]
+    snapshot = collect(root, healthy(), events=events)
+    assert len(snapshot["events"]) == 20 and snapshot["events"][0]["message"] == "back-off 29"
+    assert {f["kind"] for f in snapshot["flux"]} == {"GitRepository", "Kustomization",
+                                                    "HelmRelease"}
+    assert all(f["generation_current"] for f in snapshot["flux"])
+    host = snapshot["host"]
+    assert host["k3s_version"] and host["uptime_seconds"] > 0
+    assert [d["path"] for d in host["disk"]] == ["/var/lib/rancher", "/var/lib/alga-appliance"]
+
+
+def test_due_every_run_until_healthy_then_every_minute(lab):
+    root, _ = lab
+    assert status.due(root)
+    collect(root, stage("core"))
+    assert status.due(root)
+    collect(root, healthy())
+    assert not status.due(root)
+
+
+@settings(max_examples=15)
+@given(st.sampled_from(BACKGROUND), st.sampled_from(["CrashLoopBackOff", "ImagePullBackOff"]))
+def test_a_background_only_failure_never_clears_login(tmp_path_factory, component, reason):
+    root = make_host_root(tmp_path_factory.mktemp("root"))
+    state.write(state.SETUP_INPUTS, {"channel": "stable", "app_url": "http://127.0.0.1:1",
+                                     "dns": {"mode": "system"}, "proxy": None, "overrides": {}},
+                root)
+    state.write(state.INSTALL_STATE, INSTALLED, root)
+    view = healthy()
+    view.deployments = [workload("Deployment", component, 0)
+                        if d["metadata"]["name"] == component else d for d in view.deployments]
+    pods = [pod(f"{component}-1a-x", "ReplicaSet", f"{component}-1a", waiting=reason)]
+    (root / "store.json").write_text(json.dumps(store_for(view, pods)))
+    with mock.patch.dict(os.environ, FakeCluster(root).knobs()):
+        ok = status.take_snapshot(root, Kube(str(root / "k3s.yaml")),
+                            probe=lambda url: status.Verdict(True, "200"))
+    assert ok["tiers"]["login"]["ready"] and not ok["tiers"]["background"]["ready"]
+    assert all(not b["blocks_login"] for b in ok["blockers"])

@@ -1,0 +1,590 @@
+"""The console: the first-boot banner (rendered, and its addresses read from real
+interfaces in a network namespace), and the setup fallback driven in real terminals, the
+full-screen TUI in tmux at 80x24 and the plain mode through a pty, with real preflight runs
+behind the progress screens. A parity table holds the console to the web API's results."""
+
+import io
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pexpect
+import pytest
+import requests
+from click.testing import CliRunner
+from support.base import FAKES, ROOT, make_host_root, serve_wsgi
+from support.docs import CAPTURE_NAMES, CAPTURES
+from support.netlab import (
+    free_loopback_address,
+)
+
+from host import cli
+from host.console import app, banner
+from host.core import paths, spool, state, token
+from host.net import addresses as netinfo
+from host.setup import engine
+from host.setup.inputs import InputErrors, parse_setup_inputs
+from host.web import make_app
+
+ROLLUP_STATES = ("setup_required", "installing", "failed_action_required", "ready_to_log_in",
+                 "ready_with_background_issues", "fully_healthy")
+TOKEN = "tok-3xAmPlE_abcdefghijklmnopqrstuvwx"
+# Screens and transcripts for docs/admin-guide.md, which ci/screenshots.sh embeds
+# (CAPTURES, CAPTURE_NAMES: support.docs).
+DOC_NODE_IP = "192.0.2.2"  # a documentation address in place of this machine's
+
+
+@pytest.fixture
+def lab(preflight_lab):
+    """The release-repository lab of support.preflight_lab."""
+    return preflight_lab
+
+
+def keep_capture(name: str, text: str) -> None:
+    assert name in CAPTURE_NAMES
+    text = text.replace(netinfo.node_ip(), DOC_NODE_IP).replace(TOKEN, "<token>")
+    CAPTURES.mkdir(parents=True, exist_ok=True)
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").splitlines()]
+    (CAPTURES / f"{name}.txt").write_text("\n".join(lines).strip("\n") + "\n")
+
+
+# --- the banner --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ips", [[], ["192.0.2.10"], ["192.0.2.10", "198.51.100.7"]])
+@pytest.mark.parametrize("rollup", ROLLUP_STATES)
+def test_banner_for_each_address_count_and_rollup_state(ips, rollup):
+    current = {"state": rollup, "message": "" if rollup == "setup_required" else
+               f"the {rollup} message", "next_action": "do the next thing"}
+    text = banner.render(ips, current, TOKEN)
+    assert banner.HEADLINES[rollup] in text
+    page = "setup" if rollup in ("setup_required", "failed_action_required") else "status"
+    for ip in ips:
+        assert f"  http://{ip}:8080/{page}\n" in text
+    if not ips:
+        assert "no network address yet" in text and "/etc/netplan/" in text
+        assert "http://" not in text
+    assert f"Setup token: {TOKEN}\n" in text
+    assert "sudo alga-appliance console" in text
+    assert "journalctl -u 'alga-appliance*'" in text and "/var/log/alga-appliance/" in text
+    if rollup != "setup_required":
+        assert f"the {rollup} message" in text and "Next: do the next thing" in text
+    assert all(len(line) <= 80 for line in text.splitlines())
+    if rollup == "setup_required":
+        assert "Ubuntu is installed" in text and "waiting for your input" in text
+        assert "Next:" not in text  # the setup URL is the next step, and it is shown
+        if ips == ["192.0.2.10"]:
+            keep_capture("banner", text)
+
+
+def test_banner_escapes_backslashes_for_agetty():
+    text = banner.render([], {"state": "failed_action_required", "message": r"C:\temp \4",
+                              "next_action": ""}, TOKEN)
+    assert r"C:\\temp \\4" in text  # agetty would expand \4 into an address
+
+
+def in_namespace(code: str, namespace: str) -> str:
+    return subprocess.run(["ip", "netns", "exec", namespace, sys.executable, "-c", code],
+                          capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout.strip()
+
+
+@pytest.fixture
+def namespace():
+    name = f"alga-banner-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=True)
+
+
+def add_interface(namespace: str, name: str, address: str) -> None:
+    """An interface with `address` (a veth pair inside the namespace: this kernel may have
+    no dummy driver; the peer stays without an address)."""
+    for argv in (["link", "add", name, "type", "veth", "peer", "name", f"p{name}"[:15]],
+                 ["addr", "add", address, "dev", name], ["link", "set", name, "up"]):
+        subprocess.run(["ip", "-n", namespace, *argv], check=True)
+
+
+def test_banner_addresses_come_from_the_nodes_own_interfaces(namespace):
+    read = "from host.net import addresses; print(','.join(addresses.node_addresses()))"
+    assert in_namespace(read, namespace) == ""  # loopback only: no address
+    add_interface(namespace, "ens3", "192.0.2.10/24")
+    assert in_namespace(read, namespace) == "192.0.2.10"
+    add_interface(namespace, "cni0", "10.42.0.1/24")  # k3s's own bridges are not the node's
+    add_interface(namespace, "flannel.1", "10.42.0.0/32")
+    add_interface(namespace, "ens4", "198.51.100.7/24")
+    assert in_namespace(read, namespace) == "192.0.2.10,198.51.100.7"
+
+
+def test_banner_update_writes_a_private_issue_file_and_reloads_agetty_on_change(
+        tmp_path, monkeypatch):
+    make_host_root(tmp_path)
+    monkeypatch.setenv(paths.ROOT_ENV, str(tmp_path))
+    monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_AGETTY_LOG", str(tmp_path / "agetty.log"))
+    secret = token.ensure_token(tmp_path, owner=os.environ.get("USER", "root"))
+    first = CliRunner().invoke(cli.main, ["console-banner"])
+    assert first.exit_code == 0 and first.output == "console banner updated\n"
+    assert secret not in first.output  # the journal keeps this output
+    issue = tmp_path / paths.ISSUE_FILE.lstrip("/")
+    assert issue.stat().st_mode & 0o777 == 0o600
+    assert f"Setup token: {secret}" in issue.read_text()
+    assert banner.HEADLINES["setup_required"] in issue.read_text()
+    again = CliRunner().invoke(cli.main, ["console-banner"])
+    assert again.output == "console banner unchanged\n"
+    assert (tmp_path / "agetty.log").read_text() == "--reload\n"  # only for the change
+    state.write(state.INSTALL_STATE, {"status": "running", "current_phase": "k3s",
+                                      "updated_at": "2026-11-27T10:00:00Z", "phases": {}},
+                tmp_path)
+    assert CliRunner().invoke(cli.main, ["console-banner"]).output == "console banner updated\n"
+    assert banner.HEADLINES["installing"] in issue.read_text()
+    assert (tmp_path / "agetty.log").read_text() == "--reload\n--reload\n"
+
+
+@pytest.mark.parametrize(("term", "tty", "plain"), [
+    ("dumb", "/dev/pts/0", True), ("", "/dev/tty1", True), ("linux", "/dev/tty1", False),
+    ("linux", "/dev/ttyS0", True), ("vt100", "/dev/ttyS0", True), ("vt220", "/dev/hvc0", True),
+    ("xterm-256color", "/dev/ttyS0", False), ("xterm-256color", "/dev/pts/3", False),
+    ("xterm", None, True),
+])
+def test_plain_mode_is_chosen_for_serial_and_dumb_terminals(term, tty, plain):
+    assert app.plain_wanted(term, tty) is plain
+
+
+# --- the setup fallback in real terminals ------------------------------------------------
+
+
+def console_command(root: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "host", "--root", str(root), "console", *extra]
+
+
+def console_env(term: str) -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "TERM": term, "LANG": "C.UTF-8"}
+
+
+class Tmux:
+    """A real terminal: tmux at 80x24 on a private server, read with capture-pane."""
+
+    def __init__(self, argv: list[str], env: dict):
+        self.socket = f"alga-console-{uuid.uuid4().hex[:8]}"
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()
+                           if k in ("PYTHONPATH", "PATH", "LANG", paths.ROOT_ENV))
+        script = f"export {exports}; {shlex.join(argv)}; echo EXIT=$?; sleep 600"
+        self.tmux("new-session", "-d", "-x", "80", "-y", "24", "-s", "console",
+                  f"TERM={env['TERM']} sh -c {shlex.quote(script)}")
+
+    def tmux(self, *argv: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *argv], capture_output=True,
+                              text=True, check=True).stdout
+
+    def keys(self, *keys: str) -> None:
+        for key in keys:
+            self.tmux("send-keys", "-t", "console", key)
+            time.sleep(0.15)
+
+    def type(self, text: str) -> None:
+        self.tmux("send-keys", "-t", "console", "-l", text)
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", "console")
+
+    def wait_for(self, text: str, timeout: float = 15) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if text in screen:
+                return screen
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} never appeared; the screen:\n{self.screen()}")
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+
+
+@pytest.fixture
+def console_root(tmp_path, monkeypatch):
+    make_host_root(tmp_path, paths.SPOOL_DIR)
+    # As on Ubuntu: resolv.conf names systemd-resolved's stub, which forwards to what DHCP gave.
+    (tmp_path / "etc/resolv.conf").write_text("nameserver 127.0.0.53\n")
+    (tmp_path / "run/systemd/resolve").mkdir(parents=True)
+    (tmp_path / "run/systemd/resolve/resolv.conf").write_text("nameserver 192.0.2.53\n")
+    monkeypatch.setenv(paths.ROOT_ENV, str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture
+def tui():
+    opened = []
+
+    def start(root: Path) -> Tmux:
+        terminal = Tmux(console_command(root), console_env("xterm-256color"))
+        opened.append(terminal)
+        terminal.wait_for("Release channel")
+        return terminal
+
+    yield start
+    for terminal in opened:
+        terminal.close()
+
+
+def spooled(root: Path) -> dict | None:
+    request_file = spool.spool_file(spool.SETUP, root)
+    return json.loads(request_file.read_text())["answers"] if request_file.exists() else None
+
+
+def default_app_url() -> str:
+    return parse_setup_inputs({}, netinfo.node_ip())["app_url"]
+
+
+NEXT = ("Tab", "Tab", "Enter")  # from the first of two choices to Next, and press it
+
+
+def test_tui_setup_with_defaults(console_root, tui):
+    terminal = tui(console_root)
+    screen = terminal.screen()
+    assert "(X) stable (recommended)" in screen and "nightly - TESTING only" in screen
+    assert "Esc: back" in screen and "F10: cancel" in screen
+    terminal.keys(*NEXT)
+    terminal.wait_for(f"> {default_app_url()}")
+    terminal.keys("Enter")
+    screen = terminal.wait_for("This network's resolvers: 192.0.2.53")
+    assert "(X) this network's resolvers (recommended)" in screen
+    for title in ("HTTP proxy", "Support overrides"):
+        terminal.keys(*NEXT)
+        terminal.wait_for(title)
+    terminal.keys(*NEXT)
+    screen = terminal.wait_for("Review")
+    assert "Channel           stable" in screen and f"App address       {default_app_url()}" \
+        in screen
+    assert spooled(console_root) is None
+    terminal.keys("Enter")  # Start setup has the focus
+    terminal.wait_for("Waiting for setup to start")
+    assert spooled(console_root) == {"channel": "stable", "app_url": default_app_url(),
+                                     "dns_mode": "system"}
+
+
+def test_tui_custom_dns_shows_the_apis_error_then_takes_a_valid_list(console_root, tui):
+    terminal = tui(console_root)
+    terminal.keys(*NEXT)
+    terminal.wait_for("App address")
+    terminal.keys("Enter")
+    terminal.wait_for("DNS")
+    terminal.keys("Down", "Enter")  # custom
+    keep_capture("tui-dns", terminal.wait_for("Warning: If your network uses Active"))
+    terminal.keys("Tab", "Enter")  # Next: the servers question
+    terminal.wait_for("DNS servers, separated by commas")
+    terminal.type("8.8.8.999")
+    terminal.keys("Enter")
+    expected = api_error({"dns_mode": "custom", "dns_servers": "8.8.8.999"}, "dns_servers")
+    terminal.wait_for(f"Error: {expected}")
+    terminal.keys(*["BSpace"] * 9)
+    terminal.type("8.8.8.8,8.8.4.4")
+    terminal.keys("Enter")
+    terminal.wait_for("HTTP proxy")
+    terminal.keys(*NEXT)
+    terminal.keys(*NEXT)
+    assert "custom servers: 8.8.8.8, 8.8.4.4" in terminal.wait_for("Review")
+
+
+def test_tui_proxy_is_asked_and_its_password_hidden_in_the_review(console_root, tui):
+    terminal = tui(console_root)
+    terminal.keys(*NEXT)
+    terminal.keys("Enter")
+    terminal.wait_for("This network's resolvers")
+    terminal.keys(*NEXT)
+    terminal.wait_for("HTTP proxy")
+    terminal.keys("Down", "Enter", "Tab", "Enter")  # yes, Next
+    terminal.wait_for("Proxy URL")
+    terminal.type("http://ops:s3cret@proxy.corp:3128")
+    terminal.keys("Enter")
+    terminal.wait_for("Also bypass the proxy")
+    terminal.type("corp.example")
+    terminal.keys("Enter")
+    terminal.wait_for("Support overrides")
+    terminal.keys(*NEXT)
+    screen = terminal.wait_for("Review")
+    assert "http://ops:hidden@proxy.corp:3128" in screen and "s3cret" not in screen
+    terminal.keys("Enter")
+    terminal.wait_for("Waiting for setup to start")
+    assert spooled(console_root)["proxy_url"] == "http://ops:s3cret@proxy.corp:3128"
+    assert spooled(console_root)["no_proxy"] == "corp.example"
+
+
+def test_tui_back_and_cancel_leave_nothing_behind(console_root, tui):
+    terminal = tui(console_root)
+    terminal.keys(*NEXT)
+    terminal.wait_for("App address")
+    terminal.keys("Escape")
+    terminal.wait_for("Release channel")
+    terminal.keys(*NEXT)
+    terminal.wait_for("App address")
+    terminal.keys("Tab", "Tab", "Enter")  # the Back button
+    terminal.wait_for("Release channel")
+    terminal.keys("F10")
+    terminal.wait_for("EXIT=130")
+    assert spooled(console_root) is None
+
+
+def test_tui_progress_screen_follows_a_real_preflight_failure(lab, tui, monkeypatch):
+    make_host_root(lab.root, paths.SPOOL_DIR)
+    monkeypatch.setenv(paths.ROOT_ENV, str(lab.root))
+    lab.configure(resolver=free_loopback_address())  # no resolver answers there
+    terminal = tui(lab.root)
+    terminal.keys(*NEXT, "Enter")
+    terminal.wait_for("This network's resolvers")
+    for _ in range(3):
+        terminal.keys(*NEXT)
+    terminal.wait_for("Review")
+    terminal.keys("Enter")
+    terminal.wait_for("Waiting for setup to start")
+    accept_setup(monkeypatch, lab.root)
+    assert engine.run_phase("preflight", lab.root) == engine.EXIT_FAILED
+    screen = terminal.wait_for("FAILED: Preflight checks [dns]")
+    assert "[!] Preflight checks" in screen
+    assert "Nothing on this machine has been changed" in screen
+    assert "Retry:           safe" in screen
+    terminal.keys("Enter")
+    terminal.wait_for("EXIT=1")
+
+
+def accept_setup(monkeypatch, root: Path) -> None:
+    """What the .path unit does with the spooled request (systemctl is the stand-in)."""
+    monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(root / "systemctl.log"))
+    result = CliRunner().invoke(cli.main, ["accept-setup"])
+    assert result.exit_code == 0 and "started" in result.output, result.output
+
+
+def api_error(answers: dict, field: str) -> str:
+    try:
+        parse_setup_inputs(answers, netinfo.node_ip())
+    except InputErrors as exc:
+        return next(e.message for e in exc.errors if e.field == field)
+    raise AssertionError(f"{answers} is valid")
+
+
+# --- plain mode through a pty --------------------------------------------------------------
+
+
+def plain(root: Path, term: str = "vt100") -> pexpect.spawn:
+    """The console in plain mode: chosen by itself on a dumb terminal, else by --plain."""
+    command = console_command(root, *([] if term == "dumb" else ["--plain"]))
+    child = pexpect.spawn(command[0], command[1:], env=console_env(term), encoding="utf-8",
+                          timeout=15, dimensions=(24, 80))
+    child.logfile_read = io.StringIO()  # the whole transcript, typed replies echoed
+    child.expect_exact("Release channel")
+    return child
+
+
+def replies_for(answers: dict) -> list[str]:
+    """The replies that give `answers`, in the order the console asks."""
+    replies = [answers.get("channel", ""), answers.get("app_url", ""),
+               answers.get("dns_mode", "")]
+    if answers.get("dns_mode") == "custom":
+        replies.append(answers["dns_servers"])
+    replies.append("yes" if "proxy_url" in answers else "no")
+    if "proxy_url" in answers:
+        replies += [answers["proxy_url"], answers.get("no_proxy", "")]
+    overrides = "repo_url" in answers or "branch" in answers
+    replies.append("yes" if overrides else "no")
+    if overrides:
+        replies += [answers.get("repo_url", ""), answers.get("branch", "")]
+    return replies
+
+
+def answer_all(child: pexpect.spawn, replies: list[str]) -> str:
+    """Send each reply at its prompt; returns everything the console printed."""
+    for reply in replies:
+        child.expect(r"\]: ")
+        child.sendline(reply)
+    return child.before or ""
+
+
+def assert_plain_text(transcript: str) -> None:
+    assert "\x1b" not in transcript  # no escape sequences at all
+    assert transcript.isascii()
+
+
+def test_plain_setup_with_defaults(console_root):
+    child = plain(console_root, term="xterm")
+    answer_all(child, replies_for({}))
+    child.expect_exact("Start setup? yes/back [yes]: ")
+    review = child.before
+    assert f"App address       {default_app_url()}" in review
+    assert "this network's resolvers (192.0.2.53)" in review
+    child.sendline("")
+    child.expect_exact("Waiting for setup to start...")
+    assert spooled(console_root) == {"channel": "stable", "app_url": default_app_url(),
+                                     "dns_mode": "system"}
+    child.terminate(force=True)
+
+
+def test_plain_is_chosen_by_itself_on_a_dumb_terminal_and_prints_no_escapes(console_root):
+    child = plain(console_root, term="dumb")
+    transcript = child.before
+    child.sendline("nightly")
+    child.expect_exact("Warning: Nightly builds are untested.")
+    transcript += child.before + child.after
+    child.sendline("cancel")
+    child.expect(pexpect.EOF)
+    transcript += child.before
+    assert_plain_text(transcript)
+    assert "Cancelled: nothing was started." in transcript
+    child.close()
+    assert child.exitstatus == 130 and spooled(console_root) is None
+
+
+def test_plain_custom_dns_error_then_valid(console_root):
+    child = plain(console_root)
+    answer_all(child, ["", "", "custom"])
+    child.expect_exact("Warning: If your network uses Active Directory-integrated")
+    child.expect(r"\]: ")
+    child.sendline("8.8.8.999")
+    message = api_error({"dns_mode": "custom", "dns_servers": "8.8.8.999"}, "dns_servers")
+    child.expect_exact(f"Error: {message}")
+    child.expect(r"\]: ")
+    child.sendline("8.8.8.8,8.8.4.4")
+    answer_all(child, ["no", "no"])
+    child.expect_exact("Start setup? yes/back [yes]: ")
+    assert "custom servers: 8.8.8.8, 8.8.4.4" in child.before
+    assert_plain_text(child.before)
+    keep_capture("plain-custom-dns", child.logfile_read.getvalue())
+    child.sendline("yes")
+    child.expect_exact("Waiting for setup to start...")
+    assert spooled(console_root)["dns_servers"] == "8.8.8.8,8.8.4.4"
+    child.terminate(force=True)
+
+
+def test_plain_proxy_and_back_navigation(console_root):
+    child = plain(console_root)
+    answer_all(child, ["nightly", "back"])  # back from the app address to the channel
+    child.expect_exact("Release channel")
+    answer_all(child, ["stable", "psa.example.com", "system", "yes",
+                       "http://proxy.corp:3128", "corp.example", "no"])
+    child.expect_exact("Start setup? yes/back [yes]: ")
+    assert "nightly" not in child.before.split("Review")[1]
+    child.sendline("back")  # from the review, through the questions again
+    child.expect_exact("Release channel")
+    answer_all(child, [""] * 7)
+    child.expect_exact("Start setup?")
+    child.sendline("yes")
+    child.expect_exact("Waiting for setup to start...")
+    assert spooled(console_root) == {"channel": "stable", "app_url": "psa.example.com",
+                                     "dns_mode": "system",
+                                     "proxy_url": "http://proxy.corp:3128",
+                                     "no_proxy": "corp.example"}
+    child.terminate(force=True)
+
+
+def test_plain_progress_follows_real_preflight_runs_to_failure(lab, monkeypatch):
+    make_host_root(lab.root, paths.SPOOL_DIR)
+    monkeypatch.setenv(paths.ROOT_ENV, str(lab.root))
+    lab.configure(resolver=free_loopback_address())
+    child = plain(lab.root)
+    answer_all(child, replies_for({}))
+    child.expect_exact("Start setup?")
+    child.sendline("yes")
+    child.expect_exact("Waiting for setup to start...")
+    accept_setup(monkeypatch, lab.root)
+    assert engine.run_phase("preflight", lab.root) == engine.EXIT_FAILED
+    child.expect_exact("FAILED: Preflight checks [dns]")
+    child.expect(pexpect.EOF)
+    transcript = child.before
+    assert "Nothing on this machine has been changed" in transcript
+    assert "Retry:           safe" in transcript
+    assert "FAIL dns.github.com" in transcript
+    assert_plain_text(transcript)
+    child.close()
+    assert child.exitstatus == 1
+
+
+def test_console_follows_a_setup_already_running_instead_of_starting_another(console_root):
+    spool.submit(spool.SETUP, {"answers": {}, "submitted_at": "2026-11-27T10:00:00Z"},
+                 console_root)  # from the web
+    child = pexpect.spawn(sys.executable, console_command(console_root, "--plain")[1:],
+                          env=console_env("vt100"), encoding="utf-8", timeout=15)
+    child.expect_exact("Setup is already under way (a setup request is already waiting")
+    child.expect_exact("Waiting for setup to start...")
+    running = {"status": "running", "current_phase": "k3s",
+               "updated_at": "2026-11-27T10:00:00Z", "phases": {"k3s": {
+                   "state": "running", "started_at": "2026-11-27T10:00:00Z",
+                   "finished_at": None, "last_action": "starting k3s", "failure": None}}}
+    state.write(state.INSTALL_STATE, running, console_root)
+    child.expect_exact("[>] Install k3s - starting k3s")
+    assert "Release channel" not in child.before
+    child.terminate(force=True)
+
+
+# --- parity with the web API -------------------------------------------------------------
+
+VALID_SETS = [
+    {},
+    {"channel": "nightly", "app_url": "psa.example.com", "dns_mode": "custom",
+     "dns_servers": "1.1.1.1, 9.9.9.9"},
+    {"app_url": "https://psa.example.com", "proxy_url": "http://u:p@proxy.corp:3128",
+     "no_proxy": "corp.example, 10.0.0.0/8"},
+    {"repo_url": "https://github.com/example/alga-psa", "branch": "support/fix-1"},
+]
+INVALID_SETS = [
+    ("app_url", {"app_url": "ftp://psa.example.com"}),
+    ("dns_servers", {"dns_mode": "custom", "dns_servers": "300.1.1.1"}),
+    ("proxy_url", {"proxy_url": "socks5://proxy.corp:1080"}),
+    ("branch", {"branch": "a..b"}),
+]
+
+
+@pytest.fixture
+def web(console_root):
+    secret = token.ensure_token(console_root, owner=os.environ.get("USER", "root"))
+    with serve_wsgi(make_app(console_root)) as url:
+        yield url, {"Authorization": f"Bearer {secret}"}
+
+
+def recorded_inputs(monkeypatch, root: Path) -> bytes:
+    accept_setup(monkeypatch, root)
+    written = state.SETUP_INPUTS.path(root)
+    data = written.read_bytes()
+    written.unlink()
+    return data
+
+
+@pytest.mark.parametrize("answers", VALID_SETS)
+def test_web_and_console_write_byte_identical_setup_inputs(console_root, web, monkeypatch,
+                                                           answers):
+    url, auth = web
+    web_answers = {"channel": "stable", "app_url": default_app_url(), "dns_mode": "system",
+                   **answers}
+    assert requests.post(f"{url}/api/setup", json=web_answers, headers=auth,
+                         timeout=5).status_code == 202
+    from_web = recorded_inputs(monkeypatch, console_root)
+    child = plain(console_root)
+    answer_all(child, replies_for(answers))
+    child.expect_exact("Start setup?")
+    child.sendline("yes")
+    child.expect_exact("Waiting for setup to start...")
+    child.terminate(force=True)
+    assert recorded_inputs(monkeypatch, console_root) == from_web
+
+
+@pytest.mark.parametrize(("field", "answers"), INVALID_SETS)
+def test_web_and_console_give_the_same_error_messages(console_root, web, field, answers):
+    url, auth = web
+    response = requests.post(f"{url}/api/setup/validate", json=answers, headers=auth,
+                             timeout=5)
+    assert response.status_code == 422
+    [message] = [f["message"] for f in response.json()["fields"] if f["field"] == field]
+    child = plain(console_root)
+    replies = replies_for(answers)
+    invalid_at = replies.index(answers[field])
+    answer_all(child, replies[:invalid_at + 1])
+    child.expect_exact(f"Error: {message}\r\n")
+    child.sendline("cancel")
+    child.expect(pexpect.EOF)

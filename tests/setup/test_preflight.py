@@ -1,0 +1,250 @@
+"""Preflight against real servers: DNS, HTTPS with a test CA, a CONNECT proxy, and a
+network namespace for a node that can only reach the proxy. Each scenario must fail
+exactly the expected checks, with the right classification."""
+
+import dataclasses
+import email.utils
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from support.base import ROOT
+from support.netlab import (
+    ConnectProxy,
+    DnsServer,
+    NetNamespace,
+    Route,
+    free_loopback_address,
+)
+from support.preflight_lab import proxy_inputs
+from support.releases import (
+    CHANNEL,
+    CHANNEL_PATH,
+    DNS_NAMES,
+    FLUX_INSTALL_PATH,
+    K3S_SUMS_PATH,
+    MANIFEST_PATH,
+)
+
+from host.core import state
+from host.setup import preflight
+
+DNS_CHECKS = {f"dns.{name}" for name in DNS_NAMES}
+HTTPS_CHECKS = {"github.channel", "github.manifest", "ghcr", "k3s.release", "flux.release"}
+
+
+@pytest.fixture
+def lab(preflight_lab):
+    """The release-repository lab of support.preflight_lab."""
+    return preflight_lab
+
+
+def test_all_pass_and_the_release_is_selected(lab):
+    failed, failure, checks = lab.run()
+    assert failed == set() and failure is None
+    assert checks["github.manifest"]["message"] == "release 1.0: app 1.0 from main"
+    selected = state.read(state.SELECTED_RELEASE, lab.root)
+    assert (selected["release_version"], selected["repo_branch"], selected["source_ref"]) == (
+        "1.0", "release/1.0.0", "main")
+    # Resolution went through the resolver setup will use, for every name.
+    assert {name for name, _ in lab.dns.queries} == set(DNS_NAMES)
+
+
+def test_custom_dns_mode_resolves_everything_through_the_admins_resolvers(lab):
+    names = {**{n: ["127.0.0.1"] for n in DNS_NAMES}, "github.test": ["127.0.0.1"],
+             "ghcr.test": ["127.0.0.1"]}
+    with DnsServer(free_loopback_address(), names) as custom:
+        # The HTTPS endpoints are names only the custom resolver knows.
+        lab.configure(dns_mode="custom", resolver=custom.address,
+                      github_base=lab.github.url.replace("127.0.0.1", "github.test"),
+                      ghcr_base=lab.ghcr.url.replace("127.0.0.1", "ghcr.test"))
+        (lab.root / "etc/resolv.conf").write_text("nameserver 127.0.0.53\n")
+        failed, _, checks = lab.run()
+    assert failed == set(), checks
+    assert {"github.test", "ghcr.test"} <= {name for name, _ in custom.queries}
+    assert checks["dns.resolvers"]["status"] == "pass"
+
+
+def test_resolved_stub_alone_is_a_warning(lab):
+    stub = DnsServer("127.0.0.53", {n: ["127.0.0.1"] for n in DNS_NAMES})
+    try:
+        stub.__enter__()
+    except OSError as exc:  # a real systemd-resolved on this machine
+        pytest.skip(f"127.0.0.53:53 is taken: {exc}")
+    try:
+        lab.configure(resolver="127.0.0.53")
+        failed, _, checks = lab.run()
+    finally:
+        stub.__exit__(None, None, None)
+    assert failed == set() and checks["dns.resolvers"]["status"] == "warn"
+
+
+@pytest.mark.parametrize("behaviour", ["servfail", "nxdomain"])
+def test_dns_down(lab, behaviour):
+    records = {} if behaviour == "nxdomain" else {n: ["127.0.0.1"] for n in DNS_NAMES}
+    with DnsServer(free_loopback_address(), records,
+                   behaviour="answer" if behaviour == "nxdomain" else behaviour) as broken:
+        lab.configure(resolver=broken.address)
+        failed, failure, checks = lab.run()
+    assert failed == DNS_CHECKS
+    assert failure["category"] == "dns"
+    assert behaviour.upper() in checks["dns.ghcr.io"]["message"]
+
+
+def test_github_answers_but_ghcr_is_blocked(lab):
+    lab.configure(ghcr_base="https://127.0.0.1:1")  # nothing listens there
+    failed, failure, _ = lab.run()
+    assert failed == {"ghcr"} and failure["category"] == "network"
+    assert failure["suspected_cause"].startswith("ghcr: cannot reach https://127.0.0.1:1/v2/")
+
+
+@pytest.mark.parametrize(("route", "phrase"), [
+    (None, "not found"),
+    (Route(body="{not json"), "is not valid JSON"),
+    (Route(body={**CHANNEL, "releaseVersion": None, "updatedAt": None}),
+     "no release is published on the stable channel"),
+])
+def test_channel_file_problems(lab, route, phrase):
+    if route is None:
+        del lab.github.routes[CHANNEL_PATH]
+    else:
+        lab.github.routes[CHANNEL_PATH] = route
+    failed, failure, checks = lab.run()
+    assert failed == {"github.channel", "github.manifest"}
+    assert failure["category"] == "github-release-source"
+    assert phrase in checks["github.channel"]["message"]
+
+
+def test_manifest_missing_on_the_ref(lab):
+    del lab.github.routes[MANIFEST_PATH]
+    failed, failure, checks = lab.run()
+    assert failed == {"github.manifest"} and failure["category"] == "github-release-source"
+    assert "release manifest 1.0 not found" in checks["github.manifest"]["message"]
+    assert state.read(state.SELECTED_RELEASE, lab.root) is None
+
+
+def test_slow_endpoint_hits_its_timeout(lab, monkeypatch):
+    quick = tuple(dataclasses.replace(c, timeout=0.5) if c.id == "ghcr" else c
+                  for c in preflight.HOST_AND_NETWORK_CHECKS)
+    monkeypatch.setattr(preflight, "HOST_AND_NETWORK_CHECKS", quick)
+    lab.ghcr.routes["/v2/"] = Route(status=401, delay=3)
+    failed, failure, checks = lab.run()
+    assert failed == {"ghcr"} and failure["category"] == "network"
+    assert "did not answer within 0.5 s" in checks["ghcr"]["message"]
+
+
+@pytest.mark.parametrize(("skew", "status"), [(0, "pass"), (120, "warn"), (3600, "fail")])
+def test_clock_skew_against_the_servers_date(lab, skew, status):
+    server_time = email.utils.formatdate(time.time() + skew, usegmt=True)
+    for path in (K3S_SUMS_PATH, FLUX_INSTALL_PATH):
+        lab.github.routes[path] = dataclasses.replace(lab.github.routes[path],
+                                                      headers={"Date": server_time})
+    failed, failure, checks = lab.run()
+    assert checks["clock"]["status"] == status, checks["clock"]
+    assert failed == ({"clock"} if status == "fail" else set())
+    if status == "fail":
+        assert failure["category"] == "network" and "enable NTP" in failure["next_step"]
+
+
+def test_port_held_by_another_program_fails(lab):
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            holder.bind(("0.0.0.0", 10250))
+        except OSError:
+            pytest.skip("port 10250 is in use on this machine")
+        holder.listen()
+        failed, failure, checks = lab.run()
+    assert failed == {"ports"} and failure["category"] == "network"
+    assert "10250 (held by " in checks["ports"]["message"]
+
+
+def test_too_little_disk_fails_as_storage(lab):
+    rancher = lab.root / "var/lib/rancher"
+    rancher.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(rancher)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        failed, failure, checks = lab.run()
+    finally:
+        subprocess.run(["umount", str(rancher)], check=True)
+    assert failed == {"disk.rancher"} and failure["category"] == "storage"
+    assert "0.1 GiB free for /var/lib/rancher; at least 15.0 GiB is needed" in (
+        checks["disk.rancher"]["message"])
+
+
+def test_proxy_needing_authentication(lab):
+    hosts = {"github.test": "127.0.0.1", "ghcr.test": "127.0.0.1"}
+    github = lab.github.url.replace("127.0.0.1", "github.test")
+    ghcr = lab.ghcr.url.replace("127.0.0.1", "ghcr.test")
+    with ConnectProxy(credentials=("svc", "s3cret"), hosts=hosts) as proxy:
+        lab.configure(proxy=proxy_inputs(proxy), github_base=github, ghcr_base=ghcr)
+        failed, failure, checks = lab.run()
+        assert failed == {"proxy"} | HTTPS_CHECKS
+        assert failure["category"] == "network"
+        assert "authentication (407)" in checks["proxy"]["message"]
+        lab.configure(proxy=proxy_inputs(proxy, "svc:s3cret@"), github_base=github,
+                      ghcr_base=ghcr)
+        failed, _, _ = lab.run()
+        assert failed == set()
+        assert ("github.test", lab.github.port) in proxy.tunnels
+
+
+def test_proxy_required_on_a_node_that_only_reaches_the_proxy(lab, tmp_path):
+    """The node sits in its own network namespace; only the proxy (and the resolver) on the
+    host side of its link are reachable."""
+    hosts = {"github.test": "127.0.0.1", "ghcr.test": "127.0.0.1"}
+    github = lab.github.url.replace("127.0.0.1", "github.test")
+    ghcr = lab.ghcr.url.replace("127.0.0.1", "ghcr.test")
+    with NetNamespace() as node, \
+            DnsServer(node.host_address, {n: ["127.0.0.1"] for n in DNS_NAMES}) as dns, \
+            ConnectProxy(address=node.host_address, hosts=hosts) as proxy:
+        def run_on_node():
+            command = [sys.executable, "-m", "host", "--root", str(lab.root), "phase",
+                       "preflight"]
+            env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin"}
+            done = node.run(command, env=env, timeout=120)
+            report = state.read(state.PREFLIGHT_REPORT, lab.root)
+            assert report is not None, done.stderr
+            return done, {c["id"] for c in report["checks"] if c["status"] == "fail"}
+
+        lab.configure(resolver=dns.address, github_base=github, ghcr_base=ghcr)
+        done, failed = run_on_node()
+        assert done.returncode == 1 and failed == HTTPS_CHECKS, done.stderr
+        failure = state.read(state.INSTALL_STATE, lab.root)["phases"]["preflight"]["failure"]
+        assert failure["category"] == "network"
+        assert "failed [network]" in done.stderr
+
+        lab.configure(resolver=dns.address, github_base=github, ghcr_base=ghcr,
+                      proxy=proxy_inputs(proxy))
+        done, failed = run_on_node()
+        assert done.returncode == 0 and failed == set(), done.stderr
+        assert json.loads((lab.root / "var/lib/alga-appliance/selected-release.json")
+                          .read_text())["release_version"] == "1.0"
+
+
+def test_setup_inputs_changes_rerun_preflight(lab):
+    assert lab.run()[0] == set()
+    del lab.github.routes[MANIFEST_PATH]
+    assert lab.run()[0] == set()  # inputs unchanged: skipped, not re-checked
+    record = state.read(state.INSTALL_STATE, lab.root)["phases"]["preflight"]
+    assert record["state"] == "skipped"
+    lab.configure(dns_mode="custom")
+    assert lab.run()[0] == {"github.manifest"}
+
+
+def test_no_check_touches_the_host(lab):
+    before = sorted(p.relative_to(lab.root) for p in lab.root.rglob("*"))
+    lab.run()
+    after = sorted(p.relative_to(lab.root) for p in lab.root.rglob("*"))
+    written = {str(p) for p in set(after) - set(before)}
+    assert written <= {"var/lib/alga-appliance/install-state.json",
+                       "var/lib/alga-appliance/preflight-report.json",
+                       "var/lib/alga-appliance/selected-release.json",
+                       "var/lib/alga-appliance/setup.lock",
+                       "var/log/alga-appliance/preflight.log"}

@@ -1,0 +1,46 @@
+"""Where things are, and the small helpers every tier uses: a host root, a WSGI app on
+loopback, a file's digest."""
+
+import contextlib
+import hashlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import waitress
+
+from host.core import paths
+
+TESTS = Path(__file__).resolve().parent.parent
+ROOT = TESTS.parent
+FAKES = TESTS / "fakes"
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def make_host_root(base: Path, *extra: str) -> Path:
+    """A root prefix with the appliance's config, state and log directories (and `extra`)."""
+    for directory in (paths.CONFIG_DIR, paths.STATE_DIR, paths.LOG_DIR, *extra):
+        (base / directory.lstrip("/")).mkdir(parents=True, exist_ok=True)
+    return base
+
+
+@contextlib.contextmanager
+def serve_wsgi(app) -> Iterator[str]:
+    """`app` on a real waitress server on 127.0.0.1; yields its base URL."""
+    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
+
+    def run():
+        # Closing the server from this thread ends its poll loop with EBADF: expected.
+        with contextlib.suppress(OSError, ValueError):
+            server.run()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        server.close()
+        thread.join(5)

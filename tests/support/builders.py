@@ -1,0 +1,89 @@
+"""Kubernetes and Flux objects in the real API formats, as the cluster reports them, and
+the views and stores the readiness, status and bundle code read (plain helpers)."""
+
+from host.cluster.alga import BACKGROUND
+from host.cluster.readiness import ClusterView
+
+INSTALLED = {"status": "succeeded", "current_phase": None, "updated_at": "2026-11-27T10:00:00Z",
+             "phases": {p: {"state": "succeeded", "started_at": None, "finished_at": None,
+                            "last_action": None, "failure": None}
+                        for p in ("preflight", "dns", "k3s", "flux", "release")}}
+
+
+def workload(kind: str, name: str, ready: int, replicas: int = 1, generation: int = 1,
+             observed: int = 1) -> dict:
+    return {"apiVersion": "apps/v1", "kind": kind,
+            "metadata": {"name": name, "namespace": "msp", "generation": generation},
+            "spec": {"replicas": replicas},
+            "status": {"observedGeneration": observed, "replicas": replicas,
+                       "readyReplicas": ready}}
+
+
+def flux(kind: str, api: str, name: str, namespace: str, ready: str, reason: str = "Succeeded",
+         message: str = "", generation: int = 1, observed: int = 1) -> dict:
+    return {"apiVersion": api, "kind": kind,
+            "metadata": {"name": name, "namespace": namespace, "generation": generation},
+            "status": {"observedGeneration": observed, "conditions": [
+                {"type": "Ready", "status": ready, "reason": reason, "message": message,
+                 "lastTransitionTime": "2026-11-27T10:00:00Z"}]}}
+
+
+def node(ready: str = "True") -> dict:
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "alga-appliance"},
+            "status": {"conditions": [{"type": "Ready", "status": ready}]}}
+
+
+def job(name: str, complete: bool = False, failed: bool = False) -> dict:
+    conditions = ([{"type": "Complete", "status": "True"}] if complete else []) + (
+        [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]
+        if failed else [])
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": name, "namespace": "msp"}, "status": {"conditions": conditions}}
+
+
+def healthy() -> ClusterView:
+    return ClusterView(
+        nodes=[node()],
+        statefulsets=[workload("StatefulSet", "db", 1), workload("StatefulSet", "redis", 1)],
+        deployments=[workload("Deployment", n, 1) for n in
+                     ("pgbouncer", "alga-core-sebastian", *BACKGROUND)],
+        jobs=[job("alga-core-sebastian-bootstrap-r1", complete=True)],
+        gitrepositories=[flux("GitRepository", "source.toolkit.fluxcd.io/v1", "alga-appliance",
+                              "flux-system", "True")],
+        kustomizations=[flux("Kustomization", "kustomize.toolkit.fluxcd.io/v1", "alga-platform",
+                             "flux-system", "True")],
+        helmreleases=[flux("HelmRelease", "helm.toolkit.fluxcd.io/v2", "alga-core", "alga-system",
+                           "True")])
+
+
+def pod(name: str, owner_kind: str, owner: str, phase: str = "Running", waiting: str = "",
+        restarts: int = 0, unschedulable: str = "") -> dict:
+    container = {"name": "main", "restartCount": restarts, "ready": not waiting,
+                 "state": {"waiting": {"reason": waiting}} if waiting else {"running": {}}}
+    if restarts:
+        container["lastState"] = {"terminated": {"reason": "Error", "exitCode": 1}}
+    conditions = ([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                    "message": unschedulable}] if unschedulable else [])
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "msp",
+                         "ownerReferences": [{"kind": owner_kind, "name": owner}]},
+            "status": {"phase": phase, "conditions": conditions,
+                       "containerStatuses": [] if unschedulable else [container]}}
+
+
+def event(name: str, reason: str, message: str, at: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Event", "type": "Warning", "reason": reason,
+            "message": message, "lastTimestamp": at,
+            "metadata": {"name": f"{name}.1", "namespace": "msp"},
+            "involvedObject": {"kind": "Pod", "name": name, "namespace": "msp"}}
+
+
+def store_for(view: ClusterView, pods=(), events=()) -> dict:
+    store = {}
+    for items in (view.nodes, view.deployments, view.statefulsets, view.jobs,
+                  view.gitrepositories, view.kustomizations, view.helmreleases, pods, events):
+        for obj in items:
+            key = "/".join([obj["kind"], obj["metadata"].get("namespace", ""),
+                            obj["metadata"]["name"]])
+            store[key] = obj
+    return store

@@ -1,0 +1,71 @@
+"""The release-repository lab (pytest plugin): a host root whose preflight reaches
+GitHub, GHCR and DNS stand-ins on loopback (netlab servers with the test CA), serving the
+canonical release of support.releases. Fixture: `preflight_lab`."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from host.core import state
+from host.setup import engine
+from support.base import make_host_root
+from support.netlab import (
+    ConnectProxy,
+    DnsServer,
+    HttpsServer,
+    Route,
+    TestCA,
+    free_loopback_address,
+)
+from support.releases import DNS_NAMES, github_routes
+
+
+@dataclasses.dataclass
+class PreflightLab:
+    root: Path
+    github: HttpsServer
+    ghcr: HttpsServer
+    dns: DnsServer
+    ca: TestCA
+
+    def configure(self, *, dns_mode="system", proxy=None, github_base=None, ghcr_base=None,
+                  resolver=None):
+        resolver = resolver or self.dns.address
+        (self.root / "etc/resolv.conf").write_text(f"nameserver {resolver}\n")
+        github = github_base or self.github.url
+        state.write(state.ENDPOINTS, {
+            "raw_base": github, "ghcr_base": ghcr_base or self.ghcr.url,
+            "k3s_release_base": f"{github}/k3s", "flux_release_base": f"{github}/flux",
+            "ca_bundle": str(self.ca.ca_pem_path)}, self.root)
+        dns = {"mode": "system"} if dns_mode == "system" else {"mode": "custom",
+                                                               "servers": [resolver]}
+        state.write(state.SETUP_INPUTS, {
+            "channel": "stable", "app_url": "http://10.0.0.5:3000", "dns": dns,
+            "proxy": proxy, "overrides": {}}, self.root)
+
+    def run(self):
+        status = engine.run_phase("preflight", self.root)
+        report = state.read(state.PREFLIGHT_REPORT, self.root)
+        failed = {c["id"] for c in report["checks"] if c["status"] == "fail"}
+        record = state.read(state.INSTALL_STATE, self.root)["phases"]["preflight"]
+        assert (status == 0) == (not failed) == (record["state"] in ("succeeded", "skipped"))
+        return failed, record["failure"], {c["id"]: c for c in report["checks"]}
+
+
+@pytest.fixture
+def preflight_lab(tmp_path, ca):
+    make_host_root(tmp_path)
+    records = {name: ["127.0.0.1"] for name in DNS_NAMES}
+    with HttpsServer(ca, github_routes(), hostnames=("github.test",)) as github, \
+            HttpsServer(ca, {"/v2/": Route(status=401)}, hostnames=("ghcr.test",)) as ghcr, \
+            DnsServer(free_loopback_address(), records) as dns:
+        lab = PreflightLab(tmp_path, github, ghcr, dns, ca)
+        lab.configure()
+        yield lab
+
+
+def proxy_inputs(proxy: ConnectProxy, credentials: str = "") -> dict:
+    scheme, address = proxy.url.split("://")
+    return {"url": f"{scheme}://{credentials}{address}",
+            "no_proxy": ["localhost", "127.0.0.1", ".svc", ".cluster.local"]}

@@ -1,0 +1,100 @@
+"""The release sources as the tests publish them: the canonical channel and release
+manifest of the Alga repository, the k3s and Flux releases (with stand-in binaries and
+their checksum files), and the routes that serve them from a netlab HttpsServer."""
+
+import hashlib
+
+import yaml
+
+from host.cluster import alga
+from host.core import pins
+from support.base import FAKES
+from support.netlab import Route
+
+REPO = "/Nine-Minds/alga-psa"
+CHANNEL = {"channel": "stable", "releaseVersion": "1.0", "repoBranch": "release/1.0.0",
+           "updatedAt": "2026-05-26T00:00:00Z"}
+MANIFEST = {"releaseVersion": "1.0", "generatedAt": "2026-06-04T22:00:00Z", "app": {
+    "version": "1.0", "releaseBranch": "release/1.0.0", "valuesProfile": "single-node",
+    "images": {"algaCore": "eaec6253", "workflowWorker": "a2cbb43", "emailService": "61e4a00e",
+               "temporalWorker": "a2cbb43"}}}
+CHANNEL_PATH = f"{REPO}/main/ee/appliance/releases/channels/stable.json"
+MANIFEST_PATH = f"{REPO}/main/ee/appliance/releases/1.0/release.json"
+DNS_NAMES = ("github.com", "raw.githubusercontent.com", "ghcr.io",
+             "objects.githubusercontent.com")
+PROFILE = "single-node"
+VALUES_PATH = (REPO + "/release/1.0.0/ee/appliance/flux/profiles/single-node/values/"
+               "{}.single-node.yaml")
+
+
+# The k3s release: a stand-in binary (bytes only), its checksums, a Ready node.
+K3S_BINARY = b"#!/bin/sh\n# k3s stand-in\n" + bytes(range(256)) * 400
+K3S_BINARY_PATH = f"/k3s/{pins.K3S_VERSION}/k3s"
+K3S_SUMS_PATH = f"/k3s/{pins.K3S_VERSION}/sha256sum-amd64.txt"
+READY_NODE = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "alga-appliance"},
+              "status": {"conditions": [{"type": "MemoryPressure", "status": "False"},
+                                        {"type": "Ready", "status": "True"}]}}
+
+
+def k3s_sums(binary: bytes) -> str:
+    return (f"{hashlib.sha256(binary).hexdigest()}  k3s\n"
+            f"{'1' * 64}  k3s-airgap-images-amd64.tar.zst\n")
+
+
+# The Flux release: install.yaml with its namespace, a CRD and the controllers.
+FLUX_VERSION = pins.FLUX_VERSION.removeprefix("v")
+FLUX_INSTALL_PATH = f"/flux/{pins.FLUX_VERSION}/install.yaml"
+FLUX_SUMS_PATH = f"/flux/{pins.FLUX_VERSION}/flux_{FLUX_VERSION}_checksums.txt"
+
+
+def flux_controller(name: str) -> dict:
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "flux-system"},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": [
+                {"name": "manager", "image": f"ghcr.io/fluxcd/{name}:v1",
+                 "env": [{"name": "RUNTIME_NAMESPACE", "value": "flux-system"}]}]}}}}
+
+
+FLUX_INSTALL = yaml.safe_dump_all([
+    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "flux-system"}},
+    {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+     "metadata": {"name": "gitrepositories.source.toolkit.fluxcd.io"}, "spec": {}},
+    flux_controller("source-controller"), flux_controller("kustomize-controller"),
+    flux_controller("helm-controller")]).encode()
+
+
+def flux_sums(content: bytes) -> str:
+    return (f"{'2' * 64}  flux_{FLUX_VERSION}_linux_amd64.tar.gz\n"
+            f"{hashlib.sha256(content).hexdigest()}  install.yaml\n")
+
+
+# The k3s release as booted machines get it: the stand-in that really runs (tests/fakes/k3s).
+K3S_STAND_IN = (FAKES / "k3s").read_bytes()  # the stand-in itself, for booted machines
+K3S_SUMS = f"{hashlib.sha256(K3S_STAND_IN).hexdigest()}  k3s\n"
+
+
+def github_routes() -> dict[str, Route]:
+    return {CHANNEL_PATH: Route(body=CHANNEL), MANIFEST_PATH: Route(body=MANIFEST),
+            K3S_SUMS_PATH: Route(body=f"{'0' * 64}  k3s\n"),
+            FLUX_INSTALL_PATH: Route(body="kind: List\n")}
+
+
+def repo_routes() -> dict[str, Route]:
+    # The manifest is on the default branch only, not on the channel's repoBranch.
+    routes = {CHANNEL_PATH: Route(body=CHANNEL), MANIFEST_PATH: Route(body=MANIFEST)}
+    for release in alga.HELM_RELEASES:
+        values = {"replicas": 1, "image": {"repository": f"ghcr.io/nine-minds/{release}",
+                                           "tag": "from-profile"}}
+        routes[VALUES_PATH.format(release)] = Route(body=yaml.safe_dump(values))
+    return routes
+
+
+def release_source_routes() -> dict[str, Route]:
+    """By path: the channel and manifest on GitHub, the k3s release (the stand-in), the
+    Flux release and the release's values files."""
+    return {CHANNEL_PATH: Route(body=CHANNEL), MANIFEST_PATH: Route(body=MANIFEST),
+            K3S_SUMS_PATH: Route(body=K3S_SUMS), K3S_BINARY_PATH: Route(body=K3S_STAND_IN),
+            FLUX_INSTALL_PATH: Route(body=FLUX_INSTALL),
+            FLUX_SUMS_PATH: Route(body=flux_sums(FLUX_INSTALL)),
+            **{VALUES_PATH.format(release): Route(body="replicas: 1\n")
+               for release in alga.HELM_RELEASES}}

@@ -1,0 +1,338 @@
+"""The real-systemd tier: a Debian 12 rootfs booted with systemd-nspawn in a network
+namespace, the payload installed by the ISO seed's own late-commands. Runs in order:
+
+1. the web unit answers on :8080;
+2. a setup request through the web API starts the chain through the .path unit;
+3. preflight fails cleanly without network, with the classified failure in the state;
+4. with GitHub, GHCR, the k3s release and DNS served from the host side of the link, the
+   whole chain succeeds: preflight → DNS → k3s (a stand-in binary at k3s's interfaces,
+   run by the real k3s.service) → Flux → release;
+5. a re-run skips the succeeded phases;
+6. a phase that fails (k3s, its download no longer matching the checksum) stops the chain:
+   Flux never starts;
+7. a re-run after that failure resumes at the failed phase;
+8. state survives a restart of the container.
+"""
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import rootfs
+from late_commands import run_late_commands
+from support.machines import PHASE_NAMES, extract_payload, wait_for
+from support.netlab import DnsServer, HttpsServer, NetNamespace, Route
+from support.releases import K3S_SUMS, K3S_SUMS_PATH, release_source_routes
+
+from host.core import paths, pins, spool, state
+from isobuild.image import IsoImage
+
+pytestmark = [pytest.mark.systemd,
+              pytest.mark.skipif(os.geteuid() != 0, reason="systemd-nspawn needs root")]
+
+STATE = "var/lib/alga-appliance"
+CANARY = "var/lib/alga-appliance-test-canary"
+INJECTED_UNITS = {
+    # A canary after the last phase: it runs only if the whole chain succeeds.
+    "alga-appliance-phase-canary.service": f"""[Unit]
+Requires=alga-appliance-phase-release.service
+After=alga-appliance-phase-release.service
+[Service]
+Type=oneshot
+ExecStart=/bin/touch /{CANARY}
+""",
+    "alga-appliance-setup.target.d/canary.conf": """[Unit]
+Requires=alga-appliance-phase-canary.service
+After=alga-appliance-phase-canary.service
+""",
+}
+
+
+class Container:
+    def __init__(self, root: Path, node: NetNamespace, log: Path):
+        self.root, self.node, self.log = root, node, log
+        self.process = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["systemd-nspawn", "--quiet", "-D", str(self.root), "-b", "--register=no",
+             "--keep-unit", f"--network-namespace-path=/run/netns/{self.node.name}",
+             "--resolv-conf=off",
+             # The k3s phase edits the firewall (ufw) in the node's network namespace.
+             "--capability=CAP_NET_ADMIN",
+             "--console=pipe"], stdin=subprocess.DEVNULL,
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)  # nspawn asks the guest to halt
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def run(self, *argv: str) -> str:
+        """A command's output from inside the running container (for diagnostics)."""
+        init = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True,
+                              text=True).stdout.split()
+        if not init:
+            return "(container not running)"
+        done = subprocess.run(["nsenter", "-t", init[0], "-a", *argv], capture_output=True,
+                              text=True, timeout=30)
+        return done.stdout + done.stderr
+
+    def journal(self) -> str:
+        return self.run("journalctl", "-b", "--no-pager", "-n", "150")
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.node.node_address}:8080"
+
+
+@pytest.fixture(scope="module")
+def machine(appliance, tmp_path_factory):
+    work = tmp_path_factory.mktemp("nspawn")
+    root = work / "root"
+    root.mkdir()
+    subprocess.run(["tar", "-C", str(root), "-xf", str(rootfs.rootfs_tarball())], check=True)
+    payload = extract_payload(appliance.output, work / "payload")
+    (payload / "bin/alga-appliance").chmod(0o755)
+    with IsoImage(appliance.output) as iso:
+        run_late_commands(iso.read("/nocloud/user-data"), root, payload)
+    for name, text in INJECTED_UNITS.items():
+        unit = root / "etc/systemd/system" / name
+        unit.parent.mkdir(parents=True, exist_ok=True)
+        unit.write_text(text)
+    (root / "etc/hostname").write_text("alga-test\n")
+    with NetNamespace() as node:
+        (root / "etc/resolv.conf").unlink(missing_ok=True)
+        (root / "etc/resolv.conf").write_text(f"nameserver {node.host_address}\n")
+        container = Container(root, node, work / "console.log")
+        container.start()
+        try:
+            yield container
+        finally:
+            container.stop()
+
+
+def install_state(machine) -> dict | None:
+    return state.read(state.INSTALL_STATE, machine.root)
+
+
+def submit_setup(machine, answers: dict) -> requests.Response:
+    token = (machine.root / paths.TOKEN_FILE.lstrip("/")).read_text().strip()
+    return requests.post(f"{machine.url}/api/setup", json=answers, timeout=10,
+                         headers={"Authorization": f"Bearer {token}"})
+
+
+def api_get(machine, path: str, **params) -> dict:
+    token = (machine.root / paths.TOKEN_FILE.lstrip("/")).read_text().strip()
+    response = requests.get(f"{machine.url}{path}", params=params, timeout=10,
+                            headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, (response.text, machine.run(
+        "journalctl", "--no-pager", "-o", "cat", "-n", "20", "-u", "alga-appliance.service"),
+        machine.run("ls", "-la", "/var/lib/alga-appliance", "/var/lib/alga-appliance/web-bundles"))
+    return response.json()
+
+
+def state_version(machine) -> int:
+    path = state.INSTALL_STATE.path(machine.root)
+    return path.stat().st_mtime_ns if path.exists() else 0
+
+
+def wait_until_settled(machine, since: int, timeout: float = 90) -> dict:
+    """The install state once it has changed after `since` and the chain is not running."""
+    def settled():
+        if state_version(machine) == since:
+            return None
+        doc = install_state(machine)
+        return doc if doc["status"] in ("failed", "succeeded") else None
+    try:
+        return wait_for(settled, timeout, "the setup chain to settle")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{machine.journal()}") from None
+
+
+def test_1_web_unit_answers_on_8080(machine):
+    response = wait_for(lambda: _healthz(machine), 90, "the web service on :8080")
+    assert response.json() == {"status": "ok"}
+    token = machine.root / paths.TOKEN_FILE.lstrip("/")
+    assert token.stat().st_mode & 0o777 == 0o600
+    assert token.stat().st_uid != 0  # owned by the service user
+
+
+def test_1b_console_banner_shows_the_setup_url_and_token_but_never_logs_it(machine):
+    issue = machine.root / paths.ISSUE_FILE.lstrip("/")
+    wait_for(issue.exists, 60, "the console banner in /etc/issue.d")
+    text = issue.read_text()
+    secret = (machine.root / paths.TOKEN_FILE.lstrip("/")).read_text().strip()
+    assert f"  http://{machine.node.node_address}:8080/setup\n" in text
+    assert f"Setup token: {secret}\n" in text and "sudo alga-appliance console" in text
+    assert issue.stat().st_mode & 0o777 == 0o600
+    unit_output = machine.run("journalctl", "-b", "--no-pager", "-o", "cat",
+                              "-u", "alga-appliance-console.service")
+    assert "console banner updated" in unit_output, machine.journal()
+    assert secret not in machine.run("journalctl", "-b", "--no-pager", "-o", "cat")
+    assert machine.run("systemctl", "is-enabled", "alga-appliance-console.timer").strip() \
+        == "enabled"
+
+
+def _healthz(machine):
+    try:
+        response = requests.get(f"{machine.url}/healthz", timeout=2)
+    except requests.RequestException:
+        return None
+    return response if response.status_code == 200 else None
+
+
+def test_2_3_request_starts_the_chain_and_preflight_fails_cleanly_offline(machine):
+    started = state_version(machine)
+    response = submit_setup(machine, {"channel": "stable"})
+    assert response.status_code == 202, response.text
+    doc = wait_until_settled(machine, started)
+    failure = doc["phases"]["preflight"]["failure"]
+    assert doc["status"] == "failed" and failure["category"] == "dns"
+    assert failure["suspected_cause"].startswith("dns.github.com: github.com does not resolve")
+    assert "retry_safe" not in failure  # no longer written
+    assert state.read(state.SETUP_INPUTS, machine.root)["channel"] == "stable"
+    assert not spool.spool_file(spool.SETUP, machine.root).exists()
+    assert not (machine.root / CANARY).exists()
+    # The web unit, sandboxed as shipped, reads the phase log and the units' journal.
+    preflight_log = api_get(machine, "/api/logs", source="preflight", lines=50)["lines"]
+    assert any("dns.github.com" in line for line in preflight_log)
+    journal = api_get(machine, "/api/logs", source="journal", lines=200)["lines"]
+    assert any("alga-appliance-phase-preflight" in line for line in journal), journal[-20:]
+
+
+@pytest.fixture(scope="module")
+def mirror(machine, ca):
+    """GitHub, GHCR, the k3s release and DNS stand-ins on the host side of the node's link."""
+    address = machine.node.host_address
+    routes = release_source_routes()
+    with HttpsServer(ca, routes, address=address, hostnames=("github.test",)) as github, \
+            HttpsServer(ca, {"/v2/": Route(status=401)}, address=address,
+                        hostnames=("ghcr.test",)) as ghcr, \
+            DnsServer(address, {"github.test": [address], "ghcr.test": [address]}):
+        shutil.copy(ca.ca_pem_path, machine.root / "etc/alga-appliance/mirror-ca.pem")
+        base = f"https://github.test:{github.port}"
+        state.write(state.ENDPOINTS, {
+            "raw_base": base, "ghcr_base": f"https://ghcr.test:{ghcr.port}",
+            "k3s_release_base": f"{base}/k3s", "flux_release_base": f"{base}/flux",
+            "dns_names": ["github.test", "ghcr.test"],
+            "ca_bundle": "/etc/alga-appliance/mirror-ca.pem"}, machine.root)
+        yield github
+
+
+def test_4_the_whole_chain_succeeds(machine, mirror):
+    started = state_version(machine)
+    assert submit_setup(machine, {"channel": "stable"}).status_code == 202
+    doc = wait_until_settled(machine, started, timeout=150)
+    assert doc["status"] == "succeeded", ({p: doc["phases"][p]["failure"] for p in PHASE_NAMES},
+                                          machine.journal())
+    assert [doc["phases"][p]["state"] for p in PHASE_NAMES] == ["succeeded"] * 5
+    assert wait_for(lambda: (machine.root / CANARY).exists(), 30, "the canary")
+    assert machine.run("systemctl", "is-active", "k3s.service").strip() == "active"
+    store = json.loads((machine.root / "var/lib/rancher/k3s/stand-in/store.json").read_text())
+    repo = store["GitRepository/flux-system/alga-appliance"]
+    assert repo["spec"]["ref"] == {"branch": "release/1.0.0"}
+    assert (machine.root / "etc/rancher/k3s/config.yaml").stat().st_mode & 0o777 == 0o600
+    # The status timer runs the collector against the (stand-in) cluster.
+    snapshot = wait_for(lambda: (status := state.read(state.STATUS, machine.root)) and
+                        status["host"]["k3s_state"] == "active" and status, 60,
+                        "a status snapshot with k3s active")
+    assert snapshot["install"]["status"] == "succeeded"
+    assert snapshot["rollup"]["state"] == "installing"  # no Alga workloads in the stand-in
+    maintenance = state.read(state.MAINTENANCE, machine.root)
+    assert maintenance["app"]["release_version"] == "1.0"
+    assert (maintenance["k3s_version"], maintenance["flux_version"]) == (pins.K3S_VERSION,
+                                                                         pins.FLUX_VERSION)
+
+
+def test_5_a_rerun_skips_succeeded_phases(machine, mirror):
+    log = machine.root / "var/log/alga-appliance/preflight.log"
+    runs_before = log.read_text().count("→ checking DNS")
+    canary_before = (machine.root / CANARY).stat().st_mtime_ns
+    started = state_version(machine)
+    assert submit_setup(machine, {"channel": "stable"}).status_code == 202
+    doc = wait_until_settled(machine, started)
+    assert [doc["phases"][p]["state"] for p in PHASE_NAMES] == ["skipped"] * 5
+    assert doc["status"] == "succeeded"
+    assert log.read_text().count("→ checking DNS") == runs_before
+    # The chain runs to its end again (and is finished before the next test starts).
+    wait_for(lambda: (machine.root / CANARY).stat().st_mtime_ns > canary_before, 30,
+             "the canary after the re-run")
+
+
+def test_6_a_failing_phase_stops_the_chain(machine, mirror):
+    before = install_state(machine)["phases"]
+    (machine.root / CANARY).unlink()
+    mirror.routes[K3S_SUMS_PATH] = Route(body=f"{'0' * 64}  k3s\n")  # nothing will match
+    started = state_version(machine)
+    # New answers, so every phase runs again.
+    assert submit_setup(machine, {"channel": "stable", "app_url": "psa.test"}).status_code == 202
+    doc = wait_until_settled(machine, started, timeout=150)
+    k3s = doc["phases"]["k3s"]
+    assert doc["status"] == "failed" and k3s["state"] == "failed", machine.journal()
+    assert k3s["failure"]["category"] == "k3s"
+    assert "never matched its checksum" in k3s["failure"]["suspected_cause"]
+    assert doc["phases"]["flux"] == before["flux"]  # never started
+    assert doc["phases"]["release"] == before["release"]
+    time.sleep(2)
+    assert not (machine.root / CANARY).exists()
+
+
+def test_7_a_rerun_resumes_at_the_failed_phase(machine, mirror):
+    mirror.routes[K3S_SUMS_PATH] = Route(body=K3S_SUMS)  # the download matches again
+    before = install_state(machine)["phases"]
+    started = state_version(machine)
+    assert submit_setup(machine, {"channel": "stable", "app_url": "psa.test"}).status_code == 202
+    doc = wait_until_settled(machine, started, timeout=150)
+    assert doc["status"] == "succeeded", machine.journal()
+    assert [doc["phases"][p]["state"] for p in ("preflight", "dns")] == ["skipped"] * 2
+    assert doc["phases"]["preflight"]["started_at"] == before["preflight"]["started_at"]
+    assert [doc["phases"][p]["state"] for p in ("k3s", "flux", "release")] == ["succeeded"] * 3
+    assert wait_for(lambda: (machine.root / CANARY).exists(), 30, "the canary")
+
+
+def test_8_state_survives_a_restart(machine):
+    before = install_state(machine)
+    report = state.read(state.PREFLIGHT_REPORT, machine.root)
+    machine.stop()
+    machine.start()
+    wait_for(lambda: _healthz(machine), 90, "the web service after the restart")
+    assert install_state(machine) == before
+    assert state.read(state.PREFLIGHT_REPORT, machine.root) == report
+    assert json.loads((machine.root / STATE / "selected-release.json").read_text())
+
+
+def test_9_support_bundle_from_the_web_through_its_unit(machine):
+    """The button's path on a real systemd: API → spool → .path → the sandboxed root
+    oneshot → an archive only the web service may read → download without the token in it."""
+    secret = (machine.root / paths.TOKEN_FILE.lstrip("/")).read_text().strip()
+    auth = {"Authorization": f"Bearer {secret}"}
+    response = requests.post(f"{machine.url}/api/support-bundle", headers=auth, timeout=10)
+    assert response.status_code == 202, response.text
+    status = wait_for(lambda: (s := api_get(machine, "/api/support-bundle")["status"])
+                      and s["state"] != "running" and s, 180, "the support bundle")
+    assert status["state"] == "succeeded", (status, machine.journal())
+    archive = requests.get(f"{machine.url}/api/support-bundle/download", headers=auth,
+                           params={"name": status["archive"]}, timeout=30)
+    assert archive.status_code == 200 and archive.content[:2] == b"\x1f\x8b"
+    on_disk = machine.root / STATE / "web-bundles" / status["archive"]
+    assert on_disk.stat().st_mode & 0o777 == 0o600 and on_disk.stat().st_uid != 0
+    with tarfile.open(fileobj=io.BytesIO(archive.content)) as bundle:
+        names = bundle.getnames()
+        assert names[0].endswith("/bundle.json")
+        for member in bundle.getmembers():
+            if member.isfile():
+                assert secret.encode() not in bundle.extractfile(member).read(), member.name

@@ -1,0 +1,361 @@
+"""End to end as a customer meets the appliance, in a real VM (qemu TCG): a Debian 12 root
+booted with the host's kernel, the payload installed by the ISO seed's own late-commands
+(from the point the Ubuntu installer hands over). Runs in order:
+
+0. the seed's user-data is byte for byte what the appliance ISO, booted under UEFI from
+   disk, finds on its medium;
+1. the serial console and the VGA console (tty1) show the first-boot banner: an IP, the
+   setup URL and a token;
+2. the setup URL answers through the hostfwd on 127.0.0.1; the console's token works and a
+   wrong one gets 401;
+3. offline (restrict=on, no resolver), setup fails preflight cleanly: a classified failure
+   through the API, and nothing on the host changed;
+4. with the support overrides pointing at release sources inside the guest (DNS, HTTPS
+   with a test CA, the k3s stand-in), the whole unit chain succeeds; /api/status rolls up;
+5. after a reboot the web comes back with the state intact, nothing re-runs, and the
+   banner shows the post-setup state;
+6. a support bundle through the API holds neither the token nor a planted secret;
+7. the shell commands of the admin, support and maintenance docs work on the appliance
+   as written.
+
+The test drives the guest only through the web API and, for what a support engineer would
+do at a shell, the test agent (ci/vm_agent.py). Serial log and journal go to
+test-artifacts/vm/ when a test fails.
+"""
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+import qemu_vm
+import requests
+import trustme
+import vm_image
+from late_commands import run_late_commands
+from support.base import FAKES, ROOT
+from support.docs import SHELL_DOCS, shell_blocks
+from support.machines import PHASE_NAMES, extract_payload, wait_for
+from support.releases import release_source_routes
+
+from host.console.banner import HEADLINES
+from host.core import paths
+from host.core.paths import K3S_KUBECONFIG
+from isobuild.image import IsoImage
+
+ARTIFACTS = ROOT / "test-artifacts" / "vm"
+MIRROR_NAMES = ("github.test", "ghcr.test")
+# What the test adds to the guest, besides the agent: the mirror and a support engineer's
+# override files, to be put in place in step 4.
+TEST_FILES = "usr/local/lib/alga-test"
+MIRROR_UNIT = f"""[Unit]
+Description=Release sources for the VM test tier (GitHub, GHCR, DNS)
+[Service]
+ExecStart=/usr/bin/python3 /{TEST_FILES}/mirror /{TEST_FILES}/docroot /{TEST_FILES}/cert.pem \
+/{TEST_FILES}/key.pem {' '.join(MIRROR_NAMES)}
+[Install]
+WantedBy=multi-user.target
+"""
+ENDPOINTS = {"raw_base": "https://github.test", "ghcr_base": "https://ghcr.test",
+             "k3s_release_base": "https://github.test/k3s",
+             "flux_release_base": "https://github.test/flux",
+             "dns_names": list(MIRROR_NAMES), "ca_bundle": "/etc/alga-appliance/mirror-ca.pem"}
+ANSWERS = {"channel": "stable"}
+PLANTED_SECRET = f"K10{secrets.token_hex(24)}::server:{secrets.token_hex(16)}"
+
+
+def skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "building the guest needs root (chroot, mkfs of a root-owned tree)"
+    try:
+        vm_image.host_kernel()
+    except FileNotFoundError as exc:
+        return str(exc)
+    return None
+
+
+SKIP_REASON = skip_reason()
+pytestmark = [pytest.mark.vm, pytest.mark.skipif(SKIP_REASON is not None,
+                                                 reason=SKIP_REASON or "")]
+
+
+@pytest.fixture(scope="module")
+def user_data(appliance) -> bytes:
+    with IsoImage(appliance.output) as iso:
+        return iso.read("/nocloud/user-data")
+
+
+def install_mirror(root: Path) -> None:
+    """The in-guest release sources and the files support would copy in step 4."""
+    files = root / TEST_FILES
+    for path, route in release_source_routes().items():
+        target = files / "docroot" / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(route.encoded_body()[0])
+    ca = trustme.CA()
+    server = ca.issue_cert(*MIRROR_NAMES)
+    server.private_key_pem.write_to_path(str(files / "key.pem"))
+    (files / "cert.pem").write_bytes(b"".join(pem.bytes() for pem in server.cert_chain_pems))
+    ca.cert_pem.write_to_path(str(files / "mirror-ca.pem"))
+    (files / "endpoints.json").write_text(json.dumps(ENDPOINTS))
+    shutil.copy(FAKES / "mirror", files / "mirror")
+    (root / "etc/systemd/system/alga-test-mirror.service").write_text(MIRROR_UNIT)
+    subprocess.run(["chroot", str(root), "systemctl", "enable", "--quiet",
+                    "alga-test-mirror.service"], check=True)
+
+
+@pytest.fixture(scope="module")
+def vm(appliance, user_data, tmp_path_factory, request):
+    work = tmp_path_factory.mktemp("vm")
+    kernel = vm_image.host_kernel()
+    root = work / "root"
+    root.mkdir()
+    vm_image.prepare_root(root, kernel)
+    payload = extract_payload(appliance.output, work / "payload")
+    (payload / "bin/alga-appliance").chmod(0o755)
+    run_late_commands(user_data, root, payload)
+    install_mirror(root)
+    image = vm_image.make_image(root, work / "root.img")
+    shutil.rmtree(root)
+    machine = qemu_vm.Vm(image, kernel, work)
+    failures = request.session.testsfailed
+    machine.start()
+    try:
+        yield machine
+    finally:
+        failed = request.session.testsfailed > failures
+        if failed:
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(OSError, RuntimeError, ValueError):  # qemu may be gone
+                machine.screenshot(ARTIFACTS / "tty1.png")
+        machine.stop()
+        if failed:
+            keep_artifacts(machine)
+
+
+def keep_artifacts(machine: qemu_vm.Vm) -> None:
+    shutil.copy(machine.serial_log, ARTIFACTS / "serial.log")
+    shutil.rmtree(ARTIFACTS / "journal", ignore_errors=True)  # rdump makes it anew
+    # -c: the image was not unmounted cleanly (qemu was stopped), so read it as it is.
+    subprocess.run(["debugfs", "-c", "-R", f"rdump /var/log/journal {ARTIFACTS}",
+                    str(machine.image)], capture_output=True)
+
+
+def agent(machine, *argv: str, timeout: float = 60) -> str:
+    result = machine.run(*argv, timeout=timeout)
+    assert result.code == 0, (argv, result)
+    return result.stdout
+
+
+def api(machine, method: str, path: str, token: str, **kwargs) -> requests.Response:
+    return requests.request(method, f"{machine.url}{path}", timeout=30,
+                            headers={"Authorization": f"Bearer {token}"}, **kwargs)
+
+
+def healthz(machine) -> bool:
+    try:
+        return requests.get(f"{machine.url}/healthz", timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+# The indented address lines, not the collector's "Next: open http://…" advice.
+BANNER_URL = re.compile(r"(?m)^  http://(\d+\.\d+\.\d+\.\d+):8080/(setup|status)")
+BANNER_TOKEN = re.compile(r"Setup token: (\S+)")
+
+
+def banners(text: str) -> list[tuple[str, str, str]]:
+    """(IP, page, token) of every banner agetty drew, in order."""
+    return [(url[1], url[2], token[1]) for url, token in
+            zip(BANNER_URL.finditer(text), BANNER_TOKEN.finditer(text), strict=False)]
+
+
+@pytest.fixture(scope="module")
+def console_token(vm) -> str:
+    """The token as the serial console shows it, once the banner has the DHCP address."""
+    first = wait_for(lambda: [b for b in banners(vm.serial_text()) if b[0] != "127.0.0.1"],
+                     240, "the first-boot banner with an address on the serial console")
+    return first[0][2]
+
+
+def test_0_the_seed_installed_here_is_the_one_uefi_boots_from_disk(user_data, appliance_boot):
+    # The Ubuntu installer would run the seed this boot found on the medium: the same bytes
+    # whose late-commands built this guest.
+    booted = appliance_boot("uefi", "disk")
+    assert booted.done and booted.seed == "present", booted.log[-3000:]
+    assert booted.userdata_sha256 == hashlib.sha256(user_data).hexdigest()
+
+
+def tty1_shows(machine, *texts: str) -> bool:
+    """Whether the VGA console (tty1, agetty's screen) shows every text; /dev/vcs1 is its
+    screen memory, row after row without line breaks."""
+    screen = agent(machine, "cat", "/dev/vcs1")
+    return all(text in screen for text in texts)
+
+
+def test_1_serial_console_shows_the_first_boot_banner(vm, console_token, tmp_path):
+    ip, page, token = next(b for b in banners(vm.serial_text()) if b[0] != "127.0.0.1")
+    assert page == "setup"
+    assert HEADLINES["setup_required"] in vm.serial_text()
+    guest_addresses = agent(vm, "ip", "-4", "-o", "addr", "show", "scope", "global")
+    assert f"inet {ip}/" in guest_addresses
+    assert token == agent(vm, "cat", paths.TOKEN_FILE).strip()
+    # And the screen a VMware console shows.
+    wait_for(lambda: tty1_shows(vm, HEADLINES["setup_required"], f"http://{ip}:8080/setup",
+                                f"Setup token: {token}"), 60, "the banner on tty1")
+    vm.screenshot(tmp_path / "tty1.png")  # what keep_artifacts saves when a test fails
+    assert (tmp_path / "tty1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_2_setup_url_answers_and_only_the_console_token_works(vm, console_token):
+    wait_for(lambda: healthz(vm), 120, "the web service through the hostfwd")
+    page = requests.get(f"{vm.url}/setup", timeout=10)
+    assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
+    install = api(vm, "GET", "/api/install", console_token)
+    assert install.status_code == 200 and install.json() == {"install": None, "preflight": None}
+    assert api(vm, "GET", "/api/install", "not-" + console_token).status_code == 401
+
+
+def host_fingerprint(machine) -> str:
+    """What setup would change on the host, were it to get past preflight."""
+    return agent(machine, "sh", "-c", "cat /etc/resolv.conf; ls /etc /usr/local/bin; "
+                 "ls /etc/rancher /var/lib/rancher 2>&1; systemctl is-active k3s ufw")
+
+
+def submit_and_settle(machine, token: str, status: str, timeout: float) -> dict:
+    """/api/install once the run this setup request starts has ended with `status`."""
+    previous = api(machine, "GET", "/api/install", token).json()["install"]
+    response = api(machine, "POST", "/api/setup", token, json=ANSWERS)
+    assert response.status_code == 202, response.text
+
+    def settled():
+        doc = api(machine, "GET", "/api/install", token).json()
+        install = doc["install"]
+        return doc if install and install != previous and \
+            install["status"] in ("failed", "succeeded") else None
+    doc = wait_for(settled, timeout, "the setup chain to settle")
+    assert doc["install"]["status"] == status, json.dumps(doc, indent=1)[:4000]
+    return doc
+
+
+def test_3_preflight_fails_cleanly_offline(vm, console_token):
+    before = host_fingerprint(vm)
+    doc = submit_and_settle(vm, console_token, "failed", 180)
+    failure = doc["install"]["phases"]["preflight"]["failure"]
+    assert failure["category"] in ("dns", "network")
+    assert failure["suspected_cause"].startswith("dns.github.com: github.com does not resolve")
+    assert "retry_safe" not in failure  # no longer written
+    assert any(check["status"] == "fail" for check in doc["preflight"]["checks"])
+    assert [doc["install"]["phases"][p]["state"] for p in PHASE_NAMES[1:]] \
+        == ["pending"] * 4
+    assert host_fingerprint(vm) == before
+
+
+def test_4_full_install_against_in_guest_release_sources(vm, console_token):
+    # What support does at the appliance's shell: point it at the mirror and trust its CA.
+    agent(vm, "install", "-m", "0644", f"/{TEST_FILES}/mirror-ca.pem",
+          "/etc/alga-appliance/mirror-ca.pem")
+    agent(vm, "install", "-m", "0644", f"/{TEST_FILES}/endpoints.json",
+          "/etc/alga-appliance/endpoints.json")
+    doc = submit_and_settle(vm, console_token, "succeeded", 300)
+    assert [doc["install"]["phases"][p]["state"] for p in PHASE_NAMES] == ["succeeded"] * 5
+    assert agent(vm, "systemctl", "is-active", "k3s.service").strip() == "active"
+
+    def rolled_up():
+        status = api(vm, "GET", "/api/status", console_token).json()["status"]
+        return status if status and status["host"]["k3s_state"] == "active" and \
+            status["install"]["status"] == "succeeded" else None
+    status = wait_for(rolled_up, 90, "a status snapshot of the finished install")
+    assert status["rollup"]["state"] == "installing"  # no Alga workloads in the stand-in
+
+
+def boot_id(machine) -> str | None:
+    try:
+        return agent(machine, "cat", "/proc/sys/kernel/random/boot_id", timeout=10).strip()
+    except TimeoutError:
+        return None
+
+
+def test_5_reboot_keeps_the_state_and_reruns_nothing(vm, console_token):
+    before = api(vm, "GET", "/api/install", console_token).json()
+    phase_logs = agent(vm, "sh", "-c", "sha256sum /var/log/alga-appliance/*.log")
+    first_boot = boot_id(vm)
+    serial_before = len(vm.serial_text())
+    agent(vm, "systemctl", "reboot", "--no-block")
+    wait_for(lambda: boot_id(vm) not in (None, first_boot), 240, "the guest to boot again")
+    wait_for(lambda: healthz(vm), 120, "the web service after the reboot")
+    assert api(vm, "GET", "/api/install", console_token).json() == before
+    assert agent(vm, "sh", "-c", "sha256sum /var/log/alga-appliance/*.log") == phase_logs
+    started = agent(vm, "journalctl", "-b", "--no-pager", "-o", "cat",
+                    "-u", "alga-appliance-phase-*", "-u", "alga-appliance-setup-request.service")
+    assert "Starting" not in started, started
+    wait_for(lambda: [b for b in banners(vm.serial_text()[serial_before:])
+                      if b[1:] == ("status", console_token)], 120, "the post-setup banner")
+    after_reboot = vm.serial_text()[serial_before:]
+    assert HEADLINES["installing"] in after_reboot
+    wait_for(lambda: tty1_shows(vm, ":8080/status", f"Setup token: {console_token}"), 60,
+             "the post-setup banner on tty1")
+    # k3s starting again after the boot is no fault: never "needs your attention".
+    assert HEADLINES["failed_action_required"] not in after_reboot
+
+
+def test_6_support_bundle_holds_neither_token_nor_planted_secret(vm, console_token):
+    # A k3s server token on the host, and the same value in a log the bundle collects.
+    agent(vm, "sh", "-c", "mkdir -p /var/lib/rancher/k3s/server && "
+          f"echo '{PLANTED_SECRET}' > /var/lib/rancher/k3s/server/token && "
+          f"echo 'joined with token {PLANTED_SECRET}' > /var/log/alga-appliance/canary.log")
+    response = api(vm, "POST", "/api/support-bundle", console_token)
+    assert response.status_code == 202, response.text
+
+    def finished():
+        status = api(vm, "GET", "/api/support-bundle", console_token).json()["status"]
+        return status if status and status["state"] != "running" else None
+    status = wait_for(finished, 180, "the support bundle")
+    assert status["state"] == "succeeded", status
+    archive = api(vm, "GET", "/api/support-bundle/download", console_token,
+                  params={"name": status["archive"]})
+    assert archive.status_code == 200 and archive.content[:2] == b"\x1f\x8b"
+    with tarfile.open(fileobj=io.BytesIO(archive.content)) as bundle:
+        members = {m.name: bundle.extractfile(m).read() for m in bundle.getmembers() if m.isfile()}
+    assert any(name.endswith("logs/phases/canary.log") for name in members), sorted(members)
+    for name, data in members.items():
+        for secret in (console_token, PLANTED_SECRET):
+            assert secret.encode() not in data, name
+
+
+# What an admin or support engineer types from the docs at the appliance's shell: each
+# shell block as written, with these changes (each must still apply somewhere).
+AT_THE_SHELL_CHANGES = [
+    (r"(?m)^sudo ", "", "the agent is root, and the guest has no sudo"),
+    (r"\bless\b", "cat", "there is no terminal for a pager"),
+    (r"/path/to/cluster\.kubeconfig", K3S_KUBECONFIG, "the cluster here is the appliance's"),
+]
+
+
+def as_typed_at_the_shell(block: str, applied: set[str]) -> str:
+    for pattern, replacement, _ in AT_THE_SHELL_CHANGES:
+        block, count = re.subn(pattern, replacement, block)
+        applied.update([pattern] if count else [])
+    return block
+
+
+def test_7_the_docs_shell_commands_work_on_the_appliance(vm, console_token):
+    applied = set()
+    for doc, expected in SHELL_DOCS.items():
+        printed = ""
+        for block in shell_blocks(ROOT / doc):
+            result = vm.run("sh", "-ec", f"cd /tmp; {as_typed_at_the_shell(block, applied)}",
+                            timeout=180)
+            assert result.code == 0, (doc, block, result)
+            printed += result.stdout
+        for text in expected:
+            assert text in printed, (doc, text, printed[-3000:])
+    assert applied == {pattern for pattern, _, _ in AT_THE_SHELL_CHANGES}, "a change is stale"

@@ -1,0 +1,531 @@
+"""The :8080 UI in a real browser: Debian's chromium driven by Playwright against the real
+waitress service, with state files from real flows (the wizard's own submissions, real
+preflight and k3s phase runs against loopback servers, and real status collections).
+
+Every screen is saved as a screenshot (test-artifacts/ui/, or $UI_SCREENSHOT_DIR:
+ci/screenshots.sh points it at docs/screenshots/) and checked: the page width, no
+horizontal scrolling, not blank.
+"""
+
+import json
+import os
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from playwright.sync_api import expect
+from support.base import FAKES, TESTS, make_host_root
+from support.browser import NODE_IP, PHONE, Ui
+from support.builders import INSTALLED
+from support.cluster import phase_process
+from support.netlab import (
+    HttpsServer,
+    Route,
+    free_loopback_address,
+)
+from support.releases import K3S_BINARY, K3S_BINARY_PATH, K3S_SUMS_PATH, READY_NODE, k3s_sums
+from support.scenarios import collect as collect_status
+from support.scenarios import stage, temporal_worker_crashloop
+
+from host import cli
+from host.core import paths, spool, state
+from host.core.validation import validate
+from host.setup import engine
+from host.setup.inputs import InputErrors, parse_setup_inputs
+from host.support import request as support_request
+
+
+@pytest.fixture
+def lab(preflight_lab):
+    """The release-repository lab of support.preflight_lab."""
+    return preflight_lab
+
+
+def accept_setup(root: Path, monkeypatch) -> dict:
+    """What the .path unit does with a spooled request: record the inputs (systemctl is
+    the stand-in; the phases are then run by the test)."""
+    monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(root / "systemctl.log"))
+    result = CliRunner().invoke(cli.main, ["accept-setup"])
+    assert result.exit_code == 0 and "started" in result.output, result.output
+    return state.read(state.SETUP_INPUTS, root)
+
+
+# --- signing in --------------------------------------------------------------------------
+
+
+def test_console_link_token_is_kept_for_the_tab_and_removed_from_the_address(tmp_path,
+                                                                           open_ui):
+    ui = open_ui(tmp_path)
+    ui.open("/setup")
+    ui.showing("setup")
+    assert "token" not in ui.page.url and ui.page.url.endswith("/setup")
+    assert ui.page.evaluate("sessionStorage.getItem('alga-appliance-token')") == ui.secret
+    ui.page.reload()  # the token stays for this tab
+    ui.showing("setup")
+    ui.shot("setup-1-channel")
+    ui.page.go_back()  # the address with the token was replaced, not kept in history
+    assert ui.page.url == "about:blank"
+
+
+def test_token_entry_refuses_a_wrong_token_then_accepts_the_right_one(tmp_path, open_ui):
+    ui = open_ui(tmp_path)
+    ui.open("/", with_token=False)
+    ui.showing("login")
+    expect(ui.page.locator("#nav")).to_be_hidden()
+    ui.shot("login")
+    ui.page.fill("#token", "not-the-token")
+    ui.page.click("#login-form button")
+    expect(ui.page.locator("#token-error")).to_be_visible()
+    expect(ui.page.locator("#token-error")).to_have_text(
+        "The token was not accepted. Enter it again.")
+    ui.shot("login-refused")
+    ui.page.fill("#token", ui.secret)
+    ui.page.click("#login-form button")
+    ui.showing("setup")
+    expect(ui.page.locator("#node-ip")).to_have_text(NODE_IP)
+
+
+# --- the wizard --------------------------------------------------------------------------
+
+
+def test_wizard_with_defaults_and_choices_spools_exactly_the_answers(tmp_path, open_ui):
+    ui = open_ui(tmp_path)
+    (tmp_path / "etc/resolv.conf").write_text("nameserver 10.0.0.2\nnameserver 10.0.0.3\n")
+    ui.open("/setup")
+    page = ui.page
+    expect(page.locator("#channel-stable")).to_be_checked()
+    page.check("#channel-nightly")
+    expect(page.locator("#nightly-warning")).to_be_visible()
+    ui.shot("setup-1-channel-nightly")
+    page.check("#channel-stable")
+    ui.next()
+    expect(page.locator("#app_url")).to_have_value(f"http://{NODE_IP}:3000")
+    ui.shot("setup-2-app")
+    page.fill("#app_url", "psa.example.com")
+    ui.next()
+    expect(page.locator("#dns-system")).to_be_checked()
+    expect(page.locator("#detected-resolvers")).to_have_text("Detected: 10.0.0.2, 10.0.0.3")
+    expect(page.locator("#dns-warning")).to_be_hidden()
+    ui.shot("setup-3-dns")
+    page.check("#dns-custom")
+    expect(page.locator("#dns-warning")).to_contain_text("split-horizon")
+    page.fill("#dns_servers", "8.8.8.8,8.8.4.4")
+    ui.shot("setup-3-dns-custom")
+    ui.next()
+    page.check("#use-proxy")
+    page.fill("#proxy_url", "http://ops:s3cret@proxy.corp:3128")
+    ui.shot("setup-4-proxy")
+    ui.next()
+    review = page.locator("#review")
+    expect(review).to_contain_text("http://psa.example.com:3000")
+    expect(review).to_contain_text("Custom servers: 8.8.8.8, 8.8.4.4")
+    expect(review).not_to_contain_text("s3cret")  # the password never shows
+    expect(page.locator("#advanced")).not_to_have_attribute("open", "")
+    ui.shot("setup-5-review")
+    assert ui.spooled() is None  # nothing is submitted before "Start setup"
+    page.click("#wizard-next")
+    ui.showing("progress")
+    expect(page.locator("#progress-summary")).to_contain_text("Waiting for the appliance")
+    ui.shot("progress-waiting")
+    assert ui.spooled()["answers"] == {
+        "channel": "stable", "app_url": "psa.example.com", "dns_mode": "custom",
+        "dns_servers": "8.8.8.8,8.8.4.4", "proxy_url": "http://ops:s3cret@proxy.corp:3128"}
+
+
+def api_message(answers: dict, field: str) -> str:
+    try:
+        parse_setup_inputs(answers, NODE_IP)
+    except InputErrors as exc:
+        return next(e.message for e in exc.errors if e.field == field)
+    raise AssertionError(f"{answers} is valid")
+
+
+FIELD_CASES = [  # field, what the admin types (by selector), the answers that makes
+    ("app_url", {"#app_url": "ftp://psa.example.com"}, {"app_url": "ftp://psa.example.com"}),
+    ("app_url", {"#app_url": "http://psa.example.com/login"},
+     {"app_url": "http://psa.example.com/login"}),
+    ("dns_servers", {"#dns-custom": True, "#dns_servers": "8.8.8.999"},
+     {"dns_mode": "custom", "dns_servers": "8.8.8.999"}),
+    ("dns_servers", {"#dns-custom": True, "#dns_servers": ""},
+     {"dns_mode": "custom", "dns_servers": ""}),
+    ("proxy_url", {"#use-proxy": True, "#proxy_url": "socks5://proxy.corp:1080"},
+     {"proxy_url": "socks5://proxy.corp:1080"}),
+    ("no_proxy", {"#use-proxy": True, "#proxy_url": "http://proxy.corp:3128",
+                  "#no_proxy": "bad name!"},
+     {"proxy_url": "http://proxy.corp:3128", "no_proxy": "bad name!"}),
+    ("repo_url", {"#advanced summary": True, "#repo_url": "not a repository"},
+     {"repo_url": "not a repository"}),
+    ("branch", {"#advanced summary": True, "#branch": "release/..bad"},
+     {"branch": "release/..bad"}),
+]
+STEP_OF_FIELD = {"app_url": 1, "dns_servers": 2, "proxy_url": 3, "no_proxy": 3, "repo_url": 4,
+                 "branch": 4}
+
+
+@pytest.mark.parametrize(("field", "typed", "answers"), FIELD_CASES)
+def test_each_field_error_is_the_apis_message_beside_the_field(tmp_path, open_ui, field,
+                                                              typed, answers):
+    ui = open_ui(tmp_path)
+    ui.open("/setup")
+    page = ui.page
+    for step in range(STEP_OF_FIELD[field]):
+        ui.next()
+        expect(page.locator(f"#step-list li >> nth={step + 1}")).to_have_attribute(
+            "aria-current", "step")
+    for selector, value in typed.items():
+        if value is True:
+            page.click(selector)
+        else:
+            page.fill(selector, value)
+    ui.next()
+    message = page.locator(f'#wizard [data-error-for="{field}"]')
+    expected = api_message({"app_url": f"http://{NODE_IP}:3000", **answers}, field)
+    expect(message).to_have_text(expected)
+    expect(page.locator(f"#{field}")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator(f"#{field}")).to_be_focused()
+    suffix = "empty" if typed.get(f"#{field}") == "" else "invalid"
+    ui.shot(f"setup-error-{field}-{suffix}")
+    assert ui.spooled() is None
+
+
+def test_inputs_are_labelled_and_the_layout_fits_a_phone(tmp_path, open_ui):
+    ui = open_ui(tmp_path, viewport=PHONE)
+    ui.open("/setup")
+    ui.showing("setup")
+    unlabelled = ui.page.evaluate("""() => [...document.querySelectorAll('input, select')]
+        .filter((e) => e.type !== 'hidden' && !e.labels.length && !e.getAttribute('aria-label'))
+        .map((e) => e.id || e.name)""")
+    assert unlabelled == []
+    ui.shot("phone-setup-1-channel")
+    ui.page.keyboard.press("Tab")  # focus starts at the skip link, then the navigation
+    assert ui.page.evaluate("document.activeElement.className") == "skip"
+
+
+# --- preflight, progress and failure, from real phase runs -------------------------------
+
+
+def complete_wizard_with_defaults(ui: Ui) -> dict:
+    ui.open("/setup")
+    for _ in range(4):
+        ui.next()
+    expect(ui.page.locator("#wizard-next")).to_have_text("Start setup")
+    ui.next()
+    ui.showing("progress")
+    return ui.spooled()["answers"]
+
+
+def test_preflight_failure_shows_the_checklist_and_a_retry_changes_nothing_else(
+        lab, open_ui, monkeypatch):
+    lab.configure(resolver=free_loopback_address())  # no resolver answers there
+    ui = open_ui(lab.root)
+    answers = complete_wizard_with_defaults(ui)
+    accept_setup(lab.root, monkeypatch)
+    assert engine.run_phase("preflight", lab.root) == engine.EXIT_FAILED
+    page = ui.page
+    failure = page.locator("#failure")
+    expect(failure).to_contain_text("Preflight checks failed")
+    expect(failure).to_contain_text("Nothing on this machine has been changed")
+    expect(failure).to_contain_text("Safe: retrying")
+    failed_checks = [c for c in state.read(state.PREFLIGHT_REPORT, lab.root)["checks"]
+                     if c["status"] == "fail"]
+    assert failed_checks
+    for check in failed_checks:
+        item = page.locator("#preflight li", has_text=check["id"])
+        expect(item).to_contain_text("✗ fail")
+        expect(item).to_contain_text(check["message"])
+    assert state.read(state.HOST_CHANGES, lab.root) is None
+    ui.shot("preflight-failed")
+
+    lab.configure()  # the admin fixes DNS, then retries with the same answers
+    page.click("#retry")
+    expect(page.locator("#progress-summary")).to_contain_text("Waiting for the appliance")
+    assert ui.spooled()["answers"] == parse_answers_back(answers, lab.root)
+    accept_setup(lab.root, monkeypatch)
+    assert engine.run_phase("preflight", lab.root) == 0
+    expect(failure).to_be_hidden()
+    expect(page.locator("#preflight li").first).to_contain_text("✓ pass")
+    ui.shot("preflight-passed")
+
+
+def parse_answers_back(answers: dict, root: Path) -> dict:
+    """The answers the retry sends: the recorded inputs as the wizard would show them."""
+    from host.setup.inputs import as_answers
+    recorded = as_answers(state.read(state.SETUP_INPUTS, root))
+    assert parse_setup_inputs(recorded, NODE_IP) == parse_setup_inputs(answers, NODE_IP)
+    return recorded
+
+
+def test_edit_answers_after_a_failed_preflight_reopens_the_filled_wizard(
+        lab, open_ui, monkeypatch):
+    lab.configure(resolver=free_loopback_address())
+    ui = open_ui(lab.root)
+    ui.open("/setup")
+    ui.next()
+    ui.page.fill("#app_url", "https://psa.example.com")
+    for _ in range(3):
+        ui.next()
+    expect(ui.page.locator("#wizard-next")).to_have_text("Start setup")
+    ui.next()
+    ui.showing("progress")
+    accept_setup(lab.root, monkeypatch)
+    engine.run_phase("preflight", lab.root)
+    ui.page.get_by_role("button", name="Edit answers").click()
+    ui.showing("setup")
+    ui.next()
+    expect(ui.page.locator("#app_url")).to_have_value("https://psa.example.com")
+
+
+def test_progress_follows_the_phases_with_a_live_log_then_a_failure_view(
+        lab, open_ui, monkeypatch):
+    (lab.root / "usr/local/bin").mkdir(parents=True)
+    (lab.root / "etc/os-release").write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
+    (lab.root / "store.json").write_text("{}")  # k3s's node is not Ready yet
+    lab.github.routes.update({K3S_BINARY_PATH: Route(body=K3S_BINARY),
+                              K3S_SUMS_PATH: Route(body=k3s_sums(K3S_BINARY))})
+    ui = open_ui(lab.root)
+    complete_wizard_with_defaults(ui)
+    accept_setup(lab.root, monkeypatch)
+    for phase in ("preflight", "dns"):
+        assert engine.run_phase(phase, lab.root) == 0, phase
+    page = ui.page
+    k3s = phase_process(lab.root, "k3s")
+    try:
+        expect(page.locator("#progress-summary")).to_contain_text("Running: Install k3s",
+                                                                  timeout=30_000)
+        expect(page.locator("#phases li.current")).to_contain_text("Install k3s")
+        expect(page.locator("#tail-source")).to_have_text("Install k3s")
+        expect(page.locator("#tail")).to_contain_text("→", timeout=30_000)
+        expect(page.locator("#phases li", has_text="Preflight checks")).to_contain_text(
+            "✓ succeeded")
+        expect(page.locator("#open-app-row")).to_be_hidden()
+        assert page.locator("#phases li .title").all_inner_texts() == [  # chain order
+            "Preflight checks", "DNS for k3s", "Install k3s", "Install Flux",
+            "Point Flux at the Alga release"]
+        ui.shot("progress-running")
+        (lab.root / "store.json").write_text(json.dumps({"Node//alga-appliance": READY_NODE}))
+        assert k3s.wait(60) == 0
+    finally:
+        k3s.kill()
+    expect(page.locator("#phases li", has_text="Install k3s")).to_contain_text("✓ succeeded")
+
+    # A real failure: the published checksum no longer matches the binary.
+    (lab.root / "usr/local/bin/k3s").unlink()
+    lab.github.routes[K3S_SUMS_PATH] = Route(body=k3s_sums(b"another binary"))
+    state.write(state.SETUP_INPUTS, {**state.read(state.SETUP_INPUTS, lab.root),
+                                     "app_url": "http://10.0.0.5:3001"}, lab.root)
+    assert phase_process(lab.root, "k3s").wait(120) != 0
+    failure = page.locator("#failure")
+    recorded = state.read(state.INSTALL_STATE, lab.root)["phases"]["k3s"]["failure"]
+    expect(failure).to_contain_text("Install k3s failed")
+    expect(failure).to_contain_text(recorded["suspected_cause"])
+    expect(failure).to_contain_text(recorded["next_step"])
+    expect(failure.locator("#retry")).to_be_visible()
+    expect(failure).not_to_contain_text("Nothing on this machine has been changed")
+    expect(page.locator("#tail-source")).to_have_text("Install k3s")
+    ui.shot("progress-failed-k3s")
+
+
+def test_a_failure_recorded_by_an_older_version_shows_with_a_retry(tmp_path, open_ui):
+    """Before 0.1.1 failure records carried retry_safe; every phase is safe to retry, so
+    even a record that said otherwise offers the retry."""
+    make_host_root(tmp_path)
+    failed = json.loads(json.dumps(INSTALLED))
+    failed["status"] = "failed"
+    failed["phases"]["flux"].update(state="failed", failure={
+        "category": "flux", "last_action": "applying the Flux install manifest",
+        "log_excerpt": "error: conflict", "suspected_cause": "another Flux owns the cluster",
+        "next_step": "remove the other Flux installation, then run setup again",
+        "retry_safe": False, "support_command": "sudo alga-appliance support-bundle"})
+    state.write(state.INSTALL_STATE, failed, tmp_path)
+    ui = open_ui(tmp_path)
+    ui.open("/")
+    ui.showing("progress")
+    expect(ui.page.locator("#failure")).to_be_visible()
+    expect(ui.page.locator("#failure")).to_contain_text("Safe: retrying repeats only")
+    expect(ui.page.locator("#retry")).to_be_visible()
+    expect(ui.page.locator("#failure pre")).to_have_text("error: conflict")
+    ui.page.get_by_role("button", name="Get a support bundle").click()
+    ui.showing("support")
+
+
+# --- the dashboard, from real status collections -----------------------------------------
+
+
+ROLLUPS = {  # state: (label, cluster, login ready)
+    "setup_required": ("Setup required", None, False),
+    "installing": ("Installing", lambda: (stage("core"), []), False),
+    "failed_action_required": ("Action required", "down", False),
+    "ready_to_log_in": ("Ready to log in", lambda: (stage("login"), []), True),
+    "ready_with_background_issues": ("Ready to log in, with background issues",
+                                     temporal_worker_crashloop, True),
+    "fully_healthy": ("Fully healthy", lambda: (stage("full"), []), True),
+}
+
+
+@pytest.mark.parametrize("rollup", list(ROLLUPS))
+def test_dashboard_in_each_rollup_state(tmp_path, open_ui, fake_cluster, monkeypatch, rollup):
+    label, cluster, login = ROLLUPS[rollup]
+    make_host_root(tmp_path)
+    with HttpsServer(None, {"/": Route(status=302, headers={"Location": "/msp/dashboard"})}) \
+            as app:
+        if rollup != "setup_required":
+            state.write(state.SETUP_INPUTS, parse_setup_inputs({"app_url": app.url}, NODE_IP),
+                        tmp_path)
+            state.write(state.INSTALL_STATE, INSTALLED, tmp_path)
+        if cluster == "down":
+            monkeypatch.setenv("FAKE_KUBE_DOWN", "1")
+            monkeypatch.setenv("FAKE_SYSTEMCTL_IS_ACTIVE", "failed")  # not just starting
+            snapshot = collect_status(tmp_path)
+        else:
+            view, pods = cluster() if cluster else (None, [])
+            snapshot = collect_status(tmp_path, view, pods)
+    assert snapshot["rollup"]["state"] == rollup
+    state.write(state.STATUS, snapshot, tmp_path)
+    ui = open_ui(tmp_path)
+    ui.open("/status")
+    page = ui.page
+    expect(page.locator("#rollup .state")).to_have_text(label)
+    expect(page.locator("#rollup")).to_contain_text(snapshot["rollup"]["next_action"])
+    ready = [t for t, tier in snapshot["tiers"].items() if tier["ready"]]
+    expect(page.locator("#tiers li", has_text="✓ ready")).to_have_count(len(ready))
+    expect(page.locator("#open-app-row")).to_be_visible() if login else \
+        expect(page.locator("#open-app-row")).to_be_hidden()
+    if login:
+        expect(page.locator("#open-app")).to_have_attribute("href", app.url)
+    expect(page.locator("#not-ready-note")).to_be_hidden() if login else \
+        expect(page.locator("#not-ready-note")).to_be_visible()
+    for blocker in snapshot["blockers"][:3]:
+        expect(page.locator("#blockers")).to_contain_text(blocker["next_action"])
+    expect(page.locator("#pods tbody tr")).to_have_count(len(snapshot["components"]["pods"]))
+    expect(page.locator("#flux tbody tr")).to_have_count(len(snapshot["flux"]))
+    expect(page.locator("#host-facts")).to_contain_text(snapshot["host"]["node_ip"])
+    ui.shot(f"status-{rollup}")
+    if rollup == "ready_with_background_issues":
+        phone = open_ui(tmp_path, viewport=PHONE)
+        phone.open("/status")
+        expect(phone.page.locator("#rollup .state")).to_have_text(label)
+        phone.shot("phone-status-ready_with_background_issues")
+
+
+# --- logs, updates, polling --------------------------------------------------------------
+
+
+def test_logs_page_fetches_phase_logs_and_the_journal_on_demand(tmp_path, open_ui,
+                                                                monkeypatch):
+    make_host_root(tmp_path)
+    state.write(state.INSTALL_STATE, INSTALLED, tmp_path)
+    log = tmp_path / paths.LOG_DIR.lstrip("/") / "k3s.log"
+    log.write_text("".join(f"k3s line {i}\n" for i in range(300)))
+    monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_JOURNAL_LOG", str(tmp_path / "journal.log"))
+    ui = open_ui(tmp_path)
+    ui.open("/logs")
+    page = ui.page
+    expect(page.locator("#log-output")).to_have_text("")  # nothing until asked
+    page.select_option("#log-source", "k3s")
+    page.select_option("#log-lines", "100")
+    page.click("#logs-form button")
+    expect(page.locator("#log-output")).to_contain_text("k3s line 299")
+    assert page.locator("#log-output").inner_text().splitlines()[0] == "k3s line 200"
+    ui.shot("logs-phase")
+    page.select_option("#log-source", "journal")
+    page.click("#logs-form button")
+    expect(page.locator("#log-output")).to_contain_text("alga-appliance.service: line 100")
+    assert "--lines 100" in (tmp_path / "journal.log").read_text()
+    ui.shot("logs-journal")
+    # The API's refusal shows beside the form; the next answer clears it.
+    monkeypatch.setenv("FAKE_JOURNAL_FAIL", "1")
+    page.click("#logs-form button")
+    expect(page.locator("#logs-error")).to_be_visible()
+    expect(page.locator("#logs-error")).to_contain_text("the journal cannot be read")
+    monkeypatch.delenv("FAKE_JOURNAL_FAIL")
+    page.click("#logs-form button")
+    expect(page.locator("#logs-error")).to_be_hidden()
+
+
+def test_updates_page_shows_the_selected_release(tmp_path, open_ui):
+    make_host_root(tmp_path)
+    state.write(state.INSTALL_STATE, INSTALLED, tmp_path)
+    example = TESTS / "schema_examples/selected-release/valid.json"
+    state.write(state.SELECTED_RELEASE, json.loads(example.read_text()), tmp_path)
+    ui = open_ui(tmp_path)
+    ui.open("/updates")
+    expect(ui.page.locator("#release")).to_contain_text("release/1.0.0")
+    ui.shot("updates")
+
+
+def test_polling_stops_while_the_tab_is_hidden_and_backs_off_on_errors(tmp_path, open_ui):
+    make_host_root(tmp_path)
+    ui = open_ui(tmp_path)
+    ui.open("/progress")  # a submitted setup polls every 2 s
+    ui.page.evaluate("sessionStorage.setItem('alga-appliance-submitted', 'null')")
+    ui.page.reload()
+    ui.showing("progress")
+    page = ui.page
+    page.wait_for_timeout(4500)
+    assert sum("/api/install" in c for c in ui.api_calls) >= 2
+    page.evaluate("""() => {
+        Object.defineProperty(document, 'hidden', {value: true, configurable: true});
+        document.dispatchEvent(new Event('visibilitychange')); }""")
+    ui.api_calls.clear()
+    page.wait_for_timeout(5000)
+    assert ui.api_calls == []  # hidden: no polling at all
+    page.route("**/api/install", lambda route: route.abort())
+    page.evaluate("""() => {
+        Object.defineProperty(document, 'hidden', {value: false, configurable: true});
+        document.dispatchEvent(new Event('visibilitychange')); }""")
+    expect(page.locator("#connection")).to_be_visible()
+    expect(page.locator("#connection")).to_contain_text("Lost contact")
+    ui.api_calls.clear()
+    page.wait_for_timeout(9000)
+    # Back-off 4 s, then 8 s: at most 2 tries in 9 s, where 2 s polling would make 4.
+    assert 1 <= sum("/api/install" in c for c in ui.api_calls) <= 2
+    ui.shot("connection-lost")
+
+
+# --- the support bundle ------------------------------------------------------------------
+
+
+def test_support_bundle_button_makes_one_shows_progress_and_downloads_it(
+        lab, open_ui, fake_cluster, monkeypatch, tmp_path):
+    """The button end to end: the request goes through the spool, the root oneshot's code
+    (run here, as systemd would) makes a real bundle against the loopback network lab with
+    the cluster down, and the browser downloads a valid archive."""
+    monkeypatch.setenv("FAKE_KUBE_DOWN", "1")
+    monkeypatch.setenv("FAKE_JOURNAL_SLEEP", "6")  # slow enough to watch the progress
+    state.write(state.INSTALL_STATE, INSTALLED, lab.root)
+    ui = open_ui(lab.root)
+    ui.open("/support")
+    page = ui.page
+    expect(page.locator("#bundles")).to_contain_text("None yet.")
+    page.click("#bundle-create")
+    expect(page.locator("#bundle-step")).to_have_text("Waiting for the host to start the bundle…")
+    expect(page.locator("#bundle-create")).to_be_disabled()
+    assert spool.spool_file(spool.SUPPORT_BUNDLE, lab.root).exists()
+    maker = threading.Thread(target=support_request.run,
+                             args=(lab.root, os.environ.get("USER", "root")))
+    maker.start()
+    try:
+        expect(page.locator("#bundle-step")).to_contain_text("Making the bundle:", timeout=20_000)
+        ui.shot("support-progress")
+    finally:
+        maker.join(120)
+    row = page.locator("#bundles tbody tr")
+    expect(row).to_have_count(1, timeout=20_000)
+    expect(page.locator("#bundle-create")).to_be_enabled()
+    ui.shot("support-ready")
+    with page.expect_download() as started:
+        row.get_by_role("button", name="Download").click()
+    download = started.value
+    saved = tmp_path / download.suggested_filename
+    download.save_as(saved)
+    assert support_request.ARCHIVE_NAME.match(saved.name)
+    with tarfile.open(saved) as archive:
+        names = archive.getnames()
+        manifest = json.load(archive.extractfile(names[0]))
+    assert names[0].endswith("/bundle.json") and any(n.endswith("/SUMMARY.md") for n in names)
+    validate(manifest, "support-bundle.schema.json", name="bundle.json", source=saved.name)
+    assert saved.read_bytes() == (support_request.bundle_dir(lab.root) / saved.name).read_bytes()

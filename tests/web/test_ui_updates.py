@@ -1,0 +1,90 @@
+"""The Updates page in a real browser, with the real updater behind it: the web request is
+spooled and run by `update.run_request` (what alga-appliance-update-request.service runs)
+against the release-source servers and Flux stand-in of tests/update/test_update.py; the page
+follows the history file it writes."""
+
+import threading
+
+import pytest
+from playwright.sync_api import expect
+from support.updates import alga_core, publish
+
+from host.core import spool, state
+from host.update import apply
+from host.update import request as update_request
+
+
+@pytest.fixture
+def lab(update_lab):
+    """An installed appliance on the fake cluster (support.updates)."""
+    return update_lab
+
+
+def run_request_when_spooled(lab) -> dict:
+    request_file = spool.spool_file(spool.UPDATE, lab.root)
+    assert request_file.exists(), "the page did not ask"
+    return update_request.accept(lab.root, lab.kubeconfig)
+
+
+def test_check_see_the_diff_confirm_watch_and_see_history(lab, open_ui, monkeypatch):
+    monkeypatch.setattr(apply, "LOGIN_TIMEOUT", 60.0)  # the test decides when login is back
+    publish(lab, "nightly", "1.1-nightly.20261201", "main", algaCore="babe1234")
+    ui = open_ui(lab.root)
+    ui.open("/updates")
+    page = ui.page
+    release = page.locator("#release")
+    expect(release).to_contain_text("stable")
+    expect(release).to_contain_text("release/1.0.0")
+    expect(page.locator("#update-stable")).to_be_checked()
+
+    page.check("#update-nightly")
+    page.click("#update-check")
+    expect(page.locator("#update-busy")).to_be_visible()
+    expect(page.locator("#update-busy")).to_contain_text("Waiting for the appliance")
+    checked = run_request_when_spooled(lab)
+    assert checked["result"] == "update_available"
+    summary = page.locator("#update-summary")
+    expect(summary).to_contain_text("1.0 (app 1.0) → 1.1-nightly.20261201")
+    expect(summary).to_contain_text("the branch changes from release/1.0.0 to main")
+    core = page.locator("#update-images tr", has_text="algaCore")
+    expect(core).to_contain_text("eaec6253")
+    expect(core).to_contain_text("babe1234")
+    expect(page.locator("#update-warning")).to_be_visible()
+    expect(page.locator("#update-warning")).to_have_text(
+        checked["changes"]["confirmation_reason"])
+    ui.shot("updates-plan-nightly")
+
+    page.click("#update-apply")  # not confirmed yet: nothing is asked of the host
+    expect(page.locator("#update-error")).to_be_visible()
+    expect(page.locator("#update-error")).to_contain_text("Confirm first")
+    assert not spool.spool_file(spool.UPDATE, lab.root).exists()
+    page.check("#update-confirm")
+    page.click("#update-apply")
+    expect(page.locator("#update-busy")).to_be_visible()
+    expect(page.locator("#update-busy")).to_contain_text("Waiting for the appliance")
+    spooled = spool.spool_file(spool.UPDATE, lab.root).read_text()
+    assert '"confirmed": true' in spooled and '"action": "apply"' in spooled
+
+    applying = threading.Thread(target=run_request_when_spooled, args=(lab,))
+    applying.start()
+    try:
+        step = page.locator("#update-step")
+        expect(step).to_contain_text("waiting for login", timeout=30_000)
+        expect(step).to_contain_text("Updating to 1.1-nightly.20261201 on nightly")
+        expect(page.locator("#update-check")).to_be_disabled()
+        ui.shot("updates-applying")
+        lab.put(alga_core("babe1234"))  # the app comes back on the new release
+    finally:
+        applying.join(90)
+    expect(page.locator("#update-progress")).to_be_hidden(timeout=15_000)
+    rows = page.locator("#update-history tbody tr")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("apply")
+    expect(rows.nth(0)).to_contain_text("succeeded")
+    expect(rows.nth(0)).to_contain_text("1.0 (stable)")
+    expect(rows.nth(0)).to_contain_text("1.1-nightly.20261201 (nightly)")
+    expect(rows.nth(1)).to_contain_text("update available")
+    expect(page.locator("#release")).to_contain_text("nightly")
+    assert state.read(state.SELECTED_RELEASE, lab.root)["release_version"] == \
+        "1.1-nightly.20261201"
+    ui.shot("updates-history")
