@@ -505,7 +505,7 @@ def test_support_bundle_button_makes_one_shows_progress_and_downloads_it(
     expect(page.locator("#bundle-step")).to_have_text("Waiting for the host to start the bundle…")
     expect(page.locator("#bundle-create")).to_be_disabled()
     assert spool.spool_file(spool.SUPPORT_BUNDLE, lab.root).exists()
-    maker = threading.Thread(target=support_request.run,
+    maker = threading.Thread(target=support_request.accept,
                              args=(lab.root, os.environ.get("USER", "root")))
     maker.start()
     try:
