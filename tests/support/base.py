@@ -20,6 +20,17 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def altered_copies(directory: Path) -> list[str]:
+    """The files of `directory` that differ from its SHA256SUMS, the sums recorded when
+    they were copied from their upstream (and any file the sums do not list)."""
+    recorded = dict(reversed(line.split()) for line in
+                    (directory / "SHA256SUMS").read_text().splitlines())
+    present = {p.name for p in directory.iterdir()} - {"SHA256SUMS", "README.md"}
+    return sorted(name for name in present | set(recorded)
+                  if name not in recorded or not (directory / name).is_file()
+                  or sha256(directory / name) != recorded[name])
+
+
 def make_host_root(base: Path, *extra: str) -> Path:
     """A root prefix with the appliance's config, state and log directories (and `extra`)."""
     for directory in (paths.CONFIG_DIR, paths.STATE_DIR, paths.LOG_DIR, *extra):
