@@ -13,7 +13,7 @@ from support.base import FAKES, TESTS, make_host_root, serve_wsgi
 from support.openapi_check import assert_documented, document
 
 from host import cli
-from host.core import paths, spool, state, token
+from host.core import paths, runlock, spool, state, token
 from host.setup.inputs import parse_setup_inputs
 from host.support import request as support_request
 from host.web import MAX_BODY, make_app
@@ -422,6 +422,33 @@ def test_accept_setup_records_inputs_and_starts_the_target(root, tmp_path, monke
     assert install["request_id"] == request_id and install["status"] == "pending"
     assert not spool.spool_file(spool.SETUP, root).exists()
     assert calls.read_text() == "start --no-block alga-appliance-setup.target\n"
+
+
+def test_accepting_a_retry_queues_what_failed_and_keeps_what_succeeded(root, tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(tmp_path / "systemctl.calls"))
+    monkeypatch.setenv("PATH", f"{FAKES}:/usr/bin:/bin")
+    failure = {"category": "k3s", "last_action": "x", "log_excerpt": "", "suspected_cause":
+               "y", "next_step": "z", "support_command": "z"}
+    before = install_with({"preflight": ("succeeded", None), "k3s": ("failed", failure)})
+    before["phases"]["preflight"]["inputs_digest"] = "0" * 64
+    before["completed_at"] = "2026-11-27T09:00:00Z"
+    state.write(state.INSTALL_STATE, before, root)
+    request = {"answers": {}, "submitted_at": "2026-12-01T10:00:00Z"}
+    with runlock.held(root):  # a phase still holds the lock: nothing is taken up
+        request_id = spool.submit(spool.SETUP, request, root)
+        refused = CliRunner().invoke(cli.main, ["accept-setup"])
+    assert refused.exit_code == 1 and "another setup or update is running" in refused.output
+    assert state.read(state.INSTALL_STATE) == before and state.read(state.SETUP_INPUTS) is None
+    request_id = spool.submit(spool.SETUP, request, root)
+    assert CliRunner().invoke(cli.main, ["accept-setup"]).exit_code == 0
+    queued = state.read(state.INSTALL_STATE)
+    assert (queued["status"], queued["request_id"]) == ("pending", request_id)
+    assert queued["phases"]["preflight"] == before["phases"]["preflight"]  # may be skipped
+    assert queued["phases"]["k3s"]["state"] == "pending"
+    assert queued["phases"]["k3s"]["failure"] is None
+    assert set(queued["phases"]) >= {"preflight", "dns", "k3s", "flux", "release"}
+    assert queued["completed_at"] == before["completed_at"]
 
 
 def test_accept_setup_rejects_a_tampered_request(root):
