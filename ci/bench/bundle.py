@@ -28,13 +28,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "ci")]
 
-from support.base import make_host_root  # noqa: E402
-from support.builders import INSTALLED, event, healthy, pod, store_for  # noqa: E402
+from support.builders import event, healthy, installed_root, pod, store_for  # noqa: E402
 from support.cluster import FakeCluster  # noqa: E402
 from support.netlab import DnsServer, HttpsServer, Route, TestCA, free_loopback_address  # noqa: E402
 from support.releases import DNS_NAMES, github_routes  # noqa: E402
 
 from host.core import paths, state  # noqa: E402
+from host.setup import chain  # noqa: E402
 
 MIB = 1 << 20
 GOAL_SECONDS, GOAL_RSS_MB, GOAL_SIZE_MB = 30, 100, 20
@@ -62,18 +62,14 @@ def secret(index: int) -> dict:
 
 def build(root: Path, dns: DnsServer, github: HttpsServer, ghcr: HttpsServer,
           ca: TestCA) -> dict:
-    make_host_root(root)
+    installed_root(root)
     state.write(state.ENDPOINTS, {"raw_base": github.url, "ghcr_base": ghcr.url,
                                   "k3s_release_base": f"{github.url}/k3s",
                                   "flux_release_base": f"{github.url}/flux",
                                   "ca_bundle": str(ca.ca_pem_path)}, root)
     (root / "etc/resolv.conf").write_text(f"nameserver {dns.address}\n")
-    state.write(state.SETUP_INPUTS, {"channel": "stable", "app_url": "http://127.0.0.1:1",
-                                     "dns": {"mode": "system"}, "proxy": None, "overrides": {}},
-                root)
-    state.write(state.INSTALL_STATE, INSTALLED, root)
     (root / paths.TOKEN_FILE.lstrip("/")).write_text("bench-token-value-0123456789\n")
-    for phase in ("preflight", "dns", "k3s", "flux", "release"):
+    for phase in chain.NAMES:
         (root / paths.LOG_DIR.lstrip("/") / f"{phase}.log").write_bytes(
             log_lines(f"{phase} step", 3 * MIB))
     pods = [pod(f"worker-{i:03d}-x", "ReplicaSet", f"worker-{i:03d}",

@@ -19,19 +19,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "ci")]
 
-from support.base import make_host_root  # noqa: E402
-from support.builders import INSTALLED, event, healthy, pod, store_for  # noqa: E402
+from support.builders import event, healthy, installed_root, pod, store_for  # noqa: E402
 from support.cluster import FakeCluster  # noqa: E402
-
-from host.core import state  # noqa: E402
 
 
 def build(root: Path) -> dict:
-    make_host_root(root)
-    state.write(state.SETUP_INPUTS, {"channel": "stable", "app_url": "http://127.0.0.1:1",
-                                     "dns": {"mode": "system"}, "proxy": None, "overrides": {}},
-                root)
-    state.write(state.INSTALL_STATE, INSTALLED, root)
+    installed_root(root)
     pods = [pod(f"worker-{i:03d}-x", "ReplicaSet", f"worker-{i:03d}",
                 waiting="CrashLoopBackOff" if i % 10 == 0 else "", restarts=i % 7)
             for i in range(500)]

@@ -32,8 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "ci")]
 
 import requests  # noqa: E402
-from support.base import make_host_root  # noqa: E402
-from support.builders import INSTALLED, event, healthy, pod, store_for  # noqa: E402
+from support.builders import event, healthy, installed_root, pod, store_for  # noqa: E402
 from support.cluster import FakeCluster  # noqa: E402
 
 from host import status  # noqa: E402
@@ -48,11 +47,7 @@ GOAL_P99_MS, GOAL_RSS_MB, GOAL_IDLE_CPU = 50.0, 60.0, 1.0
 
 def build(root: Path) -> int:
     """The root prefix with a healthy snapshot; returns the size of status.json in bytes."""
-    make_host_root(root)
-    state.write(state.SETUP_INPUTS, {"channel": "stable", "app_url": "http://127.0.0.1:1",
-                                     "dns": {"mode": "system"}, "proxy": None, "overrides": {}},
-                root)
-    state.write(state.INSTALL_STATE, INSTALLED, root)
+    installed_root(root)
     pods = [pod(f"worker-{i:02d}-x", "ReplicaSet", f"worker-{i:02d}") for i in range(40)]
     events = [event(f"worker-{i % 40:02d}-x", "BackOff", f"back-off restarting container {i}",
                     f"2026-11-27T10:{i:02d}:00Z") for i in range(50)]

@@ -1,13 +1,18 @@
 """Kubernetes and Flux objects in the real API formats, as the cluster reports them, and
 the views and stores the readiness, status and bundle code read (plain helpers)."""
 
+from pathlib import Path
+
 from host.cluster.alga import BACKGROUND
 from host.cluster.readiness import ClusterView
+from host.core import state
+from host.setup import chain
+from support.base import make_host_root
 
 INSTALLED = {"status": "succeeded", "current_phase": None, "updated_at": "2026-11-27T10:00:00Z",
              "phases": {p: {"state": "succeeded", "started_at": None, "finished_at": None,
                             "last_action": None, "failure": None}
-                        for p in ("preflight", "dns", "k3s", "flux", "release")}}
+                        for p in chain.NAMES}}
 
 
 def workload(kind: str, name: str, ready: int, replicas: int = 1, generation: int = 1,
@@ -87,3 +92,13 @@ def store_for(view: ClusterView, pods=(), events=()) -> dict:
                             obj["metadata"]["name"]])
             store[key] = obj
     return store
+
+
+def installed_root(root: Path) -> Path:
+    """A host root where setup has completed: setup inputs and a succeeded install state."""
+    make_host_root(root)
+    state.write(state.SETUP_INPUTS, {"channel": "stable", "app_url": "http://127.0.0.1:1",
+                                     "dns": {"mode": "system"}, "proxy": None, "overrides": {}},
+                root)
+    state.write(state.INSTALL_STATE, INSTALLED, root)
+    return root

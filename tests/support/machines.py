@@ -7,8 +7,6 @@ from pathlib import Path
 from isobuild import payload
 from isobuild.image import IsoImage
 
-PHASE_NAMES = ("preflight", "dns", "k3s", "flux", "release")
-
 
 def extract_payload(iso_path: Path, target: Path) -> Path:
     with IsoImage(iso_path) as iso:

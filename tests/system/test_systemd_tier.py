@@ -28,11 +28,12 @@ import pytest
 import requests
 import rootfs
 from late_commands import run_late_commands
-from support.machines import PHASE_NAMES, extract_payload, wait_for
+from support.machines import extract_payload, wait_for
 from support.netlab import DnsServer, HttpsServer, NetNamespace, Route
 from support.releases import K3S_SUMS, K3S_SUMS_PATH, release_source_routes
 
 from host.core import paths, pins, spool, state
+from host.setup import chain
 from isobuild.image import IsoImage
 
 pytestmark = [pytest.mark.systemd,
@@ -237,9 +238,9 @@ def test_4_the_whole_chain_succeeds(machine, mirror):
     started = state_version(machine)
     assert submit_setup(machine, {"channel": "stable"}).status_code == 202
     doc = wait_until_settled(machine, started, timeout=150)
-    assert doc["status"] == "succeeded", ({p: doc["phases"][p]["failure"] for p in PHASE_NAMES},
+    assert doc["status"] == "succeeded", ({p: doc["phases"][p]["failure"] for p in chain.NAMES},
                                           machine.journal())
-    assert [doc["phases"][p]["state"] for p in PHASE_NAMES] == ["succeeded"] * 5
+    assert [doc["phases"][p]["state"] for p in chain.NAMES] == ["succeeded"] * 5
     assert wait_for(lambda: (machine.root / CANARY).exists(), 30, "the canary")
     assert machine.run("systemctl", "is-active", "k3s.service").strip() == "active"
     store = json.loads((machine.root / "var/lib/rancher/k3s/stand-in/store.json").read_text())
@@ -265,7 +266,7 @@ def test_5_a_rerun_skips_succeeded_phases(machine, mirror):
     started = state_version(machine)
     assert submit_setup(machine, {"channel": "stable"}).status_code == 202
     doc = wait_until_settled(machine, started)
-    assert [doc["phases"][p]["state"] for p in PHASE_NAMES] == ["skipped"] * 5
+    assert [doc["phases"][p]["state"] for p in chain.NAMES] == ["skipped"] * 5
     assert doc["status"] == "succeeded"
     assert log.read_text().count("→ checking DNS") == runs_before
     # The chain runs to its end again (and is finished before the next test starts).

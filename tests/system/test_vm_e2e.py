@@ -43,12 +43,13 @@ import vm_image
 from late_commands import run_late_commands
 from support.base import FAKES, ROOT
 from support.docs import SHELL_DOCS, shell_blocks
-from support.machines import PHASE_NAMES, extract_payload, wait_for
+from support.machines import extract_payload, wait_for
 from support.releases import release_source_routes
 
 from host.console.banner import HEADLINES
 from host.core import paths
 from host.core.paths import K3S_KUBECONFIG
+from host.setup import chain
 from isobuild.image import IsoImage
 
 ARTIFACTS = ROOT / "test-artifacts" / "vm"
@@ -254,7 +255,7 @@ def test_3_preflight_fails_cleanly_offline(vm, console_token):
     assert failure["suspected_cause"].startswith("dns.github.com: github.com does not resolve")
     assert "retry_safe" not in failure  # no longer written
     assert any(check["status"] == "fail" for check in doc["preflight"]["checks"])
-    assert [doc["install"]["phases"][p]["state"] for p in PHASE_NAMES[1:]] \
+    assert [doc["install"]["phases"][p]["state"] for p in chain.NAMES[1:]] \
         == ["pending"] * 4
     assert host_fingerprint(vm) == before
 
@@ -266,7 +267,7 @@ def test_4_full_install_against_in_guest_release_sources(vm, console_token):
     agent(vm, "install", "-m", "0644", f"/{TEST_FILES}/endpoints.json",
           "/etc/alga-appliance/endpoints.json")
     doc = submit_and_settle(vm, console_token, "succeeded", 300)
-    assert [doc["install"]["phases"][p]["state"] for p in PHASE_NAMES] == ["succeeded"] * 5
+    assert [doc["install"]["phases"][p]["state"] for p in chain.NAMES] == ["succeeded"] * 5
     assert agent(vm, "systemctl", "is-active", "k3s.service").strip() == "active"
 
     def rolled_up():
