@@ -2,8 +2,11 @@
 checked against that owner here, so the copies cannot drift."""
 
 import configparser
+import json
 import re
 from pathlib import Path
+
+import yaml
 
 from host.core import paths, spool
 from host.releases import channels
@@ -66,3 +69,31 @@ def test_no_ui_module_or_console_keeps_its_own_phase_list():
         text = source.read_text()
         titles = [step.title for step in chain.CHAIN if f'"{step.title}"' in text]
         assert not titles, f"{source.relative_to(ROOT)} repeats phase titles {titles}"
+
+
+
+def channel_enums(node, where: str = ""):
+    """(where, enum) of every `channel` or `channels` property in a parsed schema."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("channel", "channels") and isinstance(value, dict):
+                enum = value.get("enum") or value.get("items", {}).get("enum")
+                if enum is not None:
+                    yield f"{where}/{key}", enum
+            yield from channel_enums(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from channel_enums(value, f"{where}/{index}")
+
+
+def test_every_schema_that_names_channels_names_exactly_the_declared_ones():
+    """A schema is a contract of its own, so it spells the channels out; they must be these
+    (a maintenance record may have none yet)."""
+    documents = {path.name: json.loads(path.read_text())
+                 for path in (ROOT / "schemas").glob("*.schema.json")}
+    documents["openapi.yaml"] = yaml.safe_load((ROOT / "schemas" / "openapi.yaml").read_text())
+    found = [(f"{name}{where}", enum) for name, document in sorted(documents.items())
+             for where, enum in channel_enums(document)]
+    assert len(found) >= 7, found
+    for where, enum in found:
+        assert tuple(value for value in enum if value is not None) == channels.CHANNELS, where
