@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 from pathlib import Path
 
 import pytest
@@ -22,17 +21,10 @@ from support.oci import (
     release_artifact,
     untar_gz,
 )
-from support.registry import MANIFEST_ACCEPT, PUSHER, Registry
+from support.registry import MANIFEST_ACCEPT, PUSHER, Registry, challenge, pull
 
 REPOSITORY = "alga/appliance-release"
 RELEASE = {"version": "1.4.0", "channel": "stable"}
-
-
-def challenge(response: requests.Response) -> dict[str, str]:
-    """The parameters of a `WWW-Authenticate: Bearer k="v",...` header."""
-    scheme, _, parameters = response.headers["WWW-Authenticate"].partition(" ")
-    assert scheme == "Bearer"
-    return dict(re.findall(r'(\w+)="([^"]*)"', parameters))
 
 
 def get(registry: Registry, url: str, token: str | None = None, **kwargs) -> requests.Response:
@@ -51,20 +43,7 @@ def token_for(registry: Registry, scope: str, auth=None) -> str:
 
 
 def resolve(registry: Registry, repository: str, reference: str) -> tuple[dict, bytes]:
-    """What the release source does: challenge, token, manifest, config blob (following the
-    redirect); the manifest and the config's bytes."""
-    url = f"{registry.url}/v2/{repository}/manifests/{reference}"
-    parameters = challenge(get(registry, url))
-    token = requests.get(parameters["realm"], params={"service": parameters["service"],
-                                                      "scope": parameters["scope"]},
-                         verify=registry.ca.ca_pem_path, timeout=10).json()["token"]
-    manifest = get(registry, url, token)
-    manifest.raise_for_status()
-    document = manifest.json()
-    config = get(registry, f"{registry.url}/v2/{repository}/blobs/{document['config']['digest']}",
-                 token)
-    config.raise_for_status()
-    return document, config.content
+    return pull(registry.url, repository, reference, str(registry.ca.ca_pem_path))
 
 
 def sha256(data: bytes) -> str:

@@ -488,3 +488,30 @@ def _free_port(address: str) -> int:
     with socket.socket() as probe:
         probe.bind((address, 0))
         return probe.getsockname()[1]
+
+
+def challenge(response: requests.Response) -> dict[str, str]:
+    """The parameters of a `WWW-Authenticate: Bearer k="v",...` header."""
+    scheme, _, parameters = response.headers["WWW-Authenticate"].partition(" ")
+    assert scheme == "Bearer", response.headers["WWW-Authenticate"]
+    return dict(re.findall(r'(\w+)="([^"]*)"', parameters))
+
+
+def pull(base_url: str, repository: str, reference: str, verify: str) -> tuple[dict, bytes]:
+    """A plain client's anonymous pull, as the release source makes it: challenged, a token from
+    the realm, the manifest, its config blob (redirects followed). The manifest and the config's
+    bytes."""
+    url = f"{base_url}/v2/{repository}/manifests/{reference}"
+    with requests.Session() as session:
+        session.trust_env = False
+        session.verify = verify
+        parameters = challenge(session.get(url, headers={"Accept": MANIFEST_ACCEPT}))
+        token = session.get(parameters["realm"], params={
+            "service": parameters["service"], "scope": parameters["scope"]}).json()["token"]
+        headers = {"Accept": MANIFEST_ACCEPT, "Authorization": f"Bearer {token}"}
+        manifest = session.get(url, headers=headers)
+        manifest.raise_for_status()
+        digest = manifest.json()["config"]["digest"]
+        config = session.get(f"{base_url}/v2/{repository}/blobs/{digest}", headers=headers)
+        config.raise_for_status()
+    return manifest.json(), config.content
