@@ -6,10 +6,12 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 from pathlib import Path
 
 import pytest
 import requests
+from support import registry as registry_module
 from support.netlab import free_loopback_address
 from support.oci import (
     FLUX_CONFIG_MEDIA_TYPE,
@@ -325,3 +327,15 @@ def child_processes() -> list[str]:
             if int(fields[1]) == os.getpid():
                 children.append(stat.with_name("comm").read_text().strip())
     return children
+
+
+def test_a_registry_that_cannot_start_says_why_and_leaves_nothing(ca, monkeypatch):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setattr(registry_module, "_free_port", lambda address: taken.getsockname()[1])
+
+        with pytest.raises(RuntimeError, match="address already in use"):
+            Registry(ca).__enter__()
+
+    assert "docker-registry" not in child_processes()

@@ -61,6 +61,8 @@ RECORDED_HEADERS = ("Host", "Authorization", "Accept")
 BLOB_GET = re.compile(r"/v2/(?P<repository>.+)/blobs/(?P<digest>sha256:[0-9a-f]{64})")
 BLOB_HOST_PATH = re.compile(r"/(?P<repository>.+)/blobs/(?P<digest>sha256:[0-9a-f]{64})")
 STARTUP_SECONDS = 15
+# How long one readiness probe waits: short, since whatever holds the port may never answer.
+PROBE_SECONDS = 0.5
 STOP_SECONDS = 5
 
 
@@ -161,7 +163,7 @@ class _TokenService(_Service):
                                            "message": "wrong credentials"}]})
         allowed = {"pull"} if credentials is None else {"pull", "push", "delete"}
         query = parse_qs(url.query)
-        token = self.registry.signer.token(
+        token = self.registry._signer.token(
             subject="" if credentials is None else PUSHER[0],
             service=query.get("service", [""])[0],
             access=[_grant(scope, allowed) for scope in query.get("scope", [])])
@@ -184,11 +186,11 @@ class _Front(_Service):
 
     def answer(self, request, body):
         blob = BLOB_GET.fullmatch(urlsplit(request.path).path)
-        upstream = self.registry.forward(request.command, request.path, request.headers, body)
+        upstream = self.registry._forward(request.command, request.path, request.headers, body)
         if request.command != "GET" or blob is None or upstream.status != 200:
             return upstream
         # Authorised: the bytes are the blob host's to serve, as GHCR's are its CDN's.
-        return _Answer(307, [("Location", self.registry.blob_location(**blob.groupdict()))])
+        return _Answer(307, [("Location", self.registry._blob_location(**blob.groupdict()))])
 
 
 class _BlobHost(_Service):
@@ -203,7 +205,7 @@ class _BlobHost(_Service):
             return _Answer(404, [], b"not found")
         if parse_qs(url.query).get("sig") != [_signature(**blob.groupdict())]:
             return _Answer(403, [], b"signature does not match")
-        data = self.registry.blob_bytes(**blob.groupdict())
+        data = self.registry._blob_bytes(**blob.groupdict())
         if data is None:
             return _Answer(404, [], b"not found")
         return _Answer(200, [("Content-Type", "application/octet-stream")], data)
@@ -274,7 +276,7 @@ class Registry:
         self.hostnames = hostnames
         self.token_fields = token_fields
         self.requests = Requests()
-        self.signer = _Signer()
+        self._signer = _Signer()
         self._front = _Front(self, address, hostnames)
         self._token_service = _TokenService(self, address, hostnames)
         self._blob_host = _BlobHost(self, blob_address, blob_hostnames)
@@ -282,7 +284,7 @@ class Registry:
         self._blob_down = False
         self._stack = contextlib.ExitStack()
         self._process: subprocess.Popen | None = None
-        self._origin = ""
+        self._registry_port = 0
         self._tls = ssl.create_default_context(cafile=str(ca.ca_pem_path))
 
     # Where clients go.
@@ -331,10 +333,9 @@ class Registry:
         # is "down", so clients get connection refused.
         self._closed_port = self._stack.enter_context(socket.socket())
         self._closed_port.bind((self._blob_host.address, 0))
-        port = _free_port(self.address)
-        self._origin = _url("https", self.address, port)
+        self._registry_port = _free_port(self.address)
         config = work / "config.yml"
-        config.write_text(json.dumps(self._config(work, port), indent=2))  # JSON is YAML
+        config.write_text(json.dumps(self._config(work), indent=2))  # JSON is YAML
         log = work / "registry.log"
         with log.open("wb") as output:
             self._process = subprocess.Popen([REGISTRY_BINARY, "serve", str(config)],
@@ -342,17 +343,18 @@ class Registry:
         self._stack.callback(self._stop)
         self._wait_until_serving(log)
 
-    def _config(self, work: Path, port: int) -> dict:
+    def _config(self, work: Path) -> dict:
         cert, key = self.ca.write_server_files(work, self.address, *self.hostnames)
         bundle = work / "token-signer.pem"
-        bundle.write_bytes(self.signer.certificate_pem())
+        bundle.write_bytes(self._signer.certificate_pem())
         return {
             "version": 0.1,
             "log": {"level": "info", "accesslog": {"disabled": True}},
             "storage": {"filesystem": {"rootdirectory": str(work / "storage")},
                         "delete": {"enabled": True},
                         "maintenance": {"uploadpurging": {"enabled": False}}},
-            "http": {"addr": f"{self.address}:{port}", "secret": "alga-test-registry",
+            "http": {"addr": f"{self.address}:{self._registry_port}",
+                     "secret": "alga-test-registry",
                      "tls": {"certificate": str(cert), "key": str(key)}},
             "auth": {"token": {"realm": self.realm, "service": self.service, "issuer": ISSUER,
                                "rootcertbundle": str(bundle)}},
@@ -364,7 +366,7 @@ class Registry:
             if self._process.poll() is not None:
                 break
             with contextlib.suppress(OSError):
-                if self._origin_request("GET", "/v2/").status == 401:
+                if self._origin_request("GET", "/v2/", timeout=PROBE_SECONDS).status == 401:
                     return
             time.sleep(0.01)
         raise RuntimeError(f"docker-registry did not start:\n{log.read_text()}")
@@ -377,12 +379,15 @@ class Registry:
             self._process.kill()
             self._process.wait()
 
-    # The front's and the blob host's way to the registry.
+    # The way to the registry itself, for the front, the blob host and the helpers.
+    @property
+    def _origin(self) -> str:
+        return _url("https", self.address, self._registry_port)
+
     def _origin_request(self, method: str, path: str, headers: dict | None = None,
-                        body: bytes = b"") -> _Answer:
-        port = urlsplit(self._origin).port
-        connection = http.client.HTTPSConnection(self.address, port, context=self._tls,
-                                                 timeout=30)
+                        body: bytes = b"", timeout: float = 30) -> _Answer:
+        connection = http.client.HTTPSConnection(self.address, self._registry_port,
+                                                 context=self._tls, timeout=timeout)
         try:
             connection.request(method, path, body=body or None, headers=headers or {})
             response = connection.getresponse()
@@ -393,21 +398,21 @@ class Registry:
                   if name.lower() not in HOP_BY_HOP | {"content-length"}]
         return _Answer(response.status, passed, data)
 
-    def forward(self, method: str, path: str, headers, body: bytes) -> _Answer:
+    def _forward(self, method: str, path: str, headers, body: bytes) -> _Answer:
         """A client's request as the registry answers it (Host and all passed on, so the
         registry's upload Locations name the front)."""
         passed = {name: value for name, value in headers.items()
                   if name.lower() not in HOP_BY_HOP}
         return self._origin_request(method, path, passed, body)
 
-    def blob_location(self, repository: str, digest: str) -> str:
+    def _blob_location(self, repository: str, digest: str) -> str:
         base = self.blob_url
         if self._blob_down:
             base = _url("https", self._blob_host.address, self._closed_port.getsockname()[1])
         query = urlencode({"sp": "r", "sig": _signature(repository, digest)})
         return f"{base}/{repository}/blobs/{digest}?{query}"
 
-    def blob_bytes(self, repository: str, digest: str) -> bytes | None:
+    def _blob_bytes(self, repository: str, digest: str) -> bytes | None:
         """What the blob host serves: the registry's bytes unless corrupt_blob said otherwise."""
         if digest in self._corrupt:
             return self._corrupt[digest]
@@ -480,7 +485,7 @@ class Registry:
 
     def _token(self, repository: str, actions: str) -> str:
         access = [{"type": "repository", "name": repository, "actions": actions.split(",")}]
-        return self.signer.token(PUSHER[0], self.service, access)
+        return self._signer.token(PUSHER[0], self.service, access)
 
 
 def _free_port(address: str) -> int:
