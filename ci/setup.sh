@@ -20,6 +20,8 @@ test_packages=(xorriso qemu-system-x86 seabios ipxe-qemu ovmf time grub-pc-bin
                grub-efi-amd64-bin grub-common mtools dosfstools busybox-static kmod cpio
                openssl iproute2 mmdebstrap systemd-container chromium fonts-dejavu-core tmux
                e2fsprogs qemu-utils git
+               # the CNCF distribution registry (2.8) the OCI release source is tested against
+               docker-registry
                # Playwright's node driver needs it; chromium does not pull it in
                libatomic1)
 . /etc/os-release
@@ -43,6 +45,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
     "${missing[@]}" >/dev/null
+fi
+# The registry package enables a service on :5000 with its own config; the tests start their
+# own registries on free ports, so the packaged one is kept from running.
+if [ -d /run/systemd/system ] && systemctl is-enabled --quiet docker-registry 2>/dev/null; then
+  $SUDO systemctl disable --now --quiet docker-registry
 fi
 
 if [ ! -x .venv/bin/python ]; then

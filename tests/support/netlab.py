@@ -94,6 +94,15 @@ class TestCA:
         self._ca.issue_cert(*hostnames_or_ips).configure_cert(context)
         return context
 
+    def write_server_files(self, directory: Path, *hostnames_or_ips: str) -> tuple[Path, Path]:
+        """A certificate for these names (with its chain) and its key, as PEM files in
+        `directory`, for servers that read them from disk."""
+        leaf = self._ca.issue_cert(*hostnames_or_ips)
+        cert, key = directory / "server.pem", directory / "server-key.pem"
+        cert.write_bytes(b"".join(pem.bytes() for pem in leaf.cert_chain_pems))
+        leaf.private_key_pem.write_to_path(str(key))
+        return cert, key
+
 
 class _LabServer:
     """What every lab socketserver shares: its lab object, the stop flag, an address family
