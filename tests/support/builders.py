@@ -98,9 +98,11 @@ def oci_release() -> ClusterView:
     view = healthy()
     view.gitrepositories = []
     view.ocirepositories = [oci_source()]
-    view.kustomizations = [kustomization("alga-appliance", "OCIRepository",
-                                         message=f"Applied revision: {CONFIG_DIGEST}"),
-                           *view.kustomizations]
+    root = kustomization("alga-appliance", "OCIRepository",
+                         message=f"Applied revision: {CONFIG_DIGEST}")
+    root["status"]["lastAppliedRevision"] = root["status"]["lastAttemptedRevision"] = \
+        CONFIG_DIGEST
+    view.kustomizations = [root, *view.kustomizations]
     view.helmrepositories = [{  # type oci: a static object, without status
         "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
         "metadata": {"name": "alga-charts", "namespace": "flux-system", "generation": 1},
