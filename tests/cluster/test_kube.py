@@ -209,6 +209,8 @@ def test_a_spec_change_is_a_new_generation(kube, monkeypatch):
 def test_a_resource_without_its_crd_is_refused_as_kubectl_refuses_it(kube, monkeypatch):
     client, _ = kube
     monkeypatch.setenv("FAKE_KUBE_ABSENT", "helmcharts")
-    with pytest.raises(KubeError, match='the server doesn\'t have a resource type "helmcharts"'):
+    with pytest.raises(KubeError, match='the server doesn\'t have a resource type "helmcharts"'
+                       ) as caught:
         client.list("helmcharts", "flux-system")
+    assert caught.value.no_such_resource and not caught.value.not_found
     assert client.list("ocirepositories", "flux-system") == []
