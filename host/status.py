@@ -156,14 +156,13 @@ def _blockers(cluster: Cluster | None, api_error: str | None, verdicts: dict,
     if not readiness.node_ready(cluster.view).ready:
         found.append(_blocker("critical", "node", "k3s", readiness.node_ready(cluster.view)
                               .reason, "check `journalctl -u k3s`, memory and disk"))
-    for kind, items in (("GitRepository", cluster.view.gitrepositories),
-                        ("Kustomization", cluster.view.kustomizations),
-                        ("HelmRelease", cluster.view.helmreleases)):
+    for kind, items in cluster.view.flux_objects().items():
         for obj in items:
             ready = readiness.condition(obj, "Ready")
-            if ready and ready["status"] == "False":
+            if ready and ready["status"] == "False" and \
+                    ready.get("reason") not in readiness.FLUX_IN_PROGRESS:
                 name = obj["metadata"]["name"]
-                layer = "background" if name in alga.BACKGROUND else "flux"
+                layer = "background" if _release_of(name) in alga.BACKGROUND else "flux"
                 found.append(_blocker("critical", f"{kind}/{name}", layer,
                                       f"{ready.get('reason', '')}: {ready.get('message', '')}",
                                       f"check `kubectl -n {obj['metadata']['namespace']} "
@@ -180,6 +179,12 @@ def _blockers(cluster: Cluster | None, api_error: str | None, verdicts: dict,
                                   _pod_next_action(reason)))
     return sorted(found, key=lambda b: (not b["blocks_login"], b["severity"] != "critical",
                                         LAYERS.index(b["layer"])))
+
+
+def _release_of(name: str) -> str:
+    """The Helm release a Flux object belongs to by name: a HelmChart is named
+    <release namespace>-<release>, a HelmRelease after itself."""
+    return name.removeprefix(f"{alga.ALGA_SYSTEM}-")
 
 
 def _pod_next_action(reason: str) -> str:
@@ -276,9 +281,7 @@ def _flux(cluster: Cluster | None) -> list[dict]:
     if cluster is None:
         return []
     out = []
-    for kind, items in (("GitRepository", cluster.view.gitrepositories),
-                        ("Kustomization", cluster.view.kustomizations),
-                        ("HelmRelease", cluster.view.helmreleases)):
+    for kind, items in cluster.view.flux_objects().items():
         for obj in items:
             ready = readiness.condition(obj, "Ready")
             status = obj.get("status", {})

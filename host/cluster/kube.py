@@ -27,6 +27,11 @@ class KubeError(Exception):
     def not_found(self) -> bool:
         return "NotFound" in self.stderr or "not found" in self.stderr
 
+    @property
+    def no_such_resource(self) -> bool:
+        """The cluster does not know the resource type: its CRD is not installed."""
+        return "doesn't have a resource type" in self.stderr
+
 
 @dataclass(frozen=True)
 class Kube:

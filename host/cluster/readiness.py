@@ -34,8 +34,18 @@ class ClusterView:
     statefulsets: list[dict] = field(default_factory=list)
     jobs: list[dict] = field(default_factory=list)
     gitrepositories: list[dict] = field(default_factory=list)
+    ocirepositories: list[dict] = field(default_factory=list)
     kustomizations: list[dict] = field(default_factory=list)
     helmreleases: list[dict] = field(default_factory=list)
+    helmrepositories: list[dict] = field(default_factory=list)
+    helmcharts: list[dict] = field(default_factory=list)
+
+    def flux_objects(self) -> dict[str, list[dict]]:
+        """The Flux objects by kind, each after what it comes from (a failing source
+        before the Kustomizations it fails, a chart before its release)."""
+        return {"GitRepository": self.gitrepositories, "OCIRepository": self.ocirepositories,
+                "Kustomization": self.kustomizations, "HelmRepository": self.helmrepositories,
+                "HelmChart": self.helmcharts, "HelmRelease": self.helmreleases}
 
 
 def read_view(kube) -> ClusterView:
@@ -46,8 +56,12 @@ def read_view(kube) -> ClusterView:
         statefulsets=kube.list("statefulsets", APP_NAMESPACE),
         jobs=kube.list("jobs", APP_NAMESPACE),
         gitrepositories=kube.list("gitrepositories", FLUX_NAMESPACE),
+        ocirepositories=kube.list("ocirepositories", FLUX_NAMESPACE),
         kustomizations=kube.list("kustomizations", FLUX_NAMESPACE),
-        helmreleases=kube.list("helmreleases", ALGA_SYSTEM))
+        helmreleases=kube.list("helmreleases", ALGA_SYSTEM),
+        # A HelmChart lives beside the HelmRepository its release takes charts from.
+        helmrepositories=kube.list("helmrepositories", FLUX_NAMESPACE),
+        helmcharts=kube.list("helmcharts", FLUX_NAMESPACE))
 
 
 @dataclass(frozen=True)
@@ -127,8 +141,29 @@ def bootstrap(view: ClusterView, seen_before: bool) -> Verdict:
     return Verdict(False, "the bootstrap job has not started")
 
 
+def source_kind(view: ClusterView) -> str | None:
+    """The kind of the release's Flux source: what the root Kustomization reconciles from
+    (an OCIRepository for an OCI release, a GitRepository for a git one). Before that
+    Kustomization exists, the kind of the source that does; None while neither does."""
+    sources = {"OCIRepository": view.ocirepositories, "GitRepository": view.gitrepositories}
+    root = _named(view.kustomizations, SOURCE_NAME) or {}
+    referenced = root.get("spec", {}).get("sourceRef", {}).get("kind")
+    if referenced in sources:
+        return referenced
+    return next((kind for kind, items in sources.items() if _named(items, SOURCE_NAME)), None)
+
+
+def release_source(view: ClusterView) -> Verdict:
+    """The release's Flux source, named by its kind: both kinds carry the same name."""
+    kind = source_kind(view)
+    if kind is None:
+        return Verdict(False, f"the Flux source {SOURCE_NAME} does not exist yet")
+    verdict = flux_object(view.flux_objects()[kind], SOURCE_NAME)
+    return Verdict(verdict.ready, f"{kind} {verdict.reason}")
+
+
 def tiers(view: ClusterView, login_probe: Verdict, bootstrap_seen: bool) -> dict[str, Verdict]:
-    platform = _all([node_ready(view), flux_object(view.gitrepositories, SOURCE_NAME),
+    platform = _all([node_ready(view), release_source(view),
                      flux_object(view.kustomizations, PLATFORM_KUSTOMIZATION)])
     core = _all([workload(view.statefulsets, n) for n in CORE_STATEFULSETS]
                 + [workload(view.deployments, n) for n in CORE_DEPLOYMENTS])

@@ -317,9 +317,16 @@ def summary_lines(resource: str, items: list[dict]) -> list[str]:
 
 
 def kube_objects(name: str, resource: str, timeout: float = 30) -> Collector:
-    """Every object of `resource` in every namespace, as JSON and one line each."""
+    """Every object of `resource` in every namespace, as JSON and one line each; a note
+    instead when the cluster has no such resource (Flux not installed yet)."""
     def gather(ctx: Context, out: Output) -> None:
-        document = list_all(ctx.kube, resource)
+        try:
+            document = list_all(ctx.kube, resource)
+        except KubeError as exc:
+            if not exc.no_such_resource:
+                raise
+            out.notes.append(f"the cluster has no {resource}: {exc.stderr}")
+            return
         if resource == "secrets":
             out.known += secret_values(document["items"])
         out.add(f"{name}.json", json.dumps(document))
@@ -535,7 +542,8 @@ def _kubernetes() -> Iterable[Collector]:
 
 
 def _flux() -> Iterable[Collector]:
-    for resource in ("gitrepositories", "kustomizations", "helmreleases"):
+    for resource in ("gitrepositories", "ocirepositories", "kustomizations",
+                     "helmrepositories", "helmcharts", "helmreleases"):
         yield kube_objects(f"flux/{resource}", resource)
     for controller in ("source-controller", "kustomize-controller", "helm-controller"):
         yield controller_logs(controller)

@@ -21,7 +21,17 @@ from urllib.parse import quote
 import pytest
 from click.testing import CliRunner
 from support.base import FAKES, make_host_root
-from support.builders import INSTALLED, event, flux, job, node, pod, workload
+from support.builders import (
+    INSTALLED,
+    event,
+    flux,
+    job,
+    node,
+    oci_release,
+    oci_source,
+    pod,
+    workload,
+)
 from support.cluster import FakeCluster
 from support.netlab import (
     ConnectProxy,
@@ -326,7 +336,7 @@ def test_without_a_cluster_the_bundle_is_still_made(lab, monkeypatch, tmp_path, 
     collectors = by_name(manifest)
     cluster_collectors = [name for name in collectors if name.startswith(
         ("kubernetes/", "flux/"))]
-    assert len(cluster_collectors) == 17
+    assert len(cluster_collectors) == 20
     expected = "kubectl is not installed" if fault == "kubectl missing" else "refused"
     for name in cluster_collectors:
         assert collectors[name]["status"] == "failed", name
@@ -334,6 +344,27 @@ def test_without_a_cluster_the_bundle_is_still_made(lab, monkeypatch, tmp_path, 
     for name in ("state/install-state", "logs/phases", "logs/journal-k3s",
                  "network/preflight-rerun", "host/meminfo"):
         assert collectors[name]["status"] == "ok", collectors[name]
+
+
+def test_the_flux_objects_of_an_oci_release_and_a_missing_crd(lab, monkeypatch):
+    root, _ = lab
+    store = json.loads((root / "store.json").read_text())
+    release = oci_release()
+    put(store, oci_source("False", "OCIArtifactPullFailed", "failed to pull artifact: "
+                          "MANIFEST_UNKNOWN: manifest unknown"), *release.helmrepositories)
+    (root / "store.json").write_text(json.dumps(store))
+    monkeypatch.setenv("FAKE_KUBE_ABSENT", "helmcharts")
+    archive = create(root)
+    found, collectors = members(archive), by_name(manifest_of(archive))
+    [source] = json.loads(found["flux/ocirepositories.json"])["items"]
+    assert source["spec"]["ref"]["digest"] == release.ocirepositories[0]["spec"]["ref"]["digest"]
+    assert b"flux-system/alga-appliance  Ready=False OCIArtifactPullFailed: failed to pull" in (
+        found["flux/ocirepositories.txt"])
+    assert b"flux-system/alga-charts  no Ready condition" in found["flux/helmrepositories.txt"]
+    # Without its CRD a kind is a note, not a failure.
+    charts = collectors["flux/helmcharts"]
+    assert (charts["status"], charts["members"]) == ("missing", [])
+    assert 'the server doesn\'t have a resource type "helmcharts"' in charts["notes"][0]
 
 
 def test_a_hanging_collector_times_out_and_the_bundle_completes(lab):

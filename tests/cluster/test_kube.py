@@ -3,6 +3,7 @@ argument and JSON formats), and every generated object against the real schemas.
 
 import base64
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -131,3 +132,85 @@ def test_missing_kubectl_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(KubeError, match="kubectl is not installed"):
         Kube("/nope").get("node", "x")
+
+
+REQUESTED = "2026-11-27T10:00:00.123456Z"
+DIGEST = "sha256:" + "5e" * 32
+
+
+def source_objects(kind: str, ref: dict) -> list[dict]:
+    """The release's source of `kind` and the root Kustomization on it, as the release phase
+    creates them, each carrying a reconcile request."""
+    url = ("oci://ghcr.io/nine-minds/alga-appliance-config" if kind == "OCIRepository"
+           else "https://github.com/Nine-Minds/alga-psa")
+    metadata = {"namespace": "flux-system", "name": alga.SOURCE_NAME,
+                "annotations": {alga.RECONCILE_ANNOTATION: REQUESTED}}
+    return [{"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": kind, "metadata": metadata,
+             "spec": {"url": url, "ref": ref, "interval": "1m"}},
+            {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+             "metadata": metadata, "spec": {"interval": "5m", "path": "./base", "prune": True,
+                                            "sourceRef": {"kind": kind,
+                                                          "name": alga.SOURCE_NAME}}}]
+
+
+@pytest.mark.parametrize(("kind", "ref", "revision"), [
+    ("OCIRepository", {"digest": DIGEST}, DIGEST),
+    ("OCIRepository", {"tag": "1.0.3"}, r"1\.0\.3@sha256:[0-9a-f]{64}"),
+    ("GitRepository", {"branch": "release/1.0.0"}, r"release/1\.0\.0@sha1:[0-9a-f]{40}"),
+])
+def test_the_fake_flux_reports_a_source_and_its_kustomization_as_flux_does(
+        kube, monkeypatch, kind, ref, revision):
+    client, _ = kube
+    client.apply(source_objects(kind, ref))
+    monkeypatch.setenv("FAKE_FLUX_RECONCILE", "ready")
+    source = client.get(kind.lower(), alga.SOURCE_NAME, "flux-system")
+    assert_valid(source)
+    status = source["status"]
+    assert re.fullmatch(revision, status["artifact"]["revision"])
+    assert (status["lastHandledReconcileAt"], status["observedGeneration"]) == (REQUESTED, 1)
+    [ready] = [c for c in status["conditions"] if c["type"] == "Ready"]
+    assert (ready["status"], ready["reason"]) == ("True", "Succeeded")
+    if kind == "OCIRepository":  # source-controller's words; its artifact is the tarball
+        assert ready["message"] == f"stored artifact for digest '{status['artifact']['revision']}'"
+        assert status["artifact"]["digest"] != status["artifact"]["revision"]
+    root = client.get("kustomization", alga.SOURCE_NAME, "flux-system")
+    assert_valid(root)
+    assert root["status"]["lastAppliedRevision"] == status["artifact"]["revision"]
+
+
+def test_the_fake_flux_fails_an_oci_pull_as_source_controller_does(kube, monkeypatch):
+    client, _ = kube
+    client.apply(source_objects("OCIRepository", {"digest": DIGEST}))
+    monkeypatch.setenv("FAKE_FLUX_RECONCILE", "fail:OCIRepository")
+    source = client.get("ocirepository", alga.SOURCE_NAME, "flux-system")
+    assert_valid(source)
+    conditions = {c["type"]: c for c in source["status"]["conditions"]}
+    assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == (
+        "False", "OCIArtifactPullFailed")
+    assert conditions["Ready"]["message"] == (
+        "failed to pull artifact from 'oci://ghcr.io/nine-minds/alga-appliance-config': GET "
+        f"https://ghcr.io/v2/nine-minds/alga-appliance-config/manifests/{DIGEST}: "
+        "MANIFEST_UNKNOWN: manifest unknown")
+    assert conditions["FetchFailed"]["status"] == "True"
+    assert conditions["Reconciling"]["reason"] == "ProgressingWithRetry"
+    assert "artifact" not in source["status"]
+
+
+def test_a_spec_change_is_a_new_generation(kube, monkeypatch):
+    client, _ = kube
+    [source, _] = client.apply(source_objects("OCIRepository", {"digest": DIGEST}))
+    assert source["metadata"]["generation"] == 1
+    assert client.apply(source_objects("OCIRepository", {"digest": DIGEST}))[0][
+        "metadata"]["generation"] == 1
+    moved = client.apply(source_objects("OCIRepository", {"digest": "sha256:" + "7a" * 32}))
+    assert moved[0]["metadata"]["generation"] == 2
+
+
+def test_a_resource_without_its_crd_is_refused_as_kubectl_refuses_it(kube, monkeypatch):
+    client, _ = kube
+    monkeypatch.setenv("FAKE_KUBE_ABSENT", "helmcharts")
+    with pytest.raises(KubeError, match='the server doesn\'t have a resource type "helmcharts"'
+                       ) as caught:
+        client.list("helmcharts", "flux-system")
+    assert caught.value.no_such_resource and not caught.value.not_found
+    assert client.list("ocirepositories", "flux-system") == []

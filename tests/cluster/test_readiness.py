@@ -4,7 +4,17 @@ HTTP server, and the invariants over random component states."""
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from support.builders import flux, healthy, job, node, workload
+from support.builders import (
+    CONFIG_DIGEST,
+    flux,
+    healthy,
+    job,
+    kustomization,
+    node,
+    oci_release,
+    oci_source,
+    workload,
+)
 from support.crds import crd_validator
 from support.netlab import (
     HttpsServer,
@@ -95,6 +105,64 @@ def test_node_not_ready_and_flux_source_errors_block_the_platform():
     assert "AuthenticationFailed" in tiers["platform"].reason
 
 
+def test_an_oci_release_is_platform_ready_once_its_source_is_ready_at_the_digest():
+    view = oci_release()
+    assert readiness.source_kind(view) == "OCIRepository"
+    tiers = readiness.tiers(view, LOGIN_OK, False)
+    assert tiers["platform"].ready
+    assert "OCIRepository alga-appliance is Ready" in tiers["platform"].reason
+    assert view.ocirepositories[0]["status"]["artifact"]["revision"] == CONFIG_DIGEST
+    assert ready_tiers(view) == set(readiness.TIERS)
+
+
+def test_a_failing_oci_source_blocks_the_platform_and_is_named():
+    view = oci_release()
+    view.ocirepositories = [oci_source("False", "OCIArtifactPullFailed",
+                                       "failed to pull artifact from 'oci://ghcr.io/x': "
+                                       "MANIFEST_UNKNOWN: manifest unknown")]
+    tiers = readiness.tiers(view, LOGIN_OK, False)
+    assert not tiers["platform"].ready
+    assert "OCIRepository alga-appliance: OCIArtifactPullFailed: failed to pull artifact" in (
+        tiers["platform"].reason)
+
+
+def test_the_root_kustomization_decides_which_source_counts():
+    # A GitRepository left from before a move to OCI does not stand in for the OCIRepository.
+    view = oci_release()
+    view.gitrepositories = healthy().gitrepositories
+    view.ocirepositories = []
+    assert readiness.source_kind(view) == "OCIRepository"
+    tiers = readiness.tiers(view, LOGIN_OK, False)
+    assert not tiers["platform"].ready
+    assert "OCIRepository alga-appliance does not exist yet" in tiers["platform"].reason
+    # A git release's root Kustomization names its GitRepository.
+    view = healthy()
+    view.kustomizations.append(kustomization("alga-appliance", "GitRepository"))
+    view.ocirepositories = [oci_source("False", "OCIArtifactPullFailed", "x")]
+    assert readiness.source_kind(view) == "GitRepository" and "platform" in ready_tiers(view)
+
+
+def test_before_the_root_kustomization_the_existing_source_counts():
+    view = oci_release()
+    view.kustomizations = [k for k in view.kustomizations
+                           if k["metadata"]["name"] != "alga-appliance"]
+    assert readiness.source_kind(view) == "OCIRepository" and "platform" in ready_tiers(view)
+    assert readiness.source_kind(healthy()) == "GitRepository"
+    view.ocirepositories = []
+    assert readiness.source_kind(view) is None
+    assert "the Flux source alga-appliance does not exist yet" in readiness.tiers(
+        view, LOGIN_OK, False)["platform"].reason
+
+
+def test_a_child_kustomization_waiting_on_its_dependency_is_no_failure():
+    view = oci_release()
+    view.kustomizations += [kustomization("alga-core", "OCIRepository", "False",
+                                          "DependencyNotReady",
+                                          "dependency 'flux-system/alga-platform' is not ready")]
+    assert ready_tiers(view) == set(readiness.TIERS)
+    assert "DependencyNotReady" in readiness.FLUX_IN_PROGRESS
+
+
 def test_stale_generation_is_not_ready():
     view = healthy()
     view.kustomizations = [flux("Kustomization", "kustomize.toolkit.fluxcd.io/v1",
@@ -163,7 +231,10 @@ def test_flux_fixtures_satisfy_the_flux_crds():
     view = healthy()
     failing = flux("GitRepository", "source.toolkit.fluxcd.io/v1", "alga-appliance",
                    "flux-system", "False", "GitOperationFailed", "dial tcp: i/o timeout")
-    for obj in [*view.gitrepositories, *view.kustomizations, *view.helmreleases, failing]:
+    oci = oci_release()
+    for obj in [*view.gitrepositories, *view.kustomizations, *view.helmreleases, failing,
+                *oci.ocirepositories, *oci.kustomizations,
+                oci_source("False", "OCIArtifactPullFailed", "manifest unknown")]:
         api_version, validator = crd_validator(obj["kind"])
         assert obj["apiVersion"] == api_version
         validator.validate(obj)

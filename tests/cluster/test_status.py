@@ -11,7 +11,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.base import make_host_root
-from support.builders import INSTALLED, event, flux, healthy, job, node, pod, store_for, workload
+from support.builders import (
+    CONFIG_DIGEST,
+    INSTALLED,
+    event,
+    flux,
+    healthy,
+    job,
+    kustomization,
+    node,
+    oci_release,
+    oci_source,
+    pod,
+    store_for,
+    workload,
+)
 from support.cluster import FakeCluster
 from support.crds import crd_validator
 from support.netlab import (
@@ -217,6 +231,68 @@ def test_common_failures(lab, change, component, layer, phrase):
         assert phrase in snapshot["rollup"]["message"]
     else:
         assert snapshot["rollup"]["state"] == "failed_action_required"
+
+
+def test_an_oci_release_shows_its_source_at_the_digest_and_its_charts(lab):
+    root, _ = lab
+    snapshot = collect(root, oci_release())
+    assert snapshot["rollup"]["state"] == "fully_healthy" and not snapshot["blockers"]
+    flux_objects = {(f["kind"], f["name"]): f for f in snapshot["flux"]}
+    source = flux_objects[("OCIRepository", "alga-appliance")]
+    assert (source["ready"], source["revision"]) == (True, CONFIG_DIGEST)
+    assert flux_objects[("Kustomization", "alga-appliance")]["revision"] == CONFIG_DIGEST
+    # An OCI HelmRepository is a static object: no Ready condition, which is no problem.
+    assert flux_objects[("HelmRepository", "alga-charts")]["ready"] is None
+    assert flux_objects[("HelmChart", "alga-system-alga-core")]["ready"] is True
+    assert "GitRepository" not in {kind for kind, _ in flux_objects}
+
+
+@pytest.mark.parametrize(("change", "component", "layer", "phrase"), [
+    ("digest-withdrawn", "OCIRepository/alga-appliance", "flux", "MANIFEST_UNKNOWN"),
+    ("core-chart", "HelmChart/alga-system-alga-core", "flux", "chart pull error"),
+    ("background-chart", "HelmChart/alga-system-temporal", "background", "chart pull error"),
+])
+def test_oci_release_failures_are_blockers_naming_the_object(lab, change, component, layer,
+                                                            phrase):
+    root, _ = lab
+    view = oci_release()
+    if change == "digest-withdrawn":
+        view.ocirepositories = [oci_source(
+            "False", "OCIArtifactPullFailed", "failed to pull artifact from "
+            "'oci://ghcr.io/nine-minds/alga-appliance-config': GET https://ghcr.io/v2/nine-minds/"
+            f"alga-appliance-config/manifests/{CONFIG_DIGEST}: MANIFEST_UNKNOWN: manifest "
+            "unknown")]
+    else:
+        release = "alga-core" if change == "core-chart" else "temporal"
+        view.helmcharts = [flux("HelmChart", "source.toolkit.fluxcd.io/v1",
+                                f"alga-system-{release}", "flux-system", "False",
+                                "ChartPullError", "chart pull error: failed to get chart "
+                                "version for remote reference: not found")]
+    snapshot = collect(root, view)
+    blocker = first_blocker(snapshot)
+    assert (blocker["component"], blocker["layer"]) == (component, layer), snapshot["blockers"]
+    assert phrase in blocker["reason"]
+    assert f"describe {component.split('/')[0].lower()}" in blocker["next_action"]
+    if change == "digest-withdrawn":
+        assert not snapshot["tiers"]["platform"]["ready"]
+        assert "OCIRepository alga-appliance" in snapshot["tiers"]["platform"]["reason"]
+
+
+def test_flux_waiting_on_a_dependency_is_installing_not_a_failure(lab):
+    root, _ = lab
+    view = oci_release()
+    view.deployments = [d for d in view.deployments if d["metadata"]["name"] == "pgbouncer"]
+    view.jobs, view.helmreleases = [], []
+    view.kustomizations += [
+        kustomization("alga-core", "OCIRepository", "False", "DependencyNotReady",
+                      "dependency 'flux-system/alga-platform' is not ready"),
+        kustomization("alga-background", "OCIRepository", "Unknown", "Progressing",
+                      "Reconciliation in progress")]
+    for obj in view.kustomizations:
+        crd_validator(obj["kind"])[1].validate(obj)
+    snapshot = collect(root, view)
+    assert not [b for b in snapshot["blockers"] if b["layer"] == "flux"], snapshot["blockers"]
+    assert snapshot["rollup"]["state"] == "installing"
 
 
 def test_bootstrap_job_gone_after_its_ttl_is_remembered(lab):

@@ -1,6 +1,7 @@
 """Kubernetes and Flux objects in the real API formats, as the cluster reports them, and
 the views and stores the readiness, status and bundle code read (plain helpers)."""
 
+import dataclasses
 from pathlib import Path
 
 from host.cluster.alga import BACKGROUND
@@ -61,6 +62,57 @@ def healthy() -> ClusterView:
                            "True")])
 
 
+CONFIG_URL = "oci://ghcr.io/nine-minds/alga-appliance-config"
+CONFIG_DIGEST = "sha256:" + "5e" * 32
+
+
+def oci_source(ready: str = "True", reason: str = "Succeeded", message: str = "") -> dict:
+    """OCIRepository alga-appliance pinned to CONFIG_DIGEST, as source-controller reports it:
+    Ready with its artifact at the digest, or failing with `reason` and `message`."""
+    obj = flux("OCIRepository", "source.toolkit.fluxcd.io/v1", "alga-appliance", "flux-system",
+               ready, reason, message or f"stored artifact for digest '{CONFIG_DIGEST}'")
+    obj["spec"] = {"url": CONFIG_URL, "ref": {"digest": CONFIG_DIGEST}, "interval": "1m"}
+    if ready == "True":
+        path = f"ocirepository/flux-system/alga-appliance/{CONFIG_DIGEST}.tar.gz"
+        obj["status"]["artifact"] = {
+            "path": path, "revision": CONFIG_DIGEST, "digest": "sha256:" + "a1" * 32,
+            "url": f"http://source-controller.flux-system.svc.cluster.local./{path}",
+            "lastUpdateTime": "2026-11-27T10:00:00Z", "size": 4096}
+    return obj
+
+
+def kustomization(name: str, source_kind: str, ready: str = "True",
+                  reason: str = "ReconciliationSucceeded", message: str = "") -> dict:
+    """A Kustomization in flux-system reconciling from the alga-appliance source of
+    `source_kind`."""
+    obj = flux("Kustomization", "kustomize.toolkit.fluxcd.io/v1", name, "flux-system", ready,
+               reason, message)
+    obj["spec"] = {"interval": "5m", "path": "./base", "prune": True,
+                   "sourceRef": {"kind": source_kind, "name": "alga-appliance"}}
+    return obj
+
+
+def oci_release() -> ClusterView:
+    """A healthy cluster installed from an OCI release: the OCIRepository in place of the
+    GitRepository, the root Kustomization on it, the chart repository and a chart."""
+    view = healthy()
+    view.gitrepositories = []
+    view.ocirepositories = [oci_source()]
+    root = kustomization("alga-appliance", "OCIRepository",
+                         message=f"Applied revision: {CONFIG_DIGEST}")
+    root["status"]["lastAppliedRevision"] = root["status"]["lastAttemptedRevision"] = \
+        CONFIG_DIGEST
+    view.kustomizations = [root, *view.kustomizations]
+    view.helmrepositories = [{  # type oci: a static object, without status
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "HelmRepository",
+        "metadata": {"name": "alga-charts", "namespace": "flux-system", "generation": 1},
+        "spec": {"type": "oci", "url": "oci://ghcr.io/nine-minds/charts", "interval": "5m"}}]
+    view.helmcharts = [flux("HelmChart", "source.toolkit.fluxcd.io/v1", "alga-system-alga-core",
+                            "flux-system", "True", "ChartPullSucceeded",
+                            "pulled 'sebastian' chart with version '0.0.1'")]
+    return view
+
+
 def pod(name: str, owner_kind: str, owner: str, phase: str = "Running", waiting: str = "",
         restarts: int = 0, unschedulable: str = "") -> dict:
     container = {"name": "main", "restartCount": restarts, "ready": not waiting,
@@ -85,8 +137,8 @@ def event(name: str, reason: str, message: str, at: str) -> dict:
 
 def store_for(view: ClusterView, pods=(), events=()) -> dict:
     store = {}
-    for items in (view.nodes, view.deployments, view.statefulsets, view.jobs,
-                  view.gitrepositories, view.kustomizations, view.helmreleases, pods, events):
+    kinds = [getattr(view, f.name) for f in dataclasses.fields(view)]
+    for items in (*kinds, pods, events):
         for obj in items:
             key = "/".join([obj["kind"], obj["metadata"].get("namespace", ""),
                             obj["metadata"]["name"]])

@@ -14,6 +14,7 @@ CRDS = TESTS / "fixtures" / "flux-crds"
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+FLUX_KINDS = ("GitRepository", "OCIRepository", "Kustomization", "HelmRelease")
 
 
 @functools.cache
@@ -33,7 +34,7 @@ def assert_valid(obj: dict) -> None:
     assert DNS_SUBDOMAIN.match(metadata["name"])
     if "namespace" in metadata:
         assert DNS_LABEL.match(metadata["namespace"])
-    if obj["kind"] in ("GitRepository", "Kustomization"):
+    if obj["kind"] in FLUX_KINDS:
         api_version, validator = crd_validator(obj["kind"])
         assert obj["apiVersion"] == api_version
         validator.validate(obj)
