@@ -170,9 +170,13 @@ def accept_support_bundle_command() -> None:
 @click.option("--check", "check_only", is_flag=True,
               help="Only show what would change; nothing is changed.")
 @click.option("--confirm", is_flag=True,
-              help="Confirm switching to nightly or going back to an older release.")
+              help="Confirm switching to nightly, going back to an older release or "
+                   "switching the release source.")
+@click.option("--digest", help="Apply only if the channel still names this release artifact "
+                               "(the digest --check showed).")
 @click.option("--kubeconfig", default=paths.K3S_KUBECONFIG, show_default=True)
-def update_command(channel: str, check_only: bool, confirm: bool, kubeconfig: str) -> None:
+def update_command(channel: str, check_only: bool, confirm: bool, digest: str | None,
+                   kubeconfig: str) -> None:
     """Update the app to what a channel names now (exit 0 up to date, updated or checked;
     1 failed; 2 needs --confirm; 75 another setup or update is running)."""
     from host.update import apply, check, history
@@ -183,7 +187,7 @@ def update_command(channel: str, check_only: bool, confirm: bool, kubeconfig: st
         else:
             click.echo(f"updating to the {channel} channel; progress is logged to "
                        f"{paths.UPDATE_LOG}")
-            entry = apply.apply(None, channel, confirm, "cli", kubeconfig)
+            entry = apply.apply(None, channel, confirm, "cli", kubeconfig, digest=digest)
     except apply.UpdateBusy as exc:
         click.echo(f"update: {exc}", err=True)
         sys.exit(engine.EXIT_BUSY)

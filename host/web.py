@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from host.core import paths, spool, state, token
-from host.net import addresses, resolvers
-from host.releases import channels
+from host.net import addresses, endpoints, resolvers
+from host.releases import channels, source
 from host.setup import chain
 from host.setup import request as setup_request
 from host.setup.inputs import FIELDS, InputErrors, as_answers, parse_setup_inputs
@@ -271,8 +271,18 @@ def _setup_context(root: Path | None, node_ip: str) -> dict:
             "default_channel": channels.DEFAULT_CHANNEL, "fields": list(FIELDS),
             "phases": [{"name": step.name, "title": step.title} for step in chain.CHAIN],
             "resolvers": resolvers.system(root),
+            "release_source": _release_source(root),
             "defaults": as_answers(parse_setup_inputs({}, node_ip)),
             "answers": as_answers(inputs) if inputs else None}
+
+
+def _release_source(root: Path | None) -> dict:
+    """The release source setup uses unless support overrides it."""
+    try:
+        chosen = source.configured({"overrides": {}}, endpoints.load(root), root)
+    except state.StateFileInvalid as exc:  # shown, so support sees why
+        return {"reference": "unknown", "origin": str(exc)}
+    return {"reference": chosen.reference, "origin": chosen.origin}
 
 
 def _setup_request(environ: dict, root: Path | None, node_ip: str) -> tuple[int, dict]:

@@ -101,7 +101,8 @@ def plan_build(iso: IsoImage, layout, base_name: str,
         "base_iso": {"name": base_name, "volume_id": iso.volume_id},
         "vendored": payload.vendored_versions(),
     }
-    return plan_edits(iso, layout, options, payload.collect(build_info)), epoch, build_info
+    files = payload.collect(build_info, options.release_source)
+    return plan_edits(iso, layout, options, files), epoch, build_info
 
 
 def _write_and_verify(iso: IsoImage, layout, edits, partial: Path, epoch: int,

@@ -40,8 +40,12 @@ def main() -> None:
 @click.option("--grub-timeout", type=int, help="Boot menu timeout in seconds [5].")
 @click.option("--serial-console/--no-serial-console", default=None,
               help="Add a ttyS0 serial terminal to GRUB and the kernel.")
+@click.option("--release-source", help="Where the appliance resolves Alga releases: "
+              "oci://<registry>/<repository>[:<tag>|@sha256:<digest>] or a git repository URL "
+              "publishing channel files [oci://ghcr.io/nine-minds/alga-appliance-release].")
 def build_command(base_iso, output, sha256sums, options_file, hostname, admin_user, ssh_keys,
-                  timezone, installer_proxy, grub_timeout, serial_console) -> None:
+                  timezone, installer_proxy, grub_timeout, serial_console,
+                  release_source) -> None:
     """Remaster the base ISO into the appliance ISO, verify it, and write a manifest."""
     progress = Progress()
     try:
@@ -49,7 +53,7 @@ def build_command(base_iso, output, sha256sums, options_file, hostname, admin_us
             "hostname": hostname, "admin_user": admin_user,
             "ssh_authorized_keys": list(ssh_keys) or None, "timezone": timezone,
             "installer_proxy": installer_proxy, "grub_timeout": grub_timeout,
-            "serial_console": serial_console,
+            "serial_console": serial_console, "release_source": release_source,
         })
         if base_iso is None:
             base_iso, downloaded_sums = download.fetch_base_iso(progress)
@@ -65,6 +69,7 @@ def build_command(base_iso, output, sha256sums, options_file, hostname, admin_us
         f"  sha256   {manifest['output']['sha256']}",
         f"  base     {manifest['base_iso']['name']} {manifest['base_iso']['sha256']}",
         f"  kernel   {' '.join(manifest['kernel_arguments'])}",
+        f"  releases {options.release_source}",
         f"  manifest {result.manifest_path}",
         *([] if options.ssh_authorized_keys else
           ["  note     no --ssh-key given: the admin account cannot log in over SSH"]),

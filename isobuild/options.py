@@ -5,6 +5,7 @@ from pathlib import Path
 
 import yaml
 
+from host.core import pins
 from host.core.validation import DocumentInvalid, validate
 from isobuild.errors import IsoBuildError
 
@@ -20,6 +21,8 @@ class BuildOptions:
     installer_proxy: str | None = None
     grub_timeout: int = 5
     serial_console: bool = False
+    # Where the appliance resolves releases (host/releases/source.py); support can override.
+    release_source: str = pins.RELEASE_SOURCE
 
     def as_document(self) -> dict:
         doc = {f.name: getattr(self, f.name) for f in fields(self)}

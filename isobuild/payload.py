@@ -1,7 +1,8 @@
 """The appliance payload: everything the installed host needs, under /alga on the ISO.
 
 It holds the `host` package, the pure-Python packages Ubuntu Server lacks (vendored),
-the systemd units, the static UI, the schemas, a CLI wrapper and the build info.
+the systemd units, the static UI, the schemas, a CLI wrapper, the build info and the
+release source the appliance resolves releases from.
 """
 
 import importlib.metadata
@@ -9,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from host.core import paths
+from host.core import paths, state
 from host.core.version import __version__
 from isobuild.errors import IsoBuildError
 
@@ -34,7 +35,7 @@ class PayloadFile:
     mode: int
 
 
-def collect(build_info: dict) -> list[PayloadFile]:
+def collect(build_info: dict, release_source: str) -> list[PayloadFile]:
     """Every payload file, sorted by path."""
     files = [f for d in SOURCE_DIRS for f in _tree(PROJECT_ROOT / d, d)]
     for name in VENDORED:
@@ -43,6 +44,8 @@ def collect(build_info: dict) -> list[PayloadFile]:
         PayloadFile("bin/alga-appliance", CLI_WRAPPER, 0o755),
         PayloadFile("VERSION", f"{__version__}\n".encode(), 0o644),
         PayloadFile("build-info.json", _json(build_info), 0o644),
+        PayloadFile(state.RELEASE_SOURCE.filename, _json({"release_source": release_source}),
+                    state.RELEASE_SOURCE.mode),
     ]
     return sorted(files, key=lambda f: f.path)
 

@@ -74,6 +74,10 @@ class Kube:
         self._run(["annotate", "--overwrite", resource, name, *_namespaced(namespace),
                    *(f"{key}={value}" for key, value in annotations.items())])
 
+    def delete(self, resource: str, name: str, namespace: str | None = None) -> None:
+        """Delete the object; one that is already gone is fine."""
+        self._run(["delete", resource, name, *_namespaced(namespace), "--ignore-not-found"])
+
     def list(self, resource: str, namespace: str | None = None) -> list[dict]:
         out = self._run(["get", resource, *_namespaced(namespace), "-o", "json"])
         return json.loads(out)["items"]

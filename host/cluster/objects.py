@@ -16,6 +16,7 @@ from host.cluster.alga import (
     AUTH_SECRET,
     FLUX_NAMESPACE,
     FLUX_ROOT_PATH,
+    OCI_ROOT_PATH,
     RECONCILE_ANNOTATION,
     RELEASE_IMAGES,
     RELEASE_SELECTION,
@@ -49,13 +50,33 @@ def git_repository(repo_url: str, branch: str, requested_at: str) -> dict:
     }
 
 
-def kustomization(requested_at: str) -> dict:
+def oci_repository(repository: str, digest: str, requested_at: str) -> dict:
+    """Flux's source for an OCI release: the config bundle, always pinned by digest."""
+    return {
+        "apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
+        "metadata": _metadata(SOURCE_NAME, FLUX_NAMESPACE,
+                              **{RECONCILE_ANNOTATION: requested_at}),
+        "spec": {"url": f"oci://{repository}", "ref": {"digest": digest}, "interval": "1m"},
+    }
+
+
+def flux_source(selection: dict, requested_at: str) -> dict:
+    """The Flux source a selected release is reconciled from."""
+    if selection["source"] == "oci":
+        return oci_repository(selection["config"]["repository"], selection["config"]["digest"],
+                              requested_at)
+    return git_repository(selection["repo_url"], selection["repo_branch"], requested_at)
+
+
+def kustomization(source: dict, requested_at: str) -> dict:
+    """The root Kustomization, on `source` (a GitRepository or an OCIRepository)."""
+    path = OCI_ROOT_PATH if source["kind"] == "OCIRepository" else FLUX_ROOT_PATH
     return {
         "apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
         "metadata": _metadata(SOURCE_NAME, FLUX_NAMESPACE,
                               **{RECONCILE_ANNOTATION: requested_at}),
-        "spec": {"interval": "5m", "path": FLUX_ROOT_PATH, "prune": True,
-                 "sourceRef": {"kind": "GitRepository", "name": SOURCE_NAME}},
+        "spec": {"interval": "5m", "path": path, "prune": True,
+                 "sourceRef": {"kind": source["kind"], "name": SOURCE_NAME}},
     }
 
 
@@ -70,15 +91,16 @@ def values_configmap(release: str, profile: str, values_yaml: str) -> dict:
             "data": {values_key(release, profile): values_yaml}}
 
 
-def runtime_values(release: str, manifest: dict, app_url: str, bootstrap_mode: str) -> dict:
-    """The values the appliance sets on top of a release's profile values."""
-    images = manifest["app"]["images"]
+def runtime_values(release: str, selection: dict, app_url: str, bootstrap_mode: str) -> dict:
+    """The values the appliance sets on top of a release's profile values (an image the
+    release does not name keeps the tag its profile sets)."""
+    images = selection["images"]
     if release == "alga-core":
         tag = {"image": {"tag": images["algaCore"]}}
         return {"setup": tag, "server": tag, "appUrl": app_url,
                 "host": urlsplit(app_url).hostname, "domainSuffix": "",
                 "bootstrap": {"mode": bootstrap_mode}}
-    if release in RELEASE_IMAGES:
+    if RELEASE_IMAGES.get(release) in images:
         return {"image": {"tag": images[RELEASE_IMAGES[release]]}}
     return {}
 
@@ -94,24 +116,27 @@ def merged(base: dict, overrides: dict) -> dict:
     return result
 
 
-def values_configmaps(inputs: dict, manifest: dict, profile_values: dict,
+def values_configmaps(inputs: dict, selection: dict, profile_values: dict,
                       bootstrap_mode: str) -> list[dict]:
     """The appliance-values-<release> ConfigMaps: each profile's values with the runtime
     values (image tags, app URL, bootstrap mode) laid over them."""
     configmaps = []
     for release, values in profile_values.items():
-        runtime = runtime_values(release, manifest, inputs["app_url"], bootstrap_mode)
+        runtime = runtime_values(release, selection, inputs["app_url"], bootstrap_mode)
         rendered = yaml.safe_dump(merged(values, runtime), sort_keys=False)
-        configmaps.append(values_configmap(release, manifest["app"]["valuesProfile"], rendered))
+        configmaps.append(values_configmap(release, selection["values_profile"], rendered))
     return configmaps
 
 
 def release_selection(selection: dict) -> dict:
-    images = selection["images"]
+    """What the app reads about its own release (images it does not name are left out)."""
     data = {"releaseVersion": selection["release_version"], "channel": selection["channel"],
-            "appVersion": selection["app_version"], "releaseBranch": selection["release_branch"],
-            "algaCore": images["algaCore"], "workflowWorker": images["workflowWorker"],
-            "emailService": images["emailService"], "temporalWorker": images["temporalWorker"]}
+            "appVersion": selection["app_version"], **selection["images"]}
+    if selection["source"] == "oci":
+        data |= {"registryHost": selection["registry"], "repository": selection["repository"],
+                 "manifestDigest": selection["manifest_digest"]}
+    else:
+        data["releaseBranch"] = selection["release_branch"]
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": _metadata(RELEASE_SELECTION, ALGA_SYSTEM), "data": data}
 

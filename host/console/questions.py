@@ -48,10 +48,13 @@ QUESTIONS = (
     Question("no_proxy", "Also bypass the proxy for (optional, commas)",
              "local and cluster addresses always bypass it",
              asked_when=lambda a: a.get(USE_PROXY) == "yes"),
-    Question(USE_OVERRIDES, "Support overrides (only when Alga support gives you a repository "
-             "or branch)?", choices=("no", "yes")),
-    Question("repo_url", "Repository URL", asked_when=lambda a: a.get(USE_OVERRIDES) == "yes"),
-    Question("branch", "Branch", asked_when=lambda a: a.get(USE_OVERRIDES) == "yes"),
+    Question(USE_OVERRIDES, "Support overrides (only when Alga support gives you a release "
+             "source, a pinned release or a branch)?", choices=("no", "yes")),
+    Question("release_source", "Release source",
+             "oci://<registry>/<repository>[:<version>|@sha256:<digest>] or a git repository URL",
+             asked_when=lambda a: a.get(USE_OVERRIDES) == "yes"),
+    Question("branch", "Branch (git sources only)",
+             asked_when=lambda a: a.get(USE_OVERRIDES) == "yes"),
 )
 
 

@@ -6,7 +6,7 @@ category, the suspected cause and the next step; the install state adds the last
 log excerpt and the support-bundle command.
 """
 
-CATEGORIES = ("network", "dns", "github-release-source", "k3s", "flux", "storage",
+CATEGORIES = ("network", "dns", "release-source", "k3s", "flux", "storage",
               "app-bootstrap", "app-readiness", "background-services")
 SUPPORT_COMMAND = "sudo alga-appliance support-bundle"
 LOG_EXCERPT_LINES = 20

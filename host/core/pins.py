@@ -12,3 +12,8 @@ ALGA_REPO_URL = "https://github.com/Nine-Minds/alga-psa"
 CHANNEL_PATH = "ee/appliance/releases/channels/{channel}.json"
 MANIFEST_PATH = "ee/appliance/releases/{release}/release.json"
 PROFILE_VALUES_PATH = "ee/appliance/flux/profiles/{profile}/values/{release}.{profile}.yaml"
+
+# Where releases come from unless the ISO's payload or support names another source: Alga's
+# release artifact on GHCR, whose tags stable and nightly are the channels (since June
+# 2026). A git repository URL (ALGA_REPO_URL or a fork) selects the channel files above.
+RELEASE_SOURCE = "oci://ghcr.io/nine-minds/alga-appliance-release"

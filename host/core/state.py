@@ -11,10 +11,11 @@ import datetime
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from host.core import paths
+from host.core import migrations, paths
 from host.core.validation import DocumentInvalid, validate
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # UTC to the second, as the state files record times
@@ -32,19 +33,20 @@ class StateFile:
     filename: str
     schema: str
     mode: int
+    migrate: Callable[[dict], dict] | None = None  # an older shape → the current, on read
 
     def path(self, root: Path | None = None) -> Path:
         return paths.on_host(self.directory, root) / self.filename
 
 
 SETUP_INPUTS = StateFile("setup inputs", paths.CONFIG_DIR, "setup-inputs.json",
-                         "setup-inputs.schema.json", 0o640)
+                         "setup-inputs.schema.json", 0o640, migrations.setup_inputs)
 INSTALL_STATE = StateFile("install state", paths.STATE_DIR, "install-state.json",
-                          "install-state.schema.json", 0o640)
+                          "install-state.schema.json", 0o640, migrations.install_state)
 PREFLIGHT_REPORT = StateFile("preflight report", paths.STATE_DIR, "preflight-report.json",
                              "preflight-report.schema.json", 0o640)
 SELECTED_RELEASE = StateFile("selected release", paths.STATE_DIR, "selected-release.json",
-                             "selected-release.schema.json", 0o640)
+                             "selected-release.schema.json", 0o640, migrations.selected_release)
 ENDPOINTS = StateFile("endpoint overrides", paths.CONFIG_DIR, "endpoints.json",
                       "endpoints.schema.json", 0o644)
 HOST_CHANGES = StateFile("host changes", paths.STATE_DIR, "host-changes.json",
@@ -57,7 +59,10 @@ SUPPORT_BUNDLE_STATUS = StateFile("support bundle status", paths.STATE_DIR,
                                   "support-bundle-status.json",
                                   "support-bundle-status.schema.json", 0o640)
 UPDATE_HISTORY = StateFile("update history", paths.STATE_DIR, "update-history.json",
-                           "update-history.schema.json", 0o640)
+                           "update-history.schema.json", 0o640, migrations.update_history)
+# Where releases come from, as the release engineer built it into the payload.
+RELEASE_SOURCE = StateFile("release source", paths.INSTALL_DIR, "release-source.json",
+                           "release-source.schema.json", 0o644)
 
 
 class StateFileInvalid(Exception):
@@ -80,6 +85,8 @@ def read(state: StateFile, root: Path | None = None) -> dict | None:
         document = json.loads(text)
     except ValueError as exc:
         raise StateFileInvalid(state, path, "", f"not JSON ({exc})") from exc
+    if state.migrate is not None and isinstance(document, dict):
+        document = state.migrate(document)
     try:
         validate(document, state.schema, name=state.name, source=str(path))
     except DocumentInvalid as exc:

@@ -18,8 +18,10 @@ class Endpoints:
     k3s_release_base: str = "https://github.com/k3s-io/k3s/releases/download"
     flux_release_base: str = "https://github.com/fluxcd/flux2/releases/download"
     dns_names: tuple[str, ...] = ("github.com", "raw.githubusercontent.com", "ghcr.io",
+                                  "pkg-containers.githubusercontent.com",
                                   "objects.githubusercontent.com")
     ca_bundle: str | None = None
+    release_source: str | None = None  # overrides the payload's (host/releases/source.py)
 
     def repo_file(self, repo_url: str, ref: str, path: str) -> str:
         owner_repo = urlsplit(repo_url).path.strip("/")

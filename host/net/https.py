@@ -13,8 +13,11 @@ from host.net.endpoints import Endpoints
 
 
 class FetchError(Exception):
-    def __init__(self, message: str, category: str):
-        self.category = category
+    """A request failed: what, where and why (the message), its failure category and, when
+    the cause suggests one, the next step (else the caller's generic one applies)."""
+
+    def __init__(self, message: str, category: str, next_step: str | None = None):
+        self.category, self.next_step = category, next_step
         super().__init__(message)
 
 
@@ -34,10 +37,22 @@ def _reason(exc: Exception) -> str:
     return text if len(text) < 300 else text[:300] + "…"
 
 
-def fetch(http: requests.Session, url: str, timeout: float) -> requests.Response:
-    """GET `url`; network failures become FetchError("network")."""
+def fetch(http: requests.Session, url: str, timeout: float, headers: dict | None = None,
+          redirects: bool = True, limit: int | None = None) -> requests.Response:
+    """GET `url`; network failures become FetchError("network"). With `limit`, at most
+    limit + 1 bytes of the body are read (a caller seeing more knows it was cut)."""
     try:
-        return http.get(url, timeout=timeout, allow_redirects=True)
+        response = http.get(url, timeout=timeout, allow_redirects=redirects, headers=headers,
+                            stream=limit is not None)
+        if limit is not None:
+            with response:
+                body = b""
+                for chunk in response.iter_content(65536):
+                    body += chunk
+                    if len(body) > limit:
+                        break
+                response._content = body  # what .content returns from now on
+        return response
     except requests.exceptions.ProxyError as exc:
         if "407" in str(exc):  # for HTTPS, the proxy's answer to CONNECT arrives this way
             raise FetchError(f"the proxy requires authentication (407) for {url}: give "
@@ -57,17 +72,17 @@ def fetch_document(http: requests.Session, url: str, timeout: float, what: str,
     validated against `schema` when one is given."""
     response = fetch(http, url, timeout)
     if response.status_code == 404:
-        raise FetchError(f"{what} not found at {url} (404)", "github-release-source")
+        raise FetchError(f"{what} not found at {url} (404)", "release-source")
     if response.status_code != 200:
         raise FetchError(f"{what} at {url} answered {response.status_code}", "network")
     try:
         document = parse(response.content)
     except ValueError as exc:
         raise FetchError(f"{what} at {url} is not valid {syntax}: {exc}",
-                         "github-release-source") from exc
+                         "release-source") from exc
     if schema is not None:
         try:
             validate(document, schema, name=what, source=url)
         except DocumentInvalid as exc:
-            raise FetchError(str(exc), "github-release-source") from exc
+            raise FetchError(str(exc), "release-source") from exc
     return document

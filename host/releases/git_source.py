@@ -1,5 +1,6 @@
-"""Which release a channel names: the channel file and its release manifest, both read
-from one ref (the default branch or the support override).
+"""Releases from channel files in a git repository (Alga's publishing before June 2026,
+still used by forks and mirrors): the channel file and its release manifest, both read from
+one ref (the default branch or the support override).
 
 The channel's repoBranch may not contain the manifest the channel names (this has
 happened for stable), so the manifest is never read from there; repoBranch is only what
@@ -21,13 +22,7 @@ from host.net.https import FetchError, fetch_document
 class Source:
     endpoints: Endpoints
     repo_url: str
-    ref: str
-
-    @classmethod
-    def for_inputs(cls, inputs: dict, endpoints: Endpoints) -> "Source":
-        overrides = inputs["overrides"]
-        return cls(endpoints, overrides.get("repo_url", pins.ALGA_REPO_URL),
-                   overrides.get("branch", pins.ALGA_DEFAULT_REF))
+    ref: str  # the support override's branch, else the default branch
 
     def url(self, path: str, ref: str | None = None) -> str:
         return self.endpoints.repo_file(self.repo_url, ref or self.ref, path)
@@ -47,7 +42,7 @@ def fetch_channel(session: requests.Session, source: Source, channel: str, timeo
                               "channel.schema.json")
     if document["releaseVersion"] is None or "repoBranch" not in document:
         raise FetchError(f"no release is published on the {channel} channel yet "
-                         f"({url} has releaseVersion null)", "github-release-source")
+                         f"({url} has releaseVersion null)", "release-source")
     return document
 
 
@@ -63,7 +58,7 @@ def selection(channel: str, source: Source, channel_file: dict, manifest: dict,
     """The selected-release document."""
     app = manifest["app"]
     return {
-        "channel": channel, "repo_url": source.repo_url, "source_ref": source.ref,
+        "source": "git", "channel": channel, "repo_url": source.repo_url, "source_ref": source.ref,
         "release_version": manifest["releaseVersion"], "repo_branch": channel_file["repoBranch"],
         "app_version": app["version"], "release_branch": app["releaseBranch"],
         "values_profile": app["valuesProfile"], "images": app["images"], "selected_at": at,
@@ -81,3 +76,51 @@ def fetch_profile_values(session: requests.Session, source: Source, repo_branch:
         values[release] = fetch_document(session, url, timeout, f"{release} {profile} values",
                                          parse=yaml.safe_load, syntax="YAML") or {}
     return values
+
+
+def _after(done: bool, step: str) -> None:
+    """Steps run in order; one whose predecessor failed is skipped, not run again."""
+    if not done:
+        raise FetchError(f"skipped: {step} did not succeed", "release-source")
+
+
+@dataclass
+class Resolution:
+    """One resolution of a channel, step by step, as host/releases/oci_source.py resolves
+    OCI releases: preflight runs the steps as checks, the release phase and updates run them
+    all."""
+
+    session: requests.Session
+    source: Source
+    channel: str
+    kind: str = "git"
+    channel_file: dict | None = None
+    release: dict | None = None  # the release manifest
+
+    @property
+    def steps(self) -> tuple:
+        return (("release.channel", self.fetch_channel), ("release.manifest", self.manifest))
+
+    def describe(self) -> str:
+        return f"{self.source.repo_url} ({self.source.ref})"
+
+    def fetch_channel(self, timeout: float) -> str:
+        self.channel_file = fetch_channel(self.session, self.source, self.channel, timeout)
+        found = self.channel_file
+        return f"{self.channel} → release {found['releaseVersion']} on {found['repoBranch']}"
+
+    def manifest(self, timeout: float) -> str:
+        _after(self.channel_file is not None, "release.channel")
+        version = self.channel_file["releaseVersion"]
+        self.release = fetch_manifest(self.session, self.source, version, timeout)
+        return f"release {version}: app {self.release['app']['version']} from {self.source.ref}"
+
+    def unknown_fields(self) -> list[str]:
+        return unknown_fields(self.channel_file or {})
+
+    def selection(self, at: str) -> dict:
+        return selection(self.channel, self.source, self.channel_file, self.release, at)
+
+    def profile_values(self, timeout: float) -> dict:
+        return fetch_profile_values(self.session, self.source, self.channel_file["repoBranch"],
+                                    self.release["app"]["valuesProfile"], timeout)

@@ -21,7 +21,7 @@ CHAIN = (
     Step("dns", "DNS for k3s", "dns"),
     Step("k3s", "Install k3s", "k3s"),
     Step("flux", "Install Flux", "flux"),
-    Step("release", "Point Flux at the Alga release", "github-release-source"),
+    Step("release", "Point Flux at the Alga release", "release-source"),
 )
 NAMES = tuple(step.name for step in CHAIN)
 

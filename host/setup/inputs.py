@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from host.core.validation import validate
 from host.releases.channels import CHANNELS, DEFAULT_CHANNEL
+from host.releases.oci_source import Reference
 
 APP_PORT = 3000  # the Alga server listens on the host network on this port
 # k3s's default pod and service networks; always kept off the proxy.
@@ -19,7 +20,7 @@ CLUSTER_CIDRS = ("10.42.0.0/16", "10.43.0.0/16")
 ALWAYS_NO_PROXY = ("localhost", "127.0.0.1", "::1", *CLUSTER_CIDRS, ".svc", ".cluster.local")
 MAX_RESOLVERS = 3
 FIELDS = ("channel", "app_url", "dns_mode", "dns_servers", "proxy_url", "no_proxy",
-          "repo_url", "branch")
+          "release_source", "branch")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)"
                        r"(\.([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?))*$")
 _SCP_REPO = re.compile(r"^(?:[\w.-]+@)?(?P<host>[\w.-]+):(?P<path>[\w.-]+/[\w.-]+?)(?:\.git)?/?$")
@@ -51,7 +52,7 @@ def parse_setup_inputs(raw: dict, node_ip: str) -> dict:
         "app_url": lambda: _app_url(raw.get("app_url"), node_ip),
         "dns": lambda: _dns(raw.get("dns_mode"), raw.get("dns_servers")),
         "proxy": lambda: _proxy(raw.get("proxy_url"), raw.get("no_proxy"), node_ip),
-        "overrides": lambda: _overrides(raw.get("repo_url"), raw.get("branch")),
+        "overrides": lambda: _overrides(raw.get("release_source"), raw.get("branch")),
     }
     document = {}
     for key, parse in parsers.items():
@@ -196,17 +197,29 @@ def _proxy(url: object, no_proxy: object, node_ip: str) -> dict | None:
     return {"url": normalised, "no_proxy": entries}
 
 
-def _overrides(repo_url: object, branch: object) -> dict:
+def _overrides(release_source: object, branch: object) -> dict:
     overrides = {}
-    repo = _text(repo_url, "repo_url")
-    if repo:
-        overrides["repo_url"] = normalise_repo_url(repo)
+    reference = _text(release_source, "release_source")
+    if reference:
+        overrides["release_source"] = normalise_release_source(reference)
     name = _text(branch, "branch")
     if name:
         if not _BRANCH.match(name):
             raise _Invalid("branch", "is not a valid git branch name")
         overrides["branch"] = name
     return overrides
+
+
+def normalise_release_source(text: str) -> str:
+    """An OCI reference as given, or the HTTPS form of a git repository URL."""
+    if text.lower().startswith("oci://"):
+        try:
+            Reference.parse(text)
+        except ValueError as exc:
+            raise _Invalid("release_source", "must be oci://<registry>/<repository> (lower "
+                           "case), optionally with :<tag> or @sha256:<digest>") from exc
+        return text
+    return normalise_repo_url(text)
 
 
 def normalise_repo_url(text: str) -> str:
@@ -217,10 +230,12 @@ def normalise_repo_url(text: str) -> str:
     try:
         parts = urlsplit(text)
     except ValueError as exc:
-        raise _Invalid("repo_url", f"is not a URL ({exc})") from exc
+        raise _Invalid("release_source", f"is not a URL ({exc})") from exc
     if parts.scheme.lower() != "https" or not parts.hostname:
-        raise _Invalid("repo_url", "must be an https:// URL or git@host:owner/repo")
+        raise _Invalid("release_source", "must be oci://<registry>/<repository>, an "
+                       "https:// git repository URL or git@host:owner/repo")
     path = parts.path.rstrip("/").removesuffix(".git").rstrip("/")
     if path.count("/") < 2 or parts.query or parts.fragment or parts.username:
-        raise _Invalid("repo_url", "must name a repository, like https://github.com/owner/repo")
+        raise _Invalid("release_source", "must name a repository, like "
+                       "https://github.com/owner/repo")
     return f"https://{parts.netloc.lower()}{path}"

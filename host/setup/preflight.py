@@ -20,7 +20,7 @@ import requests
 from host.core import paths, pins, state
 from host.net import dnsquery, https, ports, resolvers
 from host.net.endpoints import Endpoints
-from host.releases import git_source
+from host.releases import source
 
 CLOCK_WARN_SECONDS = 60
 CLOCK_FAIL_SECONDS = 300
@@ -33,8 +33,9 @@ PORTS = ((6443, "k3s"), (10250, "k3s"), (paths.WEB_PORT, paths.SERVICE_USER))
 
 
 class CheckFailed(Exception):
-    def __init__(self, message: str, category: str | None = None, status: str = "fail"):
-        self.category, self.status = category, status
+    def __init__(self, message: str, category: str | None = None, status: str = "fail",
+                 remediation: str | None = None):  # when the cause suggests its own
+        self.category, self.status, self.remediation = category, status, remediation
         super().__init__(message)
 
 
@@ -46,13 +47,8 @@ class Context:
     endpoints: Endpoints
     root: Path
     session: requests.Session
+    resolution: source.Resolution
     server_dates: list[float] = field(default_factory=list)
-    channel_file: dict | None = None
-    manifest: dict | None = None
-
-    @property
-    def source(self) -> git_source.Source:
-        return git_source.Source.for_inputs(self.inputs, self.endpoints)
 
     def note_date(self, response: requests.Response) -> None:
         if "Date" in response.headers:
@@ -115,26 +111,15 @@ def check_proxy(ctx: Context, timeout: float) -> str:
     return f"{ctx.endpoints.registry_probe()} answered through the proxy"
 
 
-def check_channel(ctx: Context, timeout: float) -> str:
-    name = ctx.inputs["channel"]
-    try:
-        ctx.channel_file = git_source.fetch_channel(ctx.session, ctx.source, name, timeout)
-    except https.FetchError as exc:
-        raise CheckFailed(str(exc), exc.category) from exc
-    found = ctx.channel_file
-    return f"{name} → release {found['releaseVersion']} on {found['repoBranch']}"
-
-
-def check_manifest(ctx: Context, timeout: float) -> str:
-    if ctx.channel_file is None:
-        raise CheckFailed("skipped: the channel file did not resolve to a release",
-                          "github-release-source")
-    release = ctx.channel_file["releaseVersion"]
-    try:
-        ctx.manifest = git_source.fetch_manifest(ctx.session, ctx.source, release, timeout)
-    except https.FetchError as exc:
-        raise CheckFailed(str(exc), exc.category) from exc
-    return f"release {release}: app {ctx.manifest['app']['version']} from {ctx.source.ref}"
+def release_step(check_id: str) -> Callable[[Context, float], str]:
+    """The check that runs the release source's step `check_id`."""
+    def test(ctx: Context, timeout: float) -> str:
+        step = dict(ctx.resolution.steps)[check_id]
+        try:
+            return step(timeout)
+        except https.FetchError as exc:
+            raise CheckFailed(str(exc), exc.category, remediation=exc.next_step) from exc
+    return test
 
 
 def check_registry(ctx: Context, timeout: float) -> str:
@@ -210,27 +195,52 @@ def check_ports(ctx: Context, timeout: float) -> str:
     return f"ports {', '.join(str(p) for p, _ in PORTS)} are free or held by their owners"
 
 
-def checks(endpoints: Endpoints) -> tuple[Check, ...]:
-    """Every check, in the order they run."""
+OVERRIDE = ("check the release source override (support: overrides.release_source in setup, "
+            "or release_source in endpoints.json)")
+# The release source's steps as checks, by kind of source: id, what it tests, remediation.
+RELEASE_CHECKS = {
+    "oci": (
+        ("release.token", "the registry issues an anonymous pull token",
+         f"allow HTTPS to the registry (ghcr.io) and the token service it names; {OVERRIDE}"),
+        ("release.manifest", "the channel's release artifact exists",
+         f"choose another channel, or {OVERRIDE}"),
+        ("release.config", "the release manifest downloads from the blob host, matches its "
+         "digest and validates", "allow HTTPS to the registry's blob host "
+         "(pkg-containers.githubusercontent.com for ghcr.io); if the manifest is invalid, "
+         "choose another channel"),
+        ("release.bundle", "the Flux config bundle the release pins exists",
+         "choose another channel, or wait for Alga to publish a fixed release"),
+    ),
+    "git": (
+        ("release.channel", "the channel file names a release",
+         f"check the channel and the branch override, or choose another channel; {OVERRIDE}"),
+        ("release.manifest", "the release manifest exists on the same ref",
+         "the channel points at a release that is not published on this ref: choose another "
+         "channel or branch override, or wait for the release"),
+    ),
+}
+
+
+def checks(endpoints: Endpoints, kind: str) -> tuple[Check, ...]:
+    """Every check for a release source of `kind`, in the order they run."""
     return (*(Check(f"dns.{name}", f"{name} resolves", "dns", 3.0,
                     "check the resolvers (or choose custom DNS) and that outbound DNS is "
                     "allowed", check_resolves(name)) for name in endpoints.dns_names),
-            *HOST_AND_NETWORK_CHECKS)
+            *NETWORK_CHECKS,
+            *(Check(check_id, description, "release-source", 10.0, remediation,
+                    release_step(check_id))
+              for check_id, description, remediation in RELEASE_CHECKS[kind]),
+            *HOST_CHECKS)
 
 
-HOST_AND_NETWORK_CHECKS: tuple[Check, ...] = (
+NETWORK_CHECKS: tuple[Check, ...] = (
     Check("dns.resolvers", "resolvers suit k3s", "dns", 1.0,
           "nothing to do: k3s gets its own resolv.conf", check_resolver_stub),
     Check("proxy", "the proxy forwards HTTPS", "network", 10.0,
           "check the proxy URL, its credentials, and that it allows CONNECT to port 443",
           check_proxy),
-    Check("github.channel", "the channel file names a release", "github-release-source", 10.0,
-          "check the channel and repository override, or choose another channel",
-          check_channel),
-    Check("github.manifest", "the release manifest exists on the same ref",
-          "github-release-source", 10.0,
-          "the channel points at a release that is not published on this ref: choose another "
-          "channel or branch override, or wait for the release", check_manifest),
+)
+HOST_CHECKS: tuple[Check, ...] = (
     Check("ghcr", "the container registry is reachable", "network", 10.0,
           "allow HTTPS to ghcr.io through the firewall or proxy", check_registry),
     Check("k3s.release", f"k3s {pins.K3S_VERSION} checksums are downloadable", "network", 15.0,
@@ -261,24 +271,25 @@ class Failure:
 class Result:
     report: dict
     failure: Failure | None  # the first failed check
-    channel_file: dict | None  # when the channel resolved
-    manifest: dict | None  # when the release it names resolved too
-    selection: dict | None  # the selected-release document, when both resolved
+    resolution: source.Resolution  # how far the release source's steps got
+    selection: dict | None  # the selected-release document, when every step succeeded
 
 
 def _run_check(ctx: Context, check: Check) -> tuple[dict, Failure | None]:
     started = time.monotonic()
     status, message, category = "pass", "", None
+    remediation = check.remediation
     try:
         message = check.test(ctx, check.timeout)
     except CheckFailed as exc:
         status, message, category = exc.status, str(exc), exc.category
+        remediation = exc.remediation or check.remediation
     result = {
         "id": check.id, "status": status, "message": message,
-        "remediation": "" if status == "pass" else check.remediation,
+        "remediation": "" if status == "pass" else remediation,
         "duration_ms": int((time.monotonic() - started) * 1000),
     }
-    failure = (Failure(check.id, category or check.category, message, check.remediation)
+    failure = (Failure(check.id, category or check.category, message, remediation)
                if status == "fail" else None)
     return result, failure
 
@@ -289,10 +300,12 @@ def run_checks(inputs: dict, endpoints: Endpoints, root: Path, *,
                ) -> Result:
     """Run the checks whose ids start with one of `only` (default: every check), in order,
     each result logged as it comes; the report is written unless `write_report` is off."""
-    ctx = Context(inputs, endpoints, root, https.session(inputs, endpoints))
+    session = https.session(inputs, endpoints)
+    resolution = source.resolution(inputs, endpoints, root, session, inputs["channel"])
+    ctx = Context(inputs, endpoints, root, session, resolution)
     results, first_failure = [], None
     with resolvers.resolving_through(resolvers.custom(inputs)):
-        for check in (c for c in checks(endpoints) if c.id.startswith(only)):
+        for check in (c for c in checks(endpoints, resolution.kind) if c.id.startswith(only)):
             result, failure = _run_check(ctx, check)
             results.append(result)
             log(f"{result['status']:4} {check.id}: {result['message']}")
@@ -308,7 +321,6 @@ def run_checks(inputs: dict, endpoints: Endpoints, root: Path, *,
     if write_report:
         state.write(state.PREFLIGHT_REPORT, report, root)
     selection = None
-    if ctx.channel_file is not None and ctx.manifest is not None:
-        selection = git_source.selection(inputs["channel"], ctx.source, ctx.channel_file,
-                                         ctx.manifest, report["generated_at"])
-    return Result(report, first_failure, ctx.channel_file, ctx.manifest, selection)
+    if resolution.release is not None and first_failure is None:
+        selection = resolution.selection(report["generated_at"])
+    return Result(report, first_failure, resolution, selection)

@@ -504,7 +504,7 @@ def site_names(root: Path | None) -> tuple[list[str], list[str]]:
     with contextlib.suppress(OSError, ValueError, AttributeError):
         inputs = json.loads(state.SETUP_INPUTS.path(root).read_text())
         names |= {_host(inputs.get("app_url")), _host((inputs.get("proxy") or {}).get("url")),
-                  _host(inputs.get("overrides", {}).get("repo_url"))}
+                  _host(inputs.get("overrides", {}).get("release_source"))}
     with contextlib.suppress(OSError, ValueError, AttributeError):
         overrides = json.loads(state.ENDPOINTS.path(root).read_text())
         names |= {_host(value) for value in overrides.values() if isinstance(value, str)}

@@ -3,10 +3,12 @@
 An apply holds the setup lock, so setup and updates never interleave; runs the network
 preflight checks before anything changes; re-renders the values ConfigMaps with the new
 image tags (runtime values from the stored setup inputs, bootstrap in recover mode, the auth
-key untouched); records the selection in the cluster and on the host; switches the branch
-Flux tracks if the channel moved; asks Flux to reconcile, and waits until Flux has handled
-that request at the new revision and login works on the new release. Applying again after
-a failure or an interruption converges.
+key untouched); records the selection in the cluster and on the host; moves Flux's source
+(the OCIRepository's digest, the GitRepository's branch, or from one kind to the other);
+asks Flux to reconcile, and waits until Flux has handled that request at the new revision
+and login works on the new release. Applying again after a failure or an interruption
+converges. Given the digest of the plan the admin reviewed, an apply installs exactly that
+release artifact, or nothing.
 """
 
 import contextlib
@@ -20,11 +22,12 @@ from host.cluster.probe import probe_login
 from host.core import maintenance, paths, runlock, state
 from host.core.failures import SUPPORT_COMMAND, OperationFailed
 from host.core.wait import TimedOut, wait_until
-from host.net import endpoints, https, resolvers
-from host.releases import git_source
+from host.net import https, resolvers
+from host.releases import source
 from host.update import history
 from host.update.check import (
     PREFLIGHT_CHECKS,
+    ChannelMoved,
     ConfirmationRequired,
     Target,
     changes,
@@ -43,11 +46,12 @@ LOGIN_TIMEOUT = 600.0
 POLL_SECONDS = 5.0
 BOOTSTRAP_MODE = "recover"  # the database exists: an update never bootstraps afresh
 # What an error nobody anticipated most likely concerns, by the step it happened in.
-STEP_CATEGORY = {None: "github-release-source", "preflight": "network",
-                 "rendering values": "github-release-source",
-                 "recording the selection": "flux", "switching branch": "flux",
+STEP_CATEGORY = {None: "release-source", "preflight": "network",
+                 "rendering values": "release-source",
+                 "recording the selection": "flux", "switching the Flux source": "flux",
                  "requesting reconciliation": "flux", "waiting for Flux": "flux",
-                 "waiting for login": "app-readiness"}
+                 "waiting for login": "app-readiness", "removing the previous source": "flux"}
+SOURCE_KINDS = {"oci": "OCIRepository", "git": "GitRepository"}
 AGAIN = "the update can be applied again safely"
 
 
@@ -57,11 +61,11 @@ class UpdateBusy(runlock.Busy):
 
 def apply(root: Path | None = None, channel: str = "stable", confirmed: bool = False,
           who: str = "cli", kubeconfig: str = paths.K3S_KUBECONFIG,
-          request_id: str | None = None) -> dict:
-    """Update the app to what `channel` names now, under the setup lock; record and
-    return the result. Raises UpdateBusy when a setup or update holds the lock, and
-    ConfirmationRequired (recording nothing) for nightly or an older release unless
-    `confirmed`."""
+          request_id: str | None = None, digest: str | None = None) -> dict:
+    """Update the app to what `channel` names now (with `digest`, only if that is still the
+    release artifact it names), under the setup lock; record and return the result. Raises
+    UpdateBusy when a setup or update holds the lock, and ConfirmationRequired (recording
+    nothing) for nightly, an older release or another release source unless `confirmed`."""
     require(channel, who)
     root = paths.host_root(root)
     with contextlib.ExitStack() as held:
@@ -70,11 +74,11 @@ def apply(root: Path | None = None, channel: str = "stable", confirmed: bool = F
         except runlock.Busy as exc:
             raise UpdateBusy(str(exc)) from exc
         history.interrupt_running(root)  # with the lock held, a running entry's process is gone
-        return _apply(root, channel, confirmed, who, kubeconfig, request_id)
+        return _apply(root, channel, confirmed, who, kubeconfig, request_id, digest)
 
 
 def _apply(root: Path, channel: str, confirmed: bool, who: str, kubeconfig: str,
-           request_id: str | None) -> dict:
+           request_id: str | None, digest: str | None) -> dict:
     current = state.read(state.SELECTED_RELEASE, root)
     switching = confirmation_reason(current, channel, backwards=False)
     if switching and not confirmed:  # known before the network is asked
@@ -85,6 +89,7 @@ def _apply(root: Path, channel: str, confirmed: bool, who: str, kubeconfig: str,
     try:
         inputs = _installed_inputs(root)
         target = resolve(root, operation, inputs, channel, PREFLIGHT_CHECKS)
+        _same_as_reviewed(target.selection, digest)
     except Exception as error:  # every failure is described and recorded
         return operation.failed(error, STEP_CATEGORY["preflight"])
     planned = changes(current, target.selection)
@@ -99,6 +104,15 @@ def _apply(root: Path, channel: str, confirmed: bool, who: str, kubeconfig: str,
     except Exception as error:  # every failure is described and recorded
         return operation.failed(error, STEP_CATEGORY[operation.record["step"]])
     return operation.finished("succeeded")
+
+
+def _same_as_reviewed(selection: dict, digest: str | None) -> None:
+    resolved = selection.get("manifest_digest")
+    if digest is not None and resolved != digest:
+        moved = ChannelMoved(selection["channel"], digest, resolved or source.origin(selection),
+                             selection["release_version"])
+        raise OperationFailed(REFUSED_CATEGORY, f"{moved.reason}; nothing was changed",
+                              "check again, review the new plan, and apply that") from moved
 
 
 def _installed_inputs(root: Path) -> dict:
@@ -116,9 +130,9 @@ def _switch(root: Path, operation, kubeconfig: str, inputs: dict, current: dict 
             target: Target) -> None:
     selection, kube = target.selection, Kube(kubeconfig)
     operation.step("rendering values")
-    operation.log(f"{selection['values_profile']} values from {selection['repo_branch']}")
-    configmaps = objects.values_configmaps(inputs, target.manifest,
-                                           _profile_values(root, inputs, selection),
+    operation.log(f"{selection['values_profile']} values of {source.describe(selection)}")
+    configmaps = objects.values_configmaps(inputs, selection,
+                                           _profile_values(inputs, target.resolution),
                                            BOOTSTRAP_MODE)
     _apply_objects(kube, configmaps, "the values ConfigMaps")
     operation.step("recording the selection")
@@ -126,19 +140,18 @@ def _switch(root: Path, operation, kubeconfig: str, inputs: dict, current: dict 
                    "the release-selection ConfigMap")
     _record_on_host(root, inputs, selection)
     requested_at = _requested_at()
-    repository = objects.git_repository(selection["repo_url"], selection["repo_branch"],
-                                        requested_at)
-    if current is None or current["repo_branch"] != selection["repo_branch"]:
-        operation.step("switching branch")
-        _apply_objects(kube, [repository], "the GitRepository")
+    flux_source = objects.flux_source(selection, requested_at)
+    if current is None or _flux_source_spec(current) != flux_source["spec"]:
+        operation.step("switching the Flux source")
+        operation.log(f"{flux_source['kind']} {alga.SOURCE_NAME}: {flux_source['spec']}")
+        _apply_objects(kube, [flux_source], f"the {flux_source['kind']}")
     operation.step("requesting reconciliation")
-    _apply_objects(kube, [repository, objects.kustomization(requested_at)],
+    _apply_objects(kube, [flux_source, objects.kustomization(flux_source, requested_at)],
                    "the reconciliation request")
     _request_reconciliation(kube, "kustomization", alga.FLUX_NAMESPACE, requested_at)
     operation.step("waiting for Flux")
     _wait(operation, "Flux did not reconcile", FLUX_TIMEOUT, "flux",
-          lambda: _source_and_kustomizations_pending(kube, requested_at,
-                                                     selection["repo_branch"]))
+          lambda: _source_and_kustomizations_pending(kube, requested_at, selection))
     # Only now: a release changed by the new tree would otherwise be reconciled twice.
     _request_reconciliation(kube, "helmrelease", alga.ALGA_SYSTEM, requested_at)
     _wait(operation, "the Helm releases were not upgraded", HELM_TIMEOUT, "flux",
@@ -147,19 +160,35 @@ def _switch(root: Path, operation, kubeconfig: str, inputs: dict, current: dict 
     _wait(operation, f"login did not work on release {selection['release_version']}",
           LOGIN_TIMEOUT, "app-readiness",
           lambda: _login_pending(kube, inputs["app_url"], selection["images"]["algaCore"]))
+    if current is not None and current["source"] != selection["source"]:
+        operation.step("removing the previous source")
+        _remove_source(kube, SOURCE_KINDS[current["source"]])
 
 
-def _profile_values(root: Path, inputs: dict, selection: dict) -> dict:
-    site = endpoints.load(root)
+def _flux_source_spec(selection: dict) -> dict:
+    return objects.flux_source(selection, "")["spec"]
+
+
+def _remove_source(kube: Kube, kind: str) -> None:
+    """The source the root Kustomization no longer uses (nothing refers to it once the new
+    tree is applied)."""
+    try:
+        kube.delete(kind.lower(), alga.SOURCE_NAME, alga.FLUX_NAMESPACE)
+    except KubeError as exc:
+        raise OperationFailed("flux", f"the previous {kind} could not be removed: {exc}",
+                              f"remove it with kubectl -n {alga.FLUX_NAMESPACE} delete "
+                              f"{kind.lower()} {alga.SOURCE_NAME}; the update itself "
+                              "succeeded") from exc
+
+
+def _profile_values(inputs: dict, resolution: source.Resolution) -> dict:
     try:
         with resolvers.resolving_through(resolvers.custom(inputs)):
-            return git_source.fetch_profile_values(
-                https.session(inputs, site), git_source.Source.for_inputs(inputs, site),
-                selection["repo_branch"], selection["values_profile"], FETCH_TIMEOUT)
+            return resolution.profile_values(FETCH_TIMEOUT)
     except https.FetchError as exc:
-        raise OperationFailed(exc.category, f"{exc}; nothing was changed", "check the channel "
-                              "and repository override; if the release is broken upstream, "
-                              "choose another channel") from exc
+        raise OperationFailed(exc.category, f"{exc}; nothing was changed", exc.next_step or (
+            "check the release source override; if the release is broken upstream, choose "
+            "another channel")) from exc
 
 
 def _apply_objects(kube: Kube, applied: list[dict], what: str) -> None:
@@ -224,27 +253,36 @@ def _next_step_after_timeout(category: str) -> str:
     if category == "app-readiness":
         return (f"look at the Status page's blockers, then apply the update again ({AGAIN}); "
                 f"if it persists, send the support bundle ({SUPPORT_COMMAND})")
-    return ("check `kubectl -n flux-system get gitrepositories,kustomizations` and "
+    return ("check `kubectl -n flux-system get ocirepositories,gitrepositories,kustomizations` "
+            "and "
             f"`kubectl -n {alga.ALGA_SYSTEM} get helmreleases`, then apply the "
             f"update again ({AGAIN}); if it persists, send the support bundle "
             f"({SUPPORT_COMMAND})")
 
 
+def _at_selection(selection: dict, revision: str) -> bool:
+    """Whether the source's artifact revision is the selected release's: the digest (Flux
+    writes `sha256:…` for a digest ref, `<tag>@sha256:…` for a tag) or the branch's."""
+    if selection["source"] == "oci":
+        digest = selection["config"]["digest"]
+        return revision == digest or revision.endswith(f"@{digest}")
+    return revision.startswith(f"{selection['repo_branch']}@")
+
+
 def _source_and_kustomizations_pending(kube: Kube, requested_at: str,
-                                       branch: str) -> str | None:
-    repository = kube.get("gitrepository", alga.SOURCE_NAME,
-                          alga.FLUX_NAMESPACE)
+                                       selection: dict) -> str | None:
+    kind = SOURCE_KINDS[selection["source"]]
+    repository = kube.get(kind.lower(), alga.SOURCE_NAME, alga.FLUX_NAMESPACE)
     if repository is None:
-        return f"GitRepository {alga.SOURCE_NAME} does not exist"
-    waiting = _flux_pending(repository, requested_at, lambda flux_status: flux_status.get(
-        "artifact", {}).get("revision", "").startswith(f"{branch}@"))
+        return f"{kind} {alga.SOURCE_NAME} does not exist"
+    waiting = _flux_pending(repository, requested_at, lambda flux_status: _at_selection(
+        selection, flux_status.get("artifact", {}).get("revision", "")))
     if waiting:
         return waiting
     revision = repository["status"]["artifact"]["revision"]
     for kustomization in kube.list("kustomizations", alga.FLUX_NAMESPACE):
-        source = kustomization["spec"].get("sourceRef", {})
-        ours = (source.get("kind"), source.get("name")) == ("GitRepository",
-                                                            alga.SOURCE_NAME)
+        source_ref = kustomization["spec"].get("sourceRef", {})
+        ours = (source_ref.get("kind"), source_ref.get("name")) == (kind, alga.SOURCE_NAME)
         waiting = _flux_pending(kustomization, requested_at, lambda flux_status, ours=ours: (
             not ours or flux_status.get("lastAppliedRevision") == revision))
         if waiting:
@@ -294,8 +332,8 @@ def _flux_pending(obj: dict, requested_at: str, at_revision: Callable[[dict], bo
 
 
 def _flux_category(kind: str, name: str) -> str:
-    if kind == "GitRepository":
-        return "github-release-source"  # the channel's branch or the repository
+    if kind in SOURCE_KINDS.values():
+        return "release-source"  # the config bundle, the channel's branch or the repository
     if kind == "HelmRelease" and name in alga.BACKGROUND:
         return "background-services"
     return "flux"

@@ -1,8 +1,9 @@
 """What a channel would install, compared with what is installed: the plan an update
 check shows and an apply follows.
 
-The channel and its release manifest are resolved from one ref by the preflight checks an
-update depends on (as setup resolves them), stopping at the first that fails.
+The channel is resolved from the release source by the preflight checks an update depends
+on (as setup resolves it), stopping at the first that fails. For an OCI source the plan
+names the release artifact's digest: applying it later applies that digest or nothing.
 """
 
 from dataclasses import dataclass
@@ -12,18 +13,16 @@ from host.cluster import alga
 from host.core import paths, state
 from host.core.failures import OperationFailed
 from host.net import endpoints
-from host.releases import channels, git_source
+from host.releases import channels, source
 from host.setup import preflight
 from host.update import history
 from host.update.history import REFUSED_CATEGORY
 
 WHO = ("web", "cli")
-COMPARED = ("channel", "repo_url", "release_version", "repo_branch", "app_version",
-            "release_branch", "values_profile", "images")
 # The preflight checks an app update depends on: resolution, the proxy, the release source,
 # the registry and the clock (TLS). Not the k3s and Flux downloads, disks or ports.
-PREFLIGHT_CHECKS = ("dns.", "proxy", "github.channel", "github.manifest", "ghcr", "clock")
-RESOLVE_CHECKS = ("github.channel", "github.manifest")
+PREFLIGHT_CHECKS = ("dns.", "proxy", "release.", "ghcr", "clock")
+RESOLVE_CHECKS = ("release.",)
 NIGHTLY_REASON = ("nightly builds are for testing, or when support asks for them: they are "
                   "not release-tested, and going back to stable may mean an older release")
 
@@ -36,12 +35,21 @@ class ConfirmationRequired(Exception):
         super().__init__(f"this update needs confirmation: {reason}")
 
 
+class ChannelMoved(Exception):
+    """The channel names another release artifact than the plan the admin reviewed."""
+
+    def __init__(self, channel: str, reviewed: str, now: str, version: str):
+        self.reason = (f"the {channel} channel moved since the check: the plan was for "
+                       f"{reviewed}, the channel now names {now} (release {version})")
+        super().__init__(self.reason)
+
+
 @dataclass(frozen=True)
 class Target:
     """What the channel names now."""
 
     selection: dict  # a selected-release document
-    manifest: dict
+    resolution: source.Resolution  # for the release's profile values
 
 
 def check(root: Path | None = None, channel: str = "stable", who: str = "cli",
@@ -57,7 +65,7 @@ def check(root: Path | None = None, channel: str = "stable", who: str = "cli",
     try:
         target = resolve(root, operation, setup_inputs(root), channel, RESOLVE_CHECKS)
     except Exception as error:  # every failure is described and recorded
-        return operation.failed(error, "github-release-source")
+        return operation.failed(error, "release-source")
     operation.record.update(to=history.summary(target.selection),
                             changes=changes(current, target.selection))
     pending = needs_apply(root, current, target.selection, operation.record["id"])
@@ -90,24 +98,38 @@ def resolve(root: Path | None, operation, inputs: dict, channel: str,
         failure = result.failure
         raise OperationFailed(failure.category, f"{failure.check_id}: {failure.message}; "
                               "nothing was changed", failure.remediation)
-    if git_source.unknown_fields(result.channel_file):
-        operation.log("channel file has fields this version ignores: "
-                      f"{', '.join(git_source.unknown_fields(result.channel_file))}")
-    return Target(result.selection, result.manifest)
+    if result.resolution.unknown_fields():
+        operation.log("the release has fields this version ignores: "
+                      f"{', '.join(result.resolution.unknown_fields())}")
+    return Target(result.selection, result.resolution)
+
+
+def _changed(current: dict | None, target: dict, key: str, value=lambda s, key: s.get(key)
+             ) -> dict | None:
+    before, after = (value(current, key) if current else None), value(target, key)
+    return None if before == after else {"from": before, "to": after}
 
 
 def changes(current: dict | None, target: dict) -> dict:
+    """What applying `target` over `current` changes: the release source, the version's
+    parts (image tags, chart versions, values profile, the config bundle's digest) and the
+    branch Flux tracks (git)."""
     before = current["images"] if current else {}
-    images = [{"name": name, "from": before.get(name), "to": target["images"][name]}
-              for name in alga.IMAGES if before.get(name) != target["images"][name]]
-    branch = None
-    if current is None or current["repo_branch"] != target["repo_branch"]:
-        branch = {"from": current["repo_branch"] if current else None,
-                  "to": target["repo_branch"]}
+    images = [{"name": name, "from": before.get(name), "to": target["images"].get(name)}
+              for name in alga.IMAGES if before.get(name) != target["images"].get(name)]
+    charts_before, charts_after = (current or {}).get("charts", {}), target.get("charts", {})
+    charts = [{"name": name, "from": charts_before.get(name), "to": charts_after.get(name)}
+              for name in sorted(set(charts_before) | set(charts_after))
+              if charts_before.get(name) != charts_after.get(name)]
     backwards = current is not None and (version_key(target["release_version"])
                                          < version_key(current["release_version"]))
     reason = confirmation_reason(current, target["channel"], backwards, target)
-    return {"images": images, "branch": branch, "backwards": backwards,
+    return {"source": _changed(current, target, "", lambda s, _: source.origin(s)),
+            "images": images, "charts": charts,
+            "values_profile": _changed(current, target, "values_profile"),
+            "config_digest": _changed(current, target, "config",
+                                      lambda s, key: (s.get(key) or {}).get("digest")),
+            "branch": _changed(current, target, "repo_branch"), "backwards": backwards,
             "needs_confirmation": reason is not None, "confirmation_reason": reason}
 
 
@@ -116,6 +138,10 @@ def confirmation_reason(current: dict | None, channel: str, backwards: bool,
     reasons = []
     if channel in channels.TESTING_CHANNELS and (current is None or current["channel"] != channel):
         reasons.append(NIGHTLY_REASON)
+    if current is not None and target is not None and current["source"] != target["source"]:
+        reasons.append(f"the release source changes from {current['source']} "
+                       f"({source.origin(current)}) to {target['source']} "
+                       f"({source.origin(target)}): Flux's source in the cluster is replaced")
     if backwards:
         reasons.append(f"release {target['release_version']} is older than the installed "
                        f"{current['release_version']}: going back is not tested, and fails if "
@@ -126,11 +152,15 @@ def confirmation_reason(current: dict | None, channel: str, backwards: bool,
 def needs_apply(root: Path | None, current: dict | None, target: dict, own_id: str) -> bool:
     """Whether applying would change anything: the channel names something else, or the
     newest apply began changing the cluster and has not finished (applying again does)."""
-    if current is None or any(current[key] != target[key] for key in COMPARED):
+    if current is None or _without_time(current) != _without_time(target):
         return True
     applies = [e for e in history.entries(root) if e["action"] == "apply" and e["id"] != own_id]
     return bool(applies) and applies[0]["result"] in ("running", "failed", "interrupted") \
         and applies[0]["step"] not in (None, "preflight")
+
+
+def _without_time(selection: dict) -> dict:
+    return {key: value for key, value in selection.items() if key != "selected_at"}
 
 
 def version_key(version: str) -> tuple:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from host.core import failures, paths, runlock, state
 from host.core.operation import Operation
+from host.releases import source
 
 HISTORY_LIMIT = 100
 # No failure category names a refused request (the app stays as it was); this one is the
@@ -49,10 +50,14 @@ def start(root: Path, action: str, channel: str, who: str, current: dict | None,
 
 
 def summary(selection: dict | None) -> dict | None:
+    """A release as the history shows it: its source, exactly where it came from, its
+    version and (OCI) the artifact's digest or (git) the branch Flux tracks."""
     if selection is None:
         return None
-    return {key: selection[key] for key in ("channel", "release_version", "app_version",
-                                            "repo_branch")}
+    kept = ("source", "channel", "release_version", "app_version", "repo_branch",
+            "manifest_digest")
+    return {"location": source.describe(selection),
+            **{key: selection[key] for key in kept if key in selection}}
 
 
 def entries(root: Path | None = None) -> list[dict]:
@@ -119,17 +124,19 @@ def interrupt_running(root: Path | None) -> bool:
 
 def summary_lines(entry: dict) -> list[str]:
     """The entry as text: what changes, the result and, for a failure, the next step."""
-    source, target, changes = entry["from"], entry["to"], entry["changes"]
+    before, target, changes = entry["from"], entry["to"], entry["changes"]
     lines = []
     if target is not None:
-        was = f"{source['channel']} {source['release_version']}" if source else "nothing"
+        was = f"{before['channel']} {before['release_version']}" if before else "nothing"
         lines.append(f"{was} → {target['channel']} {target['release_version']} "
-                     f"(app {target['app_version']}, branch {target['repo_branch']})")
+                     f"(app {target['app_version']}) from {target.get('location', '?')}")
     if changes is not None:
-        if changes["branch"]:
-            lines.append(f"  branch {changes['branch']['from']} → {changes['branch']['to']}")
-        lines += [f"  {image['name']} {image['from']} → {image['to']}"
-                  for image in changes["images"]]
+        for key in ("source", "branch", "values_profile", "config_digest"):
+            if changes.get(key):
+                lines.append(f"  {key.replace('_', ' ')} {changes[key]['from']} → "
+                             f"{changes[key]['to']}")
+        lines += [f"  {item['name']} {item['from']} → {item['to']}"
+                  for item in (*changes["images"], *changes.get("charts", ()))]
         if changes["needs_confirmation"]:
             lines.append(f"  needs confirmation: {changes['confirmation_reason']}")
     took = f" in {entry['duration_s']:g} s" if entry["duration_s"] is not None else ""

@@ -45,7 +45,7 @@ def accept(root: Path | None = None, kubeconfig: str = paths.K3S_KUBECONFIG) -> 
         return check(root, request["channel"], "web", request["id"])
     try:
         return apply(root, request["channel"], request["confirmed"], "web", kubeconfig,
-                     request["id"])
+                     request["id"], request.get("digest"))
     except ConfirmationRequired as exc:
         return _refused(root, request["id"], "apply", request["channel"],
                         f"not applied without confirmation: {exc.reason}",

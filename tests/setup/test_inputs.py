@@ -36,12 +36,18 @@ repos = st.builds(lambda form, owner, name: form.format(owner=owner, name=name),
                                    "https://github.com/{owner}/{name}.git",
                                    "git@github.com:{owner}/{name}.git",
                                    "git@github.com:{owner}/{name}"]), labels, labels)
+oci_segment = st.from_regex(r"[a-z0-9]{1,8}([._-][a-z0-9]{1,8}){0,2}", fullmatch=True)
+oci_references = st.builds(
+    "oci://{}/{}{}".format, st.sampled_from(["ghcr.io", "registry.example.com:5000", "10.1.2.3"]),
+    st.lists(oci_segment, min_size=1, max_size=3).map("/".join),
+    st.sampled_from(["", ":1.0.3", ":stable", "@sha256:" + "0" * 64]))
 valid_answers = st.fixed_dictionaries({}, optional={
     "channel": st.sampled_from(["stable", "nightly", " Nightly ", ""]),
     "app_url": app_urls,
     "dns_mode": st.just("custom"), "dns_servers": resolvers,
     "proxy_url": proxies, "no_proxy": st.lists(hostnames, max_size=3).map(",".join),
-    "repo_url": repos, "branch": st.sampled_from(["main", "release/1.0.0", "feature/x-1"]),
+    "release_source": st.one_of(repos, oci_references),
+    "branch": st.sampled_from(["main", "release/1.0.0", "feature/x-1"]),
 }).filter(lambda a: ("dns_mode" in a) == ("dns_servers" in a)
           and ("no_proxy" not in a or "proxy_url" in a))
 
@@ -89,8 +95,19 @@ def test_app_url_normalisation(given_url, normalised):
     ("https://github.com/Nine-Minds/alga-psa.git", "https://github.com/Nine-Minds/alga-psa"),
     ("https://GitHub.com/Nine-Minds/alga-psa/", "https://github.com/Nine-Minds/alga-psa"),
 ])
-def test_repo_override_normalisation(repo, normalised):
-    assert parse_setup_inputs({"repo_url": repo}, NODE_IP)["overrides"]["repo_url"] == normalised
+def test_git_release_source_normalisation(repo, normalised):
+    overrides = parse_setup_inputs({"release_source": repo}, NODE_IP)["overrides"]
+    assert overrides["release_source"] == normalised
+
+
+@pytest.mark.parametrize("reference", [
+    "oci://ghcr.io/nine-minds/alga-appliance-release",
+    "oci://127.0.0.1:5000/mirror/alga-appliance-release:1.0.3",
+    "oci://ghcr.io/nine-minds/alga-appliance-release@sha256:" + "ab" * 32,
+])
+def test_oci_release_sources_are_kept_as_given(reference):
+    overrides = parse_setup_inputs({"release_source": reference}, NODE_IP)["overrides"]
+    assert overrides == {"release_source": reference}
 
 
 @pytest.mark.parametrize(("answers", "field", "phrase"), [
@@ -107,7 +124,11 @@ def test_repo_override_normalisation(repo, normalised):
     ({"dns_mode": "dhcp"}, "dns_mode", "system"),
     ({"proxy_url": "http://proxy.example"}, "proxy_url", "host:port"),
     ({"no_proxy": "corp.local"}, "no_proxy", "only used together with a proxy URL"),
-    ({"repo_url": "http://github.com/a/b"}, "repo_url", "https://"),
+    ({"release_source": "http://github.com/a/b"}, "release_source", "https://"),
+    ({"release_source": "oci://ghcr.io/Nine-Minds/alga"}, "release_source", "lower case"),
+    ({"release_source": "oci://ghcr.io/nine-minds/alga@sha256:abc"}, "release_source",
+     "@sha256:<digest>"),
+    ({"release_source": "oci://ghcr.io"}, "release_source", "oci://<registry>/<repository>"),
     ({"branch": "../main"}, "branch", "not a valid git branch name"),
     ({"colour": "blue"}, "colour", "unknown field"),
 ])

@@ -33,7 +33,7 @@ from host.core import state
 from host.setup import preflight
 
 DNS_CHECKS = {f"dns.{name}" for name in DNS_NAMES}
-HTTPS_CHECKS = {"github.channel", "github.manifest", "ghcr", "k3s.release", "flux.release"}
+HTTPS_CHECKS = {"release.channel", "release.manifest", "ghcr", "k3s.release", "flux.release"}
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def lab(preflight_lab):
 def test_all_pass_and_the_release_is_selected(lab):
     failed, failure, checks = lab.run()
     assert failed == set() and failure is None
-    assert checks["github.manifest"]["message"] == "release 1.0: app 1.0 from main"
+    assert checks["release.manifest"]["message"] == "release 1.0: app 1.0 from main"
     selected = state.read(state.SELECTED_RELEASE, lab.root)
     assert (selected["release_version"], selected["repo_branch"], selected["source_ref"]) == (
         "1.0", "release/1.0.0", "main")
@@ -113,23 +113,23 @@ def test_channel_file_problems(lab, route, phrase):
     else:
         lab.github.routes[CHANNEL_PATH] = route
     failed, failure, checks = lab.run()
-    assert failed == {"github.channel", "github.manifest"}
-    assert failure["category"] == "github-release-source"
-    assert phrase in checks["github.channel"]["message"]
+    assert failed == {"release.channel", "release.manifest"}
+    assert failure["category"] == "release-source"
+    assert phrase in checks["release.channel"]["message"]
 
 
 def test_manifest_missing_on_the_ref(lab):
     del lab.github.routes[MANIFEST_PATH]
     failed, failure, checks = lab.run()
-    assert failed == {"github.manifest"} and failure["category"] == "github-release-source"
-    assert "release manifest 1.0 not found" in checks["github.manifest"]["message"]
+    assert failed == {"release.manifest"} and failure["category"] == "release-source"
+    assert "release manifest 1.0 not found" in checks["release.manifest"]["message"]
     assert state.read(state.SELECTED_RELEASE, lab.root) is None
 
 
 def test_slow_endpoint_hits_its_timeout(lab, monkeypatch):
     quick = tuple(dataclasses.replace(c, timeout=0.5) if c.id == "ghcr" else c
-                  for c in preflight.HOST_AND_NETWORK_CHECKS)
-    monkeypatch.setattr(preflight, "HOST_AND_NETWORK_CHECKS", quick)
+                  for c in preflight.HOST_CHECKS)
+    monkeypatch.setattr(preflight, "HOST_CHECKS", quick)
     lab.ghcr.routes["/v2/"] = Route(status=401, delay=3)
     failed, failure, checks = lab.run()
     assert failed == {"ghcr"} and failure["category"] == "network"
@@ -235,7 +235,7 @@ def test_setup_inputs_changes_rerun_preflight(lab):
     record = state.read(state.INSTALL_STATE, lab.root)["phases"]["preflight"]
     assert record["state"] == "skipped"
     lab.configure(dns_mode="custom")
-    assert lab.run()[0] == {"github.manifest"}
+    assert lab.run()[0] == {"release.manifest"}
 
 
 def test_no_check_touches_the_host(lab):

@@ -1,5 +1,5 @@
-"""The release phase against an Alga repository tree on a real HTTPS server (test CA)
-and kubectl's interface (tests/fakes/kubectl)."""
+"""The release phase from a git release source: an Alga repository tree on a real HTTPS
+server (test CA) and kubectl's interface (tests/fakes/kubectl)."""
 
 import base64
 from pathlib import Path
@@ -24,7 +24,7 @@ from support.releases import (
 )
 
 from host.cluster import alga
-from host.core import state
+from host.core import pins, state
 from host.setup import engine
 
 
@@ -33,8 +33,8 @@ def lab(tmp_path, ca, fake_cluster):
     make_host_root(tmp_path)
     (tmp_path / "etc/os-release").write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
     with HttpsServer(ca, repo_routes()) as github:
-        state.write(state.ENDPOINTS, {"raw_base": github.url, "ca_bundle": str(ca.ca_pem_path)},
-                    tmp_path)
+        state.write(state.ENDPOINTS, {"raw_base": github.url, "ca_bundle": str(ca.ca_pem_path),
+                                      "release_source": pins.ALGA_REPO_URL}, tmp_path)
         write_inputs(tmp_path)
         yield tmp_path, github, fake_cluster
 
@@ -133,7 +133,7 @@ def test_bad_release_sources_are_refused(lab, path, route, phrase):
     github.routes[path] = route
     status, record = run_release(root)
     failure = record["failure"]
-    assert status == engine.EXIT_FAILED and failure["category"] == "github-release-source"
+    assert status == engine.EXIT_FAILED and failure["category"] == "release-source"
     assert phrase in failure["suspected_cause"] and "choose another channel" in (
         failure["next_step"])
     assert cluster.objects() == {}  # nothing reached the cluster
@@ -145,7 +145,7 @@ def test_unknown_channel_fields_are_accepted_and_logged(lab):
     status, _ = run_release(root)
     assert status == 0
     log = (root / "var/log/alga-appliance/release.log").read_text()
-    assert "channel file has fields this version ignores: rolloutPercent" in log
+    assert "has fields this version ignores: rolloutPercent" in log
 
 
 def test_release_runs_against_any_kubeconfig(lab):

@@ -1,13 +1,14 @@
 """The release-repository lab (pytest plugin): a host root whose preflight reaches
 GitHub, GHCR and DNS stand-ins on loopback (netlab servers with the test CA), serving the
-canonical release of support.releases. Fixture: `preflight_lab`."""
+canonical release of support.releases from git channel files (the release source
+configured unless a test names another). Fixture: `preflight_lab`."""
 
 import dataclasses
 from pathlib import Path
 
 import pytest
 
-from host.core import state
+from host.core import pins, state
 from host.setup import engine
 from support.base import make_host_root
 from support.netlab import (
@@ -18,7 +19,7 @@ from support.netlab import (
     TestCA,
     free_loopback_address,
 )
-from support.releases import DNS_NAMES, github_routes
+from support.releases import DNS_NAMES, github_routes, oci_source, publish_oci
 
 
 @dataclasses.dataclass
@@ -30,14 +31,14 @@ class PreflightLab:
     ca: TestCA
 
     def configure(self, *, dns_mode="system", proxy=None, github_base=None, ghcr_base=None,
-                  resolver=None):
+                  resolver=None, release_source=pins.ALGA_REPO_URL):
         resolver = resolver or self.dns.address
         (self.root / "etc/resolv.conf").write_text(f"nameserver {resolver}\n")
         github = github_base or self.github.url
         state.write(state.ENDPOINTS, {
             "raw_base": github, "ghcr_base": ghcr_base or self.ghcr.url,
             "k3s_release_base": f"{github}/k3s", "flux_release_base": f"{github}/flux",
-            "ca_bundle": str(self.ca.ca_pem_path)}, self.root)
+            "ca_bundle": str(self.ca.ca_pem_path), "release_source": release_source}, self.root)
         dns = {"mode": "system"} if dns_mode == "system" else {"mode": "custom",
                                                                "servers": [resolver]}
         state.write(state.SETUP_INPUTS, {
@@ -69,3 +70,14 @@ def proxy_inputs(proxy: ConnectProxy, credentials: str = "") -> dict:
     scheme, address = proxy.url.split("://")
     return {"url": f"{scheme}://{credentials}{address}",
             "no_proxy": ["localhost", "127.0.0.1", ".svc", ".cluster.local"]}
+
+
+@pytest.fixture
+def oci_lab(preflight_lab, registry):
+    """The preflight lab with the OCI release source: a real registry (support.registry)
+    where release 1.0.3 is published on stable, configured as the release source."""
+    digest, manifest = publish_oci(registry)
+    preflight_lab.configure(release_source=oci_source(registry))
+    preflight_lab.registry, preflight_lab.release_digest = registry, digest
+    preflight_lab.release_manifest = manifest
+    return preflight_lab

@@ -1,6 +1,7 @@
-"""The release sources as the tests publish them: the canonical channel and release
-manifest of the Alga repository, the k3s and Flux releases (with stand-in binaries and
-their checksum files), and the routes that serve them from a netlab HttpsServer."""
+"""The release sources as the tests publish them: the canonical OCI release (pushed to a
+registry by publish_oci), the canonical channel and release manifest of the Alga
+repository, the k3s and Flux releases (with stand-in binaries and their checksum files),
+and the routes that serve them from a netlab HttpsServer."""
 
 import hashlib
 
@@ -8,6 +9,7 @@ import yaml
 
 from host.cluster import alga
 from host.core import pins
+from support import oci
 from support.base import FAKES
 from support.netlab import Route
 
@@ -21,7 +23,7 @@ MANIFEST = {"releaseVersion": "1.0", "generatedAt": "2026-06-04T22:00:00Z", "app
 CHANNEL_PATH = f"{REPO}/main/ee/appliance/releases/channels/stable.json"
 MANIFEST_PATH = f"{REPO}/main/ee/appliance/releases/1.0/release.json"
 DNS_NAMES = ("github.com", "raw.githubusercontent.com", "ghcr.io",
-             "objects.githubusercontent.com")
+             "pkg-containers.githubusercontent.com", "objects.githubusercontent.com")
 PROFILE = "single-node"
 VALUES_PATH = (REPO + "/release/1.0.0/ee/appliance/flux/profiles/single-node/values/"
                "{}.single-node.yaml")
@@ -98,3 +100,59 @@ def release_source_routes() -> dict[str, Route]:
             FLUX_SUMS_PATH: Route(body=flux_sums(FLUX_INSTALL)),
             **{VALUES_PATH.format(release): Route(body="replicas: 1\n")
                for release in alga.HELM_RELEASES}}
+
+
+# The OCI release as Alga publishes it (docs/reference/alga-formats.md, "Releases as OCI
+# artifacts"): a release artifact tagged with its version and channel, whose config blob is
+# the release manifest, pinning a Flux config bundle by digest.
+RELEASE_REPOSITORY = "nine-minds/alga-appliance-release"
+CONFIG_REPOSITORY = "nine-minds/alga-appliance-config"
+OCI_VERSION = "1.0.3"
+OCI_IMAGES = {"algaCore": "62cdce38", "workflowWorker": "a2cbb43", "emailService": "61e4a00e",
+              "temporalWorker": "a2cbb43"}
+OCI_CHARTS = {"sebastian": "0.0.1", "pgbouncer": "0.1.0", "temporal": "0.1.0",
+              "workflow-worker": "0.1.0", "email-service": "0.1.0", "temporal-worker": "0.1.0"}
+
+
+def bundle_files(version: str) -> dict[str, bytes]:
+    """The config bundle's tree (what `flux push artifact` takes from ee/appliance/flux/)."""
+    kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                     "resources": ["namespaces.yaml"]}
+    return {"base/kustomization.yaml": yaml.safe_dump(kustomization).encode(),
+            "base/namespaces.yaml": f"# release {version}\n".encode(),
+            "profiles/single-node/kustomization.yaml": b"resources: [../../base]\n"}
+
+
+def profile_values(replicas: int = 1) -> dict[str, str]:
+    return {f"{release}.single-node.yaml": yaml.safe_dump(
+        {"replicas": replicas, "image": {"repository": f"ghcr.io/nine-minds/{release}",
+                                         "tag": "from-profile"}})
+        for release in alga.HELM_RELEASES}
+
+
+def oci_manifest(registry_host: str, bundle_digest: str, version: str = OCI_VERSION,
+                 channel: str = "stable", replicas: int = 1, **images: str) -> dict:
+    """The release manifest (the artifact's config blob) of `version`."""
+    return {"schema": "alga.appliance.release/v1", "version": version, "channel": channel,
+            "valuesProfile": "single-node", "images": {**OCI_IMAGES, **images},
+            "controlPlane": OCI_IMAGES["algaCore"],
+            "config": {"repository": f"{registry_host}/{CONFIG_REPOSITORY}", "tag": version,
+                       "digest": bundle_digest},
+            "charts": OCI_CHARTS, "profileValues": profile_values(replicas)}
+
+
+def publish_oci(registry, version: str = OCI_VERSION, tags: tuple[str, ...] = ("stable",),
+                replicas: int = 1, **images: str) -> tuple[str, dict]:
+    """Push `version`'s config bundle and release artifact (tagged with the version and
+    `tags`) as Alga's publishing does; the artifact's digest and its release manifest."""
+    bundle = oci.config_bundle(bundle_files(version))
+    registry.push(CONFIG_REPOSITORY, bundle, version)
+    manifest = oci_manifest(registry.host, bundle.digest, version, tags[0] if tags else "stable",
+                            replicas, **images)
+    digest = registry.push(RELEASE_REPOSITORY, oci.release_artifact(manifest), version, *tags)
+    return digest, manifest
+
+
+def oci_source(registry, pin: str = "") -> str:
+    """The release source reference naming the test registry's release repository."""
+    return f"oci://{registry.host}/{RELEASE_REPOSITORY}{pin}"

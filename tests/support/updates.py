@@ -13,7 +13,7 @@ import yaml
 
 from host.cluster import alga
 from host.cluster.alga import ALGA_CORE, BACKGROUND
-from host.core import paths, state
+from host.core import paths, pins, state
 from host.setup import engine
 from host.update import apply, check
 from support.base import ROOT, make_host_root
@@ -134,7 +134,8 @@ def update_installed(update_servers, ca, tmp_path_factory):
     (root / "etc/resolv.conf").write_text(f"nameserver {dns.address}\n")
     (root / "proc/sys/kernel/osrelease").write_text(f"{KERNEL}\n")
     state.write(state.ENDPOINTS, {"raw_base": github.url, "ghcr_base": github.url,
-                                  "ca_bundle": str(ca.ca_pem_path)}, root)
+                                  "ca_bundle": str(ca.ca_pem_path),
+                                  "release_source": pins.ALGA_REPO_URL}, root)
     state.write(state.SETUP_INPUTS, {"channel": "stable", "app_url": app.url,
                                      "dns": {"mode": "system"}, "proxy": None,
                                      "overrides": {}}, root)

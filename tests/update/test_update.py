@@ -57,7 +57,8 @@ def test_an_update_with_changed_tags(lab):
         "images": [{"name": "algaCore", "from": "eaec6253", "to": "c0ffee11"},
                    {"name": "emailService", "from": "61e4a00e", "to": "e5e5"}],
         "branch": None, "backwards": False, "needs_confirmation": False,
-        "confirmation_reason": None}
+        "confirmation_reason": None, "source": None, "charts": [], "values_profile": None,
+        "config_digest": None}
     assert (checked["from"]["release_version"], checked["to"]["release_version"]) == (
         "1.0", "1.0.1")
     assert lab.objects() == before and lab.host_files() == files  # a check changes nothing
@@ -131,7 +132,9 @@ def test_no_change(lab):
     checked = lab.check()
     assert checked["result"] == "up_to_date"
     assert checked["changes"] == {"images": [], "branch": None, "backwards": False,
-                                  "needs_confirmation": False, "confirmation_reason": None}
+                                  "needs_confirmation": False, "confirmation_reason": None,
+                                  "source": None, "charts": [], "values_profile": None,
+                                  "config_digest": None}
     entry = lab.apply()
     assert entry["result"] == "up_to_date" and entry["failure"] is None
     assert lab.objects() == before and lab.host_files() == files
@@ -154,16 +157,17 @@ def test_a_branch_switch(lab):
     log = (lab.root / "var/log/alga-appliance/update.log").read_text()
     steps = re.findall(r"^\S+ → (.+)$", log, re.MULTILINE)
     assert steps == ["preflight", "rendering values", "recording the selection",
-                     "switching branch", "requesting reconciliation", "waiting for Flux",
+                     "switching the Flux source", "requesting reconciliation",
+                     "waiting for Flux",
                      "waiting for login"]
     assert state.read(state.SELECTED_RELEASE, lab.root)["repo_branch"] == "release/1.1.0"
 
 
 @pytest.mark.parametrize(("route", "category", "phrase"), [
-    (Route(body="{not json"), "github-release-source", "is not valid JSON"),
+    (Route(body="{not json"), "release-source", "is not valid JSON"),
     (Route(body={"channel": "stable", "releaseVersion": 7, "updatedAt": None}),
-     "github-release-source", "releaseVersion"),
-    (Route(status=404), "github-release-source", "not found"),
+     "release-source", "releaseVersion"),
+    (Route(status=404), "release-source", "not found"),
     (None, "network", "cannot reach"),
 ])
 def test_an_invalid_or_unreachable_channel_changes_nothing(lab, route, category, phrase):
@@ -180,7 +184,7 @@ def test_an_invalid_or_unreachable_channel_changes_nothing(lab, route, category,
         failure = entry["failure"]
         assert entry["result"] == "failed" and entry["to"] is None, entry
         assert failure["category"] == category
-        assert phrase in failure["suspected_cause"] and "github.channel" in (
+        assert phrase in failure["suspected_cause"] and "release.channel" in (
             failure["suspected_cause"])
         assert "nothing was changed" in failure["suspected_cause"] and failure["next_step"]
     assert entry["step"] == "preflight"
@@ -200,7 +204,7 @@ def test_preflight_failure_is_classified_before_any_change(lab):
 @pytest.mark.parametrize(("flux", "category", "phrase", "next_step"), [
     ("fail:HelmRelease", "flux", "HelmRelease alga-system/alga-core failed: UpgradeFailed",
      "kubectl -n alga-system describe helmrelease alga-core"),
-    ("fail:GitRepository", "github-release-source",
+    ("fail:GitRepository", "release-source",
      "GitRepository flux-system/alga-appliance failed: GitOperationFailed",
      "kubectl -n flux-system describe gitrepository alga-appliance"),
     ("", "flux", "Flux did not reconcile within 1 s: GitRepository alga-appliance has not "
@@ -441,12 +445,13 @@ def test_the_cli_prints_the_plan_and_result(lab):
     result = CliRunner().invoke(cli.main, ["update", "--channel", "stable", "--check"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [
-        "stable 1.0 → stable 1.1 (app 1.1, branch release/1.1.0)",
+        "stable 1.0 → stable 1.1 (app 1.1) from https://github.com/Nine-Minds/alga-psa (main, "
+        "branch release/1.1.0)",
         "  branch release/1.0.0 → release/1.1.0", "  algaCore eaec6253 → c0ffee11",
         f"check: update available in {history.entries(lab.root)[0]['duration_s']:g} s"]
     lab.github.routes[CHANNEL_PATH] = Route(status=404)
     failed = CliRunner().invoke(cli.main, ["update", "--channel", "stable"])
-    assert failed.exit_code == 1 and "[github-release-source]" in failed.output
+    assert failed.exit_code == 1 and "[release-source]" in failed.output
     assert "next step: check the channel" in failed.output
 
 

@@ -21,8 +21,10 @@ export function bind(app, actions) {
       $("#update-confirm").focus();
       return;
     }
+    // The reviewed plan's release artifact: the appliance applies that one or refuses.
+    const digest = button.dataset.digest ? {digest: button.dataset.digest} : {};
     updateRequest(actions, {action: "apply", channel: button.dataset.channel,
-                            confirmed: Boolean(button.dataset.needs)});
+                            confirmed: Boolean(button.dataset.needs), ...digest});
   });
 }
 
@@ -34,7 +36,9 @@ export async function render(app, actions) {
     ["Channel", current.channel],
     ["Release", current.release_version],
     ["App version", current.app_version],
-    ["Branch", current.repo_branch],
+    ["Source", current.source === "oci"
+      ? `oci://${current.registry}/${current.repository}` : current.repo_url],
+    current.source === "oci" ? ["Digest", current.manifest_digest] : ["Branch", current.repo_branch],
     ["Selected", when(current.selected_at)],
   ] : [["Release", "None yet: it is chosen during setup."]]);
   const form = $("#update-form");
@@ -78,10 +82,15 @@ function plan(check, newest, app) {
     ? `Already up to date: ${shown.from.release_version} is the newest on ${shown.channel}.`
     : `${shown.from ? shown.from.release_version : "–"} (app ${shown.from ? shown.from.app_version : "–"})` +
       ` → ${shown.to.release_version} (app ${shown.to.app_version}) on ${shown.channel}` +
-      (changes && changes.branch ? `; the branch changes from ${changes.branch.from} to ${changes.branch.to}` : "");
+      ` from ${shown.to.location || shown.to.source}` +
+      (changes && changes.source ? `; the release source changes from ${changes.source.from} to ${changes.source.to}` : "") +
+      (changes && changes.branch ? `; the branch changes from ${changes.branch.from || "–"} to ${changes.branch.to || "–"}` : "") +
+      (changes && changes.values_profile ? `; the values profile changes from ${changes.values_profile.from || "–"} to ${changes.values_profile.to}` : "") +
+      (changes && changes.config_digest ? `; the config bundle changes to ${changes.config_digest.to}` : "");
   replace($("#update-images"), upToDate || !changes ? null : table(
     ["Image", "Now", "After the update"],
-    changes.images.map((i) => [i.name, i.from || "–", i.to || "–"]), "No image tags change."));
+    [...changes.images, ...(changes.charts || []).map((c) => ({...c, name: `chart ${c.name}`}))]
+      .map((i) => [i.name, i.from || "–", i.to || "–"]), "No image tags or chart versions change."));
   const needs = Boolean(changes && changes.needs_confirmation);
   $("#update-warning").hidden = !needs;
   $("#update-warning").textContent = needs ? changes.confirmation_reason : "";
@@ -89,9 +98,11 @@ function plan(check, newest, app) {
   $("#update-confirm").checked = false;
   $("#update-confirm-label").textContent = changes && changes.backwards
     ? "I understand this goes back to an older version"
+    : changes && changes.source ? "I understand the release source changes, as support asked"
     : "I understand nightly is for testing, or that Alga support asked for it";
   $("#update-apply").hidden = upToDate;
   $("#update-apply").dataset.channel = shown.channel;
+  $("#update-apply").dataset.digest = (shown.to && shown.to.manifest_digest) || "";
   $("#update-apply").dataset.needs = needs ? "yes" : "";
 }
 

@@ -6,7 +6,7 @@ import {$, $$, el, facts, showRefusal} from "./dom.js";
 
 const STEPS = ["channel", "app", "dns", "proxy", "review"];
 const STEP_OF_FIELD = {channel: "channel", app_url: "app", dns_mode: "dns", dns_servers: "dns",
-                       proxy_url: "proxy", no_proxy: "proxy", repo_url: "review",
+                       proxy_url: "proxy", no_proxy: "proxy", release_source: "review",
                        branch: "review"};
 let step = 0;
 let filled = false;
@@ -46,11 +46,11 @@ function fill(answers) {
   for (const input of $$("input[type=radio]", form)) {
     input.checked = answers[input.name] === input.value;
   }
-  for (const name of ["app_url", "dns_servers", "proxy_url", "no_proxy", "repo_url", "branch"]) {
+  for (const name of ["app_url", "dns_servers", "proxy_url", "no_proxy", "release_source", "branch"]) {
     form.elements[name].value = answers[name] || "";
   }
   $("#use-proxy").checked = Boolean(answers.proxy_url);
-  $("#advanced").open = Boolean(answers.repo_url || answers.branch);
+  $("#advanced").open = Boolean(answers.release_source || answers.branch);
   toggles();
 }
 
@@ -71,7 +71,7 @@ function answers() {
     chosen.proxy_url = value("proxy_url");
     if (value("no_proxy")) chosen.no_proxy = value("no_proxy");
   }
-  for (const name of ["repo_url", "branch"]) if (value(name)) chosen[name] = value(name);
+  for (const name of ["release_source", "branch"]) if (value(name)) chosen[name] = value(name);
   return chosen;
 }
 
@@ -170,6 +170,8 @@ function review(inputs, app) {
     ["App address", inputs.app_url],
     ["DNS", dns],
     ["Proxy", proxy],
+    ["Release source", inputs.overrides.release_source || `${app.context.release_source.reference}` +
+      ` (${app.context.release_source.origin})`],
     ["Support overrides", overrides.join(", ") || "None"],
   ]);
 }

@@ -6,12 +6,12 @@ from host.core.failures import OperationFailed
 from host.net import endpoints
 from host.setup import preflight
 
-READS = (state.SETUP_INPUTS, state.ENDPOINTS)
+READS = (state.SETUP_INPUTS, state.ENDPOINTS, state.RELEASE_SOURCE)
 
 
 def execute(ctx) -> None:
     inputs = ctx.inputs()
-    ctx.action("checking DNS, GitHub, GHCR, the proxy and the channel")
+    ctx.action("checking DNS, the proxy, the release source, GitHub and GHCR")
     result = preflight.run_checks(inputs, endpoints.load(ctx.root), ctx.root, log=ctx.log)
     if result.failure is not None:
         failure = result.failure

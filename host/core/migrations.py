@@ -1,0 +1,52 @@
+"""Older shapes of the state files, brought to the current schema when they are read.
+
+A state file written by an earlier version stays on disk as it is; reading it applies the
+migration before validation, and the next write stores the current shape. Each migration
+is idempotent, so a file already in the current shape passes through unchanged.
+"""
+
+# Failure categories that were renamed, old name to new.
+RENAMED_CATEGORIES = {"github-release-source": "release-source"}
+
+
+def _failure(failure: object) -> None:
+    if isinstance(failure, dict) and failure.get("category") in RENAMED_CATEGORIES:
+        failure["category"] = RENAMED_CATEGORIES[failure["category"]]
+
+
+def install_state(document: dict) -> dict:
+    phases = document.get("phases")
+    for record in phases.values() if isinstance(phases, dict) else ():
+        if isinstance(record, dict):
+            _failure(record.get("failure"))
+    return document
+
+
+def _release_summary(summary: object) -> None:
+    # Summaries written before the OCI source all came from git channel files.
+    if isinstance(summary, dict):
+        summary.setdefault("source", "git")
+
+
+def update_history(document: dict) -> dict:
+    entries = document.get("entries")
+    for entry in entries if isinstance(entries, list) else ():
+        if isinstance(entry, dict):
+            _failure(entry.get("failure"))
+            _release_summary(entry.get("from"))
+            _release_summary(entry.get("to"))
+    return document
+
+
+def selected_release(document: dict) -> dict:
+    if "repo_url" in document:  # only git selections carry it
+        document.setdefault("source", "git")
+    return document
+
+
+def setup_inputs(document: dict) -> dict:
+    # The git repository override became the release source override (either kind).
+    overrides = document.get("overrides")
+    if isinstance(overrides, dict) and "repo_url" in overrides:
+        overrides.setdefault("release_source", overrides.pop("repo_url"))
+    return document

@@ -1,0 +1,290 @@
+"""The OCI release source against a real registry (Debian's docker-registry behind GHCR's
+token challenge and blob redirect, support.registry), as preflight runs it: stable, nightly,
+a version tag and a digest pin, and every way a registry or the network in between fails.
+Each failure names the request, the host and a next step that fits the cause."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support import oci
+from support.netlab import ConnectProxy, HttpsServer, Route
+from support.preflight_lab import proxy_inputs
+from support.registry import Registry, pull
+from support.releases import (
+    CONFIG_REPOSITORY,
+    OCI_IMAGES,
+    OCI_VERSION,
+    RELEASE_REPOSITORY,
+    oci_manifest,
+    oci_source,
+    publish_oci,
+)
+
+from host.core import state
+from host.net import endpoints, https
+from host.net.endpoints import Endpoints
+from host.releases import oci_source as oci_release
+from host.setup import preflight
+
+RELEASE_CHECKS = ("release.token", "release.manifest", "release.config", "release.bundle")
+
+
+@pytest.fixture
+def lab(oci_lab):
+    """The preflight lab resolving from the test registry (support.preflight_lab)."""
+    return oci_lab
+
+
+def resolve(lab, channel: str = "stable", release_source: str | None = None):
+    """Only the release source's checks, as an update check runs them."""
+    inputs = state.read(state.SETUP_INPUTS, lab.root)
+    inputs["channel"] = channel
+    if release_source is not None:
+        inputs["overrides"] = {"release_source": release_source}
+    return preflight.run_checks(inputs, endpoints.load(lab.root), lab.root,
+                                only=("release.",), write_report=False)
+
+
+def failed(result) -> dict:
+    return {c["id"]: c for c in result.report["checks"] if c["status"] == "fail"}
+
+
+def test_stable_resolves_through_the_token_challenge_and_the_blob_host(lab):
+    lab.registry.requests.reset()
+    found, failure, checks = lab.run()
+    assert found == set() and failure is None
+    selected = state.read(state.SELECTED_RELEASE, lab.root)
+    assert selected["source"] == "oci" and selected["manifest_digest"] == lab.release_digest
+    assert (selected["release_version"], selected["images"], selected["values_profile"]) == (
+        OCI_VERSION, OCI_IMAGES, "single-node")
+    assert selected["config"] == lab.release_manifest["config"]
+    assert selected["registry"] == lab.registry.host
+    assert selected["repository"] == RELEASE_REPOSITORY and "pin" not in selected
+    assert f"stable → {lab.release_digest}" in checks["release.manifest"]["message"]
+    assert lab.registry.blob_host in checks["release.config"]["message"]
+    # The real requests, in order; the token never goes to the blob host.
+    roles = [(r.role, r.method) for r in lab.registry.requests]
+    assert roles[:5] == [("registry", "GET"), ("token", "GET"), ("registry", "GET"),
+                         ("registry", "GET"), ("blob", "GET")]
+    assert all("Authorization" not in r.headers for r in lab.registry.requests.of("blob"))
+    assert [r.path.split("?")[0] for r in lab.registry.requests.of("token")] == ["/token"] * 2
+
+
+def test_nightly_resolves_its_own_tag(lab):
+    digest, _ = publish_oci(lab.registry, "1.1.0-nightly.3", ("nightly",), algaCore="beefcafe")
+    result = resolve(lab, "nightly")
+    assert result.failure is None
+    assert result.selection["channel"] == "nightly"
+    assert (result.selection["release_version"], result.selection["manifest_digest"]) == (
+        "1.1.0-nightly.3", digest)
+    assert result.selection["images"]["algaCore"] == "beefcafe"
+
+
+def test_a_version_tag_pin_wins_over_the_channel(lab):
+    older, _ = publish_oci(lab.registry, "1.0.2", ())
+    result = resolve(lab, "stable", oci_source(lab.registry, ":1.0.2"))
+    assert result.failure is None
+    assert (result.selection["release_version"], result.selection["pin"]) == ("1.0.2", "1.0.2")
+    assert result.selection["manifest_digest"] == older
+
+
+def test_a_digest_pin_resolves_exactly_that_artifact(lab):
+    publish_oci(lab.registry, "1.0.9")  # stable moves on; the pin does not
+    result = resolve(lab, "stable", oci_source(lab.registry, f"@{lab.release_digest}"))
+    assert result.failure is None
+    assert result.selection["manifest_digest"] == lab.release_digest
+    assert result.selection["release_version"] == OCI_VERSION
+    assert result.selection["pin"] == lab.release_digest
+
+
+def test_a_missing_channel_tag_names_the_request(lab):
+    result = resolve(lab, "nightly")
+    check = failed(result)["release.manifest"]
+    assert f"{lab.registry.url}/v2/{RELEASE_REPOSITORY}/manifests/nightly answered 404" in (
+        check["message"])
+    assert "choose another channel" in check["remediation"]
+    assert result.failure.category == "release-source" and result.selection is None
+    # The later steps are skipped, not run again.
+    assert "skipped: release.manifest" in failed(result)["release.config"]["message"]
+
+
+def test_a_config_blob_that_does_not_match_its_digest(lab):
+    artifact, _ = pull(lab.registry.url, RELEASE_REPOSITORY, "stable", lab.registry.ca.ca_pem_path)
+    lab.registry.corrupt_blob(artifact["config"]["digest"], b'{"version": "6.6.6"}')
+    check = failed(resolve(lab))["release.config"]
+    assert f"from {lab.registry.blob_host} hashes to sha256:" in check["message"]
+    assert f"not {artifact['config']['digest']}" in check["message"]
+    assert "retry" in check["remediation"]
+
+
+def test_a_config_blob_that_is_not_json(lab):
+    lab.registry.push(RELEASE_REPOSITORY, oci.release_artifact(b"\x89PNG not a manifest"),
+                      "stable")
+    check = failed(resolve(lab))["release.config"]
+    assert "is not JSON" in check["message"] and lab.registry.blob_host in check["message"]
+
+
+@pytest.mark.parametrize(("change", "pointer"), [
+    ({"version": "one"}, "/version"),
+    ({"config": {"repository": "ghcr.io/nine-minds/alga-appliance-config",
+                 "digest": "sha256:1234"}}, "/config/digest"),
+    ({"schema": "alga.appliance.release/v2"}, "/schema"),
+    ({"images": {"workflowWorker": "a2cbb43"}}, "/images/algaCore"),
+    ({"supportReceiptKeys": {"a": "x", "b": "y", "c": "z"}}, "/supportReceiptKeys"),
+    ({"profileValues": {"alga-core.single-node.yaml": "replicas: 1\n"}},
+     "/profileValues/pgbouncer.single-node.yaml"),
+    ({"profileValues": {**{f"{r}.single-node.yaml": "{}" for r in (
+        "alga-core", "pgbouncer", "temporal", "workflow-worker", "email-service",
+        "temporal-worker")}, "temporal.single-node.yaml": "a: [1"}},
+     "/profileValues/temporal.single-node.yaml"),
+])
+def test_a_manifest_failing_the_schema_names_the_field_and_the_source(lab, change, pointer):
+    manifest = {**oci_manifest(lab.registry.host, _bundle_digest(lab)), **change}
+    lab.registry.push(RELEASE_REPOSITORY, oci.release_artifact(manifest), "stable")
+    result = resolve(lab)
+    check = failed(result)["release.config"]
+    assert f"invalid at {pointer}" in check["message"]
+    assert f"oci://{lab.registry.host}/{RELEASE_REPOSITORY}" in check["message"]
+    assert result.failure.category == "release-source"
+
+
+def test_the_older_nested_app_shape_and_unknown_fields_are_accepted(lab):
+    manifest = oci_manifest(lab.registry.host, _bundle_digest(lab))
+    nested = {**{k: v for k, v in manifest.items() if k not in ("images", "valuesProfile")},
+              "app": {"images": {"algaCore": "0ddba11"}, "valuesProfile": "single-node"},
+              "rolloutWave": 3}
+    lab.registry.push(RELEASE_REPOSITORY, oci.release_artifact(nested), "stable")
+    result = resolve(lab)
+    assert result.failure is None
+    assert result.selection["images"] == {"algaCore": "0ddba11"}
+    assert result.resolution.unknown_fields() == ["rolloutWave"]
+
+
+def test_an_artifact_that_is_not_an_alga_release(lab):
+    lab.registry.push(RELEASE_REPOSITORY, oci.config_bundle({"a.yaml": b"a: 1\n"}), "stable")
+    check = failed(resolve(lab))["release.manifest"]
+    assert "is not an Alga release artifact" in check["message"]
+    assert oci.FLUX_CONFIG_MEDIA_TYPE in check["message"]
+
+
+def test_a_withdrawn_config_bundle_fails_in_preflight(lab):
+    lab.registry.delete(CONFIG_REPOSITORY, _bundle_digest(lab))
+    result = resolve(lab)
+    check = failed(result)["release.bundle"]
+    assert f"{lab.registry.host}/{CONFIG_REPOSITORY}@{_bundle_digest(lab)}" in check["message"]
+    assert "is gone (404): it was withdrawn" in check["message"]
+    assert "choose another channel" in check["remediation"]
+    assert result.selection is None
+
+
+def test_a_blob_host_that_is_down_is_named(lab):
+    with lab.registry.blob_host_down():
+        result = resolve(lab)
+    check = failed(result)["release.config"]
+    host = lab.registry.blob_host.split(":")[0]
+    assert f"redirected to its blob host {host}, which failed" in check["message"]
+    assert f"allow HTTPS to {host}" in check["remediation"]
+    assert result.failure.category == "network"
+
+
+def test_a_registry_that_offers_no_usable_challenge(lab, ca):
+    routes = {f"/v2/{RELEASE_REPOSITORY}/manifests/stable": Route(status=401, body="denied")}
+    with HttpsServer(ca, routes) as registry:
+        result = resolve(lab, release_source=f"oci://127.0.0.1:{registry.port}/"
+                                             f"{RELEASE_REPOSITORY}")
+    check = failed(result)["release.token"]
+    assert "manifests/stable answered 401 without a usable token challenge" in (
+        check["message"])
+    assert "no WWW-Authenticate header" in check["message"]
+    assert "anonymous pull" in check["remediation"]
+    routes[f"/v2/{RELEASE_REPOSITORY}/manifests/stable"].headers = {
+        "WWW-Authenticate": 'Basic realm="registry"'}
+    with HttpsServer(ca, routes) as registry:
+        result = resolve(lab, release_source=f"oci://127.0.0.1:{registry.port}/"
+                                             f"{RELEASE_REPOSITORY}")
+    assert 'WWW-Authenticate: Basic realm="registry"' in (
+        failed(result)["release.token"]["message"])
+
+
+def test_a_captive_portal_answering_html(lab, ca):
+    portal = Route(body=b"<html><body>Sign in to Guest Wi-Fi</body></html>",
+                   headers={"Content-Type": "text/html"})
+    with HttpsServer(ca, {f"/v2/{RELEASE_REPOSITORY}/manifests/stable": portal}) as server:
+        result = resolve(lab, release_source=f"oci://127.0.0.1:{server.port}/"
+                                             f"{RELEASE_REPOSITORY}")
+    check = failed(result)["release.manifest"]
+    assert "an HTML page: a captive portal" in check["message"]
+    assert "captive portal" in check["remediation"]
+
+
+def test_through_the_proxy_every_request_is_tunnelled(lab):
+    with ConnectProxy() as proxy:
+        lab.configure(proxy=proxy_inputs(proxy), release_source=oci_source(lab.registry))
+        result = resolve(lab)
+    assert result.failure is None
+    registry_port = int(lab.registry.host.rsplit(":", 1)[1])
+    blob_address, blob_port = lab.registry.blob_host.rsplit(":", 1)
+    assert ("127.0.0.1", registry_port) in proxy.tunnels
+    assert (blob_address, int(blob_port)) in proxy.tunnels
+    assert len(proxy.tunnels) >= 3  # the registry, its token service and the blob host
+
+
+def test_a_token_service_answering_only_access_token(ca, lab):
+    with Registry(ca, token_fields=("access_token",)) as registry:
+        digest, _ = publish_oci(registry)
+        result = resolve(lab, release_source=oci_source(registry))
+    assert result.failure is None and result.selection["manifest_digest"] == digest
+
+
+def _bundle_digest(lab) -> str:
+    return lab.release_manifest["config"]["digest"]
+
+
+# --- whatever a registry returns --------------------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(
+        st.text(max_size=8), children, max_size=3), max_leaves=8)
+FIELDS = ("schema", "version", "valuesProfile", "images", "app", "config", "charts",
+          "profileValues", "supportAgent", "supportReceiptKeys")
+
+
+def mutated(base: dict):
+    """The canonical manifest with fields dropped or replaced by arbitrary JSON."""
+    return st.fixed_dictionaries({}, optional={
+        field: json_values for field in FIELDS}).flatmap(lambda replaced: st.sets(
+            st.sampled_from(sorted(base)), max_size=3).map(
+            lambda dropped: {**{k: v for k, v in base.items() if k not in dropped}, **replaced}))
+
+
+@pytest.fixture(scope="module")
+def shared_registry(ca):
+    with Registry(ca) as registry:
+        yield registry
+
+
+@settings(max_examples=40)
+@given(data=st.data())
+def test_nothing_a_registry_returns_crashes_the_resolver(shared_registry, data):
+    registry = shared_registry
+    bundle = oci.config_bundle({"base/kustomization.yaml": b"resources: []\n"})
+    registry.push(CONFIG_REPOSITORY, bundle, "fuzz")
+    base = oci_manifest(registry.host, bundle.digest)
+    document = data.draw(st.one_of(mutated(base), json_values), label="release manifest")
+    registry.push(RELEASE_REPOSITORY, oci.release_artifact(document), "stable")
+    session = https.session({"proxy": None}, Endpoints(ca_bundle=str(registry.ca.ca_pem_path)))
+    resolution = oci_release.Resolution(
+        session, oci_release.Reference.parse(oci_source(registry)), "stable")
+    try:
+        for _, step in resolution.steps:
+            step(5.0)
+    except https.FetchError as exc:
+        # Everything it rejects names the field (a JSON pointer) and the source.
+        assert " is invalid at /" in str(exc), str(exc)
+        assert f"oci://{registry.host}/{RELEASE_REPOSITORY}" in str(exc)
+    else:
+        assert resolution.selection("2026-12-06T00:00:00Z")["release_version"]
+        assert set(resolution.profile_values(5.0)) == {
+            "alga-core", "pgbouncer", "temporal", "email-service", "workflow-worker",
+            "temporal-worker"}
