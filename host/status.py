@@ -15,6 +15,7 @@ from host.cluster.readiness import ClusterView, Verdict
 from host.core import hostcmd, paths, pins, state
 from host.core.failures import SUPPORT_COMMAND
 from host.net import addresses
+from host.releases import source
 
 HEALTHY_INTERVAL = 60  # seconds between collections once fully healthy (the timer ticks 10 s)
 DISK_PATHS = (paths.K3S_DATA_DIR, paths.STATE_DIR)
@@ -63,6 +64,7 @@ def take_snapshot(root: Path | None, kube: Kube, probe=probe_login) -> dict:
         "collected_at": at,
         "rollup": _rollup(install, inputs, tiers, blockers),
         "install": _install_summary(install),
+        "release": _release(root),
         "tiers": tiers,
         "bootstrap_seen": seen or verdicts["bootstrap"].ready,
         "components": _components(cluster),
@@ -87,6 +89,12 @@ def due(root: Path | None) -> bool:
 def _phase_done(install: dict | None, name: str) -> bool:
     record = (install or {}).get("phases", {}).get(name)
     return bool(record) and record["state"] in ("succeeded", "skipped")
+
+
+def _release(root: Path | None) -> dict | None:
+    """The installed release: its source, version and digest."""
+    selection = state.read(state.SELECTED_RELEASE, root)
+    return source.summary(selection) if selection else None
 
 
 def _install_summary(install: dict | None) -> dict:

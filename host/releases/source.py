@@ -69,3 +69,13 @@ def origin(selection: dict) -> str:
     if selection["source"] == "oci":
         return f"oci://{selection['registry']}/{selection['repository']}"
     return selection["repo_url"]
+
+
+def summary(selection: dict) -> dict:
+    """A release as the status snapshot and the update history show it: its source,
+    exactly where it came from, its version and (OCI) the artifact's digest or (git) the
+    branch Flux tracks."""
+    kept = ("source", "channel", "release_version", "app_version", "repo_branch",
+            "manifest_digest")
+    return {"location": describe(selection),
+            **{key: selection[key] for key in kept if key in selection}}

@@ -50,14 +50,7 @@ def start(root: Path, action: str, channel: str, who: str, current: dict | None,
 
 
 def summary(selection: dict | None) -> dict | None:
-    """A release as the history shows it: its source, exactly where it came from, its
-    version and (OCI) the artifact's digest or (git) the branch Flux tracks."""
-    if selection is None:
-        return None
-    kept = ("source", "channel", "release_version", "app_version", "repo_branch",
-            "manifest_digest")
-    return {"location": source.describe(selection),
-            **{key: selection[key] for key in kept if key in selection}}
+    return None if selection is None else source.summary(selection)
 
 
 def entries(root: Path | None = None) -> list[dict]:

@@ -20,7 +20,7 @@ ALLOWED = {
     "update": {"core", "net", "cluster", "releases", "setup"},
     "support": {"core", "net", "cluster", "releases", "setup"},
     "console": {"core", "net", "releases", "setup"},
-    "status": {"core", "net", "cluster"},
+    "status": {"core", "net", "cluster", "releases"},  # releases: how a release is named
     "web": {"core", "net", "releases", "setup", "support", "update"},
     "cli": {"core", "net", "cluster", "releases", "setup", "update", "support", "console",
             "status", "web"},

@@ -16,10 +16,18 @@ from support.crds import CRDS, assert_valid, crd_validator
 from host.cluster import alga, objects
 from host.cluster.kube import FIELD_MANAGER, Kube, KubeError
 
-MANIFEST = {"releaseVersion": "1.0", "generatedAt": "2026-06-04T22:00:00Z", "app": {
-    "version": "1.0", "releaseBranch": "release/1.0.0", "valuesProfile": "single-node",
-    "images": {"algaCore": "eaec6253", "workflowWorker": "a2cbb43", "emailService": "61e4a00e",
-               "temporalWorker": "b77"}}}
+IMAGES = {"algaCore": "eaec6253", "workflowWorker": "a2cbb43", "emailService": "61e4a00e",
+          "temporalWorker": "b77"}
+GIT_SELECTION = {"source": "git", "channel": "stable", "release_version": "1.0",
+                 "app_version": "1.0", "release_branch": "release/1.0.0",
+                 "repo_url": "https://github.com/Nine-Minds/alga-psa",
+                 "repo_branch": "release/1.0.0", "images": IMAGES}
+OCI_SELECTION = {"source": "oci", "channel": "stable", "release_version": "1.0.3",
+                 "app_version": "1.0.3", "registry": "ghcr.io",
+                 "repository": "nine-minds/alga-appliance-release",
+                 "manifest_digest": "sha256:" + "a" * 64, "images": {"algaCore": "62cdce38"},
+                 "config": {"repository": "ghcr.io/nine-minds/alga-appliance-config",
+                            "tag": "1.0.3", "digest": "sha256:" + "b" * 64}}
 
 
 branches = st.from_regex(r"(main|release/[0-9]\.[0-9](\.[0-9])?|feature/[a-z-]{1,12})",
@@ -28,10 +36,22 @@ urls = st.sampled_from(["https://github.com/Nine-Minds/alga-psa",
                         "https://git.msp.example/mirrors/alga-psa"])
 
 
+digests = st.from_regex(r"sha256:[0-9a-f]{64}", fullmatch=True)
+oci_repositories = st.from_regex(
+    r"(ghcr\.io|registry\.example\.com:5000)(/[a-z0-9]+([._-][a-z0-9]+)?){1,3}", fullmatch=True)
+
+
 @given(urls, branches)
-def test_flux_objects_satisfy_the_flux_crds(url, branch):
-    for obj in (objects.git_repository(url, branch, "2026-11-27T10:00:00Z"),
-                objects.kustomization("2026-11-27T10:00:00Z")):
+def test_git_flux_objects_satisfy_the_flux_crds(url, branch):
+    repository = objects.git_repository(url, branch, "2026-11-27T10:00:00Z")
+    for obj in (repository, objects.kustomization(repository, "2026-11-27T10:00:00Z")):
+        assert_valid(obj)
+
+
+@given(oci_repositories, digests)
+def test_oci_flux_objects_satisfy_the_flux_crds(repository, digest):
+    source = objects.oci_repository(repository, digest, "2026-12-06T10:00:00.123456Z")
+    for obj in (source, objects.kustomization(source, "2026-12-06T10:00:00.123456Z")):
         assert_valid(obj)
 
 
@@ -48,19 +68,42 @@ def test_flux_objects_match_the_formats():
     assert repo["metadata"]["namespace"] == "flux-system"
     assert repo["spec"] == {"url": "https://github.com/Nine-Minds/alga-psa",
                             "ref": {"branch": "release/1.0.0"}, "interval": "1m"}
-    kustomization = objects.kustomization("t")
+    kustomization = objects.kustomization(repo, "t")
     assert kustomization["spec"]["path"] == "./ee/appliance/flux/base"
+    assert kustomization["spec"]["sourceRef"] == {"kind": "GitRepository",
+                                                  "name": "alga-appliance"}
     assert kustomization["spec"]["prune"] is True
     assert kustomization["metadata"]["annotations"] == {"reconcile.fluxcd.io/requestedAt": "t"}
 
 
+def test_oci_flux_objects_match_the_formats():
+    source = objects.flux_source(OCI_SELECTION, "t")
+    assert (source["kind"], source["metadata"]["namespace"]) == ("OCIRepository", "flux-system")
+    assert source["spec"] == {"url": "oci://ghcr.io/nine-minds/alga-appliance-config",
+                              "ref": {"digest": "sha256:" + "b" * 64}, "interval": "1m"}
+    kustomization = objects.kustomization(source, "t")
+    assert kustomization["spec"] == {"interval": "5m", "path": "./base", "prune": True,
+                                     "sourceRef": {"kind": "OCIRepository",
+                                                   "name": "alga-appliance"}}
+
+
+def test_the_release_selection_names_the_artifact_or_the_branch():
+    oci = objects.release_selection(OCI_SELECTION)["data"]
+    assert oci == {"releaseVersion": "1.0.3", "channel": "stable", "appVersion": "1.0.3",
+                   "algaCore": "62cdce38", "registryHost": "ghcr.io",
+                   "repository": "nine-minds/alga-appliance-release",
+                   "manifestDigest": "sha256:" + "a" * 64}
+    git = objects.release_selection(GIT_SELECTION)["data"]
+    assert git["releaseBranch"] == "release/1.0.0" and "manifestDigest" not in git
+    assert git["temporalWorker"] == "b77"
+
+
 def test_core_objects_are_well_formed():
-    selection = {"channel": "stable", "release_version": "1.0", "app_version": "1.0",
-                 "release_branch": "release/1.0.0", "images": MANIFEST["app"]["images"]}
     built = [objects.namespace(n) for n in ("flux-system", "alga-system", "msp")]
     built += [objects.values_configmap(r, "single-node", "a: 1\n")
               for r in alga.HELM_RELEASES]
-    built += [objects.release_selection(selection), objects.auth_secret("k" * 64)]
+    built += [objects.release_selection(GIT_SELECTION), objects.release_selection(OCI_SELECTION),
+              objects.auth_secret("k" * 64)]
     for obj in built:
         assert_valid(obj)
     names = {o["metadata"]["name"] for o in built if o["kind"] == "ConfigMap"}
@@ -72,14 +115,17 @@ def test_fixture_crds_are_the_reference_copies():
 
 
 def test_runtime_values():
-    core = objects.runtime_values("alga-core", MANIFEST, "https://psa.example.com", "fresh")
+    core = objects.runtime_values("alga-core", GIT_SELECTION, "https://psa.example.com",
+                                  "fresh")
     assert core == {"setup": {"image": {"tag": "eaec6253"}},
                     "server": {"image": {"tag": "eaec6253"}},
                     "appUrl": "https://psa.example.com", "host": "psa.example.com",
                     "domainSuffix": "", "bootstrap": {"mode": "fresh"}}
-    assert objects.runtime_values("temporal-worker", MANIFEST, "x", "recover") == {
+    assert objects.runtime_values("temporal-worker", GIT_SELECTION, "x", "recover") == {
         "image": {"tag": "b77"}}
-    assert objects.runtime_values("pgbouncer", MANIFEST, "x", "fresh") == {}
+    assert objects.runtime_values("pgbouncer", GIT_SELECTION, "x", "fresh") == {}
+    # An image an OCI release does not name keeps the tag its profile sets.
+    assert objects.runtime_values("temporal-worker", OCI_SELECTION, "x", "recover") == {}
     profile = {"server": {"image": {"repository": "ghcr.io/nine-minds/alga-psa-ee",
                                     "tag": "old"}, "replicas": 1}}
     assert objects.merged(profile, core)["server"] == {
@@ -98,7 +144,8 @@ def calls(log: Path) -> list[dict]:
 
 def test_apply_is_server_side_with_our_field_manager(kube):
     client, log = kube
-    stored = client.apply([objects.namespace("alga-system"), objects.kustomization("t")])
+    source = objects.flux_source(OCI_SELECTION, "t")
+    stored = client.apply([objects.namespace("alga-system"), objects.kustomization(source, "t")])
     assert [o["metadata"]["name"] for o in stored] == ["alga-system", "alga-appliance"]
     assert all(o["metadata"]["resourceVersion"] == "1" for o in stored)
     [call] = calls(log)
@@ -124,7 +171,7 @@ def test_failures_carry_kubectls_explanation(kube, monkeypatch):
     client, _ = kube
     monkeypatch.setenv("FAKE_KUBE_REJECT", "Kustomization")
     with pytest.raises(KubeError, match="failed calling webhook") as caught:
-        client.apply([objects.kustomization("t")])
+        client.apply([objects.kustomization(objects.flux_source(OCI_SELECTION, "t"), "t")])
     assert not caught.value.not_found
 
 

@@ -1,5 +1,6 @@
 """Killing the k3s or release phase at any point and running it again converges to the
-same end state as an uninterrupted run."""
+same end state as an uninterrupted run (the release from the OCI source, the default, on a
+real registry)."""
 
 import json
 import signal
@@ -15,13 +16,15 @@ from support.netlab import (
     HttpsServer,
     Route,
 )
+from support.registry import Registry
 from support.releases import (
     K3S_BINARY,
     K3S_BINARY_PATH,
     K3S_SUMS_PATH,
     READY_NODE,
     k3s_sums,
-    repo_routes,
+    oci_source,
+    publish_oci,
 )
 
 from host.core import state
@@ -29,19 +32,21 @@ from host.core import state
 
 @pytest.fixture(scope="module")
 def servers(ca):
-    routes = {**repo_routes(), K3S_BINARY_PATH: Route(body=K3S_BINARY),
+    routes = {K3S_BINARY_PATH: Route(body=K3S_BINARY),
               K3S_SUMS_PATH: Route(body=k3s_sums(K3S_BINARY))}
-    with HttpsServer(ca, routes) as github:
-        yield ca, github
+    with HttpsServer(ca, routes) as github, Registry(ca) as registry:
+        publish_oci(registry)
+        yield ca, github, registry
 
 
 def new_root(base: Path, servers) -> Path:
-    ca, github = servers
+    ca, github, registry = servers
     make_host_root(base, "usr/local/bin")
     (base / "etc/os-release").write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
     (base / "store.json").write_text(json.dumps({"Node//n": READY_NODE}))
-    state.write(state.ENDPOINTS, {"raw_base": github.url, "k3s_release_base": f"{github.url}/k3s",
-                                  "ca_bundle": str(ca.ca_pem_path)}, base)
+    state.write(state.ENDPOINTS, {"k3s_release_base": f"{github.url}/k3s",
+                                  "ca_bundle": str(ca.ca_pem_path),
+                                  "release_source": oci_source(registry)}, base)
     state.write(state.SETUP_INPUTS, {"channel": "stable", "app_url": "https://psa.example.com",
                                      "dns": {"mode": "system"}, "proxy": None, "overrides": {}},
                 base)
@@ -67,7 +72,9 @@ def reference(servers, tmp_path_factory):
     root = new_root(tmp_path_factory.mktemp("clean"), servers)
     for phase in ("k3s", "release"):
         assert phase_process(root, phase).wait(60) == 0
-    return end_state(root)
+    found = end_state(root)
+    assert "OCIRepository/flux-system/alga-appliance" in found["store"]
+    return found
 
 
 @settings(max_examples=8)

@@ -85,8 +85,11 @@ function ladder(tiers) {
 function hostFacts(status) {
   const host = status.host;
   const gib = (bytes) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+  const release = status.release;
   facts($("#host-facts"), [
     ["Node address", host.node_ip],
+    ["Release", release ? `${release.release_version} (${release.channel}) from ${release.location}`
+      : "none selected yet"],
     ["k3s", `${host.k3s_state || "unknown"}${host.k3s_version ? ` (${host.k3s_version})` : ""}`],
     ...host.disk.map((d) => [`Disk ${d.path}`, `${gib(d.free_bytes)} free of ${gib(d.total_bytes)}`]),
     ["Up for", duration(host.uptime_seconds)],
