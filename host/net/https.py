@@ -38,12 +38,13 @@ def _reason(exc: Exception) -> str:
 
 
 def fetch(http: requests.Session, url: str, timeout: float, headers: dict | None = None,
-          redirects: bool = True, limit: int | None = None) -> requests.Response:
+          redirects: bool = True, limit: int | None = None,
+          params: dict | None = None) -> requests.Response:
     """GET `url`; network failures become FetchError("network"). With `limit`, at most
     limit + 1 bytes of the body are read (a caller seeing more knows it was cut)."""
     try:
         response = http.get(url, timeout=timeout, allow_redirects=redirects, headers=headers,
-                            stream=limit is not None)
+                            params=params, stream=limit is not None)
         if limit is not None:
             with response:
                 body = b""

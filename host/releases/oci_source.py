@@ -83,6 +83,15 @@ def _host(url: str) -> str:
     return urlsplit(url).netloc
 
 
+def _is_http_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+        return parts.scheme in ("https", "http") and bool(parts.hostname) and (
+            parts.port is None or parts.port > 0)
+    except ValueError:  # a bracketed host that is no address, a port out of range
+        return False
+
+
 def _looks_like_html(response: requests.Response) -> bool:
     content_type = response.headers.get("Content-Type", "").lower()
     return "html" in content_type or response.content.lstrip()[:1] == b"<"
@@ -152,7 +161,7 @@ class Registry:
         scheme, _, rest = header.partition(" ")
         params = dict(_CHALLENGE_PARAM.findall(rest))
         realm = params.pop("realm", "")
-        if scheme.lower() != "bearer" or urlsplit(realm).scheme not in ("https", "http"):
+        if scheme.lower() != "bearer" or not _is_http_url(realm):
             shown = f"WWW-Authenticate: {header}" if header else "no WWW-Authenticate header"
             raise FetchError(f"{url} answered 401 without a usable token challenge ({shown}): "
                              f"{self.host} does not offer anonymous pull", "release-source",
@@ -161,8 +170,7 @@ class Registry:
         return realm, params
 
     def _token(self, realm: str, params: dict, timeout: float) -> str:
-        response = fetch(self.session, requests.Request("GET", realm, params=params).prepare().url,
-                         timeout, limit=MAX_MANIFEST_BYTES)
+        response = fetch(self.session, realm, timeout, limit=MAX_MANIFEST_BYTES, params=params)
         what = f"the token service {_host(realm)} ({params['scope']})"
         if response.status_code != 200:
             raise FetchError(f"{what} answered {response.status_code}",

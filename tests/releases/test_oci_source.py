@@ -3,6 +3,8 @@ token challenge and blob redirect, support.registry), as preflight runs it: stab
 a version tag and a digest pin, and every way a registry or the network in between fails.
 Each failure names the request, the host and a next step that fits the cause."""
 
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -288,3 +290,74 @@ def test_nothing_a_registry_returns_crashes_the_resolver(shared_registry, data):
         assert set(resolution.profile_values(5.0)) == {
             "alga-core", "pgbouncer", "temporal", "email-service", "workflow-worker",
             "temporal-worker"}
+
+
+# --- whatever a server answering for a registry says ------------------------------------
+
+HOSTILE_REPOSITORY = "nine-minds/alga-appliance-release"
+bodies = st.one_of(st.binary(max_size=64), json_values.map(lambda v: json.dumps(v).encode()))
+statuses = st.sampled_from([200, 200, 200, 301, 307, 400, 401, 403, 404, 429, 500, 503])
+
+
+@pytest.fixture(scope="module")
+def hostile(ca):
+    with HttpsServer(ca, {}) as server:
+        yield server
+
+
+def challenges(server: HttpsServer):
+    realm = f"{server.url}/token"
+    return st.one_of(
+        st.just(f'Bearer realm="{realm}",service="x",scope="repository:{HOSTILE_REPOSITORY}:pull"'),
+        st.just(f'Bearer realm="{realm}"'), st.text(max_size=40),
+        st.sampled_from(['Bearer realm="https://"', 'Bearer realm="https://[bad"',
+                         'Bearer realm="https://x:99999/t"', 'Bearer realm="http://a b/"']),
+        st.builds('Bearer realm="{}"'.format, st.text(max_size=20)))
+
+
+def manifests(blob_digest: str):
+    """Image manifests, well formed or not, naming a config blob."""
+    config = st.fixed_dictionaries({
+        "mediaType": st.sampled_from([oci.RELEASE_CONFIG_MEDIA_TYPE, "text/plain"]),
+        "digest": st.sampled_from([blob_digest, "sha256:" + "0" * 64, "md5:abc"]),
+        "size": st.integers(-1, 10)})
+    return st.fixed_dictionaries({"schemaVersion": st.sampled_from([2, 1, "2"]),
+                                  "config": config | json_values},
+                                 optional={"mediaType": st.sampled_from([
+                                     oci.MANIFEST_MEDIA_TYPE, oci_release.OCI_INDEX]),
+                                           "layers": json_values}).map(
+        lambda doc: json.dumps(doc).encode())
+
+
+@settings(max_examples=150)
+@given(data=st.data())
+def test_nothing_a_server_answers_for_a_registry_crashes_the_resolver(hostile, data):
+    blob = data.draw(bodies, label="config blob")
+    blob_digest = oci_release.sha256(blob)
+    manifest = data.draw(st.one_of(manifests(blob_digest), bodies), label="manifest")
+    hostile.routes.clear()
+    hostile.routes.update({
+        f"/v2/{HOSTILE_REPOSITORY}/manifests/stable": Route(
+            status=data.draw(statuses, label="manifest status"), body=manifest,
+            headers=data.draw(st.fixed_dictionaries({}, optional={
+                "WWW-Authenticate": challenges(hostile),
+                "Docker-Content-Digest": st.sampled_from([oci_release.sha256(manifest), "x"]),
+                "Location": st.sampled_from(["/elsewhere", "https://127.0.0.1:1/"]),
+                "Content-Type": st.sampled_from(["text/html", oci.MANIFEST_MEDIA_TYPE])}),
+                label="manifest headers")),
+        "/token": Route(status=data.draw(statuses, label="token status"),
+                        body=data.draw(bodies, label="token body")),
+        f"/v2/{HOSTILE_REPOSITORY}/blobs/{blob_digest}": Route(
+            status=data.draw(statuses, label="blob status"), body=blob,
+            headers=data.draw(st.fixed_dictionaries({}, optional={"Location": st.sampled_from(
+                ["/elsewhere", "https://127.0.0.1:1/", f"/v2/{HOSTILE_REPOSITORY}/blobs/"
+                 f"{blob_digest}"])}), label="blob headers")),
+    })
+    session = https.session({"proxy": None}, Endpoints(ca_bundle=str(hostile.ca.ca_pem_path)))
+    resolution = oci_release.Resolution(session, oci_release.Reference.parse(
+        f"oci://127.0.0.1:{hostile.port}/{HOSTILE_REPOSITORY}"), "stable")
+    try:
+        for _, step in resolution.steps:
+            step(2.0)
+    except https.FetchError as exc:
+        assert str(exc) and exc.category in ("release-source", "network")
