@@ -10,6 +10,10 @@ from host.core.validation import DocumentInvalid, validate
 from isobuild.errors import IsoBuildError
 
 OPTIONS_SCHEMA = "isobuild-options.schema.json"
+# Fixes more telling than the schema's pattern, by the JSON pointer of the invalid value.
+FIXES = {"/release_source": "give oci://<registry>/<repository> (the repository in lower "
+                            "case), optionally pinned with :<tag> or @sha256:<digest>, or a "
+                            "git repository as https://<host>/<owner>/<repo>"}
 
 
 @dataclass(frozen=True)
@@ -58,5 +62,6 @@ def _check(document: object, name: str, source: str) -> None:
     try:
         validate(document, OPTIONS_SCHEMA, name=name, source=source)
     except DocumentInvalid as exc:
-        raise IsoBuildError(str(exc), f"correct the value; allowed keys and formats are in "
-                                      f"schemas/{OPTIONS_SCHEMA}") from exc
+        raise IsoBuildError(str(exc), FIXES.get(exc.pointer, (
+            f"correct the value; allowed keys and formats are in schemas/{OPTIONS_SCHEMA}"))
+        ) from exc

@@ -97,3 +97,32 @@ def test_every_schema_that_names_channels_names_exactly_the_declared_ones():
     assert len(found) >= 7, found
     for where, enum in found:
         assert tuple(value for value in enum if value is not None) == channels.CHANNELS, where
+
+
+def release_source_patterns(node, where: str = ""):
+    """(where, pattern) of every `release_source` property in a parsed schema that spells
+    the reference grammar out."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "release_source" and isinstance(value, dict) and "pattern" in value:
+                yield f"{where}/{key}", value["pattern"]
+            yield from release_source_patterns(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from release_source_patterns(value, f"{where}/{index}")
+
+
+def test_every_schema_that_takes_a_release_source_takes_exactly_the_owners_grammar():
+    """release-source.schema.json owns the reference grammar (oci_source.Reference parses
+    with it); the schemas of endpoints.json, the setup inputs and the build options spell it
+    out again, so a reference one of them accepts is one the appliance can use."""
+    owner = json.loads((ROOT / "schemas" / "release-source.schema.json").read_text())
+    grammar = owner["$defs"]["reference"]["pattern"]
+    found = {f"{path.name}{where}": pattern
+             for path in sorted((ROOT / "schemas").glob("*.schema.json"))
+             for where, pattern in release_source_patterns(json.loads(path.read_text()))}
+    assert set(found) == {"endpoints.schema.json/properties/release_source",
+                          "setup-inputs.schema.json/properties/overrides/properties/release_source",
+                          "isobuild-options.schema.json/properties/release_source"}, found
+    for where, pattern in found.items():
+        assert pattern == grammar, where

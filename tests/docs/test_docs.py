@@ -9,10 +9,12 @@ from pathlib import Path
 import click
 import embed_captures
 import pytest
+import yaml
 from support.base import ROOT
 from support.docs import CAPTURE_NAMES, CAPTURES, DOCS, blocks_in
 
 from host.cli import main as alga_appliance
+from host.core.validation import validate
 from isobuild.cli import main as isobuild
 
 TALOS_STATEMENT = ("Ubuntu is the supported appliance path. Talos-based appliances are "
@@ -157,3 +159,13 @@ def test_the_console_captures_in_the_admin_guide_are_the_console_tests_own(tmp_p
     if not all((CAPTURES / f"{name}.txt").exists() for name in CAPTURE_NAMES):
         pytest.skip("the console tests have not saved their captures")
     assert embed_captures.embed(guide, CAPTURES) == guide, "run ci/screenshots.sh"
+
+
+def test_the_options_files_the_release_guide_shows_are_valid():
+    """The guide's options files (the first is the one its build commands use) validate."""
+    guide = (ROOT / "docs/release-engineering.md").read_text()
+    examples = re.findall(r"```yaml\n(.*?)```", guide, re.S)
+    assert len(examples) >= 2
+    for example in examples:
+        validate(yaml.safe_load(example), "isobuild-options.schema.json",
+                 name="options file", source="docs/release-engineering.md")

@@ -1,5 +1,6 @@
 """isobuild build on the replica: the output, the manifest, reproducibility, idempotency."""
 
+import json
 import os
 import pty
 import subprocess
@@ -128,12 +129,18 @@ def test_inspect_names_the_alga_build(appliance, replica_iso):
 
 def test_cli_prints_only_a_summary_when_not_on_a_terminal(replica_iso, tmp_path):
     output = tmp_path / "cli.iso"
+    release_source = "https://github.com/Nine-Minds/alga-psa"
     run = subprocess.run([*ISOBUILD, "build", "--base-iso", str(replica_iso), "--output",
-                          str(output), "--ssh-key", SSH_KEY], capture_output=True, text=True)
+                          str(output), "--ssh-key", SSH_KEY, "--release-source", release_source],
+                         capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert run.stderr == "" and "\r" not in run.stdout
     assert run.stdout.startswith(f"built {output} (")
+    assert f"  releases {release_source}\n" in run.stdout
     assert f"manifest {output}.manifest.json" in run.stdout
+    with IsoImage(output) as iso:
+        assert json.loads(iso.read("/alga/release-source.json")) == {
+            "release_source": release_source}
 
 
 def test_cli_shows_byte_progress_on_a_terminal(replica_iso, tmp_path):

@@ -1,5 +1,6 @@
 """The payload on the ISO runs on the distro python3 with only what it vendors."""
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -58,8 +59,11 @@ def test_payload_validates_with_the_distro_jsonschema(appliance, tmp_path):
 def test_payload_holds_exactly_the_project_parts(appliance):
     with IsoImage(appliance.output) as iso:
         files = [p for p in iso.files() if p.startswith("/alga/")]
+        release_source = json.loads(iso.read("/alga/release-source.json"))
     tops = {p.split("/")[2] for p in files}
     assert tops == {"host", "vendor", "units", "ui-static", "schemas", "bin", "VERSION",
-                    "build-info.json"}
+                    "build-info.json", "release-source.json"}
+    # Built without --release-source: Alga's releases on GHCR.
+    assert release_source == {"release_source": "oci://ghcr.io/nine-minds/alga-appliance-release"}
     assert not any("__pycache__" in p or p.endswith(".pyc") for p in files)
     assert any(p.startswith("/alga/vendor/click.LICENSE") for p in files)

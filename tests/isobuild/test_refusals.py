@@ -144,6 +144,12 @@ def test_not_enough_free_disk(replica_iso, small_disk):
     assert_refused(run_build(replica_iso, output), output, "not enough free disk")
 
 
+def test_malformed_release_source(replica_iso, tmp_path):
+    run = run_build(replica_iso, tmp_path / "out.iso", "--release-source",
+                    "oci://ghcr.io/Upper/Case")
+    assert_refused(run, tmp_path / "out.iso", "/release_source", "oci://<registry>/<repository>")
+
+
 def test_bad_options_file(replica_iso, tmp_path):
     options = tmp_path / "options.yaml"
     options.write_text("grub_timeout: soon\n")

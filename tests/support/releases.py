@@ -1,9 +1,11 @@
 """The release sources as the tests publish them: the canonical OCI release (pushed to a
-registry by publish_oci), the canonical channel and release manifest of the Alga
-repository, the k3s and Flux releases (with stand-in binaries and their checksum files),
-and the routes that serve them from a netlab HttpsServer."""
+registry by publish_oci, or built by oci_release for the VM tier's mirror to serve), the
+canonical channel and release manifest of the Alga repository, the k3s and Flux releases
+(with stand-in binaries and their checksum files), and the routes that serve them from a
+netlab HttpsServer."""
 
 import hashlib
+import json
 
 import yaml
 
@@ -91,15 +93,12 @@ def repo_routes() -> dict[str, Route]:
     return routes
 
 
-def release_source_routes() -> dict[str, Route]:
-    """By path: the channel and manifest on GitHub, the k3s release (the stand-in), the
-    Flux release and the release's values files."""
-    return {CHANNEL_PATH: Route(body=CHANNEL), MANIFEST_PATH: Route(body=MANIFEST),
-            K3S_SUMS_PATH: Route(body=K3S_SUMS), K3S_BINARY_PATH: Route(body=K3S_STAND_IN),
+def download_routes() -> dict[str, Route]:
+    """By path: the k3s release (the stand-in) and the Flux release, as the machine tiers
+    download them."""
+    return {K3S_SUMS_PATH: Route(body=K3S_SUMS), K3S_BINARY_PATH: Route(body=K3S_STAND_IN),
             FLUX_INSTALL_PATH: Route(body=FLUX_INSTALL),
-            FLUX_SUMS_PATH: Route(body=flux_sums(FLUX_INSTALL)),
-            **{VALUES_PATH.format(release): Route(body="replicas: 1\n")
-               for release in alga.HELM_RELEASES}}
+            FLUX_SUMS_PATH: Route(body=flux_sums(FLUX_INSTALL))}
 
 
 # The OCI release as Alga publishes it (docs/reference/alga-formats.md, "Releases as OCI
@@ -141,16 +140,24 @@ def oci_manifest(registry_host: str, bundle_digest: str, version: str = OCI_VERS
             "charts": OCI_CHARTS, "profileValues": profile_values(replicas)}
 
 
+def oci_release(registry_host: str, version: str = OCI_VERSION, channel: str = "stable",
+                replicas: int = 1, **images: str) -> tuple[oci.Artifact, oci.Artifact]:
+    """`version`'s config bundle and release artifact as Alga publishes them on
+    `registry_host`, which the manifest names: to push, or to lay out for fakes/mirror."""
+    bundle = oci.config_bundle(bundle_files(version))
+    manifest = oci_manifest(registry_host, bundle.digest, version, channel, replicas, **images)
+    return bundle, oci.release_artifact(manifest)
+
+
 def publish_oci(registry, version: str = OCI_VERSION, tags: tuple[str, ...] = ("stable",),
                 replicas: int = 1, **images: str) -> tuple[str, dict]:
     """Push `version`'s config bundle and release artifact (tagged with the version and
     `tags`) as Alga's publishing does; the artifact's digest and its release manifest."""
-    bundle = oci.config_bundle(bundle_files(version))
+    bundle, release = oci_release(registry.host, version, tags[0] if tags else "stable",
+                                  replicas, **images)
     registry.push(CONFIG_REPOSITORY, bundle, version)
-    manifest = oci_manifest(registry.host, bundle.digest, version, tags[0] if tags else "stable",
-                            replicas, **images)
-    digest = registry.push(RELEASE_REPOSITORY, oci.release_artifact(manifest), version, *tags)
-    return digest, manifest
+    digest = registry.push(RELEASE_REPOSITORY, release, version, *tags)
+    return digest, json.loads(release.config.data)
 
 
 def oci_source(registry, pin: str = "") -> str:

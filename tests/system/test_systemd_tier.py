@@ -4,9 +4,11 @@ namespace, the payload installed by the ISO seed's own late-commands. Runs in or
 1. the web unit answers on :8080;
 2. a setup request through the web API starts the chain through the .path unit;
 3. preflight fails cleanly without network, with the classified failure in the state;
-4. with GitHub, GHCR, the k3s release and DNS served from the host side of the link, the
-   whole chain succeeds: preflight → DNS → k3s (a stand-in binary at k3s's interfaces,
-   run by the real k3s.service) → Flux → release;
+4. with the k3s and Flux releases and DNS served from the host side of the link, and the
+   release source in endpoints.json naming a real OCI registry there (token challenge, blob
+   redirect), the whole chain succeeds: preflight → DNS → k3s (a stand-in binary at k3s's
+   interfaces, run by the real k3s.service) → Flux → release, which pins the config bundle
+   by digest in an OCIRepository;
 5. a re-run skips the succeeded phases;
 6. a phase that fails (k3s, its download no longer matching the checksum) stops the chain:
    Flux never starts;
@@ -22,15 +24,25 @@ import signal
 import subprocess
 import tarfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 import rootfs
 from late_commands import run_late_commands
-from support.machines import extract_payload, wait_for
+from support.machines import STAND_IN_STORE, assert_flux_objects_valid, extract_payload, wait_for
 from support.netlab import DnsServer, HttpsServer, NetNamespace, Route
-from support.releases import K3S_SUMS, K3S_SUMS_PATH, release_source_routes
+from support.registry import Registry
+from support.releases import (
+    CONFIG_REPOSITORY,
+    K3S_SUMS,
+    K3S_SUMS_PATH,
+    OCI_VERSION,
+    download_routes,
+    oci_source,
+    publish_oci,
+)
 
 from host.core import paths, pins, spool, state
 from host.setup import chain
@@ -215,26 +227,36 @@ def test_2_3_request_starts_the_chain_and_preflight_fails_cleanly_offline(machin
     assert any("alga-appliance-phase-preflight" in line for line in journal), journal[-20:]
 
 
+@dataclass(frozen=True)
+class ReleaseSources:
+    github: HttpsServer  # the k3s and Flux releases
+    registry: Registry  # the OCI release
+    release_digest: str  # of the release artifact `stable` names
+    manifest: dict  # its release manifest
+
+
 @pytest.fixture(scope="module")
 def mirror(machine, ca):
-    """GitHub, GHCR, the k3s release and DNS stand-ins on the host side of the node's link."""
+    """On the host side of the node's link: the k3s and Flux releases and DNS stand-ins, and
+    a real registry (its token service and blob host there too) with the OCI release, which
+    endpoints.json names as the release source."""
     address = machine.node.host_address
-    routes = release_source_routes()
-    with HttpsServer(ca, routes, address=address, hostnames=("github.test",)) as github, \
-            HttpsServer(ca, {"/v2/": Route(status=401)}, address=address,
-                        hostnames=("ghcr.test",)) as ghcr, \
-            DnsServer(address, {"github.test": [address], "ghcr.test": [address]}):
+    with HttpsServer(ca, download_routes(), address=address,
+                     hostnames=("github.test",)) as github, \
+            Registry(ca, address=address, blob_address=address) as registry, \
+            DnsServer(address, {"github.test": [address]}):
+        digest, manifest = publish_oci(registry)
         shutil.copy(ca.ca_pem_path, machine.root / "etc/alga-appliance/mirror-ca.pem")
         base = f"https://github.test:{github.port}"
         state.write(state.ENDPOINTS, {
-            "raw_base": base, "ghcr_base": f"https://ghcr.test:{ghcr.port}",
+            "ghcr_base": registry.url, "release_source": oci_source(registry),
             "k3s_release_base": f"{base}/k3s", "flux_release_base": f"{base}/flux",
-            "dns_names": ["github.test", "ghcr.test"],
-            "ca_bundle": "/etc/alga-appliance/mirror-ca.pem"}, machine.root)
-        yield github
+            "dns_names": ["github.test"], "ca_bundle": "/etc/alga-appliance/mirror-ca.pem"},
+            machine.root)
+        yield ReleaseSources(github, registry, digest, manifest)
 
 
-def test_4_the_whole_chain_succeeds(machine, mirror):
+def test_4_the_whole_chain_succeeds(machine, mirror, tmp_path):
     started = state_version(machine)
     assert submit_setup(machine, {"channel": "stable"}).status_code == 202
     doc = wait_until_settled(machine, started, timeout=150)
@@ -243,9 +265,19 @@ def test_4_the_whole_chain_succeeds(machine, mirror):
     assert [doc["phases"][p]["state"] for p in chain.NAMES] == ["succeeded"] * 5
     assert wait_for(lambda: (machine.root / CANARY).exists(), 30, "the canary")
     assert machine.run("systemctl", "is-active", "k3s.service").strip() == "active"
-    store = json.loads((machine.root / "var/lib/rancher/k3s/stand-in/store.json").read_text())
-    repo = store["GitRepository/flux-system/alga-appliance"]
-    assert repo["spec"]["ref"] == {"branch": "release/1.0.0"}
+    passed = {check["id"] for check in state.read(state.PREFLIGHT_REPORT, machine.root)["checks"]
+              if check["status"] == "pass"}
+    assert {"release.token", "release.manifest", "release.config", "release.bundle"} <= passed
+    selected = state.read(state.SELECTED_RELEASE, machine.root)
+    assert (selected["source"], selected["manifest_digest"]) == ("oci", mirror.release_digest)
+    store = json.loads((machine.root / STAND_IN_STORE).read_text())
+    source = store["OCIRepository/flux-system/alga-appliance"]["spec"]
+    assert (source["url"], source["ref"]) == (f"oci://{mirror.registry.host}/{CONFIG_REPOSITORY}",
+                                              {"digest": mirror.manifest["config"]["digest"]})
+    assert store["Kustomization/flux-system/alga-appliance"]["spec"]["sourceRef"] == {
+        "kind": "OCIRepository", "name": "alga-appliance"}
+    assert not [key for key in store if key.startswith("GitRepository/")]
+    assert_flux_objects_valid(store, tmp_path)
     assert (machine.root / "etc/rancher/k3s/config.yaml").stat().st_mode & 0o777 == 0o600
     # The status timer runs the collector against the (stand-in) cluster.
     snapshot = wait_for(lambda: (status := state.read(state.STATUS, machine.root)) and
@@ -254,7 +286,7 @@ def test_4_the_whole_chain_succeeds(machine, mirror):
     assert snapshot["install"]["status"] == "succeeded"
     assert snapshot["rollup"]["state"] == "installing"  # no Alga workloads in the stand-in
     maintenance = state.read(state.MAINTENANCE, machine.root)
-    assert maintenance["app"]["release_version"] == "1.0"
+    assert maintenance["app"]["release_version"] == OCI_VERSION
     assert (maintenance["k3s_version"], maintenance["flux_version"]) == (pins.K3S_VERSION,
                                                                          pins.FLUX_VERSION)
 
@@ -277,7 +309,7 @@ def test_5_a_rerun_skips_succeeded_phases(machine, mirror):
 def test_6_a_failing_phase_stops_the_chain(machine, mirror):
     before = install_state(machine)["phases"]
     (machine.root / CANARY).unlink()
-    mirror.routes[K3S_SUMS_PATH] = Route(body=f"{'0' * 64}  k3s\n")  # nothing will match
+    mirror.github.routes[K3S_SUMS_PATH] = Route(body=f"{'0' * 64}  k3s\n")  # nothing will match
     started = state_version(machine)
     # New answers, so every phase runs again.
     assert submit_setup(machine, {"channel": "stable", "app_url": "psa.test"}).status_code == 202
@@ -293,7 +325,7 @@ def test_6_a_failing_phase_stops_the_chain(machine, mirror):
 
 
 def test_7_a_rerun_resumes_at_the_failed_phase(machine, mirror):
-    mirror.routes[K3S_SUMS_PATH] = Route(body=K3S_SUMS)  # the download matches again
+    mirror.github.routes[K3S_SUMS_PATH] = Route(body=K3S_SUMS)  # the download matches again
     before = install_state(machine)["phases"]
     started = state_version(machine)
     assert submit_setup(machine, {"channel": "stable", "app_url": "psa.test"}).status_code == 202

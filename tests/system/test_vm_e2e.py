@@ -10,8 +10,11 @@ booted with the host's kernel, the payload installed by the ISO seed's own late-
    wrong one gets 401;
 3. offline (restrict=on, no resolver), setup fails preflight cleanly: a classified failure
    through the API, and nothing on the host changed;
-4. with the support overrides pointing at release sources inside the guest (DNS, HTTPS
-   with a test CA, the k3s stand-in), the whole unit chain succeeds; /api/status rolls up;
+4. with no release source override, a fresh appliance resolves `stable` from the OCI
+   source it was built with: the mirror in the guest answers as ghcr.io and its blob host
+   (DNS, HTTPS with a test CA), support points only the k3s and Flux downloads at it; the
+   whole unit chain succeeds, Flux gets the config bundle pinned by digest (objects valid
+   against the Flux CRDs, no GitRepository), and /api/status rolls up;
 5. after a reboot the web comes back with the state intact, nothing re-runs, and the
    banner shows the post-setup state;
 6. a support bundle through the API holds neither the token nor a planted secret;
@@ -41,19 +44,30 @@ import requests
 import trustme
 import vm_image
 from late_commands import run_late_commands
+from support import oci
 from support.base import FAKES, ROOT
 from support.docs import SHELL_DOCS, shell_blocks
-from support.machines import extract_payload, wait_for
-from support.releases import release_source_routes
+from support.machines import STAND_IN_STORE, assert_flux_objects_valid, extract_payload, wait_for
+from support.releases import (
+    CONFIG_REPOSITORY,
+    OCI_VERSION,
+    RELEASE_REPOSITORY,
+    download_routes,
+    oci_release,
+)
 
 from host.console.banner import HEADLINES
-from host.core import paths
+from host.core import paths, pins, state
 from host.core.paths import K3S_KUBECONFIG
 from host.setup import chain
 from isobuild.image import IsoImage
 
 ARTIFACTS = ROOT / "test-artifacts" / "vm"
-MIRROR_NAMES = ("github.test", "ghcr.test")
+# The mirror answers as GitHub's stand-in and as GHCR itself, blobs from GHCR's blob host.
+MIRROR_NAMES = ("github.test", "ghcr.io")
+BLOB_HOST = "pkg-containers.githubusercontent.com"
+# The canonical release as GHCR serves it: its manifest names ghcr.io's config repository.
+CONFIG_BUNDLE, RELEASE = oci_release("ghcr.io")
 # What the test adds to the guest, besides the agent: the mirror and a support engineer's
 # override files, to be put in place in step 4.
 TEST_FILES = "usr/local/lib/alga-test"
@@ -61,14 +75,15 @@ MIRROR_UNIT = f"""[Unit]
 Description=Release sources for the VM test tier (GitHub, GHCR, DNS)
 [Service]
 ExecStart=/usr/bin/python3 /{TEST_FILES}/mirror /{TEST_FILES}/docroot /{TEST_FILES}/cert.pem \
-/{TEST_FILES}/key.pem {' '.join(MIRROR_NAMES)}
+/{TEST_FILES}/key.pem {' '.join(MIRROR_NAMES)} --blob-host {BLOB_HOST}
 [Install]
 WantedBy=multi-user.target
 """
-ENDPOINTS = {"raw_base": "https://github.test", "ghcr_base": "https://ghcr.test",
-             "k3s_release_base": "https://github.test/k3s",
+# No release_source: the appliance uses the one its payload was built with.
+ENDPOINTS = {"k3s_release_base": "https://github.test/k3s",
              "flux_release_base": "https://github.test/flux",
-             "dns_names": list(MIRROR_NAMES), "ca_bundle": "/etc/alga-appliance/mirror-ca.pem"}
+             "dns_names": [*MIRROR_NAMES, BLOB_HOST],
+             "ca_bundle": "/etc/alga-appliance/mirror-ca.pem"}
 ANSWERS = {"channel": "stable"}
 PLANTED_SECRET = f"K10{secrets.token_hex(24)}::server:{secrets.token_hex(16)}"
 
@@ -94,15 +109,24 @@ def user_data(appliance) -> bytes:
         return iso.read("/nocloud/user-data")
 
 
+def mirror_docroot() -> dict[str, bytes]:
+    """By path: the k3s and Flux releases, and the OCI release as a registry tree: the
+    artifact tagged with its version and stable, its config bundle with its version."""
+    registry = oci.layout({RELEASE_REPOSITORY: [(RELEASE, (OCI_VERSION, "stable"))],
+                           CONFIG_REPOSITORY: [(CONFIG_BUNDLE, (OCI_VERSION,))]})
+    return {path: route.encoded_body()[0] for path, route in download_routes().items()} \
+        | registry
+
+
 def install_mirror(root: Path) -> None:
     """The in-guest release sources and the files support would copy in step 4."""
     files = root / TEST_FILES
-    for path, route in release_source_routes().items():
+    for path, data in mirror_docroot().items():
         target = files / "docroot" / path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(route.encoded_body()[0])
+        target.write_bytes(data)
     ca = trustme.CA()
-    server = ca.issue_cert(*MIRROR_NAMES)
+    server = ca.issue_cert(*MIRROR_NAMES, BLOB_HOST)
     server.private_key_pem.write_to_path(str(files / "key.pem"))
     (files / "cert.pem").write_bytes(b"".join(pem.bytes() for pem in server.cert_chain_pems))
     ca.cert_pem.write_to_path(str(files / "mirror-ca.pem"))
@@ -260,15 +284,37 @@ def test_3_preflight_fails_cleanly_offline(vm, console_token):
     assert host_fingerprint(vm) == before
 
 
-def test_4_full_install_against_in_guest_release_sources(vm, console_token):
-    # What support does at the appliance's shell: point it at the mirror and trust its CA.
+def guest_json(machine, path: str) -> dict:
+    return json.loads(agent(machine, "cat", path))
+
+
+def test_4_full_install_resolves_stable_from_the_oci_source(vm, console_token, tmp_path):
+    # Built with the default release source, and nothing overrides it.
+    assert guest_json(vm, str(state.RELEASE_SOURCE.path())) == {
+        "release_source": pins.RELEASE_SOURCE}
+    # What support does at the appliance's shell: point the k3s and Flux downloads and the
+    # DNS checks at the mirror and trust its CA.
     agent(vm, "install", "-m", "0644", f"/{TEST_FILES}/mirror-ca.pem",
           "/etc/alga-appliance/mirror-ca.pem")
     agent(vm, "install", "-m", "0644", f"/{TEST_FILES}/endpoints.json",
           "/etc/alga-appliance/endpoints.json")
     doc = submit_and_settle(vm, console_token, "succeeded", 300)
     assert [doc["install"]["phases"][p]["state"] for p in chain.NAMES] == ["succeeded"] * 5
+    passed = {check["id"] for check in doc["preflight"]["checks"] if check["status"] == "pass"}
+    assert {"release.token", "release.manifest", "release.config", "release.bundle"} <= passed
     assert agent(vm, "systemctl", "is-active", "k3s.service").strip() == "active"
+    selected = guest_json(vm, str(state.SELECTED_RELEASE.path()))
+    assert (selected["source"], selected["manifest_digest"], selected["release_version"]) == (
+        "oci", RELEASE.digest, OCI_VERSION)
+    store = guest_json(vm, f"/{STAND_IN_STORE}")
+    source = store["OCIRepository/flux-system/alga-appliance"]
+    assert source["spec"]["url"] == f"oci://ghcr.io/{CONFIG_REPOSITORY}"
+    assert source["spec"]["ref"] == {"digest": CONFIG_BUNDLE.digest}
+    root_kustomization = store["Kustomization/flux-system/alga-appliance"]["spec"]
+    assert (root_kustomization["path"], root_kustomization["sourceRef"]) == (
+        "./base", {"kind": "OCIRepository", "name": "alga-appliance"})
+    assert not [key for key in store if key.startswith("GitRepository/")]
+    assert_flux_objects_valid(store, tmp_path)
 
     def rolled_up():
         status = api(vm, "GET", "/api/status", console_token).json()["status"]
