@@ -31,9 +31,12 @@ urls = st.sampled_from(["https://github.com/Nine-Minds/alga-psa",
 
 @given(urls, branches)
 def test_flux_objects_satisfy_the_flux_crds(url, branch):
-    for obj in (objects.git_repository(url, branch, "2026-11-27T10:00:00Z"),
-                objects.kustomization("2026-11-27T10:00:00Z")):
-        assert_valid(obj)
+    at = "2026-11-27T10:00:00Z"
+    for source in (objects.git_repository(url, branch, at),
+                   objects.oci_repository("ghcr.io/nine-minds/alga-appliance-config",
+                                          "sha256:" + "5e" * 32, at)):
+        assert_valid(source)
+        assert_valid(objects.kustomization(source, at))
 
 
 def test_the_crd_check_rejects_a_broken_object():
@@ -49,14 +52,17 @@ def test_flux_objects_match_the_formats():
     assert repo["metadata"]["namespace"] == "flux-system"
     assert repo["spec"] == {"url": "https://github.com/Nine-Minds/alga-psa",
                             "ref": {"branch": "release/1.0.0"}, "interval": "1m"}
-    kustomization = objects.kustomization("t")
+    kustomization = objects.kustomization(repo, "t")
     assert kustomization["spec"]["path"] == "./ee/appliance/flux/base"
+    assert kustomization["spec"]["sourceRef"] == {"kind": "GitRepository",
+                                                  "name": alga.SOURCE_NAME}
     assert kustomization["spec"]["prune"] is True
     assert kustomization["metadata"]["annotations"] == {"reconcile.fluxcd.io/requestedAt": "t"}
 
 
 def test_core_objects_are_well_formed():
-    selection = {"channel": "stable", "release_version": "1.0", "app_version": "1.0",
+    selection = {"source": "git", "channel": "stable", "release_version": "1.0",
+                 "app_version": "1.0",
                  "release_branch": "release/1.0.0", "images": MANIFEST["app"]["images"]}
     built = [objects.namespace(n) for n in ("flux-system", "alga-system", "msp")]
     built += [objects.values_configmap(r, "single-node", "a: 1\n")
@@ -73,19 +79,23 @@ def test_fixture_crds_are_the_reference_copies():
 
 
 def test_runtime_values():
-    core = objects.runtime_values("alga-core", MANIFEST, "https://psa.example.com", "fresh")
+    selection = {"images": MANIFEST["app"]["images"]}
+    core = objects.runtime_values("alga-core", selection, "https://psa.example.com", "fresh")
     assert core == {"setup": {"image": {"tag": "eaec6253"}},
                     "server": {"image": {"tag": "eaec6253"}},
                     "appUrl": "https://psa.example.com", "host": "psa.example.com",
                     "domainSuffix": "", "bootstrap": {"mode": "fresh"}}
-    assert objects.runtime_values("temporal-worker", MANIFEST, "x", "recover") == {
+    assert objects.runtime_values("temporal-worker", selection, "x", "recover") == {
         "image": {"tag": "b77"}}
-    assert objects.runtime_values("pgbouncer", MANIFEST, "x", "fresh") == {}
+    assert objects.runtime_values("pgbouncer", selection, "x", "fresh") == {}
     profile = {"server": {"image": {"repository": "ghcr.io/nine-minds/alga-psa-ee",
                                     "tag": "old"}, "replicas": 1}}
     assert objects.merged(profile, core)["server"] == {
         "image": {"repository": "ghcr.io/nine-minds/alga-psa-ee", "tag": "eaec6253"},
         "replicas": 1}
+
+
+GIT_SOURCE = objects.git_repository("https://github.com/Nine-Minds/alga-psa", "main", "t")
 
 
 @pytest.fixture
@@ -99,7 +109,8 @@ def calls(log: Path) -> list[dict]:
 
 def test_apply_is_server_side_with_our_field_manager(kube):
     client, log = kube
-    stored = client.apply([objects.namespace("alga-system"), objects.kustomization("t")])
+    stored = client.apply([objects.namespace("alga-system"),
+                           objects.kustomization(GIT_SOURCE, "t")])
     assert [o["metadata"]["name"] for o in stored] == ["alga-system", "alga-appliance"]
     assert all(o["metadata"]["resourceVersion"] == "1" for o in stored)
     [call] = calls(log)
@@ -125,7 +136,7 @@ def test_failures_carry_kubectls_explanation(kube, monkeypatch):
     client, _ = kube
     monkeypatch.setenv("FAKE_KUBE_REJECT", "Kustomization")
     with pytest.raises(KubeError, match="failed calling webhook") as caught:
-        client.apply([objects.kustomization("t")])
+        client.apply([objects.kustomization(GIT_SOURCE, "t")])
     assert not caught.value.not_found
 
 
