@@ -4,6 +4,7 @@ argument and JSON formats), and every generated object against the real schemas.
 import base64
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -175,6 +176,36 @@ def test_failures_carry_kubectls_explanation(kube, monkeypatch):
     assert not caught.value.not_found
 
 
+def test_delete_removes_the_object_and_an_absent_one_is_fine(kube):
+    """An update that switched the release source deletes the previous one; deleting it
+    again (a re-run) must not fail."""
+    client, log = kube
+    client.apply(source_objects("GitRepository", {"branch": "main"}))
+    client.delete("gitrepository", alga.SOURCE_NAME, "flux-system")
+    assert client.get("gitrepository", alga.SOURCE_NAME, "flux-system") is None
+    assert client.get("kustomization", alga.SOURCE_NAME, "flux-system") is not None
+    client.delete("gitrepository", alga.SOURCE_NAME, "flux-system")
+    assert [c["argv"][2:] for c in calls(log)][-1] == [
+        "delete", "gitrepository", alga.SOURCE_NAME, "--namespace", "flux-system",
+        "--ignore-not-found"]
+
+
+def test_the_fake_deletes_as_kubectl_answers(fake_cluster):
+    """Without --ignore-not-found an absent object is NotFound, worded as kubectl words it."""
+    def kubectl(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["kubectl", *args], capture_output=True, text=True)
+
+    Kube(str(fake_cluster.root / "kubeconfig")).apply(
+        source_objects("OCIRepository", {"digest": DIGEST}))
+    deleted = kubectl("delete", "ocirepository", alga.SOURCE_NAME, "--namespace", "flux-system")
+    assert (deleted.returncode, deleted.stdout) == (
+        0, f'ocirepository.source.toolkit.fluxcd.io "{alga.SOURCE_NAME}" deleted\n')
+    absent = kubectl("delete", "ocirepository", alga.SOURCE_NAME, "--namespace", "flux-system")
+    assert absent.returncode == 1 and absent.stderr == (
+        "Error from server (NotFound): ocirepositories.source.toolkit.fluxcd.io "
+        f'"{alga.SOURCE_NAME}" not found\n')
+
+
 def test_missing_kubectl_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(KubeError, match="kubectl is not installed"):
@@ -182,6 +213,8 @@ def test_missing_kubectl_is_named(tmp_path, monkeypatch):
 
 
 REQUESTED = "2026-11-27T10:00:00.123456Z"
+
+
 DIGEST = "sha256:" + "5e" * 32
 
 

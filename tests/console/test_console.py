@@ -393,10 +393,10 @@ def replies_for(answers: dict) -> list[str]:
     replies.append("yes" if "proxy_url" in answers else "no")
     if "proxy_url" in answers:
         replies += [answers["proxy_url"], answers.get("no_proxy", "")]
-    overrides = "repo_url" in answers or "branch" in answers
+    overrides = "release_source" in answers or "branch" in answers
     replies.append("yes" if overrides else "no")
     if overrides:
-        replies += [answers.get("repo_url", ""), answers.get("branch", "")]
+        replies += [answers.get("release_source", ""), answers.get("branch", "")]
     return replies
 
 
@@ -523,6 +523,52 @@ def test_console_follows_a_setup_already_running_instead_of_starting_another(con
     child.terminate(force=True)
 
 
+PINNED_SOURCE = ("oci://registry.msp.example:5000/alga/alga-appliance-release@sha256:"
+                 + "ab" * 32)
+RELEASE_SOURCE_HINT = ("(oci://<registry>/<repository>[:<version>|@sha256:<digest>] or a git "
+                       "repository URL)")
+
+
+def test_plain_release_source_override_round_trips(console_root):
+    """Support gives a pinned OCI release: asked as the release source, shown in the review
+    and spooled as typed."""
+    child = plain(console_root)
+    answer_all(child, ["", "", "", "no", "yes"])
+    child.expect_exact(f"Release source\r\n  {RELEASE_SOURCE_HINT}\r\n")
+    answer_all(child, [PINNED_SOURCE])
+    child.expect_exact("Branch (git sources only)")
+    answer_all(child, [""])
+    child.expect_exact("Start setup? yes/back [yes]: ")
+    assert f"release_source: {PINNED_SOURCE}" in child.before
+    child.sendline("yes")
+    child.expect_exact("Waiting for setup to start...")
+    assert spooled(console_root)["release_source"] == PINNED_SOURCE
+    child.terminate(force=True)
+
+
+def test_tui_asks_for_the_release_source_with_its_hint(console_root, tui):
+    terminal = tui(console_root)
+    terminal.keys(*NEXT)
+    terminal.keys("Enter")
+    terminal.wait_for("This network's resolvers")
+    terminal.keys(*NEXT)
+    terminal.wait_for("HTTP proxy")
+    terminal.keys(*NEXT)
+    terminal.wait_for("Support overrides")
+    terminal.keys("Down", "Enter", "Tab", "Enter")  # yes, Next
+    screen = terminal.wait_for("Release source")
+    assert "[:<version>|@sha256:<digest>] or a git" in screen  # the hint, wrapped
+    assert "│ repository URL " in screen
+    terminal.type(PINNED_SOURCE)
+    terminal.keys("Enter")
+    terminal.wait_for("Branch (git sources only)")
+    terminal.keys("Enter")
+    terminal.wait_for("Review")
+    terminal.keys("Enter")
+    terminal.wait_for("Waiting for setup to start")
+    assert spooled(console_root)["release_source"] == PINNED_SOURCE
+
+
 # --- parity with the web API -------------------------------------------------------------
 
 VALID_SETS = [
@@ -531,13 +577,15 @@ VALID_SETS = [
      "dns_servers": "1.1.1.1, 9.9.9.9"},
     {"app_url": "https://psa.example.com", "proxy_url": "http://u:p@proxy.corp:3128",
      "no_proxy": "corp.example, 10.0.0.0/8"},
-    {"repo_url": "https://github.com/example/alga-psa", "branch": "support/fix-1"},
+    {"release_source": "https://github.com/example/alga-psa", "branch": "support/fix-1"},
+    {"release_source": PINNED_SOURCE},
 ]
 INVALID_SETS = [
     ("app_url", {"app_url": "ftp://psa.example.com"}),
     ("dns_servers", {"dns_mode": "custom", "dns_servers": "300.1.1.1"}),
     ("proxy_url", {"proxy_url": "socks5://proxy.corp:1080"}),
     ("branch", {"branch": "a..b"}),
+    ("release_source", {"release_source": "oci://ghcr.io/Upper"}),
 ]
 
 

@@ -1,7 +1,8 @@
 """The browser tier's fixtures (pytest plugin): Debian's chromium driven by Playwright
 (`browser`), and `open_ui`, the real :8080 service on a host root with a page open on it
-(class Ui: open, shot, next, spooled). Screenshots go to test-artifacts/ui/, or
-$UI_SCREENSHOT_DIR (ci/screenshots.sh points it at docs/screenshots/)."""
+(class Ui: open, shot, next, spooled); fact() finds a value on a facts list. Screenshots go
+to test-artifacts/ui/, or $UI_SCREENSHOT_DIR (ci/screenshots.sh points it at
+docs/screenshots/)."""
 
 import json
 import os
@@ -71,6 +72,11 @@ class Ui:
     def spooled(self) -> dict | None:
         request_file = spool.spool_file(spool.SETUP, self.root)
         return json.loads(request_file.read_text()) if request_file.exists() else None
+
+
+def fact(facts, term: str):
+    """The value a facts list (a <dl> of dt/dd pairs) gives for `term`."""
+    return facts.locator(f'dt:text-is("{term}") + dd')
 
 
 def _chunks(png: bytes, kind: bytes):

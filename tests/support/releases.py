@@ -130,31 +130,36 @@ def profile_values(replicas: int = 1) -> dict[str, str]:
 
 
 def oci_manifest(registry_host: str, bundle_digest: str, version: str = OCI_VERSION,
-                 channel: str = "stable", replicas: int = 1, **images: str) -> dict:
-    """The release manifest (the artifact's config blob) of `version`."""
+                 channel: str = "stable", replicas: int = 1, charts: dict | None = None,
+                 **images: str) -> dict:
+    """The release manifest (the artifact's config blob) of `version`, its chart versions
+    `charts` changed from OCI_CHARTS."""
     return {"schema": "alga.appliance.release/v1", "version": version, "channel": channel,
             "valuesProfile": "single-node", "images": {**OCI_IMAGES, **images},
             "controlPlane": OCI_IMAGES["algaCore"],
             "config": {"repository": f"{registry_host}/{CONFIG_REPOSITORY}", "tag": version,
                        "digest": bundle_digest},
-            "charts": OCI_CHARTS, "profileValues": profile_values(replicas)}
+            "charts": {**OCI_CHARTS, **(charts or {})}, "profileValues": profile_values(replicas)}
 
 
 def oci_release(registry_host: str, version: str = OCI_VERSION, channel: str = "stable",
-                replicas: int = 1, **images: str) -> tuple[oci.Artifact, oci.Artifact]:
+                replicas: int = 1, charts: dict | None = None, **images: str
+                ) -> tuple[oci.Artifact, oci.Artifact]:
     """`version`'s config bundle and release artifact as Alga publishes them on
     `registry_host`, which the manifest names: to push, or to lay out for fakes/mirror."""
     bundle = oci.config_bundle(bundle_files(version))
-    manifest = oci_manifest(registry_host, bundle.digest, version, channel, replicas, **images)
+    manifest = oci_manifest(registry_host, bundle.digest, version, channel, replicas, charts,
+                            **images)
     return bundle, oci.release_artifact(manifest)
 
 
 def publish_oci(registry, version: str = OCI_VERSION, tags: tuple[str, ...] = ("stable",),
-                replicas: int = 1, **images: str) -> tuple[str, dict]:
+                replicas: int = 1, charts: dict | None = None, **images: str
+                ) -> tuple[str, dict]:
     """Push `version`'s config bundle and release artifact (tagged with the version and
     `tags`) as Alga's publishing does; the artifact's digest and its release manifest."""
     bundle, release = oci_release(registry.host, version, tags[0] if tags else "stable",
-                                  replicas, **images)
+                                  replicas, charts, **images)
     registry.push(CONFIG_REPOSITORY, bundle, version)
     digest = registry.push(RELEASE_REPOSITORY, release, version, *tags)
     return digest, json.loads(release.config.data)

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from playwright.sync_api import expect
 from support.base import FAKES, TESTS, make_host_root
-from support.browser import NODE_IP, PHONE, Ui
+from support.browser import NODE_IP, PHONE, Ui, fact
 from support.builders import INSTALLED
 from support.cluster import phase_process
 from support.netlab import (
@@ -30,7 +30,7 @@ from support.scenarios import collect as collect_status
 from support.scenarios import stage, temporal_worker_crashloop
 
 from host import cli
-from host.core import paths, spool, state
+from host.core import paths, pins, spool, state
 from host.core.validation import validate
 from host.setup import engine
 from host.setup.inputs import InputErrors, parse_setup_inputs
@@ -124,6 +124,8 @@ def test_wizard_with_defaults_and_choices_spools_exactly_the_answers(tmp_path, o
     expect(review).to_contain_text("Custom servers: 8.8.8.8, 8.8.4.4")
     expect(review).not_to_contain_text("s3cret")  # the password never shows
     expect(page.locator("#advanced")).not_to_have_attribute("open", "")
+    expect(fact(review, "Release source")).to_have_text(
+        f"{pins.RELEASE_SOURCE} (the built-in default)")
     ui.shot("setup-5-review")
     assert ui.spooled() is None  # nothing is submitted before "Start setup"
     page.click("#wizard-next")
@@ -143,6 +145,50 @@ def api_message(answers: dict, field: str) -> str:
     raise AssertionError(f"{answers} is valid")
 
 
+PAYLOAD_SOURCE = "oci://registry.msp.example:5000/alga/alga-appliance-release"
+PINNED_SOURCE = f"{PAYLOAD_SOURCE}@sha256:{'ab' * 32}"
+
+
+def test_the_review_names_the_release_source_and_where_it_was_set(tmp_path, open_ui):
+    make_host_root(tmp_path, paths.INSTALL_DIR)  # where the ISO payload's file lives
+    state.write(state.RELEASE_SOURCE, {"release_source": PAYLOAD_SOURCE}, tmp_path)
+    ui = open_ui(tmp_path)
+    ui.open("/setup")
+    for _ in range(4):
+        ui.next()
+    page = ui.page
+    expect(fact(page.locator("#review"), "Release source")).to_have_text(
+        f"{PAYLOAD_SOURCE} (the ISO payload)")
+    page.click("#advanced summary")
+    override = page.locator("#release_source")
+    expect(override).to_have_attribute("placeholder", pins.RELEASE_SOURCE)
+    expect(page.locator("#release_source-hint")).to_be_visible()
+    expect(page.locator("#release_source-hint")).to_contain_text("@sha256:")
+    assert "release_source-hint" in override.get_attribute("aria-describedby").split()
+    ui.shot("setup-5-review-overrides")
+    override.fill(PINNED_SOURCE)
+    ui.next()
+    ui.showing("progress")
+    assert ui.spooled()["answers"] == {"channel": "stable", "app_url": f"http://{NODE_IP}:3000",
+                                       "dns_mode": "system", "release_source": PINNED_SOURCE}
+
+
+def test_a_recorded_support_override_is_the_release_source_the_review_shows(tmp_path,
+                                                                           open_ui):
+    ui = open_ui(tmp_path)
+    state.write(state.SETUP_INPUTS, parse_setup_inputs(
+        {"release_source": PINNED_SOURCE}, NODE_IP), tmp_path)
+    ui.open("/setup")
+    page = ui.page
+    for _ in range(4):
+        ui.next()
+    expect(page.locator("#advanced")).to_have_attribute("open", "")
+    expect(page.locator("#release_source")).to_have_value(PINNED_SOURCE)
+    review = page.locator("#review")
+    expect(fact(review, "Release source")).to_have_text(PINNED_SOURCE)
+    expect(fact(review, "Support overrides")).to_have_text(f"release_source: {PINNED_SOURCE}")
+
+
 FIELD_CASES = [  # field, what the admin types (by selector), the answers that makes
     ("app_url", {"#app_url": "ftp://psa.example.com"}, {"app_url": "ftp://psa.example.com"}),
     ("app_url", {"#app_url": "http://psa.example.com/login"},
@@ -156,13 +202,13 @@ FIELD_CASES = [  # field, what the admin types (by selector), the answers that m
     ("no_proxy", {"#use-proxy": True, "#proxy_url": "http://proxy.corp:3128",
                   "#no_proxy": "bad name!"},
      {"proxy_url": "http://proxy.corp:3128", "no_proxy": "bad name!"}),
-    ("repo_url", {"#advanced summary": True, "#repo_url": "not a repository"},
-     {"repo_url": "not a repository"}),
+    ("release_source", {"#advanced summary": True, "#release_source": "oci://ghcr.io/Upper"},
+     {"release_source": "oci://ghcr.io/Upper"}),
     ("branch", {"#advanced summary": True, "#branch": "release/..bad"},
      {"branch": "release/..bad"}),
 ]
-STEP_OF_FIELD = {"app_url": 1, "dns_servers": 2, "proxy_url": 3, "no_proxy": 3, "repo_url": 4,
-                 "branch": 4}
+STEP_OF_FIELD = {"app_url": 1, "dns_servers": 2, "proxy_url": 3, "no_proxy": 3,
+                 "release_source": 4, "branch": 4}
 
 
 @pytest.mark.parametrize(("field", "typed", "answers"), FIELD_CASES)
@@ -446,15 +492,24 @@ def test_logs_page_fetches_phase_logs_and_the_journal_on_demand(tmp_path, open_u
     expect(page.locator("#logs-error")).to_be_hidden()
 
 
-def test_updates_page_shows_the_selected_release(tmp_path, open_ui):
+@pytest.mark.parametrize(("example", "shown"), [
+    ("valid-git.json", {"Source": "https://github.com/Nine-Minds/alga-psa",
+                        "Branch": "release/1.0.0", "Release": "1.0"}),
+    ("valid-oci.json", {"Source": "oci://ghcr.io/nine-minds/alga-appliance-release",
+                        "Digest": f"sha256:{'a' * 64}", "Release": "1.0.3"}),
+])
+def test_updates_page_shows_the_selected_release(tmp_path, open_ui, example, shown):
     make_host_root(tmp_path)
     state.write(state.INSTALL_STATE, INSTALLED, tmp_path)
-    example = TESTS / "schema_examples/selected-release/valid.json"
-    state.write(state.SELECTED_RELEASE, json.loads(example.read_text()), tmp_path)
+    selected = TESTS / "schema_examples/selected-release" / example
+    state.write(state.SELECTED_RELEASE, json.loads(selected.read_text()), tmp_path)
     ui = open_ui(tmp_path)
     ui.open("/updates")
-    expect(ui.page.locator("#release")).to_contain_text("release/1.0.0")
-    ui.shot("updates")
+    release = ui.page.locator("#release")
+    for term, value in shown.items():
+        expect(fact(release, term)).to_have_text(value)
+    expect(fact(release, "Branch" if "Digest" in shown else "Digest")).to_have_count(0)
+    ui.shot(f"updates-{example.removeprefix('valid-').removesuffix('.json')}")
 
 
 def test_polling_stops_while_the_tab_is_hidden_and_backs_off_on_errors(tmp_path, open_ui):

@@ -3,10 +3,13 @@ spooled and run by `update.run_request` (what alga-appliance-update-request.serv
 against the release-source servers and Flux stand-in of tests/update/test_update.py; the page
 follows the history file it writes."""
 
+import json
 import threading
 
 import pytest
 from playwright.sync_api import expect
+from support.browser import fact
+from support.releases import RELEASE_REPOSITORY
 from support.updates import alga_core, publish
 
 from host.core import spool, state
@@ -88,3 +91,39 @@ def test_check_see_the_diff_confirm_watch_and_see_history(lab, open_ui, monkeypa
     assert state.read(state.SELECTED_RELEASE, lab.root)["release_version"] == \
         "1.1-nightly.20261201"
     ui.shot("updates-history")
+
+
+def test_an_oci_plan_names_its_source_and_the_apply_sends_the_reviewed_digest(
+        oci_update_lab, open_ui):
+    lab = oci_update_lab
+    origin = f"oci://{lab.registry.host}/{RELEASE_REPOSITORY}"
+    digest, manifest = lab.publish("1.0.4", algaCore="c0ffee11")
+    ui = open_ui(lab.root)
+    ui.open("/updates")
+    page = ui.page
+    release = page.locator("#release")
+    expect(fact(release, "Source")).to_have_text(origin)
+    expect(fact(release, "Digest")).to_have_text(lab.installed)
+
+    page.click("#update-check")
+    expect(page.locator("#update-busy")).to_contain_text("Waiting for the appliance")
+    checked = run_request_when_spooled(lab)
+    assert checked["result"] == "update_available"
+    summary = page.locator("#update-summary")
+    expect(summary).to_contain_text(
+        f"1.0.3 (app 1.0.3) → 1.0.4 (app 1.0.4) on stable from {origin}@{digest}")
+    expect(summary).to_contain_text(
+        f"the config bundle changes to {manifest['config']['digest']}")
+    expect(page.locator("#update-images tr", has_text="algaCore")).to_contain_text("c0ffee11")
+    expect(page.locator("#update-warning")).to_be_hidden()
+    ui.shot("updates-plan-oci")
+
+    lab.put(alga_core("c0ffee11"))
+    page.click("#update-apply")
+    expect(page.locator("#update-busy")).to_contain_text("Waiting for the appliance")
+    spooled = json.loads(spool.spool_file(spool.UPDATE, lab.root).read_text())
+    assert (spooled["action"], spooled["confirmed"], spooled["digest"]) == (
+        "apply", False, digest)
+    assert run_request_when_spooled(lab)["result"] == "succeeded"
+    expect(page.locator("#update-history tbody tr").nth(0)).to_contain_text("succeeded")
+    expect(fact(release, "Digest")).to_have_text(digest)

@@ -13,7 +13,7 @@ from support.base import FAKES, TESTS, make_host_root, serve_wsgi
 from support.openapi_check import assert_documented, document
 
 from host import cli
-from host.core import paths, runlock, spool, state, token
+from host.core import paths, pins, runlock, spool, state, token
 from host.setup import chain
 from host.setup.inputs import parse_setup_inputs
 from host.support import request as support_request
@@ -143,6 +143,31 @@ def test_setup_context_offers_defaults_resolvers_and_the_last_answers(server, ro
     state.write(state.SETUP_INPUTS, parse_setup_inputs(answers, NODE_IP), root)
     again = requests.get(f"{url}/api/setup", headers=auth, timeout=5).json()["answers"]
     assert parse_setup_inputs(again, NODE_IP) == parse_setup_inputs(answers, NODE_IP)
+
+
+PAYLOAD_SOURCE = "oci://registry.msp.example/alga/alga-appliance-release"
+SITE_SOURCE = "oci://mirror.corp.example:5000/alga/alga-appliance-release@sha256:" + "c" * 64
+
+
+@pytest.mark.parametrize(("payload", "site", "shown"), [
+    (None, None, {"reference": pins.RELEASE_SOURCE, "origin": "the built-in default"}),
+    (PAYLOAD_SOURCE, None, {"reference": PAYLOAD_SOURCE, "origin": "the ISO payload"}),
+    (PAYLOAD_SOURCE, SITE_SOURCE, {"reference": SITE_SOURCE, "origin": "endpoints.json"}),
+], ids=["default", "payload", "endpoints"])
+def test_setup_context_names_the_release_source_and_where_it_was_set(server, root, payload,
+                                                                     site, shown):
+    """The wizard's review shows it, so the admin sees where releases will come from before
+    any support override."""
+    url, secret = server
+    if payload:
+        paths.on_host(paths.INSTALL_DIR, root).mkdir(parents=True, exist_ok=True)
+        state.write(state.RELEASE_SOURCE, {"release_source": payload}, root)
+    if site:
+        state.write(state.ENDPOINTS, {"release_source": site}, root)
+    response = requests.get(f"{url}/api/setup", timeout=5,
+                            headers={"Authorization": f"Bearer {secret}"})
+    assert_documented(response, "GET", "/api/setup")
+    assert response.json()["release_source"] == shown
 
 
 def test_validate_checks_answers_without_submitting(server, root):
@@ -303,8 +328,8 @@ def succeeded_install(root) -> None:
 
 
 def history_entry(result: str, step: str | None = None) -> dict:
-    release = {"channel": "stable", "release_version": "1.0", "app_version": "1.0",
-               "repo_branch": "release/1.0.0"}
+    release = {"source": "git", "channel": "stable", "release_version": "1.0",
+               "app_version": "1.0", "repo_branch": "release/1.0.0"}
     return {"id": f"20261127T100000Z-{result}", "action": "apply", "who": "web",
             "channel": "stable", "started_at": "2026-11-27T10:00:00Z",
             "finished_at": None if result == "running" else "2026-11-27T10:05:00Z",
@@ -328,7 +353,11 @@ def test_update_requests_are_validated_spooled_once_and_refused_while_busy(serve
                          ({"action": "check", "channel": "beta"}, ["channel"]),
                          ({"action": "apply", "channel": "nightly", "confirmed": "yes"},
                           ["confirmed"]),
-                         ({"action": "check", "channel": "stable", "force": True}, ["force"])):
+                         ({"action": "check", "channel": "stable", "force": True}, ["force"]),
+                         ({"action": "apply", "channel": "stable", "confirmed": False,
+                           "digest": "sha256:" + "A" * 64}, ["digest"]),
+                         ({"action": "apply", "channel": "stable", "confirmed": False,
+                           "digest": "stable"}, ["digest"])):
         bad = requests.post(f"{url}/api/updates", json=body, headers=auth, timeout=5)
         assert bad.status_code == 422 and [f["field"] for f in bad.json()["fields"]] == fields
         assert_documented(bad, "POST", "/api/updates")
@@ -340,6 +369,13 @@ def test_update_requests_are_validated_spooled_once_and_refused_while_busy(serve
     spooled = json.loads(spool.spool_file(spool.UPDATE, root).read_text())
     assert {k: spooled[k] for k in ("action", "channel", "confirmed", "who")} == {
         "action": "apply", "channel": "nightly", "confirmed": True, "who": "web"}
+    spool.take(spool.UPDATE, root)
+    reviewed = "sha256:" + "0f" * 32
+    with_digest = requests.post(f"{url}/api/updates", headers=auth, timeout=5, json={
+        "action": "apply", "channel": "stable", "confirmed": False, "digest": reviewed})
+    assert with_digest.status_code == 202
+    assert_documented(with_digest, "POST", "/api/updates")
+    assert json.loads(spool.spool_file(spool.UPDATE, root).read_text())["digest"] == reviewed
     waiting = requests.post(f"{url}/api/updates", json={"action": "check", "channel": "stable"},
                             headers=auth, timeout=5)
     assert waiting.status_code == 409 and "already waiting" in waiting.json()["error"]
@@ -505,7 +541,7 @@ json_values = st.recursive(
     | st.text(max_size=30),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
         st.sampled_from(["channel", "app_url", "dns_mode", "dns_servers", "proxy_url",
-                         "no_proxy", "repo_url", "branch", "junk"]) | st.text(max_size=8),
+                         "no_proxy", "release_source", "branch", "junk"]) | st.text(max_size=8),
         inner, max_size=6),
     max_leaves=12)
 
