@@ -1,6 +1,7 @@
 """The `alga-appliance` command line: the entry point every appliance unit runs."""
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -164,6 +165,13 @@ def accept_support_bundle_command() -> None:
     click.echo(f"support bundle {name} made" if name else "no support bundle request is waiting")
 
 
+def _digest(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"sha256:[0-9a-f]{64}", value):
+        raise click.BadParameter(f"{value!r} is not a digest: give sha256: and 64 lower-case "
+                                 "hex digits, as `alga-appliance update --check` shows it")
+    return value
+
+
 @main.command("update")
 @click.option("--channel", "channel", type=click.Choice(channels.CHANNELS), required=True,
               help="The app release channel to update to.")
@@ -172,8 +180,9 @@ def accept_support_bundle_command() -> None:
 @click.option("--confirm", is_flag=True,
               help="Confirm switching to nightly, going back to an older release or "
                    "switching the release source.")
-@click.option("--digest", help="Apply only if the channel still names this release artifact "
-                               "(the digest --check showed).")
+@click.option("--digest", callback=lambda ctx, param, value: _digest(value),
+              help="Apply only if the channel still names this release artifact (the digest "
+                   "--check showed, sha256:<64 hex>).")
 @click.option("--kubeconfig", default=paths.K3S_KUBECONFIG, show_default=True)
 def update_command(channel: str, check_only: bool, confirm: bool, digest: str | None,
                    kubeconfig: str) -> None:

@@ -129,7 +129,7 @@ class PlainConsole:
             self.say(f"Error: {exc}")
             return False
         self.say("\nReview")
-        for label, value in review_lines(inputs, self.resolvers):
+        for label, value in review_lines(inputs, self.resolvers, self.root):
             self.say(f"  {label:<18}{value}")
         self.say("Setup first checks the network (preflight). Nothing on this machine changes")
         self.say("unless every check passes.")

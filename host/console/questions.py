@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from host.core import state
+from host.net import endpoints
+from host.releases import source
 from host.releases.channels import CHANNELS
 from host.setup.inputs import InputErrors, as_answers, parse_setup_inputs
 
@@ -87,15 +89,18 @@ def errors_for(field: str, entered: dict, node_ip: str) -> list[str]:
     return []
 
 
-def review_lines(inputs: dict, resolvers: list[str]) -> list[tuple[str, str]]:
+def review_lines(inputs: dict, resolvers: list[str], root: Path | None
+                 ) -> list[tuple[str, str]]:
     dns = inputs["dns"]
     proxy = inputs["proxy"]
+    releases = source.configured(inputs, endpoints.load(root), root)
     return [
         ("Channel", "nightly (testing)" if inputs["channel"] == "nightly" else "stable"),
         ("App address", inputs["app_url"]),
         ("DNS", f"custom servers: {', '.join(dns['servers'])}" if dns["mode"] == "custom"
          else f"this network's resolvers ({', '.join(resolvers) or 'none detected'})"),
         ("Proxy", _without_password(proxy["url"]) if proxy else "none: direct connection"),
+        ("Release source", f"{releases.reference} ({releases.origin})"),
         ("Support overrides", ", ".join(f"{k}: {v}" for k, v in inputs["overrides"].items())
          or "none"),
     ]

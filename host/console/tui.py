@@ -130,8 +130,9 @@ class SetupTui:
         self.mode = "review"
         inputs = parse_setup_inputs(api_answers(self.entered), self.node_ip)
         widgets = [urwid.Text(("title", "Review"))]
-        widgets += [urwid.Text(f"{label:<18}{value}")
-                    for label, value in review_lines(inputs, self.resolvers)]
+        # A long value wraps under itself, not under the labels.
+        widgets += [urwid.Columns([(18, urwid.Text(label)), urwid.Text(value)])
+                    for label, value in review_lines(inputs, self.resolvers, self.root)]
         widgets += [urwid.Divider(),
                     urwid.Text("Setup first checks the network (preflight). Nothing on this "
                                "machine changes unless every check passes.")]

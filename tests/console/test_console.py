@@ -312,6 +312,9 @@ def test_tui_proxy_is_asked_and_its_password_hidden_in_the_review(console_root, 
     terminal.keys(*NEXT)
     screen = terminal.wait_for("Review")
     assert "http://ops:hidden@proxy.corp:3128" in screen and "s3cret" not in screen
+    # Where releases will come from, as the web review says it (nothing overrides it here).
+    assert "Release source    oci://ghcr.io/nine-minds/alga-appliance-release (the" in screen
+    assert "│                   built-in default)" in screen, screen
     terminal.keys("Enter")
     terminal.wait_for("Waiting for setup to start")
     assert spooled(console_root)["proxy_url"] == "http://ops:s3cret@proxy.corp:3128"

@@ -440,6 +440,14 @@ def test_the_maintenance_record_after_install_and_update(lab):
         state.SELECTED_RELEASE, lab.root), "update", None, None)["kernel"] == os.uname().release
 
 
+@pytest.mark.parametrize("digest", ["nope", "sha256:" + "A" * 64, "sha256:abc"])
+def test_the_cli_refuses_a_malformed_digest_before_asking_anything(lab, digest):
+    asked = len(lab.github.requests)
+    result = CliRunner().invoke(cli.main, ["update", "--channel", "stable", "--digest", digest])
+    assert result.exit_code == 2 and "is not a digest: give sha256: and 64" in result.output
+    assert history.entries(lab.root) == [] and len(lab.github.requests) == asked
+
+
 def test_the_cli_prints_the_plan_and_result(lab):
     publish(lab, "stable", "1.1", "release/1.1.0", algaCore="c0ffee11")
     result = CliRunner().invoke(cli.main, ["update", "--channel", "stable", "--check"])
