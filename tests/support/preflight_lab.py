@@ -19,6 +19,7 @@ from support.netlab import (
     TestCA,
     free_loopback_address,
 )
+from support.registry import Registry
 from support.releases import DNS_NAMES, github_routes, oci_source, publish_oci
 
 
@@ -29,6 +30,10 @@ class PreflightLab:
     ghcr: HttpsServer
     dns: DnsServer
     ca: TestCA
+    # With the OCI source (oci_lab): the registry, the release on stable and its digest.
+    registry: Registry | None = None
+    release_digest: str | None = None
+    release_manifest: dict | None = None
 
     def configure(self, *, dns_mode="system", proxy=None, github_base=None, ghcr_base=None,
                   resolver=None, release_source=pins.ALGA_REPO_URL):
