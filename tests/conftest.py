@@ -1,9 +1,11 @@
 """The suite's setup: the hypothesis profile, ci/ on sys.path, and the fixtures of
 tests/support registered as plugins (tests/README.md maps them)."""
 
+import os
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # Timing is measured by the benchmarks, not asserted here: on 2 loaded cores (a VM booting
@@ -24,3 +26,16 @@ pytest_plugins = [
     "support.browser",
     "support.mirror",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _root_prefix_restored():
+    """The CLI's --root sets $ALGA_APPLIANCE_ROOT for the processes it starts; run in this
+    process (CliRunner) it must not outlive the test, or a later test's host paths move."""
+    from host.core.paths import ROOT_ENV
+    before = os.environ.get(ROOT_ENV)
+    yield
+    if before is None:
+        os.environ.pop(ROOT_ENV, None)
+    else:
+        os.environ[ROOT_ENV] = before

@@ -284,13 +284,16 @@ def test_3_preflight_fails_cleanly_offline(vm, console_token):
     assert host_fingerprint(vm) == before
 
 
+GUEST_ROOT = Path("/")  # the guest's own paths, whatever root prefix this process has
+
+
 def guest_json(machine, path: str) -> dict:
     return json.loads(agent(machine, "cat", path))
 
 
 def test_4_full_install_resolves_stable_from_the_oci_source(vm, console_token, tmp_path):
     # Built with the default release source, and nothing overrides it.
-    assert guest_json(vm, str(state.RELEASE_SOURCE.path())) == {
+    assert guest_json(vm, str(state.RELEASE_SOURCE.path(GUEST_ROOT))) == {
         "release_source": pins.RELEASE_SOURCE}
     # What support does at the appliance's shell: point the k3s and Flux downloads and the
     # DNS checks at the mirror and trust its CA.
@@ -303,7 +306,7 @@ def test_4_full_install_resolves_stable_from_the_oci_source(vm, console_token, t
     passed = {check["id"] for check in doc["preflight"]["checks"] if check["status"] == "pass"}
     assert {"release.token", "release.manifest", "release.config", "release.bundle"} <= passed
     assert agent(vm, "systemctl", "is-active", "k3s.service").strip() == "active"
-    selected = guest_json(vm, str(state.SELECTED_RELEASE.path()))
+    selected = guest_json(vm, str(state.SELECTED_RELEASE.path(GUEST_ROOT)))
     assert (selected["source"], selected["manifest_digest"], selected["release_version"]) == (
         "oci", RELEASE.digest, OCI_VERSION)
     store = guest_json(vm, f"/{STAND_IN_STORE}")
