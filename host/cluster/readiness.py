@@ -19,6 +19,7 @@ from host.cluster.alga import (
     PLATFORM_KUSTOMIZATION,
     SOURCE_NAME,
 )
+from host.cluster.kube import KubeError
 
 TIERS = ("platform", "core", "bootstrap", "login", "background", "fully_healthy")
 # Reasons Flux gives for Ready=False while it is still working rather than failed.
@@ -55,13 +56,24 @@ def read_view(kube) -> ClusterView:
         nodes=kube.list("nodes"), deployments=kube.list("deployments", APP_NAMESPACE),
         statefulsets=kube.list("statefulsets", APP_NAMESPACE),
         jobs=kube.list("jobs", APP_NAMESPACE),
-        gitrepositories=kube.list("gitrepositories", FLUX_NAMESPACE),
-        ocirepositories=kube.list("ocirepositories", FLUX_NAMESPACE),
-        kustomizations=kube.list("kustomizations", FLUX_NAMESPACE),
-        helmreleases=kube.list("helmreleases", ALGA_SYSTEM),
+        gitrepositories=_flux_list(kube, "gitrepositories", FLUX_NAMESPACE),
+        ocirepositories=_flux_list(kube, "ocirepositories", FLUX_NAMESPACE),
+        kustomizations=_flux_list(kube, "kustomizations", FLUX_NAMESPACE),
+        helmreleases=_flux_list(kube, "helmreleases", ALGA_SYSTEM),
         # A HelmChart lives beside the HelmRepository its release takes charts from.
-        helmrepositories=kube.list("helmrepositories", FLUX_NAMESPACE),
-        helmcharts=kube.list("helmcharts", FLUX_NAMESPACE))
+        helmrepositories=_flux_list(kube, "helmrepositories", FLUX_NAMESPACE),
+        helmcharts=_flux_list(kube, "helmcharts", FLUX_NAMESPACE))
+
+
+def _flux_list(kube, resource: str, namespace: str) -> list[dict]:
+    """Flux's objects of one kind: none yet while its CRD is not installed (k3s runs, the
+    flux phase has not), which is installing, not an API that does not answer."""
+    try:
+        return kube.list(resource, namespace)
+    except KubeError as exc:
+        if exc.no_such_resource:
+            return []
+        raise
 
 
 @dataclass(frozen=True)

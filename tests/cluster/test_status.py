@@ -60,6 +60,25 @@ def first_blocker(snapshot: dict) -> dict | None:
     return snapshot["blockers"][0] if snapshot["blockers"] else None
 
 
+def test_between_the_k3s_and_flux_phases_missing_flux_crds_are_installing(lab, monkeypatch):
+    """k3s answers but Flux's CRDs are not installed yet: that is installing, not an
+    unreachable API (kubectl says "the server doesn't have a resource type")."""
+    root, _ = lab
+    running = {**INSTALLED, "status": "running", "current_phase": "flux",
+               "phases": {**INSTALLED["phases"], "flux": {**INSTALLED["phases"]["flux"],
+                                                          "state": "running"},
+                          "release": {**INSTALLED["phases"]["release"], "state": "pending"}}}
+    state.write(state.INSTALL_STATE, running, root)
+    monkeypatch.setenv("FAKE_KUBE_ABSENT", "gitrepositories,ocirepositories,kustomizations,"
+                                           "helmreleases,helmrepositories,helmcharts")
+    snapshot = collect(root, stage("empty"))
+    assert snapshot["rollup"]["state"] == "installing"
+    assert not [b for b in snapshot["blockers"] if b["component"] == "kubernetes-api"]
+    assert snapshot["tiers"]["platform"]["ready"] is False
+    monkeypatch.setenv("FAKE_KUBE_DOWN", "1")  # an API that does not answer still says so
+    assert [b["component"] for b in collect(root)["blockers"]][:1] == ["kubernetes-api"]
+
+
 def test_before_setup_and_before_k3s_the_install_state_alone_decides(lab):
     root, _ = lab
     (root / "etc/alga-appliance/setup-inputs.json").unlink()
