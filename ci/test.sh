@@ -6,4 +6,4 @@ ci/setup.sh --test
 echo "==> ruff check"
 .venv/bin/ruff check .
 echo "==> pytest"
-.venv/bin/python -m pytest -p no:cacheprovider --durations=15 "$@"
+.venv/bin/python -m pytest -p no:cacheprovider -rfEs --durations=15 "$@"

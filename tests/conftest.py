@@ -25,6 +25,7 @@ pytest_plugins = [
     "support.updates",
     "support.browser",
     "support.mirror",
+    "support.apiserver",
 ]
 
 

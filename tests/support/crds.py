@@ -28,6 +28,12 @@ def crd_validator(kind: str):
     raise KeyError(kind)
 
 
+def crd_defaults(kind: str) -> dict:
+    """The spec fields a Flux kind's CRD schema defaults, which the API server fills in."""
+    spec = crd_validator(kind)[1].schema["properties"]["spec"]["properties"]
+    return {field: schema["default"] for field, schema in spec.items() if "default" in schema}
+
+
 def assert_valid(obj: dict) -> None:
     """Flux kinds against their CRD's openAPIV3Schema; core kinds against the basics."""
     metadata = obj["metadata"]

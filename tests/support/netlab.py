@@ -103,6 +103,15 @@ class TestCA:
         leaf.private_key_pem.write_to_path(str(key))
         return cert, key
 
+    def write_client_files(self, directory: Path, user: str, group: str) -> tuple[Path, Path]:
+        """A client certificate for `user` in `group` (subject CN and O: how the Kubernetes API
+        server reads a user and its group off a certificate) and its key, as PEM files."""
+        leaf = self._ca.issue_cert(user, common_name=user, organization_name=group)
+        cert, key = directory / f"{user}.pem", directory / f"{user}-key.pem"
+        cert.write_bytes(b"".join(pem.bytes() for pem in leaf.cert_chain_pems))
+        leaf.private_key_pem.write_to_path(str(key))
+        return cert, key
+
 
 class _LabServer:
     """What every lab socketserver shares: its lab object, the stop flag, an address family
