@@ -61,12 +61,16 @@ extras=""
 echo "==> pip install -e .${extras}"
 .venv/bin/pip install -q --disable-pip-version-check -e ".${extras}"
 
-# The real Kubernetes API server the tests run (tests/support/apiserver.py): kube-apiserver,
-# kubectl and kine, built from the Go module proxy at ci/k8s's pins into a cache outside the
-# checkout (a cold build takes minutes, a warm run well under a second).
+# The real Kubernetes control plane and Flux controllers the tests run
+# (tests/support/apiserver.py, tests/support/flux_controllers.py): kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubectl and kine, and the Flux controllers the
+# module proxy serves at the pinned Flux's versions, built from the Go module proxy at ci/k8s's
+# pins into a cache outside the checkout (a cold build takes minutes, a warm run well under a
+# second).
 if [ "${1:-}" = "--test" ]; then
   if command -v go >/dev/null; then
     ci/k8s/build.sh
+    ci/k8s/build-flux.sh
   else
     echo "==> no Go toolchain: the real API server tests will skip (tests/README.md)"
   fi

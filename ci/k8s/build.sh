@@ -4,9 +4,9 @@
 # the checkout keyed by those versions:
 #
 #   ${XDG_CACHE_HOME:-~/.cache}/alga-appliance-tests/k8s/<k8s version>-<kine version>/
-#       kube-apiserver  kubectl  kine
+#       kube-apiserver  kube-controller-manager  kube-scheduler  kubectl  kine
 #
-# A cache that already holds all three is left alone (a warm run takes well under a second).
+# A cache that already holds all of them is left alone (a warm run takes well under a second).
 #
 #   ci/k8s/build.sh          build what is missing
 #   ci/k8s/build.sh --dir    print the cache directory and exit (the test fixture asks this)
@@ -27,7 +27,7 @@ if [ -z "$k8s_version" ] || [ -z "$kine_version" ]; then
   exit 1
 fi
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/alga-appliance-tests/k8s/${k8s_version}-${kine_version}"
-binaries=(kube-apiserver kubectl kine)
+binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl kine)
 
 if [ "${1:-}" = "--dir" ]; then
   echo "$cache"
@@ -48,7 +48,8 @@ if ! command -v go >/dev/null; then
   exit 1
 fi
 
-echo "==> building kube-apiserver and kubectl $k8s_version, kine $kine_version into $cache"
+echo "==> building kube-apiserver, kube-controller-manager, kube-scheduler and kubectl" \
+  "$k8s_version, kine $kine_version into $cache"
 mkdir -p "$(dirname "$cache")"
 work="$(mktemp -d "$cache.partial.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
@@ -66,9 +67,10 @@ for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   stamp+=" -X $package.gitMinor=$minor -X $package.gitTreeState=clean"
 done
 
-# kube-apiserver and kubectl are static Go programs, as Kubernetes releases them.
+# The control plane and kubectl are static Go programs, as Kubernetes releases them.
 (cd "$here" && CGO_ENABLED=0 go build -ldflags "-s -w$stamp" -o "$work/" \
-  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl)
+  k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+  k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
 # kine's SQLite driver is mattn/go-sqlite3, which is cgo (without cgo kine refuses sqlite).
 (cd "$here/kine" && CGO_ENABLED=1 go build \
   -ldflags "-s -w -X github.com/k3s-io/kine/pkg/version.Version=$kine_version" \

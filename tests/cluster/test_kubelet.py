@@ -4,6 +4,7 @@ code reads it as it reads a real node. Pods are bound to the node directly (spec
 as the scheduler would bind them."""
 
 import json
+import os
 import time
 
 import pytest
@@ -65,6 +66,11 @@ def test_pods_run_ready_and_job_pods_succeed(api):
                            lambda s: s.get("phase") == "Running")
         done = wait_for(api, kubelet, "alga-core-sebastian-bootstrap-r1-abcde",
                         lambda s: s.get("phase") == "Succeeded")
+        # A pod being deleted goes once the kubelet confirms it (its grace period is 30 s).
+        started = time.monotonic()
+        api.kubectl("delete", "pod", "pgbouncer-7d4b9-x1", "--namespace", NAMESPACE,
+                    "--wait=true", "--timeout=20s")
+        assert time.monotonic() - started < 20
     assert kubelet.last_error is None
     assert readiness.condition(running, "Ready")["status"] == "True"
     [container] = running["status"]["containerStatuses"]
@@ -99,3 +105,71 @@ def test_knobs_write_what_a_kubelet_writes_for_failing_pods(api):
     assert pulling["status"]["phase"] == "Pending"
     assert pending["status"].get("phase") == "Pending" and "containerStatuses" not in pending[
         "status"]
+
+
+# --- with the controller manager and the scheduler --------------------------------------
+
+
+def deployment(name: str) -> dict:
+    labels = {"app.kubernetes.io/name": name}
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "main",
+                                         "image": f"ghcr.io/nine-minds/{name}:1.0"}]}}}}
+
+
+def bootstrap_job(name: str) -> dict:
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"backoffLimit": 0, "template": {"spec": {
+                "restartPolicy": "Never",
+                "containers": [{"name": "bootstrap", "image": "ghcr.io/nine-minds/setup:1.0"}]}}}}
+
+
+def wait_until(what: str, condition, kubelet: Kubelet, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while (found := condition()) is None:
+        assert time.monotonic() < deadline, f"no {what} within {timeout:.0f} s " \
+                                            f"({kubelet.last_error})"
+        time.sleep(0.5)
+    return found
+
+
+@pytest.fixture(scope="module")
+def cluster(control_plane):
+    """The control plane with the app's namespace, once for this module: the server is the
+    session's own, discarded after it, so nothing is deleted here (without a kubelet running
+    to confirm them, deleting pods would wait on their grace period)."""
+    control_plane.kubectl("create", "namespace", NAMESPACE)
+    return control_plane
+
+
+def test_workloads_come_up_on_the_real_control_plane_and_readiness_reads_them(cluster,
+                                                                             monkeypatch):
+    monkeypatch.setenv("PATH", f"{cluster.bin}:{os.environ['PATH']}")
+    kube = Kube(str(cluster.kubeconfig))
+    kube.apply([deployment("pgbouncer"), deployment("temporal-worker"),
+                bootstrap_job("alga-core-sebastian-bootstrap-r1")])
+    with Kubelet(Api.from_kubeconfig(cluster.kubeconfig),
+                 crash_looping={"temporal-worker"}) as kubelet:
+        available = wait_until("available pgbouncer", lambda: next(
+            (d for d in kube.list("deployments", NAMESPACE) if d["metadata"]["name"] ==
+             "pgbouncer" and d.get("status", {}).get("availableReplicas") == 1), None), kubelet)
+        job = wait_until("a complete bootstrap job", lambda: next(
+            (j for j in kube.list("jobs", NAMESPACE)
+             if readiness.condition(j, "Complete")), None), kubelet)
+        looping = wait_until("a crash-looping temporal-worker pod", lambda: next(
+            (p for p in kube.list("pods", NAMESPACE) if p["metadata"]["name"].startswith(
+                "temporal-worker") and p.get("status", {}).get("containerStatuses")), None),
+            kubelet)
+        view = readiness.read_view(kube)
+    assert kubelet.last_error is None
+    # The deployment controller's own status, from the kubelet's pod status.
+    assert readiness.condition(available, "Available")["status"] == "True"
+    assert readiness.condition(job, "Complete")["status"] == "True"
+    assert looping["spec"]["nodeName"] == "alga-appliance"  # bound by the real scheduler
+    worker = next(d for d in view.deployments if d["metadata"]["name"] == "temporal-worker")
+    assert worker.get("status", {}).get("readyReplicas", 0) == 0
+    assert readiness.node_ready(view).ready

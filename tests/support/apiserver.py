@@ -11,6 +11,11 @@ missing and how to build it, only when the binaries are not built.
 `real_api` (function): the same API server emptied of what earlier tests left (their
 namespaces and everything in them; the CRDs stay), with its real kubectl first on PATH, so
 host/cluster/kube.py talks to it unchanged.
+
+`control_plane` (session): a second API server of its own with kube-controller-manager and
+kube-scheduler running against it (Deployments become ReplicaSets and Pods, Pods are bound to
+a node, Jobs complete, namespaces are deleted, service accounts made), for tests that need
+workloads to come up; with the stand-in kubelet (support.kubelet) pods then run.
 """
 
 import json
@@ -33,7 +38,8 @@ from support.base import ROOT, TESTS
 from support.netlab import TestCA
 
 BUILD = ROOT / "ci/k8s/build.sh"
-BINARIES = ("kube-apiserver", "kubectl", "kine")
+BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kine")
+CONTROLLERS = ("kube-controller-manager", "kube-scheduler")
 FLUX_CRDS = tuple(sorted((TESTS / "fixtures/flux-crds").glob("*.yaml")))
 ADMIN, ADMIN_GROUP = "alga-test-admin", "system:masters"
 # What the API server keeps for itself: reset() leaves these namespaces alone.
@@ -124,9 +130,27 @@ class ApiServer:
         self.start_seconds = time.monotonic() - began
         return self
 
+    def start_controllers(self) -> "ApiServer":
+        """kube-controller-manager and kube-scheduler against this server, as the admin
+        (k3s runs them in its own process; here each is a process of its own)."""
+        pki = self.work / "pki"
+        common = [f"--kubeconfig={self.kubeconfig}", "--leader-elect=false",
+                  "--bind-address=127.0.0.1", "--secure-port=0"]
+        self._spawn("kube-controller-manager", [
+            *common, f"--service-account-private-key-file={pki / 'service-account.key'}",
+            f"--root-ca-file={self.ca.ca_pem_path}", "--use-service-account-credentials=false",
+            f"--service-cluster-ip-range={SERVICE_CIDR}", "--controllers=*"])
+        self._spawn("kube-scheduler", common)
+        # The service account controller has run once the default namespace has its account.
+        self._wait(lambda: self.kubectl("get", "serviceaccount", "default", "--namespace",
+                                        "default", check=False).returncode == 0,
+                   START_TIMEOUT, "the controllers (the default service account)")
+        return self
+
     def stop(self) -> None:
-        """The API server first, then its datastore; each is waited for, killed if it must."""
-        for name in ("kube-apiserver", "kine"):
+        """The controllers, the API server, then its datastore; each is waited for, killed if
+        it must."""
+        for name in (*CONTROLLERS, "kube-apiserver", "kine"):
             process = self._processes.pop(name, None)
             if process is None or process.poll() is not None:
                 continue
@@ -266,3 +290,21 @@ def real_api(apiserver, monkeypatch) -> ApiServer:
     apiserver.reset()
     monkeypatch.setenv("PATH", f"{apiserver.bin}:{os.environ['PATH']}")
     return apiserver
+
+
+@pytest.fixture(scope="session")
+def control_plane(ca, tmp_path_factory) -> ApiServer:
+    """An API server of its own with the controller manager and the scheduler (`apiserver`
+    runs without them, so its tests see only what the API server itself does)."""
+    directory = binaries_dir()
+    missing = missing_binaries(directory)
+    if missing:
+        pytest.skip(f"the real API server tier is not built: {', '.join(missing)} missing from "
+                    f"{directory}; run ci/k8s/build.sh (ci/setup.sh --test runs it)")
+    server = ApiServer(directory, tmp_path_factory.mktemp("control-plane"), ca)
+    try:
+        server.start()
+        server.start_controllers()
+        yield server
+    finally:
+        server.stop()

@@ -133,18 +133,6 @@ class FluxController:
         self.stop()
 
 
-def source_controller(kubeconfig: Path, work: Path) -> FluxController:
-    """source-controller keeping artifacts under `work` and serving them on a loopback port
-    that it also advertises (what kustomize- and helm-controller download from)."""
-    storage_port = free_port()
-    controller = FluxController(
-        "source-controller", kubeconfig, work,
-        f"--storage-path={work / 'storage'}", f"--storage-addr=127.0.0.1:{storage_port}",
-        f"--storage-adv-addr=127.0.0.1:{storage_port}")
-    controller.storage_port = storage_port
-    return controller
-
-
 def condition(obj: dict, kind: str = "Ready") -> dict | None:
     return next((c for c in obj.get("status", {}).get("conditions", [])
                  if c["type"] == kind), None)

@@ -160,6 +160,9 @@ class Kubelet:
         """One pass over the pods bound to this node."""
         pods = self.api.get("/api/v1/pods", fieldSelector=f"spec.nodeName={NODE_NAME}")
         for pod in pods["items"]:
+            if pod["metadata"].get("deletionTimestamp"):
+                self._finish_deletion(pod)
+                continue
             status = self.status_of(pod)
             if status is not None:
                 metadata = pod["metadata"]
@@ -167,12 +170,25 @@ class Kubelet:
                     f"/api/v1/namespaces/{metadata['namespace']}/pods/{metadata['name']}",
                     status)
 
+    def _finish_deletion(self, pod: dict) -> None:
+        """Its containers are stopped (there are none): remove the pod for good, as the
+        kubelet does once a pod being deleted has terminated."""
+        metadata = pod["metadata"]
+        response = self.api.session.delete(
+            f"{self.api.server}/api/v1/namespaces/{metadata['namespace']}/pods/"
+            f"{metadata['name']}", json={"kind": "DeleteOptions", "apiVersion": "v1",
+                                         "gracePeriodSeconds": 0,
+                                         "preconditions": {"uid": metadata["uid"]}},
+            timeout=10)
+        if response.status_code not in (200, 404, 409):  # 409: a newer pod of that name
+            response.raise_for_status()
+
     def _knob(self, pod: dict, names: set[str]) -> bool:
         return any(pod["metadata"]["name"].startswith(name) for name in names)
 
     def status_of(self, pod: dict) -> dict | None:
         """The status to write, or None when the pod's status already says it."""
-        if self._knob(pod, self.pending) or pod.get("metadata", {}).get("deletionTimestamp"):
+        if self._knob(pod, self.pending):
             return None
         current = pod.get("status", {})
         if current.get("phase") in ("Succeeded", "Failed"):
