@@ -34,6 +34,25 @@ def crd_defaults(kind: str) -> dict:
     return {field: schema["default"] for field, schema in spec.items() if "default" in schema}
 
 
+def _undeclared(node: object, schema: dict, path: str = "") -> list[str]:
+    """The paths of `node` that `schema` (a structural schema) does not declare."""
+    if isinstance(node, list) and isinstance(schema.get("items"), dict):
+        return [found for index, item in enumerate(node)
+                for found in _undeclared(item, schema["items"], f"{path}[{index}]")]
+    if not isinstance(node, dict) or schema.get("x-kubernetes-preserve-unknown-fields"):
+        return []
+    properties, others = schema.get("properties"), schema.get("additionalProperties")
+    found = []
+    for key, value in node.items():
+        if properties is not None and key in properties:
+            found += _undeclared(value, properties[key], f"{path}.{key}")
+        elif isinstance(others, dict):
+            found += _undeclared(value, others, f"{path}.{key}")
+        elif properties is not None:
+            found.append(f"{path}.{key}")
+    return found
+
+
 def assert_valid(obj: dict) -> None:
     """Flux kinds against their CRD's openAPIV3Schema; core kinds against the basics."""
     metadata = obj["metadata"]
@@ -44,6 +63,12 @@ def assert_valid(obj: dict) -> None:
         api_version, validator = crd_validator(obj["kind"])
         assert obj["apiVersion"] == api_version
         validator.validate(obj)
+        # The API server refuses fields the structural schema does not declare ("field not
+        # declared in schema"); JSON Schema alone lets them through.
+        undeclared = _undeclared(obj, validator.schema)
+        if undeclared:
+            raise jsonschema.ValidationError(f"{obj['kind']}: field not declared in schema: "
+                                             f"{', '.join(undeclared)}")
         return
     assert obj["apiVersion"] == "v1"
     if obj["kind"] == "Namespace":
