@@ -12,24 +12,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from support.base import altered_copies
+from support.builders import GIT_SELECTION, OCI_SELECTION
 from support.crds import CRDS, assert_valid, crd_validator
 
 from host.cluster import alga, objects
 from host.cluster.kube import FIELD_MANAGER, Kube, KubeError
-
-IMAGES = {"algaCore": "eaec6253", "workflowWorker": "a2cbb43", "emailService": "61e4a00e",
-          "temporalWorker": "b77"}
-GIT_SELECTION = {"source": "git", "channel": "stable", "release_version": "1.0",
-                 "app_version": "1.0", "release_branch": "release/1.0.0",
-                 "repo_url": "https://github.com/Nine-Minds/alga-psa",
-                 "repo_branch": "release/1.0.0", "images": IMAGES}
-OCI_SELECTION = {"source": "oci", "channel": "stable", "release_version": "1.0.3",
-                 "app_version": "1.0.3", "registry": "ghcr.io",
-                 "repository": "nine-minds/alga-appliance-release",
-                 "manifest_digest": "sha256:" + "a" * 64, "images": {"algaCore": "62cdce38"},
-                 "config": {"repository": "ghcr.io/nine-minds/alga-appliance-config",
-                            "tag": "1.0.3", "digest": "sha256:" + "b" * 64}}
-
 
 branches = st.from_regex(r"(main|release/[0-9]\.[0-9](\.[0-9])?|feature/[a-z-]{1,12})",
                          fullmatch=True)

@@ -10,24 +10,13 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from support.builders import GIT_SELECTION, OCI_SELECTION
 from support.crds import FLUX_KINDS, assert_valid, crd_defaults
 
 from host.cluster import alga, objects
 from host.cluster.kube import FIELD_MANAGER, Kube, KubeError
 
 REQUESTED = "2026-12-06T10:00:00.123456Z"
-GIT_SELECTION = {"source": "git", "channel": "stable", "release_version": "1.0",
-                 "app_version": "1.0", "release_branch": "release/1.0.0",
-                 "repo_url": "https://github.com/Nine-Minds/alga-psa",
-                 "repo_branch": "release/1.0.0",
-                 "images": {"algaCore": "eaec6253", "workflowWorker": "a2cbb43",
-                            "emailService": "61e4a00e", "temporalWorker": "b77"}}
-OCI_SELECTION = {"source": "oci", "channel": "stable", "release_version": "1.0.3",
-                 "app_version": "1.0.3", "registry": "ghcr.io",
-                 "repository": "nine-minds/alga-appliance-release",
-                 "manifest_digest": "sha256:" + "a" * 64, "images": {"algaCore": "62cdce38"},
-                 "config": {"repository": "ghcr.io/nine-minds/alga-appliance-config",
-                            "tag": "1.0.3", "digest": "sha256:" + "b" * 64}}
 OTHER_DIGEST = "sha256:" + "c" * 64
 
 

@@ -7,32 +7,23 @@ from pathlib import Path
 import pytest
 import yaml
 from support import oci
-from support.base import make_host_root
 from support.crds import assert_valid
 from support.releases import (
     CONFIG_REPOSITORY,
     OCI_IMAGES,
     RELEASE_REPOSITORY,
-    oci_source,
+    oci_host_root,
     publish_oci,
 )
 
 from host.cluster import alga
-from host.core import paths, state
+from host.core import state
 from host.setup import engine
 
 
 @pytest.fixture
 def lab(tmp_path, ca, fake_cluster, registry):
-    make_host_root(tmp_path, paths.INSTALL_DIR)
-    (tmp_path / "etc/os-release").write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
-    digest, manifest = publish_oci(registry)
-    state.write(state.ENDPOINTS, {"ca_bundle": str(ca.ca_pem_path)}, tmp_path)
-    # As the ISO payload names it (isobuild build --release-source).
-    state.write(state.RELEASE_SOURCE, {"release_source": oci_source(registry)}, tmp_path)
-    state.write(state.SETUP_INPUTS, {"channel": "stable", "app_url": "https://psa.example.com",
-                                     "dns": {"mode": "system"}, "proxy": None,
-                                     "overrides": {}}, tmp_path)
+    digest, manifest = oci_host_root(tmp_path, ca, registry)
     return tmp_path, registry, fake_cluster, digest, manifest
 
 

@@ -7,32 +7,23 @@ import base64
 from pathlib import Path
 
 import pytest
-from support.base import make_host_root
 from support.crds import assert_valid, crd_defaults
 from support.releases import (
     CONFIG_REPOSITORY,
     OCI_IMAGES,
     RELEASE_REPOSITORY,
-    oci_source,
-    publish_oci,
+    oci_host_root,
 )
 
 from host.cluster import alga, objects
 from host.cluster.kube import FIELD_MANAGER, Kube
-from host.core import paths, state
+from host.core import state
 from host.setup import engine
 
 
 @pytest.fixture
 def lab(tmp_path, ca, real_api, registry):
-    make_host_root(tmp_path, paths.INSTALL_DIR)
-    (tmp_path / "etc/os-release").write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
-    digest, manifest = publish_oci(registry)
-    state.write(state.ENDPOINTS, {"ca_bundle": str(ca.ca_pem_path)}, tmp_path)
-    state.write(state.RELEASE_SOURCE, {"release_source": oci_source(registry)}, tmp_path)
-    state.write(state.SETUP_INPUTS, {"channel": "stable", "app_url": "https://psa.example.com",
-                                     "dns": {"mode": "system"}, "proxy": None,
-                                     "overrides": {}}, tmp_path)
+    digest, manifest = oci_host_root(tmp_path, ca, registry)
     # The flux phase applies Flux's install.yaml, whose first object is this namespace.
     Kube(str(real_api.kubeconfig)).apply([objects.namespace(alga.FLUX_NAMESPACE)])
     return tmp_path, registry, real_api, digest, manifest

@@ -267,21 +267,29 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def apiserver(ca, tmp_path_factory) -> ApiServer:
-    """One real API server for the session (it takes seconds to start), Flux CRDs installed."""
+def _session_server(ca, tmp_path_factory, name: str, controllers: bool):
+    """A started server with the Flux CRDs (and, with `controllers`, the controller manager
+    and scheduler), stopped after the session; a skip, saying why, when it is not built."""
     directory = binaries_dir()
     missing = missing_binaries(directory)
     if missing:
         pytest.skip(f"the real API server tier is not built: {', '.join(missing)} missing from "
                     f"{directory}; run ci/k8s/build.sh (ci/setup.sh --test runs it)")
-    server = ApiServer(directory, tmp_path_factory.mktemp("apiserver"), ca)
+    server = ApiServer(directory, tmp_path_factory.mktemp(name), ca)
     try:
         server.start()
         server.install_crds()
+        if controllers:
+            server.start_controllers()
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def apiserver(ca, tmp_path_factory) -> ApiServer:
+    """One real API server for the session (it takes seconds to start), Flux CRDs installed."""
+    yield from _session_server(ca, tmp_path_factory, "apiserver", controllers=False)
 
 
 @pytest.fixture
@@ -296,15 +304,4 @@ def real_api(apiserver, monkeypatch) -> ApiServer:
 def control_plane(ca, tmp_path_factory) -> ApiServer:
     """An API server of its own with the controller manager and the scheduler (`apiserver`
     runs without them, so its tests see only what the API server itself does)."""
-    directory = binaries_dir()
-    missing = missing_binaries(directory)
-    if missing:
-        pytest.skip(f"the real API server tier is not built: {', '.join(missing)} missing from "
-                    f"{directory}; run ci/k8s/build.sh (ci/setup.sh --test runs it)")
-    server = ApiServer(directory, tmp_path_factory.mktemp("control-plane"), ca)
-    try:
-        server.start()
-        server.start_controllers()
-        yield server
-    finally:
-        server.stop()
+    yield from _session_server(ca, tmp_path_factory, "control-plane", controllers=True)

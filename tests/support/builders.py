@@ -15,6 +15,20 @@ INSTALLED = {"status": "succeeded", "current_phase": None, "updated_at": "2026-1
                             "last_action": None, "failure": None}
                         for p in chain.NAMES}}
 
+# Selected releases (selected-release.json) of each source kind, for building objects.
+GIT_SELECTION = {"source": "git", "channel": "stable", "release_version": "1.0",
+                 "app_version": "1.0", "release_branch": "release/1.0.0",
+                 "repo_url": "https://github.com/Nine-Minds/alga-psa",
+                 "repo_branch": "release/1.0.0",
+                 "images": {"algaCore": "eaec6253", "workflowWorker": "a2cbb43",
+                            "emailService": "61e4a00e", "temporalWorker": "b77"}}
+OCI_SELECTION = {"source": "oci", "channel": "stable", "release_version": "1.0.3",
+                 "app_version": "1.0.3", "registry": "ghcr.io",
+                 "repository": "nine-minds/alga-appliance-release",
+                 "manifest_digest": "sha256:" + "a" * 64, "images": {"algaCore": "62cdce38"},
+                 "config": {"repository": "ghcr.io/nine-minds/alga-appliance-config",
+                            "tag": "1.0.3", "digest": "sha256:" + "b" * 64}}
+
 
 def workload(kind: str, name: str, ready: int, replicas: int = 1, generation: int = 1,
              observed: int = 1) -> dict:

@@ -10,9 +10,9 @@ import json
 import yaml
 
 from host.cluster import alga
-from host.core import pins
+from host.core import paths, pins, state
 from support import oci
-from support.base import FAKES
+from support.base import FAKES, make_host_root
 from support.netlab import Route
 
 REPO = "/Nine-Minds/alga-psa"
@@ -168,3 +168,18 @@ def publish_oci(registry, version: str = OCI_VERSION, tags: tuple[str, ...] = ("
 def oci_source(registry, pin: str = "") -> str:
     """The release source reference naming the test registry's release repository."""
     return f"oci://{registry.host}/{RELEASE_REPOSITORY}{pin}"
+
+
+def oci_host_root(root, ca, registry) -> tuple[str, dict]:
+    """A host root set up to install from `registry`'s stable (release 1.0.3, published
+    here), named as the ISO payload names it (isobuild build --release-source); the
+    artifact's digest and its release manifest."""
+    make_host_root(root, paths.INSTALL_DIR)
+    (root / "etc/os-release").write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
+    digest, manifest = publish_oci(registry)
+    state.write(state.ENDPOINTS, {"ca_bundle": str(ca.ca_pem_path)}, root)
+    state.write(state.RELEASE_SOURCE, {"release_source": oci_source(registry)}, root)
+    state.write(state.SETUP_INPUTS, {"channel": "stable", "app_url": "https://psa.example.com",
+                                     "dns": {"mode": "system"}, "proxy": None,
+                                     "overrides": {}}, root)
+    return digest, manifest
