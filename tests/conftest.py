@@ -26,6 +26,7 @@ pytest_plugins = [
     "support.browser",
     "support.mirror",
     "support.apiserver",
+    "support.flux_site",
 ]
 
 

@@ -5,7 +5,7 @@ verified (the k3s phase checks sha256sum-amd64.txt; the Flux phase pins install.
 """
 
 K3S_VERSION = "v1.33.3+k3s1"
-FLUX_VERSION = "v2.6.3"
+FLUX_VERSION = "v2.7.3"
 # The ref the channel file and release manifest are read from unless support overrides it.
 ALGA_DEFAULT_REF = "main"
 ALGA_REPO_URL = "https://github.com/Nine-Minds/alga-psa"

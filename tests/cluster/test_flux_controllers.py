@@ -1,7 +1,6 @@
 """Real Flux controllers (ci/k8s/build-flux.sh) reconciling against the real API server
-(support/apiserver.py's `real_api`): the appliance's own Flux objects, real conditions.
-Only kustomize-controller: the Go module proxy here refuses source-controller v1.6.2 and
-helm-controller v1.3.0, the versions Flux v2.6.3 ships (ci/k8s/build-flux.sh records why)."""
+(support/apiserver.py's `real_api`): the appliance's own Flux objects, real conditions, one
+controller at a time (cluster/test_real_flux.py runs the three together)."""
 
 import datetime
 import json

@@ -71,8 +71,10 @@ class ControllerFailed(RuntimeError):
 class FluxController:
     """One controller process; `start()` returns once its /readyz answers 200."""
 
-    def __init__(self, name: str, kubeconfig: Path, work: Path, *extra: str):
+    def __init__(self, name: str, kubeconfig: Path, work: Path, *extra: str,
+                 ca_file: Path | None = None):
         self.name, self.kubeconfig, self.work = name, kubeconfig, work
+        self.ca_file = ca_file
         self.binary = binary(name)
         self.metrics_port, self.health_port = free_port(), free_port()
         self.extra = list(extra)
@@ -89,6 +91,8 @@ class FluxController:
         self.work.mkdir(parents=True, exist_ok=True)
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(self.work),
                "KUBECONFIG": str(self.kubeconfig), "RUNTIME_NAMESPACE": RUNTIME_NAMESPACE}
+        if self.ca_file is not None:  # Go's system pool: the registries the tests serve
+            env["SSL_CERT_FILE"] = str(self.ca_file)
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=subprocess.STDOUT, cwd=self.work, env=env,
@@ -169,3 +173,49 @@ def delete(api, resource: str, name: str, namespace: str, timeout: float = 60.0)
     namespace removed around it leaves it behind for the next test that makes one alike)."""
     api.kubectl("delete", resource, name, "--namespace", namespace, "--ignore-not-found",
                 "--wait=true", f"--timeout={timeout:.0f}s")
+
+
+class Flux:
+    """source-controller, kustomize-controller and helm-controller against one API server, as
+    the pinned Flux release runs them in flux-system: the release's CRDs installed first,
+    source-controller's artifact storage on a loopback port the other two download from, and
+    `ca_file` trusted for the registries. Their logs are in `work`/<controller>.log."""
+
+    def __init__(self, api, work: Path, ca_file: Path, *dependents_extra: str):
+        """`dependents_extra`: flags for kustomize-controller and helm-controller."""
+        self.api, self.work = api, work
+        storage = f"127.0.0.1:{free_port()}"
+        self.controllers = [
+            FluxController("source-controller", api.kubeconfig, work,
+                           f"--storage-path={work / 'storage'}", f"--storage-addr={storage}",
+                           f"--storage-adv-addr={storage}", ca_file=ca_file),
+            *(FluxController(name, api.kubeconfig, work, *dependents_extra, ca_file=ca_file)
+              for name in ("kustomize-controller", "helm-controller"))]
+
+    def __enter__(self) -> "Flux":
+        self.api.install_crds(crds())
+        (self.work / "storage").mkdir(parents=True, exist_ok=True)
+        try:
+            for controller in self.controllers:
+                controller.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        for controller in reversed(self.controllers):
+            controller.stop()
+
+    def check(self) -> None:
+        """Raise, with its log, if a controller has exited."""
+        for controller in self.controllers:
+            if controller.process is not None and controller.process.poll() is not None:
+                raise ControllerFailed(f"{controller.name} exited "
+                                       f"({controller.process.returncode}):\n{controller.tail()}")
+
+    def tails(self) -> str:
+        return "\n".join(controller.tail() for controller in self.controllers)

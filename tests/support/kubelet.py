@@ -8,11 +8,16 @@ waiting reasons), so the status collector reads it as it reads a real node.
 
     with Kubelet(Api.from_kubeconfig(path), crash_looping={"temporal-worker"}) as kubelet:
         ...
+
+A workload can have an `App`: the stand-in for its container's host-network port, which
+answers on the node address once one of the workload's pods runs (as alga-core's server
+answers on :3000), and 503 before that, as nothing would listen.
 """
 
 import base64
 import datetime
 import hashlib
+import http.server
 import tempfile
 import threading
 import time
@@ -79,19 +84,50 @@ def _file(entry: dict, key: str, target: Path) -> str:
     return str(target)
 
 
+class App:
+    """An app's HTTP answer on (address, port): 503 until `up`, then its sign-in page."""
+
+    def __init__(self, address: str = "127.0.0.1"):
+        app = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                status, body = (200, b"<title>Sign in - Alga PSA</title>") if app.up else (
+                    503, b"no server is listening yet")
+                self.send_response(status)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.up = False
+        self._server = http.server.ThreadingHTTPServer((address, 0), Handler)
+        self.url = f"http://{address}:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 @dataclass
 class Kubelet:
     """Registers NODE_NAME and keeps the status of the pods bound to it as a kubelet would.
 
     Knobs name workloads (a pod belongs to the first whose name starts its own):
     `crash_looping` (CrashLoopBackOff, restarts counting up), `image_pull_failing`
-    (ImagePullBackOff), `pending` (left Pending, as a kubelet that never admits it)."""
+    (ImagePullBackOff), `pending` (left Pending, as a kubelet that never admits it);
+    `apps` (an App each, up once one of the workload's pods runs)."""
 
     api: Api
     address: str = "127.0.0.1"
     crash_looping: set[str] = field(default_factory=set)
     image_pull_failing: set[str] = field(default_factory=set)
     pending: set[str] = field(default_factory=set)
+    apps: dict[str, App] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _restarts: dict[str, int] = field(default_factory=dict)
@@ -169,6 +205,10 @@ class Kubelet:
                 self.api.patch_status(
                     f"/api/v1/namespaces/{metadata['namespace']}/pods/{metadata['name']}",
                     status)
+            now = status or pod.get("status", {})
+            if now.get("phase") == "Running" and _ready(now) and not _is_job_pod(pod):
+                for name, app in self.apps.items():
+                    app.up = app.up or pod["metadata"]["name"].startswith(name)
 
     def _finish_deletion(self, pod: dict) -> None:
         """Its containers are stopped (there are none): remove the pod for good, as the

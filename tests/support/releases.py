@@ -143,23 +143,25 @@ def oci_manifest(registry_host: str, bundle_digest: str, version: str = OCI_VERS
 
 
 def oci_release(registry_host: str, version: str = OCI_VERSION, channel: str = "stable",
-                replicas: int = 1, charts: dict | None = None, **images: str
+                replicas: int = 1, charts: dict | None = None,
+                files: dict[str, bytes] | None = None, **images: str
                 ) -> tuple[oci.Artifact, oci.Artifact]:
-    """`version`'s config bundle and release artifact as Alga publishes them on
-    `registry_host`, which the manifest names: to push, or to lay out for fakes/mirror."""
-    bundle = oci.config_bundle(bundle_files(version))
+    """`version`'s config bundle (its tree `files`, else a placeholder) and release artifact
+    as Alga publishes them on `registry_host`, which the manifest names: to push, or to lay
+    out for fakes/mirror."""
+    bundle = oci.config_bundle(files or bundle_files(version))
     manifest = oci_manifest(registry_host, bundle.digest, version, channel, replicas, charts,
                             **images)
     return bundle, oci.release_artifact(manifest)
 
 
 def publish_oci(registry, version: str = OCI_VERSION, tags: tuple[str, ...] = ("stable",),
-                replicas: int = 1, charts: dict | None = None, **images: str
-                ) -> tuple[str, dict]:
+                replicas: int = 1, charts: dict | None = None,
+                files: dict[str, bytes] | None = None, **images: str) -> tuple[str, dict]:
     """Push `version`'s config bundle and release artifact (tagged with the version and
     `tags`) as Alga's publishing does; the artifact's digest and its release manifest."""
     bundle, release = oci_release(registry.host, version, tags[0] if tags else "stable",
-                                  replicas, charts, **images)
+                                  replicas, charts, files, **images)
     registry.push(CONFIG_REPOSITORY, bundle, version)
     digest = registry.push(RELEASE_REPOSITORY, release, version, *tags)
     return digest, json.loads(release.config.data)
