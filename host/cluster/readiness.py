@@ -22,8 +22,12 @@ from host.cluster.alga import (
 from host.cluster.kube import KubeError
 
 TIERS = ("platform", "core", "bootstrap", "login", "background", "fully_healthy")
-# Reasons Flux gives for Ready=False while it is still working rather than failed.
-FLUX_IN_PROGRESS = ("Progressing", "ProgressingWithRetry", "DependencyNotReady")
+# Reasons Flux gives for Ready=False while it is still working rather than failed. A
+# HelmRelease says SourceNotReady while its HelmChart is being made and pulled (seen from
+# helm-controller v1.4 on every fresh install): a chart that cannot be pulled is reported as
+# its HelmChart's own failure, so waiting on it is no failure of the release.
+FLUX_IN_PROGRESS = ("Progressing", "ProgressingWithRetry", "DependencyNotReady",
+                    "SourceNotReady")
 
 
 @dataclass

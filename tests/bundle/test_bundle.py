@@ -7,7 +7,6 @@ hangs, a full disk."""
 import base64
 import contextlib
 import gzip
-import io
 import json
 import os
 import re
@@ -32,6 +31,7 @@ from support.builders import (
     pod,
     workload,
 )
+from support.bundles import forms, members
 from support.cluster import FakeCluster
 from support.netlab import (
     ConnectProxy,
@@ -66,34 +66,6 @@ CLIENT_KEY_DATA = base64.b64encode(PEM.encode()).decode()
 CANARIES = (TOKEN, PROXY_PASSWORD, AUTH_KEY, DB_PASSWORD, STRING_DATA, ENV_PASSWORD, K3S_TOKEN,
             GITHUB_TOKEN, CONNECTION_PASSWORD, CLIENT_KEY_DATA, *PEM_BODY)
 KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
-
-
-def forms(canary: str) -> set[bytes]:
-    """A canary as it could be written: plain, base64, percent-encoded."""
-    return {canary.encode(), base64.b64encode(canary.encode()),
-            base64.b64encode(canary.encode()).rstrip(b"="), quote(canary, safe="").encode()}
-
-
-def members(archive: Path) -> dict[str, bytes]:
-    """Every member's bytes, by name without the top folder, in archive order; any member
-    that is itself compressed is added decompressed too."""
-    found = {}
-    with tarfile.open(archive) as tar:
-        for info in tar.getmembers():
-            data = tar.extractfile(info).read()
-            name = info.name.split("/", 1)[1]
-            found[name] = data
-            if data[:2] == b"\x1f\x8b":
-                found[f"{name} (decompressed)"] = gzip.decompress(data)
-            if data[:262].find(b"ustar") > 0:
-                found.update({f"{name}/{k}": v for k, v in members_of(data).items()})
-    return found
-
-
-def members_of(tar_bytes: bytes) -> dict[str, bytes]:
-    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
-        return {info.name: tar.extractfile(info).read() for info in tar.getmembers()
-                if info.isfile()}
 
 
 def manifest_of(archive: Path) -> dict:

@@ -314,6 +314,24 @@ def test_flux_waiting_on_a_dependency_is_installing_not_a_failure(lab):
     assert snapshot["rollup"]["state"] == "installing"
 
 
+def test_a_helm_release_waiting_for_its_chart_is_installing_not_a_failure(lab):
+    """What helm-controller v1.4 says of every HelmRelease while source-controller makes its
+    HelmChart (cluster/test_real_flux.py saw it): the chart's own failure is reported on the
+    HelmChart."""
+    root, _ = lab
+    view = oci_release()
+    view.deployments = [d for d in view.deployments if d["metadata"]["name"] == "pgbouncer"]
+    view.jobs = []
+    view.helmreleases = [flux("HelmRelease", "helm.toolkit.fluxcd.io/v2", "alga-core",
+                              "alga-system", "False", reason="SourceNotReady",
+                              message="HelmChart 'flux-system/alga-system-alga-core' is not "
+                                      "ready: latest generation of object has not been "
+                                      "reconciled")]
+    snapshot = collect(root, view)
+    assert not [b for b in snapshot["blockers"] if b["layer"] == "flux"], snapshot["blockers"]
+    assert snapshot["rollup"]["state"] == "installing"
+
+
 def test_bootstrap_job_gone_after_its_ttl_is_remembered(lab):
     root, _ = lab
     collect(root, healthy())

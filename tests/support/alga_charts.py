@@ -38,8 +38,11 @@ CHILDREN = {
 _POD_SPEC = """\
       containers:
         - name: main
-          image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"
+          image: "%(image)s"
 """
+_IMAGE = "{{ .Values.image.repository }}:{{ .Values.image.tag }}"
+# alga-core's server and its bootstrap take their tags from the keys the installer patches.
+_SERVER_IMAGE = "{{ .Values.server.image.repository }}:{{ .Values.server.image.tag }}"
 _DEPLOYMENT = """\
 apiVersion: apps/v1
 kind: Deployment
@@ -86,18 +89,33 @@ spec:
       restartPolicy: Never
       containers:
         - name: bootstrap
-          image: "ghcr.io/nine-minds/alga-psa-ee:{{ .Values.setup.image.tag | default "latest" }}"
+          image: "{{ .Values.server.image.repository }}:{{ .Values.setup.image.tag }}"
           args: ["bootstrap", "--mode={{ .Values.bootstrap.mode | default "fresh" }}"]
+"""
+
+
+# The database password in sebastian's default values: it lands in a Secret the chart renders
+# and in Helm's own release Secret (the chart and values, gzipped and base64-encoded), as a
+# real chart's secrets do; a support bundle must carry it in neither.
+DB_PASSWORD = "DBPASSCANARY_flux-tier-7f3a"
+_DB_SECRET = """\
+apiVersion: v1
+kind: Secret
+metadata:
+  name: {{ .Release.Name }}-db
+stringData:
+  password: {{ .Values.db.password | quote }}
 """
 
 
 def _templates(chart: str) -> dict[str, str]:
     if chart == "sebastian":
-        return {"deployment.yaml": _DEPLOYMENT % {"name": "{{ .Release.Name }}-sebastian"},
-                "db.yaml": _STATEFUL_SET % {"name": "db"},
-                "redis.yaml": _STATEFUL_SET % {"name": "redis"},
-                "bootstrap-job.yaml": _BOOTSTRAP_JOB}
-    return {"deployment.yaml": _DEPLOYMENT % {"name": "{{ .Release.Name }}"}}
+        return {"deployment.yaml": _DEPLOYMENT % {"name": "{{ .Release.Name }}-sebastian",
+                                                  "image": _SERVER_IMAGE},
+                "db.yaml": _STATEFUL_SET % {"name": "db", "image": "postgres:16"},
+                "redis.yaml": _STATEFUL_SET % {"name": "redis", "image": "redis:7"},
+                "bootstrap-job.yaml": _BOOTSTRAP_JOB, "db-secret.yaml": _DB_SECRET}
+    return {"deployment.yaml": _DEPLOYMENT % {"name": "{{ .Release.Name }}", "image": _IMAGE}}
 
 
 def chart_archive(chart: str, version: str, broken: bool = False) -> bytes:
@@ -106,8 +124,12 @@ def chart_archive(chart: str, version: str, broken: bool = False) -> bytes:
     metadata = {"apiVersion": "v2", "name": chart, "version": version, "type": "application",
                 "appVersion": version}
     values = {"replicas": 1, "image": {"repository": f"ghcr.io/nine-minds/{chart}",
-                                       "tag": "latest"},
-              "setup": {"image": {"tag": ""}}, "bootstrap": {"mode": "fresh"}}
+                                       "tag": "latest"}}
+    if chart == "sebastian":
+        values.update(server={"image": {"repository": "ghcr.io/nine-minds/alga-psa-ee",
+                                        "tag": "latest"}},
+                      setup={"image": {"tag": "latest"}}, bootstrap={"mode": "fresh"},
+                      db={"password": DB_PASSWORD})
     files = {f"{chart}/Chart.yaml": yaml.safe_dump(metadata).encode(),
              f"{chart}/values.yaml": yaml.safe_dump(values).encode()}
     templates = _templates(chart)

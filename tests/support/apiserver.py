@@ -117,6 +117,10 @@ class ApiServer:
             f"--tls-cert-file={server_cert}", f"--tls-private-key-file={server_key}",
             f"--cert-dir={pki}",
             f"--client-ca-file={self.ca.ca_pem_path}",
+            # As k3s sets it: the kubelet (for logs) is reached on the node's InternalIP,
+            # and its serving certificate is verified.
+            "--kubelet-preferred-address-types=InternalIP,ExternalIP,Hostname",
+            f"--kubelet-certificate-authority={self.ca.ca_pem_path}",
             "--authorization-mode=RBAC",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",

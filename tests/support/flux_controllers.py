@@ -72,22 +72,42 @@ class FluxController:
     """One controller process; `start()` returns once its /readyz answers 200."""
 
     def __init__(self, name: str, kubeconfig: Path, work: Path, *extra: str,
-                 ca_file: Path | None = None):
+                 ca_file: Path | None = None, storage: Path | None = None):
+        """`storage`: where source-controller keeps the artifacts it serves on loopback."""
         self.name, self.kubeconfig, self.work = name, kubeconfig, work
-        self.ca_file = ca_file
+        self.ca_file, self.storage = ca_file, storage
         self.binary = binary(name)
-        self.metrics_port, self.health_port = free_port(), free_port()
         self.extra = list(extra)
         self.log = work / f"{name}.log"
         self.process: subprocess.Popen | None = None
+        self._pick_ports()
+
+    def _pick_ports(self) -> None:
+        self.metrics_port, self.health_port, self.storage_port = (free_port() for _ in "mhs")
 
     def args(self) -> list[str]:
+        storage = [] if self.storage is None else [
+            f"--storage-path={self.storage}", f"--storage-addr=127.0.0.1:{self.storage_port}",
+            f"--storage-adv-addr=127.0.0.1:{self.storage_port}"]
         return [str(self.binary), "--enable-leader-election=false", "--watch-all-namespaces",
                 f"--metrics-addr=127.0.0.1:{self.metrics_port}",
                 f"--health-addr=127.0.0.1:{self.health_port}", "--log-level=debug",
-                *self.extra]
+                *storage, *self.extra]
 
-    def start(self) -> "FluxController":
+    def start(self, attempts: int = 3) -> "FluxController":
+        """Start it; again on fresh ports when one it was given was taken meanwhile (the
+        ports are picked free, then bound by the controller: another process can come in
+        between)."""
+        for _ in range(attempts - 1):
+            try:
+                return self._start()
+            except ControllerFailed as exc:
+                if "address already in use" not in str(exc):
+                    raise
+                self._pick_ports()
+        return self._start()
+
+    def _start(self) -> "FluxController":
         self.work.mkdir(parents=True, exist_ok=True)
         env = {"PATH": os.environ.get("PATH", ""), "HOME": str(self.work),
                "KUBECONFIG": str(self.kubeconfig), "RUNTIME_NAMESPACE": RUNTIME_NAMESPACE}
@@ -184,11 +204,9 @@ class Flux:
     def __init__(self, api, work: Path, ca_file: Path, *dependents_extra: str):
         """`dependents_extra`: flags for kustomize-controller and helm-controller."""
         self.api, self.work = api, work
-        storage = f"127.0.0.1:{free_port()}"
         self.controllers = [
-            FluxController("source-controller", api.kubeconfig, work,
-                           f"--storage-path={work / 'storage'}", f"--storage-addr={storage}",
-                           f"--storage-adv-addr={storage}", ca_file=ca_file),
+            FluxController("source-controller", api.kubeconfig, work, ca_file=ca_file,
+                           storage=work / "storage"),
             *(FluxController(name, api.kubeconfig, work, *dependents_extra, ca_file=ca_file)
               for name in ("kustomize-controller", "helm-controller"))]
 

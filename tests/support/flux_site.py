@@ -31,8 +31,9 @@ from host.setup.chain import NAMES
 from support import alga_charts, flux_controllers
 from support.base import ROOT, make_host_root
 from support.kubelet import Api, App, Kubelet
-from support.netlab import HttpsServer, Route
+from support.netlab import DnsServer, HttpsServer, Route, free_loopback_address
 from support.releases import (
+    DNS_NAMES,
     FLUX_INSTALL_PATH,
     FLUX_SUMS_PATH,
     OCI_CHARTS,
@@ -44,11 +45,14 @@ from support.releases import (
 
 # The phases before flux, as the k3s stand-in leaves them: done.
 HANDED_OVER = NAMES[:NAMES.index("flux")]
-PHASE_TIMEOUT = 420
+COMMAND_TIMEOUT = 600
 # Flux waits 30 s by default before it looks again at an object whose dependency was not
 # ready; the tier's chain of dependencies (platform -> core -> background, and the
 # HelmReleases' own) would spend minutes in that wait alone.
 REQUEUE_DEPENDENCY = "--requeue-dependency=5s"
+# What Flux's objects a site has, in the order they are removed after a test.
+FLUX_RESOURCES = ("helmreleases", "kustomizations", "helmcharts", "helmrepositories",
+                  "ocirepositories", "gitrepositories")
 
 
 def install_yaml() -> bytes:
@@ -107,19 +111,24 @@ class FluxSite:
         files = alga_charts.bundle_files(self.registry.host, versions, unbuildable)
         return publish_oci(self.registry, version, tags, charts=charts, files=files, **images)
 
-    def phase(self, name: str) -> subprocess.CompletedProcess:
-        """`alga-appliance phase NAME` as its unit runs it, on this root and API server."""
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        """`alga-appliance ARGS --kubeconfig K` on this root and API server, as a unit runs it."""
         env = {**os.environ, paths.ROOT_ENV: str(self.root)}
-        return subprocess.run([sys.executable, "-m", "host", "phase", name,
-                               "--kubeconfig", self.kubeconfig], env=env, cwd=ROOT,
-                              capture_output=True, text=True, timeout=PHASE_TIMEOUT)
+        return subprocess.run([sys.executable, "-m", "host", *args, "--kubeconfig",
+                               self.kubeconfig], env=env, cwd=ROOT, capture_output=True,
+                              text=True, timeout=COMMAND_TIMEOUT)
+
+    def phase(self, name: str) -> subprocess.CompletedProcess:
+        return self.cli("phase", name)
 
     def install(self) -> None:
         """The flux phase, Flux's controllers started, the release phase: each must succeed."""
         done = self.phase("flux")
         assert done.returncode == 0, self._record("flux", done)
         self.flux = flux_controllers.Flux(self.api, self.work / "flux", self.api.ca.ca_pem_path,
-                              REQUEUE_DEPENDENCY).__enter__()
+                                          REQUEUE_DEPENDENCY).__enter__()
+        # `kubectl logs` of the controllers' pods: their own logs, as they run on the host.
+        self.kubelet.logs.update({c.name: c.log for c in self.flux.controllers})
         done = self.phase("release")
         assert done.returncode == 0, self._record("release", done)
         self.flux_applied_at = time.monotonic()
@@ -176,16 +185,30 @@ class FluxSite:
                 for _, reason in observation.flux.values() if reason}
 
     def clean_up(self) -> None:
-        """Remove what Flux made while its controllers still run (their finalizers hold the
-        objects), then the namespaces, so the session's control plane is as it was."""
+        """Remove what Flux made, then the namespaces, so the session's control plane is as
+        it was: an object left in deletion would come back in the next test's namespace of
+        that name. The controllers are stopped first: a Kustomization waiting on its health
+        checks, or a Helm install waiting on a failing pod, holds its object for as long as
+        its timeout (Alga's are 10 to 30 minutes) before its finalizer would run. Without the
+        controllers the finalizers are taken off by hand; reset() deletes the rest."""
         api = self.api
-        for resource in ("kustomizations", "helmreleases", "helmcharts", "helmrepositories",
-                         "ocirepositories", "gitrepositories"):
-            api.kubectl("delete", resource, "--all-namespaces", "--all", "--wait=true",
-                        "--timeout=120s", check=False)
         if self.flux is not None:
             self.flux.stop()
+        for resource in FLUX_RESOURCES:
+            for name in self._all(resource):
+                namespace, obj = name.split("/")
+                api.kubectl("patch", resource, obj, "--namespace", namespace, "--type=merge",
+                            "--patch", '{"metadata": {"finalizers": null}}')
+            api.kubectl("delete", resource, "--all-namespaces", "--all", "--wait=true",
+                        "--timeout=30s")
+        left = [name for resource in FLUX_RESOURCES for name in self._all(resource)]
         api.reset()
+        assert not left, f"Flux objects not deleted after the test: {left}"
+
+    def _all(self, resource: str) -> list[str]:
+        return self.api.kubectl("get", resource, "--all-namespaces", "-o",
+                                "jsonpath={range .items[*]}{.metadata.namespace}/"
+                                "{.metadata.name}{\"\\n\"}{end}").stdout.split()
 
 
 @pytest.fixture
@@ -197,13 +220,17 @@ def flux_site(control_plane, registry, ca, tmp_path, monkeypatch):
     (root / "etc/os-release").write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
     app = App()
     manifest = install_yaml()
+    # GitHub's release downloads, and GHCR's /v2/ that an update's preflight knocks on.
     routes = {FLUX_INSTALL_PATH: Route(body=manifest),
-              FLUX_SUMS_PATH: Route(body=flux_sums(manifest))}
-    with HttpsServer(ca, routes) as github, Kubelet(
-            Api.from_kubeconfig(control_plane.kubeconfig),
-            apps={alga.ALGA_CORE: app}) as kubelet:
+              FLUX_SUMS_PATH: Route(body=flux_sums(manifest)), "/v2/": Route(status=401)}
+    with HttpsServer(ca, routes) as github, \
+            DnsServer(free_loopback_address(), {n: ["127.0.0.1"] for n in DNS_NAMES}) as dns, \
+            Kubelet(Api.from_kubeconfig(control_plane.kubeconfig),
+                    apps={alga.ALGA_CORE: app}, ca=ca) as kubelet:
+        (root / "etc/resolv.conf").write_text(f"nameserver {dns.address}\n")
         state.write(state.ENDPOINTS, {"ca_bundle": str(ca.ca_pem_path),
-                                      "flux_release_base": f"{github.url}/flux"}, root)
+                                      "flux_release_base": f"{github.url}/flux",
+                                      "ghcr_base": github.url}, root)
         state.write(state.RELEASE_SOURCE, {"release_source": oci_source(registry)}, root)
         state.write(state.SETUP_INPUTS, {"channel": "stable", "app_url": app.url,
                                          "dns": {"mode": "system"}, "proxy": None,

@@ -12,17 +12,24 @@ waiting reasons), so the status collector reads it as it reads a real node.
 A workload can have an `App`: the stand-in for its container's host-network port, which
 answers on the node address once one of the workload's pods runs (as alga-core's server
 answers on :3000), and 503 before that, as nothing would listen.
+
+Given the tests' CA, it also serves the kubelet's log endpoint on the node address over TLS
+(`GET /containerLogs/<namespace>/<pod>/<container>`, which the API server proxies `kubectl
+logs` to): a workload's log is the file `logs` names for it (the Flux controllers' own logs,
+as they run on the host), else empty, as a container that wrote nothing.
 """
 
 import base64
 import datetime
 import hashlib
 import http.server
+import re
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 import yaml
@@ -32,6 +39,7 @@ KUBELET_VERSION = "v1.33.3+k3s1"
 POLL_SECONDS = 0.2
 BACK_OFF = 10.0  # seconds between a crash-looping container's restarts (the kubelet's start)
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
+CONTAINER_LOGS = re.compile(r"/containerLogs/(?P<namespace>[^/]+)/(?P<pod>[^/]+)/[^/]+")
 
 
 def _now() -> str:
@@ -128,6 +136,9 @@ class Kubelet:
     image_pull_failing: set[str] = field(default_factory=set)
     pending: set[str] = field(default_factory=set)
     apps: dict[str, App] = field(default_factory=dict)
+    ca: object = None  # support.netlab.TestCA: serve the log endpoint
+    logs: dict[str, Path] = field(default_factory=dict)
+    _log_server: http.server.ThreadingHTTPServer | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _restarts: dict[str, int] = field(default_factory=dict)
@@ -135,6 +146,8 @@ class Kubelet:
     last_error: str | None = None  # what the API server last refused, if anything
 
     def __enter__(self):
+        if self.ca is not None:
+            self._serve_logs()
         self.register()
         self._thread = threading.Thread(target=self._run, name="kubelet", daemon=True)
         self._thread.start()
@@ -143,6 +156,47 @@ class Kubelet:
     def __exit__(self, *exc_info):
         self._stop.set()
         self._thread.join(timeout=10)
+        if self._log_server is not None:
+            self._log_server.shutdown()
+            self._log_server.server_close()
+
+    def _serve_logs(self) -> None:
+        kubelet = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                url = urlsplit(self.path)
+                found = CONTAINER_LOGS.fullmatch(url.path)
+                if found is None:
+                    self.send_error(404)
+                    return
+                body = kubelet.log_of(found["pod"], parse_qs(url.query))
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer((self.address, 0), Handler)
+        context = self.ca.server_context(self.address)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        self._log_server = server
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def log_of(self, pod: str, query: dict) -> bytes:
+        """The container's log as the kubelet answers: the last `tailLines` lines, each after
+        its time when `timestamps` is asked for."""
+        path = next((path for name, path in self.logs.items() if pod.startswith(name)), None)
+        lines = path.read_text(errors="replace").splitlines() if path else []
+        if "tailLines" in query:
+            lines = lines[-int(query["tailLines"][0]):]
+        if query.get("timestamps") == ["true"]:
+            stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            lines = [f"{stamp} {line}" for line in lines]
+        return "".join(f"{line}\n" for line in lines).encode()
 
     def register(self) -> None:
         node = {"apiVersion": "v1", "kind": "Node", "metadata": {
@@ -170,8 +224,10 @@ class Kubelet:
                            "lastHeartbeatTime": now, "lastTransitionTime": now})
         capacity = {"cpu": "4", "memory": "16365456Ki", "pods": "110",
                     "ephemeral-storage": "61255492Ki"}
+        port = self._log_server.server_address[1] if self._log_server else 0
         self.api.patch_status(f"/api/v1/nodes/{NODE_NAME}", {
             "conditions": conditions, "capacity": capacity, "allocatable": capacity,
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
             "addresses": [{"type": "InternalIP", "address": self.address},
                           {"type": "Hostname", "address": NODE_NAME}],
             "nodeInfo": {"kubeletVersion": KUBELET_VERSION, "kubeProxyVersion": "",
