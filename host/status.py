@@ -173,8 +173,7 @@ def _blockers(cluster: Cluster | None, api_error: str | None, verdicts: dict,
                 layer = "background" if _release_of(name) in alga.BACKGROUND else "flux"
                 found.append(_blocker("critical", f"{kind}/{name}", layer,
                                       f"{ready.get('reason', '')}: {ready.get('message', '')}",
-                                      f"check `kubectl -n {obj['metadata']['namespace']} "
-                                      f"describe {kind.lower()} {name}`; {SUPPORT_COMMAND}"))
+                                      _flux_next_action(obj, ready)))
     if "failed" in verdicts["bootstrap"].reason:
         found.append(_blocker("critical", "bootstrap", "bootstrap", verdicts["bootstrap"].reason,
                               f"look at the bootstrap job's logs; {SUPPORT_COMMAND}"))
@@ -187,6 +186,18 @@ def _blockers(cluster: Cluster | None, api_error: str | None, verdicts: dict,
                                   _pod_next_action(reason)))
     return sorted(found, key=lambda b: (not b["blocks_login"], b["severity"] != "critical",
                                         LAYERS.index(b["layer"])))
+
+
+def _flux_next_action(obj: dict, ready: dict) -> str:
+    kind, name = obj["kind"], obj["metadata"]["name"]
+    if kind == "OCIRepository" and "MANIFEST_UNKNOWN" in ready.get("message", ""):
+        # The registry no longer has the pinned config bundle: Flux runs on what it stored
+        # until it must pull again (after a restart), and only another release mends that.
+        return ("the installed release's config bundle is no longer published (withdrawn): "
+                "update to what the channel names now (Updates on the status page, or "
+                "`sudo alga-appliance update --channel <channel>`)")
+    return (f"check `kubectl -n {obj['metadata']['namespace']} describe {kind.lower()} "
+            f"{name}`; {SUPPORT_COMMAND}")
 
 
 def _release_of(name: str) -> str:

@@ -1,14 +1,17 @@
 """A fresh install through real Flux (support/flux_site.py): the real flux and release phases
 against a real control plane, Flux's real source-, kustomize- and helm-controller pulling the
 OCI release and the charts from the tests' real registry and installing them with Helm, the
-stand-in kubelet running the pods, and the status collector reading all of it. Run with -s to
-see the Flux conditions the install passes through."""
+stand-in kubelet running the pods, and the status collector reading all of it. Each test's
+conditions.log (beside its root, and printed: run with -s) shows the rollup and the Flux
+conditions it passed through, with the seconds since the Flux source was applied."""
 
 import base64
 import json
+import shutil
 
 from support.alga_charts import DB_PASSWORD
 from support.bundles import forms, members
+from support.releases import CONFIG_REPOSITORY
 
 from host.cluster import alga
 from host.cluster.kube import Kube
@@ -163,3 +166,30 @@ def test_the_support_bundle_collects_from_this_cluster(flux_site, tmp_path):
     leaks = [(name, secret) for secret in (auth_key, DB_PASSWORD) for form in forms(secret)
              for name, data in found.items() if form in data]
     assert not leaks, leaks
+
+
+def test_a_withdrawn_config_bundle_is_named_while_login_keeps_working(flux_site):
+    """Alga withdraws the artifact the installed release pins. Real source-controller does
+    not look again while it holds the digest ("artifact up-to-date"), so nothing shows until
+    its storage is gone, as after a reboot (it is an emptyDir): then it cannot pull it, says
+    so, and the app keeps answering."""
+    _, manifest = flux_site.publish()
+    flux_site.install()
+    settled(flux_site, SETTLED)
+    flux_site.registry.delete(CONFIG_REPOSITORY, manifest["config"]["digest"])
+    source_controller = flux_site.flux.controllers[0]
+    source_controller.stop()
+    shutil.rmtree(source_controller.storage)
+    source_controller.storage.mkdir()
+    source_controller.start()
+    flux_site.api.kubectl("annotate", "--overwrite", "ocirepository", alga.SOURCE_NAME,
+                          "--namespace", alga.FLUX_NAMESPACE,
+                          f"{alga.RECONCILE_ANNOTATION}=withdrawn")
+    snapshot = flux_site.wait_until(lambda s: flux_objects(s)[
+        f"OCIRepository/{alga.SOURCE_NAME}"]["ready"] is False, "the source failing")
+    found = blocker(snapshot, f"OCIRepository/{alga.SOURCE_NAME}")
+    assert found["reason"].startswith("OCIArtifactPullFailed: "), found
+    assert "MANIFEST_UNKNOWN" in found["reason"], found
+    assert "withdrawn" in found["next_action"] and "update" in found["next_action"], found
+    assert snapshot["tiers"]["login"]["ready"], snapshot["tiers"]
+    assert snapshot["rollup"]["state"] == "ready_with_background_issues", snapshot["rollup"]

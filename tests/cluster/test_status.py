@@ -266,13 +266,16 @@ def test_an_oci_release_shows_its_source_at_the_digest_and_its_charts(lab):
     assert "GitRepository" not in {kind for kind, _ in flux_objects}
 
 
-@pytest.mark.parametrize(("change", "component", "layer", "phrase"), [
-    ("digest-withdrawn", "OCIRepository/alga-appliance", "flux", "MANIFEST_UNKNOWN"),
-    ("core-chart", "HelmChart/alga-system-alga-core", "flux", "chart pull error"),
-    ("background-chart", "HelmChart/alga-system-temporal", "background", "chart pull error"),
+@pytest.mark.parametrize(("change", "component", "layer", "phrase", "next_phrase"), [
+    ("digest-withdrawn", "OCIRepository/alga-appliance", "flux", "MANIFEST_UNKNOWN",
+     "no longer published (withdrawn): update to what the channel names now"),
+    ("core-chart", "HelmChart/alga-system-alga-core", "flux", "chart pull error",
+     "describe helmchart alga-system-alga-core"),
+    ("background-chart", "HelmChart/alga-system-temporal", "background", "chart pull error",
+     "describe helmchart alga-system-temporal"),
 ])
 def test_oci_release_failures_are_blockers_naming_the_object(lab, change, component, layer,
-                                                            phrase):
+                                                            phrase, next_phrase):
     root, _ = lab
     view = oci_release()
     if change == "digest-withdrawn":
@@ -291,7 +294,7 @@ def test_oci_release_failures_are_blockers_naming_the_object(lab, change, compon
     blocker = first_blocker(snapshot)
     assert (blocker["component"], blocker["layer"]) == (component, layer), snapshot["blockers"]
     assert phrase in blocker["reason"]
-    assert f"describe {component.split('/')[0].lower()}" in blocker["next_action"]
+    assert next_phrase in blocker["next_action"]
     if change == "digest-withdrawn":
         assert not snapshot["tiers"]["platform"]["ready"]
         assert "OCIRepository alga-appliance" in snapshot["tiers"]["platform"]["reason"]

@@ -113,7 +113,7 @@ class FluxController:
                "KUBECONFIG": str(self.kubeconfig), "RUNTIME_NAMESPACE": RUNTIME_NAMESPACE}
         if self.ca_file is not None:  # Go's system pool: the registries the tests serve
             env["SSL_CERT_FILE"] = str(self.ca_file)
-        with self.log.open("wb") as log:
+        with self.log.open("ab") as log:  # a restart continues its log
             self.process = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=subprocess.STDOUT, cwd=self.work, env=env,
                                             start_new_session=True)

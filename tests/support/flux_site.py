@@ -147,9 +147,12 @@ class FluxSite:
         previous = self.seen[-1] if self.seen else None
         if previous is None or (previous.rollup, previous.flux) != (observation.rollup,
                                                                     observation.flux):
-            print(f"+{observation.seconds:6.1f}s {observation.rollup}: "
-                  + ", ".join(f"{name} {ready} {reason}"
-                              for name, (ready, reason) in sorted(conditions.items())))
+            line = (f"+{observation.seconds:6.1f}s {observation.rollup}: "
+                    + ", ".join(f"{name} {ready} {reason}"
+                                for name, (ready, reason) in sorted(conditions.items())))
+            print(line)
+            with (self.work / "conditions.log").open("a") as log:
+                log.write(line + "\n")
         self.seen.append(observation)
         return snapshot
 
