@@ -35,43 +35,40 @@ CHILDREN = {
     "alga-background": ("./base/background", "30m", "alga-core"),
 }
 
-_POD_SPEC = """\
+_IMAGE = "{{ .Values.image.repository }}:{{ .Values.image.tag }}"
+# alga-core's server and its bootstrap take their tags from the keys the installer patches.
+_SERVER_IMAGE = "{{ .Values.server.image.repository }}:{{ .Values.server.image.tag }}"
+_REPLICAS = "{{ .Values.replicas | default 1 }}"
+_WORKLOAD = """\
+apiVersion: apps/v1
+kind: %(kind)s
+metadata:
+  name: %(name)s
+spec:
+  %(identity)s
+  replicas: %(replicas)s
+  selector:
+    matchLabels: {app: %(name)s}
+  template:
+    metadata:
+      labels: {app: %(name)s}
+    spec:
       containers:
         - name: main
           image: "%(image)s"
 """
-_IMAGE = "{{ .Values.image.repository }}:{{ .Values.image.tag }}"
-# alga-core's server and its bootstrap take their tags from the keys the installer patches.
-_SERVER_IMAGE = "{{ .Values.server.image.repository }}:{{ .Values.server.image.tag }}"
-_DEPLOYMENT = """\
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: %(name)s
-spec:
-  replicas: {{ .Values.replicas | default 1 }}
-  selector:
-    matchLabels: {app: %(name)s}
-  template:
-    metadata:
-      labels: {app: %(name)s}
-    spec:
-""" + _POD_SPEC
-_STATEFUL_SET = """\
-apiVersion: apps/v1
-kind: StatefulSet
-metadata:
-  name: %(name)s
-spec:
-  serviceName: %(name)s
-  replicas: 1
-  selector:
-    matchLabels: {app: %(name)s}
-  template:
-    metadata:
-      labels: {app: %(name)s}
-    spec:
-""" + _POD_SPEC
+
+
+def _deployment(name: str, image: str) -> str:
+    return _WORKLOAD % {"kind": "Deployment", "name": name, "image": image,
+                        "identity": "", "replicas": _REPLICAS}
+
+
+def _stateful_set(name: str, image: str) -> str:
+    return _WORKLOAD % {"kind": "StatefulSet", "name": name, "image": image,
+                        "identity": f"serviceName: {name}", "replicas": 1}
+
+
 # The bootstrap runs after install and after every upgrade, one Job per Helm revision; the
 # alga-core Deployment would wait for its work, which is why Alga sets disableWait.
 _BOOTSTRAP_JOB = """\
@@ -110,12 +107,11 @@ stringData:
 
 def _templates(chart: str) -> dict[str, str]:
     if chart == "sebastian":
-        return {"deployment.yaml": _DEPLOYMENT % {"name": "{{ .Release.Name }}-sebastian",
-                                                  "image": _SERVER_IMAGE},
-                "db.yaml": _STATEFUL_SET % {"name": "db", "image": "postgres:16"},
-                "redis.yaml": _STATEFUL_SET % {"name": "redis", "image": "redis:7"},
+        return {"deployment.yaml": _deployment("{{ .Release.Name }}-sebastian", _SERVER_IMAGE),
+                "db.yaml": _stateful_set("db", "postgres:16"),
+                "redis.yaml": _stateful_set("redis", "redis:7"),
                 "bootstrap-job.yaml": _BOOTSTRAP_JOB, "db-secret.yaml": _DB_SECRET}
-    return {"deployment.yaml": _DEPLOYMENT % {"name": "{{ .Release.Name }}", "image": _IMAGE}}
+    return {"deployment.yaml": _deployment("{{ .Release.Name }}", _IMAGE)}
 
 
 def chart_archive(chart: str, version: str, broken: bool = False) -> bytes:
@@ -135,7 +131,7 @@ def chart_archive(chart: str, version: str, broken: bool = False) -> bytes:
     templates = _templates(chart)
     if broken:
         templates["deployment.yaml"] = templates["deployment.yaml"].replace(
-            "replicas: {{ .Values.replicas | default 1 }}", "replicas: not-a-number")
+            f"replicas: {_REPLICAS}", "replicas: not-a-number")
     for name, text in templates.items():
         files[f"{chart}/templates/{name}"] = text.encode()
     return oci.tar_gz(files)
