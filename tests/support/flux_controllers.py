@@ -211,6 +211,9 @@ class Flux:
               for name in ("kustomize-controller", "helm-controller"))]
 
     def __enter__(self) -> "Flux":
+        return self.start()
+
+    def start(self) -> "Flux":
         self.api.install_crds(crds())
         (self.work / "storage").mkdir(parents=True, exist_ok=True)
         try:

@@ -126,7 +126,7 @@ class FluxSite:
         done = self.phase("flux")
         assert done.returncode == 0, self._record("flux", done)
         self.flux = flux_controllers.Flux(self.api, self.work / "flux", self.api.ca.ca_pem_path,
-                                          REQUEUE_DEPENDENCY).__enter__()
+                                          REQUEUE_DEPENDENCY).start()
         # `kubectl logs` of the controllers' pods: their own logs, as they run on the host.
         self.kubelet.logs.update({c.name: c.log for c in self.flux.controllers})
         done = self.phase("release")
