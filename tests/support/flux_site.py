@@ -218,6 +218,9 @@ class FluxSite:
 def flux_site(control_plane, registry, ca, tmp_path, monkeypatch):
     """A host root handed over by the k3s phase, the release published, the kubelet running;
     `install()` runs the rest."""
+    # The session's control plane as the other tests on it left it, emptied: a workload of
+    # the same name in msp (tests/cluster/test_kubelet.py makes some) would refuse Helm's.
+    control_plane.reset()
     monkeypatch.setenv("PATH", f"{control_plane.bin}:{os.environ['PATH']}")
     root = make_host_root(tmp_path / "root", paths.INSTALL_DIR)
     (root / "etc/os-release").write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
