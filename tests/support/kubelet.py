@@ -92,29 +92,41 @@ def _file(entry: dict, key: str, target: Path) -> str:
     return str(target)
 
 
+def _serve(address: str, answer, tls=None) -> http.server.ThreadingHTTPServer:
+    """A server on (address, a free port) answering each GET with `answer(path)`:
+    (status, content type, body); over TLS with the `tls` context."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            status, content_type, body = answer(self.path)
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer((address, 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 class App:
     """An app's HTTP answer on (address, port): 503 until `up`, then its sign-in page."""
 
     def __init__(self, address: str = "127.0.0.1"):
-        app = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                status, body = (200, b"<title>Sign in - Alga PSA</title>") if app.up else (
-                    503, b"no server is listening yet")
-                self.send_response(status)
-                self.send_header("Content-Type", "text/html")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
         self.up = False
-        self._server = http.server.ThreadingHTTPServer((address, 0), Handler)
+        self._server = _serve(address, self._answer)
         self.url = f"http://{address}:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def _answer(self, path: str) -> tuple[int, str, bytes]:
+        if self.up:
+            return 200, "text/html", b"<title>Sign in - Alga PSA</title>"
+        return 503, "text/plain", b"no server is listening yet"
 
     def close(self) -> None:
         self._server.shutdown()
@@ -161,30 +173,15 @@ class Kubelet:
             self._log_server.server_close()
 
     def _serve_logs(self) -> None:
-        kubelet = self
+        self._log_server = _serve(self.address, self._container_logs,
+                                  self.ca.server_context(self.address))
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                url = urlsplit(self.path)
-                found = CONTAINER_LOGS.fullmatch(url.path)
-                if found is None:
-                    self.send_error(404)
-                    return
-                body = kubelet.log_of(found["pod"], parse_qs(url.query))
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        server = http.server.ThreadingHTTPServer((self.address, 0), Handler)
-        context = self.ca.server_context(self.address)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        self._log_server = server
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+    def _container_logs(self, path: str) -> tuple[int, str, bytes]:
+        url = urlsplit(path)
+        found = CONTAINER_LOGS.fullmatch(url.path)
+        if found is None:
+            return 404, "text/plain", b"404 page not found"
+        return 200, "text/plain", self.log_of(found["pod"], parse_qs(url.query))
 
     def log_of(self, pod: str, query: dict) -> bytes:
         """The container's log as the kubelet answers: the last `tailLines` lines, each after
