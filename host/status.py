@@ -23,6 +23,7 @@ K3S_BOOT_GRACE_SECONDS = 300  # k3s serves its API within this after a boot, or 
 PROBLEM_REASONS = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerError",
                    "CreateContainerConfigError")
 LAYERS = ("host", "k3s", "flux", "core", "bootstrap", "login", "background")
+PLATFORM_LAYERS = ("host", "k3s", "flux")
 COMPONENT_LAYER = {**dict.fromkeys(("db", "redis", "pgbouncer"), "core"),
                    alga.ALGA_CORE: "login", "bootstrap": "bootstrap",
                    **dict.fromkeys(alga.BACKGROUND, "background")}
@@ -57,9 +58,9 @@ def take_snapshot(root: Path | None, kube: Kube, probe=probe_login) -> dict:
     seen = bool(previous and previous["bootstrap_seen"])
     verdicts = readiness.tiers(cluster.view if cluster else ClusterView(), login_probe, seen)
     at = state.timestamp()
-    tiers = _tiers(verdicts, previous, at)
     host = _host(root, install)
     blockers = _blockers(cluster, api_error, verdicts, _k3s_starting(host))
+    tiers = _tiers(verdicts, previous, at, blockers)
     snapshot = {
         "collected_at": at,
         "rollup": _rollup(install, inputs, tiers, blockers),
@@ -104,7 +105,8 @@ def _install_summary(install: dict | None) -> dict:
             "phases": {name: r["state"] for name, r in install["phases"].items()}}
 
 
-def _tiers(verdicts: dict[str, Verdict], previous: dict | None, at: str) -> dict:
+def _tiers(verdicts: dict[str, Verdict], previous: dict | None, at: str,
+           blockers: list[dict]) -> dict:
     tiers = {}
     for name, verdict in verdicts.items():
         before = previous["tiers"][name] if previous else None
@@ -114,8 +116,24 @@ def _tiers(verdicts: dict[str, Verdict], previous: dict | None, at: str) -> dict
         degraded = not verdict.ready and bool(before) and (
             before["ready"] or before["degraded"])
         tiers[name] = {"ready": verdict.ready, "reason": verdict.reason, "since": since,
-                       "degraded": degraded}
+                       "degraded": degraded,
+                       "state": _tier_state(name, verdict.ready, degraded, blockers)}
     return tiers
+
+
+def _tier_state(name: str, ready: bool, degraded: bool, blockers: list[dict]) -> str:
+    """ready; degraded (was ready); failing (a critical problem stands in its way); or
+    waiting: not reached yet while the install works towards it, which is no fault."""
+    if ready or degraded:
+        return "ready" if ready else "degraded"
+    critical = [b for b in blockers if b["severity"] == "critical"]
+    if name == "platform":
+        critical = [b for b in critical if b["layer"] in PLATFORM_LAYERS]
+    elif name == "background":
+        critical = [b for b in critical if b["layer"] == "background"]
+    elif name != "fully_healthy":  # core, bootstrap and login stand or fall together
+        critical = [b for b in critical if b["blocks_login"]]
+    return "failing" if critical else "waiting"
 
 
 def _component_of(pod: dict) -> str:
@@ -170,8 +188,7 @@ def _blockers(cluster: Cluster | None, api_error: str | None, verdicts: dict,
             if ready and ready["status"] == "False" and \
                     ready.get("reason") not in readiness.FLUX_IN_PROGRESS:
                 name = obj["metadata"]["name"]
-                layer = "background" if _release_of(name) in alga.BACKGROUND else "flux"
-                found.append(_blocker("critical", f"{kind}/{name}", layer,
+                found.append(_blocker("critical", f"{kind}/{name}", _flux_layer(name),
                                       f"{ready.get('reason', '')}: {ready.get('message', '')}",
                                       _flux_next_action(obj, ready)))
     if "failed" in verdicts["bootstrap"].reason:
@@ -198,6 +215,13 @@ def _flux_next_action(obj: dict, ready: dict) -> str:
                 "`sudo alga-appliance update --channel <channel>`)")
     return (f"check `kubectl -n {obj['metadata']['namespace']} describe {kind.lower()} "
             f"{name}`; {SUPPORT_COMMAND}")
+
+
+def _flux_layer(name: str) -> str:
+    """background for the background Kustomization and the background services' releases
+    and charts: their failures never take login away."""
+    background = name == alga.BACKGROUND_KUSTOMIZATION or _release_of(name) in alga.BACKGROUND
+    return "background" if background else "flux"
 
 
 def _release_of(name: str) -> str:

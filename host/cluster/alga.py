@@ -7,6 +7,8 @@ ALGA_SYSTEM = "alga-system"  # the Helm releases and the appliance's ConfigMaps
 APP_NAMESPACE = "msp"  # the app's workloads
 SOURCE_NAME = "alga-appliance"  # the Flux source and the root Kustomization
 PLATFORM_KUSTOMIZATION = "alga-platform"
+# The child Kustomization that applies the background services' Helm releases.
+BACKGROUND_KUSTOMIZATION = "alga-background"
 FLUX_ROOT_PATH = "./ee/appliance/flux/base"  # in the git repository
 OCI_ROOT_PATH = "./base"  # in the OCI config bundle, pushed from ee/appliance/flux/
 RELEASE_SELECTION = "appliance-release-selection"

@@ -50,3 +50,13 @@ def setup_inputs(document: dict) -> dict:
     if isinstance(overrides, dict) and "repo_url" in overrides:
         overrides.setdefault("release_source", overrides.pop("repo_url"))
     return document
+
+
+def status(document: dict) -> dict:
+    # Tiers gained a state to show; an older snapshot knew no failing tier.
+    tiers = document.get("tiers")
+    for tier in tiers.values() if isinstance(tiers, dict) else ():
+        if isinstance(tier, dict) and "state" not in tier:
+            tier["state"] = ("ready" if tier.get("ready") else
+                             "degraded" if tier.get("degraded") else "waiting")
+    return document

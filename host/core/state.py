@@ -52,7 +52,7 @@ ENDPOINTS = StateFile("endpoint overrides", paths.CONFIG_DIR, "endpoints.json",
 HOST_CHANGES = StateFile("host changes", paths.STATE_DIR, "host-changes.json",
                          "host-changes.schema.json", 0o640)
 STATUS = StateFile("status snapshot", paths.STATE_DIR, "status.json", "status.schema.json",
-                   0o640)
+                   0o640, migrations.status)
 MAINTENANCE = StateFile("maintenance metadata", paths.STATE_DIR, "maintenance.json",
                         "maintenance.schema.json", 0o640)
 SUPPORT_BUNDLE_STATUS = StateFile("support bundle status", paths.STATE_DIR,

@@ -313,8 +313,64 @@ def test_flux_waiting_on_a_dependency_is_installing_not_a_failure(lab):
     for obj in view.kustomizations:
         crd_validator(obj["kind"])[1].validate(obj)
     snapshot = collect(root, view)
-    assert not [b for b in snapshot["blockers"] if b["layer"] == "flux"], snapshot["blockers"]
+    assert not [b for b in snapshot["blockers"] if b["severity"] == "critical"], \
+        snapshot["blockers"]
     assert snapshot["rollup"]["state"] == "installing"
+    # Tiers not reached yet say so: waiting, never the red "failing" of a real problem.
+    assert {name: tier["state"] for name, tier in snapshot["tiers"].items()} == {
+        "platform": "ready", "core": "ready", "bootstrap": "waiting", "login": "waiting",
+        "background": "waiting", "fully_healthy": "waiting"}
+
+
+def test_a_failing_background_kustomization_never_takes_login(lab):
+    """alga-background applies the background releases: its health check failing is a
+    background problem, shown as such, with login ready."""
+    root, _ = lab
+    view = oci_release()
+    view.deployments = [workload("Deployment", "temporal", 0) if d["metadata"]["name"] ==
+                        "temporal" else d for d in view.deployments]
+    view.kustomizations.append(kustomization(
+        "alga-background", "OCIRepository", "False", "HealthCheckFailed",
+        "health check failed after 30m0s: timeout waiting for: [HelmRelease/alga-system/"
+        "temporal status: 'InProgress']"))
+    snapshot = collect(root, view)
+    assert snapshot["rollup"]["state"] == "ready_with_background_issues"
+    blocker = first_blocker(snapshot)
+    assert (blocker["component"], blocker["layer"], blocker["blocks_login"]) == (
+        "Kustomization/alga-background", "background", False)
+    states = {name: tier["state"] for name, tier in snapshot["tiers"].items()}
+    assert (states["login"], states["background"], states["fully_healthy"]) == (
+        "ready", "failing", "failing")
+
+
+def test_a_failing_core_release_marks_the_tiers_failing(lab):
+    root, _ = lab
+    view = oci_release()
+    view.deployments = [d for d in view.deployments if d["metadata"]["name"] == "pgbouncer"]
+    view.jobs = []
+    view.helmreleases = [flux("HelmRelease", "helm.toolkit.fluxcd.io/v2", "alga-core",
+                              "alga-system", "False", reason="InstallFailed",
+                              message="Helm install failed for release msp/alga-core with "
+                                      "chart sebastian@0.0.1: context deadline exceeded")]
+    snapshot = collect(root, view)
+    assert snapshot["rollup"]["state"] == "failed_action_required"
+    states = {name: tier["state"] for name, tier in snapshot["tiers"].items()}
+    assert (states["platform"], states["login"], states["background"]) == (
+        "ready", "failing", "waiting")
+
+
+def test_a_snapshot_without_tier_states_reads_as_before(lab):
+    """status.json written before tiers had a state: read with the state they meant."""
+    root, _ = lab
+    snapshot = collect(root, stage("login"))
+    for tier in snapshot["tiers"].values():
+        del tier["state"]
+    snapshot["tiers"]["core"]["degraded"], snapshot["tiers"]["core"]["ready"] = True, False
+    state.STATUS.path(root).write_text(json.dumps(snapshot))
+    read = state.read(state.STATUS, root)
+    assert {name: tier["state"] for name, tier in read["tiers"].items()} == {
+        "platform": "ready", "core": "degraded", "bootstrap": "ready", "login": "ready",
+        "background": "waiting", "fully_healthy": "waiting"}
 
 
 def test_a_helm_release_waiting_for_its_chart_is_installing_not_a_failure(lab):

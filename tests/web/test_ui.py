@@ -435,8 +435,11 @@ def test_dashboard_in_each_rollup_state(tmp_path, open_ui, fake_cluster, monkeyp
     page = ui.page
     expect(page.locator("#rollup .state")).to_have_text(label)
     expect(page.locator("#rollup")).to_contain_text(snapshot["rollup"]["next_action"])
-    ready = [t for t, tier in snapshot["tiers"].items() if tier["ready"]]
-    expect(page.locator("#tiers li", has_text="✓ ready")).to_have_count(len(ready))
+    badges = {"ready": "✓ ready", "waiting": "… waiting", "failing": "✗ failing",
+              "degraded": "! degraded"}
+    for shown, badge in badges.items():  # a tier not reached yet is never a red ✗
+        count = sum(tier["state"] == shown for tier in snapshot["tiers"].values())
+        expect(page.locator("#tiers li .badge", has_text=badge)).to_have_count(count)
     expect(page.locator("#open-app-row")).to_be_visible() if login else \
         expect(page.locator("#open-app-row")).to_be_hidden()
     if login:

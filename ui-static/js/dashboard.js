@@ -74,7 +74,7 @@ function rollup(status, app) {
 function ladder(tiers) {
   replace($("#tiers"), TIERS.map(([key, title, meaning]) => {
     const tier = tiers[key];
-    const word = tier.ready ? "ready" : tier.degraded ? "degraded" : "not ready";
+    const word = tier.state;
     const since = tier.since ? ` since ${when(tier.since)}` : "";
     return el("li", {}, badge(word), " ", el("span", {class: "title"}, title),
               el("span", {class: "muted"}, `(${meaning})`),
