@@ -6,7 +6,8 @@ image tags (runtime values from the stored setup inputs, bootstrap in recover mo
 key untouched); records the selection in the cluster and on the host; moves Flux's source
 (the OCIRepository's digest, the GitRepository's branch, or from one kind to the other);
 asks Flux to reconcile, and waits until Flux has handled that request at the new revision
-and login works on the new release. Applying again after a failure or an interruption
+and login works on the new release; the background services are reported, never waited
+for. Applying again after a failure or an interruption
 converges. Given the digest of the plan the admin reviewed, an apply installs exactly that
 release artifact, or nothing.
 """
@@ -160,6 +161,7 @@ def _switch(root: Path, operation, kubeconfig: str, inputs: dict, current: dict 
     _wait(operation, f"login did not work on release {selection['release_version']}",
           LOGIN_TIMEOUT, "app-readiness",
           lambda: _login_pending(kube, inputs["app_url"], selection["images"]["algaCore"]))
+    _note_background_problems(operation, kube)
     if current is not None and current["source"] != selection["source"]:
         operation.step("removing the previous source")
         _remove_source(kube, SOURCE_KINDS[current["source"]])
@@ -281,6 +283,8 @@ def _source_and_kustomizations_pending(kube: Kube, requested_at: str,
         return waiting
     revision = repository["status"]["artifact"]["revision"]
     for kustomization in kube.list("kustomizations", alga.FLUX_NAMESPACE):
+        if _background(kustomization):
+            continue
         source_ref = kustomization["spec"].get("sourceRef", {})
         ours = (source_ref.get("kind"), source_ref.get("name")) == (kind, alga.SOURCE_NAME)
         waiting = _flux_pending(kustomization, requested_at, lambda flux_status, ours=ours: (
@@ -292,10 +296,40 @@ def _source_and_kustomizations_pending(kube: Kube, requested_at: str,
 
 def _helm_releases_pending(kube: Kube, requested_at: str) -> str | None:
     for release in kube.list("helmreleases", alga.ALGA_SYSTEM):
+        if _background(release):
+            continue
         waiting = _flux_pending(release, requested_at, lambda flux_status: True)
         if waiting:
             return waiting
     return None
+
+
+def _background(obj: dict) -> bool:
+    """The background services' Kustomization and Helm releases: an update neither waits
+    for them nor fails on them (they never take login away); it reports their problems."""
+    name = obj["metadata"]["name"]
+    return (obj["kind"] == "Kustomization" and name == alga.BACKGROUND_KUSTOMIZATION) or (
+        obj["kind"] == "HelmRelease" and name in alga.BACKGROUND)
+
+
+def _note_background_problems(operation, kube: Kube) -> None:
+    """Once login works on the new release: the background services Flux reports failing,
+    as warnings of a succeeded update."""
+    try:
+        found = [*kube.list("kustomizations", alga.FLUX_NAMESPACE),
+                 *kube.list("helmreleases", alga.ALGA_SYSTEM)]
+    except KubeError as exc:
+        found = []
+        operation.log(f"the background services could not be read: {exc}")
+    warnings = [f"{obj['kind']} {obj['metadata']['name']}: {problem}"
+                for obj in found if _background(obj) for problem in [_flux_failure(obj)]
+                if problem]
+    for warning in warnings:
+        operation.log(f"warning: {warning}")
+    if warnings:
+        operation.record["warnings"] = [
+            *warnings, "background services do not block login; the Status page shows "
+                       "their progress and next steps"]
 
 
 def _flux_pending(obj: dict, requested_at: str, at_revision: Callable[[dict], bool]
@@ -309,19 +343,14 @@ def _flux_pending(obj: dict, requested_at: str, at_revision: Callable[[dict], bo
         return None  # created by the new tree after the request: it reconciles by itself
     if flux_status.get("lastHandledReconcileAt") != requested_at:
         return f"{kind} {name} has not handled the reconciliation request yet"
-    ready = readiness.condition(obj, "Ready") or {}
-    stalled = readiness.condition(obj, "Stalled") or {}
-    failed = None
-    if stalled.get("status") == "True":
-        failed = stalled
-    elif ready.get("status") == "False" and ready.get("reason") not in readiness.FLUX_IN_PROGRESS:
-        failed = ready
-    if failed is not None:
-        raise OperationFailed(_flux_category(kind, name), f"{kind} {namespace}/{name} failed: "
-                              f"{failed.get('reason', '')}: {failed.get('message', '')}",
+    problem = _flux_failure(obj)
+    if problem:
+        raise OperationFailed(_flux_category(kind), f"{kind} {namespace}/{name} failed: "
+                              f"{problem}",
                               f"check `kubectl -n {namespace} describe {kind.lower()} {name}`; "
                               f"fix the cause or choose another channel, then apply the update "
                               f"again ({AGAIN})")
+    ready = readiness.condition(obj, "Ready") or {}
     if ready.get("status") != "True":
         return f"{kind} {name} is reconciling ({ready.get('reason', 'no Ready condition')})"
     if flux_status.get("observedGeneration") != obj["metadata"].get("generation"):
@@ -331,11 +360,23 @@ def _flux_pending(obj: dict, requested_at: str, at_revision: Callable[[dict], bo
     return None
 
 
-def _flux_category(kind: str, name: str) -> str:
+def _flux_failure(obj: dict) -> str | None:
+    """"<reason>: <message>" when Flux reports `obj` failed (Stalled, or not Ready for a
+    reason other than work in progress), else None."""
+    ready = readiness.condition(obj, "Ready") or {}
+    stalled = readiness.condition(obj, "Stalled") or {}
+    if stalled.get("status") == "True":
+        failed = stalled
+    elif ready.get("status") == "False" and ready.get("reason") not in readiness.FLUX_IN_PROGRESS:
+        failed = ready
+    else:
+        return None
+    return f"{failed.get('reason', '')}: {failed.get('message', '')}"
+
+
+def _flux_category(kind: str) -> str:
     if kind in SOURCE_KINDS.values():
         return "release-source"  # the config bundle, the channel's branch or the repository
-    if kind == "HelmRelease" and name in alga.BACKGROUND:
-        return "background-services"
     return "flux"
 
 

@@ -134,6 +134,7 @@ def summary_lines(entry: dict) -> list[str]:
             lines.append(f"  needs confirmation: {changes['confirmation_reason']}")
     took = f" in {entry['duration_s']:g} s" if entry["duration_s"] is not None else ""
     lines.append(f"{entry['action']}: {entry['result'].replace('_', ' ')}{took}")
+    lines += [f"  warning: {warning}" for warning in entry.get("warnings", ())]
     if entry["failure"]:
         failure = entry["failure"]
         lines += [f"  [{failure['category']}] {failure['suspected_cause']}",

@@ -223,6 +223,32 @@ def test_flux_failure_or_timeout_fails_the_update(lab, monkeypatch, flux, catego
     assert "applied again" in failure["next_step"]
 
 
+def test_a_failing_background_release_never_fails_the_update(lab, monkeypatch):
+    """temporal fails to upgrade: login works on the new release, so the update succeeds,
+    says what is wrong in the background, and never waited for it."""
+    monkeypatch.setenv("FAKE_FLUX_RECONCILE", "fail:HelmRelease/temporal")
+    monkeypatch.setattr(apply, "HELM_TIMEOUT", 1.0)
+    publish(lab, "stable", "1.0.1", "release/1.0.0", algaCore="c0ffee11")
+    lab.put(alga_core("c0ffee11"))  # Helm rolled alga-core out
+    entry = lab.apply()
+    assert entry["result"] == "succeeded", entry["failure"]
+    assert entry["warnings"][0] == ("HelmRelease temporal: UpgradeFailed: Helm upgrade failed "
+                                    "for release msp/temporal with chart temporal@0.1.0: "
+                                    "context deadline exceeded")
+    assert "do not block login" in entry["warnings"][-1]
+    assert "  warning: HelmRelease temporal: UpgradeFailed" in "\n".join(
+        history.summary_lines(entry))
+
+
+def test_a_failing_core_release_still_fails_the_update(lab, monkeypatch):
+    monkeypatch.setenv("FAKE_FLUX_RECONCILE", "fail:HelmRelease/pgbouncer")
+    publish(lab, "stable", "1.0.1", "release/1.0.0", algaCore="c0ffee11")
+    entry = lab.apply()
+    assert entry["result"] == "failed" and "warnings" not in entry
+    assert "HelmRelease alga-system/pgbouncer failed: UpgradeFailed" in entry["failure"][
+        "suspected_cause"]
+
+
 def test_login_not_ready_on_the_new_release_fails_the_update(lab, monkeypatch):
     monkeypatch.setattr(apply, "LOGIN_TIMEOUT", 0.5)
     publish(lab, "stable", "1.0.1", "release/1.0.0", algaCore="c0ffee11")

@@ -94,8 +94,10 @@ def test_check_see_the_diff_confirm_watch_and_see_history(lab, open_ui, monkeypa
 
 
 def test_an_oci_plan_names_its_source_and_the_apply_sends_the_reviewed_digest(
-        oci_update_lab, open_ui):
+        oci_update_lab, open_ui, monkeypatch):
     lab = oci_update_lab
+    # temporal fails to upgrade: the update still succeeds, and the page says so plainly.
+    monkeypatch.setenv("FAKE_FLUX_RECONCILE", "fail:HelmRelease/temporal")
     origin = f"oci://{lab.registry.host}/{RELEASE_REPOSITORY}"
     digest, manifest = lab.publish("1.0.4", algaCore="c0ffee11")
     ui = open_ui(lab.root)
@@ -127,3 +129,7 @@ def test_an_oci_plan_names_its_source_and_the_apply_sends_the_reviewed_digest(
     assert run_request_when_spooled(lab)["result"] == "succeeded"
     expect(page.locator("#update-history tbody tr").nth(0)).to_contain_text("succeeded")
     expect(fact(release, "Digest")).to_have_text(digest)
+    notice = page.locator("#update-background")
+    expect(notice).to_contain_text("The update succeeded and login works")
+    expect(notice).to_contain_text("HelmRelease temporal: UpgradeFailed")
+    expect(page.locator("#update-error")).to_be_hidden()

@@ -72,6 +72,11 @@ function plan(check, newest, app) {
     $("#update-error").textContent = `${newest.action === "check" ? "The check" : "The update"}` +
       ` failed: ${newest.failure.suspected_cause} Next: ${newest.failure.next_step}`;
   }
+  const warned = newest && newest.result === "succeeded" && newest.warnings;
+  $("#update-background").hidden = !warned;
+  $("#update-background").textContent = warned
+    ? `The update succeeded and login works; background services need attention: ${newest.warnings.join("; ")}`
+    : "";
   if (!shown) return;
   const key = JSON.stringify(shown);
   if ($("#update-plan").dataset.key === key) return; // keep the admin's checkbox and focus
@@ -112,7 +117,8 @@ function history(entries) {
     ["When", "Who", "What", "From", "To", "Result", "Took"],
     entries.map((e) => [when(e.started_at), e.who, e.action, release(e.from), release(e.to),
                         [badge(RESULT_WORDS[e.result], e.result.replaceAll("_", " ")),
-                         e.failure ? ` ${e.failure.suspected_cause}` : null],
+                         e.failure ? ` ${e.failure.suspected_cause}` : null,
+                         e.warnings ? ` (background: ${e.warnings[0]})` : null],
                         e.duration_s === null ? "–" : `${Math.round(e.duration_s)} s`]),
     "No checks or updates yet."));
 }
