@@ -7,12 +7,13 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from host.cluster import alga, readiness
 from host.cluster.kube import Kube, KubeError
-from host.cluster.probe import probe_login
+from host.cluster.probe import app_on_node, probe_login
 from host.cluster.readiness import ClusterView, Verdict
-from host.core import hostcmd, paths, pins, state
+from host.core import hostcmd, paths, state
 from host.core.failures import SUPPORT_COMMAND
 from host.net import addresses
 from host.releases import source
@@ -53,13 +54,17 @@ def take_snapshot(root: Path | None, kube: Kube, probe=probe_login) -> dict:
             cluster = read_cluster(kube)
         except KubeError as exc:
             api_error = str(exc)
-    login_probe = (probe(inputs["app_url"]) if cluster and inputs
+    view = cluster.view if cluster else ClusterView()
+    app_address = app_on_node(view, addresses.node_ip())
+    login_probe = (probe(app_address) if cluster and inputs
                    else Verdict(False, "the app is not installed yet"))
     seen = bool(previous and previous["bootstrap_seen"])
-    verdicts = readiness.tiers(cluster.view if cluster else ClusterView(), login_probe, seen)
+    verdicts = readiness.tiers(view, login_probe, seen)
     at = state.timestamp()
-    host = _host(root, install)
+    host = _host(root, view)
     blockers = _blockers(cluster, api_error, verdicts, _k3s_starting(host))
+    if verdicts["login"].ready:
+        blockers += _public_url_blockers(inputs["app_url"], app_address, probe)
     tiers = _tiers(verdicts, previous, at, blockers)
     snapshot = {
         "collected_at": at,
@@ -161,9 +166,10 @@ def _pod_problems(pod: dict) -> list[str]:
     return reasons
 
 
-def _blocker(severity, component, layer, reason, next_action) -> dict:
+def _blocker(severity, component, layer, reason, next_action, blocks_login=None) -> dict:
     return {"severity": severity, "component": component, "layer": layer, "reason": reason,
-            "next_action": next_action, "blocks_login": layer not in ("background",)}
+            "next_action": next_action,
+            "blocks_login": layer != "background" if blocks_login is None else blocks_login}
 
 
 def _blockers(cluster: Cluster | None, api_error: str | None, verdicts: dict,
@@ -203,6 +209,31 @@ def _blockers(cluster: Cluster | None, api_error: str | None, verdicts: dict,
                                   _pod_next_action(reason)))
     return sorted(found, key=lambda b: (not b["blocks_login"], b["severity"] != "critical",
                                         LAYERS.index(b["layer"])))
+
+
+def _public_url_blockers(app_url: str, app_address: str, probe) -> list[dict]:
+    """A warning when the public app URL does not answer from the appliance itself. That is
+    often fine for the admin's browser, so it never blocks login nor hides "Open Alga"."""
+    if _same_origin(app_url, app_address):
+        return []
+    verdict = probe(app_url)
+    if verdict.ready:
+        return []
+    return [_blocker(
+        "warning", "app-url", "login",
+        f"the app URL does not answer from the appliance ({verdict.reason}), though Alga "
+        f"answers at {app_address}. Often harmless: TLS may end on a proxy or load balancer "
+        f"in front of the appliance, the name may resolve to another address inside the site "
+        f"(split-horizon DNS), or the router may not send the public address back inside "
+        f"(hairpin NAT)",
+        f"open {app_url} from a computer on your network; if it does not open there, check "
+        f"its DNS record and the proxy or load balancer in front of this node (Alga listens "
+        f"on {app_address})", blocks_login=False)]
+
+
+def _same_origin(first: str, second: str) -> bool:
+    a, b = urlsplit(first), urlsplit(second)
+    return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
 
 
 def _flux_next_action(obj: dict, ready: dict) -> str:
@@ -363,7 +394,7 @@ def uptime_seconds() -> float:
     return float(Path(paths.UPTIME).read_text().split()[0])
 
 
-def _host(root: Path | None, install: dict | None) -> dict:
+def _host(root: Path | None, view: ClusterView) -> dict:
     try:
         k3s_state = hostcmd.run(["systemctl", "is-active", "k3s.service"]).strip()
     except hostcmd.CommandFailed as exc:
@@ -376,5 +407,5 @@ def _host(root: Path | None, install: dict | None) -> dict:
         usage = shutil.disk_usage(target)
         disk.append({"path": path, "free_bytes": usage.free, "total_bytes": usage.total})
     return {"k3s_state": k3s_state,
-            "k3s_version": pins.K3S_VERSION if _phase_done(install, "k3s") else None,
+            "k3s_version": readiness.k3s_version(view),
             "disk": disk, "node_ip": addresses.node_ip(), "uptime_seconds": uptime_seconds()}

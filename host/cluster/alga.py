@@ -26,6 +26,9 @@ IMAGES = ("algaCore", "workflowWorker", "emailService", "temporalWorker")
 CORE_STATEFULSETS = ("db", "redis")
 CORE_DEPLOYMENTS = ("pgbouncer",)
 ALGA_CORE = "alga-core-sebastian"  # the app's Deployment: login depends on it
+# alga-core's server uses host networking: it answers on the node's address at this port,
+# whatever the public app URL says.
+APP_PORT = 3000
 BOOTSTRAP_JOB_PREFIX = f"{ALGA_CORE}-bootstrap-r"
 # Background services: each is a Helm release of this name running a Deployment of this
 # name. A background problem never takes login away.

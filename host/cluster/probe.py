@@ -1,13 +1,23 @@
-"""The login probe: a real HTTP request to the app URL. A Ready flag alone is not enough
-(an earlier appliance said "ready" while the app still answered 503)."""
+"""The login probe: a real HTTP request to the app where it runs, the node's address and
+alga-core's port. A Ready flag alone is not enough (an earlier appliance said "ready" while the
+app still answered 503). The public app URL is another matter: TLS may end on a proxy in
+front, or the name resolve elsewhere inside the site, so it is probed separately and never
+decides login."""
 
 from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from host.cluster.readiness import Verdict
+from host.cluster import alga
+from host.cluster.readiness import ClusterView, Verdict, node_address
 
 TIMEOUT = 5.0
+
+
+def app_on_node(view: ClusterView, fallback_address: str) -> str:
+    """alga-core's own address: the node's InternalIP as Kubernetes reports it (the host's
+    default-route address, `fallback_address`, before the node has registered)."""
+    return f"http://{node_address(view) or fallback_address}:{alga.APP_PORT}/"
 
 
 def probe_login(app_url: str, timeout: float = TIMEOUT) -> Verdict:

@@ -178,6 +178,22 @@ def release_source(view: ClusterView) -> Verdict:
     return Verdict(verdict.ready, f"{kind} {verdict.reason}")
 
 
+def node_address(view: ClusterView) -> str | None:
+    """The node's InternalIP: where host-network pods such as alga-core's server answer."""
+    for node in view.nodes:
+        for address in node.get("status", {}).get("addresses", []):
+            if address.get("type") == "InternalIP":
+                return address.get("address")
+    return None
+
+
+def k3s_version(view: ClusterView) -> str | None:
+    """The version k3s runs, as its node reports it (kubeletVersion, e.g. v1.33.3+k3s1)."""
+    for node in view.nodes:
+        return node.get("status", {}).get("nodeInfo", {}).get("kubeletVersion")
+    return None
+
+
 def tiers(view: ClusterView, login_probe: Verdict, bootstrap_seen: bool) -> dict[str, Verdict]:
     platform = _all([node_ready(view), release_source(view),
                      flux_object(view.kustomizations, PLATFORM_KUSTOMIZATION)])

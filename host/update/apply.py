@@ -19,11 +19,11 @@ from pathlib import Path
 
 from host.cluster import alga, objects, readiness
 from host.cluster.kube import Kube, KubeError
-from host.cluster.probe import probe_login
+from host.cluster.probe import app_on_node, probe_login
 from host.core import maintenance, paths, runlock, state
 from host.core.failures import SUPPORT_COMMAND, OperationFailed
 from host.core.wait import TimedOut, wait_until
-from host.net import https, resolvers
+from host.net import addresses, https, resolvers
 from host.releases import source
 from host.update import history
 from host.update.check import (
@@ -160,7 +160,7 @@ def _switch(root: Path, operation, kubeconfig: str, inputs: dict, current: dict 
     operation.step("waiting for login")
     _wait(operation, f"login did not work on release {selection['release_version']}",
           LOGIN_TIMEOUT, "app-readiness",
-          lambda: _login_pending(kube, inputs["app_url"], selection["images"]["algaCore"]))
+          lambda: _login_pending(kube, selection["images"]["algaCore"]))
     _note_background_problems(operation, kube)
     if current is not None and current["source"] != selection["source"]:
         operation.step("removing the previous source")
@@ -380,10 +380,11 @@ def _flux_category(kind: str) -> str:
     return "flux"
 
 
-def _login_pending(kube: Kube, app_url: str, core_tag: str) -> str | None:
+def _login_pending(kube: Kube, core_tag: str) -> str | None:
     view = readiness.read_view(kube)
+    login_probe = probe_login(app_on_node(view, addresses.node_ip()))
     # The app was installed before, so an expired bootstrap job counts as done.
-    verdicts = readiness.tiers(view, probe_login(app_url), bootstrap_seen=True)
+    verdicts = readiness.tiers(view, login_probe, bootstrap_seen=True)
     if "failed" in verdicts["bootstrap"].reason:
         raise OperationFailed("app-bootstrap", verdicts["bootstrap"].reason,
                               f"look at the bootstrap job's logs (kubectl -n "

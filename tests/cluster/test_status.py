@@ -14,6 +14,7 @@ from support.base import make_host_root
 from support.builders import (
     CONFIG_DIGEST,
     INSTALLED,
+    K3S_RUNNING,
     event,
     flux,
     healthy,
@@ -31,20 +32,20 @@ from support.crds import crd_validator
 from support.netlab import (
     HttpsServer,
     Route,
+    free_loopback_address,
 )
-from support.scenarios import collect, stage, temporal_worker_crashloop
+from support.scenarios import alga_server, collect, stage, temporal_worker_crashloop
 
 from host import status
 from host.cluster.alga import BACKGROUND
 from host.cluster.kube import Kube
-from host.core import state
+from host.core import pins, state
 
 
 @pytest.fixture
 def lab(tmp_path, fake_cluster):
     make_host_root(tmp_path)
-    with HttpsServer(None, {"/": Route(status=302, headers={"Location": "/msp/dashboard"})}) \
-            as app:
+    with alga_server({"/": Route(status=302, headers={"Location": "/msp/dashboard"})}) as app:
         state.write(state.SETUP_INPUTS, {"channel": "stable", "app_url": app.url,
                                          "dns": {"mode": "system"}, "proxy": None,
                                          "overrides": {}}, tmp_path)
@@ -411,6 +412,53 @@ def test_login_probe_failures(lab):
     assert "did not answer within 1 s" in snapshot["tiers"]["login"]["reason"]
 
 
+def test_login_is_probed_where_alga_runs_and_an_unreachable_public_url_only_warns(lab):
+    """The wizard's own example, https://psa.example.com, ends TLS on a proxy in front: the
+    appliance cannot reach it itself, yet Alga is up at the node's address and port 3000."""
+    root, app = lab
+    nobody = f"https://{free_loopback_address()}:8443"  # TLS ends elsewhere: nothing here
+    inputs = state.read(state.SETUP_INPUTS, root)
+    state.write(state.SETUP_INPUTS, {**inputs, "app_url": nobody}, root)
+    view = healthy()
+    view.nodes = [node(address=app.address)]
+    (root / "store.json").write_text(json.dumps(store_for(view)))
+    snapshot = status.take_snapshot(root, Kube(str(root / "k3s.yaml")),
+                                    probe=lambda url: status.probe_login(url, timeout=1.0))
+    assert snapshot["tiers"]["login"]["ready"], snapshot["tiers"]["login"]
+    assert snapshot["tiers"]["login"]["reason"].endswith(f"{app.url}/ redirects to /msp/dashboard")
+    warning = first_blocker(snapshot)
+    assert (warning["component"], warning["severity"], warning["blocks_login"]) == (
+        "app-url", "warning", False)
+    for why in ("TLS may end on a proxy", "split-horizon DNS", "hairpin NAT", app.url):
+        assert why in warning["reason"]
+    assert nobody in warning["next_action"] and "not reachable" in warning["reason"]
+    assert snapshot["rollup"]["state"] == "fully_healthy"
+
+    app.routes["/"] = Route(status=503)  # the app itself down: login is not ready, whatever
+    snapshot = status.take_snapshot(root, Kube(str(root / "k3s.yaml")),
+                                    probe=lambda url: status.probe_login(url, timeout=1.0))
+    assert not snapshot["tiers"]["login"]["ready"]
+    assert "answered 503" in snapshot["tiers"]["login"]["reason"]
+    assert "app-url" not in [b["component"] for b in snapshot["blockers"]]
+
+
+def test_a_public_url_that_answers_and_the_node_url_itself_are_not_warned_about(lab):
+    root, app = lab
+    with HttpsServer(None, {"/": Route(status=200)}) as front:  # a proxy in front that answers
+        inputs = state.read(state.SETUP_INPUTS, root)
+        state.write(state.SETUP_INPUTS, {**inputs, "app_url": front.url}, root)
+        view = healthy()
+        view.nodes = [node(address=app.address)]
+        (root / "store.json").write_text(json.dumps(store_for(view)))
+        snapshot = status.take_snapshot(root, Kube(str(root / "k3s.yaml")))
+        assert [path for _, path, _ in front.requests] == ["/"]
+    assert snapshot["rollup"]["state"] == "fully_healthy" and not snapshot["blockers"]
+    served = len(app.requests)
+    state.write(state.SETUP_INPUTS, {**inputs, "app_url": app.url}, root)
+    snapshot = status.take_snapshot(root, Kube(str(root / "k3s.yaml")))
+    assert not snapshot["blockers"] and len(app.requests) == served + 1  # one probe, not two
+
+
 def test_flapping_shows_degraded_since_not_installing(lab):
     root, app = lab
     first = collect(root, healthy())
@@ -434,7 +482,8 @@ def test_flux_and_events_and_host_facts(lab):
                                                     "HelmRelease"}
     assert all(f["generation_current"] for f in snapshot["flux"])
     host = snapshot["host"]
-    assert host["k3s_version"] and host["uptime_seconds"] > 0
+    assert host["k3s_version"] == K3S_RUNNING != pins.K3S_VERSION  # what runs, not the pin
+    assert host["uptime_seconds"] > 0
     assert [d["path"] for d in host["disk"]] == ["/var/lib/rancher", "/var/lib/alga-appliance"]
 
 

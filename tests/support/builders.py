@@ -48,9 +48,17 @@ def flux(kind: str, api: str, name: str, namespace: str, ready: str, reason: str
                  "lastTransitionTime": "2026-11-27T10:00:00Z"}]}}
 
 
-def node(ready: str = "True") -> dict:
+K3S_RUNNING = "v1.33.4+k3s1"  # not the pin: status must say what runs
+
+
+def node(ready: str = "True", address: str | None = None) -> dict:
+    """The k3s node as the API reports it: at `address` (its InternalIP) when given."""
+    addresses = [{"type": "InternalIP", "address": address}] if address else []
     return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "alga-appliance"},
-            "status": {"conditions": [{"type": "Ready", "status": ready}]}}
+            "status": {"conditions": [{"type": "Ready", "status": ready}],
+                       "addresses": [*addresses, {"type": "Hostname",
+                                                  "address": "alga-appliance"}],
+                       "nodeInfo": {"kubeletVersion": K3S_RUNNING}}}
 
 
 def job(name: str, complete: bool = False, failed: bool = False) -> dict:

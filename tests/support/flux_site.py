@@ -224,14 +224,15 @@ def flux_site(control_plane, registry, ca, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{control_plane.bin}:{os.environ['PATH']}")
     root = make_host_root(tmp_path / "root", paths.INSTALL_DIR)
     (root / "etc/os-release").write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
-    app = App()
+    node_address = free_loopback_address()
+    app = App(node_address, alga.APP_PORT)  # alga-core's server: the node's address, port 3000
     manifest = install_yaml()
     # GitHub's release downloads, and GHCR's /v2/ that an update's preflight knocks on.
     routes = {FLUX_INSTALL_PATH: Route(body=manifest),
               FLUX_SUMS_PATH: Route(body=flux_sums(manifest)), "/v2/": Route(status=401)}
     with HttpsServer(ca, routes) as github, \
             DnsServer(free_loopback_address(), {n: ["127.0.0.1"] for n in DNS_NAMES}) as dns, \
-            Kubelet(Api.from_kubeconfig(control_plane.kubeconfig),
+            Kubelet(Api.from_kubeconfig(control_plane.kubeconfig), address=node_address,
                     apps={alga.ALGA_CORE: app}, ca=ca) as kubelet:
         (root / "etc/resolv.conf").write_text(f"nameserver {dns.address}\n")
         state.write(state.ENDPOINTS, {"ca_bundle": str(ca.ca_pem_path),

@@ -92,8 +92,8 @@ def _file(entry: dict, key: str, target: Path) -> str:
     return str(target)
 
 
-def _serve(address: str, answer, tls=None) -> http.server.ThreadingHTTPServer:
-    """A server on (address, a free port) answering each GET with `answer(path)`:
+def _serve(address: str, answer, tls=None, port: int = 0) -> http.server.ThreadingHTTPServer:
+    """A server on (address, `port` or a free one) answering each GET with `answer(path)`:
     (status, content type, body); over TLS with the `tls` context."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -108,7 +108,7 @@ def _serve(address: str, answer, tls=None) -> http.server.ThreadingHTTPServer:
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer((address, 0), Handler)
+    server = http.server.ThreadingHTTPServer((address, port), Handler)
     if tls is not None:
         server.socket = tls.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -118,9 +118,9 @@ def _serve(address: str, answer, tls=None) -> http.server.ThreadingHTTPServer:
 class App:
     """An app's HTTP answer on (address, port): 503 until `up`, then its sign-in page."""
 
-    def __init__(self, address: str = "127.0.0.1"):
+    def __init__(self, address: str = "127.0.0.1", port: int = 0):
         self.up = False
-        self._server = _serve(address, self._answer)
+        self._server = _serve(address, self._answer, port=port)
         self.url = f"http://{address}:{self._server.server_address[1]}"
 
     def _answer(self, path: str) -> tuple[int, str, bytes]:

@@ -379,7 +379,7 @@ def _with_defaults(headers: dict[str, str], content_type: str, length: int) -> d
 
 class HttpsServer(_Background):
     """An HTTPS server (plain HTTP when `ca` is None) answering `routes` by path; unknown paths
-    get 404. The certificate names `address` and `hostnames`."""
+    get 404. The certificate names `address` and `hostnames`. On `port`, else a free one."""
 
     def __init__(
         self,
@@ -387,16 +387,18 @@ class HttpsServer(_Background):
         routes: dict[str, Route],
         address: str = "127.0.0.1",
         hostnames: tuple[str, ...] = (),
+        port: int = 0,
     ):
         super().__init__()
         self.ca = ca
         self.routes = routes
         self.address = address
+        self._port = port
         self.hostnames = hostnames
         self.requests: list[tuple[str, str, dict]] = []
 
     def _bind(self):
-        server = _TCPServer((self.address, 0), _RouteHandler, self)
+        server = _TCPServer((self.address, self._port), _RouteHandler, self)
         if self.ca is not None:
             server.tls = self.ca.server_context(self.address, *self.hostnames)
         return [server]

@@ -1,19 +1,33 @@
 """Status scenarios (plain helpers): the stages of a fresh install and a background
 crash-loop as cluster views, and `collect`, the status collector run on a host root
-against the fake cluster (support.cluster) and a real login probe."""
+against the fake cluster (support.cluster) and a real login probe of alga_server, the app
+where alga-core serves it."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from host import status
-from host.cluster.alga import BACKGROUND
+from host.cluster.alga import APP_PORT, BACKGROUND
 from host.cluster.kube import Kube
 from host.cluster.readiness import ClusterView
+from host.core import state
 from support.builders import healthy, job, node, pod, store_for, workload
+from support.netlab import HttpsServer, Route, free_loopback_address
+
+
+def alga_server(routes: dict[str, Route]) -> HttpsServer:
+    """alga-core's server as it listens: plain HTTP on the node's address, port 3000."""
+    return HttpsServer(None, routes, address=free_loopback_address(), port=APP_PORT)
 
 
 def collect(root: Path, view: ClusterView | None = None, pods=(), events=()) -> dict:
+    """The collector; the view's node is where the lab's app (the app URL) listens."""
     if view is not None:
+        address = urlsplit(state.read(state.SETUP_INPUTS, root)["app_url"]).hostname
+        view = replace(view, nodes=[node(n["status"]["conditions"][0]["status"], address)
+                                    for n in view.nodes])
         (root / "store.json").write_text(json.dumps(store_for(view, pods, events)))
     return status.take_snapshot(root, Kube(str(root / "k3s.yaml")),
                           probe=lambda url: status.probe_login(url, timeout=1.0))

@@ -10,6 +10,7 @@ running."""
 import os
 import shutil
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -35,6 +36,7 @@ from support.releases import (
     publish_oci,
     repo_routes,
 )
+from support.scenarios import alga_server
 
 KERNEL = "6.8.0-49-generic"
 CORE_IMAGE = "ghcr.io/nine-minds/alga-psa-ee"
@@ -85,16 +87,16 @@ PLATFORM_PATHS = {"GitRepository": "./ee/appliance/flux/base/platform",
                   "OCIRepository": "./base/platform"}
 
 
-def the_app(core_tag: str, source_kind: str = "GitRepository") -> list[dict]:
+def the_app(core_tag: str, node_address: str, source_kind: str = "GitRepository") -> list[dict]:
     """What the Alga tree (from a source of `source_kind`) runs once Flux and Helm installed
     it: the platform Kustomization, the Helm releases and a healthy app whose alga-core runs
-    `core_tag`."""
+    `core_tag` on the node at `node_address`."""
     platform = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
                 "metadata": {"name": "alga-platform", "namespace": "flux-system",
                              "generation": 1},
                 "spec": {"interval": "5m", "path": PLATFORM_PATHS[source_kind], "prune": True,
                          "sourceRef": {"kind": source_kind, "name": "alga-appliance"}}}
-    return [node(), platform, *map(helm_release, alga.HELM_RELEASES),
+    return [node(address=node_address), platform, *map(helm_release, alga.HELM_RELEASES),
             workload("StatefulSet", "db", 1), workload("StatefulSet", "redis", 1),
             workload("Deployment", "pgbouncer", 1), alga_core(core_tag),
             *(workload("Deployment", name, 1) for name in BACKGROUND),
@@ -158,8 +160,8 @@ def update_servers(ca):
     """The release sources (release 1.0 published), the app and DNS, on loopback."""
     routes = {**repo_routes(), "/v2/": Route(status=401)}
     with HttpsServer(ca, dict(routes)) as github, \
-            HttpsServer(None, {"/": Route(status=302, headers={"Location": "/msp/login"})}) \
-            as app, DnsServer(free_loopback_address(), {n: ["127.0.0.1"] for n in DNS_NAMES}) \
+            alga_server({"/": Route(status=302, headers={"Location": "/msp/login"})}) as app, \
+            DnsServer(free_loopback_address(), {n: ["127.0.0.1"] for n in DNS_NAMES}) \
             as dns:
         yield github, app, dns, routes
 
@@ -194,7 +196,8 @@ def _install(root: Path, core_tag: str, source_kind: str) -> None:
     """The release phase on the fake cluster, then what Flux and Helm make of it; the
     kubectl log starts empty, so a test sees only the calls an update makes."""
     assert engine.run_phase("release", root, kubeconfig=str(root / "k3s.yaml")) == 0
-    FakeCluster(root).put(*the_app(core_tag, source_kind))
+    app_address = urlsplit(state.read(state.SETUP_INPUTS, root)["app_url"]).hostname
+    FakeCluster(root).put(*the_app(core_tag, app_address, source_kind))
     (root / "kubectl.log").unlink()
 
 

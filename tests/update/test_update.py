@@ -72,7 +72,8 @@ def test_an_update_with_changed_tags(lab):
     assert core["server"]["image"] == core["setup"]["image"] == {"tag": "c0ffee11"}
     assert core["image"] == {"repository": "ghcr.io/nine-minds/alga-core",
                              "tag": "from-profile"} and core["replicas"] == 2
-    assert (core["appUrl"], core["host"], core["domainSuffix"]) == (lab.app.url, "127.0.0.1", "")
+    assert (core["appUrl"], core["host"], core["domainSuffix"]) == (lab.app.url, lab.app.address,
+                                                                  "")
     assert core["bootstrap"] == {"mode": "recover"}
     assert lab.values("email-service")["image"] == {
         "repository": "ghcr.io/nine-minds/email-service", "tag": "e5e5"}

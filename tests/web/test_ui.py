@@ -21,13 +21,12 @@ from support.browser import NODE_IP, PHONE, Ui, fact
 from support.builders import INSTALLED
 from support.cluster import phase_process
 from support.netlab import (
-    HttpsServer,
     Route,
     free_loopback_address,
 )
 from support.releases import K3S_BINARY, K3S_BINARY_PATH, K3S_SUMS_PATH, READY_NODE, k3s_sums
+from support.scenarios import alga_server, stage, temporal_worker_crashloop
 from support.scenarios import collect as collect_status
-from support.scenarios import stage, temporal_worker_crashloop
 
 from host import cli
 from host.core import paths, pins, spool, state
@@ -415,8 +414,7 @@ ROLLUPS = {  # state: (label, cluster, login ready)
 def test_dashboard_in_each_rollup_state(tmp_path, open_ui, fake_cluster, monkeypatch, rollup):
     label, cluster, login = ROLLUPS[rollup]
     make_host_root(tmp_path)
-    with HttpsServer(None, {"/": Route(status=302, headers={"Location": "/msp/dashboard"})}) \
-            as app:
+    with alga_server({"/": Route(status=302, headers={"Location": "/msp/dashboard"})}) as app:
         if rollup != "setup_required":
             state.write(state.SETUP_INPUTS, parse_setup_inputs({"app_url": app.url}, NODE_IP),
                         tmp_path)

@@ -3,7 +3,7 @@ the values ConfigMaps, the release selection, the Flux source and the root Kusto
 
 import secrets
 
-from host.cluster import alga, objects
+from host.cluster import alga, objects, readiness
 from host.cluster.kube import Kube, KubeError
 from host.core import maintenance, pins, state
 from host.core.failures import OperationFailed
@@ -45,8 +45,17 @@ def execute(ctx) -> None:
     # None when this cluster's k3s or Flux were not installed by these phases.
     state.write(state.MAINTENANCE, maintenance.record(
         ctx.root, previous, selection, "install",
-        k3s_version=pins.K3S_VERSION if "k3s" in done else None,
+        k3s_version=_running_k3s(ctx) if "k3s" in done else None,
         flux_version=pins.FLUX_VERSION if "flux" in done else None), ctx.root)
+
+
+def _running_k3s(ctx) -> str | None:
+    """The version the k3s node reports, not the pin: what runs is what support needs."""
+    try:
+        nodes = Kube(ctx.kubeconfig).list("nodes")
+    except KubeError:
+        return None
+    return readiness.k3s_version(readiness.ClusterView(nodes=nodes))
 
 
 def _apply(ctx, inputs: dict, profile_values: dict, selection: dict, mode: str) -> None:
