@@ -47,6 +47,7 @@ from host import cli
 from host.cluster.kube import Kube
 from host.core import paths, state
 from host.core.validation import validate
+from host.net.https import proxy_url_with_credentials
 from host.support import bundle
 from host.support.collectors import CONTAINER_LOG_BYTES, LOG_LIMIT, Collector, command
 
@@ -182,7 +183,7 @@ def lab(tmp_path, ca, monkeypatch):
             DnsServer(free_loopback_address(), {n: ["127.0.0.1"] for n in DNS_NAMES}) as dns, \
             ConnectProxy(credentials=("alga", PROXY_PASSWORD), hosts=hosts) as proxy:
         network = PreflightLab(root, github, ghcr, dns, ca)
-        inputs = proxy_inputs(proxy, f"alga:{quote(PROXY_PASSWORD, safe='')}@")
+        inputs = proxy_inputs(proxy, ("alga", PROXY_PASSWORD))
         network.configure(proxy=inputs, github_base=github.url.replace("127.0.0.1", "github.test"),
                           ghcr_base=ghcr.url.replace("127.0.0.1", "ghcr.test"))
         failed = json.loads(json.dumps(INSTALLED))
@@ -193,7 +194,7 @@ def lab(tmp_path, ca, monkeypatch):
             "next_step": "check `journalctl -u k3s`",
             "support_command": "sudo alga-appliance support-bundle"})
         state.write(state.INSTALL_STATE, failed, root)
-        plant_host_files(root, inputs["url"])
+        plant_host_files(root, proxy_url_with_credentials(inputs))
         cluster(root)
         yield root, proxy
 

@@ -188,7 +188,7 @@ def test_proxy_needing_authentication(lab):
         assert failed == {"proxy"} | HTTPS_CHECKS
         assert failure["category"] == "network"
         assert "authentication (407)" in checks["proxy"]["message"]
-        lab.configure(proxy=proxy_inputs(proxy, "svc:s3cret@"), github_base=github,
+        lab.configure(proxy=proxy_inputs(proxy, ("svc", "s3cret")), github_base=github,
                       ghcr_base=ghcr)
         failed, _, _ = lab.run()
         assert failed == set()
