@@ -84,6 +84,19 @@ def as_answers(document: dict) -> dict:
     return answers
 
 
+def without_password(document: dict) -> dict:
+    """`document` as it may be shown: the proxy password (writeOnly) left out."""
+    proxy = document["proxy"]
+    if not proxy or "password" not in proxy:
+        return document
+    return {**document, "proxy": {k: v for k, v in proxy.items() if k != "password"}}
+
+
+def password_stored(document: dict | None) -> bool:
+    """Whether `document` holds a proxy password an empty answer would keep."""
+    return bool(document and document["proxy"] and document["proxy"].get("password"))
+
+
 def _text(value: object, field: str) -> str:
     if value is None:
         return ""
