@@ -83,6 +83,14 @@ def test_proxy_goes_to_source_controller_only_through_a_secret(lab):
         "containers"][0]
     assert [e["name"] for e in helm["env"]] == ["RUNTIME_NAMESPACE"] and "envFrom" not in helm
 
+    set_proxy(root, None)  # the proxy dropped: a re-run removes the Secret and its password
+    assert run_flux(root)["state"] == "succeeded"
+    objects = store(root)
+    assert "Secret/flux-system/alga-appliance-proxy" not in objects
+    source = objects["Deployment/flux-system/source-controller"]["spec"]["template"]["spec"][
+        "containers"][0]
+    assert "envFrom" not in source
+
 
 def test_checksum_mismatch_applies_nothing(lab):
     root, github = lab

@@ -34,6 +34,8 @@ def execute(ctx) -> None:
     ctx.action(f"applying {len(objects)} Flux objects")
     try:
         kube.apply(objects)
+        if not inputs["proxy"]:  # a proxy dropped since: its password goes with it
+            kube.delete("secret", cluster_objects.PROXY_SECRET, alga.FLUX_NAMESPACE)
     except KubeError as exc:
         raise OperationFailed("flux", f"applying Flux failed: {exc}", "check the cluster "
                               "(kubectl get nodes) and retry") from exc
