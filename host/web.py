@@ -25,7 +25,14 @@ from host.net import addresses, endpoints, resolvers
 from host.releases import channels, source
 from host.setup import chain
 from host.setup import request as setup_request
-from host.setup.inputs import FIELDS, InputErrors, as_answers, parse_setup_inputs
+from host.setup.inputs import (
+    FIELDS,
+    InputErrors,
+    as_answers,
+    parse_setup_inputs,
+    password_stored,
+    without_password,
+)
 from host.support import request as support_request
 from host.update import request as update_request
 
@@ -102,7 +109,7 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = addresses.no
         ("GET", "/api/setup"): lambda environ: (200, _setup_context(root, node_ip())),
         ("POST", "/api/setup"): lambda environ: _setup_request(environ, root, node_ip()),
         ("POST", "/api/setup/validate"): lambda environ: (200, {
-            "inputs": _parsed(_json_body(environ), node_ip())}),
+            "inputs": without_password(_parsed(_json_body(environ), root, node_ip()))}),
         ("GET", "/api/status"): lambda environ: (200, {
             "status": state.read(state.STATUS, root)}),
         ("GET", "/api/install"): lambda environ: (200, {
@@ -251,9 +258,9 @@ def _json_body(environ: dict) -> dict:
     return body
 
 
-def _parsed(answers: dict, node_ip: str) -> dict:
+def _parsed(answers: dict, root: Path | None, node_ip: str) -> dict:
     try:
-        return parse_setup_inputs(answers, node_ip)
+        return parse_setup_inputs(answers, node_ip, state.read(state.SETUP_INPUTS, root))
     except InputErrors as exc:
         raise _invalid(exc) from exc
 
@@ -265,7 +272,8 @@ def _invalid(exc: InputErrors) -> HttpError:
 
 def _setup_context(root: Path | None, node_ip: str) -> dict:
     """What the wizard shows before the admin types: defaults, detected resolvers and the
-    answers of the last setup (for editing after a failed preflight)."""
+    answers of the last setup (for editing after a failed preflight), never its proxy
+    password: only whether one is stored (an empty password keeps it)."""
     inputs = state.read(state.SETUP_INPUTS, root)
     return {"node_ip": node_ip, "channels": list(channels.CHANNELS),
             "default_channel": channels.DEFAULT_CHANNEL, "fields": list(FIELDS),
@@ -273,7 +281,8 @@ def _setup_context(root: Path | None, node_ip: str) -> dict:
             "resolvers": resolvers.system(root),
             "release_source": _release_source(root),
             "defaults": as_answers(parse_setup_inputs({}, node_ip)),
-            "answers": as_answers(inputs) if inputs else None}
+            "answers": as_answers(inputs) if inputs else None,
+            "proxy_password_stored": password_stored(inputs)}
 
 
 def _release_source(root: Path | None) -> dict:
@@ -294,7 +303,8 @@ def _setup_request(environ: dict, root: Path | None, node_ip: str) -> tuple[int,
     except setup_request.SetupBusy as exc:
         raise HttpError(409, str(exc)) from exc
     return 202, {"accepted": True, "request_id": submitted.request_id,
-                 "inputs": submitted.inputs, "submitted_at": submitted.submitted_at}
+                 "inputs": without_password(submitted.inputs),
+                 "submitted_at": submitted.submitted_at}
 
 
 def _logs(environ: dict, root: Path | None, journal: Callable[[int], list[str]]) -> dict:

@@ -24,6 +24,9 @@ from host.cluster.alga import (
 )
 
 LABELS = {"app.kubernetes.io/managed-by": "alga-appliance"}
+# The proxy settings Flux's source-controller reads as its environment (they may hold the
+# proxy password, so never in a Deployment's plain env).
+PROXY_SECRET = "alga-appliance-proxy"
 
 
 def _metadata(name: str, namespace: str | None = None, **annotations: str) -> dict:
@@ -146,3 +149,11 @@ def auth_secret(key: str) -> dict:
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": _metadata(AUTH_SECRET, APP_NAMESPACE),
             "data": {AUTH_KEY: base64.b64encode(key.encode()).decode()}}
+
+
+def proxy_secret(variables: dict[str, str]) -> dict:
+    """HTTPS_PROXY and the like, for a container's envFrom."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": _metadata(PROXY_SECRET, FLUX_NAMESPACE),
+            "data": {name: base64.b64encode(value.encode()).decode()
+                     for name, value in variables.items()}}

@@ -2,15 +2,18 @@
 ASCII only, no escape sequences. Typing `back` returns to the previous question and
 `cancel` (or end of input) leaves without starting anything."""
 
+import contextlib
 import sys
+import termios
 import textwrap
 from pathlib import Path
 from typing import TextIO
 
 from host.console import progress
 from host.console.questions import QUESTIONS, Question, api_answers, errors_for, review_lines
+from host.core import state
 from host.setup import request as setup_request
-from host.setup.inputs import InputErrors, parse_setup_inputs
+from host.setup.inputs import InputErrors, parse_setup_inputs, password_stored
 
 WIDTH = 78
 
@@ -25,6 +28,7 @@ class PlainConsole:
         self.root, self.node_ip, self.resolvers = root, node_ip, resolvers
         self.stdin, self.stdout = stdin, stdout
         self.printed: set[str] = set()
+        self.stored = state.read(state.SETUP_INPUTS, root)  # whose proxy password Enter keeps
 
     def say(self, text: str = "") -> None:
         self.write(text + "\n")
@@ -34,15 +38,35 @@ class PlainConsole:
         self.stdout.write(text.replace("\u2192", "->").encode("ascii", "replace").decode())
         self.stdout.flush()
 
-    def ask(self, prompt: str) -> str:
+    def ask(self, prompt: str, secret: bool = False) -> str:
+        """The reply, trimmed; a secret one is read without echo and kept as typed."""
         self.write(prompt)
-        line = self.stdin.readline()
+        with self.echo_off() if secret else contextlib.nullcontext():
+            line = self.stdin.readline()
+        if secret:
+            self.write("\n")  # the Enter the terminal did not echo
         if not line:
             raise Cancelled
-        reply = line.strip()
-        if reply.lower() in ("cancel", "quit"):
+        reply = line.rstrip("\r\n") if secret else line.strip()
+        if reply.strip().lower() in ("cancel", "quit"):
             raise Cancelled
         return reply
+
+    @contextlib.contextmanager
+    def echo_off(self):
+        """What getpass does, on our own stdin (a pipe has no echo to turn off)."""
+        if not self.stdin.isatty():
+            yield
+            return
+        descriptor = self.stdin.fileno()
+        before = termios.tcgetattr(descriptor)
+        quiet = termios.tcgetattr(descriptor)
+        quiet[3] &= ~termios.ECHO
+        termios.tcsetattr(descriptor, termios.TCSAFLUSH, quiet)
+        try:
+            yield
+        finally:
+            termios.tcsetattr(descriptor, termios.TCSAFLUSH, before)
 
     def run(self, entered: dict) -> int:
         self.say("Alga appliance setup (console). Type 'back' to return to the previous "
@@ -90,7 +114,7 @@ class PlainConsole:
             entered[question.field] = reply
             if question.warning_when == reply:
                 self.say(textwrap.fill(f"Warning: {question.warning}", WIDTH))
-            errors = errors_for(question.field, entered, self.node_ip)
+            errors = errors_for(question.field, entered, self.node_ip, self.stored)
             for message in errors:
                 self.say(f"Error: {message}")
             if errors:  # ask again, offering what was there before as the default
@@ -107,10 +131,14 @@ class PlainConsole:
             detected = ", ".join(self.resolvers) or "none detected"
             self.say(f"  This network's resolvers: {detected}")
         default = entered.get(question.field, "")
+        shown = default
+        if question.secret:  # never shown; say what Enter keeps
+            shown = "as typed before" if default else "stored" if self.keeps_password(
+                entered) else ""
         while True:
             options = f" {'/'.join(question.choices)}" if question.choices else ""
-            reply = self.ask(f"{options.strip() or '>'} [{default}]: ")
-            if reply.lower() == "back":
+            reply = self.ask(f"{options.strip() or '>'} [{shown}]: ", question.secret)
+            if reply.strip().lower() == "back":
                 return None
             value = reply or default
             if not question.choices:
@@ -121,10 +149,15 @@ class PlainConsole:
                 return matches[0]
             self.say(f"Error: answer one of: {', '.join(question.choices)}")
 
+    def keeps_password(self, entered: dict) -> bool:
+        """Whether an empty proxy password keeps the stored one for what is entered."""
+        stored = self.stored if password_stored(self.stored) else None
+        return bool(stored) and (entered.get("proxy_user") == stored["proxy"]["user"])
+
     def review(self, entered: dict) -> bool:
         """Show what setup will use; True to start, False to go through the questions again."""
         try:
-            inputs = parse_setup_inputs(api_answers(entered), self.node_ip)
+            inputs = parse_setup_inputs(api_answers(entered), self.node_ip, self.stored)
         except InputErrors as exc:  # cannot happen after per-question checks; never hide it
             self.say(f"Error: {exc}")
             return False

@@ -30,6 +30,7 @@ class Question:
     warning_when: str | None = None  # show `warning` when this choice is picked
     warning: str = ""
     asked_when: Callable[[dict], bool] = lambda answers: True
+    secret: bool = False  # typed without echo, never shown, taken exactly as typed
 
 
 QUESTIONS = (
@@ -47,6 +48,11 @@ QUESTIONS = (
              choices=("no", "yes")),
     Question("proxy_url", "Proxy URL", "for example http://proxy.example.com:3128",
              asked_when=lambda a: a.get(USE_PROXY) == "yes"),
+    Question("proxy_user", "Proxy user (leave empty if the proxy asks for none)",
+             asked_when=lambda a: a.get(USE_PROXY) == "yes"),
+    Question("proxy_password", "Proxy password", "what you type is not shown",
+             asked_when=lambda a: a.get(USE_PROXY) == "yes" and bool(a.get("proxy_user")),
+             secret=True),
     Question("no_proxy", "Also bypass the proxy for (optional, commas)",
              "local and cluster addresses always bypass it",
              asked_when=lambda a: a.get(USE_PROXY) == "yes"),
@@ -80,10 +86,11 @@ def api_answers(entered: dict) -> dict:
     return out
 
 
-def errors_for(field: str, entered: dict, node_ip: str) -> list[str]:
-    """The validation messages for `field` given everything entered so far."""
+def errors_for(field: str, entered: dict, node_ip: str, stored: dict | None) -> list[str]:
+    """The validation messages for `field` given everything entered so far and the last
+    setup's inputs (`stored`, whose proxy password an empty answer keeps)."""
     try:
-        parse_setup_inputs(api_answers(entered), node_ip)
+        parse_setup_inputs(api_answers(entered), node_ip, stored)
     except InputErrors as exc:
         return [e.message for e in exc.errors if e.field == field]
     return []
@@ -99,20 +106,15 @@ def review_lines(inputs: dict, resolvers: list[str], root: Path | None
         ("App address", inputs["app_url"]),
         ("DNS", f"custom servers: {', '.join(dns['servers'])}" if dns["mode"] == "custom"
          else f"this network's resolvers ({', '.join(resolvers) or 'none detected'})"),
-        ("Proxy", _without_password(proxy["url"]) if proxy else "none: direct connection"),
+        ("Proxy", _proxy_line(proxy) if proxy else "none: direct connection"),
         ("Release source", f"{releases.reference} ({releases.origin})"),
         ("Support overrides", ", ".join(f"{k}: {v}" for k, v in inputs["overrides"].items())
          or "none"),
     ]
 
 
-def _without_password(url: str) -> str:
-    scheme, _, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:hidden@{host}"
+def _proxy_line(proxy: dict) -> str:
+    return proxy["url"] + (f" as {proxy['user']} (password hidden)" if "user" in proxy else "")
 
 
 def current_answers(root: Path | None, defaults: dict) -> dict:

@@ -13,8 +13,9 @@ from host.console.questions import (
     errors_for,
     review_lines,
 )
+from host.core import state
 from host.setup import request as setup_request
-from host.setup.inputs import parse_setup_inputs
+from host.setup.inputs import parse_setup_inputs, password_stored
 from host.setup.progress import failure_view, settled
 
 PALETTE = [
@@ -39,6 +40,7 @@ class SetupTui:
                  busy: str | None, install: dict | None):
         self.root, self.node_ip, self.resolvers, self.entered = root, node_ip, resolvers, entered
         self.busy, self.install = busy, install
+        self.stored = state.read(state.SETUP_INPUTS, root)  # whose proxy password stays
         self.asked: list[int] = []
         self.index = 0
         self.result = EXIT_CANCELLED
@@ -109,6 +111,14 @@ class SetupTui:
 
     def input_widgets(self, question: Question, widgets: list):
         current = self.entered.get(question.field, "")
+        if question.secret:  # masked, never filled from what is stored, kept as typed
+            if password_stored(self.stored):
+                widgets.append(urwid.Text(("hint", "A password is stored: leave this empty "
+                                                   "to keep it.")))
+            edit = urwid.Edit(("title", "> "), current, mask="*")
+            urwid.connect_signal(edit, "postchange", lambda *_: self.error.set_text(""))
+            widgets.append(urwid.AttrMap(edit, None, "focus"))
+            return lambda: edit.edit_text
         if not question.choices:
             edit = urwid.Edit(("title", "> "), current)
             urwid.connect_signal(edit, "postchange", lambda *_: self.error.set_text(""))
@@ -128,7 +138,7 @@ class SetupTui:
 
     def show_review(self) -> None:
         self.mode = "review"
-        inputs = parse_setup_inputs(api_answers(self.entered), self.node_ip)
+        inputs = parse_setup_inputs(api_answers(self.entered), self.node_ip, self.stored)
         widgets = [urwid.Text(("title", "Review"))]
         # A long value wraps under itself, not under the labels.
         widgets += [urwid.Columns([(18, urwid.Text(label)), urwid.Text(value)])
@@ -181,7 +191,7 @@ class SetupTui:
     def next(self) -> None:
         question = QUESTIONS[self.index]
         self.entered[question.field] = self.value()
-        errors = errors_for(question.field, self.entered, self.node_ip)
+        errors = errors_for(question.field, self.entered, self.node_ip, self.stored)
         if errors:
             self.error.set_text(("error", "\n".join(f"Error: {m}" for m in errors)))
             return

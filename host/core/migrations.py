@@ -5,6 +5,8 @@ migration before validation, and the next write stores the current shape. Each m
 is idempotent, so a file already in the current shape passes through unchanged.
 """
 
+from urllib.parse import unquote
+
 # Failure categories that were renamed, old name to new.
 RENAMED_CATEGORIES = {"github-release-source": "release-source"}
 
@@ -49,7 +51,24 @@ def setup_inputs(document: dict) -> dict:
     overrides = document.get("overrides")
     if isinstance(overrides, dict) and "repo_url" in overrides:
         overrides.setdefault("release_source", overrides.pop("repo_url"))
+    _proxy_credentials(document.get("proxy"))
     return document
+
+
+def _proxy_credentials(proxy: object) -> None:
+    """Credentials moved out of the proxy URL into user and password. The URL carried them
+    percent-encoded (as requests decoded them), so they are decoded here."""
+    if not isinstance(proxy, dict) or not isinstance(proxy.get("url"), str):
+        return
+    scheme, separator, rest = proxy["url"].partition("://")
+    userinfo, at, address = rest.rpartition("@")
+    if not separator or not at:
+        return
+    user, _, password = userinfo.partition(":")
+    proxy["url"] = f"{scheme}://{address}"
+    if user:
+        proxy.setdefault("user", unquote(user))
+        proxy.setdefault("password", unquote(password))
 
 
 def status(document: dict) -> dict:

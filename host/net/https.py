@@ -4,9 +4,12 @@ One session builder and one fetch for preflight and the install phases, so both 
 network the same way and classify its failures the same way.
 """
 
+import base64
 import json
+from urllib.parse import quote
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from host.core.validation import DocumentInvalid, validate
 from host.net.endpoints import Endpoints
@@ -21,6 +24,35 @@ class FetchError(Exception):
         super().__init__(message)
 
 
+class _ProxyAuthAdapter(HTTPAdapter):
+    """Sends the proxy's Basic credentials itself (UTF-8, as RFC 7617 allows), both on
+    CONNECT and on requests forwarded through the proxy: they never go into a URL, so no
+    percent-encoding rules apply and requests never decodes them as Latin-1."""
+
+    def __init__(self, authorization: str):
+        self.authorization = authorization
+        super().__init__()
+
+    def proxy_headers(self, proxy: str) -> dict:
+        return {"Proxy-Authorization": self.authorization}
+
+
+def proxy_authorization(user: str, password: str) -> str:
+    """The Proxy-Authorization header value for `user` and `password`."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def proxy_url_with_credentials(proxy: dict) -> str:
+    """The proxy URL as other programs' HTTP_PROXY takes it (k3s, Flux): user and password
+    percent-encoded entirely, so nothing of them can mean `@`, `:`, `/`, `#` or `%`, and no
+    `$`, quote or space is left for a systemd EnvironmentFile to interpret."""
+    if "user" not in proxy:
+        return proxy["url"]
+    scheme, _, address = proxy["url"].partition("://")
+    return (f"{scheme}://{quote(proxy['user'], safe='')}:"
+            f"{quote(proxy['password'], safe='')}@{address}")
+
+
 def session(inputs: dict, endpoints: Endpoints) -> requests.Session:
     result = requests.Session()
     result.trust_env = False  # only the proxy and CA setup chose, never the environment's
@@ -29,6 +61,10 @@ def session(inputs: dict, endpoints: Endpoints) -> requests.Session:
     if proxy:
         result.proxies = {"http": proxy["url"], "https": proxy["url"],
                           "no_proxy": ",".join(proxy["no_proxy"])}
+        if "user" in proxy:
+            adapter = _ProxyAuthAdapter(proxy_authorization(proxy["user"], proxy["password"]))
+            result.mount("http://", adapter)
+            result.mount("https://", adapter)
     return result
 
 
@@ -56,8 +92,8 @@ def fetch(http: requests.Session, url: str, timeout: float, headers: dict | None
         return response
     except requests.exceptions.ProxyError as exc:
         if "407" in str(exc):  # for HTTPS, the proxy's answer to CONNECT arrives this way
-            raise FetchError(f"the proxy requires authentication (407) for {url}: give "
-                             "user:password in the proxy URL", "network") from exc
+            raise FetchError(f"the proxy requires authentication (407) for {url}: check the "
+                             "proxy user and password", "network") from exc
         raise FetchError(f"the proxy refused {url}: {_reason(exc)}", "network") from exc
     except requests.exceptions.SSLError as exc:
         raise FetchError(f"TLS to {url} failed: {_reason(exc)}", "network") from exc

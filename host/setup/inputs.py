@@ -19,8 +19,9 @@ APP_PORT = 3000  # the Alga server listens on the host network on this port
 CLUSTER_CIDRS = ("10.42.0.0/16", "10.43.0.0/16")
 ALWAYS_NO_PROXY = ("localhost", "127.0.0.1", "::1", *CLUSTER_CIDRS, ".svc", ".cluster.local")
 MAX_RESOLVERS = 3
-FIELDS = ("channel", "app_url", "dns_mode", "dns_servers", "proxy_url", "no_proxy",
-          "release_source", "branch")
+FIELDS = ("channel", "app_url", "dns_mode", "dns_servers", "proxy_url", "proxy_user",
+          "proxy_password", "no_proxy", "release_source", "branch")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)"
                        r"(\.([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?))*$")
 _SCP_REPO = re.compile(r"^(?:[\w.-]+@)?(?P<host>[\w.-]+):(?P<path>[\w.-]+/[\w.-]+?)(?:\.git)?/?$")
@@ -43,15 +44,17 @@ class _Invalid(Exception):
     pass
 
 
-def parse_setup_inputs(raw: dict, node_ip: str) -> dict:
-    """The normalised setup-inputs document for `raw` answers on the node at `node_ip`."""
+def parse_setup_inputs(raw: dict, node_ip: str, stored: dict | None = None) -> dict:
+    """The normalised setup-inputs document for `raw` answers on the node at `node_ip`.
+    An empty proxy password keeps the one `stored` (the last setup's inputs) holds for the
+    same proxy URL and user: forms never get the password back to re-send it."""
     unknown = sorted(set(raw) - set(FIELDS))
     errors = [FieldError(k, f"unknown field; allowed: {', '.join(FIELDS)}") for k in unknown]
     parsers = {
         "channel": lambda: _channel(raw.get("channel")),
         "app_url": lambda: _app_url(raw.get("app_url"), node_ip),
         "dns": lambda: _dns(raw.get("dns_mode"), raw.get("dns_servers")),
-        "proxy": lambda: _proxy(raw.get("proxy_url"), raw.get("no_proxy"), node_ip),
+        "proxy": lambda: _proxy(raw, node_ip, (stored or {}).get("proxy")),
         "overrides": lambda: _overrides(raw.get("release_source"), raw.get("branch")),
     }
     document = {}
@@ -68,15 +71,30 @@ def parse_setup_inputs(raw: dict, node_ip: str) -> dict:
 
 
 def as_answers(document: dict) -> dict:
-    """The answers that parse back to `document` (what the forms show when editing)."""
+    """The answers that parse back to `document` with it as the stored inputs (what the
+    forms show when editing): all but the proxy password, which is never shown."""
     dns, proxy, overrides = document["dns"], document["proxy"], document["overrides"]
     answers = {"channel": document["channel"], "app_url": document["app_url"],
                "dns_mode": dns["mode"], "dns_servers": ", ".join(dns.get("servers", []))}
     if proxy:
         answers["proxy_url"] = proxy["url"]
+        answers["proxy_user"] = proxy.get("user", "")
         answers["no_proxy"] = ", ".join(proxy["no_proxy"])
     answers.update(overrides)
     return answers
+
+
+def without_password(document: dict) -> dict:
+    """`document` as it may be shown: the proxy password (writeOnly) left out."""
+    proxy = document["proxy"]
+    if not proxy or "password" not in proxy:
+        return document
+    return {**document, "proxy": {k: v for k, v in proxy.items() if k != "password"}}
+
+
+def password_stored(document: dict | None) -> bool:
+    """Whether `document` holds a proxy password an empty answer would keep."""
+    return bool(document and document["proxy"] and document["proxy"].get("password"))
 
 
 def _text(value: object, field: str) -> str:
@@ -166,35 +184,73 @@ def _list(value: object, field: str) -> list[str]:
     return [item.strip() for item in items if item.strip()]
 
 
-def _proxy(url: object, no_proxy: object, node_ip: str) -> dict | None:
-    text = _text(url, "proxy_url")
-    extra = _list(no_proxy, "no_proxy")
+def _proxy(raw: dict, node_ip: str, stored: dict | None) -> dict | None:
+    text = _text(raw.get("proxy_url"), "proxy_url")
+    user, password = _credentials(raw.get("proxy_user"), raw.get("proxy_password"))
+    extra = _list(raw.get("no_proxy"), "no_proxy")
     if not text:
-        if extra:
-            raise _Invalid("no_proxy", "is only used together with a proxy URL")
+        for field, given in (("proxy_user", user), ("proxy_password", password),
+                             ("no_proxy", extra)):
+            if given:
+                raise _Invalid(field, "is only used together with a proxy URL")
         return None
+    url = _proxy_url(text)
+    for item in extra:
+        if not re.fullmatch(r"[A-Za-z0-9.*:/_\[\]-]+", item):
+            raise _Invalid("no_proxy", f"{item!r} is not a host, domain, IP or CIDR")
+    entries = []
+    for item in [*ALWAYS_NO_PROXY, node_ip, *extra]:
+        if item not in entries:
+            entries.append(item)
+    proxy = {"url": url, "no_proxy": entries}
+    if not user:
+        if password:
+            raise _Invalid("proxy_user", "is needed with a proxy password")
+        return proxy
+    if not password and stored and (stored["url"], stored.get("user")) == (url, user):
+        password = stored["password"]
+    if not password:
+        raise _Invalid("proxy_password", "is needed with a proxy user")
+    return {**proxy, "user": user, "password": password}
+
+
+def _credentials(user: object, password: object) -> tuple[str, str]:
+    """The proxy user (trimmed) and password (exactly as typed: spaces may be part of it).
+    Messages never repeat what was typed."""
+    user = _text(user, "proxy_user")
+    if password is None:
+        password = ""
+    if not isinstance(password, str):
+        raise _Invalid("proxy_password", "must be text")
+    if ":" in user:
+        raise _Invalid("proxy_user", "must not contain ':' (proxy authentication cannot "
+                                     "carry it)")
+    for field, value in (("proxy_user", user), ("proxy_password", password)):
+        if _CONTROL.search(value):
+            raise _Invalid(field, "must not contain control characters")
+    return user, password
+
+
+def _proxy_url(text: str) -> str:
+    """scheme://host:port, lower case; credentials in the URL are refused (they have fields
+    of their own, so no percent-encoding rules apply to them)."""
+    if "@" in text:
+        raise _Invalid("proxy_url", "must not contain a user or password: give them in the "
+                                    "proxy user and proxy password fields")
     try:
         parts = urlsplit(text)
         port = parts.port
     except ValueError as exc:
         raise _Invalid("proxy_url", f"is not a URL ({exc})") from exc
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname or port is None:
-        raise _Invalid("proxy_url", "must look like http(s)://[user:pass@]host:port")
+        raise _Invalid("proxy_url", "must look like http(s)://host:port")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise _Invalid("proxy_url", "must be scheme, optional credentials, host and port only")
-    for item in extra:
-        if not re.fullmatch(r"[A-Za-z0-9.*:/_\[\]-]+", item):
-            raise _Invalid("no_proxy", f"{item!r} is not a host, domain, IP or CIDR")
-    userinfo = parts.netloc.rpartition("@")[0]
+        raise _Invalid("proxy_url", "must be scheme, host and port only")
     host = parts.hostname.lower()
+    if not _is_ip(host) and not _HOSTNAME.match(host):
+        raise _Invalid("proxy_url", "needs a valid hostname or IP address")
     shown = f"[{host}]" if ":" in host else host
-    credentials = f"{userinfo}@" if userinfo else ""
-    normalised = f"{parts.scheme.lower()}://{credentials}{shown}:{port}"
-    entries = []
-    for item in [*ALWAYS_NO_PROXY, node_ip, *extra]:
-        if item not in entries:
-            entries.append(item)
-    return {"url": normalised, "no_proxy": entries}
+    return f"{parts.scheme.lower()}://{shown}:{port}"
 
 
 def _overrides(release_source: object, branch: object) -> dict:

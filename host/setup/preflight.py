@@ -106,8 +106,8 @@ def check_proxy(ctx: Context, timeout: float) -> str:
         return "no proxy configured"
     response = _fetch(ctx, ctx.endpoints.registry_probe(), timeout)
     if response.status_code == 407:  # a plain-HTTP endpoint gets the proxy's 407 directly
-        raise CheckFailed("the proxy requires authentication (407): give user:password in "
-                          "the proxy URL", "network")
+        raise CheckFailed("the proxy requires authentication (407): check the proxy user "
+                          "and password", "network")
     return f"{ctx.endpoints.registry_probe()} answered through the proxy"
 
 

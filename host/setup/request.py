@@ -29,14 +29,14 @@ class NotAccepted(Exception):
 
 @dataclass(frozen=True)
 class Submitted:
-    inputs: dict  # the normalised setup inputs the answers become
+    inputs: dict  # the normalised setup inputs the answers become, the proxy password too
     submitted_at: str
     request_id: str  # the install state carries it once the request is taken up
 
 
 def submit(answers: dict, node_ip: str, root: Path | None = None) -> Submitted:
     """Spool `answers` for systemd. Raises InputErrors or SetupBusy."""
-    inputs = parse_setup_inputs(answers, node_ip)
+    inputs = parse_setup_inputs(answers, node_ip, state.read(state.SETUP_INPUTS, root))
     busy = why_busy(state.read(state.INSTALL_STATE, root), root)
     if busy:
         raise SetupBusy(busy)
@@ -68,7 +68,8 @@ def accept(root: Path | None = None) -> str | None:
     if request is None:
         return None
     try:
-        inputs = parse_setup_inputs(request["answers"], addresses.node_ip())
+        inputs = parse_setup_inputs(request["answers"], addresses.node_ip(),
+                                    state.read(state.SETUP_INPUTS, root))
     except InputErrors as exc:
         raise NotAccepted(f"the setup request was rejected: {exc}") from exc
     try:

@@ -486,11 +486,21 @@ def local_known_values(root: Path | None) -> list[KnownValue]:
     # Read leniently: an invalid inputs file is collected too, and may hold the password.
     with contextlib.suppress(FileNotFoundError, ValueError, AttributeError):
         inputs = json.loads(state.SETUP_INPUTS.path(root).read_text())
-        password = urlsplit((inputs.get("proxy") or {}).get("url") or "").password
-        if password:
-            found += [KnownValue("proxy-password", password),
-                      KnownValue("proxy-password", unquote(password))]
+        found += _proxy_credentials(inputs.get("proxy") or {})
     return found
+
+
+def _proxy_credentials(proxy: dict) -> list[KnownValue]:
+    """The proxy password, and the user and password as a Proxy-Authorization header carries
+    them; also from an inputs file older than the user and password fields (in the URL)."""
+    user, password = proxy.get("user"), proxy.get("password")
+    legacy = urlsplit(proxy.get("url") or "")
+    if legacy.password:
+        user, password = unquote(legacy.username or ""), unquote(legacy.password)
+    if not password:
+        return []
+    return [KnownValue("proxy-password", password),
+            KnownValue("proxy-password", f"{user}:{password}")]
 
 
 def site_names(root: Path | None) -> tuple[list[str], list[str]]:

@@ -9,6 +9,7 @@ import re
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
+from host.net import https
 from host.support.redact import (
     LAST_APPLIED,
     MARKER,
@@ -224,3 +225,38 @@ def test_network_obfuscation_is_consistent_and_keeps_what_identifies_nothing():
         "hostnames": {"psa-node7": "host-1", "db.acme.example": "host-2",
                       "psa.acme.example": "host-3"}}
     assert redactor.report.as_dict()["network-obfuscation"]["total"] == 7
+
+
+proxy_users = st.text(st.sampled_from("@#/% ü") | st.characters(
+    whitelist_categories=("L", "N")), min_size=1, max_size=10)
+proxy_passwords = st.lists(st.sampled_from(["@", ":", "#", "/", "%", "%40", " ", "ü", "密"])
+                           | st.characters(blacklist_categories=("Cc", "Cs")),
+                           min_size=1, max_size=16).map("".join)
+
+
+@given(proxy_users, proxy_passwords)
+def test_proxy_credentials_in_the_forms_setup_sends_and_writes_are_removed(user, password):
+    """Without knowing the password: the Proxy-Authorization header requests sends, and the
+    percent-encoded URL of the k3s env file and the Flux Secret, in logs and JSON."""
+    token = https.proxy_authorization(user, password).split()[1]
+    url = https.proxy_url_with_credentials({"url": "http://proxy.corp:3128", "user": user,
+                                            "password": password})
+    userinfo = url.removeprefix("http://").rpartition("@")[0]
+    for text, secret in (
+            (f"CONNECT proxy.corp:3128\nProxy-Authorization: Basic {token}\n", token),
+            (json.dumps({"headers": {"Proxy-Authorization": f"Basic {token}"}}), token),
+            (f"HTTPS_PROXY={url}\nNO_PROXY=.svc\n", userinfo),
+            (f'proxyconnect tcp: dial "{url}": refused', userinfo),
+            (json.dumps({"name": "HTTPS_PROXY", "value": url}), userinfo)):
+        redactor = Redactor()
+        out = redactor.text(text, "m")
+        assert out == text.replace(secret, MARKER)  # only the credentials go
+
+
+@given(proxy_users, proxy_passwords.filter(lambda p: len(p) >= 6))
+def test_the_known_proxy_credentials_go_in_any_form_even_without_a_header_name(user, password):
+    token = https.proxy_authorization(user, password).split()[1]
+    redactor = Redactor([KnownValue("proxy-password", password),
+                         KnownValue("proxy-password", f"{user}:{password}")])
+    out = redactor.text(f"sent {token} and {password} to the proxy", "m")
+    assert token not in out and password not in out

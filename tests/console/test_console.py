@@ -303,7 +303,15 @@ def test_tui_proxy_is_asked_and_its_password_hidden_in_the_review(console_root, 
     terminal.wait_for("HTTP proxy")
     terminal.keys("Down", "Enter", "Tab", "Enter")  # yes, Next
     terminal.wait_for("Proxy URL")
-    terminal.type("http://ops:s3cret@proxy.corp:3128")
+    terminal.type("http://proxy.corp:3128")
+    terminal.keys("Enter")
+    terminal.wait_for("Proxy user")
+    terminal.type("ops")
+    terminal.keys("Enter")
+    terminal.wait_for("what you type is not shown")
+    terminal.type(TUI_PASSWORD)
+    screen = terminal.wait_for("> " + "*" * len(TUI_PASSWORD))
+    assert "s3cret" not in screen
     terminal.keys("Enter")
     terminal.wait_for("Also bypass the proxy")
     terminal.type("corp.example")
@@ -311,14 +319,20 @@ def test_tui_proxy_is_asked_and_its_password_hidden_in_the_review(console_root, 
     terminal.wait_for("Support overrides")
     terminal.keys(*NEXT)
     screen = terminal.wait_for("Review")
-    assert "http://ops:hidden@proxy.corp:3128" in screen and "s3cret" not in screen
+    assert "http://proxy.corp:3128 as ops (password hidden)" in screen
+    assert "s3cret" not in screen
     # Where releases will come from, as the web review says it (nothing overrides it here).
     assert "Release source    oci://ghcr.io/nine-minds/alga-appliance-release (the" in screen
     assert "│                   built-in default)" in screen, screen
     terminal.keys("Enter")
     terminal.wait_for("Waiting for setup to start")
-    assert spooled(console_root)["proxy_url"] == "http://ops:s3cret@proxy.corp:3128"
+    assert spooled(console_root)["proxy_url"] == "http://proxy.corp:3128"
+    assert spooled(console_root)["proxy_user"] == "ops"
+    assert spooled(console_root)["proxy_password"] == TUI_PASSWORD  # as typed
     assert spooled(console_root)["no_proxy"] == "corp.example"
+
+
+TUI_PASSWORD = "s3cret @:#/%40 ü"
 
 
 def test_tui_back_and_cancel_leave_nothing_behind(console_root, tui):
@@ -395,7 +409,10 @@ def replies_for(answers: dict) -> list[str]:
         replies.append(answers["dns_servers"])
     replies.append("yes" if "proxy_url" in answers else "no")
     if "proxy_url" in answers:
-        replies += [answers["proxy_url"], answers.get("no_proxy", "")]
+        replies += [answers["proxy_url"], answers.get("proxy_user", "")]
+        if answers.get("proxy_user"):
+            replies.append(answers.get("proxy_password", ""))
+        replies.append(answers.get("no_proxy", ""))
     overrides = "release_source" in answers or "branch" in answers
     replies.append("yes" if overrides else "no")
     if overrides:
@@ -471,12 +488,12 @@ def test_plain_proxy_and_back_navigation(console_root):
     answer_all(child, ["nightly", "back"])  # back from the app address to the channel
     child.expect_exact("Release channel")
     answer_all(child, ["stable", "psa.example.com", "system", "yes",
-                       "http://proxy.corp:3128", "corp.example", "no"])
+                       "http://proxy.corp:3128", "", "corp.example", "no"])
     child.expect_exact("Start setup? yes/back [yes]: ")
     assert "nightly" not in child.before.split("Review")[1]
     child.sendline("back")  # from the review, through the questions again
     child.expect_exact("Release channel")
-    answer_all(child, [""] * 7)
+    answer_all(child, [""] * 8)
     child.expect_exact("Start setup?")
     child.sendline("yes")
     child.expect_exact("Waiting for setup to start...")
@@ -484,6 +501,46 @@ def test_plain_proxy_and_back_navigation(console_root):
                                      "dns_mode": "system",
                                      "proxy_url": "http://proxy.corp:3128",
                                      "no_proxy": "corp.example"}
+    child.terminate(force=True)
+
+
+PLAIN_PASSWORDS = ["p@ss:w/rd #1 %40", " spaced out ", "Pässwörd€密码", "back up:cancel"]
+
+
+@pytest.mark.parametrize("password", PLAIN_PASSWORDS)
+def test_plain_proxy_password_is_read_without_echo_and_kept_as_typed(console_root, password):
+    child = plain(console_root)
+    answer_all(child, ["", "", "", "yes", "http://proxy.corp:3128", "svc@corp"])
+    child.expect_exact("what you type is not shown")
+    child.expect_exact("[]: ")
+    child.sendline(password)
+    answer_all(child, ["", "no"])
+    child.expect_exact("Start setup? yes/back [yes]: ")
+    assert "Proxy             http://proxy.corp:3128 as svc@corp (password hidden)" in (
+        child.before)
+    child.sendline("yes")
+    child.expect_exact("Waiting for setup to start...")
+    assert spooled(console_root)["proxy_password"] == password
+    assert password.strip() not in child.logfile_read.getvalue()  # never echoed
+    child.terminate(force=True)
+
+
+def test_plain_keeps_the_stored_proxy_password_on_enter(console_root):
+    stored = parse_setup_inputs({"proxy_url": "http://proxy.corp:3128", "proxy_user": "svc",
+                                 "proxy_password": "p@ss:w/rd #1"}, netinfo.node_ip())
+    state.write(state.SETUP_INPUTS, stored, console_root)
+    child = plain(console_root)
+    answer_all(child, ["", "", "", "", "", ""])  # all as before, through the proxy user
+    child.expect_exact("[stored]: ")
+    child.sendline("")
+    answer_all(child, ["", ""])
+    child.expect_exact("Start setup? yes/back [yes]: ")
+    child.sendline("yes")
+    child.expect_exact("Waiting for setup to start...")
+    answers = spooled(console_root)
+    assert answers["proxy_user"] == "svc" and "proxy_password" not in answers
+    assert parse_setup_inputs(answers, netinfo.node_ip(), stored) == stored
+    assert "p@ss" not in child.logfile_read.getvalue()
     child.terminate(force=True)
 
 
@@ -578,7 +635,8 @@ VALID_SETS = [
     {},
     {"channel": "nightly", "app_url": "psa.example.com", "dns_mode": "custom",
      "dns_servers": "1.1.1.1, 9.9.9.9"},
-    {"app_url": "https://psa.example.com", "proxy_url": "http://u:p@proxy.corp:3128",
+    {"app_url": "https://psa.example.com", "proxy_url": "http://proxy.corp:3128",
+     "proxy_user": "u@corp", "proxy_password": "p@ss:w/rd #1 %40 ü",
      "no_proxy": "corp.example, 10.0.0.0/8"},
     {"release_source": "https://github.com/example/alga-psa", "branch": "support/fix-1"},
     {"release_source": PINNED_SOURCE},
@@ -587,6 +645,9 @@ INVALID_SETS = [
     ("app_url", {"app_url": "ftp://psa.example.com"}),
     ("dns_servers", {"dns_mode": "custom", "dns_servers": "300.1.1.1"}),
     ("proxy_url", {"proxy_url": "socks5://proxy.corp:1080"}),
+    ("proxy_url", {"proxy_url": "http://u:p#w@proxy.corp:3128"}),
+    ("proxy_user", {"proxy_url": "http://proxy.corp:3128", "proxy_user": "a:b",
+                    "proxy_password": "pw"}),
     ("branch", {"branch": "a..b"}),
     ("release_source", {"release_source": "oci://ghcr.io/Upper"}),
 ]

@@ -42,6 +42,15 @@ def root(tmp_path, monkeypatch):
 CASES = [
     (state.SETUP_INPUTS, {**INPUTS, "overrides": {"repo_url": REPO_URL, "branch": "main"}},
      {**INPUTS, "overrides": {"release_source": REPO_URL, "branch": "main"}}),
+    (state.SETUP_INPUTS,
+     {**INPUTS, "proxy": {"url": "http://svc%40corp:p%40ss%3Aw%2Frd%20%231@proxy.corp:3128",
+                          "no_proxy": ["localhost"]}},
+     {**INPUTS, "proxy": {"url": "http://proxy.corp:3128", "user": "svc@corp",
+                          "password": "p@ss:w/rd #1", "no_proxy": ["localhost"]}}),
+    (state.SETUP_INPUTS,
+     {**INPUTS, "proxy": {"url": "http://svc@proxy.corp:3128", "no_proxy": ["localhost"]}},
+     {**INPUTS, "proxy": {"url": "http://proxy.corp:3128", "user": "svc", "password": "",
+                          "no_proxy": ["localhost"]}}),
     (state.SELECTED_RELEASE, {k: v for k, v in GIT_RELEASE.items() if k != "source"},
      GIT_RELEASE),
     (state.INSTALL_STATE,
@@ -92,10 +101,12 @@ MIGRATIONS = [migrations.setup_inputs, migrations.selected_release, migrations.i
 # Documents of any shape, rich in the keys and values the migrations look at: they run
 # before validation, so they meet whatever is on disk.
 keys = st.sampled_from(["overrides", "repo_url", "release_source", "branch", "source",
+                        "proxy", "url", "user", "password",
                         "phases", "release", "failure", "category", "entries", "from", "to"])
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.sampled_from(
-        ["github-release-source", "release-source", "network", "git", "oci", REPO_URL]),
+        ["github-release-source", "release-source", "network", "git", "oci", REPO_URL,
+         "http://u:p%40@proxy:3128", "http://@proxy:3128", "proxy:3128@"]),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=4),
     max_leaves=16)
 documents = st.dictionaries(keys, values, max_size=5) | st.sampled_from(

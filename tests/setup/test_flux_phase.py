@@ -1,6 +1,7 @@
 """The Flux phase: the pinned install.yaml from a real HTTPS release tree, checksum-verified,
 applied server-side through kubectl's interface, with the proxy for source-controller."""
 
+import base64
 import json
 from pathlib import Path
 
@@ -54,20 +55,41 @@ def test_success(lab):
     assert [e["name"] for e in env] == ["RUNTIME_NAMESPACE"]  # no proxy: untouched
 
 
-def test_proxy_goes_to_source_controller_only(lab):
+def test_proxy_goes_to_source_controller_only_through_a_secret(lab):
+    """The proxy demands a password full of URL syntax: the download gets through it, and
+    source-controller reads the proxy from a Secret, never from its plain env."""
     root, github = lab
-    with ConnectProxy() as proxy:
-        set_proxy(root, {"url": proxy.url, "no_proxy": ["10.42.0.0/16", ".svc"]})
+    user, password = "svc", "p@ss:w/rd #1 % ü"
+    with ConnectProxy(credentials=(user, password)) as proxy:
+        set_proxy(root, {"url": proxy.url, "user": user, "password": password,
+                         "no_proxy": ["10.42.0.0/16", ".svc"]})
         assert run_flux(root)["state"] == "succeeded"
         assert ("127.0.0.1", github.port) in proxy.tunnels  # the download used it too
     objects = store(root)
+    address = proxy.url.removeprefix("http://")
+    url = f"http://svc:p%40ss%3Aw%2Frd%20%231%20%25%20%C3%BC@{address}"
+    secret = objects["Secret/flux-system/alga-appliance-proxy"]
+    assert secret["type"] == "Opaque"
+    assert {name: base64.b64decode(value).decode() for name, value in
+            secret["data"].items()} == {"HTTPS_PROXY": url, "HTTP_PROXY": url,
+                                        "NO_PROXY": "10.42.0.0/16,.svc"}
     source = objects["Deployment/flux-system/source-controller"]["spec"]["template"]["spec"][
-        "containers"][0]["env"]
-    assert {"name": "HTTPS_PROXY", "value": proxy.url} in source
-    assert {"name": "NO_PROXY", "value": "10.42.0.0/16,.svc"} in source
+        "containers"][0]
+    assert [e["name"] for e in source["env"]] == ["RUNTIME_NAMESPACE"]
+    assert source["envFrom"] == [{"secretRef": {"name": "alga-appliance-proxy"}}]
+    deployments = json.dumps([o for o in objects.values() if o["kind"] == "Deployment"])
+    assert "p%40ss" not in deployments and address not in deployments
     helm = objects["Deployment/flux-system/helm-controller"]["spec"]["template"]["spec"][
-        "containers"][0]["env"]
-    assert [e["name"] for e in helm] == ["RUNTIME_NAMESPACE"]
+        "containers"][0]
+    assert [e["name"] for e in helm["env"]] == ["RUNTIME_NAMESPACE"] and "envFrom" not in helm
+
+    set_proxy(root, None)  # the proxy dropped: a re-run removes the Secret and its password
+    assert run_flux(root)["state"] == "succeeded"
+    objects = store(root)
+    assert "Secret/flux-system/alga-appliance-proxy" not in objects
+    source = objects["Deployment/flux-system/source-controller"]["spec"]["template"]["spec"][
+        "containers"][0]
+    assert "envFrom" not in source
 
 
 def test_checksum_mismatch_applies_nothing(lab):

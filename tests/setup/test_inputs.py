@@ -26,11 +26,15 @@ app_urls = st.one_of(
 resolvers = st.lists(st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).filter(
     lambda a: not a.is_loopback and not a.is_unspecified).map(str), min_size=1, max_size=3,
     unique=True)
-proxies = st.builds(lambda s, cred, h, p: f"{s}://{cred}{h}:{p}",
+proxies = st.builds(lambda s, h, p: f"{s}://{h}:{p}",
                     st.sampled_from(["http", "https"]),
-                    st.sampled_from(["", "user:secret@", "svc@"]),
                     st.one_of(hosts, st.ip_addresses(v=6).map(lambda a: f"[{a}]")),
                     st.integers(1, 65535))
+# What a proxy password may hold: URL syntax, spaces, non-ASCII; never control characters.
+printable = st.characters(blacklist_categories=("Cc", "Cs"))
+passwords = st.text(st.sampled_from("@:#/%?& ü€'\"$\\") | printable, min_size=1, max_size=24)
+users = st.text(st.sampled_from("@#/% ü") | printable.filter(lambda c: c != ":"),
+                min_size=1, max_size=12).filter(lambda u: u.strip() == u and u)
 repos = st.builds(lambda form, owner, name: form.format(owner=owner, name=name),
                   st.sampled_from(["https://github.com/{owner}/{name}",
                                    "https://github.com/{owner}/{name}.git",
@@ -46,16 +50,24 @@ valid_answers = st.fixed_dictionaries({}, optional={
     "app_url": app_urls,
     "dns_mode": st.just("custom"), "dns_servers": resolvers,
     "proxy_url": proxies, "no_proxy": st.lists(hostnames, max_size=3).map(",".join),
+    "proxy_user": users, "proxy_password": passwords,
     "release_source": st.one_of(repos, oci_references),
     "branch": st.sampled_from(["main", "release/1.0.0", "feature/x-1"]),
 }).filter(lambda a: ("dns_mode" in a) == ("dns_servers" in a)
-          and ("no_proxy" not in a or "proxy_url" in a))
+          and ("no_proxy" not in a or "proxy_url" in a)
+          and ("proxy_user" in a) == ("proxy_password" in a)
+          and ("proxy_user" not in a or "proxy_url" in a))
 
 
-@given(raw_answers)
-def test_no_input_crashes_the_validator(raw):
+STORED = {"channel": "stable", "app_url": "http://10.0.0.5:3000", "dns": {"mode": "system"},
+          "proxy": {"url": "http://proxy.corp:3128", "user": "svc", "password": "p@ss:w/rd #%",
+                    "no_proxy": ["localhost"]}, "overrides": {}}
+
+
+@given(raw_answers, st.sampled_from([None, STORED]))
+def test_no_input_crashes_the_validator(raw, stored):
     try:
-        document = parse_setup_inputs(raw, NODE_IP)
+        document = parse_setup_inputs(raw, NODE_IP, stored)
     except InputErrors as errors:
         assert errors.errors and all(e.field and e.message for e in errors.errors)
         return
@@ -66,7 +78,8 @@ def test_no_input_crashes_the_validator(raw):
 def test_accepted_inputs_round_trip_through_the_schema(raw, node_ip):
     document = parse_setup_inputs(raw, node_ip)
     validate(document, "setup-inputs.schema.json", name="setup inputs", source="test")
-    assert parse_setup_inputs(as_answers(document), node_ip) == document
+    assert parse_setup_inputs(as_answers(document), node_ip, stored=document) == document
+    assert "proxy_password" not in as_answers(document)
     if document["proxy"]:
         assert {node_ip, "10.42.0.0/16", "10.43.0.0/16", ".svc", ".cluster.local"} <= set(
             document["proxy"]["no_proxy"])
@@ -123,6 +136,18 @@ def test_oci_release_sources_are_kept_as_given(reference):
     ({"dns_servers": "10.0.0.53"}, "dns_servers", "only used with dns_mode custom"),
     ({"dns_mode": "dhcp"}, "dns_mode", "system"),
     ({"proxy_url": "http://proxy.example"}, "proxy_url", "host:port"),
+    ({"proxy_url": "http://svc:s3cret@proxy.example:3128"}, "proxy_url",
+     "give them in the proxy user and proxy password fields"),
+    ({"proxy_url": "http://svc:p#w@proxy.example:3128"}, "proxy_url", "proxy user and proxy"),
+    ({"proxy_url": "http://proxy.example:3128", "proxy_user": "svc"}, "proxy_password",
+     "needed with a proxy user"),
+    ({"proxy_url": "http://proxy.example:3128", "proxy_password": "pw"}, "proxy_user",
+     "needed with a proxy password"),
+    ({"proxy_url": "http://proxy.example:3128", "proxy_user": "a:b", "proxy_password": "pw"},
+     "proxy_user", "must not contain ':'"),
+    ({"proxy_url": "http://proxy.example:3128", "proxy_user": "svc",
+      "proxy_password": "p\nw"}, "proxy_password", "control characters"),
+    ({"proxy_user": "svc", "proxy_password": "pw"}, "proxy_user", "only used together"),
     ({"no_proxy": "corp.local"}, "no_proxy", "only used together with a proxy URL"),
     ({"release_source": "http://github.com/a/b"}, "release_source", "https://"),
     ({"release_source": "oci://ghcr.io/Nine-Minds/alga"}, "release_source", "lower case"),
@@ -149,3 +174,38 @@ def test_custom_resolvers_are_deduplicated_and_canonical():
     document = parse_setup_inputs({"dns_mode": "custom",
                                    "dns_servers": "2001:DB8::0:1, 10.0.0.53 2001:db8::1"}, NODE_IP)
     assert document["dns"]["servers"] == [str(ipaddress.ip_address("2001:db8::1")), "10.0.0.53"]
+
+
+@given(passwords)
+def test_messages_never_repeat_the_proxy_password(password):
+    for answers in ({"proxy_url": f"http://svc:{password}@proxy.corp:3128"},
+                    {"proxy_url": "http://proxy.corp:3128", "proxy_password": password},
+                    {"proxy_url": "http://proxy.corp:3128", "proxy_user": "a:b",
+                     "proxy_password": password}):
+        with pytest.raises(InputErrors) as caught:
+            parse_setup_inputs(answers, NODE_IP)
+        if len(password) >= 3:
+            assert password not in str(caught.value)
+
+
+@given(passwords)
+def test_a_password_is_kept_exactly_as_typed(password):
+    proxy = parse_setup_inputs({"proxy_url": "http://proxy.corp:3128", "proxy_user": "svc",
+                                "proxy_password": password}, NODE_IP)["proxy"]
+    assert (proxy["url"], proxy["user"], proxy["password"]) == (
+        "http://proxy.corp:3128", "svc", password)
+
+
+def test_an_empty_password_keeps_the_stored_one_only_for_the_same_url_and_user():
+    same = {"proxy_url": "HTTP://Proxy.Corp:3128/", "proxy_user": "svc"}
+    assert parse_setup_inputs(same, NODE_IP, STORED)["proxy"]["password"] == "p@ss:w/rd #%"
+    assert parse_setup_inputs({**same, "proxy_password": "new"}, NODE_IP, STORED)["proxy"][
+        "password"] == "new"
+    for changed in ({**same, "proxy_user": "other"}, {**same, "proxy_url": "http://x.corp:3128"}):
+        with pytest.raises(InputErrors) as caught:
+            parse_setup_inputs(changed, NODE_IP, STORED)
+        assert [(e.field, e.message) for e in caught.value.errors] == [
+            ("proxy_password", "is needed with a proxy user")]
+    assert parse_setup_inputs({"proxy_url": same["proxy_url"]}, NODE_IP, STORED)["proxy"] == {
+        "url": "http://proxy.corp:3128", "no_proxy": parse_setup_inputs(
+            {"proxy_url": same["proxy_url"]}, NODE_IP)["proxy"]["no_proxy"]}

@@ -5,6 +5,7 @@ kubectl's interface."""
 import json
 import os
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 import yaml
@@ -73,20 +74,32 @@ def test_success(lab):
     assert "/etc/rancher/k3s/config.yaml" in recorded and "/usr/local/bin/k3s" in recorded
 
 
+HARD_USER, HARD_PASSWORD = "svc@corp", "p@ss:w/rd #1 %20 ü$HOME\\\"'"
+
+
 def test_proxy_and_custom_dns_settings(lab):
+    """The proxy demands a user and password full of URL and shell syntax: the download
+    gets through it, and the env file carries them percent-encoded, 0600."""
     root, github = lab
-    with ConnectProxy(credentials=("u", "p")) as proxy:
-        proxy_url = proxy.url.replace("http://", "http://u:p@")
+    with ConnectProxy(credentials=(HARD_USER, HARD_PASSWORD)) as proxy:
         set_inputs(root, dns={"mode": "custom", "servers": ["10.0.0.53"]},
-                   proxy={"url": proxy_url, "no_proxy": ["localhost", "10.42.0.0/16",
-                                                         "10.43.0.0/16", ".svc",
-                                                         ".cluster.local"]})
+                   proxy={"url": proxy.url, "user": HARD_USER, "password": HARD_PASSWORD,
+                          "no_proxy": ["localhost", "10.42.0.0/16", "10.43.0.0/16", ".svc",
+                                       ".cluster.local"]})
         assert run_k3s(root)["state"] == "succeeded"
         assert ("127.0.0.1", github.port) in proxy.tunnels  # the download used the proxy
     config = yaml.safe_load((root / "etc/rancher/k3s/config.yaml").read_text())
     assert config["resolv-conf"] == "/etc/rancher/k3s/resolv.conf"
-    env = (root / "etc/systemd/system/k3s.service.env").read_text().splitlines()
-    assert f"HTTPS_PROXY={proxy_url}" in env
+    env_file = root / "etc/systemd/system/k3s.service.env"
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    env = env_file.read_text().splitlines()
+    address = proxy.url.removeprefix("http://")
+    encoded = "http://svc%40corp:p%40ss%3Aw%2Frd%20%231%20%2520%20%C3%BC%24HOME%5C%22%27@"
+    assert f"HTTPS_PROXY={encoded}{address}" in env
+    assert f"HTTP_PROXY={encoded}{address}" in env
+    url = urlsplit(f"{encoded}{address}")
+    assert (unquote(url.username), unquote(url.password)) == (HARD_USER, HARD_PASSWORD)
+    assert HARD_PASSWORD not in env_file.read_text()
     no_proxy = next(line for line in env if line.startswith("NO_PROXY=")).split("=", 1)[1]
     assert set(no_proxy.split(",")) >= {"10.42.0.0/16", "10.43.0.0/16", ".svc",
                                         ".cluster.local", addresses.node_ip()}

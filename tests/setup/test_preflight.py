@@ -182,13 +182,14 @@ def test_proxy_needing_authentication(lab):
     hosts = {"github.test": "127.0.0.1", "ghcr.test": "127.0.0.1"}
     github = lab.github.url.replace("127.0.0.1", "github.test")
     ghcr = lab.ghcr.url.replace("127.0.0.1", "ghcr.test")
-    with ConnectProxy(credentials=("svc", "s3cret"), hosts=hosts) as proxy:
+    credentials = ("svc@corp", "p@ss:w/rd #1 %40 ü")  # URL syntax, a space, non-ASCII
+    with ConnectProxy(credentials=credentials, hosts=hosts) as proxy:
         lab.configure(proxy=proxy_inputs(proxy), github_base=github, ghcr_base=ghcr)
         failed, failure, checks = lab.run()
         assert failed == {"proxy"} | HTTPS_CHECKS
         assert failure["category"] == "network"
         assert "authentication (407)" in checks["proxy"]["message"]
-        lab.configure(proxy=proxy_inputs(proxy, "svc:s3cret@"), github_base=github,
+        lab.configure(proxy=proxy_inputs(proxy, credentials), github_base=github,
                       ghcr_base=ghcr)
         failed, _, _ = lab.run()
         assert failed == set()

@@ -71,10 +71,12 @@ def preflight_lab(tmp_path, ca):
         yield lab
 
 
-def proxy_inputs(proxy: ConnectProxy, credentials: str = "") -> dict:
-    scheme, address = proxy.url.split("://")
-    return {"url": f"{scheme}://{credentials}{address}",
-            "no_proxy": ["localhost", "127.0.0.1", ".svc", ".cluster.local"]}
+def proxy_inputs(proxy: ConnectProxy, credentials: tuple[str, str] | None = None) -> dict:
+    """The setup inputs' proxy for `proxy`, with `credentials` (user, password) if given."""
+    inputs = {"url": proxy.url, "no_proxy": ["localhost", "127.0.0.1", ".svc", ".cluster.local"]}
+    if credentials:
+        inputs["user"], inputs["password"] = credentials
+    return inputs
 
 
 @pytest.fixture

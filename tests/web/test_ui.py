@@ -115,12 +115,18 @@ def test_wizard_with_defaults_and_choices_spools_exactly_the_answers(tmp_path, o
     ui.shot("setup-3-dns-custom")
     ui.next()
     page.check("#use-proxy")
-    page.fill("#proxy_url", "http://ops:s3cret@proxy.corp:3128")
+    page.fill("#proxy_url", "http://proxy.corp:3128")
+    page.fill("#proxy_user", "ops")
+    expect(page.locator("#proxy_password")).to_have_attribute("type", "password")
+    expect(page.locator("#proxy_password-hint")).to_be_hidden()  # nothing stored yet
+    page.fill("#proxy_password", PASSWORD)
     ui.shot("setup-4-proxy")
     ui.next()
     review = page.locator("#review")
     expect(review).to_contain_text("http://psa.example.com:3000")
     expect(review).to_contain_text("Custom servers: 8.8.8.8, 8.8.4.4")
+    expect(fact(review, "Proxy")).to_contain_text("http://proxy.corp:3128 as ops "
+                                                  "(password hidden)")
     expect(review).not_to_contain_text("s3cret")  # the password never shows
     expect(page.locator("#advanced")).not_to_have_attribute("open", "")
     expect(fact(review, "Release source")).to_have_text(
@@ -133,7 +139,35 @@ def test_wizard_with_defaults_and_choices_spools_exactly_the_answers(tmp_path, o
     ui.shot("progress-waiting")
     assert ui.spooled()["answers"] == {
         "channel": "stable", "app_url": "psa.example.com", "dns_mode": "custom",
-        "dns_servers": "8.8.8.8,8.8.4.4", "proxy_url": "http://ops:s3cret@proxy.corp:3128"}
+        "dns_servers": "8.8.8.8,8.8.4.4", "proxy_url": "http://proxy.corp:3128",
+        "proxy_user": "ops", "proxy_password": PASSWORD}  # as typed, spaces and all
+
+
+PASSWORD = " s3cret @:#/%40 ü "
+
+
+def test_a_stored_proxy_password_never_reaches_the_page_and_an_empty_field_keeps_it(
+        tmp_path, open_ui):
+    ui = open_ui(tmp_path)
+    state.write(state.SETUP_INPUTS, parse_setup_inputs(
+        {"proxy_url": "http://proxy.corp:3128", "proxy_user": "ops", "proxy_password": PASSWORD},
+        NODE_IP), tmp_path)
+    ui.open("/setup")
+    page = ui.page
+    for _ in range(3):
+        ui.next()
+    expect(page.locator("#proxy_user")).to_have_value("ops")
+    expect(page.locator("#proxy_password")).to_have_value("")
+    expect(page.locator("#proxy_password-hint")).to_be_visible()
+    ui.next()
+    expect(fact(page.locator("#review"), "Proxy")).to_contain_text("as ops (password hidden)")
+    assert "s3cret" not in page.content()
+    ui.next()
+    ui.showing("progress")
+    spooled = ui.spooled()["answers"]
+    assert "proxy_password" not in spooled and spooled["proxy_user"] == "ops"
+    stored = state.read(state.SETUP_INPUTS, tmp_path)
+    assert parse_setup_inputs(spooled, NODE_IP, stored)["proxy"]["password"] == PASSWORD
 
 
 def api_message(answers: dict, field: str) -> str:
@@ -198,6 +232,11 @@ FIELD_CASES = [  # field, what the admin types (by selector), the answers that m
      {"dns_mode": "custom", "dns_servers": ""}),
     ("proxy_url", {"#use-proxy": True, "#proxy_url": "socks5://proxy.corp:1080"},
      {"proxy_url": "socks5://proxy.corp:1080"}),
+    ("proxy_url", {"#use-proxy": True, "#proxy_url": "http://ops:s3cret@proxy.corp:3128"},
+     {"proxy_url": "http://ops:s3cret@proxy.corp:3128"}),
+    ("proxy_password", {"#use-proxy": True, "#proxy_url": "http://proxy.corp:3128",
+                        "#proxy_user": "ops"},
+     {"proxy_url": "http://proxy.corp:3128", "proxy_user": "ops"}),
     ("no_proxy", {"#use-proxy": True, "#proxy_url": "http://proxy.corp:3128",
                   "#no_proxy": "bad name!"},
      {"proxy_url": "http://proxy.corp:3128", "no_proxy": "bad name!"}),
@@ -206,7 +245,8 @@ FIELD_CASES = [  # field, what the admin types (by selector), the answers that m
     ("branch", {"#advanced summary": True, "#branch": "release/..bad"},
      {"branch": "release/..bad"}),
 ]
-STEP_OF_FIELD = {"app_url": 1, "dns_servers": 2, "proxy_url": 3, "no_proxy": 3,
+STEP_OF_FIELD = {"app_url": 1, "dns_servers": 2, "proxy_url": 3, "proxy_password": 3,
+                 "no_proxy": 3,
                  "release_source": 4, "branch": 4}
 
 

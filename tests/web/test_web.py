@@ -3,6 +3,7 @@
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -14,6 +15,7 @@ from support.openapi_check import assert_documented, document
 
 from host import cli
 from host.core import paths, pins, runlock, spool, state, token
+from host.net import https
 from host.setup import chain
 from host.setup.inputs import parse_setup_inputs
 from host.support import request as support_request
@@ -143,6 +145,97 @@ def test_setup_context_offers_defaults_resolvers_and_the_last_answers(server, ro
     state.write(state.SETUP_INPUTS, parse_setup_inputs(answers, NODE_IP), root)
     again = requests.get(f"{url}/api/setup", headers=auth, timeout=5).json()["answers"]
     assert parse_setup_inputs(again, NODE_IP) == parse_setup_inputs(answers, NODE_IP)
+
+
+HARD_PASSWORDS = ["CANARY p@ss:w/rd #1 %40 ü€", "CANARY%3A%2F", "CANARY 密码 '\"$\\"]
+
+
+def leaked(text: str, user: str, password: str) -> list[str]:
+    """The forms of the password found in `text` (an answer body, a log)."""
+    forms = {password, quote(password, safe=""), quote(password), json.dumps(password)[1:-1],
+             https.proxy_authorization(user, password).split()[1]}
+    return [form for form in forms if form in text]
+
+
+@pytest.mark.parametrize("password", HARD_PASSWORDS)
+def test_the_proxy_password_is_never_sent_back_and_an_empty_one_keeps_it(
+        server, root, monkeypatch, password):
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    answers = {"proxy_url": "http://proxy.corp:3128", "proxy_user": "svc@corp",
+               "proxy_password": password}
+    validated = requests.post(f"{url}/api/setup/validate", json=answers, headers=auth,
+                              timeout=5)
+    assert_documented(validated, "POST", "/api/setup/validate")
+    assert validated.json()["inputs"]["proxy"]["user"] == "svc@corp"
+    submitted = post_setup(url, secret, answers)
+    assert submitted.status_code == 202
+    assert_documented(submitted, "POST", "/api/setup")
+    for response in (validated, submitted):
+        assert "password" not in response.json()["inputs"]["proxy"]
+        assert not leaked(response.text, "svc@corp", password)
+    accept(monkeypatch, root)
+    assert state.read(state.SETUP_INPUTS)["proxy"]["password"] == password
+
+    context = requests.get(f"{url}/api/setup", headers=auth, timeout=5)
+    assert_documented(context, "GET", "/api/setup")
+    assert not leaked(context.text, "svc@corp", password)
+    assert context.json()["proxy_password_stored"] is True
+    shown = context.json()["answers"]
+    assert shown["proxy_user"] == "svc@corp" and "proxy_password" not in shown
+    # The wizard sends back what it showed, the password field left empty: kept.
+    assert post_setup(url, secret, {**shown, "proxy_password": ""}).status_code == 202
+    accept(monkeypatch, root)
+    assert state.read(state.SETUP_INPUTS)["proxy"]["password"] == password
+    # Another user needs its own password.
+    refused = post_setup(url, secret, {**shown, "proxy_user": "other"})
+    assert refused.status_code == 422 and refused.json()["fields"] == [
+        {"field": "proxy_password", "message": "is needed with a proxy user"}]
+
+
+def test_no_password_is_stored_without_a_proxy_user(server, root):
+    url, secret = server
+    state.write(state.SETUP_INPUTS, parse_setup_inputs({"proxy_url": "http://proxy.corp:3128"},
+                                                       NODE_IP), root)
+    context = requests.get(f"{url}/api/setup", timeout=5,
+                           headers={"Authorization": f"Bearer {secret}"}).json()
+    assert context["proxy_password_stored"] is False
+    assert context["answers"]["proxy_user"] == ""
+
+
+def accept(monkeypatch, root) -> None:
+    """What the .path unit does with the spooled request (systemctl is the stand-in)."""
+    monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(root / "systemctl.calls"))
+    monkeypatch.setenv("PATH", f"{FAKES}:/usr/bin:/bin")
+    state.INSTALL_STATE.path(root).unlink(missing_ok=True)
+    result = CliRunner().invoke(cli.main, ["accept-setup"])
+    assert result.exit_code == 0, result.output
+
+
+def test_hostile_proxy_answers_never_give_a_5xx_or_echo_the_password(server, root):
+    url, secret = server
+    session = requests.Session()
+    hostile = st.lists(st.sampled_from(["@", ":", "#", "/", "%", "%40", " ", "ü", "\n", "\x00",
+                                        "?", "[", "]"]) | st.characters(), max_size=10).map(
+        lambda parts: "CANARY" + "".join(parts))
+
+    @settings(max_examples=60, deadline=None)
+    @given(password=hostile, where=st.sampled_from(["url", "field", "both"]),
+           user=st.sampled_from(["", "svc", "a:b", "ü@x"]), path=st.sampled_from(
+               ["/api/setup/validate", "/api/setup"]))
+    def fuzz(password, where, user, path):
+        answers = {"proxy_url": "http://proxy.corp:3128"}
+        if where in ("url", "both"):
+            answers["proxy_url"] = f"http://{user}:{password}@proxy.corp:3128"
+        if where in ("field", "both"):
+            answers |= {"proxy_user": user, "proxy_password": password}
+        response = session.post(f"{url}{path}", json=answers, timeout=5,
+                                headers={"Authorization": f"Bearer {secret}"})
+        assert response.status_code in (202, 200, 409, 422), response.text
+        assert "CANARY" not in response.text
+        spool.spool_file(spool.SETUP, root).unlink(missing_ok=True)
+
+    fuzz()
 
 
 PAYLOAD_SOURCE = "oci://registry.msp.example/alga/alga-appliance-release"
@@ -541,7 +634,8 @@ json_values = st.recursive(
     | st.text(max_size=30),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
         st.sampled_from(["channel", "app_url", "dns_mode", "dns_servers", "proxy_url",
-                         "no_proxy", "release_source", "branch", "junk"]) | st.text(max_size=8),
+                         "proxy_user", "proxy_password", "no_proxy", "release_source",
+                         "branch", "junk"]) | st.text(max_size=8),
         inner, max_size=6),
     max_leaves=12)
 

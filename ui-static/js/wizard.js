@@ -6,7 +6,8 @@ import {$, $$, el, facts, showRefusal} from "./dom.js";
 
 const STEPS = ["channel", "app", "dns", "proxy", "review"];
 const STEP_OF_FIELD = {channel: "channel", app_url: "app", dns_mode: "dns", dns_servers: "dns",
-                       proxy_url: "proxy", no_proxy: "proxy", release_source: "review",
+                       proxy_url: "proxy", proxy_user: "proxy", proxy_password: "proxy",
+                       no_proxy: "proxy", release_source: "review",
                        branch: "review"};
 let step = 0;
 let filled = false;
@@ -23,14 +24,15 @@ export function bind(app, actions) {
 
 // Back to the wizard with the answers of the last request (after a failed run).
 export async function editAnswers(actions) {
-  fill((await actions.refreshContext()).answers);
+  const context = await actions.refreshContext();
+  fill(context.answers, context.proxy_password_stored);
   showStep(0);
   actions.go("setup");
 }
 
 export function render(app) {
   if (!filled && app.context) {
-    fill(app.context.answers || app.context.defaults);
+    fill(app.context.answers || app.context.defaults, app.context.proxy_password_stored);
     const found = app.context.resolvers;
     $("#detected-resolvers").textContent = found.length
       ? `Detected: ${found.join(", ")}`
@@ -39,17 +41,21 @@ export function render(app) {
   }
 }
 
-function fill(answers) {
+// The proxy password is never sent to the browser: only whether one is stored, which an
+// empty password field keeps.
+function fill(answers, passwordStored) {
   filled = true;
   const form = $("#wizard");
   form.reset();
   for (const input of $$("input[type=radio]", form)) {
     input.checked = answers[input.name] === input.value;
   }
-  for (const name of ["app_url", "dns_servers", "proxy_url", "no_proxy", "release_source", "branch"]) {
+  for (const name of ["app_url", "dns_servers", "proxy_url", "proxy_user", "no_proxy",
+                      "release_source", "branch"]) {
     form.elements[name].value = answers[name] || "";
   }
   $("#use-proxy").checked = Boolean(answers.proxy_url);
+  $("#proxy_password-hint").hidden = !passwordStored;
   $("#advanced").open = Boolean(answers.release_source || answers.branch);
   toggles();
 }
@@ -69,6 +75,10 @@ function answers() {
   if (chosen.dns_mode === "custom") chosen.dns_servers = value("dns_servers");
   if ($("#use-proxy").checked) {
     chosen.proxy_url = value("proxy_url");
+    if (value("proxy_user")) chosen.proxy_user = value("proxy_user");
+    // As typed: spaces may be part of a password.
+    const password = $("#wizard").elements.proxy_password.value;
+    if (password) chosen.proxy_password = password;
     if (value("no_proxy")) chosen.no_proxy = value("no_proxy");
   }
   for (const name of ["release_source", "branch"]) if (value(name)) chosen[name] = value(name);
@@ -162,7 +172,8 @@ function review(inputs, app) {
     ? `Custom servers: ${inputs.dns.servers.join(", ")}`
     : `This network's resolvers (${app.context.resolvers.join(", ") || "none detected"})`;
   const proxy = inputs.proxy
-    ? `${withoutPassword(inputs.proxy.url)} (bypassed for: ${inputs.proxy.no_proxy.join(", ")})`
+    ? `${inputs.proxy.url}${inputs.proxy.user ? ` as ${inputs.proxy.user} (password hidden)` : ""}` +
+      ` (bypassed for: ${inputs.proxy.no_proxy.join(", ")})`
     : "None: direct connection";
   const overrides = Object.entries(inputs.overrides).map(([key, value]) => `${key}: ${value}`);
   facts($("#review"), [
@@ -174,10 +185,4 @@ function review(inputs, app) {
       ` (${app.context.release_source.origin})`],
     ["Support overrides", overrides.join(", ") || "None"],
   ]);
-}
-
-function withoutPassword(address) {
-  const parsed = new URL(address);
-  if (parsed.password) parsed.password = "hidden";
-  return parsed.href;
 }

@@ -5,6 +5,7 @@ import hashlib
 import yaml
 
 from host.cluster import alga
+from host.cluster import objects as cluster_objects
 from host.cluster.kube import Kube, KubeError
 from host.core import pins, state
 from host.core.failures import OperationFailed
@@ -33,6 +34,8 @@ def execute(ctx) -> None:
     ctx.action(f"applying {len(objects)} Flux objects")
     try:
         kube.apply(objects)
+        if not inputs["proxy"]:  # a proxy dropped since: its password goes with it
+            kube.delete("secret", cluster_objects.PROXY_SECRET, alga.FLUX_NAMESPACE)
     except KubeError as exc:
         raise OperationFailed("flux", f"applying Flux failed: {exc}", "check the cluster "
                               "(kubectl get nodes) and retry") from exc
@@ -66,14 +69,18 @@ def _verified_install(ctx, session, site) -> bytes:
 
 
 def _give_proxy(objects: list[dict], proxy: dict) -> None:
-    """The source-controller fetches the Alga repository, so it gets the proxy."""
-    env = [{"name": name, "value": value} for name, value in zip(PROXY_VARIABLES, (
-        proxy["url"], proxy["url"], ",".join(proxy["no_proxy"])), strict=True)]
+    """The source-controller fetches the Alga repository, so it gets the proxy: from a
+    Secret, since the URL may carry the proxy password."""
+    url = https.proxy_url_with_credentials(proxy)
+    objects.append(cluster_objects.proxy_secret(dict(zip(PROXY_VARIABLES, (
+        url, url, ",".join(proxy["no_proxy"])), strict=True))))
+    from_secret = {"secretRef": {"name": cluster_objects.PROXY_SECRET}}
     for obj in objects:
         if obj.get("kind") == "Deployment" and obj["metadata"]["name"] == SOURCE_CONTROLLER:
             for container in obj["spec"]["template"]["spec"]["containers"]:
-                kept = [e for e in container.get("env", []) if e["name"] not in PROXY_VARIABLES]
-                container["env"] = kept + env
+                container["env"] = [e for e in container.get("env", [])
+                                    if e["name"] not in PROXY_VARIABLES]
+                container["envFrom"] = [*container.get("envFrom", []), from_secret]
 
 
 def _wait_for_controllers(ctx, kube: Kube, names: list[str]) -> None:

@@ -94,8 +94,8 @@ def k3s_environment(inputs: dict, node_ip: str) -> str:
     proxy = inputs["proxy"]
     if proxy:
         no_proxy = list(dict.fromkeys([*proxy["no_proxy"], node_ip]))
-        lines += [f"HTTP_PROXY={proxy['url']}", f"HTTPS_PROXY={proxy['url']}",
-                  f"NO_PROXY={','.join(no_proxy)}"]
+        url = https.proxy_url_with_credentials(proxy)
+        lines += [f"HTTP_PROXY={url}", f"HTTPS_PROXY={url}", f"NO_PROXY={','.join(no_proxy)}"]
     return "\n".join(lines) + "\n"
 
 
