@@ -14,9 +14,9 @@ from host.cluster.kube import Kube, KubeError
 from host.cluster.probe import app_on_node, probe_login
 from host.cluster.readiness import ClusterView, Verdict
 from host.core import hostcmd, paths, state
-from host.core.failures import SUPPORT_COMMAND
+from host.core.failures import SUPPORT_COMMAND, kubectl
 from host.net import addresses
-from host.releases import source
+from host.releases import channels, source
 
 HEALTHY_INTERVAL = 60  # seconds between collections once fully healthy (the timer ticks 10 s)
 DISK_PATHS = (paths.K3S_DATA_DIR, paths.STATE_DIR)
@@ -62,7 +62,8 @@ def take_snapshot(root: Path | None, kube: Kube, probe=probe_login) -> dict:
     verdicts = readiness.tiers(view, login_probe, seen)
     at = state.timestamp()
     host = _host(root, view)
-    blockers = _blockers(cluster, api_error, verdicts, _k3s_starting(host))
+    channel = inputs["channel"] if inputs else channels.DEFAULT_CHANNEL
+    blockers = _blockers(cluster, api_error, verdicts, _k3s_starting(host), channel)
     if verdicts["login"].ready:
         blockers += _public_url_blockers(inputs["app_url"], app_address, probe)
     tiers = _tiers(verdicts, previous, at, blockers)
@@ -173,7 +174,7 @@ def _blocker(severity, component, layer, reason, next_action, blocks_login=None)
 
 
 def _blockers(cluster: Cluster | None, api_error: str | None, verdicts: dict,
-              k3s_starting: bool) -> list[dict]:
+              k3s_starting: bool, channel: str) -> list[dict]:
     found = []
     if api_error and k3s_starting:
         found.append(_blocker("warning", "kubernetes-api", "k3s",
@@ -182,12 +183,12 @@ def _blockers(cluster: Cluster | None, api_error: str | None, verdicts: dict,
     elif api_error:
         found.append(_blocker("critical", "kubernetes-api", "k3s",
                               f"the Kubernetes API is unreachable: {api_error}",
-                              "check `systemctl status k3s` and `journalctl -u k3s`"))
+                              "check `systemctl status k3s` and `sudo journalctl -u k3s`"))
     if cluster is None:
         return found
     if not readiness.node_ready(cluster.view).ready:
         found.append(_blocker("critical", "node", "k3s", readiness.node_ready(cluster.view)
-                              .reason, "check `journalctl -u k3s`, memory and disk"))
+                              .reason, "check `sudo journalctl -u k3s`, memory and disk"))
     for kind, items in cluster.view.flux_objects().items():
         for obj in items:
             ready = readiness.condition(obj, "Ready")
@@ -196,17 +197,20 @@ def _blockers(cluster: Cluster | None, api_error: str | None, verdicts: dict,
                 name = obj["metadata"]["name"]
                 found.append(_blocker("critical", f"{kind}/{name}", _flux_layer(name),
                                       f"{ready.get('reason', '')}: {ready.get('message', '')}",
-                                      _flux_next_action(obj, ready)))
+                                      _flux_next_action(obj, ready, channel)))
     if "failed" in verdicts["bootstrap"].reason:
+        job = readiness.bootstrap_job(cluster.view)["metadata"]["name"]
         found.append(_blocker("critical", "bootstrap", "bootstrap", verdicts["bootstrap"].reason,
-                              f"look at the bootstrap job's logs; {SUPPORT_COMMAND}"))
+                              f"look at the bootstrap job's logs: "
+                              f"{kubectl(f'-n {alga.APP_NAMESPACE} logs job/{job}')}; "
+                              f"{SUPPORT_COMMAND}"))
     for pod in cluster.pods:
         for reason in _pod_problems(pod):
             component = _component_of(pod)
             layer = COMPONENT_LAYER.get(component, "background")
             found.append(_blocker("critical" if not reason.startswith("Pending") else "warning",
                                   component, layer, f"{pod['metadata']['name']}: {reason}",
-                                  _pod_next_action(reason)))
+                                  _pod_next_action(pod["metadata"]["name"], reason)))
     return sorted(found, key=lambda b: (not b["blocks_login"], b["severity"] != "critical",
                                         LAYERS.index(b["layer"])))
 
@@ -236,16 +240,16 @@ def _same_origin(first: str, second: str) -> bool:
     return (a.scheme, a.hostname, a.port) == (b.scheme, b.hostname, b.port)
 
 
-def _flux_next_action(obj: dict, ready: dict) -> str:
+def _flux_next_action(obj: dict, ready: dict, channel: str) -> str:
     kind, name = obj["kind"], obj["metadata"]["name"]
     if kind == "OCIRepository" and "MANIFEST_UNKNOWN" in ready.get("message", ""):
         # The registry no longer has the pinned config bundle: Flux runs on what it stored
         # until it must pull again (after a restart), and only another release mends that.
         return ("the installed release's config bundle is no longer published (withdrawn): "
                 "update to what the channel names now (Updates on the status page, or "
-                "`sudo alga-appliance update --channel <channel>`)")
-    return (f"check `kubectl -n {obj['metadata']['namespace']} describe {kind.lower()} "
-            f"{name}`; {SUPPORT_COMMAND}")
+                f"`sudo alga-appliance update --channel {channel}`)")
+    describe = kubectl(f"-n {obj['metadata']['namespace']} describe {kind.lower()} {name}")
+    return f"check {describe}; {SUPPORT_COMMAND}"
 
 
 def _flux_layer(name: str) -> str:
@@ -261,13 +265,18 @@ def _release_of(name: str) -> str:
     return name.removeprefix(f"{alga.ALGA_SYSTEM}-")
 
 
-def _pod_next_action(reason: str) -> str:
+def _pod_next_action(pod: str, reason: str) -> str:
+    describe = kubectl(f"-n {alga.APP_NAMESPACE} describe pod {pod}")
     if "ImagePull" in reason or "ErrImage" in reason:
-        return "check access to ghcr.io (proxy, firewall) and the image tag in the release"
+        return (f"check access to ghcr.io (proxy, firewall) and the image tag in the release: "
+                f"{describe}")
     if reason.startswith("Pending"):
-        return "check storage and capacity: `kubectl get pvc -A`, `kubectl describe pod`"
-    return (f"look at the pod's logs (`kubectl -n {alga.APP_NAMESPACE} logs --previous`); "
-            f"{SUPPORT_COMMAND}")
+        return (f"check storage and capacity: {kubectl(f'-n {alga.APP_NAMESPACE} get pvc')}, "
+                f"{describe}")
+    if reason == "CrashLoopBackOff":  # it ran and stopped: its last run's log says why
+        logs = kubectl(f"-n {alga.APP_NAMESPACE} logs {pod} --all-containers --previous")
+        return f"look at the pod's last logs: {logs}; {SUPPORT_COMMAND}"
+    return f"look at why the container cannot be created: {describe}; {SUPPORT_COMMAND}"
 
 
 def _rollup(install, inputs, tiers, blockers) -> dict:

@@ -138,11 +138,16 @@ def node_ready(view: ClusterView) -> Verdict:
     return Verdict(False, "no node is Ready" if view.nodes else "no node has registered")
 
 
-def bootstrap(view: ClusterView, seen_before: bool) -> Verdict:
+def bootstrap_job(view: ClusterView) -> dict | None:
+    """The newest bootstrap Job (one per Helm revision of alga-core), if any is left."""
     jobs = sorted((j for j in view.jobs if j["metadata"]["name"].startswith(
         BOOTSTRAP_JOB_PREFIX)), key=lambda j: j["metadata"]["name"])
-    if jobs:
-        job = jobs[-1]
+    return jobs[-1] if jobs else None
+
+
+def bootstrap(view: ClusterView, seen_before: bool) -> Verdict:
+    job = bootstrap_job(view)
+    if job:
         if (condition(job, "Failed") or {}).get("status") == "True":
             return Verdict(False, f"bootstrap job {job['metadata']['name']} failed")
         if (condition(job, "Complete") or {}).get("status") == "True":

@@ -34,7 +34,13 @@ from support.netlab import (
     Route,
     free_loopback_address,
 )
-from support.scenarios import alga_server, collect, stage, temporal_worker_crashloop
+from support.scenarios import (
+    alga_server,
+    assert_kubectl_runs_as_written,
+    collect,
+    stage,
+    temporal_worker_crashloop,
+)
 
 from host import status
 from host.cluster.alga import BACKGROUND
@@ -242,6 +248,7 @@ def test_common_failures(lab, change, component, layer, phrase):
     blocker = first_blocker(snapshot)
     assert (blocker["component"], blocker["layer"]) == (component, layer), snapshot["blockers"]
     assert phrase in blocker["reason"] and blocker["blocks_login"]
+    assert_kubectl_runs_as_written(blocker["next_action"], root)
     assert "login" not in ready(snapshot) or layer in ("k3s", "flux")
     if change == "pvc-pending":  # a warning: often brief while installing
         assert snapshot["rollup"]["state"] == "installing"
@@ -296,7 +303,9 @@ def test_oci_release_failures_are_blockers_naming_the_object(lab, change, compon
     assert (blocker["component"], blocker["layer"]) == (component, layer), snapshot["blockers"]
     assert phrase in blocker["reason"]
     assert next_phrase in blocker["next_action"]
+    assert_kubectl_runs_as_written(blocker["next_action"], root)
     if change == "digest-withdrawn":
+        assert "`sudo alga-appliance update --channel stable`" in blocker["next_action"]
         assert not snapshot["tiers"]["platform"]["ready"]
         assert "OCIRepository alga-appliance" in snapshot["tiers"]["platform"]["reason"]
 
@@ -399,6 +408,20 @@ def test_bootstrap_job_gone_after_its_ttl_is_remembered(lab):
     view.jobs, view.helmreleases = [], []
     snapshot = collect(root, view)
     assert snapshot["tiers"]["bootstrap"]["ready"] and snapshot["bootstrap_seen"]
+
+
+@pytest.mark.parametrize(("reason", "command"), [
+    ("CrashLoopBackOff", "logs temporal-worker-5d9c-x1 --all-containers --previous"),
+    ("CreateContainerConfigError", "describe pod temporal-worker-5d9c-x1"),
+    ("ErrImagePull", "describe pod temporal-worker-5d9c-x1"),
+])
+def test_a_pods_next_step_names_the_pod_in_a_command_that_runs(lab, reason, command):
+    root, _ = lab
+    view, pods = temporal_worker_crashloop()
+    pods[0]["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] = reason
+    next_action = first_blocker(collect(root, view, pods))["next_action"]
+    assert f"`sudo kubectl -n msp {command}`" in next_action
+    assert_kubectl_runs_as_written(next_action, root)
 
 
 def test_login_probe_failures(lab):

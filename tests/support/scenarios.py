@@ -4,6 +4,7 @@ against the fake cluster (support.cluster) and a real login probe of alga_server
 where alga-core serves it."""
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -62,3 +63,29 @@ def temporal_worker_crashloop() -> tuple[ClusterView, list[dict]]:
                         for d in view.deployments]
     return view, [pod("temporal-worker-5d9c-x1", "ReplicaSet", "temporal-worker-5d9c",
                       waiting="CrashLoopBackOff", restarts=7)]
+
+
+def assert_kubectl_runs_as_written(text: str, root) -> None:
+    """Every kubectl command in `text` works on the appliance as written: with sudo (k3s's
+    kubeconfig is root's), no placeholders, only options kubectl has, naming objects that
+    exist (asked of the cluster as `kubectl get`)."""
+    kube = Kube(str(root / "k3s.yaml"))
+    commands = [c for c in re.findall(r"`([^`]*)`", text) if "kubectl" in c]
+    for command in commands:
+        assert command.startswith("sudo kubectl ") and not re.search("[<>…]", command), command
+        words = command.split()[2:]
+        namespace = None
+        if words[0] == "-n":
+            namespace, words = words[1], words[2:]
+        verb, *rest = words
+        if verb in ("describe", "delete"):
+            assert len(rest) == 2 and kube.get(rest[0], rest[1], namespace), command
+        elif verb == "logs":
+            target, *options = rest
+            kind, name = target.split("/") if "/" in target else ("pod", target)
+            assert kube.get(kind, name, namespace), command
+            assert set(options) <= {"--all-containers", "--previous"}, command
+        else:
+            assert verb == "get" and len(rest) == 1, command
+            for resource in rest[0].split(","):
+                kube.list(resource, namespace)  # KubeError for a type kubectl does not know

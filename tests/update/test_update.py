@@ -21,6 +21,7 @@ from support.netlab import (
     Route,
 )
 from support.releases import CHANNEL_PATH
+from support.scenarios import assert_kubectl_runs_as_written
 from support.updates import (
     CORE_IMAGE,
     KERNEL,
@@ -222,6 +223,7 @@ def test_flux_failure_or_timeout_fails_the_update(lab, monkeypatch, flux, catego
     assert failure["category"] == category
     assert phrase in failure["suspected_cause"] and next_step in failure["next_step"]
     assert "applied again" in failure["next_step"]
+    assert_kubectl_runs_as_written(failure["next_step"], lab.root)
 
 
 def test_a_failing_background_release_never_fails_the_update(lab, monkeypatch):
@@ -265,6 +267,9 @@ def test_a_failed_bootstrap_is_classified(lab):
     entry = lab.apply()
     assert entry["failure"]["category"] == "app-bootstrap"
     assert "bootstrap-r2 failed" in entry["failure"]["suspected_cause"]
+    assert f"`sudo kubectl -n msp logs job/{ALGA_CORE}-bootstrap-r2`" in entry["failure"][
+        "next_step"]
+    assert_kubectl_runs_as_written(entry["failure"]["next_step"], lab.root)
 
 
 def test_an_update_before_setup_finished_is_refused(lab):

@@ -8,7 +8,7 @@ from host.cluster import alga
 from host.cluster import objects as cluster_objects
 from host.cluster.kube import Kube, KubeError
 from host.core import pins, state
-from host.core.failures import OperationFailed
+from host.core.failures import OperationFailed, kubectl
 from host.core.wait import TimedOut, wait_until
 from host.net import endpoints, https
 
@@ -37,8 +37,8 @@ def execute(ctx) -> None:
         if not inputs["proxy"]:  # a proxy dropped since: its password goes with it
             kube.delete("secret", cluster_objects.PROXY_SECRET, alga.FLUX_NAMESPACE)
     except KubeError as exc:
-        raise OperationFailed("flux", f"applying Flux failed: {exc}", "check the cluster "
-                              "(kubectl get nodes) and retry") from exc
+        raise OperationFailed("flux", f"applying Flux failed: {exc}", f"check the cluster "
+                              f"({kubectl('get nodes')}) and retry") from exc
     _wait_for_controllers(ctx, kube, [o["metadata"]["name"] for o in objects
                                       if o.get("kind") == "Deployment"])
 
@@ -100,7 +100,8 @@ def _wait_for_controllers(ctx, kube: Kube, names: list[str]) -> None:
     except TimedOut as exc:
         raise OperationFailed("flux", f"Flux controllers not available within "
                               f"{exc.timeout:.0f} s: {exc.pending}",
-                              "check `kubectl -n flux-system get pods` and retry") from exc
+                              f"check {kubectl(f'-n {alga.FLUX_NAMESPACE} get pods')} and "
+                              f"retry") from exc
 
 
 def _available(deployment: dict | None) -> bool:

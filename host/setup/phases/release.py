@@ -6,7 +6,7 @@ import secrets
 from host.cluster import alga, objects, readiness
 from host.cluster.kube import Kube, KubeError
 from host.core import maintenance, pins, state
-from host.core.failures import OperationFailed
+from host.core.failures import OperationFailed, kubectl
 from host.net import endpoints, https
 from host.releases import source
 
@@ -75,5 +75,6 @@ def _apply(ctx, inputs: dict, profile_values: dict, selection: dict, mode: str) 
         kube.apply(applied)
     except KubeError as exc:
         raise OperationFailed("flux", f"the cluster refused the release objects: {exc}",
-                              "check that Flux is installed and its controllers run "
-                              "(kubectl -n flux-system get pods), then retry") from exc
+                              f"check that Flux is installed and its controllers run "
+                              f"({kubectl(f'-n {alga.FLUX_NAMESPACE} get pods')}), then retry"
+                              ) from exc
