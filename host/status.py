@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from host.cluster import alga, readiness
+from host.cluster import alga, app_stage, readiness
 from host.cluster.kube import Kube, KubeError
 from host.cluster.probe import app_on_node, probe_login
 from host.cluster.readiness import ClusterView, Verdict
@@ -67,9 +67,13 @@ def take_snapshot(root: Path | None, kube: Kube, probe=probe_login) -> dict:
     if verdicts["login"].ready:
         blockers += _public_url_blockers(inputs["app_url"], app_address, probe)
     tiers = _tiers(verdicts, previous, at, blockers)
+    stage = _app_stage(install, tiers, at)
+    app_failure = stage and cluster and app_stage.failure(
+        stage, cluster.view, verdicts, blockers, _events(cluster), kube, app_address)
     snapshot = {
         "collected_at": at,
-        "rollup": _rollup(install, inputs, tiers, blockers),
+        "rollup": _rollup(install, inputs, tiers, blockers, app_failure),
+        "app_failure": app_failure or None,
         "install": _install_summary(install),
         "release": _release(root),
         "tiers": tiers,
@@ -91,6 +95,21 @@ def due(root: Path | None) -> bool:
         return True
     path = state.STATUS.path(root)
     return time.time() - path.stat().st_mtime >= HEALTHY_INTERVAL
+
+
+def _app_stage(install: dict | None, tiers: dict, at: str) -> app_stage.Stage | None:
+    """A first install's app stage: setup has succeeded, and neither login nor the
+    background has been up and dropped out since (that is degraded, not installing)."""
+    release = (install or {}).get("phases", {}).get("release") or {}
+    if not (install and install["status"] == "succeeded" and release.get("finished_at")):
+        return None
+    if tiers["login"]["degraded"] or tiers["background"]["degraded"] or \
+            tiers["fully_healthy"]["ready"]:
+        return None
+    login = tiers["login"]
+    return app_stage.Stage(state.moment(release["finished_at"]),
+                           state.moment(login["since"]) if login["ready"] else None,
+                           state.moment(at))
 
 
 def _phase_done(install: dict | None, name: str) -> bool:
@@ -279,7 +298,7 @@ def _pod_next_action(pod: str, reason: str) -> str:
     return f"look at why the container cannot be created: {describe}; {SUPPORT_COMMAND}"
 
 
-def _rollup(install, inputs, tiers, blockers) -> dict:
+def _rollup(install, inputs, tiers, blockers, app_failure) -> dict:
     if inputs is None and install is None:
         return {"state": "setup_required", "message": "Setup has not been submitted.",
                 "next_action": _open_setup(addresses.node_ip())}
@@ -289,6 +308,8 @@ def _rollup(install, inputs, tiers, blockers) -> dict:
         return {"state": "failed_action_required",
                 "message": f"Setup failed in {name}: {record['failure']['suspected_cause']}",
                 "next_action": record["failure"]["next_step"]}
+    if app_failure:
+        return _app_stage_rollup(app_failure, tiers["login"]["ready"])
     login, background = tiers["login"], tiers["background"]
     if login["ready"]:
         critical = [b for b in blockers if b["severity"] == "critical"]
@@ -316,6 +337,16 @@ def _rollup(install, inputs, tiers, blockers) -> dict:
                 f": {waiting['reason']}", "next_action": waiting["next_action"]}
     return {"state": "installing", "message": f"Installing: {login['reason']}",
             "next_action": "wait; this page updates by itself"}
+
+
+def _app_stage_rollup(failure: dict, login_ready: bool) -> dict:
+    message = f"Setup's app stage failed [{failure['category']}]: {failure['suspected_cause']}"
+    if login_ready:  # only the background services: the app itself is usable
+        return {"state": "ready_with_background_issues",
+                "message": f"You can log in, but {failure['suspected_cause']}",
+                "next_action": failure["next_step"]}
+    return {"state": "failed_action_required", "message": message,
+            "next_action": failure["next_step"]}
 
 
 def _open_setup(node_ip: str) -> str:

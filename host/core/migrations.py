@@ -78,4 +78,5 @@ def status(document: dict) -> dict:
         if isinstance(tier, dict) and "state" not in tier:
             tier["state"] = ("ready" if tier.get("ready") else
                              "degraded" if tier.get("degraded") else "waiting")
+    document.setdefault("app_failure", None)  # older collectors judged no app stage
     return document

@@ -26,6 +26,11 @@ def timestamp(at: datetime.datetime | None = None) -> str:
     return (at or datetime.datetime.now(datetime.UTC)).astimezone(datetime.UTC).strftime(
         TIMESTAMP_FORMAT)
 
+def moment(text: str) -> datetime.datetime:
+    """A state file's timestamp as an aware UTC datetime."""
+    return datetime.datetime.strptime(text, TIMESTAMP_FORMAT).replace(tzinfo=datetime.UTC)
+
+
 @dataclass(frozen=True)
 class StateFile:
     name: str  # what support and error messages call it

@@ -2,6 +2,7 @@
 with the login probe against a real HTTP server: every stage of a fresh install and the
 common failures, each asserting the tiers, the rollup and the first blocker."""
 
+import datetime
 import json
 import os
 import time
@@ -43,6 +44,7 @@ from support.scenarios import (
 )
 
 from host import status
+from host.cluster import app_stage
 from host.cluster.alga import BACKGROUND
 from host.cluster.kube import Kube
 from host.core import pins, state
@@ -537,3 +539,121 @@ def test_a_background_only_failure_never_clears_login(tmp_path_factory, componen
                             probe=lambda url: status.Verdict(True, "200"))
     assert ok["tiers"]["login"]["ready"] and not ok["tiers"]["background"]["ready"]
     assert all(not b["blocks_login"] for b in ok["blockers"])
+
+
+# --- the app stage of a first install: bounded, and failing in the PRD's categories ------
+
+
+def release_applied(root, minutes_ago: float) -> None:
+    """Setup succeeded; its release phase handed the app to Flux `minutes_ago`."""
+    finished = state.timestamp(datetime.datetime.now(datetime.UTC)
+                               - datetime.timedelta(minutes=minutes_ago))
+    phases = {**INSTALLED["phases"], "release": {**INSTALLED["phases"]["release"],
+                                                 "finished_at": finished}}
+    state.write(state.INSTALL_STATE, {**INSTALLED, "phases": phases}, root)
+
+
+def unbound_claim() -> tuple:
+    view = healthy()
+    view.statefulsets = [workload("StatefulSet", "db", 0), view.statefulsets[1]]
+    return view, [pod("db-0", "StatefulSet", "db", phase="Pending", unschedulable=(
+        "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."))]
+
+
+@pytest.mark.parametrize("minutes", [app_stage.STORAGE_SECONDS / 60 - 1,
+                                     app_stage.STORAGE_SECONDS / 60 + 1])
+def test_storage_that_never_binds_fails_the_app_stage_after_its_limit(lab, minutes):
+    root, _ = lab
+    release_applied(root, minutes)
+    view, pods = unbound_claim()
+    events = [event("db-0", "FailedScheduling", "unbound immediate PersistentVolumeClaims",
+                    "2026-11-27T10:00:00Z")]
+    snapshot = collect(root, view, pods, events)
+    if minutes * 60 < app_stage.STORAGE_SECONDS:  # brief while installing: a warning
+        assert snapshot["app_failure"] is None
+        assert snapshot["rollup"]["state"] == "installing"
+        return
+    failure = snapshot["app_failure"]
+    assert failure["category"] == "storage" and "db is still unscheduled after 10 min" in \
+        failure["suspected_cause"]
+    assert failure["last_action"] == "waiting for db to get its storage"
+    assert "Pod/db-0 FailedScheduling: unbound immediate" in failure["log_excerpt"]
+    assert "`sudo kubectl -n msp get pvc`" in failure["next_step"]
+    assert_kubectl_runs_as_written(failure["next_step"], root)
+    assert snapshot["rollup"]["state"] == "failed_action_required"
+    assert snapshot["rollup"]["message"].startswith("Setup's app stage failed [storage]")
+
+
+def test_a_failed_bootstrap_job_fails_the_app_stage_at_once_with_its_log(lab):
+    root, _ = lab
+    release_applied(root, 2)
+    name = "alga-core-sebastian-bootstrap-r1"
+    logs = root / "pod-logs/msp/job" / name / "all.log"
+    logs.parent.mkdir(parents=True)
+    logs.write_text("".join(f"migration {i} ok\n" for i in range(40))
+                    + "error: relation \"tenants\" already exists\n")
+    view = healthy()
+    view.jobs, view.helmreleases = [job(name, failed=True)], []
+    failure = collect(root, view)["app_failure"]
+    assert failure["category"] == "app-bootstrap"
+    assert failure["suspected_cause"] == f"bootstrap job {name} failed"
+    excerpt = failure["log_excerpt"].splitlines()
+    assert len(excerpt) == 20 and excerpt[-1] == 'error: relation "tenants" already exists'
+    assert f"`sudo kubectl -n msp logs job/{name}`" in failure["next_step"]
+    assert_kubectl_runs_as_written(failure["next_step"], root)
+
+
+def test_a_bootstrap_that_never_finishes_fails_after_its_limit(lab):
+    root, _ = lab
+    release_applied(root, app_stage.BOOTSTRAP_SECONDS / 60 + 1)
+    view = stage("core")  # the bootstrap job is still running
+    failure = collect(root, view)["app_failure"]
+    assert failure["category"] == "app-bootstrap"
+    assert failure["suspected_cause"].endswith("is running after 30 min")
+
+
+@pytest.mark.parametrize("minutes", [44, 46])
+def test_login_that_never_works_fails_as_app_readiness_after_its_limit(lab, minutes):
+    root, app = lab
+    release_applied(root, minutes)
+    app.routes["/"] = Route(status=503)  # alga-core's server answers, but not the app
+    snapshot = collect(root, healthy())
+    if minutes * 60 < app_stage.LOGIN_SECONDS:
+        assert snapshot["app_failure"] is None and snapshot["rollup"]["state"] == "installing"
+        return
+    failure = snapshot["app_failure"]
+    assert failure["category"] == "app-readiness"
+    assert "login did not work within 45 min" in failure["suspected_cause"]
+    assert "answered 503" in failure["suspected_cause"]
+    assert failure["last_action"] == f"waiting for login at {app.url}/"
+    assert_kubectl_runs_as_written(failure["next_step"], root)
+    assert snapshot["rollup"]["state"] == "failed_action_required"
+
+
+def test_background_services_that_never_start_fail_without_taking_login(lab):
+    root, _ = lab
+    release_applied(root, 90)
+    view, pods = temporal_worker_crashloop()
+    first = collect(root, view, pods)
+    assert first["app_failure"] is None  # login has only just started working
+    earlier = state.read(state.STATUS, root)
+    earlier["tiers"]["login"]["since"] = state.timestamp(
+        datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=31))
+    state.write(state.STATUS, earlier, root)
+    snapshot = collect(root, view, pods)
+    failure = snapshot["app_failure"]
+    assert failure["category"] == "background-services"
+    assert "temporal-worker-5d9c-x1: CrashLoopBackOff" in failure["suspected_cause"]
+    assert failure["next_step"].endswith("you can log in meanwhile")
+    assert snapshot["tiers"]["login"]["ready"]
+    assert snapshot["rollup"]["state"] == "ready_with_background_issues"
+
+
+def test_once_login_has_worked_a_drop_is_degraded_not_an_app_stage_failure(lab):
+    root, app = lab
+    release_applied(root, 120)
+    assert collect(root, healthy())["rollup"]["state"] == "fully_healthy"
+    app.routes["/"] = Route(status=503)
+    time.sleep(1.1)
+    snapshot = collect(root, healthy())
+    assert snapshot["app_failure"] is None and snapshot["tiers"]["login"]["degraded"]

@@ -7,6 +7,7 @@ ci/screenshots.sh points it at docs/screenshots/) and checked: the page width, n
 horizontal scrolling, not blank.
 """
 
+import datetime
 import json
 import os
 import tarfile
@@ -18,7 +19,7 @@ from click.testing import CliRunner
 from playwright.sync_api import expect
 from support.base import FAKES, TESTS, make_host_root
 from support.browser import NODE_IP, PHONE, Ui, fact
-from support.builders import INSTALLED
+from support.builders import INSTALLED, event, pod, workload
 from support.cluster import phase_process
 from support.netlab import (
     Route,
@@ -448,6 +449,38 @@ ROLLUPS = {  # state: (label, cluster, login ready)
                                      temporal_worker_crashloop, True),
     "fully_healthy": ("Fully healthy", lambda: (stage("full"), []), True),
 }
+
+
+def test_dashboard_shows_an_app_stage_failure_with_its_last_action_and_log(tmp_path, open_ui,
+                                                                           fake_cluster):
+    """The app stage past its limit (here an unbound volume claim for 11 min): the category,
+    the last action and the events that say why, above the fold."""
+    make_host_root(tmp_path)
+    with alga_server({"/": Route(status=503)}) as app:
+        state.write(state.SETUP_INPUTS, parse_setup_inputs({"app_url": app.url}, NODE_IP),
+                    tmp_path)
+        finished = state.timestamp(datetime.datetime.now(datetime.UTC)
+                                   - datetime.timedelta(minutes=11))
+        phases = {**INSTALLED["phases"], "release": {**INSTALLED["phases"]["release"],
+                                                     "finished_at": finished}}
+        state.write(state.INSTALL_STATE, {**INSTALLED, "phases": phases}, tmp_path)
+        view = stage("full")
+        view.statefulsets = [workload("StatefulSet", "db", 0), view.statefulsets[1]]
+        pods = [pod("db-0", "StatefulSet", "db", phase="Pending", unschedulable=(
+            "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."))]
+        events = [event("db-0", "FailedScheduling", "unbound immediate PersistentVolumeClaims",
+                        "2026-11-27T10:00:00Z")]
+        snapshot = collect_status(tmp_path, view, pods, events)
+    assert snapshot["app_failure"]["category"] == "storage"
+    ui = open_ui(tmp_path)
+    ui.open("/status")
+    rollup = ui.page.locator("#rollup")
+    expect(rollup.locator(".state")).to_have_text("Action required")
+    expect(rollup).to_contain_text("Setup's app stage failed [storage]")
+    expect(rollup).to_contain_text("Last action: waiting for db to get its storage")
+    expect(ui.page.locator("#app-failure-log")).to_contain_text(
+        "Pod/db-0 FailedScheduling: unbound immediate PersistentVolumeClaims")
+    ui.shot("status-app-stage-storage")
 
 
 @pytest.mark.parametrize("rollup", list(ROLLUPS))

@@ -62,8 +62,13 @@ function rollup(status, app) {
   const [label, tone] = ROLLUP[status.rollup.state];
   const box = $("#rollup");
   box.className = `rollup ${tone}`;
+  const failure = status.app_failure;  // the app stage past its limits: what it waited for
   replace(box, el("span", {class: "state"}, label), el("span", {}, status.rollup.message),
-          el("span", {class: "detail"}, el("strong", {}, "Next: "), status.rollup.next_action));
+          el("span", {class: "detail"}, el("strong", {}, "Next: "), status.rollup.next_action),
+          failure ? el("span", {class: "detail"}, el("strong", {}, "Last action: "),
+                       failure.last_action) : null,
+          failure && failure.log_excerpt ? el("pre", {class: "log", id: "app-failure-log"},
+                                              failure.log_excerpt) : null);
   const login = status.tiers.login.ready;
   const address = app.context && app.context.answers && app.context.answers.app_url;
   $("#open-app-row").hidden = !(login && address);
