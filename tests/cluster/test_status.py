@@ -332,6 +332,7 @@ def test_flux_waiting_on_a_dependency_is_installing_not_a_failure(lab):
     assert {name: tier["state"] for name, tier in snapshot["tiers"].items()} == {
         "platform": "ready", "core": "ready", "bootstrap": "waiting", "login": "waiting",
         "background": "waiting", "fully_healthy": "waiting"}
+    assert read["app_failure"] is None
 
 
 def test_a_failing_background_kustomization_never_takes_login(lab):
@@ -372,9 +373,11 @@ def test_a_failing_core_release_marks_the_tiers_failing(lab):
 
 
 def test_a_snapshot_without_tier_states_reads_as_before(lab):
-    """status.json written before tiers had a state: read with the state they meant."""
+    """status.json written before tiers had a state and the app stage was judged: read with
+    the state they meant, and no app stage failure."""
     root, _ = lab
     snapshot = collect(root, stage("login"))
+    del snapshot["app_failure"]
     for tier in snapshot["tiers"].values():
         del tier["state"]
     snapshot["tiers"]["core"]["degraded"], snapshot["tiers"]["core"]["ready"] = True, False
