@@ -25,7 +25,7 @@ from support.netlab import (
 
 from host import cli
 from host.console import app, banner
-from host.core import paths, spool, state, token
+from host.core import paths, runlock, spool, state, token
 from host.net import addresses as netinfo
 from host.setup import engine
 from host.setup.inputs import InputErrors, parse_setup_inputs
@@ -519,7 +519,8 @@ def test_console_follows_a_setup_already_running_instead_of_starting_another(con
     running = {"status": "running", "current_phase": "k3s",
                "updated_at": "2026-11-27T10:00:00Z", "phases": {"k3s": {
                    "state": "running", "started_at": "2026-11-27T10:00:00Z",
-                   "finished_at": None, "last_action": "starting k3s", "failure": None}}}
+                   "finished_at": None, "last_action": "starting k3s", "failure": None}},
+               "owner": runlock.owner()}  # a live process (this one) runs it
     state.write(state.INSTALL_STATE, running, console_root)
     child.expect_exact("[>] Install k3s - starting k3s")
     assert "Release channel" not in child.before

@@ -427,8 +427,10 @@ def test_invalid_answers_name_each_field(server, root):
 
 def test_setup_while_running_is_refused(server, root):
     url, secret = server
+    # A run owned by a live process (this one) is running.
     state.write(state.INSTALL_STATE, {"status": "running", "current_phase": "preflight",
-                                      "updated_at": "2026-11-27T10:00:00Z", "phases": {}})
+                                      "updated_at": "2026-11-27T10:00:00Z", "phases": {},
+                                      "owner": runlock.owner()})
     response = post_setup(url, secret, {})
     assert response.status_code == 409 and "preflight" in response.json()["error"]
 
