@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from host.core import failures, paths, runlock, state
+from host.core.operation import append_log
 from host.setup import chain
 
 # Between two phases no process owns the run: the next phase's unit is starting. It has
@@ -108,7 +109,12 @@ def recover(root: Path | None = None) -> Interruption | None:
             install = state.read(state.INSTALL_STATE, root)
             found = find(install)
             if found is not None:
-                state.write(state.INSTALL_STATE, mark(install, found, root), root)
+                marked = mark(install, found, root)
+                state.write(state.INSTALL_STATE, marked, root)
+                # The phase's log keeps it, also once a resumed run has replaced the record.
+                cause = marked["phases"][found.phase]["failure"]["suspected_cause"]
+                append_log(paths.on_host(paths.LOG_DIR, root) / f"{found.phase}.log",
+                           f"interrupted: {cause}")
             return found
     except runlock.Busy:
         return None  # a phase or an update runs: it owns the state now
