@@ -288,3 +288,12 @@ def test_the_boot_unit_reports_an_unreadable_state_without_a_traceback(root):
     result = CliRunner().invoke(cli.main, ["recover-setup"])
     assert result.exit_code == 1 and result.output.startswith("recover-setup: install state")
     assert state.INSTALL_STATE.path(root).read_text() == "{not json"  # left for support
+
+
+def test_the_status_collector_records_an_interrupted_run_and_reports_it_failed(root):
+    state.write(state.INSTALL_STATE, in_k3s(gone_owner()), root)
+    result = CliRunner().invoke(cli.main, ["collect-status", "--kubeconfig",
+                                           str(root / "no-cluster-yet.yaml")])
+    assert result.exit_code == 0, result.output
+    assert state.read(state.INSTALL_STATE, root)["phases"]["k3s"]["failure"]["interrupted"]
+    assert state.read(state.STATUS, root)["rollup"]["state"] == "failed_action_required"
