@@ -529,16 +529,7 @@ def test_console_follows_a_setup_already_running_instead_of_starting_another(con
 
 
 def test_plain_console_offers_resume_for_an_interrupted_setup(console_root):
-    process = subprocess.Popen(["sleep", "60"])
-    owner = runlock.owner(process.pid)
-    process.kill()
-    process.wait()  # the phase's process is gone: killed, or its start timeout
-    state.write(state.SETUP_INPUTS, parse_setup_inputs({}, netinfo.node_ip()), console_root)
-    state.write(state.INSTALL_STATE, {
-        "status": "running", "current_phase": "flux", "updated_at": "2026-11-27T10:00:00Z",
-        "owner": owner, "phases": {"flux": {
-            "state": "running", "started_at": "2026-11-27T10:00:00Z", "finished_at": None,
-            "last_action": "applying the Flux install", "failure": None}}}, console_root)
+    interrupted_in_flux(console_root)
     child = pexpect.spawn(sys.executable, console_command(console_root, "--plain")[1:],
                           env=console_env("vt100"), encoding="utf-8", timeout=15)
     child.expect_exact("FAILED: Install Flux [flux]")
@@ -550,6 +541,33 @@ def test_plain_console_offers_resume_for_an_interrupted_setup(console_root):
     assert spooled["resume"] is True
     assert "Release channel" not in child.before
     child.terminate(force=True)
+
+
+def interrupted_in_flux(root: Path) -> None:
+    """The flux phase's process is gone (killed, or its start timeout)."""
+    process = subprocess.Popen(["sleep", "60"])
+    owner = runlock.owner(process.pid)
+    process.kill()
+    process.wait()
+    state.write(state.SETUP_INPUTS, parse_setup_inputs({}, netinfo.node_ip()), root)
+    state.write(state.INSTALL_STATE, {
+        "status": "running", "current_phase": "flux", "updated_at": "2026-11-27T10:00:00Z",
+        "owner": owner, "phases": {"flux": {
+            "state": "running", "started_at": "2026-11-27T10:00:00Z", "finished_at": None,
+            "last_action": "applying the Flux install", "failure": None}}}, root)
+
+
+def test_tui_offers_resume_for_an_interrupted_setup(console_root):
+    interrupted_in_flux(console_root)
+    terminal = Tmux(console_command(console_root), console_env("xterm-256color"))
+    try:
+        screen = terminal.wait_for("Setup was interrupted")
+        assert "FAILED: Install Flux [flux]" in screen and "Resume" in screen
+        terminal.keys("Enter")  # Resume has the focus
+        terminal.wait_for("Setup progress")
+        assert json.loads(spool.spool_file(spool.SETUP, console_root).read_text())["resume"]
+    finally:
+        terminal.close()
 
 
 def test_console_after_setup_succeeded_points_to_updates(console_root):
