@@ -120,8 +120,8 @@ def accept(root: Path | None = None) -> str | None:
 
 
 def _refused(install: dict | None) -> str | None:
-    """Why the oneshot will not start a run over `install` (the web checked too, but the
-    state may have moved since)."""
+    """Why no new run may start over `install` (asked by the web and the console, and again
+    by the oneshot: the state may have moved since)."""
     if install and install["status"] == "succeeded":
         return COMPLETED
     if install and install["status"] == "running":
