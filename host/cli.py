@@ -84,6 +84,27 @@ def accept_setup_command() -> None:
                if request_id else "no setup request is waiting")
 
 
+@main.command("recover-setup")
+def recover_setup_command() -> None:
+    """Record a setup run whose process is gone as interrupted, and resume it when a reboot
+    interrupted it (what the boot unit runs before the web service starts)."""
+    from host.setup import request
+
+    try:
+        found = request.resume_after_reboot()
+    except (state.StateFileInvalid, request.NotAccepted) as exc:
+        click.echo(f"recover-setup: {exc}", err=True)
+        sys.exit(engine.EXIT_FAILED)
+    if found is None:
+        click.echo("no interrupted setup")
+    elif found.rebooted:
+        click.echo(f"setup was interrupted by a reboot in {found.phase} (last progress "
+                   f"{found.at}); resumed: {request.SETUP_TARGET} started")
+    else:
+        click.echo(f"setup was interrupted in {found.phase} (last progress {found.at}); "
+                   "recorded as failed: resume it on the Progress page or the console")
+
+
 @main.command("collect-status")
 @click.option("--if-due", is_flag=True,
               help="Skip unless due (every run while installing, every 60 s once healthy).")
@@ -91,10 +112,12 @@ def accept_setup_command() -> None:
 def collect_status_command(if_due: bool, kubeconfig: str) -> None:
     """Write the status snapshot (what the status timer runs, and on demand)."""
     from host import status  # the snapshot's imports are only needed here
+    from host.setup import recovery
     from host.update import history
 
-    # Every 10 s as root: an update killed by a reboot or a crash is marked interrupted
-    # here, which also lets the web UI offer updates again.
+    # Every 10 s as root: a setup run or an update killed by a reboot or a crash is marked
+    # interrupted here, which also lets the web UI offer Resume or updates again.
+    recovery.recover()
     history.mark_interrupted()
     if if_due and not status.due(None):
         return

@@ -23,7 +23,7 @@ from pathlib import Path
 from host.core import paths, spool, state, token
 from host.net import addresses, endpoints, resolvers
 from host.releases import channels, source
-from host.setup import chain
+from host.setup import chain, recovery
 from host.setup import request as setup_request
 from host.setup.inputs import (
     FIELDS,
@@ -108,12 +108,14 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = addresses.no
         ("GET", "/healthz"): lambda environ: (200, {"status": "ok"}),
         ("GET", "/api/setup"): lambda environ: (200, _setup_context(root, node_ip())),
         ("POST", "/api/setup"): lambda environ: _setup_request(environ, root, node_ip()),
+        ("POST", "/api/setup/resume"): lambda environ: _resume_request(root),
         ("POST", "/api/setup/validate"): lambda environ: (200, {
             "inputs": without_password(_parsed(_json_body(environ), root, node_ip()))}),
         ("GET", "/api/status"): lambda environ: (200, {
             "status": state.read(state.STATUS, root)}),
         ("GET", "/api/install"): lambda environ: (200, {
-            "install": state.read(state.INSTALL_STATE, root),
+            # A run whose owner is gone shows as the interrupted failure it will be recorded.
+            "install": recovery.view(state.read(state.INSTALL_STATE, root), root),
             "preflight": state.read(state.PREFLIGHT_REPORT, root)}),
         ("GET", "/api/release"): lambda environ: (200, {
             "release": state.read(state.SELECTED_RELEASE, root)}),
@@ -305,6 +307,14 @@ def _setup_request(environ: dict, root: Path | None, node_ip: str) -> tuple[int,
     return 202, {"accepted": True, "request_id": submitted.request_id,
                  "inputs": without_password(submitted.inputs),
                  "submitted_at": submitted.submitted_at}
+
+
+def _resume_request(root: Path | None) -> tuple[int, dict]:
+    try:
+        request_id = setup_request.submit_resume(root)
+    except setup_request.SetupBusy as exc:
+        raise HttpError(409, str(exc)) from exc
+    return 202, {"accepted": True, "request_id": request_id}
 
 
 def _logs(environ: dict, root: Path | None, journal: Callable[[int], list[str]]) -> dict:

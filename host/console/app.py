@@ -1,4 +1,5 @@
-"""`alga-appliance console`: pick the mode, then set up, or follow a setup already running."""
+"""`alga-appliance console`: pick the mode, then set up, resume an interrupted setup, or
+follow a setup already running."""
 
 import os
 import sys
@@ -9,8 +10,9 @@ from host.console.questions import current_answers, defaults
 from host.core import state
 from host.net import addresses
 from host.net.resolvers import system as system_resolvers
+from host.setup import recovery
 from host.setup import request as setup_request
-from host.setup.progress import failure_view, settled
+from host.setup.progress import failure_view, resumable, settled
 
 SERIAL_LINES = ("/dev/ttyS", "/dev/ttyUSB", "/dev/ttyAMA", "/dev/hvc")
 SERIAL_TERMS = ("vt100", "vt102", "vt220", "linux")
@@ -28,8 +30,9 @@ def start(root: Path | None, force_plain: bool) -> int:
     resolvers = system_resolvers(root)
     tty = os.ttyname(sys.stdin.fileno()) if sys.stdin.isatty() else None
     plain = force_plain or plain_wanted(os.environ.get("TERM", ""), tty)
-    install = state.read(state.INSTALL_STATE, root)
+    install = recovery.view(state.read(state.INSTALL_STATE, root), root)
     busy = setup_request.why_busy(install, root)
+    resume = resumable(install) and setup_request.why_not_resumable(install, root) is None
     entered = current_answers(root, defaults(node_ip))
     if plain:
         console = PlainConsole(root, node_ip, resolvers)
@@ -41,6 +44,8 @@ def start(root: Path | None, force_plain: bool) -> int:
                 console.say(line)
             console.say(f"\nSetup cannot start from here: {busy}.")
             return 1
+        if resume and console.offer_resume(install):
+            return console.resume()
         return console.run(entered)
     from host.console.tui import SetupTui  # urwid only for the full-screen mode
-    return SetupTui(root, node_ip, resolvers, entered, busy, install).run()
+    return SetupTui(root, node_ip, resolvers, entered, busy, install, resume).run()

@@ -14,6 +14,7 @@ from host.console.questions import QUESTIONS, Question, api_answers, errors_for,
 from host.core import state
 from host.setup import request as setup_request
 from host.setup.inputs import InputErrors, parse_setup_inputs, password_stored
+from host.setup.progress import failure_view
 
 WIDTH = 78
 
@@ -86,6 +87,25 @@ class PlainConsole:
             return 1
         self.say("\nSetup started. Progress (it also shows at http://<node-ip>:8080/progress):")
         return self.follow(submitted.request_id)
+
+    def offer_resume(self, install: dict) -> bool:
+        """Show the interrupted run; whether the admin resumes it (else: set up again)."""
+        for line in failure_view(install):
+            self.say(line)
+        try:
+            reply = self.ask("\nResume setup? yes/no [yes]: ").lower() or "yes"
+        except Cancelled:
+            return False
+        return reply in ("yes", "y")
+
+    def resume(self) -> int:
+        try:
+            request_id = setup_request.submit_resume(self.root)
+        except setup_request.SetupBusy as exc:
+            self.say(f"Setup did not resume: {exc}.")
+            return 1
+        self.say("\nSetup resumed. Progress (it also shows at http://<node-ip>:8080/progress):")
+        return self.follow(request_id)
 
     def follow(self, request_id: str | None) -> int:
         install = progress.follow(self.root, request_id, self.show_new_lines)

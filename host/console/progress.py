@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from host.core import state
+from host.setup import recovery
 from host.setup.progress import describe, settled
 
 POLL_SECONDS = 1.0
@@ -14,7 +15,7 @@ POLL_SECONDS = 1.0
 def poll(root: Path | None, request_id: str | None) -> tuple[list[str], dict | None]:
     """The progress lines now, and the install state once the run for `request_id` (the
     id setup was submitted under, or None for the current run) has settled, else None."""
-    install = state.read(state.INSTALL_STATE, root)
+    install = recovery.view(state.read(state.INSTALL_STATE, root), root)  # a dead run settles
     ours = request_id is None or (bool(install) and install.get("request_id") == request_id)
     lines = describe(install if ours else None, state.read(state.PREFLIGHT_REPORT, root))
     return lines, install if ours and settled(install) else None

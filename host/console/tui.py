@@ -37,9 +37,9 @@ EXIT_CANCELLED = 130
 
 class SetupTui:
     def __init__(self, root: Path | None, node_ip: str, resolvers: list[str], entered: dict,
-                 busy: str | None, install: dict | None):
+                 busy: str | None, install: dict | None, resume: bool = False):
         self.root, self.node_ip, self.resolvers, self.entered = root, node_ip, resolvers, entered
-        self.busy, self.install = busy, install
+        self.busy, self.install, self.resume_offered = busy, install, resume
         self.stored = state.read(state.SETUP_INPUTS, root)  # whose proxy password stays
         self.asked: list[int] = []
         self.index = 0
@@ -60,6 +60,8 @@ class SetupTui:
         elif self.busy:
             self.show_lines([*failure_view(self.install), "",
                              f"Setup cannot start from here: {self.busy}."], done=True)
+        elif self.resume_offered:
+            self.show_resume()
         else:
             self.show_question()
         self.loop.run()
@@ -151,6 +153,25 @@ class SetupTui:
         self.screen(widgets, [("Start setup", lambda _: self.submit()),
                               ("Back", lambda _: self.back()),
                               ("Cancel", lambda _: self.cancel())])
+
+    def show_resume(self) -> None:
+        """An interrupted run: resume it, or answer the questions again."""
+        self.mode = "review"  # buttons only; Esc and Tab as on the review
+        widgets = [urwid.Text(("title", "Setup was interrupted")),
+                   *(urwid.Text(line) for line in failure_view(self.install))]
+        self.error = urwid.Text("")
+        widgets.append(self.error)
+        self.screen(widgets, [("Resume", lambda _: self.resume()),
+                              ("Set up again", lambda _: self.show_question()),
+                              ("Cancel", lambda _: self.cancel())])
+
+    def resume(self) -> None:
+        try:
+            request_id = setup_request.submit_resume(self.root)
+        except (setup_request.SetupBusy, PermissionError) as exc:
+            self.error.set_text(("error", f"Setup did not resume: {exc}"))
+            return
+        self.show_progress(request_id)
 
     def show_lines(self, lines: list[str], done: bool) -> None:
         """A scrolling page of text: progress, or the final result (Enter closes)."""

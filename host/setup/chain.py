@@ -31,6 +31,11 @@ def title(name: str) -> str:
     return next((step.title for step in CHAIN if step.name == name), name)
 
 
+def category(name: str) -> str:
+    """The failure category of the phase `name` (an unknown one: the first phase's)."""
+    return next((step.category for step in CHAIN if step.name == name), CHAIN[0].category)
+
+
 def ordered(phases: dict) -> list[tuple[str, dict]]:
     """`phases` (name -> record, as the install state keeps them) in chain order."""
     return sorted(phases.items(), key=lambda item: NAMES.index(item[0])

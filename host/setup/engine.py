@@ -1,9 +1,10 @@
 """Run one setup phase: the entry point every phase unit calls.
 
-Takes the setup lock, skips a phase that already succeeded with the same inputs,
-records running / succeeded / failed (with the failure record) in the install state, and
-logs to /var/log/alga-appliance/<phase>.log. The exit status is what systemd uses to stop
-the chain.
+Takes the setup lock, records this process as the run's owner (host/setup/recovery.py
+tells an interrupted run by an owner that is gone), skips a phase that already succeeded
+with the same inputs, records running / succeeded / failed (with the failure record) in
+the install state, and logs to /var/log/alga-appliance/<phase>.log. The exit status is
+what systemd uses to stop the chain.
 """
 
 import hashlib
@@ -50,6 +51,8 @@ def run_phase(name: str, root: Path | None = None,
     root = paths.host_root(root)
     with runlock.held(root):
         install = state.read(state.INSTALL_STATE, root) or fresh_install_state()
+        # This process owns the run from now on; once the chain settles nobody does.
+        install["owner"] = runlock.owner()
         record = install["phases"].setdefault(name, _pending())
         digest = inputs_digest(phase, root, kubeconfig)
         last = phase is PHASES[-1]
@@ -58,6 +61,8 @@ def run_phase(name: str, root: Path | None = None,
         if record["state"] in ("succeeded", "skipped") and record.get("inputs_digest") == digest:
             record.update(state="skipped", last_action="inputs unchanged since it succeeded")
             install.update(chain_status)
+            if last:
+                install.pop("owner")
             _save(install, root)
             return 0
         record.update(state="running", started_at=state.timestamp(), finished_at=None,
@@ -76,11 +81,13 @@ def run_phase(name: str, root: Path | None = None,
                 "log_excerpt": failures.log_excerpt(ctx.operation.lines),
                 "support_command": failures.SUPPORT_COMMAND})
             install["status"] = "failed"
+            install.pop("owner")
             _save(install, root)
             return EXIT_FAILED
         record.update(state="succeeded", finished_at=state.timestamp(), inputs_digest=digest)
         install.update(chain_status)
         if last:
             install.setdefault("completed_at", record["finished_at"])
+            install.pop("owner")
         _save(install, root)
         return 0

@@ -47,8 +47,23 @@ def failure_view(install: dict) -> list[str]:
               f"Suspected cause: {failure['suspected_cause']}",
               f"Next step:       {failure['next_step']}",
               "Retry:           safe - run setup again (same or edited answers)",
+              *_interruption(failure),
               f"Support bundle:  {failure['support_command']}"]
     return lines
+
+
+def _interruption(failure: dict) -> list[str]:
+    if "interrupted" not in failure:
+        return []
+    where = failure["interrupted"]
+    return [f"Interrupted:     {chain.title(where['phase'])}, last progress at {where['at']}",
+            "Resume:          continues from there (Resume on the Progress page, or here)"]
+
+
+def resumable(install: dict | None) -> bool:
+    """Whether the run `install` shows stopped by an interruption (it offers Resume)."""
+    return bool(install) and install["status"] == "failed" and any(
+        (record["failure"] or {}).get("interrupted") for record in install["phases"].values())
 
 
 def settled(install: dict | None) -> bool:

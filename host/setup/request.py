@@ -1,11 +1,13 @@
 """Starting setup: the one way the web API and the console start it, and the oneshot that
 accepts it.
 
-`submit` validates the answers with host/setup/inputs.py, refuses while setup runs or while
-a request already waits, and spools the request for systemd
-(alga-appliance-setup-request.path). `accept` (what that unit runs) validates the answers
-again, records them and the request's id in the install state, and starts the same unit
-chain whichever way the answers came in.
+`submit` validates the answers with host/setup/inputs.py, refuses once setup has completed
+(changes after the install are updates), while setup runs or while a request already waits,
+and spools the request for systemd (alga-appliance-setup-request.path); `submit_resume`
+spools a resume of a stopped run instead, with the answers already recorded. `accept`
+(what that unit runs) records a run whose owner is gone as interrupted, validates the
+answers again, records them and the request's id in the install state, and starts the
+same unit chain whichever way the answers came in (or a resume was asked for).
 """
 
 from dataclasses import dataclass
@@ -13,10 +15,12 @@ from pathlib import Path
 
 from host.core import hostcmd, runlock, spool, state
 from host.net import addresses
-from host.setup import chain
+from host.setup import chain, recovery
 from host.setup.inputs import InputErrors, parse_setup_inputs
 
 SETUP_TARGET = "alga-appliance-setup.target"
+COMPLETED = ("setup has already completed; changes after the install go through updates "
+             "(the Updates page, or sudo alga-appliance update --channel CHANNEL)")
 
 
 class SetupBusy(Exception):
@@ -41,54 +45,120 @@ def submit(answers: dict, node_ip: str, root: Path | None = None) -> Submitted:
     if busy:
         raise SetupBusy(busy)
     submitted = state.timestamp()
+    return Submitted(inputs, submitted, _spool({"answers": answers, "submitted_at": submitted},
+                                               root))
+
+
+def submit_resume(root: Path | None = None) -> str:
+    """Spool a resume of the stopped run with the recorded inputs; its request id. Raises
+    SetupBusy."""
+    refused = why_not_resumable(state.read(state.INSTALL_STATE, root), root)
+    if refused:
+        raise SetupBusy(refused)
+    return _spool({"resume": True, "submitted_at": state.timestamp()}, root)
+
+
+def _spool(request: dict, root: Path | None) -> str:
     try:
-        request_id = spool.submit(spool.SETUP, {"answers": answers, "submitted_at": submitted},
-                                  root)
+        return spool.submit(spool.SETUP, request, root)
     except spool.AlreadyPending as exc:
         raise SetupBusy(str(exc)) from exc
-    return Submitted(inputs, submitted, request_id)
 
 
 def why_busy(install: dict | None, root: Path | None = None) -> str | None:
-    """Why a new setup cannot start now, or None when it can."""
-    if install and install["status"] == "running":
-        return f"setup is already running ({install['current_phase']})"
+    """Why a new setup cannot start now, or None when it can. A run whose owner is gone is
+    not busy: the oneshot that takes the request records it as interrupted first."""
+    refused = _refused(recovery.view(install, root))
+    if refused:
+        return refused
     if spool.pending(spool.SETUP, root):
         return "a setup request is already waiting to start"
     return None
 
 
+def why_not_resumable(install: dict | None, root: Path | None = None) -> str | None:
+    """Why the last run cannot be resumed now, or None when it can."""
+    busy = why_busy(install, root)
+    if busy:
+        return busy
+    viewed = recovery.view(install, root)
+    if viewed is None or viewed["status"] != "failed" or \
+            state.read(state.SETUP_INPUTS, root) is None:
+        return "no setup has stopped that could be resumed; start setup with your answers"
+    return None
+
+
 def accept(root: Path | None = None) -> str | None:
-    """Take the waiting request: record its inputs and id, start the chain; the id, or None
-    when no request waits. Raises NotAccepted."""
+    """Take the waiting request: record its inputs (none for a resume) and id, start the
+    chain; the id, or None when no request waits. Raises NotAccepted."""
     try:
         request = spool.take(spool.SETUP, root)
     except spool.Malformed as exc:
         raise NotAccepted(str(exc)) from exc
     if request is None:
         return None
-    try:
-        inputs = parse_setup_inputs(request["answers"], addresses.node_ip(),
-                                    state.read(state.SETUP_INPUTS, root))
-    except InputErrors as exc:
-        raise NotAccepted(f"the setup request was rejected: {exc}") from exc
+    inputs = None
+    if not request.get("resume"):
+        try:
+            inputs = parse_setup_inputs(request["answers"], addresses.node_ip(),
+                                        state.read(state.SETUP_INPUTS, root))
+        except InputErrors as exc:
+            raise NotAccepted(f"the setup request was rejected: {exc}") from exc
+    recovery.recover(root)  # a run whose owner is gone is recorded as interrupted first
     try:
         with runlock.held(root):
-            state.write(state.SETUP_INPUTS, inputs, root)
-            state.write(state.INSTALL_STATE, _queued(state.read(state.INSTALL_STATE, root),
-                                                     request["id"]), root)
+            install = state.read(state.INSTALL_STATE, root)
+            refused = why_not_resumable(install, root) if inputs is None else _refused(install)
+            if refused:
+                raise NotAccepted(f"the setup request was not taken up: {refused}")
+            if inputs is not None:
+                state.write(state.SETUP_INPUTS, inputs, root)
+            state.write(state.INSTALL_STATE, _queued(install, request["id"]), root)
     except runlock.Busy as exc:
         raise NotAccepted(f"the setup request was not taken up: {exc}") from exc
+    _start_chain()
+    return request["id"]
+
+
+def _refused(install: dict | None) -> str | None:
+    """Why no new run may start over `install` (asked by the web and the console, and again
+    by the oneshot: the state may have moved since)."""
+    if install and install["status"] == "succeeded":
+        return COMPLETED
+    if install and install["status"] == "running":
+        return f"setup is already running ({install['current_phase']})"
+    return None
+
+
+def resume_after_reboot(root: Path | None = None) -> recovery.Interruption | None:
+    """What the boot unit runs before the web service answers: record an interrupted run,
+    and resume it when a reboot interrupted it; the interruption, or None."""
+    found = recovery.recover(root)
+    if found is None or not found.rebooted:
+        return found
+    try:
+        with runlock.held(root):
+            install = state.read(state.INSTALL_STATE, root)
+            if install["status"] != "failed":
+                return found  # something else took it up meanwhile
+            state.write(state.INSTALL_STATE, _queued(install, install.get("request_id")), root)
+    except runlock.Busy:
+        return found
+    _start_chain()
+    return found
+
+
+def _start_chain() -> None:
     try:
         hostcmd.run(["systemctl", "start", "--no-block", SETUP_TARGET])
     except hostcmd.CommandFailed as exc:
         raise NotAccepted(f"could not start {SETUP_TARGET}: {exc}") from exc
-    return request["id"]
 
 
-def _queued(install: dict | None, request_id: str) -> dict:
-    """The install state for a run about to start for `request_id`: what failed before runs
-    again; what succeeded keeps its record (a re-run skips it if its inputs are unchanged)."""
+def _queued(install: dict | None, request_id: str | None) -> dict:
+    """The install state for a run about to start for `request_id`, owned by this process
+    until the first phase takes over: what failed before runs again; what succeeded keeps
+    its record (a re-run skips it if its inputs are unchanged)."""
     pending = {"state": "pending", "started_at": None, "finished_at": None,
                "last_action": None, "failure": None}
     phases = {name: dict(pending) for name in chain.NAMES}
@@ -96,7 +166,7 @@ def _queued(install: dict | None, request_id: str) -> dict:
         if record["state"] in ("succeeded", "skipped"):
             phases[name] = record
     queued = {"status": "pending", "current_phase": None, "updated_at": state.timestamp(),
-              "request_id": request_id, "phases": phases}
+              "request_id": request_id, "phases": phases, "owner": runlock.owner()}
     if install and "completed_at" in install:
         queued["completed_at"] = install["completed_at"]
     return queued

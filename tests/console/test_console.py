@@ -18,6 +18,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 from support.base import FAKES, ROOT, make_host_root, serve_wsgi
+from support.builders import INSTALLED
 from support.docs import CAPTURE_NAMES, CAPTURES
 from support.netlab import (
     free_loopback_address,
@@ -25,7 +26,7 @@ from support.netlab import (
 
 from host import cli
 from host.console import app, banner
-from host.core import paths, spool, state, token
+from host.core import paths, runlock, spool, state, token
 from host.net import addresses as netinfo
 from host.setup import engine
 from host.setup.inputs import InputErrors, parse_setup_inputs
@@ -576,11 +577,65 @@ def test_console_follows_a_setup_already_running_instead_of_starting_another(con
     running = {"status": "running", "current_phase": "k3s",
                "updated_at": "2026-11-27T10:00:00Z", "phases": {"k3s": {
                    "state": "running", "started_at": "2026-11-27T10:00:00Z",
-                   "finished_at": None, "last_action": "starting k3s", "failure": None}}}
+                   "finished_at": None, "last_action": "starting k3s", "failure": None}},
+               "owner": runlock.owner()}  # a live process (this one) runs it
     state.write(state.INSTALL_STATE, running, console_root)
     child.expect_exact("[>] Install k3s - starting k3s")
     assert "Release channel" not in child.before
     child.terminate(force=True)
+
+
+def test_plain_console_offers_resume_for_an_interrupted_setup(console_root):
+    interrupted_in_flux(console_root)
+    child = pexpect.spawn(sys.executable, console_command(console_root, "--plain")[1:],
+                          env=console_env("vt100"), encoding="utf-8", timeout=15)
+    child.expect_exact("FAILED: Install Flux [flux]")
+    child.expect_exact("Interrupted:     Install Flux, last progress at 2026-11-27T10:00:00Z")
+    child.expect_exact("Resume setup? yes/no [yes]: ")
+    child.sendline("")
+    child.expect_exact("Setup resumed.")
+    spooled = json.loads(spool.spool_file(spool.SETUP, console_root).read_text())
+    assert spooled["resume"] is True
+    assert "Release channel" not in child.before
+    child.terminate(force=True)
+
+
+def interrupted_in_flux(root: Path) -> None:
+    """The flux phase's process is gone (killed, or its start timeout)."""
+    process = subprocess.Popen(["sleep", "60"])
+    owner = runlock.owner(process.pid)
+    process.kill()
+    process.wait()
+    state.write(state.SETUP_INPUTS, parse_setup_inputs({}, netinfo.node_ip()), root)
+    state.write(state.INSTALL_STATE, {
+        "status": "running", "current_phase": "flux", "updated_at": "2026-11-27T10:00:00Z",
+        "owner": owner, "phases": {"flux": {
+            "state": "running", "started_at": "2026-11-27T10:00:00Z", "finished_at": None,
+            "last_action": "applying the Flux install", "failure": None}}}, root)
+
+
+def test_tui_offers_resume_for_an_interrupted_setup(console_root):
+    interrupted_in_flux(console_root)
+    terminal = Tmux(console_command(console_root), console_env("xterm-256color"))
+    try:
+        screen = terminal.wait_for("Setup was interrupted")
+        assert "FAILED: Install Flux [flux]" in screen and "Resume" in screen
+        terminal.keys("Enter")  # Resume has the focus
+        terminal.wait_for("Setup progress")
+        assert json.loads(spool.spool_file(spool.SETUP, console_root).read_text())["resume"]
+    finally:
+        terminal.close()
+
+
+def test_console_after_setup_succeeded_points_to_updates(console_root):
+    state.write(state.INSTALL_STATE, INSTALLED, console_root)
+    child = pexpect.spawn(sys.executable, console_command(console_root, "--plain")[1:],
+                          env=console_env("vt100"), encoding="utf-8", timeout=15)
+    child.expect_exact("Setup cannot start from here: setup has already completed; changes "
+                       "after the install go through updates")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1 and not spool.spool_file(spool.SETUP, console_root).exists()
 
 
 PINNED_SOURCE = ("oci://registry.msp.example:5000/alga/alga-appliance-release@sha256:"

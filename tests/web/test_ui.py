@@ -10,8 +10,10 @@ horizontal scrolling, not blank.
 import datetime
 import json
 import os
+import subprocess
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -30,7 +32,7 @@ from support.scenarios import alga_server, stage, temporal_worker_crashloop
 from support.scenarios import collect as collect_status
 
 from host import cli
-from host.core import paths, pins, spool, state
+from host.core import paths, pins, runlock, spool, state
 from host.core.validation import validate
 from host.setup import engine
 from host.setup.inputs import InputErrors, parse_setup_inputs
@@ -435,6 +437,44 @@ def test_a_failure_recorded_by_an_older_version_shows_with_a_retry(tmp_path, ope
     expect(ui.page.locator("#failure pre")).to_have_text("error: conflict")
     ui.page.get_by_role("button", name="Get a support bundle").click()
     ui.showing("support")
+
+
+def test_an_interrupted_setup_offers_resume_and_resumes_from_its_phase(tmp_path, open_ui,
+                                                                        monkeypatch):
+    """The k3s phase's process died (killed for real, here): the page says so at once, and
+    Resume hands the run back to systemd, which continues from k3s."""
+    make_host_root(tmp_path)
+    state.write(state.SETUP_INPUTS, parse_setup_inputs({}, NODE_IP), tmp_path)
+    stopped = json.loads(json.dumps(INSTALLED))
+    process = subprocess.Popen(["sleep", "60"])
+    stopped.update(status="running", current_phase="k3s", owner=runlock.owner(process.pid))
+    for name in ("k3s", "flux", "release"):
+        stopped["phases"][name]["state"] = "pending"
+    stopped["phases"]["k3s"].update(state="running", last_action="waiting for the node")
+    state.write(state.INSTALL_STATE, stopped, tmp_path)
+    process.kill()
+    process.wait()
+    ui = open_ui(tmp_path)
+    ui.open("/")
+    ui.showing("progress")
+    failure = ui.page.locator("#failure")
+    expect(failure).to_contain_text("Install k3s failed")
+    expect(failure).to_contain_text("Install k3s stopped without recording a result")
+    expect(failure).to_contain_text("Interrupted")
+    ui.shot("progress-interrupted")
+    ui.page.locator("#resume").click()
+    ui.showing("progress")
+    spooled = spool.spool_file(spool.SETUP, tmp_path)
+    for _ in range(100):
+        if spooled.exists():
+            break
+        time.sleep(0.05)
+    assert json.loads(spooled.read_text())["resume"] is True
+    accept_setup(tmp_path, monkeypatch)
+    queued = state.read(state.INSTALL_STATE, tmp_path)
+    assert queued["status"] == "pending" and queued["phases"]["k3s"]["state"] == "pending"
+    assert queued["phases"]["dns"]["state"] == "succeeded"
+    expect(ui.page.locator("#failure")).to_be_hidden(timeout=15_000)
 
 
 # --- the dashboard, from real status collections -----------------------------------------

@@ -2,6 +2,7 @@
 
 import json
 import os
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
 
@@ -59,6 +60,7 @@ def test_healthz_needs_no_token(server):
 @pytest.mark.parametrize("header", [None, "Bearer nope", "Basic abc", "Bearer "])
 @pytest.mark.parametrize(("method", "path"), [
     ("GET", "/api/setup"), ("POST", "/api/setup"), ("POST", "/api/setup/validate"),
+    ("POST", "/api/setup/resume"),
     ("GET", "/api/status"), ("GET", "/api/install"), ("GET", "/api/release"),
     ("GET", "/api/logs"), ("GET", "/api/support-bundle"), ("POST", "/api/support-bundle"),
     ("GET", "/api/support-bundle/download"), ("GET", "/api/updates"), ("POST", "/api/updates")])
@@ -520,8 +522,10 @@ def test_invalid_answers_name_each_field(server, root):
 
 def test_setup_while_running_is_refused(server, root):
     url, secret = server
+    # A run owned by a live process (this one) is running.
     state.write(state.INSTALL_STATE, {"status": "running", "current_phase": "preflight",
-                                      "updated_at": "2026-11-27T10:00:00Z", "phases": {}})
+                                      "updated_at": "2026-11-27T10:00:00Z", "phases": {},
+                                      "owner": runlock.owner()})
     response = post_setup(url, secret, {})
     assert response.status_code == 409 and "preflight" in response.json()["error"]
 
@@ -668,3 +672,88 @@ def test_fuzzed_requests_never_5xx_and_never_leave_invalid_state(server, root):
             assert isinstance(json.loads(spooled.read_text())["answers"], dict)
 
     fuzz()
+
+
+def gone_owner() -> dict:
+    """The owner record of a process that has exited."""
+    process = subprocess.Popen(["sleep", "60"])
+    owner = runlock.owner(process.pid)
+    process.kill()
+    process.wait()
+    return owner
+
+
+def running_in_k3s(owner: dict) -> dict:
+    install = install_with({"preflight": ("succeeded", None), "dns": ("succeeded", None),
+                            "k3s": ("running", None), "flux": ("pending", None),
+                            "release": ("pending", None)})
+    install["phases"]["k3s"].update(started_at="2026-11-27T09:59:00Z",
+                                    last_action="waiting for the node")
+    return install | {"status": "running", "current_phase": "k3s", "owner": owner}
+
+
+def resume_setup(url, secret):
+    return requests.post(f"{url}/api/setup/resume", timeout=5,
+                         headers={"Authorization": f"Bearer {secret}"})
+
+
+def test_setup_after_it_succeeded_is_refused_and_points_to_updates(server, root):
+    url, secret = server
+    succeeded_install(root)
+    for response, path in ((post_setup(url, secret, {}), "/api/setup"),
+                           (resume_setup(url, secret), "/api/setup/resume")):
+        assert response.status_code == 409
+        assert "already completed" in response.json()["error"]
+        assert "Updates page" in response.json()["error"]
+        assert_documented(response, "POST", path)
+    assert not spool.spool_file(spool.SETUP, root).exists()
+    # A request that reached the oneshot anyway (spooled just before) is refused there too.
+    spool.submit(spool.SETUP, {"answers": {}, "submitted_at": "2026-12-01T10:00:00Z"}, root)
+    refused = CliRunner().invoke(cli.main, ["accept-setup"])
+    assert refused.exit_code == 1 and "already completed" in refused.output
+    assert state.read(state.INSTALL_STATE)["status"] == "succeeded"
+    assert state.read(state.SETUP_INPUTS) is None
+
+
+def test_an_interrupted_setup_shows_so_and_resumes_from_its_phase(server, root, tmp_path,
+                                                                  monkeypatch):
+    monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(tmp_path / "systemctl.calls"))
+    monkeypatch.setenv("PATH", f"{FAKES}:/usr/bin:/bin")
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    inputs = parse_setup_inputs({"channel": "stable"}, NODE_IP)
+    state.write(state.SETUP_INPUTS, inputs, root)
+    state.write(state.INSTALL_STATE, running_in_k3s(gone_owner()), root)
+    shown = requests.get(f"{url}/api/install", headers=auth, timeout=5)
+    assert_documented(shown, "GET", "/api/install")
+    install = shown.json()["install"]
+    assert install["status"] == "failed" and "owner" not in install
+    assert install["phases"]["k3s"]["failure"]["interrupted"] == {
+        "phase": "k3s", "at": "2026-11-27T10:00:00Z"}
+    assert state.read(state.INSTALL_STATE)["status"] == "running"  # the web writes nothing
+    accepted = resume_setup(url, secret)
+    assert accepted.status_code == 202, accepted.text
+    assert_documented(accepted, "POST", "/api/setup/resume")
+    spooled = json.loads(spool.spool_file(spool.SETUP, root).read_text())
+    assert spooled["resume"] is True and "answers" not in spooled
+    assert resume_setup(url, secret).status_code == 409  # one waits already
+    result = CliRunner().invoke(cli.main, ["accept-setup"])
+    assert result.exit_code == 0, result.output
+    queued = state.read(state.INSTALL_STATE)
+    assert (queued["status"], queued["request_id"]) == ("pending", accepted.json()["request_id"])
+    assert [queued["phases"][n]["state"] for n in chain.NAMES] == [
+        "succeeded", "succeeded", "pending", "pending", "pending"]
+    assert state.read(state.SETUP_INPUTS) == inputs
+    assert (tmp_path / "systemctl.calls").read_text() == (
+        "start --no-block alga-appliance-setup.target\n")
+
+
+def test_resume_is_refused_while_setup_runs_or_when_nothing_stopped(server, root):
+    url, secret = server
+    nothing = resume_setup(url, secret)
+    assert nothing.status_code == 409 and "no setup has stopped" in nothing.json()["error"]
+    state.write(state.INSTALL_STATE, running_in_k3s(runlock.owner()), root)  # alive: us
+    running = resume_setup(url, secret)
+    assert running.status_code == 409 and "already running (k3s)" in running.json()["error"]
+    assert_documented(running, "POST", "/api/setup/resume")
+    assert not spool.spool_file(spool.SETUP, root).exists()

@@ -67,6 +67,7 @@ const actions = {
   },
   editAnswers: () => wizard.editAnswers(actions), // from the failure view: back to the wizard
   retry: () => progress.retry(actions), // from the failure view: the same answers again
+  resume: () => progress.resume(actions), // from an interrupted run's failure view
   failed(error) {
     if (error instanceof Unauthorized) signOut("The token was not accepted. Enter it again.");
     else if (error instanceof RateLimited) signOut(`Too many attempts. Try again in ${error.seconds} seconds.`);

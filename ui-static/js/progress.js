@@ -16,6 +16,15 @@ export async function retry(actions) {
   }
 }
 
+// Continue the interrupted run from the phase that stopped, with the recorded answers.
+export async function resume(actions) {
+  try {
+    actions.submitted(await request("POST", "/api/setup/resume"));
+  } catch (error) {
+    actions.failed(error);
+  }
+}
+
 export function render(app, actions) {
   const install = app.waiting() ? null : app.install;
   const chain = app.context.phases;
@@ -100,6 +109,9 @@ function failureView(install, chain, actions) {
     ["Suspected cause", failure.suspected_cause],
     ["Next step", failure.next_step],
     ["Retry", "Safe: retrying repeats only what did not finish."],
+    ...(failure.interrupted
+      ? [["Interrupted", `${title(chain, failure.interrupted.phase)}, last progress ` +
+                         when(failure.interrupted.at)]] : []),
   ]);
   const buttons = el("div", {class: "buttons"});
   const edit = el("button", {type: "button", class: "secondary"}, "Edit answers");
@@ -107,6 +119,11 @@ function failureView(install, chain, actions) {
   const retry = el("button", {type: "button", id: "retry"}, "Retry with the same answers");
   retry.addEventListener("click", () => actions.retry());
   buttons.append(edit, retry);
+  if (failure.interrupted) {
+    const resume = el("button", {type: "button", id: "resume"}, "Resume");
+    resume.addEventListener("click", () => actions.resume());
+    buttons.prepend(resume);
+  }
   const support = el("button", {type: "button", class: "secondary"}, "Get a support bundle");
   support.addEventListener("click", () => actions.go("support"));
   buttons.append(support);
