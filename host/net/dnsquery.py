@@ -5,17 +5,24 @@ system's, or the admin's custom ones), which getaddrinfo cannot be pointed at, a
 Ubuntu Server ships no DNS library for Python.
 """
 
+import errno
 import ipaddress
 import secrets
 import socket
 import struct
 
 QTYPES = {"A": 1, "AAAA": 28}
+NO_ROUTE = (errno.ENETUNREACH, errno.EHOSTUNREACH)
 RCODES = {1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 
 
 class DnsError(Exception):
-    """The resolver did not answer, or answered with an error."""
+    """The resolver did not answer, or answered with an error. `no_route`: this machine has
+    no route to the resolver, so the network, not DNS, is at fault."""
+
+    def __init__(self, message: str, no_route: bool = False):
+        self.no_route = no_route
+        super().__init__(message)
 
 
 def resolve(name: str, server: str, qtype: str = "A", timeout: float = 3.0) -> list[str]:
@@ -33,7 +40,8 @@ def resolve(name: str, server: str, qtype: str = "A", timeout: float = 3.0) -> l
         except TimeoutError as exc:
             raise DnsError(f"no answer from {server} within {timeout:g} s") from exc
         except OSError as exc:
-            raise DnsError(f"cannot reach {server}: {exc.strerror or exc}") from exc
+            raise DnsError(f"cannot reach {server}: {exc.strerror or exc}",
+                           exc.errno in NO_ROUTE) from exc
 
 
 def _query(query_id: int, name: str, qtype: int) -> bytes:

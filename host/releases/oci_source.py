@@ -23,7 +23,7 @@ import yaml
 
 from host.cluster import alga
 from host.core.validation import DocumentInvalid, load_schema, validate
-from host.net.https import FetchError, fetch
+from host.net.https import FetchError, NotRun, fetch
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -309,9 +309,9 @@ def split_repository(text: str) -> tuple[str, str]:
 
 
 def _after(done: bool, step: str) -> None:
-    """Steps run in order; one whose predecessor failed is skipped, not run again."""
+    """Steps run in order; one whose predecessor failed is not run."""
     if not done:
-        raise FetchError(f"skipped: {step} did not succeed", "release-source")
+        raise NotRun(f"not run: {step} did not succeed")
 
 
 @dataclass

@@ -113,9 +113,10 @@ def test_channel_file_problems(lab, route, phrase):
     else:
         lab.github.routes[CHANNEL_PATH] = route
     failed, failure, checks = lab.run()
-    assert failed == {"release.channel", "release.manifest"}
+    assert failed == {"release.channel"}
     assert failure["category"] == "release-source"
     assert phrase in checks["release.channel"]["message"]
+    assert checks["release.manifest"]["status"] == "not-run"
 
 
 def test_manifest_missing_on_the_ref(lab):
@@ -185,9 +186,15 @@ def test_proxy_needing_authentication(lab):
     with ConnectProxy(credentials=("svc", "s3cret"), hosts=hosts) as proxy:
         lab.configure(proxy=proxy_inputs(proxy), github_base=github, ghcr_base=ghcr)
         failed, failure, checks = lab.run()
-        assert failed == {"proxy"} | HTTPS_CHECKS
+        # Nothing gets through the proxy: the requests after it are not run, and the one
+        # root cause carries the one fix.
+        assert failed == {"proxy"}
+        assert {c for c in HTTPS_CHECKS if checks[c]["status"] == "not-run"} == HTTPS_CHECKS
         assert failure["category"] == "network"
-        assert "authentication (407)" in checks["proxy"]["message"]
+        assert "(407 Proxy Authentication Required)" in checks["proxy"]["message"]
+        assert failure["next_step"] == "give user:password in the proxy URL"
+        report = state.read(state.PREFLIGHT_REPORT, lab.root)
+        assert [(c["cause"], c["checks"]) for c in report["causes"]] == [("proxy", ["proxy"])]
         lab.configure(proxy=proxy_inputs(proxy, "svc:s3cret@"), github_base=github,
                       ghcr_base=ghcr)
         failed, _, _ = lab.run()
@@ -205,17 +212,13 @@ def test_proxy_required_on_a_node_that_only_reaches_the_proxy(lab, tmp_path):
             DnsServer(node.host_address, {n: ["127.0.0.1"] for n in DNS_NAMES}) as dns, \
             ConnectProxy(address=node.host_address, hosts=hosts) as proxy:
         def run_on_node():
-            command = [sys.executable, "-m", "host", "--root", str(lab.root), "phase",
-                       "preflight"]
-            env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin"}
-            done = node.run(command, env=env, timeout=120)
-            report = state.read(state.PREFLIGHT_REPORT, lab.root)
-            assert report is not None, done.stderr
+            done, report = preflight_on(node, lab.root)
             return done, {c["id"] for c in report["checks"] if c["status"] == "fail"}
 
         lab.configure(resolver=dns.address, github_base=github, ghcr_base=ghcr)
         done, failed = run_on_node()
-        assert done.returncode == 1 and failed == HTTPS_CHECKS, done.stderr
+        # The first request to each host fails; the later ones to the same host are not run.
+        assert done.returncode == 1 and failed == {"release.channel", "ghcr"}, done.stderr
         failure = state.read(state.INSTALL_STATE, lab.root)["phases"]["preflight"]["failure"]
         assert failure["category"] == "network"
         assert "failed [network]" in done.stderr
@@ -226,6 +229,43 @@ def test_proxy_required_on_a_node_that_only_reaches_the_proxy(lab, tmp_path):
         assert done.returncode == 0 and failed == set(), done.stderr
         assert json.loads((lab.root / "var/lib/alga-appliance/selected-release.json")
                           .read_text())["release_version"] == "1.0"
+
+
+def preflight_on(node: NetNamespace, root) -> tuple[subprocess.CompletedProcess, dict]:
+    """The preflight phase in a process on `node`, and the report it wrote."""
+    command = [sys.executable, "-m", "host", "--root", str(root), "phase", "preflight"]
+    done = node.run(command, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin"}, timeout=120)
+    report = state.read(state.PREFLIGHT_REPORT, root)
+    assert report is not None, done.stderr
+    return done, report
+
+
+def test_network_down_is_one_root_cause_with_one_fix(lab):
+    """A node with no route anywhere: the DNS checks find it; every request after them is
+    not run, and the failure names the one cause in plain words."""
+    with NetNamespace() as node:
+        lab.configure(resolver="192.0.2.53")  # TEST-NET-1: no route from the node
+        done, report = preflight_on(node, lab.root)
+    assert done.returncode == 1, done.stderr
+    by_status = {}
+    for check in report["checks"]:
+        by_status.setdefault(check["status"], set()).add(check["id"])
+    assert by_status["fail"] == DNS_CHECKS
+    assert by_status["not-run"] >= HTTPS_CHECKS
+    assert [(c["cause"], set(c["checks"])) for c in report["causes"]] == [
+        ("no-route", DNS_CHECKS)]
+    root_cause = report["causes"][0]
+    assert root_cause["summary"] == ("cannot reach the DNS servers (192.0.2.53): the network "
+                                     "is unreachable")
+    assert "`ip route` must show a default route" in root_cause["remediation"]
+    for check in report["checks"]:
+        assert "urllib3" not in check["message"] and " object at 0x" not in check["message"]
+        if check["status"] == "not-run":
+            assert check["remediation"] == "" and "cause" not in check
+    failure = state.read(state.INSTALL_STATE, lab.root)["phases"]["preflight"]["failure"]
+    assert failure["suspected_cause"].startswith(
+        "dns.github.com: cannot reach the DNS servers (192.0.2.53)")
+    assert failure["next_step"] == root_cause["remediation"]
 
 
 def test_setup_inputs_changes_rerun_preflight(lab):
