@@ -59,12 +59,12 @@ def _chain(exc: BaseException) -> list[BaseException]:
     seen, pending = [], [exc]
     while pending:
         current = pending.pop(0)
-        if current is None or any(current is s for s in seen):
-            continue
+        if not isinstance(current, BaseException) or any(current is s for s in seen):
+            continue  # ssl's `reason` is a string, many are None
         seen.append(current)
         pending += [getattr(current, "reason", None), current.__cause__, current.__context__,
-                    *(a for a in current.args if isinstance(a, BaseException))]
-    return [e for e in seen if isinstance(e, BaseException)]
+                    *current.args]
+    return seen
 
 
 def _first(chain: list[BaseException], kind: type) -> BaseException | None:
@@ -143,7 +143,9 @@ def explain(exc: requests.RequestException, url: str, timeout: float,
                                  f"({gai.strerror or gai})",
                                  "check the DNS servers and that outbound DNS (port 53) is "
                                  "allowed")
-    elif isinstance(exc, requests.exceptions.ConnectTimeout):
+    elif isinstance(exc, requests.exceptions.ConnectTimeout) or (
+            not isinstance(exc, requests.exceptions.Timeout)
+            and _first(chain, TimeoutError) is not None):
         cause, sentence, step = ("no-route", f"cannot reach {failed}: no answer within "
                                  f"{timeout:g} s (a firewall may drop the traffic)",
                                  f"allow HTTPS to {host} through the firewall")
@@ -163,8 +165,10 @@ def explain(exc: requests.RequestException, url: str, timeout: float,
                                  "and the cable or virtual network must be connected")
         host = None  # every host, not only this one
     else:
-        reason = next((e.strerror for e in chain if isinstance(e, OSError) and e.strerror),
-                      None) or type(exc).__name__
+        # The operating system's words, from the deepest error that has them.
+        reasons = [e.strerror for e in chain if isinstance(e, OSError)
+                   and isinstance(e.strerror, str)]
+        reason = reasons[-1] if reasons else "the connection failed"
         cause, sentence, step = "no-route", f"cannot reach {failed} ({reason})", None
     return FetchError(sentence, "network", step, cause, host)
 
