@@ -240,6 +240,30 @@ def preflight_on(node: NetNamespace, root) -> tuple[subprocess.CompletedProcess,
     return done, report
 
 
+def test_a_site_that_only_allows_the_proxy_passes(lab):
+    """The node reaches nothing but the proxy, and its DNS server knows no public name: with
+    the proxy set, the DNS checks only warn, and every request goes through the proxy."""
+    hosts = {"github.test": "127.0.0.1", "ghcr.test": "127.0.0.1"}
+    github = lab.github.url.replace("127.0.0.1", "github.test")
+    ghcr = lab.ghcr.url.replace("127.0.0.1", "ghcr.test")
+    with NetNamespace() as node, DnsServer(node.host_address, {}) as dns, \
+            ConnectProxy(address=node.host_address, hosts=hosts) as proxy:
+        lab.configure(resolver=dns.address, github_base=github, ghcr_base=ghcr,
+                      proxy=proxy_inputs(proxy))
+        done, report = preflight_on(node, lab.root)
+    assert done.returncode == 0, done.stderr
+    checks = {c["id"]: c for c in report["checks"]}
+    assert report["outcome"] == "warn" and report["causes"] == []
+    for name in DNS_CHECKS:
+        assert checks[name]["status"] == "warn" and checks[name]["cause"] == "dns"
+        assert "through the proxy, which resolves names itself" in checks[name]["message"]
+    assert all(checks[c]["status"] == "pass" for c in HTTPS_CHECKS | {"proxy"})
+    assert {("github.test", lab.github.port), ("ghcr.test", lab.ghcr.port)} <= set(
+        proxy.tunnels)
+    # The appliance asked DNS only in the DNS checks; the proxy resolved what it fetched.
+    assert {name for name, _ in dns.queries} == set(DNS_NAMES)
+
+
 def test_network_down_is_one_root_cause_with_one_fix(lab):
     """A node with no route anywhere: the DNS checks find it; every request after them is
     not run, and the failure names the one cause in plain words."""
