@@ -13,6 +13,7 @@ from host.console.questions import (
     errors_for,
     review_lines,
 )
+from host.core import state
 from host.setup import request as setup_request
 from host.setup.inputs import parse_setup_inputs
 from host.setup.progress import failure_view, settled
@@ -56,7 +57,8 @@ class SetupTui:
         if self.busy and not settled(self.install):
             self.show_progress(None, f"Setup is already under way ({self.busy}).")
         elif self.busy:
-            self.show_lines([*failure_view(self.install), "",
+            preflight = state.read(state.PREFLIGHT_REPORT, self.root)
+            self.show_lines([*failure_view(self.install, preflight), "",
                              f"Setup cannot start from here: {self.busy}."], done=True)
         else:
             self.show_question()

@@ -275,13 +275,22 @@ def test_preflight_failure_shows_the_checklist_and_a_retry_changes_nothing_else(
     expect(failure).to_contain_text("Preflight checks failed")
     expect(failure).to_contain_text("Nothing on this machine has been changed")
     expect(failure).to_contain_text("Safe: retrying")
-    failed_checks = [c for c in state.read(state.PREFLIGHT_REPORT, lab.root)["checks"]
-                     if c["status"] == "fail"]
+    report = state.read(state.PREFLIGHT_REPORT, lab.root)
+    failed_checks = [c for c in report["checks"] if c["status"] == "fail"]
     assert failed_checks
     for check in failed_checks:
         item = page.locator("#preflight li", has_text=check["id"])
         expect(item).to_contain_text("✗ fail")
         expect(item).to_contain_text(check["message"])
+        expect(item).not_to_contain_text("Fix:")  # said once, with the root cause
+    # The root cause comes first in the failure view, with its one fix.
+    [root_cause] = report["causes"]
+    causes = failure.locator(".causes li")
+    expect(causes).to_have_count(1)
+    expect(causes.first.locator("h3")).to_have_text("Root cause: DNS")
+    expect(causes.first).to_contain_text(root_cause["summary"])
+    expect(causes.first).to_contain_text(f"Fix: {root_cause['remediation']}")
+    expect(failure.locator(".fix")).to_have_count(1)
     assert state.read(state.HOST_CHANGES, lab.root) is None
     ui.shot("preflight-failed")
 

@@ -15,9 +15,7 @@ def execute(ctx) -> None:
     result = preflight.run_checks(inputs, endpoints.load(ctx.root), ctx.root, log=ctx.log)
     if result.failure is not None:  # the root cause's first failed check
         failure = result.failure
-        same_cause = result.report["causes"][0]["checks"][1:]
-        also = f" (the same cause failed {', '.join(same_cause)})" if same_cause else ""
-        raise OperationFailed(failure.category, f"{failure.check_id}: {failure.message}{also}",
+        raise OperationFailed(failure.category, f"{failure.check_id}: {failure.message}",
                               failure.remediation)
     ctx.action("recording the selected release")
     state.write(state.SELECTED_RELEASE, result.selection, ctx.root)
