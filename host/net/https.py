@@ -28,9 +28,11 @@ class FetchError(Exception):
     network failure names its root cause (one of CAUSES) and the host it could not reach."""
 
     def __init__(self, message: str, category: str, next_step: str | None = None,
-                 cause: str | None = None, host: str | None = None):  # None: every host
+                 cause: str | None = None, host: str | None = None,  # None: every host
+                 url: str | None = None):  # the hop that failed
         self.category, self.next_step, self.cause, self.host = (category, next_step, cause,
                                                                 host)
+        self.url = url
         super().__init__(message)
 
 
@@ -170,7 +172,7 @@ def explain(exc: requests.RequestException, url: str, timeout: float,
                    and isinstance(e.strerror, str)]
         reason = reasons[-1] if reasons else "the connection failed"
         cause, sentence, step = "no-route", f"cannot reach {failed} ({reason})", None
-    return FetchError(sentence, "network", step, cause, host)
+    return FetchError(sentence, "network", step, cause, host, failed)
 
 
 def unexpected_answer(response: requests.Response, what: str, category: str = "network",

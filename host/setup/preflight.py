@@ -21,7 +21,7 @@ import requests
 from host.core import paths, pins, state
 from host.net import dnsquery, https, ports, resolvers
 from host.net.endpoints import Endpoints
-from host.releases import source
+from host.releases import oci_source, source
 
 CLOCK_WARN_SECONDS = 60
 CLOCK_FAIL_SECONDS = 300
@@ -46,13 +46,16 @@ class CheckFailed(Exception):
                  remediation: str | None = None,  # when the cause suggests its own
                  cause: str | None = None, host: str | None = None):
         self.category, self.status, self.remediation = category, status, remediation
-        self.cause, self.host = cause, host
+        self.cause, self.host = cause, host  # a name (DNS), or a host:port; None: any host
         super().__init__(message)
 
     @classmethod
     def of(cls, exc: https.FetchError) -> "CheckFailed":
+        host = exc.host
+        if host is not None and exc.cause != "dns" and exc.url:  # that port, not the name
+            host = urlsplit(exc.url).netloc
         return cls(str(exc), exc.category, remediation=exc.next_step, cause=exc.cause,
-                   host=exc.host)
+                   host=host)
 
 
 class GuardedSession(requests.Session):
@@ -62,11 +65,11 @@ class GuardedSession(requests.Session):
 
     def __init__(self):
         super().__init__()
-        self.blocked: dict[str, str] = {}  # host, or "*" for every host → why
+        self.blocked: dict[str, str] = {}  # a name, a host:port, or "*" (any) → why
 
     def request(self, method, url, *args, **kwargs):
-        host = urlsplit(url).hostname
-        for key in (host, "*"):
+        parts = urlsplit(url)
+        for key in (parts.netloc, parts.hostname, "*"):
             if key in self.blocked:
                 raise https.NotRun(f"not run: {self.blocked[key]}")
         return super().request(method, url, *args, **kwargs)
@@ -176,12 +179,26 @@ def release_step(check_id: str) -> Callable[[Context, float], str]:
     return test
 
 
-def check_registry(ctx: Context, timeout: float) -> str:
-    url = ctx.endpoints.registry_probe()
-    response = _fetch(ctx, url, timeout)
-    if response.status_code not in (200, 401):
-        raise https.unexpected_answer(response, "the registry", expected="200 or 401")
-    return f"{url} is reachable ({response.status_code})"
+def check_pull(what: str, base_of: Callable[[Endpoints], str], image: str):
+    """Pull `image` as containerd would, short of its layers: the token challenge, the
+    manifest (through its index) and the config blob, which the registry redirects to its
+    blob host."""
+    def test(ctx: Context, timeout: float) -> str:
+        registry = oci_source.Registry(ctx.session, urlsplit(base_of(ctx.endpoints)).netloc)
+        repository, _, tag = image.rpartition(":")
+        try:
+            registry.authorize(repository, tag, timeout)
+            manifest = registry.platform_manifest(repository, tag, timeout, what)
+            _, blob_host = registry.blob(repository, manifest["config"]["digest"], timeout,
+                                         f"{what}'s config", oci_source.MAX_CONFIG_BYTES)
+        except https.NotRun:
+            raise
+        except https.FetchError as exc:  # the registry's answers judged as the network's
+            failed = CheckFailed.of(exc)
+            failed.category, failed.cause = "network", exc.cause or "http"
+            raise failed from exc
+        return f"{what} pulls from {registry.host} (its config from {blob_host})"
+    return test
 
 
 def check_download(what: str, url_of: Callable[[Endpoints], str]):
@@ -293,8 +310,17 @@ NETWORK_CHECKS: tuple[Check, ...] = (
           check_proxy, "proxy"),
 )
 HOST_CHECKS: tuple[Check, ...] = (
-    Check("ghcr", "the container registry is reachable", "network", 10.0,
-          "allow HTTPS to ghcr.io through the firewall or proxy", check_registry),
+    Check("ghcr", "GHCR serves Flux's images", "network", 10.0,
+          "allow HTTPS to ghcr.io and its blob host pkg-containers.githubusercontent.com "
+          "through the firewall or proxy",
+          check_pull(f"Flux's {pins.FLUX_SOURCE_CONTROLLER_IMAGE}", lambda site: site.ghcr_base,
+                     pins.FLUX_SOURCE_CONTROLLER_IMAGE)),
+    Check("dockerhub", "Docker Hub serves k3s's system images", "network", 10.0,
+          "allow HTTPS to registry-1.docker.io, auth.docker.io and "
+          "production.cloudflare.docker.com through the firewall or proxy, or configure a "
+          "registry mirror for k3s",
+          check_pull(f"k3s's {pins.K3S_PAUSE_IMAGE}", lambda site: site.dockerhub_base,
+                     pins.K3S_PAUSE_IMAGE)),
     Check("k3s.release", f"k3s {pins.K3S_VERSION} checksums are downloadable", "network", 15.0,
           "allow HTTPS to github.com and objects.githubusercontent.com",
           check_download("the k3s checksum file", Endpoints.k3s_checksums)),

@@ -15,11 +15,12 @@ from support.base import ROOT
 from support.netlab import (
     ConnectProxy,
     DnsServer,
+    HttpsServer,
     NetNamespace,
     Route,
     free_loopback_address,
 )
-from support.preflight_lab import proxy_inputs
+from support.preflight_lab import proxy_inputs, push_pulled_images
 from support.releases import (
     CHANNEL,
     CHANNEL_PATH,
@@ -29,7 +30,7 @@ from support.releases import (
     MANIFEST_PATH,
 )
 
-from host.core import state
+from host.core import pins, state
 from host.setup import preflight
 
 DNS_CHECKS = {f"dns.{name}" for name in DNS_NAMES}
@@ -94,6 +95,55 @@ def test_dns_down(lab, behaviour):
     assert behaviour.upper() in checks["dns.ghcr.io"]["message"]
 
 
+@pytest.fixture
+def docker_hub(lab, registry):
+    """A registry of its own as Docker Hub (the real docker-registry behind the token
+    challenge: 401 with a Bearer realm, token JSON, blobs redirected 307 to the blob host),
+    holding the pause image as a multi-platform index."""
+    push_pulled_images(registry)
+    lab.configure(dockerhub_base=registry.url)
+    registry.requests.reset()
+    return registry
+
+
+def test_docker_hub_is_pulled_from_as_k3s_pulls(lab, docker_hub):
+    failed, _, checks = lab.run()
+    assert failed == set(), checks
+    assert checks["dockerhub"]["message"].startswith(
+        f"k3s's {pins.K3S_PAUSE_IMAGE} pulls from {docker_hub.host}")
+    assert f"its config from {docker_hub.blob_host}" in checks["dockerhub"]["message"]
+    repository, _, tag = pins.K3S_PAUSE_IMAGE.rpartition(":")
+    front = [(r.method, r.path.split("?")[0], "Authorization" in r.headers)
+             for r in docker_hub.requests.of("registry")]
+    # Anonymous first (the challenge), then with the token: the index, the amd64 manifest,
+    # and the config blob, which the registry redirects to its blob host.
+    assert front[0] == ("GET", f"/v2/{repository}/manifests/{tag}", False)
+    assert [path.split("/")[-2] for _, path, authorized in front[1:] if authorized] == [
+        "manifests", "manifests", "blobs"]
+    assert len(docker_hub.requests.of("token")) == 1
+    [blob] = docker_hub.requests.of("blob")
+    assert blob.method == "GET" and "Authorization" not in blob.headers
+
+
+def test_docker_hub_blob_host_blocked(lab, docker_hub):
+    with docker_hub.blob_host_down():
+        failed, failure, checks = lab.run()
+    assert failed == {"dockerhub"} and failure["category"] == "network"
+    host = docker_hub.blob_host.split(":")[0]
+    assert f"redirected to its blob host {host}, which failed" in checks["dockerhub"]["message"]
+    assert checks["dockerhub"]["cause"] == "no-route"
+    assert failure["next_step"] == f"allow HTTPS to {host} through the firewall or proxy"
+
+
+def test_docker_hub_unreachable_leaves_the_rest(lab):
+    lab.configure(dockerhub_base="https://127.0.0.1:1")  # nothing listens there
+    failed, failure, _ = lab.run()
+    assert failed == {"dockerhub"}
+    assert "dockerhub: cannot reach https://127.0.0.1:1/v2/rancher/mirrored-pause/manifests/" \
+        "3.6: the connection was refused" in failure["suspected_cause"]
+    assert failure["next_step"] == "allow HTTPS to 127.0.0.1 through the firewall"
+
+
 def test_github_answers_but_ghcr_is_blocked(lab):
     lab.configure(ghcr_base="https://127.0.0.1:1")  # nothing listens there
     failed, failure, _ = lab.run()
@@ -131,8 +181,11 @@ def test_slow_endpoint_hits_its_timeout(lab, monkeypatch):
     quick = tuple(dataclasses.replace(c, timeout=0.5) if c.id == "ghcr" else c
                   for c in preflight.HOST_CHECKS)
     monkeypatch.setattr(preflight, "HOST_CHECKS", quick)
-    lab.ghcr.routes["/v2/"] = Route(status=401, delay=3)
-    failed, failure, checks = lab.run()
+    repository, _, tag = pins.FLUX_SOURCE_CONTROLLER_IMAGE.rpartition(":")
+    slow = {f"/v2/{repository}/manifests/{tag}": Route(status=401, delay=3)}
+    with HttpsServer(lab.ca, slow) as ghcr:
+        lab.configure(ghcr_base=ghcr.url, dockerhub_base=lab.ghcr.url)
+        failed, failure, checks = lab.run()
     assert failed == {"ghcr"} and failure["category"] == "network"
     assert "did not answer within 0.5 s" in checks["ghcr"]["message"]
 
@@ -258,8 +311,8 @@ def test_a_site_that_only_allows_the_proxy_passes(lab):
         assert checks[name]["status"] == "warn" and checks[name]["cause"] == "dns"
         assert "through the proxy, which resolves names itself" in checks[name]["message"]
     assert all(checks[c]["status"] == "pass" for c in HTTPS_CHECKS | {"proxy"})
-    assert {("github.test", lab.github.port), ("ghcr.test", lab.ghcr.port)} <= set(
-        proxy.tunnels)
+    ghcr_port = int(lab.ghcr.host.rpartition(":")[2])
+    assert {("github.test", lab.github.port), ("ghcr.test", ghcr_port)} <= set(proxy.tunnels)
     # The appliance asked DNS only in the DNS checks; the proxy resolved what it fetched.
     assert {name for name, _ in dns.queries} == set(DNS_NAMES)
 
