@@ -207,7 +207,9 @@ def check_download(what: str, url_of: Callable[[Endpoints], str]):
         response = _fetch(ctx, url, timeout)
         if response.status_code != 200 or "html" in response.headers.get("Content-Type", ""):
             raise https.unexpected_answer(response, what)
-        return f"{what} is downloadable ({len(response.content)} bytes)"
+        served_by = urlsplit(response.url).netloc  # GitHub redirects to its asset host
+        via = f", from {served_by}" if served_by != urlsplit(url).netloc else ""
+        return f"{what} is downloadable ({len(response.content)} bytes{via})"
     return test
 
 
@@ -302,6 +304,9 @@ def checks(endpoints: Endpoints, kind: str) -> tuple[Check, ...]:
             *HOST_CHECKS)
 
 
+GITHUB_DOWNLOADS = ("allow HTTPS to github.com and the release-asset host its downloads "
+                    "redirect to (release-assets.githubusercontent.com; older releases "
+                    "objects.githubusercontent.com)")
 NETWORK_CHECKS: tuple[Check, ...] = (
     Check("dns.resolvers", "resolvers suit k3s", "dns", 1.0,
           "nothing to do: k3s gets its own resolv.conf", check_resolver_stub, "dns"),
@@ -322,10 +327,9 @@ HOST_CHECKS: tuple[Check, ...] = (
           check_pull(f"k3s's {pins.K3S_PAUSE_IMAGE}", lambda site: site.dockerhub_base,
                      pins.K3S_PAUSE_IMAGE)),
     Check("k3s.release", f"k3s {pins.K3S_VERSION} checksums are downloadable", "network", 15.0,
-          "allow HTTPS to github.com and objects.githubusercontent.com",
-          check_download("the k3s checksum file", Endpoints.k3s_checksums)),
+          GITHUB_DOWNLOADS, check_download("the k3s checksum file", Endpoints.k3s_checksums)),
     Check("flux.release", f"Flux {pins.FLUX_VERSION} install manifest is downloadable",
-          "network", 15.0, "allow HTTPS to github.com and objects.githubusercontent.com",
+          "network", 15.0, GITHUB_DOWNLOADS,
           check_download("the Flux install manifest", Endpoints.flux_install_manifest)),
     Check("clock", "the clock is close to the servers' time", "network", 1.0,
           "enable NTP (timedatectl set-ntp true) or set the clock", check_clock, "clock"),

@@ -144,6 +144,32 @@ def test_docker_hub_unreachable_leaves_the_rest(lab):
     assert failure["next_step"] == "allow HTTPS to 127.0.0.1 through the firewall"
 
 
+def test_release_downloads_follow_github_redirect_to_the_asset_host(lab):
+    lab.dns.records["release-assets.test"] = ["127.0.0.1"]
+    lab.configure(dns_mode="custom")  # HTTPS resolves through the lab's DNS server
+
+    def redirect_to(assets: HttpsServer) -> str:
+        url = f"{assets.url.replace('127.0.0.1', 'release-assets.test')}{K3S_SUMS_PATH}"
+        lab.github.routes[K3S_SUMS_PATH] = Route(status=302, headers={"Location": url})
+        return url
+
+    assets = HttpsServer(lab.ca, {K3S_SUMS_PATH: Route(body=f"{'0' * 64}  k3s\n")},
+                         hostnames=("release-assets.test",))
+    with assets:
+        url = redirect_to(assets)
+    # The asset host blocked: the failure names it, not github.com.
+    failed, failure, checks = lab.run()
+    assert failed == {"k3s.release"}
+    assert checks["k3s.release"]["message"].startswith(
+        f"cannot reach {url}: the connection was refused")
+    assert failure["next_step"] == "allow HTTPS to release-assets.test through the firewall"
+    with assets:
+        redirect_to(assets)
+        failed, _, checks = lab.run()
+    assert failed == set(), checks
+    assert checks["k3s.release"]["message"].endswith(f"from release-assets.test:{assets.port})")
+
+
 def test_github_answers_but_ghcr_is_blocked(lab):
     lab.configure(ghcr_base="https://127.0.0.1:1")  # nothing listens there
     failed, failure, _ = lab.run()
