@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import requests
 
-from host.core import paths, pins, state
+from host.core import hostcmd, paths, pins, state
 from host.net import dnsquery, https, ports, resolvers
 from host.net.endpoints import Endpoints
 from host.releases import oci_source, source
@@ -213,16 +213,34 @@ def check_download(what: str, url_of: Callable[[Endpoints], str]):
     return test
 
 
+def ntp_synchronized() -> bool | None:
+    """Whether systemd-timesyncd (or another NTP client) keeps the clock; None when
+    timedatectl cannot say (no systemd on the bus)."""
+    try:
+        answer = hostcmd.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"])
+    except hostcmd.CommandFailed:
+        return None
+    return {"yes": True, "no": False}.get(answer.strip())
+
+
 def check_clock(ctx: Context, timeout: float) -> str:
+    """This machine's time against the `Date` of the servers that answered, and whether NTP
+    keeps it: TLS certificates and registry tokens fail when it is minutes off."""
+    synced = ntp_synchronized()
+    ntp = {True: "NTP keeps it synchronized", False: "NTP has not synchronized it",
+           None: "timedatectl cannot say whether NTP keeps it"}[synced]
     if not ctx.server_dates:
-        raise CheckFailed("no server answered, so the clock could not be compared",
+        if synced:
+            return f"no server answered to compare with; {ntp}"
+        raise CheckFailed(f"no server answered, so the clock could not be compared; {ntp}",
                           status="warn")
     skew = abs(time.time() - ctx.server_dates[-1])
-    message = f"the clock is {skew:.0f} s off the servers' time"
+    message = f"the clock is {skew:.0f} s off the servers' time; {ntp}"
     if skew > CLOCK_FAIL_SECONDS:
-        raise CheckFailed(message + "; TLS certificates and tokens will be rejected", "network")
-    if skew > CLOCK_WARN_SECONDS:
-        raise CheckFailed(message, status="warn")
+        raise CheckFailed(message + ": TLS certificates and tokens will be rejected",
+                          "network", cause="clock")
+    if skew > CLOCK_WARN_SECONDS or synced is False:
+        raise CheckFailed(message, status="warn", cause="clock")
     return message
 
 

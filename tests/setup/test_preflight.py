@@ -5,13 +5,14 @@ exactly the expected checks, with the right classification."""
 import dataclasses
 import email.utils
 import json
+import os
 import socket
 import subprocess
 import sys
 import time
 
 import pytest
-from support.base import ROOT
+from support.base import FAKES, ROOT
 from support.netlab import (
     ConnectProxy,
     DnsServer,
@@ -216,8 +217,15 @@ def test_slow_endpoint_hits_its_timeout(lab, monkeypatch):
     assert "did not answer within 0.5 s" in checks["ghcr"]["message"]
 
 
-@pytest.mark.parametrize(("skew", "status"), [(0, "pass"), (120, "warn"), (3600, "fail")])
-def test_clock_skew_against_the_servers_date(lab, skew, status):
+@pytest.mark.parametrize(("skew", "ntp", "status"), [
+    (0, "yes", "pass"), (0, "no", "warn"), (0, "unknown", "pass"), (120, "yes", "warn"),
+    (3600, "yes", "fail"), (3600, "unknown", "fail")])
+def test_clock_against_the_servers_date_and_ntp(lab, monkeypatch, skew, ntp, status):
+    monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")  # timedatectl's stand-in
+    if ntp == "unknown":
+        monkeypatch.setenv("FAKE_TIMEDATECTL_FAIL", "1")
+    else:
+        monkeypatch.setenv("FAKE_NTP_SYNCHRONIZED", ntp)
     server_time = email.utils.formatdate(time.time() + skew, usegmt=True)
     for path in (K3S_SUMS_PATH, FLUX_INSTALL_PATH):
         lab.github.routes[path] = dataclasses.replace(lab.github.routes[path],
@@ -225,8 +233,13 @@ def test_clock_skew_against_the_servers_date(lab, skew, status):
     failed, failure, checks = lab.run()
     assert checks["clock"]["status"] == status, checks["clock"]
     assert failed == ({"clock"} if status == "fail" else set())
+    said = {"yes": "NTP keeps it synchronized", "no": "NTP has not synchronized it",
+            "unknown": "timedatectl cannot say whether NTP keeps it"}[ntp]
+    assert said in checks["clock"]["message"]
     if status == "fail":
         assert failure["category"] == "network" and "enable NTP" in failure["next_step"]
+        report = state.read(state.PREFLIGHT_REPORT, lab.root)
+        assert [c["cause"] for c in report["causes"]] == ["clock"]
 
 
 def test_port_held_by_another_program_fails(lab):
