@@ -171,6 +171,20 @@ def test_release_downloads_follow_github_redirect_to_the_asset_host(lab):
     assert checks["k3s.release"]["message"].endswith(f"from release-assets.test:{assets.port})")
 
 
+@pytest.mark.parametrize("dns_mode", ["system", "custom"])
+def test_the_dns_fix_fits_the_dns_the_admin_chose(lab, dns_mode):
+    with DnsServer(free_loopback_address(), {}) as knows_nothing:
+        lab.configure(dns_mode=dns_mode, resolver=knows_nothing.address)
+        failed, failure, _ = lab.run()
+    assert failed == DNS_CHECKS
+    report = state.read(state.PREFLIGHT_REPORT, lab.root)
+    [root_cause] = report["causes"]
+    assert root_cause["cause"] == "dns" and set(root_cause["checks"]) == DNS_CHECKS
+    assert root_cause["remediation"] == failure["next_step"] == preflight.DNS_NEXT_STEP[dns_mode]
+    # Custom DNS already chosen is never told to choose it.
+    assert ("choose custom DNS" in failure["next_step"]) == (dns_mode == "system")
+
+
 def test_github_answers_but_ghcr_is_blocked(lab):
     lab.configure(ghcr_base="https://127.0.0.1:1")  # nothing listens there
     failed, failure, _ = lab.run()
