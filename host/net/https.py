@@ -188,7 +188,7 @@ def unexpected_answer(response: requests.Response, what: str, category: str = "n
                           category, f"let the appliance through the captive portal or web "
                           f"filter (the page at {final}), or use the site's proxy",
                           "http", host)
-    if response.status_code in (401, 403, 407):
+    if response.status_code in (403, 407):
         return FetchError(f"{final} refused {what} ({response.status_code} "
                           f"{response.reason}): a firewall or web filter may block {host}",
                           category, f"allow HTTPS to {host} through the firewall or web "

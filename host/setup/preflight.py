@@ -95,8 +95,9 @@ class Context:
         """Later requests to the host `failure` could not reach are not run."""
         if failure.cause in BLOCKING_CAUSES:
             key = failure.host or "*"
-            target = "any host" if key == "*" else key
-            self.session.blocked.setdefault(key, f"{check_id} could not reach {target}")
+            found = (f"found that {key} does not resolve" if failure.cause == "dns" else
+                     f"could not reach {'any host' if key == '*' else key}")
+            self.session.blocked.setdefault(key, f"{check_id} {found}")
 
 
 @dataclass(frozen=True)

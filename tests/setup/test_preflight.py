@@ -325,6 +325,9 @@ def test_proxy_required_on_a_node_that_only_reaches_the_proxy(lab, tmp_path):
         done, failed = run_on_node()
         # The first request to each host fails; the later ones to the same host are not run.
         assert done.returncode == 1 and failed == {"release.channel", "ghcr"}, done.stderr
+        checks = {c["id"]: c for c in state.read(state.PREFLIGHT_REPORT, lab.root)["checks"]}
+        assert checks["k3s.release"]["message"] == (
+            "not run: release.channel found that github.test does not resolve")
         failure = state.read(state.INSTALL_STATE, lab.root)["phases"]["preflight"]["failure"]
         assert failure["category"] == "network"
         assert "failed [network]" in done.stderr
@@ -392,6 +395,8 @@ def test_network_down_is_one_root_cause_with_one_fix(lab):
         assert "urllib3" not in check["message"] and " object at 0x" not in check["message"]
         if check["status"] == "not-run":
             assert check["remediation"] == "" and "cause" not in check
+    assert {c["id"]: c["message"] for c in report["checks"]}["ghcr"] == (
+        "not run: dns.github.com could not reach any host")
     failure = state.read(state.INSTALL_STATE, lab.root)["phases"]["preflight"]["failure"]
     assert failure["suspected_cause"].startswith(
         "dns.github.com: cannot reach the DNS servers (192.0.2.53)")
