@@ -51,15 +51,16 @@ def for_setup(inputs: dict, root: Path | None = None) -> list[str]:
 def resolve(name: str, servers: list[str], timeout: float) -> tuple[str, list[str]]:
     """(the server that answered, the addresses of `name`), trying each server for A then
     AAAA; dnsquery.DnsError naming every attempt when none answers."""
-    errors, no_route = [], bool(servers)
+    errors, no_route, answered = [], bool(servers), not servers
     for server in servers:
         for qtype in QUERY_TYPES:
             try:
                 return server, dnsquery.resolve(name, server, qtype, timeout)
             except dnsquery.DnsError as exc:
                 errors.append(f"{server} {qtype}: {exc}")
-                no_route = no_route and exc.no_route
-    raise dnsquery.DnsError("; ".join(errors) or "no resolvers are configured", no_route)
+                no_route, answered = no_route and exc.no_route, answered or exc.answered
+    raise dnsquery.DnsError("; ".join(errors) or "no resolvers are configured", no_route,
+                            answered)
 
 
 @contextlib.contextmanager

@@ -85,6 +85,7 @@ class Context:
     session: GuardedSession
     resolution: source.Resolution
     server_dates: list[float] = field(default_factory=list)
+    silent_resolvers: str = ""  # why later DNS checks are not run: no resolver answered
 
     def note_date(self, response: requests.Response) -> None:
         if "Date" in response.headers:
@@ -124,10 +125,14 @@ NO_ROUTE_NEXT_STEP = ("check the network: `ip route` must show a default route, 
 
 def check_resolves(name: str) -> Callable[[Context, float], str]:
     def test(ctx: Context, timeout: float) -> str:
+        if ctx.silent_resolvers:  # asking again would only wait out the same timeouts
+            raise https.NotRun(f"not run: {ctx.silent_resolvers}")
         servers = resolvers.for_setup(ctx.inputs, ctx.root)
         try:
             server, found = resolvers.resolve(name, servers, timeout)
         except dnsquery.DnsError as exc:
+            if not exc.answered:
+                ctx.silent_resolvers = f"dns.{name} found that no DNS server answers"
             if ctx.inputs["proxy"] is not None:  # the proxy resolves it; we need not
                 raise CheckFailed(f"{name} does not resolve here ({exc}); requests go "
                                   "through the proxy, which resolves names itself",

@@ -9,6 +9,7 @@ horizontal scrolling, not blank.
 
 import json
 import os
+import re
 import tarfile
 import threading
 from pathlib import Path
@@ -278,8 +279,12 @@ def test_preflight_failure_shows_the_checklist_and_a_retry_changes_nothing_else(
     report = state.read(state.PREFLIGHT_REPORT, lab.root)
     failed_checks = [c for c in report["checks"] if c["status"] == "fail"]
     assert failed_checks
+    def item_of(check):  # by its title: a message may name another check
+        return page.locator("#preflight li").filter(
+            has=page.get_by_text(check["id"], exact=True))
+
     for check in failed_checks:
-        item = page.locator("#preflight li", has_text=check["id"])
+        item = item_of(check)
         expect(item).to_contain_text("✗ fail")
         expect(item).to_contain_text(check["message"])
         expect(item).not_to_contain_text("Fix:")  # said once, with the root cause
@@ -291,6 +296,12 @@ def test_preflight_failure_shows_the_checklist_and_a_retry_changes_nothing_else(
     expect(causes.first).to_contain_text(root_cause["summary"])
     expect(causes.first).to_contain_text(f"Fix: {root_cause['remediation']}")
     expect(failure.locator(".fix")).to_have_count(1)
+    not_run = [c for c in report["checks"] if c["status"] == "not-run"]
+    assert not_run  # the DNS checks after the first, which found no resolver answering
+    for check in not_run:
+        item = item_of(check)
+        expect(item.locator(".badge")).to_have_text(re.compile(r"not run$"))
+        expect(item).not_to_contain_text("Fix:")
     assert state.read(state.HOST_CHANGES, lab.root) is None
     ui.shot("preflight-failed")
 
