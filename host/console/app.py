@@ -40,7 +40,7 @@ def start(root: Path | None, force_plain: bool) -> int:
             console.say(f"Setup is already under way ({busy}); following it.")
             return console.follow(None)
         if busy:
-            for line in failure_view(install):
+            for line in failure_view(install, state.read(state.PREFLIGHT_REPORT, root)):
                 console.say(line)
             console.say(f"\nSetup cannot start from here: {busy}.")
             return 1

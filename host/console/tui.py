@@ -58,7 +58,8 @@ class SetupTui:
         if self.busy and not settled(self.install):
             self.show_progress(None, f"Setup is already under way ({self.busy}).")
         elif self.busy:
-            self.show_lines([*failure_view(self.install), "",
+            preflight = state.read(state.PREFLIGHT_REPORT, self.root)
+            self.show_lines([*failure_view(self.install, preflight), "",
                              f"Setup cannot start from here: {self.busy}."], done=True)
         elif self.resume_offered:
             self.show_resume()

@@ -80,3 +80,28 @@ def status(document: dict) -> dict:
                              "degraded" if tier.get("degraded") else "waiting")
     document.setdefault("app_failure", None)  # older collectors judged no app stage
     return document
+
+
+SKIPPED = "skipped: "  # how a check not run was reported before it had a status of its own
+
+
+def preflight_report(document: dict) -> dict:
+    # Reports before root causes: a skipped check was a failure, and no failure named its
+    # cause, so each stands alone, unclassified.
+    checks = document.get("checks")
+    if "causes" in document or not isinstance(checks, list):
+        return document
+    failed = []
+    for check in checks:
+        if not isinstance(check, dict) or check.get("status") != "fail":
+            continue
+        message = check.get("message")
+        if isinstance(message, str) and message.startswith(SKIPPED):
+            check.update(status="not-run", message="not run: " + message[len(SKIPPED):],
+                         remediation="")
+        else:
+            failed.append(check)
+    document["causes"] = [{"cause": "unclassified", "summary": check.get("message"),
+                           "remediation": check.get("remediation"), "checks": [check.get("id")]}
+                          for check in failed]
+    return document

@@ -6,6 +6,12 @@ verified (the k3s phase checks sha256sum-amd64.txt; the Flux phase pins install.
 
 K3S_VERSION = "v1.33.3+k3s1"
 FLUX_VERSION = "v2.7.3"
+# Images preflight pulls (token, manifest, a blob) to prove the registries the install needs
+# answer: the pause image k3s's containerd pulls from Docker Hub first (k3s's default
+# --pause-image), and the source-controller image Flux FLUX_VERSION installs from GHCR (the
+# version ci/k8s/flux/source-controller builds).
+K3S_PAUSE_IMAGE = "rancher/mirrored-pause:3.6"
+FLUX_SOURCE_CONTROLLER_IMAGE = "fluxcd/source-controller:v1.7.3"
 # The ref the channel file and release manifest are read from unless support overrides it.
 ALGA_DEFAULT_REF = "main"
 ALGA_REPO_URL = "https://github.com/Nine-Minds/alga-psa"

@@ -49,7 +49,8 @@ SETUP_INPUTS = StateFile("setup inputs", paths.CONFIG_DIR, "setup-inputs.json",
 INSTALL_STATE = StateFile("install state", paths.STATE_DIR, "install-state.json",
                           "install-state.schema.json", 0o640, migrations.install_state)
 PREFLIGHT_REPORT = StateFile("preflight report", paths.STATE_DIR, "preflight-report.json",
-                             "preflight-report.schema.json", 0o640)
+                             "preflight-report.schema.json", 0o640,
+                             migrations.preflight_report)
 SELECTED_RELEASE = StateFile("selected release", paths.STATE_DIR, "selected-release.json",
                              "selected-release.schema.json", 0o640, migrations.selected_release)
 ENDPOINTS = StateFile("endpoint overrides", paths.CONFIG_DIR, "endpoints.json",

@@ -5,17 +5,25 @@ system's, or the admin's custom ones), which getaddrinfo cannot be pointed at, a
 Ubuntu Server ships no DNS library for Python.
 """
 
+import errno
 import ipaddress
 import secrets
 import socket
 import struct
 
 QTYPES = {"A": 1, "AAAA": 28}
+NO_ROUTE = (errno.ENETUNREACH, errno.EHOSTUNREACH)
 RCODES = {1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 
 
 class DnsError(Exception):
-    """The resolver did not answer, or answered with an error."""
+    """The resolver did not answer (`answered` false), or answered with an error.
+    `no_route`: this machine has no route to the resolver, so the network, not DNS, is at
+    fault."""
+
+    def __init__(self, message: str, no_route: bool = False, answered: bool = True):
+        self.no_route, self.answered = no_route, answered
+        super().__init__(message)
 
 
 def resolve(name: str, server: str, qtype: str = "A", timeout: float = 3.0) -> list[str]:
@@ -31,9 +39,11 @@ def resolve(name: str, server: str, qtype: str = "A", timeout: float = 3.0) -> l
                 if len(reply) >= 2 and struct.unpack_from("!H", reply)[0] == query_id:
                     return _answers(reply, QTYPES[qtype])
         except TimeoutError as exc:
-            raise DnsError(f"no answer from {server} within {timeout:g} s") from exc
+            raise DnsError(f"no answer from {server} within {timeout:g} s",
+                           answered=False) from exc
         except OSError as exc:
-            raise DnsError(f"cannot reach {server}: {exc.strerror or exc}") from exc
+            raise DnsError(f"cannot reach {server}: {exc.strerror or exc}",
+                           exc.errno in NO_ROUTE, answered=False) from exc
 
 
 def _query(query_id: int, name: str, qtype: int) -> bytes:

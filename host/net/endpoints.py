@@ -15,11 +15,18 @@ from host.core import pins, state
 class Endpoints:
     raw_base: str = "https://raw.githubusercontent.com"
     ghcr_base: str = "https://ghcr.io"
+    # Where k3s pulls its system images (pause, CoreDNS, local-path, metrics-server).
+    dockerhub_base: str = "https://registry-1.docker.io"
     k3s_release_base: str = "https://github.com/k3s-io/k3s/releases/download"
     flux_release_base: str = "https://github.com/fluxcd/flux2/releases/download"
-    dns_names: tuple[str, ...] = ("github.com", "raw.githubusercontent.com", "ghcr.io",
+    # What preflight resolves: GitHub (its release downloads redirect to the asset hosts),
+    # GHCR and its blob host, Docker Hub's registry, token service and blob host.
+    dns_names: tuple[str, ...] = ("github.com", "raw.githubusercontent.com",
+                                  "release-assets.githubusercontent.com",
+                                  "objects.githubusercontent.com", "ghcr.io",
                                   "pkg-containers.githubusercontent.com",
-                                  "objects.githubusercontent.com")
+                                  "registry-1.docker.io", "auth.docker.io",
+                                  "production.cloudflare.docker.com")
     ca_bundle: str | None = None
     release_source: str | None = None  # overrides the payload's (host/releases/source.py)
 

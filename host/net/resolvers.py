@@ -9,6 +9,7 @@ resolvers, which are not the host's until the DNS phase applies them.
 
 import contextlib
 import ipaddress
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,14 +51,16 @@ def for_setup(inputs: dict, root: Path | None = None) -> list[str]:
 def resolve(name: str, servers: list[str], timeout: float) -> tuple[str, list[str]]:
     """(the server that answered, the addresses of `name`), trying each server for A then
     AAAA; dnsquery.DnsError naming every attempt when none answers."""
-    errors = []
+    errors, no_route, answered = [], bool(servers), not servers
     for server in servers:
         for qtype in QUERY_TYPES:
             try:
                 return server, dnsquery.resolve(name, server, qtype, timeout)
             except dnsquery.DnsError as exc:
                 errors.append(f"{server} {qtype}: {exc}")
-    raise dnsquery.DnsError("; ".join(errors) or "no resolvers are configured")
+                no_route, answered = no_route and exc.no_route, answered or exc.answered
+    raise dnsquery.DnsError("; ".join(errors) or "no resolvers are configured", no_route,
+                            answered)
 
 
 @contextlib.contextmanager
@@ -76,9 +79,9 @@ def resolving_through(servers: list[str] | None, timeout: float = 3.0) -> Iterat
         except ValueError:
             try:
                 host = resolve(host, servers, timeout)[1][0]
-            except dnsquery.DnsError as exc:
-                raise OSError(f"{host} does not resolve through the custom DNS servers: "
-                              f"{exc}") from exc
+            except dnsquery.DnsError as exc:  # a name error, as getaddrinfo's would be
+                raise socket.gaierror(socket.EAI_NONAME, f"not through the custom DNS "
+                                      f"servers: {exc}") from exc
         return system_connect((host, port), *args, **kwargs)
 
     # urllib3 looks create_connection up at each connection, so this reaches requests.

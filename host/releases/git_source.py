@@ -15,7 +15,7 @@ import yaml
 from host.cluster import alga
 from host.core import pins
 from host.net.endpoints import Endpoints
-from host.net.https import FetchError, fetch_document
+from host.net.https import FetchError, NotRun, fetch_document
 
 
 @dataclass(frozen=True)
@@ -79,9 +79,9 @@ def fetch_profile_values(session: requests.Session, source: Source, repo_branch:
 
 
 def _after(done: bool, step: str) -> None:
-    """Steps run in order; one whose predecessor failed is skipped, not run again."""
+    """Steps run in order; one whose predecessor failed is not run."""
     if not done:
-        raise FetchError(f"skipped: {step} did not succeed", "release-source")
+        raise NotRun(f"not run: {step} did not succeed")
 
 
 @dataclass

@@ -23,12 +23,15 @@ import yaml
 
 from host.cluster import alga
 from host.core.validation import DocumentInvalid, load_schema, validate
-from host.net.https import FetchError, fetch
+from host.net.https import FetchError, NotRun, fetch
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST))
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+IMAGE_ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST))
+PLATFORM = {"architecture": "amd64", "os": "linux"}  # what the appliance runs
 RELEASE_CONFIG_TYPE = "application/vnd.alga.appliance.release.config.v1+json"
 FLUX_CONFIG_TYPE = "application/vnd.cncf.flux.config.v1+json"  # what `flux push artifact` sets
 DEFAULT_PROFILE = "single-node"
@@ -206,6 +209,30 @@ class Registry:
                              "release-source", SOURCE_NEXT_STEP)
         return _validated(document, "oci-image-manifest.schema.json", what, url), digest
 
+    def platform_manifest(self, repository: str, ref: str, timeout: float, what: str,
+                          index_allowed: bool = True) -> dict:
+        """An image's manifest for linux/amd64, through its index when `ref` names one, as
+        containerd pulls it."""
+        url = self._manifest_url(repository, ref)
+        response = self.answered.pop((repository, ref), None) or fetch(
+            self.session, url, timeout, self._headers(repository, IMAGE_ACCEPT),
+            limit=MAX_MANIFEST_BYTES)
+        self._expect_200(response, what, url)
+        document = _json(response, what, url, MAX_MANIFEST_BYTES)
+        if not isinstance(document, dict):
+            raise FetchError(f"{what} at {url} is not a manifest", "release-source")
+        if document.get("mediaType") in (OCI_INDEX, DOCKER_LIST) and index_allowed:
+            digest = next((entry.get("digest") for entry in document.get("manifests") or []
+                           if isinstance(entry, dict) and isinstance(entry.get("platform"), dict)
+                           and PLATFORM.items() <= entry["platform"].items()), None)
+            if not isinstance(digest, str):
+                raise FetchError(f"{what} at {url} has no linux/amd64 image", "release-source")
+            return self.platform_manifest(repository, digest, timeout, what, False)
+        if not isinstance(document.get("config"), dict) or not isinstance(
+                document["config"].get("digest"), str):
+            raise FetchError(f"{what} at {url} is not an image manifest", "release-source")
+        return document
+
     def _expect_200(self, response: requests.Response, what: str, url: str) -> None:
         status = response.status_code
         if status == 200:
@@ -255,14 +282,15 @@ class Registry:
         try:
             return fetch(self.session, url, timeout, headers, redirects=False,
                          limit=MAX_CONFIG_BYTES)
+        except NotRun:
+            raise
         except FetchError as exc:
             if _host(url) == self.host:
                 raise
             host = urlsplit(url).hostname
             raise FetchError(f"{what}: {self.host} redirected to its blob host {host}, which "
                              f"failed: {exc}", "network", f"allow HTTPS to {host} through the "
-                             "firewall or proxy (GHCR's blob host is "
-                             "pkg-containers.githubusercontent.com)") from exc
+                             "firewall or proxy", exc.cause, exc.host, exc.url) from exc
 
 
 def normalized(manifest: dict, what: str) -> dict:
@@ -309,9 +337,9 @@ def split_repository(text: str) -> tuple[str, str]:
 
 
 def _after(done: bool, step: str) -> None:
-    """Steps run in order; one whose predecessor failed is skipped, not run again."""
+    """Steps run in order; one whose predecessor failed is not run."""
     if not done:
-        raise FetchError(f"skipped: {step} did not succeed", "release-source")
+        raise NotRun(f"not run: {step} did not succeed")
 
 
 @dataclass

@@ -7,7 +7,12 @@ from host.net import addresses
 from host.setup import chain
 
 MARKS = {"pending": "[ ]", "running": "[>]", "succeeded": "[x]", "skipped": "[-]",
-         "failed": "[!]", "pass": "ok  ", "warn": "WARN", "fail": "FAIL"}
+         "failed": "[!]", "pass": "ok  ", "warn": "WARN", "fail": "FAIL", "not-run": "--  "}
+# The root causes of a failed preflight (schemas/preflight-report.schema.json) in words.
+CAUSES = {"no-route": "the network: no route", "proxy": "the proxy", "dns": "DNS",
+          "clock": "the clock", "tls": "TLS (certificates)", "http": "an unexpected answer",
+          "release": "the release source", "disk": "disk space", "ports": "ports in use",
+          "unclassified": "a failed check"}
 
 
 def describe(install: dict | None, preflight: dict | None) -> list[str]:
@@ -18,7 +23,7 @@ def describe(install: dict | None, preflight: dict | None) -> list[str]:
     for name, phase in chain.ordered(install["phases"]):
         action = f" - {phase['last_action']}" if phase["last_action"] else ""
         lines.append(f"{MARKS[phase['state']]} {chain.title(name)}{action}")
-    lines += failure_view(install)
+    lines += failure_view(install, preflight)
     if install["status"] == "succeeded":
         lines += ["", "Setup complete: the host steps are done. Flux is now installing the",
                   "Alga app; it is usable once its bootstrap finishes. Follow it at",
@@ -28,12 +33,24 @@ def describe(install: dict | None, preflight: dict | None) -> list[str]:
         lines += ["", "Preflight checks:"]
         for check in preflight["checks"]:
             lines.append(f"  {MARKS[check['status']]} {check['id']}: {check['message']}")
-            if check["status"] != "pass" and check["remediation"]:
+            # A failure's fix is said once, with its root cause; a check not run has none.
+            if check["status"] == "warn" and check["remediation"]:
                 lines.append(f"       fix: {check['remediation']}")
     return lines
 
 
-def failure_view(install: dict) -> list[str]:
+def root_causes(preflight: dict) -> list[str]:
+    """The failed checks grouped by root cause, the root first, each fix said once."""
+    lines = []
+    for index, group in enumerate(preflight["causes"]):
+        label = "Root cause" if index == 0 else "Also"
+        lines += [f"{label} ({CAUSES.get(group['cause'], group['cause'])}): {group['summary']}",
+                  *([f"  Fix: {group['remediation']}"] if group["remediation"] else []),
+                  f"  Failed checks: {', '.join(group['checks'])}"]
+    return lines
+
+
+def failure_view(install: dict, preflight: dict | None = None) -> list[str]:
     failed = [(name, phase) for name, phase in chain.ordered(install["phases"])
               if phase["state"] == "failed" and phase["failure"]]
     if not failed:
@@ -49,6 +66,8 @@ def failure_view(install: dict) -> list[str]:
               "Retry:           safe - run setup again (same or edited answers)",
               *_interruption(failure),
               f"Support bundle:  {failure['support_command']}"]
+    if name == "preflight" and preflight:  # before the checklist, each cause's fix once
+        lines += ["", *root_causes(preflight)]
     return lines
 
 

@@ -37,10 +37,10 @@ from support.netlab import (
     ConnectProxy,
     DnsServer,
     HttpsServer,
-    Route,
     free_loopback_address,
 )
-from support.preflight_lab import PreflightLab, proxy_inputs
+from support.preflight_lab import PreflightLab, proxy_inputs, push_pulled_images
+from support.registry import Registry
 from support.releases import DNS_NAMES, github_routes
 
 from host import cli
@@ -179,9 +179,10 @@ def lab(tmp_path, ca, monkeypatch):
     FakeCluster(root).use(monkeypatch)
     hosts = {"github.test": "127.0.0.1", "ghcr.test": "127.0.0.1"}
     with HttpsServer(ca, github_routes(), hostnames=("github.test",)) as github, \
-            HttpsServer(ca, {"/v2/": Route(status=401)}, hostnames=("ghcr.test",)) as ghcr, \
+            Registry(ca, hostnames=("ghcr.test",)) as ghcr, \
             DnsServer(free_loopback_address(), {n: ["127.0.0.1"] for n in DNS_NAMES}) as dns, \
             ConnectProxy(credentials=("alga", PROXY_PASSWORD), hosts=hosts) as proxy:
+        push_pulled_images(ghcr)
         network = PreflightLab(root, github, ghcr, dns, ca)
         inputs = proxy_inputs(proxy, ("alga", PROXY_PASSWORD))
         network.configure(proxy=inputs, github_base=github.url.replace("127.0.0.1", "github.test"),
@@ -292,7 +293,8 @@ def test_the_archive_layout_and_the_manifest(lab):
         found["kubernetes/pods.txt"])
     assert b"msp/db-credentials  Opaque keys: extra, password" in found["kubernetes/secrets.txt"]
     rerun = json.loads(found["network/preflight-rerun.json"])
-    assert {c["id"]: c["status"] for c in rerun["checks"]}["ghcr"] == "pass"
+    statuses = {c["id"]: c["status"] for c in rerun["checks"]}
+    assert (statuses["ghcr"], statuses["dockerhub"]) == ("pass", "pass")
     assert b"github.com A via 127.0.53." in found["network/dns-lookups.txt"]
 
 

@@ -369,6 +369,8 @@ def test_tui_progress_screen_follows_a_real_preflight_failure(lab, tui, monkeypa
     assert "[!] Preflight checks" in screen
     assert "Nothing on this machine has been changed" in screen
     assert "Retry:           safe" in screen
+    terminal.keys("NPage")  # the root cause follows the failure, before the checklist
+    terminal.wait_for("Root cause (DNS): ")
     terminal.keys("Enter")
     terminal.wait_for("EXIT=1")
 
@@ -562,6 +564,13 @@ def test_plain_progress_follows_real_preflight_runs_to_failure(lab, monkeypatch)
     assert "Nothing on this machine has been changed" in transcript
     assert "Retry:           safe" in transcript
     assert "FAIL dns.github.com" in transcript
+    # The root cause first, its fix said once; the failed checks carry none of their own.
+    report = state.read(state.PREFLIGHT_REPORT, lab.root)
+    [root_cause] = report["causes"]
+    assert f"Root cause (DNS): {root_cause['summary']}" in transcript
+    assert transcript.index("Root cause (DNS)") < transcript.index("Preflight checks:")
+    assert transcript.count(f"Fix: {root_cause['remediation']}") >= 1
+    assert "       fix:" not in transcript
     assert_plain_text(transcript)
     child.close()
     assert child.exitstatus == 1

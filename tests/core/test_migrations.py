@@ -29,6 +29,18 @@ ENTRY = {"id": "20261127T100000Z-0badf00d", "action": "check", "who": "cli",
          "finished_at": "2026-11-27T10:00:01Z", "result": "failed", "step": None,
          "from": SUMMARY, "to": None, "changes": None, "duration_s": 1.0, "failure": OLD_FAILURE}
 
+REPORT = {"generated_at": "2026-11-27T10:00:05Z", "outcome": "fail"}
+PASSED = {"id": "release.token", "status": "pass", "message": "anonymous pull token issued",
+          "remediation": "", "duration_ms": 5}
+OLD_FAILED = {"id": "release.manifest", "status": "fail",
+              "message": "https://ghcr.io/v2/a/manifests/nightly answered 404",
+              "remediation": "choose another channel", "duration_ms": 7}
+OLD_SKIPPED = {"id": "release.config", "status": "fail",
+               "message": "skipped: release.manifest did not succeed",
+               "remediation": "allow HTTPS to the registry's blob host", "duration_ms": 0}
+NOT_RUN = {**OLD_SKIPPED, "status": "not-run",
+           "message": "not run: release.manifest did not succeed", "remediation": ""}
+
 
 @pytest.fixture
 def root(tmp_path, monkeypatch):
@@ -62,6 +74,11 @@ CASES = [
     (state.UPDATE_HISTORY, {"entries": [ENTRY]},
      {"entries": [{**ENTRY, "from": {**SUMMARY, "source": "git"},
                    "failure": {**OLD_FAILURE, "category": "release-source"}}]}),
+    (state.PREFLIGHT_REPORT, {**REPORT, "checks": [PASSED, OLD_FAILED, OLD_SKIPPED]},
+     {**REPORT, "causes": [{"cause": "unclassified", "summary": OLD_FAILED["message"],
+                            "remediation": OLD_FAILED["remediation"],
+                            "checks": ["release.manifest"]}],
+      "checks": [PASSED, OLD_FAILED, NOT_RUN]}),
 ]
 
 
@@ -97,16 +114,18 @@ def test_an_oci_selection_is_not_taken_for_git():
 
 
 MIGRATIONS = [migrations.setup_inputs, migrations.selected_release, migrations.install_state,
-              migrations.update_history]
+              migrations.update_history, migrations.preflight_report]
 # Documents of any shape, rich in the keys and values the migrations look at: they run
 # before validation, so they meet whatever is on disk.
 keys = st.sampled_from(["overrides", "repo_url", "release_source", "branch", "source",
                         "proxy", "url", "user", "password",
-                        "phases", "release", "failure", "category", "entries", "from", "to"])
+                        "phases", "release", "failure", "category", "entries", "from", "to",
+                        "checks", "status", "message", "causes"])
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.sampled_from(
         ["github-release-source", "release-source", "network", "git", "oci", REPO_URL,
-         "http://u:p%40@proxy:3128", "http://@proxy:3128", "proxy:3128@"]),
+         "http://u:p%40@proxy:3128", "http://@proxy:3128", "proxy:3128@",
+         "fail", "skipped: release.manifest did not succeed"]),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=4),
     max_leaves=16)
 documents = st.dictionaries(keys, values, max_size=5) | st.sampled_from(

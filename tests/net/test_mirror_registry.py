@@ -15,8 +15,13 @@ import requests
 from dnslib import DNSRecord
 from support.base import FAKES
 from support.netlab import free_loopback_address
-from support.oci import MANIFEST_MEDIA_TYPE, digest_of, layout, release_artifact
+from support.oci import MANIFEST_MEDIA_TYPE, digest_of, layout, platform_image, release_artifact
 from support.registry import MANIFEST_ACCEPT, challenge, pull
+
+from host.core import pins
+from host.net import https
+from host.net.endpoints import Endpoints
+from host.releases import oci_source
 
 REGISTRY_NAME = "ghcr.test"
 BLOB_HOST = "pkg-containers.test"
@@ -46,7 +51,10 @@ class Mirror:
 @pytest.fixture
 def mirror(ca, tmp_path, monkeypatch) -> Mirror:
     docroot = tmp_path / "docroot"
-    files = layout({REPOSITORY: [(RELEASE, ("stable", "1.4.0"))]})
+    repository, _, tag = pins.K3S_PAUSE_IMAGE.rpartition(":")
+    index, platforms = platform_image()
+    files = layout({REPOSITORY: [(RELEASE, ("stable", "1.4.0"))],
+                    repository: [(index, (tag,)), *((image, ()) for image in platforms)]})
     files["/k3s/README"] = b"a release file, served as before\n"
     for path, data in files.items():
         (docroot / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
@@ -190,3 +198,17 @@ def test_the_release_files_are_served_as_before(mirror):
     answer = get(mirror, f"{mirror.url(REGISTRY_NAME)}/k3s/README")
 
     assert answer.content == b"a release file, served as before\n"
+
+
+def test_an_image_index_pulls_as_preflight_pulls_it(mirror):
+    """The VM tier's preflight pulls k3s's pause image from the mirror: the index, the
+    linux/amd64 manifest, its config from the blob host."""
+    session = https.session({"proxy": None}, Endpoints(ca_bundle=mirror.ca_pem))
+    registry = oci_source.Registry(session, f"{REGISTRY_NAME}:{mirror.https_port}")
+    repository, _, tag = pins.K3S_PAUSE_IMAGE.rpartition(":")
+    registry.authorize(repository, tag, 10)
+    manifest = registry.platform_manifest(repository, tag, 10, "the pause image")
+    config, host = registry.blob(repository, manifest["config"]["digest"], 10, "its config",
+                                 1 << 20)
+    assert json.loads(config)["architecture"] == "amd64"
+    assert host == f"{BLOB_HOST}:{mirror.https_port}"

@@ -50,8 +50,9 @@ def test_any_password_gets_through_the_proxy_and_only_the_right_one(ca, origin, 
         for wrong in (client(proxy, ca), client(proxy, ca, user, password + "x")):
             with pytest.raises(https.FetchError) as refused:
                 https.fetch(wrong, origin.url, 5)
-            assert "requires authentication (407)" in str(refused.value)
-            assert "check the proxy user and password" in str(refused.value)
+            assert "requires authentication (407 Proxy Authentication Required)" in str(
+                refused.value)
+            assert "check the proxy user and password" in refused.value.next_step
         assert https.fetch(client(proxy, ca), "http://127.0.0.1:1/", 5).status_code == 407
 
 

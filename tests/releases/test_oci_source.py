@@ -106,8 +106,14 @@ def test_a_missing_channel_tag_names_the_request(lab):
         check["message"])
     assert "choose another channel" in check["remediation"]
     assert result.failure.category == "release-source" and result.selection is None
-    # The later steps are skipped, not run again.
-    assert "skipped: release.manifest" in failed(result)["release.config"]["message"]
+    # The later steps are not run, and carry no fix of their own.
+    checks = {c["id"]: c for c in result.report["checks"]}
+    for earlier, later in (("release.manifest", "release.config"),
+                           ("release.config", "release.bundle")):
+        assert checks[later]["status"] == "not-run", checks[later]
+        assert checks[later]["message"] == f"not run: {earlier} did not succeed"
+        assert checks[later]["remediation"] == ""
+    assert [c["checks"] for c in result.report["causes"]] == [["release.manifest"]]
 
 
 def test_a_config_blob_that_does_not_match_its_digest(lab):

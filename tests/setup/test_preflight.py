@@ -5,21 +5,23 @@ exactly the expected checks, with the right classification."""
 import dataclasses
 import email.utils
 import json
+import os
 import socket
 import subprocess
 import sys
 import time
 
 import pytest
-from support.base import ROOT
+from support.base import FAKES, ROOT
 from support.netlab import (
     ConnectProxy,
     DnsServer,
+    HttpsServer,
     NetNamespace,
     Route,
     free_loopback_address,
 )
-from support.preflight_lab import proxy_inputs
+from support.preflight_lab import proxy_inputs, push_pulled_images
 from support.releases import (
     CHANNEL,
     CHANNEL_PATH,
@@ -29,7 +31,7 @@ from support.releases import (
     MANIFEST_PATH,
 )
 
-from host.core import state
+from host.core import pins, state
 from host.setup import preflight
 
 DNS_CHECKS = {f"dns.{name}" for name in DNS_NAMES}
@@ -94,6 +96,95 @@ def test_dns_down(lab, behaviour):
     assert behaviour.upper() in checks["dns.ghcr.io"]["message"]
 
 
+@pytest.fixture
+def docker_hub(lab, registry):
+    """A registry of its own as Docker Hub (the real docker-registry behind the token
+    challenge: 401 with a Bearer realm, token JSON, blobs redirected 307 to the blob host),
+    holding the pause image as a multi-platform index."""
+    push_pulled_images(registry)
+    lab.configure(dockerhub_base=registry.url)
+    registry.requests.reset()
+    return registry
+
+
+def test_docker_hub_is_pulled_from_as_k3s_pulls(lab, docker_hub):
+    failed, _, checks = lab.run()
+    assert failed == set(), checks
+    assert checks["dockerhub"]["message"].startswith(
+        f"k3s's {pins.K3S_PAUSE_IMAGE} pulls from {docker_hub.host}")
+    assert f"its config from {docker_hub.blob_host}" in checks["dockerhub"]["message"]
+    repository, _, tag = pins.K3S_PAUSE_IMAGE.rpartition(":")
+    front = [(r.method, r.path.split("?")[0], "Authorization" in r.headers)
+             for r in docker_hub.requests.of("registry")]
+    # Anonymous first (the challenge), then with the token: the index, the amd64 manifest,
+    # and the config blob, which the registry redirects to its blob host.
+    assert front[0] == ("GET", f"/v2/{repository}/manifests/{tag}", False)
+    assert [path.split("/")[-2] for _, path, authorized in front[1:] if authorized] == [
+        "manifests", "manifests", "blobs"]
+    assert len(docker_hub.requests.of("token")) == 1
+    [blob] = docker_hub.requests.of("blob")
+    assert blob.method == "GET" and "Authorization" not in blob.headers
+
+
+def test_docker_hub_blob_host_blocked(lab, docker_hub):
+    with docker_hub.blob_host_down():
+        failed, failure, checks = lab.run()
+    assert failed == {"dockerhub"} and failure["category"] == "network"
+    host = docker_hub.blob_host.split(":")[0]
+    assert f"redirected to its blob host {host}, which failed" in checks["dockerhub"]["message"]
+    assert checks["dockerhub"]["cause"] == "no-route"
+    assert failure["next_step"] == f"allow HTTPS to {host} through the firewall or proxy"
+
+
+def test_docker_hub_unreachable_leaves_the_rest(lab):
+    lab.configure(dockerhub_base="https://127.0.0.1:1")  # nothing listens there
+    failed, failure, _ = lab.run()
+    assert failed == {"dockerhub"}
+    assert "dockerhub: cannot reach https://127.0.0.1:1/v2/rancher/mirrored-pause/manifests/" \
+        "3.6: the connection was refused" in failure["suspected_cause"]
+    assert failure["next_step"] == "allow HTTPS to 127.0.0.1 through the firewall"
+
+
+def test_release_downloads_follow_github_redirect_to_the_asset_host(lab):
+    lab.dns.records["release-assets.test"] = ["127.0.0.1"]
+    lab.configure(dns_mode="custom")  # HTTPS resolves through the lab's DNS server
+
+    def redirect_to(assets: HttpsServer) -> str:
+        url = f"{assets.url.replace('127.0.0.1', 'release-assets.test')}{K3S_SUMS_PATH}"
+        lab.github.routes[K3S_SUMS_PATH] = Route(status=302, headers={"Location": url})
+        return url
+
+    assets = HttpsServer(lab.ca, {K3S_SUMS_PATH: Route(body=f"{'0' * 64}  k3s\n")},
+                         hostnames=("release-assets.test",))
+    with assets:
+        url = redirect_to(assets)
+    # The asset host blocked: the failure names it, not github.com.
+    failed, failure, checks = lab.run()
+    assert failed == {"k3s.release"}
+    assert checks["k3s.release"]["message"].startswith(
+        f"cannot reach {url}: the connection was refused")
+    assert failure["next_step"] == "allow HTTPS to release-assets.test through the firewall"
+    with assets:
+        redirect_to(assets)
+        failed, _, checks = lab.run()
+    assert failed == set(), checks
+    assert checks["k3s.release"]["message"].endswith(f"from release-assets.test:{assets.port})")
+
+
+@pytest.mark.parametrize("dns_mode", ["system", "custom"])
+def test_the_dns_fix_fits_the_dns_the_admin_chose(lab, dns_mode):
+    with DnsServer(free_loopback_address(), {}) as knows_nothing:
+        lab.configure(dns_mode=dns_mode, resolver=knows_nothing.address)
+        failed, failure, _ = lab.run()
+    assert failed == DNS_CHECKS
+    report = state.read(state.PREFLIGHT_REPORT, lab.root)
+    [root_cause] = report["causes"]
+    assert root_cause["cause"] == "dns" and set(root_cause["checks"]) == DNS_CHECKS
+    assert root_cause["remediation"] == failure["next_step"] == preflight.DNS_NEXT_STEP[dns_mode]
+    # Custom DNS already chosen is never told to choose it.
+    assert ("choose custom DNS" in failure["next_step"]) == (dns_mode == "system")
+
+
 def test_github_answers_but_ghcr_is_blocked(lab):
     lab.configure(ghcr_base="https://127.0.0.1:1")  # nothing listens there
     failed, failure, _ = lab.run()
@@ -113,9 +204,10 @@ def test_channel_file_problems(lab, route, phrase):
     else:
         lab.github.routes[CHANNEL_PATH] = route
     failed, failure, checks = lab.run()
-    assert failed == {"release.channel", "release.manifest"}
+    assert failed == {"release.channel"}
     assert failure["category"] == "release-source"
     assert phrase in checks["release.channel"]["message"]
+    assert checks["release.manifest"]["status"] == "not-run"
 
 
 def test_manifest_missing_on_the_ref(lab):
@@ -130,14 +222,24 @@ def test_slow_endpoint_hits_its_timeout(lab, monkeypatch):
     quick = tuple(dataclasses.replace(c, timeout=0.5) if c.id == "ghcr" else c
                   for c in preflight.HOST_CHECKS)
     monkeypatch.setattr(preflight, "HOST_CHECKS", quick)
-    lab.ghcr.routes["/v2/"] = Route(status=401, delay=3)
-    failed, failure, checks = lab.run()
+    repository, _, tag = pins.FLUX_SOURCE_CONTROLLER_IMAGE.rpartition(":")
+    slow = {f"/v2/{repository}/manifests/{tag}": Route(status=401, delay=3)}
+    with HttpsServer(lab.ca, slow) as ghcr:
+        lab.configure(ghcr_base=ghcr.url, dockerhub_base=lab.ghcr.url)
+        failed, failure, checks = lab.run()
     assert failed == {"ghcr"} and failure["category"] == "network"
     assert "did not answer within 0.5 s" in checks["ghcr"]["message"]
 
 
-@pytest.mark.parametrize(("skew", "status"), [(0, "pass"), (120, "warn"), (3600, "fail")])
-def test_clock_skew_against_the_servers_date(lab, skew, status):
+@pytest.mark.parametrize(("skew", "ntp", "status"), [
+    (0, "yes", "pass"), (0, "no", "warn"), (0, "unknown", "pass"), (120, "yes", "warn"),
+    (3600, "yes", "fail"), (3600, "unknown", "fail")])
+def test_clock_against_the_servers_date_and_ntp(lab, monkeypatch, skew, ntp, status):
+    monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")  # timedatectl's stand-in
+    if ntp == "unknown":
+        monkeypatch.setenv("FAKE_TIMEDATECTL_FAIL", "1")
+    else:
+        monkeypatch.setenv("FAKE_NTP_SYNCHRONIZED", ntp)
     server_time = email.utils.formatdate(time.time() + skew, usegmt=True)
     for path in (K3S_SUMS_PATH, FLUX_INSTALL_PATH):
         lab.github.routes[path] = dataclasses.replace(lab.github.routes[path],
@@ -145,8 +247,13 @@ def test_clock_skew_against_the_servers_date(lab, skew, status):
     failed, failure, checks = lab.run()
     assert checks["clock"]["status"] == status, checks["clock"]
     assert failed == ({"clock"} if status == "fail" else set())
+    said = {"yes": "NTP keeps it synchronized", "no": "NTP has not synchronized it",
+            "unknown": "timedatectl cannot say whether NTP keeps it"}[ntp]
+    assert said in checks["clock"]["message"]
     if status == "fail":
         assert failure["category"] == "network" and "enable NTP" in failure["next_step"]
+        report = state.read(state.PREFLIGHT_REPORT, lab.root)
+        assert [c["cause"] for c in report["causes"]] == ["clock"]
 
 
 def test_port_held_by_another_program_fails(lab):
@@ -186,9 +293,15 @@ def test_proxy_needing_authentication(lab):
     with ConnectProxy(credentials=credentials, hosts=hosts) as proxy:
         lab.configure(proxy=proxy_inputs(proxy), github_base=github, ghcr_base=ghcr)
         failed, failure, checks = lab.run()
-        assert failed == {"proxy"} | HTTPS_CHECKS
+        # Nothing gets through the proxy: the requests after it are not run, and the one
+        # root cause carries the one fix.
+        assert failed == {"proxy"}
+        assert {c for c in HTTPS_CHECKS if checks[c]["status"] == "not-run"} == HTTPS_CHECKS
         assert failure["category"] == "network"
-        assert "authentication (407)" in checks["proxy"]["message"]
+        assert "(407 Proxy Authentication Required)" in checks["proxy"]["message"]
+        assert failure["next_step"] == "check the proxy user and password (setup's proxy step)"
+        report = state.read(state.PREFLIGHT_REPORT, lab.root)
+        assert [(c["cause"], c["checks"]) for c in report["causes"]] == [("proxy", ["proxy"])]
         lab.configure(proxy=proxy_inputs(proxy, credentials), github_base=github,
                       ghcr_base=ghcr)
         failed, _, _ = lab.run()
@@ -206,17 +319,16 @@ def test_proxy_required_on_a_node_that_only_reaches_the_proxy(lab, tmp_path):
             DnsServer(node.host_address, {n: ["127.0.0.1"] for n in DNS_NAMES}) as dns, \
             ConnectProxy(address=node.host_address, hosts=hosts) as proxy:
         def run_on_node():
-            command = [sys.executable, "-m", "host", "--root", str(lab.root), "phase",
-                       "preflight"]
-            env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin"}
-            done = node.run(command, env=env, timeout=120)
-            report = state.read(state.PREFLIGHT_REPORT, lab.root)
-            assert report is not None, done.stderr
+            done, report = preflight_on(node, lab.root)
             return done, {c["id"] for c in report["checks"] if c["status"] == "fail"}
 
         lab.configure(resolver=dns.address, github_base=github, ghcr_base=ghcr)
         done, failed = run_on_node()
-        assert done.returncode == 1 and failed == HTTPS_CHECKS, done.stderr
+        # The first request to each host fails; the later ones to the same host are not run.
+        assert done.returncode == 1 and failed == {"release.channel", "ghcr"}, done.stderr
+        checks = {c["id"]: c for c in state.read(state.PREFLIGHT_REPORT, lab.root)["checks"]}
+        assert checks["k3s.release"]["message"] == (
+            "not run: release.channel found that github.test does not resolve")
         failure = state.read(state.INSTALL_STATE, lab.root)["phases"]["preflight"]["failure"]
         assert failure["category"] == "network"
         assert "failed [network]" in done.stderr
@@ -227,6 +339,72 @@ def test_proxy_required_on_a_node_that_only_reaches_the_proxy(lab, tmp_path):
         assert done.returncode == 0 and failed == set(), done.stderr
         assert json.loads((lab.root / "var/lib/alga-appliance/selected-release.json")
                           .read_text())["release_version"] == "1.0"
+
+
+def preflight_on(node: NetNamespace, root) -> tuple[subprocess.CompletedProcess, dict]:
+    """The preflight phase in a process on `node`, and the report it wrote."""
+    command = [sys.executable, "-m", "host", "--root", str(root), "phase", "preflight"]
+    done = node.run(command, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin"}, timeout=120)
+    report = state.read(state.PREFLIGHT_REPORT, root)
+    assert report is not None, done.stderr
+    return done, report
+
+
+def test_a_site_that_only_allows_the_proxy_passes(lab):
+    """The node reaches nothing but the proxy, and its DNS server knows no public name: with
+    the proxy set, the DNS checks only warn, and every request goes through the proxy."""
+    hosts = {"github.test": "127.0.0.1", "ghcr.test": "127.0.0.1"}
+    github = lab.github.url.replace("127.0.0.1", "github.test")
+    ghcr = lab.ghcr.url.replace("127.0.0.1", "ghcr.test")
+    with NetNamespace() as node, DnsServer(node.host_address, {}) as dns, \
+            ConnectProxy(address=node.host_address, hosts=hosts) as proxy:
+        lab.configure(resolver=dns.address, github_base=github, ghcr_base=ghcr,
+                      proxy=proxy_inputs(proxy))
+        done, report = preflight_on(node, lab.root)
+    assert done.returncode == 0, done.stderr
+    checks = {c["id"]: c for c in report["checks"]}
+    assert report["outcome"] == "warn" and report["causes"] == []
+    for name in DNS_CHECKS:
+        assert checks[name]["status"] == "warn" and checks[name]["cause"] == "dns"
+        assert "through the proxy, which resolves names itself" in checks[name]["message"]
+    assert all(checks[c]["status"] == "pass" for c in HTTPS_CHECKS | {"proxy"})
+    ghcr_port = int(lab.ghcr.host.rpartition(":")[2])
+    assert {("github.test", lab.github.port), ("ghcr.test", ghcr_port)} <= set(proxy.tunnels)
+    # The appliance asked DNS only in the DNS checks; the proxy resolved what it fetched.
+    assert {name for name, _ in dns.queries} == set(DNS_NAMES)
+
+
+def test_network_down_is_one_root_cause_with_one_fix(lab):
+    """A node with no route anywhere: the DNS checks find it; every request after them is
+    not run, and the failure names the one cause in plain words."""
+    with NetNamespace() as node:
+        lab.configure(resolver="192.0.2.53")  # TEST-NET-1: no route from the node
+        done, report = preflight_on(node, lab.root)
+    assert done.returncode == 1, done.stderr
+    by_status = {}
+    for check in report["checks"]:
+        by_status.setdefault(check["status"], set()).add(check["id"])
+    # The first DNS check finds it; asking again would only wait out the same silence.
+    assert by_status["fail"] == {"dns.github.com"}
+    assert by_status["not-run"] >= HTTPS_CHECKS | DNS_CHECKS - {"dns.github.com"}
+    assert {c["id"]: c["message"] for c in report["checks"]}["dns.ghcr.io"] == (
+        "not run: dns.github.com found that no DNS server answers")
+    assert [(c["cause"], c["checks"]) for c in report["causes"]] == [
+        ("no-route", ["dns.github.com"])]
+    root_cause = report["causes"][0]
+    assert root_cause["summary"] == ("cannot reach the DNS servers (192.0.2.53): the network "
+                                     "is unreachable")
+    assert "`ip route` must show a default route" in root_cause["remediation"]
+    for check in report["checks"]:
+        assert "urllib3" not in check["message"] and " object at 0x" not in check["message"]
+        if check["status"] == "not-run":
+            assert check["remediation"] == "" and "cause" not in check
+    assert {c["id"]: c["message"] for c in report["checks"]}["ghcr"] == (
+        "not run: dns.github.com could not reach any host")
+    failure = state.read(state.INSTALL_STATE, lab.root)["phases"]["preflight"]["failure"]
+    assert failure["suspected_cause"].startswith(
+        "dns.github.com: cannot reach the DNS servers (192.0.2.53)")
+    assert failure["next_step"] == root_cause["remediation"]
 
 
 def test_setup_inputs_changes_rerun_preflight(lab):

@@ -32,6 +32,7 @@ from support import alga_charts, flux_controllers
 from support.base import ROOT, make_host_root
 from support.kubelet import Api, App, Kubelet
 from support.netlab import DnsServer, HttpsServer, Route, free_loopback_address
+from support.preflight_lab import push_pulled_images
 from support.releases import (
     DNS_NAMES,
     FLUX_INSTALL_PATH,
@@ -227,9 +228,11 @@ def flux_site(control_plane, registry, ca, tmp_path, monkeypatch):
     node_address = free_loopback_address()
     app = App(node_address, alga.APP_PORT)  # alga-core's server: the node's address, port 3000
     manifest = install_yaml()
-    # GitHub's release downloads, and GHCR's /v2/ that an update's preflight knocks on.
+    # GitHub's release downloads; the registry is GHCR too, with the image an update's
+    # preflight pulls.
+    push_pulled_images(registry)
     routes = {FLUX_INSTALL_PATH: Route(body=manifest),
-              FLUX_SUMS_PATH: Route(body=flux_sums(manifest)), "/v2/": Route(status=401)}
+              FLUX_SUMS_PATH: Route(body=flux_sums(manifest))}
     with HttpsServer(ca, routes) as github, \
             DnsServer(free_loopback_address(), {n: ["127.0.0.1"] for n in DNS_NAMES}) as dns, \
             Kubelet(Api.from_kubeconfig(control_plane.kubeconfig), address=node_address,
@@ -237,7 +240,7 @@ def flux_site(control_plane, registry, ca, tmp_path, monkeypatch):
         (root / "etc/resolv.conf").write_text(f"nameserver {dns.address}\n")
         state.write(state.ENDPOINTS, {"ca_bundle": str(ca.ca_pem_path),
                                       "flux_release_base": f"{github.url}/flux",
-                                      "ghcr_base": github.url}, root)
+                                      "ghcr_base": registry.url}, root)
         state.write(state.RELEASE_SOURCE, {"release_source": oci_source(registry)}, root)
         state.write(state.SETUP_INPUTS, {"channel": "stable", "app_url": app.url,
                                          "dns": {"mode": "system"}, "proxy": None,

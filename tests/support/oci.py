@@ -10,6 +10,9 @@ import tarfile
 from dataclasses import dataclass
 
 MANIFEST_MEDIA_TYPE = "application/vnd.oci.image.manifest.v1+json"
+INDEX_MEDIA_TYPE = "application/vnd.oci.image.index.v1+json"
+IMAGE_CONFIG_MEDIA_TYPE = "application/vnd.oci.image.config.v1+json"
+IMAGE_LAYER_MEDIA_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 RELEASE_ARTIFACT_TYPE = "application/vnd.alga.appliance.release.v1"
 RELEASE_CONFIG_MEDIA_TYPE = "application/vnd.alga.appliance.release.config.v1+json"
 # OCI 1.1's empty descriptor: the one layer of an artifact whose content is all in its config.
@@ -79,6 +82,27 @@ def image_manifest(config: Blob, layers: list[Blob], artifact_type: str | None =
         manifest["annotations"] = annotations
     body = json.dumps(manifest, indent=2).encode()
     return Artifact(body, MANIFEST_MEDIA_TYPE, (config, *layers))
+
+
+def platform_image(platforms: tuple[str, ...] = ("linux/amd64", "linux/arm64")
+                   ) -> tuple[Artifact, list[Artifact]]:
+    """A multi-platform image as Docker Hub and GHCR serve one: an OCI index naming one image
+    manifest (a config and one layer) per platform; the index and the images."""
+    images, entries = [], []
+    for platform in platforms:
+        os_name, architecture = platform.split("/")
+        config = Blob(IMAGE_CONFIG_MEDIA_TYPE, json.dumps({
+            "architecture": architecture, "os": os_name,
+            "rootfs": {"type": "layers", "diff_ids": []}}).encode())
+        layer = Blob(IMAGE_LAYER_MEDIA_TYPE, tar_gz({"pause": platform.encode()}))
+        image = image_manifest(config, [layer])
+        images.append(image)
+        entries.append({"mediaType": image.media_type, "digest": image.digest,
+                        "size": len(image.manifest),
+                        "platform": {"architecture": architecture, "os": os_name}})
+    index = json.dumps({"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE,
+                        "manifests": entries}).encode()
+    return Artifact(index, INDEX_MEDIA_TYPE, ()), images
 
 
 def release_artifact(config: dict | bytes) -> Artifact:

@@ -15,10 +15,10 @@ from support.netlab import (
     ConnectProxy,
     DnsServer,
     HttpsServer,
-    Route,
     TestCA,
     free_loopback_address,
 )
+from support.oci import platform_image
 from support.registry import Registry
 from support.releases import DNS_NAMES, github_routes, oci_source, publish_oci
 
@@ -27,7 +27,7 @@ from support.releases import DNS_NAMES, github_routes, oci_source, publish_oci
 class PreflightLab:
     root: Path
     github: HttpsServer
-    ghcr: HttpsServer
+    ghcr: HttpsServer | Registry  # GHCR (and, unless a test says, Docker Hub): a registry
     dns: DnsServer
     ca: TestCA
     # With the OCI source (oci_lab): the registry, the release on stable and its digest.
@@ -36,12 +36,13 @@ class PreflightLab:
     release_manifest: dict | None = None
 
     def configure(self, *, dns_mode="system", proxy=None, github_base=None, ghcr_base=None,
-                  resolver=None, release_source=pins.ALGA_REPO_URL):
+                  resolver=None, release_source=pins.ALGA_REPO_URL, dockerhub_base=None):
         resolver = resolver or self.dns.address
         (self.root / "etc/resolv.conf").write_text(f"nameserver {resolver}\n")
         github = github_base or self.github.url
         state.write(state.ENDPOINTS, {
             "raw_base": github, "ghcr_base": ghcr_base or self.ghcr.url,
+            "dockerhub_base": dockerhub_base or ghcr_base or self.ghcr.url,
             "k3s_release_base": f"{github}/k3s", "flux_release_base": f"{github}/flux",
             "ca_bundle": str(self.ca.ca_pem_path), "release_source": release_source}, self.root)
         dns = {"mode": "system"} if dns_mode == "system" else {"mode": "custom",
@@ -64,11 +65,23 @@ def preflight_lab(tmp_path, ca):
     make_host_root(tmp_path)
     records = {name: ["127.0.0.1"] for name in DNS_NAMES}
     with HttpsServer(ca, github_routes(), hostnames=("github.test",)) as github, \
-            HttpsServer(ca, {"/v2/": Route(status=401)}, hostnames=("ghcr.test",)) as ghcr, \
+            Registry(ca, hostnames=("ghcr.test",)) as ghcr, \
             DnsServer(free_loopback_address(), records) as dns:
+        push_pulled_images(ghcr)
         lab = PreflightLab(tmp_path, github, ghcr, dns, ca)
         lab.configure()
         yield lab
+
+
+def push_pulled_images(registry: Registry) -> None:
+    """The images preflight pulls, each a multi-platform index as the real registries
+    serve them."""
+    for image in (pins.FLUX_SOURCE_CONTROLLER_IMAGE, pins.K3S_PAUSE_IMAGE):
+        repository, _, tag = image.rpartition(":")
+        index, platforms = platform_image()
+        for platform in platforms:
+            registry.push(repository, platform)
+        registry.push(repository, index, tag)
 
 
 def proxy_inputs(proxy: ConnectProxy, credentials: tuple[str, str] | None = None) -> dict:

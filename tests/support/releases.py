@@ -24,8 +24,9 @@ MANIFEST = {"releaseVersion": "1.0", "generatedAt": "2026-06-04T22:00:00Z", "app
                "temporalWorker": "a2cbb43"}}}
 CHANNEL_PATH = f"{REPO}/main/ee/appliance/releases/channels/stable.json"
 MANIFEST_PATH = f"{REPO}/main/ee/appliance/releases/1.0/release.json"
-DNS_NAMES = ("github.com", "raw.githubusercontent.com", "ghcr.io",
-             "pkg-containers.githubusercontent.com", "objects.githubusercontent.com")
+DNS_NAMES = ("github.com", "raw.githubusercontent.com", "release-assets.githubusercontent.com",
+             "objects.githubusercontent.com", "ghcr.io", "pkg-containers.githubusercontent.com",
+             "registry-1.docker.io", "auth.docker.io", "production.cloudflare.docker.com")
 PROFILE = "single-node"
 VALUES_PATH = (REPO + "/release/1.0.0/ee/appliance/flux/profiles/single-node/values/"
                "{}.single-node.yaml")

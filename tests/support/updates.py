@@ -24,6 +24,7 @@ from support.base import ROOT, make_host_root
 from support.builders import job, node, workload
 from support.cluster import FakeCluster
 from support.netlab import DnsServer, HttpsServer, Route, free_loopback_address
+from support.preflight_lab import push_pulled_images
 from support.registry import Registry
 from support.releases import (
     CHANNEL,
@@ -157,21 +158,23 @@ class OciUpdateLab(UpdateLab):
 
 @pytest.fixture(scope="module")
 def update_servers(ca):
-    """The release sources (release 1.0 published), the app and DNS, on loopback."""
+    """The release sources (release 1.0 published), the app, DNS and GHCR (with the image
+    preflight pulls), on loopback."""
     routes = {**repo_routes(), "/v2/": Route(status=401)}
     with HttpsServer(ca, dict(routes)) as github, \
             alga_server({"/": Route(status=302, headers={"Location": "/msp/login"})}) as app, \
             DnsServer(free_loopback_address(), {n: ["127.0.0.1"] for n in DNS_NAMES}) \
-            as dns:
-        yield github, app, dns, routes
+            as dns, Registry(ca) as ghcr:
+        push_pulled_images(ghcr)
+        yield github, app, dns, routes, ghcr
 
 
 @pytest.fixture(scope="module")
 def update_installed(update_servers, ca, tmp_path_factory):
     """A root where the release phase installed release 1.0, and the app runs."""
-    github, app, dns, _ = update_servers
+    github, app, dns, _, ghcr = update_servers
     root = _host_root(tmp_path_factory.mktemp("installed"), dns.address, app.url)
-    state.write(state.ENDPOINTS, {"raw_base": github.url, "ghcr_base": github.url,
+    state.write(state.ENDPOINTS, {"raw_base": github.url, "ghcr_base": ghcr.url,
                                   "ca_bundle": str(ca.ca_pem_path),
                                   "release_source": pins.ALGA_REPO_URL}, root)
     with pytest.MonkeyPatch.context() as patch:
@@ -214,7 +217,7 @@ def _playing_flux(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def update_lab(update_servers, update_installed, tmp_path, monkeypatch):
     """A copy of the installed root, on the fake cluster playing Flux's controllers."""
-    github, app, _, routes = update_servers
+    github, app, _, routes, _ = update_servers
     github.routes.clear()
     github.routes.update(routes)
     root = tmp_path / "root"
@@ -228,10 +231,11 @@ def oci_update_lab(update_servers, registry, ca, tmp_path, monkeypatch):
     """An appliance the release phase installed from the OCI release source that
     endpoints.json names (release 1.0.3 on stable, on a real registry), on the fake cluster
     playing Flux's controllers; the git sources, DNS and the app as for update_lab."""
-    github, app, dns, routes = update_servers
+    github, app, dns, routes, _ = update_servers
     github.routes.clear()
     github.routes.update(routes)
     installed, _ = publish_oci(registry)
+    push_pulled_images(registry)  # the release's registry is GHCR here
     root = _host_root(tmp_path / "root", dns.address, app.url)
     state.write(state.ENDPOINTS, {"raw_base": github.url, "ghcr_base": registry.url,
                                   "ca_bundle": str(ca.ca_pem_path),

@@ -33,6 +33,7 @@ import rootfs
 from late_commands import run_late_commands
 from support.machines import STAND_IN_STORE, assert_flux_objects_valid, extract_payload, wait_for
 from support.netlab import DnsServer, HttpsServer, NetNamespace, Route
+from support.preflight_lab import push_pulled_images
 from support.registry import Registry
 from support.releases import (
     CONFIG_REPOSITORY,
@@ -246,10 +247,12 @@ def mirror(machine, ca):
             Registry(ca, address=address, blob_address=address) as registry, \
             DnsServer(address, {"github.test": [address]}):
         digest, manifest = publish_oci(registry)
+        push_pulled_images(registry)  # GHCR's and Docker Hub's stand-in for preflight's pulls
         shutil.copy(ca.ca_pem_path, machine.root / "etc/alga-appliance/mirror-ca.pem")
         base = f"https://github.test:{github.port}"
         state.write(state.ENDPOINTS, {
-            "ghcr_base": registry.url, "release_source": oci_source(registry),
+            "ghcr_base": registry.url, "dockerhub_base": registry.url,
+            "release_source": oci_source(registry),
             "k3s_release_base": f"{base}/k3s", "flux_release_base": f"{base}/flux",
             "dns_names": ["github.test"], "ca_bundle": "/etc/alga-appliance/mirror-ca.pem"},
             machine.root)

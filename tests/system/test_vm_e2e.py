@@ -81,6 +81,7 @@ WantedBy=multi-user.target
 """
 # No release_source: the appliance uses the one its payload was built with.
 ENDPOINTS = {"k3s_release_base": "https://github.test/k3s",
+             "dockerhub_base": "https://ghcr.io",  # the mirror holds the pause image too
              "flux_release_base": "https://github.test/flux",
              "dns_names": [*MIRROR_NAMES, BLOB_HOST],
              "ca_bundle": "/etc/alga-appliance/mirror-ca.pem"}
@@ -112,8 +113,13 @@ def user_data(appliance) -> bytes:
 def mirror_docroot() -> dict[str, bytes]:
     """By path: the k3s and Flux releases, and the OCI release as a registry tree: the
     artifact tagged with its version and stable, its config bundle with its version."""
+    pulled = {}  # the images preflight pulls, as multi-platform indexes
+    for image in (pins.FLUX_SOURCE_CONTROLLER_IMAGE, pins.K3S_PAUSE_IMAGE):
+        repository, _, tag = image.rpartition(":")
+        index, platforms = oci.platform_image()
+        pulled[repository] = [(index, (tag,)), *((platform, ()) for platform in platforms)]
     registry = oci.layout({RELEASE_REPOSITORY: [(RELEASE, (OCI_VERSION, "stable"))],
-                           CONFIG_REPOSITORY: [(CONFIG_BUNDLE, (OCI_VERSION,))]})
+                           CONFIG_REPOSITORY: [(CONFIG_BUNDLE, (OCI_VERSION,))], **pulled})
     return {path: route.encoded_body()[0] for path, route in download_routes().items()} \
         | registry
 

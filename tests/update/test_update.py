@@ -34,7 +34,7 @@ from host import cli
 from host.cluster import alga
 from host.cluster.alga import ALGA_CORE
 from host.cluster.kube import Kube
-from host.core import maintenance, runlock, spool, state
+from host.core import maintenance, pins, runlock, spool, state
 from host.setup import engine
 from host.update import apply, check, history
 from host.update import request as update_request
@@ -195,11 +195,16 @@ def test_an_invalid_or_unreachable_channel_changes_nothing(lab, route, category,
 
 
 def test_preflight_failure_is_classified_before_any_change(lab):
-    lab.github.routes["/v2/"] = Route(status=503)
+    # GHCR answers 503 to the image preflight pulls.
+    state.write(state.ENDPOINTS, {**state.read(state.ENDPOINTS, lab.root),
+                                  "ghcr_base": lab.github.url}, lab.root)
+    repository, _, tag = pins.FLUX_SOURCE_CONTROLLER_IMAGE.rpartition(":")
+    lab.github.routes[f"/v2/{repository}/manifests/{tag}"] = Route(status=503)
     entry = lab.apply()
     assert entry["result"] == "failed" and entry["failure"]["category"] == "network"
     assert entry["failure"]["suspected_cause"].startswith("ghcr: ")
-    assert "allow HTTPS to ghcr.io" in entry["failure"]["next_step"]
+    assert "answered 503" in entry["failure"]["suspected_cause"]
+    assert "retry later" in entry["failure"]["next_step"]  # the registry's trouble, not ours
     assert not (lab.root / "kubectl.log").exists()
 
 

@@ -10,6 +10,7 @@ horizontal scrolling, not blank.
 import datetime
 import json
 import os
+import re
 import subprocess
 import tarfile
 import threading
@@ -317,13 +318,32 @@ def test_preflight_failure_shows_the_checklist_and_a_retry_changes_nothing_else(
     expect(failure).to_contain_text("Preflight checks failed")
     expect(failure).to_contain_text("Nothing on this machine has been changed")
     expect(failure).to_contain_text("Safe: retrying")
-    failed_checks = [c for c in state.read(state.PREFLIGHT_REPORT, lab.root)["checks"]
-                     if c["status"] == "fail"]
+    report = state.read(state.PREFLIGHT_REPORT, lab.root)
+    failed_checks = [c for c in report["checks"] if c["status"] == "fail"]
     assert failed_checks
+    def item_of(check):  # by its title: a message may name another check
+        return page.locator("#preflight li").filter(
+            has=page.get_by_text(check["id"], exact=True))
+
     for check in failed_checks:
-        item = page.locator("#preflight li", has_text=check["id"])
+        item = item_of(check)
         expect(item).to_contain_text("✗ fail")
         expect(item).to_contain_text(check["message"])
+        expect(item).not_to_contain_text("Fix:")  # said once, with the root cause
+    # The root cause comes first in the failure view, with its one fix.
+    [root_cause] = report["causes"]
+    causes = failure.locator(".causes li")
+    expect(causes).to_have_count(1)
+    expect(causes.first.locator("h3")).to_have_text("Root cause: DNS")
+    expect(causes.first).to_contain_text(root_cause["summary"])
+    expect(causes.first).to_contain_text(f"Fix: {root_cause['remediation']}")
+    expect(failure.locator(".fix")).to_have_count(1)
+    not_run = [c for c in report["checks"] if c["status"] == "not-run"]
+    assert not_run  # the DNS checks after the first, which found no resolver answering
+    for check in not_run:
+        item = item_of(check)
+        expect(item.locator(".badge")).to_have_text(re.compile(r"not run$"))
+        expect(item).not_to_contain_text("Fix:")
     assert state.read(state.HOST_CHANGES, lab.root) is None
     ui.shot("preflight-failed")
 

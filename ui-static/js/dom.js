@@ -29,7 +29,7 @@ const BADGES = {
   warn: ["warn", "!"], skipped: ["info", "–"], pending: ["info", "…"], degraded: ["warn", "!"],
   running: ["info", "▶"], fail: ["fail", "✗"], failed: ["fail", "✗"], "not ready": ["fail", "✗"],
   critical: ["fail", "✗"], warning: ["warn", "!"], unknown: ["info", "?"],
-  waiting: ["info", "…"], failing: ["fail", "✗"],
+  waiting: ["info", "…"], failing: ["fail", "✗"], "not-run": ["info", "–"],
 };
 
 export function badge(word, label = word) {

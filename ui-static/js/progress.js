@@ -30,7 +30,7 @@ export function render(app, actions) {
   const chain = app.context.phases;
   summary(app, install, chain);
   checklist(app, install);
-  failureView(install, chain, actions);
+  failureView(install, chain, actions, app.preflight);
   phases(install, chain);
   tail(install, chain);
 }
@@ -70,11 +70,32 @@ function checklist(app, install) {
                      phase && phase.state === "running" ? "Running the checks…" : "Not run yet."));
     return;
   }
+  // A failed check's fix is said once, with its root cause in the failure view; a check
+  // not run has none.
   replace(list, app.preflight.checks.map((check) => el("li", {},
-    badge(check.status), " ", el("span", {class: "title"}, check.id),
+    badge(check.status, check.status === "not-run" ? "not run" : check.status), " ",
+    el("span", {class: "title"}, check.id),
     el("span", {class: "detail"}, check.message),
-    check.status !== "pass" && check.remediation
+    check.status === "warn" && check.remediation
       ? el("span", {class: "fix"}, el("strong", {}, "Fix: "), check.remediation) : null)));
+}
+
+// What each root cause of a failed preflight is, in the words the failure view uses.
+const CAUSES = {
+  "no-route": "The network: no route", proxy: "The proxy", dns: "DNS", clock: "The clock",
+  tls: "TLS (certificates)", http: "An unexpected answer", release: "The release source",
+  disk: "Disk space", ports: "Ports in use", unclassified: "A failed check",
+};
+
+// The failed checks grouped by root cause, the root first, each with its one fix.
+function rootCauses(causes) {
+  return el("ol", {class: "causes"}, causes.map((group, index) => el("li", {},
+    el("h3", {}, index === 0 ? `Root cause: ${CAUSES[group.cause] || group.cause}`
+                             : `Also: ${CAUSES[group.cause] || group.cause}`),
+    el("p", {}, group.summary),
+    group.remediation ? el("p", {class: "fix"}, el("strong", {}, "Fix: "), group.remediation)
+                      : null,
+    el("p", {class: "muted"}, `Failed checks: ${group.checks.join(", ")}`))));
 }
 
 // Phases in the order the chain runs them (the state file keeps them by name).
@@ -92,12 +113,13 @@ function failedPhase(install, chain) {
   return entry ? {name: entry[0], ...entry[1]} : null;
 }
 
-function failureView(install, chain, actions) {
+function failureView(install, chain, actions, preflight) {
   const box = $("#failure");
   const phase = failedPhase(install, chain);
   box.hidden = !phase || !phase.failure;
   // Rebuilt only when the failure changes, so polling never moves keyboard focus.
-  const key = box.hidden ? "" : JSON.stringify(phase);
+  const causes = phase && phase.name === "preflight" && preflight ? preflight.causes : [];
+  const key = box.hidden ? "" : JSON.stringify([phase, causes]);
   if (box.hidden || box.dataset.key === key) return;
   box.dataset.key = key;
   const failure = phase.failure;
@@ -131,8 +153,9 @@ function failureView(install, chain, actions) {
     el("h2", {}, `✗ ${title(chain, phase.name)} failed`),
     phase.name === "preflight"
       ? el("p", {class: "notice pass"}, "Nothing on this machine has been changed: preflight " +
-           "stops setup before any change. Fix the failed checks below, then retry.")
+           "stops setup before any change. Fix the root cause, then retry.")
       : null,
+    causes.length ? rootCauses(causes) : null,
     details,
     failure.log_excerpt ? el("pre", {class: "log", tabindex: "0"}, failure.log_excerpt) : null,
     buttons));

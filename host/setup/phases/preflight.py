@@ -13,7 +13,7 @@ def execute(ctx) -> None:
     inputs = ctx.inputs()
     ctx.action("checking DNS, the proxy, the release source, GitHub and GHCR")
     result = preflight.run_checks(inputs, endpoints.load(ctx.root), ctx.root, log=ctx.log)
-    if result.failure is not None:
+    if result.failure is not None:  # the root cause's first failed check
         failure = result.failure
         raise OperationFailed(failure.category, f"{failure.check_id}: {failure.message}",
                               failure.remediation)
