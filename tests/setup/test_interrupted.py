@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from support.base import FAKES, make_host_root
 from support.cluster import phase_process
 from support.netlab import DnsServer, HttpsServer, Route, free_loopback_address
+from support.preflight_lab import push_pulled_images
 from support.registry import Registry
 from support.releases import (
     DNS_NAMES,
@@ -47,21 +48,22 @@ def servers(ca):
               FLUX_SUMS_PATH: Route(body=flux_sums(FLUX_INSTALL))}
     records = {name: ["127.0.0.1"] for name in DNS_NAMES}
     with HttpsServer(ca, routes, hostnames=("github.test",)) as github, \
-            HttpsServer(ca, {"/v2/": Route(status=401)}, hostnames=("ghcr.test",)) as ghcr, \
             DnsServer(free_loopback_address(), records) as dns, Registry(ca) as registry:
         publish_oci(registry)
-        yield ca, github, ghcr, dns, registry
+        push_pulled_images(registry)  # GHCR's and Docker Hub's stand-in for preflight's pulls
+        yield ca, github, dns, registry
 
 
 def new_root(base: Path, servers) -> Path:
     """A host root whose setup was accepted: every phase can run to success."""
-    ca, github, ghcr, dns, registry = servers
+    ca, github, dns, registry = servers
     make_host_root(base, "usr/local/bin", paths.SPOOL_DIR)
     (base / "etc/os-release").write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
     (base / "etc/resolv.conf").write_text(f"nameserver {dns.address}\n")
     (base / "store.json").write_text(json.dumps({"Node//alga-appliance": READY_NODE}))
     state.write(state.ENDPOINTS, {
-        "raw_base": github.url, "ghcr_base": ghcr.url, "k3s_release_base": f"{github.url}/k3s",
+        "raw_base": github.url, "ghcr_base": registry.url,
+        "dockerhub_base": registry.url, "k3s_release_base": f"{github.url}/k3s",
         "flux_release_base": f"{github.url}/flux", "ca_bundle": str(ca.ca_pem_path),
         "release_source": oci_source(registry)}, base)
     state.write(state.SETUP_INPUTS, {"channel": "stable", "app_url": "http://10.0.0.5:3000",
