@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.base import make_host_root
-from support.cluster import phase_process
+from support.cluster import end_state, phase_process
 from support.netlab import (
     HttpsServer,
     Route,
@@ -51,20 +51,6 @@ def new_root(base: Path, servers) -> Path:
                                      "dns": {"mode": "system"}, "proxy": None, "overrides": {}},
                 base)
     return base
-
-
-def end_state(root: Path) -> dict:
-    """What the phases leave behind, without timestamps and server-assigned fields."""
-    store = json.loads((root / "store.json").read_text())
-    for obj in store.values():
-        for field in ("uid", "resourceVersion", "annotations"):
-            obj["metadata"].pop(field, None)
-    secret = store.pop("Secret/msp/alga-psa-shared", None)
-    files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-             if p.is_file() and p.parts[len(root.parts)] in ("usr", "etc")
-             and "alga-appliance" not in p.parts}
-    return {"store": store, "has_secret": secret is not None, "files": files,
-            "selected": state.read(state.SELECTED_RELEASE, root)["release_version"]}
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from support.base import FAKES, make_host_root
-from support.cluster import phase_process
+from support.cluster import end_state, phase_process
 from support.netlab import DnsServer, HttpsServer, Route, free_loopback_address
 from support.preflight_lab import push_pulled_images
 from support.registry import Registry
@@ -95,20 +95,6 @@ def test_the_whole_chain_succeeds_in_the_lab(servers, tmp_path):
     run_chain(root)
     install = state.read(state.INSTALL_STATE, root)
     assert install["status"] == "succeeded" and "owner" not in install
-
-
-def end_state(root: Path) -> dict:
-    """What the chain leaves behind, without timestamps and server-assigned fields."""
-    store = json.loads((root / "store.json").read_text())
-    for obj in store.values():
-        for field in ("uid", "resourceVersion", "annotations"):
-            obj["metadata"].pop(field, None)
-    secret = store.pop("Secret/msp/alga-psa-shared", None)
-    files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-             if p.is_file() and p.parts[len(root.parts)] in ("usr", "etc")
-             and "alga-appliance" not in p.parts}
-    return {"store": store, "has_secret": secret is not None, "files": files,
-            "selected": state.read(state.SELECTED_RELEASE, root)["release_version"]}
 
 
 @pytest.fixture(scope="module")

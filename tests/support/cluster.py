@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from host.core import state
 from support.base import FAKES, ROOT
 
 
@@ -67,3 +68,18 @@ def phase_process(root: Path, phase: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "host", "--root", str(root), "phase", phase,
                              "--kubeconfig", str(root / "k3s.yaml")], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def end_state(root: Path) -> dict:
+    """What setup's phases leave behind on the fake cluster and the host root, without
+    timestamps and server-assigned fields: what a re-run or a resumed run must reproduce."""
+    store = json.loads((root / "store.json").read_text())
+    for obj in store.values():
+        for field in ("uid", "resourceVersion", "annotations"):
+            obj["metadata"].pop(field, None)
+    secret = store.pop("Secret/msp/alga-psa-shared", None)
+    files = {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+             if p.is_file() and p.parts[len(root.parts)] in ("usr", "etc")
+             and "alga-appliance" not in p.parts}
+    return {"store": store, "has_secret": secret is not None, "files": files,
+            "selected": state.read(state.SELECTED_RELEASE, root)["release_version"]}
