@@ -259,13 +259,43 @@ def mirror(machine, ca):
         yield ReleaseSources(github, registry, digest, manifest)
 
 
-def test_4_the_whole_chain_succeeds(machine, mirror, tmp_path):
+ANSWERS = {"channel": "stable", "app_url": "psa.test"}
+
+
+def test_4_a_failing_phase_stops_the_chain(machine, mirror):
+    before = install_state(machine)["phases"]  # preflight failed offline: nothing ran after
+    mirror.github.routes[K3S_SUMS_PATH] = Route(body=f"{'0' * 64}  k3s\n")  # nothing will match
     started = state_version(machine)
-    assert submit_setup(machine, {"channel": "stable"}).status_code == 202
+    assert submit_setup(machine, ANSWERS).status_code == 202
+    doc = wait_until_settled(machine, started, timeout=150)
+    k3s = doc["phases"]["k3s"]
+    assert doc["status"] == "failed" and k3s["state"] == "failed", machine.journal()
+    assert [doc["phases"][p]["state"] for p in ("preflight", "dns")] == ["succeeded"] * 2
+    assert k3s["failure"]["category"] == "k3s"
+    assert "never matched its checksum" in k3s["failure"]["suspected_cause"]
+    assert doc["phases"]["flux"] == before["flux"]  # never started
+    assert doc["phases"]["release"] == before["release"]
+    time.sleep(2)
+    assert not (machine.root / CANARY).exists()
+
+
+def test_5_a_rerun_resumes_at_the_failed_phase_and_the_chain_succeeds(machine, mirror):
+    mirror.github.routes[K3S_SUMS_PATH] = Route(body=K3S_SUMS)  # the download matches again
+    before = install_state(machine)["phases"]
+    log = machine.root / "var/log/alga-appliance/preflight.log"
+    preflight_runs = log.read_text().count("→ checking DNS")
+    started = state_version(machine)
+    assert submit_setup(machine, ANSWERS).status_code == 202
     doc = wait_until_settled(machine, started, timeout=150)
     assert doc["status"] == "succeeded", ({p: doc["phases"][p]["failure"] for p in chain.NAMES},
                                           machine.journal())
-    assert [doc["phases"][p]["state"] for p in chain.NAMES] == ["succeeded"] * 5
+    assert [doc["phases"][p]["state"] for p in ("preflight", "dns")] == ["skipped"] * 2
+    assert doc["phases"]["preflight"]["started_at"] == before["preflight"]["started_at"]
+    assert log.read_text().count("→ checking DNS") == preflight_runs
+    assert [doc["phases"][p]["state"] for p in ("k3s", "flux", "release")] == ["succeeded"] * 3
+
+
+def test_6_the_chain_installed_k3s_flux_and_the_release(machine, mirror, tmp_path):
     assert wait_for(lambda: (machine.root / CANARY).exists(), 30, "the canary")
     assert machine.run("systemctl", "is-active", "k3s.service").strip() == "active"
     passed = {check["id"] for check in state.read(state.PREFLIGHT_REPORT, machine.root)["checks"]
@@ -294,50 +324,18 @@ def test_4_the_whole_chain_succeeds(machine, mirror, tmp_path):
                                                                          pins.FLUX_VERSION)
 
 
-def test_5_a_rerun_skips_succeeded_phases(machine, mirror):
-    log = machine.root / "var/log/alga-appliance/preflight.log"
-    runs_before = log.read_text().count("→ checking DNS")
-    canary_before = (machine.root / CANARY).stat().st_mtime_ns
+def test_7_setup_after_it_succeeded_is_refused_and_points_to_updates(machine, mirror):
+    """Changes after the install go through updates: setup does not run again, and the
+    channel does not move without the update's confirmation."""
     started = state_version(machine)
-    assert submit_setup(machine, {"channel": "stable"}).status_code == 202
-    doc = wait_until_settled(machine, started)
-    assert [doc["phases"][p]["state"] for p in chain.NAMES] == ["skipped"] * 5
-    assert doc["status"] == "succeeded"
-    assert log.read_text().count("→ checking DNS") == runs_before
-    # The chain runs to its end again (and is finished before the next test starts).
-    wait_for(lambda: (machine.root / CANARY).stat().st_mtime_ns > canary_before, 30,
-             "the canary after the re-run")
-
-
-def test_6_a_failing_phase_stops_the_chain(machine, mirror):
-    before = install_state(machine)["phases"]
-    (machine.root / CANARY).unlink()
-    mirror.github.routes[K3S_SUMS_PATH] = Route(body=f"{'0' * 64}  k3s\n")  # nothing will match
-    started = state_version(machine)
-    # New answers, so every phase runs again.
-    assert submit_setup(machine, {"channel": "stable", "app_url": "psa.test"}).status_code == 202
-    doc = wait_until_settled(machine, started, timeout=150)
-    k3s = doc["phases"]["k3s"]
-    assert doc["status"] == "failed" and k3s["state"] == "failed", machine.journal()
-    assert k3s["failure"]["category"] == "k3s"
-    assert "never matched its checksum" in k3s["failure"]["suspected_cause"]
-    assert doc["phases"]["flux"] == before["flux"]  # never started
-    assert doc["phases"]["release"] == before["release"]
+    response = submit_setup(machine, {**ANSWERS, "channel": "nightly"})
+    assert response.status_code == 409, response.text
+    assert "already completed" in response.json()["error"] and "update" in response.json()[
+        "error"]
     time.sleep(2)
-    assert not (machine.root / CANARY).exists()
-
-
-def test_7_a_rerun_resumes_at_the_failed_phase(machine, mirror):
-    mirror.github.routes[K3S_SUMS_PATH] = Route(body=K3S_SUMS)  # the download matches again
-    before = install_state(machine)["phases"]
-    started = state_version(machine)
-    assert submit_setup(machine, {"channel": "stable", "app_url": "psa.test"}).status_code == 202
-    doc = wait_until_settled(machine, started, timeout=150)
-    assert doc["status"] == "succeeded", machine.journal()
-    assert [doc["phases"][p]["state"] for p in ("preflight", "dns")] == ["skipped"] * 2
-    assert doc["phases"]["preflight"]["started_at"] == before["preflight"]["started_at"]
-    assert [doc["phases"][p]["state"] for p in ("k3s", "flux", "release")] == ["succeeded"] * 3
-    assert wait_for(lambda: (machine.root / CANARY).exists(), 30, "the canary")
+    assert state_version(machine) == started
+    assert not spool.spool_file(spool.SETUP, machine.root).exists()
+    assert state.read(state.SETUP_INPUTS, machine.root)["channel"] == "stable"
 
 
 def test_8_state_survives_a_restart(machine):
