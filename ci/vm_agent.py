@@ -29,7 +29,16 @@ def serve(port: str) -> None:
     # A virtio port can be open only once: one descriptor for both directions.
     with open(os.open(port, os.O_RDWR), "r+b", buffering=0) as channel:
         for line in channel:
-            channel.write(json.dumps(answer(json.loads(line))).encode() + b"\n")
+            send(channel, json.dumps(answer(json.loads(line))).encode() + b"\n")
+
+
+def send(channel, data: bytes) -> None:
+    """All of `data`: a raw write to the port takes only what fits in its buffer, so a long
+    answer (a support bundle's SUMMARY.md and bundle.json, some 30 KB) would lose its end,
+    newline included, and the test would wait for it in vain."""
+    view = memoryview(data)
+    while view:
+        view = view[channel.write(view):]
 
 
 if __name__ == "__main__":
