@@ -210,9 +210,8 @@ def _blockers(cluster: Cluster | None, api_error: str | None, verdicts: dict,
                               .reason, "check `sudo journalctl -u k3s`, memory and disk"))
     for kind, items in cluster.view.flux_objects().items():
         for obj in items:
-            ready = readiness.condition(obj, "Ready")
-            if ready and ready["status"] == "False" and \
-                    ready.get("reason") not in readiness.FLUX_IN_PROGRESS:
+            ready = readiness.flux_failure(obj, cluster.view)
+            if ready:
                 name = obj["metadata"]["name"]
                 found.append(_blocker("critical", f"{kind}/{name}", _flux_layer(name),
                                       f"{ready.get('reason', '')}: {ready.get('message', '')}",

@@ -28,6 +28,10 @@ TIERS = ("platform", "core", "bootstrap", "login", "background", "fully_healthy"
 # its HelmChart's own failure, so waiting on it is no failure of the release.
 FLUX_IN_PROGRESS = ("Progressing", "ProgressingWithRetry", "DependencyNotReady",
                     "SourceNotReady")
+# kustomize-controller's Ready=False reason while it cannot get its source's artifact. It
+# says so from the moment it first sees a Kustomization whose source has not pulled yet
+# ("Source artifact not found, retrying"), on every fresh install.
+ARTIFACT_FAILED = "ArtifactFailed"
 
 
 @dataclass
@@ -123,6 +127,22 @@ def flux_object(items: list[dict], name: str) -> Verdict:
     if not current:
         return Verdict(False, f"{name} has not reconciled its latest change")
     return Verdict(True, f"{name} is Ready")
+
+
+def flux_failure(obj: dict, view: ClusterView) -> dict | None:
+    """The Ready condition that says Flux failed `obj`, or None while it is at work. A
+    Kustomization whose source has no artifact yet is waiting on that source, which reports
+    its own failure if it has one."""
+    ready = condition(obj, "Ready")
+    if not ready or ready["status"] != "False" or ready.get("reason") in FLUX_IN_PROGRESS:
+        return None
+    if ready.get("reason") == ARTIFACT_FAILED and obj.get("kind") == "Kustomization":
+        source_ref = obj.get("spec", {}).get("sourceRef", {})
+        source = _named(view.flux_objects().get(source_ref.get("kind"), []),
+                        source_ref.get("name"))
+        if source is None or "artifact" not in source.get("status", {}):
+            return None
+    return ready
 
 
 def _all(verdicts: list[Verdict]) -> Verdict:

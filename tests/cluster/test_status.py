@@ -334,6 +334,60 @@ def test_flux_waiting_on_a_dependency_is_installing_not_a_failure(lab):
         "background": "waiting", "fully_healthy": "waiting"}
 
 
+# kustomize-controller's words while the Kustomization's source has not pulled yet.
+NO_ARTIFACT_YET = "Source artifact not found, retrying in 30s"
+
+
+def before_the_first_pull(view):
+    """`view` with nothing installed yet and the root Kustomization waiting for its source's
+    first artifact."""
+    view.kustomizations = [kustomization("alga-appliance", "OCIRepository", "False",
+                                         "ArtifactFailed", NO_ARTIFACT_YET)]
+    view.helmreleases, view.helmcharts, view.deployments, view.statefulsets, view.jobs = \
+        [], [], [], [], []
+    return view
+
+
+def test_a_kustomization_ahead_of_its_source_s_first_pull_is_installing(lab):
+    """The first seconds of every fresh install, as real Flux shows them: the root
+    Kustomization says ArtifactFailed while its OCIRepository has not reported yet."""
+    root, _ = lab
+    view = oci_release()
+    source = oci_source()
+    source["status"] = {}
+    view.ocirepositories = [source]
+    snapshot = collect(root, before_the_first_pull(view))
+    assert snapshot["blockers"] == [], snapshot["blockers"]
+    assert snapshot["rollup"]["state"] == "installing"
+
+
+def test_a_source_that_cannot_pull_is_the_one_blocker_not_its_kustomization(lab):
+    root, _ = lab
+    view = oci_release()
+    view.ocirepositories = [oci_source(
+        "False", "AuthenticationFailed", "failed to get credential from 'ghcr.io': "
+        "GET https://ghcr.io/token: DENIED: denied")]
+    snapshot = collect(root, before_the_first_pull(view))
+    assert [b["component"] for b in snapshot["blockers"] if b["severity"] == "critical"] == [
+        "OCIRepository/alga-appliance"], snapshot["blockers"]
+    assert snapshot["rollup"]["state"] == "failed_action_required"
+
+
+def test_a_kustomization_that_cannot_fetch_a_pulled_artifact_is_a_blocker(lab):
+    """Its source has the artifact, so ArtifactFailed is the Kustomization's own failure."""
+    root, _ = lab
+    view = oci_release()
+    view.kustomizations = [kustomization(
+        "alga-appliance", "OCIRepository", "False", "ArtifactFailed",
+        "failed to download archive: GET http://source-controller.flux-system.svc.cluster."
+        "local./ocirepository/flux-system/alga-appliance/x.tar.gz: connection refused")]
+    snapshot = collect(root, view)
+    blocker = first_blocker(snapshot)
+    assert blocker["component"] == "Kustomization/alga-appliance", snapshot["blockers"]
+    assert blocker["reason"].startswith("ArtifactFailed: failed to download archive")
+    assert blocker["severity"] == "critical"
+
+
 def test_a_failing_background_kustomization_never_takes_login(lab):
     """alga-background applies the background releases: its health check failing is a
     background problem, shown as such, with login ready."""
