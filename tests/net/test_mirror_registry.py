@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -33,11 +34,13 @@ STARTUP_SECONDS = 10
 class Mirror:
     """fakes/mirror running in a process of its own, on `address`."""
 
-    def __init__(self, address: str, https_port: int, dns_port: int, ca_pem: str):
+    def __init__(self, address: str, https_port: int, dns_port: int, ca_pem: str,
+                 hold_file: Path):
         self.address = address
         self.https_port = https_port
         self.dns_port = dns_port
         self.ca_pem = ca_pem  # what clients trust
+        self.hold_file = hold_file
 
     def url(self, name: str) -> str:
         return f"https://{name}:{self.https_port}"
@@ -64,10 +67,11 @@ def mirror(ca, tmp_path, monkeypatch) -> Mirror:
     process = subprocess.Popen(
         [sys.executable, str(FAKES / "mirror"), str(docroot), str(cert), str(key), REGISTRY_NAME,
          "--blob-host", BLOB_HOST, "--address", address, "--https-port", str(https_port),
-         "--dns-port", str(dns_port)], stderr=subprocess.PIPE, text=True)
+         "--dns-port", str(dns_port), "--hold-file", str(tmp_path / "hold")],
+        stderr=subprocess.PIPE, text=True)
     try:
         wait_until_listening(process, address, https_port)
-        served = Mirror(address, https_port, dns_port, str(ca.ca_pem_path))
+        served = Mirror(address, https_port, dns_port, str(ca.ca_pem_path), tmp_path / "hold")
         resolve_through(monkeypatch, served)
         yield served
     finally:
@@ -198,6 +202,19 @@ def test_the_release_files_are_served_as_before(mirror):
     answer = get(mirror, f"{mirror.url(REGISTRY_NAME)}/k3s/README")
 
     assert answer.content == b"a release file, served as before\n"
+
+
+def test_a_held_download_trickles_until_its_hold_file_is_gone(mirror):
+    """What the VM tier reboots in the middle of: the k3s download, held."""
+    mirror.hold_file.write_text("/k3s/README\n")
+    with get(mirror, f"{mirror.url(REGISTRY_NAME)}/k3s/README", stream=True) as answer:
+        assert answer.status_code == 200
+        assert answer.raw.read(1) == b"a"
+        started = time.monotonic()
+        assert answer.raw.read(1) == b" "  # the next byte comes seconds later
+        assert time.monotonic() - started > 2
+        mirror.hold_file.unlink()
+        assert b"a " + answer.raw.read() == b"a release file, served as before\n"
 
 
 def test_an_image_index_pulls_as_preflight_pulls_it(mirror):

@@ -12,9 +12,11 @@ booted with the host's kernel, the payload installed by the ISO seed's own late-
    through the API, and nothing on the host changed;
 4. with no release source override, a fresh appliance resolves `stable` from the OCI
    source it was built with: the mirror in the guest answers as ghcr.io and its blob host
-   (DNS, HTTPS with a test CA), support points only the k3s and Flux downloads at it; the
-   whole unit chain succeeds, Flux gets the config bundle pinned by digest (objects valid
-   against the Flux CRDs, no GitRepository), and /api/status rolls up;
+   (DNS, HTTPS with a test CA), support points only the k3s and Flux downloads at it. The
+   guest reboots in the middle of the k3s phase's download; setup resumes by itself at
+   boot from that phase (the phases before it skipped) and the whole unit chain succeeds,
+   Flux gets the config bundle pinned by digest (objects valid against the Flux CRDs, no
+   GitRepository), and /api/status rolls up;
 5. after a reboot the web comes back with the state intact, nothing re-runs, and the
    banner shows the post-setup state;
 6. a support bundle through the API holds neither the token nor a planted secret;
@@ -50,6 +52,7 @@ from support.docs import SHELL_DOCS, shell_blocks
 from support.machines import STAND_IN_STORE, assert_flux_objects_valid, extract_payload, wait_for
 from support.releases import (
     CONFIG_REPOSITORY,
+    K3S_BINARY_PATH,
     OCI_VERSION,
     RELEASE_REPOSITORY,
     download_routes,
@@ -71,11 +74,17 @@ CONFIG_BUNDLE, RELEASE = oci_release("ghcr.io")
 # What the test adds to the guest, besides the agent: the mirror and a support engineer's
 # override files, to be put in place in step 4.
 TEST_FILES = "usr/local/lib/alga-test"
+# While it exists the mirror holds the downloads it lists (fakes/mirror); /run is a tmpfs,
+# so a reboot lets them go.
+HOLD_FILE = "/run/alga-test-hold"
 MIRROR_UNIT = f"""[Unit]
 Description=Release sources for the VM test tier (GitHub, GHCR, DNS)
+# The remote servers it stands in for do not go away when the guest shuts down: stopped
+# after the setup phases, whose shutdown order is the reverse of this.
+Before=alga-appliance-phase-preflight.service
 [Service]
 ExecStart=/usr/bin/python3 /{TEST_FILES}/mirror /{TEST_FILES}/docroot /{TEST_FILES}/cert.pem \
-/{TEST_FILES}/key.pem {' '.join(MIRROR_NAMES)} --blob-host {BLOB_HOST}
+/{TEST_FILES}/key.pem {' '.join(MIRROR_NAMES)} --blob-host {BLOB_HOST} --hold-file {HOLD_FILE}
 [Install]
 WantedBy=multi-user.target
 """
@@ -266,15 +275,37 @@ def submit_and_settle(machine, token: str, status: str, timeout: float) -> dict:
     previous = api(machine, "GET", "/api/install", token).json()["install"]
     response = api(machine, "POST", "/api/setup", token, json=ANSWERS)
     assert response.status_code == 202, response.text
-
-    def settled():
-        doc = api(machine, "GET", "/api/install", token).json()
-        install = doc["install"]
-        return doc if install and install != previous and \
-            install["status"] in ("failed", "succeeded") else None
-    doc = wait_for(settled, timeout, "the setup chain to settle")
+    doc = wait_for(lambda: settled(machine, token, previous), timeout,
+                   "the setup chain to settle")
     assert doc["install"]["status"] == status, json.dumps(doc, indent=1)[:4000]
     return doc
+
+
+def settled(machine, token: str, previous: dict | None) -> dict | None:
+    """/api/install once a run other than `previous` has succeeded or failed."""
+    doc = api(machine, "GET", "/api/install", token).json()
+    install = doc["install"]
+    return doc if install and install != previous and \
+        install["status"] in ("failed", "succeeded") else None
+
+
+def reboot_in_the_k3s_download(machine, token: str) -> dict:
+    """Submit setup, reboot the guest while the k3s phase downloads k3s (the mirror holds
+    that download), and wait for the next boot; the install state the reboot cut short."""
+    agent(machine, "sh", "-c", f"echo '{K3S_BINARY_PATH}' > {HOLD_FILE}")
+    first_boot = boot_id(machine)
+    response = api(machine, "POST", "/api/setup", token, json=ANSWERS)
+    assert response.status_code == 202, response.text
+    partial = Path(paths.K3S_BINARY).with_name(f".{Path(paths.K3S_BINARY).name}.download")
+    wait_for(lambda: machine.run("test", "-e", str(partial), timeout=10).code == 0, 240,
+             "the k3s phase in the middle of its download")
+    install = api(machine, "GET", "/api/install", token).json()["install"]
+    assert (install["status"], install["phases"]["k3s"]["state"]) == ("running", "running")
+    agent(machine, "systemctl", "reboot", "--no-block")
+    wait_for(lambda: boot_id(machine) not in (None, first_boot), 240,
+             "the guest to boot again")
+    wait_for(lambda: healthz(machine), 120, "the web service after the reboot")
+    return install
 
 
 def test_3_preflight_fails_cleanly_offline(vm, console_token):
@@ -297,7 +328,8 @@ def guest_json(machine, path: str) -> dict:
     return json.loads(agent(machine, "cat", path))
 
 
-def test_4_full_install_resolves_stable_from_the_oci_source(vm, console_token, tmp_path):
+def test_4_a_reboot_mid_install_resumes_and_stable_resolves_from_the_oci_source(
+        vm, console_token, tmp_path):
     # Built with the default release source, and nothing overrides it.
     assert guest_json(vm, str(state.RELEASE_SOURCE.path(GUEST_ROOT))) == {
         "release_source": pins.RELEASE_SOURCE}
@@ -307,8 +339,20 @@ def test_4_full_install_resolves_stable_from_the_oci_source(vm, console_token, t
           "/etc/alga-appliance/mirror-ca.pem")
     agent(vm, "install", "-m", "0644", f"/{TEST_FILES}/endpoints.json",
           "/etc/alga-appliance/endpoints.json")
-    doc = submit_and_settle(vm, console_token, "succeeded", 300)
-    assert [doc["install"]["phases"][p]["state"] for p in chain.NAMES] == ["succeeded"] * 5
+    interrupted = reboot_in_the_k3s_download(vm, console_token)
+    doc = wait_for(lambda: settled(vm, console_token, None), 300,
+                   "the setup resumed after the reboot to settle")
+    assert doc["install"]["status"] == "succeeded", json.dumps(doc, indent=1)[:4000]
+    # Resumed from the phase the reboot stopped: the ones before it were not run again.
+    phases = doc["install"]["phases"]
+    assert [phases[p]["state"] for p in chain.NAMES] == ["skipped"] * 2 + ["succeeded"] * 3
+    assert [phases[p]["started_at"] for p in chain.NAMES[:2]] == [
+        interrupted["phases"][p]["started_at"] for p in chain.NAMES[:2]]
+    assert "interrupted: the machine restarted while" in agent(
+        vm, "cat", "/var/log/alga-appliance/k3s.log")
+    recovered = agent(vm, "journalctl", "-b", "--no-pager", "-o", "cat",
+                      "-u", "alga-appliance-recover-setup.service")
+    assert "setup was interrupted by a reboot in k3s" in recovered, recovered
     passed = {check["id"] for check in doc["preflight"]["checks"] if check["status"] == "pass"}
     assert {"release.token", "release.manifest", "release.config", "release.bundle"} <= passed
     assert agent(vm, "systemctl", "is-active", "k3s.service").strip() == "active"
