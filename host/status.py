@@ -70,6 +70,10 @@ def take_snapshot(root: Path | None, kube: Kube, probe=probe_login) -> dict:
     stage = _app_stage(install, tiers, at)
     app_failure = stage and cluster and app_stage.failure(
         stage, cluster.view, verdicts, blockers, _events(cluster), kube, app_address)
+    if app_failure:
+        for name in app_stage.BLOCKED_TIERS[app_failure["category"]]:
+            if tiers[name]["state"] == "waiting":
+                tiers[name]["state"] = "failing"
     snapshot = {
         "collected_at": at,
         "rollup": _rollup(install, inputs, tiers, blockers, app_failure),

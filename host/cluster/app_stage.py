@@ -18,6 +18,12 @@ BOOTSTRAP_SECONDS = 30 * 60  # the bootstrap job (the app's database setup) has 
 LOGIN_SECONDS = 45 * 60  # login works (images pulled, alga-core answering)
 BACKGROUND_SECONDS = 30 * 60  # the background services run, after login works
 EVENT_LINES = 20
+# The readiness tiers each failure category stands in the way of: shown failing, no longer
+# waiting, once the stage has failed.
+BLOCKED_TIERS = {"storage": ("core", "login", "fully_healthy"),
+                 "app-bootstrap": ("bootstrap", "login", "fully_healthy"),
+                 "app-readiness": ("login", "fully_healthy"),
+                 "background-services": ("background", "fully_healthy")}
 
 
 @dataclass(frozen=True)

@@ -639,6 +639,10 @@ def test_storage_that_never_binds_fails_the_app_stage_after_its_limit(lab, minut
     assert_kubectl_runs_as_written(failure["next_step"], root)
     assert snapshot["rollup"]["state"] == "failed_action_required"
     assert snapshot["rollup"]["message"].startswith("Setup's app stage failed [storage]")
+    # Waiting no longer: the tiers the storage stands in the way of are failing.
+    assert {name: tier["state"] for name, tier in snapshot["tiers"].items()} == {
+        "platform": "ready", "core": "failing", "bootstrap": "ready", "login": "failing",
+        "background": "ready", "fully_healthy": "failing"}
 
 
 def test_a_failed_bootstrap_job_fails_the_app_stage_at_once_with_its_log(lab):
@@ -664,9 +668,11 @@ def test_a_bootstrap_that_never_finishes_fails_after_its_limit(lab):
     root, _ = lab
     release_applied(root, app_stage.BOOTSTRAP_SECONDS / 60 + 1)
     view = stage("core")  # the bootstrap job is still running
-    failure = collect(root, view)["app_failure"]
+    snapshot = collect(root, view)
+    failure = snapshot["app_failure"]
     assert failure["category"] == "app-bootstrap"
     assert failure["suspected_cause"].endswith("is running after 30 min")
+    assert snapshot["tiers"]["bootstrap"]["state"] == "failing"
 
 
 @pytest.mark.parametrize("minutes", [44, 46])
