@@ -40,7 +40,8 @@ class PlainConsole:
         self.stdout.flush()
 
     def ask(self, prompt: str, secret: bool = False) -> str:
-        """The reply, trimmed; a secret one is read without echo and kept as typed."""
+        """The reply, trimmed; a secret one is read without echo and kept as typed, command
+        words too (only the end of input cancels at a secret's prompt)."""
         self.write(prompt)
         with self.echo_off() if secret else contextlib.nullcontext():
             line = self.stdin.readline()
@@ -49,7 +50,7 @@ class PlainConsole:
         if not line:
             raise Cancelled
         reply = line.rstrip("\r\n") if secret else line.strip()
-        if reply.strip().lower() in ("cancel", "quit"):
+        if not secret and reply.lower() in ("cancel", "quit"):
             raise Cancelled
         return reply
 
@@ -158,7 +159,7 @@ class PlainConsole:
         while True:
             options = f" {'/'.join(question.choices)}" if question.choices else ""
             reply = self.ask(f"{options.strip() or '>'} [{shown}]: ", question.secret)
-            if reply.strip().lower() == "back":
+            if not question.secret and reply.lower() == "back":
                 return None
             value = reply or default
             if not question.choices:

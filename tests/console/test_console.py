@@ -528,6 +528,23 @@ def test_plain_proxy_password_is_read_without_echo_and_kept_as_typed(console_roo
     child.terminate(force=True)
 
 
+@pytest.mark.parametrize("password", ["cancel", "back", "QUIT"])
+def test_plain_a_proxy_password_that_is_a_command_word_is_a_password(console_root, password):
+    """Words that are commands at other prompts are taken as typed at the password's."""
+    child = plain(console_root)
+    answer_all(child, ["", "", "", "yes", "http://proxy.corp:3128", "svc@corp"])
+    child.expect_exact("what you type is not shown")
+    child.expect_exact("[]: ")
+    child.sendline(password)
+    answer_all(child, ["", "no"])
+    child.expect_exact("Start setup? yes/back [yes]: ")
+    child.sendline("yes")
+    child.expect_exact("Waiting for setup to start...")
+    assert spooled(console_root)["proxy_password"] == password
+    assert f"]: {password}" not in child.logfile_read.getvalue()  # never echoed
+    child.terminate(force=True)
+
+
 def test_plain_keeps_the_stored_proxy_password_on_enter(console_root):
     stored = parse_setup_inputs({"proxy_url": "http://proxy.corp:3128", "proxy_user": "svc",
                                  "proxy_password": "p@ss:w/rd #1"}, netinfo.node_ip())
