@@ -14,7 +14,36 @@ from host.releases import channels
 from host.setup import chain, engine
 
 
-@click.group()
+class Commands(click.Group):
+    """Every command's state file and host file errors as one line that names the file, the
+    problem and the next step, with exit status 1: never a traceback (the timers' output
+    goes to the journal, the admin's to a terminal)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except state.StateFileInvalid as exc:
+            _fail(ctx, str(exc))
+        except OSError as exc:
+            _fail(ctx, _host_file_problem(exc))
+
+
+def _fail(ctx: click.Context, message: str) -> None:
+    click.echo(f"{ctx.invoked_subcommand}: {message}", err=True)
+    sys.exit(engine.EXIT_FAILED)
+
+
+def _host_file_problem(exc: OSError) -> str:
+    where = Path(exc.filename) if exc.filename else None
+    if where is not None and not where.parent.is_dir():
+        return (f"{where.parent} does not exist, so {where.name} cannot be used; next step: "
+                f"run this on the appliance (or give --root the prefix it is installed "
+                f"under); if the appliance's directories are gone, reinstall it from the ISO")
+    return (f"{where or 'a host file'}: {exc.strerror or exc}; next step: run it as root "
+            f"(sudo alga-appliance ...), and check the disk (df -h; dmesg | tail)")
+
+
+@click.group(cls=Commands)
 @click.version_option(__version__, prog_name="alga-appliance")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path),
               help=f"Prefix for every host path (also ${paths.ROOT_ENV}); for tests.")
@@ -35,9 +64,6 @@ def phase_command(name: str, kubeconfig: str) -> None:
     except runlock.Busy as exc:
         click.echo(f"alga-appliance phase {name}: {exc}", err=True)
         sys.exit(engine.EXIT_BUSY)
-    except state.StateFileInvalid as exc:
-        click.echo(f"alga-appliance phase {name}: {exc}", err=True)
-        sys.exit(engine.EXIT_FAILED)
     if status != 0:
         failure = state.read(state.INSTALL_STATE)["phases"][name]["failure"]
         click.echo(f"alga-appliance phase {name} failed [{failure['category']}]: "
@@ -92,7 +118,7 @@ def recover_setup_command() -> None:
 
     try:
         found = request.resume_after_reboot()
-    except (state.StateFileInvalid, request.NotAccepted) as exc:
+    except request.NotAccepted as exc:
         click.echo(f"recover-setup: {exc}", err=True)
         sys.exit(engine.EXIT_FAILED)
     if found is None:
@@ -227,9 +253,6 @@ def update_command(channel: str, check_only: bool, confirm: bool, digest: str | 
         click.echo(f"update: {exc}\n  to go ahead: alga-appliance update --channel {channel} "
                    "--confirm", err=True)
         sys.exit(2)
-    except state.StateFileInvalid as exc:
-        click.echo(f"update: {exc}", err=True)
-        sys.exit(engine.EXIT_FAILED)
     click.echo("\n".join(history.summary_lines(entry)))
     sys.exit(engine.EXIT_FAILED if entry["result"] == "failed" else 0)
 

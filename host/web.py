@@ -124,7 +124,7 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = addresses.no
         ("POST", "/api/updates"): lambda environ: _update_request(environ, root),
         ("POST", "/api/support-bundle"): lambda environ: _support_bundle_request(root),
         ("GET", "/api/support-bundle"): lambda environ: (200, {
-            "status": state.read(state.SUPPORT_BUNDLE_STATUS, root),
+            "status": support_request.last_status(root),
             "bundles": support_request.available(root)}),
         ("GET", "/api/support-bundle/download"): lambda environ: (
             200, _bundle_archive(environ, root)),
@@ -149,6 +149,8 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = addresses.no
         except HttpError as exc:
             status, body = exc.status, exc.body
             extra_headers = exc.headers
+        except state.StateFileInvalid as exc:
+            status, body = 503, broken_state_file(exc)
         except Exception as exc:  # never a traceback to the client; the journal has it
             print(f"alga-appliance web: {method} {path}: {exc!r}", file=sys.stderr)
             status, body = 500, {"error": "internal error; see journalctl -u alga-appliance"}
@@ -158,6 +160,13 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = addresses.no
         return [json.dumps(body).encode()]
 
     return app
+
+
+def broken_state_file(exc: state.StateFileInvalid) -> dict:
+    """A state file the request needs is unreadable or invalid: 503 until the admin moves it
+    aside (the next step says how; the Support page still makes a bundle with it)."""
+    return {"error": f"the {exc.state.name} file cannot be used: it is {exc.problem}",
+            "file": str(exc.path), "next_step": exc.next_step}
 
 
 def _updates(root: Path | None) -> dict:

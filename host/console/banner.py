@@ -68,8 +68,24 @@ def _wrapped(text: str) -> list[str]:
 
 
 def update(root: Path | None = None) -> bool:
-    """Re-render the banner; True when it changed (and the gettys were told to redraw)."""
-    text = render(addresses.node_addresses(), rollup(root), token.read_token(root))
+    """Re-render the banner; True when it changed (and the gettys were told to redraw).
+    A broken state file is shown on the banner (the console admin needs the setup address
+    and token all the more), then raised for the caller to report."""
+    broken = None
+    try:
+        current = rollup(root)
+    except state.StateFileInvalid as exc:
+        broken = exc
+        current = {"state": "failed_action_required",
+                   "message": f"The {exc.state.name} file {exc.path} is {exc.problem}.",
+                   "next_action": exc.next_step}
+    changed = _write(render(addresses.node_addresses(), current, token.read_token(root)), root)
+    if broken is not None:
+        raise broken
+    return changed
+
+
+def _write(text: str, root: Path | None) -> bool:
     issue = paths.on_host(paths.ISSUE_FILE, root)
     if issue.exists() and issue.read_text() == text:
         return False

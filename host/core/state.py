@@ -3,14 +3,17 @@ code that reads or writes them.
 
 Every write is validated first, then made atomic: a temporary file in the same
 directory, fsync, rename, fsync of the directory. Every read is validated; a file that
-fails is reported by name, path and JSON pointer and is never silently replaced.
+cannot be read or fails is reported by name, path, JSON pointer and the next step, and is
+never silently replaced.
 All paths sit under the root prefix of host.core.paths, which tests move.
 """
 
 import datetime
+import glob
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,46 +41,82 @@ class StateFile:
     filename: str
     schema: str
     mode: int
+    without: str  # what happens once a broken copy is moved aside: the admin's next step
     migrate: Callable[[dict], dict] | None = None  # an older shape → the current, on read
 
     def path(self, root: Path | None = None) -> Path:
         return paths.on_host(self.directory, root) / self.filename
 
 
-SETUP_INPUTS = StateFile("setup inputs", paths.CONFIG_DIR, "setup-inputs.json",
-                         "setup-inputs.schema.json", 0o640, migrations.setup_inputs)
-INSTALL_STATE = StateFile("install state", paths.STATE_DIR, "install-state.json",
-                          "install-state.schema.json", 0o640, migrations.install_state)
-PREFLIGHT_REPORT = StateFile("preflight report", paths.STATE_DIR, "preflight-report.json",
-                             "preflight-report.schema.json", 0o640,
-                             migrations.preflight_report)
-SELECTED_RELEASE = StateFile("selected release", paths.STATE_DIR, "selected-release.json",
-                             "selected-release.schema.json", 0o640, migrations.selected_release)
+SETUP_INPUTS = StateFile(
+    "setup inputs", paths.CONFIG_DIR, "setup-inputs.json", "setup-inputs.schema.json", 0o640,
+    "setup asks for its answers again", migrations.setup_inputs)
+INSTALL_STATE = StateFile(
+    "install state", paths.STATE_DIR, "install-state.json", "install-state.schema.json", 0o640,
+    "setup shows as never run: submit it again with the same answers (the phases check what "
+    "is already done)", migrations.install_state)
+PREFLIGHT_REPORT = StateFile(
+    "preflight report", paths.STATE_DIR, "preflight-report.json",
+    "preflight-report.schema.json", 0o640, "the next preflight writes it again",
+    migrations.preflight_report)
+SELECTED_RELEASE = StateFile(
+    "selected release", paths.STATE_DIR, "selected-release.json",
+    "selected-release.schema.json", 0o640,
+    "run an update check: the next update selects the release again",
+    migrations.selected_release)
 ENDPOINTS = StateFile("endpoint overrides", paths.CONFIG_DIR, "endpoints.json",
-                      "endpoints.schema.json", 0o644)
-HOST_CHANGES = StateFile("host changes", paths.STATE_DIR, "host-changes.json",
-                         "host-changes.schema.json", 0o640)
+                      "endpoints.schema.json", 0o644, "the default endpoints are used")
+HOST_CHANGES = StateFile(
+    "host changes", paths.STATE_DIR, "host-changes.json", "host-changes.schema.json", 0o640,
+    "the record of what setup changed on the host starts again (the bundle keeps the old one)")
 STATUS = StateFile("status snapshot", paths.STATE_DIR, "status.json", "status.schema.json",
-                   0o640, migrations.status)
+                   0o640, "the status timer writes a new one within a minute",
+                   migrations.status)
 MAINTENANCE = StateFile("maintenance metadata", paths.STATE_DIR, "maintenance.json",
-                        "maintenance.schema.json", 0o640)
-SUPPORT_BUNDLE_STATUS = StateFile("support bundle status", paths.STATE_DIR,
-                                  "support-bundle-status.json",
-                                  "support-bundle-status.schema.json", 0o640)
-UPDATE_HISTORY = StateFile("update history", paths.STATE_DIR, "update-history.json",
-                           "update-history.schema.json", 0o640, migrations.update_history)
+                        "maintenance.schema.json", 0o640,
+                        "the next install or update writes it again")
+SUPPORT_BUNDLE_STATUS = StateFile(
+    "support bundle status", paths.STATE_DIR, "support-bundle-status.json",
+    "support-bundle-status.schema.json", 0o640, "the next support bundle writes it again")
+UPDATE_HISTORY = StateFile(
+    "update history", paths.STATE_DIR, "update-history.json", "update-history.schema.json",
+    0o640, "the update history starts again (the bundle keeps the old one)",
+    migrations.update_history)
 # Where releases come from, as the release engineer built it into the payload.
-RELEASE_SOURCE = StateFile("release source", paths.INSTALL_DIR, "release-source.json",
-                           "release-source.schema.json", 0o644)
+RELEASE_SOURCE = StateFile(
+    "release source", paths.INSTALL_DIR, "release-source.json", "release-source.schema.json",
+    0o644, "setup and updates have no release source: send the bundle to support")
+STATE_FILES = (SETUP_INPUTS, INSTALL_STATE, PREFLIGHT_REPORT, SELECTED_RELEASE, ENDPOINTS,
+               HOST_CHANGES, STATUS, MAINTENANCE, SUPPORT_BUNDLE_STATUS, UPDATE_HISTORY,
+               RELEASE_SOURCE)
+STALE_TEMP_AGE = 60.0  # seconds: a temporary file this old lost its writer (see write_atomically)
 
 
 class StateFileInvalid(Exception):
-    """A state file exists but is unreadable or fails its schema."""
+    """A state file exists but is unreadable or fails its schema. Every reader that cannot
+    go on without the file shows this message: the file, what is wrong and the next step."""
 
     def __init__(self, state: StateFile, path: Path, pointer: str, message: str):
         self.state, self.path, self.pointer = state, path, pointer
-        super().__init__(f"{state.name} ({path}) is invalid at {pointer or '/'}: {message}; "
-                         "it was left as it is for support to inspect")
+        self.problem = f"invalid at {pointer or '/'}: {message}"
+        self.next_step = (
+            "make a support bundle (the Support page, or: sudo alga-appliance support-bundle), "
+            f"then move the file aside (sudo mv {path} {aside(path)}): {state.without}; "
+            "see docs/support/common-fixes.md, \"A broken state file\"")
+        super().__init__(f"{state.name} ({path}) is {self.problem}; it was left as it is for "
+                         f"support to inspect; next step: {self.next_step}")
+
+
+def aside(path: Path) -> Path:
+    """Where a broken state file is moved to: support bundles collect it there too."""
+    return path.with_name(f"{path.name}.broken")
+
+
+def set_aside(state: StateFile, root: Path | None = None) -> None:
+    """Move a broken `state` aside (replacing an older broken copy), for a writer that
+    may start afresh without it."""
+    path = state.path(root)
+    os.replace(path, aside(path))
 
 
 def read(state: StateFile, root: Path | None = None) -> dict | None:
@@ -87,6 +126,11 @@ def read(state: StateFile, root: Path | None = None) -> dict | None:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+    except OSError as exc:  # a directory in its place, no permission, an I/O error
+        raise StateFileInvalid(state, path, "", f"unreadable ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise StateFileInvalid(state, path, "", f"not UTF-8 text ({exc.reason} at byte "
+                               f"{exc.start})") from exc
     try:
         document = json.loads(text)
     except ValueError as exc:
@@ -111,7 +155,8 @@ def write(state: StateFile, document: dict, root: Path | None = None) -> Path:
 
 def write_atomically(path: Path, data: bytes, mode: int) -> None:
     """Replace `path` with `data`: readers see the old file or the new one, never a mix."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    remove_stale_temps(path)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path))
     try:
         with os.fdopen(fd, "wb") as fp:
             os.fchmod(fp.fileno(), mode)
@@ -123,6 +168,24 @@ def write_atomically(path: Path, data: bytes, mode: int) -> None:
         Path(temp).unlink(missing_ok=True)
         raise
     fsync_directory(path.parent)
+
+
+def temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Remove what writers of `path` killed mid-write left. Writers may run concurrently
+    (the status timer beside a phase), so only temporary files older than STALE_TEMP_AGE:
+    a live writer holds one for the milliseconds of a write and fsync. One whose fsync
+    stalls longer only fails its rename, leaving the old file in place."""
+    cutoff = time.time() - STALE_TEMP_AGE
+    for temp in path.parent.glob(f"{glob.escape(temp_prefix(path))}*"):
+        try:
+            if temp.lstat().st_mtime < cutoff:
+                temp.unlink()
+        except FileNotFoundError:
+            pass  # another writer removed it first
 
 
 def fsync_directory(path: Path) -> None:

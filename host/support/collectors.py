@@ -197,7 +197,13 @@ def state_file(source: state.StateFile) -> Collector:
     name = f"state/{source.filename}"
 
     def gather(ctx: Context, out: Output) -> None:
-        data = read_host_file(ctx.root, str(Path(source.directory) / source.filename))
+        host_path = Path(source.directory) / source.filename
+        broken = state.aside(host_path)
+        data = read_host_file(ctx.root, str(broken))
+        if data is not None:
+            out.add(f"state/{broken.name}", data)
+            out.notes.append(f"{broken} is a broken {source.name} moved aside")
+        data = read_host_file(ctx.root, str(host_path))
         if data is None:
             out.notes.append(f"no {source.name} yet")
             return
@@ -483,10 +489,14 @@ def local_known_values(root: Path | None) -> list[KnownValue]:
     for path in paths.K3S_TOKENS:
         with contextlib.suppress(FileNotFoundError):
             found.append(KnownValue("k3s-token", paths.on_host(path, root).read_text().strip()))
-    # Read leniently: an invalid inputs file is collected too, and may hold the password.
-    with contextlib.suppress(FileNotFoundError, ValueError, AttributeError):
-        inputs = json.loads(state.SETUP_INPUTS.path(root).read_text())
-        found += _proxy_credentials(inputs.get("proxy") or {})
+    # Read leniently: an invalid inputs file, and one moved aside, are collected too, and
+    # may hold the password.
+    inputs_path = state.SETUP_INPUTS.path(root)
+    for path in (inputs_path, state.aside(inputs_path)):
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError, ValueError,
+                                 AttributeError):
+            inputs = json.loads(path.read_text())
+            found += _proxy_credentials(inputs.get("proxy") or {})
     return found
 
 

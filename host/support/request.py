@@ -27,13 +27,26 @@ class Busy(Exception):
 
 def submit(root: Path | None = None) -> str:
     """Spool a request; its id. Raises Busy."""
-    current = state.read(state.SUPPORT_BUNDLE_STATUS, root)
-    if current and current["state"] == "running":
+    if running(root):
         raise Busy("a support bundle is being made; wait for it")
     try:
         return spool.submit(spool.SUPPORT_BUNDLE, {"requested_at": state.timestamp()}, root)
     except spool.AlreadyPending as exc:
         raise Busy("a support bundle was already asked for and starts in a moment") from exc
+
+
+def last_status(root: Path | None = None) -> dict | None:
+    """The last web bundle's status; a broken status file reads as none, since the next
+    bundle replaces it (and the bundle is how support sees what broke it)."""
+    try:
+        return state.read(state.SUPPORT_BUNDLE_STATUS, root)
+    except state.StateFileInvalid:
+        return None
+
+
+def running(root: Path | None = None) -> bool:
+    current = last_status(root)
+    return bool(current) and current["state"] == "running"
 
 
 def bundle_dir(root: Path | None = None) -> Path:
@@ -67,6 +80,10 @@ def accept(root: Path | None = None, owner: str = paths.SERVICE_USER) -> str | N
     request = spool.take(spool.SUPPORT_BUNDLE, root)
     if request is None:
         return None
+    try:
+        state.read(state.SUPPORT_BUNDLE_STATUS, root)
+    except state.StateFileInvalid:  # kept for the bundle, which collects it from there
+        state.set_aside(state.SUPPORT_BUNDLE_STATUS, root)
     status = {"state": "running", "request_id": request["id"],
               "requested_at": request["requested_at"], "started_at": state.timestamp(),
               "finished_at": None, "step": "starting", "done": 0, "total": 0,

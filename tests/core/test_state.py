@@ -85,3 +85,37 @@ def test_killing_a_writer_at_any_point_leaves_a_valid_old_or_new_file(tmp_path_f
     document = state.read(state.SETUP_INPUTS, root)
     assert document is None or document["app_url"] in ("http://10.0.0.5:3000",
                                                        "http://10.0.0.6:3000")
+
+
+@pytest.mark.parametrize("target", [state.INSTALL_STATE, state.SETUP_INPUTS, state.STATUS])
+def test_a_killed_writers_temp_files_go_at_the_next_write_a_live_writers_stay(root, target):
+    path = target.path()
+    stale = [path.parent / f".{path.name}.{suffix}" for suffix in ("k1ll3d", "a*b[c")]
+    for temp in stale:
+        temp.write_text('{"half": ')
+        os.utime(temp, (time.time() - 120, time.time() - 120))
+    live = path.parent / f".{path.name}.wr1t1ng"  # another writer, mid-write just now
+    live.write_text("{")
+    other = path.parent / ".preflight-report.json.0ld"  # not this file's: left to its writer
+    other.write_text("{")
+    os.utime(other, (time.time() - 120, time.time() - 120))
+    examples = ROOT / "tests/schema_examples" / target.schema.removesuffix(".schema.json")
+    state.write(target, json.loads(sorted(examples.glob("valid*"))[0].read_text()))
+    assert not any(temp.exists() for temp in stale)
+    assert live.exists() and other.exists()
+    assert state.read(target) is not None
+
+
+@pytest.mark.parametrize(("damage", "problem"), [
+    (b"\xff\xfe{}", "not UTF-8 text"), (b"", "not JSON"), (None, "unreadable (Is a directory)")])
+def test_an_unreadable_file_is_reported_with_the_next_step(root, damage, problem):
+    path = state.INSTALL_STATE.path()
+    if damage is None:
+        path.mkdir()
+    else:
+        path.write_bytes(damage)
+    with pytest.raises(state.StateFileInvalid) as caught:
+        state.read(state.INSTALL_STATE)
+    assert problem in caught.value.problem
+    assert f"sudo mv {path} {path}.broken" in caught.value.next_step
+    assert str(caught.value).startswith(f"install state ({path}) is invalid at /: {problem}")

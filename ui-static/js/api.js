@@ -7,11 +7,16 @@ export class Unauthorized extends Error {}
 export class RateLimited extends Error {
   constructor(seconds) { super(`too many attempts; wait ${seconds} s`); this.seconds = seconds; }
 }
+// A refusal: its message, with the file and the next step when a state file is broken (503
+// {error, file, next_step}), so every page that shows a refusal shows how to recover.
 export class ApiError extends Error {
   constructor(status, body) {
-    super(body && body.error ? body.error : `HTTP ${status}`);
+    const message = body && body.error ? body.error : `HTTP ${status}`;
+    super(body && body.file ? `${message} (${body.file}). Next step: ${body.next_step}`
+      : message);
     this.status = status;
     this.fields = (body && body.fields) || [];
+    this.file = (body && body.file) || null;
   }
 }
 

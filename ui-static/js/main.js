@@ -1,7 +1,7 @@
 // The page shell: sign-in, which page shows, navigation, and the one poller that keeps
 // install state and status fresh for every page.
 
-import {Poller, RateLimited, Unauthorized, request, takeTokenFromAddress, token}
+import {ApiError, Poller, RateLimited, Unauthorized, request, takeTokenFromAddress, token}
   from "./api.js";
 import * as dashboard from "./dashboard.js";
 import {$, $$} from "./dom.js";
@@ -82,16 +82,31 @@ const poller = new Poller(refresh, {
       actions.failed(error);
       return;
     }
-    notice(`Lost contact with the appliance (${error.message}). Retrying in ${Math.round(delay / 1000)} s.`);
+    if (error instanceof ApiError) notice(error.message); // it answered: say what it said
+    else notice(`Lost contact with the appliance (${error.message}). Retrying in ${Math.round(delay / 1000)} s.`);
   },
 });
 
+// A broken state file (an ApiError naming its file) is reported and the pages stay up, so
+// the Support page can still make the bundle support needs.
+async function orBroken(call, broken) {
+  try {
+    return await call;
+  } catch (error) {
+    if (!(error instanceof ApiError && error.file)) throw error;
+    broken.push(error.message);
+    return {};
+  }
+}
+
 async function refresh() {
+  const broken = [];
   const [install, status] = await Promise.all([
-    request("GET", "/api/install"), request("GET", "/api/status")]);
+    orBroken(request("GET", "/api/install"), broken),
+    orBroken(request("GET", "/api/status"), broken)]);
   const previous = app.install && app.install.status;
-  Object.assign(app, {install: install.install, preflight: install.preflight,
-                      status: status.status});
+  Object.assign(app, {install: install.install || null, preflight: install.preflight || null,
+                      status: status.status || null});
   if (app.submitted !== null && !app.waiting()) {
     sessionStorage.removeItem(SUBMITTED_KEY);
     app.submitted = null;
@@ -99,7 +114,7 @@ async function refresh() {
   if (app.install && app.install.status !== previous && previous !== undefined) {
     await actions.refreshContext(); // the inputs may have changed with the new run
   }
-  notice(null);
+  notice(broken.length ? broken.join(" ") : null);
   updateNav();
   await render(); // a page may ask for the fast rate (a bundle being made)
   const settled = !app.waiting() && app.install &&
@@ -182,7 +197,8 @@ async function start() {
       actions.failed(error);
       return;
     }
-    notice(`The appliance did not answer (${error.message}). Retrying…`);
+    notice(error instanceof ApiError ? error.message
+      : `The appliance did not answer (${error.message}). Retrying…`);
   }
   show(pageFor(window.location.pathname), false);
   poller.start();
