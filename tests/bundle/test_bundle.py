@@ -493,3 +493,32 @@ def test_the_command_line(lab, monkeypatch, tmp_path):
     refused = CliRunner().invoke(cli.main, ["--root", str(root), "support-bundle"])
     assert refused.exit_code == 1
     assert "must run as root (sudo alga-appliance support-bundle)" in refused.output
+
+
+@pytest.mark.parametrize(("name", "data"), [
+    ("truncated", f'{{"status": "failed", "note": "token {TOKEN}", "pha'.encode()),
+    ("not UTF-8", f'{{"\xff": "{PROXY_PASSWORD}"}}'.encode("latin-1")),
+    ("schema-invalid", json.dumps({"status": "exploded", "token": TOKEN}).encode()),
+])
+def test_a_broken_install_state_is_collected_as_it_is_redacted_and_said_invalid(lab, name,
+                                                                                 data):
+    root, _ = lab
+    path = state.INSTALL_STATE.path(root)
+    path.write_bytes(data)
+    archive = create(root)
+    found = members(archive)
+    collected = found["state/install-state.json"]
+    assert TOKEN.encode() not in collected and PROXY_PASSWORD.encode() not in collected
+    assert len(collected) > 10  # the file itself, not a placeholder
+    notes = by_name(manifest_of(archive))["state/install-state"]["notes"]
+    assert any(f"install state ({path}) is invalid" in note for note in notes), notes
+    assert "install state" in found["SUMMARY.md"].decode()
+
+
+def test_a_state_file_moved_aside_is_collected_too(lab):
+    root, _ = lab
+    path = state.INSTALL_STATE.path(root)
+    path.rename(state.aside(path))
+    found = members(create(root))
+    assert b'"status": "failed"' in found["state/install-state.json.broken"]
+    assert "state/install-state.json" not in found
