@@ -495,16 +495,11 @@ def test_the_command_line(lab, monkeypatch, tmp_path):
     assert "must run as root (sudo alga-appliance support-bundle)" in refused.output
 
 
-@pytest.mark.parametrize(("name", "data"), [
-    ("truncated", f'{{"status": "failed", "note": "token {TOKEN}", "pha'.encode()),
-    ("not UTF-8", f'{{"\xff": "{PROXY_PASSWORD}"}}'.encode("latin-1")),
-    ("schema-invalid", json.dumps({"status": "exploded", "token": TOKEN}).encode()),
-])
-def test_a_broken_install_state_is_collected_as_it_is_redacted_and_said_invalid(lab, name,
-                                                                                 data):
+def test_a_non_utf8_install_state_is_collected_as_it_is_redacted_and_said_invalid(lab):
+    # (Truncated and schema-invalid files were already collected so; the bytes were not.)
     root, _ = lab
     path = state.INSTALL_STATE.path(root)
-    path.write_bytes(data)
+    path.write_bytes(f'{{"\xff": "{PROXY_PASSWORD}", "token": "{TOKEN}"'.encode("latin-1"))
     archive = create(root)
     found = members(archive)
     collected = found["state/install-state.json"]
