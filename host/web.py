@@ -4,8 +4,8 @@ service user).
 It changes nothing on the host itself: it reads the state files the phases and the
 collector write (and the appliance units' journal, read-only), validates requests and
 hands them to systemd through the spool. Every API endpoint
-but /healthz needs `Authorization: Bearer <setup token>`; failed attempts are rate-limited
-per client address.
+but /healthz needs `Authorization: Bearer <setup token>`: without a valid token on the host
+it answers 503 (fail closed); failed attempts are rate-limited per client address.
 """
 
 import collections
@@ -232,16 +232,28 @@ def _static(method: str, path: str, start_response) -> Iterable[bytes]:
 
 
 def _authenticate(environ: dict, root: Path | None, limiter: FailedAuthLimiter) -> None:
+    expected = _setup_token(root)
     client = environ.get("REMOTE_ADDR", "unknown")
     wait = limiter.retry_after(client)
     if wait is not None:
         raise HttpError(429, "too many failed attempts", headers=[("Retry-After", str(wait))])
     scheme, _, presented = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-    if scheme != "Bearer" or not token.matches(presented.strip(), token.read_token(root)):
+    if scheme != "Bearer" or not token.matches(presented.strip(), expected):
         limiter.failed(client)
         # No detail: nothing that tells a guesser how close it came.
         raise HttpError(401, "unauthorized",
                         headers=[("WWW-Authenticate", 'Bearer realm="alga-appliance"')])
+
+
+def _setup_token(root: Path | None) -> str:
+    """The token; 503 without a valid one (fail closed: no token lets no one in)."""
+    try:
+        return token.read_token(root)
+    except token.NoValidToken as exc:
+        raise HttpError(503, str(exc)) from exc
+    except OSError as exc:
+        raise HttpError(503, f"the setup token {token.token_path(root)} cannot be read "
+                        f"({exc.strerror or exc}); {token.NEXT_STEP}") from exc
 
 
 def _json_body(environ: dict) -> dict:

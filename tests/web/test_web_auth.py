@@ -1,0 +1,176 @@
+"""The web service's door (issue 19, items 3 to 5): the setup token fails closed, the
+lockout never locks out the admin, and no request value reaches the journal unredacted or
+unescaped. Over HTTP against a real waitress server on loopback addresses."""
+
+import http.client
+import json
+import os
+import pwd
+import re
+import subprocess
+import sys
+
+import pytest
+import requests
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.base import make_host_root, serve_wsgi
+from support.openapi_check import assert_documented
+
+from host import cli, web
+from host.core import paths, token
+
+NODE_IP = "10.0.0.5"
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{32}")
+USER = os.environ.get("USER", "root")
+PATHS = [("GET", "/api/status"), ("GET", "/api/install"), ("POST", "/api/setup"),
+         ("POST", "/api/support-bundle"), ("GET", "/api/logs")]
+# Each example of these starts a server or rewrites the file the fixture's server reads.
+fixture_per_test = settings(max_examples=25, deadline=None,
+                            suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    make_host_root(tmp_path, paths.SPOOL_DIR)
+    monkeypatch.setenv(paths.ROOT_ENV, str(tmp_path))
+    return tmp_path
+
+
+def serve(root, limiter=None, journal=None):
+    return serve_wsgi(web.make_app(root, node_ip=lambda: NODE_IP, limiter=limiter,
+                                   journal=journal))
+
+
+def get(url, path="/api/status", bearer=None, source="127.0.0.1"):
+    """GET `path` from the loopback address `source` (all of 127/8 is this host); the
+    status, headers and parsed body."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5,
+                                            source_address=(source, 0))
+    try:
+        connection.request("GET", path, headers={} if bearer is None else {
+            "Authorization": f"Bearer {bearer}"})
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), json.loads(response.read())
+    finally:
+        connection.close()
+
+
+# --- item 3: no valid token on disk, no way in ---------------------------------------------
+
+# What a token file may hold that is no token: each kind named, so every run covers all.
+not_a_token = st.one_of(
+    st.just(b""),
+    st.text(" \t\r\n\v\f", min_size=1, max_size=8).map(str.encode),  # whitespace
+    st.from_regex(r"[A-Za-z0-9_-]{1,31}", fullmatch=True).map(str.encode),  # too short
+    st.from_regex(r"[A-Za-z0-9_-]{257,300}", fullmatch=True).map(str.encode),  # too long
+    # the right length, with a character no token has (a space, +, /, =, non-ASCII)
+    st.tuples(st.from_regex(r"[A-Za-z0-9_-]{32}", fullmatch=True),
+              st.sampled_from([" ", "+", "/", "=", "é", "\x00", "%"]),
+              st.integers(1, 31)).map(lambda t: (t[0][:t[2]] + t[1] + t[0][t[2]:]).encode()),
+    # not UTF-8 at all
+    st.binary(min_size=1, max_size=64).filter(lambda b: not _utf8(b)),
+)
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _presented(contents: bytes) -> str:
+    """What a guesser would present for a file holding `contents`: the file's own text, as
+    far as a header can carry it."""
+    return "".join(c for c in contents.decode("latin-1") if c.isprintable()).strip()
+
+
+@fixture_per_test
+@given(contents=not_a_token)
+def test_a_token_file_without_a_valid_token_refuses_everyone_with_503(root, contents):
+    token.token_path(root).write_bytes(contents)
+    with serve(root) as url:
+        for bearer in (None, "", _presented(contents), "x" * 32):
+            headers = {} if bearer is None else {"Authorization": f"Bearer {bearer}"}
+            for method, path in PATHS[:2] if bearer else PATHS:
+                response = requests.request(method, f"{url}{path}", json={}, headers=headers,
+                                            timeout=5)
+                assert response.status_code == 503, (bearer, path, response.text)
+                assert_documented(response, method, path)
+                message = response.json()["error"]
+                assert str(token.token_path(root)) in message
+                assert "sudo alga-appliance ensure-token" in message
+        assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
+
+
+def test_a_missing_or_unreadable_token_file_answers_503_naming_it(root):
+    with serve(root) as url:
+        status, _, body = get(url, bearer="x" * 32)
+        assert status == 503 and body["error"] == (
+            f"no valid setup token: {token.token_path(root)} does not exist; "
+            "on the host run: sudo alga-appliance ensure-token")
+        token.token_path(root).mkdir()  # a directory: read fails with EISDIR
+        status, _, body = get(url, bearer="x" * 32)
+        assert status == 503 and str(token.token_path(root)) in body["error"]
+        assert "Is a directory" in body["error"] and "ensure-token" in body["error"]
+
+
+@fixture_per_test
+@given(contents=not_a_token)
+def test_ensure_token_replaces_a_file_that_holds_no_valid_token(root, contents):
+    path = token.token_path(root)
+    path.write_bytes(contents)
+    path.chmod(0o644)
+    secret = token.ensure_token(root, owner=USER)
+    assert TOKEN_SHAPE.fullmatch(secret)
+    assert path.read_text() == secret + "\n" and path.stat().st_mode & 0o777 == 0o600
+    assert token.ensure_token(root, owner=USER) == secret  # now kept
+
+
+@fixture_per_test
+@given(secret=st.from_regex(r"[A-Za-z0-9_-]{32,256}", fullmatch=True),
+       around=st.sampled_from(["", "\n", " \n", "\r\n", "\t", "\n\n"]))
+def test_a_valid_token_file_is_kept_and_works(root, secret, around):
+    written = (around + secret + around).encode()
+    token.token_path(root).write_bytes(written)
+    assert token.ensure_token(root, owner=USER) == secret
+    assert token.token_path(root).read_bytes() == written  # kept as it is
+    with serve(root) as url:
+        assert get(url, bearer=secret)[0] == 200
+        assert get(url, bearer=secret[:-1])[0] == 401
+
+
+def test_ensure_token_command_repairs_and_says_why_without_the_token(root, monkeypatch):
+    # The service user does not exist here: the current user stands in for it.
+    monkeypatch.setattr(token.pwd, "getpwnam", lambda name: pwd.getpwuid(os.getuid()))
+    path = token.token_path(root)
+    path.write_text("  \n")
+    result = CliRunner().invoke(cli.main, ["ensure-token"])
+    secret = token.read_token(root)
+    assert result.exit_code == 0, result.output
+    assert result.output == (f"ensure-token: {path} is empty; wrote a new setup token "
+                             "(sudo alga-appliance token show prints it)\n")
+    result = CliRunner().invoke(cli.main, ["ensure-token"])
+    assert (result.exit_code, result.output) == (0, "")  # a valid token is left alone
+    assert token.read_token(root) == secret
+    path.write_text("short")
+    result = CliRunner().invoke(cli.main, ["token", "show"])
+    assert result.exit_code == 0 and TOKEN_SHAPE.fullmatch(result.output.strip())
+    assert result.output.strip() != "short" and token.read_token(root) != secret
+
+
+@pytest.mark.parametrize("contents", [None, b"", b" \n", b"short", b"\xff" * 40])
+def test_serve_refuses_to_start_without_a_valid_token(root, contents):
+    if contents is not None:
+        token.token_path(root).write_bytes(contents)
+    result = subprocess.run([sys.executable, "-m", "host", "serve", "--host", "127.0.0.1",
+                             "--port", "0"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(f"alga-appliance serve: no valid setup token: "
+                                    f"{token.token_path(root)} ")
+    assert result.stderr.rstrip().endswith("on the host run: sudo alga-appliance ensure-token")
+    assert "Traceback" not in result.stderr
