@@ -5,10 +5,12 @@ It changes nothing on the host itself: it reads the state files the phases and t
 collector write (and the appliance units' journal, read-only), validates requests and
 hands them to systemd through the spool. Every API endpoint
 but /healthz needs `Authorization: Bearer <setup token>`: without a valid token on the host
-it answers 503 (fail closed); failed attempts are rate-limited per client address.
+it answers 503 (fail closed); wrong tokens are rate-limited per client address, the right
+one never is.
 """
 
 import collections
+import ipaddress
 import json
 import mimetypes
 import os
@@ -70,34 +72,62 @@ class HttpError(Exception):
 
 
 class FailedAuthLimiter:
-    """Failed token attempts per client address within a sliding window."""
+    """Wrong tokens presented per client, within a sliding window: a client that presented
+    `limit` of them is refused (429) until the oldest leaves the window. Attempts refused
+    that way are not counted, so each client holds at most `limit` timestamps.
 
-    def __init__(self, limit: int = FAILED_AUTH_LIMIT, window: float = FAILED_AUTH_WINDOW):
-        self.limit, self.window = limit, window
+    Memory is bounded by `tracked` clients, and the bound must not become a way to unlock
+    an address: when the table is full, clients whose failures have all left the window go
+    first, then the unlocked client that failed longest ago (it loses at most limit - 1
+    failures); a locked client is never evicted, so flooding the table from many addresses
+    frees none of them. When every tracked client is locked, a new client is treated as
+    locked too, until a slot frees: refusing a few wrong tokens too many is safe, since the
+    right token is checked before the limiter and always works.
+    """
+
+    def __init__(self, limit: int = FAILED_AUTH_LIMIT, window: float = FAILED_AUTH_WINDOW,
+                 tracked: int = TRACKED_CLIENTS, clock: Callable[[], float] = time.monotonic):
+        self.limit, self.window, self.tracked, self.clock = limit, window, tracked, clock
+        # Ordered by each client's last counted failure, oldest first.
         self.failures: collections.OrderedDict[str, collections.deque] = (
             collections.OrderedDict())
         self.lock = threading.Lock()
 
-    def retry_after(self, client: str) -> int | None:
-        """Seconds until `client` may try again, or None if it may now."""
+    def wrong_token(self, client: str) -> int | None:
+        """Count a wrong token from `client`: None when counted, or the seconds until it may
+        try again when it is locked (the attempt is then not counted)."""
         with self.lock:
-            recent = self._recent(client)
-            if len(recent) < self.limit:
-                return None
-            return max(1, int(recent[0] + self.window - time.monotonic()) + 1)
-
-    def failed(self, client: str) -> None:
-        with self.lock:
-            self._recent(client).append(time.monotonic())
+            now = self.clock()
+            cutoff = now - self.window
+            while self.failures and next(iter(self.failures.values()))[-1] <= cutoff:
+                self.failures.popitem(last=False)  # every failure of the oldest has expired
+            recent = self.failures.get(client)
+            if recent is None:
+                if len(self.failures) >= self.tracked and not self._evict_unlocked(cutoff):
+                    return self._wait(min(r[0] for r in self.failures.values()), now)
+                recent = self.failures[client] = collections.deque()
+            _expire(recent, cutoff)
+            if len(recent) >= self.limit:
+                return self._wait(recent[0], now)
+            recent.append(now)
             self.failures.move_to_end(client)
-            while len(self.failures) > TRACKED_CLIENTS:  # bounded memory, forever-running
-                self.failures.popitem(last=False)
+            return None
 
-    def _recent(self, client: str) -> collections.deque:
-        recent = self.failures.setdefault(client, collections.deque())
-        while recent and recent[0] < time.monotonic() - self.window:
-            recent.popleft()
-        return recent
+    def _evict_unlocked(self, cutoff: float) -> bool:
+        for client, recent in self.failures.items():
+            _expire(recent, cutoff)
+            if len(recent) < self.limit:
+                del self.failures[client]
+                return True
+        return False
+
+    def _wait(self, first_failure: float, now: float) -> int:
+        return max(1, int(first_failure + self.window - now) + 1)
+
+
+def _expire(recent: collections.deque, cutoff: float) -> None:
+    while recent and recent[0] <= cutoff:
+        recent.popleft()
 
 
 def make_app(root: Path | None = None, node_ip: Callable[[], str] = addresses.node_ip,
@@ -233,16 +263,29 @@ def _static(method: str, path: str, start_response) -> Iterable[bytes]:
 
 def _authenticate(environ: dict, root: Path | None, limiter: FailedAuthLimiter) -> None:
     expected = _setup_token(root)
-    client = environ.get("REMOTE_ADDR", "unknown")
-    wait = limiter.retry_after(client)
-    if wait is not None:
-        raise HttpError(429, "too many failed attempts", headers=[("Retry-After", str(wait))])
-    scheme, _, presented = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-    if scheme != "Bearer" or not token.matches(presented.strip(), expected):
-        limiter.failed(client)
-        # No detail: nothing that tells a guesser how close it came.
-        raise HttpError(401, "unauthorized",
-                        headers=[("WWW-Authenticate", 'Bearer realm="alga-appliance"')])
+    presented = _presented_token(environ)
+    # The right token first: it is never refused, whatever wrong ones came from the same
+    # address, so a lockout can never lock out the admin.
+    if presented is not None and token.matches(presented, expected):
+        return
+    if presented is not None:
+        wait = limiter.wrong_token(_client(environ))
+        if wait is not None:
+            raise HttpError(429, "too many wrong tokens from this address; the right token "
+                            "still works", headers=[("Retry-After", str(wait))])
+    # No detail: nothing that tells a guesser how close it came.
+    raise HttpError(401, "unauthorized",
+                    headers=[("WWW-Authenticate", 'Bearer realm="alga-appliance"')])
+
+
+def _presented_token(environ: dict) -> str | None:
+    """The bearer token the request presents, or None for none. Only a presented token can
+    be a guess, so only one counts as a failure: a request without one (an <img> on any web
+    page pointing here sends none, and no page can add the header without our consent)
+    must not lock out the admin's address."""
+    scheme, _, credential = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    credential = credential.strip()
+    return credential if scheme == "Bearer" and credential else None
 
 
 def _setup_token(root: Path | None) -> str:
@@ -254,6 +297,21 @@ def _setup_token(root: Path | None) -> str:
     except OSError as exc:
         raise HttpError(503, f"the setup token {token.token_path(root)} cannot be read "
                         f"({exc.strerror or exc}); {token.NEXT_STEP}") from exc
+
+
+def _client(environ: dict) -> str:
+    """Whom failures are counted for: the address, or an IPv6 client's /64 (one host
+    commonly holds a whole /64, and could otherwise spread its guesses over it)."""
+    address = environ.get("REMOTE_ADDR", "unknown")
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if parsed.version == 4:
+        return str(parsed)
+    if parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(ipaddress.ip_network((parsed, 64), strict=False))
 
 
 def _json_body(environ: dict) -> dict:

@@ -174,3 +174,117 @@ def test_serve_refuses_to_start_without_a_valid_token(root, contents):
                                     f"{token.token_path(root)} ")
     assert result.stderr.rstrip().endswith("on the host run: sudo alga-appliance ensure-token")
     assert "Traceback" not in result.stderr
+
+
+# --- item 4: the lockout never locks out the admin ----------------------------------------
+
+
+def test_the_right_token_always_works_from_a_locked_address(root):
+    secret = token.ensure_token(root, owner=USER)
+    with serve(root) as url:
+        for _ in range(10):
+            assert get(url, bearer="x" * 32)[0] == 401
+        for _ in range(5):
+            status, headers, body = get(url, bearer="y" * 32)
+            assert status == 429 and 1 <= int(headers["Retry-After"]) <= 61
+            assert body == {"error": "too many wrong tokens from this address; the right "
+                                     "token still works"}
+            assert get(url, bearer=secret)[0] == 200  # never 429
+        assert get(url, bearer="x" * 32, source="127.0.0.2")[0] == 401  # per address
+        assert requests.get(f"{url}/healthz", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize("header", [None, "Bearer", "Bearer ", "Basic dXNlcjpwYXNz",
+                                    "token abc", ""])
+def test_requests_without_a_token_are_refused_but_never_counted(root, header):
+    """An <img> or a link on any web page sends no Authorization header: a hundred of them
+    must not lock the admin's address."""
+    token.ensure_token(root, owner=USER)
+    with serve(root) as url:
+        host, port = url.removeprefix("http://").split(":")
+        for _ in range(30):
+            connection = http.client.HTTPConnection(host, int(port), timeout=5)
+            connection.request("GET", "/api/status",
+                               headers={} if header is None else {"Authorization": header})
+            assert connection.getresponse().status == 401
+            connection.close()
+        for _ in range(10):  # the address still has its ten tries
+            assert get(url, bearer="x" * 32)[0] == 401
+        assert get(url, bearer="x" * 32)[0] == 429
+
+
+def test_flooding_the_limiter_from_many_addresses_frees_no_locked_one(root):
+    secret = token.ensure_token(root, owner=USER)
+    limiter = web.FailedAuthLimiter(limit=3, tracked=8)
+    with serve(root, limiter=limiter) as url:
+        for _ in range(3):
+            assert get(url, bearer="x" * 32)[0] == 401
+        assert get(url, bearer="x" * 32)[0] == 429
+        # Forty other addresses each fail twice (unlocked, so evictable): the table stays
+        # bounded and 127.0.0.1 stays locked.
+        for last in range(2, 42):
+            for _ in range(2):
+                assert get(url, bearer="x" * 32, source=f"127.0.0.{last}")[0] == 401
+            assert len(limiter.failures) <= 8
+        assert get(url, bearer="x" * 32)[0] == 429
+        assert get(url, bearer=secret)[0] == 200
+
+
+def test_a_full_table_of_locked_addresses_refuses_new_ones_and_lets_the_right_token_in(root):
+    secret = token.ensure_token(root, owner=USER)
+    limiter = web.FailedAuthLimiter(limit=2, tracked=3)
+    with serve(root, limiter=limiter) as url:
+        for last in (1, 2, 3):
+            for _ in range(2):
+                assert get(url, bearer="x" * 32, source=f"127.0.0.{last}")[0] == 401
+        status, headers, _ = get(url, bearer="x" * 32, source="127.0.0.9")
+        assert status == 429 and 1 <= int(headers["Retry-After"]) <= 61
+        assert get(url, bearer=secret, source="127.0.0.9")[0] == 200
+        assert set(limiter.failures) == {"127.0.0.1", "127.0.0.2", "127.0.0.3"}
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# One step: a wrong token from one of a few clients (or many, to fill the table), or time
+# passing.
+steps = st.lists(st.one_of(st.tuples(st.just("fail"), st.integers(0, 30)),
+                           st.tuples(st.just("wait"), st.floats(0.0, 40.0))), max_size=200)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=steps, limit=st.integers(1, 5), tracked=st.integers(1, 6))
+def test_the_limiter_keeps_every_lock_and_stays_bounded(steps, limit, tracked):
+    clock = Clock()
+    limiter = web.FailedAuthLimiter(limit=limit, window=60.0, tracked=tracked, clock=clock)
+    locked_until: dict[str, float] = {}  # client: the time its last 429 said to wait until
+    for kind, value in steps:
+        if kind == "wait":
+            clock.now += value
+            continue
+        client = f"10.0.0.{value}"
+        wait = limiter.wrong_token(client)
+        if client in locked_until and clock.now < locked_until[client]:
+            assert wait is not None, "a locked client got in before its lock ended"
+        if wait is not None:
+            assert 1 <= wait <= 61
+            locked_until[client] = max(locked_until.get(client, 0.0), clock.now + wait - 1)
+        assert len(limiter.failures) <= tracked
+        assert all(len(recent) <= limit for recent in limiter.failures.values())
+
+
+@settings(max_examples=200, deadline=None)
+@given(limit=st.integers(1, 10), attempts=st.integers(0, 40))
+def test_the_limiter_counts_exactly_limit_failures_per_window(limit, attempts):
+    clock = Clock()
+    limiter = web.FailedAuthLimiter(limit=limit, window=60.0, clock=clock)
+    answers = [limiter.wrong_token("10.0.0.1") for _ in range(attempts)]
+    assert answers.count(None) == min(limit, attempts)
+    assert all(wait == 61 for wait in answers[limit:])
+    clock.now += 60.0  # the window has passed: a fresh allowance
+    assert limiter.wrong_token("10.0.0.1") is None
