@@ -53,7 +53,7 @@ def serve_command(host: str, port: int) -> None:
     """Serve the web UI and JSON API (what alga-appliance.service runs)."""
     import waitress  # only the web service needs it
 
-    from host.web import make_app
+    from host.web import configure_logging, make_app
 
     # Without a token no request could be let in: say so and stop, rather than serve 503s
     # (the unit's ExecStartPre runs ensure-token, which repairs it before the restart).
@@ -62,6 +62,7 @@ def serve_command(host: str, port: int) -> None:
     except (token.NoValidToken, OSError) as exc:
         click.echo(f"alga-appliance serve: {exc}", err=True)
         sys.exit(engine.EXIT_FAILED)
+    configure_logging()
     waitress.serve(make_app(), host=host, port=port, threads=4, ident="alga-appliance")
 
 

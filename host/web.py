@@ -6,18 +6,20 @@ collector write (and the appliance units' journal, read-only), validates request
 hands them to systemd through the spool. Every API endpoint
 but /healthz needs `Authorization: Bearer <setup token>`: without a valid token on the host
 it answers 503 (fail closed); wrong tokens are rate-limited per client address, the right
-one never is.
+one never is. Its log lines, and waitress's, are redacted and escaped (ScrubbingFormatter).
 """
 
 import collections
 import ipaddress
 import json
+import logging
 import mimetypes
 import os
 import subprocess
 import sys
 import threading
 import time
+import traceback
 import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -35,6 +37,7 @@ from host.setup.inputs import (
     password_stored,
     without_password,
 )
+from host.support import collectors, redact
 from host.support import request as support_request
 from host.update import request as update_request
 
@@ -63,6 +66,9 @@ SECURITY_HEADERS = [
     ("Referrer-Policy", "no-referrer"),
     ("X-Frame-Options", "DENY"),
 ]
+
+
+LOG = logging.getLogger("alga-appliance.web")
 
 
 class HttpError(Exception):
@@ -180,7 +186,7 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = addresses.no
             status, body = exc.status, exc.body
             extra_headers = exc.headers
         except Exception as exc:  # never a traceback to the client; the journal has it
-            print(f"alga-appliance web: {method} {path}: {exc!r}", file=sys.stderr)
+            LOG.error("%s %s failed", method, path, exc_info=exc)
             status, body = 500, {"error": "internal error; see journalctl -u alga-appliance"}
         headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store"),
                    *SECURITY_HEADERS, *extra_headers]
@@ -188,6 +194,43 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = addresses.no
         return [json.dumps(body).encode()]
 
     return app
+
+
+class ScrubbingFormatter(logging.Formatter):
+    """The service's log lines, its own and waitress's (which name the request path), as
+    the journal and the Logs page show them: every message and exception text redacted
+    and escaped by redact.log_line. A traceback keeps its frames (file, line and code, no
+    request values) on lines of their own."""
+
+    def __init__(self, root: Path | None):
+        super().__init__()
+        self.root = root
+
+    def format(self, record: logging.LogRecord) -> str:
+        known = collectors.service_known_values(self.root)
+        lines = [f"{record.name}: {redact.log_line(self._message(record), known)}"]
+        failure = record.exc_info[1] if record.exc_info else None
+        if failure is not None:
+            frames = "".join(traceback.format_tb(failure.__traceback__))
+            lines += [redact.log_line(line, known) for line in frames.splitlines()]
+            lines.append(redact.log_line(f"{type(failure).__name__}: {failure}", known))
+        return "\n".join(lines)
+
+    @staticmethod
+    def _message(record: logging.LogRecord) -> str:
+        try:
+            return record.getMessage()
+        except Exception:  # logging's own fallback would print the raw arguments
+            return f"{record.msg} (its arguments did not fit)"
+
+
+def configure_logging(root: Path | None = None) -> logging.Handler:
+    """Send every log record of this process to stderr (the journal) through the
+    ScrubbingFormatter; before waitress starts, whose own setup then leaves it alone."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(ScrubbingFormatter(root))
+    logging.getLogger().addHandler(handler)
+    return handler
 
 
 def _updates(root: Path | None) -> dict:

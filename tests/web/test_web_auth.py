@@ -3,7 +3,9 @@ lockout never locks out the admin, and no request value reaches the journal unre
 unescaped. Over HTTP against a real waitress server on loopback addresses."""
 
 import http.client
+import io
 import json
+import logging
 import os
 import pwd
 import re
@@ -19,7 +21,9 @@ from support.base import make_host_root, serve_wsgi
 from support.openapi_check import assert_documented
 
 from host import cli, web
-from host.core import paths, token
+from host.core import paths, state, token
+from host.setup.inputs import parse_setup_inputs
+from host.support import redact
 
 NODE_IP = "10.0.0.5"
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{32}")
@@ -288,3 +292,104 @@ def test_the_limiter_counts_exactly_limit_failures_per_window(limit, attempts):
     assert all(wait == 61 for wait in answers[limit:])
     clock.now += 60.0  # the window has passed: a fresh allowance
     assert limiter.wrong_token("10.0.0.1") is None
+
+
+# --- item 5: nothing secret or forged in the journal --------------------------------------
+
+
+@pytest.fixture
+def journal_lines(root):
+    """The service's logging as `serve` configures it, its stderr kept here; a function
+    giving the lines logged since the last call."""
+    handler = web.configure_logging(root)
+    written = io.StringIO()
+    handler.setStream(written)
+
+    def lines() -> list[str]:
+        text = written.getvalue()
+        written.seek(0)
+        written.truncate()
+        return text.splitlines()
+
+    yield lines
+    logging.getLogger().removeHandler(handler)
+
+
+PROXY_PASSWORD = "Pr0xy pass#wörd"
+PROXY_URL_PASSWORD = "urlSecret-4242"
+
+
+def test_a_500_logs_no_secret_only_the_redacted_failure(root, journal_lines):
+    secret = token.ensure_token(root, owner=USER)
+    inputs = parse_setup_inputs({"proxy_url": "http://proxy.corp:3128", "proxy_user": "alga",
+                                 "proxy_password": PROXY_PASSWORD}, NODE_IP)
+    state.write(state.SETUP_INPUTS, inputs, root)
+
+    def journal(count):
+        raise RuntimeError(f"proxy http://alga:{PROXY_URL_PASSWORD}@proxy.corp:3128 refused "
+                           f"(password {PROXY_PASSWORD}, token {secret})\n"
+                           "alga-appliance.web: forged line")
+
+    with serve(root, journal=journal) as url:
+        status, _, body = get(url, "/api/logs?source=journal", bearer=secret)
+    assert status == 500 and body == {
+        "error": "internal error; see journalctl -u alga-appliance"}
+    lines = journal_lines()
+    text = "\n".join(lines)
+    for value in (PROXY_URL_PASSWORD, PROXY_PASSWORD, secret):
+        assert value not in text
+    assert lines[0] == "alga-appliance.web: GET /api/logs failed"
+    assert lines[-1] == ("RuntimeError: proxy http://<redacted>@proxy.corp:3128 refused "
+                         "(password <redacted>, token <redacted>)\\x0a"
+                         "alga-appliance.web: forged line")
+    assert all(line.startswith("  ") for line in lines[1:-1])  # the traceback's frames
+    assert not any(line.startswith("alga-appliance.web: forged") for line in lines)
+
+
+def failing_app(environ, start_response):
+    """An app that fails after its answer started: waitress logs the request path and the
+    exception itself."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    raise RuntimeError(f"cannot reach http://alga:{PROXY_URL_PASSWORD}@proxy.corp:3128 for "
+                       f"{environ['PATH_INFO']}")
+
+
+# Path pieces that end or rewrite a line once decoded: %0a, %0d, ESC, NUL, NEL, U+2028.
+forging = st.lists(st.sampled_from(["%0a", "%0d", "%0d%0a", "%1b[2J", "%00", "%c2%85",
+                                    "%e2%80%a8", "%5c", "a", "/", "FORGED:%20"]), max_size=12)
+
+
+@fixture_per_test
+@given(pieces=forging)
+def test_waitress_logs_request_paths_escaped_and_exceptions_redacted(root, journal_lines,
+                                                                     pieces):
+    path = "/x" + "".join(pieces) + "FORGED:%20root%20login"
+    with serve_wsgi(failing_app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        connection = http.client.HTTPConnection(host, int(port), timeout=5)
+        connection.request("GET", path)
+        assert connection.getresponse().status == 500  # waitress's own answer, after its log
+        connection.close()
+        lines = journal_lines()
+    # Waitress may log more (its queue depth, a socket closed by the test's shutdown), but
+    # every line is a record of its own, an exception's, or a traceback frame's.
+    record = re.compile(r"(waitress(\.\w+)?|alga-appliance\.web|[A-Z]\w*(Error|Exception)): ")
+    assert all(record.match(line) or line.startswith("  ") for line in lines), lines
+    assert not any(re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", line) for line in lines)
+    assert PROXY_URL_PASSWORD not in "\n".join(lines)
+    served = [i for i, line in enumerate(lines)
+              if line.startswith("waitress: Exception while serving /x")]
+    assert len(served) == 1 and lines[served[0]].endswith("FORGED: root login")
+    failure = next(line for line in lines[served[0] + 1:] if not line.startswith("  "))
+    assert failure.startswith("RuntimeError: cannot reach http://<redacted>@proxy.corp:3128 "
+                              "for /x") and failure.endswith("FORGED: root login")
+
+
+@settings(max_examples=500)
+@given(text=st.text(), secret=st.text(min_size=8, max_size=40).filter(str.strip))
+def test_a_log_line_is_one_line_and_holds_no_known_secret(text, secret):
+    line = redact.log_line(f"{text} {secret} {text}", [redact.KnownValue("token", secret)])
+    assert len(line.splitlines()) == 1 and "\n" not in line
+    assert not re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", line)
+    # Gone, unless the rest of the line spells it by itself.
+    assert secret not in line or secret in redact.log_line(text)
