@@ -79,21 +79,56 @@ def serve_command(host: str, port: int) -> None:
     """Serve the web UI and JSON API (what alga-appliance.service runs)."""
     import waitress  # only the web service needs it
 
-    from host.web import make_app
+    from host.web import configure_logging, make_app
+
+    # Without a token no request could be let in: say so and stop, rather than serve 503s
+    # (the unit's ExecStartPre runs ensure-token, which repairs it before the restart).
+    try:
+        token.read_token()
+    except (token.NoValidToken, OSError) as exc:
+        click.echo(f"alga-appliance serve: {exc}", err=True)
+        sys.exit(engine.EXIT_FAILED)
+    configure_logging()
     waitress.serve(make_app(), host=host, port=port, threads=4, ident="alga-appliance")
 
 
 @main.command("ensure-token")
 def ensure_token_command() -> None:
-    """Create the setup token if there is none (run as root before the web service)."""
-    token.ensure_token()
+    """Create the setup token, or replace a token file that holds no valid token (run as
+    root before the web service)."""
+    try:
+        token.read_token()
+        return
+    except token.NoValidToken as exc:
+        problem = exc.problem
+    except OSError as exc:
+        _token_failed("ensure-token", exc)
+    _write_token("ensure-token", token.rotate_token)
+    # Never the token itself: this output goes to the journal.
+    click.echo(f"ensure-token: {token.token_path()} {problem}; wrote a new setup token "
+               "(sudo alga-appliance token show prints it)")
 
 
 @main.command("token")
 @click.argument("action", type=click.Choice(["show", "rotate"]))
 def token_command(action: str) -> None:
     """Print the setup token, or replace it with a new one."""
-    click.echo(token.rotate_token() if action == "rotate" else token.ensure_token())
+    click.echo(_write_token(f"token {action}",
+                            token.rotate_token if action == "rotate" else token.ensure_token))
+
+
+def _write_token(command: str, write) -> str:
+    try:
+        return write()
+    except OSError as exc:
+        _token_failed(command, exc)
+
+
+def _token_failed(command: str, exc: OSError) -> None:
+    click.echo(f"alga-appliance {command}: cannot read or write the setup token "
+               f"{token.token_path()} ({exc.strerror or exc}); run it as root: "
+               f"sudo alga-appliance {command}", err=True)
+    sys.exit(engine.EXIT_FAILED)
 
 
 @main.command("accept-setup")

@@ -4,18 +4,22 @@ service user).
 It changes nothing on the host itself: it reads the state files the phases and the
 collector write (and the appliance units' journal, read-only), validates requests and
 hands them to systemd through the spool. Every API endpoint
-but /healthz needs `Authorization: Bearer <setup token>`; failed attempts are rate-limited
-per client address.
+but /healthz needs `Authorization: Bearer <setup token>`: without a valid token on the host
+it answers 503 (fail closed); wrong tokens are rate-limited per client address, the right
+one never is. Its log lines, and waitress's, are redacted and escaped (ScrubbingFormatter).
 """
 
 import collections
+import ipaddress
 import json
+import logging
 import mimetypes
 import os
 import subprocess
 import sys
 import threading
 import time
+import traceback
 import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -33,6 +37,7 @@ from host.setup.inputs import (
     password_stored,
     without_password,
 )
+from host.support import collectors, redact
 from host.support import request as support_request
 from host.update import request as update_request
 
@@ -63,6 +68,9 @@ SECURITY_HEADERS = [
 ]
 
 
+LOG = logging.getLogger("alga-appliance.web")
+
+
 class HttpError(Exception):
     def __init__(self, status: int, message: str, headers: list | None = None, **extra):
         self.status, self.body, self.headers = status, {"error": message, **extra}, headers or []
@@ -70,34 +78,62 @@ class HttpError(Exception):
 
 
 class FailedAuthLimiter:
-    """Failed token attempts per client address within a sliding window."""
+    """Wrong tokens presented per client, within a sliding window: a client that presented
+    `limit` of them is refused (429) until the oldest leaves the window. Attempts refused
+    that way are not counted, so each client holds at most `limit` timestamps.
 
-    def __init__(self, limit: int = FAILED_AUTH_LIMIT, window: float = FAILED_AUTH_WINDOW):
-        self.limit, self.window = limit, window
+    Memory is bounded by `tracked` clients, and the bound must not become a way to unlock
+    an address: when the table is full, clients whose failures have all left the window go
+    first, then the unlocked client that failed longest ago (it loses at most limit - 1
+    failures); a locked client is never evicted, so flooding the table from many addresses
+    frees none of them. When every tracked client is locked, a new client is treated as
+    locked too, until a slot frees: refusing a few wrong tokens too many is safe, since the
+    right token is checked before the limiter and always works.
+    """
+
+    def __init__(self, limit: int = FAILED_AUTH_LIMIT, window: float = FAILED_AUTH_WINDOW,
+                 tracked: int = TRACKED_CLIENTS, clock: Callable[[], float] = time.monotonic):
+        self.limit, self.window, self.tracked, self.clock = limit, window, tracked, clock
+        # Ordered by each client's last counted failure, oldest first.
         self.failures: collections.OrderedDict[str, collections.deque] = (
             collections.OrderedDict())
         self.lock = threading.Lock()
 
-    def retry_after(self, client: str) -> int | None:
-        """Seconds until `client` may try again, or None if it may now."""
+    def wrong_token(self, client: str) -> int | None:
+        """Count a wrong token from `client`: None when counted, or the seconds until it may
+        try again when it is locked (the attempt is then not counted)."""
         with self.lock:
-            recent = self._recent(client)
-            if len(recent) < self.limit:
-                return None
-            return max(1, int(recent[0] + self.window - time.monotonic()) + 1)
-
-    def failed(self, client: str) -> None:
-        with self.lock:
-            self._recent(client).append(time.monotonic())
+            now = self.clock()
+            cutoff = now - self.window
+            while self.failures and next(iter(self.failures.values()))[-1] <= cutoff:
+                self.failures.popitem(last=False)  # every failure of the oldest has expired
+            recent = self.failures.get(client)
+            if recent is None:
+                if len(self.failures) >= self.tracked and not self._evict_unlocked(cutoff):
+                    return self._wait(min(r[0] for r in self.failures.values()), now)
+                recent = self.failures[client] = collections.deque()
+            _expire(recent, cutoff)
+            if len(recent) >= self.limit:
+                return self._wait(recent[0], now)
+            recent.append(now)
             self.failures.move_to_end(client)
-            while len(self.failures) > TRACKED_CLIENTS:  # bounded memory, forever-running
-                self.failures.popitem(last=False)
+            return None
 
-    def _recent(self, client: str) -> collections.deque:
-        recent = self.failures.setdefault(client, collections.deque())
-        while recent and recent[0] < time.monotonic() - self.window:
-            recent.popleft()
-        return recent
+    def _evict_unlocked(self, cutoff: float) -> bool:
+        for client, recent in self.failures.items():
+            _expire(recent, cutoff)
+            if len(recent) < self.limit:
+                del self.failures[client]
+                return True
+        return False
+
+    def _wait(self, first_failure: float, now: float) -> int:
+        return max(1, int(first_failure + self.window - now) + 1)
+
+
+def _expire(recent: collections.deque, cutoff: float) -> None:
+    while recent and recent[0] <= cutoff:
+        recent.popleft()
 
 
 def make_app(root: Path | None = None, node_ip: Callable[[], str] = addresses.node_ip,
@@ -152,7 +188,7 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = addresses.no
         except state.StateFileInvalid as exc:
             status, body = 503, broken_state_file(exc)
         except Exception as exc:  # never a traceback to the client; the journal has it
-            print(f"alga-appliance web: {method} {path}: {exc!r}", file=sys.stderr)
+            LOG.error("%s %s failed", method, path, exc_info=exc)
             status, body = 500, {"error": "internal error; see journalctl -u alga-appliance"}
         headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store"),
                    *SECURITY_HEADERS, *extra_headers]
@@ -167,6 +203,43 @@ def broken_state_file(exc: state.StateFileInvalid) -> dict:
     aside (the next step says how; the Support page still makes a bundle with it)."""
     return {"error": f"the {exc.state.name} file cannot be used: it is {exc.problem}",
             "file": str(exc.path), "next_step": exc.next_step}
+
+
+class ScrubbingFormatter(logging.Formatter):
+    """The service's log lines, its own and waitress's (which name the request path), as
+    the journal and the Logs page show them: every message and exception text redacted
+    and escaped by redact.log_line. A traceback keeps its frames (file, line and code, no
+    request values) on lines of their own."""
+
+    def __init__(self, root: Path | None):
+        super().__init__()
+        self.root = root
+
+    def format(self, record: logging.LogRecord) -> str:
+        known = collectors.service_known_values(self.root)
+        lines = [f"{record.name}: {redact.log_line(self._message(record), known)}"]
+        failure = record.exc_info[1] if record.exc_info else None
+        if failure is not None:
+            frames = "".join(traceback.format_tb(failure.__traceback__))
+            lines += [redact.log_line(line, known) for line in frames.splitlines()]
+            lines.append(redact.log_line(f"{type(failure).__name__}: {failure}", known))
+        return "\n".join(lines)
+
+    @staticmethod
+    def _message(record: logging.LogRecord) -> str:
+        try:
+            return record.getMessage()
+        except Exception:  # logging's own fallback would print the raw arguments
+            return f"{record.msg} (its arguments did not fit)"
+
+
+def configure_logging(root: Path | None = None) -> logging.Handler:
+    """Send every log record of this process to stderr (the journal) through the
+    ScrubbingFormatter; before waitress starts, whose own setup then leaves it alone."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(ScrubbingFormatter(root))
+    logging.getLogger().addHandler(handler)
+    return handler
 
 
 def _updates(root: Path | None) -> dict:
@@ -241,16 +314,56 @@ def _static(method: str, path: str, start_response) -> Iterable[bytes]:
 
 
 def _authenticate(environ: dict, root: Path | None, limiter: FailedAuthLimiter) -> None:
-    client = environ.get("REMOTE_ADDR", "unknown")
-    wait = limiter.retry_after(client)
-    if wait is not None:
-        raise HttpError(429, "too many failed attempts", headers=[("Retry-After", str(wait))])
-    scheme, _, presented = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-    if scheme != "Bearer" or not token.matches(presented.strip(), token.read_token(root)):
-        limiter.failed(client)
-        # No detail: nothing that tells a guesser how close it came.
-        raise HttpError(401, "unauthorized",
-                        headers=[("WWW-Authenticate", 'Bearer realm="alga-appliance"')])
+    expected = _setup_token(root)
+    presented = _presented_token(environ)
+    # The right token first: it is never refused, whatever wrong ones came from the same
+    # address, so a lockout can never lock out the admin.
+    if presented is not None and token.matches(presented, expected):
+        return
+    if presented is not None:
+        wait = limiter.wrong_token(_client(environ))
+        if wait is not None:
+            raise HttpError(429, "too many wrong tokens from this address; the right token "
+                            "still works", headers=[("Retry-After", str(wait))])
+    # No detail: nothing that tells a guesser how close it came.
+    raise HttpError(401, "unauthorized",
+                    headers=[("WWW-Authenticate", 'Bearer realm="alga-appliance"')])
+
+
+def _presented_token(environ: dict) -> str | None:
+    """The bearer token the request presents, or None for none. Only a presented token can
+    be a guess, so only one counts as a failure: a request without one (an <img> on any web
+    page pointing here sends none, and no page can add the header without our consent)
+    must not lock out the admin's address."""
+    scheme, _, credential = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+    credential = credential.strip()
+    return credential if scheme == "Bearer" and credential else None
+
+
+def _setup_token(root: Path | None) -> str:
+    """The token; 503 without a valid one (fail closed: no token lets no one in)."""
+    try:
+        return token.read_token(root)
+    except token.NoValidToken as exc:
+        raise HttpError(503, str(exc)) from exc
+    except OSError as exc:
+        raise HttpError(503, f"the setup token {token.token_path(root)} cannot be read "
+                        f"({exc.strerror or exc}); {token.NEXT_STEP}") from exc
+
+
+def _client(environ: dict) -> str:
+    """Whom failures are counted for: the address, or an IPv6 client's /64 (one host
+    commonly holds a whole /64, and could otherwise spread its guesses over it)."""
+    address = environ.get("REMOTE_ADDR", "unknown")
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if parsed.version == 4:
+        return str(parsed)
+    if parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(ipaddress.ip_network((parsed, 64), strict=False))
 
 
 def _json_body(environ: dict) -> dict:

@@ -483,12 +483,19 @@ def local_known_values(root: Path | None) -> list[KnownValue]:
     """The secrets on this host that support must never see, wherever they turn up: the
     setup token, the k3s server token and the proxy password. Sources that do not exist
     yet are skipped; one that cannot be read (not root) is an error."""
-    found = []
-    with contextlib.suppress(FileNotFoundError):
-        found.append(KnownValue("token", token.read_token(root)))
+    found = service_known_values(root)
     for path in paths.K3S_TOKENS:
         with contextlib.suppress(FileNotFoundError):
             found.append(KnownValue("k3s-token", paths.on_host(path, root).read_text().strip()))
+    return found
+
+
+def service_known_values(root: Path | None) -> list[KnownValue]:
+    """The secrets the web service's user can read too: the setup token and the proxy
+    password (its log lines are scrubbed of them)."""
+    found = []
+    with contextlib.suppress(token.NoValidToken):  # no token, nothing to keep out
+        found.append(KnownValue("token", token.read_token(root)))
     # Read leniently: an invalid inputs file, and one moved aside, are collected too, and
     # may hold the password.
     inputs_path = state.SETUP_INPUTS.path(root)

@@ -194,6 +194,27 @@ ENV_RULES: tuple[Rule, ...] = (
 )
 
 
+# What must not reach a log line as it is: characters that end the line or rewrite the
+# terminal showing it (C0, DEL, C1, the Unicode line and paragraph separators, bidi
+# overrides), and the backslash that starts an escape, so an escape cannot be forged either.
+_UNSAFE_IN_LOG = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\\]")
+
+
+def log_line(text: str, known: Iterable[KnownValue] = ()) -> str:
+    """`text` fit for one log line: secrets redacted (the `known` values, then the
+    patterns), then every unsafe character escaped (a newline as \\x0a), so a request value
+    can neither leak a secret nor forge a line."""
+    redacted = Redactor(known).text(text, "log line")
+    return _UNSAFE_IN_LOG.sub(_escaped, redacted)
+
+
+def _escaped(match: re.Match) -> str:
+    char = match.group(0)
+    if char == "\\":
+        return "\\\\"
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
 class NetworkMap:
     """Consistent stand-ins for IP addresses and the site's host names (`--obfuscate-network`).
 

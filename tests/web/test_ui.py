@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 from click.testing import CliRunner
 from playwright.sync_api import expect
 from support.base import FAKES, TESTS, make_host_root
@@ -89,6 +90,36 @@ def test_token_entry_refuses_a_wrong_token_then_accepts_the_right_one(tmp_path, 
     ui.page.click("#login-form button")
     ui.showing("setup")
     expect(ui.page.locator("#node-ip")).to_have_text(NODE_IP)
+
+
+def test_a_locked_address_keeps_an_open_tab_and_its_stored_token(tmp_path, open_ui):
+    """Wrong tokens from the admin's own address (issue 19) lock out wrong tokens only: the
+    signed-in tab keeps polling, a 429 on the sign-in form says so without clearing
+    anything, and the right token still signs in."""
+    ui = open_ui(tmp_path)
+    ui.open("/setup")
+    ui.showing("setup")
+    url = ui.page.url.split("/setup")[0]
+    for _ in range(11):
+        requests.get(f"{url}/api/status", headers={"Authorization": "Bearer wrong"}, timeout=5)
+    locked = requests.get(f"{url}/api/status", headers={"Authorization": "Bearer wrong"},
+                          timeout=5)
+    assert locked.status_code == 429
+    with ui.page.expect_response(lambda response: "/api/status" in response.url) as polled:
+        pass
+    assert polled.value.status == 200  # the tab's next poll, with the right token
+    ui.showing("setup")
+    assert ui.page.evaluate("sessionStorage.getItem('alga-appliance-token')") == ui.secret
+    ui.page.click("#sign-out")
+    ui.page.fill("#token", "still-not-the-token")
+    ui.page.click("#login-form button")
+    expect(ui.page.locator("#token-error")).to_contain_text("Too many wrong tokens")
+    expect(ui.page.locator("#token-error")).to_contain_text("The right token still works")
+    assert ui.page.evaluate(
+        "sessionStorage.getItem('alga-appliance-token')") == "still-not-the-token"
+    ui.page.fill("#token", ui.secret)
+    ui.page.click("#login-form button")
+    ui.showing("setup")
 
 
 # --- the wizard --------------------------------------------------------------------------

@@ -40,7 +40,8 @@ export function takeTokenFromAddress() {
 // Every call to the API goes through here: the token, the status codes the whole UI
 // handles alike (401, 429) and the API's refusals (its JSON {error, fields}).
 async function send(method, path, body) {
-  const headers = {Authorization: `Bearer ${token.get() || ""}`};
+  const headers = {};
+  if (token.get()) headers.Authorization = `Bearer ${token.get()}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
     method, headers, cache: "no-store",

@@ -68,9 +68,12 @@ const actions = {
   editAnswers: () => wizard.editAnswers(actions), // from the failure view: back to the wizard
   retry: () => progress.retry(actions), // from the failure view: the same answers again
   resume: () => progress.resume(actions), // from an interrupted run's failure view
+  // Only a 401 signs out (the token presented was wrong). A 429 never does, nor clears the
+  // stored token: the right token is never refused with 429, so it means wrong tokens from
+  // this address, perhaps someone else's; polling goes on, backing off.
   failed(error) {
     if (error instanceof Unauthorized) signOut("The token was not accepted. Enter it again.");
-    else if (error instanceof RateLimited) signOut(`Too many attempts. Try again in ${error.seconds} seconds.`);
+    else if (error instanceof RateLimited) notice(rateLimited(error));
     else notice(`Something went wrong: ${error.message}`);
   },
 };
@@ -176,9 +179,18 @@ function notice(text) {
   $("#connection").textContent = text || "";
 }
 
+function rateLimited(error) {
+  return `Too many wrong tokens from this address: the appliance refuses a wrong one for ${error.seconds} s. The right token still works.`;
+}
+
 function signOut(message) {
-  poller.stop();
   token.clear();
+  showLogin(message);
+}
+
+// The sign-in page, keeping the stored token (signOut clears it).
+function showLogin(message) {
+  poller.stop();
   $("#nav").hidden = true;
   $("#token-error").hidden = !message;
   $("#token-error").textContent = message || "";
@@ -193,8 +205,12 @@ async function start() {
     await actions.refreshContext();
     await refresh();
   } catch (error) {
-    if (error instanceof Unauthorized || error instanceof RateLimited) {
+    if (error instanceof Unauthorized) {
       actions.failed(error);
+      return;
+    }
+    if (error instanceof RateLimited) { // the token entered is wrong; the form stays open
+      showLogin(rateLimited(error));
       return;
     }
     notice(error instanceof ApiError ? error.message
