@@ -22,7 +22,7 @@ class Commands(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except state.StateFileInvalid as exc:
+        except (state.StateFileInvalid, token.NoValidToken) as exc:
             _fail(ctx, str(exc))
         except OSError as exc:
             _fail(ctx, _host_file_problem(exc))
@@ -83,11 +83,7 @@ def serve_command(host: str, port: int) -> None:
 
     # Without a token no request could be let in: say so and stop, rather than serve 503s
     # (the unit's ExecStartPre runs ensure-token, which repairs it before the restart).
-    try:
-        token.read_token()
-    except (token.NoValidToken, OSError) as exc:
-        click.echo(f"alga-appliance serve: {exc}", err=True)
-        sys.exit(engine.EXIT_FAILED)
+    token.read_token()
     configure_logging()
     waitress.serve(make_app(), host=host, port=port, threads=4, ident="alga-appliance")
 
@@ -101,9 +97,7 @@ def ensure_token_command() -> None:
         return
     except token.NoValidToken as exc:
         problem = exc.problem
-    except OSError as exc:
-        _token_failed("ensure-token", exc)
-    _write_token("ensure-token", token.rotate_token)
+    token.rotate_token()
     # Never the token itself: this output goes to the journal.
     click.echo(f"ensure-token: {token.token_path()} {problem}; wrote a new setup token "
                "(sudo alga-appliance token show prints it)")
@@ -113,22 +107,7 @@ def ensure_token_command() -> None:
 @click.argument("action", type=click.Choice(["show", "rotate"]))
 def token_command(action: str) -> None:
     """Print the setup token, or replace it with a new one."""
-    click.echo(_write_token(f"token {action}",
-                            token.rotate_token if action == "rotate" else token.ensure_token))
-
-
-def _write_token(command: str, write) -> str:
-    try:
-        return write()
-    except OSError as exc:
-        _token_failed(command, exc)
-
-
-def _token_failed(command: str, exc: OSError) -> None:
-    click.echo(f"alga-appliance {command}: cannot read or write the setup token "
-               f"{token.token_path()} ({exc.strerror or exc}); run it as root: "
-               f"sudo alga-appliance {command}", err=True)
-    sys.exit(engine.EXIT_FAILED)
+    click.echo(token.rotate_token() if action == "rotate" else token.ensure_token())
 
 
 @main.command("accept-setup")

@@ -174,7 +174,7 @@ def test_serve_refuses_to_start_without_a_valid_token(root, contents):
     result = subprocess.run([sys.executable, "-m", "host", "serve", "--host", "127.0.0.1",
                              "--port", "0"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 1, result.stderr
-    assert result.stderr.startswith(f"alga-appliance serve: no valid setup token: "
+    assert result.stderr.startswith(f"serve: no valid setup token: "
                                     f"{token.token_path(root)} ")
     assert result.stderr.rstrip().endswith("on the host run: sudo alga-appliance ensure-token")
     assert "Traceback" not in result.stderr
