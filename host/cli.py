@@ -77,10 +77,9 @@ def phase_command(name: str, kubeconfig: str) -> None:
 @click.option("--port", default=paths.WEB_PORT, show_default=True)
 def serve_command(host: str, port: int) -> None:
     """Serve the web UI and JSON API (what alga-appliance.service runs)."""
-    import waitress  # only the web service needs it
-
+    from host import web_server  # only the web service needs waitress
     from host.web import make_app
-    waitress.serve(make_app(), host=host, port=port, threads=4, ident="alga-appliance")
+    web_server.serve(make_app(), host, port)
 
 
 @main.command("ensure-token")
