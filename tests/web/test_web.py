@@ -541,6 +541,24 @@ def test_setup_while_running_is_refused(server, root):
     assert response.status_code == 409 and "preflight" in response.json()["error"]
 
 
+def test_unknown_api_paths_and_methods_need_the_token_before_they_are_named(server):
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    for method, path, status, allow in (("GET", "/api/nope", 404, None),
+                                        ("GET", "/api/", 404, None),
+                                        ("DELETE", "/api/setup", 405, "GET, POST"),
+                                        ("POST", "/api/status", 405, "GET")):
+        without = requests.request(method, f"{url}{path}", timeout=5)
+        assert without.status_code == 401, (method, path)
+        answered = requests.request(method, f"{url}{path}", headers=auth, timeout=5)
+        assert answered.status_code == status, (method, path)
+        assert answered.headers.get("Allow") == allow
+    for method, path, allow in (("POST", "/healthz", "GET"), ("PUT", "/setup", "GET, HEAD"),
+                                ("DELETE", "/js/main.js", "GET, HEAD")):
+        refused = requests.request(method, f"{url}{path}", timeout=5)  # no token needed
+        assert (refused.status_code, refused.headers["Allow"]) == (405, allow), path
+
+
 def test_bad_requests(server):
     url, secret = server
     auth = {"Authorization": f"Bearer {secret}"}
