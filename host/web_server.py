@@ -39,22 +39,32 @@ RECV_BYTES = 8192
 BODY_LIMIT = MAX_BODY + 1
 
 
+class JsonError:
+    """One of waitress's refusals (a `waitress.utilities.Error`: a request it could not parse
+    or take, before the app saw it) answered like the app's errors: a JSON `error` and the
+    headers every answer of the app carries."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def to_response(self, ident=None):
+        error = self.error
+        message = {413: f"the request body is larger than {MAX_BODY} bytes",
+                   431: f"the request headers are larger than {MAX_HEADER_BYTES} bytes"}.get(
+                       error.code, f"{error.reason.lower()}: {error.body}")
+        headers = [("Content-Type", "application/json"), ("Cache-Control", "no-store"),
+                   *SECURITY_HEADERS]
+        return (f"{error.code} {error.reason}", headers,
+                json.dumps({"error": message}).encode())
+
+
 class JsonErrorTask(ErrorTask):
-    """Waitress's own error answer (to a request it refused before the app saw it) in the
-    app's form: a JSON `error` and the headers every answer of the app carries."""
+    """Waitress's error answer, its error given the app's form (waitress itself still
+    decides the status and closes the connection after it)."""
 
     def execute(self):
-        error = self.request.error
-        message = {413: f"the request body is larger than {MAX_BODY} bytes",
-                   431: f"the request headers are larger than {MAX_HEADER_BYTES} bytes"}
-        body = json.dumps({"error": message.get(
-            error.code, f"{error.reason.lower()}: {error.body}")}).encode()
-        self.status = f"{error.code} {error.reason}"
-        self.response_headers.extend([("Content-Type", "application/json"),
-                                      ("Cache-Control", "no-store"), *SECURITY_HEADERS])
-        self.set_close_on_finish()
-        self.content_length = len(body)
-        self.write(body)
+        self.request.error = JsonError(self.request.error)
+        super().execute()
 
 
 class DeadlineChannel(HTTPChannel):
