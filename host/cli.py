@@ -77,15 +77,14 @@ def phase_command(name: str, kubeconfig: str) -> None:
 @click.option("--port", default=paths.WEB_PORT, show_default=True)
 def serve_command(host: str, port: int) -> None:
     """Serve the web UI and JSON API (what alga-appliance.service runs)."""
-    import waitress  # only the web service needs it
-
+    from host import web_server  # only the web service needs waitress
     from host.web import configure_logging, make_app
 
     # Without a token no request could be let in: say so and stop, rather than serve 503s
     # (the unit's ExecStartPre runs ensure-token, which repairs it before the restart).
     token.read_token()
     configure_logging()
-    waitress.serve(make_app(), host=host, port=port, threads=4, ident="alga-appliance")
+    web_server.serve(make_app(), host, port)
 
 
 @main.command("ensure-token")

@@ -13,7 +13,6 @@ import collections
 import ipaddress
 import json
 import logging
-import mimetypes
 import os
 import subprocess
 import sys
@@ -54,6 +53,9 @@ TRACKED_CLIENTS = 1024
 # The UI's pages: one document whose script shows the page its address names, so the
 # console's http://<ip>:8080/setup link and a reload on any page both work.
 APP_PAGES = ("", "/", "/setup", "/progress", "/status", "/logs", "/updates", "/support")
+# What the UI is made of, the only files served from ui-static/ (by type).
+UI_FILE_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
+                 ".js": "text/javascript; charset=utf-8"}
 REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 401: "Unauthorized",
            404: "Not Found", 405: "Method Not Allowed", 409: "Conflict",
            413: "Content Too Large", 422: "Unprocessable Content", 429: "Too Many Requests",
@@ -172,13 +174,15 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = addresses.no
         try:
             if not path.startswith("/api/") and path != "/healthz":
                 return _static(method, path, start_response)
+            if path != "/healthz":  # first: without the token, no path says whether it exists
+                _authenticate(environ, root, limiter)
             handler = routes.get((method, path))
             if handler is None:
-                if any(p == path for _, p in routes):
-                    raise HttpError(405, f"{method} is not allowed on {path}")
+                allowed = sorted(m for m, p in routes if p == path)
+                if allowed:
+                    raise HttpError(405, f"{method} is not allowed on {path}",
+                                    headers=[("Allow", ", ".join(allowed))])
                 raise HttpError(404, f"no endpoint {path}")
-            if path != "/healthz":
-                _authenticate(environ, root, limiter)
             status, body = handler(environ)
             if isinstance(body, Path):
                 return _download(body, start_response)
@@ -299,14 +303,16 @@ def _chunks(fp) -> Iterable[bytes]:
 
 
 def _static(method: str, path: str, start_response) -> Iterable[bytes]:
-    """A file from ui-static/, never anything outside it."""
+    """A file of the UI from ui-static/: its pages, styles and scripts, nothing else there
+    (its README) and nothing outside it."""
     if method not in ("GET", "HEAD"):
-        raise HttpError(405, f"{method} is not allowed on {path}")
+        raise HttpError(405, f"{method} is not allowed on {path}",
+                        headers=[("Allow", "GET, HEAD")])
     relative = "index.html" if path in APP_PAGES else path.lstrip("/")
     target = (STATIC_DIR / relative).resolve()
-    if not target.is_relative_to(STATIC_DIR) or not target.is_file():
+    content_type = UI_FILE_TYPES.get(target.suffix)
+    if not (content_type and target.is_relative_to(STATIC_DIR) and target.is_file()):
         raise HttpError(404, f"no file {path}")
-    content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
     body = target.read_bytes()
     start_response("200 OK", [("Content-Type", content_type), ("Cache-Control", "no-cache"),
                               ("Content-Length", str(len(body))), *SECURITY_HEADERS])

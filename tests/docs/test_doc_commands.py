@@ -122,6 +122,7 @@ def test_the_benchmarks_run_as_documented(tmp_path):
            "TMPDIR": str(tmp_path)}
     printed = run_blocks(["docs/performance.md"], BENCH_CHANGES, ROOT, env, timeout=600)
     for report in ("ratios   isobuild/xorriso", "latency: p50", "bundle: wall median",
-                   "resolve stable: median", "HTTP requests per resolution: 8"):
+                   "resolve stable: median", "HTTP requests per resolution: 8",
+                   "admin: ", "uploads: 20 concurrent"):
         assert report in printed
     assert printed.count("latency: p50") == 2 and printed.count("bundle: wall median") == 2

@@ -7,8 +7,6 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import waitress
-
 from host.core import paths
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -40,8 +38,10 @@ def make_host_root(base: Path, *extra: str) -> Path:
 
 @contextlib.contextmanager
 def serve_wsgi(app) -> Iterator[str]:
-    """`app` on a real waitress server on 127.0.0.1; yields its base URL."""
-    server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
+    """`app` on the service's real waitress server on 127.0.0.1; yields its base URL."""
+    from host import web_server  # imports the web app: only for the tiers that serve it
+
+    server = web_server.create_server(app, "127.0.0.1", 0)
 
     def run():
         # Closing the server from this thread ends its poll loop with EBADF: expected.

@@ -20,7 +20,7 @@ from host.net import https
 from host.setup import chain
 from host.setup.inputs import parse_setup_inputs
 from host.support import request as support_request
-from host.web import MAX_BODY, make_app
+from host.web import MAX_BODY, STATIC_DIR, make_app
 
 NODE_IP = "10.0.0.5"
 
@@ -127,9 +127,20 @@ def test_static_files_never_leave_ui_static(server, path):
 
 def test_static_files_are_served_with_headers(server):
     url, _ = server
-    response = requests.get(f"{url}/README.md", timeout=5)
-    assert response.status_code == 200 and b"ui-static" in response.content
-    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    for path, content_type in (("/app.css", "text/css"), ("/js/main.js", "text/javascript"),
+                               ("/index.html", "text/html"), ("/setup", "text/html")):
+        response = requests.get(f"{url}{path}", timeout=5)
+        assert response.status_code == 200 and response.headers["Content-Type"].startswith(
+            content_type), path
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize("path", ["/README.md", "/js/../README.md", "/%52EADME.md"])
+def test_only_the_ui_files_are_served_from_ui_static(server, path):
+    url, _ = server
+    assert (STATIC_DIR / "README.md").is_file()  # there, but not part of the UI
+    response = requests.get(f"{url}{path}", timeout=5)
+    assert response.status_code == 404 and b"ui-static" not in response.content
 
 
 def test_setup_context_offers_defaults_resolvers_and_the_last_answers(server, root):
@@ -533,11 +544,30 @@ def test_setup_while_running_is_refused(server, root):
     assert response.status_code == 409 and "preflight" in response.json()["error"]
 
 
+def test_unknown_api_paths_and_methods_need_the_token_before_they_are_named(server):
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    for method, path, status, allow in (("GET", "/api/nope", 404, None),
+                                        ("GET", "/api/", 404, None),
+                                        ("DELETE", "/api/setup", 405, "GET, POST"),
+                                        ("POST", "/api/status", 405, "GET")):
+        without = requests.request(method, f"{url}{path}", timeout=5)
+        assert without.status_code == 401, (method, path)
+        answered = requests.request(method, f"{url}{path}", headers=auth, timeout=5)
+        assert answered.status_code == status, (method, path)
+        assert answered.headers.get("Allow") == allow
+    for method, path, allow in (("POST", "/healthz", "GET"), ("PUT", "/setup", "GET, HEAD"),
+                                ("DELETE", "/js/main.js", "GET, HEAD")):
+        refused = requests.request(method, f"{url}{path}", timeout=5)  # no token needed
+        assert (refused.status_code, refused.headers["Allow"]) == (405, allow), path
+
+
 def test_bad_requests(server):
     url, secret = server
     auth = {"Authorization": f"Bearer {secret}"}
     assert requests.get(f"{url}/api/nope", headers=auth, timeout=5).status_code == 404
-    assert requests.delete(f"{url}/api/setup", headers=auth, timeout=5).status_code == 405
+    not_allowed = requests.delete(f"{url}/api/setup", headers=auth, timeout=5)
+    assert not_allowed.status_code == 405 and not_allowed.headers["Allow"] == "GET, POST"
     for path in ("/api/setup", "/api/setup/validate"):
         big = requests.post(f"{url}{path}", data=b"x" * (MAX_BODY + 1), headers=auth, timeout=5)
         assert big.status_code == 413

@@ -1,0 +1,233 @@
+"""Attacks on the :8080 service, for its tests and `ci/bench/web_attack.py`: a real
+`alga-appliance serve` on loopback, slowloris clients, an admin polling through them, and
+large uploads without a token."""
+
+import contextlib
+import getpass
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from host.core import token
+
+ROOT = Path(__file__).resolve().parents[2]
+POLL_TIMEOUT = 10.0  # an admin's request that takes longer than this counts as failed
+# The start of a request with a long header, sent a byte at a time: never complete.
+SLOW_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: appliance\r\nX-Padding: " + b"a" * 60000
+
+
+@dataclass
+class Service:
+    """A running `alga-appliance serve` and what can be measured of it from outside."""
+
+    url: str
+    port: int
+    pid: int
+    bearer: str
+
+    def rss_mib(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise KeyError("VmRSS")
+
+    def client_connections(self) -> int:
+        """Open TCP connections of the server (its sockets but the listening one)."""
+        return sum(target.startswith("socket:") for target in self._fd_targets()) - 1
+
+    def temporary_files(self) -> list[str]:
+        """Files the server holds open that were deleted: waitress's spooled bodies."""
+        return [target for target in self._fd_targets() if target.endswith("(deleted)")]
+
+    def _fd_targets(self) -> list[str]:
+        targets = []
+        for fd in Path(f"/proc/{self.pid}/fd").iterdir():
+            with contextlib.suppress(FileNotFoundError):  # closed while listed
+                targets.append(os.readlink(fd))
+        return targets
+
+
+@contextlib.contextmanager
+def running_service(root: Path) -> Iterator[Service]:
+    """`alga-appliance serve` on 127.0.0.1 with a token in `root` (a host root)."""
+    bearer = token.ensure_token(root, owner=getpass.getuser())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    with open(root / "server.log", "w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "host", "--root", str(root), "serve", "--host", "127.0.0.1",
+             "--port", str(port)],
+            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_until_up(url, server)
+        yield Service(url, port, server.pid, bearer)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def _wait_until_up(url: str, server: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"alga-appliance serve exited with {server.returncode}")
+        with contextlib.suppress(requests.ConnectionError):
+            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"alga-appliance serve did not answer {url}/healthz within 20 s")
+
+
+class SlowClients:
+    """`count` connections to the service from `sources` in turn, each sending one more byte
+    of a request every `interval` seconds and opening again when the server closes it, as
+    slowloris does (in a thread: start(), stop())."""
+
+    def __init__(self, port: int, sources: list[str], count: int, interval: float):
+        self.port, self.sources, self.count, self.interval = port, sources, count, interval
+        self.connects = self.refused = 0
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "SlowClients":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(30)
+
+    def _run(self) -> None:
+        slots = [None] * self.count  # [socket, bytes sent] or None
+        while not self.stopping.is_set():
+            for index in range(self.count):
+                if self.stopping.wait(self.interval / self.count):
+                    break
+                slots[index] = self._step(slots[index], self.sources[index % len(self.sources)])
+        for slot in slots:
+            if slot:
+                slot[0].close()
+
+    def _step(self, slot: list | None, source: str) -> list | None:
+        """One more byte on this connection, or a new connection if it was closed."""
+        if slot is not None and not closed(slot[0]):
+            with contextlib.suppress(OSError):
+                slot[0].send(SLOW_REQUEST[slot[1]:slot[1] + 1])
+                slot[1] += 1
+                return slot
+        if slot is not None:
+            slot[0].close()
+        try:
+            sock = socket.create_connection(("127.0.0.1", self.port), timeout=5,
+                                            source_address=(source, 0))
+        except OSError:
+            self.refused += 1
+            return None
+        self.connects += 1
+        sock.send(SLOW_REQUEST[:1])
+        return [sock, 1]
+
+
+def closed(sock: socket.socket) -> bool:
+    """Whether the server has closed `sock`, seen without waiting."""
+    timeout = sock.gettimeout()
+    sock.settimeout(0)  # with a timeout, recv would wait for data first
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.settimeout(timeout)
+
+
+@dataclass
+class Polls:
+    """What an admin polling the service saw: each request's latency, and what failed."""
+
+    latencies: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def percentile(self, fraction: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def poll_as_admin(service: Service, seconds: float, pause: float = 0.1) -> Polls:
+    """GET /healthz and GET /api/status with the token in turn for `seconds`, each on a new
+    connection (as a browser does once its kept-alive one is closed)."""
+    polls = Polls()
+    auth = {"Authorization": f"Bearer {service.bearer}"}
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        for path, headers in (("/healthz", {}), ("/api/status", auth)):
+            began = time.monotonic()
+            try:
+                status = requests.get(f"{service.url}{path}", headers=headers,
+                                      timeout=POLL_TIMEOUT).status_code
+                if status != 200:
+                    polls.failures.append(f"{path}: HTTP {status}")
+            except requests.RequestException as exc:
+                polls.failures.append(f"{path}: {type(exc).__name__}")
+            polls.latencies.append(time.monotonic() - began)
+            time.sleep(pause)
+    return polls
+
+
+@dataclass
+class Upload:
+    outcome: str  # "413", "closed" (the server cut the upload short) or what went wrong
+    seconds: float
+    bytes_sent: int
+
+
+def upload_without_token(port: int, size: int, chunked: bool) -> Upload:
+    """POST /api/setup with a `size`-byte body and no token, streamed in 64 KiB blocks from a
+    generator until the server answers or closes; the body's length announced, or chunked."""
+    framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {size}"
+    began, sent = time.monotonic(), 0
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"POST /api/setup HTTP/1.1\r\nHost: appliance\r\n"
+                     f"Content-Type: application/json\r\n{framing}\r\n\r\n".encode())
+        try:
+            for block in _body(size, chunked):
+                sock.sendall(block)
+                sent += len(block)
+        except TimeoutError:
+            return Upload("stalled: the server neither read nor closed", 0.0, sent)
+        except OSError:
+            pass  # closed by the server: its answer may still be there to read
+        try:
+            answer = sock.recv(4096)
+        except OSError:
+            answer = b""
+    outcome = answer.split(b" ", 2)[1].decode() if answer.startswith(b"HTTP/") else "closed"
+    return Upload(outcome, time.monotonic() - began, sent)
+
+
+def _body(size: int, chunked: bool) -> Iterator[bytes]:
+    block = b"x" * 65536
+    for _ in range(-(-size // len(block))):  # whole blocks: at least `size` bytes
+        yield b"10000\r\n" + block + b"\r\n" if chunked else block
+    if chunked:
+        yield b"0\r\n\r\n"
+
+
+def disk_free(path: str) -> int:
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize
