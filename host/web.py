@@ -343,7 +343,8 @@ def _presented_token(environ: dict) -> str | None:
     must not lock out the admin's address."""
     scheme, _, credential = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
     credential = credential.strip()
-    return credential if scheme == "Bearer" and credential else None
+    # Auth schemes are case-insensitive (RFC 9110 section 11.1): "bearer" is "Bearer".
+    return credential if scheme.lower() == "bearer" and credential else None
 
 
 def _setup_token(root: Path | None) -> str:

@@ -217,6 +217,15 @@ def test_requests_without_a_token_are_refused_but_never_counted(root, header):
         assert get(url, bearer="x" * 32)[0] == 429
 
 
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER", "bEaReR"])
+def test_the_bearer_scheme_is_case_insensitive(root, scheme):
+    secret = token.ensure_token(root, owner=USER)
+    with serve(root) as url:
+        answer = requests.get(f"{url}/api/status", timeout=5,
+                              headers={"Authorization": f"{scheme} {secret}"})
+        assert answer.status_code == 200, answer.text
+
+
 def test_flooding_the_limiter_from_many_addresses_frees_no_locked_one(root):
     secret = token.ensure_token(root, owner=USER)
     limiter = web.FailedAuthLimiter(limit=3, tracked=8)
