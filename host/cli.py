@@ -43,9 +43,19 @@ def _host_file_problem(exc: OSError) -> str:
             f"(sudo alga-appliance ...), and check the disk (df -h; dmesg | tail)")
 
 
+class HostPath(click.Path):
+    """A path option: one with a NUL character is a usage error (click's own check would
+    crash on it: the OS refuses such a path with a ValueError, not an OSError)."""
+
+    def convert(self, value, param, ctx):
+        if "\x00" in str(value):
+            self.fail("a path cannot contain a NUL character", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 @click.group(cls=Commands)
 @click.version_option(__version__, prog_name="alga-appliance")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--root", type=HostPath(file_okay=False, path_type=Path),
               help=f"Prefix for every host path (also ${paths.ROOT_ENV}); for tests.")
 def main(root: Path | None) -> None:
     """Manage the Alga PSA appliance on this host."""
@@ -183,7 +193,7 @@ def console_banner_command() -> None:
 
 
 @main.command("support-bundle")
-@click.option("-o", "--output", type=click.Path(path_type=Path),
+@click.option("-o", "--output", type=HostPath(path_type=Path),
               help=f"A directory, or the archive's path [default: {paths.SUPPORT_DIR}, where "
                    "the newest 5 are kept].")
 @click.option("--obfuscate-network", is_flag=True,

@@ -50,6 +50,7 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "ui-static"
 FAILED_AUTH_LIMIT = 10  # failed token attempts per client address ...
 FAILED_AUTH_WINDOW = 60.0  # ... per this many seconds, then 429
 TRACKED_CLIENTS = 1024
+SERVER_SET_UPDATE_FIELDS = {"id", "who", "requested_at"}
 # The UI's pages: one document whose script shows the page its address names, so the
 # console's http://<ip>:8080/setup link and a reload on any page both work.
 APP_PAGES = ("", "/", "/setup", "/progress", "/status", "/logs", "/updates", "/support")
@@ -254,9 +255,15 @@ def _updates(root: Path | None) -> dict:
 
 
 def _update_request(environ: dict, root: Path | None) -> tuple[int, dict]:
-    request = {"confirmed": False, "who": "web", "requested_at": state.timestamp(),
-               **_json_body(environ)}
-    errors = spool.problems(spool.UPDATE, request)
+    body = _json_body(environ)
+    # Who asked and when are the server's to say, never the client's.
+    errors = [{"field": field, "message": "is set by the appliance; leave it out"}
+              for field in sorted(set(body) & SERVER_SET_UPDATE_FIELDS)]
+    request = {"confirmed": False, **body, "who": "web", "requested_at": state.timestamp()}
+    errors += [problem for problem in spool.problems(spool.UPDATE, request)
+               if problem["field"] not in SERVER_SET_UPDATE_FIELDS]
+    if not errors:
+        errors = [problem for problem in [update_request.unreviewed(request, root)] if problem]
     if errors:
         raise HttpError(422, "the update request is not valid", fields=errors)
     busy = update_request.why_busy(root)
@@ -384,6 +391,9 @@ def _json_body(environ: dict) -> dict:
         body = json.loads(environ["wsgi.input"].read(length) or b"{}")
     except ValueError as exc:
         raise HttpError(400, f"the body is not JSON: {exc}") from exc
+    except RecursionError as exc:  # the parser's own limit, about 1,000 levels
+        raise HttpError(400, "the body is not JSON the appliance accepts: it is nested too "
+                        "deeply") from exc
     if not isinstance(body, dict):
         raise HttpError(400, "the body must be a JSON object of setup answers")
     return body
@@ -456,7 +466,8 @@ def _logs(environ: dict, root: Path | None, journal: Callable[[int], list[str]])
     errors = []
     if source not in sources:
         errors.append({"field": "source", "message": f"one of: {', '.join(sources)}"})
-    if not (count.isascii() and count.isdigit() and 1 <= int(count) <= LOG_LINES_MAX):
+    if not (count.isascii() and count.isdigit() and len(count) <= len(str(LOG_LINES_MAX))
+            and 1 <= int(count) <= LOG_LINES_MAX):
         errors.append({"field": "lines", "message": f"a whole number from 1 to {LOG_LINES_MAX}"})
     if errors:
         raise HttpError(400, "bad log query", fields=errors)

@@ -106,6 +106,8 @@ def take(kind: RequestKind, root: Path | None = None) -> dict | None:
         request = json.loads(text)
     except ValueError as exc:
         raise Malformed(kind, None, "not JSON") from exc
+    except RecursionError as exc:  # no request of ours nests: a hostile or corrupt file
+        raise Malformed(kind, None, "nested too deeply to be a request") from exc
     problems = validation.problems(request, kind.schema) if isinstance(request, dict) else [
         {"field": "", "message": "not a JSON object"}]
     if problems:

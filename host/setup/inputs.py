@@ -7,6 +7,7 @@ it allows. Its output always satisfies schemas/setup-inputs.schema.json.
 
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -21,11 +22,13 @@ ALWAYS_NO_PROXY = ("localhost", "127.0.0.1", "::1", *CLUSTER_CIDRS, ".svc", ".cl
 MAX_RESOLVERS = 3
 FIELDS = ("channel", "app_url", "dns_mode", "dns_servers", "proxy_url", "proxy_user",
           "proxy_password", "no_proxy", "release_source", "branch")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters (C0, DEL, C1), lone surrogates and line or paragraph separators: none
+# can be typed into a password field, and each would break a header or a log line.
+_CONTROL_CATEGORIES = ("Cc", "Cs", "Zl", "Zp")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)"
                        r"(\.([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?))*$")
 _SCP_REPO = re.compile(r"^(?:[\w.-]+@)?(?P<host>[\w.-]+):(?P<path>[\w.-]+/[\w.-]+?)(?:\.git)?/?$")
-_BRANCH = re.compile(r"^(?!/)(?!.*(\.\.|//|@\{|\.lock$|/$))[A-Za-z0-9._/-]+$")
+_BRANCH = re.compile(r"^(?![/-])(?!.*(\.\.|//|@\{|\.lock$|/$))[A-Za-z0-9._/-]+$")
 
 
 @dataclass(frozen=True)
@@ -129,10 +132,8 @@ def _app_url(value: object, node_ip: str) -> str:
         raise _Invalid("app_url", "must be scheme, host and port only")
     if parts.path not in ("", "/"):
         raise _Invalid("app_url", "must not have a path: Alga is served at the root")
-    host = (parts.hostname or "").lower()
-    if not _is_ip(host) and not _HOSTNAME.match(host):
-        raise _Invalid("app_url", "needs a valid hostname or IP address")
-    return _origin(parts.scheme.lower(), host, port)
+    return _origin(parts.scheme.lower(), _host(parts.hostname or "", "app_url"),
+                   _port(port, "app_url"))
 
 
 def _origin(scheme: str, host: str, port: int | None) -> str:
@@ -141,12 +142,44 @@ def _origin(scheme: str, host: str, port: int | None) -> str:
     return f"{scheme}://{shown}" + ("" if port in (None, default) else f":{port}")
 
 
-def _is_ip(text: str) -> bool:
+def _host(text: str, field: str) -> str:
+    """A host name in its ASCII form (full-width and other compatibility characters
+    normalised by NFKC, international names as IDNA punycode), or an IP address without a
+    zone. Invisible characters are refused, not stripped: what was typed is not what the
+    admin sees."""
+    if any(unicodedata.category(c) == "Cf" for c in text):
+        raise _Invalid(field, "contains an invisible character (zero-width or formatting): "
+                              "type the host name again")
+    address = _ip(text, field)
+    if address is not None:
+        return text.lower()
     try:
-        ipaddress.ip_address(text)
+        host = unicodedata.normalize("NFKC", text).encode("idna").decode("ascii").lower()
+    except UnicodeError as exc:
+        raise _Invalid(field, "needs a valid hostname or IP address (a label is empty, "
+                              "longer than 63 characters or not a valid name)") from exc
+    if not _HOSTNAME.match(host):
+        raise _Invalid(field, "needs a valid hostname or IP address")
+    return host
+
+
+def _ip(text: str, field: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """`text` as an IP address, or None when it is not one; a zone (fe80::1%eth0) is refused:
+    it names an interface of the machine it was typed on, which k3s and Flux cannot use."""
+    try:
+        address = ipaddress.ip_address(text)
     except ValueError:
-        return False
-    return True
+        return None
+    if getattr(address, "scope_id", None) is not None:
+        raise _Invalid(field, f"{text!r} has a zone (%...): give the address without it, "
+                              "or a host name")
+    return address
+
+
+def _port(port: int | None, field: str) -> int | None:
+    if port == 0:
+        raise _Invalid(field, "port 0 cannot be connected to: give a port from 1 to 65535")
+    return port
 
 
 def _dns(mode: object, servers: object) -> dict:
@@ -162,16 +195,26 @@ def _dns(mode: object, servers: object) -> dict:
         raise _Invalid("dns_servers", f"custom DNS needs 1 to {MAX_RESOLVERS} resolver addresses")
     addresses = []
     for item in listed:
-        try:
-            address = ipaddress.ip_address(item)
-        except ValueError as exc:
-            raise _Invalid("dns_servers", f"{item!r} is not an IPv4 or IPv6 address") from exc
-        if address.is_loopback or address.is_unspecified:
-            raise _Invalid("dns_servers", f"{item} is a local address; give the network's "
-                                          "resolvers (k3s cannot use a loopback resolver)")
+        address = _ip(item, "dns_servers")
+        if address is None:
+            raise _Invalid("dns_servers", f"{item!r} is not an IPv4 or IPv6 address")
+        unusable = _not_a_resolver(address)
+        if unusable:
+            raise _Invalid("dns_servers", f"{item} is {unusable}; give the network's resolvers")
         if str(address) not in addresses:
             addresses.append(str(address))
     return {"mode": "custom", "servers": addresses}
+
+
+def _not_a_resolver(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why `address` cannot be a resolver k3s queries, or None."""
+    if getattr(address, "ipv4_mapped", None) is not None:
+        return "an IPv4-mapped IPv6 address (an IPv4 resolver is given as IPv4)"
+    if address.is_loopback or address.is_unspecified:
+        return "a local address (k3s cannot use a loopback resolver)"
+    if address.is_multicast or address == ipaddress.IPv4Address("255.255.255.255"):
+        return "a multicast or broadcast address, not one resolver"
+    return None
 
 
 def _list(value: object, field: str) -> list[str]:
@@ -226,8 +269,8 @@ def _credentials(user: object, password: object) -> tuple[str, str]:
         raise _Invalid("proxy_user", "must not contain ':' (proxy authentication cannot "
                                      "carry it)")
     for field, value in (("proxy_user", user), ("proxy_password", password)):
-        if _CONTROL.search(value):
-            raise _Invalid(field, "must not contain control characters")
+        if any(unicodedata.category(c) in _CONTROL_CATEGORIES for c in value):
+            raise _Invalid(field, "must not contain control characters or line breaks")
     return user, password
 
 
@@ -246,11 +289,9 @@ def _proxy_url(text: str) -> str:
         raise _Invalid("proxy_url", "must look like http(s)://host:port")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
         raise _Invalid("proxy_url", "must be scheme, host and port only")
-    host = parts.hostname.lower()
-    if not _is_ip(host) and not _HOSTNAME.match(host):
-        raise _Invalid("proxy_url", "needs a valid hostname or IP address")
+    host = _host(parts.hostname, "proxy_url")
     shown = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme.lower()}://{shown}:{port}"
+    return f"{parts.scheme.lower()}://{shown}:{_port(port, 'proxy_url')}"
 
 
 def _overrides(release_source: object, branch: object) -> dict:
@@ -260,6 +301,8 @@ def _overrides(release_source: object, branch: object) -> dict:
         overrides["release_source"] = normalise_release_source(reference)
     name = _text(branch, "branch")
     if name:
+        if name.startswith("-"):
+            raise _Invalid("branch", "must not start with '-' (git would read it as an option)")
         if not _BRANCH.match(name):
             raise _Invalid("branch", "is not a valid git branch name")
         overrides["branch"] = name
@@ -285,13 +328,24 @@ def normalise_repo_url(text: str) -> str:
         text = f"https://{scp['host']}/{scp['path']}"
     try:
         parts = urlsplit(text)
+        port = parts.port
     except ValueError as exc:
         raise _Invalid("release_source", f"is not a URL ({exc})") from exc
     if parts.scheme.lower() != "https" or not parts.hostname:
         raise _Invalid("release_source", "must be oci://<registry>/<repository>, an "
                        "https:// git repository URL or git@host:owner/repo")
+    if "@" in parts.netloc:
+        raise _Invalid("release_source", "must not contain a user or password: the "
+                       "appliance reads the release repository without credentials")
     path = parts.path.rstrip("/").removesuffix(".git").rstrip("/")
-    if path.count("/") < 2 or parts.query or parts.fragment or parts.username:
+    if path.count("/") < 2 or parts.query or parts.fragment:
         raise _Invalid("release_source", "must name a repository, like "
                        "https://github.com/owner/repo")
-    return f"https://{parts.netloc.lower()}{path}"
+    if any(c.isspace() or c == "@" or unicodedata.category(c) in _CONTROL_CATEGORIES
+           for c in path):
+        raise _Invalid("release_source", "the repository path must not contain spaces, "
+                       "'@' or control characters")
+    host = _host(parts.hostname, "release_source")
+    shown = f"[{host}]" if ":" in host else host
+    return f"https://{shown}" + ("" if port is None else f":{_port(port, 'release_source')}") \
+        + path

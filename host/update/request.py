@@ -25,6 +25,30 @@ def why_busy(root: Path | None = None) -> str | None:
     return None
 
 
+def unreviewed(request: dict, root: Path | None = None) -> dict | None:
+    """Why a web apply's confirmation or digest is not honoured, as {"field", "message"}, or
+    None. Both stand for a plan the admin reviewed, so both must match the last check the
+    appliance itself made and recorded: a successful check of the same channel, and the
+    release artifact it found. Nothing the browser says about the plan is taken on trust."""
+    confirmed, digest = request.get("confirmed", False), request.get("digest")
+    if request["action"] != "apply" or not (confirmed or digest):
+        return None
+    field = "digest" if digest else "confirmed"
+    checks = [entry for entry in history.entries(root) if entry["action"] == "check"]
+    last = checks[0] if checks else None
+    if last is None or last["channel"] != request["channel"] or \
+            last["result"] != "update_available":
+        return {"field": field, "message": "is honoured only against the last check the "
+                f"appliance made, which must have found an update on {request['channel']}: "
+                "check the channel, review the plan, then apply it"}
+    reviewed = (last["to"] or {}).get("manifest_digest")
+    if digest and digest != reviewed:
+        return {"field": "digest", "message": f"is not the release artifact the last check "
+                f"found ({reviewed or 'none: the release source is git'}): check again, "
+                "review the plan, then apply it"}
+    return None
+
+
 def accept(root: Path | None = None, kubeconfig: str = paths.K3S_KUBECONFIG) -> dict | None:
     """Run the waiting request; the recorded entry, or None when no request waits."""
     # The updater only here: the web service imports this module for why_busy alone.
@@ -43,6 +67,11 @@ def accept(root: Path | None = None, kubeconfig: str = paths.K3S_KUBECONFIG) -> 
     history.mark_interrupted(root)
     if request["action"] == "check":
         return check(root, request["channel"], "web", request["id"])
+    refused = unreviewed(request, root)
+    if refused:  # the web service checked it too, but trusts nothing from the web process
+        return _refused(root, request["id"], "apply", request["channel"],
+                        f"{refused['field']} {refused['message']}", "check again, review "
+                        "the plan, and apply it")
     try:
         return apply(root, request["channel"], request["confirmed"], "web", kubeconfig,
                      request["id"], request.get("digest"))

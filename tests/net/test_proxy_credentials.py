@@ -12,8 +12,8 @@ from host.setup.inputs import parse_setup_inputs
 
 NODE_IP = "10.0.0.5"
 # URL syntax, spaces, a percent sign that looks like an escape, non-ASCII; never control
-# characters (the inputs refuse them).
-printable = st.characters(blacklist_categories=("Cc", "Cs"))
+# characters or line breaks (the inputs refuse them).
+printable = st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp"))
 passwords = st.lists(st.sampled_from(["@", ":", "#", "/", "%", "%40", " ", "ü", "€", "密"])
                      | printable, min_size=1, max_size=12).map("".join)
 users = st.text(st.sampled_from(["@", "#", "/", "%", "ü"]) | st.characters(

@@ -20,6 +20,7 @@ from host.net import https
 from host.setup import chain
 from host.setup.inputs import parse_setup_inputs
 from host.support import request as support_request
+from host.update import request as update_request
 from host.web import MAX_BODY, STATIC_DIR, make_app
 
 NODE_IP = "10.0.0.5"
@@ -447,6 +448,16 @@ def history_entry(result: str, step: str | None = None) -> dict:
             "failure": None}
 
 
+def check_entry(channel: str, digest: str | None = None,
+                result: str = "update_available") -> dict:
+    """A check the appliance made and recorded, which found `digest` (OCI) on `channel`."""
+    found = {"source": "oci" if digest else "git", "channel": channel,
+             "release_version": "1.1", "app_version": "1.1",
+             **({"manifest_digest": digest} if digest else {"repo_branch": "main"})}
+    return {**history_entry(result), "id": f"20261127T110000Z-{channel}", "action": "check",
+            "channel": channel, "to": found}
+
+
 def test_update_requests_are_validated_spooled_once_and_refused_while_busy(server, root):
     url, secret = server
     auth = {"Authorization": f"Bearer {secret}"}
@@ -470,9 +481,11 @@ def test_update_requests_are_validated_spooled_once_and_refused_while_busy(serve
         bad = requests.post(f"{url}/api/updates", json=body, headers=auth, timeout=5)
         assert bad.status_code == 422 and [f["field"] for f in bad.json()["fields"]] == fields
         assert_documented(bad, "POST", "/api/updates")
-    accepted = requests.post(f"{url}/api/updates", json={"action": "apply", "channel": "nightly",
-                                                         "confirmed": True},
-                             headers=auth, timeout=5)
+    confirmed = {"action": "apply", "channel": "nightly", "confirmed": True}
+    unchecked = requests.post(f"{url}/api/updates", json=confirmed, headers=auth, timeout=5)
+    assert unchecked.status_code == 422 and unchecked.json()["fields"][0]["field"] == "confirmed"
+    state.write(state.UPDATE_HISTORY, {"entries": [check_entry("nightly")]}, root)
+    accepted = requests.post(f"{url}/api/updates", json=confirmed, headers=auth, timeout=5)
     assert accepted.status_code == 202
     assert_documented(accepted, "POST", "/api/updates")
     spooled = json.loads(spool.spool_file(spool.UPDATE, root).read_text())
@@ -480,6 +493,7 @@ def test_update_requests_are_validated_spooled_once_and_refused_while_busy(serve
         "action": "apply", "channel": "nightly", "confirmed": True, "who": "web"}
     spool.take(spool.UPDATE, root)
     reviewed = "sha256:" + "0f" * 32
+    state.write(state.UPDATE_HISTORY, {"entries": [check_entry("stable", reviewed)]}, root)
     with_digest = requests.post(f"{url}/api/updates", headers=auth, timeout=5, json={
         "action": "apply", "channel": "stable", "confirmed": False, "digest": reviewed})
     assert with_digest.status_code == 202
@@ -562,6 +576,87 @@ def test_unknown_api_paths_and_methods_need_the_token_before_they_are_named(serv
         assert (refused.status_code, refused.headers["Allow"]) == (405, allow), path
 
 
+def test_update_requests_may_not_say_who_asked_or_when(server, root):
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    succeeded_install(root)
+    for field, value in (("requested_at", "2020-01-01T00:00:00Z"), ("who", "web"),
+                         ("id", "20200101T000000Z-00000000")):
+        refused = requests.post(f"{url}/api/updates", headers=auth, timeout=5, json={
+            "action": "check", "channel": "stable", field: value})
+        assert refused.status_code == 422, field
+        assert refused.json()["fields"] == [{"field": field,
+                                             "message": "is set by the appliance; leave it out"}]
+        assert_documented(refused, "POST", "/api/updates")
+    assert not spool.pending(spool.UPDATE, root)
+    accepted = requests.post(f"{url}/api/updates", headers=auth, timeout=5,
+                             json={"action": "check", "channel": "stable"})
+    assert accepted.status_code == 202
+    spooled = json.loads(spool.spool_file(spool.UPDATE, root).read_text())
+    assert spooled["requested_at"] >= state.timestamp()[:10]  # today, the server's clock
+
+
+@pytest.mark.parametrize(("entries", "body", "field"), [
+    ([], {"confirmed": True}, "confirmed"),
+    ([], {"digest": "sha256:" + "ab" * 32}, "digest"),
+    # The last check was of another channel, found nothing to apply, or failed.
+    ([check_entry("stable")], {"confirmed": True}, "confirmed"),
+    ([check_entry("nightly", result="up_to_date")], {"confirmed": True}, "confirmed"),
+    ([check_entry("nightly", result="failed")], {"confirmed": True}, "confirmed"),
+    # A digest that is not the one the last check found, or a digest for a git plan.
+    ([check_entry("nightly", "sha256:" + "cd" * 32)], {"digest": "sha256:" + "ab" * 32},
+     "digest"),
+    ([check_entry("nightly")], {"confirmed": True, "digest": "sha256:" + "ab" * 32}, "digest"),
+    # An older check that matched does not count once a newer one was made.
+    ([check_entry("stable", "sha256:" + "cd" * 32), check_entry("nightly", "sha256:" + "ab" * 32)],
+     {"digest": "sha256:" + "cd" * 32}, "digest"),
+])
+def test_a_confirmation_is_honoured_only_against_the_last_check_the_server_made(
+        server, root, entries, body, field):
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    succeeded_install(root)
+    state.write(state.UPDATE_HISTORY, {"entries": entries}, root)
+    request = {"action": "apply", "channel": "nightly", **body}
+    refused = requests.post(f"{url}/api/updates", json=request, headers=auth, timeout=5)
+    assert refused.status_code == 422 and [f["field"] for f in refused.json()["fields"]] == [
+        field]
+    assert "check" in refused.json()["fields"][0]["message"]
+    assert_documented(refused, "POST", "/api/updates")
+    assert not spool.pending(spool.UPDATE, root)
+    # Spooled anyway (the web process is not trusted), the acceptor refuses it and says why.
+    request_id = spool.submit(spool.UPDATE, {"confirmed": False, **request, "who": "web",
+                                             "requested_at": "2026-12-01T10:00:00Z"}, root)
+    entry = update_request.accept(root)
+    assert (entry["request_id"], entry["result"]) == (request_id, "failed")
+    assert entry["failure"]["suspected_cause"].startswith(field)
+    assert not spool.pending(spool.UPDATE, root)
+
+
+def test_a_huge_lines_number_is_a_bad_query_not_a_crash(server, root):
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    state.write(state.INSTALL_STATE, install_with({"k3s": ("failed", None)}), root)
+    for lines in ("9" * 4400, "0" * 4400 + "5", "00005"):
+        response = requests.get(f"{url}/api/logs", params={"source": "k3s", "lines": lines},
+                                headers=auth, timeout=5)
+        assert response.status_code == 400 and response.json()["fields"] == [
+            {"field": "lines", "message": "a whole number from 1 to 2000"}]
+        assert_documented(response, "GET", "/api/logs")
+
+
+@pytest.mark.parametrize("path", ["/api/setup", "/api/setup/validate", "/api/updates"])
+def test_a_deeply_nested_body_is_a_bad_request_not_a_crash(server, root, path):
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    succeeded_install(root)  # so that an update request would be taken
+    for body in (b"[" * 30000, b'{"channel": ' + b"[" * 30000 + b"]" * 30000 + b"}"):
+        response = requests.post(f"{url}{path}", data=body, headers=auth, timeout=5)
+        assert response.status_code == 400 and "nested too deeply" in response.json()["error"]
+        assert_documented(response, "POST", path)
+    assert not any(spool.pending(kind, root) for kind in spool.KINDS)
+
+
 def test_bad_requests(server):
     url, secret = server
     auth = {"Authorization": f"Bearer {secret}"}
@@ -629,6 +724,20 @@ def test_accept_setup_rejects_a_tampered_request(root):
     result = CliRunner().invoke(cli.main, ["accept-setup"])
     assert result.exit_code == 1 and "malformed (not JSON)" in result.output
     assert not tampered.exists() and state.read(state.SETUP_INPUTS) is None
+
+
+@pytest.mark.parametrize("command", ["accept-setup", "accept-update", "accept-support-bundle"])
+def test_a_hostile_spool_file_is_rejected_and_cleared(root, command):
+    kind = next(k for k in spool.KINDS if k.accept_command == command)
+    hostile = spool.spool_file(kind, root)
+    hostile.write_text('{"id": "20261201T100000Z-0badf00d", "answers": ' + "[" * 100000 +
+                       "]" * 100000 + "}")
+    result = CliRunner().invoke(cli.main, [command])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert "nested too deeply" in result.output
+    assert not hostile.exists()
+    # Not jammed: the next request is taken up.
+    assert CliRunner().invoke(cli.main, [command]).output.startswith("no ")
 
 
 def test_responses_match_the_openapi_document(server, root):

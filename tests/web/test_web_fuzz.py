@@ -1,0 +1,243 @@
+"""Hostile input to every endpoint and to the CLI's options (issue 19 item 9), on a real
+waitress server on 127.0.0.1: whatever arrives, the answer is documented in
+schemas/openapi.yaml and below 500, no traceback reaches the client or the service's log,
+no secret is echoed, and whatever the web service spools, its acceptor takes up."""
+
+import json
+import logging
+import os
+import string
+
+import pytest
+import requests
+from click.testing import CliRunner
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from support.base import make_host_root, serve_wsgi
+from support.openapi_check import assert_documented
+
+from host import cli
+from host.core import paths, spool, state, token
+from host.setup import chain
+from host.setup.inputs import FIELDS, parse_setup_inputs
+from host.update import request as update_request
+from host.web import make_app
+
+NODE_IP = "10.0.0.5"
+# A proxy password no message, log line or answer may contain.
+CANARY = "Canary-0f7c9e"
+FUZZ = settings(max_examples=40, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                       HealthCheck.too_slow])
+
+# Strings that broke or nearly broke an input before, and the usual suspects.
+hostile_strings = st.sampled_from([
+    "", " ", "\x00", "\n", "\r\nX-Injected: 1", "\u200b", "\u2028", "\ud800", "\x85", "%0a",
+    "fe80::1%eth0", "http://[fe80::1%eth0]:3128", "::ffff:127.0.0.1", "224.0.0.1",
+    "255.255.255.255", "http://proxy:0", "http://u:p@proxy:3128", "https://u:p@github.com/o/r",
+    "\uff41\uff4c\uff47\uff41.example.com", "al\u200bga.example.com", "-upload-pack=touch",
+    "--help",
+    "../../etc/passwd", "9" * 4400, "1e3", "-1", "NaN", "<script>alert(1)</script>",
+    "'\"", "x" * 5000, "stable", "nightly", "custom", "check", "apply", "journal",
+    "sha256:" + "0" * 64, "oci://ghcr.io/a/b", "git@github.com:o/r.git",
+])
+texts = st.one_of(hostile_strings, st.text(max_size=30),
+                  st.text(st.sampled_from(string.printable), max_size=30))
+scalars = st.one_of(st.none(), st.booleans(), st.integers(),
+                    st.floats(allow_nan=False, allow_infinity=False), texts)
+json_values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(texts, inner, max_size=4)), max_leaves=12)
+# A field's value: mostly hostile text, sometimes any JSON value (lists of text are valid).
+values = st.one_of(texts, texts, json_values)
+UPDATE_FIELDS = ("action", "channel", "confirmed", "digest", "who", "requested_at", "id")
+
+
+def objects_with(fields: tuple[str, ...], **fixed) -> st.SearchStrategy:
+    return st.fixed_dictionaries(fixed, optional={field: values for field in fields
+                                                  if field not in fixed})
+
+
+setup_bodies = st.one_of(
+    objects_with(FIELDS),
+    # A proxy with the canary as its password, so every refusal has a secret to leak.
+    objects_with(FIELDS, proxy_url=st.sampled_from(["http://proxy.corp:3128", "x"]),
+                 proxy_user=st.sampled_from(["svc", "", "a:b"]),
+                 proxy_password=texts.map(lambda t: f"{CANARY}{t}")),
+    json_values)
+update_bodies = st.one_of(objects_with(UPDATE_FIELDS), json_values)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = make_host_root(tmp_path_factory.mktemp("root"), paths.SPOOL_DIR)
+    secret = token.ensure_token(root, owner=os.environ.get("USER", "root"))
+    logged = []
+    handler = logging.Handler(logging.DEBUG)
+    handler.emit = lambda record: logged.append(record)
+    web_log = logging.getLogger("alga-appliance.web")
+    web_log.addHandler(handler)
+    app = make_app(root, node_ip=lambda: NODE_IP,
+                   journal=lambda count: [f"journal line {i}" for i in range(count)])
+    try:
+        with serve_wsgi(app) as url:
+            yield root, url, {"Authorization": f"Bearer {secret}"}, logged
+    finally:
+        web_log.removeHandler(handler)
+
+
+def installed(root, done: bool) -> None:
+    """Setup completed (updates are taken) or not started (setup is taken); nothing
+    spooled and no update history."""
+    for kind in spool.KINDS:
+        spool.spool_file(kind, root).unlink(missing_ok=True)
+    state.UPDATE_HISTORY.path(root).unlink(missing_ok=True)
+    state.INSTALL_STATE.path(root).unlink(missing_ok=True)
+    if done:
+        state.write(state.INSTALL_STATE, {
+            "status": "succeeded", "current_phase": None, "updated_at": "2026-11-27T10:00:00Z",
+            "phases": {}}, root)
+
+
+def assert_handled(response, method: str, path: str, logged: list, secret: str) -> None:
+    assert response.status_code < 500, (response.status_code, response.text[:300])
+    assert_documented(response, method, path)
+    assert "Traceback" not in response.text and 'File "' not in response.text
+    assert CANARY not in response.text and secret not in response.text
+    errors = [record for record in logged if record.levelno >= logging.ERROR]
+    assert not errors, [record.getMessage() for record in errors]
+    assert not any(CANARY in record.getMessage() for record in logged)
+
+
+def spooled(root, kind: spool.RequestKind) -> dict | None:
+    """What the acceptor finds: it must take it up (never Malformed, never jammed)."""
+    request = spool.take(kind, root)
+    assert not spool.pending(kind, root)
+    return request
+
+
+@FUZZ
+@given(path=st.sampled_from(["/api/setup", "/api/setup/validate"]), body=setup_bodies)
+# Each found by the issue 19 probe (a 500 then), kept as examples that always run.
+@example(path="/api/setup", body={"proxy_url": "http://[fe80::1%eth0]:3128"})
+@example(path="/api/setup/validate", body={"release_source": "https://:pw@github.com/o/r"})
+def test_setup_answers_never_fail_the_server(served, path, body):
+    root, url, auth, logged = served
+    installed(root, done=False)
+    logged.clear()
+    response = requests.post(f"{url}{path}", json=body, headers=auth, timeout=10)
+    assert_handled(response, "POST", path, logged, auth["Authorization"][7:])
+    request = spooled(root, spool.SETUP)
+    assert (request is not None) == (response.status_code == 202)
+    if request is not None:  # what accept-setup parses again, with the same result
+        accepted = parse_setup_inputs(request["answers"], NODE_IP)
+        assert accepted == parse_setup_inputs(body or {}, NODE_IP)  # no body: the defaults
+
+
+@FUZZ
+@given(body=update_bodies, checked=st.booleans())
+@example(body={"action": "apply", "channel": "nightly", "confirmed": True}, checked=False)
+@example(body={"action": "check", "channel": "stable", "requested_at": "2020-01-01T00:00:00Z"},
+         checked=False)
+def test_update_requests_never_fail_the_server(served, body, checked):
+    root, url, auth, logged = served
+    installed(root, done=True)
+    logged.clear()
+    if checked:
+        state.write(state.UPDATE_HISTORY, {"entries": [{
+            "id": "20261127T110000Z-0badf00d", "request_id": None, "action": "check",
+            "who": "web", "channel": "nightly", "started_at": "2026-11-27T11:00:00Z",
+            "finished_at": "2026-11-27T11:00:05Z", "result": "update_available",
+            "step": None, "from": None, "changes": None, "duration_s": 5.0, "failure": None,
+            "to": {"source": "oci", "channel": "nightly", "release_version": "1.1",
+                   "app_version": "1.1", "manifest_digest": "sha256:" + "0" * 64}}]}, root)
+    response = requests.post(f"{url}/api/updates", json=body, headers=auth, timeout=10)
+    assert_handled(response, "POST", "/api/updates", logged, auth["Authorization"][7:])
+    request = spooled(root, spool.UPDATE)
+    assert (request is not None) == (response.status_code == 202)
+    if request is not None:  # the acceptor would run it, not refuse it
+        assert update_request.unreviewed(request, root) is None
+        assert set(body) <= {"action", "channel", "confirmed", "digest"}
+
+
+@FUZZ
+@given(path=st.sampled_from(["/api/setup", "/api/setup/validate", "/api/updates",
+                             "/api/setup/resume", "/api/support-bundle"]),
+       body=st.one_of(st.binary(max_size=200), json_values.map(lambda v: json.dumps(v).encode()),
+                      st.integers(1, 30000).map(lambda n: b"[" * n + b"]" * n)))
+@example(path="/api/setup", body=b"[" * 30000)
+def test_raw_bodies_never_fail_the_server(served, path, body):
+    root, url, auth, logged = served
+    installed(root, done=path == "/api/updates")
+    logged.clear()
+    response = requests.post(f"{url}{path}", data=body, headers=auth, timeout=10)
+    assert_handled(response, "POST", path, logged, auth["Authorization"][7:])
+    for kind in spool.KINDS:
+        spooled(root, kind)
+
+
+@FUZZ
+@given(path=st.sampled_from(["/api/logs", "/api/support-bundle/download", "/api/setup",
+                             "/api/status", "/api/install", "/api/release", "/api/updates",
+                             "/api/support-bundle"]),
+       # A URL carries UTF-8: no lone surrogates there.
+       query=st.dictionaries(st.sampled_from(["source", "lines", "name", "x"]), texts.filter(
+           lambda t: not any("\ud800" <= c <= "\udfff" for c in t)), max_size=3))
+@example(path="/api/logs", query={"source": "journal", "lines": "9" * 4400})
+def test_queries_never_fail_the_server(served, path, query):
+    root, url, auth, logged = served
+    installed(root, done=False)
+    logged.clear()
+    response = requests.get(f"{url}{path}", params=query, headers=auth, timeout=10)
+    assert_handled(response, "GET", path, logged, auth["Authorization"][7:])
+
+
+@settings(max_examples=60, deadline=None)
+@given(kind=st.sampled_from(spool.KINDS),
+       content=st.one_of(st.binary(max_size=300), json_values.map(
+           lambda v: json.dumps(v).encode()), st.integers(1, 200000).map(
+           lambda n: b'{"id": "20261201T100000Z-0badf00d", "answers": ' + b"[" * n)))
+@example(kind=spool.SETUP, content=b'{"answers": ' + b"[" * 100000)
+def test_no_spool_file_jams_its_acceptor(tmp_path_factory, kind, content):
+    root = make_host_root(tmp_path_factory.mktemp("spool"), paths.SPOOL_DIR)
+    spool.spool_file(kind, root).write_bytes(content)
+    try:
+        spool.take(kind, root)
+    except spool.Malformed as exc:
+        assert "nothing was done" in str(exc)
+    assert not spool.pending(kind, root)
+
+
+def can_be_an_argument(text: str) -> bool:
+    """Whether a command line can carry `text`: bytes that are not UTF-8 arrive as
+    surrogate escapes, no other lone surrogate can."""
+    try:
+        text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+arguments = texts.filter(can_be_an_argument)
+
+
+@settings(max_examples=40, deadline=None)
+@given(argv=st.one_of(
+    st.tuples(st.just("update"), st.just("--channel"), arguments.filter(
+        lambda t: t not in ("stable", "nightly"))),
+    st.tuples(st.just("update"), st.just("--channel"), st.just("stable"), st.just("--digest"),
+              arguments),
+    st.tuples(st.just("token"), arguments.filter(lambda t: t not in ("show", "rotate"))),
+    st.tuples(st.just("phase"), arguments.filter(lambda t: t not in chain.NAMES)),
+    st.tuples(st.just("--root"), arguments, st.just("maintenance")),
+))
+@example(argv=("--root", "/tmp/a\x00b", "maintenance"))
+def test_the_cli_refuses_hostile_options_without_a_traceback(tmp_path_factory, argv):
+    root = make_host_root(tmp_path_factory.mktemp("cli"))
+    if argv[1:3] == ("--channel", "stable") and len(argv) == 5 and \
+            argv[4].startswith("sha256:") and len(argv[4]) == 71:
+        return  # a well-formed digest would really apply an update
+    result = CliRunner().invoke(cli.main, list(argv), env={paths.ROOT_ENV: str(root)})
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        argv, repr(result.exception))
+    assert result.exit_code in (0, 1, 2), (argv, result.exit_code, result.output)
+    assert "Traceback" not in result.output
