@@ -58,7 +58,7 @@ def waiting(root: Path | None = None) -> str | None:
     other is refused by what it then finds running."""
     for kind in EXCLUSIVE_KINDS:
         if spool.pending(kind, root):
-            return f"a {kind.name} request is already waiting to start"
+            return f"{kind.one} is already waiting to start"
     return None
 
 
