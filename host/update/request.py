@@ -1,6 +1,7 @@
 """Update requests from the web UI: the oneshot that takes one from the spool, validates it
-again (nothing from the web process is trusted) and runs it; the history entry it records
-carries the request's id, which is how the Updates page follows its own request."""
+again (nothing from the web process is trusted), asks the busy rule (host/core/busy.py)
+again under the setup lock and runs it; the history entry it records carries the request's
+id, which is how the Updates page follows its own request, refused ones too."""
 
 from pathlib import Path
 
@@ -44,7 +45,8 @@ def accept(root: Path | None = None, kubeconfig: str = paths.K3S_KUBECONFIG) -> 
     if refused:
         return _refused(root, request["id"], request["action"], request["channel"],
                         f"the update request was not taken up: {refused}",
-                        "wait until it has finished, then request the update again")
+                        "wait until setup has completed and no other update runs, then "
+                        "request the update again")
     if request["action"] == "check":
         return check(root, request["channel"], "web", request["id"])
     try:
