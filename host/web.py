@@ -155,7 +155,8 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = addresses.no
         ("GET", "/api/install"): lambda environ: (200, {
             # A run whose owner is gone shows as the interrupted failure it will be recorded.
             "install": recovery.view(state.read(state.INSTALL_STATE, root), root),
-            "preflight": state.read(state.PREFLIGHT_REPORT, root)}),
+            "preflight": state.read(state.PREFLIGHT_REPORT, root),
+            "refused": state.read(state.SETUP_REFUSAL, root)}),
         ("GET", "/api/release"): lambda environ: (200, {
             "release": state.read(state.SELECTED_RELEASE, root)}),
         ("GET", "/api/logs"): lambda environ: (200, _logs(environ, root, journal)),

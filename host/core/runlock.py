@@ -15,7 +15,13 @@ BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
 
 class Busy(Exception):
-    """Another setup phase or update holds the lock; the message names it."""
+    """Another setup phase or update holds the lock; the message names it, `holder` is what
+    it wrote there (its pid)."""
+
+    def __init__(self, holder: str):
+        self.holder = holder
+        super().__init__(f"another setup or update is running ({holder}); wait for it to "
+                         "finish, then retry")
 
 
 @contextlib.contextmanager
@@ -28,9 +34,7 @@ def held(root: Path | None = None) -> Iterator[None]:
             fcntl.flock(fp, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
             fp.seek(0)
-            holder = fp.read().strip() or "unknown"
-            raise Busy(f"another setup or update is running ({holder}); wait for it to "
-                       "finish, then retry") from exc
+            raise Busy(fp.read().strip() or "unknown") from exc
         fp.seek(0)
         fp.truncate()
         fp.write(f"pid {os.getpid()}\n")

@@ -29,6 +29,11 @@ class RequestKind:
     schema: str  # what a request must be, checked before spooling and after taking
     accept_command: str  # the `alga-appliance` command the kind's oneshot runs
 
+    @property
+    def one(self) -> str:
+        """"a setup request", "an update request": how messages name one."""
+        return f"{'an' if self.name[0] in 'aeiou' else 'a'} {self.name} request"
+
 
 SETUP = RequestKind("setup", "setup.request", "setup-request.schema.json", "accept-setup")
 UPDATE = RequestKind("update", "update.request", "update-request.schema.json", "accept-update")
@@ -86,7 +91,7 @@ def submit(kind: RequestKind, request: dict, root: Path | None = None) -> str:
         try:
             os.link(temp, path)
         except FileExistsError as exc:
-            raise AlreadyPending(f"a {kind.name} request is already waiting to start") from exc
+            raise AlreadyPending(f"{kind.one} is already waiting to start") from exc
         state.fsync_directory(path.parent)
     finally:
         os.unlink(temp)

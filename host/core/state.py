@@ -82,13 +82,16 @@ UPDATE_HISTORY = StateFile(
     "update history", paths.STATE_DIR, "update-history.json", "update-history.schema.json",
     0o640, "the update history starts again (the bundle keeps the old one)",
     migrations.update_history)
+SETUP_REFUSAL = StateFile(
+    "setup refusal", paths.STATE_DIR, "setup-refusal.json", "setup-refusal.schema.json", 0o640,
+    "the last refused setup request is forgotten; the next refusal writes it again")
 # Where releases come from, as the release engineer built it into the payload.
 RELEASE_SOURCE = StateFile(
     "release source", paths.INSTALL_DIR, "release-source.json", "release-source.schema.json",
     0o644, "setup and updates have no release source: send the bundle to support")
 STATE_FILES = (SETUP_INPUTS, INSTALL_STATE, PREFLIGHT_REPORT, SELECTED_RELEASE, ENDPOINTS,
                HOST_CHANGES, STATUS, MAINTENANCE, SUPPORT_BUNDLE_STATUS, UPDATE_HISTORY,
-               RELEASE_SOURCE)
+               SETUP_REFUSAL, RELEASE_SOURCE)
 STALE_TEMP_AGE = 60.0  # seconds: a temporary file this old lost its writer (see write_atomically)
 
 

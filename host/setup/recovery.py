@@ -13,13 +13,10 @@ import datetime
 from dataclasses import dataclass
 from pathlib import Path
 
-from host.core import failures, paths, runlock, state
+from host.core import busy, failures, paths, runlock, state
 from host.core.operation import append_log
 from host.setup import chain
 
-# Between two phases no process owns the run: the next phase's unit is starting. It has
-# this long to record itself before the run counts as interrupted.
-HANDOVER_SECONDS = 60
 LOG_TAIL_BYTES = 64 * 1024
 
 
@@ -30,34 +27,19 @@ class Interruption:
     rebooted: bool  # the owner ran in an earlier boot
 
 
-def in_flight(install: dict | None) -> bool:
-    """Accepted (pending with an owner) or running."""
-    return bool(install) and (install["status"] == "running" or
-                              (install["status"] == "pending" and "owner" in install))
-
-
 def find(install: dict | None, now: datetime.datetime | None = None) -> Interruption | None:
     """The interruption of the run `install` shows, or None when it is settled or its owner
-    may still be at work."""
-    if not in_flight(install) or runlock.alive(install.get("owner")):
+    may still be at work (busy.under_way: the same rule every busy answer uses)."""
+    if not busy.in_flight(install) or busy.under_way(install, now):
         return None
     owner = install.get("owner")
     rebooted = owner is not None and owner["boot_id"] != runlock.boot_id()
     phases = chain.ordered(install["phases"])
     running = [name for name, record in phases if record["state"] == "running"]
-    if not running and owner is not None and not rebooted and \
-            _age(install["updated_at"], now) < HANDOVER_SECONDS:
-        return None
     unfinished = [name for name, record in phases
                   if record["state"] not in ("succeeded", "skipped")]
     phase = (running or unfinished or [chain.NAMES[-1]])[0]
     return Interruption(phase, install["updated_at"], rebooted)
-
-
-def _age(stamp: str, now: datetime.datetime | None) -> float:
-    then = datetime.datetime.strptime(stamp, state.TIMESTAMP_FORMAT).replace(
-        tzinfo=datetime.UTC)
-    return ((now or datetime.datetime.now(datetime.UTC)) - then).total_seconds()
 
 
 def mark(install: dict, found: Interruption, root: Path | None = None) -> dict:

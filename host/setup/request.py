@@ -1,19 +1,22 @@
 """Starting setup: the one way the web API and the console start it, and the oneshot that
 accepts it.
 
-`submit` validates the answers with host/setup/inputs.py, refuses once setup has completed
-(changes after the install are updates), while setup runs or while a request already waits,
-and spools the request for systemd (alga-appliance-setup-request.path); `submit_resume`
-spools a resume of a stopped run instead, with the answers already recorded. `accept`
-(what that unit runs) records a run whose owner is gone as interrupted, validates the
-answers again, records them and the request's id in the install state, and starts the
-same unit chain whichever way the answers came in (or a resume was asked for).
+`submit` validates the answers with host/setup/inputs.py, refuses while setup or an update
+runs or a request of either waits (the one busy rule, host/core/busy.py) and once setup has
+completed (changes after the install are updates), and spools the request for systemd
+(alga-appliance-setup-request.path); `submit_resume` spools a resume of a stopped run
+instead, with the answers already recorded. `accept` (what that unit runs) records a run
+whose owner is gone as interrupted, validates the answers again, asks the busy rule again
+under the setup lock, records the answers and the request's id in the install state, and
+starts the same unit chain whichever way the answers came in (or a resume was asked for).
+A request refused there is gone from the spool, and the reason is recorded
+(`refused`, below) where the web UI and the console show it.
 """
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from host.core import hostcmd, runlock, spool, state
+from host.core import busy, hostcmd, runlock, spool, state
 from host.net import addresses
 from host.setup import chain, recovery
 from host.setup.inputs import InputErrors, parse_setup_inputs
@@ -41,9 +44,9 @@ class Submitted:
 def submit(answers: dict, node_ip: str, root: Path | None = None) -> Submitted:
     """Spool `answers` for systemd. Raises InputErrors or SetupBusy."""
     inputs = parse_setup_inputs(answers, node_ip, state.read(state.SETUP_INPUTS, root))
-    busy = why_busy(state.read(state.INSTALL_STATE, root), root)
-    if busy:
-        raise SetupBusy(busy)
+    refused = why_busy(state.read(state.INSTALL_STATE, root), root)
+    if refused:
+        raise SetupBusy(refused)
     submitted = state.timestamp()
     return Submitted(inputs, submitted, _spool({"answers": answers, "submitted_at": submitted},
                                                root))
@@ -66,21 +69,18 @@ def _spool(request: dict, root: Path | None) -> str:
 
 
 def why_busy(install: dict | None, root: Path | None = None) -> str | None:
-    """Why a new setup cannot start now, or None when it can. A run whose owner is gone is
-    not busy: the oneshot that takes the request records it as interrupted first."""
-    refused = _refused(recovery.view(install, root))
-    if refused:
-        return refused
-    if spool.pending(spool.SETUP, root):
-        return "a setup request is already waiting to start"
-    return None
+    """Why a new setup cannot start now, or None when it can: the busy rule, then a
+    completed setup. A run whose owner is gone is not busy: the oneshot that takes the
+    request records it as interrupted first."""
+    return busy.busy(root) or _completed(install)
 
 
 def why_not_resumable(install: dict | None, root: Path | None = None) -> str | None:
     """Why the last run cannot be resumed now, or None when it can."""
-    busy = why_busy(install, root)
-    if busy:
-        return busy
+    return why_busy(install, root) or _nothing_to_resume(install, root)
+
+
+def _nothing_to_resume(install: dict | None, root: Path | None) -> str | None:
     viewed = recovery.view(install, root)
     if viewed is None or viewed["status"] != "failed" or \
             state.read(state.SETUP_INPUTS, root) is None:
@@ -90,13 +90,31 @@ def why_not_resumable(install: dict | None, root: Path | None = None) -> str | N
 
 def accept(root: Path | None = None) -> str | None:
     """Take the waiting request: record its inputs (none for a resume) and id, start the
-    chain; the id, or None when no request waits. Raises NotAccepted."""
+    chain; the id, or None when no request waits. Raises NotAccepted, with the reason
+    recorded (`refused`): the request is gone from the spool either way."""
     try:
         request = spool.take(spool.SETUP, root)
     except spool.Malformed as exc:
-        raise NotAccepted(str(exc)) from exc
+        raise refused(exc.request_id, str(exc), root) from exc
     if request is None:
         return None
+    try:
+        _take_up(request, root)
+    except NotAccepted as exc:
+        raise refused(request["id"], str(exc), root) from exc
+    return request["id"]
+
+
+def refused(request_id: str | None, reason: str, root: Path | None = None) -> NotAccepted:
+    """Record why request `request_id` was refused, where the web UI and the console look
+    for their own request (the install state belongs to whoever holds the setup lock);
+    the error to raise."""
+    state.write(state.SETUP_REFUSAL, {"request_id": request_id, "refused_at": state.timestamp(),
+                                      "reason": reason}, root)
+    return NotAccepted(reason)
+
+
+def _take_up(request: dict, root: Path | None) -> None:
     inputs = None
     if not request.get("resume"):
         try:
@@ -108,26 +126,23 @@ def accept(root: Path | None = None) -> str | None:
     try:
         with runlock.held(root):
             install = state.read(state.INSTALL_STATE, root)
-            refused = why_not_resumable(install, root) if inputs is None else _refused(install)
-            if refused:
-                raise NotAccepted(f"the setup request was not taken up: {refused}")
+            # Under the lock only what runs counts: the lock decides between waiting requests.
+            refusal = busy.running(root, holding_lock=True) or _completed(install) or (
+                _nothing_to_resume(install, root) if inputs is None else None)
+            if refusal:
+                raise NotAccepted(f"the setup request was not taken up: {refusal}")
             if inputs is not None:
                 state.write(state.SETUP_INPUTS, inputs, root)
             state.write(state.INSTALL_STATE, _queued(install, request["id"]), root)
     except runlock.Busy as exc:
-        raise NotAccepted(f"the setup request was not taken up: {exc}") from exc
+        raise NotAccepted("the setup request was not taken up: "
+                          f"{busy.lock_holder(root, exc)}") from exc
     _start_chain()
-    return request["id"]
 
 
-def _refused(install: dict | None) -> str | None:
-    """Why no new run may start over `install` (asked by the web and the console, and again
-    by the oneshot: the state may have moved since)."""
-    if install and install["status"] == "succeeded":
-        return COMPLETED
-    if install and install["status"] == "running":
-        return f"setup is already running ({install['current_phase']})"
-    return None
+def _completed(install: dict | None) -> str | None:
+    """Setup runs once: after it has completed, changes are updates."""
+    return COMPLETED if install and install["status"] == "succeeded" else None
 
 
 def resume_after_reboot(root: Path | None = None) -> recovery.Interruption | None:

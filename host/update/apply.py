@@ -20,7 +20,7 @@ from pathlib import Path
 from host.cluster import alga, objects, readiness
 from host.cluster.kube import Kube, KubeError
 from host.cluster.probe import app_on_node, probe_login
-from host.core import maintenance, paths, runlock, state
+from host.core import busy, maintenance, paths, runlock, state
 from host.core.failures import SUPPORT_COMMAND, OperationFailed, kubectl
 from host.core.wait import TimedOut, wait_until
 from host.net import addresses, https, resolvers
@@ -57,8 +57,8 @@ AGAIN = "the update can be applied again safely"
 FLUX_PODS = kubectl(f"-n {alga.FLUX_NAMESPACE} get pods")
 
 
-class UpdateBusy(runlock.Busy):
-    """Another setup or update holds the setup lock."""
+class UpdateBusy(Exception):
+    """Another setup or update holds the setup lock; the message says which."""
 
 
 def apply(root: Path | None = None, channel: str = "stable", confirmed: bool = False,
@@ -74,7 +74,7 @@ def apply(root: Path | None = None, channel: str = "stable", confirmed: bool = F
         try:
             held.enter_context(runlock.held(root))
         except runlock.Busy as exc:
-            raise UpdateBusy(str(exc)) from exc
+            raise UpdateBusy(busy.lock_holder(root, exc)) from exc
         history.interrupt_running(root)  # with the lock held, a running entry's process is gone
         return _apply(root, channel, confirmed, who, kubeconfig, request_id, digest)
 

@@ -1,10 +1,11 @@
 """Update requests from the web UI: the oneshot that takes one from the spool, validates it
-again (nothing from the web process is trusted) and runs it; the history entry it records
-carries the request's id, which is how the Updates page follows its own request."""
+again (nothing from the web process is trusted), asks the busy rule (host/core/busy.py)
+again under the setup lock and runs it; the history entry it records carries the request's
+id, which is how the Updates page follows its own request, refused ones too."""
 
 from pathlib import Path
 
-from host.core import paths, spool, state
+from host.core import busy, paths, runlock, spool, state
 from host.core.failures import SUPPORT_COMMAND
 from host.releases import channels
 from host.update import history
@@ -12,16 +13,15 @@ from host.update.history import REFUSED_CATEGORY
 
 
 def why_busy(root: Path | None = None) -> str | None:
-    """Why an update request would be refused now (the updater checks again under the
-    setup lock)."""
+    """Why an update request would be refused now: the busy rule, then setup not completed
+    (the oneshot asks both again under the setup lock)."""
+    return busy.busy(root) or _not_installed(root)
+
+
+def _not_installed(root: Path | None) -> str | None:
     install = state.read(state.INSTALL_STATE, root)
     if install is None or install["status"] != "succeeded":
         return "updates are possible once setup has completed"
-    if spool.pending(spool.UPDATE, root):
-        return "an update request is already waiting to start"
-    running = [entry for entry in history.entries(root) if entry["result"] == "running"]
-    if running:  # an interrupted one is marked so by the status timer within 10 s
-        return f"an update to {running[0]['channel']} is running ({running[0]['step']})"
     return None
 
 
@@ -65,6 +65,12 @@ def accept(root: Path | None = None, kubeconfig: str = paths.K3S_KUBECONFIG) -> 
     if request is None:
         return None
     history.mark_interrupted(root)
+    refused = _refusal(root)
+    if refused:
+        return _refused(root, request["id"], request["action"], request["channel"],
+                        f"the update request was not taken up: {refused}",
+                        "wait until setup has completed and no other update runs, then "
+                        "request the update again")
     if request["action"] == "check":
         return check(root, request["channel"], "web", request["id"])
     refused = unreviewed(request, root)
@@ -84,12 +90,23 @@ def accept(root: Path | None = None, kubeconfig: str = paths.K3S_KUBECONFIG) -> 
                         "wait until it has finished, then request the update again")
 
 
+def _refusal(root: Path) -> str | None:
+    """The busy rule asked again under the setup lock, for a check as for an apply (a check
+    takes the lock only to ask: it changes nothing a setup phase reads, and a phase must
+    not fail for want of the lock while one runs; an apply takes it again for its run)."""
+    try:
+        with runlock.held(root):
+            return busy.running(root, holding_lock=True) or _not_installed(root)
+    except runlock.Busy as exc:
+        return busy.lock_holder(root, exc)
+
+
 def _refused(root: Path, request_id: str | None, action: str, channel: str | None,
              cause: str, next_step: str) -> dict:
     """A failed entry for a web request that was not run: the UI learns why from history."""
     current = state.read(state.SELECTED_RELEASE, root)
     channel = channel or (current["channel"] if current else channels.DEFAULT_CHANNEL)
     operation = history.start(root, action, channel, "web", current, request_id,
-                              writes_log=True)
+                              writes_log=action == "apply")  # a check writes no log
     return operation.finished("failed", {"category": REFUSED_CATEGORY,
                                          "suspected_cause": cause, "next_step": next_step})

@@ -746,6 +746,9 @@ def recorded_inputs(monkeypatch, root: Path) -> bytes:
     written = state.SETUP_INPUTS.path(root)
     data = written.read_bytes()
     written.unlink()
+    # The run it queued is owned by this (live) process, so setup counts as starting: as if
+    # it had finished, only the inputs it recorded matter here.
+    state.INSTALL_STATE.path(root).unlink()
     return data
 
 
@@ -781,3 +784,22 @@ def test_web_and_console_give_the_same_error_messages(console_root, web, field, 
     child.expect_exact(f"Error: {message}\r\n")
     child.sendline("cancel")
     child.expect(pexpect.EOF)
+
+
+def test_console_while_an_update_runs_names_the_update(console_root):
+    """The one busy rule (host/core/busy.py): the console asks it as the web does."""
+    state.write(state.INSTALL_STATE, INSTALLED, console_root)
+    release = {"source": "git", "channel": "stable", "release_version": "1.0",
+               "app_version": "1.0", "repo_branch": "release/1.0.0"}
+    state.write(state.UPDATE_HISTORY, {"entries": [{
+        "id": "20261201T095800Z-0a1b2c3d", "request_id": None, "action": "apply",
+        "who": "cli", "channel": "stable", "started_at": "2026-12-01T09:58:00Z",
+        "finished_at": None, "result": "running", "step": "waiting for Flux", "from": release,
+        "to": None, "changes": None, "duration_s": None, "failure": None}]}, console_root)
+    child = pexpect.spawn(sys.executable, console_command(console_root, "--plain")[1:],
+                          env=console_env("vt100"), encoding="utf-8", timeout=15)
+    child.expect_exact("Setup cannot start from here: an update to stable is running "
+                       "(waiting for Flux) since 2026-12-01T09:58:00Z")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1 and not spool.spool_file(spool.SETUP, console_root).exists()

@@ -35,7 +35,7 @@ from support.releases import (
 )
 
 from host import cli
-from host.core import paths, runlock, state
+from host.core import busy, paths, runlock, state
 from host.setup import chain, recovery
 from host.setup import request as setup_request
 
@@ -124,7 +124,7 @@ def test_a_phase_killed_at_any_moment_is_interrupted_and_resumes_to_the_same_end
         patch.setenv("PATH", f"{FAKES}:/usr/bin:/bin")
         patch.setenv("FAKE_SYSTEMCTL_LOG", str(root / "systemctl.log"))
         # No handover time: a run between phases is as dead as its last owner at once.
-        patch.setattr(recovery, "HANDOVER_SECONDS", 0)
+        patch.setattr(busy, "HANDOVER_SECONDS", 0)
         accepted(root)
         run_chain(root, chain.NAMES[:chain.NAMES.index(killed)])
         victim = phase_process(root, killed)
@@ -234,7 +234,7 @@ def test_a_run_between_phases_has_time_to_hand_over(root):
     state.write(state.INSTALL_STATE, install, root)
     assert recovery.recover(root) is None
     later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(
-        seconds=recovery.HANDOVER_SECONDS + 1)
+        seconds=busy.HANDOVER_SECONDS + 1)
     found = recovery.find(state.read(state.INSTALL_STATE, root), now=later)
     assert found.phase == "flux"  # the phase that never started
 

@@ -310,8 +310,9 @@ def test_a_concurrent_update_is_busy(lab):
     first = update_process(lab)  # Flux never answers it
     try:
         running = wait_for_step(lab, first, "waiting for Flux")
-        with pytest.raises(apply.UpdateBusy, match=rf"another setup or update is running "
-                                                    rf"\(pid {first.pid}\)"):
+        with pytest.raises(apply.UpdateBusy, match=rf"^an update to stable is running "
+                           rf"\(waiting for Flux\) since {running['started_at']}, holding the "
+                           rf"setup lock \(pid {first.pid}\)"):
             lab.apply()
         with pytest.raises(runlock.Busy):
             engine.run_phase("release", lab.root, lab.kubeconfig)

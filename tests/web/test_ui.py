@@ -12,6 +12,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -749,3 +750,45 @@ def test_support_bundle_button_makes_one_shows_progress_and_downloads_it(
     assert names[0].endswith("/bundle.json") and any(n.endswith("/SUMMARY.md") for n in names)
     validate(manifest, "support-bundle.schema.json", name="bundle.json", source=saved.name)
     assert saved.read_bytes() == (support_request.bundle_dir(lab.root) / saved.name).read_bytes()
+
+
+HOLD_THE_LOCK = """
+import sys
+from pathlib import Path
+from host.core import runlock
+with runlock.held(Path(sys.argv[1])):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_setup_request_refused_when_taken_up_shows_why_instead_of_waiting(tmp_path, open_ui,
+                                                                            monkeypatch):
+    ui = open_ui(tmp_path)
+    submitted = requests.post(f"{ui.url}/api/setup", json={}, timeout=5,
+                              headers={"Authorization": f"Bearer {ui.secret}"})
+    assert submitted.status_code == 202, submitted.text
+    ui.open("/progress")
+    ui.page.evaluate(f"sessionStorage.setItem('alga-appliance-submitted', "
+                     f"'{submitted.json()['request_id']}')")
+    ui.page.reload()
+    expect(ui.page.locator("#progress-summary")).to_contain_text("Waiting for the appliance")
+    # Before the oneshot takes the request up, an update starts (a real process holds the
+    # setup lock) over a setup that had completed.
+    state.write(state.INSTALL_STATE, INSTALLED, tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_LOCK, str(tmp_path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")
+        refused = CliRunner().invoke(cli.main, ["accept-setup"])
+        assert refused.exit_code == 1, refused.output
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    summary = ui.page.locator("#progress-summary")
+    expect(summary).to_contain_text("The appliance did not start setup: the setup request was "
+                                    f"not taken up: another setup or update is running (pid "
+                                    f"{holder.pid})")
+    expect(summary).to_have_class(re.compile(r"\bfail\b"))
+    ui.shot("progress-refused")

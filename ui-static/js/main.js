@@ -22,6 +22,10 @@ const app = {
   context: null, // GET /api/setup: node_ip, phases, answers, defaults, resolvers (refreshContext)
   install: null, // GET /api/install .install: the setup run's state, null before any run
   preflight: null, // GET /api/install .preflight: the last preflight's checks
+  refused: null, // GET /api/install .refused: the last setup request the appliance refused
+  // Why this tab's setup request was refused when the appliance took it up (the busy rule
+  // asked again there), until the tab submits another.
+  refusal: null,
   status: null, // GET /api/status .status: the collector's snapshot, null before the first
   page: null, // the page shown, one of PAGES
   // The id of the setup request this tab submitted, until the install state carries it
@@ -31,8 +35,12 @@ const app = {
   updateRunning: false, // updates.js: an update request is waiting or running
   // Whether this tab's setup request has not been picked up yet (see `submitted`).
   waiting() {
-    return this.submitted !== null &&
+    return this.submitted !== null && !this.refusedMine() &&
       (!this.install || this.install.request_id !== this.submitted);
+  },
+  refusedMine() {
+    return this.submitted !== null && Boolean(this.refused) &&
+      this.refused.request_id === this.submitted;
   },
 };
 
@@ -45,6 +53,7 @@ const actions = {
   },
   submitted(response) {
     app.submitted = response.request_id;
+    app.refusal = null;
     sessionStorage.setItem(SUBMITTED_KEY, app.submitted);
     actions.go("progress");
     poller.now();
@@ -109,7 +118,8 @@ async function refresh() {
     orBroken(request("GET", "/api/status"), broken)]);
   const previous = app.install && app.install.status;
   Object.assign(app, {install: install.install || null, preflight: install.preflight || null,
-                      status: status.status || null});
+                      refused: install.refused || null, status: status.status || null});
+  if (app.refusedMine()) app.refusal = app.refused.reason;
   if (app.submitted !== null && !app.waiting()) {
     sessionStorage.removeItem(SUBMITTED_KEY);
     app.submitted = null;

@@ -46,7 +46,10 @@ function summary(app, install, chain) {
   let text = "Setup has not started. Complete the setup wizard first.";
   let tone = "";
   if (app.waiting()) text = "Setup request sent. Waiting for the appliance to start it…";
-  else if (install && install.status === "running") {
+  else if (app.refusal) {
+    text = `The appliance did not start setup: ${app.refusal}`;
+    tone = "fail";
+  } else if (install && install.status === "running") {
     const phase = install.phases[install.current_phase];
     text = `Running: ${title(chain, install.current_phase)}` +
       (phase && phase.last_action ? ` (${phase.last_action})` : "");
