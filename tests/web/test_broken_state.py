@@ -14,7 +14,7 @@ import requests
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.base import ROOT, make_host_root, serve_wsgi
+from support.base import ROOT, serve_wsgi
 from support.openapi_check import assert_documented
 
 from host import cli
@@ -49,13 +49,6 @@ def assert_names_file_and_next_step(text: str, path: Path) -> None:
     assert "Traceback" not in text and "internal error" not in text, text
     assert str(path) in text, text
     assert "support-bundle" in text and f"mv {path} {path}.broken" in text, text
-
-
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-    make_host_root(tmp_path, paths.SPOOL_DIR)
-    monkeypatch.setenv(paths.ROOT_ENV, str(tmp_path))
-    return tmp_path
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ import sys
 import pytest
 import requests
 from click.testing import CliRunner
-from support.base import FAKES, make_host_root, serve_wsgi
+from support.base import FAKES, serve_wsgi
 from support.openapi_check import assert_documented
 
 from host import cli
-from host.core import paths, runlock, spool, state, token
+from host.core import runlock, spool, state, token
 from host.setup import chain
 from host.setup.inputs import parse_setup_inputs
 from host.web import make_app
@@ -42,13 +42,12 @@ NAMED = {"setup running": "setup is already running (k3s) since 2026-12-01T09:59
 
 
 @pytest.fixture
-def root(tmp_path, monkeypatch):
-    make_host_root(tmp_path, paths.SPOOL_DIR)
-    monkeypatch.setenv(paths.ROOT_ENV, str(tmp_path))
-    monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(tmp_path / "systemctl.calls"))
+def root(root, monkeypatch):
+    """The web tests' host root, with setup's answers and the systemctl stand-in."""
+    monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(root / "systemctl.calls"))
     monkeypatch.setenv("PATH", f"{FAKES}:/usr/bin:/bin")
-    state.write(state.SETUP_INPUTS, parse_setup_inputs({"channel": "stable"}, NODE_IP), tmp_path)
-    return tmp_path
+    state.write(state.SETUP_INPUTS, parse_setup_inputs({"channel": "stable"}, NODE_IP), root)
+    return root
 
 
 @pytest.fixture

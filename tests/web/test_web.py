@@ -11,7 +11,7 @@ import requests
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support.base import FAKES, TESTS, make_host_root, serve_wsgi
+from support.base import FAKES, TESTS, serve_wsgi
 from support.openapi_check import assert_documented, document
 
 from host import cli
@@ -24,13 +24,6 @@ from host.update import request as update_request
 from host.web import MAX_BODY, STATIC_DIR, make_app
 
 NODE_IP = "10.0.0.5"
-
-
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-    make_host_root(tmp_path, paths.SPOOL_DIR)
-    monkeypatch.setenv(paths.ROOT_ENV, str(tmp_path))
-    return tmp_path
 
 
 @pytest.fixture

@@ -17,11 +17,11 @@ import requests
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support.base import make_host_root, serve_wsgi
+from support.base import serve_wsgi
 from support.openapi_check import assert_documented
 
 from host import cli, web
-from host.core import paths, state, token
+from host.core import state, token
 from host.setup.inputs import parse_setup_inputs
 from host.support import redact
 
@@ -33,13 +33,6 @@ PATHS = [("GET", "/api/status"), ("GET", "/api/install"), ("POST", "/api/setup")
 # Each example of these starts a server or rewrites the file the fixture's server reads.
 fixture_per_test = settings(max_examples=25, deadline=None,
                             suppress_health_check=[HealthCheck.function_scoped_fixture])
-
-
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-    make_host_root(tmp_path, paths.SPOOL_DIR)
-    monkeypatch.setenv(paths.ROOT_ENV, str(tmp_path))
-    return tmp_path
 
 
 def serve(root, limiter=None, journal=None):

@@ -21,21 +21,13 @@ from support.attacks import (
     running_service,
     upload_without_token,
 )
-from support.base import make_host_root
 
 from host import web_server
-from host.core import paths, token
+from host.core import token
 from host.web import MAX_BODY, SECURITY_HEADERS, make_app
 
 GIB = 1 << 30
 HEADER_START = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "
-
-
-@pytest.fixture
-def root(tmp_path, monkeypatch):
-    make_host_root(tmp_path, paths.SPOOL_DIR)
-    monkeypatch.setenv(paths.ROOT_ENV, str(tmp_path))
-    return tmp_path
 
 
 @pytest.fixture
