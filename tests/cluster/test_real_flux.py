@@ -185,8 +185,11 @@ def test_a_withdrawn_config_bundle_is_named_while_login_keeps_working(flux_site)
     flux_site.api.kubectl("annotate", "--overwrite", "ocirepository", alga.SOURCE_NAME,
                           "--namespace", alga.FLUX_NAMESPACE,
                           f"{alga.RECONCILE_ANNOTATION}=withdrawn")
-    snapshot = flux_site.wait_until(lambda s: flux_objects(s)[
-        f"OCIRepository/{alga.SOURCE_NAME}"]["ready"] is False, "the source failing")
+    # First it says Ready=False Progressing ("building artifact: disappeared from storage"):
+    # work in progress, no blocker. Then it tries to pull, and fails.
+    snapshot = flux_site.wait_until(lambda s: (source := flux_objects(s)[
+        f"OCIRepository/{alga.SOURCE_NAME}"])["ready"] is False and
+        source["reason"] not in IN_PROGRESS, "the source failing")
     found = blocker(snapshot, f"OCIRepository/{alga.SOURCE_NAME}")
     assert found["reason"].startswith("OCIArtifactPullFailed: "), found
     assert "MANIFEST_UNKNOWN" in found["reason"], found
