@@ -340,12 +340,14 @@ def test_a_500_logs_no_secret_only_the_redacted_failure(root, journal_lines):
     text = "\n".join(lines)
     for value in (PROXY_URL_PASSWORD, PROXY_PASSWORD, secret):
         assert value not in text
-    assert lines[0] == "alga-appliance.web: GET /api/logs failed"
-    assert lines[-1] == ("RuntimeError: proxy http://<redacted>@proxy.corp:3128 refused "
-                         "(password <redacted>, token <redacted>)\\x0a"
-                         "alga-appliance.web: forged line")
-    assert all(line.startswith("  ") for line in lines[1:-1])  # the traceback's frames
     assert not any(line.startswith("alga-appliance.web: forged") for line in lines)
+    # This request's record: other tests' server threads, still closing, may log beside it.
+    start = lines.index("alga-appliance.web: GET /api/logs failed")
+    end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith("  "))
+    assert lines[end] == ("RuntimeError: proxy http://<redacted>@proxy.corp:3128 refused "
+                          "(password <redacted>, token <redacted>)\\x0a"
+                          "alga-appliance.web: forged line")
+    assert end > start + 1  # the traceback's frames, each on an indented line
 
 
 def failing_app(environ, start_response):
