@@ -510,8 +510,8 @@ def test_plain_proxy_and_back_navigation(console_root):
 PLAIN_PASSWORDS = ["p@ss:w/rd #1 %40", " spaced out ", "Pässwörd€密码", "back up:cancel"]
 
 
-@pytest.mark.parametrize("password", PLAIN_PASSWORDS)
-def test_plain_proxy_password_is_read_without_echo_and_kept_as_typed(console_root, password):
+def enter_proxy_password(console_root, password: str):
+    """The plain console up to the review, with a proxy, its user and `password` typed."""
     child = plain(console_root)
     answer_all(child, ["", "", "", "yes", "http://proxy.corp:3128", "svc@corp"])
     child.expect_exact("what you type is not shown")
@@ -519,6 +519,12 @@ def test_plain_proxy_password_is_read_without_echo_and_kept_as_typed(console_roo
     child.sendline(password)
     answer_all(child, ["", "no"])
     child.expect_exact("Start setup? yes/back [yes]: ")
+    return child
+
+
+@pytest.mark.parametrize("password", PLAIN_PASSWORDS)
+def test_plain_proxy_password_is_read_without_echo_and_kept_as_typed(console_root, password):
+    child = enter_proxy_password(console_root, password)
     assert "Proxy             http://proxy.corp:3128 as svc@corp (password hidden)" in (
         child.before)
     child.sendline("yes")
@@ -531,13 +537,7 @@ def test_plain_proxy_password_is_read_without_echo_and_kept_as_typed(console_roo
 @pytest.mark.parametrize("password", ["cancel", "back", "QUIT"])
 def test_plain_a_proxy_password_that_is_a_command_word_is_a_password(console_root, password):
     """Words that are commands at other prompts are taken as typed at the password's."""
-    child = plain(console_root)
-    answer_all(child, ["", "", "", "yes", "http://proxy.corp:3128", "svc@corp"])
-    child.expect_exact("what you type is not shown")
-    child.expect_exact("[]: ")
-    child.sendline(password)
-    answer_all(child, ["", "no"])
-    child.expect_exact("Start setup? yes/back [yes]: ")
+    child = enter_proxy_password(console_root, password)
     child.sendline("yes")
     child.expect_exact("Waiting for setup to start...")
     assert spooled(console_root)["proxy_password"] == password
