@@ -5,6 +5,7 @@ Names and namespaces come from host/cluster/alga.py, the contract with the Alga 
 """
 
 import base64
+import datetime
 from urllib.parse import urlsplit
 
 import yaml
@@ -27,6 +28,12 @@ LABELS = {"app.kubernetes.io/managed-by": "alga-appliance"}
 # The proxy settings Flux's source-controller reads as its environment (they may hold the
 # proxy password, so never in a Deployment's plain env).
 PROXY_SECRET = "alga-appliance-proxy"
+
+
+def reconcile_requested_at() -> str:
+    """A new value for Flux's reconcile annotation. Sub-second, as `flux reconcile` writes it:
+    Flux acts only on a changed value, so two requests within a second must still differ."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _metadata(name: str, namespace: str | None = None, **annotations: str) -> dict:

@@ -13,7 +13,6 @@ release artifact, or nothing.
 """
 
 import contextlib
-import datetime
 from collections.abc import Callable
 from pathlib import Path
 
@@ -141,7 +140,7 @@ def _switch(root: Path, operation, kubeconfig: str, inputs: dict, current: dict 
     _apply_objects(kube, [objects.release_selection(selection)],
                    "the release-selection ConfigMap")
     _record_on_host(root, inputs, selection)
-    requested_at = _requested_at()
+    requested_at = objects.reconcile_requested_at()
     flux_source = objects.flux_source(selection, requested_at)
     if current is None or _flux_source_spec(current) != flux_source["spec"]:
         operation.step("switching the Flux source")
@@ -212,11 +211,6 @@ def _record_on_host(root: Path, inputs: dict, selection: dict) -> None:
         root, previous, selection, "update",
         k3s_version=previous["k3s_version"] if previous else None,
         flux_version=previous["flux_version"] if previous else None), root)
-
-
-def _requested_at() -> str:
-    # Sub-second, as `flux reconcile` writes it: two updates within a second still differ.
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _request_reconciliation(kube: Kube, resource: str, namespace: str,

@@ -60,7 +60,7 @@ def _running_k3s(ctx) -> str | None:
 
 def _apply(ctx, inputs: dict, profile_values: dict, selection: dict, mode: str) -> None:
     kube = Kube(ctx.kubeconfig)
-    requested_at = state.timestamp()
+    requested_at = objects.reconcile_requested_at()
     try:
         ctx.action("checking for the app's auth key")
         applied = [objects.namespace(n) for n in (alga.ALGA_SYSTEM, alga.APP_NAMESPACE)]
