@@ -109,8 +109,7 @@ class PlainConsole:
         return self.follow(request_id)
 
     def follow(self, request_id: str | None) -> int:
-        install = progress.follow(self.root, request_id, self.show_new_lines)
-        return 0 if install and install["status"] == "succeeded" else 1
+        return 0 if progress.follow(self.root, request_id, self.show_new_lines).succeeded else 1
 
     def show_new_lines(self, lines: list[str]) -> None:
         """On a serial line, print only what changed: a running log, not a redrawn screen."""

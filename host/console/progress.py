@@ -3,6 +3,7 @@ as the install state changes, until the run the console started settles."""
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from host.core import state
@@ -12,25 +13,37 @@ from host.setup.progress import describe, settled
 POLL_SECONDS = 1.0
 
 
-def poll(root: Path | None, request_id: str | None) -> tuple[list[str], dict | None]:
-    """The progress lines now, and the install state once the run for `request_id` (the
-    id setup was submitted under, or None for the current run) has settled, else None."""
+@dataclass(frozen=True)
+class Progress:
+    lines: list[str]
+    settled: bool  # the run for the request has ended, or the appliance refused the request
+    succeeded: bool
+
+
+def poll(root: Path | None, request_id: str | None) -> Progress:
+    """The progress now of the run for `request_id` (the id setup was submitted under, or
+    None for the current run)."""
+    refusal = state.read(state.SETUP_REFUSAL, root)
+    if request_id is not None and refusal and refusal["request_id"] == request_id:
+        # Taken off the spool and refused (the busy rule, checked again at acceptance): no
+        # run will ever carry this id.
+        return Progress([f"Setup was not started: {refusal['reason']}."], True, False)
     install = recovery.view(state.read(state.INSTALL_STATE, root), root)  # a dead run settles
     ours = request_id is None or (bool(install) and install.get("request_id") == request_id)
     lines = describe(install if ours else None, state.read(state.PREFLIGHT_REPORT, root))
-    return lines, install if ours and settled(install) else None
+    done = ours and settled(install)
+    return Progress(lines, done, done and install["status"] == "succeeded")
 
 
 def follow(root: Path | None, request_id: str | None, show: Callable[[list[str]], None],
-           stop: Callable[[], bool] = lambda: False) -> dict | None:
-    """Show progress until the run for `request_id` settles (or `stop` says so); returns
-    its install state."""
+           stop: Callable[[], bool] = lambda: False) -> Progress:
+    """Show progress until the run for `request_id` settles (or `stop` says so)."""
     shown = None
     while True:
-        lines, finished = poll(root, request_id)
-        if lines != shown:
-            show(lines)
-            shown = lines
-        if finished or stop():
-            return finished
+        now = poll(root, request_id)
+        if now.lines != shown:
+            show(now.lines)
+            shown = now.lines
+        if now.settled or stop():
+            return now
         time.sleep(POLL_SECONDS)

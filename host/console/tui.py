@@ -198,11 +198,10 @@ class SetupTui:
         self.refresh_progress()
 
     def refresh_progress(self, *_) -> None:
-        lines, finished = progress.poll(self.root, self.following)
-        if self.note:
-            lines = [self.note, "", *lines]
-        if finished:
-            self.result = 0 if finished["status"] == "succeeded" else 1
+        now = progress.poll(self.root, self.following)
+        lines = [self.note, "", *now.lines] if self.note else now.lines
+        if now.settled:
+            self.result = 0 if now.succeeded else 1
             self.show_lines(lines, done=True)
             return
         self.set_lines(lines)

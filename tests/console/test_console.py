@@ -803,3 +803,23 @@ def test_console_while_an_update_runs_names_the_update(console_root):
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 1 and not spool.spool_file(spool.SETUP, console_root).exists()
+
+
+def test_plain_console_shows_why_the_appliance_refused_its_request_and_stops(console_root,
+                                                                             monkeypatch):
+    """The busy rule is checked again at acceptance: an update that started between the
+    console's submission and the .path unit taking the request up refuses it."""
+    child = plain(console_root)
+    answer_all(child, replies_for({}))
+    child.expect_exact("Start setup?")
+    child.sendline("yes")
+    child.expect_exact("Waiting for setup to start...")
+    state.write(state.INSTALL_STATE, INSTALLED, console_root)
+    monkeypatch.setenv(paths.ROOT_ENV, str(console_root))
+    result = CliRunner().invoke(cli.main, ["accept-setup"])
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    child.expect_exact("Setup was not started: the setup request was not taken up: ")
+    child.expect(pexpect.EOF)
+    assert "setup has already completed" in " ".join((child.before or "").split()), child.before
+    child.close()
+    assert child.exitstatus == 1 and not spool.spool_file(spool.SETUP, console_root).exists()
