@@ -2,8 +2,12 @@
 
 import json
 import os
+import socket
 import subprocess
+import tempfile
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -425,6 +429,40 @@ def test_support_bundle_download_serves_only_our_archives(server, root):
     no_token = requests.get(f"{url}/api/support-bundle/download", params={"name": name},
                             timeout=5)
     assert no_token.status_code == 401
+
+
+def open_temporary_files(directory) -> list[str]:
+    """This process's open files in `directory` (waitress's overflow buffers are unlinked
+    temporary files: only their descriptors show them)."""
+    fds = Path("/proc/self/fd")
+    targets = [os.readlink(fd) for fd in fds.iterdir() if fd.is_symlink()]
+    return [target for target in targets if target.startswith(str(directory))]
+
+
+def test_a_slow_download_of_a_large_bundle_is_sent_from_its_file_not_copied_to_disk(
+        server, root, tmp_path, monkeypatch):
+    """Waitress copies an answer it cannot send yet to a temporary file past 1 MiB: a bundle
+    must be read from its own file as the client takes it, however slowly."""
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spill))  # where waitress's buffers go
+    url, secret = server
+    directory = support_request.bundle_dir(root)
+    directory.mkdir()
+    name = "alga-appliance-support-alga-20261127T100000Z.tar.gz"
+    content = os.urandom(16 << 20)
+    (directory / name).write_bytes(content)
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(f"GET /api/support-bundle/download?name={name} HTTP/1.1\r\n"
+                       f"Host: {host}\r\nAuthorization: Bearer {secret}\r\n"
+                       "Connection: close\r\n\r\n".encode())
+        started = client.recv(4096)  # the answer has started; the rest waits in the server
+        time.sleep(1.5)
+        assert open_temporary_files(spill) == []
+        received = started + b"".join(iter(lambda: client.recv(1 << 20), b""))
+    head, body = received.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200 OK") and body == content
 
 
 def succeeded_install(root) -> None:
