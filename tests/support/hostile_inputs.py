@@ -2,6 +2,7 @@
 or nearly broke an input before (issue 19), any text and JSON, and setup and update request
 bodies made of them. Used by tests/web/test_web_fuzz.py and the nspawn security tier."""
 
+import json
 import string
 
 from hypothesis import strategies as st
@@ -46,3 +47,12 @@ setup_bodies = st.one_of(
                  proxy_password=texts.map(lambda t: f"{CANARY}{t}")),
     json_values)
 update_bodies = st.one_of(objects_with(UPDATE_FIELDS), json_values)
+# Any bytes, JSON of any shape, and nesting deeper than Python's parser goes.
+raw_bodies = st.one_of(st.binary(max_size=200), json_values.map(lambda v: json.dumps(v).encode()),
+                       st.integers(1, 30000).map(lambda n: b"[" * n + b"]" * n))
+# The API's GET endpoints, and queries of the parameters they read (and one they do not).
+GET_PATHS = ["/api/logs", "/api/support-bundle/download", "/api/setup", "/api/status",
+             "/api/install", "/api/release", "/api/updates", "/api/support-bundle"]
+# A URL carries UTF-8: no lone surrogates there.
+queries = st.dictionaries(st.sampled_from(["source", "lines", "name", "x"]), texts.filter(
+    lambda t: not any("\ud800" <= c <= "\udfff" for c in t)), max_size=3)

@@ -13,7 +13,16 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from support.base import make_host_root, serve_wsgi
-from support.hostile_inputs import CANARY, json_values, setup_bodies, texts, update_bodies
+from support.hostile_inputs import (
+    CANARY,
+    GET_PATHS,
+    json_values,
+    queries,
+    raw_bodies,
+    setup_bodies,
+    texts,
+    update_bodies,
+)
 from support.openapi_check import assert_documented
 
 from host import cli
@@ -124,8 +133,7 @@ def test_update_requests_never_fail_the_server(served, body, checked):
 @FUZZ
 @given(path=st.sampled_from(["/api/setup", "/api/setup/validate", "/api/updates",
                              "/api/setup/resume", "/api/support-bundle"]),
-       body=st.one_of(st.binary(max_size=200), json_values.map(lambda v: json.dumps(v).encode()),
-                      st.integers(1, 30000).map(lambda n: b"[" * n + b"]" * n)))
+       body=raw_bodies)
 @example(path="/api/setup", body=b"[" * 30000)
 def test_raw_bodies_never_fail_the_server(served, path, body):
     root, url, auth, logged = served
@@ -138,12 +146,7 @@ def test_raw_bodies_never_fail_the_server(served, path, body):
 
 
 @FUZZ
-@given(path=st.sampled_from(["/api/logs", "/api/support-bundle/download", "/api/setup",
-                             "/api/status", "/api/install", "/api/release", "/api/updates",
-                             "/api/support-bundle"]),
-       # A URL carries UTF-8: no lone surrogates there.
-       query=st.dictionaries(st.sampled_from(["source", "lines", "name", "x"]), texts.filter(
-           lambda t: not any("\ud800" <= c <= "\udfff" for c in t)), max_size=3))
+@given(path=st.sampled_from(GET_PATHS), query=queries)
 @example(path="/api/logs", query={"source": "journal", "lines": "9" * 4400})
 def test_queries_never_fail_the_server(served, path, query):
     root, url, auth, logged = served
