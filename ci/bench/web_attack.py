@@ -21,100 +21,61 @@ disk and RSS flat. Exits 0 whether or not the goals are met.
     .venv/bin/python ci/bench/web_attack.py            # DURATION=60 INTERVAL=3
 """
 
-import concurrent.futures
 import os
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from support.attacks import (  # noqa: E402
-    SlowClients,
+    Sampler,
+    concurrent_uploads,
+    describe_uploads,
     disk_free,
-    poll_as_admin,
     running_service,
-    upload_without_token,
+    slowloris,
 )
 from support.base import make_host_root  # noqa: E402
 
 from host.core import paths  # noqa: E402
 
-GIB = 1 << 30
 GOAL_P99 = 1.0
-
-
-class Sampler:
-    """The server's open connections and temporary files, every 0.25 s (a context)."""
-
-    def __init__(self, service):
-        self.service, self.connections, self.spooled = service, [], set()
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stopping.set()
-        self.thread.join()
-
-    def _run(self):
-        while not self.stopping.wait(0.25):
-            self.connections.append(self.service.client_connections())
-            self.spooled.update(self.service.temporary_files())
 
 
 def before(service) -> tuple[float, int]:
     return service.rss_mib(), disk_free(tempfile.gettempdir())
 
 
-def report_resources(service, rss_before: float, disk_before: int, sampler: Sampler) -> None:
+def report_resources(service, rss_before: float, disk_before: int, spooled: set) -> None:
     drop = (disk_before - disk_free(tempfile.gettempdir())) / (1 << 20)
     print(f"  server RSS {rss_before:.1f} MiB before, {service.rss_mib():.1f} MiB after; free "
           f"space in {tempfile.gettempdir()} dropped {drop:.1f} MiB; temporary files opened: "
-          f"{len(sampler.spooled)}")
+          f"{len(spooled)}")
 
 
-def slowloris(service, sources: list[str], duration: float, interval: float) -> None:
+def measure_slowloris(service, sources: list[str], duration: float, interval: float) -> None:
     print(f"slowloris: 200 connections from {len(sources)} address(es), a byte every "
           f"{interval:g} s each, {duration:g} s")
     rss_before, disk_before = before(service)
-    attack = SlowClients(service.port, sources, count=200, interval=interval).start()
-    try:
-        time.sleep(interval + 0.5)  # every connection opened and trickling
-        with Sampler(service) as sampler:
-            polls = poll_as_admin(service, duration)
-    finally:
-        attack.stop()
-    held = sampler.connections
-    p99 = polls.percentile(0.99)
-    print(f"  connections held by the server: median {sorted(held)[len(held) // 2]}, max "
-          f"{max(held)}; the attack opened {attack.connects} (refused {attack.refused})")
-    print(f"  admin: {len(polls.latencies)} requests, {len(polls.failures)} failed; p50 "
-          f"{polls.percentile(0.5) * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max "
-          f"{max(polls.latencies) * 1000:.1f} ms")
-    report_resources(service, rss_before, disk_before, sampler)
-    met = not polls.failures and p99 < GOAL_P99
+    run = slowloris(service, sources, duration, interval)
+    for line in run.describe():
+        print(f"  {line}")
+    report_resources(service, rss_before, disk_before, run.spooled)
+    met = not run.polls.failures and run.polls.percentile(0.99) < GOAL_P99
     print(f"  goal every request answered, p99 < {GOAL_P99:g} s: {'met' if met else 'NOT MET'}")
 
 
-def uploads(service) -> None:
+def measure_uploads(service) -> None:
     print("uploads: 20 concurrent POST /api/setup of 1 GiB without a token")
     rss_before, disk_before = before(service)
-    with Sampler(service) as sampler, concurrent.futures.ThreadPoolExecutor(20) as pool:
-        done = list(pool.map(lambda n: upload_without_token(service.port, GIB, chunked=n % 2),
-                             range(20)))
-    outcomes = sorted({u.outcome for u in done})
-    slowest = max(u.seconds for u in done)
-    print(f"  answers: {', '.join(outcomes)}; slowest {slowest * 1000:.0f} ms; most sent "
-          f"before the refusal {max(u.bytes_sent for u in done) / (1 << 20):.1f} MiB")
-    report_resources(service, rss_before, disk_before, sampler)
-    met = set(outcomes) <= {"413", "closed"} and slowest < 1 and not sampler.spooled
+    with Sampler(service) as sampler:
+        done = concurrent_uploads(service.host, service.port)
+    print(f"  {describe_uploads(done)}")
+    report_resources(service, rss_before, disk_before, sampler.spooled)
+    met = {u.outcome for u in done} <= {"413", "closed"} and \
+        max(u.seconds for u in done) < 1 and not sampler.spooled
     print(f"  goal refused within 1 s, nothing on disk: {'met' if met else 'NOT MET'}")
 
 
@@ -125,9 +86,10 @@ def main() -> int:
         root = make_host_root(Path(tmp), paths.SPOOL_DIR)
         with running_service(root) as service:
             print(f"server pid {service.pid} on {service.url}")
-            slowloris(service, ["127.0.0.2"], duration, interval)
-            slowloris(service, [f"127.0.1.{n}" for n in range(1, 201)], duration, interval)
-            uploads(service)
+            measure_slowloris(service, ["127.0.0.2"], duration, interval)
+            measure_slowloris(service, [f"127.0.1.{n}" for n in range(1, 201)], duration,
+                              interval)
+            measure_uploads(service)
     return 0
 
 

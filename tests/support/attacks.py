@@ -1,7 +1,9 @@
-"""Attacks on the :8080 service, for its tests and `ci/bench/web_attack.py`: a real
-`alga-appliance serve` on loopback, slowloris clients, an admin polling through them, and
-large uploads without a token."""
+"""Attacks on the :8080 service, for its tests, the nspawn tier's security tests and
+`ci/bench/web_attack.py`: a real `alga-appliance serve` on loopback, slowloris clients, an
+admin polling through them, large uploads without a token, raw requests, and what can be
+measured of the server from outside while they run."""
 
+import concurrent.futures
 import contextlib
 import getpass
 import os
@@ -19,6 +21,8 @@ import requests
 from host.core import token
 
 ROOT = Path(__file__).resolve().parents[2]
+GIB = 1 << 30
+TCP_LISTEN = "0A"  # the state column of /proc/net/tcp
 POLL_TIMEOUT = 10.0  # an admin's request that takes longer than this counts as failed
 # The start of a request with a long header, sent a byte at a time: never complete.
 SLOW_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: appliance\r\nX-Padding: " + b"a" * 60000
@@ -26,12 +30,17 @@ SLOW_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: appliance\r\nX-Padding: " + b"a"
 
 @dataclass
 class Service:
-    """A running `alga-appliance serve` and what can be measured of it from outside."""
+    """A running `alga-appliance serve` and what can be measured of it from outside: `pid`
+    as this machine's /proc numbers it (a container's service too)."""
 
-    url: str
+    host: str
     port: int
     pid: int
     bearer: str
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
 
     def rss_mib(self) -> float:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
@@ -40,8 +49,24 @@ class Service:
         raise KeyError("VmRSS")
 
     def client_connections(self) -> int:
-        """Open TCP connections of the server (its sockets but the listening one)."""
-        return sum(target.startswith("socket:") for target in self._fd_targets()) - 1
+        """The clients' TCP connections the server holds open (not its listening socket,
+        nor the journal's stream a unit's output goes to)."""
+        clients = self._client_socket_inodes()
+        return sum(target in clients for target in self._fd_targets())
+
+    def _client_socket_inodes(self) -> set[str]:
+        """`socket:[inode]` of every TCP socket on the service's port but the listening one,
+        from the server's own network namespace's tables."""
+        inodes = set()
+        for table in ("tcp", "tcp6"):
+            with contextlib.suppress(FileNotFoundError):  # no IPv6
+                rows = Path(f"/proc/{self.pid}/net/{table}").read_text().splitlines()[1:]
+                for fields in (row.split() for row in rows):
+                    local_port, tcp_state, inode = int(fields[1].split(":")[1], 16), fields[3], \
+                        fields[9]
+                    if local_port == self.port and tcp_state != TCP_LISTEN:
+                        inodes.add(f"socket:[{inode}]")
+        return inodes
 
     def temporary_files(self) -> list[str]:
         """Files the server holds open that were deleted: waitress's spooled bodies."""
@@ -62,15 +87,15 @@ def running_service(root: Path) -> Iterator[Service]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
     with open(root / "server.log", "w") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "host", "--root", str(root), "serve", "--host", "127.0.0.1",
              "--port", str(port)],
             env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=subprocess.STDOUT)
+    service = Service("127.0.0.1", port, server.pid, bearer)
     try:
-        _wait_until_up(url, server)
-        yield Service(url, port, server.pid, bearer)
+        _wait_until_up(service.url, server)
+        yield service
     finally:
         server.terminate()
         try:
@@ -93,12 +118,13 @@ def _wait_until_up(url: str, server: subprocess.Popen) -> None:
 
 
 class SlowClients:
-    """`count` connections to the service from `sources` in turn, each sending one more byte
-    of a request every `interval` seconds and opening again when the server closes it, as
-    slowloris does (in a thread: start(), stop())."""
+    """`count` connections to `host`:`port` from `sources` in turn, each sending one more
+    byte of a request every `interval` seconds and opening again when the server closes it,
+    as slowloris does (in a thread: start(), stop())."""
 
-    def __init__(self, port: int, sources: list[str], count: int, interval: float):
-        self.port, self.sources, self.count, self.interval = port, sources, count, interval
+    def __init__(self, host: str, port: int, sources: list[str], count: int, interval: float):
+        self.host, self.port, self.sources = host, port, sources
+        self.count, self.interval = count, interval
         self.connects = self.refused = 0
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -132,7 +158,7 @@ class SlowClients:
         if slot is not None:
             slot[0].close()
         try:
-            sock = socket.create_connection(("127.0.0.1", self.port), timeout=5,
+            sock = socket.create_connection((self.host, self.port), timeout=5,
                                             source_address=(source, 0))
         except OSError:
             self.refused += 1
@@ -189,6 +215,64 @@ def poll_as_admin(service: Service, seconds: float, pause: float = 0.1) -> Polls
     return polls
 
 
+class Sampler:
+    """The server's open client connections and temporary files, every `period` seconds
+    while in the context."""
+
+    def __init__(self, service: Service, period: float = 0.25):
+        self.service, self.period = service, period
+        self.connections: list[int] = []
+        self.spooled: set[str] = set()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+
+    def __enter__(self) -> "Sampler":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping.set()
+        self.thread.join()
+
+    def _run(self):
+        while not self.stopping.wait(self.period):
+            self.connections.append(self.service.client_connections())
+            self.spooled.update(self.service.temporary_files())
+
+
+@dataclass
+class Slowloris:
+    """One slowloris run with an admin polling through it: what each side saw."""
+
+    attack: SlowClients
+    held: list[int]  # the server's client connections, sampled
+    spooled: set[str]  # temporary files the server opened meanwhile
+    polls: Polls
+
+    def describe(self) -> list[str]:
+        held, polls = sorted(self.held), self.polls
+        return [f"connections held by the server: median {held[len(held) // 2]}, max "
+                f"{held[-1]}; the attack opened {self.attack.connects} (refused "
+                f"{self.attack.refused})",
+                f"admin: {len(polls.latencies)} requests, {len(polls.failures)} failed; p50 "
+                f"{polls.percentile(0.5) * 1000:.1f} ms, p99 {polls.percentile(0.99) * 1000:.1f}"
+                f" ms, max {max(polls.latencies) * 1000:.1f} ms"]
+
+
+def slowloris(service: Service, sources: list[str], seconds: float, interval: float = 3.0,
+              count: int = 200) -> Slowloris:
+    """`count` slow clients from `sources` for `seconds` once they all trickle, while an admin
+    polls the service (poll_as_admin) and its connections are sampled."""
+    attack = SlowClients(service.host, service.port, sources, count, interval).start()
+    try:
+        time.sleep(interval + 0.5)  # every connection opened and trickling
+        with Sampler(service) as sampler:
+            polls = poll_as_admin(service, seconds)
+    finally:
+        attack.stop()
+    return Slowloris(attack, sampler.connections, sampler.spooled, polls)
+
+
 @dataclass
 class Upload:
     outcome: str  # "413", "closed" (the server cut the upload short) or what went wrong
@@ -196,12 +280,12 @@ class Upload:
     bytes_sent: int
 
 
-def upload_without_token(port: int, size: int, chunked: bool) -> Upload:
+def upload_without_token(host: str, port: int, size: int, chunked: bool) -> Upload:
     """POST /api/setup with a `size`-byte body and no token, streamed in 64 KiB blocks from a
     generator until the server answers or closes; the body's length announced, or chunked."""
     framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {size}"
     began, sent = time.monotonic(), 0
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+    with socket.create_connection((host, port), timeout=10) as sock:
         sock.sendall(f"POST /api/setup HTTP/1.1\r\nHost: appliance\r\n"
                      f"Content-Type: application/json\r\n{framing}\r\n\r\n".encode())
         try:
@@ -231,3 +315,31 @@ def _body(size: int, chunked: bool) -> Iterator[bytes]:
 def disk_free(path: str) -> int:
     stat = os.statvfs(path)
     return stat.f_bavail * stat.f_frsize
+
+
+def concurrent_uploads(host: str, port: int, count: int = 20, size: int = GIB) -> list[Upload]:
+    """`count` uploads without a token at once, every other one chunked."""
+    with concurrent.futures.ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda n: upload_without_token(host, port, size, chunked=n % 2),
+                             range(count)))
+
+
+def describe_uploads(uploads: list[Upload]) -> str:
+    return (f"answers: {', '.join(sorted({u.outcome for u in uploads}))}; slowest "
+            f"{max(u.seconds for u in uploads) * 1000:.0f} ms; most sent before the refusal "
+            f"{max(u.bytes_sent for u in uploads) / (1 << 20):.1f} MiB")
+
+
+def exchange(host: str, port: int, request: bytes, source: str = "") -> tuple[int, dict, bytes]:
+    """One raw request from `source` (any address when empty); the answer's status, headers
+    (lower-case names) and body, read until the server closes."""
+    with socket.create_connection((host, port), timeout=10,
+                                  source_address=(source, 0)) as sock:
+        sock.sendall(request)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body

@@ -613,6 +613,20 @@ class NetNamespace:
         subprocess.run([IP, "link", "del", self._host_link], capture_output=True)
         subprocess.run([IP, "netns", "del", self.name], capture_output=True)
 
+    def add_host_addresses(self, count: int) -> list[str]:
+        """`count` more addresses on the root side of the link, in 10.214.x.0/24 (x the
+        node's slot), routed from the node: clients with many source addresses."""
+        subnet = self.host_address.replace("10.213.", "10.214.").rsplit(".", 1)[0]
+        added = [f"{subnet}.{n}" for n in range(1, count + 1)]
+        commands = "".join(f"addr add {address}/32 dev {self._host_link}\n"
+                           for address in added)
+        batch = subprocess.run([IP, "-batch", "-"], input=commands, capture_output=True,
+                               text=True)
+        if batch.returncode != 0:
+            raise RuntimeError(f"ip -batch (addr add): {batch.stderr.strip()}")
+        _ip("-n", self.name, "route", "add", f"{subnet}.0/24", "via", self.host_address)
+        return added
+
     def run(
         self, argv: list[str], env: dict[str, str] | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess:

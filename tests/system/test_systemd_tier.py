@@ -18,21 +18,16 @@ namespace, the payload installed by the ISO seed's own late-commands. Runs in or
 
 import io
 import json
-import os
 import shutil
-import signal
-import subprocess
 import tarfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import requests
-import rootfs
-from late_commands import run_late_commands
-from support.machines import STAND_IN_STORE, assert_flux_objects_valid, extract_payload, wait_for
-from support.netlab import DnsServer, HttpsServer, NetNamespace, Route
+from support.machines import STAND_IN_STORE, assert_flux_objects_valid, wait_for
+from support.netlab import DnsServer, HttpsServer, Route
+from support.nspawn import NSPAWN_TIER, booted_appliance, healthz
 from support.preflight_lab import push_pulled_images
 from support.registry import Registry
 from support.releases import (
@@ -47,10 +42,8 @@ from support.releases import (
 
 from host.core import paths, pins, spool, state
 from host.setup import chain
-from isobuild.image import IsoImage
 
-pytestmark = [pytest.mark.systemd,
-              pytest.mark.skipif(os.geteuid() != 0, reason="systemd-nspawn needs root")]
+pytestmark = NSPAWN_TIER
 
 STATE = "var/lib/alga-appliance"
 CANARY = "var/lib/alga-appliance-test-canary"
@@ -70,73 +63,11 @@ After=alga-appliance-phase-canary.service
 }
 
 
-class Container:
-    def __init__(self, root: Path, node: NetNamespace, log: Path):
-        self.root, self.node, self.log = root, node, log
-        self.process = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["systemd-nspawn", "--quiet", "-D", str(self.root), "-b", "--register=no",
-             "--keep-unit", f"--network-namespace-path=/run/netns/{self.node.name}",
-             "--resolv-conf=off",
-             # The k3s phase edits the firewall (ufw) in the node's network namespace.
-             "--capability=CAP_NET_ADMIN",
-             "--console=pipe"], stdin=subprocess.DEVNULL,
-            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)  # nspawn asks the guest to halt
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def run(self, *argv: str) -> str:
-        """A command's output from inside the running container (for diagnostics)."""
-        init = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True,
-                              text=True).stdout.split()
-        if not init:
-            return "(container not running)"
-        done = subprocess.run(["nsenter", "-t", init[0], "-a", *argv], capture_output=True,
-                              text=True, timeout=30)
-        return done.stdout + done.stderr
-
-    def journal(self) -> str:
-        return self.run("journalctl", "-b", "--no-pager", "-n", "150")
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.node.node_address}:8080"
-
-
 @pytest.fixture(scope="module")
 def machine(appliance, tmp_path_factory):
-    work = tmp_path_factory.mktemp("nspawn")
-    root = work / "root"
-    root.mkdir()
-    subprocess.run(["tar", "-C", str(root), "-xf", str(rootfs.rootfs_tarball())], check=True)
-    payload = extract_payload(appliance.output, work / "payload")
-    (payload / "bin/alga-appliance").chmod(0o755)
-    with IsoImage(appliance.output) as iso:
-        run_late_commands(iso.read("/nocloud/user-data"), root, payload)
-    for name, text in INJECTED_UNITS.items():
-        unit = root / "etc/systemd/system" / name
-        unit.parent.mkdir(parents=True, exist_ok=True)
-        unit.write_text(text)
-    (root / "etc/hostname").write_text("alga-test\n")
-    with NetNamespace() as node:
-        (root / "etc/resolv.conf").unlink(missing_ok=True)
-        (root / "etc/resolv.conf").write_text(f"nameserver {node.host_address}\n")
-        container = Container(root, node, work / "console.log")
-        container.start()
-        try:
-            yield container
-        finally:
-            container.stop()
+    with booted_appliance(appliance.output, tmp_path_factory.mktemp("nspawn"),
+                          INJECTED_UNITS) as container:
+        yield container
 
 
 def install_state(machine) -> dict | None:
@@ -144,15 +75,13 @@ def install_state(machine) -> dict | None:
 
 
 def submit_setup(machine, answers: dict) -> requests.Response:
-    token = (machine.root / paths.TOKEN_FILE.lstrip("/")).read_text().strip()
     return requests.post(f"{machine.url}/api/setup", json=answers, timeout=10,
-                         headers={"Authorization": f"Bearer {token}"})
+                         headers={"Authorization": f"Bearer {machine.token()}"})
 
 
 def api_get(machine, path: str, **params) -> dict:
-    token = (machine.root / paths.TOKEN_FILE.lstrip("/")).read_text().strip()
     response = requests.get(f"{machine.url}{path}", params=params, timeout=10,
-                            headers={"Authorization": f"Bearer {token}"})
+                            headers={"Authorization": f"Bearer {machine.token()}"})
     assert response.status_code == 200, (response.text, machine.run(
         "journalctl", "--no-pager", "-o", "cat", "-n", "20", "-u", "alga-appliance.service"),
         machine.run("ls", "-la", "/var/lib/alga-appliance", "/var/lib/alga-appliance/web-bundles"))
@@ -178,7 +107,7 @@ def wait_until_settled(machine, since: int, timeout: float = 90) -> dict:
 
 
 def test_1_web_unit_answers_on_8080(machine):
-    response = wait_for(lambda: _healthz(machine), 90, "the web service on :8080")
+    response = wait_for(lambda: healthz(machine), 90, "the web service on :8080")
     assert response.json() == {"status": "ok"}
     token = machine.root / paths.TOKEN_FILE.lstrip("/")
     assert token.stat().st_mode & 0o777 == 0o600
@@ -189,7 +118,7 @@ def test_1b_console_banner_shows_the_setup_url_and_token_but_never_logs_it(machi
     issue = machine.root / paths.ISSUE_FILE.lstrip("/")
     wait_for(issue.exists, 60, "the console banner in /etc/issue.d")
     text = issue.read_text()
-    secret = (machine.root / paths.TOKEN_FILE.lstrip("/")).read_text().strip()
+    secret = machine.token()
     assert f"  http://{machine.node.node_address}:8080/setup\n" in text
     assert f"Setup token: {secret}\n" in text and "sudo alga-appliance console" in text
     assert issue.stat().st_mode & 0o777 == 0o600
@@ -199,14 +128,6 @@ def test_1b_console_banner_shows_the_setup_url_and_token_but_never_logs_it(machi
     assert secret not in machine.run("journalctl", "-b", "--no-pager", "-o", "cat")
     assert machine.run("systemctl", "is-enabled", "alga-appliance-console.timer").strip() \
         == "enabled"
-
-
-def _healthz(machine):
-    try:
-        response = requests.get(f"{machine.url}/healthz", timeout=2)
-    except requests.RequestException:
-        return None
-    return response if response.status_code == 200 else None
 
 
 def test_2_3_request_starts_the_chain_and_preflight_fails_cleanly_offline(machine):
@@ -344,7 +265,7 @@ def test_8_state_survives_a_restart(machine):
     report = state.read(state.PREFLIGHT_REPORT, machine.root)
     machine.stop()
     machine.start()
-    wait_for(lambda: _healthz(machine), 90, "the web service after the restart")
+    wait_for(lambda: healthz(machine), 90, "the web service after the restart")
     assert install_state(machine) == before
     assert state.read(state.PREFLIGHT_REPORT, machine.root) == report
     assert json.loads((machine.root / STATE / "selected-release.json").read_text())
@@ -353,7 +274,7 @@ def test_8_state_survives_a_restart(machine):
 def test_9_support_bundle_from_the_web_through_its_unit(machine):
     """The button's path on a real systemd: API → spool → .path → the sandboxed root
     oneshot → an archive only the web service may read → download without the token in it."""
-    secret = (machine.root / paths.TOKEN_FILE.lstrip("/")).read_text().strip()
+    secret = machine.token()
     auth = {"Authorization": f"Bearer {secret}"}
     response = requests.post(f"{machine.url}/api/support-bundle", headers=auth, timeout=10)
     assert response.status_code == 202, response.text

@@ -12,6 +12,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 from support.base import FAKES, serve_wsgi
+from support.busy import STARTED, install, update_running
 from support.openapi_check import assert_documented
 
 from host import cli
@@ -21,7 +22,6 @@ from host.setup.inputs import parse_setup_inputs
 from host.web import make_app
 
 NODE_IP = "10.0.0.5"
-STARTED = "2026-12-01T09:58:00Z"
 # A process that holds the setup lock, as a setup phase or an update does, until its stdin
 # closes.
 HOLD_THE_LOCK = """
@@ -79,14 +79,6 @@ def other_process():
     process.wait()
 
 
-def install(status: str) -> dict:
-    phases = {name: {"state": "succeeded" if status == "succeeded" else "pending",
-                     "started_at": None, "finished_at": None, "last_action": None,
-                     "failure": None} for name in chain.NAMES}
-    return {"status": status, "current_phase": None, "updated_at": "2026-12-01T10:00:00Z",
-            "phases": phases}
-
-
 def setup_running(root, owner_pid: int) -> None:
     running = install("running")
     for name in chain.NAMES[:chain.NAMES.index("k3s")]:
@@ -95,18 +87,6 @@ def setup_running(root, owner_pid: int) -> None:
                                     last_action="waiting for the node")
     running.update(current_phase="k3s", owner=runlock.owner(owner_pid))
     state.write(state.INSTALL_STATE, running, root)
-
-
-def update_running(root, action: str = "apply", channel: str = "stable",
-                   step: str | None = "waiting for Flux") -> None:
-    release = {"source": "git", "channel": "stable", "release_version": "1.0",
-               "app_version": "1.0", "repo_branch": "release/1.0.0"}
-    state.write(state.INSTALL_STATE, install("succeeded"), root)
-    state.write(state.UPDATE_HISTORY, {"entries": [{
-        "id": "20261201T095800Z-0a1b2c3d", "request_id": None, "action": action, "who": "cli",
-        "channel": channel, "started_at": STARTED, "finished_at": None, "result": "running",
-        "step": step, "from": release, "to": None, "changes": None, "duration_s": None,
-        "failure": None}]}, root)
 
 
 def arrange(busy_with: str, root, owner_pid: int) -> None:

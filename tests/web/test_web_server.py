@@ -2,7 +2,6 @@
 real `alga-appliance serve` on loopback for the attacks, the same server in a thread for
 the rest."""
 
-import concurrent.futures
 import contextlib
 import json
 import os
@@ -14,11 +13,15 @@ import time
 import pytest
 import requests
 from support.attacks import (
-    SlowClients,
+    GIB,
+    Sampler,
     closed,
+    concurrent_uploads,
+    describe_uploads,
     disk_free,
-    poll_as_admin,
+    exchange,
     running_service,
+    slowloris,
     upload_without_token,
 )
 
@@ -26,7 +29,6 @@ from host import web_server
 from host.core import token
 from host.web import MAX_BODY, SECURITY_HEADERS, make_app
 
-GIB = 1 << 30
 HEADER_START = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "
 
 
@@ -55,20 +57,6 @@ def _run(server):
         server.run()
 
 
-def exchange(port: int, request: bytes, source: str = "127.0.0.1") -> tuple[int, dict, bytes]:
-    """One raw request; the answer's status, headers (lower-case names) and body."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10,
-                                  source_address=(source, 0)) as sock:
-        sock.sendall(request)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = dict(line.split(": ", 1) for line in lines[1:])
-    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
-
-
 @pytest.mark.parametrize(("request_bytes", "status", "message"), [
     (b"GET /healthz HTTP/1.1\r\nHost: x\r\nbad header\r\n\r\n", 400, "bad request"),
     # Headers that never end, exactly as long as the limit (so no unread byte turns the
@@ -86,7 +74,7 @@ def test_waitress_refusals_are_json_with_the_security_headers(root, request_byte
                                                               message):
     port, _, stop = served(root)
     try:
-        code, headers, body = exchange(port, request_bytes)
+        code, headers, body = exchange("127.0.0.1", port, request_bytes)
     finally:
         stop()
     assert code == status
@@ -103,7 +91,7 @@ def test_a_body_at_the_cap_reaches_the_app_and_one_byte_more_is_refused_before_t
     try:
         at_cap = requests.post(f"{url}/api/setup", data=b" " * MAX_BODY, timeout=10)
         over = requests.post(f"{url}/api/setup", data=b" " * (MAX_BODY + 1), timeout=10)
-        chunked = upload_without_token(port, 2 * MAX_BODY, chunked=True)
+        chunked = upload_without_token("127.0.0.1", port, 2 * MAX_BODY, chunked=True)
         with_token = requests.post(f"{url}/api/setup/validate", data=b" " * (MAX_BODY - 2)
                                    + b"{}", headers={"Authorization": f"Bearer {bearer}"},
                                    timeout=10)
@@ -153,7 +141,7 @@ def test_an_address_at_its_limit_loses_its_longest_waiting_connections(root):
             time.sleep(0.01)  # in order, so the oldest are known
         time.sleep(0.5)
         # A complete request from the same address is served: it makes its own room.
-        code, _, _ = exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        code, _, _ = exchange("127.0.0.1", port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
                               b"Connection: close\r\n\r\n", source)
         evicted = [index for index, sock in enumerate(held) if closed(sock)]
         for sock in held:
@@ -167,28 +155,12 @@ def test_an_address_at_its_limit_loses_its_longest_waiting_connections(root):
 @pytest.mark.parametrize("sources", [["127.0.0.2"], [f"127.0.1.{n}" for n in range(1, 201)]],
                          ids=["one address", "200 addresses"])
 def test_slow_clients_do_not_keep_the_admin_out(service, sources, capsys):
-    attack = SlowClients(service.port, sources, count=200, interval=3.0).start()
-    try:
-        time.sleep(3.5)  # every connection opened and trickling
-        held, stop_sampling = [], threading.Event()
-
-        def sample():
-            while not stop_sampling.wait(0.25):
-                held.append(service.client_connections())
-        sampler = threading.Thread(target=sample)
-        sampler.start()
-        polls = poll_as_admin(service, seconds=12)
-        stop_sampling.set()
-        sampler.join()
-    finally:
-        attack.stop()
+    run = slowloris(service, sources, seconds=12)
+    polls, held, attack = run.polls, run.held, run.attack
     limit = (web_server.MAX_CONNECTIONS_PER_ADDRESS if len(sources) == 1
              else web_server.MAX_CONNECTIONS)
     with capsys.disabled():
-        print(f"\n{len(sources)} source(s): {len(polls.latencies)} admin requests, p50 "
-              f"{polls.percentile(0.5) * 1000:.0f} ms, p99 {polls.percentile(0.99) * 1000:.0f} "
-              f"ms, max {max(polls.latencies) * 1000:.0f} ms; the server held at most "
-              f"{max(held)} connections; the attack opened {attack.connects}")
+        print(f"\n{len(sources)} source(s): {'; '.join(run.describe())}")
     assert not polls.failures, polls.failures
     assert len(polls.latencies) >= 10  # enough to mean something, however loaded the machine
     assert attack.connects >= 200  # the attack ran: every slot opened at least once
@@ -197,21 +169,12 @@ def test_slow_clients_do_not_keep_the_admin_out(service, sources, capsys):
 
 def test_large_uploads_without_a_token_reach_neither_disk_nor_memory(service):
     disk_before, rss_before = disk_free(tempfile.gettempdir()), service.rss_mib()
-    spooled, stop_sampling = set(), threading.Event()
-
-    def sample():
-        while not stop_sampling.wait(0.05):
-            spooled.update(service.temporary_files())
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    with concurrent.futures.ThreadPoolExecutor(20) as pool:
-        uploads = list(pool.map(lambda n: upload_without_token(service.port, GIB, chunked=n % 2),
-                                range(20)))
-    stop_sampling.set()
-    sampler.join()
+    with Sampler(service, period=0.05) as sampler:
+        uploads = concurrent_uploads(service.host, service.port)
+    spooled = sampler.spooled
     rss_after = service.rss_mib()
     disk_drop = (disk_before - disk_free(tempfile.gettempdir())) / (1 << 20)
-    print(f"uploads: {[(u.outcome, round(u.seconds, 2), u.bytes_sent) for u in uploads]}; "
+    print(f"uploads: {describe_uploads(uploads)}; "
           f"RSS {rss_before:.1f} -> {rss_after:.1f} MiB; free disk dropped {disk_drop:.1f} MiB")
     assert all(u.outcome in ("413", "closed") for u in uploads), uploads
     # Refused at once: what was sent fits in the sockets' buffers, not the gibibyte.
