@@ -193,6 +193,10 @@ def _download_iso(session: requests.Session, url: str, target: Path, expected: s
                     f"{partial.size >> 20} MiB are kept in {partial.path}",
                     "run the build again: it resumes from there") from exc
             progress.note(f"{url}: {exc}; resuming at {partial.size >> 20} MiB")
+        except IsoBuildError:
+            if not partial.size:  # nothing worth resuming: leave the cache as it was
+                partial.discard()
+            raise
     actual = partial.digest.hexdigest()
     if actual != expected:
         partial.discard()
@@ -228,10 +232,16 @@ def _transfer(session: requests.Session, url: str, partial: _PartialIso,
         else:
             if partial.size:
                 progress.note(f"{url}: the server sent the whole file; starting over")
-            partial.restart(response.headers.get("ETag") or
-                            response.headers.get("Last-Modified", ""))
+            partial.restart(_validator(response))
             total = length
         _stream(response, partial, total, progress)
+
+
+def _validator(response: requests.Response) -> str:
+    """What If-Range can name: a strong ETag, else the modification date (RFC 9110 13.1.5)."""
+    etag = response.headers.get("ETag", "")
+    return etag if etag and not etag.startswith("W/") else \
+        response.headers.get("Last-Modified", "")
 
 
 def _range_start(response: requests.Response) -> int | None:

@@ -176,6 +176,16 @@ def test_a_release_in_neither_place_is_explained(ubuntu_mirror, env, tmp_path):
     assert "isobuild check-base" in run.stderr
 
 
+def test_an_iso_missing_beside_its_signed_sums_is_explained(ubuntu_mirror, env, replica_iso,
+                                                            signing_key, tmp_path):
+    ubuntu_mirror.publish(replica_iso, signing_key)
+    del ubuntu_mirror.routes[PRIMARY + ISO_NAME]
+    run = run_build(env, tmp_path / "out.iso")
+    assert run.returncode != 0
+    assert f"download of {ubuntu_mirror.url}{PRIMARY}{ISO_NAME} failed: HTTP 404" in run.stderr
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [SUMS, SIGNATURE]
+
+
 def test_a_download_cut_at_half_resumes_to_a_verified_file(ubuntu_mirror, env, replica_iso,
                                                            signing_key, tmp_path):
     size = replica_iso.stat().st_size
