@@ -128,7 +128,8 @@ def test_the_benchmarks_run_as_documented(tmp_path):
     env = {**os.environ, **BENCH_ENVIRONMENT, "BENCH_DIR": str(tmp_path / "bench"),
            "TMPDIR": str(tmp_path)}
     printed = run_blocks(["docs/performance.md"], BENCH_CHANGES, ROOT, env, timeout=600)
-    for report in ("ratios   isobuild/xorriso", "latency: p50", "bundle: wall median",
+    for report in ("ratios   isobuild/xorriso", "verification adds", "latency: p50",
+                   "bundle: wall median",
                    "resolve stable: median", "HTTP requests per resolution: 8",
                    "admin: ", "uploads: 20 concurrent"):
         assert report in printed
