@@ -74,9 +74,9 @@ def build_command(base_iso, output, sha256sums, sha256sums_gpg, sign_key, option
         else:
             provenance = _local_base_provenance(sha256sums, sha256sums_gpg)
         result = build(base_iso, output, sha256sums, options, progress)
+        # A signature left by an earlier build would not match this ISO.
+        result.sums_path.with_name(result.sums_path.name + ".gpg").unlink(missing_ok=True)
         signature = gpg.sign_detached(result.sums_path, sign_key) if sign_key else None
-        if not sign_key:  # a signature left by an earlier build would not match
-            result.sums_path.with_name(result.sums_path.name + ".gpg").unlink(missing_ok=True)
     except IsoBuildError as exc:
         progress.summary([])
         raise click.ClickException(str(exc)) from exc

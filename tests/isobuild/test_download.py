@@ -83,6 +83,19 @@ def test_the_output_has_a_sha256sums_line_a_customer_can_check(ubuntu_mirror, en
     assert not (tmp_path / "alga.iso.SHA256SUMS.gpg").exists()
 
 
+def test_a_rebuild_without_sign_key_drops_the_old_signature(local_release, signing_key,
+                                                            tmp_path):
+    iso, _, _ = local_release
+    environment = {**os.environ, "GNUPGHOME": str(signing_key.home)}
+    signed = run_build(environment, tmp_path / "out.iso", "--base-iso", str(iso),
+                       "--sign-key", signing_key.fingerprint)
+    assert signed.returncode == 0 and (tmp_path / "out.iso.SHA256SUMS.gpg").is_file()
+    unsigned = run_build(environment, tmp_path / "out.iso", "--base-iso", str(iso),
+                         "--serial-console")
+    assert unsigned.returncode == 0, unsigned.stderr
+    assert not (tmp_path / "out.iso.SHA256SUMS.gpg").exists()
+
+
 def test_missing_signature_is_refused(ubuntu_mirror, env, replica_iso, tmp_path):
     ubuntu_mirror.publish(replica_iso, key=None)
     run = run_build(env, tmp_path / "out.iso")
