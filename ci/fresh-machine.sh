@@ -13,8 +13,9 @@
 #   2. A `git clone` of HEAD into /root/alga, because that is what a new user has (not
 #      this working tree with its uncommitted edits, .venv or caches).
 #   3. The Ubuntu ISO is a replica from ci/replica.py, published under the file name that
-#      isobuild/download.py pins, with a SHA256SUMS, on a loopback-only HTTPS server with a
-#      throwaway CA; ISOBUILD_UBUNTU_MIRROR and ISOBUILD_CA_BUNDLE point isobuild at it.
+#      isobuild/download.py pins, with a SHA256SUMS signed by a throwaway key, on a
+#      loopback-only HTTPS server with a throwaway CA; ISOBUILD_UBUNTU_MIRROR,
+#      ISOBUILD_CA_BUNDLE and the signing-key pin override point isobuild at them.
 #      So the default download path (no --base-iso) is exercised without the internet.
 #   4. The README's commands, read from README.md itself, run verbatim in systemd-nspawn
 #      on the host network (apt and PyPI work; 127.0.0.1 reaches the mirror), each
@@ -160,6 +161,19 @@ rm -rf "$RUN/replica-work"
 (cd "$RUN/mirror/ubuntu" && sha256sum --binary "$iso_name" > SHA256SUMS)
 record "replica ISO (ci/replica.py)" "$(elapsed "$start")"
 
+# A throwaway key signs SHA256SUMS in Canonical's stead; the build trusts it only through the
+# pin's override variables, as tests/support/mirror.py does (docs/release-engineering.md).
+gpg_home="$RUN/gnupg"
+mkdir -m 700 "$gpg_home"
+fresh_gpg() { gpg --homedir "$gpg_home" --batch "$@"; }
+fresh_gpg --quick-gen-key --passphrase '' "fresh-machine <fresh-machine@isobuild.test>" \
+  ed25519 sign never 2>/dev/null
+signing_fingerprint=$(fresh_gpg --with-colons --list-keys | awk -F: '/^fpr:/ {print $10; exit}')
+fresh_gpg --armor --export "$signing_fingerprint" > "$ROOT/root/mirror-signing-key.asc"
+fresh_gpg --armor --detach-sign --output "$RUN/mirror/ubuntu/SHA256SUMS.gpg" \
+  "$RUN/mirror/ubuntu/SHA256SUMS"
+gpgconf --homedir "$gpg_home" --kill gpg-agent
+
 # A throwaway CA and a certificate for 127.0.0.1, as tests/isobuild/test_download.py makes them.
 pki() { openssl "$@" >/dev/null 2>&1; }
 ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
@@ -229,6 +243,8 @@ in_root() {
     --setenv=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     --setenv=ISOBUILD_UBUNTU_MIRROR="$mirror_url" \
     --setenv=ISOBUILD_CA_BUNDLE=/root/mirror-ca.pem \
+    --setenv=ISOBUILD_UBUNTU_SIGNING_KEY=/root/mirror-signing-key.asc \
+    --setenv=ISOBUILD_UBUNTU_SIGNING_FINGERPRINT="$signing_fingerprint" \
     ${PYTEST_ADDOPTS:+--setenv=PYTEST_ADDOPTS="$PYTEST_ADDOPTS"} \
     /bin/bash -c "$1" </dev/null
 }

@@ -15,7 +15,9 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
 build_packages=(python3 python3-venv python3-pip python3-yaml python3-requests
-                python3-jsonschema ca-certificates)
+                python3-jsonschema ca-certificates
+                # gpgv checks Ubuntu's signed SHA256SUMS; gpg signs the output (--sign-key)
+                gpgv gnupg)
 test_packages=(xorriso qemu-system-x86 seabios ipxe-qemu ovmf time grub-pc-bin
                grub-efi-amd64-bin grub-common mtools dosfstools busybox-static kmod cpio
                openssl iproute2 mmdebstrap systemd-container chromium fonts-dejavu-core tmux

@@ -36,12 +36,18 @@ DISK_MARGIN = 64 << 20
 class BuildResult:
     output: Path
     manifest_path: Path
+    sums_path: Path
     manifest: dict
     seconds: float
 
 
 def manifest_path_for(output: Path) -> Path:
     return output.with_name(output.name + ".manifest.json")
+
+
+def sums_path_for(output: Path) -> Path:
+    """`<iso>.SHA256SUMS`: one line in Ubuntu's format, for `sha256sum -c` and a signature."""
+    return output.with_name(output.name + ".SHA256SUMS")
 
 
 def build(base: Path, output: Path, sha256sums: Path | None, options: BuildOptions,
@@ -88,7 +94,9 @@ def build(base: Path, output: Path, sha256sums: Path | None, options: BuildOptio
     validate(manifest, MANIFEST_SCHEMA, name="build manifest", source="isobuild build")
     manifest_path = manifest_path_for(output)
     write_atomically(manifest_path, (json.dumps(manifest, indent=2) + "\n").encode(), 0o644)
-    return BuildResult(output, manifest_path, manifest, time.monotonic() - started)
+    sums_path = sums_path_for(output)
+    write_atomically(sums_path, f"{image_sha256} *{output.name}\n".encode(), 0o644)
+    return BuildResult(output, manifest_path, sums_path, manifest, time.monotonic() - started)
 
 
 def plan_build(iso: IsoImage, layout, base_name: str,

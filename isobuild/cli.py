@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from host.core.version import __version__
-from isobuild import download, layout
+from isobuild import download, gpg, layout
 from isobuild.build import build
 from isobuild.errors import IsoBuildError
 from isobuild.image import NotAnIso
@@ -29,6 +29,10 @@ def main() -> None:
               f"download {download.ISO_NAME} into the cache and verify it.")
 @click.option("--output", type=PathArg, required=True, help="Where to write the appliance ISO.")
 @click.option("--sha256sums", type=PathArg, help="Ubuntu's SHA256SUMS; the base must match it.")
+@click.option("--sha256sums-gpg", type=PathArg, help="Ubuntu's SHA256SUMS.gpg: checked against "
+              "the pinned signing key before SHA256SUMS is trusted.")
+@click.option("--sign-key", help="Sign the output's SHA256SUMS with this gpg key id or secret "
+              "key file (writes <output>.SHA256SUMS.gpg).")
 @click.option("--options", "options_file", type=PathArg,
               help="YAML build options (schemas/isobuild-options.schema.json); flags override.")
 @click.option("--hostname", help="Hostname of the installed appliance [alga-appliance].")
@@ -43,10 +47,16 @@ def main() -> None:
 @click.option("--release-source", help="Where the appliance resolves Alga releases: "
               "oci://<registry>/<repository>[:<tag>|@sha256:<digest>] or a git repository URL "
               "publishing channel files [oci://ghcr.io/nine-minds/alga-appliance-release].")
-def build_command(base_iso, output, sha256sums, options_file, hostname, admin_user, ssh_keys,
-                  timezone, installer_proxy, grub_timeout, serial_console,
+def build_command(base_iso, output, sha256sums, sha256sums_gpg, sign_key, options_file, hostname,
+                  admin_user, ssh_keys, timezone, installer_proxy, grub_timeout, serial_console,
                   release_source) -> None:
-    """Remaster the base ISO into the appliance ISO, verify it, and write a manifest."""
+    """Remaster the base ISO into the appliance ISO, verify it, and write a manifest, a
+    SHA256SUMS line and, with --sign-key, its signature."""
+    if base_iso is None and (sha256sums or sha256sums_gpg):
+        raise click.UsageError("--sha256sums and --sha256sums-gpg describe a --base-iso; the "
+                               "download fetches and checks Ubuntu's own")
+    if sha256sums_gpg and not sha256sums:
+        raise click.UsageError("--sha256sums-gpg is the signature of --sha256sums: pass both")
     progress = Progress()
     try:
         options = resolve_options(options_file, {
@@ -55,10 +65,18 @@ def build_command(base_iso, output, sha256sums, options_file, hostname, admin_us
             "installer_proxy": installer_proxy, "grub_timeout": grub_timeout,
             "serial_console": serial_console, "release_source": release_source,
         })
+        if sign_key:
+            gpg.check_signing_key(sign_key)
         if base_iso is None:
-            base_iso, downloaded_sums = download.fetch_base_iso(progress)
-            sha256sums = sha256sums or downloaded_sums
+            fetched = download.fetch_base_iso(progress)
+            base_iso, sha256sums = fetched.iso, fetched.sums
+            provenance = [f"  from     {fetched.source}", _signed_by(fetched.signer)]
+        else:
+            provenance = _local_base_provenance(sha256sums, sha256sums_gpg)
         result = build(base_iso, output, sha256sums, options, progress)
+        # A signature left by an earlier build would not match this ISO.
+        result.sums_path.with_name(result.sums_path.name + ".gpg").unlink(missing_ok=True)
+        signature = gpg.sign_detached(result.sums_path, sign_key) if sign_key else None
     except IsoBuildError as exc:
         progress.summary([])
         raise click.ClickException(str(exc)) from exc
@@ -68,12 +86,60 @@ def build_command(base_iso, output, sha256sums, options_file, hostname, admin_us
         f"in {result.seconds:.1f} s",
         f"  sha256   {manifest['output']['sha256']}",
         f"  base     {manifest['base_iso']['name']} {manifest['base_iso']['sha256']}",
+        *provenance,
         f"  kernel   {' '.join(manifest['kernel_arguments'])}",
         f"  releases {options.release_source}",
         f"  manifest {result.manifest_path}",
+        f"  sums     {result.sums_path}",
+        *([f"  signed   {signature}"] if signature else []),
         *([] if options.ssh_authorized_keys else
           ["  note     no --ssh-key given: the admin account cannot log in over SSH"]),
     ])
+
+
+def _signed_by(key: gpg.PinnedKey) -> str:
+    whose = "Canonical's CD image signing key" if key.is_ubuntu else \
+        f"the key in {key.path} ({gpg.KEY_ENV}), NOT Canonical's"
+    return f"  verified SHA256SUMS signed by {whose}, {key.fingerprint}"
+
+
+def _local_base_provenance(sums: Path | None, signature: Path | None) -> list[str]:
+    """Check the signature of a local base's SHA256SUMS now; say how far the base is
+    verified (the build checks the ISO against SHA256SUMS)."""
+    if sums is None:
+        return ["  note     base ISO NOT verified: pass --sha256sums and --sha256sums-gpg "
+                "to check it is Canonical's"]
+    if signature is None:
+        return ["  note     base ISO matches SHA256SUMS, but SHA256SUMS is NOT authenticated: "
+                "pass --sha256sums-gpg to check it is Canonical's"]
+    key = gpg.pinned_key()
+    gpg.verify_signature(sums, signature, key)
+    return [_signed_by(key)]
+
+
+@main.command("check-base")
+def check_base_command() -> None:
+    """Whether a newer Ubuntu 24.04 point release than the pinned one exists, and how to
+    move the pin to it."""
+    try:
+        newest, page = download.newest_point_release()
+    except IsoBuildError as exc:
+        raise click.ClickException(str(exc)) from exc
+    pinned = download.UBUNTU_RELEASE
+    click.echo(f"pinned   {pinned} (UBUNTU_RELEASE in isobuild/download.py)")
+    click.echo(f"current  {newest} ({page})")
+    if download.release_key(newest) <= download.release_key(pinned):
+        click.echo("the pin is the current point release")
+        return
+    click.echo(f"""a newer point release exists; {pinned} is now only on old-releases.ubuntu.com,
+where the download falls back to. To move the pin:
+  1. set UBUNTU_RELEASE = "{newest}" in isobuild/download.py (the ISO name and both
+     download locations follow from it)
+  2. .venv/bin/isobuild build --output alga-appliance.iso  (downloads {newest} and checks
+     its SHA256SUMS.gpg against Canonical's pinned key)
+  3. .venv/bin/isobuild verify alga-appliance.iso, boot it once on real firmware, and run
+     ci/test.sh (docs/release-engineering.md, sections 4 to 6)
+  4. commit the one-line change""")
 
 
 @main.command("verify")

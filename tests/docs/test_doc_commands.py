@@ -23,9 +23,10 @@ import pytest
 from support.base import ROOT, sha256
 from support.docs import DOCS, SHELL_DOCS, shell_blocks
 from support.images import SSH_KEY
-from support.mirror import Mirror
+from support.mirror import SigningKey
+from support.netlab import Route
 
-from isobuild.download import ISO_NAME
+from isobuild.download import ISO_NAME, UBUNTU_RELEASE
 
 RUN_HERE = ("README.md", "docs/release-engineering.md", "docs/performance.md")
 RUN_BY_CI = re.compile(r"\bci/(setup|test)\.sh( --test)?")  # .ci/run runs them itself
@@ -83,25 +84,29 @@ def test_every_doc_with_commands_is_run_somewhere():
 
 
 @pytest.fixture
-def release_workdir(tmp_path, replica_iso, certificates):
-    """A release engineer's directory: the checkout's .venv, an SSH key, the options file
-    the guide shows, the Ubuntu ISO with its SHA256SUMS, and a mirror for the download."""
+def release_workdir(tmp_path, replica_iso, ubuntu_mirror, signing_key):
+    """A release engineer's directory: the checkout's .venv, an SSH key, a gpg key to sign
+    with, the options file the guide shows, the Ubuntu ISO with its signed SHA256SUMS, and a
+    mirror for the download and for `check-base` (trusting the test key through the pin's
+    override, as the guide documents)."""
     (tmp_path / ".venv").symlink_to(ROOT / ".venv")
     (tmp_path / "tmp").mkdir()
     (tmp_path / "home/.ssh").mkdir(parents=True)
     (tmp_path / "home/.ssh/id_ed25519.pub").write_text(SSH_KEY + "\n")
+    release_key = SigningKey(tmp_path / "home", "release", email="release@msp.example")
     guide = (ROOT / "docs/release-engineering.md").read_text()
     (tmp_path / "build.yaml").write_text(re.search(r"```yaml\n(.*?)```", guide, re.S)[1])
     shutil.copyfile(replica_iso, tmp_path / ISO_NAME)
     (tmp_path / "SHA256SUMS").write_text(f"{sha256(replica_iso)} *{ISO_NAME}\n")
-    (tmp_path / "www").mkdir()
-    mirror = Mirror(tmp_path / "www", certificates)
-    mirror.publish(replica_iso)
-    yield tmp_path, {**os.environ, "HOME": str(tmp_path / "home"),
-                     "ISOBUILD_UBUNTU_MIRROR": mirror.url,
-                     "ISOBUILD_CA_BUNDLE": str(certificates / "ca.pem"),
-                     "ISOBUILD_CACHE_DIR": str(tmp_path / "cache")}
-    mirror.server.shutdown()
+    (tmp_path / "SHA256SUMS.gpg").write_bytes(
+        signing_key.sign((tmp_path / "SHA256SUMS").read_bytes()))
+    ubuntu_mirror.publish(replica_iso, signing_key)
+    ubuntu_mirror.routes["/noble/"] = Route(
+        body=f'<a href="ubuntu-{UBUNTU_RELEASE}-live-server-amd64.iso">{ISO_NAME}</a>')
+    yield tmp_path, {**ubuntu_mirror.environment(tmp_path / "cache", signing_key),
+                     "HOME": str(tmp_path / "home"), "GNUPGHOME": str(release_key.home),
+                     "ISOBUILD_UBUNTU_SERIES_URL": f"{ubuntu_mirror.url}/noble/"}
+    release_key.close()
 
 
 @pytest.mark.boot
@@ -114,6 +119,8 @@ def test_the_release_engineers_commands_run_as_documented(release_workdir):
     # The last build passed --serial-console and the options file.
     assert "console=ttyS0,115200" in printed
     assert "psa-appliance" in (workdir / "alga-appliance.iso.manifest.json").read_text()
+    assert "pinned   " in printed and "the pin is the current point release" in printed
+    assert "alga-appliance.iso: OK" in printed  # the customer's check of the signed build
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the support-bundle benchmark runs as root")
@@ -121,7 +128,8 @@ def test_the_benchmarks_run_as_documented(tmp_path):
     env = {**os.environ, **BENCH_ENVIRONMENT, "BENCH_DIR": str(tmp_path / "bench"),
            "TMPDIR": str(tmp_path)}
     printed = run_blocks(["docs/performance.md"], BENCH_CHANGES, ROOT, env, timeout=600)
-    for report in ("ratios   isobuild/xorriso", "latency: p50", "bundle: wall median",
+    for report in ("ratios   isobuild/xorriso", "verification adds", "latency: p50",
+                   "bundle: wall median",
                    "resolve stable: median", "HTTP requests per resolution: 8",
                    "admin: ", "uploads: 20 concurrent"):
         assert report in printed

@@ -152,6 +152,23 @@ def test_https_head_and_unknown_path(ca):
     assert missing.status_code == 404
 
 
+def test_https_ranges_and_cut_responses(ca):
+    route = Route(body=b"0123456789", ranges=True, headers={"ETag": '"v1"'}, cut_after=4,
+                  cuts=1)
+    with HttpsServer(ca, {"/iso": route}) as server, session() as client:
+        url, verify = f"{server.url}/iso", ca.ca_pem_path
+        cut = client.get(url, verify=verify)  # urllib3 1.26 hands over the short body
+        rest = client.get(url, headers={"Range": "bytes=4-"}, verify=verify)
+        changed = client.get(url, headers={"Range": "bytes=4-", "If-Range": '"v0"'},
+                             verify=verify)
+        beyond = client.get(url, headers={"Range": "bytes=10-"}, verify=verify)
+    assert (cut.status_code, cut.content, route.cuts) == (200, b"0123", 0)
+    assert (rest.status_code, rest.content, rest.headers["Content-Range"]) == \
+        (206, b"456789", "bytes 4-9/10")
+    assert (changed.status_code, changed.content) == (200, b"0123456789")
+    assert (beyond.status_code, beyond.headers["Content-Range"]) == (416, "bytes */10")
+
+
 def test_https_is_not_trusted_without_the_ca(ca):
     with (
         HttpsServer(ca, {"/": Route()}) as server,

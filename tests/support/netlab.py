@@ -15,6 +15,7 @@ import ipaddress
 import itertools
 import json
 import os
+import re
 import select
 import shutil
 import socket
@@ -318,6 +319,9 @@ class Route:
     body: bytes | str | dict = b""  # a dict is sent as JSON
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering, to make clients time out
+    ranges: bool = False  # answer `Range: bytes=N-` with 206 (unless If-Range names another ETag)
+    cut_after: int | None = None  # send this many body bytes, then close the connection...
+    cuts: int = 0  # ...on this many responses (counted down), as a flaky link would
 
     def encoded_body(self) -> tuple[bytes, str]:
         """The body as bytes, with the content type that fits it."""
@@ -359,15 +363,42 @@ class _RouteHandler(_QuietHandler):
         if self.server.stopping.wait(route.delay):
             return  # the lab is stopping: don't hold it up
         body, content_type = route.encoded_body()
+        status, extra, body = _ranged(route, body, self.headers)
         # Like send_response(), but a route may set its own Date (a server with a wrong clock).
-        self.send_response_only(route.status)
+        self.send_response_only(status)
         headers = {"Server": self.version_string(), "Date": self.date_time_string(),
-                   **_with_defaults(route.headers, content_type, len(body))}
+                   **_with_defaults(route.headers | extra, content_type, len(body))}
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
         if with_body:
-            self.wfile.write(body)
+            self.wfile.write(body[:route.cut_after] if _take_cut(route) else body)
+
+
+def _ranged(route: Route, body: bytes, request_headers) -> tuple[int, dict[str, str], bytes]:
+    """The status, extra headers and body for a request that may ask for a byte range."""
+    if not route.ranges or route.status != 200:
+        return route.status, {}, body
+    match = re.fullmatch(r"bytes=(\d+)-", request_headers.get("Range", "").strip())
+    if_range = request_headers.get("If-Range")
+    if match is None or (if_range is not None and if_range != route.headers.get("ETag")):
+        return route.status, {}, body
+    start = int(match[1])
+    if start >= len(body):
+        return 416, {"Content-Range": f"bytes */{len(body)}"}, b""
+    return 206, {"Content-Range": f"bytes {start}-{len(body) - 1}/{len(body)}"}, body[start:]
+
+
+_cut_lock = threading.Lock()
+
+
+def _take_cut(route: Route) -> bool:
+    """Whether this response is cut short; counts the route's remaining cuts down."""
+    with _cut_lock:
+        if route.cut_after is None or route.cuts <= 0:
+            return False
+        route.cuts -= 1
+        return True
 
 
 def _with_defaults(headers: dict[str, str], content_type: str, length: int) -> dict[str, str]:
