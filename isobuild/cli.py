@@ -128,7 +128,11 @@ def check_base_command() -> None:
     pinned = download.UBUNTU_RELEASE
     click.echo(f"pinned   {pinned} (UBUNTU_RELEASE in isobuild/download.py)")
     click.echo(f"current  {newest} ({page})")
-    if download.release_key(newest) <= download.release_key(pinned):
+    if download.release_key(newest) < download.release_key(pinned):
+        raise click.ClickException(
+            f"the page names {newest}, older than the pinned {pinned}: it is not Canonical's "
+            "current list (check ISOBUILD_UBUNTU_SERIES_URL, or a proxy's cached copy)")
+    if newest == pinned:
         click.echo("the pin is the current point release")
         return
     click.echo(f"""a newer point release exists; {pinned} is now only on old-releases.ubuntu.com,

@@ -431,3 +431,16 @@ def test_only_the_pinned_fingerprint_counts_in_a_key_file_with_more_keys(
     assert run.returncode != 0
     assert (f"SHA256SUMS.gpg is signed by {other_key.fingerprint}, not by the pinned key "
             f"{signing_key.fingerprint}") in run.stderr
+
+
+def test_check_base_refuses_a_page_older_than_the_pin(ca):
+    """A stale copy (a proxy's cache, a wrong override) must not read as "the pin is current"."""
+    page = '<a href="ubuntu-24.04.1-live-server-amd64.iso">x</a>\n'
+    with HttpsServer(ca, {"/noble/": Route(body=page)}) as server:
+        run = subprocess.run([*ISOBUILD, "check-base"], capture_output=True, text=True,
+                             env={**os.environ, "ISOBUILD_UBUNTU_SERIES_URL":
+                                  f"{server.url}/noble/",
+                                  "ISOBUILD_CA_BUNDLE": str(ca.ca_pem_path)})
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert f"the page names 24.04.1, older than the pinned {UBUNTU_RELEASE}" in run.stderr
+    assert "current point release" not in run.stdout
