@@ -146,9 +146,9 @@ def tls_show_command() -> None:
 
 
 @tls_group.command("install")
-@click.option("--cert", type=HostPath(exists=True, dir_okay=False, path_type=Path), required=True,
+@click.option("--cert", type=HostPath(dir_okay=False, path_type=Path), required=True,
               help="The certificate (PEM), followed by any intermediate certificates.")
-@click.option("--key", type=HostPath(exists=True, dir_okay=False, path_type=Path), required=True,
+@click.option("--key", type=HostPath(dir_okay=False, path_type=Path), required=True,
               help="Its private key (PEM, without a passphrase).")
 def tls_install_command(cert: Path, key: Path) -> None:
     """Serve HTTPS with your own certificate instead of the self-signed one."""

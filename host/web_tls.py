@@ -13,6 +13,7 @@ TLS connection, which is closed when waitress closes its end.
 
 import asyncio
 import contextlib
+import logging
 import socket
 import ssl
 import threading
@@ -20,6 +21,7 @@ import threading
 MAX_HANDSHAKES = 100
 MAX_HANDSHAKES_PER_ADDRESS = 20  # as many as waitress lets one address hold
 COPY_BYTES = 65536
+LOG = logging.getLogger("alga-appliance.web.https")
 
 
 class TlsFront:
@@ -34,6 +36,7 @@ class TlsFront:
         self.port = self.listener.getsockname()[1]
         self.handshakes: dict[asyncio.Task, str] = {}  # in progress, oldest first: address
         self.loop = asyncio.new_event_loop()
+        self.loop.set_exception_handler(_log_briefly)
         self.thread = threading.Thread(target=self._run, name="https", daemon=True)
 
     def start(self) -> "TlsFront":
@@ -63,7 +66,11 @@ class TlsFront:
 
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
-        client = writer.get_extra_info("peername")[:2]
+        peer = writer.get_extra_info("peername")
+        if not peer:  # reset before it could be asked
+            _abort(writer)
+            return
+        client = peer[:2]
         this = asyncio.current_task()
         self.handshakes[this] = client[0]
         self._make_room(client[0])
@@ -130,3 +137,9 @@ def _abort(writer: asyncio.StreamWriter) -> None:
     # would fail inside asyncio.
     if not writer.transport.is_closing():
         writer.transport.abort()
+
+
+def _log_briefly(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    # What asyncio would log with a traceback (a client's connection failing in a way it
+    # did not expect): one line, as every line of the service is.
+    LOG.warning("HTTPS: %s: %s", context.get("message"), context.get("exception"))

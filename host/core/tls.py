@@ -101,7 +101,7 @@ def ensure(root: Path | None = None, group: str = paths.SERVICE_USER) -> str | N
         check_pair(cert_path(root), key_path(root))
         return None
     except CertificateProblem as exc:
-        problem = str(exc)
+        problem = str(exc).removesuffix(f"; {NEXT_STEP}")  # the step being taken now
     with tempfile.TemporaryDirectory() as work:
         cert, key = Path(work, "cert.pem"), Path(work, "key.pem")
         name = socket.gethostname() or "alga-appliance"

@@ -13,7 +13,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import threading
 import time
 
 import pytest
@@ -21,6 +20,7 @@ import requests
 import trustme
 from click.testing import CliRunner
 from support.attacks import SLOW_HANDSHAKE, SlowClients, poll_as_admin, running_service
+from support.base import serve_https
 
 from host import cli, web_server, web_tls
 from host.core import paths, tls, token
@@ -36,23 +36,9 @@ def serving(root, app=None, deadline: float = web_server.REQUEST_DEADLINE):
     """The app (default: the service's) over HTTP and HTTPS in threads, with a certificate
     from ensure-tls's code; yields (http port, https port, bearer)."""
     bearer = token.ensure_token(root, owner=os.environ.get("USER", "root"))
-    tls.ensure(root, group=GROUP)
     app = app or make_app(root, node_ip=lambda: "10.0.0.5")
-    server = web_server.create_server(app, "127.0.0.1", 0, request_deadline=deadline)
-    front = web_server.start_https(server, "127.0.0.1", 0, root)
-    thread = threading.Thread(target=lambda: _run(server), daemon=True)
-    thread.start()
-    try:
-        yield server.effective_port, front.port, bearer
-    finally:
-        front.close()
-        server.close()
-        thread.join(5)
-
-
-def _run(server):
-    with contextlib.suppress(OSError, ValueError):  # closed from the test's thread
-        server.run()
+    with serve_https(app, root, deadline) as (http_url, https_url):
+        yield int(http_url.rsplit(":", 1)[1]), int(https_url.rsplit(":", 1)[1]), bearer
 
 
 def client_context() -> ssl.SSLContext:
