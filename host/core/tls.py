@@ -132,8 +132,12 @@ def _write_pair(cert_pem: bytes, key_pem: bytes, root: Path | None, group: str) 
     """The key first: until the certificate follows, a restart sees a mismatch and repairs
     it, never a key readable by anyone but root and the service's group."""
     directory = paths.on_host(paths.TLS_DIR, root)
-    gid = grp.getgrnam(group).gr_gid
-    directory.mkdir(mode=0o750, parents=True, exist_ok=True)
+    try:
+        gid = grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise CertificateProblem(f"the group {group} does not exist, so this is not an "
+                                 f"installed appliance; run this on the appliance") from None
+    directory.mkdir(mode=0o750, exist_ok=True)  # in the installer's config directory
     os.chown(directory, 0 if os.geteuid() == 0 else -1, gid)
     state.write_atomically(key_path(root), key_pem, 0o640)
     os.chown(key_path(root), -1, gid)

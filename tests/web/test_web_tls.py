@@ -400,3 +400,12 @@ def test_ensure_tls_without_openssl_says_so_and_fails(root, as_service_group, mo
     assert result.exit_code == 1
     assert "openssl is not installed" in result.output and "sudo apt install openssl" in \
         result.output and f"HTTP on {paths.WEB_PORT} serves meanwhile" in result.output
+
+
+@pytest.mark.parametrize("argv", [["ensure-tls"], ["tls", "show"]])
+def test_tls_commands_off_an_appliance_say_so_in_one_line(tmp_path, argv):
+    result = CliRunner().invoke(cli.main, ["--root", str(tmp_path / "not-installed"), *argv])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    [line] = result.output.splitlines()
+    assert line.startswith(f"{argv[0]}: ") and "does not exist" in line, line
+    assert "next step" in line or "ensure-tls" in line, line
