@@ -16,7 +16,8 @@ from pathlib import Path
 
 SUITE = "bookworm"
 PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-yaml", "python3-requests",
-            "python3-jsonschema", "iproute2", "procps", "ca-certificates", "ufw", "passwd")
+            "python3-jsonschema", "iproute2", "procps", "ca-certificates", "ufw", "passwd",
+            "openssl")
 CACHE = Path(os.environ.get("ALGA_TEST_CACHE", "/var/cache/alga-appliance-tests"))
 
 

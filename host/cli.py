@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from host.cluster.kube import Kube
-from host.core import paths, runlock, state, token
+from host.core import hostcmd, paths, runlock, state, tls, token
 from host.core.version import __version__
 from host.releases import channels
 from host.setup import chain, engine
@@ -22,7 +22,7 @@ class Commands(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (state.StateFileInvalid, token.NoValidToken) as exc:
+        except (state.StateFileInvalid, token.NoValidToken, tls.CertificateProblem) as exc:
             _fail(ctx, str(exc))
         except OSError as exc:
             _fail(ctx, _host_file_problem(exc))
@@ -85,7 +85,10 @@ def phase_command(name: str, kubeconfig: str) -> None:
 @main.command("serve")
 @click.option("--host", default="0.0.0.0", show_default=True)
 @click.option("--port", default=paths.WEB_PORT, show_default=True)
-def serve_command(host: str, port: int) -> None:
+@click.option("--tls-port", default=paths.WEB_TLS_PORT, show_default=True,
+              help="The same service over HTTPS, with the certificate ensure-tls made or "
+                   "tls install installed.")
+def serve_command(host: str, port: int, tls_port: int) -> None:
     """Serve the web UI and JSON API (what alga-appliance.service runs)."""
     from host import web_server  # only the web service needs waitress
     from host.web import configure_logging, make_app
@@ -94,7 +97,7 @@ def serve_command(host: str, port: int) -> None:
     # (the unit's ExecStartPre runs ensure-token, which repairs it before the restart).
     token.read_token()
     configure_logging()
-    web_server.serve(make_app(), host, port)
+    web_server.serve(make_app(), host, port, tls_port)
 
 
 @main.command("ensure-token")
@@ -110,6 +113,49 @@ def ensure_token_command() -> None:
     # Never the token itself: this output goes to the journal.
     click.echo(f"ensure-token: {token.token_path()} {problem}; wrote a new setup token "
                "(sudo alga-appliance token show prints it)")
+
+
+@main.command("ensure-tls")
+def ensure_tls_command() -> None:
+    """Make a self-signed HTTPS certificate when there is no usable one (run as root before
+    the web service); a usable one, the customer's included, is kept."""
+    try:
+        problem = tls.ensure()
+    except hostcmd.CommandFailed as exc:
+        click.echo(f"ensure-tls: could not make a certificate: {exc}; next step: install "
+                   f"openssl (sudo apt install openssl) and run it again; HTTP on "
+                   f"{paths.WEB_PORT} serves meanwhile", err=True)
+        sys.exit(engine.EXIT_FAILED)
+    if problem:
+        click.echo(f"ensure-tls: {problem}. Wrote a new self-signed certificate, SHA-256 "
+                   f"fingerprint {tls.fingerprint(tls.cert_path().read_bytes())}")
+
+
+@main.group("tls")
+def tls_group() -> None:
+    """The HTTPS certificate of the web service (port 8443)."""
+
+
+@tls_group.command("show")
+def tls_show_command() -> None:
+    """Print the certificate's path, expiry and SHA-256 fingerprint."""
+    cert = tls.cert_path()
+    tls.check_pair(cert, tls.key_path())
+    click.echo(f"certificate: {cert}\nexpires: {tls.expires(cert):%Y-%m-%d %H:%M} UTC\n"
+               f"SHA-256 fingerprint: {tls.fingerprint(cert.read_bytes())}")
+
+
+@tls_group.command("install")
+@click.option("--cert", type=HostPath(dir_okay=False, path_type=Path), required=True,
+              help="The certificate (PEM), followed by any intermediate certificates.")
+@click.option("--key", type=HostPath(dir_okay=False, path_type=Path), required=True,
+              help="Its private key (PEM, without a passphrase).")
+def tls_install_command(cert: Path, key: Path) -> None:
+    """Serve HTTPS with your own certificate instead of the self-signed one."""
+    fingerprint = tls.install(cert, key)
+    click.echo(f"Installed {tls.cert_path()} (SHA-256 fingerprint {fingerprint}).\n"
+               f"Next step: sudo systemctl restart alga-appliance alga-appliance-console, so "
+               f"the web service serves it and the console shows its fingerprint.")
 
 
 @main.command("token")

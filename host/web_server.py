@@ -16,18 +16,25 @@ minute lock everyone out, and ten large uploads fill the disk k3s uses. Here:
   from its Content-Length before any of it is read, or once a chunked body passes the cap,
   and a body within the cap is held in memory, never in a temporary file;
 - waitress's own error answers (400, 413, 431, 500, 501) are JSON with the app's headers.
+
+HTTPS (host/web_tls.py) hands its decrypted connections to this same server, so all of the
+above holds for them too.
 """
 
 import collections
+import copy
 import json
 import logging
 import time
+from pathlib import Path
 
 from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask
 
-from host.web import MAX_BODY, SECURITY_HEADERS
+from host import web_tls
+from host.core import tls
+from host.web import LOG, MAX_BODY, SECURITY_HEADERS
 
 THREADS = 4
 REQUEST_DEADLINE = 10.0  # seconds for a request's headers and body, from its first byte
@@ -98,6 +105,8 @@ class BoundedServer(TcpWSGIServer):
     def __init__(self, app, request_deadline: float, **adjustments):
         self.request_deadline = request_deadline
         super().__init__(app, **adjustments)
+        self.https_adj = copy.copy(self.adj)
+        self.https_adj.url_scheme = "https"  # the app's wsgi.url_scheme
 
     def readable(self):
         # Waitress's own readable() runs maintenance, then stops accepting at the connection
@@ -118,6 +127,16 @@ class BoundedServer(TcpWSGIServer):
 
     def handle_accept(self):
         super().handle_accept()
+        self._make_room()
+
+    def add_https_connection(self, sock, client: tuple[str, int]) -> None:
+        """Serve the TLS front's decrypted connection from `client` as if accepted here
+        (run in the server's loop thread, through its trigger)."""
+        try:
+            self.channel_class(self, sock, client, self.https_adj, map=self._map)
+        except OSError:  # the front already gave up on it
+            sock.close()
+            return
         self._make_room()
 
     def _make_room(self) -> None:
@@ -153,9 +172,29 @@ def create_server(app, host: str, port: int,
         asyncore_use_poll=True)  # select() fails on file descriptors above 1023
 
 
-def serve(app, host: str, port: int) -> None:
-    """Serve `app` until the process is stopped (what `alga-appliance serve` runs)."""
+def start_https(server: BoundedServer, host: str, port: int,
+                root: Path | None = None) -> web_tls.TlsFront | None:
+    """HTTPS for `server` on `port`, with the appliance's certificate; None, the cause
+    logged, when it cannot start: HTTP serves on, so the admin still has a way in."""
+    try:
+        context = tls.server_context(tls.cert_path(root), tls.key_path(root))
+        front = web_tls.TlsFront(server, context, host, port, server.request_deadline)
+    except (tls.CertificateProblem, OSError) as exc:
+        LOG.error("HTTPS on port %s is off (HTTP still serves): %s; next step: sudo "
+                  "alga-appliance ensure-tls, then sudo systemctl restart alga-appliance",
+                  port, exc)
+        return None
+    fingerprint = tls.fingerprint(tls.cert_path(root).read_bytes())
+    server.log_info(f"Serving on https://{host}:{front.port}, certificate SHA-256 "
+                    f"fingerprint {fingerprint}")
+    return front.start()
+
+
+def serve(app, host: str, port: int, tls_port: int) -> None:
+    """Serve `app` over HTTP on `port` and HTTPS on `tls_port` until the process is stopped
+    (what `alga-appliance serve` runs)."""
     logging.basicConfig()  # waitress logs its warnings through logging, to the journal
     server = create_server(app, host, port)
     server.print_listen("Serving on http://{}:{}")
+    start_https(server, host, tls_port)
     server.run()

@@ -19,9 +19,12 @@ AUTOINSTALL_SCHEMA = "external/subiquity-autoinstall-24.04.json"
 MEDIUM_PAYLOAD = "/cdrom/alga"  # where the installer sees the payload directory
 TARGET = "/target"  # where subiquity mounts the system being installed
 # Distro packages the host code needs; everything else it uses is vendored.
-HOST_PACKAGES = ("python3", "python3-yaml", "python3-requests", "python3-jsonschema", "ufw")
-# Inbound TCP the host firewall allows: SSH, the appliance UI, and the Alga app (host port).
-INBOUND_TCP_PORTS = (22, 8080, 3000)
+# openssl makes the web service's self-signed certificate.
+HOST_PACKAGES = ("python3", "python3-yaml", "python3-requests", "python3-jsonschema", "ufw",
+                 "openssl")
+# Inbound TCP the host firewall allows: SSH, the appliance UI (HTTP and HTTPS), and the Alga
+# app (host port).
+INBOUND_TCP_PORTS = (22, paths.WEB_PORT, paths.WEB_TLS_PORT, 3000)
 
 
 def autoinstall(options: BuildOptions, units: list[str], enabled_units: list[str]) -> dict:

@@ -4,12 +4,14 @@ agetty shows /etc/issue.d/*.issue above the login prompt on tty1 and on serial g
 `agetty --reload` makes the waiting gettys redraw. alga-appliance-console.timer re-renders
 every 15 s, so a new DHCP address or a state change shows without a reboot. The setup token
 is only in that root-only file: never printed to stdout or the journal, never served.
+The HTTPS address comes with the certificate's SHA-256 fingerprint, for the admin to check
+against the one the browser shows before trusting it.
 """
 
 import textwrap
 from pathlib import Path
 
-from host.core import hostcmd, paths, state, token
+from host.core import hostcmd, paths, state, tls, token
 from host.net import addresses
 
 WIDTH = 78
@@ -37,8 +39,9 @@ def rollup(root: Path | None) -> dict:
     return {"state": "installing", "message": "", "next_action": ""}
 
 
-def render(ips: list[str], current: dict, setup_token: str) -> str:
-    """The banner text (agetty issue format: backslashes escaped)."""
+def render(ips: list[str], current: dict, setup_token: str, fingerprint: str | None) -> str:
+    """The banner text (agetty issue format: backslashes escaped); `fingerprint` is the
+    HTTPS certificate's, None when there is no usable one."""
     page = "setup" if current["state"] in ("setup_required", "failed_action_required") \
         else "status"
     lines = ["", "Alga appliance", "==============", HEADLINES[current["state"]]]
@@ -50,6 +53,7 @@ def render(ips: list[str], current: dict, setup_token: str) -> str:
     if ips:
         lines.append("In a browser on this network, open:")
         lines += [f"  http://{ip}:{paths.WEB_PORT}/{page}" for ip in ips]
+        lines += _https_lines(ips, page, fingerprint)
         lines.append(f"Setup token: {setup_token}")
     else:
         lines += ["This node has no network address yet. Check the network cable or the VM's",
@@ -61,6 +65,24 @@ def render(ips: list[str], current: dict, setup_token: str) -> str:
               "Logs: journalctl -u 'alga-appliance*'  and  /var/log/alga-appliance/",
               "", ""]
     return "\n".join(lines).replace("\\", "\\\\")
+
+
+def _https_lines(ips: list[str], page: str, fingerprint: str | None) -> list[str]:
+    if fingerprint is None:
+        return ["HTTPS is off: no usable certificate (sudo alga-appliance ensure-tls)"]
+    half = len(fingerprint) // 2 + 1  # after a colon: 16 of the 32 bytes on each line
+    return ["or, encrypted (the token does not cross the network in clear):",
+            *[f"  https://{ip}:{paths.WEB_TLS_PORT}/{page}" for ip in ips],
+            "  if the browser's certificate SHA-256 fingerprint is:",
+            f"  {fingerprint[:half]}", f"  {fingerprint[half:]}"]
+
+
+def _fingerprint(root: Path | None) -> str | None:
+    try:
+        tls.check_pair(tls.cert_path(root), tls.key_path(root))
+        return tls.fingerprint(tls.cert_path(root).read_bytes())
+    except (tls.CertificateProblem, OSError):  # shown on the banner as HTTPS off
+        return None
 
 
 def _wrapped(text: str) -> list[str]:
@@ -79,7 +101,8 @@ def update(root: Path | None = None) -> bool:
         current = {"state": "failed_action_required",
                    "message": f"The {exc.state.name} file {exc.path} is {exc.problem}.",
                    "next_action": exc.next_step}
-    changed = _write(render(addresses.node_addresses(), current, token.read_token(root)), root)
+    changed = _write(render(addresses.node_addresses(), current, token.read_token(root),
+                            _fingerprint(root)), root)
     if broken is not None:
         raise broken
     return changed

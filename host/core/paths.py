@@ -19,6 +19,11 @@ SPOOL_DIR = "/var/lib/alga-appliance/spool"  # requests from the web service to 
 SUPPORT_DIR = "/var/lib/alga-appliance/support"  # 0700: support bundles, the newest 5 kept
 WEB_BUNDLE_DIR = "/var/lib/alga-appliance/web-bundles"  # 0750 root:alga-appliance
 TOKEN_FILE = "/var/lib/alga-appliance/setup-token"  # 0600, owned by the service user
+# The web service's HTTPS certificate: self-signed on first boot (ensure-tls) or the
+# customer's own (tls install). The key is 0640 root:alga-appliance.
+TLS_DIR = "/etc/alga-appliance/tls"
+TLS_CERT = "/etc/alga-appliance/tls/cert.pem"  # the certificate, then any chain
+TLS_KEY = "/etc/alga-appliance/tls/key.pem"
 SETUP_LOCK = "/var/lib/alga-appliance/setup.lock"  # one setup or update at a time
 UPDATE_HISTORY_LOCK = "/var/lib/alga-appliance/update-history.lock"
 UPDATE_LOG = "/var/log/alga-appliance/update.log"
@@ -29,6 +34,7 @@ SERVICE_USER = "alga-appliance"  # the unprivileged user the web service runs as
 # 0600: it holds the setup token.
 ISSUE_FILE = "/etc/issue.d/50-alga-appliance.issue"
 WEB_PORT = 8080
+WEB_TLS_PORT = 8443  # the same service over HTTPS
 
 # --- k3s, as the k3s phase installs it -------------------------------------------------
 K3S_BINARY = "/usr/local/bin/k3s"

@@ -30,7 +30,8 @@ DISK_MINIMUMS = (  # path, fail below, warn below
     ("/var/lib/rancher", 15 * GIB, 40 * GIB),
     ("/var/lib/alga-appliance", GIB // 10, GIB),
 )
-PORTS = ((6443, "k3s"), (10250, "k3s"), (paths.WEB_PORT, paths.SERVICE_USER))
+PORTS = ((6443, "k3s"), (10250, "k3s"), (paths.WEB_PORT, paths.SERVICE_USER),
+         (paths.WEB_TLS_PORT, paths.SERVICE_USER))
 
 
 # Root causes, the most fundamental first: the network's (host/net/https.py), then what
@@ -361,7 +362,7 @@ HOST_CHECKS: tuple[Check, ...] = (
     *(Check(f"disk.{Path(path).name}", f"free space for {path}", "storage", 1.0,
             f"grow the file system holding {path}", check_disk(path, fail, warn), "disk")
       for path, fail, warn in DISK_MINIMUMS),
-    Check("ports", "ports 6443, 10250 and 8080 are free", "network", 1.0,
+    Check("ports", "ports 6443, 10250, 8080 and 8443 are free", "network", 1.0,
           "stop whatever holds the ports (see `ss -ltnp`)", check_ports, "ports"),
 )
 

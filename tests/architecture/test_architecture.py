@@ -22,7 +22,9 @@ ALLOWED = {
     "console": {"core", "net", "releases", "setup"},
     "status": {"core", "net", "cluster", "releases"},  # releases: how a release is named
     "web": {"core", "net", "releases", "setup", "support", "update"},
-    "web_server": {"web"},  # the app's body cap and security headers
+    # The app's body cap and security headers; the certificate; the HTTPS front.
+    "web_server": {"web", "core", "web_tls"},
+    "web_tls": set(),  # hands connections to the server it is given
     "cli": {"core", "net", "cluster", "releases", "setup", "update", "support", "console",
             "status", "web", "web_server"},
     "__main__": {"cli"},

@@ -3,6 +3,7 @@ interfaces in a network namespace), and the setup fallback driven in real termin
 full-screen TUI in tmux at 80x24 and the plain mode through a pty, with real preflight runs
 behind the progress screens. A parity table holds the console to the web API's results."""
 
+import grp
 import io
 import json
 import os
@@ -26,7 +27,7 @@ from support.netlab import (
 
 from host import cli
 from host.console import app, banner
-from host.core import paths, runlock, spool, state, token
+from host.core import paths, runlock, spool, state, tls, token
 from host.net import addresses as netinfo
 from host.setup import engine
 from host.setup.inputs import InputErrors, parse_setup_inputs
@@ -35,6 +36,7 @@ from host.web import make_app
 ROLLUP_STATES = ("setup_required", "installing", "failed_action_required", "ready_to_log_in",
                  "ready_with_background_issues", "fully_healthy")
 TOKEN = "tok-3xAmPlE_abcdefghijklmnopqrstuvwx"
+FINGERPRINT = ":".join(f"{n:02X}" for n in range(0xA0, 0xC0))  # 32 bytes, as tls shows them
 # Screens and transcripts for docs/admin-guide.md, which ci/screenshots.sh embeds
 # (CAPTURES, CAPTURE_NAMES: support.docs).
 DOC_NODE_IP = "192.0.2.2"  # a documentation address in place of this machine's
@@ -62,14 +64,17 @@ def keep_capture(name: str, text: str) -> None:
 def test_banner_for_each_address_count_and_rollup_state(ips, rollup):
     current = {"state": rollup, "message": "" if rollup == "setup_required" else
                f"the {rollup} message", "next_action": "do the next thing"}
-    text = banner.render(ips, current, TOKEN)
+    text = banner.render(ips, current, TOKEN, FINGERPRINT)
     assert banner.HEADLINES[rollup] in text
     page = "setup" if rollup in ("setup_required", "failed_action_required") else "status"
     for ip in ips:
         assert f"  http://{ip}:8080/{page}\n" in text
-    if not ips:
+        assert f"  https://{ip}:8443/{page}\n" in text
+    if ips:  # the fingerprint on two lines, which joined are the whole of it
+        assert FINGERPRINT in "".join(line.strip() for line in text.splitlines())
+    else:
         assert "no network address yet" in text and "/etc/netplan/" in text
-        assert "http://" not in text
+        assert "http://" not in text and "https://" not in text
     assert f"Setup token: {TOKEN}\n" in text
     assert "sudo alga-appliance console" in text
     assert "journalctl -u 'alga-appliance*'" in text and "/var/log/alga-appliance/" in text
@@ -83,9 +88,17 @@ def test_banner_for_each_address_count_and_rollup_state(ips, rollup):
             keep_capture("banner", text)
 
 
+def test_banner_says_https_is_off_without_a_certificate():
+    text = banner.render(["192.0.2.10"], {"state": "setup_required", "message": "",
+                                          "next_action": ""}, TOKEN, None)
+    assert "  http://192.0.2.10:8080/setup\n" in text and "https://" not in text
+    assert "HTTPS is off: no usable certificate (sudo alga-appliance ensure-tls)" in text
+    assert all(len(line) <= 80 for line in text.splitlines())
+
+
 def test_banner_escapes_backslashes_for_agetty():
     text = banner.render([], {"state": "failed_action_required", "message": r"C:\temp \4",
-                              "next_action": ""}, TOKEN)
+                              "next_action": ""}, TOKEN, FINGERPRINT)
     assert r"C:\\temp \\4" in text  # agetty would expand \4 into an address
 
 
@@ -132,12 +145,15 @@ def test_banner_update_writes_a_private_issue_file_and_reloads_agetty_on_change(
     monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_AGETTY_LOG", str(tmp_path / "agetty.log"))
     secret = token.ensure_token(tmp_path, owner=os.environ.get("USER", "root"))
+    tls.ensure(tmp_path, group=grp.getgrgid(os.getgid()).gr_name)
     first = CliRunner().invoke(cli.main, ["console-banner"])
     assert first.exit_code == 0 and first.output == "console banner updated\n"
     assert secret not in first.output  # the journal keeps this output
     issue = tmp_path / paths.ISSUE_FILE.lstrip("/")
     assert issue.stat().st_mode & 0o777 == 0o600
     assert f"Setup token: {secret}" in issue.read_text()
+    shown = "".join(line.strip() for line in issue.read_text().splitlines())
+    assert tls.fingerprint(tls.cert_path(tmp_path).read_bytes()) in shown
     assert banner.HEADLINES["setup_required"] in issue.read_text()
     again = CliRunner().invoke(cli.main, ["console-banner"])
     assert again.output == "console banner unchanged\n"

@@ -56,7 +56,7 @@ def test_every_accepted_option_set_renders_valid_user_data(opts, units):
 def test_firewall_allows_exactly_ssh_ui_and_app():
     commands = seed.autoinstall(BuildOptions(), [], [])["late-commands"]
     allowed = [c.rsplit(" ", 1)[1] for c in commands if " ufw allow " in c]
-    assert allowed == ["22/tcp", "8080/tcp", "3000/tcp"]
+    assert allowed == ["22/tcp", "8080/tcp", "8443/tcp", "3000/tcp"]
     assert "curtin in-target --target /target -- ufw default deny incoming" in commands
     assert "sed -i 's/^ENABLED=.*/ENABLED=yes/' /target/etc/ufw/ufw.conf" in commands
 

@@ -1,11 +1,13 @@
 """Attacks on the :8080 service, for its tests, the nspawn tier's security tests and
-`ci/bench/web_attack.py`: a real `alga-appliance serve` on loopback, slowloris clients, an
-admin polling through them, large uploads without a token, raw requests, and what can be
-measured of the server from outside while they run."""
+`ci/bench/web_attack.py`: a real `alga-appliance serve` on loopback (HTTPS too, if asked),
+slowloris clients (of requests, or of TLS handshakes), an admin polling through them, large
+uploads without a token, raw requests, and what can be measured of the server from outside
+while they run."""
 
 import concurrent.futures
 import contextlib
 import getpass
+import grp
 import os
 import socket
 import subprocess
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import requests
 
-from host.core import token
+from host.core import tls, token
 
 ROOT = Path(__file__).resolve().parents[2]
 GIB = 1 << 30
@@ -26,6 +28,8 @@ TCP_LISTEN = "0A"  # the state column of /proc/net/tcp
 POLL_TIMEOUT = 10.0  # an admin's request that takes longer than this counts as failed
 # The start of a request with a long header, sent a byte at a time: never complete.
 SLOW_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: appliance\r\nX-Padding: " + b"a" * 60000
+# A TLS handshake record announcing 16 KiB, sent a byte at a time: never complete.
+SLOW_HANDSHAKE = b"\x16\x03\x01\x40\x00" + b"\x01" * 16384
 
 
 @dataclass
@@ -37,6 +41,7 @@ class Service:
     port: int
     pid: int
     bearer: str
+    https_url: str | None = None  # with HTTPS: its base URL
 
     @property
     def url(self) -> str:
@@ -81,18 +86,20 @@ class Service:
 
 
 @contextlib.contextmanager
-def running_service(root: Path) -> Iterator[Service]:
-    """`alga-appliance serve` on 127.0.0.1 with a token in `root` (a host root)."""
+def running_service(root: Path, https: bool = False) -> Iterator[Service]:
+    """`alga-appliance serve` on 127.0.0.1 with a token in `root` (a host root), and with
+    `https` a certificate from ensure-tls's code (without, HTTPS is off: no certificate)."""
     bearer = token.ensure_token(root, owner=getpass.getuser())
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port, tls_port = free_port(), free_port()
+    if https:
+        tls.ensure(root, group=grp.getgrgid(os.getgid()).gr_name)
     with open(root / "server.log", "w") as log:
         server = subprocess.Popen(
             [sys.executable, "-m", "host", "--root", str(root), "serve", "--host", "127.0.0.1",
-             "--port", str(port)],
+             "--port", str(port), "--tls-port", str(tls_port)],
             env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log, stderr=subprocess.STDOUT)
-    service = Service("127.0.0.1", port, server.pid, bearer)
+    service = Service("127.0.0.1", port, server.pid, bearer,
+                      f"https://127.0.0.1:{tls_port}" if https else None)
     try:
         _wait_until_up(service.url, server)
         yield service
@@ -103,6 +110,12 @@ def running_service(root: Path) -> Iterator[Service]:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _wait_until_up(url: str, server: subprocess.Popen) -> None:
@@ -122,9 +135,10 @@ class SlowClients:
     byte of a request every `interval` seconds and opening again when the server closes it,
     as slowloris does (in a thread: start(), stop())."""
 
-    def __init__(self, host: str, port: int, sources: list[str], count: int, interval: float):
+    def __init__(self, host: str, port: int, sources: list[str], count: int, interval: float,
+                 payload: bytes = SLOW_REQUEST):
         self.host, self.port, self.sources = host, port, sources
-        self.count, self.interval = count, interval
+        self.count, self.interval, self.payload = count, interval, payload
         self.connects = self.refused = 0
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -152,7 +166,7 @@ class SlowClients:
         """One more byte on this connection, or a new connection if it was closed."""
         if slot is not None and not closed(slot[0]):
             with contextlib.suppress(OSError):
-                slot[0].send(SLOW_REQUEST[slot[1]:slot[1] + 1])
+                slot[0].send(self.payload[slot[1]:slot[1] + 1])
                 slot[1] += 1
                 return slot
         if slot is not None:
@@ -164,7 +178,7 @@ class SlowClients:
             self.refused += 1
             return None
         self.connects += 1
-        sock.send(SLOW_REQUEST[:1])
+        sock.send(self.payload[:1])
         return [sock, 1]
 
 
@@ -194,9 +208,11 @@ class Polls:
         return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def poll_as_admin(service: Service, seconds: float, pause: float = 0.1) -> Polls:
+def poll_as_admin(service: Service, seconds: float, pause: float = 0.1,
+                  url: str | None = None) -> Polls:
     """GET /healthz and GET /api/status with the token in turn for `seconds`, each on a new
-    connection (as a browser does once its kept-alive one is closed)."""
+    connection (as a browser does once its kept-alive one is closed), at `url` (default: the
+    service's HTTP one; an HTTPS one is not verified: the tests check its fingerprint)."""
     polls = Polls()
     auth = {"Authorization": f"Bearer {service.bearer}"}
     end = time.monotonic() + seconds
@@ -204,8 +220,8 @@ def poll_as_admin(service: Service, seconds: float, pause: float = 0.1) -> Polls
         for path, headers in (("/healthz", {}), ("/api/status", auth)):
             began = time.monotonic()
             try:
-                status = requests.get(f"{service.url}{path}", headers=headers,
-                                      timeout=POLL_TIMEOUT).status_code
+                status = requests.get(f"{url or service.url}{path}", headers=headers,
+                                      timeout=POLL_TIMEOUT, verify=False).status_code
                 if status != 200:
                     polls.failures.append(f"{path}: HTTP {status}")
             except requests.RequestException as exc:

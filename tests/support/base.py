@@ -39,9 +39,28 @@ def make_host_root(base: Path, *extra: str) -> Path:
 @contextlib.contextmanager
 def serve_wsgi(app) -> Iterator[str]:
     """`app` on the service's real waitress server on 127.0.0.1; yields its base URL."""
-    from host import web_server  # imports the web app: only for the tiers that serve it
+    with serve_https(app, None) as (url, _):
+        yield url
 
-    server = web_server.create_server(app, "127.0.0.1", 0)
+
+@contextlib.contextmanager
+def serve_https(app, root: Path | None, request_deadline: float | None = None
+                ) -> Iterator[tuple[str, str | None]]:
+    """`app` on the service's real server on 127.0.0.1, and with a host `root` over HTTPS
+    too, with a certificate ensure-tls's code makes there; yields both base URLs (the
+    second None without `root`)."""
+    import grp
+    import os
+
+    from host import web_server  # imports the web app: only for the tiers that serve it
+    from host.core import tls
+
+    server = web_server.create_server(app, "127.0.0.1", 0, **(
+        {"request_deadline": request_deadline} if request_deadline else {}))
+    front = None
+    if root is not None:
+        tls.ensure(root, group=grp.getgrgid(os.getgid()).gr_name)
+        front = web_server.start_https(server, "127.0.0.1", 0, root)
 
     def run():
         # Closing the server from this thread ends its poll loop with EBADF: expected.
@@ -51,7 +70,10 @@ def serve_wsgi(app) -> Iterator[str]:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.effective_port}"
+        yield (f"http://127.0.0.1:{server.effective_port}",
+               f"https://127.0.0.1:{front.port}" if front else None)
     finally:
+        if front:
+            front.close()
         server.close()
         thread.join(5)

@@ -1,7 +1,7 @@
 """The browser tier's fixtures (pytest plugin): Debian's chromium driven by Playwright
-(`browser`), and `open_ui`, the real :8080 service on a host root with a page open on it
-(class Ui: open, shot, next, spooled); fact() finds a value on a facts list. Screenshots go
-to test-artifacts/ui/, or $UI_SCREENSHOT_DIR (ci/screenshots.sh points it at
+(`browser`), and `open_ui`, the real :8080 service (or its HTTPS) on a host root with a page
+open on it (class Ui: open, shot, next, spooled); fact() finds a value on a facts list.
+Screenshots go to test-artifacts/ui/, or $UI_SCREENSHOT_DIR (ci/screenshots.sh points it at
 docs/screenshots/)."""
 
 import json
@@ -15,7 +15,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from host.core import paths, spool, token
 from host.web import make_app
-from support.base import ROOT, make_host_root, serve_wsgi
+from support.base import ROOT, make_host_root, serve_https
 
 CHROMIUM = "/usr/bin/chromium"
 # The machines have no network: nothing in the browser may try to reach one.
@@ -40,7 +40,8 @@ def browser():
 class Ui:
     def __init__(self, browser, url: str, secret: str, root: Path, viewport: dict):
         self.url, self.secret, self.root = url, secret, root
-        self.context = browser.new_context(viewport=viewport)
+        self.context = browser.new_context(viewport=viewport,
+                                           ignore_https_errors=url.startswith("https:"))
         self.page = self.context.new_page()
         self.page.set_default_timeout(TIMEOUT)
         self.errors = []
@@ -94,13 +95,16 @@ def open_ui(browser, monkeypatch):
     opened = []
     servers = []
 
-    def start(root: Path, viewport: dict = LAPTOP) -> Ui:
+    def start(root: Path, viewport: dict = LAPTOP, https: bool = False) -> Ui:
+        """With `https`, the page is opened over HTTPS (the browser told to accept the
+        self-signed certificate, as the admin does after checking its fingerprint)."""
         make_host_root(root, paths.SPOOL_DIR)
         monkeypatch.setenv(paths.ROOT_ENV, str(root))
         secret = token.ensure_token(root, owner=os.environ.get("USER", "root"))
-        server = serve_wsgi(make_app(root, node_ip=lambda: NODE_IP))
+        server = serve_https(make_app(root, node_ip=lambda: NODE_IP), root if https else None)
         servers.append(server)
-        ui = Ui(browser, server.__enter__(), secret, root, viewport)
+        http_url, https_url = server.__enter__()
+        ui = Ui(browser, https_url or http_url, secret, root, viewport)
         opened.append(ui)
         return ui
 

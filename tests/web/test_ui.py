@@ -75,6 +75,29 @@ def test_console_link_token_is_kept_for_the_tab_and_removed_from_the_address(tmp
     assert ui.page.url == "about:blank"
 
 
+def test_over_http_the_page_says_it_is_not_encrypted_and_links_to_https(tmp_path, open_ui):
+    ui = open_ui(tmp_path)
+    ui.open("/setup")
+    ui.showing("setup")
+    notice = ui.page.locator("#not-https")
+    expect(notice).to_be_visible()
+    expect(notice).to_contain_text("not encrypted")
+    expect(notice).to_contain_text("SHA-256 fingerprint")
+    link = ui.page.locator("#https-link")
+    expect(link).to_have_attribute("href", f"https://127.0.0.1:{paths.WEB_TLS_PORT}/")
+    expect(link).to_have_text(f"https://127.0.0.1:{paths.WEB_TLS_PORT}/")
+    ui.shot("http-not-encrypted")
+
+
+def test_over_https_the_ui_works_without_the_notice(tmp_path, open_ui):
+    ui = open_ui(tmp_path, https=True)
+    assert ui.url.startswith("https://")
+    ui.open("/setup")
+    ui.showing("setup")  # signed in with the token, the API answering over HTTPS
+    expect(ui.page.locator("#not-https")).to_be_hidden()
+    ui.shot("https-setup")
+
+
 def test_token_entry_refuses_a_wrong_token_then_accepts_the_right_one(tmp_path, open_ui):
     ui = open_ui(tmp_path)
     ui.open("/", with_token=False)

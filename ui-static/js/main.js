@@ -15,6 +15,7 @@ const PAGES = ["login", "loading", "setup", "progress", "status", "logs", "updat
 const FAST = 2000; // while setup runs or is about to
 const SLOW = 10000; // once it has settled
 const SUBMITTED_KEY = "alga-appliance-submitted";
+const HTTPS_PORT = "8443"; // host/core/paths.py WEB_TLS_PORT (the UI test holds them equal)
 
 // The state the pages share: every property any module reads or writes is declared here,
 // and no module adds its own (a page keeps what only it uses in its module).
@@ -189,6 +190,18 @@ function notice(text) {
   $("#connection").textContent = text || "";
 }
 
+// Over plain HTTP, say so and link to the same service over HTTPS (the token is sent with
+// every poll). Both stay served: HTTP is the address the console first gives.
+function showTransport() {
+  if (window.location.protocol === "https:") return;
+  const secure = new URL("/", window.location.href);
+  secure.protocol = "https:";
+  secure.port = HTTPS_PORT;
+  $("#https-link").href = secure.href;
+  $("#https-link").textContent = secure.href;
+  $("#not-https").hidden = false;
+}
+
 function rateLimited(error) {
   return `Too many wrong tokens from this address: the appliance refuses a wrong one for ${error.seconds} s. The right token still works.`;
 }
@@ -255,6 +268,7 @@ function bindShell() {
 }
 
 bindShell();
+showTransport();
 takeTokenFromAddress();
 if (token.get()) start();
 else signOut(null);
