@@ -68,13 +68,24 @@ def firmware_args(firmware: str, scratch: Path) -> list[str]:
     raise ValueError(f"firmware must be one of {FIRMWARES}, not {firmware!r}")
 
 
+def _qemu_file(path: Path) -> str:
+    return str(path).replace(",", ",,")  # qemu's option syntax escapes a comma by doubling it
+
+
 def medium_args(iso: Path, medium: str) -> list[str]:
     # snapshot=on: a writable disk must not let the guest change the image under test.
-    file = str(iso).replace(",", ",,")  # qemu's option syntax escapes a comma by doubling it
+    # bootindex=0: the firmware boots the medium first, even with the machine's disk there.
+    file = _qemu_file(iso)
     if medium == "cd":
-        return ["-drive", f"file={file},media=cdrom,readonly=on"]
+        return [
+            "-drive", f"if=none,id=medium,file={file},media=cdrom,readonly=on",
+            "-device", "ide-cd,drive=medium,bootindex=0",
+        ]  # fmt: skip
     if medium == "disk":
-        return ["-drive", f"file={file},format=raw,if=ide,snapshot=on"]
+        return [
+            "-drive", f"if=none,id=medium,file={file},format=raw,snapshot=on",
+            "-device", "ide-hd,drive=medium,bootindex=0",
+        ]  # fmt: skip
     if medium == "usb":
         return [
             "-device", "qemu-xhci,id=xhci",
@@ -85,8 +96,19 @@ def medium_args(iso: Path, medium: str) -> list[str]:
     raise ValueError(f"medium must be one of {MEDIA}, not {medium!r}")
 
 
+def machine_disk_args(disk: Path | None) -> list[str]:
+    """The machine's own disk (blank, or installed), booted only after the medium."""
+    if disk is None:
+        return []
+    return [
+        "-drive", f"if=none,id=machine,file={_qemu_file(disk)},format=raw,snapshot=on",
+        "-device", "ide-hd,drive=machine,bootindex=1",
+    ]  # fmt: skip
+
+
 def qemu_command(
-    iso: Path, firmware: str, medium: str, serial_log: Path, scratch: Path
+    iso: Path, firmware: str, medium: str, serial_log: Path, scratch: Path,
+    disk: Path | None = None,
 ) -> list[str]:
     return [
         "qemu-system-x86_64", "-accel", "tcg", "-m", "512",
@@ -96,6 +118,7 @@ def qemu_command(
         "-no-reboot",
         *firmware_args(firmware, scratch),
         *medium_args(iso.resolve(), medium),
+        *machine_disk_args(disk and disk.resolve()),
     ]  # fmt: skip
 
 
@@ -130,14 +153,17 @@ def run_qemu(command: list[str], timeout: float) -> float:
     return time.monotonic() - started
 
 
-def boot(iso: Path, *, firmware: str, medium: str, timeout: float = 150) -> BootResult:
-    """Boot `iso` with `firmware` ("bios"/"uefi") from `medium` ("cd"/"disk"/"usb")."""
+def boot(iso: Path, *, firmware: str, medium: str, timeout: float = 150,
+         disk: Path | None = None) -> BootResult:
+    """Boot `iso` with `firmware` ("bios"/"uefi") from `medium` ("cd"/"disk"/"usb"), with
+    `disk` as the machine's own disk if given."""
     if not Path(iso).is_file():
         raise FileNotFoundError(iso)
     with tempfile.TemporaryDirectory(prefix="qemu-boot-") as temporary:
         scratch = Path(temporary)
         serial_log = scratch / "serial.log"
-        command = qemu_command(Path(iso), firmware, medium, serial_log, scratch)
+        command = qemu_command(Path(iso), firmware, medium, serial_log, scratch,
+                               disk and Path(disk))
         seconds = run_qemu(command, timeout)
         log = serial_log.read_bytes().decode("utf-8", "replace") if serial_log.exists() else ""
     return parse_report(log, round(seconds, 1))
@@ -152,9 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--firmware", choices=FIRMWARES, required=True)
     parser.add_argument("--medium", choices=MEDIA, required=True)
     parser.add_argument("--timeout", type=float, default=150)
+    parser.add_argument("--disk", type=Path, help="the machine's own disk, booted after the ISO")
     parser.add_argument("--with-log", action="store_true", help="include the serial log")
     args = parser.parse_args(argv)
-    result = boot(args.iso, firmware=args.firmware, medium=args.medium, timeout=args.timeout)
+    result = boot(args.iso, firmware=args.firmware, medium=args.medium, timeout=args.timeout,
+                  disk=args.disk)
     report = dataclasses.asdict(result)
     if not args.with_log:
         del report["log"]

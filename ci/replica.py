@@ -46,16 +46,19 @@ BUSYBOX = Path("/bin/busybox")
 
 # Everything GRUB needs is embedded, so neither image loads modules from the medium
 # (the replica only ships a token few .mod files, and a remaster must not depend on them).
+# ext2, regexp and chain serve the appliance menu's installed-disk entry: Ubuntu's signed
+# EFI GRUB has them built in, its BIOS GRUB loads them from /boot/grub/i386-pc.
 # fmt: off
 BIOS_GRUB_MODULES = (
     "biosdisk", "iso9660", "part_msdos", "part_gpt", "normal", "configfile", "linux", "linux16",
     "search", "search_fs_file", "search_fs_uuid", "search_label", "echo", "test", "font",
-    "gfxterm", "all_video", "minicmd", "ls", "cat",
+    "gfxterm", "all_video", "minicmd", "ls", "cat", "ext2", "regexp", "chain",
 )
 EFI_GRUB_MODULES = (
     "part_gpt", "part_msdos", "fat", "iso9660", "normal", "configfile", "linux", "search",
     "search_fs_file", "search_fs_uuid", "search_label", "echo", "test", "font", "gfxterm",
-    "efi_gop", "efi_uga", "all_video", "efifwsetup", "minicmd", "ls", "cat",
+    "efi_gop", "efi_uga", "all_video", "efifwsetup", "minicmd", "ls", "cat", "ext2", "regexp",
+    "chain",
 )
 # fmt: on
 SAMPLE_GRUB_MODULES = ("ls.mod", "cat.mod")

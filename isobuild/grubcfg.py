@@ -5,6 +5,10 @@ Every casper `linux` line gets `autoinstall 'ds=nocloud;s=/cdrom/nocloud/'` befo
 The `;` is quoted because GRUB would otherwise end the command there. Lines are split
 with GRUB's own word rules so that existing quoting survives and a second run finds and
 replaces our arguments instead of adding them again.
+
+The main menu also guards against a second install (`guard_reinstall`): the casper
+entries are renamed to say they erase the disk, and when a disk holds the marker a
+finished install leaves, an entry that boots that disk comes first and is the default.
 """
 
 import re
@@ -21,6 +25,42 @@ SERIAL_TERMINAL = (
 KERNEL_COMMANDS = ("linux", "linuxefi")
 CASPER_PREFIX = "/casper/"
 _TIMEOUT = re.compile(r"^(\s*)set\s+timeout=\S*\s*$")
+
+# Left by the install's last late-command. On the root filesystem because that is the one
+# filesystem every install has on both firmwares (a BIOS install has no ESP); the seed's
+# `direct` layout makes it a plain ext4 partition (no LVM), which holds /boot, so the
+# ISO's GRUB finds it with `ext2` alone.
+INSTALLED_MARKER = "/boot/alga-appliance-installed"
+INSTALL_TITLE = "Install Alga appliance (erases the disk)"
+HWE_INSTALL_TITLE = "Install Alga appliance, HWE kernel (erases the disk)"
+INSTALLED_TITLE = "Boot the installed Alga appliance"
+INSTALLED_ENTRY_ID = "alga-installed"
+# Ubuntu's direct layout on UEFI puts the ESP first; shim is what the firmware would boot.
+INSTALLED_EFI_LOADER = "gpt1)/EFI/ubuntu/shimx64.efi"
+# Before the first menu entry of grub.cfg. GRUB's `search` gives a partition such as
+# `hd1,gpt2`; BIOS boots the whole disk's MBR (GRUB's boot code there), UEFI chainloads
+# the disk's shim. Menu entries see only exported variables. The modules are built into
+# Ubuntu's signed EFI GRUB and shipped in /boot/grub/i386-pc for BIOS.
+INSTALLED_GUARD = f"""\
+# Alga: a disk that holds an installed appliance is booted by default, not reinstalled.
+insmod part_gpt
+insmod ext2
+insmod regexp
+insmod chain
+if search --no-floppy --file --set=alga_installed {INSTALLED_MARKER}; then
+\tregexp --set=1:alga_disk '^([^,]+)' "$alga_installed"
+\texport alga_disk
+\tset default={INSTALLED_ENTRY_ID}
+\tmenuentry "{INSTALLED_TITLE}" --id {INSTALLED_ENTRY_ID} {{
+\t\tif [ "$grub_platform" = "efi" ]; then
+\t\t\tchainloader ($alga_disk,{INSTALLED_EFI_LOADER}
+\t\telse
+\t\t\tset root=($alga_disk)
+\t\t\tchainloader +1
+\t\tfi
+\t}}
+fi
+"""
 
 
 @dataclass(frozen=True)
@@ -139,3 +179,56 @@ def patch_config(text: str, *, timeout: int | None, serial: bool) -> str:
 def kernel_arguments(serial: bool) -> list[str]:
     """The arguments every patched casper line carries, for the build manifest."""
     return [*AUTOINSTALL_ARGS, *([SERIAL_CONSOLE_ARG] if serial else [])]
+
+
+@dataclass(frozen=True)
+class MenuEntry:
+    title: str
+    kernels: list[str]  # the casper kernels its `linux` lines boot
+
+
+def _is_menuentry(words: list[Word]) -> bool:
+    return len(words) >= 2 and words[0].value == "menuentry"
+
+
+def menu_entries(text: str) -> list[MenuEntry]:
+    """The `menuentry` blocks of a config, each up to its lone `}`, in order."""
+    entries, current = [], None
+    for line in text.splitlines():
+        words = split_words(line)
+        if _is_menuentry(words):
+            current = MenuEntry(words[1].value, [])
+            entries.append(current)
+        elif current is not None and line.strip() == "}":
+            current = None
+        elif current is not None and (kernel := parse_kernel_line(line)) is not None:
+            current.kernels.append(kernel.kernel)
+    return entries
+
+
+def install_title(kernel: str) -> str:
+    return HWE_INSTALL_TITLE if kernel.startswith(CASPER_PREFIX + "hwe-") else INSTALL_TITLE
+
+
+def _retitle(line: str, words: list[Word], title: str) -> str:
+    start = line.index(words[1].raw, line.index(words[0].raw) + len(words[0].raw))
+    return line[:start] + f'"{title}"' + line[start + len(words[1].raw):]
+
+
+def guard_reinstall(text: str) -> str:
+    """Title every casper entry as an erasing install; put the installed-disk entry first."""
+    entries = iter(menu_entries(text))
+    out, first_entry = [], None
+    for line in text.splitlines():
+        words = split_words(line)
+        if _is_menuentry(words):
+            first_entry = len(out) if first_entry is None else first_entry
+            entry = next(entries)
+            if entry.kernels:
+                line = _retitle(line, words, install_title(entry.kernels[0]))
+        out.append(line)
+    guard = INSTALLED_GUARD.splitlines()
+    if guard[0] not in out:
+        at = len(out) if first_entry is None else first_entry
+        out[at:at] = guard
+    return "".join(f"{line}\n" for line in out)

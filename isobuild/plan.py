@@ -14,6 +14,8 @@ SEED_DIR = "/nocloud"
 USER_DATA = f"{SEED_DIR}/user-data"
 META_DATA = f"{SEED_DIR}/meta-data"
 MD5SUM = "/md5sum.txt"
+# loopback.cfg is only sourced by another GRUB's menu: no timeout, no installed-disk entry.
+MAIN_MENU = "/boot/grub/grub.cfg"
 
 
 def plan_edits(iso: IsoImage, layout: Layout, options: BuildOptions,
@@ -24,8 +26,10 @@ def plan_edits(iso: IsoImage, layout: Layout, options: BuildOptions,
     edits[USER_DATA] = FileEdit(seed.render_user_data(document), 0o644)
     edits[META_DATA] = FileEdit(seed.META_DATA, 0o644)
     for path, text in layout.grub_configs.items():
-        timeout = options.grub_timeout if path == "/boot/grub/grub.cfg" else None
+        timeout = options.grub_timeout if path == MAIN_MENU else None
         patched = grubcfg.patch_config(text, timeout=timeout, serial=options.serial_console)
+        if path == MAIN_MENU:
+            patched = grubcfg.guard_reinstall(patched)
         edits[path] = FileEdit(patched.encode(), _mode(iso, path))
     md5_text = (iso.read(MD5SUM) or b"").decode("utf-8", "replace")
     new_md5 = md5sums.updated(md5_text, {p: e.data for p, e in edits.items()})

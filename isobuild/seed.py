@@ -13,6 +13,7 @@ import yaml
 from host.core import paths
 from host.core.validation import DocumentInvalid, load_schema, validate
 from isobuild.errors import IsoBuildError
+from isobuild.grubcfg import INSTALLED_MARKER
 from isobuild.options import BuildOptions
 
 AUTOINSTALL_SCHEMA = "external/subiquity-autoinstall-24.04.json"
@@ -35,6 +36,7 @@ def autoinstall(options: BuildOptions, units: list[str], enabled_units: list[str
         "keyboard": {"layout": "us"},
         "timezone": options.timezone,
         "network": _network(),
+        # direct: a plain ext4 root holding /boot, where the ISO's GRUB finds the marker.
         "storage": {"layout": {"name": "direct"}},
         "ssh": {"install-server": True, "allow-pw": False},
         "packages": list(HOST_PACKAGES),
@@ -102,6 +104,9 @@ def _late_commands(units: list[str], enabled_units: list[str]) -> list[str]:
             f"{TARGET}{paths.SYSTEMD_UNIT_DIR}/{unit}"]))
     commands += [_in_target("systemctl", "enable", unit) for unit in enabled_units]
     commands += _firewall_commands()
+    # Last, so only a finished install makes the ISO's menu boot the disk instead.
+    commands.append(shlex.join(["install", "-D", "-m", "0644", f"{MEDIUM_PAYLOAD}/VERSION",
+                                TARGET + INSTALLED_MARKER]))
     return commands
 
 

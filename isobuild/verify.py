@@ -15,7 +15,7 @@ from isobuild import fat, grubcfg, md5sums, seed
 from isobuild.errors import IsoBuildError
 from isobuild.image import IsoImage, NotAnIso
 from isobuild.layout import Layout, read_layout
-from isobuild.plan import MD5SUM, META_DATA, USER_DATA
+from isobuild.plan import MAIN_MENU, MD5SUM, META_DATA, USER_DATA
 
 
 class CheckFailed(Exception):
@@ -177,6 +177,22 @@ def check_autoinstall_args(ctx: _Context) -> str:
     return f"{count} casper lines carry {' '.join(grubcfg.AUTOINSTALL_ARGS)}"
 
 
+def check_install_menu(ctx: _Context) -> str:
+    text = ctx.layout.grub_configs.get(MAIN_MENU)
+    _require(text is not None, f"no {MAIN_MENU}")
+    entries = grubcfg.menu_entries(text)
+    first = entries[0].title if entries else None
+    _require(grubcfg.INSTALLED_GUARD in text and first == grubcfg.INSTALLED_TITLE,
+             f"{MAIN_MENU} does not start with the entry that boots an installed disk "
+             f"(found by {grubcfg.INSTALLED_MARKER}): a second boot would reinstall")
+    installs = [entry for entry in entries if entry.kernels]
+    for entry in installs:
+        expected = grubcfg.install_title(entry.kernels[0])
+        _require(entry.title == expected,
+                 f"{MAIN_MENU}: entry {entry.title!r} installs but is not titled {expected!r}")
+    return f"installed-disk entry first, {len(installs)} install entries say they erase the disk"
+
+
 def check_seed(ctx: _Context) -> str:
     data = ctx.iso.read(USER_DATA)
     _require(data is not None, f"no {USER_DATA}")
@@ -212,6 +228,7 @@ CHECKS: tuple[tuple[str, Callable[[_Context], str]], ...] = (
     ("esp", check_esp),
     ("efi-entry-matches-esp", check_efi_entry_matches_esp),
     ("autoinstall-args", check_autoinstall_args),
+    ("install-menu", check_install_menu),
     ("seed", check_seed),
     ("md5sum", check_md5sum),
 )

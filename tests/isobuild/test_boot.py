@@ -4,17 +4,26 @@ The replica's initrd prints the kernel command line and what it finds on the med
 each boot proves the autoinstall arguments arrive intact (the quoted `;` included) and
 the seed and payload are readable from the booted medium. A plain pycdlib write is booted
 too, from disk under SeaBIOS, where it must fail: that is what the hybrid rebuild fixes.
+
+The reinstall guard is booted from CD with a machine disk behind it (ci/installed_disk.py):
+with the install marker, the menu boots that disk; without it, the same disk is passed by
+and the countdown starts the install.
 """
 
 import functools
 import hashlib
 import io
+import re
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pycdlib
 import pytest
 import qemu_boot
+from installed_disk import INSTALLED_LINE, build_installed_disk
+from support.images import TEST_OPTIONS
 
+from isobuild import grubcfg
 from isobuild.image import IsoImage
 
 pytestmark = pytest.mark.boot
@@ -66,3 +75,58 @@ def test_plain_pycdlib_write_does_not_boot_from_disk_under_bios(boots):
     result = boots["unrepaired"]
     assert "Boot failed: not a bootable disk" in result.log
     assert result.cmdline is None and not result.done
+
+
+# --- the reinstall guard -----------------------------------------------------------------
+
+ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def screen_text(log: str) -> str:
+    """The serial log without terminal escapes, which SeaBIOS puts even inside words."""
+    return ESCAPE.sub("", log)
+
+
+@pytest.fixture(scope="module")
+def serial_appliance(replica_iso, build_appliance):
+    """The appliance ISO with GRUB on the serial port too, so the log shows the menu."""
+    return build_appliance(replica_iso, replace(TEST_OPTIONS, serial_console=True),
+                           name="alga-serial.iso")
+
+
+@pytest.fixture(scope="module")
+def machine_disks(tmp_path_factory):
+    """An installed appliance's disk, and the same disk without the marker: bootable too, so
+    booting it by mistake would show."""
+    work = tmp_path_factory.mktemp("machine-disks")
+    return {"installed": build_installed_disk(work / "installed.img"),
+            "unmarked": build_installed_disk(work / "unmarked.img", marked=False)}
+
+
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+def test_a_machine_without_the_marker_counts_down_to_the_install(serial_appliance,
+                                                                  machine_disks, firmware):
+    result = qemu_boot.boot(serial_appliance.output, firmware=firmware, medium="cd",
+                            disk=machine_disks["unmarked"], timeout=240)
+    screen = screen_text(result.log)
+    assert result.done, screen[-3000:]
+    assert "autoinstall" in result.cmdline.split()
+    assert f"*{grubcfg.INSTALL_TITLE}" in screen  # GRUB's * marks the highlighted default
+    assert "The highlighted entry will be executed automatically in 1s." in screen
+    assert f"Booting `{grubcfg.INSTALL_TITLE}'" in screen
+    assert grubcfg.INSTALLED_TITLE not in screen and INSTALLED_LINE not in screen
+
+
+@pytest.mark.parametrize("firmware", ["bios", "uefi"])
+def test_a_machine_with_the_marker_boots_its_disk_not_the_installer(serial_appliance,
+                                                                     machine_disks, firmware):
+    result = qemu_boot.boot(serial_appliance.output, firmware=firmware, medium="cd",
+                            disk=machine_disks["installed"], timeout=240)
+    screen = screen_text(result.log)
+    # The ISO's menu ran (the medium boots first), offered the install, defaulted to the disk.
+    assert f"*{grubcfg.INSTALLED_TITLE}" in screen, screen[-3000:]
+    assert f" {grubcfg.INSTALL_TITLE}" in screen
+    # No closing quote: under SeaBIOS the disk's code may take over before it is drawn.
+    assert f"Booting `{grubcfg.INSTALLED_TITLE}" in screen, screen[-3000:]
+    assert INSTALLED_LINE in screen
+    assert result.cmdline is None and not result.done  # the installer kernel never ran

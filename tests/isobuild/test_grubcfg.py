@@ -154,3 +154,66 @@ def test_non_casper_lines_are_untouched(config):
                  if grubcfg.parse_kernel_line(line) is None]
     assert [line for line in patched.splitlines()
             if grubcfg.parse_kernel_line(line) is None] == untouched
+
+
+# --- the reinstall guard ---------------------------------------------------------------
+
+def test_ubuntu_menu_boots_an_installed_disk_first_and_warns_on_every_install_entry():
+    guarded = grubcfg.guard_reinstall(grubcfg.patch_config(UBUNTU_GRUB_CFG, timeout=5,
+                                                           serial=False))
+    assert [entry.title for entry in grubcfg.menu_entries(guarded)] == [
+        "Boot the installed Alga appliance", "Install Alga appliance (erases the disk)",
+        "Install Alga appliance, HWE kernel (erases the disk)", "Boot from next volume",
+        "UEFI Firmware Settings", "Test memory"]
+    head, _, _ = guarded.partition("menuentry \"Install")
+    # The installed-disk entry exists, and is the default, only when the marker is found.
+    assert ("if search --no-floppy --file --set=alga_installed "
+            "/boot/alga-appliance-installed; then\n") in head
+    assert "\tset default=alga-installed\n" in head
+    assert "chainloader ($alga_disk,gpt1)/EFI/ubuntu/shimx64.efi\n" in head
+    assert "set root=($alga_disk)\n\t\t\tchainloader +1\n" in head
+    assert head.startswith("set timeout=5\n")  # a blank machine counts down to the install
+
+
+def test_titles_are_replaced_whatever_their_quoting_and_options_survive():
+    config = ("menuentry 'Try \"it\" or Install' --class ubuntu --id x {\n"
+              "\tlinux /casper/hwe-vmlinuz ---\n}\n"
+              "menuentry Memtest {\n\tlinux16 /boot/memtest86+x64.bin\n}\n")
+    guarded = grubcfg.guard_reinstall(config)
+    assert ('menuentry "Install Alga appliance, HWE kernel (erases the disk)" --class ubuntu '
+            "--id x {\n") in guarded
+    assert "menuentry Memtest {\n" in guarded
+
+
+menu_entry_blocks = st.builds(
+    lambda title, options, body: "\n".join([f"menuentry {title} {options}{{", *body, "}"]),
+    st.sampled_from(["'Try or Install Ubuntu Server'", '"Ubuntu Server with the HWE kernel"',
+                     "Memtest", "'it''s \"odd\"'"]),
+    st.sampled_from(["", "--class ubuntu ", "--id x --hotkey=t "]),
+    st.lists(st.one_of(kernel_lines(), other_lines.filter(lambda line: line.strip() != "}")),
+             max_size=3))
+menus = st.lists(st.one_of(menu_entry_blocks, other_lines.filter(
+    lambda line: line.strip() != "}" and not line.startswith("menuentry"))), max_size=8).map(
+    "\n".join)
+
+
+@given(menus)
+def test_guard_is_idempotent_and_added_once(config):
+    once = grubcfg.guard_reinstall(config)
+    assert grubcfg.guard_reinstall(once) == once
+    assert once.count(grubcfg.INSTALLED_GUARD) == 1
+
+
+@given(menus)
+def test_guard_changes_only_titles_of_install_entries_and_puts_the_disk_entry_first(config):
+    guarded = grubcfg.guard_reinstall(config)
+    entries = grubcfg.menu_entries(guarded)
+    assert entries[0].title == grubcfg.INSTALLED_TITLE
+    original = grubcfg.menu_entries(config)
+    assert [e.kernels for e in entries[1:]] == [e.kernels for e in original]
+    for before, after in zip(original, entries[1:], strict=True):
+        expected = grubcfg.install_title(before.kernels[0]) if before.kernels else before.title
+        assert after.title == expected
+    rest = guarded.replace(grubcfg.INSTALLED_GUARD, "", 1).splitlines()
+    assert [line for line in rest if not line.startswith("menuentry")] == [
+        line for line in config.splitlines() if not line.startswith("menuentry")]

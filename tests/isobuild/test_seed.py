@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from host.core.validation import DocumentInvalid, validate
-from isobuild import seed
+from isobuild import grubcfg, seed
 from isobuild.errors import IsoBuildError
 from isobuild.options import OPTIONS_SCHEMA, BuildOptions
 
@@ -68,6 +68,15 @@ def test_payload_dirs_are_root_owned_0750_setgid_with_the_service_group():
     assert ("curtin in-target --target /target -- install -d -m 0770 -o root -g alga-appliance "
             "/var/lib/alga-appliance/spool") in commands
     assert any("useradd --system" in c and c.endswith(" alga-appliance") for c in commands)
+
+
+def test_a_finished_install_leaves_the_marker_the_iso_menu_looks_for():
+    commands = seed.autoinstall(BuildOptions(), ["alga-x.service"], ["alga-x.service"])[
+        "late-commands"]
+    # Last: an install that fails earlier leaves no marker, so the ISO offers to install again.
+    assert commands[-1] == ("install -D -m 0644 /cdrom/alga/VERSION "
+                            "/target/boot/alga-appliance-installed")
+    assert grubcfg.INSTALLED_MARKER == "/boot/alga-appliance-installed"
 
 
 def test_unknown_top_level_key_fails_the_build():

@@ -33,7 +33,7 @@ def broken_copy(appliance, tmp_path, patch) -> Path:
 
 def test_good_output_passes_every_check(appliance):
     report = verify(appliance.output)
-    assert report["ok"] and len(report["checks"]) == 12
+    assert report["ok"] and len(report["checks"]) == 13
 
 
 def test_zeroed_system_area_is_caught(appliance, tmp_path):
@@ -105,8 +105,24 @@ def test_invalid_seed_is_caught(appliance, tmp_path):
     assert failed_checks(broken) == {"seed", "md5sum"}
 
 
+def test_menu_without_the_installed_disk_entry_is_caught(appliance, tmp_path):
+    # The search for the marker disabled: a second boot of the ISO would reinstall.
+    broken = overwrite_in_file(appliance, tmp_path, "/boot/grub/grub.cfg",
+                               b"/boot/alga-appliance-installed", b"/boot/alga-appliance-xxxxxxxxx")
+    assert failed_checks(broken) == {"install-menu", "md5sum"}
+
+
+def test_install_entry_without_the_warning_is_caught(appliance, tmp_path):
+    broken = overwrite_in_file(appliance, tmp_path, "/boot/grub/grub.cfg",
+                               b'"Install Alga appliance (erases the disk)"',
+                               b'"Install Alga appliance                  "')
+    report = verify(broken)
+    [menu] = [c for c in report["checks"] if c["id"] == "install-menu"]
+    assert not menu["ok"] and "'Install Alga appliance                  '" in menu["detail"]
+
+
 def test_plain_ubuntu_iso_lacks_only_the_appliance_parts(replica_iso):
-    assert failed_checks(replica_iso) == {"autoinstall-args", "seed"}
+    assert failed_checks(replica_iso) == {"autoinstall-args", "install-menu", "seed"}
 
 
 @pytest.mark.parametrize("as_json", [False, True])
