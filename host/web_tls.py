@@ -12,7 +12,6 @@ TLS connection, which is closed when waitress closes its end.
 """
 
 import asyncio
-import contextlib
 import logging
 import socket
 import ssl
@@ -113,13 +112,19 @@ class TlsFront:
             return
         local_reader, local_writer = await asyncio.open_connection(sock=inside,
                                                                    limit=COPY_BYTES)
-        # A reset or stall on either side ends both: the copy still running then sees its
-        # transport gone and ends too.
-        with contextlib.suppress(OSError, TimeoutError):  # reset, a TLS error, a stall
-            await asyncio.gather(self._copy(reader, local_writer),
-                                 self._copy(local_reader, writer))
+        copies = [asyncio.ensure_future(self._copy(reader, local_writer)),
+                  asyncio.ensure_future(self._copy(local_reader, writer))]
+        # A reset, a TLS error or a stall on either side ends both: the copy still running
+        # then sees its transport gone and ends too.
+        await asyncio.wait(copies, return_when=asyncio.FIRST_EXCEPTION)
         _abort(local_writer)
         _abort(writer)
+        await asyncio.wait(copies)
+        for copy in copies:
+            failure = None if copy.cancelled() else copy.exception()
+            if failure is not None and not isinstance(failure, (OSError, TimeoutError)):
+                LOG.warning("HTTPS: a connection from %s failed: %s", client[0], failure)
+            _free_frames(failure)
 
     async def _copy(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         """Copy until `source` ends, then end `sink`: a client that reads nothing for the
