@@ -238,3 +238,133 @@ def test_flux_fixtures_satisfy_the_flux_crds():
         api_version, validator = crd_validator(obj["kind"])
         assert obj["apiVersion"] == api_version
         validator.validate(obj)
+
+
+# Issue 24: each workload state Kubernetes really reports, with the exact verdict.
+def _only(obj: dict) -> Verdict:
+    return readiness.workload([obj], obj["metadata"]["name"])
+
+
+def test_a_workload_whose_status_omits_ready_replicas_has_nothing_ready():
+    # The API server omits readyReplicas while it is 0 (omitempty); observedGeneration is
+    # current, so only the missing field can say "not ready".
+    deployment = workload("Deployment", "pgbouncer", 0)
+    del deployment["status"]["readyReplicas"]
+    assert _only(deployment) == Verdict(False, "pgbouncer: 0/1 ready")
+    view = healthy()
+    view.deployments = [deployment if d["metadata"]["name"] == "pgbouncer" else d
+                        for d in view.deployments]
+    assert ready_tiers(view) == {"platform", "bootstrap", "background"}
+
+
+def test_a_workload_with_some_replicas_ready_is_not_ready():
+    assert _only(workload("Deployment", "pgbouncer", 1, replicas=2)) == Verdict(
+        False, "pgbouncer: 1/2 ready")
+    assert _only(workload("Deployment", "pgbouncer", 2, replicas=2)) == Verdict(
+        True, "pgbouncer: 2/2 ready")
+
+
+def test_a_workload_without_a_replica_count_wants_one():
+    deployment = workload("Deployment", "pgbouncer", 0)
+    del deployment["spec"]["replicas"]
+    assert _only(deployment) == Verdict(False, "pgbouncer: 0/1 ready")
+
+
+def test_a_generation_not_yet_observed_is_a_rollout_even_with_replicas_ready():
+    rolling = workload("Deployment", "pgbouncer", 1, generation=3, observed=2)
+    assert _only(rolling) == Verdict(False, "pgbouncer is rolling out a change")
+    observed = workload("Deployment", "pgbouncer", 1, generation=3, observed=3)
+    assert _only(observed) == Verdict(True, "pgbouncer: 1/1 ready")
+
+
+def test_a_workload_with_no_status_yet_is_a_rollout():
+    created = workload("StatefulSet", "db", 0)
+    del created["status"]
+    assert _only(created) == Verdict(False, "db is rolling out a change")
+    created["metadata"]["generation"] = 0  # no generation either: nothing is ready
+    assert _only(created) == Verdict(False, "db: 0/1 ready")
+
+
+def test_a_missing_workload_is_named():
+    assert readiness.workload([], "redis") == Verdict(False, "redis does not exist yet")
+
+
+def test_a_flux_object_without_a_ready_condition_is_not_ready():
+    view = healthy()
+    view.kustomizations[0]["status"]["conditions"] = [
+        {"type": "Reconciling", "status": "True", "reason": "Progressing"}]
+    assert readiness.flux_object(view.kustomizations, "alga-platform") == Verdict(
+        False, "alga-platform has not reported yet")
+    del view.kustomizations[0]["status"]
+    assert readiness.flux_object(view.kustomizations, "alga-platform") == Verdict(
+        False, "alga-platform has not reported yet")
+    assert "platform" not in ready_tiers(view)
+
+
+def test_a_flux_object_ready_and_false_give_their_reasons():
+    ready = flux("HelmRelease", "helm.toolkit.fluxcd.io/v2", "alga-core", "alga-system", "True")
+    assert readiness.flux_object([ready], "alga-core") == Verdict(True, "alga-core is Ready")
+    failed = flux("HelmRelease", "helm.toolkit.fluxcd.io/v2", "alga-core", "alga-system",
+                  "False", "InstallFailed", "timed out")
+    assert readiness.flux_object([failed], "alga-core") == Verdict(
+        False, "alga-core: InstallFailed: timed out")
+    unknown = flux("HelmRelease", "helm.toolkit.fluxcd.io/v2", "alga-core", "alga-system",
+                   "Unknown", "Progressing")
+    assert readiness.flux_object([unknown], "alga-core") == Verdict(
+        False, "alga-core: Progressing")
+    assert readiness.flux_object([], "alga-core") == Verdict(False, "alga-core does not exist yet")
+
+
+@pytest.mark.parametrize(("jobs", "ready", "reason"), [
+    # The newest revision decides: an upgrade's bootstrap after a failed first one.
+    ([job("alga-core-sebastian-bootstrap-r1", failed=True),
+      job("alga-core-sebastian-bootstrap-r2", complete=True)],
+     True, "bootstrap job alga-core-sebastian-bootstrap-r2 completed"),
+    ([job("alga-core-sebastian-bootstrap-r2"),
+      job("alga-core-sebastian-bootstrap-r1", complete=True)],
+     False, "bootstrap job alga-core-sebastian-bootstrap-r2 is running"),
+    ([job("alga-core-sebastian-bootstrap-r1", complete=True),
+      job("alga-core-sebastian-bootstrap-r2", failed=True)],
+     False, "bootstrap job alga-core-sebastian-bootstrap-r2 failed"),
+    # Revisions are numbers: r10 is newer than r9.
+    ([job("alga-core-sebastian-bootstrap-r10"),
+      job("alga-core-sebastian-bootstrap-r9", complete=True)],
+     False, "bootstrap job alga-core-sebastian-bootstrap-r10 is running"),
+    # A job that is not a bootstrap is no stand-in for one.
+    ([job("alga-core-sebastian-migrate", complete=True)],
+     False, "the bootstrap job has not started"),
+])
+def test_the_newest_bootstrap_job_decides(jobs, ready, reason):
+    view = healthy()
+    view.jobs, view.helmreleases = jobs, []
+    assert readiness.bootstrap(view, False) == Verdict(ready, reason)
+
+
+def test_bootstrap_with_both_failed_and_complete_conditions_is_failed():
+    view = healthy()
+    view.jobs = [job("alga-core-sebastian-bootstrap-r1", complete=True, failed=True)]
+    assert not readiness.bootstrap(view, True).ready
+
+
+@pytest.mark.parametrize("down", ["redis", "pgbouncer", "db"])
+def test_a_core_service_down_takes_core_and_login_away(down):
+    view = healthy()
+    view.statefulsets = [workload("StatefulSet", n, 0 if n == down else 1) for n in ("db", "redis")]
+    view.deployments = [workload("Deployment", n, 0 if n == down else 1) for n in
+                        ("pgbouncer", "alga-core-sebastian", *BACKGROUND)]
+    tiers = readiness.tiers(view, LOGIN_OK, False)
+    assert ready_tiers(view) == {"platform", "bootstrap", "background"}
+    assert tiers["core"] == Verdict(False, f"{down}: 0/1 ready")
+    assert tiers["login"] == Verdict(False, f"{down}: 0/1 ready")
+
+
+def test_healthy_reasons_are_exact():
+    tiers = readiness.tiers(healthy(), LOGIN_OK, False)
+    assert tiers["core"] == Verdict(True, "db: 1/1 ready; redis: 1/1 ready; pgbouncer: 1/1 ready")
+    assert tiers["platform"] == Verdict(True, "node alga-appliance is Ready; GitRepository "
+                                              "alga-appliance is Ready; alga-platform is Ready")
+    assert tiers["bootstrap"] == Verdict(
+        True, "bootstrap job alga-core-sebastian-bootstrap-r1 completed")
+    assert tiers["background"] == Verdict(True, "; ".join(
+        f"{n}: 1/1 ready" for n in ("temporal", "workflow-worker", "email-service",
+                                    "temporal-worker")))
