@@ -6,16 +6,19 @@ import base64
 import json
 import re
 
+import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from host.net import https
+from host.support import redact
 from host.support.redact import (
     LAST_APPLIED,
     MARKER,
     KnownValue,
     NetworkMap,
     Redactor,
+    Rule,
     is_secret_name,
 )
 
@@ -260,3 +263,117 @@ def test_the_known_proxy_credentials_go_in_any_form_even_without_a_header_name(u
                          KnownValue("proxy-password", f"{user}:{password}")])
     out = redactor.text(f"sent {token} and {password} to the proxy", "m")
     assert token not in out and password not in out
+
+
+# Issue 24: an adversarial table with literal inputs and outputs. Each case names the rule
+# that must have fired, and test_every_rule_is_needed removes each rule in turn: a rule no
+# case needs could be deleted without a test noticing.
+GHP = "ghp_" + "aB3" * 12
+GITHUB_PAT = "github_pat_11ABCDEFG0" + "x1Y_" * 15
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJlc2lnbg"
+# base64 of a PEM block, alone on a line, as in a kubeconfig dumped without its key name
+PEM_BASE64 = ("LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0tCk1JSUV2UQotLS0tLUVORCBQUklWQVRFIEtFWS0tLS0t"
+              "Cg==")
+ADVERSARIAL = [
+    # (rule, text, the text as it must come out)
+    ("secret-field", "password=hunter22 kept", f"password={MARKER} kept"),  # offset 0
+    ("secret-field", "token: hunter22", f"token: {MARKER}"),
+    ("github-token", f"{GHP} in a log", f"{MARKER} in a log"),
+    ("github-token", f"cloned with {GITHUB_PAT}", f"cloned with {MARKER}"),
+    ("jwt", JWT, MARKER),
+    ("jwt", f"id_token {JWT}.", f"id_token {MARKER}."),
+    ("authorization-header", "Authorization: Basic dXNlcjpodW50ZXIyMg==",
+     f"Authorization: Basic {MARKER}"),
+    ("authorization-header", '{"Proxy-Authorization": "Basic dXNlcjpodW50ZXIyMg=="}',
+     f'{{"Proxy-Authorization": "Basic {MARKER}"}}'),
+    ("bearer-token", "sent Bearer hunter22hunter22 to", f"sent Bearer {MARKER} to"),
+    ("base64-pem", PEM_BASE64, MARKER),
+    ("url-credentials", "https://alga:hunter22@github.com/o/r", f"https://{MARKER}@github.com/o/r"),
+    ("connection-string", "Server=db;User Id=alga;Password=my secret pw;Timeout=3",
+     f"Server=db;User Id=alga;Password={MARKER};Timeout=3"),
+    ("connection-string", "Password=my secret pw;Server=db", f"Password={MARKER};Server=db"),
+    ("secret-field", '{"db_password": "hunter22", "n": 1}',
+     f'{{"db_password": "{MARKER}", "n": 1}}'),
+    ("secret-field", '{"apiKey": 123456}', f'{{"apiKey": {MARKER}}}'),
+    ("secret-field", '{\\"db_password\\": \\"hunter22\\"}',
+     f'{{\\"db_password\\": \\"{MARKER}\\"}}'),
+    ("secret-field", 'DB_PASSWORD="hunter 22" next', f'DB_PASSWORD="{MARKER}" next'),
+    ("secret-field", "DB_PASSWORD='hunter 22' next", f"DB_PASSWORD='{MARKER}' next"),
+    ("secret-field", "GET /x?access_token=hunter22&page=2", f"GET /x?access_token={MARKER}&page=2"),
+    ("secret-field", "  password: hunter 22\n  user: alga", f"  password: {MARKER}\n  user: alga"),
+    ("secret-field", '  password: "hunter 22"', f'  password: "{MARKER}"'),
+    ("secret-env", '{"name": "DB_PASSWORD",\n "value": "hunter22"}',
+     f'{{"name": "DB_PASSWORD",\n "value": "{MARKER}"}}'),
+    ("secret-env", "- name: DB_PASSWORD\n  value: hunter22\n- name: PGDATA\n  value: /data",
+     f"- name: DB_PASSWORD\n  value: {MARKER}\n- name: PGDATA\n  value: /data"),
+    ("pem-block", "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBBBBBBBBBBBBBBBBB\n"
+                  "-----END EC PRIVATE KEY-----\nafter", "<redacted PEM EC PRIVATE KEY>\nafter"),
+    ("pem-block", "before\n-----BEGIN PRIVATE KEY-----\nMHcCAQEEIBBBBBBBBBBBBBBBBB",
+     "before\n<redacted PEM PRIVATE KEY>"),
+    ("pem-block", "MHcCAQEEIBBBBBBBBBBBBBBBBB\n-----END CERTIFICATE-----\nafter",
+     "<redacted PEM CERTIFICATE>\nafter"),
+    # İ lower-cases to two characters: the trigger's position must still find its line.
+    ("secret-field", "İİİİİİİİİİİİİİİİİİİİ\nkept line\npassword=hunter22\nİ",
+     f"İİİİİİİİİİİİİİİİİİİİ\nkept line\npassword={MARKER}\nİ"),
+]
+
+
+@pytest.mark.parametrize(("rule", "text", "expected"), ADVERSARIAL)
+def test_adversarial_secrets_come_out_exactly(rule, text, expected):
+    redactor = Redactor()
+    assert redactor.text(text, "m") == expected
+    assert list(redactor.report.as_dict()) == [rule]
+
+
+def test_every_rule_is_needed(monkeypatch):
+    rules = [("LINE_RULES", i) for i in range(len(redact.LINE_RULES))] + [
+        ("ENV_RULES", i) for i in range(len(redact.ENV_RULES))]
+    for table, index in rules:
+        kept = getattr(redact, table)
+        monkeypatch.setattr(redact, table, kept[:index] + kept[index + 1:])
+        missed = [text for _, text, expected in ADVERSARIAL
+                  if Redactor().text(text, "m") != expected]
+        assert missed, f"{table}[{index}] ({kept[index].name}) is needed by no case"
+        monkeypatch.setattr(redact, table, kept)
+    monkeypatch.setattr(redact, "PEM_RULE", Rule("pem-block", re.compile("(?!)"), redact._pem))
+    assert [text for _, text, expected in ADVERSARIAL if Redactor().text(text, "m") != expected]
+
+
+def test_known_values_that_are_prefixes_of_each_other_go_whole():
+    redactor = Redactor([KnownValue("token", "abcdef123"),
+                         KnownValue("kubernetes-secret", "abcdef123-XYZ123")])
+    assert redactor.text("a abcdef123-XYZ123 b abcdef123", "m") == f"a {MARKER} b {MARKER}"
+    assert redactor.report.as_dict() == {
+        "known-value:kubernetes-secret": {"total": 1, "files": {"m": 1}},
+        "known-value:token": {"total": 1, "files": {"m": 1}}}
+    # Given the other way round, too.
+    redactor = Redactor([KnownValue("token", "abcdef123-XYZ123"),
+                         KnownValue("token", "abcdef123")])
+    assert redactor.text("abcdef123-XYZ123", "m") == MARKER
+
+
+@pytest.mark.parametrize(("value", "written"), [
+    ("hunter2222", "aHVudGVyMjIyMg"),  # base64 without its padding
+    ("hunter2222", "aHVudGVyMjIyMg=="),
+    ('pa"ss\\wörd', 'pa\\"ss\\\\w\\u00f6rd'),  # JSON-escaped
+    ("p@ss w/rd!", "p%40ss%20w%2Frd%21"),  # percent-encoded
+    ("p%40ss%20w", "p@ss w"),  # percent-decoded
+])
+def test_a_known_value_goes_in_each_written_form(value, written):
+    redactor = Redactor([KnownValue("proxy-password", value)])
+    assert redactor.text(f"blob {written} end", "m") == f"blob {MARKER} end"
+
+
+def test_non_utf8_bytes_survive_around_a_redacted_secret():
+    data = b"\xff\xfe start\npassword=hunter22 \x80\x81\nknown-s3cret-value \xc3\n"
+    redactor = Redactor([KnownValue("token", "known-s3cret-value")])
+    assert redactor.member("logs/x.log", data) == (
+        b"\xff\xfe start\npassword=<redacted> \x80\x81\n<redacted> \xc3\n")
+
+
+def test_network_obfuscation_reaches_json_keys_and_dotted_names_under_a_domain():
+    redactor = Redactor(network=NetworkMap(["psa-node7"], ["acme.example"]))
+    document = {"192.168.1.5": {"a.b.db.acme.example": "psa-node7"}, "acme.example": "x",
+                "notacme.example": "y"}
+    out = json.loads(redactor.member("x.json", json.dumps(document).encode()))
+    assert out == {"ip4-1": {"host-1": "host-2"}, "acme.example": "x", "notacme.example": "y"}
