@@ -288,3 +288,71 @@ def test_proxy_credentials_with_at_signs_and_spaces_round_trip(user, password):
                                    "proxy_password": password}, NODE_IP)
     assert (document["proxy"]["user"], document["proxy"]["password"]) == (user, password)
     assert parse_setup_inputs(as_answers(document), NODE_IP, stored=document) == document
+
+
+# Issue 24: literal documents, so a change that corrupts both directions of a round trip
+# alike (credentials dropped on parse and on as_answers) cannot pass.
+PROXIED = {"proxy_url": "HTTP://Proxy.Corp:3128/", "proxy_user": " user ",
+           "proxy_password": "s3cret", "no_proxy": "corp.local, 192.168.0.0/16"}
+PROXIED_DOCUMENT = {
+    "channel": "stable", "app_url": "http://10.0.0.5:3000", "dns": {"mode": "system"},
+    "proxy": {"url": "http://proxy.corp:3128", "user": "user", "password": "s3cret",
+              "no_proxy": ["localhost", "127.0.0.1", "::1", "10.42.0.0/16", "10.43.0.0/16",
+                           ".svc", ".cluster.local", "10.0.0.5", "corp.local",
+                           "192.168.0.0/16"]},
+    "overrides": {}}
+
+
+def test_proxy_credentials_are_kept_exactly_through_a_round_trip():
+    document = parse_setup_inputs(PROXIED, NODE_IP)
+    assert document == PROXIED_DOCUMENT
+    answers = as_answers(document)
+    assert answers == {
+        "channel": "stable", "app_url": "http://10.0.0.5:3000", "dns_mode": "system",
+        "dns_servers": "", "proxy_url": "http://proxy.corp:3128", "proxy_user": "user",
+        "no_proxy": "localhost, 127.0.0.1, ::1, 10.42.0.0/16, 10.43.0.0/16, .svc, "
+                    ".cluster.local, 10.0.0.5, corp.local, 192.168.0.0/16"}
+    assert parse_setup_inputs(answers, NODE_IP, stored=document) == PROXIED_DOCUMENT
+    # Another user or proxy does not inherit the stored password.
+    for change in ({"proxy_user": "other"}, {"proxy_url": "http://proxy.corp:8080"}):
+        with pytest.raises(InputErrors) as caught:
+            parse_setup_inputs({**answers, **change}, NODE_IP, stored=document)
+        assert [(e.field, e.message) for e in caught.value.errors] == [
+            ("proxy_password", "is needed with a proxy user")]
+
+
+def test_a_proxy_without_credentials_has_none():
+    document = parse_setup_inputs({"proxy_url": "https://[2001:db8::1]:3128"}, NODE_IP)
+    assert document["proxy"] == {"url": "https://[2001:db8::1]:3128", "no_proxy": [
+        "localhost", "127.0.0.1", "::1", "10.42.0.0/16", "10.43.0.0/16", ".svc",
+        ".cluster.local", "10.0.0.5"]}
+
+
+@pytest.mark.parametrize(("answers", "field", "message"), [
+    ({"proxy_url": "ftp://proxy.corp:21"}, "proxy_url", "must look like http(s)://host:port"),
+    ({"proxy_url": "socks5://proxy.corp:1080"}, "proxy_url",
+     "must look like http(s)://host:port"),
+    ({"proxy_url": "proxy.corp:3128"}, "proxy_url", "must look like http(s)://host:port"),
+    ({"proxy_url": "http://:3128"}, "proxy_url", "must look like http(s)://host:port"),
+    ({"proxy_url": "http://proxy.corp:3128/path"}, "proxy_url",
+     "must be scheme, host and port only"),
+    ({"proxy_url": "http://proxy.corp:3128?x=1"}, "proxy_url",
+     "must be scheme, host and port only"),
+    ({"proxy_url": "http://proxy.corp:0"}, "proxy_url",
+     "port 0 cannot be connected to: give a port from 1 to 65535"),
+    ({"proxy_url": "http://user@proxy.corp:3128"}, "proxy_url",
+     "must not contain a user or password: give them in the proxy user and proxy password "
+     "fields"),
+    ({"app_url": "https://user@psa.example.com"}, "app_url", "must be scheme, host and port only"),
+    ({"app_url": "https://:pw@psa.example.com"}, "app_url", "must be scheme, host and port only"),
+    ({"app_url": "https://psa.example.com?x=1"}, "app_url", "must be scheme, host and port only"),
+    ({"app_url": "https://psa.example.com#top"}, "app_url", "must be scheme, host and port only"),
+    ({"app_url": "ftp://psa.example.com"}, "app_url",
+     "must be an http:// or https:// URL, or a hostname"),
+    ({"app_url": "https://psa.example.com:0"}, "app_url",
+     "port 0 cannot be connected to: give a port from 1 to 65535"),
+])
+def test_urls_with_other_schemes_or_credentials_are_refused_exactly(answers, field, message):
+    with pytest.raises(InputErrors) as caught:
+        parse_setup_inputs(answers, NODE_IP)
+    assert [(e.field, e.message) for e in caught.value.errors] == [(field, message)]
