@@ -154,3 +154,40 @@ def test_non_casper_lines_are_untouched(config):
                  if grubcfg.parse_kernel_line(line) is None]
     assert [line for line in patched.splitlines()
             if grubcfg.parse_kernel_line(line) is None] == untouched
+
+
+# Issue 24: literal expectations, not ones worked out with grubcfg's own parser.
+def test_the_ubuntu_config_patched_for_serial_is_exactly_this():
+    patched = grubcfg.patch_config(UBUNTU_GRUB_CFG, timeout=5, serial=True)
+    expected = UBUNTU_GRUB_CFG.replace("set timeout=30\n", "set timeout=5\n").replace(
+        "/casper/vmlinuz  ---",
+        "/casper/vmlinuz autoinstall 'ds=nocloud;s=/cdrom/nocloud/' --- console=ttyS0,115200",
+    ).replace(
+        "/casper/hwe-vmlinuz  ---",
+        "/casper/hwe-vmlinuz autoinstall 'ds=nocloud;s=/cdrom/nocloud/' --- "
+        "console=ttyS0,115200")
+    assert patched == ("serial --unit=0 --speed=115200\nterminal_input console serial\n"
+                       "terminal_output console serial\n" + expected)
+
+
+def test_a_line_with_our_args_and_others_around_them_is_exactly_this():
+    config = ("  linuxefi /casper/hwe-vmlinuz quiet 'a;b' ds=nocloud\\;s=/x/ --- splash "
+              "console=ttyS0,115200\nset timeout=0\n")
+    assert grubcfg.patch_config(config, timeout=0, serial=True) == (
+        "serial --unit=0 --speed=115200\nterminal_input console serial\n"
+        "terminal_output console serial\n"
+        "  linuxefi /casper/hwe-vmlinuz quiet 'a;b' autoinstall "
+        "'ds=nocloud;s=/cdrom/nocloud/' --- splash console=ttyS0,115200\nset timeout=0\n")
+
+
+def test_kernel_lines_parse_to_these_words():
+    assert grubcfg.casper_kernel_lines(
+        "linuxefi /casper/vmlinuz quiet 'a;b' \"c d\" autoinstall --- splash\n"
+        "linux /boot/vmlinuz quiet\n\tlinux\t/casper/hwe-vmlinuz # comment ---\n") == [
+        grubcfg.KernelLine("/casper/vmlinuz", ["quiet", "a;b", "c d", "autoinstall"],
+                           ["splash"]),
+        grubcfg.KernelLine("/casper/hwe-vmlinuz", [], None)]
+    # Inside single quotes a backslash is itself; inside double quotes it escapes.
+    assert grubcfg.split_words("a\\ b 'c\\d' \"e\\\"f\" # g") == [
+        grubcfg.Word("a\\ b", "a b"), grubcfg.Word("'c\\d'", "c\\d"),
+        grubcfg.Word('"e\\"f"', 'e"f')]
