@@ -23,6 +23,7 @@ from support.netlab import (
 
 from host.cluster import readiness
 from host.cluster.alga import BACKGROUND
+from host.cluster.kube import KubeError
 from host.cluster.probe import probe_login
 from host.cluster.readiness import ClusterView, Verdict
 
@@ -368,3 +369,113 @@ def test_healthy_reasons_are_exact():
     assert tiers["background"] == Verdict(True, "; ".join(
         f"{n}: 1/1 ready" for n in ("temporal", "workflow-worker", "email-service",
                                     "temporal-worker")))
+
+
+class ListingKube:
+    """A cluster.kube.Kube's `list`, answering from a table by (resource, namespace); a
+    resource missing from the table is one whose CRD is not installed."""
+
+    def __init__(self, objects: dict[tuple[str, str | None], list[dict]], stderr: str =
+                 "error: the server doesn't have a resource type \"x\""):
+        self.objects, self.stderr = objects, stderr
+
+    def list(self, resource: str, namespace: str | None = None) -> list[dict]:
+        if (resource, namespace) not in self.objects:
+            raise KubeError(["get", resource], 1, self.stderr)
+        return self.objects[(resource, namespace)]
+
+
+def test_read_view_reads_each_kind_from_its_namespace():
+    def tagged(resource, namespace):
+        return [{"metadata": {"name": f"{resource}@{namespace}"}}]
+    table = {(r, n): tagged(r, n) for r, n in [
+        ("nodes", None), ("deployments", "msp"), ("statefulsets", "msp"), ("jobs", "msp"),
+        ("gitrepositories", "flux-system"), ("ocirepositories", "flux-system"),
+        ("kustomizations", "flux-system"), ("helmreleases", "alga-system"),
+        ("helmrepositories", "flux-system"), ("helmcharts", "flux-system")]}
+    view = readiness.read_view(ListingKube(table))
+    assert view == ClusterView(**{field: table[key] for field, key in {
+        "nodes": ("nodes", None), "deployments": ("deployments", "msp"),
+        "statefulsets": ("statefulsets", "msp"), "jobs": ("jobs", "msp"),
+        "gitrepositories": ("gitrepositories", "flux-system"),
+        "ocirepositories": ("ocirepositories", "flux-system"),
+        "kustomizations": ("kustomizations", "flux-system"),
+        "helmreleases": ("helmreleases", "alga-system"),
+        "helmrepositories": ("helmrepositories", "flux-system"),
+        "helmcharts": ("helmcharts", "flux-system")}.items()})
+
+
+def test_read_view_before_flux_has_no_flux_objects_but_a_silent_api_fails():
+    core = {("nodes", None): [node()], ("deployments", "msp"): [],
+            ("statefulsets", "msp"): [], ("jobs", "msp"): []}
+    view = readiness.read_view(ListingKube(core))
+    assert view == ClusterView(nodes=[node()])
+    with pytest.raises(KubeError):
+        readiness.read_view(ListingKube(core, stderr="Unable to connect to the server"))
+
+
+def _failing(kind: str, reason: str, status: str = "False") -> dict:
+    api = {"Kustomization": "kustomize.toolkit.fluxcd.io/v1",
+           "OCIRepository": "source.toolkit.fluxcd.io/v1"}[kind]
+    return flux(kind, api, "alga-core", "flux-system", status, reason, "why")
+
+
+@pytest.mark.parametrize(("reason", "status", "failed"), [
+    ("ReconciliationFailed", "False", True),
+    ("BuildFailed", "False", True),
+    ("Progressing", "False", False), ("ProgressingWithRetry", "False", False),
+    ("DependencyNotReady", "False", False), ("SourceNotReady", "False", False),
+    ("ReconciliationFailed", "Unknown", False), ("Succeeded", "True", False),
+])
+def test_flux_failure_is_a_false_ready_that_is_not_work_in_progress(reason, status, failed):
+    obj = _failing("Kustomization", reason, status)
+    expected = {"type": "Ready", "status": status, "reason": reason, "message": "why",
+                "lastTransitionTime": "2026-11-27T10:00:00Z"}
+    assert readiness.flux_failure(obj, oci_release()) == (expected if failed else None)
+
+
+def test_flux_failure_of_an_object_without_conditions_is_none():
+    assert readiness.flux_failure({"kind": "Kustomization", "metadata": {"name": "x"}},
+                                  ClusterView()) is None
+
+
+def test_a_missing_artifact_is_the_sources_failure_until_the_source_has_one():
+    obj = _failing("Kustomization", "ArtifactFailed")
+    obj["spec"] = {"sourceRef": {"kind": "OCIRepository", "name": "alga-appliance"}}
+    view = oci_release()
+    assert readiness.flux_failure(obj, view)["reason"] == "ArtifactFailed"  # source has one
+    del view.ocirepositories[0]["status"]["artifact"]
+    assert readiness.flux_failure(obj, view) is None
+    view.ocirepositories = []
+    assert readiness.flux_failure(obj, view) is None
+    # Only a Kustomization waits on its source this way.
+    source = _failing("OCIRepository", "ArtifactFailed")
+    assert readiness.flux_failure(source, ClusterView())["reason"] == "ArtifactFailed"
+
+
+def test_node_address_and_k3s_version_come_from_the_node():
+    view = ClusterView(nodes=[node(address="192.168.1.20")])
+    assert readiness.node_address(view) == "192.168.1.20"
+    assert readiness.k3s_version(view) == "v1.33.4+k3s1"
+    assert readiness.node_address(ClusterView(nodes=[node()])) is None
+    assert readiness.node_address(ClusterView()) is None
+    assert readiness.k3s_version(ClusterView()) is None
+
+
+def test_the_first_ready_node_counts():
+    view = ClusterView(nodes=[node("False"), node("True")])
+    view.nodes[1]["metadata"]["name"] = "second"
+    assert readiness.node_ready(view) == Verdict(True, "node second is Ready")
+    assert readiness.node_ready(ClusterView(nodes=[node("False")])) == Verdict(
+        False, "no node is Ready")
+    assert readiness.node_ready(ClusterView()) == Verdict(False, "no node has registered")
+
+
+def test_flux_objects_by_kind_sources_before_what_they_feed():
+    view = oci_release()
+    objects = view.flux_objects()
+    assert list(objects) == ["GitRepository", "OCIRepository", "Kustomization",
+                             "HelmRepository", "HelmChart", "HelmRelease"]
+    assert [objects[k] for k in objects] == [
+        view.gitrepositories, view.ocirepositories, view.kustomizations,
+        view.helmrepositories, view.helmcharts, view.helmreleases]
