@@ -356,3 +356,66 @@ def test_urls_with_other_schemes_or_credentials_are_refused_exactly(answers, fie
     with pytest.raises(InputErrors) as caught:
         parse_setup_inputs(answers, NODE_IP)
     assert [(e.field, e.message) for e in caught.value.errors] == [(field, message)]
+
+
+@pytest.mark.parametrize(("given_repo", "normalised"), [
+    ("https://git.example.com:8443/o/r.git/", "https://git.example.com:8443/o/r"),
+    ("https://github.com/o/r.git/", "https://github.com/o/r"),
+    ("git@github.com:o/r.git", "https://github.com/o/r"),
+    ("HTTPS://GitHub.com/o/r/", "https://github.com/o/r"),
+    ("https://[2001:db8::1]/o/r", "https://[2001:db8::1]/o/r"),
+])
+def test_git_repository_urls_normalise_to_exactly_this(given_repo, normalised):
+    assert parse_setup_inputs({"release_source": given_repo}, NODE_IP)["overrides"] == {
+        "release_source": normalised}
+
+
+REPOSITORY_CHARACTERS = "the repository path must not contain spaces, '@' or control characters"
+NOT_A_REPOSITORY = "must name a repository, like https://github.com/owner/repo"
+
+
+@pytest.mark.parametrize(("answers", "field", "message"), [
+    ({"release_source": "https://github.com/o/r@main"}, "release_source",
+     REPOSITORY_CHARACTERS),
+    ({"release_source": "https://github.com/o/r x"}, "release_source", REPOSITORY_CHARACTERS),
+    ({"release_source": "https://github.com/o/r\x7fx"}, "release_source",
+     REPOSITORY_CHARACTERS),
+    ({"release_source": "http://github.com/o/r"}, "release_source",
+     "must be oci://<registry>/<repository>, an https:// git repository URL or "
+     "git@host:owner/repo"),
+    ({"release_source": "https://github.com/o"}, "release_source", NOT_A_REPOSITORY),
+    ({"release_source": "https://github.com/o/r?x=1"}, "release_source", NOT_A_REPOSITORY),
+    ({"release_source": "https://github.com:99999/o/r"}, "release_source",
+     "is not a URL (Port out of range 0-65535)"),
+    ({"release_source": "https://svc@github.com/o/r"}, "release_source",
+     "must not contain a user or password: the appliance reads the release repository "
+     "without credentials"),
+    ({"dns_mode": "custom", "dns_servers": "::ffff:1.2.3.4"}, "dns_servers",
+     "::ffff:1.2.3.4 is an IPv4-mapped IPv6 address (an IPv4 resolver is given as IPv4); "
+     "give the network's resolvers"),
+    ({"dns_mode": "custom", "dns_servers": "::"}, "dns_servers",
+     ":: is a local address (k3s cannot use a loopback resolver); give the network's "
+     "resolvers"),
+    ({"dns_mode": "custom", "dns_servers": "255.255.255.255"}, "dns_servers",
+     "255.255.255.255 is a multicast or broadcast address, not one resolver; give the "
+     "network's resolvers"),
+    ({"dns_mode": "custom", "dns_servers": "ff02::fb"}, "dns_servers",
+     "ff02::fb is a multicast or broadcast address, not one resolver; give the network's "
+     "resolvers"),
+])
+def test_release_sources_and_resolvers_are_refused_exactly(answers, field, message):
+    with pytest.raises(InputErrors) as caught:
+        parse_setup_inputs(answers, NODE_IP)
+    assert [(e.field, e.message) for e in caught.value.errors] == [(field, message)]
+
+
+def test_the_error_text_lists_every_field_and_its_message():
+    with pytest.raises(InputErrors) as caught:
+        parse_setup_inputs({"channel": "x", "branch": ".."}, NODE_IP)
+    assert str(caught.value) == ("channel: must be stable (recommended) or nightly (testing); "
+                                 "branch: is not a valid git branch name")
+
+
+def test_a_proxy_without_a_user_shows_an_empty_user():
+    answers = as_answers(parse_setup_inputs({"proxy_url": "http://p:1"}, NODE_IP))
+    assert (answers["proxy_url"], answers["proxy_user"]) == ("http://p:1", "")
