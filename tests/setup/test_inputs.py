@@ -7,7 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from host.core.validation import validate
-from host.setup.inputs import FIELDS, InputErrors, as_answers, parse_setup_inputs
+from host.setup.inputs import (
+    FIELDS,
+    InputErrors,
+    as_answers,
+    parse_setup_inputs,
+    password_stored,
+    without_password,
+)
 
 NODE_IP = "10.0.0.5"
 
@@ -419,3 +426,17 @@ def test_the_error_text_lists_every_field_and_its_message():
 def test_a_proxy_without_a_user_shows_an_empty_user():
     answers = as_answers(parse_setup_inputs({"proxy_url": "http://p:1"}, NODE_IP))
     assert (answers["proxy_url"], answers["proxy_user"]) == ("http://p:1", "")
+
+
+def test_a_document_is_shown_without_its_password_and_says_one_is_stored():
+    shown = without_password(PROXIED_DOCUMENT)
+    assert shown == {**PROXIED_DOCUMENT, "proxy": {
+        "url": "http://proxy.corp:3128", "user": "user",
+        "no_proxy": PROXIED_DOCUMENT["proxy"]["no_proxy"]}}
+    assert PROXIED_DOCUMENT["proxy"]["password"] == "s3cret"  # the original is kept whole
+    unproxied = parse_setup_inputs({}, NODE_IP)
+    assert without_password(unproxied) is unproxied
+    no_user = parse_setup_inputs({"proxy_url": "http://p:1"}, NODE_IP)
+    assert without_password(no_user) is no_user
+    assert [password_stored(d) for d in (PROXIED_DOCUMENT, shown, unproxied, no_user, None)] \
+        == [True, False, False, False, False]
