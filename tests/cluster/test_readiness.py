@@ -479,3 +479,58 @@ def test_flux_objects_by_kind_sources_before_what_they_feed():
     assert [objects[k] for k in objects] == [
         view.gitrepositories, view.ocirepositories, view.kustomizations,
         view.helmrepositories, view.helmcharts, view.helmreleases]
+
+
+def test_partial_objects_as_the_api_may_return_them():
+    bare_node = {"metadata": {"name": "n"}}
+    assert readiness.node_address(ClusterView(nodes=[bare_node])) is None
+    assert readiness.k3s_version(ClusterView(nodes=[bare_node])) is None
+    assert readiness.node_address(ClusterView(nodes=[{**bare_node, "status": {}}])) is None
+    assert readiness.k3s_version(ClusterView(nodes=[{**bare_node, "status": {}}])) is None
+    assert readiness.release_source(ClusterView()) == Verdict(
+        False, "the Flux source alga-appliance does not exist yet")
+
+
+@pytest.mark.parametrize(("ready", "reason"), [
+    ({"type": "Ready", "status": "False"}, "alga-core: NotReady"),
+    ({"type": "Ready", "status": "False", "reason": "InstallFailed"}, "alga-core: InstallFailed"),
+    ({"type": "Ready", "status": "False", "reason": "InstallFailed",
+      "message": "exceeded the limit of 1 MAX"},
+     "alga-core: InstallFailed: exceeded the limit of 1 MAX"),
+])
+def test_a_ready_condition_without_reason_or_message_still_reads(ready, reason):
+    release = {"metadata": {"name": "alga-core", "generation": 1},
+               "status": {"observedGeneration": 1, "conditions": [ready]}}
+    assert readiness.flux_object([release], "alga-core") == Verdict(False, reason)
+
+
+def test_a_ready_flux_object_behind_its_generation_is_exactly_not_ready():
+    stale = flux("Kustomization", "kustomize.toolkit.fluxcd.io/v1", "alga-platform",
+                 "flux-system", "True", generation=2, observed=1)
+    assert readiness.flux_object([stale], "alga-platform") == Verdict(
+        False, "alga-platform has not reconciled its latest change")
+
+
+@pytest.mark.parametrize("spec", [None, {}, {"sourceRef": {"kind": "Bucket", "name": "x"}}])
+def test_a_missing_artifact_without_a_known_source_waits(spec):
+    obj = _failing("Kustomization", "ArtifactFailed")
+    if spec is not None:
+        obj["spec"] = spec
+    assert readiness.flux_failure(obj, oci_release()) is None
+
+
+def test_a_missing_artifact_with_a_source_without_status_waits():
+    obj = _failing("Kustomization", "ArtifactFailed")
+    obj["spec"] = {"sourceRef": {"kind": "OCIRepository", "name": "alga-appliance"}}
+    view = oci_release()
+    del view.ocirepositories[0]["status"]
+    assert readiness.flux_failure(obj, view) is None
+
+
+def test_every_failing_part_is_named():
+    view = healthy()
+    view.statefulsets = [workload("StatefulSet", "db", 1), workload("StatefulSet", "redis", 0)]
+    view.deployments = [workload("Deployment", n, 0 if n == "pgbouncer" else 1) for n in
+                        ("pgbouncer", "alga-core-sebastian", *BACKGROUND)]
+    assert readiness.tiers(view, LOGIN_OK, False)["core"] == Verdict(
+        False, "redis: 0/1 ready; pgbouncer: 0/1 ready")
