@@ -534,3 +534,31 @@ def test_every_failing_part_is_named():
                         ("pgbouncer", "alga-core-sebastian", *BACKGROUND)]
     assert readiness.tiers(view, LOGIN_OK, False)["core"] == Verdict(
         False, "redis: 0/1 ready; pgbouncer: 0/1 ready")
+
+
+def test_a_workload_with_neither_spec_nor_generation_wants_one_ready_replica():
+    bare = {"metadata": {"name": "redis"}, "status": {"observedGeneration": 1}}
+    assert readiness.workload([bare], "redis") == Verdict(False, "redis: 0/1 ready")
+    bare["status"]["readyReplicas"] = 1
+    assert readiness.workload([bare], "redis") == Verdict(True, "redis: 1/1 ready")
+    del bare["status"]
+    assert readiness.workload([bare], "redis") == Verdict(False, "redis: 0/1 ready")
+
+
+def test_only_numbered_bootstrap_jobs_count():
+    view = healthy()
+    view.jobs = [job("alga-core-sebastian-bootstrap-r1", complete=True),
+                 job("alga-core-sebastian-bootstrap-r2-debug"),
+                 job("alga-core-sebastian-bootstrap-rerun")]
+    assert readiness.bootstrap(view, False) == Verdict(
+        True, "bootstrap job alga-core-sebastian-bootstrap-r1 completed")
+
+
+def test_bootstrap_after_its_job_expired_reads_exactly():
+    view = healthy()
+    view.jobs = []
+    assert readiness.bootstrap(view, False) == Verdict(
+        True, "bootstrap finished (its job has expired; alga-core is Ready)")
+    view.helmreleases = []
+    assert readiness.bootstrap(view, True) == Verdict(True, "bootstrap completed earlier")
+    assert readiness.bootstrap(view, False) == Verdict(False, "the bootstrap job has not started")
