@@ -20,6 +20,7 @@ from host.support.redact import (
     Redactor,
     Rule,
     is_secret_name,
+    log_line,
 )
 
 # Fragments of logs, YAML and JSON with no secret in them, near misses included: words
@@ -377,3 +378,42 @@ def test_network_obfuscation_reaches_json_keys_and_dotted_names_under_a_domain()
                 "notacme.example": "y"}
     out = json.loads(redactor.member("x.json", json.dumps(document).encode()))
     assert out == {"ip4-1": {"host-1": "host-2"}, "acme.example": "x", "notacme.example": "y"}
+
+
+def test_a_log_line_is_redacted_then_escaped_exactly():
+    text = "password=hunter22\nx\\y\x85\u2028\u202e\x00 é known-s3cret"
+    assert log_line(text, [KnownValue("token", "known-s3cret")]) == (
+        "password=<redacted>\\x0ax\\\\y\\x85\\u2028\\u202e\\x00 é <redacted>")
+
+
+def test_longer_site_names_go_whole_and_names_match_in_any_case():
+    redactor = Redactor(network=NetworkMap(["node7", "node7.lan", "PSA-Node8."],
+                                           ["ACME.Example."]))
+    assert redactor.text("node7.lan node7 psa-node8 db.acme.example", "m") == (
+        "host-1 host-2 host-3 host-4")
+    assert redactor.report.as_dict() == {"network-obfuscation": {"total": 4,
+                                                                 "files": {"m": 4}}}
+    assert redactor.network.mapping()["hostnames"] == {
+        "node7.lan": "host-1", "node7": "host-2", "psa-node8": "host-3",
+        "db.acme.example": "host-4"}
+
+
+def test_a_network_map_without_names_changes_only_addresses():
+    redactor = Redactor(network=NetworkMap())
+    assert redactor.text("abc 10.1.2.3 127.0.0.1", "m") == "abc ip4-1 127.0.0.1"
+    assert redactor.report.as_dict() == {"network-obfuscation": {"total": 1,
+                                                                 "files": {"m": 1}}}
+
+
+def test_json_structure_rules_report_by_member_and_leave_other_kinds_data():
+    document = {"kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"},
+                "env": [{"name": "DB_PASSWORD", "value": "hunter22"}], "apiKey": "x1",
+                "s": "password=hunter22"}
+    redactor = Redactor()
+    assert json.loads(redactor.member("c.json", json.dumps(document).encode())) == {
+        "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"},
+        "env": [{"name": "DB_PASSWORD", "value": MARKER}], "apiKey": MARKER,
+        "s": f"password={MARKER}"}
+    assert redactor.report.as_dict() == {
+        "secret-env": {"total": 1, "files": {"c.json": 1}},
+        "secret-field": {"total": 2, "files": {"c.json": 2}}}
