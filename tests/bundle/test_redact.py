@@ -417,3 +417,32 @@ def test_json_structure_rules_report_by_member_and_leave_other_kinds_data():
     assert redactor.report.as_dict() == {
         "secret-env": {"total": 1, "files": {"c.json": 1}},
         "secret-field": {"total": 2, "files": {"c.json": 2}}}
+
+
+def test_a_json_member_comes_out_as_indented_utf8_json_with_its_bytes_kept():
+    document = b'{"a": "\xc3\xa9 known-s3cret", "b": [1, {"password": ""}], "kind": "Secret", ' \
+        b'"metadata": {"name": "s"}, "data": {}, "x": "\xff"}'
+    redactor = Redactor([KnownValue("token", "known-s3cret")])
+    assert redactor.member("s.json", document) == (
+        b'{\n  "a": "\xc3\xa9 <redacted>",\n  "b": [\n    1,\n    {\n      "password": ""\n'
+        b'    }\n  ],\n  "kind": "Secret",\n  "metadata": {\n    "name": "s"\n  },\n'
+        b'  "data": {},\n  "x": "\xff"\n}\n')
+    # An empty password and a Secret without data have nothing to report.
+    assert redactor.report.as_dict() == {"known-value:token": {"total": 1,
+                                                               "files": {"s.json": 1}}}
+
+
+def test_each_hit_of_a_rule_is_counted():
+    redactor = Redactor()
+    assert redactor.text("password=a1b2c3d4 token=zz99yy88", "m") == (
+        f"password={MARKER} token={MARKER}")
+    assert redactor.report.as_dict() == {"secret-field": {"total": 2, "files": {"m": 2}}}
+
+
+def test_known_values_up_to_the_limit_are_redacted():
+    longest = "k" * redact.MAX_KNOWN_VALUE
+    assert Redactor([KnownValue("kubernetes-secret", longest)]).text(
+        f"[{longest}]", "m") == f"[{MARKER}]"
+    too_long = longest + "k"
+    assert Redactor([KnownValue("kubernetes-secret", too_long)]).text(
+        too_long, "m") == too_long
