@@ -316,6 +316,8 @@ ADVERSARIAL = [
     # İ lower-cases to two characters: the trigger's position must still find its line.
     ("secret-field", "İİİİİİİİİİİİİİİİİİİİ\nkept line\npassword=hunter22\nİ",
      f"İİİİİİİİİİİİİİİİİİİİ\nkept line\npassword={MARKER}\nİ"),
+    # ... and an upper-case trigger after it is still found.
+    ("secret-field", "İ\nDB_PASSWORD=hunter22", f"İ\nDB_PASSWORD={MARKER}"),
 ]
 
 
@@ -323,7 +325,7 @@ ADVERSARIAL = [
 def test_adversarial_secrets_come_out_exactly(rule, text, expected):
     redactor = Redactor()
     assert redactor.text(text, "m") == expected
-    assert list(redactor.report.as_dict()) == [rule]
+    assert redactor.report.as_dict() == {rule: {"total": 1, "files": {"m": 1}}}
 
 
 def test_every_rule_is_needed(monkeypatch):
