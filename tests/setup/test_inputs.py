@@ -440,3 +440,72 @@ def test_a_document_is_shown_without_its_password_and_says_one_is_stored():
     assert without_password(no_user) is no_user
     assert [password_stored(d) for d in (PROXIED_DOCUMENT, shown, unproxied, no_user, None)] \
         == [True, False, False, False, False]
+
+
+@pytest.mark.parametrize(("answers", "errors"), [
+    ({"channel": 5}, [("channel", "must be text")]),
+    ({"channel": "beta"}, [("channel", "must be stable (recommended) or nightly (testing)")]),
+    ({"app_url": "http://[::1"}, [("app_url", "is not a URL or hostname (Invalid IPv6 URL)")]),
+    ({"app_url": "psa:99999"},
+     [("app_url", "is not a URL or hostname (Port out of range 0-65535)")]),
+    ({"app_url": "https://psa.example.com/app"},
+     [("app_url", "must not have a path: Alga is served at the root")]),
+    ({"app_url": "psa\u200b.example"},
+     [("app_url", "contains an invisible character (zero-width or formatting): type the host "
+                  "name again")]),
+    ({"app_url": "a..b"},
+     [("app_url", "needs a valid hostname or IP address (a label is empty, longer than 63 "
+                  "characters or not a valid name)")]),
+    ({"app_url": "bad_host!"}, [("app_url", "needs a valid hostname or IP address")]),
+    ({"app_url": "http://:8080"}, [("app_url", "needs a valid hostname or IP address")]),
+    ({"app_url": "http://[fe80::1%25eth0]"},
+     [("app_url", "'fe80::1%25eth0' has a zone (%...): give the address without it, or a "
+                  "host name")]),
+    ({"dns_servers": "1.1.1.1"}, [("dns_servers", "are only used with dns_mode custom")]),
+    ({"dns_mode": "dhcp"},
+     [("dns_mode", "must be system (DHCP or the host's resolvers) or custom")]),
+    ({"dns_mode": 1}, [("dns_mode", "must be text")]),
+    ({"dns_mode": "custom", "dns_servers": [1]}, [("dns_servers", "must be a list of text")]),
+    ({"dns_mode": "custom", "dns_servers": "a.b"},
+     [("dns_servers", "'a.b' is not an IPv4 or IPv6 address")]),
+    ({"dns_mode": "custom"}, [("dns_servers", "custom DNS needs 1 to 3 resolver addresses")]),
+    ({"proxy_user": "u"}, [("proxy_user", "is only used together with a proxy URL")]),
+    ({"proxy_password": "p"}, [("proxy_password", "is only used together with a proxy URL")]),
+    ({"no_proxy": "x"}, [("no_proxy", "is only used together with a proxy URL")]),
+    ({"proxy_url": 1}, [("proxy_url", "must be text")]),
+    ({"proxy_url": "http://p:1", "no_proxy": "a b!c"},
+     [("no_proxy", "'b!c' is not a host, domain, IP or CIDR")]),
+    ({"proxy_url": "http://p:1", "no_proxy": [1]}, [("no_proxy", "must be a list of text")]),
+    ({"proxy_url": "http://p:1", "proxy_user": "u", "proxy_password": 5},
+     [("proxy_password", "must be text")]),
+    ({"branch": "-x"}, [("branch", "must not start with '-' (git would read it as an option)")]),
+    ({"branch": "a..b"}, [("branch", "is not a valid git branch name")]),
+    ({"release_source": "oci://Bad"},
+     [("release_source", "must be oci://<registry>/<repository> (lower case), optionally "
+                         "with :<tag> or @sha256:<digest>")]),
+    ({"colour": 1},
+     [("colour", "unknown field; allowed: channel, app_url, dns_mode, dns_servers, proxy_url, "
+                 "proxy_user, proxy_password, no_proxy, release_source, branch")]),
+])
+def test_each_refusal_reads_exactly(answers, errors):
+    with pytest.raises(InputErrors) as caught:
+        parse_setup_inputs(answers, NODE_IP)
+    assert [(e.field, e.message) for e in caught.value.errors] == errors
+
+
+@pytest.mark.parametrize(("given_url", "normalised"), [
+    ("psa.example.com:8443", "http://psa.example.com:8443"),
+    ("http://psa.example.com:80", "http://psa.example.com"),
+    ("https://psa.example.com:80", "https://psa.example.com:80"),
+    ("HTTP://10.0.0.9:3000", "http://10.0.0.9:3000"),
+])
+def test_app_urls_keep_only_ports_other_than_their_schemes_default(given_url, normalised):
+    assert parse_setup_inputs({"app_url": given_url}, NODE_IP)["app_url"] == normalised
+
+
+def test_no_proxy_entries_are_kept_as_given_after_the_fixed_ones():
+    proxy = parse_setup_inputs({"proxy_url": "http://p:1",
+                                "no_proxy": "Corp.Local *.x.y [::1] 10.0.0.5"}, NODE_IP)["proxy"]
+    assert proxy["no_proxy"] == ["localhost", "127.0.0.1", "::1", "10.42.0.0/16", "10.43.0.0/16",
+                                 ".svc", ".cluster.local", "10.0.0.5", "Corp.Local", "*.x.y",
+                                 "[::1]"]
