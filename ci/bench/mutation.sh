@@ -34,7 +34,7 @@ SOURCES[redact]=host/support/redact.py;        TESTS[redact]=tests/bundle/test_r
 SOURCES[failures]=host/core/failures.py;       TESTS[failures]="tests/core/test_failures.py tests/setup/test_engine.py"
 SOURCES[channel]=host/releases/channels.py;    TESTS[channel]="tests/setup/test_inputs.py tests/releases/test_channels.py"
 SOURCES[grubcfg]=isobuild/grubcfg.py;          TESTS[grubcfg]=tests/isobuild/test_grubcfg.py
-SOURCES[seed]=isobuild/seed.py;                TESTS[seed]=tests/isobuild/test_seed.py
+SOURCES[seed]=isobuild/seed.py;                TESTS[seed]="tests/isobuild/test_seed.py tests/isobuild/test_seed_golden.py"
 SOURCES[releases]="host/releases/source.py host/releases/git_source.py host/releases/oci_source.py"
 TESTS[releases]="tests/releases/test_oci_source.py tests/releases/test_channels.py"
 SOURCES[preflight]=host/setup/preflight.py;    TESTS[preflight]=tests/setup/test_preflight.py
@@ -82,8 +82,11 @@ lines = [line.strip() for line in open(sys.argv[1]) if ": " in line]
 status = Counter(line.rsplit(": ", 1)[1] for line in lines)
 total = sum(status.values()) - status["not checked"] - status["skipped"]
 killed = status["killed"] + status["timeout"] + status["segfault"] + status["caught by type check"]
-score = 100 * killed / total if total else 0
-print(f"{sys.argv[2]}: mutmut {killed}/{total} killed ({score:.1f} %) {dict(status)}")
+if total:
+    print(f"{sys.argv[2]}: mutmut {killed}/{total} killed ({100 * killed / total:.1f} %) "
+          f"{dict(status)}")
+else:
+    print(f"{sys.argv[2]}: mutmut has nothing to mutate (constants only)")
 for line in lines:
     if line.endswith((": survived", ": no tests", ": suspicious")):
         print("   survivor", line)
