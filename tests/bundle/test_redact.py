@@ -448,3 +448,45 @@ def test_known_values_up_to_the_limit_are_redacted():
     too_long = longest + "k"
     assert Redactor([KnownValue("kubernetes-secret", too_long)]).text(
         too_long, "m") == too_long
+
+
+def test_a_known_value_inside_another_not_at_its_start_goes_whole():
+    # Sorted by anything but length, "abcdef123" would go first and leave "0<redacted>".
+    redactor = Redactor([KnownValue("token", "abcdef123"), KnownValue("token", "0abcdef123")])
+    assert redactor.text("x 0abcdef123 y abcdef123", "m") == f"x {MARKER} y {MARKER}"
+    assert redactor.report.as_dict() == {"known-value:token": {"total": 2, "files": {"m": 2}}}
+
+
+def test_site_names_ending_in_x_and_punctuation_around_them():
+    redactor = Redactor(network=NetworkMap(["mailbox"], ["acme.box"]))
+    assert redactor.text("[mailbox] (db.acme.box)  end", "m") == "[host-1] (host-2)  end"
+    assert redactor.report.as_dict() == {"network-obfuscation": {"total": 2,
+                                                                 "files": {"m": 2}}}
+    # Without names, no empty match stands in for one.
+    assert Redactor(network=NetworkMap()).text("[a]  (b)", "m") == "[a]  (b)"
+
+
+@pytest.mark.parametrize(("member", "data", "out", "report"), [
+    ("k.json", b'{"known-s3cret": 1}', b'{\n  "<redacted>": 1\n}\n',
+     {"known-value:token": {"total": 1, "files": {"k.json": 1}}}),
+    ("s.json", b'{"kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "dmFsdWU="}, '
+               b'"x": "\xff"}',
+     b'{\n  "kind": "Secret",\n  "metadata": {\n    "name": "s"\n  },\n  "data": {\n'
+     b'    "k": "<redacted>"\n  },\n  "x": "\xff"\n}\n',
+     {"secret-data": {"total": 1, "files": {"s.json": 1}}}),
+    ("logs/x.log", b"\xff known-s3cret password=hunter22\n",
+     b"\xff <redacted> password=<redacted>\n",
+     {"known-value:token": {"total": 1, "files": {"logs/x.log": 1}},
+      "secret-field": {"total": 1, "files": {"logs/x.log": 1}}}),
+])
+def test_members_come_out_exactly_and_report_under_their_names(member, data, out, report):
+    redactor = Redactor([KnownValue("token", "known-s3cret")])
+    assert redactor.member(member, data) == out
+    assert redactor.report.as_dict() == report
+
+
+def test_an_obfuscated_json_key_is_reported_under_its_member():
+    redactor = Redactor(network=NetworkMap(["psa-node7"]))
+    assert redactor.member("n.json", b'{"psa-node7": 1}') == b'{\n  "host-1": 1\n}\n'
+    assert redactor.report.as_dict() == {"network-obfuscation": {"total": 1,
+                                                                 "files": {"n.json": 1}}}
