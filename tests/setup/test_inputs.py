@@ -371,6 +371,8 @@ def test_urls_with_other_schemes_or_credentials_are_refused_exactly(answers, fie
     ("git@github.com:o/r.git", "https://github.com/o/r"),
     ("HTTPS://GitHub.com/o/r/", "https://github.com/o/r"),
     ("https://[2001:db8::1]/o/r", "https://[2001:db8::1]/o/r"),
+    ("https://github.com/o/FIX/", "https://github.com/o/FIX"),
+    ("https://github.com/o/r/.git", "https://github.com/o/r"),
 ])
 def test_git_repository_urls_normalise_to_exactly_this(given_repo, normalised):
     assert parse_setup_inputs({"release_source": given_repo}, NODE_IP)["overrides"] == {
@@ -483,6 +485,20 @@ def test_a_document_is_shown_without_its_password_and_says_one_is_stored():
     ({"release_source": "oci://Bad"},
      [("release_source", "must be oci://<registry>/<repository> (lower case), optionally "
                          "with :<tag> or @sha256:<digest>")]),
+    ({"app_url": 5}, [("app_url", "must be text")]),
+    ({"release_source": 5}, [("release_source", "must be text")]),
+    ({"branch": 5}, [("branch", "must be text")]),
+    ({"proxy_url": "http://p:1", "proxy_user": 5, "proxy_password": "p"},
+     [("proxy_user", "must be text")]),
+    ({"proxy_url": "http://p:1", "proxy_password": "p"},
+     [("proxy_user", "is needed with a proxy password")]),
+    ({"proxy_url": "http://p:1", "proxy_user": "a:b", "proxy_password": "p"},
+     [("proxy_user", "must not contain ':' (proxy authentication cannot carry it)")]),
+    ({"proxy_url": "http://p:1", "proxy_user": "u", "proxy_password": "p\x00"},
+     [("proxy_password", "must not contain control characters or line breaks")]),
+    ({"proxy_url": "http://[::1:3128"}, [("proxy_url", "is not a URL (Invalid IPv6 URL)")]),
+    ({"release_source": "https://github.com:0/o/r"},
+     [("release_source", "port 0 cannot be connected to: give a port from 1 to 65535")]),
     ({"colour": 1},
      [("colour", "unknown field; allowed: channel, app_url, dns_mode, dns_servers, proxy_url, "
                  "proxy_user, proxy_password, no_proxy, release_source, branch")]),
