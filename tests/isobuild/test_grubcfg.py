@@ -1,5 +1,6 @@
 """The GRUB patcher: autoinstall args on every casper line, once, whatever was there."""
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -191,3 +192,37 @@ def test_kernel_lines_parse_to_these_words():
     assert grubcfg.split_words("a\\ b 'c\\d' \"e\\\"f\" # g") == [
         grubcfg.Word("a\\ b", "a b"), grubcfg.Word("'c\\d'", "c\\d"),
         grubcfg.Word('"e\\"f"', 'e"f')]
+
+
+def test_quoting_leaves_plain_words_and_quotes_the_rest():
+    assert [grubcfg.quote(v) for v in ("abc", "ABC", "it's", "a;b")] == [
+        "abc", "ABC", "'it'\\''s'", "'a;b'"]
+
+
+@pytest.mark.parametrize(("line", "serial", "patched"), [
+    # The kernel's path again as an argument stays an argument.
+    ("linux /casper/vmlinuz /casper/vmlinuz ---", False,
+     "linux /casper/vmlinuz /casper/vmlinuz autoinstall 'ds=nocloud;s=/cdrom/nocloud/' ---"),
+    ("linux /casper/vmlinuz linux", False,
+     "linux /casper/vmlinuz linux autoinstall 'ds=nocloud;s=/cdrom/nocloud/'"),
+    # The serial console before --- is not the installed system's: it is added after.
+    ("linux /casper/vmlinuz console=ttyS0,115200 ---", True,
+     "linux /casper/vmlinuz console=ttyS0,115200 autoinstall 'ds=nocloud;s=/cdrom/nocloud/' "
+     "--- console=ttyS0,115200"),
+    # No --- and nothing to put after one: none is added.
+    ("linux /casper/vmlinuz quiet", False,
+     "linux /casper/vmlinuz quiet autoinstall 'ds=nocloud;s=/cdrom/nocloud/'"),
+])
+def test_kernel_lines_are_patched_to_exactly_this(line, serial, patched):
+    assert grubcfg.patch_config(line + "\n", timeout=None, serial=serial) == patched + "\n"
+
+
+def test_a_config_with_a_serial_line_gets_no_second_terminal_header():
+    assert grubcfg.patch_config("serial --unit=0 --speed=115200\n", timeout=5, serial=True) == (
+        "set timeout=5\nserial --unit=0 --speed=115200\n")
+
+
+def test_the_manifest_names_these_kernel_arguments():
+    assert grubcfg.kernel_arguments(False) == ["autoinstall", "ds=nocloud;s=/cdrom/nocloud/"]
+    assert grubcfg.kernel_arguments(True) == ["autoinstall", "ds=nocloud;s=/cdrom/nocloud/",
+                                              "console=ttyS0,115200"]
