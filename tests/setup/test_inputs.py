@@ -496,6 +496,11 @@ def test_a_document_is_shown_without_its_password_and_says_one_is_stored():
      [("proxy_user", "must not contain ':' (proxy authentication cannot carry it)")]),
     ({"proxy_url": "http://p:1", "proxy_user": "u", "proxy_password": "p\x00"},
      [("proxy_password", "must not contain control characters or line breaks")]),
+    # A paragraph separator and a lone surrogate are as unusable as a control character.
+    ({"proxy_url": "http://p:1", "proxy_user": "u", "proxy_password": "p\u2029w"},
+     [("proxy_password", "must not contain control characters or line breaks")]),
+    ({"proxy_url": "http://p:1", "proxy_user": "u\ud800x", "proxy_password": "p"},
+     [("proxy_user", "must not contain control characters or line breaks")]),
     ({"proxy_url": "http://[::1:3128"}, [("proxy_url", "is not a URL (Invalid IPv6 URL)")]),
     ({"release_source": "https://github.com:0/o/r"},
      [("release_source", "port 0 cannot be connected to: give a port from 1 to 65535")]),
