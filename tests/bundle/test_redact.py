@@ -490,3 +490,11 @@ def test_an_obfuscated_json_key_is_reported_under_its_member():
     assert redactor.member("n.json", b'{"psa-node7": 1}') == b'{\n  "host-1": 1\n}\n'
     assert redactor.report.as_dict() == {"network-obfuscation": {"total": 1,
                                                                  "files": {"n.json": 1}}}
+
+
+def test_each_occurrence_of_a_known_value_is_counted():
+    redactor = Redactor([KnownValue("k3s-token", "K10abcdef::server:s3cret")])
+    assert redactor.text("K10abcdef::server:s3cret and K10abcdef::server:s3cret", "m") == (
+        f"{MARKER} and {MARKER}")
+    assert redactor.report.as_dict() == {"known-value:k3s-token": {"total": 2,
+                                                                   "files": {"m": 2}}}
