@@ -498,3 +498,44 @@ def test_each_occurrence_of_a_known_value_is_counted():
         f"{MARKER} and {MARKER}")
     assert redactor.report.as_dict() == {"known-value:k3s-token": {"total": 2,
                                                                    "files": {"m": 2}}}
+
+
+@pytest.mark.parametrize("part", ["password", "passwd", "passphrase", "secret", "credential",
+                                  "apikey", "authkey", "privatekey", "accesskey", "signingkey",
+                                  "encryptionkey"])
+def test_a_name_containing_a_secret_part_is_a_secret(part):
+    assert is_secret_name(f"x_{part}") and is_secret_name(f"{part.upper()}_VALUE")
+
+
+@pytest.mark.parametrize("ending", ["token", "auth", "pwd", "authorization"])
+def test_a_name_ending_in_a_secret_ending_is_a_secret(ending):
+    assert is_secret_name(f"db{ending}")
+
+
+@pytest.mark.parametrize("word", [
+    "name", "ref", "file", "path", "dir", "namespace", "kind", "type", "mode", "id", "url",
+    "uri", "endpoint", "seconds", "ttl", "expiry", "expires", "expired", "error", "failed",
+    "invalid", "missing", "required", "length", "size", "count"])
+def test_a_last_word_about_a_secret_makes_the_name_a_reference(word):
+    assert not is_secret_name(f"token_{word}") and is_secret_name(f"{word}_token")
+
+
+def test_a_number_at_the_end_of_a_name_changes_nothing():
+    # API_KEY_2 was once read as words api, key, 2: no key last, so its value stayed.
+    assert is_secret_name("API_KEY_2") and is_secret_name("db2_password")
+    assert Redactor().text("API_KEY_2=abcdef12", "m") == f"API_KEY_2={MARKER}"
+
+
+def test_kubectls_last_applied_annotation_is_the_one_dropped():
+    secret = {"kind": "Secret", "metadata": {"name": "s", "annotations": {
+        "kubectl.kubernetes.io/last-applied-configuration": '{"data": {"k": "dg=="}}'}}}
+    out = json.loads(Redactor().member("s.json", json.dumps(secret).encode()))
+    assert out["metadata"]["annotations"] == {
+        "kubectl.kubernetes.io/last-applied-configuration": MARKER}
+
+
+def test_the_known_value_limit_is_16_kib():
+    longest = "k" * 16384
+    assert Redactor([KnownValue("kubernetes-secret", longest)]).text(longest, "m") == MARKER
+    assert Redactor([KnownValue("kubernetes-secret", longest + "k")]).text(
+        longest + "k", "m") == longest + "k"
