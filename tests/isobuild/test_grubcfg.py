@@ -226,3 +226,14 @@ def test_the_manifest_names_these_kernel_arguments():
     assert grubcfg.kernel_arguments(False) == ["autoinstall", "ds=nocloud;s=/cdrom/nocloud/"]
     assert grubcfg.kernel_arguments(True) == ["autoinstall", "ds=nocloud;s=/cdrom/nocloud/",
                                               "console=ttyS0,115200"]
+
+
+@pytest.mark.parametrize(("line", "words"), [
+    ("a '' b", [("a", "a"), ("''", ""), ("b", "b")]),
+    ("x 'unterminated", [("x", "x"), ("'unterminated", "unterminated")]),
+    ('x "unterminated', [("x", "x"), ('"unterminated', "unterminated")]),
+    ('"a\\', [('"a\\', "a\\")]),  # a backslash ending the line inside double quotes
+    ('"a\\Xb"', [('"a\\Xb"', "a\\Xb")]),  # escapes only " \\ $ inside double quotes
+])
+def test_quoting_edge_cases_split_to_exactly_these_words(line, words):
+    assert grubcfg.split_words(line) == [grubcfg.Word(raw, value) for raw, value in words]
