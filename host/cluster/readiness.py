@@ -159,10 +159,14 @@ def node_ready(view: ClusterView) -> Verdict:
 
 
 def bootstrap_job(view: ClusterView) -> dict | None:
-    """The newest bootstrap Job (one per Helm revision of alga-core), if any is left."""
-    jobs = sorted((j for j in view.jobs if j["metadata"]["name"].startswith(
-        BOOTSTRAP_JOB_PREFIX)), key=lambda j: j["metadata"]["name"])
-    return jobs[-1] if jobs else None
+    """The newest bootstrap Job (one per Helm revision of alga-core), if any is left: by
+    revision number, as r10 comes after r9 (and before it by name)."""
+    revisions = {}
+    for job in view.jobs:
+        name = job["metadata"]["name"]
+        if name.startswith(BOOTSTRAP_JOB_PREFIX) and name[len(BOOTSTRAP_JOB_PREFIX):].isdecimal():
+            revisions[int(name[len(BOOTSTRAP_JOB_PREFIX):])] = job
+    return revisions[max(revisions)] if revisions else None
 
 
 def bootstrap(view: ClusterView, seen_before: bool) -> Verdict:

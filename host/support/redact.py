@@ -39,7 +39,8 @@ REFERENCE_WORDS = frozenset({"name", "ref", "file", "path", "dir", "namespace", 
                              "type", "mode", "id", "url", "uri", "endpoint", "seconds", "ttl",
                              "expiry", "expires", "expired", "error", "failed", "invalid",
                              "missing", "required", "length", "size", "count"})
-_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+# Digits separate words, as underscores do: API_KEY_2 is an API key, as API_KEY is.
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
 # Anything a line rule could match contains one of these, in lower case; most lines contain
 # none. (Searching lower-cased text is some seven times faster than ignoring case.)
 _TRIGGER = re.compile(r"ls0tls1|://|bearer|gh[pousr]_|github_pat_|eyj|pass|pwd|token|secret"

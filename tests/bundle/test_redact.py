@@ -6,17 +6,21 @@ import base64
 import json
 import re
 
+import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from host.net import https
+from host.support import redact
 from host.support.redact import (
     LAST_APPLIED,
     MARKER,
     KnownValue,
     NetworkMap,
     Redactor,
+    Rule,
     is_secret_name,
+    log_line,
 )
 
 # Fragments of logs, YAML and JSON with no secret in them, near misses included: words
@@ -260,3 +264,278 @@ def test_the_known_proxy_credentials_go_in_any_form_even_without_a_header_name(u
                          KnownValue("proxy-password", f"{user}:{password}")])
     out = redactor.text(f"sent {token} and {password} to the proxy", "m")
     assert token not in out and password not in out
+
+
+# Issue 24: an adversarial table with literal inputs and outputs. Each case names the rule
+# that must have fired, and test_every_rule_is_needed removes each rule in turn: a rule no
+# case needs could be deleted without a test noticing.
+GHP = "ghp_" + "aB3" * 12
+GITHUB_PAT = "github_pat_11ABCDEFG0" + "x1Y_" * 15
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJlc2lnbg"
+# base64 of a PEM block, alone on a line, as in a kubeconfig dumped without its key name
+PEM_BASE64 = ("LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0tCk1JSUV2UQotLS0tLUVORCBQUklWQVRFIEtFWS0tLS0t"
+              "Cg==")
+ADVERSARIAL = [
+    # (rule, text, the text as it must come out)
+    ("secret-field", "password=hunter22 kept", f"password={MARKER} kept"),  # offset 0
+    ("secret-field", "token: hunter22", f"token: {MARKER}"),
+    ("github-token", f"{GHP} in a log", f"{MARKER} in a log"),
+    ("github-token", f"cloned with {GITHUB_PAT}", f"cloned with {MARKER}"),
+    ("jwt", JWT, MARKER),
+    ("jwt", f"id_token {JWT}.", f"id_token {MARKER}."),
+    ("authorization-header", "Authorization: Basic dXNlcjpodW50ZXIyMg==",
+     f"Authorization: Basic {MARKER}"),
+    ("authorization-header", '{"Proxy-Authorization": "Basic dXNlcjpodW50ZXIyMg=="}',
+     f'{{"Proxy-Authorization": "Basic {MARKER}"}}'),
+    ("bearer-token", "sent Bearer hunter22hunter22 to", f"sent Bearer {MARKER} to"),
+    ("base64-pem", PEM_BASE64, MARKER),
+    ("url-credentials", "https://alga:hunter22@github.com/o/r", f"https://{MARKER}@github.com/o/r"),
+    ("connection-string", "Server=db;User Id=alga;Password=my secret pw;Timeout=3",
+     f"Server=db;User Id=alga;Password={MARKER};Timeout=3"),
+    ("connection-string", "Password=my secret pw;Server=db", f"Password={MARKER};Server=db"),
+    ("secret-field", '{"db_password": "hunter22", "n": 1}',
+     f'{{"db_password": "{MARKER}", "n": 1}}'),
+    ("secret-field", '{"apiKey": 123456}', f'{{"apiKey": {MARKER}}}'),
+    ("secret-field", '{\\"db_password\\": \\"hunter22\\"}',
+     f'{{\\"db_password\\": \\"{MARKER}\\"}}'),
+    ("secret-field", 'DB_PASSWORD="hunter 22" next', f'DB_PASSWORD="{MARKER}" next'),
+    ("secret-field", "DB_PASSWORD='hunter 22' next", f"DB_PASSWORD='{MARKER}' next"),
+    ("secret-field", "GET /x?access_token=hunter22&page=2", f"GET /x?access_token={MARKER}&page=2"),
+    ("secret-field", "  password: hunter 22\n  user: alga", f"  password: {MARKER}\n  user: alga"),
+    ("secret-field", '  password: "hunter 22"', f'  password: "{MARKER}"'),
+    ("secret-env", '{"name": "DB_PASSWORD",\n "value": "hunter22"}',
+     f'{{"name": "DB_PASSWORD",\n "value": "{MARKER}"}}'),
+    ("secret-env", "- name: DB_PASSWORD\n  value: hunter22\n- name: PGDATA\n  value: /data",
+     f"- name: DB_PASSWORD\n  value: {MARKER}\n- name: PGDATA\n  value: /data"),
+    ("pem-block", "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBBBBBBBBBBBBBBBBB\n"
+                  "-----END EC PRIVATE KEY-----\nafter", "<redacted PEM EC PRIVATE KEY>\nafter"),
+    ("pem-block", "before\n-----BEGIN PRIVATE KEY-----\nMHcCAQEEIBBBBBBBBBBBBBBBBB",
+     "before\n<redacted PEM PRIVATE KEY>"),
+    ("pem-block", "MHcCAQEEIBBBBBBBBBBBBBBBBB\n-----END CERTIFICATE-----\nafter",
+     "<redacted PEM CERTIFICATE>\nafter"),
+    # İ lower-cases to two characters: the trigger's position must still find its line.
+    ("secret-field", "İİİİİİİİİİİİİİİİİİİİ\nkept line\npassword=hunter22\nİ",
+     f"İİİİİİİİİİİİİİİİİİİİ\nkept line\npassword={MARKER}\nİ"),
+    # ... and an upper-case trigger after it is still found.
+    ("secret-field", "İ\nDB_PASSWORD=hunter22", f"İ\nDB_PASSWORD={MARKER}"),
+]
+
+
+@pytest.mark.parametrize(("rule", "text", "expected"), ADVERSARIAL)
+def test_adversarial_secrets_come_out_exactly(rule, text, expected):
+    redactor = Redactor()
+    assert redactor.text(text, "m") == expected
+    assert redactor.report.as_dict() == {rule: {"total": 1, "files": {"m": 1}}}
+
+
+def test_every_rule_is_needed(monkeypatch):
+    rules = [("LINE_RULES", i) for i in range(len(redact.LINE_RULES))] + [
+        ("ENV_RULES", i) for i in range(len(redact.ENV_RULES))]
+    for table, index in rules:
+        kept = getattr(redact, table)
+        monkeypatch.setattr(redact, table, kept[:index] + kept[index + 1:])
+        missed = [text for _, text, expected in ADVERSARIAL
+                  if Redactor().text(text, "m") != expected]
+        assert missed, f"{table}[{index}] ({kept[index].name}) is needed by no case"
+        monkeypatch.setattr(redact, table, kept)
+    monkeypatch.setattr(redact, "PEM_RULE", Rule("pem-block", re.compile("(?!)"), redact._pem))
+    assert [text for _, text, expected in ADVERSARIAL if Redactor().text(text, "m") != expected]
+
+
+def test_known_values_that_are_prefixes_of_each_other_go_whole():
+    redactor = Redactor([KnownValue("token", "abcdef123"),
+                         KnownValue("kubernetes-secret", "abcdef123-XYZ123")])
+    assert redactor.text("a abcdef123-XYZ123 b abcdef123", "m") == f"a {MARKER} b {MARKER}"
+    assert redactor.report.as_dict() == {
+        "known-value:kubernetes-secret": {"total": 1, "files": {"m": 1}},
+        "known-value:token": {"total": 1, "files": {"m": 1}}}
+    # Given the other way round, too.
+    redactor = Redactor([KnownValue("token", "abcdef123-XYZ123"),
+                         KnownValue("token", "abcdef123")])
+    assert redactor.text("abcdef123-XYZ123", "m") == MARKER
+
+
+@pytest.mark.parametrize(("value", "written"), [
+    ("hunter2222", "aHVudGVyMjIyMg"),  # base64 without its padding
+    ("hunter2222", "aHVudGVyMjIyMg=="),
+    ('pa"ss\\wörd', 'pa\\"ss\\\\w\\u00f6rd'),  # JSON-escaped
+    ("p@ss w/rd!", "p%40ss%20w%2Frd%21"),  # percent-encoded
+    ("p%40ss%20w", "p@ss w"),  # percent-decoded
+])
+def test_a_known_value_goes_in_each_written_form(value, written):
+    redactor = Redactor([KnownValue("proxy-password", value)])
+    assert redactor.text(f"blob {written} end", "m") == f"blob {MARKER} end"
+
+
+def test_non_utf8_bytes_survive_around_a_redacted_secret():
+    data = b"\xff\xfe start\npassword=hunter22 \x80\x81\nknown-s3cret-value \xc3\n"
+    redactor = Redactor([KnownValue("token", "known-s3cret-value")])
+    assert redactor.member("logs/x.log", data) == (
+        b"\xff\xfe start\npassword=<redacted> \x80\x81\n<redacted> \xc3\n")
+
+
+def test_network_obfuscation_reaches_json_keys_and_dotted_names_under_a_domain():
+    redactor = Redactor(network=NetworkMap(["psa-node7"], ["acme.example"]))
+    document = {"192.168.1.5": {"a.b.db.acme.example": "psa-node7"}, "acme.example": "x",
+                "notacme.example": "y"}
+    out = json.loads(redactor.member("x.json", json.dumps(document).encode()))
+    assert out == {"ip4-1": {"host-1": "host-2"}, "acme.example": "x", "notacme.example": "y"}
+
+
+def test_a_log_line_is_redacted_then_escaped_exactly():
+    text = "password=hunter22\nx\\y\x85\u2028\u202e\x00 é known-s3cret"
+    assert log_line(text, [KnownValue("token", "known-s3cret")]) == (
+        "password=<redacted>\\x0ax\\\\y\\x85\\u2028\\u202e\\x00 é <redacted>")
+
+
+def test_longer_site_names_go_whole_and_names_match_in_any_case():
+    redactor = Redactor(network=NetworkMap(["node7", "node7.lan", "PSA-Node8."],
+                                           ["ACME.Example."]))
+    assert redactor.text("node7.lan node7 psa-node8 db.acme.example", "m") == (
+        "host-1 host-2 host-3 host-4")
+    assert redactor.report.as_dict() == {"network-obfuscation": {"total": 4,
+                                                                 "files": {"m": 4}}}
+    assert redactor.network.mapping()["hostnames"] == {
+        "node7.lan": "host-1", "node7": "host-2", "psa-node8": "host-3",
+        "db.acme.example": "host-4"}
+
+
+def test_a_network_map_without_names_changes_only_addresses():
+    redactor = Redactor(network=NetworkMap())
+    assert redactor.text("abc 10.1.2.3 127.0.0.1", "m") == "abc ip4-1 127.0.0.1"
+    assert redactor.report.as_dict() == {"network-obfuscation": {"total": 1,
+                                                                 "files": {"m": 1}}}
+
+
+def test_json_structure_rules_report_by_member_and_leave_other_kinds_data():
+    document = {"kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"},
+                "env": [{"name": "DB_PASSWORD", "value": "hunter22"}], "apiKey": "x1",
+                "s": "password=hunter22"}
+    redactor = Redactor()
+    assert json.loads(redactor.member("c.json", json.dumps(document).encode())) == {
+        "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"},
+        "env": [{"name": "DB_PASSWORD", "value": MARKER}], "apiKey": MARKER,
+        "s": f"password={MARKER}"}
+    assert redactor.report.as_dict() == {
+        "secret-env": {"total": 1, "files": {"c.json": 1}},
+        "secret-field": {"total": 2, "files": {"c.json": 2}}}
+
+
+def test_a_json_member_comes_out_as_indented_utf8_json_with_its_bytes_kept():
+    document = b'{"a": "\xc3\xa9 known-s3cret", "b": [1, {"password": ""}], "kind": "Secret", ' \
+        b'"metadata": {"name": "s"}, "data": {}, "x": "\xff"}'
+    redactor = Redactor([KnownValue("token", "known-s3cret")])
+    assert redactor.member("s.json", document) == (
+        b'{\n  "a": "\xc3\xa9 <redacted>",\n  "b": [\n    1,\n    {\n      "password": ""\n'
+        b'    }\n  ],\n  "kind": "Secret",\n  "metadata": {\n    "name": "s"\n  },\n'
+        b'  "data": {},\n  "x": "\xff"\n}\n')
+    # An empty password and a Secret without data have nothing to report.
+    assert redactor.report.as_dict() == {"known-value:token": {"total": 1,
+                                                               "files": {"s.json": 1}}}
+
+
+def test_each_hit_of_a_rule_is_counted():
+    redactor = Redactor()
+    assert redactor.text("password=a1b2c3d4 token=zz99yy88", "m") == (
+        f"password={MARKER} token={MARKER}")
+    assert redactor.report.as_dict() == {"secret-field": {"total": 2, "files": {"m": 2}}}
+
+
+def test_known_values_up_to_the_limit_are_redacted():
+    longest = "k" * redact.MAX_KNOWN_VALUE
+    assert Redactor([KnownValue("kubernetes-secret", longest)]).text(
+        f"[{longest}]", "m") == f"[{MARKER}]"
+    too_long = longest + "k"
+    assert Redactor([KnownValue("kubernetes-secret", too_long)]).text(
+        too_long, "m") == too_long
+
+
+def test_a_known_value_inside_another_not_at_its_start_goes_whole():
+    # Sorted by anything but length, "abcdef123" would go first and leave "0<redacted>".
+    redactor = Redactor([KnownValue("token", "abcdef123"), KnownValue("token", "0abcdef123")])
+    assert redactor.text("x 0abcdef123 y abcdef123", "m") == f"x {MARKER} y {MARKER}"
+    assert redactor.report.as_dict() == {"known-value:token": {"total": 2, "files": {"m": 2}}}
+
+
+def test_site_names_ending_in_x_and_punctuation_around_them():
+    redactor = Redactor(network=NetworkMap(["mailbox"], ["acme.box"]))
+    assert redactor.text("[mailbox] (db.acme.box)  end", "m") == "[host-1] (host-2)  end"
+    assert redactor.report.as_dict() == {"network-obfuscation": {"total": 2,
+                                                                 "files": {"m": 2}}}
+    # Without names, no empty match stands in for one.
+    assert Redactor(network=NetworkMap()).text("[a]  (b)", "m") == "[a]  (b)"
+
+
+@pytest.mark.parametrize(("member", "data", "out", "report"), [
+    ("k.json", b'{"known-s3cret": 1}', b'{\n  "<redacted>": 1\n}\n',
+     {"known-value:token": {"total": 1, "files": {"k.json": 1}}}),
+    ("s.json", b'{"kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "dmFsdWU="}, '
+               b'"x": "\xff"}',
+     b'{\n  "kind": "Secret",\n  "metadata": {\n    "name": "s"\n  },\n  "data": {\n'
+     b'    "k": "<redacted>"\n  },\n  "x": "\xff"\n}\n',
+     {"secret-data": {"total": 1, "files": {"s.json": 1}}}),
+    ("logs/x.log", b"\xff known-s3cret password=hunter22\n",
+     b"\xff <redacted> password=<redacted>\n",
+     {"known-value:token": {"total": 1, "files": {"logs/x.log": 1}},
+      "secret-field": {"total": 1, "files": {"logs/x.log": 1}}}),
+])
+def test_members_come_out_exactly_and_report_under_their_names(member, data, out, report):
+    redactor = Redactor([KnownValue("token", "known-s3cret")])
+    assert redactor.member(member, data) == out
+    assert redactor.report.as_dict() == report
+
+
+def test_an_obfuscated_json_key_is_reported_under_its_member():
+    redactor = Redactor(network=NetworkMap(["psa-node7"]))
+    assert redactor.member("n.json", b'{"psa-node7": 1}') == b'{\n  "host-1": 1\n}\n'
+    assert redactor.report.as_dict() == {"network-obfuscation": {"total": 1,
+                                                                 "files": {"n.json": 1}}}
+
+
+def test_each_occurrence_of_a_known_value_is_counted():
+    redactor = Redactor([KnownValue("k3s-token", "K10abcdef::server:s3cret")])
+    assert redactor.text("K10abcdef::server:s3cret and K10abcdef::server:s3cret", "m") == (
+        f"{MARKER} and {MARKER}")
+    assert redactor.report.as_dict() == {"known-value:k3s-token": {"total": 2,
+                                                                   "files": {"m": 2}}}
+
+
+@pytest.mark.parametrize("part", ["password", "passwd", "passphrase", "secret", "credential",
+                                  "apikey", "authkey", "privatekey", "accesskey", "signingkey",
+                                  "encryptionkey"])
+def test_a_name_containing_a_secret_part_is_a_secret(part):
+    assert is_secret_name(f"x_{part}") and is_secret_name(f"{part.upper()}_VALUE")
+
+
+@pytest.mark.parametrize("ending", ["token", "auth", "pwd", "authorization"])
+def test_a_name_ending_in_a_secret_ending_is_a_secret(ending):
+    assert is_secret_name(f"db{ending}")
+
+
+@pytest.mark.parametrize("word", [
+    "name", "ref", "file", "path", "dir", "namespace", "kind", "type", "mode", "id", "url",
+    "uri", "endpoint", "seconds", "ttl", "expiry", "expires", "expired", "error", "failed",
+    "invalid", "missing", "required", "length", "size", "count"])
+def test_a_last_word_about_a_secret_makes_the_name_a_reference(word):
+    assert not is_secret_name(f"token_{word}") and is_secret_name(f"{word}_token")
+
+
+def test_a_number_at_the_end_of_a_name_changes_nothing():
+    # API_KEY_2 was once read as words api, key, 2: no key last, so its value stayed.
+    assert is_secret_name("API_KEY_2") and is_secret_name("db2_password")
+    assert Redactor().text("API_KEY_2=abcdef12", "m") == f"API_KEY_2={MARKER}"
+
+
+def test_kubectls_last_applied_annotation_is_the_one_dropped():
+    secret = {"kind": "Secret", "metadata": {"name": "s", "annotations": {
+        "kubectl.kubernetes.io/last-applied-configuration": '{"data": {"k": "dg=="}}'}}}
+    out = json.loads(Redactor().member("s.json", json.dumps(secret).encode()))
+    assert out["metadata"]["annotations"] == {
+        "kubectl.kubernetes.io/last-applied-configuration": MARKER}
+
+
+def test_the_known_value_limit_is_16_kib():
+    longest = "k" * 16384
+    assert Redactor([KnownValue("kubernetes-secret", longest)]).text(longest, "m") == MARKER
+    assert Redactor([KnownValue("kubernetes-secret", longest + "k")]).text(
+        longest + "k", "m") == longest + "k"

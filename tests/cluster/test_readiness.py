@@ -23,6 +23,7 @@ from support.netlab import (
 
 from host.cluster import readiness
 from host.cluster.alga import BACKGROUND
+from host.cluster.kube import KubeError
 from host.cluster.probe import probe_login
 from host.cluster.readiness import ClusterView, Verdict
 
@@ -238,3 +239,326 @@ def test_flux_fixtures_satisfy_the_flux_crds():
         api_version, validator = crd_validator(obj["kind"])
         assert obj["apiVersion"] == api_version
         validator.validate(obj)
+
+
+# Issue 24: each workload state Kubernetes really reports, with the exact verdict.
+def _only(obj: dict) -> Verdict:
+    return readiness.workload([obj], obj["metadata"]["name"])
+
+
+def test_a_workload_whose_status_omits_ready_replicas_has_nothing_ready():
+    # The API server omits readyReplicas while it is 0 (omitempty); observedGeneration is
+    # current, so only the missing field can say "not ready".
+    deployment = workload("Deployment", "pgbouncer", 0)
+    del deployment["status"]["readyReplicas"]
+    assert _only(deployment) == Verdict(False, "pgbouncer: 0/1 ready")
+    view = healthy()
+    view.deployments = [deployment if d["metadata"]["name"] == "pgbouncer" else d
+                        for d in view.deployments]
+    assert ready_tiers(view) == {"platform", "bootstrap", "background"}
+
+
+def test_a_workload_with_some_replicas_ready_is_not_ready():
+    assert _only(workload("Deployment", "pgbouncer", 1, replicas=2)) == Verdict(
+        False, "pgbouncer: 1/2 ready")
+    assert _only(workload("Deployment", "pgbouncer", 2, replicas=2)) == Verdict(
+        True, "pgbouncer: 2/2 ready")
+
+
+def test_a_workload_without_a_replica_count_wants_one():
+    deployment = workload("Deployment", "pgbouncer", 0)
+    del deployment["spec"]["replicas"]
+    assert _only(deployment) == Verdict(False, "pgbouncer: 0/1 ready")
+
+
+def test_a_generation_not_yet_observed_is_a_rollout_even_with_replicas_ready():
+    rolling = workload("Deployment", "pgbouncer", 1, generation=3, observed=2)
+    assert _only(rolling) == Verdict(False, "pgbouncer is rolling out a change")
+    observed = workload("Deployment", "pgbouncer", 1, generation=3, observed=3)
+    assert _only(observed) == Verdict(True, "pgbouncer: 1/1 ready")
+
+
+def test_a_workload_with_no_status_yet_is_a_rollout():
+    created = workload("StatefulSet", "db", 0)
+    del created["status"]
+    assert _only(created) == Verdict(False, "db is rolling out a change")
+    created["metadata"]["generation"] = 0  # no generation either: nothing is ready
+    assert _only(created) == Verdict(False, "db: 0/1 ready")
+
+
+def test_a_missing_workload_is_named():
+    assert readiness.workload([], "redis") == Verdict(False, "redis does not exist yet")
+
+
+def test_a_flux_object_without_a_ready_condition_is_not_ready():
+    view = healthy()
+    view.kustomizations[0]["status"]["conditions"] = [
+        {"type": "Reconciling", "status": "True", "reason": "Progressing"}]
+    assert readiness.flux_object(view.kustomizations, "alga-platform") == Verdict(
+        False, "alga-platform has not reported yet")
+    del view.kustomizations[0]["status"]
+    assert readiness.flux_object(view.kustomizations, "alga-platform") == Verdict(
+        False, "alga-platform has not reported yet")
+    assert "platform" not in ready_tiers(view)
+
+
+def test_a_flux_object_ready_and_false_give_their_reasons():
+    ready = flux("HelmRelease", "helm.toolkit.fluxcd.io/v2", "alga-core", "alga-system", "True")
+    assert readiness.flux_object([ready], "alga-core") == Verdict(True, "alga-core is Ready")
+    failed = flux("HelmRelease", "helm.toolkit.fluxcd.io/v2", "alga-core", "alga-system",
+                  "False", "InstallFailed", "timed out")
+    assert readiness.flux_object([failed], "alga-core") == Verdict(
+        False, "alga-core: InstallFailed: timed out")
+    unknown = flux("HelmRelease", "helm.toolkit.fluxcd.io/v2", "alga-core", "alga-system",
+                   "Unknown", "Progressing")
+    assert readiness.flux_object([unknown], "alga-core") == Verdict(
+        False, "alga-core: Progressing")
+    assert readiness.flux_object([], "alga-core") == Verdict(False, "alga-core does not exist yet")
+
+
+@pytest.mark.parametrize(("jobs", "ready", "reason"), [
+    # The newest revision decides: an upgrade's bootstrap after a failed first one.
+    ([job("alga-core-sebastian-bootstrap-r1", failed=True),
+      job("alga-core-sebastian-bootstrap-r2", complete=True)],
+     True, "bootstrap job alga-core-sebastian-bootstrap-r2 completed"),
+    ([job("alga-core-sebastian-bootstrap-r2"),
+      job("alga-core-sebastian-bootstrap-r1", complete=True)],
+     False, "bootstrap job alga-core-sebastian-bootstrap-r2 is running"),
+    ([job("alga-core-sebastian-bootstrap-r1", complete=True),
+      job("alga-core-sebastian-bootstrap-r2", failed=True)],
+     False, "bootstrap job alga-core-sebastian-bootstrap-r2 failed"),
+    # Revisions are numbers: r10 is newer than r9.
+    ([job("alga-core-sebastian-bootstrap-r10"),
+      job("alga-core-sebastian-bootstrap-r9", complete=True)],
+     False, "bootstrap job alga-core-sebastian-bootstrap-r10 is running"),
+    # A job that is not a bootstrap is no stand-in for one.
+    ([job("alga-core-sebastian-migrate", complete=True)],
+     False, "the bootstrap job has not started"),
+])
+def test_the_newest_bootstrap_job_decides(jobs, ready, reason):
+    view = healthy()
+    view.jobs, view.helmreleases = jobs, []
+    assert readiness.bootstrap(view, False) == Verdict(ready, reason)
+
+
+def test_bootstrap_with_both_failed_and_complete_conditions_is_failed():
+    view = healthy()
+    view.jobs = [job("alga-core-sebastian-bootstrap-r1", complete=True, failed=True)]
+    assert not readiness.bootstrap(view, True).ready
+
+
+@pytest.mark.parametrize("down", ["redis", "pgbouncer", "db"])
+def test_a_core_service_down_takes_core_and_login_away(down):
+    view = healthy()
+    view.statefulsets = [workload("StatefulSet", n, 0 if n == down else 1) for n in ("db", "redis")]
+    view.deployments = [workload("Deployment", n, 0 if n == down else 1) for n in
+                        ("pgbouncer", "alga-core-sebastian", *BACKGROUND)]
+    tiers = readiness.tiers(view, LOGIN_OK, False)
+    assert ready_tiers(view) == {"platform", "bootstrap", "background"}
+    assert tiers["core"] == Verdict(False, f"{down}: 0/1 ready")
+    assert tiers["login"] == Verdict(False, f"{down}: 0/1 ready")
+
+
+def test_healthy_reasons_are_exact():
+    tiers = readiness.tiers(healthy(), LOGIN_OK, False)
+    assert tiers["core"] == Verdict(True, "db: 1/1 ready; redis: 1/1 ready; pgbouncer: 1/1 ready")
+    assert tiers["platform"] == Verdict(True, "node alga-appliance is Ready; GitRepository "
+                                              "alga-appliance is Ready; alga-platform is Ready")
+    assert tiers["bootstrap"] == Verdict(
+        True, "bootstrap job alga-core-sebastian-bootstrap-r1 completed")
+    assert tiers["background"] == Verdict(True, "; ".join(
+        f"{n}: 1/1 ready" for n in ("temporal", "workflow-worker", "email-service",
+                                    "temporal-worker")))
+
+
+class ListingKube:
+    """A cluster.kube.Kube's `list`, answering from a table by (resource, namespace); a
+    resource missing from the table is one whose CRD is not installed."""
+
+    def __init__(self, objects: dict[tuple[str, str | None], list[dict]], stderr: str =
+                 "error: the server doesn't have a resource type \"x\""):
+        self.objects, self.stderr = objects, stderr
+
+    def list(self, resource: str, namespace: str | None = None) -> list[dict]:
+        if (resource, namespace) not in self.objects:
+            raise KubeError(["get", resource], 1, self.stderr)
+        return self.objects[(resource, namespace)]
+
+
+def test_read_view_reads_each_kind_from_its_namespace():
+    def tagged(resource, namespace):
+        return [{"metadata": {"name": f"{resource}@{namespace}"}}]
+    table = {(r, n): tagged(r, n) for r, n in [
+        ("nodes", None), ("deployments", "msp"), ("statefulsets", "msp"), ("jobs", "msp"),
+        ("gitrepositories", "flux-system"), ("ocirepositories", "flux-system"),
+        ("kustomizations", "flux-system"), ("helmreleases", "alga-system"),
+        ("helmrepositories", "flux-system"), ("helmcharts", "flux-system")]}
+    view = readiness.read_view(ListingKube(table))
+    assert view == ClusterView(**{field: table[key] for field, key in {
+        "nodes": ("nodes", None), "deployments": ("deployments", "msp"),
+        "statefulsets": ("statefulsets", "msp"), "jobs": ("jobs", "msp"),
+        "gitrepositories": ("gitrepositories", "flux-system"),
+        "ocirepositories": ("ocirepositories", "flux-system"),
+        "kustomizations": ("kustomizations", "flux-system"),
+        "helmreleases": ("helmreleases", "alga-system"),
+        "helmrepositories": ("helmrepositories", "flux-system"),
+        "helmcharts": ("helmcharts", "flux-system")}.items()})
+
+
+def test_read_view_before_flux_has_no_flux_objects_but_a_silent_api_fails():
+    core = {("nodes", None): [node()], ("deployments", "msp"): [],
+            ("statefulsets", "msp"): [], ("jobs", "msp"): []}
+    view = readiness.read_view(ListingKube(core))
+    assert view == ClusterView(nodes=[node()])
+    with pytest.raises(KubeError):
+        readiness.read_view(ListingKube(core, stderr="Unable to connect to the server"))
+
+
+def _failing(kind: str, reason: str, status: str = "False") -> dict:
+    api = {"Kustomization": "kustomize.toolkit.fluxcd.io/v1",
+           "OCIRepository": "source.toolkit.fluxcd.io/v1"}[kind]
+    return flux(kind, api, "alga-core", "flux-system", status, reason, "why")
+
+
+@pytest.mark.parametrize(("reason", "status", "failed"), [
+    ("ReconciliationFailed", "False", True),
+    ("BuildFailed", "False", True),
+    ("Progressing", "False", False), ("ProgressingWithRetry", "False", False),
+    ("DependencyNotReady", "False", False), ("SourceNotReady", "False", False),
+    ("ReconciliationFailed", "Unknown", False), ("Succeeded", "True", False),
+])
+def test_flux_failure_is_a_false_ready_that_is_not_work_in_progress(reason, status, failed):
+    obj = _failing("Kustomization", reason, status)
+    expected = {"type": "Ready", "status": status, "reason": reason, "message": "why",
+                "lastTransitionTime": "2026-11-27T10:00:00Z"}
+    assert readiness.flux_failure(obj, oci_release()) == (expected if failed else None)
+
+
+def test_flux_failure_of_an_object_without_conditions_is_none():
+    assert readiness.flux_failure({"kind": "Kustomization", "metadata": {"name": "x"}},
+                                  ClusterView()) is None
+
+
+def test_a_missing_artifact_is_the_sources_failure_until_the_source_has_one():
+    obj = _failing("Kustomization", "ArtifactFailed")
+    obj["spec"] = {"sourceRef": {"kind": "OCIRepository", "name": "alga-appliance"}}
+    view = oci_release()
+    assert readiness.flux_failure(obj, view)["reason"] == "ArtifactFailed"  # source has one
+    del view.ocirepositories[0]["status"]["artifact"]
+    assert readiness.flux_failure(obj, view) is None
+    view.ocirepositories = []
+    assert readiness.flux_failure(obj, view) is None
+    # Only a Kustomization waits on its source this way.
+    source = _failing("OCIRepository", "ArtifactFailed")
+    assert readiness.flux_failure(source, ClusterView())["reason"] == "ArtifactFailed"
+
+
+def test_node_address_and_k3s_version_come_from_the_node():
+    view = ClusterView(nodes=[node(address="192.168.1.20")])
+    assert readiness.node_address(view) == "192.168.1.20"
+    assert readiness.k3s_version(view) == "v1.33.4+k3s1"
+    assert readiness.node_address(ClusterView(nodes=[node()])) is None
+    assert readiness.node_address(ClusterView()) is None
+    assert readiness.k3s_version(ClusterView()) is None
+
+
+def test_the_first_ready_node_counts():
+    view = ClusterView(nodes=[node("False"), node("True")])
+    view.nodes[1]["metadata"]["name"] = "second"
+    assert readiness.node_ready(view) == Verdict(True, "node second is Ready")
+    assert readiness.node_ready(ClusterView(nodes=[node("False")])) == Verdict(
+        False, "no node is Ready")
+    assert readiness.node_ready(ClusterView()) == Verdict(False, "no node has registered")
+
+
+def test_flux_objects_by_kind_sources_before_what_they_feed():
+    view = oci_release()
+    objects = view.flux_objects()
+    assert list(objects) == ["GitRepository", "OCIRepository", "Kustomization",
+                             "HelmRepository", "HelmChart", "HelmRelease"]
+    assert [objects[k] for k in objects] == [
+        view.gitrepositories, view.ocirepositories, view.kustomizations,
+        view.helmrepositories, view.helmcharts, view.helmreleases]
+
+
+def test_partial_objects_as_the_api_may_return_them():
+    bare_node = {"metadata": {"name": "n"}}
+    assert readiness.node_address(ClusterView(nodes=[bare_node])) is None
+    assert readiness.k3s_version(ClusterView(nodes=[bare_node])) is None
+    assert readiness.node_address(ClusterView(nodes=[{**bare_node, "status": {}}])) is None
+    assert readiness.k3s_version(ClusterView(nodes=[{**bare_node, "status": {}}])) is None
+    assert readiness.release_source(ClusterView()) == Verdict(
+        False, "the Flux source alga-appliance does not exist yet")
+
+
+@pytest.mark.parametrize(("ready", "reason"), [
+    ({"type": "Ready", "status": "False"}, "alga-core: NotReady"),
+    ({"type": "Ready", "status": "False", "reason": "InstallFailed"}, "alga-core: InstallFailed"),
+    ({"type": "Ready", "status": "False", "reason": "InstallFailed",
+      "message": "exceeded the limit of 1 MAX"},
+     "alga-core: InstallFailed: exceeded the limit of 1 MAX"),
+])
+def test_a_ready_condition_without_reason_or_message_still_reads(ready, reason):
+    release = {"metadata": {"name": "alga-core", "generation": 1},
+               "status": {"observedGeneration": 1, "conditions": [ready]}}
+    assert readiness.flux_object([release], "alga-core") == Verdict(False, reason)
+
+
+def test_a_ready_flux_object_behind_its_generation_is_exactly_not_ready():
+    stale = flux("Kustomization", "kustomize.toolkit.fluxcd.io/v1", "alga-platform",
+                 "flux-system", "True", generation=2, observed=1)
+    assert readiness.flux_object([stale], "alga-platform") == Verdict(
+        False, "alga-platform has not reconciled its latest change")
+
+
+@pytest.mark.parametrize("spec", [None, {}, {"sourceRef": {"kind": "Bucket", "name": "x"}}])
+def test_a_missing_artifact_without_a_known_source_waits(spec):
+    obj = _failing("Kustomization", "ArtifactFailed")
+    if spec is not None:
+        obj["spec"] = spec
+    assert readiness.flux_failure(obj, oci_release()) is None
+
+
+def test_a_missing_artifact_with_a_source_without_status_waits():
+    obj = _failing("Kustomization", "ArtifactFailed")
+    obj["spec"] = {"sourceRef": {"kind": "OCIRepository", "name": "alga-appliance"}}
+    view = oci_release()
+    del view.ocirepositories[0]["status"]
+    assert readiness.flux_failure(obj, view) is None
+
+
+def test_every_failing_part_is_named():
+    view = healthy()
+    view.statefulsets = [workload("StatefulSet", "db", 1), workload("StatefulSet", "redis", 0)]
+    view.deployments = [workload("Deployment", n, 0 if n == "pgbouncer" else 1) for n in
+                        ("pgbouncer", "alga-core-sebastian", *BACKGROUND)]
+    assert readiness.tiers(view, LOGIN_OK, False)["core"] == Verdict(
+        False, "redis: 0/1 ready; pgbouncer: 0/1 ready")
+
+
+def test_a_workload_with_neither_spec_nor_generation_wants_one_ready_replica():
+    bare = {"metadata": {"name": "redis"}, "status": {"observedGeneration": 1}}
+    assert readiness.workload([bare], "redis") == Verdict(False, "redis: 0/1 ready")
+    bare["status"]["readyReplicas"] = 1
+    assert readiness.workload([bare], "redis") == Verdict(True, "redis: 1/1 ready")
+    del bare["status"]
+    assert readiness.workload([bare], "redis") == Verdict(False, "redis: 0/1 ready")
+
+
+def test_only_numbered_bootstrap_jobs_count():
+    view = healthy()
+    view.jobs = [job("alga-core-sebastian-bootstrap-r1", complete=True),
+                 job("alga-core-sebastian-bootstrap-r2-debug"),
+                 job("alga-core-sebastian-bootstrap-rerun")]
+    assert readiness.bootstrap(view, False) == Verdict(
+        True, "bootstrap job alga-core-sebastian-bootstrap-r1 completed")
+
+
+def test_bootstrap_after_its_job_expired_reads_exactly():
+    view = healthy()
+    view.jobs = []
+    assert readiness.bootstrap(view, False) == Verdict(
+        True, "bootstrap finished (its job has expired; alga-core is Ready)")
+    view.helmreleases = []
+    assert readiness.bootstrap(view, True) == Verdict(True, "bootstrap completed earlier")
+    assert readiness.bootstrap(view, False) == Verdict(False, "the bootstrap job has not started")

@@ -1,5 +1,6 @@
 """The GRUB patcher: autoinstall args on every casper line, once, whatever was there."""
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -217,3 +218,85 @@ def test_guard_changes_only_titles_of_install_entries_and_puts_the_disk_entry_fi
     rest = guarded.replace(grubcfg.INSTALLED_GUARD, "", 1).splitlines()
     assert [line for line in rest if not line.startswith("menuentry")] == [
         line for line in config.splitlines() if not line.startswith("menuentry")]
+
+
+# Issue 24: literal expectations, not ones worked out with grubcfg's own parser.
+def test_the_ubuntu_config_patched_for_serial_is_exactly_this():
+    patched = grubcfg.patch_config(UBUNTU_GRUB_CFG, timeout=5, serial=True)
+    expected = UBUNTU_GRUB_CFG.replace("set timeout=30\n", "set timeout=5\n").replace(
+        "/casper/vmlinuz  ---",
+        "/casper/vmlinuz autoinstall 'ds=nocloud;s=/cdrom/nocloud/' --- console=ttyS0,115200",
+    ).replace(
+        "/casper/hwe-vmlinuz  ---",
+        "/casper/hwe-vmlinuz autoinstall 'ds=nocloud;s=/cdrom/nocloud/' --- "
+        "console=ttyS0,115200")
+    assert patched == ("serial --unit=0 --speed=115200\nterminal_input console serial\n"
+                       "terminal_output console serial\n" + expected)
+
+
+def test_a_line_with_our_args_and_others_around_them_is_exactly_this():
+    config = ("  linuxefi /casper/hwe-vmlinuz quiet 'a;b' ds=nocloud\\;s=/x/ --- splash "
+              "console=ttyS0,115200\nset timeout=0\n")
+    assert grubcfg.patch_config(config, timeout=0, serial=True) == (
+        "serial --unit=0 --speed=115200\nterminal_input console serial\n"
+        "terminal_output console serial\n"
+        "  linuxefi /casper/hwe-vmlinuz quiet 'a;b' autoinstall "
+        "'ds=nocloud;s=/cdrom/nocloud/' --- splash console=ttyS0,115200\nset timeout=0\n")
+
+
+def test_kernel_lines_parse_to_these_words():
+    assert grubcfg.casper_kernel_lines(
+        "linuxefi /casper/vmlinuz quiet 'a;b' \"c d\" autoinstall --- splash\n"
+        "linux /boot/vmlinuz quiet\n\tlinux\t/casper/hwe-vmlinuz # comment ---\n") == [
+        grubcfg.KernelLine("/casper/vmlinuz", ["quiet", "a;b", "c d", "autoinstall"],
+                           ["splash"]),
+        grubcfg.KernelLine("/casper/hwe-vmlinuz", [], None)]
+    # Inside single quotes a backslash is itself; inside double quotes it escapes.
+    assert grubcfg.split_words("a\\ b 'c\\d' \"e\\\"f\" # g") == [
+        grubcfg.Word("a\\ b", "a b"), grubcfg.Word("'c\\d'", "c\\d"),
+        grubcfg.Word('"e\\"f"', 'e"f')]
+
+
+def test_quoting_leaves_plain_words_and_quotes_the_rest():
+    assert [grubcfg.quote(v) for v in ("abc", "ABC", "it's", "a;b")] == [
+        "abc", "ABC", "'it'\\''s'", "'a;b'"]
+
+
+@pytest.mark.parametrize(("line", "serial", "patched"), [
+    # The kernel's path again as an argument stays an argument.
+    ("linux /casper/vmlinuz /casper/vmlinuz ---", False,
+     "linux /casper/vmlinuz /casper/vmlinuz autoinstall 'ds=nocloud;s=/cdrom/nocloud/' ---"),
+    ("linux /casper/vmlinuz linux", False,
+     "linux /casper/vmlinuz linux autoinstall 'ds=nocloud;s=/cdrom/nocloud/'"),
+    # The serial console before --- is not the installed system's: it is added after.
+    ("linux /casper/vmlinuz console=ttyS0,115200 ---", True,
+     "linux /casper/vmlinuz console=ttyS0,115200 autoinstall 'ds=nocloud;s=/cdrom/nocloud/' "
+     "--- console=ttyS0,115200"),
+    # No --- and nothing to put after one: none is added.
+    ("linux /casper/vmlinuz quiet", False,
+     "linux /casper/vmlinuz quiet autoinstall 'ds=nocloud;s=/cdrom/nocloud/'"),
+])
+def test_kernel_lines_are_patched_to_exactly_this(line, serial, patched):
+    assert grubcfg.patch_config(line + "\n", timeout=None, serial=serial) == patched + "\n"
+
+
+def test_a_config_with_a_serial_line_gets_no_second_terminal_header():
+    assert grubcfg.patch_config("serial --unit=0 --speed=115200\n", timeout=5, serial=True) == (
+        "set timeout=5\nserial --unit=0 --speed=115200\n")
+
+
+def test_the_manifest_names_these_kernel_arguments():
+    assert grubcfg.kernel_arguments(False) == ["autoinstall", "ds=nocloud;s=/cdrom/nocloud/"]
+    assert grubcfg.kernel_arguments(True) == ["autoinstall", "ds=nocloud;s=/cdrom/nocloud/",
+                                              "console=ttyS0,115200"]
+
+
+@pytest.mark.parametrize(("line", "words"), [
+    ("a '' b", [("a", "a"), ("''", ""), ("b", "b")]),
+    ("x 'unterminated", [("x", "x"), ("'unterminated", "unterminated")]),
+    ('x "unterminated', [("x", "x"), ('"unterminated', "unterminated")]),
+    ('"a\\', [('"a\\', "a\\")]),  # a backslash ending the line inside double quotes
+    ('"a\\Xb"', [('"a\\Xb"', "a\\Xb")]),  # escapes only " \\ $ inside double quotes
+])
+def test_quoting_edge_cases_split_to_exactly_these_words(line, words):
+    assert grubcfg.split_words(line) == [grubcfg.Word(raw, value) for raw, value in words]

@@ -106,3 +106,40 @@ def test_invalid_options_are_refused_by_the_schema(bad):
     document = {**BuildOptions().as_document(), **bad}
     with pytest.raises(DocumentInvalid):
         validate(document, OPTIONS_SCHEMA, name="options", source="test")
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b"#cloud-config\n- 1\n", "user-data has no top-level autoinstall mapping"),
+    (b"#cloud-config\nautoinstall: 3\n", "user-data has no top-level autoinstall mapping"),
+    (b"#cloud-config\nother: {}\n", "user-data has no top-level autoinstall mapping"),
+    (b"version: 1\n", "user-data does not start with #cloud-config"),
+])
+def test_malformed_user_data_is_refused_exactly(data, message):
+    with pytest.raises(ValueError) as caught:
+        seed.parse_user_data(data)
+    assert str(caught.value) == message
+
+
+def test_build_refusals_state_the_problem_and_the_fix_exactly():
+    document = seed.autoinstall(BuildOptions(), [], [])
+    document["late-comands"], document["x"] = [], 1
+    with pytest.raises(IsoBuildError) as caught:
+        seed.check_autoinstall(document)
+    assert (caught.value.problem, caught.value.fix) == (
+        "autoinstall has unknown top-level keys ['late-comands', 'x']",
+        "use only keys from subiquity's 24.04 autoinstall schema")
+    document = seed.autoinstall(BuildOptions(), [], [])
+    document["shutdown"] = "halt"
+    with pytest.raises(IsoBuildError) as caught:
+        seed.check_autoinstall(document)
+    assert (caught.value.problem, caught.value.fix) == (
+        "autoinstall (generated seed) is invalid at /shutdown: 'halt' is not one of "
+        "['reboot', 'poweroff']", "this is a bug in the seed generator; report it")
+
+
+def test_meta_data_names_the_installer_instance():
+    assert seed.META_DATA == b"instance-id: alga-appliance-installer\n"
+
+
+def test_without_an_installer_proxy_the_seed_has_no_proxy_key():
+    assert "proxy" not in seed.autoinstall(BuildOptions(), [], [])

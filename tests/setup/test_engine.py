@@ -7,7 +7,7 @@ import pytest
 from support.base import make_host_root
 
 from host.core import paths, runlock, state
-from host.core.failures import SUPPORT_COMMAND, OperationFailed
+from host.core.failures import OperationFailed
 from host.setup import engine, phases
 
 INPUTS = {"channel": "stable", "app_url": "http://10.0.0.5:3000", "dns": {"mode": "system"},
@@ -84,7 +84,7 @@ def test_known_failure_is_classified_and_fails_the_chain(root, chain):
     assert failure == {
         "category": "dns", "last_action": "doing first", "suspected_cause":
         "ghcr.io does not resolve", "next_step": "fix DNS",
-        "support_command": SUPPORT_COMMAND,
+        "support_command": "sudo alga-appliance support-bundle",
         "log_excerpt": failure["log_excerpt"]}
     assert "failed: ghcr.io does not resolve" in failure["log_excerpt"]
     assert doc["phases"]["second"]["state"] == "pending"

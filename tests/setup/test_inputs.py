@@ -7,7 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from host.core.validation import validate
-from host.setup.inputs import FIELDS, InputErrors, as_answers, parse_setup_inputs
+from host.setup.inputs import (
+    FIELDS,
+    InputErrors,
+    as_answers,
+    parse_setup_inputs,
+    password_stored,
+    without_password,
+)
 
 NODE_IP = "10.0.0.5"
 
@@ -288,3 +295,238 @@ def test_proxy_credentials_with_at_signs_and_spaces_round_trip(user, password):
                                    "proxy_password": password}, NODE_IP)
     assert (document["proxy"]["user"], document["proxy"]["password"]) == (user, password)
     assert parse_setup_inputs(as_answers(document), NODE_IP, stored=document) == document
+
+
+# Issue 24: literal documents, so a change that corrupts both directions of a round trip
+# alike (credentials dropped on parse and on as_answers) cannot pass.
+PROXIED = {"proxy_url": "HTTP://Proxy.Corp:3128/", "proxy_user": " user ",
+           "proxy_password": "s3cret", "no_proxy": "corp.local, 192.168.0.0/16"}
+PROXIED_DOCUMENT = {
+    "channel": "stable", "app_url": "http://10.0.0.5:3000", "dns": {"mode": "system"},
+    "proxy": {"url": "http://proxy.corp:3128", "user": "user", "password": "s3cret",
+              "no_proxy": ["localhost", "127.0.0.1", "::1", "10.42.0.0/16", "10.43.0.0/16",
+                           ".svc", ".cluster.local", "10.0.0.5", "corp.local",
+                           "192.168.0.0/16"]},
+    "overrides": {}}
+
+
+def test_proxy_credentials_are_kept_exactly_through_a_round_trip():
+    document = parse_setup_inputs(PROXIED, NODE_IP)
+    assert document == PROXIED_DOCUMENT
+    answers = as_answers(document)
+    assert answers == {
+        "channel": "stable", "app_url": "http://10.0.0.5:3000", "dns_mode": "system",
+        "dns_servers": "", "proxy_url": "http://proxy.corp:3128", "proxy_user": "user",
+        "no_proxy": "localhost, 127.0.0.1, ::1, 10.42.0.0/16, 10.43.0.0/16, .svc, "
+                    ".cluster.local, 10.0.0.5, corp.local, 192.168.0.0/16"}
+    assert parse_setup_inputs(answers, NODE_IP, stored=document) == PROXIED_DOCUMENT
+    # Another user or proxy does not inherit the stored password.
+    for change in ({"proxy_user": "other"}, {"proxy_url": "http://proxy.corp:8080"}):
+        with pytest.raises(InputErrors) as caught:
+            parse_setup_inputs({**answers, **change}, NODE_IP, stored=document)
+        assert [(e.field, e.message) for e in caught.value.errors] == [
+            ("proxy_password", "is needed with a proxy user")]
+
+
+def test_a_proxy_without_credentials_has_none():
+    document = parse_setup_inputs({"proxy_url": "https://[2001:db8::1]:3128"}, NODE_IP)
+    assert document["proxy"] == {"url": "https://[2001:db8::1]:3128", "no_proxy": [
+        "localhost", "127.0.0.1", "::1", "10.42.0.0/16", "10.43.0.0/16", ".svc",
+        ".cluster.local", "10.0.0.5"]}
+
+
+@pytest.mark.parametrize(("answers", "field", "message"), [
+    ({"proxy_url": "ftp://proxy.corp:21"}, "proxy_url", "must look like http(s)://host:port"),
+    ({"proxy_url": "socks5://proxy.corp:1080"}, "proxy_url",
+     "must look like http(s)://host:port"),
+    ({"proxy_url": "proxy.corp:3128"}, "proxy_url", "must look like http(s)://host:port"),
+    ({"proxy_url": "http://:3128"}, "proxy_url", "must look like http(s)://host:port"),
+    ({"proxy_url": "http://proxy.corp:3128/path"}, "proxy_url",
+     "must be scheme, host and port only"),
+    ({"proxy_url": "http://proxy.corp:3128?x=1"}, "proxy_url",
+     "must be scheme, host and port only"),
+    ({"proxy_url": "http://proxy.corp:0"}, "proxy_url",
+     "port 0 cannot be connected to: give a port from 1 to 65535"),
+    ({"proxy_url": "http://user@proxy.corp:3128"}, "proxy_url",
+     "must not contain a user or password: give them in the proxy user and proxy password "
+     "fields"),
+    ({"app_url": "https://user@psa.example.com"}, "app_url", "must be scheme, host and port only"),
+    ({"app_url": "https://:pw@psa.example.com"}, "app_url", "must be scheme, host and port only"),
+    ({"app_url": "https://psa.example.com?x=1"}, "app_url", "must be scheme, host and port only"),
+    ({"app_url": "https://psa.example.com#top"}, "app_url", "must be scheme, host and port only"),
+    ({"app_url": "ftp://psa.example.com"}, "app_url",
+     "must be an http:// or https:// URL, or a hostname"),
+    ({"app_url": "https://psa.example.com:0"}, "app_url",
+     "port 0 cannot be connected to: give a port from 1 to 65535"),
+])
+def test_urls_with_other_schemes_or_credentials_are_refused_exactly(answers, field, message):
+    with pytest.raises(InputErrors) as caught:
+        parse_setup_inputs(answers, NODE_IP)
+    assert [(e.field, e.message) for e in caught.value.errors] == [(field, message)]
+
+
+@pytest.mark.parametrize(("given_repo", "normalised"), [
+    ("https://git.example.com:8443/o/r.git/", "https://git.example.com:8443/o/r"),
+    ("https://github.com/o/r.git/", "https://github.com/o/r"),
+    ("git@github.com:o/r.git", "https://github.com/o/r"),
+    ("HTTPS://GitHub.com/o/r/", "https://github.com/o/r"),
+    ("https://[2001:db8::1]/o/r", "https://[2001:db8::1]/o/r"),
+    ("https://github.com/o/FIX/", "https://github.com/o/FIX"),
+    ("https://github.com/o/r/.git", "https://github.com/o/r"),
+])
+def test_git_repository_urls_normalise_to_exactly_this(given_repo, normalised):
+    assert parse_setup_inputs({"release_source": given_repo}, NODE_IP)["overrides"] == {
+        "release_source": normalised}
+
+
+REPOSITORY_CHARACTERS = "the repository path must not contain spaces, '@' or control characters"
+NOT_A_REPOSITORY = "must name a repository, like https://github.com/owner/repo"
+
+
+@pytest.mark.parametrize(("answers", "field", "message"), [
+    ({"release_source": "https://github.com/o/r@main"}, "release_source",
+     REPOSITORY_CHARACTERS),
+    ({"release_source": "https://github.com/o/r x"}, "release_source", REPOSITORY_CHARACTERS),
+    ({"release_source": "https://github.com/o/r\x7fx"}, "release_source",
+     REPOSITORY_CHARACTERS),
+    ({"release_source": "http://github.com/o/r"}, "release_source",
+     "must be oci://<registry>/<repository>, an https:// git repository URL or "
+     "git@host:owner/repo"),
+    ({"release_source": "https://github.com/o"}, "release_source", NOT_A_REPOSITORY),
+    ({"release_source": "https://github.com/o/r?x=1"}, "release_source", NOT_A_REPOSITORY),
+    ({"release_source": "https://github.com:99999/o/r"}, "release_source",
+     "is not a URL (Port out of range 0-65535)"),
+    ({"release_source": "https://svc@github.com/o/r"}, "release_source",
+     "must not contain a user or password: the appliance reads the release repository "
+     "without credentials"),
+    ({"dns_mode": "custom", "dns_servers": "::ffff:1.2.3.4"}, "dns_servers",
+     "::ffff:1.2.3.4 is an IPv4-mapped IPv6 address (an IPv4 resolver is given as IPv4); "
+     "give the network's resolvers"),
+    ({"dns_mode": "custom", "dns_servers": "::"}, "dns_servers",
+     ":: is a local address (k3s cannot use a loopback resolver); give the network's "
+     "resolvers"),
+    ({"dns_mode": "custom", "dns_servers": "255.255.255.255"}, "dns_servers",
+     "255.255.255.255 is a multicast or broadcast address, not one resolver; give the "
+     "network's resolvers"),
+    ({"dns_mode": "custom", "dns_servers": "ff02::fb"}, "dns_servers",
+     "ff02::fb is a multicast or broadcast address, not one resolver; give the network's "
+     "resolvers"),
+])
+def test_release_sources_and_resolvers_are_refused_exactly(answers, field, message):
+    with pytest.raises(InputErrors) as caught:
+        parse_setup_inputs(answers, NODE_IP)
+    assert [(e.field, e.message) for e in caught.value.errors] == [(field, message)]
+
+
+def test_the_error_text_lists_every_field_and_its_message():
+    with pytest.raises(InputErrors) as caught:
+        parse_setup_inputs({"channel": "x", "branch": ".."}, NODE_IP)
+    assert str(caught.value) == ("channel: must be stable (recommended) or nightly (testing); "
+                                 "branch: is not a valid git branch name")
+
+
+def test_a_proxy_without_a_user_shows_an_empty_user():
+    answers = as_answers(parse_setup_inputs({"proxy_url": "http://p:1"}, NODE_IP))
+    assert (answers["proxy_url"], answers["proxy_user"]) == ("http://p:1", "")
+
+
+def test_a_document_is_shown_without_its_password_and_says_one_is_stored():
+    shown = without_password(PROXIED_DOCUMENT)
+    assert shown == {**PROXIED_DOCUMENT, "proxy": {
+        "url": "http://proxy.corp:3128", "user": "user",
+        "no_proxy": PROXIED_DOCUMENT["proxy"]["no_proxy"]}}
+    assert PROXIED_DOCUMENT["proxy"]["password"] == "s3cret"  # the original is kept whole
+    unproxied = parse_setup_inputs({}, NODE_IP)
+    assert without_password(unproxied) is unproxied
+    no_user = parse_setup_inputs({"proxy_url": "http://p:1"}, NODE_IP)
+    assert without_password(no_user) is no_user
+    assert [password_stored(d) for d in (PROXIED_DOCUMENT, shown, unproxied, no_user, None)] \
+        == [True, False, False, False, False]
+
+
+@pytest.mark.parametrize(("answers", "errors"), [
+    ({"channel": 5}, [("channel", "must be text")]),
+    ({"channel": "beta"}, [("channel", "must be stable (recommended) or nightly (testing)")]),
+    ({"app_url": "http://[::1"}, [("app_url", "is not a URL or hostname (Invalid IPv6 URL)")]),
+    ({"app_url": "psa:99999"},
+     [("app_url", "is not a URL or hostname (Port out of range 0-65535)")]),
+    ({"app_url": "https://psa.example.com/app"},
+     [("app_url", "must not have a path: Alga is served at the root")]),
+    ({"app_url": "psa\u200b.example"},
+     [("app_url", "contains an invisible character (zero-width or formatting): type the host "
+                  "name again")]),
+    ({"app_url": "a..b"},
+     [("app_url", "needs a valid hostname or IP address (a label is empty, longer than 63 "
+                  "characters or not a valid name)")]),
+    ({"app_url": "bad_host!"}, [("app_url", "needs a valid hostname or IP address")]),
+    ({"app_url": "http://:8080"}, [("app_url", "needs a valid hostname or IP address")]),
+    ({"app_url": "http://[fe80::1%25eth0]"},
+     [("app_url", "'fe80::1%25eth0' has a zone (%...): give the address without it, or a "
+                  "host name")]),
+    ({"dns_servers": "1.1.1.1"}, [("dns_servers", "are only used with dns_mode custom")]),
+    ({"dns_mode": "dhcp"},
+     [("dns_mode", "must be system (DHCP or the host's resolvers) or custom")]),
+    ({"dns_mode": 1}, [("dns_mode", "must be text")]),
+    ({"dns_mode": "custom", "dns_servers": [1]}, [("dns_servers", "must be a list of text")]),
+    ({"dns_mode": "custom", "dns_servers": "a.b"},
+     [("dns_servers", "'a.b' is not an IPv4 or IPv6 address")]),
+    ({"dns_mode": "custom"}, [("dns_servers", "custom DNS needs 1 to 3 resolver addresses")]),
+    ({"proxy_user": "u"}, [("proxy_user", "is only used together with a proxy URL")]),
+    ({"proxy_password": "p"}, [("proxy_password", "is only used together with a proxy URL")]),
+    ({"no_proxy": "x"}, [("no_proxy", "is only used together with a proxy URL")]),
+    ({"proxy_url": 1}, [("proxy_url", "must be text")]),
+    ({"proxy_url": "http://p:1", "no_proxy": "a b!c"},
+     [("no_proxy", "'b!c' is not a host, domain, IP or CIDR")]),
+    ({"proxy_url": "http://p:1", "no_proxy": [1]}, [("no_proxy", "must be a list of text")]),
+    ({"proxy_url": "http://p:1", "proxy_user": "u", "proxy_password": 5},
+     [("proxy_password", "must be text")]),
+    ({"branch": "-x"}, [("branch", "must not start with '-' (git would read it as an option)")]),
+    ({"branch": "a..b"}, [("branch", "is not a valid git branch name")]),
+    ({"release_source": "oci://Bad"},
+     [("release_source", "must be oci://<registry>/<repository> (lower case), optionally "
+                         "with :<tag> or @sha256:<digest>")]),
+    ({"app_url": 5}, [("app_url", "must be text")]),
+    ({"release_source": 5}, [("release_source", "must be text")]),
+    ({"branch": 5}, [("branch", "must be text")]),
+    ({"proxy_url": "http://p:1", "proxy_user": 5, "proxy_password": "p"},
+     [("proxy_user", "must be text")]),
+    ({"proxy_url": "http://p:1", "proxy_password": "p"},
+     [("proxy_user", "is needed with a proxy password")]),
+    ({"proxy_url": "http://p:1", "proxy_user": "a:b", "proxy_password": "p"},
+     [("proxy_user", "must not contain ':' (proxy authentication cannot carry it)")]),
+    ({"proxy_url": "http://p:1", "proxy_user": "u", "proxy_password": "p\x00"},
+     [("proxy_password", "must not contain control characters or line breaks")]),
+    # A paragraph separator and a lone surrogate are as unusable as a control character.
+    ({"proxy_url": "http://p:1", "proxy_user": "u", "proxy_password": "p\u2029w"},
+     [("proxy_password", "must not contain control characters or line breaks")]),
+    ({"proxy_url": "http://p:1", "proxy_user": "u\ud800x", "proxy_password": "p"},
+     [("proxy_user", "must not contain control characters or line breaks")]),
+    ({"proxy_url": "http://[::1:3128"}, [("proxy_url", "is not a URL (Invalid IPv6 URL)")]),
+    ({"release_source": "https://github.com:0/o/r"},
+     [("release_source", "port 0 cannot be connected to: give a port from 1 to 65535")]),
+    ({"colour": 1},
+     [("colour", "unknown field; allowed: channel, app_url, dns_mode, dns_servers, proxy_url, "
+                 "proxy_user, proxy_password, no_proxy, release_source, branch")]),
+])
+def test_each_refusal_reads_exactly(answers, errors):
+    with pytest.raises(InputErrors) as caught:
+        parse_setup_inputs(answers, NODE_IP)
+    assert [(e.field, e.message) for e in caught.value.errors] == errors
+
+
+@pytest.mark.parametrize(("given_url", "normalised"), [
+    ("psa.example.com:8443", "http://psa.example.com:8443"),
+    ("http://psa.example.com:80", "http://psa.example.com"),
+    ("https://psa.example.com:80", "https://psa.example.com:80"),
+    ("HTTP://10.0.0.9:3000", "http://10.0.0.9:3000"),
+])
+def test_app_urls_keep_only_ports_other_than_their_schemes_default(given_url, normalised):
+    assert parse_setup_inputs({"app_url": given_url}, NODE_IP)["app_url"] == normalised
+
+
+def test_no_proxy_entries_are_kept_as_given_after_the_fixed_ones():
+    proxy = parse_setup_inputs({"proxy_url": "http://p:1",
+                                "no_proxy": "Corp.Local *.x.y [::1] 10.0.0.5"}, NODE_IP)["proxy"]
+    assert proxy["no_proxy"] == ["localhost", "127.0.0.1", "::1", "10.42.0.0/16", "10.43.0.0/16",
+                                 ".svc", ".cluster.local", "10.0.0.5", "Corp.Local", "*.x.y",
+                                 "[::1]"]

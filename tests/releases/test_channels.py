@@ -1,0 +1,16 @@
+"""The release channels, literally: which exist, which is the default and which asks for
+confirmation (tests/architecture/test_contracts.py checks every other place agrees)."""
+
+from host.releases import channels
+from host.setup.inputs import parse_setup_inputs
+
+
+def test_the_channels_are_stable_by_default_and_nightly_for_testing():
+    assert channels.CHANNELS == ("stable", "nightly")
+    assert channels.DEFAULT_CHANNEL == "stable"
+    assert channels.TESTING_CHANNELS == ("nightly",)
+
+
+def test_setup_offers_exactly_these():
+    assert parse_setup_inputs({}, "10.0.0.5")["channel"] == "stable"
+    assert parse_setup_inputs({"channel": "NIGHTLY"}, "10.0.0.5")["channel"] == "nightly"
