@@ -20,7 +20,13 @@ import pytest
 import requests
 import trustme
 from click.testing import CliRunner
-from support.attacks import SLOW_HANDSHAKE, SlowClients, poll_as_admin, running_service
+from support.attacks import (
+    SLOW_HANDSHAKE,
+    SlowClients,
+    closed,
+    poll_as_admin,
+    running_service,
+)
 from support.base import serve_https
 
 from host import cli, web_server, web_tls
@@ -185,7 +191,7 @@ def test_a_handshake_must_finish_within_the_deadline(root):
         began, closed_after, sent = time.monotonic(), {}, 0
         while len(closed_after) < 2 and time.monotonic() - began < 15:
             for name, sock in (("silent", silent), ("trickling", trickling)):
-                if name not in closed_after and _raw_closed(sock):
+                if name not in closed_after and closed(sock):
                     closed_after[name] = time.monotonic() - began
             if "trickling" not in closed_after:
                 with contextlib.suppress(OSError):
@@ -194,18 +200,6 @@ def test_a_handshake_must_finish_within_the_deadline(root):
             time.sleep(0.25)
     assert set(closed_after) == {"silent", "trickling"}, closed_after
     assert min(closed_after.values()) >= 1.5, closed_after  # not before the deadline
-
-
-def _raw_closed(sock: socket.socket) -> bool:
-    sock.settimeout(0)
-    try:
-        return sock.recv(1, socket.MSG_PEEK) == b""
-    except BlockingIOError:
-        return False
-    except OSError:
-        return True
-    finally:
-        sock.settimeout(10)
 
 
 def test_an_address_holds_at_most_its_share_of_handshakes(root):
@@ -217,7 +211,7 @@ def test_an_address_holds_at_most_its_share_of_handshakes(root):
             sock.send(SLOW_HANDSHAKE[:1])
             time.sleep(0.01)  # in order, so the oldest are known
         time.sleep(1)
-        evicted = [index for index, sock in enumerate(held) if _raw_closed(sock)]
+        evicted = [index for index, sock in enumerate(held) if closed(sock)]
         other = https_get(https_port, "/healthz", source="127.0.0.4")
         same = https_get(https_port, "/healthz", source="127.0.0.3")
         for sock in held:
