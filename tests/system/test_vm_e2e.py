@@ -36,6 +36,7 @@ import os
 import re
 import secrets
 import shutil
+import ssl
 import subprocess
 import tarfile
 from pathlib import Path
@@ -448,7 +449,21 @@ def as_typed_at_the_shell(block: str, applied: set[str]) -> str:
     return block
 
 
+def copy_in_the_customers_certificate(vm) -> str:
+    """What the admin guide's `tls install` takes: the customer's certificate and key, as an
+    admin copies them to the appliance (to the shell's directory); their fingerprint."""
+    issued = trustme.CA().issue_cert("psa-admin.example.com")
+    pem = {"psa-admin.crt": b"".join(blob.bytes() for blob in issued.cert_chain_pems),
+           "psa-admin.key": issued.private_key_pem.bytes()}
+    for name, content in pem.items():
+        written = vm.run("sh", "-ec", f"cat > /tmp/{name} <<'PEM'\n{content.decode()}PEM\n")
+        assert written.code == 0, written
+    der = ssl.PEM_cert_to_DER_cert(issued.cert_chain_pems[0].bytes().decode())
+    return ":".join(f"{byte:02X}" for byte in hashlib.sha256(der).digest())
+
+
 def test_7_the_docs_shell_commands_work_on_the_appliance(vm, console_token):
+    customers = copy_in_the_customers_certificate(vm)
     applied = set()
     for doc, expected in SHELL_DOCS.items():
         printed = ""
@@ -460,3 +475,5 @@ def test_7_the_docs_shell_commands_work_on_the_appliance(vm, console_token):
         for text in expected:
             assert text in printed, (doc, text, printed[-3000:])
     assert applied == {pattern for pattern, _, _ in AT_THE_SHELL_CHANGES}, "a change is stale"
+    # The certificate the admin guide installs is the customer's, not a self-signed one.
+    assert customers in vm.run("alga-appliance", "tls", "show").stdout
