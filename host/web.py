@@ -26,12 +26,15 @@ from pathlib import Path
 from host.core import paths, spool, state, token
 from host.net import addresses, endpoints, resolvers
 from host.releases import channels, source
-from host.setup import chain, recovery
+from host.setup import chain, credentials, recovery
 from host.setup import request as setup_request
 from host.setup.inputs import (
     FIELDS,
+    PASSWORD_RULE,
     InputErrors,
+    admin_password_stored,
     as_answers,
+    default_answers,
     parse_setup_inputs,
     password_stored,
     without_password,
@@ -399,7 +402,8 @@ def _json_body(environ: dict) -> dict:
 
 def _parsed(answers: dict, root: Path | None, node_ip: str) -> dict:
     try:
-        return parse_setup_inputs(answers, node_ip, state.read(state.SETUP_INPUTS, root))
+        return parse_setup_inputs(answers, node_ip, state.read(state.SETUP_INPUTS, root),
+                                  admin_user=credentials.admin_user(root))
     except InputErrors as exc:
         raise _invalid(exc) from exc
 
@@ -419,9 +423,11 @@ def _setup_context(root: Path | None, node_ip: str) -> dict:
             "phases": [{"name": step.name, "title": step.title} for step in chain.CHAIN],
             "resolvers": resolvers.system(root),
             "release_source": _release_source(root),
-            "defaults": as_answers(parse_setup_inputs({}, node_ip)),
+            "defaults": default_answers(node_ip),
             "answers": as_answers(inputs) if inputs else None,
-            "proxy_password_stored": password_stored(inputs)}
+            "proxy_password_stored": password_stored(inputs),
+            "admin_password_stored": admin_password_stored(inputs),
+            "admin_user": credentials.admin_user(root), "password_rule": PASSWORD_RULE}
 
 
 def _release_source(root: Path | None) -> dict:

@@ -15,6 +15,7 @@ import requests
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.answers import with_admin
 from support.base import FAKES, TESTS, serve_wsgi
 from support.openapi_check import assert_documented, document
 
@@ -38,6 +39,9 @@ def server(root):
 
 
 def post_setup(url, secret, answers, **kwargs):
+    """POST the answers, with the admin password every first setup needs (support.answers)."""
+    if isinstance(answers, dict):
+        answers = with_admin(answers)
     return requests.post(f"{url}/api/setup", json=answers, timeout=5,
                          headers={"Authorization": f"Bearer {secret}"}, **kwargs)
 

@@ -1,0 +1,21 @@
+"""Setup answers for tests about everything but the admin's credentials: every first setup
+needs the admin password, so these add one (and a confirmation) when none is given and
+none is stored."""
+
+from host.setup import inputs
+
+ADMIN_PASSWORD = "river lamp orbit 42"
+ADMIN = {"admin_password": ADMIN_PASSWORD, "admin_password_confirm": ADMIN_PASSWORD}
+
+
+def with_admin(answers: dict, stored: dict | None = None) -> dict:
+    """`answers` with the admin password, unless they carry one or `stored` keeps one."""
+    if "admin_password" in answers or inputs.admin_password_stored(stored):
+        return answers
+    return {**ADMIN, **answers}
+
+
+def parse_with_admin(raw: dict, node_ip: str, stored: dict | None = None, **kwargs) -> dict:
+    """parse_setup_inputs of `raw` with the admin password added as `with_admin` does."""
+    return inputs.parse_setup_inputs(with_admin(raw, stored) if isinstance(raw, dict) else raw,
+                                     node_ip, stored, **kwargs)
