@@ -18,6 +18,7 @@ import pexpect
 import pytest
 import requests
 from click.testing import CliRunner
+from support.answers import SPOOLED_ADMIN
 from support.base import FAKES, ROOT, make_host_root, serve_wsgi
 from support.builders import INSTALLED
 from support.docs import CAPTURE_NAMES, CAPTURES
@@ -610,7 +611,8 @@ def test_plain_progress_follows_real_preflight_runs_to_failure(lab, monkeypatch)
 
 
 def test_console_follows_a_setup_already_running_instead_of_starting_another(console_root):
-    spool.submit(spool.SETUP, {"answers": {}, "submitted_at": "2026-11-27T10:00:00Z"},
+    spool.submit(spool.SETUP, {**SPOOLED_ADMIN, "answers": {},
+                               "submitted_at": "2026-11-27T10:00:00Z"},
                  console_root)  # from the web
     child = pexpect.spawn(sys.executable, console_command(console_root, "--plain")[1:],
                           env=console_env("vt100"), encoding="utf-8", timeout=15)

@@ -6,6 +6,10 @@ from host.setup import inputs
 
 ADMIN_PASSWORD = "river lamp orbit 42"
 ADMIN = {"admin_password": ADMIN_PASSWORD, "admin_password_confirm": ADMIN_PASSWORD}
+# What a spooled request carries instead (openssl passwd -6 -salt answerssalt0001).
+SPOOLED_ADMIN = {"admin_password_hash":
+                 "$6$answerssalt0001$HqUWey1V5YfWYsQH926iR0XiRulqbr6Qr8NIE/54k"
+                                        "y1qyrIEPtQSDgotTu8raMEv83T5B.E2VS8Ra91/BwxNI0"}
 
 
 def with_admin(answers: dict, stored: dict | None = None) -> dict:

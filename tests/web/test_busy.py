@@ -11,6 +11,7 @@ import sys
 import pytest
 import requests
 from click.testing import CliRunner
+from support.answers import SPOOLED_ADMIN
 from support.base import FAKES, serve_wsgi
 from support.busy import STARTED, install, update_running
 from support.openapi_check import assert_documented
@@ -98,7 +99,8 @@ def arrange(busy_with: str, root, owner_pid: int) -> None:
         update_running(root, "check", "nightly", None)
     else:
         state.write(state.INSTALL_STATE, install("succeeded"), root)
-        spool.submit(*{"setup waiting": (spool.SETUP, {"answers": {}, "submitted_at": STARTED}),
+        spool.submit(*{"setup waiting": (spool.SETUP, {**SPOOLED_ADMIN, "answers": {},
+                                                          "submitted_at": STARTED}),
                        "update waiting": (spool.UPDATE, update_request("check"))}[busy_with],
                      root)
 
@@ -154,7 +156,7 @@ def test_an_update_submitted_while_setup_runs_is_refused_naming_setup(web, root,
 
 
 HOLDERS = ("setup running", "update running")
-ACCEPTED = {"setup": (spool.SETUP, {"answers": {"channel": "nightly"},
+ACCEPTED = {"setup": (spool.SETUP, {**SPOOLED_ADMIN, "answers": {"channel": "nightly"},
                                     "submitted_at": STARTED}),
             "resume": (spool.SETUP, {"resume": True, "submitted_at": STARTED}),
             "update check": (spool.UPDATE, update_request("check")),
