@@ -75,7 +75,7 @@ def act(chosen: str, root: Path | None, ui, plain: bool) -> str:
     """Carry out the menu entry `chosen`; a note for the menu (empty: none)."""
     if chosen in ("setup", "progress"):
         return "Setup cancelled: nothing was started." \
-            if run_setup(root, plain) == EXIT_CANCELLED else ""
+            if run_setup(root, ui, plain) == EXIT_CANCELLED else ""
     if chosen == "status":
         ui.page("Status", status_view.lines(root))
     elif chosen == "bundle":
@@ -104,7 +104,7 @@ def token_screen(root: Path | None, ui) -> str:
     return f"New setup token: {actions.rotate_token(root)} (the old one no longer works)."
 
 
-def run_setup(root: Path | None, plain: bool) -> int:
+def run_setup(root: Path | None, ui, plain: bool) -> int:
     """The console setup: follow a setup already under way, resume an interrupted one, or
     ask the questions and start one."""
     node_ip = addresses.node_ip()
@@ -114,7 +114,7 @@ def run_setup(root: Path | None, plain: bool) -> int:
     resume = resumable(install) and setup_request.why_not_resumable(install, root) is None
     entered = current_answers(root, defaults(node_ip))
     if plain:
-        console = PlainConsole(root, node_ip, resolvers)
+        console = PlainConsole(root, node_ip, resolvers, ui.lines.stdin, ui.lines.stdout)
         if busy and not settled(install):  # running, or a request waits
             console.say(f"Setup is already under way ({busy}); following it.")
             return console.follow(None)

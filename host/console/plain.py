@@ -242,6 +242,7 @@ class PlainMenu:
     def watch(self, title: str, poll) -> None:
         """Print new progress lines until `poll` says it has ended (Ctrl-C leaves)."""
         self.lines.say(f"\n{title}\n{'-' * len(title)}")
+        self.lines.printed.clear()  # a line the last run printed is new in this one
         while True:
             lines, ended = poll()
             self.lines.show_new_lines(lines)
