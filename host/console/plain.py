@@ -233,7 +233,10 @@ class PlainMenu:
     def page(self, title: str, lines: list[str]) -> None:
         self.lines.say(f"\n{title}\n{'-' * len(title)}")
         for line in lines:
-            self.lines.say(line)
+            indent = " " * (len(line) - len(line.lstrip()) + 2)  # wrapped under itself
+            for part in textwrap.wrap(line, WIDTH, subsequent_indent=indent,
+                                      break_on_hyphens=False) or [""]:
+                self.lines.say(part)
 
     def confirm(self, title: str, lines: list[str], question: str) -> bool:
         self.page(title, lines)

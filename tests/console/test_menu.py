@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from support.base import FAKES, ROOT
 from support.builders import INSTALLED
 from test_console import (  # noqa: F401 -- console_root: the fixture, shared
-    TOKEN,
     Tmux,
     choose,
     console_command,
@@ -239,7 +238,8 @@ def test_tui_menu_redraws_when_setup_completes(menu_root, tui_menu):
     screen = terminal.wait_for("Set up here")
     assert "Support bundle" in screen and "Token" in screen and "Exit" in screen
     assert "Up/Down: move   Enter: choose" in screen
-    keep_capture("tui-menu", screen.replace(token.read_token(menu_root), TOKEN))
+    secret = token.read_token(menu_root)
+    keep_capture("tui-menu", screen.replace(secret, "<token>".ljust(len(secret))))
     state.write(state.INSTALL_STATE, INSTALLED, menu_root)
     state.write(state.STATUS, BACKGROUND_ISSUE, menu_root)
     screen = terminal.wait_for("Status")  # polled: no key pressed
