@@ -1,9 +1,11 @@
 """A running qemu (TCG) VM for the VM test tier: the host's kernel booting an ext4 root
-image, its serial console in a file, a VGA screen (tty1) that QMP can capture, one TCP
-port forwarded from 127.0.0.1, and the test agent (ci/vm_agent.py) on a virtio serial port.
+image, its serial console logged to a file and typed into through a socket, a VGA screen
+(tty1) that QMP can capture, one TCP port forwarded from 127.0.0.1, and the test agent
+(ci/vm_agent.py) on a virtio serial port.
 
-The guest's NIC is `restrict=on`: it reaches nothing outside, only the forwarded port
-reaches it. Stdlib only.
+The guest's first NIC is `restrict=on`: it reaches nothing outside, only the forwarded port
+reaches it. A second NIC can sit on a tap device (`lan_tap`) that the caller wires to a
+network of its own, with no DHCP. Stdlib only.
 """
 
 import contextlib
@@ -16,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vm_image import AGENT_PORT, Kernel
+
+# The second NIC's MAC, by which a test finds its name in the guest.
+LAN_MAC = "52:54:00:a1:9a:01"
 
 
 def free_port() -> int:
@@ -32,10 +37,14 @@ class AgentResult:
 
 
 class Vm:
-    def __init__(self, image: Path, kernel: Kernel, work: Path, guest_port: int = 8080):
+    def __init__(self, image: Path, kernel: Kernel, work: Path, guest_port: int = 8080,
+                 lan_tap: str | None = None):
         self.image, self.kernel, self.work = image, kernel, work
         self.guest_port, self.host_port = guest_port, free_port()
+        self.lan_tap = lan_tap
         self.serial_log = work / "serial.log"
+        self.serial_socket = work / "serial.sock"
+        self._serial: socket.socket | None = None
         self.agent_socket = work / "agent.sock"
         self.qmp_socket = work / "qmp.sock"
         self.process: subprocess.Popen | None = None
@@ -48,7 +57,10 @@ class Vm:
             "qemu-system-x86_64", "-accel", "tcg", "-smp", "2", "-m", "1536",
             "-display", "none", "-nodefaults", "-monitor", "none", "-vga", "std",
             "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
-            "-serial", f"file:{self.serial_log}",
+            # Everything the guest writes goes to the log, connected or not.
+            "-chardev", f"socket,id=serial0,path={self.serial_socket},server=on,wait=off,"
+                        f"logfile={self.serial_log}",
+            "-serial", "chardev:serial0",
             "-kernel", str(self.kernel.vmlinuz), "-initrd", str(self.kernel.initrd),
             # console=ttyS0 makes systemd start serial-getty@ttyS0; getty@tty1 runs on the
             # VGA screen. Both draw /etc/issue.d.
@@ -59,7 +71,14 @@ class Vm:
             "-device", "virtio-serial-pci",
             "-chardev", f"socket,id=agent,path={self.agent_socket},server=on,wait=off",
             "-device", f"virtserialport,chardev=agent,name={AGENT_PORT}",
+            *self._lan_nic(),
         ]  # fmt: skip
+
+    def _lan_nic(self) -> list[str]:
+        if self.lan_tap is None:
+            return []
+        return ["-netdev", f"tap,id=n1,ifname={self.lan_tap},script=no,downscript=no",
+                "-device", f"virtio-net-pci,netdev=n1,mac={LAN_MAC},romfile="]
 
     def start(self) -> None:
         self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
@@ -68,6 +87,9 @@ class Vm:
 
     def stop(self) -> None:
         self._disconnect()
+        if self._serial is not None:
+            self._serial.close()
+            self._serial = None
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -84,6 +106,16 @@ class Vm:
         if not self.serial_log.exists():
             return ""
         return self.serial_log.read_bytes().decode("utf-8", "replace")
+
+    def type_serial(self, text: str) -> None:
+        """Type `text` on the serial console, as an admin at the VM's serial port would."""
+        if self._serial is None:
+            serial = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            serial.connect(str(self.serial_socket))
+            self._serial = serial
+        for char in text.encode():  # key by key: a line discipline reads what a person types
+            self._serial.sendall(bytes([char]))
+            time.sleep(0.01)
 
     def screenshot(self, png: Path) -> None:
         """The VGA screen (tty1) as a PNG, through QMP's screendump."""

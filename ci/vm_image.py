@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """A bootable Debian 12 root for the VM tier: the cached rootfs tarball (ci/rootfs.py) plus
 what a real machine needs that a container does not: udev and the host kernel's modules
-(virtio-net, virtio-console), DHCP through systemd-networkd, and a serial console.
+(virtio-net, virtio-console), netplan over systemd-networkd, and a serial console. The
+seed's own network and users are put in by the caller (late_commands.py), as the installer
+would.
 
 The guest boots this machine's Debian kernel and initramfs directly (qemu -kernel), so no
 boot loader is installed. The caller fills the root (payload, test units) between
@@ -18,13 +20,9 @@ from pathlib import Path
 
 import rootfs
 
-# udev loads the virtio modules and names the agent's port; dnslib serves the guest's DNS.
-GUEST_PACKAGES = ("udev", "kmod", "python3-dnslib")
-NETWORK = """[Match]
-Name=en* eth*
-[Network]
-DHCP=ipv4
-"""
+# udev loads the virtio modules and names the agent's port; dnslib serves the guest's DNS;
+# netplan renders the seed's network (and the console's changes to it) for networkd.
+GUEST_PACKAGES = ("udev", "kmod", "python3-dnslib", "netplan.io")
 AGENT = Path(__file__).resolve().parent / "vm_agent.py"
 AGENT_PORT = "alga.agent"
 AGENT_UNIT = f"""[Unit]
@@ -64,7 +62,6 @@ def prepare_root(root: Path, kernel: Kernel, hostname: str = "alga-vm") -> None:
     shutil.copytree(kernel.modules, root / "lib/modules" / kernel.modules.name, symlinks=True)
     (root / "etc/hostname").write_text(f"{hostname}\n")
     (root / "etc/fstab").write_text("/dev/vda / ext4 rw 0 1\n")
-    (root / "etc/systemd/network/10-dhcp.network").write_text(NETWORK)
     agent = root / "usr/local/lib/alga-test/vm_agent.py"
     agent.parent.mkdir(parents=True)
     shutil.copy(AGENT, agent)

@@ -238,10 +238,22 @@ def collect_status_command(if_due: bool, kubeconfig: str) -> None:
 @main.command("console")
 @click.option("--plain", is_flag=True,
               help="Line-by-line prompts (chosen by itself on serial lines and dumb terminals).")
-def console_command(plain: bool) -> None:
-    """Set up the appliance from the console, when no browser can reach it."""
+@click.option("--service", is_flag=True,
+              help="As the alga-appliance-console@ service on a tty: no Exit, Ctrl-\\ and "
+                   "Ctrl-Z ignored.")
+def console_command(plain: bool, service: bool) -> None:
+    """The console menu: set up, status, support bundle, token and a login shell."""
     from host.console import app
-    sys.exit(app.start(None, plain))
+    sys.exit(app.start(None, plain, service))
+
+
+@main.command("console-serial")
+def console_serial_command() -> None:
+    """Start the console service on each serial line the kernel's console uses."""
+    from host.console import serial
+    started = serial.start_consoles()
+    click.echo(f"console started on {', '.join(started)}" if started
+               else "no serial console: nothing to start")
 
 
 @main.command("console-banner")

@@ -103,6 +103,8 @@ def _late_commands(units: list[str], enabled_units: list[str]) -> list[str]:
             "install", "-m", "0644", f"{install_dir}/units/{unit}",
             f"{TARGET}{paths.SYSTEMD_UNIT_DIR}/{unit}"]))
     commands += [_in_target("systemctl", "enable", unit) for unit in enabled_units]
+    # tty1 shows the console menu (alga-appliance-console@tty1, enabled above) instead.
+    commands.append(_in_target("systemctl", "disable", "getty@tty1.service"))
     commands += _firewall_commands()
     # Last, so only a finished install makes the ISO's menu boot the disk instead.
     commands.append(shlex.join(["install", "-D", "-m", "0644", f"{MEDIUM_PAYLOAD}/VERSION",

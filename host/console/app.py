@@ -1,21 +1,31 @@
-"""`alga-appliance console`: pick the mode, then set up, resume an interrupted setup, or
-follow a setup already running."""
+"""`alga-appliance console`: the console menu (setup, status, support bundle, token, shell)
+above the banner's text, full screen or in plain lines; on tty1 and the serial console it
+is the alga-appliance-console@ service, run as root instead of a login prompt.
+
+Whatever goes wrong comes back to the menu with a short message: the service's terminal
+must never fall through to a root prompt (and if the process dies, systemd restarts it)."""
 
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
-from host.console.plain import PlainConsole
+from host.console import actions, banner, menu, status_view
+from host.console.plain import PlainConsole, PlainMenu
 from host.console.questions import current_answers, defaults
-from host.core import state
+from host.core import state, token
 from host.net import addresses
 from host.net.resolvers import system as system_resolvers
 from host.setup import recovery
 from host.setup import request as setup_request
 from host.setup.progress import failure_view, resumable, settled
+from host.support import request as support_request
 
 SERIAL_LINES = ("/dev/ttyS", "/dev/ttyUSB", "/dev/ttyAMA", "/dev/hvc")
 SERIAL_TERMS = ("vt100", "vt102", "vt220", "linux")
+ERROR_PAUSE_SECONDS = 1  # after a failure, so a fault that repeats never spins the CPU
+EXIT_CANCELLED = 130
 
 
 def plain_wanted(term: str, tty: str | None) -> bool:
@@ -25,17 +35,86 @@ def plain_wanted(term: str, tty: str | None) -> bool:
     return tty.startswith(SERIAL_LINES) and term in SERIAL_TERMS
 
 
-def start(root: Path | None, force_plain: bool) -> int:
-    node_ip = addresses.node_ip()
-    resolvers = system_resolvers(root)
+def start(root: Path | None, force_plain: bool, service: bool) -> int:
+    """The menu until Exit; `service`: the tty service's, which never exits by itself."""
+    if service:  # Ctrl-\ and Ctrl-Z would leave the terminal without its console
+        signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+        signal.signal(signal.SIGTSTP, signal.SIG_IGN)
     tty = os.ttyname(sys.stdin.fileno()) if sys.stdin.isatty() else None
     plain = force_plain or plain_wanted(os.environ.get("TERM", ""), tty)
+    if plain:
+        ui = PlainMenu(root)
+    else:
+        from host.console.tui import MenuTui  # urwid only for the full-screen mode
+        ui = MenuTui(root, bool(tty) and tty.removeprefix("/dev/tty").isdigit(), service)
+    return serve(root, ui, plain, service)
+
+
+def serve(root: Path | None, ui, plain: bool, service: bool) -> int:
+    note = ""
+    while True:
+        try:
+            now = menu.situation(root, service)
+            chosen = ui.choose(menu.offered(now), banner.now(root), note)
+            note = ""
+            if chosen == "exit":
+                return 0
+            if chosen is not None:  # None: redraw
+                note = act(chosen, root, ui, plain)
+        except KeyboardInterrupt:
+            note = "Interrupted: back at the menu."
+        except EOFError:  # the terminal went away (a serial hangup): systemd starts anew
+            return 0
+        except Exception as exc:  # any: never a traceback on the console
+            note = (f"That did not work: {exc or type(exc).__name__}. Nothing else changed; "
+                    "try again, and if it repeats make a support bundle.")
+            time.sleep(ERROR_PAUSE_SECONDS)
+
+
+def act(chosen: str, root: Path | None, ui, plain: bool) -> str:
+    """Carry out the menu entry `chosen`; a note for the menu (empty: none)."""
+    if chosen in ("setup", "progress"):
+        return "Setup cancelled: nothing was started." \
+            if run_setup(root, ui, plain) == EXIT_CANCELLED else ""
+    if chosen == "status":
+        ui.page("Status", status_view.lines(root))
+    elif chosen == "bundle":
+        try:
+            request_id = support_request.submit(root)
+        except support_request.Busy as exc:
+            return f"No new support bundle: {exc}."
+        ui.watch("Support bundle", lambda: actions.bundle_progress(root, request_id))
+    elif chosen == "token":
+        return token_screen(root, ui)
+    elif chosen == "shell":
+        ui.before_login()
+        actions.run_login()
+    return ""
+
+
+def token_screen(root: Path | None, ui) -> str:
+    try:
+        shown = [f"Setup token: {token.read_token(root)}"]
+    except token.NoValidToken as exc:
+        shown = [f"There is no valid token: {exc.problem}. Rotate makes a new one."]
+    shown += ["", "Rotating makes a new token: the old one stops working at once, in every",
+              "browser that used it."]
+    if not ui.confirm("Token", shown, "Rotate the token now?"):
+        return ""
+    return f"New setup token: {actions.rotate_token(root)} (the old one no longer works)."
+
+
+def run_setup(root: Path | None, ui, plain: bool) -> int:
+    """The console setup: follow a setup already under way, resume an interrupted one, or
+    ask the questions and start one."""
+    node_ip = addresses.node_ip()
+    resolvers = system_resolvers(root)
     install = recovery.view(state.read(state.INSTALL_STATE, root), root)
     busy = setup_request.why_busy(install, root)
     resume = resumable(install) and setup_request.why_not_resumable(install, root) is None
     entered = current_answers(root, defaults(node_ip))
     if plain:
-        console = PlainConsole(root, node_ip, resolvers)
+        console = PlainConsole(root, node_ip, resolvers, ui.lines.stdin, ui.lines.stdout)
         if busy and not settled(install):  # running, or a request waits
             console.say(f"Setup is already under way ({busy}); following it.")
             return console.follow(None)
@@ -47,5 +126,5 @@ def start(root: Path | None, force_plain: bool) -> int:
         if resume and console.offer_resume(install):
             return console.resume()
         return console.run(entered)
-    from host.console.tui import SetupTui  # urwid only for the full-screen mode
+    from host.console.tui import SetupTui
     return SetupTui(root, node_ip, resolvers, entered, busy, install, resume).run()

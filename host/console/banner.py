@@ -42,9 +42,22 @@ def rollup(root: Path | None) -> dict:
 def render(ips: list[str], current: dict, setup_token: str, fingerprint: str | None) -> str:
     """The banner text (agetty issue format: backslashes escaped); `fingerprint` is the
     HTTPS certificate's, None when there is no usable one."""
+    lines = ["", "Alga appliance", "==============",
+             *summary(ips, current, setup_token, fingerprint),
+             "",
+             "No browser? Log in here and run:  sudo alga-appliance console",
+             "Logs: journalctl -u 'alga-appliance*'  and  /var/log/alga-appliance/",
+             "", ""]
+    return "\n".join(lines).replace("\\", "\\\\")
+
+
+def summary(ips: list[str], current: dict, setup_token: str, fingerprint: str | None
+            ) -> list[str]:
+    """The state, the addresses to open and the token: the banner's body, which the console
+    menu shows above its entries too."""
     page = "setup" if current["state"] in ("setup_required", "failed_action_required") \
         else "status"
-    lines = ["", "Alga appliance", "==============", HEADLINES[current["state"]]]
+    lines = [HEADLINES[current["state"]]]
     lines += _wrapped(current["message"])
     # Before setup the next action is to open the setup URL, which the lines below give.
     wanted = current["next_action"] and current["state"] != "setup_required"
@@ -60,11 +73,7 @@ def render(ips: list[str], current: dict, setup_token: str, fingerprint: str | N
                   "network adapter, and the settings in /etc/netplan/ (then: sudo netplan",
                   "apply). The setup address appears here once the node has one.",
                   f"Setup token: {setup_token}"]
-    lines += ["",
-              "No browser? Log in here and run:  sudo alga-appliance console",
-              "Logs: journalctl -u 'alga-appliance*'  and  /var/log/alga-appliance/",
-              "", ""]
-    return "\n".join(lines).replace("\\", "\\\\")
+    return lines
 
 
 def _https_lines(ips: list[str], page: str, fingerprint: str | None) -> list[str]:
@@ -93,19 +102,33 @@ def update(root: Path | None = None) -> bool:
     """Re-render the banner; True when it changed (and the gettys were told to redraw).
     A broken state file is shown on the banner (the console admin needs the setup address
     and token all the more), then raised for the caller to report."""
-    broken = None
-    try:
-        current = rollup(root)
-    except state.StateFileInvalid as exc:
-        broken = exc
-        current = {"state": "failed_action_required",
-                   "message": f"The {exc.state.name} file {exc.path} is {exc.problem}.",
-                   "next_action": exc.next_step}
+    current, broken = _current(root)
     changed = _write(render(addresses.node_addresses(), current, token.read_token(root),
                             _fingerprint(root)), root)
     if broken is not None:
         raise broken
     return changed
+
+
+def now(root: Path | None = None) -> list[str]:
+    """The banner's body as it stands now, for the console menu (a broken state file shows
+    as the banner shows it)."""
+    try:
+        setup_token = token.read_token(root)
+    except token.NoValidToken as exc:  # the menu's Token entry makes a new one
+        setup_token = f"none ({exc})"
+    return summary(addresses.node_addresses(), _current(root)[0], setup_token,
+                   _fingerprint(root))
+
+
+def _current(root: Path | None) -> tuple[dict, state.StateFileInvalid | None]:
+    """The rollup, or one that names a broken state file (and that file's error)."""
+    try:
+        return rollup(root), None
+    except state.StateFileInvalid as exc:
+        return {"state": "failed_action_required",
+                "message": f"The {exc.state.name} file {exc.path} is {exc.problem}.",
+                "next_action": exc.next_step}, exc
 
 
 def _write(text: str, root: Path | None) -> bool:

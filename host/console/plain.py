@@ -6,6 +6,7 @@ import contextlib
 import sys
 import termios
 import textwrap
+import time
 from pathlib import Path
 from typing import TextIO
 
@@ -192,3 +193,66 @@ class PlainConsole:
                 return True
             if reply in ("back", "b", "no", "n"):
                 return False
+
+
+class PlainMenu:
+    """The console menu in numbered lines: the banner's text, then the entries; Enter alone
+    shows it again (with what has changed)."""
+
+    def __init__(self, root: Path | None, stdin: TextIO = sys.stdin,
+                 stdout: TextIO = sys.stdout):
+        self.lines = PlainConsole(root, "", [], stdin, stdout)
+
+    def choose(self, entries: list, header: list[str], note: str) -> str | None:
+        """The chosen entry's id; None to draw the menu again. EOFError at end of input."""
+        say = self.lines.say
+        say("\nAlga appliance console\n======================")
+        for line in header:
+            say(line)
+        say("")
+        if note:
+            say(textwrap.fill(note, WIDTH))
+            say("")
+        for number, entry in enumerate(entries, 1):
+            say(f"  {number}. {entry.label}")
+        reply = self.read(f"Choose 1-{len(entries)} (Enter shows this again): ")
+        if not reply:
+            return None
+        if reply.isdigit() and 1 <= int(reply) <= len(entries):
+            return entries[int(reply) - 1].id
+        say(f"Error: type a number from 1 to {len(entries)}.")
+        return None
+
+    def read(self, prompt: str) -> str:
+        self.lines.write(prompt)
+        line = self.lines.stdin.readline()
+        if not line:
+            raise EOFError
+        return line.strip()
+
+    def page(self, title: str, lines: list[str]) -> None:
+        self.lines.say(f"\n{title}\n{'-' * len(title)}")
+        for line in lines:
+            indent = " " * (len(line) - len(line.lstrip()) + 2)  # wrapped under itself
+            for part in textwrap.wrap(line, WIDTH, subsequent_indent=indent,
+                                      break_on_hyphens=False) or [""]:
+                self.lines.say(part)
+
+    def confirm(self, title: str, lines: list[str], question: str) -> bool:
+        self.page(title, lines)
+        return self.read(f"{question} yes/no [no]: ").lower() in ("yes", "y")
+
+    def watch(self, title: str, poll) -> None:
+        """Print new progress lines until `poll` says it has ended (Ctrl-C leaves)."""
+        self.lines.say(f"\n{title}\n{'-' * len(title)}")
+        self.lines.printed.clear()  # a line the last run printed is new in this one
+        while True:
+            lines, ended = poll()
+            self.lines.show_new_lines(lines)
+            if ended:
+                return
+            time.sleep(progress.POLL_SECONDS)
+
+    def before_login(self) -> None:
+        self.lines.say("\nLog in with the admin user and its password; log out (exit) to "
+                       "come back here.")

@@ -264,3 +264,98 @@ class SetupTui:
 
 def _button(label: str, action) -> urwid.Widget:
     return urwid.AttrMap(urwid.Button(label, on_press=action), "button", "focus")
+
+
+
+MENU_HELP = " Up/Down: move   Enter: choose"
+PAGE_HELP = " Up/Down/PgUp/PgDn: scroll   Esc: back to the menu"
+
+
+class MenuTui:
+    """The console menu, full screen. Each screen is a MainLoop of its own, so the setup
+    flow and login have the terminal to themselves in between."""
+
+    def __init__(self, root: Path | None, on_vt: bool, service: bool):
+        self.root, self.on_vt, self.service = root, on_vt, service
+
+    def show(self, title: str, rows: list, help_text: str, focus: int = 0, poll=None):
+        """`rows` in a scrolling box until a button or Esc ends it: what it ended with.
+        `poll` runs every second while it shows."""
+        self.walker = urwid.SimpleFocusListWalker(rows)
+        self.walker.set_focus(focus)
+        self.result = None
+        body = urwid.LineBox(urwid.Padding(urwid.ListBox(self.walker), left=1, right=1))
+        frame = urwid.Frame(body, header=urwid.AttrMap(urwid.Text(f" {title}"), "header"),
+                            footer=urwid.AttrMap(urwid.Text(help_text), "footer"))
+        self.loop = urwid.MainLoop(frame, PALETTE, unhandled_input=self.keys,
+                                   handle_mouse=False)
+        if poll:
+            def tick(*_) -> None:
+                poll()
+                self.loop.set_alarm_in(progress.POLL_SECONDS, tick)
+            self.loop.set_alarm_in(progress.POLL_SECONDS, tick)
+        self.loop.run()
+        return self.result
+
+    def finish(self, value) -> None:
+        self.result = value
+        raise urwid.ExitMainLoop
+
+    def keys(self, key: str) -> None:
+        if key == "esc":
+            self.finish(None)
+
+    def choose(self, entries: list, header: list[str], note: str) -> str | None:
+        from host.console import banner, menu  # what app.py drew the menu from
+
+        def rows(lines: list[str]) -> list:
+            return [*(urwid.Text(line) for line in lines), urwid.Divider(),
+                    *([urwid.Text(("error", note)), urwid.Divider()] if note else []),
+                    *(_button(e.label, lambda _, e=e: self.finish(e.id)) for e in entries)]
+
+        def redraw_on_change() -> None:
+            now = menu.offered(menu.situation(self.root, self.service))
+            if [e.id for e in now] != [e.id for e in entries]:
+                self.finish(None)  # other entries: app.py draws the menu anew
+            lines = banner.now(self.root)
+            if [w.text for w in self.walker[:len(lines)]] != lines:
+                from_end = len(self.walker) - self.walker.focus  # the same entry keeps it
+                self.walker[:] = rows(lines)
+                self.walker.set_focus(len(self.walker) - from_end)
+
+        shown = rows(header)
+        return self.show("Alga appliance console", shown, MENU_HELP,
+                         focus=len(shown) - len(entries), poll=redraw_on_change)
+
+    def page(self, title: str, lines: list[str]) -> None:
+        rows = [*(urwid.Text(line) for line in lines), urwid.Divider(),
+                _button("Back", lambda _: self.finish(None))]
+        self.show(title, rows, PAGE_HELP, focus=len(rows) - 1)
+
+    def confirm(self, title: str, lines: list[str], question: str) -> bool:
+        rows = [*(urwid.Text(line) for line in lines), urwid.Divider(),
+                urwid.Text(("title", question)),
+                _button("No, back to the menu", lambda _: self.finish(False)),
+                _button("Yes", lambda _: self.finish(True))]
+        return bool(self.show(title, rows, PAGE_HELP, focus=len(rows) - 2))
+
+    def watch(self, title: str, poll) -> None:
+        """Progress lines from `poll` until it says they have ended; Esc leaves earlier."""
+        def update() -> None:
+            lines, ended = poll()
+            rows = [urwid.Text(line) for line in lines]
+            if ended:
+                rows += [urwid.Divider(), _button("Back", lambda _: self.finish(None))]
+            if [getattr(w, "text", None) for w in self.walker] != \
+                    [getattr(w, "text", None) for w in rows]:
+                self.walker[:] = rows
+                self.walker.set_focus(len(rows) - 1)
+
+        lines, _ = poll()
+        self.show(title, [urwid.Text(line) for line in lines], PAGE_HELP, poll=update)
+
+    def before_login(self) -> None:
+        print("\033[2J\033[H" "Log in with the admin user and its password; log out (exit) "
+              "to come back to the menu.", flush=True)
+        if self.on_vt:
+            print("Alt+F2 also gives a login prompt, on tty2.", flush=True)

@@ -19,7 +19,7 @@ ALLOWED = {
     "setup": {"core", "net", "cluster", "releases"},
     "update": {"core", "net", "cluster", "releases", "setup"},
     "support": {"core", "net", "cluster", "releases", "setup"},
-    "console": {"core", "net", "releases", "setup"},
+    "console": {"core", "net", "releases", "setup", "support"},  # support: its request only
     "status": {"core", "net", "cluster", "releases"},  # releases: how a release is named
     "web": {"core", "net", "releases", "setup", "support", "update"},
     # The app's body cap and security headers; the certificate; the HTTPS front.
@@ -37,6 +37,8 @@ FORBIDDEN = (
     ("host.update", "host.setup.engine", "updates take the lock, not the phase engine"),
     ("host.web", "host.setup.engine", "the web process hands work to systemd"),
     ("host.web", "host.setup.phases", "the web process hands work to systemd"),
+    ("host.console", "host.support.bundle", "the console asks for a bundle as the web does"),
+    ("host.console", "host.support.collectors", "the console asks for a bundle as the web does"),
 )
 
 

@@ -245,6 +245,8 @@ def tui():
     def start(root: Path) -> Tmux:
         terminal = Tmux(console_command(root), console_env("xterm-256color"))
         opened.append(terminal)
+        terminal.wait_for("Set up here")
+        terminal.keys("Enter")  # the menu's first entry has the focus
         terminal.wait_for("Release channel")
         return terminal
 
@@ -364,7 +366,7 @@ def test_tui_back_and_cancel_leave_nothing_behind(console_root, tui):
     terminal.keys("Tab", "Tab", "Enter")  # the Back button
     terminal.wait_for("Release channel")
     terminal.keys("F10")
-    terminal.wait_for("EXIT=130")
+    terminal.wait_for("Setup cancelled: nothing was started.")  # back at the menu
     assert spooled(console_root) is None
 
 
@@ -389,7 +391,7 @@ def test_tui_progress_screen_follows_a_real_preflight_failure(lab, tui, monkeypa
     terminal.keys("NPage")  # the root cause follows the failure, before the checklist
     terminal.wait_for("Root cause (DNS): ")
     terminal.keys("Enter")
-    terminal.wait_for("EXIT=1")
+    terminal.wait_for(banner.HEADLINES["failed_action_required"])  # back at the menu
 
 
 def accept_setup(monkeypatch, root: Path) -> None:
@@ -417,8 +419,17 @@ def plain(root: Path, term: str = "vt100") -> pexpect.spawn:
     child = pexpect.spawn(command[0], command[1:], env=console_env(term), encoding="utf-8",
                           timeout=15, dimensions=(24, 80))
     child.logfile_read = io.StringIO()  # the whole transcript, typed replies echoed
+    choose(child, "Set up here")
     child.expect_exact("Release channel")
     return child
+
+
+def choose(child: pexpect.spawn, label: str) -> None:
+    """Pick the plain menu's entry called `label`, by its number."""
+    child.expect(r"Choose 1-\d \(Enter shows this again\): ")
+    [number] = [line.split(".")[0].strip() for line in child.before.splitlines()
+                if line.strip().endswith(f". {label}")]
+    child.sendline(number)
 
 
 def replies_for(answers: dict) -> list[str]:
@@ -474,12 +485,16 @@ def test_plain_is_chosen_by_itself_on_a_dumb_terminal_and_prints_no_escapes(cons
     child.expect_exact("Warning: Nightly builds are untested.")
     transcript += child.before + child.after
     child.sendline("cancel")
-    child.expect(pexpect.EOF)
+    child.expect_exact("Setup cancelled: nothing was started.")  # and the menu again
+    transcript += child.before
+    child.expect_exact("Choose 1-")
     transcript += child.before
     assert_plain_text(transcript)
     assert "Cancelled: nothing was started." in transcript
+    child.sendeof()
+    child.expect(pexpect.EOF)
     child.close()
-    assert child.exitstatus == 130 and spooled(console_root) is None
+    assert child.exitstatus == 0 and spooled(console_root) is None
 
 
 def test_plain_custom_dns_error_then_valid(console_root):
@@ -496,7 +511,8 @@ def test_plain_custom_dns_error_then_valid(console_root):
     child.expect_exact("Start setup? yes/back [yes]: ")
     assert "custom servers: 8.8.8.8, 8.8.4.4" in child.before
     assert_plain_text(child.before)
-    keep_capture("plain-custom-dns", child.logfile_read.getvalue())
+    transcript = child.logfile_read.getvalue()  # from the setup on, after the menu
+    keep_capture("plain-custom-dns", transcript[transcript.index("Alga appliance setup"):])
     child.sendline("yes")
     child.expect_exact("Waiting for setup to start...")
     assert spooled(console_root)["dns_servers"] == "8.8.8.8,8.8.4.4"
@@ -593,7 +609,7 @@ def test_plain_progress_follows_real_preflight_runs_to_failure(lab, monkeypatch)
     accept_setup(monkeypatch, lab.root)
     assert engine.run_phase("preflight", lab.root) == engine.EXIT_FAILED
     child.expect_exact("FAILED: Preflight checks [dns]")
-    child.expect(pexpect.EOF)
+    child.expect_exact(banner.HEADLINES["failed_action_required"])  # the menu, after it
     transcript = child.before
     assert "Nothing on this machine has been changed" in transcript
     assert "Retry:           safe" in transcript
@@ -606,8 +622,8 @@ def test_plain_progress_follows_real_preflight_runs_to_failure(lab, monkeypatch)
     assert transcript.count(f"Fix: {root_cause['remediation']}") >= 1
     assert "       fix:" not in transcript
     assert_plain_text(transcript)
-    child.close()
-    assert child.exitstatus == 1
+    child.expect_exact("1. Set up here")  # to set up again
+    child.terminate(force=True)
 
 
 def test_console_follows_a_setup_already_running_instead_of_starting_another(console_root):
@@ -616,6 +632,7 @@ def test_console_follows_a_setup_already_running_instead_of_starting_another(con
                  console_root)  # from the web
     child = pexpect.spawn(sys.executable, console_command(console_root, "--plain")[1:],
                           env=console_env("vt100"), encoding="utf-8", timeout=15)
+    choose(child, "Follow setup progress")
     child.expect_exact("Setup is already under way (a setup request is already waiting")
     child.expect_exact("Waiting for setup to start...")
     running = {"status": "running", "current_phase": "k3s",
@@ -633,6 +650,7 @@ def test_plain_console_offers_resume_for_an_interrupted_setup(console_root):
     interrupted_in_flux(console_root)
     child = pexpect.spawn(sys.executable, console_command(console_root, "--plain")[1:],
                           env=console_env("vt100"), encoding="utf-8", timeout=15)
+    choose(child, "Set up here")
     child.expect_exact("FAILED: Install Flux [flux]")
     child.expect_exact("Interrupted:     Install Flux, last progress at 2026-11-27T10:00:00Z")
     child.expect_exact("Resume setup? yes/no [yes]: ")
@@ -662,6 +680,8 @@ def test_tui_offers_resume_for_an_interrupted_setup(console_root):
     interrupted_in_flux(console_root)
     terminal = Tmux(console_command(console_root), console_env("xterm-256color"))
     try:
+        terminal.wait_for("Set up here")
+        terminal.keys("Enter")
         screen = terminal.wait_for("Setup was interrupted")
         assert "FAILED: Install Flux [flux]" in screen and "Resume" in screen
         terminal.keys("Enter")  # Resume has the focus
@@ -671,15 +691,16 @@ def test_tui_offers_resume_for_an_interrupted_setup(console_root):
         terminal.close()
 
 
-def test_console_after_setup_succeeded_points_to_updates(console_root):
+def test_console_after_setup_succeeded_offers_status_not_setup(console_root):
     state.write(state.INSTALL_STATE, INSTALLED, console_root)
     child = pexpect.spawn(sys.executable, console_command(console_root, "--plain")[1:],
                           env=console_env("vt100"), encoding="utf-8", timeout=15)
-    child.expect_exact("Setup cannot start from here: setup has already completed; changes "
-                       "after the install go through updates")
+    child.expect_exact("Choose 1-")
+    assert "1. Status" in child.before and "Set up here" not in child.before
+    child.sendeof()
     child.expect(pexpect.EOF)
     child.close()
-    assert child.exitstatus == 1 and not spool.spool_file(spool.SETUP, console_root).exists()
+    assert child.exitstatus == 0 and not spool.spool_file(spool.SETUP, console_root).exists()
 
 
 PINNED_SOURCE = ("oci://registry.msp.example:5000/alga/alga-appliance-release@sha256:"
@@ -801,12 +822,14 @@ def test_web_and_console_give_the_same_error_messages(console_root, web, field, 
     answer_all(child, replies[:invalid_at + 1])
     child.expect_exact(f"Error: {message}\r\n")
     child.sendline("cancel")
-    child.expect(pexpect.EOF)
+    child.expect_exact("Setup cancelled: nothing was started.")
+    child.terminate(force=True)
 
 
 def test_console_while_an_update_runs_names_the_update(console_root):
-    """The one busy rule (host/core/busy.py): the console asks it as the web does."""
-    state.write(state.INSTALL_STATE, INSTALLED, console_root)
+    """The one busy rule (host/core/busy.py): the console asks it as the web does (setup
+    failed, so the menu offers it again, while an update runs)."""
+    interrupted_in_flux(console_root)
     release = {"source": "git", "channel": "stable", "release_version": "1.0",
                "app_version": "1.0", "repo_branch": "release/1.0.0"}
     state.write(state.UPDATE_HISTORY, {"entries": [{
@@ -816,11 +839,12 @@ def test_console_while_an_update_runs_names_the_update(console_root):
         "to": None, "changes": None, "duration_s": None, "failure": None}]}, console_root)
     child = pexpect.spawn(sys.executable, console_command(console_root, "--plain")[1:],
                           env=console_env("vt100"), encoding="utf-8", timeout=15)
+    choose(child, "Set up here")
     child.expect_exact("Setup cannot start from here: an update to stable is running "
                        "(waiting for Flux) since 2026-12-01T09:58:00Z")
-    child.expect(pexpect.EOF)
-    child.close()
-    assert child.exitstatus == 1 and not spool.spool_file(spool.SETUP, console_root).exists()
+    child.expect_exact("Choose 1-")  # back at the menu
+    child.terminate(force=True)
+    assert not spool.spool_file(spool.SETUP, console_root).exists()
 
 
 def test_plain_console_shows_why_the_appliance_refused_its_request_and_stops(console_root,
@@ -837,7 +861,7 @@ def test_plain_console_shows_why_the_appliance_refused_its_request_and_stops(con
     result = CliRunner().invoke(cli.main, ["accept-setup"])
     assert result.exit_code != 0 and "Traceback" not in result.output, result.output
     child.expect_exact("Setup was not started: the setup request was not taken up: ")
-    child.expect(pexpect.EOF)
+    child.expect_exact("Choose 1-")  # back at the menu
     assert "setup has already completed" in " ".join((child.before or "").split()), child.before
-    child.close()
-    assert child.exitstatus == 1 and not spool.spool_file(spool.SETUP, console_root).exists()
+    child.terminate(force=True)
+    assert not spool.spool_file(spool.SETUP, console_root).exists()

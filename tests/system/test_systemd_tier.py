@@ -130,6 +130,13 @@ def test_1b_console_banner_shows_the_setup_url_and_token_but_never_logs_it(machi
         == "enabled"
 
 
+def test_1c_the_console_menu_is_enabled_for_tty1_and_the_serial_console(machine):
+    """As the late-commands enable them: the menu's tty1 instance (DefaultInstance) and the
+    service that starts one on each serial console line."""
+    for unit in ("alga-appliance-console@tty1.service", "alga-appliance-serial-console.service"):
+        assert machine.run("systemctl", "is-enabled", unit).strip() == "enabled", unit
+
+
 def test_2_3_request_starts_the_chain_and_preflight_fails_cleanly_offline(machine):
     started = state_version(machine)
     response = submit_setup(machine, {"channel": "stable"})

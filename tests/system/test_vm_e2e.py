@@ -46,7 +46,7 @@ import qemu_vm
 import requests
 import trustme
 import vm_image
-from late_commands import run_late_commands
+from late_commands import replay_network_and_users, run_late_commands
 from support import oci
 from support.base import FAKES, ROOT
 from support.docs import SHELL_DOCS, shell_blocks
@@ -59,6 +59,7 @@ from support.releases import (
     download_routes,
     oci_release,
 )
+from support.site_lan import SiteLan
 
 from host.console.banner import HEADLINES
 from host.core import paths, pins, state
@@ -154,7 +155,14 @@ def install_mirror(root: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def vm(appliance, user_data, tmp_path_factory, request):
+def site_lan():
+    """The server VLAN on the guest's second NIC: no DHCP, the admin's workstation on it."""
+    with SiteLan() as lan:
+        yield lan
+
+
+@pytest.fixture(scope="module")
+def vm(appliance, user_data, site_lan, tmp_path_factory, request):
     work = tmp_path_factory.mktemp("vm")
     kernel = vm_image.host_kernel()
     root = work / "root"
@@ -163,12 +171,14 @@ def vm(appliance, user_data, tmp_path_factory, request):
     payload = extract_payload(appliance.output, work / "payload")
     (payload / "bin/alga-appliance").chmod(0o755)
     run_late_commands(user_data, root, payload)
+    replay_network_and_users(user_data, root)
     install_mirror(root)
     image = vm_image.make_image(root, work / "root.img")
     shutil.rmtree(root)
-    machine = qemu_vm.Vm(image, kernel, work)
+    machine = qemu_vm.Vm(image, kernel, work, lan_tap=site_lan.tap)
     failures = request.session.testsfailed
     machine.start()
+    site_lan.connect()
     try:
         yield machine
     finally:
@@ -235,6 +245,12 @@ def test_0_the_seed_installed_here_is_the_one_uefi_boots_from_disk(user_data, ap
     assert booted.userdata_sha256 == hashlib.sha256(user_data).hexdigest()
 
 
+def lan_nic(machine) -> str:
+    """The guest's name for its NIC on the site LAN."""
+    links = json.loads(agent(machine, "ip", "-j", "link", "show"))
+    return next(link["ifname"] for link in links if link.get("address") == qemu_vm.LAN_MAC)
+
+
 def tty1_shows(machine, *texts: str) -> bool:
     """Whether the VGA console (tty1, agetty's screen) shows every text; /dev/vcs1 is its
     screen memory, row after row without line breaks."""
@@ -252,6 +268,8 @@ def test_1_serial_console_shows_the_first_boot_banner(vm, console_token, tmp_pat
     # And the screen a VMware console shows.
     wait_for(lambda: tty1_shows(vm, HEADLINES["setup_required"], f"http://{ip}:8080/setup",
                                 f"Setup token: {token}"), 60, "the banner on tty1")
+    # The second NIC is on a VLAN without DHCP: no address on it, and boot went on without.
+    assert "inet " not in agent(vm, "ip", "-4", "-o", "addr", "show", "dev", lan_nic(vm))
     vm.screenshot(tmp_path / "tty1.png")  # what keep_artifacts saves when a test fails
     assert (tmp_path / "tty1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
