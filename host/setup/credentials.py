@@ -51,10 +51,10 @@ def admin_user(root: Path | None = None) -> str:
 def apply(root: Path | None = None) -> list[str]:
     """Set the recorded credentials on the admin account; what was done, one line each."""
     inputs = state.read(state.SETUP_INPUTS, root)
-    if not inputs or "admin" not in inputs:
-        raise NotApplied("the setup inputs hold no admin credentials: run setup again (the "
+    admin = (inputs or {}).get("admin", {})
+    if "password_hash" not in admin:
+        raise NotApplied("the setup inputs hold no admin password: run setup again (the "
                          "web wizard or sudo alga-appliance console) and set the password")
-    admin = inputs["admin"]
     account = _account(admin_user(root), root)
     done = [_set_password(account, admin["password_hash"], root),
             _write_keys(account, admin["ssh_authorized_keys"], root),

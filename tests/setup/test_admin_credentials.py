@@ -377,7 +377,7 @@ def test_a_config_sshd_refuses_puts_the_old_drop_in_back_and_names_the_cause(hos
 
 
 def test_a_missing_account_or_no_credentials_names_the_cause_and_next_step(host):
-    with pytest.raises(credentials.NotApplied, match="hold no admin credentials: run setup"):
+    with pytest.raises(credentials.NotApplied, match="hold no admin password: run setup"):
         credentials.apply(host)
     record(host, ADMIN)
     state.write(state.ADMIN_ACCOUNT, {"user": "nobody-here"}, host)

@@ -11,7 +11,7 @@ import sys
 import pytest
 import requests
 from click.testing import CliRunner
-from support.answers import SPOOLED_ADMIN
+from support.answers import SPOOLED_ADMIN, parse_with_admin
 from support.base import FAKES, serve_wsgi
 from support.busy import STARTED, install, update_running
 from support.openapi_check import assert_documented
@@ -19,7 +19,6 @@ from support.openapi_check import assert_documented
 from host import cli
 from host.core import runlock, spool, state, token
 from host.setup import chain
-from host.setup.inputs import parse_setup_inputs
 from host.web import make_app
 
 NODE_IP = "10.0.0.5"
@@ -47,7 +46,7 @@ def root(root, monkeypatch):
     """The web tests' host root, with setup's answers and the systemctl stand-in."""
     monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(root / "systemctl.calls"))
     monkeypatch.setenv("PATH", f"{FAKES}:/usr/bin:/bin")
-    state.write(state.SETUP_INPUTS, parse_setup_inputs({"channel": "stable"}, NODE_IP), root)
+    state.write(state.SETUP_INPUTS, parse_with_admin({"channel": "stable"}, NODE_IP), root)
     return root
 
 

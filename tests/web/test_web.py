@@ -789,12 +789,12 @@ def test_responses_match_the_openapi_document(server, root):
         ("GET", "/api/setup", auth, None),
         ("GET", "/api/release", auth, None),
         ("POST", "/api/setup/validate", auth, {"channel": "beta"}),
-        ("POST", "/api/setup/validate", auth, {"channel": "nightly"}),
+        ("POST", "/api/setup/validate", auth, {**ADMIN, "channel": "nightly"}),
         ("POST", "/api/setup/validate", auth, "x"),
         ("POST", "/api/setup", auth, {"channel": "beta"}),
         ("POST", "/api/setup", auth, [1]),
-        ("POST", "/api/setup", auth, {"channel": "nightly"}),
-        ("POST", "/api/setup", auth, {"channel": "nightly"}),  # 409: one is waiting
+        ("POST", "/api/setup", auth, {**ADMIN, "channel": "nightly"}),
+        ("POST", "/api/setup", auth, {**ADMIN, "channel": "nightly"}),  # 409: one is waiting
         ("POST", "/api/setup", auth, {"app_url": "x" * (MAX_BODY + 1)}),
         ("GET", "/api/status", {"Authorization": "Bearer wrong"}, None),
     ]
