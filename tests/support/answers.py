@@ -2,6 +2,8 @@
 needs the admin password, so these add one (and a confirmation) when none is given and
 none is stored."""
 
+import subprocess
+
 from host.setup import inputs
 
 ADMIN_PASSWORD = "river lamp orbit 42"
@@ -23,3 +25,11 @@ def parse_with_admin(raw: dict, node_ip: str, stored: dict | None = None, **kwar
     """parse_setup_inputs of `raw` with the admin password added as `with_admin` does."""
     return inputs.parse_setup_inputs(with_admin(raw, stored) if isinstance(raw, dict) else raw,
                                      node_ip, stored, **kwargs)
+
+
+def hash_checks(password_hash: str, password: str) -> bool:
+    """Whether the SHA-512 crypt `password_hash` is of `password` (openssl, as on the host)."""
+    salt = password_hash.split("$")[2]
+    again = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"],
+                           input=password + "\n", capture_output=True, text=True, check=True)
+    return again.stdout.strip() == password_hash
