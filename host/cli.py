@@ -186,7 +186,7 @@ def apply_credentials_command() -> None:
     from host.setup import credentials
 
     try:
-        done = credentials.apply()
+        done = credentials.run()
     except (credentials.NotApplied, state.StateFileInvalid) as exc:
         click.echo(f"apply-credentials: {exc}", err=True)
         sys.exit(engine.EXIT_FAILED)

@@ -93,9 +93,15 @@ RELEASE_SOURCE = StateFile(
 ADMIN_ACCOUNT = StateFile(
     "admin account", paths.INSTALL_DIR, "admin-account.json", "admin-account.schema.json",
     0o644, "setup cannot set the admin password: send the bundle to support")
+# What the credentials unit did for the last setup request (no secret in it).
+ADMIN_CREDENTIALS = StateFile(
+    "admin credentials outcome", paths.STATE_DIR, "admin-credentials.json",
+    "admin-credentials.schema.json", 0o640,
+    "the progress views no longer say whether the admin password was set; the next setup "
+    "writes it again")
 STATE_FILES = (SETUP_INPUTS, INSTALL_STATE, PREFLIGHT_REPORT, SELECTED_RELEASE, ENDPOINTS,
                HOST_CHANGES, STATUS, MAINTENANCE, SUPPORT_BUNDLE_STATUS, UPDATE_HISTORY,
-               SETUP_REFUSAL, RELEASE_SOURCE, ADMIN_ACCOUNT)
+               SETUP_REFUSAL, RELEASE_SOURCE, ADMIN_ACCOUNT, ADMIN_CREDENTIALS)
 STALE_TEMP_AGE = 60.0  # seconds: a temporary file this old lost its writer (see write_atomically)
 
 

@@ -48,6 +48,35 @@ def admin_user(root: Path | None = None) -> str:
     return account["user"] if account else paths.DEFAULT_ADMIN_USER
 
 
+def run(root: Path | None = None) -> list[str]:
+    """`apply`, with its outcome recorded for the run of the current install state (the
+    progress views show a failure beside that run). Raises what `apply` raises."""
+    install = state.read(state.INSTALL_STATE, root)
+    request_id = install.get("request_id") if install else None
+    try:
+        done = apply(root)
+    except (NotApplied, state.StateFileInvalid) as exc:
+        _record(request_id, "failed", str(exc), root)
+        raise
+    _record(request_id, "applied", "; ".join(done), root)
+    return done
+
+
+def outcome(install: dict | None, root: Path | None = None) -> dict | None:
+    """The recorded outcome if it belongs to the run `install` shows, else None (the unit
+    has not run for it yet)."""
+    record = state.read(state.ADMIN_CREDENTIALS, root)
+    if not install or not record or record["request_id"] != install.get("request_id"):
+        return None
+    return record
+
+
+def _record(request_id: str | None, result: str, message: str, root: Path | None) -> None:
+    state.write(state.ADMIN_CREDENTIALS, {"request_id": request_id, "result": result,
+                                          "finished_at": state.timestamp(),
+                                          "message": message}, root)
+
+
 def apply(root: Path | None = None) -> list[str]:
     """Set the recorded credentials on the admin account; what was done, one line each."""
     inputs = state.read(state.SETUP_INPUTS, root)

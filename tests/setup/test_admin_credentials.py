@@ -10,14 +10,16 @@ import shutil
 import stat
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.answers import ADMIN, ADMIN_PASSWORD
-from support.base import FAKES, make_host_root
+from support.base import FAKES, ROOT, make_host_root
 
+from host.console import progress as console_progress
 from host.core import passwords, paths, spool, sshkeys, state
 from host.setup import credentials, request
 from host.setup.inputs import InputErrors, parse_setup_inputs, without_password
@@ -395,3 +397,47 @@ def test_a_linked_ssh_directory_is_refused_not_followed(host, tmp_path):
     with pytest.raises(credentials.NotApplied, match=r"is not a directory .*move it aside"):
         credentials.apply(host)
     assert list(elsewhere.iterdir()) == []
+
+
+# --- the outcome, for the progress views -------------------------------------------------
+
+RUNNING = {"status": "running", "current_phase": "preflight", "updated_at": "2026-12-01T10:00:00Z",
+           "request_id": "20261201T100000Z-0badf00d", "phases": {}}
+
+
+def test_a_failure_is_recorded_for_its_run_and_shown_by_the_console_without_a_secret(host):
+    inputs = record(host, ADMIN)
+    state.write(state.INSTALL_STATE, RUNNING, host)
+    state.write(state.ADMIN_ACCOUNT, {"user": "nobody-here"}, host)
+    result = subprocess.run([sys.executable, "-m", "host", "--root", str(host),
+                             "apply-credentials"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    outcome = state.read(state.ADMIN_CREDENTIALS, host)
+    assert outcome["result"] == "failed" and outcome["request_id"] == RUNNING["request_id"]
+    assert "nobody-here does not exist" in outcome["message"]
+    assert inputs["admin"]["password_hash"] not in json.dumps(outcome)
+    assert credentials.outcome(RUNNING, host) == outcome
+    lines = console_progress.poll(host, RUNNING["request_id"]).lines
+    assert f"[!] The admin password could not be set: {outcome['message']}" in lines
+    assert "    Setup goes on: the app does not need them." in lines
+    # A later run is not this one's: nothing is shown for it until the unit runs again.
+    later = {**RUNNING, "request_id": "20261201T110000Z-0badf00e"}
+    state.write(state.INSTALL_STATE, later, host)
+    assert credentials.outcome(later, host) is None
+    assert not any("admin password" in line
+                   for line in console_progress.poll(host, later["request_id"]).lines)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chpasswd --root and chown need root")
+def test_success_is_recorded_with_fingerprints_and_never_a_key_or_hash(host, real_keys):
+    inputs = record(host, {**ADMIN, "ssh_authorized_keys": real_keys["ed25519"][0]})
+    state.write(state.INSTALL_STATE, RUNNING, host)
+    done = credentials.run(host)
+    outcome = state.read(state.ADMIN_CREDENTIALS, host)
+    assert outcome["result"] == "applied" and outcome["message"] == "; ".join(done)
+    assert sshkeys.parse(real_keys["ed25519"][0]).fingerprint in outcome["message"]
+    assert real_keys["ed25519"][0].split()[1] not in outcome["message"]
+    assert inputs["admin"]["password_hash"] not in outcome["message"]
+    assert "[x] Admin password and SSH keys set" in console_progress.poll(
+        host, RUNNING["request_id"]).lines

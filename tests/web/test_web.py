@@ -809,8 +809,13 @@ def test_responses_match_the_openapi_document(server, root):
                                       "updated_at": "2026-11-27T10:00:00Z", "phases": {}}, root)
     example = TESTS / "schema_examples/status/valid-background-issue.json"
     state.write(state.STATUS, json.loads(example.read_text()), root)
+    state.write(state.ADMIN_CREDENTIALS, json.loads(  # for this run (from the CLI: no id)
+        (TESTS / "schema_examples/admin-credentials/valid-failed-from-the-cli.json").read_text()),
+        root)
     for path in ("/api/status", "/api/install"):
         assert_documented(requests.get(f"{url}{path}", headers=auth, timeout=5), "GET", path)
+    install = requests.get(f"{url}/api/install", headers=auth, timeout=5).json()
+    assert install["credentials"]["result"] == "failed"
     assert {code for _, code in seen} == {200, 202, 400, 401, 409, 413, 422}
 
 
