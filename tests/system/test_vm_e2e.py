@@ -48,6 +48,7 @@ import trustme
 import vm_image
 from late_commands import replay_network_and_users, run_late_commands
 from support import oci
+from support.answers import ADMIN
 from support.base import FAKES, ROOT
 from support.docs import SHELL_DOCS, shell_blocks
 from support.machines import STAND_IN_STORE, assert_flux_objects_valid, extract_payload, wait_for
@@ -96,7 +97,7 @@ ENDPOINTS = {"k3s_release_base": "https://github.test/k3s",
              "flux_release_base": "https://github.test/flux",
              "dns_names": [*MIRROR_NAMES, BLOB_HOST],
              "ca_bundle": "/etc/alga-appliance/mirror-ca.pem"}
-ANSWERS = {"channel": "stable"}
+ANSWERS = {**ADMIN, "channel": "stable"}
 PLANTED_SECRET = f"K10{secrets.token_hex(24)}::server:{secrets.token_hex(16)}"
 
 
@@ -338,6 +339,9 @@ def test_3_preflight_fails_cleanly_offline(vm, console_token):
     assert any(check["status"] == "fail" for check in doc["preflight"]["checks"])
     assert [doc["install"]["phases"][p]["state"] for p in chain.NAMES[1:]] \
         == ["pending"] * 4
+    # The install changed nothing. The admin's credentials are set at submission, before
+    # preflight and outside that promise (docs/architecture.md), so a shell is available now.
+    assert doc["credentials"]["result"] == "applied", doc["credentials"]
     assert host_fingerprint(vm) == before
 
 
