@@ -70,6 +70,7 @@ ENDPOINTS = [
     ("POST", "/api/setup", {"channel": "stable"}, state.INSTALL_STATE),
     ("POST", "/api/setup", {"channel": "stable"}, state.SETUP_INPUTS),
     ("POST", "/api/setup/resume", None, state.INSTALL_STATE),
+    ("POST", "/api/token/rotate", None, state.INSTALL_STATE),
     ("POST", "/api/setup/validate", {"channel": "stable"}, state.SETUP_INPUTS),
     ("GET", "/api/setup", None, state.SETUP_INPUTS),
     ("GET", "/api/status", None, state.STATUS),
