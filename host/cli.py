@@ -161,8 +161,44 @@ def tls_install_command(cert: Path, key: Path) -> None:
 @main.command("token")
 @click.argument("action", type=click.Choice(["show", "rotate"]))
 def token_command(action: str) -> None:
-    """Print the setup token, or replace it with a new one."""
-    click.echo(token.rotate_token() if action == "rotate" else token.ensure_token())
+    """Print the setup token and a QR code of the setup link, or replace the token with a
+    new one (root: the old one stops working at once)."""
+    from host.console import banner
+
+    if action == "show":
+        _show_token(token.ensure_token())
+        return
+    if os.geteuid() != 0:
+        click.echo("token rotate: only root rotates the token (it re-renders the console "
+                   "banner); run: sudo alga-appliance token rotate", err=True)
+        sys.exit(engine.EXIT_FAILED)
+    _show_token(token.rotate_token())
+    click.echo("The old token no longer works.")
+    # At once, not at the console timer's next run: the banner must not show a dead token.
+    banner.update()
+
+
+def _show_token(setup_token: str) -> None:
+    """The grouped token, the setup link that carries it and, where the terminal can draw
+    one, the link's QR code (for a phone beside a VM console)."""
+    from host.console import banner, qr
+    from host.net import addresses
+
+    click.echo(f"Setup token: {token.for_people(setup_token)}")
+    ips = addresses.node_addresses()
+    if not ips:
+        click.echo("No setup link: this node has no network address yet (the console "
+                   "banner says what to check).")
+        return
+    # /setup whatever the state: once setup is done the UI shows the status page there.
+    address = banner.link(ips[0], "setup", setup_token)
+    click.echo(f"Setup link: {address}")
+    encoding = sys.stdout.encoding  # the terminal's (click would report ASCII as UTF-8)
+    if qr.can_draw(encoding):
+        click.echo("\n".join(qr.terminal_lines(address)))
+    else:
+        click.echo(f"No QR code: this terminal writes {encoding}, not UTF-8, so it cannot "
+                   "draw one; open the link or type the token.")
 
 
 @main.command("accept-setup")

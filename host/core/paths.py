@@ -18,7 +18,10 @@ LOG_DIR = "/var/log/alga-appliance"  # phase logs and the update log
 SPOOL_DIR = "/var/lib/alga-appliance/spool"  # requests from the web service to systemd
 SUPPORT_DIR = "/var/lib/alga-appliance/support"  # 0700: support bundles, the newest 5 kept
 WEB_BUNDLE_DIR = "/var/lib/alga-appliance/web-bundles"  # 0750 root:alga-appliance
-TOKEN_FILE = "/var/lib/alga-appliance/setup-token"  # 0600, owned by the service user
+# 0700 and 0600, owned by the service user: a directory of its own, so that the web
+# service, which may write nowhere else but the spool, can replace the token atomically.
+TOKEN_DIR = "/var/lib/alga-appliance/token"
+TOKEN_FILE = f"{TOKEN_DIR}/setup-token"
 # The web service's HTTPS certificate: self-signed on first boot (ensure-tls) or the
 # customer's own (tls install). The key is 0640 root:alga-appliance.
 TLS_DIR = "/etc/alga-appliance/tls"

@@ -495,7 +495,10 @@ def service_known_values(root: Path | None) -> list[KnownValue]:
     password (its log lines are scrubbed of them)."""
     found = []
     with contextlib.suppress(token.NoValidToken):  # no token, nothing to keep out
-        found.append(KnownValue("token", token.read_token(root)))
+        setup_token = token.read_token(root)
+        # Both ways it is written: grouped on the banner and in links, compact when typed.
+        found += [KnownValue("token", token.for_people(setup_token)),
+                  KnownValue("token", setup_token)]
     # Read leniently: an invalid inputs file, and one moved aside, are collected too, and
     # may hold the password.
     inputs_path = state.SETUP_INPUTS.path(root)
