@@ -182,20 +182,14 @@ def _show_token(setup_token: str) -> None:
     """The grouped token, the setup link that carries it and, where the terminal can draw
     one, the link's QR code (for a phone beside a VM console)."""
     from host.console import banner, qr
-    from host.net import addresses
 
-    click.echo(f"Setup token: {token.for_people(setup_token)}")
-    ips = addresses.node_addresses()
-    if not ips:
-        click.echo("No setup link: this node has no network address yet (the console "
-                   "banner says what to check).")
+    lines, link = banner.token_lines(setup_token)
+    click.echo("\n".join(lines))
+    if link is None:
         return
-    # /setup whatever the state: once setup is done the UI shows the status page there.
-    address = banner.link(ips[0], "setup", setup_token)
-    click.echo(f"Setup link: {address}")
     encoding = sys.stdout.encoding  # the terminal's (click would report ASCII as UTF-8)
     if qr.can_draw(encoding):
-        click.echo("\n".join(qr.terminal_lines(address)))
+        click.echo("\n".join(qr.terminal_lines(link)))
     else:
         click.echo(f"No QR code: this terminal writes {encoding}, not UTF-8, so it cannot "
                    "draw one; open the link or type the token.")

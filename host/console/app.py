@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from host.console import actions, banner, menu, status_view
+from host.console import actions, banner, menu, qr, status_view
 from host.console.plain import PlainConsole, PlainMenu
 from host.console.questions import current_answers, defaults
 from host.core import state, token
@@ -93,15 +93,26 @@ def act(chosen: str, root: Path | None, ui, plain: bool) -> str:
 
 
 def token_screen(root: Path | None, ui) -> str:
+    """The token, its setup link and the link's QR code (where the terminal can draw it),
+    then whether to rotate it."""
     try:
-        shown = [f"Setup token: {token.read_token(root)}"]
+        shown, setup_link = banner.token_lines(token.read_token(root))
+        code = []
+        if setup_link and qr.can_draw(ui.encoding):
+            code = qr.terminal_lines(setup_link)
+        elif setup_link:
+            shown.append("No QR code on this terminal (plain text only): open the link or "
+                         "type the token.")
+        ui.page("Token", shown, code)
+        shown = []
     except token.NoValidToken as exc:
-        shown = [f"There is no valid token: {exc.problem}. Rotate makes a new one."]
-    shown += ["", "Rotating makes a new token: the old one stops working at once, in every",
+        shown = [f"There is no valid token: {exc.problem}. Rotate makes a new one.", ""]
+    shown += ["Rotating makes a new token: the old one stops working at once, in every",
               "browser that used it."]
     if not ui.confirm("Token", shown, "Rotate the token now?"):
         return ""
-    return f"New setup token: {actions.rotate_token(root)} (the old one no longer works)."
+    new = token.for_people(actions.rotate_token(root))
+    return f"New setup token: {new} (the old one no longer works)."
 
 
 def run_setup(root: Path | None, ui, plain: bool) -> int:

@@ -47,6 +47,19 @@ def link(ip: str, page: str, setup_token: str) -> str:
     return f"http://{ip}:{paths.WEB_PORT}/{page}?token={token.for_people(setup_token)}"
 
 
+def token_lines(setup_token: str) -> tuple[list[str], str | None]:
+    """The grouped token and the setup link that carries it (None when the node has no
+    address yet), for `token show` and the console's Token entry."""
+    lines = [f"Setup token: {token.for_people(setup_token)}"]
+    ips = addresses.node_addresses()
+    if not ips:
+        return [*lines, "No setup link: this node has no network address yet (the banner "
+                        "says what to check)."], None
+    # /setup whatever the state: once setup is done the UI shows the status page there.
+    setup_link = link(ips[0], "setup", setup_token)
+    return [*lines, f"Setup link: {setup_link}"], setup_link
+
+
 def render(ips: list[str], current: dict, setup_token: str, fingerprint: str | None) -> str:
     """The banner text (agetty issue format: backslashes escaped); `fingerprint` is the
     HTTPS certificate's, None when there is no usable one."""
