@@ -57,8 +57,9 @@ def render(ips: list[str], current: dict, setup_token: str, fingerprint: str | N
         lines.append(f"Setup token: {setup_token}")
     else:
         lines += ["This node has no network address yet. Check the network cable or the VM's",
-                  "network adapter, and the settings in /etc/netplan/ (then: sudo netplan",
-                  "apply). The setup address appears here once the node has one.",
+                  "network adapter. On a network without DHCP, set a static address in the",
+                  "console's Network entry (or: sudo alga-appliance network set). The setup",
+                  "address appears here once the node has one.",
                   f"Setup token: {setup_token}"]
     lines += ["",
               "No browser? Log in here and run:  sudo alga-appliance console",
@@ -106,6 +107,16 @@ def update(root: Path | None = None) -> bool:
     if broken is not None:
         raise broken
     return changed
+
+
+def refresh(root: Path | None = None) -> str | None:
+    """Re-render at once after the address changed (the timer would take up to 15 s): None,
+    or why the banner could not be updated, for the caller to show (the timer retries)."""
+    try:
+        update(root)
+    except (state.StateFileInvalid, hostcmd.CommandFailed, OSError) as exc:
+        return f"the console banner was not updated ({exc}); it retries within 15 s"
+    return None
 
 
 def _write(text: str, root: Path | None) -> bool:

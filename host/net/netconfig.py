@@ -14,12 +14,13 @@ import ipaddress
 import json
 import re
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from host.core import paths, state
+from host.core import hostcmd, paths, state
 from host.core.validation import (
     FieldError,
     InputErrors,
@@ -326,3 +327,25 @@ def _addressing(wanted: dict) -> dict:
     if wanted["dns"]:
         addressing["nameservers"] = {"addresses": wanted["dns"]}
     return addressing
+
+
+class NetplanRefused(Exception):
+    """netplan would not take the rendered file; the message is netplan's own."""
+
+
+def networkd_files(text: str) -> dict[str, str]:
+    """What the real `netplan generate` makes of the netplan file `text`, in a scratch root:
+    {file name: content} of the systemd-networkd files. Checked before anything on the host
+    changes, so a file netplan refuses is never applied."""
+    with tempfile.TemporaryDirectory(prefix="alga-netplan-") as scratch:
+        netplan_file = paths.on_host(paths.NETPLAN_FILE, Path(scratch))
+        netplan_file.parent.mkdir(parents=True)
+        netplan_file.write_text(text)
+        netplan_file.chmod(0o600)
+        try:
+            hostcmd.run(["netplan", "generate", "--root-dir", scratch])
+        except hostcmd.CommandFailed as exc:
+            raise NetplanRefused(str(exc)) from exc
+        generated = Path(scratch, "run/systemd/network")
+        return {f.name: f.read_text() for f in sorted(generated.glob("*"))} \
+            if generated.is_dir() else {}
