@@ -353,14 +353,16 @@ def network_confirm_command() -> None:
               help="Nothing pending is not an error (the timer's and the boot check's use).")
 @click.option("--at-boot", is_flag=True,
               help="Before networkd starts: restore and generate, without netplan apply.")
-@click.option("--reason", default="rolled back by the admin", show_default=True,
-              help="What the record and the journal say.")
-def network_rollback_command(if_pending: bool, at_boot: bool, reason: str) -> None:
+@click.option("--timed-out", is_flag=True, help="Recorded as not confirmed in time (the timer's "
+                                                "use), not as rolled back by the admin.")
+def network_rollback_command(if_pending: bool, at_boot: bool, timed_out: bool) -> None:
     """Restore the configuration the pending change replaced."""
     from host.console import banner
     from host.net import netchange
 
     _require_root("rollback")
+    reason = netchange.TIMED_OUT if timed_out else \
+        "not confirmed before a reboot" if at_boot else "rolled back by the admin"
     try:
         change = netchange.rollback(reason=reason, at_boot=at_boot)
     except netchange.NothingPending as exc:

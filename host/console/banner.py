@@ -114,7 +114,7 @@ def refresh(root: Path | None = None) -> str | None:
     or why the banner could not be updated, for the caller to show (the timer retries)."""
     try:
         update(root)
-    except (state.StateFileInvalid, hostcmd.CommandFailed, OSError) as exc:
+    except (state.StateFileInvalid, token.NoValidToken, hostcmd.CommandFailed, OSError) as exc:
         return f"the console banner was not updated ({exc}); it retries within 15 s"
     return None
 

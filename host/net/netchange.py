@@ -18,6 +18,7 @@ from host.core import hostcmd, paths, state
 from host.net import netconfig
 
 CONFIRM_SECONDS = 60
+TIMED_OUT = "not confirmed in time"
 
 
 class ChangeRefused(Exception):
@@ -86,7 +87,12 @@ def apply(interface: str, settings: dict, root: Path | None = None,
     try:
         hostcmd.run(["netplan", "apply"])
     except hostcmd.CommandFailed as exc:
-        rollback(root, reason=f"netplan apply failed: {exc}")
+        try:
+            rollback(root, reason=f"netplan apply failed: {exc}")
+        except hostcmd.CommandFailed:
+            raise ChangeRefused(f"netplan apply failed ({exc}); the previous files are back "
+                                f"in {paths.NETPLAN_DIR} but could not be applied either: "
+                                "reboot to use them") from exc
         raise ChangeRefused(f"netplan apply failed ({exc}); the previous configuration "
                             "was restored") from exc
     return change
@@ -109,12 +115,15 @@ def rollback(root: Path | None = None, reason: str = "rolled back by the admin",
     if change is None:
         raise NothingPending
     _restore_previous(change["moved_aside"], root)
+    # Settled once the files are back: they are what the next boot uses, even if applying
+    # them now fails (hostcmd.CommandFailed, for the caller to report).
+    settled = _settle(change, "rolled_back", root, reason=reason)
     if at_boot:
-        hostcmd.run(["netplan", "generate"])
+        hostcmd.run(["netplan", "generate", "--root-dir", str(paths.host_root(root))])
     else:
         _stop_rollback_timer()
         hostcmd.run(["netplan", "apply"])
-    return _settle(change, "rolled_back", root, reason=reason)
+    return settled
 
 
 # --- the files ----------------------------------------------------------------------------
@@ -200,8 +209,7 @@ def _schedule_rollback(window: int) -> None:
     hostcmd.run(["systemd-run", f"--unit={paths.ROLLBACK_UNIT}", f"--on-active={window}s",
                  "--timer-property=AccuracySec=1s", "--collect",
                  "--description=Roll back an unconfirmed Alga appliance network change",
-                 paths.CLI_LINK, "network", "rollback", "--if-pending",
-                 f"--reason=not confirmed within {window} s"])
+                 paths.CLI_LINK, "network", "rollback", "--if-pending", "--timed-out"])
 
 
 def _stop_rollback_timer() -> None:
