@@ -22,6 +22,8 @@ test_packages=(xorriso qemu-system-x86 seabios ipxe-qemu ovmf time grub-pc-bin
                grub-efi-amd64-bin grub-common mtools dosfstools busybox-static kmod cpio
                openssl iproute2 mmdebstrap systemd-container chromium fonts-dejavu-core tmux
                e2fsprogs qemu-utils git
+               # the Network entry's tests render with the real netplan generate
+               netplan.io
                # the CNCF distribution registry (2.8) the OCI release source is tested against
                docker-registry
                # Playwright's node driver needs it; chromium does not pull it in

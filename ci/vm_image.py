@@ -19,7 +19,7 @@ from pathlib import Path
 import rootfs
 
 # udev loads the virtio modules and names the agent's port; dnslib serves the guest's DNS.
-GUEST_PACKAGES = ("udev", "kmod", "python3-dnslib")
+GUEST_PACKAGES = ("udev", "kmod", "python3-dnslib", "netplan.io")  # netplan: Network entry
 NETWORK = """[Match]
 Name=en* eth*
 [Network]

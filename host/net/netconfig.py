@@ -302,12 +302,13 @@ def render(settings: dict, interfaces: list[str]) -> str:
     for name in interfaces:
         wanted = settings_of(settings, name)
         addressing = _addressing(wanted)
+        # optional: as the installer's file says, no NIC holds up boot waiting for a link.
         if "vlan" in wanted:
-            ethernets[name] = {"dhcp4": False, "dhcp6": False}
+            ethernets[name] = {"dhcp4": False, "dhcp6": False, "optional": True}
             vlans[f"{name}.{wanted['vlan']}"] = {"id": wanted["vlan"], "link": name,
-                                                 **addressing}
+                                                 **addressing, "optional": True}
         else:
-            ethernets[name] = addressing
+            ethernets[name] = {**addressing, "optional": True}
     network: dict = {"version": 2, "renderer": "networkd", "ethernets": ethernets}
     if vlans:
         network["vlans"] = vlans
