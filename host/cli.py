@@ -377,6 +377,20 @@ def network_rollback_command(if_pending: bool, at_boot: bool, timed_out: bool) -
     click.echo(f"rolled back: {change['summary']}" + (f"\nnote: {problem}" if problem else ""))
 
 
+@network_group.command("edit")
+@click.option("--plain", is_flag=True,
+              help="Line-by-line prompts (chosen by itself on serial lines and dumb terminals).")
+@click.option("--timeout", default=60, show_default=True, type=click.IntRange(5, 3600),
+              help="Seconds to keep the change in before it is rolled back.")
+def network_edit_command(plain: bool, timeout: int) -> None:
+    """The console's Network entry: choose an interface, DHCP or static, review, apply,
+    keep or roll back."""
+    from host.console import app
+
+    _require_root("edit")
+    sys.exit(app.start_network(None, plain, timeout))
+
+
 @main.command("support-bundle")
 @click.option("-o", "--output", type=HostPath(path_type=Path),
               help=f"A directory, or the archive's path [default: {paths.SUPPORT_DIR}, where "

@@ -49,3 +49,13 @@ def start(root: Path | None, force_plain: bool) -> int:
         return console.run(entered)
     from host.console.tui import SetupTui  # urwid only for the full-screen mode
     return SetupTui(root, node_ip, resolvers, entered, busy, install, resume).run()
+
+
+def start_network(root: Path | None, force_plain: bool, window: int) -> int:
+    """The Network entry on its own (the console menu calls the same screens)."""
+    from host.console import network_screen
+    tty = os.ttyname(sys.stdin.fileno()) if sys.stdin.isatty() else None
+    if force_plain or plain_wanted(os.environ.get("TERM", ""), tty):
+        return network_screen.run_plain(PlainConsole(root, addresses.node_ip(), []), window)
+    from host.console.network_tui import NetworkTui  # urwid only for the full-screen mode
+    return NetworkTui(root, window).run()

@@ -137,8 +137,9 @@ def parse_settings(raw: dict, interfaces: list[str]) -> tuple[str, dict]:
         settings = _settings(text)
     except InputErrors as exc:
         errors += exc.errors
-    if errors:
-        raise InputErrors(errors)
+    if errors:  # in the order the fields are asked
+        raise InputErrors(sorted(errors, key=lambda e: (
+            FIELDS.index(e.field) if e.field in FIELDS else len(FIELDS), e.field)))
     validate({"interfaces": {interface: settings}}, "network.schema.json",
              name="network settings", source="parsed answers")
     return interface, settings
