@@ -56,7 +56,7 @@ def run_plain(console: PlainConsole, window: int = netchange.CONFIRM_SECONDS) ->
     waiting = netchange.pending(console.root)
     if waiting:
         console.say(f"A network change is waiting for confirmation: {waiting['summary']}.")
-        return _keep_or_roll_back(console, _seconds_left(waiting))
+        return _keep_or_roll_back(console, seconds_left(waiting))
     interfaces = netconfig.wired_interfaces(console.root)
     if not interfaces:
         console.say("No wired network interface was found: check the VM's network adapter.")
@@ -108,7 +108,7 @@ def _ask_until_valid(console: PlainConsole, answers: dict, names: list[str]) -> 
     _ask(console, answers)
     while True:
         try:
-            return netconfig.parse_settings(_used(answers), names)[1]
+            return netconfig.parse_settings(used_answers(answers), names)[1]
         except InputErrors as exc:
             wrong = {error.field: error.message for error in exc.errors}
         for field, message in wrong.items():
@@ -117,7 +117,7 @@ def _ask_until_valid(console: PlainConsole, answers: dict, names: list[str]) -> 
         _ask(console, answers, set(wrong))
 
 
-def _used(answers: dict) -> dict:
+def used_answers(answers: dict) -> dict:
     """The answers the chosen mode uses (DHCP keeps no static fields)."""
     static = {field for field, _, _ in STATIC_QUESTIONS}
     return {k: v for k, v in answers.items()
@@ -199,7 +199,7 @@ def _reply_within(console: PlainConsole, seconds: float) -> str | None:
     return None
 
 
-def _seconds_left(change: dict) -> int:
+def seconds_left(change: dict) -> int:
     left = (state.moment(change["deadline"]) - state.moment(state.timestamp())).total_seconds()
     return max(int(left), 1)
 

@@ -12,6 +12,7 @@ import pexpect
 import pytest
 from support.base import ROOT
 from support.network import INSTALLER_NETPLAN, logged, network_host
+from test_console import Tmux  # the same real terminal as the setup screens
 
 from host.core import paths, state, token
 
@@ -183,3 +184,85 @@ def test_a_console_opened_while_a_change_waits_offers_to_keep_it(host):
     second.sendline("y")
     second.expect_exact("Kept: ens4 static")
     assert state.read(state.NETWORK_CHANGE, root)["status"] == "confirmed"
+
+
+# --- full screen, in tmux at 80x24 -------------------------------------------------------------
+
+
+@pytest.fixture
+def tui(host):
+    root, _ = host
+    terminal = Tmux(network_edit(root), console_env("xterm-256color"))
+    terminal.wait_for("Which interface?")
+    yield terminal
+    terminal.close()
+
+
+def fill_static(tui: Tmux, address: str, gateway: str) -> str:
+    """From the interface list: ens4, static, an address and gateway; returns the screen."""
+    tui.keys("Down", "Enter", "Down", "Enter")  # ens4, Next
+    tui.wait_for("Addressing of ens4")
+    tui.keys("Down", "Enter", "Down")  # static, then the IPv4 address field
+    tui.type(address)
+    tui.keys("Down")
+    tui.type(gateway)
+    tui.keys("Enter")  # Enter in a field: Review
+    return tui.screen()
+
+
+def test_tui_static_applied_then_rolled_back_by_the_countdown(host, tui):
+    root, _ = host
+    fill_static(tui, "192.0.2.10/24", "192.0.2.1")
+    review = tui.wait_for("Review the change")
+    assert "ens4 static 192.0.2.10/24 gateway 192.0.2.1" in review
+    tui.keys("Enter")  # Apply
+    countdown = tui.wait_for("unless you choose Keep")
+    assert "Applied: ens4 static 192.0.2.10/24" in countdown
+    assert state.read(state.NETWORK_CHANGE, root)["status"] == "pending"
+    done = tui.wait_for("Rolled back to the previous configuration.", timeout=30)
+    assert "Keep" not in done
+    assert installer_file(root).read_text() == INSTALLER_NETPLAN
+    assert state.read(state.NETWORK_CHANGE, root)["reason"] == "not confirmed in time"
+    tui.keys("Enter")
+    tui.wait_for("EXIT=1")
+
+
+def test_tui_static_applied_and_kept(host, tui):
+    root, logs = host
+    fill_static(tui, "192.0.2.10/24", "192.0.2.1")
+    tui.wait_for("Review the change")
+    tui.keys("Enter")
+    tui.wait_for("unless you choose Keep")
+    tui.keys("Left", "Enter")  # the focus starts on Roll back: Keep is one to the left
+    kept = tui.wait_for("Kept: ens4 static 192.0.2.10/24")
+    assert "Kept" in kept
+    tui.keys("Enter")
+    tui.wait_for("EXIT=0")
+    assert state.read(state.NETWORK_CHANGE, root)["status"] == "confirmed"
+    assert logged(logs, "systemctl") == ["stop alga-appliance-network-rollback.timer"]
+
+
+def test_tui_invalid_input_is_shown_on_the_form_and_nothing_applied(host, tui):
+    root, logs = host
+    screen = fill_static(tui, "192.0.2.10/24", "198.51.100.1")
+    screen = tui.wait_for("is not in the subnet")
+    assert "198.51.100.1 is not in the subnet 192.0.2.0/24" in screen
+    assert "Addressing of ens4" in screen and logged(logs, "netplan") == []
+    tui.keys("F10")
+    tui.wait_for("EXIT=130")
+    assert installer_file(root).exists() and state.read(state.NETWORK, root) is None
+
+
+def test_tui_dhcp_chosen(host, tui):
+    root, _ = host
+    tui.keys("Down", "Down", "Enter")  # ens3 as it is: Next
+    tui.wait_for("Addressing of ens3")
+    tui.keys(*["Down"] * 7)  # DHCP stays; past static and the address fields to the VLAN
+    tui.type("40")
+    tui.keys("Enter")  # Review
+    assert "ens3 VLAN 40 DHCP" in tui.wait_for("Review the change")
+    tui.keys("Enter")
+    tui.wait_for("unless you choose Keep")
+    tui.keys("Left", "Enter")
+    tui.wait_for("Kept: ens3 VLAN 40 DHCP")
+    assert state.read(state.NETWORK, root)["interfaces"]["ens3"] == {"mode": "dhcp", "vlan": 40}
