@@ -42,9 +42,14 @@ def questions_for(answers: dict) -> list[tuple[str, str, str]]:
 
 
 def setup_urls(root: Path | None) -> list[str]:
-    """Where the setup page is now: the node's addresses, as the banner shows them."""
-    del root  # the addresses are the kernel's, not under the root prefix
-    return [f"http://{ip}:{paths.WEB_PORT}/setup" for ip in addresses.node_addresses()]
+    """Where the setup page is: the static addresses set (an IPv6-only one included, which
+    the banner does not list), then the node's IPv4 addresses as the banner shows them."""
+    static = [address.split("/")[0] for settings in
+              netconfig.read_settings(root)["interfaces"].values()
+              for address in settings.get("addresses", [])]
+    hosts = dict.fromkeys([*static, *addresses.node_addresses()])
+    return [f"http://{f'[{host}]' if ':' in host else host}:{paths.WEB_PORT}/setup"
+            for host in hosts]
 
 
 # --- plain mode -------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pexpect
 import pytest
 from support.base import ROOT
 from support.network import INSTALLER_NETPLAN, logged, network_host
-from test_console import Tmux  # the same real terminal as the setup screens
+from test_console import Tmux, keep_capture  # the setup screens' terminal and captures
 
 from host.core import paths, state, token
 
@@ -232,7 +232,11 @@ def test_tui_static_applied_and_kept(host, tui):
     fill_static(tui, "192.0.2.10/24", "192.0.2.1")
     tui.wait_for("Review the change")
     tui.keys("Enter")
-    tui.wait_for("unless you choose Keep")
+    countdown = tui.wait_for("unless you choose Keep")
+    assert "The setup page is now at http://192.0.2.10:8080/setup" in countdown
+    # The guide shows the countdown as it starts with the real window, not the tests' 5 s.
+    keep_capture("tui-network-keep", countdown.replace(
+        f"in {WINDOW} s unless you choose Keep. ", "in 60 s unless you choose Keep."))
     tui.keys("Left", "Enter")  # the focus starts on Roll back: Keep is one to the left
     kept = tui.wait_for("Kept: ens4 static 192.0.2.10/24")
     assert "Kept" in kept
