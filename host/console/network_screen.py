@@ -88,7 +88,7 @@ def run_plain(console: PlainConsole, window: int = netchange.CONFIRM_SECONDS) ->
     _say_banner_problem(console)
     for url in setup_urls(console.root):
         console.say(f"  The setup page is now at {url}")
-    return _keep_or_roll_back(console, window)
+    return _keep_or_roll_back(console, seconds_left(change))  # the timer's deadline
 
 
 def _choose_interface(console: PlainConsole, interfaces: list[netconfig.Interface]) -> str:

@@ -136,7 +136,7 @@ class NetworkTui:
             self.error.set_text(("error", f"Not applied: {exc}"))
             return
         lines = [f"Applied: {change['summary']}", *self.banner_lines()]
-        self.show_countdown(lines, self.window)
+        self.show_countdown(lines, seconds_left(change))  # the timer's deadline
 
     def banner_lines(self) -> list[str]:
         problem = banner.refresh(self.root)

@@ -63,6 +63,7 @@ NETPLAN_ASIDE_DIR = "/etc/alga-appliance/netplan-aside"
 # What a pending change replaced (the netplan files and network.json), until it is confirmed.
 NETWORK_PREVIOUS_DIR = "/var/lib/alga-appliance/network-previous"
 NETWORK_LOG = "/var/log/alga-appliance/network.log"  # one line per change, no secrets
+NETWORK_LOCK = "/var/lib/alga-appliance/network.lock"  # apply, confirm, rollback: one at a time
 ROLLBACK_UNIT = "alga-appliance-network-rollback"  # the transient timer systemd-run makes
 SYS_NET = "/sys/class/net"
 

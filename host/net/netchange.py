@@ -11,6 +11,7 @@ network.json the change replaced, kept in NETWORK_PREVIOUS_DIR until the change 
 
 import contextlib
 import datetime
+import fcntl
 import shutil
 from pathlib import Path
 
@@ -51,66 +52,48 @@ def apply(interface: str, settings: dict, root: Path | None = None,
           window: int = CONFIRM_SECONDS) -> dict:
     """Apply `settings` to `interface` and leave the change pending for `window` seconds;
     returns the pending record. Raises ChangeRefused when nothing could be applied."""
-    waiting = pending(root)
-    if waiting:
-        raise ChangeRefused(
-            f"the change applied at {waiting['applied_at']} ({waiting['summary']}) is still "
-            "waiting for confirmation: confirm it (sudo alga-appliance network confirm) or "
-            "roll it back (sudo alga-appliance network rollback) first")
-    interfaces = [found.name for found in netconfig.wired_interfaces(root)]
-    current = netconfig.read_settings(root)
-    wanted = {"interfaces": {name: s for name, s in {**current["interfaces"],
-                                                     interface: settings}.items()
-                             if name in interfaces}}
-    text = netconfig.render(wanted, interfaces)
-    try:
-        netconfig.networkd_files(text)
-    except netconfig.NetplanRefused as exc:
-        raise ChangeRefused(f"netplan refused the new configuration ({exc}); nothing was "
-                            "changed: send a support bundle with this message") from exc
-    _keep_previous(root)
-    now = datetime.datetime.now(datetime.UTC)
-    change = {"status": "pending", "interface": interface,
-              "summary": summary(interface, settings), "applied_at": state.timestamp(now),
-              "deadline": state.timestamp(now + datetime.timedelta(seconds=window)),
-              "moved_aside": _other_netplan_files(root)}
-    state.write(state.NETWORK_CHANGE, change, root)
-    try:
-        _schedule_rollback(window)
-    except hostcmd.CommandFailed as exc:
-        _settle(change, "rolled_back", root, reason="the rollback timer could not be set")
-        raise ChangeRefused(f"the rollback timer could not be scheduled ({exc}), so nothing "
-                            "was changed: check that systemd is running (systemctl "
-                            "is-system-running)") from exc
-    _write_configuration(wanted, text, change["moved_aside"], root)
-    _journal(root, f"applied, pending until {change['deadline']}: {change['summary']}")
-    try:
-        hostcmd.run(["netplan", "apply"])
-    except hostcmd.CommandFailed as exc:
+    with _locked(root):
+        waiting = pending(root)
+        if waiting:
+            raise ChangeRefused(
+                f"the change applied at {waiting['applied_at']} ({waiting['summary']}) is "
+                "still waiting for confirmation: confirm it (sudo alga-appliance network "
+                "confirm) or roll it back (sudo alga-appliance network rollback) first")
+        wanted, text = _configuration_with(interface, settings, root)
+        _keep_previous(root)
+        change = _record_pending(interface, settings, window, root)
         try:
-            rollback(root, reason=f"netplan apply failed: {exc}")
-        except hostcmd.CommandFailed:
-            raise ChangeRefused(f"netplan apply failed ({exc}); the previous files are back "
-                                f"in {paths.NETPLAN_DIR} but could not be applied either: "
-                                "reboot to use them") from exc
-        raise ChangeRefused(f"netplan apply failed ({exc}); the previous configuration "
-                            "was restored") from exc
+            _schedule_rollback(window)
+        except hostcmd.CommandFailed as exc:
+            _settle(change, "rolled_back", root, reason="the rollback timer could not be set")
+            raise ChangeRefused(f"the rollback timer could not be scheduled ({exc}), so "
+                                "nothing was changed: check that systemd is running "
+                                "(systemctl is-system-running)") from exc
+        _write_configuration(wanted, text, change["moved_aside"], root)
+        _journal(root, f"applied, pending until {change['deadline']}: {change['summary']}")
+        _netplan_apply_or_roll_back(root)
     return change
 
 
 def confirm(root: Path | None = None) -> dict:
     """Keep the pending change: stop its rollback timer and forget what it replaced."""
-    change = pending(root)
-    if change is None:
-        raise NothingPending
-    _stop_rollback_timer()
-    return _settle(change, "confirmed", root)
+    with _locked(root):
+        change = pending(root)
+        if change is None:
+            raise NothingPending
+        _stop_rollback_timer()
+        return _settle(change, "confirmed", root)
 
 
 def rollback(root: Path | None = None, reason: str = "rolled back by the admin",
              at_boot: bool = False) -> dict:
     """Put back what the pending change replaced and apply it. At boot, before networkd
     starts (netplan apply would wait on it), the files are only generated."""
+    with _locked(root):
+        return _roll_back(root, reason, at_boot)
+
+
+def _roll_back(root: Path | None, reason: str, at_boot: bool) -> dict:
     change = pending(root)
     if change is None:
         raise NothingPending
@@ -124,6 +107,56 @@ def rollback(root: Path | None = None, reason: str = "rolled back by the admin",
         _stop_rollback_timer()
         hostcmd.run(["netplan", "apply"])
     return settled
+
+
+def _configuration_with(interface: str, settings: dict, root: Path | None) -> tuple[dict, str]:
+    """The settings with `interface` changed (those of NICs no longer there dropped) and
+    their netplan file, which the real netplan must accept before anything changes."""
+    interfaces = [found.name for found in netconfig.wired_interfaces(root)]
+    current = netconfig.read_settings(root)["interfaces"]
+    wanted = {"interfaces": {name: kept for name, kept in {**current, interface: settings}.items()
+                             if name in interfaces}}
+    text = netconfig.render(wanted, interfaces)
+    try:
+        netconfig.networkd_files(text)
+    except netconfig.NetplanRefused as exc:
+        raise ChangeRefused(f"netplan refused the new configuration ({exc}); nothing was "
+                            "changed: send a support bundle with this message") from exc
+    return wanted, text
+
+
+def _record_pending(interface: str, settings: dict, window: int, root: Path | None) -> dict:
+    now = datetime.datetime.now(datetime.UTC)
+    change = {"status": "pending", "interface": interface,
+              "summary": summary(interface, settings), "applied_at": state.timestamp(now),
+              "deadline": state.timestamp(now + datetime.timedelta(seconds=window)),
+              "moved_aside": _other_netplan_files(root)}
+    state.write(state.NETWORK_CHANGE, change, root)
+    return change
+
+
+def _netplan_apply_or_roll_back(root: Path | None) -> None:
+    try:
+        hostcmd.run(["netplan", "apply"])
+    except hostcmd.CommandFailed as exc:
+        try:
+            _roll_back(root, f"netplan apply failed: {exc}", at_boot=False)
+        except hostcmd.CommandFailed:
+            raise ChangeRefused(f"netplan apply failed ({exc}); the previous files are back "
+                                f"in {paths.NETPLAN_DIR} but could not be applied either: "
+                                "reboot to use them") from exc
+        raise ChangeRefused(f"netplan apply failed ({exc}); the previous configuration "
+                            "was restored") from exc
+
+
+@contextlib.contextmanager
+def _locked(root: Path | None):
+    """One of apply, confirm and rollback at a time: the timer may fire while the console
+    confirms."""
+    lock = paths.on_host(paths.NETWORK_LOCK, root)
+    with open(lock, "a") as fp:
+        fcntl.flock(fp, fcntl.LOCK_EX)
+        yield
 
 
 # --- the files ----------------------------------------------------------------------------
