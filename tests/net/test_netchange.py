@@ -215,7 +215,7 @@ def test_set_from_a_json_file_and_not_both(host, tmp_path_factory):
 
 def test_only_root_may_change_the_network(host, monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    for command in (["set", *STATIC], ["confirm"], ["rollback"]):
+    for command in (["set", *STATIC], ["confirm"], ["rollback"], ["edit"]):
         result = network(*command)
         assert result.exit_code == 1
         assert f"must run as root (sudo alga-appliance network {command[0]})" in result.output

@@ -225,3 +225,27 @@ def test_dhcp_on_a_vlan():
 def test_netplan_refusing_a_file_is_reported_with_its_own_words():
     with pytest.raises(netconfig.NetplanRefused, match="netplan generate"):
         netconfig.networkd_files("network: {version: 2, ethernets: {ens3: {dhcp4: maybe}}}\n")
+
+
+GLOBAL_V4 = st.ip_addresses(v=4).filter(lambda a: a.is_global and not a.is_multicast)
+GLOBAL_V6 = st.ip_addresses(network="2000::/3")  # global unicast
+
+
+@settings(max_examples=25, deadline=None)
+@given(address=GLOBAL_V4, prefix=st.integers(8, 30), address6=GLOBAL_V6,
+       vlan=st.integers(1, 4094),
+       dns=st.lists(st.one_of(GLOBAL_V4, GLOBAL_V6), max_size=3, unique=True))
+def test_any_valid_static_settings_are_what_networkd_gets(address, prefix, address6, vlan, dns):
+    network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+    if address in (network.network_address, network.broadcast_address):
+        address = network.network_address + 1
+    answers = {"mode": "static", "ipv4_address": f"{address}/{prefix}",
+               "ipv6_address": f"{address6}/64", "dns_servers": ", ".join(map(str, dns)),
+               "vlan": str(vlan)}
+    files = generated({"interfaces": {"ens3": parsed(**answers)}})
+    lines = files[f"10-netplan-ens3.{vlan}.network"].splitlines()
+    assert f"Address={address}/{prefix}" in lines and f"Address={address6}/64" in lines
+    # netplan lists IPv4 servers before IPv6 ones, each in the order given.
+    in_order = sorted(dns, key=lambda d: d.version)
+    assert [line for line in lines if line.startswith("DNS=")] == [f"DNS={d}" for d in in_order]
+    assert f"Id={vlan}" in files[f"10-netplan-ens3.{vlan}.netdev"].splitlines()
