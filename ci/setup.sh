@@ -24,6 +24,8 @@ test_packages=(xorriso qemu-system-x86 seabios ipxe-qemu ovmf time grub-pc-bin
                e2fsprogs qemu-utils git
                # zbarimg decodes the QR codes the console draws (tests/console/test_qr.py)
                zbar-tools
+               # the Network entry's tests render with the real netplan generate
+               netplan.io
                # the CNCF distribution registry (2.8) the OCI release source is tested against
                docker-registry
                # Playwright's node driver needs it; chromium does not pull it in

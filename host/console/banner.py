@@ -94,8 +94,9 @@ def summary(ips: list[str], current: dict, setup_token: str | None, fingerprint:
         lines.append(shown)
     else:
         lines += ["This node has no network address yet. Check the network cable or the VM's",
-                  "network adapter, and the settings in /etc/netplan/ (then: sudo netplan",
-                  "apply). The setup address appears here once the node has one.",
+                  "network adapter. On a network without DHCP, set a static address in the",
+                  "console's Network entry (or: sudo alga-appliance network set). The setup",
+                  "address appears here once the node has one.",
                   shown]
     return lines
 
@@ -153,6 +154,16 @@ def _current(root: Path | None) -> tuple[dict, state.StateFileInvalid | None]:
         return {"state": "failed_action_required",
                 "message": f"The {exc.state.name} file {exc.path} is {exc.problem}.",
                 "next_action": exc.next_step}, exc
+
+
+def refresh(root: Path | None = None) -> str | None:
+    """Re-render at once after the address changed (the timer would take up to 15 s): None,
+    or why the banner could not be updated, for the caller to show (the timer retries)."""
+    try:
+        update(root)
+    except (state.StateFileInvalid, token.NoValidToken, hostcmd.CommandFailed, OSError) as exc:
+        return f"the console banner was not updated ({exc}); it retries within 15 s"
+    return None
 
 
 def _write(text: str, root: Path | None) -> bool:

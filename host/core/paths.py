@@ -57,6 +57,19 @@ RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"
 RESOLVED_DROPIN = "/etc/systemd/resolved.conf.d/alga-appliance-dns.conf"  # custom DNS
 K3S_RESOLV_CONF = "/etc/rancher/k3s/resolv.conf"  # k3s config.yaml's resolv-conf
 
+# --- the network, as the console's Network entry sets it ------------------------------------
+NETPLAN_DIR = "/etc/netplan"
+NETPLAN_FILE = "/etc/netplan/50-alga-appliance.yaml"  # the appliance's: every wired NIC
+# The installer's and any other netplan files, moved here so that exactly one file defines
+# each interface (networkd takes one .network per link): kept for the admin to look at.
+NETPLAN_ASIDE_DIR = "/etc/alga-appliance/netplan-aside"
+# What a pending change replaced (the netplan files and network.json), until it is confirmed.
+NETWORK_PREVIOUS_DIR = "/var/lib/alga-appliance/network-previous"
+NETWORK_LOG = "/var/log/alga-appliance/network.log"  # one line per change, no secrets
+NETWORK_LOCK = "/var/lib/alga-appliance/network.lock"  # apply, confirm, rollback: one at a time
+ROLLBACK_UNIT = "alga-appliance-network-rollback"  # the transient timer systemd-run makes
+SYS_NET = "/sys/class/net"
+
 # --- what the host says about itself -----------------------------------------------------
 OS_RELEASE = "/etc/os-release"
 HOSTNAME_FILE = "/etc/hostname"

@@ -584,7 +584,7 @@ COLLECTORS: tuple[Collector, ...] = (
         state.INSTALL_STATE, state.PREFLIGHT_REPORT, state.STATUS, state.SELECTED_RELEASE,
         state.MAINTENANCE, state.SETUP_INPUTS, state.ENDPOINTS, state.HOST_CHANGES,
         state.UPDATE_HISTORY, state.SUPPORT_BUNDLE_STATUS, state.SETUP_REFUSAL,
-        state.RELEASE_SOURCE)),
+        state.RELEASE_SOURCE, state.NETWORK, state.NETWORK_CHANGE)),
     Collector("logs/phases", 10, phase_logs),
     journal("logs/journal-alga-appliance", "alga-appliance*"),
     journal("logs/journal-k3s", "k3s.service"),
@@ -600,6 +600,9 @@ COLLECTORS: tuple[Collector, ...] = (
     host_file("network/resolv.conf", paths.RESOLV_CONF),
     host_file("network/resolved-upstream.conf", paths.RESOLVED_UPSTREAM),
     host_file("network/k3s-resolv.conf", paths.K3S_RESOLV_CONF),
+    # The Network entry's file and journal (neither holds a secret: addresses only).
+    host_file("network/netplan-alga-appliance.yaml", paths.NETPLAN_FILE),
+    host_file("network/network.log", paths.NETWORK_LOG),
     command("network/resolvectl-status", ["resolvectl", "status", "--no-pager"]),
     Collector("network/dns-lookups", 60, dns_lookups),
     Collector("network/preflight-rerun", 120, preflight_rerun),

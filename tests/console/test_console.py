@@ -74,7 +74,8 @@ def test_banner_for_each_address_count_and_rollup_state(ips, rollup):
     if ips:  # the fingerprint on two lines, which joined are the whole of it
         assert FINGERPRINT in "".join(line.strip() for line in text.splitlines())
     else:
-        assert "no network address yet" in text and "/etc/netplan/" in text
+        assert "no network address yet" in text and "console's Network entry" in text
+        assert "sudo alga-appliance network set" in text and "/etc/netplan" not in text
         assert "http://" not in text and "https://" not in text
     assert f"Setup token: {SHOWN_TOKEN}\n" in text and TOKEN not in text
     assert "sudo alga-appliance console" in text

@@ -69,17 +69,17 @@ def plain_menu(root: Path) -> pexpect.spawn:
 
 def test_plain_menu_before_setup_shows_the_banner_and_its_entries(menu_root):
     child = plain_menu(menu_root)
-    child.expect_exact("Choose 1-5 (Enter shows this again): ")
+    child.expect_exact("Choose 1-6 (Enter shows this again): ")
     shown = child.before
     assert "Ubuntu is installed. Appliance setup is waiting for your input." in shown
     assert f"Setup token: {token.for_people(token.read_token(menu_root))}" in shown
-    for number, label in enumerate(("Set up here", "Support bundle", "Token",
+    for number, label in enumerate(("Set up here", "Network", "Support bundle", "Token",
                                     "Shell (log in with the admin password)", "Exit"), 1):
         assert f"  {number}. {label}\r\n" in shown
     assert "Status" not in shown  # only after setup
     child.sendline("9")
-    child.expect_exact("Error: type a number from 1 to 5.")
-    child.expect_exact("Choose 1-5")
+    child.expect_exact("Error: type a number from 1 to 6.")
+    child.expect_exact("Choose 1-6")
     child.sendline("5")
     child.expect(pexpect.EOF)
     child.close()
@@ -267,7 +267,7 @@ def test_tui_token_shown_beside_its_link_s_code_then_rotated_after_confirmation(
     old = token.read_token(menu_root)
     terminal = tui_menu(menu_root)
     terminal.wait_for("Set up here")
-    terminal.keys("Down", "Down", "Enter")  # Token
+    terminal.keys("Down", "Down", "Down", "Enter")  # Token
     screen = terminal.wait_for(token.for_people(old))
     if addresses.node_addresses():  # the code beside the token, whole within 80x24
         code = [row[2:39] for row in screen.splitlines()[2:21]]  # inside the box's border
@@ -278,7 +278,7 @@ def test_tui_token_shown_beside_its_link_s_code_then_rotated_after_confirmation(
     terminal.keys("Enter")  # No has the focus
     terminal.wait_for("Set up here")
     assert token.read_token(menu_root) == old
-    terminal.keys("Down", "Down", "Enter")
+    terminal.keys("Down", "Down", "Down", "Enter")
     terminal.wait_for("Setup token:")
     terminal.keys("Enter")
     terminal.wait_for("Rotate the token now?")
@@ -291,7 +291,7 @@ def test_tui_token_shown_beside_its_link_s_code_then_rotated_after_confirmation(
 def test_tui_support_bundle_shows_progress_then_where_it_is(menu_root, tui_menu, monkeypatch):
     terminal = tui_menu(menu_root)
     terminal.wait_for("Set up here")
-    terminal.keys("Down", "Enter")
+    terminal.keys("Down", "Down", "Enter")  # past Network to Support bundle
     terminal.wait_for(actions.WAITING)
 
     def create(bundle_root, directory, progress):
@@ -344,7 +344,7 @@ def test_console_serial_starts_an_instance_per_serial_console(tmp_path, monkeypa
 def test_console_service_mode_exits_at_end_of_input_for_systemd_to_restart(menu_root):
     child = pexpect.spawn(sys.executable, console_command(menu_root, "--plain", "--service")[1:],
                           env=console_env("vt100"), encoding="utf-8", timeout=15)
-    child.expect_exact("Choose 1-4")  # no Exit on the tty service
+    child.expect_exact("Choose 1-5")  # no Exit on the tty service
     assert "Exit" not in child.before
     child.sendeof()
     child.expect(pexpect.EOF)
