@@ -80,7 +80,7 @@ def test_plain_menu_before_setup_shows_the_banner_and_its_entries(menu_root):
     child.sendline("9")
     child.expect_exact("Error: type a number from 1 to 6.")
     child.expect_exact("Choose 1-6")
-    child.sendline("5")
+    child.sendline("6")  # Exit
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
