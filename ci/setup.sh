@@ -25,6 +25,10 @@ test_packages=(xorriso qemu-system-x86 seabios ipxe-qemu ovmf time grub-pc-bin
                # the admin credentials' tests: sshd -t checks the SSH drop-in, ssh-keygen
                # makes and lists keys, chpasswd (passwd) sets the hash in a copied root
                openssh-server openssh-client passwd
+               # zbarimg decodes the QR codes the console draws (tests/console/test_qr.py)
+               zbar-tools
+               # the Network entry's tests render with the real netplan generate
+               netplan.io
                # the CNCF distribution registry (2.8) the OCI release source is tested against
                docker-registry
                # Playwright's node driver needs it; chromium does not pull it in

@@ -1,5 +1,6 @@
 """The `alga-appliance` command line: the entry point every appliance unit runs."""
 
+import json
 import os
 import re
 import sys
@@ -161,8 +162,38 @@ def tls_install_command(cert: Path, key: Path) -> None:
 @main.command("token")
 @click.argument("action", type=click.Choice(["show", "rotate"]))
 def token_command(action: str) -> None:
-    """Print the setup token, or replace it with a new one."""
-    click.echo(token.rotate_token() if action == "rotate" else token.ensure_token())
+    """Print the setup token and a QR code of the setup link, or replace the token with a
+    new one (root: the old one stops working at once)."""
+    from host.console import banner
+
+    if action == "show":
+        _show_token(token.ensure_token())
+        return
+    if os.geteuid() != 0:
+        click.echo("token rotate: only root rotates the token (it re-renders the console "
+                   "banner); run: sudo alga-appliance token rotate", err=True)
+        sys.exit(engine.EXIT_FAILED)
+    _show_token(token.rotate_token())
+    click.echo("The old token no longer works.")
+    # At once, not at the console timer's next run: the banner must not show a dead token.
+    banner.update()
+
+
+def _show_token(setup_token: str) -> None:
+    """The grouped token, the setup link that carries it and, where the terminal can draw
+    one, the link's QR code (for a phone beside a VM console)."""
+    from host.console import banner, qr
+
+    lines, link = banner.token_lines(setup_token)
+    click.echo("\n".join(lines))
+    if link is None:
+        return
+    encoding = sys.stdout.encoding  # the terminal's (click would report ASCII as UTF-8)
+    if qr.can_draw(encoding):
+        click.echo("\n".join(qr.terminal_lines(link)))
+    else:
+        click.echo(f"No QR code: this terminal writes {encoding}, not UTF-8, so it cannot "
+                   "draw one; open the link or type the token.")
 
 
 @main.command("accept-setup")
@@ -263,6 +294,158 @@ def console_banner_command() -> None:
     changed = banner.update()
     # Never the banner itself: it holds the token, and this output goes to the journal.
     click.echo("console banner updated" if changed else "console banner unchanged")
+
+
+@main.group("network")
+def network_group() -> None:
+    """The appliance's addressing: DHCP or static per wired interface, applied with
+    automatic rollback unless confirmed."""
+
+
+@network_group.command("show")
+@click.option("--json", "as_json", is_flag=True, help="The settings and the last change as JSON.")
+def network_show_command(as_json: bool) -> None:
+    """Each wired interface: link, MAC, current addresses and how it is set."""
+    from host.net import netchange, netconfig
+
+    settings = netconfig.read_settings()
+    interfaces = netconfig.wired_interfaces()
+    change = state.read(state.NETWORK_CHANGE)
+    if as_json:
+        click.echo(json.dumps({"interfaces": [
+            {"name": i.name, "mac": i.mac, "link": i.link, "addresses": list(i.addresses),
+             "settings": netconfig.settings_of(settings, i.name)} for i in interfaces],
+            "last_change": change}, indent=2))
+        return
+    for found in interfaces:
+        wanted = netchange.summary(found.name, netconfig.settings_of(settings, found.name))
+        click.echo(f"{found.name}  link {found.link}  MAC {found.mac}\n"
+                   f"  now: {', '.join(found.addresses) or 'no address'}\n  set: {wanted}")
+    if not interfaces:
+        click.echo("no wired interface found (check the VM's network adapter)")
+    if change:
+        click.echo(f"last change: {change['summary']}, {change['status'].replace('_', ' ')}"
+                   + (f" (confirm by {change['deadline']})" if change["status"] == "pending"
+                      else f" at {change['settled_at']}"))
+
+
+def _network_answers(from_file: Path | None, flags: dict) -> dict:
+    given = {field: value for field, value in flags.items() if value is not None}
+    if from_file is None:
+        return given
+    if given:
+        raise click.UsageError("give the settings as options or in --from-file, not both")
+    try:
+        answers = json.loads(from_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise click.UsageError(f"{from_file} is not a readable JSON file ({exc})") from exc
+    if not isinstance(answers, dict):
+        raise click.UsageError(f"{from_file} must hold one JSON object, like "
+                               '{"interface": "ens3", "mode": "dhcp"}')
+    return answers
+
+
+def _require_root(command: str) -> None:
+    if os.geteuid() != 0:
+        click.echo(f"network {command}: must run as root (sudo alga-appliance network "
+                   f"{command}): it changes this machine's network", err=True)
+        sys.exit(engine.EXIT_FAILED)
+
+
+@network_group.command("set")
+@click.option("--interface", help="A wired interface, as network show lists it.")
+@click.option("--mode", help="dhcp or static.")
+@click.option("--ipv4-address", help="Static IPv4 address with prefix, like 192.0.2.10/24.")
+@click.option("--ipv4-gateway", help="The IPv4 router, in that subnet.")
+@click.option("--ipv6-address", help="Static IPv6 address with prefix, like 2001:db8::10/64.")
+@click.option("--ipv6-gateway", help="The IPv6 router (in the subnet, or link-local).")
+@click.option("--dns", "dns_servers", help="Up to 3 DNS servers, comma-separated.")
+@click.option("--vlan", help="An 802.1Q VLAN id (1-4094) to put the addressing on.")
+@click.option("--from-file", type=HostPath(dir_okay=False, path_type=Path),
+              help="A JSON object with the same fields (interface, mode, ipv4_address, ...).")
+@click.option("--timeout", default=60, show_default=True, type=click.IntRange(5, 3600),
+              help="Seconds to confirm in before the change is rolled back.")
+def network_set_command(from_file: Path | None, timeout: int, **flags) -> None:
+    """Set one interface's addressing and apply it; it is rolled back unless `network
+    confirm` follows within the timeout."""
+    from host.console import banner
+    from host.core.validation import InputErrors
+    from host.net import netchange, netconfig
+
+    _require_root("set")
+    answers = _network_answers(from_file, flags)
+    names = [found.name for found in netconfig.wired_interfaces()]
+    try:
+        interface, settings = netconfig.parse_settings(answers, names)
+        change = netchange.apply(interface, settings, window=timeout)
+    except InputErrors as exc:
+        for error in exc.errors:
+            click.echo(f"network set: {error.field}: {error.message}", err=True)
+        sys.exit(engine.EXIT_FAILED)
+    except netchange.ChangeRefused as exc:
+        click.echo(f"network set: {exc}", err=True)
+        sys.exit(engine.EXIT_FAILED)
+    problem = banner.refresh()
+    click.echo(f"applied: {change['summary']}\nKeep it: sudo alga-appliance network confirm "
+               f"(before {change['deadline']}, else it is rolled back)"
+               + (f"\nnote: {problem}" if problem else ""))
+
+
+@network_group.command("confirm")
+def network_confirm_command() -> None:
+    """Keep the change waiting for confirmation."""
+    from host.net import netchange
+
+    _require_root("confirm")
+    try:
+        change = netchange.confirm()
+    except netchange.NothingPending as exc:
+        click.echo(f"network confirm: {exc}", err=True)
+        sys.exit(engine.EXIT_FAILED)
+    click.echo(f"confirmed: {change['summary']}")
+
+
+@network_group.command("rollback")
+@click.option("--if-pending", is_flag=True,
+              help="Nothing pending is not an error (the timer's and the boot check's use).")
+@click.option("--at-boot", is_flag=True,
+              help="Before networkd starts: restore and generate, without netplan apply.")
+@click.option("--timed-out", is_flag=True, help="Recorded as not confirmed in time (the timer's "
+                                                "use), not as rolled back by the admin.")
+def network_rollback_command(if_pending: bool, at_boot: bool, timed_out: bool) -> None:
+    """Restore the configuration the pending change replaced."""
+    from host.console import banner
+    from host.net import netchange
+
+    _require_root("rollback")
+    reason = netchange.TIMED_OUT if timed_out else \
+        "not confirmed before a reboot" if at_boot else "rolled back by the admin"
+    try:
+        change = netchange.rollback(reason=reason, at_boot=at_boot)
+    except netchange.NothingPending as exc:
+        click.echo(f"network rollback: {exc}", err=not if_pending)
+        sys.exit(0 if if_pending else engine.EXIT_FAILED)
+    except hostcmd.CommandFailed as exc:
+        click.echo(f"network rollback: the previous files are back in {paths.NETPLAN_DIR} "
+                   f"but could not be applied ({exc}); next step: reboot, or sudo netplan "
+                   f"apply", err=True)
+        sys.exit(engine.EXIT_FAILED)
+    problem = None if at_boot else banner.refresh()
+    click.echo(f"rolled back: {change['summary']}" + (f"\nnote: {problem}" if problem else ""))
+
+
+@network_group.command("edit")
+@click.option("--plain", is_flag=True,
+              help="Line-by-line prompts (chosen by itself on serial lines and dumb terminals).")
+@click.option("--timeout", default=60, show_default=True, type=click.IntRange(5, 3600),
+              help="Seconds to keep the change in before it is rolled back.")
+def network_edit_command(plain: bool, timeout: int) -> None:
+    """The console's Network entry: choose an interface, DHCP or static, review, apply,
+    keep or roll back."""
+    from host.console import app
+
+    _require_root("edit")
+    sys.exit(app.start_network(None, plain, timeout))
 
 
 @main.command("support-bundle")

@@ -14,6 +14,7 @@ import ipaddress
 import json
 import logging
 import os
+import pwd
 import subprocess
 import sys
 import threading
@@ -163,6 +164,7 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = addresses.no
         ("GET", "/api/updates"): lambda environ: (200, _updates(root)),
         ("POST", "/api/updates"): lambda environ: _update_request(environ, root),
         ("POST", "/api/support-bundle"): lambda environ: _support_bundle_request(root),
+        ("POST", "/api/token/rotate"): lambda environ: _rotate_token(root),
         ("GET", "/api/support-bundle"): lambda environ: (200, {
             "status": support_request.last_status(root),
             "bundles": support_request.available(root)}),
@@ -283,6 +285,29 @@ def _support_bundle_request(root: Path | None) -> tuple[int, dict]:
     except support_request.Busy as exc:
         raise HttpError(409, str(exc)) from exc
     return 202, {"accepted": True, "request_id": request_id}
+
+
+def _rotate_token(root: Path | None) -> tuple[int, dict]:
+    """A new token, shown once in the answer, so the admin's tab goes on with it; the old
+    one stops working at once. The console banner shows the new one at the console timer's
+    next run (within 15 s): this unprivileged service may neither write /etc/issue.d nor
+    start units, and meanwhile the banner's old token only no longer works.
+
+    After setup only. Before, the token is what the admin at the console reads to start the
+    wizard, and whoever else has read it (it crosses plain HTTP) could rotate the admin out
+    mid-setup; the console, where the token is shown, rotates it then (token rotate)."""
+    install = state.read(state.INSTALL_STATE, root)
+    if install is None or install["status"] != "succeeded":
+        raise HttpError(409, "the setup token is rotated here once setup has finished; until "
+                        "then, on the appliance's console run: sudo alga-appliance token rotate")
+    this_user = pwd.getpwuid(os.geteuid()).pw_name  # the service user: it owns the token
+    try:
+        new = token.rotate_token(root, owner=this_user)
+    except OSError as exc:
+        raise HttpError(503, f"the setup token {token.token_path(root)} could not be replaced "
+                        f"({exc.strerror or exc}); the old one still works; on the appliance's "
+                        "console run: sudo alga-appliance token rotate") from exc
+    return 200, {"token": token.for_people(new)}
 
 
 def _bundle_archive(environ: dict, root: Path | None) -> Path:

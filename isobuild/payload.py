@@ -18,7 +18,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PAYLOAD_DIR = "alga"  # top-level directory on the ISO
 SOURCE_DIRS = ("host", "units", "ui-static", "schemas")
 # Pure-Python packages the host code imports that a default Ubuntu Server lacks.
-VENDORED = ("click", "waitress", "urwid", "wcwidth", "typing_extensions")
+VENDORED = ("click", "waitress", "urwid", "wcwidth", "typing_extensions", "qrcode")
 UNIT_SUFFIXES = (".service", ".socket", ".timer", ".path", ".target")
 CLI_WRAPPER = f"""#!/bin/bash
 # The appliance CLI, on the distro python3 with the vendored pure-Python packages. Named

@@ -51,7 +51,9 @@ def autoinstall(options: BuildOptions, units: list[str], enabled_units: list[str
 
 
 def _network() -> dict:
-    # DHCP on every wired NIC, whatever the naming scheme; none of them blocks boot.
+    # DHCP on every wired NIC, whatever the naming scheme; none of them blocks boot. On a
+    # network without DHCP the admin sets a static address in the console's Network entry
+    # (host/net/netconfig.py), which moves this file aside for the appliance's own.
     wired = {"dhcp4": True, "dhcp6": True, "optional": True}
     return {"version": 2, "ethernets": {
         "wired-en": {"match": {"name": "en*"}, **wired},

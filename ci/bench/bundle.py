@@ -68,7 +68,9 @@ def build(root: Path, dns: DnsServer, github: HttpsServer, ghcr: HttpsServer,
                                   "flux_release_base": f"{github.url}/flux",
                                   "ca_bundle": str(ca.ca_pem_path)}, root)
     (root / "etc/resolv.conf").write_text(f"nameserver {dns.address}\n")
-    (root / paths.TOKEN_FILE.lstrip("/")).write_text("bench-token-value-0123456789\n")
+    token_file = root / paths.TOKEN_FILE.lstrip("/")
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    token_file.write_text("BENC-HT0K-EN00-0123-4567-89AB-CDEF\n")
     for phase in chain.NAMES:
         (root / paths.LOG_DIR.lstrip("/") / f"{phase}.log").write_bytes(
             log_lines(f"{phase} step", 3 * MIB))

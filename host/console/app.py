@@ -11,11 +11,11 @@ import sys
 import time
 from pathlib import Path
 
-from host.console import actions, banner, menu, status_view
+from host.console import actions, banner, menu, qr, status_view
 from host.console.plain import PlainConsole, PlainMenu
 from host.console.questions import current_answers, defaults
 from host.core import state, token
-from host.net import addresses
+from host.net import addresses, netchange
 from host.net.resolvers import system as system_resolvers
 from host.setup import recovery
 from host.setup import request as setup_request
@@ -78,6 +78,8 @@ def act(chosen: str, root: Path | None, ui, plain: bool) -> str:
             if run_setup(root, ui, plain) == EXIT_CANCELLED else ""
     if chosen == "status":
         ui.page("Status", status_view.lines(root))
+    elif chosen == "network":
+        run_network(root, plain, netchange.CONFIRM_SECONDS)
     elif chosen == "bundle":
         try:
             request_id = support_request.submit(root)
@@ -93,15 +95,26 @@ def act(chosen: str, root: Path | None, ui, plain: bool) -> str:
 
 
 def token_screen(root: Path | None, ui) -> str:
+    """The token, its setup link and the link's QR code (where the terminal can draw it),
+    then whether to rotate it."""
     try:
-        shown = [f"Setup token: {token.read_token(root)}"]
+        shown, setup_link = banner.token_lines(token.read_token(root))
+        code = []
+        if setup_link and qr.can_draw(ui.encoding):
+            code = qr.terminal_lines(setup_link)
+        elif setup_link:
+            shown.append("No QR code on this terminal (plain text only): open the link or "
+                         "type the token.")
+        ui.page("Token", shown, code)
+        shown = []
     except token.NoValidToken as exc:
-        shown = [f"There is no valid token: {exc.problem}. Rotate makes a new one."]
-    shown += ["", "Rotating makes a new token: the old one stops working at once, in every",
+        shown = [f"There is no valid token: {exc.problem}. Rotate makes a new one.", ""]
+    shown += ["Rotating makes a new token: the old one stops working at once, in every",
               "browser that used it."]
     if not ui.confirm("Token", shown, "Rotate the token now?"):
         return ""
-    return f"New setup token: {actions.rotate_token(root)} (the old one no longer works)."
+    new = token.for_people(actions.rotate_token(root))
+    return f"New setup token: {new} (the old one no longer works)."
 
 
 def run_setup(root: Path | None, ui, plain: bool) -> int:
@@ -128,3 +141,19 @@ def run_setup(root: Path | None, ui, plain: bool) -> int:
         return console.run(entered)
     from host.console.tui import SetupTui
     return SetupTui(root, node_ip, resolvers, entered, busy, install, resume).run()
+
+
+def start_network(root: Path | None, force_plain: bool, window: int) -> int:
+    """The Network entry on its own (`alga-appliance network edit`)."""
+    tty = os.ttyname(sys.stdin.fileno()) if sys.stdin.isatty() else None
+    return run_network(root, force_plain or plain_wanted(os.environ.get("TERM", ""), tty),
+                       window)
+
+
+def run_network(root: Path | None, plain: bool, window: int) -> int:
+    """The Network screens: choose, review, apply, keep or roll back within `window` s."""
+    from host.console import network_screen
+    if plain:
+        return network_screen.run_plain(PlainConsole(root, addresses.node_ip(), []), window)
+    from host.console.network_tui import NetworkTui  # urwid only for the full-screen mode
+    return NetworkTui(root, window).run()

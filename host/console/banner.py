@@ -2,8 +2,10 @@
 
 agetty shows /etc/issue.d/*.issue above the login prompt on tty1 and on serial gettys;
 `agetty --reload` makes the waiting gettys redraw. alga-appliance-console.timer re-renders
-every 15 s, so a new DHCP address or a state change shows without a reboot. The setup token
-is only in that root-only file: never printed to stdout or the journal, never served.
+every 15 s, so a new DHCP address or a state change shows without a reboot; `token rotate`
+re-renders it at once. The setup token is only in that root-only file: never printed to
+stdout or the journal, never served. The plain HTTP links carry it (`?token=`, which the UI
+moves out of the address bar), so a link copied from the screen signs in by itself.
 The HTTPS address comes with the certificate's SHA-256 fingerprint, for the admin to check
 against the one the browser shows before trusting it.
 """
@@ -39,6 +41,25 @@ def rollup(root: Path | None) -> dict:
     return {"state": "installing", "message": "", "next_action": ""}
 
 
+def link(ip: str, page: str, setup_token: str) -> str:
+    """The address of the UI's `page` that signs in with the token (at most 76 characters:
+    the banner's lines stay within WIDTH)."""
+    return f"http://{ip}:{paths.WEB_PORT}/{page}?token={token.for_people(setup_token)}"
+
+
+def token_lines(setup_token: str) -> tuple[list[str], str | None]:
+    """The grouped token and the setup link that carries it (None when the node has no
+    address yet), for `token show` and the console's Token entry."""
+    lines = [f"Setup token: {token.for_people(setup_token)}"]
+    ips = addresses.node_addresses()
+    if not ips:
+        return [*lines, "No setup link: this node has no network address yet (the banner "
+                        "says what to check)."], None
+    # /setup whatever the state: once setup is done the UI shows the status page there.
+    setup_link = link(ips[0], "setup", setup_token)
+    return [*lines, f"Setup link: {setup_link}"], setup_link
+
+
 def render(ips: list[str], current: dict, setup_token: str, fingerprint: str | None) -> str:
     """The banner text (agetty issue format: backslashes escaped); `fingerprint` is the
     HTTPS certificate's, None when there is no usable one."""
@@ -51,12 +72,14 @@ def render(ips: list[str], current: dict, setup_token: str, fingerprint: str | N
     return "\n".join(lines).replace("\\", "\\\\")
 
 
-def summary(ips: list[str], current: dict, setup_token: str, fingerprint: str | None
+def summary(ips: list[str], current: dict, setup_token: str | None, fingerprint: str | None
             ) -> list[str]:
-    """The state, the addresses to open and the token: the banner's body, which the console
-    menu shows above its entries too."""
+    """The state, the addresses to open and the token (None: there is no valid one): the
+    banner's body, which the console menu shows above its entries too."""
     page = "setup" if current["state"] in ("setup_required", "failed_action_required") \
         else "status"
+    shown = f"Setup token: {token.for_people(setup_token)}" if setup_token else \
+        "Setup token: none yet (choose Token below to make one)"
     lines = [HEADLINES[current["state"]]]
     lines += _wrapped(current["message"])
     # Before setup the next action is to open the setup URL, which the lines below give.
@@ -65,14 +88,16 @@ def summary(ips: list[str], current: dict, setup_token: str, fingerprint: str | 
     lines.append("")
     if ips:
         lines.append("In a browser on this network, open:")
-        lines += [f"  http://{ip}:{paths.WEB_PORT}/{page}" for ip in ips]
+        lines += [f"  {link(ip, page, setup_token)}" if setup_token else
+                  f"  http://{ip}:{paths.WEB_PORT}/{page}" for ip in ips]
         lines += _https_lines(ips, page, fingerprint)
-        lines.append(f"Setup token: {setup_token}")
+        lines.append(shown)
     else:
         lines += ["This node has no network address yet. Check the network cable or the VM's",
-                  "network adapter, and the settings in /etc/netplan/ (then: sudo netplan",
-                  "apply). The setup address appears here once the node has one.",
-                  f"Setup token: {setup_token}"]
+                  "network adapter. On a network without DHCP, set a static address in the",
+                  "console's Network entry (or: sudo alga-appliance network set). The setup",
+                  "address appears here once the node has one.",
+                  shown]
     return lines
 
 
@@ -115,8 +140,8 @@ def now(root: Path | None = None) -> list[str]:
     as the banner shows it)."""
     try:
         setup_token = token.read_token(root)
-    except token.NoValidToken as exc:  # the menu's Token entry makes a new one
-        setup_token = f"none ({exc})"
+    except token.NoValidToken:  # the menu's Token entry makes a new one
+        setup_token = None
     return summary(addresses.node_addresses(), _current(root)[0], setup_token,
                    _fingerprint(root))
 
@@ -129,6 +154,16 @@ def _current(root: Path | None) -> tuple[dict, state.StateFileInvalid | None]:
         return {"state": "failed_action_required",
                 "message": f"The {exc.state.name} file {exc.path} is {exc.problem}.",
                 "next_action": exc.next_step}, exc
+
+
+def refresh(root: Path | None = None) -> str | None:
+    """Re-render at once after the address changed (the timer would take up to 15 s): None,
+    or why the banner could not be updated, for the caller to show (the timer retries)."""
+    try:
+        update(root)
+    except (state.StateFileInvalid, token.NoValidToken, hostcmd.CommandFailed, OSError) as exc:
+        return f"the console banner was not updated ({exc}); it retries within 15 s"
+    return None
 
 
 def _write(text: str, root: Path | None) -> bool:

@@ -30,6 +30,8 @@ ENTRIES = (
     Entry("setup", "Set up here", lambda s: s.setup == "open"),
     Entry("progress", "Follow setup progress", lambda s: s.setup == "running"),
     Entry("status", "Status", lambda s: s.setup == "done"),
+    # Before setup too: on a VLAN without DHCP the setup address comes from here.
+    Entry("network", "Network", lambda s: True),
     Entry("bundle", "Support bundle", lambda s: True),
     Entry("token", "Token", lambda s: True),
     Entry("shell", "Shell (log in with the admin password)", lambda s: True),

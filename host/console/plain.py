@@ -245,6 +245,7 @@ class PlainMenu:
     def __init__(self, root: Path | None, stdin: TextIO = sys.stdin,
                  stdout: TextIO = sys.stdout):
         self.lines = PlainConsole(root, "", [], stdin, stdout)
+        self.encoding = "ascii"  # what PlainConsole writes: a serial line may know no more
 
     def choose(self, entries: list, header: list[str], note: str) -> str | None:
         """The chosen entry's id; None to draw the menu again. EOFError at end of input."""
@@ -273,13 +274,17 @@ class PlainMenu:
             raise EOFError
         return line.strip()
 
-    def page(self, title: str, lines: list[str]) -> None:
+    def page(self, title: str, lines: list[str], code: list[str] = ()) -> None:
+        """`lines` wrapped to the width, then `code` (a QR code's lines) as they are."""
         self.lines.say(f"\n{title}\n{'-' * len(title)}")
         for line in lines:
             indent = " " * (len(line) - len(line.lstrip()) + 2)  # wrapped under itself
+            # A link is never cut: it is copied from here, or read on a phone's screen.
             for part in textwrap.wrap(line, WIDTH, subsequent_indent=indent,
-                                      break_on_hyphens=False) or [""]:
+                                      break_on_hyphens=False, break_long_words=False) or [""]:
                 self.lines.say(part)
+        for line in code:
+            self.lines.say(line)
 
     def confirm(self, title: str, lines: list[str], question: str) -> bool:
         self.page(title, lines)

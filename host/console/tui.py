@@ -1,6 +1,7 @@
 """Full-screen console setup (urwid, the toolkit Ubuntu's own installer uses): one screen
 per question, then the review, then live progress. Esc goes back, F10 cancels."""
 
+import sys
 from pathlib import Path
 
 import urwid
@@ -290,6 +291,7 @@ def _button(label: str, action) -> urwid.Widget:
 
 MENU_HELP = " Up/Down: move   Enter: choose"
 PAGE_HELP = " Up/Down/PgUp/PgDn: scroll   Esc: back to the menu"
+CODE_HELP = " Enter or Esc: back"
 
 
 class MenuTui:
@@ -298,6 +300,8 @@ class MenuTui:
 
     def __init__(self, root: Path | None, on_vt: bool, service: bool):
         self.root, self.on_vt, self.service = root, on_vt, service
+        self.encoding = sys.stdout.encoding
+        self.enter_leaves = False
 
     def show(self, title: str, rows: list, help_text: str, focus: int = 0, poll=None):
         """`rows` in a scrolling box until a button or Esc ends it: what it ended with.
@@ -323,7 +327,7 @@ class MenuTui:
         raise urwid.ExitMainLoop
 
     def keys(self, key: str) -> None:
-        if key == "esc":
+        if key == "esc" or (key == "enter" and self.enter_leaves):
             self.finish(None)
 
     def choose(self, entries: list, header: list[str], note: str) -> str | None:
@@ -348,10 +352,22 @@ class MenuTui:
         return self.show("Alga appliance console", shown, MENU_HELP,
                          focus=len(shown) - len(entries), poll=redraw_on_change)
 
-    def page(self, title: str, lines: list[str]) -> None:
-        rows = [*(urwid.Text(line) for line in lines), urwid.Divider(),
-                _button("Back", lambda _: self.finish(None))]
-        self.show(title, rows, PAGE_HELP, focus=len(rows) - 1)
+    def page(self, title: str, lines: list[str], code: list[str] = ()) -> None:
+        """`lines`, and beside them `code` (a QR code's lines) when there is one: side by
+        side, the link's code (19 lines at most) fits an 80x24 screen whole."""
+        if not code:
+            rows = [*(urwid.Text(line) for line in lines), urwid.Divider(),
+                    _button("Back", lambda _: self.finish(None))]
+            self.show(title, rows, PAGE_HELP, focus=len(rows) - 1)
+            return
+        picture = urwid.Text("\n".join(code), wrap="clip")
+        beside = urwid.Columns([(len(code[0]), picture),
+                                urwid.Padding(urwid.Text("\n".join(lines)), left=2)])
+        self.enter_leaves = True  # nothing on this screen takes Enter
+        try:
+            self.show(title, [beside], CODE_HELP)
+        finally:
+            self.enter_leaves = False
 
     def confirm(self, title: str, lines: list[str], question: str) -> bool:
         rows = [*(urwid.Text(line) for line in lines), urwid.Divider(),

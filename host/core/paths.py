@@ -18,7 +18,10 @@ LOG_DIR = "/var/log/alga-appliance"  # phase logs and the update log
 SPOOL_DIR = "/var/lib/alga-appliance/spool"  # requests from the web service to systemd
 SUPPORT_DIR = "/var/lib/alga-appliance/support"  # 0700: support bundles, the newest 5 kept
 WEB_BUNDLE_DIR = "/var/lib/alga-appliance/web-bundles"  # 0750 root:alga-appliance
-TOKEN_FILE = "/var/lib/alga-appliance/setup-token"  # 0600, owned by the service user
+# 0700 and 0600, owned by the service user: a directory of its own, so that the web
+# service, which may write nowhere else but the spool, can replace the token atomically.
+TOKEN_DIR = "/var/lib/alga-appliance/token"
+TOKEN_FILE = f"{TOKEN_DIR}/setup-token"
 # The web service's HTTPS certificate: self-signed on first boot (ensure-tls) or the
 # customer's own (tls install). The key is 0640 root:alga-appliance.
 TLS_DIR = "/etc/alga-appliance/tls"
@@ -59,6 +62,19 @@ RESOLV_CONF = "/etc/resolv.conf"
 RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"
 RESOLVED_DROPIN = "/etc/systemd/resolved.conf.d/alga-appliance-dns.conf"  # custom DNS
 K3S_RESOLV_CONF = "/etc/rancher/k3s/resolv.conf"  # k3s config.yaml's resolv-conf
+
+# --- the network, as the console's Network entry sets it ------------------------------------
+NETPLAN_DIR = "/etc/netplan"
+NETPLAN_FILE = "/etc/netplan/50-alga-appliance.yaml"  # the appliance's: every wired NIC
+# The installer's and any other netplan files, moved here so that exactly one file defines
+# each interface (networkd takes one .network per link): kept for the admin to look at.
+NETPLAN_ASIDE_DIR = "/etc/alga-appliance/netplan-aside"
+# What a pending change replaced (the netplan files and network.json), until it is confirmed.
+NETWORK_PREVIOUS_DIR = "/var/lib/alga-appliance/network-previous"
+NETWORK_LOG = "/var/log/alga-appliance/network.log"  # one line per change, no secrets
+NETWORK_LOCK = "/var/lib/alga-appliance/network.lock"  # apply, confirm, rollback: one at a time
+ROLLBACK_UNIT = "alga-appliance-network-rollback"  # the transient timer systemd-run makes
+SYS_NET = "/sys/class/net"
 
 # --- what the host says about itself -----------------------------------------------------
 OS_RELEASE = "/etc/os-release"

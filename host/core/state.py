@@ -99,9 +99,17 @@ ADMIN_CREDENTIALS = StateFile(
     "admin-credentials.schema.json", 0o640,
     "the progress views no longer say whether the admin password was set; the next setup "
     "writes it again")
+NETWORK = StateFile(
+    "network settings", paths.CONFIG_DIR, "network.json", "network.schema.json", 0o640,
+    "the interfaces it named show as DHCP in the Network entry; set them again there")
+NETWORK_CHANGE = StateFile(
+    "network change", paths.STATE_DIR, "network-change.json", "network-change.schema.json",
+    0o640, "a pending network change is no longer rolled back at boot: check the address "
+    "(sudo alga-appliance network show) and set it again if needed")
 STATE_FILES = (SETUP_INPUTS, INSTALL_STATE, PREFLIGHT_REPORT, SELECTED_RELEASE, ENDPOINTS,
                HOST_CHANGES, STATUS, MAINTENANCE, SUPPORT_BUNDLE_STATUS, UPDATE_HISTORY,
-               SETUP_REFUSAL, RELEASE_SOURCE, ADMIN_ACCOUNT, ADMIN_CREDENTIALS)
+               SETUP_REFUSAL, RELEASE_SOURCE, ADMIN_ACCOUNT, ADMIN_CREDENTIALS, NETWORK,
+               NETWORK_CHANGE)
 STALE_TEMP_AGE = 60.0  # seconds: a temporary file this old lost its writer (see write_atomically)
 
 

@@ -1,12 +1,17 @@
-"""Schema validation: the one place where documents are checked against `schemas/`.
+"""Validation: the one place where documents are checked against `schemas/`, and where
+answers typed by people (the web UI, the console, the CLI) are checked field by field.
 
 Every state file, every external document the appliance reads and every document
 isobuild generates goes through `validate()`, so an invalid file is always reported
 the same way: which document, where it came from, and the JSON pointer of the fault.
+Typed answers fail with InputErrors, one FieldError per field naming the cause and the fix;
+the address checks below are shared by the setup answers and the network settings.
 """
 
 import functools
+import ipaddress
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
@@ -65,3 +70,42 @@ def validate(document: object, schema_name: str, *, name: str, source: str) -> N
     if error is not None:
         pointer = "".join(f"/{part}" for part in error.absolute_path)
         raise DocumentInvalid(name, source, pointer, error.message)
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+
+class InputErrors(ValueError):
+    def __init__(self, errors: list[FieldError]):
+        self.errors = errors
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def ip_address(text: str) -> IPAddress | None:
+    """`text` as an IP address, or None when it is not one. A zone (fe80::1%eth0) raises
+    ValueError: it names an interface of the machine it was typed on, which nothing else
+    can use."""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if getattr(address, "scope_id", None) is not None:
+        raise ValueError(f"{text!r} has a zone (%...): give the address without it")
+    return address
+
+
+def not_a_resolver(address: IPAddress) -> str | None:
+    """Why `address` cannot be a DNS resolver the appliance and k3s query, or None."""
+    if getattr(address, "ipv4_mapped", None) is not None:
+        return "an IPv4-mapped IPv6 address (an IPv4 resolver is given as IPv4)"
+    if address.is_loopback or address.is_unspecified:
+        return "a local address (k3s cannot use a loopback resolver)"
+    if address.is_multicast or address == ipaddress.IPv4Address("255.255.255.255"):
+        return "a multicast or broadcast address, not one resolver"
+    return None

@@ -5,14 +5,19 @@ normalised setup-inputs document, or raises InputErrors naming every bad field a
 it allows. Its output always satisfies schemas/setup-inputs.schema.json.
 """
 
-import ipaddress
 import re
 import unicodedata
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from host.core import passwords, paths, sshkeys
-from host.core.validation import validate
+from host.core.validation import (
+    FieldError,
+    InputErrors,
+    IPAddress,
+    ip_address,
+    not_a_resolver,
+    validate,
+)
 from host.releases.channels import CHANNELS, DEFAULT_CHANNEL
 from host.releases.oci_source import Reference
 
@@ -51,18 +56,6 @@ _HOSTNAME = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)"
                        r"(\.([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?))*$")
 _SCP_REPO = re.compile(r"^(?:[\w.-]+@)?(?P<host>[\w.-]+):(?P<path>[\w.-]+/[\w.-]+?)(?:\.git)?/?$")
 _BRANCH = re.compile(r"^(?![/-])(?!.*(\.\.|//|@\{|\.lock$|/$))[A-Za-z0-9._/-]+$")
-
-
-@dataclass(frozen=True)
-class FieldError:
-    field: str
-    message: str
-
-
-class InputErrors(ValueError):
-    def __init__(self, errors: list[FieldError]):
-        self.errors = errors
-        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
 
 
 class _Invalid(Exception):
@@ -310,17 +303,13 @@ def _host(text: str, field: str) -> str:
     return host
 
 
-def _ip(text: str, field: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _ip(text: str, field: str) -> IPAddress | None:
     """`text` as an IP address, or None when it is not one; a zone (fe80::1%eth0) is refused:
     it names an interface of the machine it was typed on, which k3s and Flux cannot use."""
     try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return None
-    if getattr(address, "scope_id", None) is not None:
-        raise _Invalid(field, f"{text!r} has a zone (%...): give the address without it, "
-                              "or a host name")
-    return address
+        return ip_address(text)
+    except ValueError as exc:
+        raise _Invalid(field, f"{exc}, or a host name") from exc
 
 
 def _port(port: int | None, field: str) -> int | None:
@@ -345,23 +334,12 @@ def _dns(mode: object, servers: object) -> dict:
         address = _ip(item, "dns_servers")
         if address is None:
             raise _Invalid("dns_servers", f"{item!r} is not an IPv4 or IPv6 address")
-        unusable = _not_a_resolver(address)
+        unusable = not_a_resolver(address)
         if unusable:
             raise _Invalid("dns_servers", f"{item} is {unusable}; give the network's resolvers")
         if str(address) not in addresses:
             addresses.append(str(address))
     return {"mode": "custom", "servers": addresses}
-
-
-def _not_a_resolver(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    """Why `address` cannot be a resolver k3s queries, or None."""
-    if getattr(address, "ipv4_mapped", None) is not None:
-        return "an IPv4-mapped IPv6 address (an IPv4 resolver is given as IPv4)"
-    if address.is_loopback or address.is_unspecified:
-        return "a local address (k3s cannot use a loopback resolver)"
-    if address.is_multicast or address == ipaddress.IPv4Address("255.255.255.255"):
-        return "a multicast or broadcast address, not one resolver"
-    return None
 
 
 def _list(value: object, field: str) -> list[str]:

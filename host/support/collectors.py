@@ -495,7 +495,10 @@ def service_known_values(root: Path | None) -> list[KnownValue]:
     password (its log lines are scrubbed of them)."""
     found = []
     with contextlib.suppress(token.NoValidToken):  # no token, nothing to keep out
-        found.append(KnownValue("token", token.read_token(root)))
+        setup_token = token.read_token(root)
+        # Both ways it is written: grouped on the banner and in links, compact when typed.
+        found += [KnownValue("token", token.for_people(setup_token)),
+                  KnownValue("token", setup_token)]
     # Read leniently: an invalid inputs file, and one moved aside, are collected too, and
     # may hold the password.
     inputs_path = state.SETUP_INPUTS.path(root)
@@ -581,7 +584,7 @@ COLLECTORS: tuple[Collector, ...] = (
         state.INSTALL_STATE, state.PREFLIGHT_REPORT, state.STATUS, state.SELECTED_RELEASE,
         state.MAINTENANCE, state.SETUP_INPUTS, state.ENDPOINTS, state.HOST_CHANGES,
         state.UPDATE_HISTORY, state.SUPPORT_BUNDLE_STATUS, state.SETUP_REFUSAL,
-        state.RELEASE_SOURCE)),
+        state.RELEASE_SOURCE, state.NETWORK, state.NETWORK_CHANGE)),
     Collector("logs/phases", 10, phase_logs),
     journal("logs/journal-alga-appliance", "alga-appliance*"),
     journal("logs/journal-k3s", "k3s.service"),
@@ -597,6 +600,9 @@ COLLECTORS: tuple[Collector, ...] = (
     host_file("network/resolv.conf", paths.RESOLV_CONF),
     host_file("network/resolved-upstream.conf", paths.RESOLVED_UPSTREAM),
     host_file("network/k3s-resolv.conf", paths.K3S_RESOLV_CONF),
+    # The Network entry's file and journal (neither holds a secret: addresses only).
+    host_file("network/netplan-alga-appliance.yaml", paths.NETPLAN_FILE),
+    host_file("network/network.log", paths.NETWORK_LOG),
     command("network/resolvectl-status", ["resolvectl", "status", "--no-pager"]),
     Collector("network/dns-lookups", 60, dns_lookups),
     Collector("network/preflight-rerun", 120, preflight_rerun),

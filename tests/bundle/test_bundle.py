@@ -51,7 +51,8 @@ from host.net.https import proxy_url_with_credentials
 from host.support import bundle
 from host.support.collectors import CONTAINER_LOG_BYTES, LOG_LIMIT, Collector, command
 
-TOKEN = "TOKENCANARY-5d1f0c9a8b7e6d5c4b3a"
+TOKEN = "TKNC-ANRY-5D1F-0C9A-8B7E-6D5C-4B3A"  # as the file and the banner hold it
+TYPED_TOKEN = TOKEN.replace("-", "")  # as a person may type it
 PROXY_PASSWORD = "pr0xy!CANARY#pass"
 AUTH_KEY = "AUTHKEYCANARY_Jq8sLm2Xv9Tz4Wc7Rb1N"
 DB_PASSWORD = "DBPASSCANARY_s3cr3t-value"
@@ -66,8 +67,9 @@ PEM_BODY = ["MIIEpAIBAAKCAQEAuCANARYPEMBODY" + "A" * 34] + [f"CANARYPEMLINE{i:02
                                                       for i in range(12)]
 PEM = "\n".join(["-----BEGIN RSA PRIVATE KEY-----", *PEM_BODY, "-----END RSA PRIVATE KEY-----"])
 CLIENT_KEY_DATA = base64.b64encode(PEM.encode()).decode()
-CANARIES = (TOKEN, PROXY_PASSWORD, AUTH_KEY, DB_PASSWORD, STRING_DATA, ENV_PASSWORD, K3S_TOKEN,
-            GITHUB_TOKEN, CONNECTION_PASSWORD, CLIENT_KEY_DATA, ADMIN_HASH, *PEM_BODY)
+CANARIES = (TOKEN, TYPED_TOKEN, PROXY_PASSWORD, AUTH_KEY, DB_PASSWORD, STRING_DATA,
+            ENV_PASSWORD, K3S_TOKEN, GITHUB_TOKEN, CONNECTION_PASSWORD, CLIENT_KEY_DATA, ADMIN_HASH,
+            *PEM_BODY)
 KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
 
 
@@ -161,6 +163,7 @@ def plant_host_files(root: Path, proxy_url: str) -> None:
     log_dir = root / paths.LOG_DIR.lstrip("/")
     write(log_dir / "preflight.log",
           f"2026-11-27T10:00:00Z → web: token {TOKEN} accepted\n"
+          f"2026-11-27T10:00:00Z → web: token {TYPED_TOKEN} accepted\n"
           f"2026-11-27T10:00:01Z kubeconfig: client-key-data: {CLIENT_KEY_DATA}\n"
           f"2026-11-27T10:00:02Z git https://{GITHUB_TOKEN}@github.com/Nine-Minds/alga-psa\n"
           f"2026-11-27T10:00:03Z chpasswd --encrypted got alga-admin:{ADMIN_HASH}\n")

@@ -47,7 +47,8 @@ from host.web import make_app
 
 ROLLUP_STATES = ("setup_required", "installing", "failed_action_required", "ready_to_log_in",
                  "ready_with_background_issues", "fully_healthy")
-TOKEN = "tok-3xAmPlE_abcdefghijklmnopqrstuvwx"
+TOKEN = "3XAMP1E0ABCDEFGHJKMNPQRSTVWX"  # as read_token gives it
+SHOWN_TOKEN = "3XAM-P1E0-ABCD-EFGH-JKMN-PQRS-TVWX"  # as the banner shows it
 FINGERPRINT = ":".join(f"{n:02X}" for n in range(0xA0, 0xC0))  # 32 bytes, as tls shows them
 # Screens and transcripts for docs/admin-guide.md, which ci/screenshots.sh embeds
 # (CAPTURES, CAPTURE_NAMES: support.docs).
@@ -62,7 +63,7 @@ def lab(preflight_lab):
 
 def keep_capture(name: str, text: str) -> None:
     assert name in CAPTURE_NAMES
-    text = text.replace(netinfo.node_ip(), DOC_NODE_IP).replace(TOKEN, "<token>")
+    text = text.replace(netinfo.node_ip(), DOC_NODE_IP).replace(SHOWN_TOKEN, "<token>")
     CAPTURES.mkdir(parents=True, exist_ok=True)
     lines = [line.rstrip() for line in text.replace("\r\n", "\n").splitlines()]
     (CAPTURES / f"{name}.txt").write_text("\n".join(lines).strip("\n") + "\n")
@@ -80,14 +81,15 @@ def test_banner_for_each_address_count_and_rollup_state(ips, rollup):
     assert banner.HEADLINES[rollup] in text
     page = "setup" if rollup in ("setup_required", "failed_action_required") else "status"
     for ip in ips:
-        assert f"  http://{ip}:8080/{page}\n" in text
+        assert f"  http://{ip}:8080/{page}?token={SHOWN_TOKEN}\n" in text
         assert f"  https://{ip}:8443/{page}\n" in text
     if ips:  # the fingerprint on two lines, which joined are the whole of it
         assert FINGERPRINT in "".join(line.strip() for line in text.splitlines())
     else:
-        assert "no network address yet" in text and "/etc/netplan/" in text
+        assert "no network address yet" in text and "console's Network entry" in text
+        assert "sudo alga-appliance network set" in text and "/etc/netplan" not in text
         assert "http://" not in text and "https://" not in text
-    assert f"Setup token: {TOKEN}\n" in text
+    assert f"Setup token: {SHOWN_TOKEN}\n" in text and TOKEN not in text
     assert "sudo alga-appliance console" in text
     assert "journalctl -u 'alga-appliance*'" in text and "/var/log/alga-appliance/" in text
     if rollup != "setup_required":
@@ -100,10 +102,19 @@ def test_banner_for_each_address_count_and_rollup_state(ips, rollup):
             keep_capture("banner", text)
 
 
+@pytest.mark.parametrize("rollup", ROLLUP_STATES)
+def test_banner_links_with_the_longest_address_and_token_stay_within_78_columns(rollup):
+    current = {"state": rollup, "message": "", "next_action": ""}
+    text = banner.render(["255.255.255.255"], current, "Z" * 28, FINGERPRINT)
+    assert "?token=ZZZZ-ZZZZ-ZZZZ-ZZZZ-ZZZZ-ZZZZ-ZZZZ\n" in text
+    assert max(len(line) for line in text.splitlines()) <= banner.WIDTH
+
+
 def test_banner_says_https_is_off_without_a_certificate():
     text = banner.render(["192.0.2.10"], {"state": "setup_required", "message": "",
                                           "next_action": ""}, TOKEN, None)
-    assert "  http://192.0.2.10:8080/setup\n" in text and "https://" not in text
+    assert f"  http://192.0.2.10:8080/setup?token={SHOWN_TOKEN}\n" in text
+    assert "https://" not in text
     assert "HTTPS is off: no usable certificate (sudo alga-appliance ensure-tls)" in text
     assert all(len(line) <= 80 for line in text.splitlines())
 
@@ -163,7 +174,7 @@ def test_banner_update_writes_a_private_issue_file_and_reloads_agetty_on_change(
     assert secret not in first.output  # the journal keeps this output
     issue = tmp_path / paths.ISSUE_FILE.lstrip("/")
     assert issue.stat().st_mode & 0o777 == 0o600
-    assert f"Setup token: {secret}" in issue.read_text()
+    assert f"Setup token: {token.for_people(secret)}" in issue.read_text()
     shown = "".join(line.strip() for line in issue.read_text().splitlines())
     assert tls.fingerprint(tls.cert_path(tmp_path).read_bytes()) in shown
     assert banner.HEADLINES["setup_required"] in issue.read_text()

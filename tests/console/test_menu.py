@@ -6,6 +6,7 @@ import copy
 import io
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -23,10 +24,12 @@ from test_console import (  # noqa: F401 -- console_root: the fixture, shared
     console_root,
     keep_capture,
 )
+from test_qr import decoded
 
-from host.console import actions, app, serial
+from host.console import actions, app, banner, serial
 from host.console.plain import PlainMenu
 from host.core import paths, spool, state, token
+from host.net import addresses
 from host.support import bundle
 from host.support import request as support_request
 
@@ -66,18 +69,18 @@ def plain_menu(root: Path) -> pexpect.spawn:
 
 def test_plain_menu_before_setup_shows_the_banner_and_its_entries(menu_root):
     child = plain_menu(menu_root)
-    child.expect_exact("Choose 1-5 (Enter shows this again): ")
+    child.expect_exact("Choose 1-6 (Enter shows this again): ")
     shown = child.before
     assert "Ubuntu is installed. Appliance setup is waiting for your input." in shown
-    assert f"Setup token: {token.read_token(menu_root)}" in shown
-    for number, label in enumerate(("Set up here", "Support bundle", "Token",
+    assert f"Setup token: {token.for_people(token.read_token(menu_root))}" in shown
+    for number, label in enumerate(("Set up here", "Network", "Support bundle", "Token",
                                     "Shell (log in with the admin password)", "Exit"), 1):
         assert f"  {number}. {label}\r\n" in shown
     assert "Status" not in shown  # only after setup
     child.sendline("9")
-    child.expect_exact("Error: type a number from 1 to 5.")
-    child.expect_exact("Choose 1-5")
-    child.sendline("5")
+    child.expect_exact("Error: type a number from 1 to 6.")
+    child.expect_exact("Choose 1-6")
+    child.sendline("6")  # Exit
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
@@ -118,12 +121,18 @@ def test_plain_status_before_the_first_snapshot_says_what_the_install_says(menu_
     child.terminate(force=True)
 
 
-def test_plain_token_shown_and_rotated_the_old_one_stops_working(menu_root):
+def test_plain_token_shown_with_its_link_then_rotated_the_old_one_stops_working(menu_root):
     old = token.read_token(menu_root)
     child = plain_menu(menu_root)
     choose(child, "Token")
     child.expect_exact("Rotate the token now? yes/no [no]: ")
-    assert f"Setup token: {old}" in child.before
+    assert f"Setup token: {token.for_people(old)}" in child.before
+    if not addresses.node_addresses():
+        pytest.skip("this machine has no address for a setup link")
+    link = re.search(r"Setup link:\s+(\S+)", child.before)[1]  # never cut
+    assert link.endswith(f":8080/setup?token={token.for_people(old)}")
+    # Plain mode writes ASCII (a serial line may know no more): no code, and it says so.
+    assert "No QR code on this terminal" in child.before
     child.sendline("")  # no: nothing changes
     choose(child, "Token")
     assert token.read_token(menu_root) == old
@@ -131,10 +140,11 @@ def test_plain_token_shown_and_rotated_the_old_one_stops_working(menu_root):
     child.sendline("yes")
     child.expect(r"New setup token: (\S+)\s+\(the\s+old\s+one\s+no\s+longer\s+works\)")
     new = child.match.group(1)
-    assert new == token.read_token(menu_root) != old
+    assert new == token.for_people(token.read_token(menu_root))
+    assert token.read_token(menu_root) != old
     assert not token.matches(old, token.read_token(menu_root))
     issue = paths.on_host(paths.ISSUE_FILE, menu_root).read_text()
-    assert f"Setup token: {new}" in issue and old not in issue  # the banner follows
+    assert f"Setup token: {new}" in issue and token.for_people(old) not in issue  # the banner
     assert f"Setup token: {new}" in child.before  # and the menu's header, above the note
     child.terminate(force=True)
 
@@ -238,7 +248,7 @@ def test_tui_menu_redraws_when_setup_completes(menu_root, tui_menu):
     screen = terminal.wait_for("Set up here")
     assert "Support bundle" in screen and "Token" in screen and "Exit" in screen
     assert "Up/Down: move   Enter: choose" in screen
-    secret = token.read_token(menu_root)
+    secret = token.for_people(token.read_token(menu_root))
     keep_capture("tui-menu", screen.replace(secret, "<token>".ljust(len(secret))))
     state.write(state.INSTALL_STATE, INSTALLED, menu_root)
     state.write(state.STATUS, BACKGROUND_ISSUE, menu_root)
@@ -252,28 +262,36 @@ def test_tui_menu_redraws_when_setup_completes(menu_root, tui_menu):
     terminal.wait_for("Support bundle")
 
 
-def test_tui_token_rotated_after_confirmation(menu_root, tui_menu):
+def test_tui_token_shown_beside_its_link_s_code_then_rotated_after_confirmation(
+        menu_root, tui_menu, tmp_path):
     old = token.read_token(menu_root)
     terminal = tui_menu(menu_root)
     terminal.wait_for("Set up here")
-    terminal.keys("Down", "Down", "Enter")  # Token
+    terminal.keys("Down", "Down", "Down", "Enter")  # Token
+    screen = terminal.wait_for(token.for_people(old))
+    if addresses.node_addresses():  # the code beside the token, whole within 80x24
+        code = [row[2:39] for row in screen.splitlines()[2:21]]  # inside the box's border
+        link = banner.link(addresses.node_addresses()[0], "setup", old)
+        assert decoded(code, tmp_path) == link
+    terminal.keys("Enter")  # leaves the code
     screen = terminal.wait_for("Rotate the token now?")
-    assert f"Setup token: {old}" in screen
     terminal.keys("Enter")  # No has the focus
     terminal.wait_for("Set up here")
     assert token.read_token(menu_root) == old
-    terminal.keys("Down", "Down", "Enter")
+    terminal.keys("Down", "Down", "Down", "Enter")
+    terminal.wait_for("Setup token:")
+    terminal.keys("Enter")
     terminal.wait_for("Rotate the token now?")
     terminal.keys("Down", "Enter")  # Yes
     new = token.read_token(menu_root)
-    terminal.wait_for(f"New setup token: {new}")
+    terminal.wait_for(f"New setup token: {token.for_people(new)}")
     assert new != old and not token.matches(old, new)
 
 
 def test_tui_support_bundle_shows_progress_then_where_it_is(menu_root, tui_menu, monkeypatch):
     terminal = tui_menu(menu_root)
     terminal.wait_for("Set up here")
-    terminal.keys("Down", "Enter")
+    terminal.keys("Down", "Down", "Enter")  # past Network to Support bundle
     terminal.wait_for(actions.WAITING)
 
     def create(bundle_root, directory, progress):
@@ -326,7 +344,7 @@ def test_console_serial_starts_an_instance_per_serial_console(tmp_path, monkeypa
 def test_console_service_mode_exits_at_end_of_input_for_systemd_to_restart(menu_root):
     child = pexpect.spawn(sys.executable, console_command(menu_root, "--plain", "--service")[1:],
                           env=console_env("vt100"), encoding="utf-8", timeout=15)
-    child.expect_exact("Choose 1-4")  # no Exit on the tty service
+    child.expect_exact("Choose 1-5")  # no Exit on the tty service
     assert "Exit" not in child.before
     child.sendeof()
     child.expect(pexpect.EOF)

@@ -108,7 +108,8 @@ def open_ui(browser, monkeypatch):
         self-signed certificate, as the admin does after checking its fingerprint)."""
         make_host_root(root, paths.SPOOL_DIR)
         monkeypatch.setenv(paths.ROOT_ENV, str(root))
-        secret = token.ensure_token(root, owner=os.environ.get("USER", "root"))
+        # As the console shows it and its links carry it: grouped.
+        secret = token.for_people(token.ensure_token(root, owner=os.environ.get("USER", "root")))
         server = serve_https(make_app(root, node_ip=lambda: NODE_IP), root if https else None)
         servers.append(server)
         http_url, https_url = server.__enter__()

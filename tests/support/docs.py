@@ -12,7 +12,8 @@ from support.base import ROOT
 DOCS = sorted([ROOT / "README.md", *(ROOT / "docs").rglob("*.md")])
 FENCE = re.compile(r"^( *)```(?:sh|bash)\n(.*?)^\1```", re.M | re.S)  # also in a list item
 CAPTURES = Path(os.environ.get("CONSOLE_CAPTURE_DIR", ROOT / "test-artifacts" / "console"))
-CAPTURE_NAMES = ("banner", "tui-dns", "plain-custom-dns", "tui-menu", "plain-status")
+CAPTURE_NAMES = ("banner", "tui-dns", "plain-custom-dns", "tui-menu", "plain-status",
+                 "tui-network-keep")
 SHELL_DOCS = {  # doc -> what its blocks, run in order, must have printed
     "docs/support/state-files.md": ['"status": "succeeded"', "installing: "],
     "docs/support/support-bundle.md": ["/var/lib/alga-appliance/support/alga-appliance-support-",

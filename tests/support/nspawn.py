@@ -88,6 +88,7 @@ class Container:
         return f"http://{self.node.node_address}:{paths.WEB_PORT}"
 
     def token(self) -> str:
+        """The token as its file holds it and the console shows it: grouped by dashes."""
         return (self.root / paths.TOKEN_FILE.lstrip("/")).read_text().strip()
 
 

@@ -10,10 +10,10 @@ import subprocess
 
 from support.netlab import IP
 
-# TEST-NET-1 (RFC 5737): never routed, so nothing outside the namespace can be reached.
+# TEST-NET-2 (RFC 5737): never routed, so nothing outside the namespace can be reached.
 PREFIX = 24
-WORKSTATION = "192.0.2.1"
-GATEWAY = "192.0.2.254"  # a router the site has; nothing answers there
+WORKSTATION = "198.51.100.1"
+GATEWAY = "198.51.100.254"  # a router the site has; nothing answers there
 
 
 class SiteLan:

@@ -71,6 +71,7 @@ ENDPOINTS = [
     ("POST", "/api/setup", {**ADMIN, "channel": "stable"}, state.INSTALL_STATE),
     ("POST", "/api/setup", {"channel": "stable"}, state.SETUP_INPUTS),
     ("POST", "/api/setup/resume", None, state.INSTALL_STATE),
+    ("POST", "/api/token/rotate", None, state.INSTALL_STATE),
     ("POST", "/api/setup/validate", {"channel": "stable"}, state.SETUP_INPUTS),
     ("GET", "/api/setup", None, state.SETUP_INPUTS),
     ("GET", "/api/status", None, state.STATUS),
@@ -173,7 +174,7 @@ def run(root: Path, *argv: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(("argv", "target"), COMMANDS,
                          ids=[f"{' '.join(a[:2])} {t.filename}" for a, t in COMMANDS])
 def test_a_command_prints_one_line_naming_the_file_and_exits_1(root, argv, target, kind):
-    (root / paths.TOKEN_FILE.lstrip("/")).write_text("a-token-for-the-banner-0123456789abcdef\n")
+    (root / paths.TOKEN_FILE.lstrip("/")).write_text("BANN-ER70-KEN0-0123-4567-89AB-CDEF\n")
     broken = damage(target, root, kind)
     result = run(root, *argv)
     assert result.returncode == 1, (result.stdout, result.stderr)
@@ -183,12 +184,12 @@ def test_a_command_prints_one_line_naming_the_file_and_exits_1(root, argv, targe
 
 
 def test_the_console_banner_shows_a_broken_state_file_with_the_setup_address(root):
-    (root / paths.TOKEN_FILE.lstrip("/")).write_text("a-token-for-the-banner-0123456789abcdef\n")
+    (root / paths.TOKEN_FILE.lstrip("/")).write_text("BANN-ER70-KEN0-0123-4567-89AB-CDEF\n")
     broken = damage(state.INSTALL_STATE, root, "truncated")
     result = CliRunner().invoke(cli.main, ["--root", str(root), "console-banner"])
     assert result.exit_code == 1
     banner = (root / paths.ISSUE_FILE.lstrip("/")).read_text()
-    assert "Setup token: a-token-for-the-banner-0123456789abcdef" in banner
+    assert "Setup token: BANN-ER70-KEN0-0123-4567-89AB-CDEF" in banner
     assert "Setup needs your attention." in banner
     joined = "".join(banner.split())  # long paths are wrapped at any character
     assert "support-bundle" in joined and str(broken) in joined
@@ -204,8 +205,8 @@ def test_a_missing_state_directory_is_one_line_with_the_next_step(tmp_path, argv
     [line] = result.stderr.splitlines()
     state_dir = missing / paths.STATE_DIR.lstrip("/")
     if argv[0] == "console-banner":  # the first thing it needs is the token, in that directory
-        assert line == (f"console-banner: no valid setup token: {state_dir}/setup-token does "
-                        "not exist; on the host run: sudo alga-appliance ensure-token")
+        assert line == (f"console-banner: no valid setup token: {state_dir}/token/setup-token "
+                        "does not exist; on the host run: sudo alga-appliance ensure-token")
         return
     assert line.startswith(f"{argv[0]}: {state_dir} does not exist")
     assert "next step: " in line

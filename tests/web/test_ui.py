@@ -36,7 +36,7 @@ from support.scenarios import alga_server, stage, temporal_worker_crashloop
 from support.scenarios import collect as collect_status
 
 from host import cli
-from host.core import paths, pins, runlock, spool, state
+from host.core import paths, pins, runlock, spool, state, token
 from host.core.validation import validate
 from host.setup import engine
 from host.setup.inputs import PASSWORD_RULE, InputErrors, parse_setup_inputs
@@ -115,6 +115,30 @@ def test_token_entry_refuses_a_wrong_token_then_accepts_the_right_one(tmp_path, 
     ui.page.click("#login-form button")
     ui.showing("setup")
     expect(ui.page.locator("#node-ip")).to_have_text(NODE_IP)
+
+
+def test_the_token_field_is_plain_text_with_the_grouping_hint_and_takes_any_form(tmp_path,
+                                                                                 open_ui):
+    """Issue 20: typed by eye from a console, so shown as typed, never masked; lowercase
+    and without the dashes works; what no token is written with is refused before it is
+    sent (a fullwidth digit could not even go into the header)."""
+    ui = open_ui(tmp_path)
+    ui.open("/", with_token=False)
+    ui.showing("login")
+    field = ui.page.locator("#token")
+    expect(field).to_have_attribute("type", "text")
+    expect(field).to_have_attribute("autocomplete", "off")
+    expect(ui.page.locator("#token-hint")).to_have_text(
+        "XXXX-XXXX-… (7 groups of 4), letters and digits; case and the dashes do not matter.")
+    expect(field).to_have_attribute("aria-describedby", "token-hint token-error")
+    ui.page.fill("#token", ui.secret.replace("-", "")[:-1] + "\uff10")
+    ui.page.click("#login-form button")
+    expect(ui.page.locator("#token-error")).to_have_text(
+        "The token has only letters, digits and dashes (XXXX-XXXX-…). Enter it again.")
+    ui.page.fill("#token", ui.secret.replace("-", " ").lower())
+    ui.shot("login-typed")
+    ui.page.click("#login-form button")
+    ui.showing("setup")
 
 
 def test_a_locked_address_keeps_an_open_tab_and_its_stored_token(tmp_path, open_ui):
@@ -917,3 +941,49 @@ def test_a_setup_request_refused_when_taken_up_shows_why_instead_of_waiting(tmp_
                                     f"{holder.pid})")
     expect(summary).to_have_class(re.compile(r"\bfail\b"))
     ui.shot("progress-refused")
+
+
+# --- rotating the token (issue 20) ---------------------------------------------------------
+
+
+def test_the_status_page_rotates_the_token_after_a_confirmation_and_goes_on_with_it(
+        tmp_path, open_ui):
+    ui = open_ui(tmp_path)
+    state.write(state.INSTALL_STATE, INSTALLED, tmp_path)
+    ui.open("/status")
+    ui.showing("status")
+    ui.page.click("#token-rotate")
+    expect(ui.page.locator("#token-rotate-confirm")).to_be_visible()
+    ui.shot("status-token-rotate-confirm")
+    ui.page.click("#token-rotate-no")  # cancelled: nothing changes
+    expect(ui.page.locator("#token-rotate-confirm")).to_be_hidden()
+    assert token.for_people(token.read_token(tmp_path)) == ui.secret
+    ui.page.click("#token-rotate")
+    ui.page.click("#token-rotate-yes")
+    expect(ui.page.locator("#token-rotated")).to_be_visible()
+    new = token.for_people(token.read_token(tmp_path))
+    assert new != ui.secret
+    expect(ui.page.locator("#token-new")).to_have_text(new)
+    ui.shot("status-token-rotated")
+    assert ui.page.evaluate("sessionStorage.getItem('alga-appliance-token')") == new
+    url = ui.page.url.split("/status")[0]
+    old = requests.get(f"{url}/api/status", timeout=5,
+                       headers={"Authorization": f"Bearer {ui.secret}"})
+    assert old.status_code == 401
+    with ui.page.expect_response(lambda response: "/api/status" in response.url) as polled:
+        pass
+    assert polled.value.status == 200  # the tab's next poll, with the new token
+    ui.showing("status")
+
+
+def test_before_setup_has_finished_the_rotate_is_refused_with_the_console_step(tmp_path,
+                                                                              open_ui):
+    ui = open_ui(tmp_path)
+    ui.open("/status")
+    ui.showing("status")
+    ui.page.click("#token-rotate")
+    ui.page.click("#token-rotate-yes")
+    expect(ui.page.locator("#token-rotate-error")).to_have_text(
+        "the setup token is rotated here once setup has finished; until then, on the "
+        "appliance's console run: sudo alga-appliance token rotate")
+    assert token.for_people(token.read_token(tmp_path)) == ui.secret

@@ -1,5 +1,6 @@
 """The web service's API on a real waitress server on 127.0.0.1."""
 
+import errno
 import json
 import os
 import socket
@@ -47,7 +48,7 @@ def post_setup(url, secret, answers, **kwargs):
 
 def test_token_file_is_private_and_stable(root):
     first = token.ensure_token(root, owner="root")
-    assert len(first) >= 32  # 192 bits, base64url
+    assert len(first) == 28 and set(first) <= set(token.ALPHABET)  # 140 bits
     assert token.token_path(root).stat().st_mode & 0o777 == 0o600
     assert token.ensure_token(root, owner="root") == first
 
@@ -64,7 +65,8 @@ def test_healthz_needs_no_token(server):
     ("POST", "/api/setup/resume"),
     ("GET", "/api/status"), ("GET", "/api/install"), ("GET", "/api/release"),
     ("GET", "/api/logs"), ("GET", "/api/support-bundle"), ("POST", "/api/support-bundle"),
-    ("GET", "/api/support-bundle/download"), ("GET", "/api/updates"), ("POST", "/api/updates")])
+    ("GET", "/api/support-bundle/download"), ("GET", "/api/updates"), ("POST", "/api/updates"),
+    ("POST", "/api/token/rotate")])
 def test_every_api_endpoint_needs_the_token(server, root, header, method, path):
     url, _ = server
     headers = {} if header is None else {"Authorization": header}
@@ -944,3 +946,62 @@ def test_resume_is_refused_while_setup_runs_or_when_nothing_stopped(server, root
     assert running.status_code == 409 and "already running (k3s)" in running.json()["error"]
     assert_documented(running, "POST", "/api/setup/resume")
     assert not spool.spool_file(spool.SETUP, root).exists()
+
+
+# --- issue 20: rotating the token from the status UI, after setup only ---------------------
+
+
+def rotate(url, bearer):
+    return requests.post(f"{url}/api/token/rotate", timeout=5,
+                         headers={"Authorization": f"Bearer {bearer}"})
+
+
+def test_rotate_after_setup_shows_the_new_token_once_and_the_old_one_stops(server, root):
+    url, secret = server
+    succeeded_install(root)
+    response = rotate(url, token.for_people(secret).lower())
+    assert response.status_code == 200, response.text
+    assert_documented(response, "POST", "/api/token/rotate")
+    new = response.json()["token"]
+    assert new == token.for_people(token.read_token(root)) and token.normalised(new) != secret
+    assert (root / paths.TOKEN_FILE.lstrip("/")).read_text() == new + "\n"
+    for old in (secret, token.for_people(secret)):
+        assert requests.get(f"{url}/api/status", timeout=5, headers={
+            "Authorization": f"Bearer {old}"}).status_code == 401
+        assert rotate(url, old).status_code == 401
+    assert requests.get(f"{url}/api/status", timeout=5, headers={
+        "Authorization": f"Bearer {new.replace('-', '')}"}).status_code == 200
+
+
+@pytest.mark.parametrize("status", [None, "running", "failed"])
+def test_before_setup_has_finished_only_the_console_rotates(server, root, status):
+    url, secret = server
+    if status is not None:
+        state.write(state.INSTALL_STATE, install_with({"preflight": (status, None)}) | {
+            "status": status}, root)
+    response = rotate(url, secret)
+    assert response.status_code == 409
+    assert_documented(response, "POST", "/api/token/rotate")
+    assert response.json() == {"error": "the setup token is rotated here once setup has "
+                               "finished; until then, on the appliance's console run: sudo "
+                               "alga-appliance token rotate"}
+    assert token.read_token(root) == secret
+
+
+def test_a_rotate_that_cannot_write_keeps_the_old_token_and_names_the_fix(server, root,
+                                                                          monkeypatch):
+    url, secret = server
+    succeeded_install(root)
+
+    def read_only(path, data, mode):  # what a unit without ReadWritePaths on it would meet
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    monkeypatch.setattr(token.state, "write_atomically", read_only)
+    response = rotate(url, secret)
+    assert response.status_code == 503
+    assert_documented(response, "POST", "/api/token/rotate")
+    assert response.json() == {"error": f"the setup token {token.token_path(root)} could not "
+                               "be replaced (Read-only file system); the old one still works; "
+                               "on the appliance's console run: sudo alga-appliance token "
+                               "rotate"}
+    assert token.read_token(root) == secret

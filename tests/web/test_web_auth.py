@@ -18,15 +18,16 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.answers import parse_with_admin
-from support.base import serve_wsgi
+from support.base import FAKES, serve_wsgi
 from support.openapi_check import assert_documented
 
 from host import cli, web
-from host.core import state, token
+from host.core import paths, state, token
 from host.support import redact
 
 NODE_IP = "10.0.0.5"
-TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{32}")
+# What the token file holds: 28 Crockford base32 characters grouped by 4.
+TOKEN_SHAPE = re.compile(r"[0-9A-HJKMNP-TV-Z]{4}(-[0-9A-HJKMNP-TV-Z]{4}){6}")
 USER = os.environ.get("USER", "root")
 PATHS = [("GET", "/api/status"), ("GET", "/api/install"), ("POST", "/api/setup"),
          ("POST", "/api/support-bundle"), ("GET", "/api/logs")]
@@ -61,12 +62,16 @@ def get(url, path="/api/status", bearer=None, source="127.0.0.1"):
 not_a_token = st.one_of(
     st.just(b""),
     st.text(" \t\r\n\v\f", min_size=1, max_size=8).map(str.encode),  # whitespace
-    st.from_regex(r"[A-Za-z0-9_-]{1,31}", fullmatch=True).map(str.encode),  # too short
-    st.from_regex(r"[A-Za-z0-9_-]{257,300}", fullmatch=True).map(str.encode),  # too long
-    # the right length, with a character no token has (a space, +, /, =, non-ASCII)
-    st.tuples(st.from_regex(r"[A-Za-z0-9_-]{32}", fullmatch=True),
-              st.sampled_from([" ", "+", "/", "=", "é", "\x00", "%"]),
-              st.integers(1, 31)).map(lambda t: (t[0][:t[2]] + t[1] + t[0][t[2]:]).encode()),
+    st.text(token.ALPHABET, min_size=1, max_size=27).map(str.encode),  # too short
+    st.text(token.ALPHABET, min_size=29, max_size=60).map(str.encode),  # too long
+    st.text(token.ALPHABET, min_size=257, max_size=300).map(str.encode),  # larger than a file
+    # the right length, with a character no token has (U, +, /, =, _, non-ASCII)
+    st.tuples(st.text(token.ALPHABET, min_size=28, max_size=28),
+              st.sampled_from(["U", "+", "/", "=", "_", "é", "\x00", "%", "\uff10"]),
+              st.integers(1, 27)).map(lambda t: (t[0][:t[2]] + t[1] + t[0][t[2]:]).encode()),
+    # the base64url token of older appliances (unless it happens to spell a token)
+    st.from_regex(r"[A-Za-z0-9_-]{32}", fullmatch=True).filter(
+        lambda t: token.normalised(t) is None).map(str.encode),
     # not UTF-8 at all
     st.binary(min_size=1, max_size=64).filter(lambda b: not _utf8(b)),
 )
@@ -123,22 +128,27 @@ def test_ensure_token_replaces_a_file_that_holds_no_valid_token(root, contents):
     path.write_bytes(contents)
     path.chmod(0o644)
     secret = token.ensure_token(root, owner=USER)
-    assert TOKEN_SHAPE.fullmatch(secret)
-    assert path.read_text() == secret + "\n" and path.stat().st_mode & 0o777 == 0o600
+    assert TOKEN_SHAPE.fullmatch(token.for_people(secret))
+    assert path.read_text() == token.for_people(secret) + "\n"
+    assert path.stat().st_mode & 0o777 == 0o600
     assert token.ensure_token(root, owner=USER) == secret  # now kept
 
 
 @fixture_per_test
-@given(secret=st.from_regex(r"[A-Za-z0-9_-]{32,256}", fullmatch=True),
+@given(secret=st.text(token.ALPHABET, min_size=28, max_size=28),
        around=st.sampled_from(["", "\n", " \n", "\r\n", "\t", "\n\n"]))
-def test_a_valid_token_file_is_kept_and_works(root, secret, around):
-    written = (around + secret + around).encode()
+def test_a_valid_token_file_is_kept_and_works_in_any_form(root, secret, around):
+    written = (around + token.for_people(secret) + around).encode()
     token.token_path(root).write_bytes(written)
     assert token.ensure_token(root, owner=USER) == secret
     assert token.token_path(root).read_bytes() == written  # kept as it is
+    grouped = token.for_people(secret)
     with serve(root) as url:
-        assert get(url, bearer=secret)[0] == 200
-        assert get(url, bearer=secret[:-1])[0] == 401
+        for presented in (grouped, secret, grouped.lower(), secret.lower(),
+                          grouped.replace("-", " "), f" {grouped} "):
+            assert get(url, bearer=presented)[0] == 200, presented
+        assert get(url, bearer=grouped[:-1])[0] == 401
+        assert get(url, bearer=secret + secret[0])[0] == 401
 
 
 def test_ensure_token_command_repairs_and_says_why_without_the_token(root, monkeypatch):
@@ -156,8 +166,43 @@ def test_ensure_token_command_repairs_and_says_why_without_the_token(root, monke
     assert token.read_token(root) == secret
     path.write_text("short")
     result = CliRunner().invoke(cli.main, ["token", "show"])
-    assert result.exit_code == 0 and TOKEN_SHAPE.fullmatch(result.output.strip())
-    assert result.output.strip() != "short" and token.read_token(root) != secret
+    shown = result.output.splitlines()[0].removeprefix("Setup token: ")
+    assert result.exit_code == 0 and TOKEN_SHAPE.fullmatch(shown)
+    assert token.read_token(root) not in (secret, "short")
+    assert shown == token.for_people(token.read_token(root))
+
+
+def test_token_rotate_stops_the_old_token_at_once_and_redraws_the_banner(root, monkeypatch):
+    monkeypatch.setattr(token.pwd, "getpwnam", lambda name: pwd.getpwuid(os.getuid()))
+    monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_AGETTY_LOG", str(root / "agetty.log"))
+    old = token.ensure_token(root, owner=USER)
+    issue = root / paths.ISSUE_FILE.lstrip("/")
+    with serve(root) as url:
+        assert get(url, bearer=token.for_people(old))[0] == 200
+        result = CliRunner().invoke(cli.main, ["token", "rotate"])
+        assert result.exit_code == 0, result.output
+        new = token.read_token(root)
+        assert new != old and result.output.startswith(
+            f"Setup token: {token.for_people(new)}\n")
+        assert "The old token no longer works." in result.output
+        for presented in (token.for_people(old), old, old.lower()):
+            assert get(url, bearer=presented)[0] == 401
+        assert get(url, bearer=token.for_people(new).lower())[0] == 200
+    # The banner at once, not at the timer's next run.
+    assert f"Setup token: {token.for_people(new)}" in issue.read_text()
+    assert token.for_people(old) not in issue.read_text()
+    assert (root / "agetty.log").read_text() == "--reload\n"
+
+
+def test_token_rotate_is_for_root_only(root, monkeypatch):
+    secret = token.ensure_token(root, owner=USER)
+    monkeypatch.setattr(cli.os, "geteuid", lambda: 1000)
+    result = CliRunner(mix_stderr=False).invoke(cli.main, ["token", "rotate"])
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == ("token rotate: only root rotates the token (it re-renders the "
+                             "console banner); run: sudo alga-appliance token rotate\n")
+    assert token.read_token(root) == secret
 
 
 @pytest.mark.parametrize("contents", [None, b"", b" \n", b"short", b"\xff" * 40])
@@ -329,7 +374,8 @@ def test_a_500_logs_no_secret_only_the_redacted_failure(root, journal_lines):
 
     def journal(count):
         raise RuntimeError(f"proxy http://alga:{PROXY_URL_PASSWORD}@proxy.corp:3128 refused "
-                           f"(password {PROXY_PASSWORD}, token {secret})\n"
+                           f"(password {PROXY_PASSWORD}, token {token.for_people(secret)} "
+                           f"typed {secret})\n"
                            "alga-appliance.web: forged line")
 
     with serve(root, journal=journal) as url:
@@ -338,14 +384,14 @@ def test_a_500_logs_no_secret_only_the_redacted_failure(root, journal_lines):
         "error": "internal error; see journalctl -u alga-appliance"}
     lines = journal_lines()
     text = "\n".join(lines)
-    for value in (PROXY_URL_PASSWORD, PROXY_PASSWORD, secret):
+    for value in (PROXY_URL_PASSWORD, PROXY_PASSWORD, secret, token.for_people(secret)):
         assert value not in text
     assert not any(line.startswith("alga-appliance.web: forged") for line in lines)
     # This request's record: other tests' server threads, still closing, may log beside it.
     start = lines.index("alga-appliance.web: GET /api/logs failed")
     end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith("  "))
     assert lines[end] == ("RuntimeError: proxy http://<redacted>@proxy.corp:3128 refused "
-                          "(password <redacted>, token <redacted>)\\x0a"
+                          "(password <redacted>, token <redacted> typed <redacted>)\\x0a"
                           "alga-appliance.web: forged line")
     assert end > start + 1  # the traceback's frames, each on an indented line
 

@@ -1,6 +1,7 @@
 // The status dashboard: everything in the collector's status.json snapshot.
 
-import {$, badge, el, facts, replace, table, when} from "./dom.js";
+import {request, token} from "./api.js";
+import {$, badge, el, facts, replace, showRefusal, table, when} from "./dom.js";
 
 const ROLLUP = {
   setup_required: ["Setup required", ""],
@@ -108,4 +109,34 @@ function duration(seconds) {
   const minutes = Math.floor((seconds % 3600) / 60);
   return [days && `${days} d`, (days || hours) && `${hours} h`, `${minutes} min`]
     .filter(Boolean).join(" ");
+}
+
+// Rotating the setup token (after setup; the API refuses before): confirmed first, then the
+// new token is shown once and this tab goes on with it.
+export function bind(app, actions) {
+  const ask = (open) => {
+    $("#token-rotate-confirm").hidden = !open;
+    $("#token-rotate").hidden = open;
+    if (open) $("#token-rotate-yes").focus();
+  };
+  $("#token-rotate").addEventListener("click", () => {
+    $("#token-rotated").hidden = true;
+    $("#token-rotate-error").hidden = true;
+    ask(true);
+  });
+  $("#token-rotate-no").addEventListener("click", () => {
+    ask(false);
+    $("#token-rotate").focus();
+  });
+  $("#token-rotate-yes").addEventListener("click", async () => {
+    ask(false);
+    try {
+      const answer = await request("POST", "/api/token/rotate");
+      token.set(answer.token);
+      $("#token-new").textContent = answer.token;
+      $("#token-rotated").hidden = false;
+    } catch (error) {
+      showRefusal(error, "#token-rotate-error", actions);
+    }
+  });
 }

@@ -249,9 +249,15 @@ function bindShell() {
   $("#login-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const value = $("#token").value.trim();
-    if (!value) {
+    // Only what a token is written with: anything else (a fullwidth digit pasted from a
+    // chat) could not even go into the request's header.
+    const problem = !value ? "Enter the token shown on the console."
+      : /^[A-Za-z0-9 -]+$/.test(value) ? null
+        : "The token has only letters, digits and dashes (XXXX-XXXX-…). Enter it again.";
+    if (problem) {
       $("#token-error").hidden = false;
-      $("#token-error").textContent = "Enter the token shown on the console.";
+      $("#token-error").textContent = problem;
+      $("#token").setAttribute("aria-invalid", "true");
       return;
     }
     token.set(value);
@@ -266,7 +272,7 @@ function bindShell() {
     actions.go(link.dataset.page);
   });
   window.addEventListener("popstate", () => show(pageFor(window.location.pathname), true));
-  for (const page of [wizard, logs, updates, support]) page.bind(app, actions);
+  for (const page of [wizard, dashboard, logs, updates, support]) page.bind(app, actions);
 }
 
 bindShell();
