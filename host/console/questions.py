@@ -5,7 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from host.core import paths, sshkeys, state
+from host.core import sshkeys, state
 from host.net import endpoints
 from host.releases import source
 from host.releases.channels import CHANNELS
@@ -134,7 +134,7 @@ def errors_for(field: str, entered: dict, node_ip: str, stored: dict | None,
 
 
 def review_lines(inputs: dict, resolvers: list[str], root: Path | None,
-                 admin_user: str = paths.DEFAULT_ADMIN_USER) -> list[tuple[str, str]]:
+                 admin_user: str) -> list[tuple[str, str]]:
     """What setup will use, label and value; never a password or its hash."""
     dns = inputs["dns"]
     proxy = inputs["proxy"]

@@ -73,8 +73,8 @@ def failure_view(install: dict, preflight: dict | None = None) -> list[str]:
     failure = phase["failure"]
     lines = ["", f"FAILED: {chain.title(name)} [{failure['category']}]"]
     if name == "preflight":
-        lines.append("Nothing on this machine has been changed but the admin account's "
-                     "password and SSH keys: preflight stops setup first.")
+        # Else: the admin's credentials, set first (and said at the top of the view).
+        lines.append("Nothing else on this machine has been changed: preflight stops setup first.")
     lines += [f"Last action:     {failure['last_action']}",
               f"Suspected cause: {failure['suspected_cause']}",
               f"Next step:       {failure['next_step']}",

@@ -460,7 +460,7 @@ def test_tui_progress_screen_follows_a_real_preflight_failure(lab, tui, monkeypa
     assert engine.run_phase("preflight", lab.root) == engine.EXIT_FAILED
     screen = terminal.wait_for("FAILED: Preflight checks [dns]")
     assert "[!] Preflight checks" in screen
-    assert "Nothing on this machine has been changed" in screen
+    assert "Nothing else on this machine has been changed" in screen
     assert "Retry:           safe" in screen
     terminal.keys("NPage")  # the root cause follows the failure, before the checklist
     terminal.wait_for("Root cause (DNS): ")
@@ -812,7 +812,7 @@ def test_plain_progress_follows_real_preflight_runs_to_failure(lab, monkeypatch)
     child.expect_exact("FAILED: Preflight checks [dns]")
     child.expect_exact(banner.HEADLINES["failed_action_required"])  # the menu, after it
     transcript = child.before
-    assert "Nothing on this machine has been changed" in transcript
+    assert "Nothing else on this machine has been changed" in transcript
     assert "Retry:           safe" in transcript
     assert "FAIL dns.github.com" in transcript
     # The root cause first, its fix said once; the failed checks carry none of their own.

@@ -473,7 +473,7 @@ def test_preflight_failure_shows_the_checklist_and_a_retry_changes_nothing_else(
     page = ui.page
     failure = page.locator("#failure")
     expect(failure).to_contain_text("Preflight checks failed")
-    expect(failure).to_contain_text("Nothing on this machine has been changed")
+    expect(failure).to_contain_text("Nothing else on this machine has been changed")
     expect(failure).to_contain_text("Safe: retrying")
     report = state.read(state.PREFLIGHT_REPORT, lab.root)
     failed_checks = [c for c in report["checks"] if c["status"] == "fail"]
@@ -612,7 +612,7 @@ def test_progress_follows_the_phases_with_a_live_log_then_a_failure_view(
     expect(failure).to_contain_text(recorded["suspected_cause"])
     expect(failure).to_contain_text(recorded["next_step"])
     expect(failure.locator("#retry")).to_be_visible()
-    expect(failure).not_to_contain_text("Nothing on this machine has been changed")
+    expect(failure).not_to_contain_text("Nothing else on this machine has been changed")
     expect(page.locator("#tail-source")).to_have_text("Install k3s")
     ui.shot("progress-failed-k3s")
 

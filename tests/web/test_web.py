@@ -114,7 +114,7 @@ def test_status_and_install_read_the_state_files(server, root):
                "updated_at": "2026-11-27T10:00:00Z", "phases": {}}
     state.write(state.INSTALL_STATE, install, root)
     body = requests.get(f"{url}/api/install", headers=auth, timeout=5).json()
-    assert body == {"install": install, "preflight": None, "refused": None}
+    assert body == {"install": install, "preflight": None, "refused": None, "credentials": None}
 
 
 @pytest.mark.parametrize("path", ["/../host/token.py", "/%2e%2e/host/token.py",

@@ -171,9 +171,9 @@ function failureView(install, chain, actions, preflight) {
   replace(box, el("div", {class: "failure", role: "alert"},
     el("h2", {}, `✗ ${title(chain, phase.name)} failed`),
     phase.name === "preflight"
-      ? el("p", {class: "notice pass"}, "Nothing on this machine has been changed but the " +
-           "admin account's password and SSH keys: preflight stops setup before any other " +
-           "change. Fix the root cause, then retry.")
+      ? el("p", {class: "notice pass"}, "Nothing else on this machine has been changed: " +
+           "preflight stops setup before any change but the admin account's password and " +
+           "SSH keys. Fix the root cause, then retry.")
       : null,
     causes.length ? rootCauses(causes) : null,
     details,
