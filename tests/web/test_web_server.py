@@ -12,6 +12,7 @@ import time
 
 import pytest
 import requests
+from support.answers import ADMIN
 from support.attacks import (
     GIB,
     Sampler,
@@ -92,9 +93,10 @@ def test_a_body_at_the_cap_reaches_the_app_and_one_byte_more_is_refused_before_t
         at_cap = requests.post(f"{url}/api/setup", data=b" " * MAX_BODY, timeout=10)
         over = requests.post(f"{url}/api/setup", data=b" " * (MAX_BODY + 1), timeout=10)
         chunked = upload_without_token("127.0.0.1", port, 2 * MAX_BODY, chunked=True)
-        with_token = requests.post(f"{url}/api/setup/validate", data=b" " * (MAX_BODY - 2)
-                                   + b"{}", headers={"Authorization": f"Bearer {bearer}"},
-                                   timeout=10)
+        answers = json.dumps(ADMIN).encode()  # valid answers, padded to the cap
+        with_token = requests.post(f"{url}/api/setup/validate",
+                                   data=b" " * (MAX_BODY - len(answers)) + answers,
+                                   headers={"Authorization": f"Bearer {bearer}"}, timeout=10)
     finally:
         stop()
     assert at_cap.status_code == 401  # the app saw it: it needs the token
