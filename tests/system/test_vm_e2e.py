@@ -38,6 +38,7 @@ import secrets
 import shutil
 import ssl
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -48,6 +49,7 @@ import trustme
 import vm_image
 from late_commands import replay_network_and_users, run_late_commands
 from support import oci
+from support import site_lan as site_lan_module
 from support.base import FAKES, ROOT
 from support.docs import SHELL_DOCS, shell_blocks
 from support.machines import STAND_IN_STORE, assert_flux_objects_valid, extract_payload, wait_for
@@ -268,8 +270,12 @@ def test_1_serial_console_shows_the_first_boot_banner(vm, console_token, tmp_pat
     # And the screen a VMware console shows.
     wait_for(lambda: tty1_shows(vm, HEADLINES["setup_required"], f"http://{ip}:8080/setup",
                                 f"Setup token: {token}"), 60, "the banner on tty1")
-    # The second NIC is on a VLAN without DHCP: no address on it, and boot went on without.
+    # The second NIC is on a VLAN without DHCP: no address on it, and boot went on without:
+    # waiting for the network ended when the first NIC was online.
     assert "inet " not in agent(vm, "ip", "-4", "-o", "addr", "show", "dev", lan_nic(vm))
+    wait_online = agent(vm, "systemctl", "show", "--property=ActiveState,ExecStart",
+                        "systemd-networkd-wait-online.service")
+    assert "ActiveState=active" in wait_online and "--any --timeout=30" in wait_online
     vm.screenshot(tmp_path / "tty1.png")  # what keep_artifacts saves when a test fails
     assert (tmp_path / "tty1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -282,6 +288,87 @@ def test_2_setup_url_answers_and_only_the_console_token_works(vm, console_token)
     assert install.status_code == 200 and install.json() == {"install": None, "preflight": None,
                                                           "refused": None}
     assert api(vm, "GET", "/api/install", "not-" + console_token).status_code == 401
+
+
+class SerialConsole:
+    """The admin at the VM's serial port: types, and waits for what comes back after what
+    it has already read."""
+
+    def __init__(self, machine):
+        self.machine = machine
+        self.seen = len(machine.serial_text())
+
+    def type(self, text: str) -> None:
+        self.machine.type_serial(text)
+
+    def expect(self, text: str, timeout: float = 60) -> str:
+        """What the console wrote up to and including `text`, from where it was last read."""
+        def found() -> int | None:
+            at = self.machine.serial_text().find(text, self.seen)
+            return None if at < 0 else at + len(text)
+        end = wait_for(found, timeout, f"{text!r} on the serial console")
+        shown, self.seen = self.machine.serial_text()[self.seen:end], end
+        return shown
+
+    def answer(self, *replies: str) -> None:
+        """Each reply at the next `[default]: ` prompt."""
+        for reply in replies:
+            self.expect("]: ")
+            self.type(f"{reply}\r")
+
+
+# The appliance's address on the site LAN, set on the console; another, never confirmed.
+LAN_ADDRESS = "198.51.100.10"
+UNCONFIRMED_ADDRESS = "198.51.100.20"
+
+
+def setup_page_from_the_workstation(site_lan: SiteLan, address: str) -> int | None:
+    """The HTTP status of the setup page at `address` from the admin's workstation on the
+    site LAN; None when it cannot be reached."""
+    fetch = (f"import urllib.request as r; "
+             f"print(r.urlopen('http://{address}:8080/setup', timeout=5).status)")
+    done = site_lan.run([sys.executable, "-c", fetch], timeout=30)
+    return int(done.stdout) if done.returncode == 0 else None
+
+
+def test_2b_a_static_address_set_on_the_serial_console_serves_the_setup_page(vm, site_lan,
+                                                                            console_token):
+    nic = lan_nic(vm)
+    serial = SerialConsole(vm)
+    serial.type("\r")  # Enter: the menu again
+    menu = serial.expect("Choose 1-")
+    assert "Network" in menu
+    serial.type(f"{menu[menu.rindex('. Network') - 1]}\r")
+    serial.expect("Interface (number or name)")
+    # interface, mode, IPv4 address and gateway, IPv6 address and gateway, DNS, VLAN, apply
+    serial.answer(nic, "static", f"{LAN_ADDRESS}/{site_lan_module.PREFIX}",
+                  site_lan_module.GATEWAY, "", "", "", "", "yes")
+    serial.expect("Keep this configuration? [y/N]")
+    # In the window, before it is kept: the admin checks the page answers at the address.
+    assert setup_page_from_the_workstation(site_lan, LAN_ADDRESS) == 200
+    serial.type("y\r")
+    serial.expect(f"Kept: {nic} static {LAN_ADDRESS}/")
+    serial.type("\r")
+    menu = serial.expect("Choose 1-")
+    assert f"http://{LAN_ADDRESS}:8080/setup?token={console_token}" in menu  # the banner follows
+    assert guest_json(vm, str(state.NETWORK_CHANGE.path()))["status"] == "confirmed"
+    assert setup_page_from_the_workstation(site_lan, LAN_ADDRESS) == 200
+    assert healthz(vm)  # the first NIC kept its DHCP address: the hostfwd still answers
+
+
+def test_2c_a_change_nobody_confirms_is_rolled_back_by_systemd(vm, site_lan):
+    nic = lan_nic(vm)
+    agent(vm, "/usr/local/bin/alga-appliance", "network", "set", "--interface", nic,
+          "--mode", "static", "--ipv4-address", f"{UNCONFIRMED_ADDRESS}/{site_lan_module.PREFIX}",
+          "--ipv4-gateway", site_lan_module.GATEWAY, "--timeout", "20")
+    assert setup_page_from_the_workstation(site_lan, UNCONFIRMED_ADDRESS) == 200
+    # Nobody confirms: the timer systemd holds puts the kept address back.
+    wait_for(lambda: guest_json(vm, str(state.NETWORK_CHANGE.path()))["status"] != "pending", 120,
+             "the rollback timer")
+    assert guest_json(vm, str(state.NETWORK_CHANGE.path()))["status"] == "rolled_back"
+    addresses = agent(vm, "ip", "-4", "-o", "addr", "show", "dev", nic)
+    assert f"inet {LAN_ADDRESS}/" in addresses and UNCONFIRMED_ADDRESS not in addresses
+    assert setup_page_from_the_workstation(site_lan, LAN_ADDRESS) == 200
 
 
 def host_fingerprint(machine) -> str:
