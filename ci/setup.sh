@@ -22,6 +22,9 @@ test_packages=(xorriso qemu-system-x86 seabios ipxe-qemu ovmf time grub-pc-bin
                grub-efi-amd64-bin grub-common mtools dosfstools busybox-static kmod cpio
                openssl iproute2 mmdebstrap systemd-container chromium fonts-dejavu-core tmux
                e2fsprogs qemu-utils git
+               # the admin credentials' tests: sshd -t checks the SSH drop-in, ssh-keygen
+               # makes and lists keys, chpasswd (passwd) sets the hash in a copied root
+               openssh-server openssh-client passwd
                # zbarimg decodes the QR codes the console draws (tests/console/test_qr.py)
                zbar-tools
                # the Network entry's tests render with the real netplan generate

@@ -210,6 +210,21 @@ def accept_setup_command() -> None:
                if request_id else "no setup request is waiting")
 
 
+@main.command("apply-credentials")
+def apply_credentials_command() -> None:
+    """Set the admin password, SSH keys and SSH password login from the setup inputs
+    (what alga-appliance-credentials.service runs before preflight)."""
+    from host.setup import credentials
+
+    try:
+        done = credentials.run()
+    except (credentials.NotApplied, state.StateFileInvalid) as exc:
+        click.echo(f"apply-credentials: {exc}", err=True)
+        sys.exit(engine.EXIT_FAILED)
+    for line in done:
+        click.echo(line)
+
+
 @main.command("recover-setup")
 def recover_setup_command() -> None:
     """Record a setup run whose process is gone as interrupted, and resume it when a reboot

@@ -24,15 +24,18 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from host.core import paths, spool, state, token
+from host.core import paths, spool, sshkeys, state, token
 from host.net import addresses, endpoints, resolvers
 from host.releases import channels, source
-from host.setup import chain, recovery
+from host.setup import chain, credentials, recovery
 from host.setup import request as setup_request
 from host.setup.inputs import (
     FIELDS,
+    PASSWORD_RULE,
     InputErrors,
+    admin_password_stored,
     as_answers,
+    default_answers,
     parse_setup_inputs,
     password_stored,
     without_password,
@@ -150,15 +153,11 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = addresses.no
         ("GET", "/api/setup"): lambda environ: (200, _setup_context(root, node_ip())),
         ("POST", "/api/setup"): lambda environ: _setup_request(environ, root, node_ip()),
         ("POST", "/api/setup/resume"): lambda environ: _resume_request(root),
-        ("POST", "/api/setup/validate"): lambda environ: (200, {
-            "inputs": without_password(_parsed(_json_body(environ), root, node_ip()))}),
+        ("POST", "/api/setup/validate"): lambda environ: (200, _validated(
+            _parsed(_json_body(environ), root, node_ip()))),
         ("GET", "/api/status"): lambda environ: (200, {
             "status": state.read(state.STATUS, root)}),
-        ("GET", "/api/install"): lambda environ: (200, {
-            # A run whose owner is gone shows as the interrupted failure it will be recorded.
-            "install": recovery.view(state.read(state.INSTALL_STATE, root), root),
-            "preflight": state.read(state.PREFLIGHT_REPORT, root),
-            "refused": state.read(state.SETUP_REFUSAL, root)}),
+        ("GET", "/api/install"): lambda environ: (200, _install(root)),
         ("GET", "/api/release"): lambda environ: (200, {
             "release": state.read(state.SELECTED_RELEASE, root)}),
         ("GET", "/api/logs"): lambda environ: (200, _logs(environ, root, journal)),
@@ -422,9 +421,26 @@ def _json_body(environ: dict) -> dict:
     return body
 
 
+def _install(root: Path | None) -> dict:
+    # A run whose owner is gone shows as the interrupted failure it will be recorded.
+    install = recovery.view(state.read(state.INSTALL_STATE, root), root)
+    return {"install": install, "preflight": state.read(state.PREFLIGHT_REPORT, root),
+            "refused": state.read(state.SETUP_REFUSAL, root),
+            "credentials": credentials.outcome(install, root)}
+
+
+def _validated(inputs: dict) -> dict:
+    """The inputs as they may be shown, and the SSH keys as `ssh-keygen -l` lists them (the
+    browser cannot hash them itself over plain HTTP)."""
+    return {"inputs": without_password(inputs),
+            "ssh_keys": [sshkeys.parse(key).describe()
+                         for key in inputs["admin"]["ssh_authorized_keys"]]}
+
+
 def _parsed(answers: dict, root: Path | None, node_ip: str) -> dict:
     try:
-        return parse_setup_inputs(answers, node_ip, state.read(state.SETUP_INPUTS, root))
+        return parse_setup_inputs(answers, node_ip, state.read(state.SETUP_INPUTS, root),
+                                  admin_user=credentials.admin_user(root))
     except InputErrors as exc:
         raise _invalid(exc) from exc
 
@@ -444,9 +460,11 @@ def _setup_context(root: Path | None, node_ip: str) -> dict:
             "phases": [{"name": step.name, "title": step.title} for step in chain.CHAIN],
             "resolvers": resolvers.system(root),
             "release_source": _release_source(root),
-            "defaults": as_answers(parse_setup_inputs({}, node_ip)),
+            "defaults": default_answers(node_ip),
             "answers": as_answers(inputs) if inputs else None,
-            "proxy_password_stored": password_stored(inputs)}
+            "proxy_password_stored": password_stored(inputs),
+            "admin_password_stored": admin_password_stored(inputs),
+            "admin_user": credentials.admin_user(root), "password_rule": PASSWORD_RULE}
 
 
 def _release_source(root: Path | None) -> dict:

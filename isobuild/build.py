@@ -109,7 +109,7 @@ def plan_build(iso: IsoImage, layout, base_name: str,
         "base_iso": {"name": base_name, "volume_id": iso.volume_id},
         "vendored": payload.vendored_versions(),
     }
-    files = payload.collect(build_info, options.release_source)
+    files = payload.collect(build_info, options.release_source, options.admin_user)
     return plan_edits(iso, layout, options, files), epoch, build_info
 
 

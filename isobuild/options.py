@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from host.core import pins
+from host.core import paths, pins
 from host.core.validation import DocumentInvalid, validate
 from isobuild.errors import IsoBuildError
 
@@ -19,7 +19,7 @@ FIXES = {"/release_source": "give oci://<registry>/<repository> (the repository 
 @dataclass(frozen=True)
 class BuildOptions:
     hostname: str = "alga-appliance"
-    admin_user: str = "alga-admin"
+    admin_user: str = paths.DEFAULT_ADMIN_USER
     ssh_authorized_keys: tuple[str, ...] = ()
     timezone: str = "Etc/UTC"
     installer_proxy: str | None = None

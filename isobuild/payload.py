@@ -35,7 +35,8 @@ class PayloadFile:
     mode: int
 
 
-def collect(build_info: dict, release_source: str) -> list[PayloadFile]:
+def collect(build_info: dict, release_source: str,
+            admin_user: str = paths.DEFAULT_ADMIN_USER) -> list[PayloadFile]:
     """Every payload file, sorted by path."""
     files = [f for d in SOURCE_DIRS for f in _tree(PROJECT_ROOT / d, d)]
     for name in VENDORED:
@@ -46,6 +47,9 @@ def collect(build_info: dict, release_source: str) -> list[PayloadFile]:
         PayloadFile("build-info.json", _json(build_info), 0o644),
         PayloadFile(state.RELEASE_SOURCE.filename, _json({"release_source": release_source}),
                     state.RELEASE_SOURCE.mode),
+        # Which account setup gives the admin's password and keys (the seed creates it).
+        PayloadFile(state.ADMIN_ACCOUNT.filename, _json({"user": admin_user}),
+                    state.ADMIN_ACCOUNT.mode),
     ]
     return sorted(files, key=lambda f: f.path)
 

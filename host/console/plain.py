@@ -11,10 +11,24 @@ from pathlib import Path
 from typing import TextIO
 
 from host.console import progress
-from host.console.questions import QUESTIONS, Question, api_answers, errors_for, review_lines
+from host.console.questions import (
+    QUESTIONS,
+    REVIEW_NOTE,
+    Question,
+    api_answers,
+    errors_for,
+    index_of,
+    review_lines,
+)
 from host.core import state
+from host.setup import credentials
 from host.setup import request as setup_request
-from host.setup.inputs import InputErrors, parse_setup_inputs, password_stored
+from host.setup.inputs import (
+    InputErrors,
+    admin_password_stored,
+    parse_setup_inputs,
+    password_stored,
+)
 from host.setup.progress import failure_view
 
 WIDTH = 78
@@ -30,7 +44,9 @@ class PlainConsole:
         self.root, self.node_ip, self.resolvers = root, node_ip, resolvers
         self.stdin, self.stdout = stdin, stdout
         self.printed: set[str] = set()
-        self.stored = state.read(state.SETUP_INPUTS, root)  # whose proxy password Enter keeps
+        # The last setup's inputs: the proxy password and admin password hash Enter keeps.
+        self.stored = state.read(state.SETUP_INPUTS, root)
+        self.admin_user = credentials.admin_user(root)
 
     def say(self, text: str = "") -> None:
         self.write(text + "\n")
@@ -135,10 +151,16 @@ class PlainConsole:
             entered[question.field] = reply
             if question.warning_when == reply:
                 self.say(textwrap.fill(f"Warning: {question.warning}", WIDTH))
-            errors = errors_for(question.field, entered, self.node_ip, self.stored)
+            errors = errors_for(question.field, entered, self.node_ip, self.stored,
+                                self.admin_user)
             for message in errors:
                 self.say(f"Error: {message}")
-            if errors:  # ask again, offering what was there before as the default
+            if errors and question.retry_from:  # both again: either may be the mistyped one
+                index = index_of(question.retry_from)
+                del asked[asked.index(index):]
+                for field in (question.retry_from, question.field):
+                    entered[field] = ""
+            elif errors:  # ask again, offering what was there before as the default
                 entered[question.field] = previous
             else:
                 asked.append(index)
@@ -155,7 +177,9 @@ class PlainConsole:
         shown = default
         if question.secret:  # never shown; say what Enter keeps
             shown = "as typed before" if default else "stored" if self.keeps_password(
-                entered) else ""
+                question, entered) else ""
+        if question.lines:
+            return self.ask_lines(default)
         while True:
             options = f" {'/'.join(question.choices)}" if question.choices else ""
             reply = self.ask(f"{options.strip() or '>'} [{shown}]: ", question.secret)
@@ -170,23 +194,42 @@ class PlainConsole:
                 return matches[0]
             self.say(f"Error: answer one of: {', '.join(question.choices)}")
 
-    def keeps_password(self, entered: dict) -> bool:
-        """Whether an empty proxy password keeps the stored one for what is entered."""
+    def ask_lines(self, default: str) -> str | None:
+        """Several lines, one item each, until an empty line; an empty first line keeps
+        `default`, `none` clears it, `back` goes back."""
+        count = len(default.splitlines())
+        self.say("  One per line; an empty line ends the list. Type 'none' for none.")
+        first = self.ask(f"> [{f'{count} as before' if count else 'none'}]: ")
+        if first.lower() == "back":
+            return None
+        if not first:
+            return default
+        if first.lower() == "none":
+            return ""
+        lines = [first]
+        while line := self.ask(f"{len(lines) + 1} (empty line ends)> "):
+            lines.append(line)
+        return "\n".join(lines)
+
+    def keeps_password(self, question: Question, entered: dict) -> bool:
+        """Whether an empty answer to the password `question` keeps a stored password."""
+        if question.field == "admin_password":
+            return admin_password_stored(self.stored)
         stored = self.stored if password_stored(self.stored) else None
         return bool(stored) and (entered.get("proxy_user") == stored["proxy"]["user"])
 
     def review(self, entered: dict) -> bool:
         """Show what setup will use; True to start, False to go through the questions again."""
         try:
-            inputs = parse_setup_inputs(api_answers(entered), self.node_ip, self.stored)
+            inputs = parse_setup_inputs(api_answers(entered), self.node_ip, self.stored,
+                                        admin_user=self.admin_user)
         except InputErrors as exc:  # cannot happen after per-question checks; never hide it
             self.say(f"Error: {exc}")
             return False
         self.say("\nReview")
-        for label, value in review_lines(inputs, self.resolvers, self.root):
+        for label, value in review_lines(inputs, self.resolvers, self.root, self.admin_user):
             self.say(f"  {label:<18}{value}")
-        self.say("Setup first checks the network (preflight). Nothing on this machine changes")
-        self.say("unless every check passes.")
+        self.say(textwrap.fill(REVIEW_NOTE, WIDTH))
         while True:
             reply = self.ask("Start setup? yes/back [yes]: ").lower() or "yes"
             if reply in ("yes", "y"):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from host.core import state
-from host.setup import recovery
+from host.setup import credentials, recovery
 from host.setup.progress import describe, settled
 
 POLL_SECONDS = 1.0
@@ -30,7 +30,9 @@ def poll(root: Path | None, request_id: str | None) -> Progress:
         return Progress([f"Setup was not started: {refusal['reason']}."], True, False)
     install = recovery.view(state.read(state.INSTALL_STATE, root), root)  # a dead run settles
     ours = request_id is None or (bool(install) and install.get("request_id") == request_id)
-    lines = describe(install if ours else None, state.read(state.PREFLIGHT_REPORT, root))
+    shown = install if ours else None
+    lines = describe(shown, state.read(state.PREFLIGHT_REPORT, root),
+                     credentials.outcome(shown, root))
     done = ours and settled(install)
     return Progress(lines, done, done and install["status"] == "succeeded")
 

@@ -5,11 +5,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from host.core import state
+from host.core import sshkeys, state
 from host.net import endpoints
 from host.releases import source
 from host.releases.channels import CHANNELS
-from host.setup.inputs import InputErrors, as_answers, parse_setup_inputs
+from host.setup.inputs import (
+    PASSWORD_RULE,
+    InputErrors,
+    as_answers,
+    default_answers,
+    parse_setup_inputs,
+)
 
 NIGHTLY_WARNING = ("Nightly builds are untested. Choose nightly only for a test system, or "
                    "when Alga support directs you to.")
@@ -17,6 +23,10 @@ DNS_WARNING = ("If your network uses Active Directory-integrated or split-horizo
                "servers cannot resolve your internal names, and the app may not reach your "
                "mail or identity servers. Keep the network's resolvers unless you know they "
                "fail.")
+SSH_PASSWORD_WARNING = ("SSH will accept the admin password from anywhere that reaches this "
+                        "machine: prefer SSH keys, and allow this only on a trusted network.")
+REVIEW_NOTE = ("Setup sets the admin password and SSH keys first, then checks the network "
+               "(preflight). Nothing else on this machine changes unless every check passes.")
 # Choices that are not answers themselves: they decide which answers are asked for.
 USE_PROXY, USE_OVERRIDES = "use_proxy", "use_overrides"
 
@@ -31,6 +41,10 @@ class Question:
     warning: str = ""
     asked_when: Callable[[dict], bool] = lambda answers: True
     secret: bool = False  # typed without echo, never shown, taken exactly as typed
+    lines: bool = False  # several lines, one item each (SSH keys)
+    # When this answer is refused, ask again from this field (a confirmation that does not
+    # match: the password may be the mistyped one).
+    retry_from: str = ""
 
 
 QUESTIONS = (
@@ -57,6 +71,17 @@ QUESTIONS = (
     Question("no_proxy", "Also bypass the proxy for (optional, commas)",
              "local and cluster addresses always bypass it",
              asked_when=lambda a: a.get(USE_PROXY) == "yes"),
+    Question("admin_password", "Admin password: for the console shell and SSH login",
+             f"{PASSWORD_RULE}; what you type is not shown", secret=True),
+    Question("admin_password_confirm", "Admin password again",
+             asked_when=lambda a: bool(a.get("admin_password")), secret=True,
+             retry_from="admin_password"),
+    Question("ssh_authorized_keys", "SSH public keys for the admin account (optional)",
+             "one key per line, as in a .pub file, for example ssh-ed25519 AAAA... you@laptop",
+             lines=True),
+    Question("ssh_password_login", "Allow SSH login with the admin password?",
+             "no is recommended: SSH then takes only the keys above",
+             choices=("no", "yes"), warning_when="yes", warning=SSH_PASSWORD_WARNING),
     Question(USE_OVERRIDES, "Support overrides (only when Alga support gives you a release "
              "source, a pinned release or a branch)?", choices=("no", "yes")),
     Question("release_source", "Release source",
@@ -67,10 +92,19 @@ QUESTIONS = (
 )
 
 
+def index_of(field: str) -> int:
+    return next(i for i, question in enumerate(QUESTIONS) if question.field == field)
+
+
 def defaults(node_ip: str) -> dict:
     """What an empty form means, as the wizard shows it."""
-    return {"channel": "stable", "app_url": parse_setup_inputs({}, node_ip)["app_url"],
-            "dns_mode": "system", USE_PROXY: "no", USE_OVERRIDES: "no"}
+    answers = default_answers(node_ip)
+    return {**answers, "ssh_password_login": _yes_no(answers["ssh_password_login"]),
+            USE_PROXY: "no", USE_OVERRIDES: "no"}
+
+
+def _yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 def api_answers(entered: dict) -> dict:
@@ -87,31 +121,47 @@ def api_answers(entered: dict) -> dict:
     return out
 
 
-def errors_for(field: str, entered: dict, node_ip: str, stored: dict | None) -> list[str]:
+def errors_for(field: str, entered: dict, node_ip: str, stored: dict | None,
+               admin_user: str) -> list[str]:
     """The validation messages for `field` given everything entered so far and the last
-    setup's inputs (`stored`, whose proxy password an empty answer keeps)."""
+    setup's inputs (`stored`, whose proxy password and admin password hash an empty answer
+    keeps)."""
     try:
-        parse_setup_inputs(api_answers(entered), node_ip, stored)
+        parse_setup_inputs(api_answers(entered), node_ip, stored, admin_user=admin_user)
     except InputErrors as exc:
         return [e.message for e in exc.errors if e.field == field]
     return []
 
 
-def review_lines(inputs: dict, resolvers: list[str], root: Path | None
-                 ) -> list[tuple[str, str]]:
+def review_lines(inputs: dict, resolvers: list[str], root: Path | None,
+                 admin_user: str) -> list[tuple[str, str]]:
+    """What setup will use, label and value; never a password or its hash."""
     dns = inputs["dns"]
     proxy = inputs["proxy"]
     releases = source.configured(inputs, endpoints.load(root), root)
+    admin = inputs["admin"]
     return [
         ("Channel", "nightly (testing)" if inputs["channel"] == "nightly" else "stable"),
         ("App address", inputs["app_url"]),
         ("DNS", f"custom servers: {', '.join(dns['servers'])}" if dns["mode"] == "custom"
          else f"this network's resolvers ({', '.join(resolvers) or 'none detected'})"),
         ("Proxy", _proxy_line(proxy) if proxy else "none: direct connection"),
+        ("Admin account", f"{admin_user}, admin password: set"),
+        *_key_lines(admin["ssh_authorized_keys"]),
+        ("SSH password", "allowed (keys and password)" if admin["ssh_password_login"]
+         else "off (keys only)"),
         ("Release source", f"{releases.reference} ({releases.origin})"),
         ("Support overrides", ", ".join(f"{k}: {v}" for k, v in inputs["overrides"].items())
          or "none"),
     ]
+
+
+def _key_lines(keys: list[str]) -> list[tuple[str, str]]:
+    """One line per key, as `ssh-keygen -l` shows it: the fingerprint names the key."""
+    if not keys:
+        return [("SSH keys", "none")]
+    shown = [sshkeys.parse(key).describe() for key in keys]
+    return [("SSH keys" if number == 0 else "", line) for number, line in enumerate(shown)]
 
 
 def _proxy_line(proxy: dict) -> str:
@@ -126,4 +176,5 @@ def current_answers(root: Path | None, defaults: dict) -> dict:
     answers = as_answers(inputs)
     answers[USE_PROXY] = "yes" if inputs["proxy"] else "no"
     answers[USE_OVERRIDES] = "yes" if inputs["overrides"] else "no"
+    answers["ssh_password_login"] = _yes_no(answers["ssh_password_login"])
     return answers

@@ -9,14 +9,17 @@ import urwid
 from host.console import progress
 from host.console.questions import (
     QUESTIONS,
+    REVIEW_NOTE,
     Question,
     api_answers,
     errors_for,
+    index_of,
     review_lines,
 )
 from host.core import state
+from host.setup import credentials
 from host.setup import request as setup_request
-from host.setup.inputs import parse_setup_inputs, password_stored
+from host.setup.inputs import admin_password_stored, parse_setup_inputs, password_stored
 from host.setup.progress import failure_view, settled
 
 PALETTE = [
@@ -41,7 +44,9 @@ class SetupTui:
                  busy: str | None, install: dict | None, resume: bool = False):
         self.root, self.node_ip, self.resolvers, self.entered = root, node_ip, resolvers, entered
         self.busy, self.install, self.resume_offered = busy, install, resume
-        self.stored = state.read(state.SETUP_INPUTS, root)  # whose proxy password stays
+        # The last setup's inputs: the proxy password and admin password hash Enter keeps.
+        self.stored = state.read(state.SETUP_INPUTS, root)
+        self.admin_user = credentials.admin_user(root)
         self.asked: list[int] = []
         self.index = 0
         self.result = EXIT_CANCELLED
@@ -116,13 +121,22 @@ class SetupTui:
     def input_widgets(self, question: Question, widgets: list):
         current = self.entered.get(question.field, "")
         if question.secret:  # masked, never filled from what is stored, kept as typed
-            if password_stored(self.stored):
+            stored = admin_password_stored(self.stored) if question.field == "admin_password" \
+                else question.field == "proxy_password" and password_stored(self.stored)
+            if stored:
                 widgets.append(urwid.Text(("hint", "A password is stored: leave this empty "
                                                    "to keep it.")))
             edit = urwid.Edit(("title", "> "), current, mask="*")
             urwid.connect_signal(edit, "postchange", lambda *_: self.error.set_text(""))
             widgets.append(urwid.AttrMap(edit, None, "focus"))
             return lambda: edit.edit_text
+        if question.lines:  # Enter starts a new line; Tab reaches Next
+            widgets.append(urwid.Text(("hint", "Enter: new line   Tab: to the buttons")))
+            edit = urwid.Edit(("title", "> "), current, multiline=True)
+            urwid.connect_signal(edit, "postchange", lambda *_: self.error.set_text(""))
+            widgets.append(urwid.AttrMap(edit, None, "focus"))
+            return lambda: "\n".join(line.strip() for line in edit.edit_text.splitlines()
+                                      if line.strip())
         if not question.choices:
             edit = urwid.Edit(("title", "> "), current)
             urwid.connect_signal(edit, "postchange", lambda *_: self.error.set_text(""))
@@ -142,14 +156,14 @@ class SetupTui:
 
     def show_review(self) -> None:
         self.mode = "review"
-        inputs = parse_setup_inputs(api_answers(self.entered), self.node_ip, self.stored)
+        inputs = parse_setup_inputs(api_answers(self.entered), self.node_ip, self.stored,
+                                    admin_user=self.admin_user)
         widgets = [urwid.Text(("title", "Review"))]
         # A long value wraps under itself, not under the labels.
         widgets += [urwid.Columns([(18, urwid.Text(label)), urwid.Text(value)])
-                    for label, value in review_lines(inputs, self.resolvers, self.root)]
-        widgets += [urwid.Divider(),
-                    urwid.Text("Setup first checks the network (preflight). Nothing on this "
-                               "machine changes unless every check passes.")]
+                    for label, value in review_lines(inputs, self.resolvers, self.root,
+                                                     self.admin_user)]
+        widgets += [urwid.Divider(), urwid.Text(REVIEW_NOTE)]
         self.error = urwid.Text("")
         widgets.append(self.error)
         self.screen(widgets, [("Start setup", lambda _: self.submit()),
@@ -213,7 +227,14 @@ class SetupTui:
     def next(self) -> None:
         question = QUESTIONS[self.index]
         self.entered[question.field] = self.value()
-        errors = errors_for(question.field, self.entered, self.node_ip, self.stored)
+        errors = errors_for(question.field, self.entered, self.node_ip, self.stored,
+                            self.admin_user)
+        if errors and question.retry_from:  # both again: either may be the mistyped one
+            for field in (question.retry_from, question.field):
+                self.entered[field] = ""
+            self.index = index_of(question.retry_from)
+            del self.asked[self.asked.index(self.index):]
+            self.show_question()
         if errors:
             self.error.set_text(("error", "\n".join(f"Error: {m}" for m in errors)))
             return

@@ -9,9 +9,12 @@ class CommandFailed(Exception):
     pass
 
 
-def run(argv: list[str]) -> str:
+def run(argv: list[str], stdin: str | None = None) -> str:
+    """The command's output. Secrets go in `stdin`, never in `argv` (any local user can
+    read another process's arguments), and no message repeats `stdin`."""
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT)
+        done = subprocess.run(argv, input=stdin, capture_output=True, encoding="utf-8",
+                              errors="replace", timeout=TIMEOUT)
     except FileNotFoundError as exc:
         raise CommandFailed(f"{argv[0]} is not installed") from exc
     except subprocess.TimeoutExpired as exc:

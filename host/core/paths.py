@@ -33,6 +33,12 @@ UPDATE_LOG = "/var/log/alga-appliance/update.log"
 CLI_LINK = "/usr/local/bin/alga-appliance"
 SYSTEMD_UNIT_DIR = "/etc/systemd/system"
 SERVICE_USER = "alga-appliance"  # the unprivileged user the web service runs as
+# The admin account the ISO's seed creates (isobuild --admin-user, this by default; the
+# payload's admin-account.json names the one built in). Setup sets its password and keys.
+DEFAULT_ADMIN_USER = "alga-admin"
+SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-alga-appliance.conf"  # before cloud-init's 50-
+SSHD_CONFIG = "/etc/ssh/sshd_config"
+PASSWD_FILE = "/etc/passwd"
 # The console banner, shown by agetty above the login prompt on tty1 and serial consoles.
 # 0600: it holds the setup token.
 ISSUE_FILE = "/etc/issue.d/50-alga-appliance.issue"

@@ -89,6 +89,16 @@ SETUP_REFUSAL = StateFile(
 RELEASE_SOURCE = StateFile(
     "release source", paths.INSTALL_DIR, "release-source.json", "release-source.schema.json",
     0o644, "setup and updates have no release source: send the bundle to support")
+# The admin account the seed created, as the release engineer built it into the payload.
+ADMIN_ACCOUNT = StateFile(
+    "admin account", paths.INSTALL_DIR, "admin-account.json", "admin-account.schema.json",
+    0o644, "setup cannot set the admin password: send the bundle to support")
+# What the credentials unit did for the last setup request (no secret in it).
+ADMIN_CREDENTIALS = StateFile(
+    "admin credentials outcome", paths.STATE_DIR, "admin-credentials.json",
+    "admin-credentials.schema.json", 0o640,
+    "the progress views no longer say whether the admin password was set; the next setup "
+    "writes it again")
 NETWORK = StateFile(
     "network settings", paths.CONFIG_DIR, "network.json", "network.schema.json", 0o640,
     "the interfaces it named show as DHCP in the Network entry; set them again there")
@@ -98,7 +108,8 @@ NETWORK_CHANGE = StateFile(
     "(sudo alga-appliance network show) and set it again if needed")
 STATE_FILES = (SETUP_INPUTS, INSTALL_STATE, PREFLIGHT_REPORT, SELECTED_RELEASE, ENDPOINTS,
                HOST_CHANGES, STATUS, MAINTENANCE, SUPPORT_BUNDLE_STATUS, UPDATE_HISTORY,
-               SETUP_REFUSAL, RELEASE_SOURCE, NETWORK, NETWORK_CHANGE)
+               SETUP_REFUSAL, RELEASE_SOURCE, ADMIN_ACCOUNT, ADMIN_CREDENTIALS, NETWORK,
+               NETWORK_CHANGE)
 STALE_TEMP_AGE = 60.0  # seconds: a temporary file this old lost its writer (see write_atomically)
 
 
@@ -163,13 +174,17 @@ def write(state: StateFile, document: dict, root: Path | None = None) -> Path:
     return path
 
 
-def write_atomically(path: Path, data: bytes, mode: int) -> None:
-    """Replace `path` with `data`: readers see the old file or the new one, never a mix."""
+def write_atomically(path: Path, data: bytes, mode: int,
+                     owner: tuple[int, int] | None = None) -> None:
+    """Replace `path` with `data`: readers see the old file or the new one, never a mix.
+    `owner` (uid, gid) is set before the file appears, for files root writes for a user."""
     remove_stale_temps(path)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path))
     try:
         with os.fdopen(fd, "wb") as fp:
             os.fchmod(fp.fileno(), mode)
+            if owner is not None:
+                os.fchown(fp.fileno(), *owner)
             fp.write(data)
             fp.flush()
             os.fsync(fp.fileno())

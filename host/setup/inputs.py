@@ -9,6 +9,7 @@ import re
 import unicodedata
 from urllib.parse import urlsplit
 
+from host.core import passwords, paths, sshkeys
 from host.core.validation import (
     FieldError,
     InputErrors,
@@ -26,7 +27,28 @@ CLUSTER_CIDRS = ("10.42.0.0/16", "10.43.0.0/16")
 ALWAYS_NO_PROXY = ("localhost", "127.0.0.1", "::1", *CLUSTER_CIDRS, ".svc", ".cluster.local")
 MAX_RESOLVERS = 3
 FIELDS = ("channel", "app_url", "dns_mode", "dns_servers", "proxy_url", "proxy_user",
-          "proxy_password", "no_proxy", "release_source", "branch")
+          "proxy_password", "no_proxy", "release_source", "branch", "admin_password",
+          "admin_password_confirm", "ssh_authorized_keys", "ssh_password_login")
+# The admin password's rule; shown in both wizards before they submit.
+MIN_PASSWORD = 12
+MAX_PASSWORD = 1024
+PASSWORD_RULE = (f"at least {MIN_PASSWORD} characters, not containing the admin account's "
+                 "name, not one of the commonest passwords, not one character repeated")
+MAX_SSH_KEYS = 100
+# The commonest passwords of 12 characters or more (shorter ones fail the length rule),
+# compared in lower case.
+COMMON_PASSWORDS = frozenset((
+    "123456789012", "1234567890123", "12345678901234", "123456789123", "098765432109",
+    "111111111111", "000000000000", "123123123123", "password1234", "password12345",
+    "password123!", "passwordpassword", "p@ssw0rd1234", "p@ssword1234", "qwerty123456",
+    "qwertyuiop12", "qwertyuiop123", "qwertyuiopasdf", "1q2w3e4r5t6y", "1qaz2wsx3edc",
+    "zaq12wsxcde3", "abc123456789", "abcdefghijkl", "abcd12345678", "iloveyou1234",
+    "letmein12345", "welcome12345", "welcome@1234", "admin1234567", "administrator",
+    "administrator1", "changeme1234", "changemenow1", "trustno11234", "football1234",
+    "monkey123456", "dragon123456", "sunshine1234", "princess1234", "baseball1234",
+    "superman1234", "starwars1234", "computer1234", "internet1234", "correcthorsebatterystaple",
+    "algaappliance", "alga-appliance", "alga-appliance1", "algapsa12345",
+))
 # Control characters (C0, DEL, C1), lone surrogates and line or paragraph separators: none
 # can be typed into a password field, and each would break a header or a log line.
 _CONTROL_CATEGORIES = ("Cc", "Cs", "Zl", "Zp")
@@ -40,10 +62,14 @@ class _Invalid(Exception):
     pass
 
 
-def parse_setup_inputs(raw: dict, node_ip: str, stored: dict | None = None) -> dict:
+def parse_setup_inputs(raw: dict, node_ip: str, stored: dict | None = None, *,
+                       password_hash: str | None = None,
+                       admin_user: str = paths.DEFAULT_ADMIN_USER) -> dict:
     """The normalised setup-inputs document for `raw` answers on the node at `node_ip`.
     An empty proxy password keeps the one `stored` (the last setup's inputs) holds for the
-    same proxy URL and user: forms never get the password back to re-send it."""
+    same proxy URL and user: forms never get the password back to re-send it. The admin
+    password is hashed here; an empty one keeps `password_hash` (what a spooled request
+    carries instead of the password), else the stored hash."""
     unknown = sorted(set(raw) - set(FIELDS))
     errors = [FieldError(k, f"unknown field; allowed: {', '.join(FIELDS)}") for k in unknown]
     parsers = {
@@ -52,6 +78,8 @@ def parse_setup_inputs(raw: dict, node_ip: str, stored: dict | None = None) -> d
         "dns": lambda: _dns(raw.get("dns_mode"), raw.get("dns_servers")),
         "proxy": lambda: _proxy(raw, node_ip, (stored or {}).get("proxy")),
         "overrides": lambda: _overrides(raw.get("release_source"), raw.get("branch")),
+        "admin": lambda: _admin(raw, password_hash or (stored or {}).get("admin", {}).get(
+            "password_hash"), admin_user),
     }
     document = {}
     for key, parse in parsers.items():
@@ -66,9 +94,15 @@ def parse_setup_inputs(raw: dict, node_ip: str, stored: dict | None = None) -> d
     return document
 
 
+def default_answers(node_ip: str) -> dict:
+    """What an empty form means: the answers the wizards start from."""
+    return {"channel": DEFAULT_CHANNEL, "app_url": _app_url("", node_ip), "dns_mode": "system",
+            "dns_servers": "", "ssh_authorized_keys": "", "ssh_password_login": False}
+
+
 def as_answers(document: dict) -> dict:
     """The answers that parse back to `document` with it as the stored inputs (what the
-    forms show when editing): all but the proxy password, which is never shown."""
+    forms show when editing): all but the proxy and admin passwords, never shown."""
     dns, proxy, overrides = document["dns"], document["proxy"], document["overrides"]
     answers = {"channel": document["channel"], "app_url": document["app_url"],
                "dns_mode": dns["mode"], "dns_servers": ", ".join(dns.get("servers", []))}
@@ -77,20 +111,133 @@ def as_answers(document: dict) -> dict:
         answers["proxy_user"] = proxy.get("user", "")
         answers["no_proxy"] = ", ".join(proxy["no_proxy"])
     answers.update(overrides)
+    admin = document.get("admin", {})
+    answers["ssh_authorized_keys"] = "\n".join(admin.get("ssh_authorized_keys", []))
+    answers["ssh_password_login"] = admin.get("ssh_password_login", False)
     return answers
 
 
 def without_password(document: dict) -> dict:
-    """`document` as it may be shown: the proxy password (writeOnly) left out."""
+    """`document` as it may be shown: the proxy password and the admin password's hash
+    (both writeOnly) left out."""
+    shown = dict(document)
     proxy = document["proxy"]
-    if not proxy or "password" not in proxy:
-        return document
-    return {**document, "proxy": {k: v for k, v in proxy.items() if k != "password"}}
+    if proxy and "password" in proxy:
+        shown["proxy"] = {k: v for k, v in proxy.items() if k != "password"}
+    if "admin" in document:
+        shown["admin"] = {k: v for k, v in document["admin"].items() if k != "password_hash"}
+    return shown
+
+
+def admin_password_stored(document: dict | None) -> bool:
+    """Whether `document` holds an admin password hash an empty answer would keep."""
+    return bool(document and document.get("admin", {}).get("password_hash"))
+
+
+def spooled_answers(answers: dict) -> dict:
+    """`answers` as they may be written down: without the admin password and its
+    confirmation (the spooled request carries their hash instead)."""
+    return {k: v for k, v in answers.items()
+            if k not in ("admin_password", "admin_password_confirm")}
 
 
 def password_stored(document: dict | None) -> bool:
     """Whether `document` holds a proxy password an empty answer would keep."""
     return bool(document and document["proxy"] and document["proxy"].get("password"))
+
+
+def _admin(raw: dict, kept_hash: str | None, admin_user: str) -> dict:
+    password = _password(raw.get("admin_password"), raw.get("admin_password_confirm"),
+                         admin_user)
+    if password:
+        try:
+            password_hash = passwords.sha512_crypt(password)
+        except passwords.HashFailed as exc:
+            raise _Invalid("admin_password", str(exc)) from exc
+    elif kept_hash and passwords.SHA512_CRYPT.match(kept_hash):
+        password_hash = kept_hash
+    else:
+        raise _Invalid("admin_password", f"is required: choose the password of the admin "
+                                         f"account {admin_user} ({PASSWORD_RULE})")
+    return {"password_hash": password_hash,
+            "ssh_authorized_keys": _ssh_keys(raw.get("ssh_authorized_keys")),
+            "ssh_password_login": _flag(raw.get("ssh_password_login"), "ssh_password_login")}
+
+
+def _password(password: object, confirmation: object, admin_user: str) -> str:
+    """The admin password exactly as typed (spaces may be part of it), or "" for none;
+    messages never repeat it. The confirmation is checked here, for the API as for both
+    wizards, so the one message for a mismatch comes from one place."""
+    for field, value in (("admin_password", password), ("admin_password_confirm", confirmation)):
+        if value is not None and not isinstance(value, str):
+            raise _Invalid(field, "must be text")
+    password, confirmation = password or "", confirmation or ""
+    if not password:
+        if confirmation:
+            raise _Invalid("admin_password", "is empty but its confirmation is not: type the "
+                                             "password in both fields")
+        return ""
+    if any(unicodedata.category(c) in _CONTROL_CATEGORIES for c in password):
+        raise _Invalid("admin_password", "must not contain control characters or line breaks")
+    if len(password) > MAX_PASSWORD:
+        raise _Invalid("admin_password", f"is longer than {MAX_PASSWORD} characters: choose a "
+                                         "shorter one")
+    if len(password) < MIN_PASSWORD:
+        raise _Invalid("admin_password", f"is too short: use at least {MIN_PASSWORD} "
+                                         "characters (a few unrelated words make a good one)")
+    if len(set(password)) == 1:
+        raise _Invalid("admin_password", "is one character repeated: choose a password "
+                                         "nobody could guess")
+    if admin_user.lower() in password.lower():
+        raise _Invalid("admin_password", f"contains the account's name ({admin_user}): "
+                                         "choose a password that does not")
+    if password.lower() in COMMON_PASSWORDS:
+        raise _Invalid("admin_password", "is one of the commonest passwords: choose one "
+                                         "nobody could guess")
+    if confirmation != password:
+        raise _Invalid("admin_password_confirm", "does not match the password: type the same "
+                                                 "password in both fields")
+    return password
+
+
+def _ssh_keys(value: object) -> list[str]:
+    """Public key lines as authorized_keys holds them (comments kept), in the order given,
+    each key once. Text holds one key per line; in a list, an item is one line."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        lines = value.replace("\r\n", "\n").split("\n")
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        lines = value
+    else:
+        raise _Invalid("ssh_authorized_keys", "must be text, one public key per line")
+    keys, blobs = [], set()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            key = sshkeys.parse(line)
+        except sshkeys.BadKey as exc:
+            raise _Invalid("ssh_authorized_keys", f"key {number} {exc}") from exc
+        if key.blob not in blobs:
+            blobs.add(key.blob)
+            keys.append(key.line)
+    if len(keys) > MAX_SSH_KEYS:
+        raise _Invalid("ssh_authorized_keys", f"has {len(keys)} keys; give at most "
+                                              f"{MAX_SSH_KEYS}")
+    return keys
+
+
+def _flag(value: object, field: str) -> bool:
+    """A checkbox or a console yes/no: true, false, or text saying one of them."""
+    if isinstance(value, bool):
+        return value
+    text = _text(value, field).lower()
+    if text in ("", "no", "false", "off", "0"):
+        return False
+    if text in ("yes", "true", "on", "1"):
+        return True
+    raise _Invalid(field, "must be yes or no")
 
 
 def _text(value: object, field: str) -> str:

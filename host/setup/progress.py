@@ -13,13 +13,16 @@ CAUSES = {"no-route": "the network: no route", "proxy": "the proxy", "dns": "DNS
           "clock": "the clock", "tls": "TLS (certificates)", "http": "an unexpected answer",
           "release": "the release source", "disk": "disk space", "ports": "ports in use",
           "unclassified": "a failed check"}
+CREDENTIALS_FAILED = "The admin password could not be set"
 
 
-def describe(install: dict | None, preflight: dict | None) -> list[str]:
-    """The whole progress view as lines (long ones are left to the terminal to wrap)."""
+def describe(install: dict | None, preflight: dict | None,
+             credentials: dict | None = None) -> list[str]:
+    """The whole progress view as lines (long ones are left to the terminal to wrap), with
+    the admin credentials' `credentials` outcome for this run when there is one."""
     if install is None:
         return ["Waiting for setup to start..."]
-    lines = [f"Setup: {install['status']}", ""]
+    lines = [f"Setup: {install['status']}", "", *credentials_lines(credentials)]
     for name, phase in chain.ordered(install["phases"]):
         action = f" - {phase['last_action']}" if phase["last_action"] else ""
         lines.append(f"{MARKS[phase['state']]} {chain.title(name)}{action}")
@@ -37,6 +40,17 @@ def describe(install: dict | None, preflight: dict | None) -> list[str]:
             if check["status"] == "warn" and check["remediation"]:
                 lines.append(f"       fix: {check['remediation']}")
     return lines
+
+
+def credentials_lines(outcome: dict | None) -> list[str]:
+    """The credentials unit's outcome: a failure says why and what to do; setup goes on
+    without it (the app does not need the admin's shell)."""
+    if outcome is None:
+        return []
+    if outcome["result"] == "applied":
+        return ["[x] Admin password and SSH keys set", ""]
+    return [f"[!] {CREDENTIALS_FAILED}: {outcome['message']}",
+            "    Setup goes on: the app does not need them.", ""]
 
 
 def root_causes(preflight: dict) -> list[str]:
@@ -59,7 +73,8 @@ def failure_view(install: dict, preflight: dict | None = None) -> list[str]:
     failure = phase["failure"]
     lines = ["", f"FAILED: {chain.title(name)} [{failure['category']}]"]
     if name == "preflight":
-        lines.append("Nothing on this machine has been changed: preflight stops setup first.")
+        # Else: the admin's credentials, set first (and said at the top of the view).
+        lines.append("Nothing else on this machine has been changed: preflight stops setup first.")
     lines += [f"Last action:     {failure['last_action']}",
               f"Suspected cause: {failure['suspected_cause']}",
               f"Next step:       {failure['next_step']}",

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from host.core import busy, hostcmd, runlock, spool, state
 from host.net import addresses
-from host.setup import chain, recovery
-from host.setup.inputs import InputErrors, parse_setup_inputs
+from host.setup import chain, credentials, recovery
+from host.setup.inputs import InputErrors, parse_setup_inputs, spooled_answers
 
 SETUP_TARGET = "alga-appliance-setup.target"
 COMPLETED = ("setup has already completed; changes after the install go through updates "
@@ -42,14 +42,19 @@ class Submitted:
 
 
 def submit(answers: dict, node_ip: str, root: Path | None = None) -> Submitted:
-    """Spool `answers` for systemd. Raises InputErrors or SetupBusy."""
-    inputs = parse_setup_inputs(answers, node_ip, state.read(state.SETUP_INPUTS, root))
+    """Spool `answers` for systemd. Raises InputErrors or SetupBusy. The admin password is
+    hashed before anything is written: the request carries its hash, not the password."""
+    stored = state.read(state.SETUP_INPUTS, root)
+    inputs = parse_setup_inputs(answers, node_ip, stored,
+                                admin_user=credentials.admin_user(root))
     refused = why_busy(state.read(state.INSTALL_STATE, root), root)
     if refused:
         raise SetupBusy(refused)
     submitted = state.timestamp()
-    return Submitted(inputs, submitted, _spool({"answers": answers, "submitted_at": submitted},
-                                               root))
+    request = {"answers": spooled_answers(answers), "submitted_at": submitted}
+    if answers.get("admin_password"):
+        request["admin_password_hash"] = inputs["admin"]["password_hash"]
+    return Submitted(inputs, submitted, _spool(request, root))
 
 
 def submit_resume(root: Path | None = None) -> str:
@@ -119,7 +124,9 @@ def _take_up(request: dict, root: Path | None) -> None:
     if not request.get("resume"):
         try:
             inputs = parse_setup_inputs(request["answers"], addresses.node_ip(),
-                                        state.read(state.SETUP_INPUTS, root))
+                                        state.read(state.SETUP_INPUTS, root),
+                                        password_hash=request.get("admin_password_hash"),
+                                        admin_user=credentials.admin_user(root))
         except InputErrors as exc:
             raise NotAccepted(f"the setup request was rejected: {exc}") from exc
     recovery.recover(root)  # a run whose owner is gone is recorded as interrupted first

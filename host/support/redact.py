@@ -44,7 +44,7 @@ _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
 # Anything a line rule could match contains one of these, in lower case; most lines contain
 # none. (Searching lower-cased text is some seven times faster than ignoring case.)
 _TRIGGER = re.compile(r"ls0tls1|://|bearer|gh[pousr]_|github_pat_|eyj|pass|pwd|token|secret"
-                      r"|credential|key|auth")
+                      r"|credential|key|auth|\$(?:1|2[aby]|5|6|7|gy|y)\$")
 _SECRET_HINT = r"(?i:pass|pwd|token|secret|credential|key|auth)"
 _KEY_NAME = rf"(?=[\w.-]{{0,64}}?{_SECRET_HINT})(?P<key>[\w.-]{{1,80}})"
 _KEY = rf"(?<![\w.-]){_KEY_NAME}"
@@ -159,6 +159,11 @@ LINE_RULES: tuple[Rule, ...] = (
         r"(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{20,255}|github_pat_\w{20,255})"),
         lambda match: MARKER),
     Rule("jwt", re.compile(r"(?<![\w-])eyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}"),
+         lambda match: MARKER),
+    # A password hash as crypt(3) writes it (/etc/shadow, chpasswd input, the setup inputs):
+    # MD5 $1$, bcrypt $2b$, SHA-256 $5$, SHA-512 $6$, scrypt $7$, yescrypt $y$ and $gy$.
+    # Anyone holding one can try passwords against it offline.
+    Rule("crypt-hash", re.compile(r"(?<![\w$])\$(?:1|2[aby]|5|6|7|gy|y)\$[./A-Za-z0-9$=,]{8,}"),
          lambda match: MARKER),
     # Server=db;User Id=alga;Password=…;  (a value may hold spaces, up to the next ;)
     Rule("connection-string", re.compile(

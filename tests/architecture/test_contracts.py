@@ -44,6 +44,18 @@ def test_the_units_chain_the_phases_in_the_declared_order():
     assert phase_unit(chain.NAMES[-1]) in target["Requires"].split()
 
 
+def test_credentials_are_set_before_preflight_without_ever_stopping_the_chain():
+    credentials = unit("alga-appliance-credentials.service")
+    assert credentials["Service"]["ExecStart"] == f"{paths.CLI_LINK} apply-credentials"
+    assert phase_unit(chain.NAMES[0]) in credentials["Unit"]["Before"].split()
+    target = unit("alga-appliance-setup.target")["Unit"]
+    assert "alga-appliance-credentials.service" in target["Wants"].split()
+    # Only wanted: nothing requires it, so its failure fails no phase.
+    for path in UNITS.glob("alga-appliance-*"):
+        assert "alga-appliance-credentials.service" not in \
+            unit(path.name)["Unit"].get("Requires", ""), path.name
+
+
 def test_every_request_kind_has_a_path_unit_starting_its_accept_command():
     for kind in spool.KINDS:
         stem = f"alga-appliance-{kind.filename.removesuffix('.request')}-request"

@@ -61,12 +61,15 @@ ENV_PASSWORD = "ENVCANARY_pw_4711"
 K3S_TOKEN = "K10abcdef::server:K3STOKENCANARY77"
 GITHUB_TOKEN = "ghp_CANARYgithubTOKEN0123456789abcdef01"
 CONNECTION_PASSWORD = "CONNCANARY pass word"
+# The admin password's SHA-512 crypt, as setup-inputs.json keeps it (salt and hash made up).
+ADMIN_HASH = "$6$CANARYadminsalt$" + "CANARYhash" + "x1Y/" * 19
 PEM_BODY = ["MIIEpAIBAAKCAQEAuCANARYPEMBODY" + "A" * 34] + [f"CANARYPEMLINE{i:02d}" + "B" * 51
                                                       for i in range(12)]
 PEM = "\n".join(["-----BEGIN RSA PRIVATE KEY-----", *PEM_BODY, "-----END RSA PRIVATE KEY-----"])
 CLIENT_KEY_DATA = base64.b64encode(PEM.encode()).decode()
 CANARIES = (TOKEN, TYPED_TOKEN, PROXY_PASSWORD, AUTH_KEY, DB_PASSWORD, STRING_DATA,
-            ENV_PASSWORD, K3S_TOKEN, GITHUB_TOKEN, CONNECTION_PASSWORD, CLIENT_KEY_DATA, *PEM_BODY)
+            ENV_PASSWORD, K3S_TOKEN, GITHUB_TOKEN, CONNECTION_PASSWORD, CLIENT_KEY_DATA, ADMIN_HASH,
+            *PEM_BODY)
 KUBECONFIG_PATH = "/etc/rancher/k3s/k3s.yaml"
 
 
@@ -162,7 +165,8 @@ def plant_host_files(root: Path, proxy_url: str) -> None:
           f"2026-11-27T10:00:00Z → web: token {TOKEN} accepted\n"
           f"2026-11-27T10:00:00Z → web: token {TYPED_TOKEN} accepted\n"
           f"2026-11-27T10:00:01Z kubeconfig: client-key-data: {CLIENT_KEY_DATA}\n"
-          f"2026-11-27T10:00:02Z git https://{GITHUB_TOKEN}@github.com/Nine-Minds/alga-psa\n")
+          f"2026-11-27T10:00:02Z git https://{GITHUB_TOKEN}@github.com/Nine-Minds/alga-psa\n"
+          f"2026-11-27T10:00:03Z chpasswd --encrypted got alga-admin:{ADMIN_HASH}\n")
     # Bigger than the limit, with the cut landing inside a PEM block's body.
     end_of_log = "\n".join(["-----BEGIN RSA PRIVATE KEY-----", *PEM_BODY,
                             "-----END RSA PRIVATE KEY-----", "k3s failed: node not ready", ""])
@@ -198,6 +202,10 @@ def lab(tmp_path, ca, monkeypatch):
             "support_command": "sudo alga-appliance support-bundle"})
         state.write(state.INSTALL_STATE, failed, root)
         plant_host_files(root, proxy_url_with_credentials(inputs))
+        recorded = state.read(state.SETUP_INPUTS, root)
+        state.write(state.SETUP_INPUTS, {**recorded, "admin": {
+            "password_hash": ADMIN_HASH, "ssh_authorized_keys": [],
+            "ssh_password_login": False}}, root)
         cluster(root)
         yield root, proxy
 
@@ -223,9 +231,10 @@ def test_no_canary_survives_and_the_report_counts_them(lab):
     assert rules["known-value:token"]["files"]["logs/phases/preflight.log"] == 1
     assert rules["known-value:proxy-password"]["files"].keys() == {
         "k3s/k3s.service.env", "flux/logs/source-controller.log"}
-    # The inputs keep the password in a field of its own: gone by its name, before the
-    # known values are looked for.
-    assert rules["secret-field"]["files"]["state/setup-inputs.json"] == 1
+    # The inputs keep the proxy password and the admin password's hash in fields of their
+    # own: gone by their names, before the known values are looked for.
+    assert rules["secret-field"]["files"]["state/setup-inputs.json"] == 2
+    assert rules["crypt-hash"]["files"] == {"logs/phases/preflight.log": 1}
     assert rules["known-value:alga-auth-key"]["files"] == {
         "kubernetes/pod-logs/msp/db-0/main.previous.log": 1, "logs/phases/release.log.1": 1}
     assert rules["known-value:kubernetes-secret"]["total"] >= 1  # the db password in a log

@@ -275,6 +275,11 @@ JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.c2lnbmF0dXJlc2lnbg"
 # base64 of a PEM block, alone on a line, as in a kubeconfig dumped without its key name
 PEM_BASE64 = ("LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0tCk1JSUV2UQotLS0tLUVORCBQUklWQVRFIEtFWS0tLS0t"
               "Cg==")
+SHA512_CRYPT = ("$6$answerssalt0001$HqUWey1V5YfWYsQH926iR0XiRulqbr6Qr8NIE/54ky1qyrIEPtQSDgotTu8"
+                "raMEv83T5B.E2VS8Ra91/BwxNI0")
+SHA512_ROUNDS = "$6$rounds=10000$salt$" + "a/B1" * 21 + "xy"
+YESCRYPT = "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd.RhAtQ7"
+BCRYPT = "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW"
 ADVERSARIAL = [
     # (rule, text, the text as it must come out)
     ("secret-field", "password=hunter22 kept", f"password={MARKER} kept"),  # offset 0
@@ -313,6 +318,12 @@ ADVERSARIAL = [
      "before\n<redacted PEM PRIVATE KEY>"),
     ("pem-block", "MHcCAQEEIBBBBBBBBBBBBBBBBB\n-----END CERTIFICATE-----\nafter",
      "<redacted PEM CERTIFICATE>\nafter"),
+    ("crypt-hash", f"alga-admin:{SHA512_CRYPT}:20000:0:99999:7:::",
+     f"alga-admin:{MARKER}:20000:0:99999:7:::"),  # an /etc/shadow line
+    ("crypt-hash", f'{{"hash": "{YESCRYPT}"}}', f'{{"hash": "{MARKER}"}}'),
+    ("crypt-hash", f"chpasswd got alga-admin:{BCRYPT} from setup",
+     f"chpasswd got alga-admin:{MARKER} from setup"),
+    ("crypt-hash", f"rounds: {SHA512_ROUNDS} (from setup)", f"rounds: {MARKER} (from setup)"),
     # İ lower-cases to two characters: the trigger's position must still find its line.
     ("secret-field", "İİİİİİİİİİİİİİİİİİİİ\nkept line\npassword=hunter22\nİ",
      f"İİİİİİİİİİİİİİİİİİİİ\nkept line\npassword={MARKER}\nİ"),

@@ -60,10 +60,13 @@ def test_payload_holds_exactly_the_project_parts(appliance):
     with IsoImage(appliance.output) as iso:
         files = [p for p in iso.files() if p.startswith("/alga/")]
         release_source = json.loads(iso.read("/alga/release-source.json"))
+        admin_account = json.loads(iso.read("/alga/admin-account.json"))
     tops = {p.split("/")[2] for p in files}
     assert tops == {"host", "vendor", "units", "ui-static", "schemas", "bin", "VERSION",
-                    "build-info.json", "release-source.json"}
+                    "build-info.json", "release-source.json", "admin-account.json"}
     # Built without --release-source: Alga's releases on GHCR.
     assert release_source == {"release_source": "oci://ghcr.io/nine-minds/alga-appliance-release"}
+    # Built without --admin-user: the seed's default account, which setup gives its password.
+    assert admin_account == {"user": "alga-admin"}
     assert not any("__pycache__" in p or p.endswith(".pyc") for p in files)
     assert any(p.startswith("/alga/vendor/click.LICENSE") for p in files)

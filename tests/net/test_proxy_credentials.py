@@ -4,11 +4,11 @@ Proxy-Authorization header they mean: on CONNECT (HTTPS) and on forwarded plain 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.answers import parse_with_admin
 from support.netlab import ConnectProxy, HttpsServer, Route
 
 from host.net import https
 from host.net.endpoints import Endpoints
-from host.setup.inputs import parse_setup_inputs
 
 NODE_IP = "10.0.0.5"
 # URL syntax, spaces, a percent sign that looks like an escape, non-ASCII; never control
@@ -25,7 +25,7 @@ def client(proxy: ConnectProxy, ca, user: str | None = None, password: str | Non
     answers = {"proxy_url": proxy.url}
     if user is not None:
         answers |= {"proxy_user": user, "proxy_password": password}
-    inputs = parse_setup_inputs(answers, NODE_IP)
+    inputs = parse_with_admin(answers, NODE_IP)
     return https.session(inputs, Endpoints(ca_bundle=str(ca.ca_pem_path)))
 
 

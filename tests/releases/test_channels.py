@@ -1,8 +1,9 @@
 """The release channels, literally: which exist, which is the default and which asks for
 confirmation (tests/architecture/test_contracts.py checks every other place agrees)."""
 
+from support.answers import parse_with_admin
+
 from host.releases import channels
-from host.setup.inputs import parse_setup_inputs
 
 
 def test_the_channels_are_stable_by_default_and_nightly_for_testing():
@@ -12,5 +13,5 @@ def test_the_channels_are_stable_by_default_and_nightly_for_testing():
 
 
 def test_setup_offers_exactly_these():
-    assert parse_setup_inputs({}, "10.0.0.5")["channel"] == "stable"
-    assert parse_setup_inputs({"channel": "NIGHTLY"}, "10.0.0.5")["channel"] == "nightly"
+    assert parse_with_admin({}, "10.0.0.5")["channel"] == "stable"
+    assert parse_with_admin({"channel": "NIGHTLY"}, "10.0.0.5")["channel"] == "nightly"

@@ -5,13 +5,13 @@ import ipaddress
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support.answers import parse_with_admin
 
 from host.core.validation import validate
 from host.setup.inputs import (
     FIELDS,
     InputErrors,
     as_answers,
-    parse_setup_inputs,
     password_stored,
     without_password,
 )
@@ -76,7 +76,7 @@ STORED = {"channel": "stable", "app_url": "http://10.0.0.5:3000", "dns": {"mode"
 @given(raw_answers, st.sampled_from([None, STORED]))
 def test_no_input_crashes_the_validator(raw, stored):
     try:
-        document = parse_setup_inputs(raw, NODE_IP, stored)
+        document = parse_with_admin(raw, NODE_IP, stored)
     except InputErrors as errors:
         assert errors.errors and all(e.field and e.message for e in errors.errors)
         return
@@ -85,9 +85,9 @@ def test_no_input_crashes_the_validator(raw, stored):
 
 @given(valid_answers, st.sampled_from([NODE_IP, "192.168.1.20", "2001:db8::5"]))
 def test_accepted_inputs_round_trip_through_the_schema(raw, node_ip):
-    document = parse_setup_inputs(raw, node_ip)
+    document = parse_with_admin(raw, node_ip)
     validate(document, "setup-inputs.schema.json", name="setup inputs", source="test")
-    assert parse_setup_inputs(as_answers(document), node_ip, stored=document) == document
+    assert parse_with_admin(as_answers(document), node_ip, stored=document) == document
     assert "proxy_password" not in as_answers(document)
     if document["proxy"]:
         assert {node_ip, "10.42.0.0/16", "10.43.0.0/16", ".svc", ".cluster.local"} <= set(
@@ -95,10 +95,13 @@ def test_accepted_inputs_round_trip_through_the_schema(raw, node_ip):
 
 
 def test_defaults():
-    assert parse_setup_inputs({}, NODE_IP) == {
+    document = parse_with_admin({}, NODE_IP)
+    admin = document.pop("admin")
+    assert document == {
         "channel": "stable", "app_url": "http://10.0.0.5:3000", "dns": {"mode": "system"},
         "proxy": None, "overrides": {}}
-    assert parse_setup_inputs({}, "2001:db8::5")["app_url"] == "http://[2001:db8::5]:3000"
+    assert admin["ssh_authorized_keys"] == [] and admin["ssh_password_login"] is False
+    assert parse_with_admin({}, "2001:db8::5")["app_url"] == "http://[2001:db8::5]:3000"
 
 
 @pytest.mark.parametrize(("given_url", "normalised"), [
@@ -108,7 +111,7 @@ def test_defaults():
     ("http://10.1.2.3:8000", "http://10.1.2.3:8000"),
 ])
 def test_app_url_normalisation(given_url, normalised):
-    assert parse_setup_inputs({"app_url": given_url}, NODE_IP)["app_url"] == normalised
+    assert parse_with_admin({"app_url": given_url}, NODE_IP)["app_url"] == normalised
 
 
 @pytest.mark.parametrize(("repo", "normalised"), [
@@ -118,7 +121,7 @@ def test_app_url_normalisation(given_url, normalised):
     ("https://GitHub.com/Nine-Minds/alga-psa/", "https://github.com/Nine-Minds/alga-psa"),
 ])
 def test_git_release_source_normalisation(repo, normalised):
-    overrides = parse_setup_inputs({"release_source": repo}, NODE_IP)["overrides"]
+    overrides = parse_with_admin({"release_source": repo}, NODE_IP)["overrides"]
     assert overrides["release_source"] == normalised
 
 
@@ -128,7 +131,7 @@ def test_git_release_source_normalisation(repo, normalised):
     "oci://ghcr.io/nine-minds/alga-appliance-release@sha256:" + "ab" * 32,
 ])
 def test_oci_release_sources_are_kept_as_given(reference):
-    overrides = parse_setup_inputs({"release_source": reference}, NODE_IP)["overrides"]
+    overrides = parse_with_admin({"release_source": reference}, NODE_IP)["overrides"]
     assert overrides == {"release_source": reference}
 
 
@@ -168,19 +171,19 @@ def test_oci_release_sources_are_kept_as_given(reference):
 ])
 def test_errors_name_the_field_and_what_is_allowed(answers, field, phrase):
     with pytest.raises(InputErrors) as caught:
-        parse_setup_inputs(answers, NODE_IP)
+        parse_with_admin(answers, NODE_IP)
     assert any(e.field == field and phrase in e.message for e in caught.value.errors), (
         caught.value.errors)
 
 
 def test_every_bad_field_is_reported_at_once():
     with pytest.raises(InputErrors) as caught:
-        parse_setup_inputs({"channel": "x", "app_url": "ftp://x", "branch": ".."}, NODE_IP)
+        parse_with_admin({"channel": "x", "app_url": "ftp://x", "branch": ".."}, NODE_IP)
     assert [e.field for e in caught.value.errors] == ["channel", "app_url", "branch"]
 
 
 def test_custom_resolvers_are_deduplicated_and_canonical():
-    document = parse_setup_inputs({"dns_mode": "custom",
+    document = parse_with_admin({"dns_mode": "custom",
                                    "dns_servers": "2001:DB8::0:1, 10.0.0.53 2001:db8::1"}, NODE_IP)
     assert document["dns"]["servers"] == [str(ipaddress.ip_address("2001:db8::1")), "10.0.0.53"]
 
@@ -194,7 +197,7 @@ def answers_with_a_bad_proxy(password: str) -> tuple[dict, ...]:
 
 def refusal(answers: dict) -> str:
     with pytest.raises(InputErrors) as caught:
-        parse_setup_inputs(answers, NODE_IP)
+        parse_with_admin(answers, NODE_IP)
     return str(caught.value)
 
 
@@ -208,7 +211,7 @@ def test_messages_never_repeat_the_proxy_password(password):
 
 @given(passwords)
 def test_a_password_is_kept_exactly_as_typed(password):
-    proxy = parse_setup_inputs({"proxy_url": "http://proxy.corp:3128", "proxy_user": "svc",
+    proxy = parse_with_admin({"proxy_url": "http://proxy.corp:3128", "proxy_user": "svc",
                                 "proxy_password": password}, NODE_IP)["proxy"]
     assert (proxy["url"], proxy["user"], proxy["password"]) == (
         "http://proxy.corp:3128", "svc", password)
@@ -216,16 +219,16 @@ def test_a_password_is_kept_exactly_as_typed(password):
 
 def test_an_empty_password_keeps_the_stored_one_only_for_the_same_url_and_user():
     same = {"proxy_url": "HTTP://Proxy.Corp:3128/", "proxy_user": "svc"}
-    assert parse_setup_inputs(same, NODE_IP, STORED)["proxy"]["password"] == "p@ss:w/rd #%"
-    assert parse_setup_inputs({**same, "proxy_password": "new"}, NODE_IP, STORED)["proxy"][
+    assert parse_with_admin(same, NODE_IP, STORED)["proxy"]["password"] == "p@ss:w/rd #%"
+    assert parse_with_admin({**same, "proxy_password": "new"}, NODE_IP, STORED)["proxy"][
         "password"] == "new"
     for changed in ({**same, "proxy_user": "other"}, {**same, "proxy_url": "http://x.corp:3128"}):
         with pytest.raises(InputErrors) as caught:
-            parse_setup_inputs(changed, NODE_IP, STORED)
+            parse_with_admin(changed, NODE_IP, STORED)
         assert [(e.field, e.message) for e in caught.value.errors] == [
             ("proxy_password", "is needed with a proxy user")]
-    assert parse_setup_inputs({"proxy_url": same["proxy_url"]}, NODE_IP, STORED)["proxy"] == {
-        "url": "http://proxy.corp:3128", "no_proxy": parse_setup_inputs(
+    assert parse_with_admin({"proxy_url": same["proxy_url"]}, NODE_IP, STORED)["proxy"] == {
+        "url": "http://proxy.corp:3128", "no_proxy": parse_with_admin(
             {"proxy_url": same["proxy_url"]}, NODE_IP)["proxy"]["no_proxy"]}
 
 
@@ -264,7 +267,7 @@ def test_an_empty_password_keeps_the_stored_one_only_for_the_same_url_and_user()
 ])
 def test_hostile_answers_are_refused_field_by_field(answers, field, phrase):
     with pytest.raises(InputErrors) as caught:
-        parse_setup_inputs(answers, NODE_IP)
+        parse_with_admin(answers, NODE_IP)
     assert [(e.field, phrase in e.message) for e in caught.value.errors] == [(field, True)], (
         caught.value.errors)
 
@@ -279,7 +282,7 @@ def test_hostile_answers_are_refused_field_by_field(answers, field, phrase):
      "overrides", "https://github.com/Nine-Minds/alga-psa"),
 ])
 def test_host_names_are_normalised_to_their_ascii_form(answers, key, normalised):
-    document = parse_setup_inputs(answers, NODE_IP)
+    document = parse_with_admin(answers, NODE_IP)
     value = document[key]
     assert (value if key == "app_url" else value.get("url") or value["release_source"]) == \
         normalised
@@ -291,10 +294,10 @@ def test_host_names_are_normalised_to_their_ascii_form(answers, key, normalised)
     ("ü@x", "@"),
 ])
 def test_proxy_credentials_with_at_signs_and_spaces_round_trip(user, password):
-    document = parse_setup_inputs({"proxy_url": "http://proxy.corp:3128", "proxy_user": user,
+    document = parse_with_admin({"proxy_url": "http://proxy.corp:3128", "proxy_user": user,
                                    "proxy_password": password}, NODE_IP)
     assert (document["proxy"]["user"], document["proxy"]["password"]) == (user, password)
-    assert parse_setup_inputs(as_answers(document), NODE_IP, stored=document) == document
+    assert parse_with_admin(as_answers(document), NODE_IP, stored=document) == document
 
 
 # Issue 24: literal documents, so a change that corrupts both directions of a round trip
@@ -310,26 +313,31 @@ PROXIED_DOCUMENT = {
     "overrides": {}}
 
 
+def without_admin(document: dict) -> dict:
+    return {k: v for k, v in document.items() if k != "admin"}
+
+
 def test_proxy_credentials_are_kept_exactly_through_a_round_trip():
-    document = parse_setup_inputs(PROXIED, NODE_IP)
-    assert document == PROXIED_DOCUMENT
+    document = parse_with_admin(PROXIED, NODE_IP)
+    assert without_admin(document) == PROXIED_DOCUMENT
     answers = as_answers(document)
     assert answers == {
         "channel": "stable", "app_url": "http://10.0.0.5:3000", "dns_mode": "system",
         "dns_servers": "", "proxy_url": "http://proxy.corp:3128", "proxy_user": "user",
         "no_proxy": "localhost, 127.0.0.1, ::1, 10.42.0.0/16, 10.43.0.0/16, .svc, "
-                    ".cluster.local, 10.0.0.5, corp.local, 192.168.0.0/16"}
-    assert parse_setup_inputs(answers, NODE_IP, stored=document) == PROXIED_DOCUMENT
+                    ".cluster.local, 10.0.0.5, corp.local, 192.168.0.0/16",
+        "ssh_authorized_keys": "", "ssh_password_login": False}
+    assert parse_with_admin(answers, NODE_IP, stored=document) == document
     # Another user or proxy does not inherit the stored password.
     for change in ({"proxy_user": "other"}, {"proxy_url": "http://proxy.corp:8080"}):
         with pytest.raises(InputErrors) as caught:
-            parse_setup_inputs({**answers, **change}, NODE_IP, stored=document)
+            parse_with_admin({**answers, **change}, NODE_IP, stored=document)
         assert [(e.field, e.message) for e in caught.value.errors] == [
             ("proxy_password", "is needed with a proxy user")]
 
 
 def test_a_proxy_without_credentials_has_none():
-    document = parse_setup_inputs({"proxy_url": "https://[2001:db8::1]:3128"}, NODE_IP)
+    document = parse_with_admin({"proxy_url": "https://[2001:db8::1]:3128"}, NODE_IP)
     assert document["proxy"] == {"url": "https://[2001:db8::1]:3128", "no_proxy": [
         "localhost", "127.0.0.1", "::1", "10.42.0.0/16", "10.43.0.0/16", ".svc",
         ".cluster.local", "10.0.0.5"]}
@@ -361,7 +369,7 @@ def test_a_proxy_without_credentials_has_none():
 ])
 def test_urls_with_other_schemes_or_credentials_are_refused_exactly(answers, field, message):
     with pytest.raises(InputErrors) as caught:
-        parse_setup_inputs(answers, NODE_IP)
+        parse_with_admin(answers, NODE_IP)
     assert [(e.field, e.message) for e in caught.value.errors] == [(field, message)]
 
 
@@ -375,7 +383,7 @@ def test_urls_with_other_schemes_or_credentials_are_refused_exactly(answers, fie
     ("https://github.com/o/r/.git", "https://github.com/o/r"),
 ])
 def test_git_repository_urls_normalise_to_exactly_this(given_repo, normalised):
-    assert parse_setup_inputs({"release_source": given_repo}, NODE_IP)["overrides"] == {
+    assert parse_with_admin({"release_source": given_repo}, NODE_IP)["overrides"] == {
         "release_source": normalised}
 
 
@@ -414,19 +422,19 @@ NOT_A_REPOSITORY = "must name a repository, like https://github.com/owner/repo"
 ])
 def test_release_sources_and_resolvers_are_refused_exactly(answers, field, message):
     with pytest.raises(InputErrors) as caught:
-        parse_setup_inputs(answers, NODE_IP)
+        parse_with_admin(answers, NODE_IP)
     assert [(e.field, e.message) for e in caught.value.errors] == [(field, message)]
 
 
 def test_the_error_text_lists_every_field_and_its_message():
     with pytest.raises(InputErrors) as caught:
-        parse_setup_inputs({"channel": "x", "branch": ".."}, NODE_IP)
+        parse_with_admin({"channel": "x", "branch": ".."}, NODE_IP)
     assert str(caught.value) == ("channel: must be stable (recommended) or nightly (testing); "
                                  "branch: is not a valid git branch name")
 
 
 def test_a_proxy_without_a_user_shows_an_empty_user():
-    answers = as_answers(parse_setup_inputs({"proxy_url": "http://p:1"}, NODE_IP))
+    answers = as_answers(parse_with_admin({"proxy_url": "http://p:1"}, NODE_IP))
     assert (answers["proxy_url"], answers["proxy_user"]) == ("http://p:1", "")
 
 
@@ -436,10 +444,10 @@ def test_a_document_is_shown_without_its_password_and_says_one_is_stored():
         "url": "http://proxy.corp:3128", "user": "user",
         "no_proxy": PROXIED_DOCUMENT["proxy"]["no_proxy"]}}
     assert PROXIED_DOCUMENT["proxy"]["password"] == "s3cret"  # the original is kept whole
-    unproxied = parse_setup_inputs({}, NODE_IP)
-    assert without_password(unproxied) is unproxied
-    no_user = parse_setup_inputs({"proxy_url": "http://p:1"}, NODE_IP)
-    assert without_password(no_user) is no_user
+    unproxied = without_admin(parse_with_admin({}, NODE_IP))
+    assert without_password(unproxied) == unproxied
+    no_user = without_admin(parse_with_admin({"proxy_url": "http://p:1"}, NODE_IP))
+    assert without_password(no_user) == no_user
     assert [password_stored(d) for d in (PROXIED_DOCUMENT, shown, unproxied, no_user, None)] \
         == [True, False, False, False, False]
 
@@ -506,11 +514,13 @@ def test_a_document_is_shown_without_its_password_and_says_one_is_stored():
      [("release_source", "port 0 cannot be connected to: give a port from 1 to 65535")]),
     ({"colour": 1},
      [("colour", "unknown field; allowed: channel, app_url, dns_mode, dns_servers, proxy_url, "
-                 "proxy_user, proxy_password, no_proxy, release_source, branch")]),
+                 "proxy_user, proxy_password, no_proxy, release_source, branch, "
+                 "admin_password, admin_password_confirm, ssh_authorized_keys, "
+                 "ssh_password_login")]),
 ])
 def test_each_refusal_reads_exactly(answers, errors):
     with pytest.raises(InputErrors) as caught:
-        parse_setup_inputs(answers, NODE_IP)
+        parse_with_admin(answers, NODE_IP)
     assert [(e.field, e.message) for e in caught.value.errors] == errors
 
 
@@ -521,11 +531,11 @@ def test_each_refusal_reads_exactly(answers, errors):
     ("HTTP://10.0.0.9:3000", "http://10.0.0.9:3000"),
 ])
 def test_app_urls_keep_only_ports_other_than_their_schemes_default(given_url, normalised):
-    assert parse_setup_inputs({"app_url": given_url}, NODE_IP)["app_url"] == normalised
+    assert parse_with_admin({"app_url": given_url}, NODE_IP)["app_url"] == normalised
 
 
 def test_no_proxy_entries_are_kept_as_given_after_the_fixed_ones():
-    proxy = parse_setup_inputs({"proxy_url": "http://p:1",
+    proxy = parse_with_admin({"proxy_url": "http://p:1",
                                 "no_proxy": "Corp.Local *.x.y [::1] 10.0.0.5"}, NODE_IP)["proxy"]
     assert proxy["no_proxy"] == ["localhost", "127.0.0.1", "::1", "10.42.0.0/16", "10.43.0.0/16",
                                  ".svc", ".cluster.local", "10.0.0.5", "Corp.Local", "*.x.y",

@@ -15,6 +15,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from host.core import paths, spool, token
 from host.web import make_app
+from support.answers import ADMIN_PASSWORD
 from support.base import ROOT, make_host_root, serve_https
 
 CHROMIUM = "/usr/bin/chromium"
@@ -69,6 +70,13 @@ class Ui:
 
     def next(self):
         self.page.click("#wizard-next")
+
+    def through_admin(self):
+        """On the wizard's admin step: the password of support.answers, twice, then Next
+        (for tests about everything but the admin's credentials)."""
+        self.page.fill("#admin_password", ADMIN_PASSWORD)
+        self.page.fill("#admin_password_confirm", ADMIN_PASSWORD)
+        self.next()
 
     def spooled(self) -> dict | None:
         request_file = spool.spool_file(spool.SETUP, self.root)

@@ -8,6 +8,7 @@ import string
 from hypothesis import strategies as st
 
 from host.setup.inputs import FIELDS
+from support.answers import ADMIN_PASSWORD
 
 # A proxy password no message, log line or answer may contain.
 CANARY = "Canary-0f7c9e"
@@ -41,6 +42,9 @@ def objects_with(fields: tuple[str, ...], **fixed) -> st.SearchStrategy:
 
 setup_bodies = st.one_of(
     objects_with(FIELDS),
+    # With the admin password every first setup needs, so that a body can also be accepted.
+    objects_with(FIELDS, admin_password=st.just(ADMIN_PASSWORD),
+                 admin_password_confirm=st.just(ADMIN_PASSWORD)),
     # A proxy with the canary as its password, so every refusal has a secret to leak.
     objects_with(FIELDS, proxy_url=st.sampled_from(["http://proxy.corp:3128", "x"]),
                  proxy_user=st.sampled_from(["svc", "", "a:b"]),

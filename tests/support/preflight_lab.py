@@ -47,9 +47,12 @@ class PreflightLab:
             "ca_bundle": str(self.ca.ca_pem_path), "release_source": release_source}, self.root)
         dns = {"mode": "system"} if dns_mode == "system" else {"mode": "custom",
                                                                "servers": [resolver]}
+        # The lab changes the network, not the account: credentials a setup recorded stay.
+        recorded = state.read(state.SETUP_INPUTS, self.root) or {}
+        admin = {"admin": recorded["admin"]} if "admin" in recorded else {}
         state.write(state.SETUP_INPUTS, {
             "channel": "stable", "app_url": "http://10.0.0.5:3000", "dns": dns,
-            "proxy": proxy, "overrides": {}}, self.root)
+            "proxy": proxy, "overrides": {}, **admin}, self.root)
 
     def run(self):
         status = engine.run_phase("preflight", self.root)

@@ -40,6 +40,7 @@ import pytest
 import requests
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from support.answers import ADMIN, ADMIN_PASSWORD
 from support.attacks import (
     SLOW_HANDSHAKE,
     Sampler,
@@ -265,8 +266,8 @@ def test_no_secret_or_forged_line_reaches_the_journal(machine, service):
     proxy = {"proxy_url": "http://proxy.corp:3128", "proxy_user": "alga",
              "proxy_password": PROXY_PASSWORD}
     answers = [
-        requests.post(f"{service.url}/api/setup/validate", json=proxy, headers=auth(service),
-                      timeout=10),
+        requests.post(f"{service.url}/api/setup/validate", json={**ADMIN, **proxy},
+                      headers=auth(service), timeout=10),
         requests.post(f"{service.url}/api/setup", json={**proxy, "channel": "bogus"},
                       headers=auth(service), timeout=10),
         requests.post(f"{service.url}/api/setup", json={
@@ -283,6 +284,7 @@ def test_no_secret_or_forged_line_reaches_the_journal(machine, service):
     # The journal read is the unit's: ensure-token (ExecStartPre) wrote the first token.
     assert any("does not exist; wrote a new setup token" in line for line in logged), text
     assert CANARY not in text and service.bearer not in text
+    assert ADMIN_PASSWORD not in text
     assert not any(line.startswith(FORGED) for line in logged), logged
 
 
@@ -303,7 +305,7 @@ def test_setup_is_refused_while_an_update_is_recorded_as_running(machine, servic
     update_running(machine.root)
     state.write(state.INSTALL_STATE, install("failed"), machine.root)  # setup not completed
     for path in ("/api/setup", "/api/setup/resume"):
-        response = requests.post(f"{service.url}{path}", json={"channel": "stable"},
+        response = requests.post(f"{service.url}{path}", json={**ADMIN, "channel": "stable"},
                                  headers=auth(service), timeout=10)
         assert response.status_code == 409, response.text
         assert "an update to stable is running (waiting for Flux)" in response.json()["error"]
@@ -406,8 +408,8 @@ REFUSED_SETUP_ANSWERS = [
 
 @pytest.mark.parametrize("answers", REFUSED_SETUP_ANSWERS, ids=range(len(REFUSED_SETUP_ANSWERS)))
 def test_setup_answers_the_issue_found_are_refused_with_a_field(machine, service, answers):
-    response = requests.post(f"{service.url}/api/setup", json=answers, headers=auth(service),
-                             timeout=10)
+    response = requests.post(f"{service.url}/api/setup", json={**ADMIN, **answers},
+                             headers=auth(service), timeout=10)
     assert response.status_code == 422, response.text
     assert_documented(response, "POST", "/api/setup")
     assert {error["field"] for error in response.json()["fields"]} & set(answers)
@@ -417,7 +419,7 @@ def test_setup_answers_the_issue_found_are_refused_with_a_field(machine, service
 def test_setup_answers_the_issue_found_are_taken_normalised(service):
     answers = {"app_url": "\uff41\uff4c\uff47\uff41.example.com",  # full-width: IDNA
                "proxy_url": "http://proxy.corp:3128", "proxy_user": "a@b c",
-               "proxy_password": "p@ss word"}
+               "proxy_password": "p@ss word", **ADMIN}
     response = requests.post(f"{service.url}/api/setup/validate", json=answers,
                              headers=auth(service), timeout=10)
     assert response.status_code == 200, response.text

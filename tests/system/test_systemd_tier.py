@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import pytest
 import requests
+from support.answers import ADMIN
 from support.machines import STAND_IN_STORE, assert_flux_objects_valid, wait_for
 from support.netlab import DnsServer, HttpsServer, Route
 from support.nspawn import NSPAWN_TIER, booted_appliance, healthz
@@ -140,7 +141,7 @@ def test_1c_the_console_menu_is_enabled_for_tty1_and_the_serial_console(machine)
 
 def test_2_3_request_starts_the_chain_and_preflight_fails_cleanly_offline(machine):
     started = state_version(machine)
-    response = submit_setup(machine, {"channel": "stable"})
+    response = submit_setup(machine, {**ADMIN, "channel": "stable"})
     assert response.status_code == 202, response.text
     doc = wait_until_settled(machine, started)
     failure = doc["phases"]["preflight"]["failure"]
@@ -188,7 +189,7 @@ def mirror(machine, ca):
         yield ReleaseSources(github, registry, digest, manifest)
 
 
-ANSWERS = {"channel": "stable", "app_url": "psa.test"}
+ANSWERS = {**ADMIN, "channel": "stable", "app_url": "psa.test"}
 
 
 def test_4_a_failing_phase_stops_the_chain(machine, mirror):

@@ -50,6 +50,7 @@ import vm_image
 from late_commands import replay_network_and_users, run_late_commands
 from support import oci
 from support import site_lan as site_lan_module
+from support.answers import ADMIN, ADMIN_PASSWORD
 from support.base import FAKES, ROOT
 from support.docs import SHELL_DOCS, shell_blocks
 from support.machines import STAND_IN_STORE, assert_flux_objects_valid, extract_payload, wait_for
@@ -98,7 +99,8 @@ ENDPOINTS = {"k3s_release_base": "https://github.test/k3s",
              "flux_release_base": "https://github.test/flux",
              "dns_names": [*MIRROR_NAMES, BLOB_HOST],
              "ca_bundle": "/etc/alga-appliance/mirror-ca.pem"}
-ANSWERS = {"channel": "stable"}
+ANSWERS = {**ADMIN, "channel": "stable"}
+GUEST_ROOT = Path("/")  # the guest's own paths, whatever root prefix this process has
 PLANTED_SECRET = f"K10{secrets.token_hex(24)}::server:{secrets.token_hex(16)}"
 
 
@@ -342,6 +344,11 @@ def reach_the_setup_page(machine, site_lan: SiteLan, address: str) -> None:
         raise AssertionError(f"{exc}\n{json.dumps(seen, indent=1)}") from None
 
 
+def network_change(machine) -> str:
+    """The status of the last network change, as the guest records it."""
+    return guest_json(machine, str(state.NETWORK_CHANGE.path(GUEST_ROOT)))["status"]
+
+
 def test_2b_a_static_address_set_on_the_serial_console_serves_the_setup_page(vm, site_lan,
                                                                             console_token):
     nic = lan_nic(vm)
@@ -363,7 +370,7 @@ def test_2b_a_static_address_set_on_the_serial_console_serves_the_setup_page(vm,
     serial.type("\r")
     menu = serial.expect("Choose 1-")
     assert f"http://{LAN_ADDRESS}:8080/setup?token={console_token}" in menu  # the banner follows
-    assert guest_json(vm, str(state.NETWORK_CHANGE.path()))["status"] == "confirmed"
+    assert network_change(vm) == "confirmed"
     assert setup_page_from_the_workstation(site_lan, LAN_ADDRESS) == 200
     assert healthz(vm)  # the first NIC kept its DHCP address: the hostfwd still answers
 
@@ -375,9 +382,8 @@ def test_2c_a_change_nobody_confirms_is_rolled_back_by_systemd(vm, site_lan):
           "--ipv4-gateway", site_lan_module.GATEWAY, "--timeout", "20")
     reach_the_setup_page(vm, site_lan, UNCONFIRMED_ADDRESS)
     # Nobody confirms: the timer systemd holds puts the kept address back.
-    wait_for(lambda: guest_json(vm, str(state.NETWORK_CHANGE.path()))["status"] != "pending", 120,
-             "the rollback timer")
-    assert guest_json(vm, str(state.NETWORK_CHANGE.path()))["status"] == "rolled_back"
+    wait_for(lambda: network_change(vm) != "pending", 120, "the rollback timer")
+    assert network_change(vm) == "rolled_back"
 
     def back() -> bool:  # the record is settled once the files are back, then applied
         addresses = agent(vm, "ip", "-4", "-o", "addr", "show", "dev", nic)
@@ -440,10 +446,33 @@ def test_3_preflight_fails_cleanly_offline(vm, console_token):
     assert any(check["status"] == "fail" for check in doc["preflight"]["checks"])
     assert [doc["install"]["phases"][p]["state"] for p in chain.NAMES[1:]] \
         == ["pending"] * 4
+    # The install changed nothing. The admin's credentials are set at submission, before
+    # preflight and outside that promise (docs/architecture.md), so a shell is available now.
+    assert doc["credentials"]["result"] == "applied", doc["credentials"]
     assert host_fingerprint(vm) == before
 
 
-GUEST_ROOT = Path("/")  # the guest's own paths, whatever root prefix this process has
+def test_3b_the_admin_logs_in_on_the_serial_console_with_the_password_set_in_setup(vm):
+    """The password test 3 chose through the web API (as the wizard sends it); a wrong one is
+    refused. The console's Shell entry runs the real login."""
+    serial = SerialConsole(vm)
+    serial.type("\r")
+    menu = serial.expect("Choose 1-")
+    shell = re.search(r"(\d+)\. Shell", menu)[1]
+    serial.type(f"{shell}\r")
+    serial.expect("login: ")
+    serial.type(f"{paths.DEFAULT_ADMIN_USER}\r")
+    serial.expect("Password: ")
+    serial.type("not the admin password\r")
+    serial.expect("Login incorrect", timeout=30)
+    serial.expect("login: ")
+    serial.type(f"{paths.DEFAULT_ADMIN_USER}\r")
+    serial.expect("Password: ")
+    serial.type(f"{ADMIN_PASSWORD}\r")
+    serial.expect("$ ", timeout=30)  # the admin's shell
+    serial.type("echo logged-in-as-$(id -un); exit\r")
+    serial.expect(f"logged-in-as-{paths.DEFAULT_ADMIN_USER}")
+    serial.expect("Choose 1-")  # logging out returns to the menu
 
 
 def guest_json(machine, path: str) -> dict:

@@ -14,6 +14,7 @@ import requests
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.answers import ADMIN
 from support.base import ROOT, serve_wsgi
 from support.openapi_check import assert_documented
 
@@ -67,7 +68,7 @@ ENDPOINTS = [
     ("GET", "/api/updates", None, state.SELECTED_RELEASE),
     ("POST", "/api/updates", {"action": "check", "channel": "stable"}, state.INSTALL_STATE),
     ("GET", "/api/logs?source=journal", None, state.INSTALL_STATE),
-    ("POST", "/api/setup", {"channel": "stable"}, state.INSTALL_STATE),
+    ("POST", "/api/setup", {**ADMIN, "channel": "stable"}, state.INSTALL_STATE),
     ("POST", "/api/setup", {"channel": "stable"}, state.SETUP_INPUTS),
     ("POST", "/api/setup/resume", None, state.INSTALL_STATE),
     ("POST", "/api/token/rotate", None, state.INSTALL_STATE),

@@ -11,6 +11,7 @@ import sys
 import pytest
 import requests
 from click.testing import CliRunner
+from support.answers import SPOOLED_ADMIN, parse_with_admin
 from support.base import FAKES, serve_wsgi
 from support.busy import STARTED, install, update_running
 from support.openapi_check import assert_documented
@@ -18,7 +19,6 @@ from support.openapi_check import assert_documented
 from host import cli
 from host.core import runlock, spool, state, token
 from host.setup import chain
-from host.setup.inputs import parse_setup_inputs
 from host.web import make_app
 
 NODE_IP = "10.0.0.5"
@@ -46,7 +46,7 @@ def root(root, monkeypatch):
     """The web tests' host root, with setup's answers and the systemctl stand-in."""
     monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(root / "systemctl.calls"))
     monkeypatch.setenv("PATH", f"{FAKES}:/usr/bin:/bin")
-    state.write(state.SETUP_INPUTS, parse_setup_inputs({"channel": "stable"}, NODE_IP), root)
+    state.write(state.SETUP_INPUTS, parse_with_admin({"channel": "stable"}, NODE_IP), root)
     return root
 
 
@@ -98,7 +98,8 @@ def arrange(busy_with: str, root, owner_pid: int) -> None:
         update_running(root, "check", "nightly", None)
     else:
         state.write(state.INSTALL_STATE, install("succeeded"), root)
-        spool.submit(*{"setup waiting": (spool.SETUP, {"answers": {}, "submitted_at": STARTED}),
+        spool.submit(*{"setup waiting": (spool.SETUP, {**SPOOLED_ADMIN, "answers": {},
+                                                          "submitted_at": STARTED}),
                        "update waiting": (spool.UPDATE, update_request("check"))}[busy_with],
                      root)
 
@@ -154,7 +155,7 @@ def test_an_update_submitted_while_setup_runs_is_refused_naming_setup(web, root,
 
 
 HOLDERS = ("setup running", "update running")
-ACCEPTED = {"setup": (spool.SETUP, {"answers": {"channel": "nightly"},
+ACCEPTED = {"setup": (spool.SETUP, {**SPOOLED_ADMIN, "answers": {"channel": "nightly"},
                                     "submitted_at": STARTED}),
             "resume": (spool.SETUP, {"resume": True, "submitted_at": STARTED}),
             "update check": (spool.UPDATE, update_request("check")),

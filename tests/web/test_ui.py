@@ -22,6 +22,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 from playwright.sync_api import expect
+from support.answers import ADMIN, ADMIN_PASSWORD, hash_checks, parse_with_admin
 from support.base import FAKES, TESTS, make_host_root
 from support.browser import NODE_IP, PHONE, Ui, fact
 from support.builders import INSTALLED, event, pod, workload
@@ -38,7 +39,7 @@ from host import cli
 from host.core import paths, pins, runlock, spool, state, token
 from host.core.validation import validate
 from host.setup import engine
-from host.setup.inputs import InputErrors, parse_setup_inputs
+from host.setup.inputs import PASSWORD_RULE, InputErrors, parse_setup_inputs
 from host.support import request as support_request
 
 
@@ -205,6 +206,7 @@ def test_wizard_with_defaults_and_choices_spools_exactly_the_answers(tmp_path, o
     page.fill("#proxy_password", PASSWORD)
     ui.shot("setup-4-proxy")
     ui.next()
+    ui.through_admin()
     review = page.locator("#review")
     expect(review).to_contain_text("http://psa.example.com:3000")
     expect(review).to_contain_text("Custom servers: 8.8.8.8, 8.8.4.4")
@@ -214,7 +216,7 @@ def test_wizard_with_defaults_and_choices_spools_exactly_the_answers(tmp_path, o
     expect(page.locator("#advanced")).not_to_have_attribute("open", "")
     expect(fact(review, "Release source")).to_have_text(
         f"{pins.RELEASE_SOURCE} (the built-in default)")
-    ui.shot("setup-5-review")
+    ui.shot("setup-6-review")
     assert ui.spooled() is None  # nothing is submitted before "Start setup"
     page.click("#wizard-next")
     ui.showing("progress")
@@ -223,7 +225,8 @@ def test_wizard_with_defaults_and_choices_spools_exactly_the_answers(tmp_path, o
     assert ui.spooled()["answers"] == {
         "channel": "stable", "app_url": "psa.example.com", "dns_mode": "custom",
         "dns_servers": "8.8.8.8,8.8.4.4", "proxy_url": "http://proxy.corp:3128",
-        "proxy_user": "ops", "proxy_password": PASSWORD}  # as typed, spaces and all
+        "proxy_user": "ops", "proxy_password": PASSWORD,  # as typed, spaces and all
+        "ssh_password_login": False}
 
 
 PASSWORD = " s3cret @:#/%40 ü "
@@ -232,7 +235,7 @@ PASSWORD = " s3cret @:#/%40 ü "
 def test_a_stored_proxy_password_never_reaches_the_page_and_an_empty_field_keeps_it(
         tmp_path, open_ui):
     ui = open_ui(tmp_path)
-    state.write(state.SETUP_INPUTS, parse_setup_inputs(
+    state.write(state.SETUP_INPUTS, parse_with_admin(
         {"proxy_url": "http://proxy.corp:3128", "proxy_user": "ops", "proxy_password": PASSWORD},
         NODE_IP), tmp_path)
     ui.open("/setup")
@@ -243,6 +246,8 @@ def test_a_stored_proxy_password_never_reaches_the_page_and_an_empty_field_keeps
     expect(page.locator("#proxy_password")).to_have_value("")
     expect(page.locator("#proxy_password-hint")).to_be_visible()
     ui.next()
+    expect(page.locator("#admin_password-hint")).to_be_visible()  # the stored one is kept
+    ui.next()
     expect(fact(page.locator("#review"), "Proxy")).to_contain_text("as ops (password hidden)")
     assert "s3cret" not in page.content()
     ui.next()
@@ -251,6 +256,73 @@ def test_a_stored_proxy_password_never_reaches_the_page_and_an_empty_field_keeps
     assert "proxy_password" not in spooled and spooled["proxy_user"] == "ops"
     stored = state.read(state.SETUP_INPUTS, tmp_path)
     assert parse_setup_inputs(spooled, NODE_IP, stored)["proxy"]["password"] == PASSWORD
+
+
+def test_admin_step_shows_the_rule_and_each_server_error_at_its_field_then_reviews_keys(
+        tmp_path, open_ui):
+    keys = []
+    for kind in ("ed25519", "ecdsa"):
+        path = tmp_path / f"id_{kind}"
+        subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"ops@{kind}", "-f",
+                        str(path)], check=True)
+        listed = subprocess.run(["ssh-keygen", "-l", "-f", f"{path}.pub"], check=True,
+                                capture_output=True, text=True).stdout.strip()
+        keys.append((Path(f"{path}.pub").read_text().strip(), listed))
+    ui = open_ui(tmp_path)
+    ui.open("/setup")
+    page = ui.page
+    for _ in range(4):
+        ui.next()
+    password, confirm = page.locator("#admin_password"), page.locator("#admin_password_confirm")
+    for field in (password, confirm):
+        expect(field).to_have_attribute("type", "password")
+        expect(field).to_have_attribute("autocomplete", "new-password")
+    expect(page.locator("#admin_password-rule")).to_have_text(f"The rule: {PASSWORD_RULE}.")
+    expect(page.locator("#admin_password-hint")).to_be_hidden()  # nothing stored yet
+    expect(page.locator("#admin-user")).to_have_text("alga-admin")
+    login = page.locator("#ssh_password_login")
+    expect(login).not_to_be_checked()
+    expect(page.locator("#ssh_password_login-warning")).to_be_hidden()
+    ui.shot("setup-5-admin")
+
+    def refused(field: str, typed: dict) -> None:
+        for selector, value in {"#admin_password": "", "#admin_password_confirm": "",
+                                "#ssh_authorized_keys": "", **typed}.items():
+            page.fill(selector, value)
+        ui.next()
+        expect(page.locator(f'#wizard [data-error-for="{field}"]')).to_have_text(
+            api_message({**{k.strip("#"): v for k, v in typed.items()}}, field))
+        expect(page.locator(f"#{field}")).to_have_attribute("aria-invalid", "true")
+        expect(page.locator("#review")).to_be_hidden()
+
+    refused("admin_password", {})  # required
+    refused("admin_password", {"#admin_password": "short pw 1",
+                               "#admin_password_confirm": "short pw 1"})
+    ui.shot("setup-error-admin_password-invalid")
+    refused("admin_password_confirm", {"#admin_password": ADMIN_PASSWORD,
+                                       "#admin_password_confirm": ADMIN_PASSWORD + "x"})
+    refused("ssh_authorized_keys", {"#admin_password": ADMIN_PASSWORD,
+                                    "#admin_password_confirm": ADMIN_PASSWORD,
+                                    "#ssh_authorized_keys": f"{keys[0][0]}\nssh-rsa AAAA"})
+    ui.shot("setup-error-ssh_authorized_keys-invalid")
+    page.fill("#ssh_authorized_keys", f"{keys[0][0]}\n\n{keys[1][0]}\n")
+    login.check()
+    expect(page.locator("#ssh_password_login-warning")).to_contain_text("prefer SSH keys")
+    login.uncheck()
+    ui.next()
+    review = page.locator("#review")
+    expect(fact(review, "Admin account")).to_have_text("alga-admin, admin password: set")
+    expect(fact(review, "SSH keys")).to_have_text(f"{keys[0][1]}\n{keys[1][1]}")
+    expect(fact(review, "SSH password login")).to_have_text("Off (keys only)")
+    ui.shot("setup-6-review-admin")
+    ui.next()
+    ui.showing("progress")
+    request = ui.spooled()
+    assert request["answers"]["ssh_authorized_keys"] == f"{keys[0][0]}\n\n{keys[1][0]}"
+    assert request["answers"]["ssh_password_login"] is False
+    assert "admin_password" not in request["answers"]
+    assert hash_checks(request["admin_password_hash"], ADMIN_PASSWORD)
+    assert ADMIN_PASSWORD not in json.dumps(request, ensure_ascii=False)
 
 
 def api_message(answers: dict, field: str) -> str:
@@ -272,6 +344,7 @@ def test_the_review_names_the_release_source_and_where_it_was_set(tmp_path, open
     ui.open("/setup")
     for _ in range(4):
         ui.next()
+    ui.through_admin()
     page = ui.page
     expect(fact(page.locator("#review"), "Release source")).to_have_text(
         f"{PAYLOAD_SOURCE} (the ISO payload)")
@@ -281,22 +354,23 @@ def test_the_review_names_the_release_source_and_where_it_was_set(tmp_path, open
     expect(page.locator("#release_source-hint")).to_be_visible()
     expect(page.locator("#release_source-hint")).to_contain_text("@sha256:")
     assert "release_source-hint" in override.get_attribute("aria-describedby").split()
-    ui.shot("setup-5-review-overrides")
+    ui.shot("setup-6-review-overrides")
     override.fill(PINNED_SOURCE)
     ui.next()
     ui.showing("progress")
     assert ui.spooled()["answers"] == {"channel": "stable", "app_url": f"http://{NODE_IP}:3000",
-                                       "dns_mode": "system", "release_source": PINNED_SOURCE}
+                                       "dns_mode": "system", "ssh_password_login": False,
+                                       "release_source": PINNED_SOURCE}
 
 
 def test_a_recorded_support_override_is_the_release_source_the_review_shows(tmp_path,
                                                                            open_ui):
     ui = open_ui(tmp_path)
-    state.write(state.SETUP_INPUTS, parse_setup_inputs(
+    state.write(state.SETUP_INPUTS, parse_with_admin(
         {"release_source": PINNED_SOURCE}, NODE_IP), tmp_path)
     ui.open("/setup")
     page = ui.page
-    for _ in range(4):
+    for _ in range(5):  # the stored admin password is kept
         ui.next()
     expect(page.locator("#advanced")).to_have_attribute("open", "")
     expect(page.locator("#release_source")).to_have_value(PINNED_SOURCE)
@@ -330,7 +404,7 @@ FIELD_CASES = [  # field, what the admin types (by selector), the answers that m
 ]
 STEP_OF_FIELD = {"app_url": 1, "dns_servers": 2, "proxy_url": 3, "proxy_password": 3,
                  "no_proxy": 3,
-                 "release_source": 4, "branch": 4}
+                 "release_source": 5, "branch": 5}
 
 
 @pytest.mark.parametrize(("field", "typed", "answers"), FIELD_CASES)
@@ -340,7 +414,10 @@ def test_each_field_error_is_the_apis_message_beside_the_field(tmp_path, open_ui
     ui.open("/setup")
     page = ui.page
     for step in range(STEP_OF_FIELD[field]):
-        ui.next()
+        if step == 4:
+            ui.through_admin()
+        else:
+            ui.next()
         expect(page.locator(f"#step-list li >> nth={step + 1}")).to_have_attribute(
             "aria-current", "step")
     for selector, value in typed.items():
@@ -350,7 +427,7 @@ def test_each_field_error_is_the_apis_message_beside_the_field(tmp_path, open_ui
             page.fill(selector, value)
     ui.next()
     message = page.locator(f'#wizard [data-error-for="{field}"]')
-    expected = api_message({"app_url": f"http://{NODE_IP}:3000", **answers}, field)
+    expected = api_message({"app_url": f"http://{NODE_IP}:3000", **ADMIN, **answers}, field)
     expect(message).to_have_text(expected)
     expect(page.locator(f"#{field}")).to_have_attribute("aria-invalid", "true")
     expect(page.locator(f"#{field}")).to_be_focused()
@@ -379,6 +456,7 @@ def complete_wizard_with_defaults(ui: Ui) -> dict:
     ui.open("/setup")
     for _ in range(4):
         ui.next()
+    ui.through_admin()
     expect(ui.page.locator("#wizard-next")).to_have_text("Start setup")
     ui.next()
     ui.showing("progress")
@@ -395,7 +473,7 @@ def test_preflight_failure_shows_the_checklist_and_a_retry_changes_nothing_else(
     page = ui.page
     failure = page.locator("#failure")
     expect(failure).to_contain_text("Preflight checks failed")
-    expect(failure).to_contain_text("Nothing on this machine has been changed")
+    expect(failure).to_contain_text("Nothing else on this machine has been changed")
     expect(failure).to_contain_text("Safe: retrying")
     report = state.read(state.PREFLIGHT_REPORT, lab.root)
     failed_checks = [c for c in report["checks"] if c["status"] == "fail"]
@@ -437,11 +515,34 @@ def test_preflight_failure_shows_the_checklist_and_a_retry_changes_nothing_else(
     ui.shot("preflight-passed")
 
 
+def test_a_credentials_failure_shows_on_the_progress_page_and_setup_goes_on(
+        lab, open_ui, monkeypatch):
+    """The credentials unit runs first and fails here for real (this root has no account
+    database): the progress page says why and what to do, and preflight still runs."""
+    ui = open_ui(lab.root)
+    complete_wizard_with_defaults(ui)
+    accept_setup(lab.root, monkeypatch)
+    applied = CliRunner().invoke(cli.main, ["apply-credentials"])
+    assert applied.exit_code == engine.EXIT_FAILED, applied.output
+    outcome = state.read(state.ADMIN_CREDENTIALS, lab.root)
+    assert outcome["result"] == "failed" and "/etc/passwd" in outcome["message"]
+    notice = ui.page.locator("#credentials")
+    expect(notice).to_have_text(f"The admin password could not be set: {outcome['message']}. "
+                                "Setup goes on: the app does not need it.")
+    expect(notice).to_have_attribute("role", "alert")
+    assert engine.run_phase("preflight", lab.root) == 0
+    expect(ui.page.locator("#preflight li").first).to_contain_text("✓ pass")
+    expect(notice).to_be_visible()
+    ui.shot("progress-credentials-failed")
+
+
 def parse_answers_back(answers: dict, root: Path) -> dict:
     """The answers the retry sends: the recorded inputs as the wizard would show them."""
     from host.setup.inputs import as_answers
-    recorded = as_answers(state.read(state.SETUP_INPUTS, root))
-    assert parse_setup_inputs(recorded, NODE_IP) == parse_setup_inputs(answers, NODE_IP)
+    stored = state.read(state.SETUP_INPUTS, root)
+    recorded = as_answers(stored)
+    assert parse_setup_inputs(recorded, NODE_IP, stored) == parse_setup_inputs(answers, NODE_IP,
+                                                                               stored)
     return recorded
 
 
@@ -454,6 +555,7 @@ def test_edit_answers_after_a_failed_preflight_reopens_the_filled_wizard(
     ui.page.fill("#app_url", "https://psa.example.com")
     for _ in range(3):
         ui.next()
+    ui.through_admin()
     expect(ui.page.locator("#wizard-next")).to_have_text("Start setup")
     ui.next()
     ui.showing("progress")
@@ -510,7 +612,7 @@ def test_progress_follows_the_phases_with_a_live_log_then_a_failure_view(
     expect(failure).to_contain_text(recorded["suspected_cause"])
     expect(failure).to_contain_text(recorded["next_step"])
     expect(failure.locator("#retry")).to_be_visible()
-    expect(failure).not_to_contain_text("Nothing on this machine has been changed")
+    expect(failure).not_to_contain_text("Nothing else on this machine has been changed")
     expect(page.locator("#tail-source")).to_have_text("Install k3s")
     ui.shot("progress-failed-k3s")
 
@@ -543,7 +645,7 @@ def test_an_interrupted_setup_offers_resume_and_resumes_from_its_phase(tmp_path,
     """The k3s phase's process died (killed for real, here): the page says so at once, and
     Resume hands the run back to systemd, which continues from k3s."""
     make_host_root(tmp_path)
-    state.write(state.SETUP_INPUTS, parse_setup_inputs({}, NODE_IP), tmp_path)
+    state.write(state.SETUP_INPUTS, parse_with_admin({}, NODE_IP), tmp_path)
     stopped = json.loads(json.dumps(INSTALLED))
     process = subprocess.Popen(["sleep", "60"])
     stopped.update(status="running", current_phase="k3s", owner=runlock.owner(process.pid))
@@ -596,7 +698,7 @@ def test_dashboard_shows_an_app_stage_failure_with_its_last_action_and_log(tmp_p
     the last action and the events that say why, above the fold."""
     make_host_root(tmp_path)
     with alga_server({"/": Route(status=503)}) as app:
-        state.write(state.SETUP_INPUTS, parse_setup_inputs({"app_url": app.url}, NODE_IP),
+        state.write(state.SETUP_INPUTS, parse_with_admin({"app_url": app.url}, NODE_IP),
                     tmp_path)
         finished = state.timestamp(datetime.datetime.now(datetime.UTC)
                                    - datetime.timedelta(minutes=11))
@@ -628,7 +730,7 @@ def test_dashboard_in_each_rollup_state(tmp_path, open_ui, fake_cluster, monkeyp
     make_host_root(tmp_path)
     with alga_server({"/": Route(status=302, headers={"Location": "/msp/dashboard"})}) as app:
         if rollup != "setup_required":
-            state.write(state.SETUP_INPUTS, parse_setup_inputs({"app_url": app.url}, NODE_IP),
+            state.write(state.SETUP_INPUTS, parse_with_admin({"app_url": app.url}, NODE_IP),
                         tmp_path)
             state.write(state.INSTALL_STATE, INSTALLED, tmp_path)
         if cluster == "down":
@@ -812,7 +914,7 @@ with runlock.held(Path(sys.argv[1])):
 def test_a_setup_request_refused_when_taken_up_shows_why_instead_of_waiting(tmp_path, open_ui,
                                                                             monkeypatch):
     ui = open_ui(tmp_path)
-    submitted = requests.post(f"{ui.url}/api/setup", json={}, timeout=5,
+    submitted = requests.post(f"{ui.url}/api/setup", json=ADMIN, timeout=5,
                               headers={"Authorization": f"Bearer {ui.secret}"})
     assert submitted.status_code == 202, submitted.text
     ui.open("/progress")

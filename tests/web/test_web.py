@@ -16,6 +16,7 @@ import requests
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.answers import ADMIN, SPOOLED_ADMIN, parse_with_admin, with_admin
 from support.base import FAKES, TESTS, serve_wsgi
 from support.openapi_check import assert_documented, document
 
@@ -23,7 +24,6 @@ from host import cli
 from host.core import paths, pins, runlock, spool, state, token
 from host.net import https
 from host.setup import chain
-from host.setup.inputs import parse_setup_inputs
 from host.support import request as support_request
 from host.update import request as update_request
 from host.web import MAX_BODY, STATIC_DIR, make_app
@@ -39,6 +39,9 @@ def server(root):
 
 
 def post_setup(url, secret, answers, **kwargs):
+    """POST the answers, with the admin password every first setup needs (support.answers)."""
+    if isinstance(answers, dict):
+        answers = with_admin(answers)
     return requests.post(f"{url}/api/setup", json=answers, timeout=5,
                          headers={"Authorization": f"Bearer {secret}"}, **kwargs)
 
@@ -111,7 +114,7 @@ def test_status_and_install_read_the_state_files(server, root):
                "updated_at": "2026-11-27T10:00:00Z", "phases": {}}
     state.write(state.INSTALL_STATE, install, root)
     body = requests.get(f"{url}/api/install", headers=auth, timeout=5).json()
-    assert body == {"install": install, "preflight": None, "refused": None}
+    assert body == {"install": install, "preflight": None, "refused": None, "credentials": None}
 
 
 @pytest.mark.parametrize("path", ["/../host/token.py", "/%2e%2e/host/token.py",
@@ -153,14 +156,17 @@ def test_setup_context_offers_defaults_resolvers_and_the_last_answers(server, ro
     context = requests.get(f"{url}/api/setup", headers=auth, timeout=5).json()
     assert context["resolvers"] == ["10.0.0.2", "10.0.0.3"]  # the upstreams, not the stub
     assert context["defaults"] == {"channel": "stable", "app_url": f"http://{NODE_IP}:3000",
-                                   "dns_mode": "system", "dns_servers": ""}
+                                   "dns_mode": "system", "dns_servers": "",
+                                   "ssh_authorized_keys": "", "ssh_password_login": False}
+    assert context["admin_password_stored"] is False and context["admin_user"] == "alga-admin"
     assert context["answers"] is None and context["node_ip"] == NODE_IP
     answers = {"channel": "nightly", "app_url": "https://psa.example.com",
                "dns_mode": "custom", "dns_servers": "8.8.8.8, 8.8.4.4",
                "proxy_url": "http://proxy.corp:3128", "no_proxy": "corp.example"}
-    state.write(state.SETUP_INPUTS, parse_setup_inputs(answers, NODE_IP), root)
+    stored = parse_with_admin(answers, NODE_IP)
+    state.write(state.SETUP_INPUTS, stored, root)
     again = requests.get(f"{url}/api/setup", headers=auth, timeout=5).json()["answers"]
-    assert parse_setup_inputs(again, NODE_IP) == parse_setup_inputs(answers, NODE_IP)
+    assert parse_with_admin(again, NODE_IP, stored) == stored
 
 
 HARD_PASSWORDS = ["CANARY p@ss:w/rd #1 %40 ü€", "CANARY%3A%2F", "CANARY 密码 '\"$\\"]
@@ -180,7 +186,7 @@ def test_the_proxy_password_is_never_sent_back_and_an_empty_one_keeps_it(
     auth = {"Authorization": f"Bearer {secret}"}
     answers = {"proxy_url": "http://proxy.corp:3128", "proxy_user": "svc@corp",
                "proxy_password": password}
-    validated = requests.post(f"{url}/api/setup/validate", json=answers, headers=auth,
+    validated = requests.post(f"{url}/api/setup/validate", json=with_admin(answers), headers=auth,
                               timeout=5)
     assert_documented(validated, "POST", "/api/setup/validate")
     assert validated.json()["inputs"]["proxy"]["user"] == "svc@corp"
@@ -211,7 +217,7 @@ def test_the_proxy_password_is_never_sent_back_and_an_empty_one_keeps_it(
 
 def test_no_password_is_stored_without_a_proxy_user(server, root):
     url, secret = server
-    state.write(state.SETUP_INPUTS, parse_setup_inputs({"proxy_url": "http://proxy.corp:3128"},
+    state.write(state.SETUP_INPUTS, parse_with_admin({"proxy_url": "http://proxy.corp:3128"},
                                                        NODE_IP), root)
     context = requests.get(f"{url}/api/setup", timeout=5,
                            headers={"Authorization": f"Bearer {secret}"}).json()
@@ -247,7 +253,7 @@ def test_hostile_proxy_answers_never_give_a_5xx_or_echo_the_password(server, roo
             answers["proxy_url"] = f"http://{user}:{password}@proxy.corp:3128"
         if where in ("field", "both"):
             answers |= {"proxy_user": user, "proxy_password": password}
-        response = session.post(f"{url}{path}", json=answers, timeout=5,
+        response = session.post(f"{url}{path}", json=with_admin(answers), timeout=5,
                                 headers={"Authorization": f"Bearer {secret}"})
         assert response.status_code in (202, 200, 409, 422), response.text
         assert "CANARY" not in response.text
@@ -284,11 +290,11 @@ def test_setup_context_names_the_release_source_and_where_it_was_set(server, roo
 def test_validate_checks_answers_without_submitting(server, root):
     url, secret = server
     auth = {"Authorization": f"Bearer {secret}"}
-    ok = requests.post(f"{url}/api/setup/validate", json={"dns_mode": "custom",
+    ok = requests.post(f"{url}/api/setup/validate", json={**ADMIN, "dns_mode": "custom",
                                                           "dns_servers": "1.1.1.1"},
                        headers=auth, timeout=5)
     assert ok.status_code == 200 and ok.json()["inputs"]["dns"]["servers"] == ["1.1.1.1"]
-    bad = requests.post(f"{url}/api/setup/validate", json={"dns_mode": "custom",
+    bad = requests.post(f"{url}/api/setup/validate", json={**ADMIN, "dns_mode": "custom",
                                                            "dns_servers": "1.1.1.999"},
                         headers=auth, timeout=5)
     assert bad.status_code == 422
@@ -710,7 +716,7 @@ def test_accept_setup_records_inputs_and_starts_the_target(root, tmp_path, monke
     calls = tmp_path / "systemctl.calls"
     monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(calls))
     monkeypatch.setenv("PATH", f"{FAKES}:/usr/bin:/bin")
-    request_id = spool.submit(spool.SETUP, {"answers": {"channel": "nightly"},
+    request_id = spool.submit(spool.SETUP, {**SPOOLED_ADMIN, "answers": {"channel": "nightly"},
                                             "submitted_at": "2026-12-01T10:00:00Z"}, root)
     result = CliRunner().invoke(cli.main, ["accept-setup"])
     assert result.exit_code == 0, result.output
@@ -731,7 +737,7 @@ def test_accepting_a_retry_queues_what_failed_and_keeps_what_succeeded(root, tmp
     before["phases"]["preflight"]["inputs_digest"] = "0" * 64
     before["completed_at"] = "2026-11-27T09:00:00Z"
     state.write(state.INSTALL_STATE, before, root)
-    request = {"answers": {}, "submitted_at": "2026-12-01T10:00:00Z"}
+    request = {**SPOOLED_ADMIN, "answers": {}, "submitted_at": "2026-12-01T10:00:00Z"}
     with runlock.held(root):  # a phase still holds the lock: nothing is taken up
         request_id = spool.submit(spool.SETUP, request, root)
         refused = CliRunner().invoke(cli.main, ["accept-setup"])
@@ -749,7 +755,7 @@ def test_accepting_a_retry_queues_what_failed_and_keeps_what_succeeded(root, tmp
 
 
 def test_accept_setup_rejects_a_tampered_request(root):
-    spool.submit(spool.SETUP, {"answers": {"channel": "beta"},
+    spool.submit(spool.SETUP, {**SPOOLED_ADMIN, "answers": {"channel": "beta"},
                                "submitted_at": "2026-12-01T10:00:00Z"}, root)
     result = CliRunner().invoke(cli.main, ["accept-setup"])
     assert result.exit_code == 1 and "rejected" in result.output
@@ -785,12 +791,12 @@ def test_responses_match_the_openapi_document(server, root):
         ("GET", "/api/setup", auth, None),
         ("GET", "/api/release", auth, None),
         ("POST", "/api/setup/validate", auth, {"channel": "beta"}),
-        ("POST", "/api/setup/validate", auth, {"channel": "nightly"}),
+        ("POST", "/api/setup/validate", auth, {**ADMIN, "channel": "nightly"}),
         ("POST", "/api/setup/validate", auth, "x"),
         ("POST", "/api/setup", auth, {"channel": "beta"}),
         ("POST", "/api/setup", auth, [1]),
-        ("POST", "/api/setup", auth, {"channel": "nightly"}),
-        ("POST", "/api/setup", auth, {"channel": "nightly"}),  # 409: one is waiting
+        ("POST", "/api/setup", auth, {**ADMIN, "channel": "nightly"}),
+        ("POST", "/api/setup", auth, {**ADMIN, "channel": "nightly"}),  # 409: one is waiting
         ("POST", "/api/setup", auth, {"app_url": "x" * (MAX_BODY + 1)}),
         ("GET", "/api/status", {"Authorization": "Bearer wrong"}, None),
     ]
@@ -805,8 +811,13 @@ def test_responses_match_the_openapi_document(server, root):
                                       "updated_at": "2026-11-27T10:00:00Z", "phases": {}}, root)
     example = TESTS / "schema_examples/status/valid-background-issue.json"
     state.write(state.STATUS, json.loads(example.read_text()), root)
+    state.write(state.ADMIN_CREDENTIALS, json.loads(  # for this run (from the CLI: no id)
+        (TESTS / "schema_examples/admin-credentials/valid-failed-from-the-cli.json").read_text()),
+        root)
     for path in ("/api/status", "/api/install"):
         assert_documented(requests.get(f"{url}{path}", headers=auth, timeout=5), "GET", path)
+    install = requests.get(f"{url}/api/install", headers=auth, timeout=5).json()
+    assert install["credentials"]["result"] == "failed"
     assert {code for _, code in seen} == {200, 202, 400, 401, 409, 413, 422}
 
 
@@ -885,7 +896,8 @@ def test_setup_after_it_succeeded_is_refused_and_points_to_updates(server, root)
         assert_documented(response, "POST", path)
     assert not spool.spool_file(spool.SETUP, root).exists()
     # A request that reached the oneshot anyway (spooled just before) is refused there too.
-    spool.submit(spool.SETUP, {"answers": {}, "submitted_at": "2026-12-01T10:00:00Z"}, root)
+    spool.submit(spool.SETUP, {**SPOOLED_ADMIN, "answers": {},
+                               "submitted_at": "2026-12-01T10:00:00Z"}, root)
     refused = CliRunner().invoke(cli.main, ["accept-setup"])
     assert refused.exit_code == 1 and "already completed" in refused.output
     assert state.read(state.INSTALL_STATE)["status"] == "succeeded"
@@ -898,7 +910,7 @@ def test_an_interrupted_setup_shows_so_and_resumes_from_its_phase(server, root, 
     monkeypatch.setenv("PATH", f"{FAKES}:/usr/bin:/bin")
     url, secret = server
     auth = {"Authorization": f"Bearer {secret}"}
-    inputs = parse_setup_inputs({"channel": "stable"}, NODE_IP)
+    inputs = parse_with_admin({"channel": "stable"}, NODE_IP)
     state.write(state.SETUP_INPUTS, inputs, root)
     state.write(state.INSTALL_STATE, running_in_k3s(gone_owner()), root)
     shown = requests.get(f"{url}/api/install", headers=auth, timeout=5)

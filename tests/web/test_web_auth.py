@@ -17,12 +17,12 @@ import requests
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.answers import parse_with_admin
 from support.base import FAKES, serve_wsgi
 from support.openapi_check import assert_documented
 
 from host import cli, web
 from host.core import paths, state, token
-from host.setup.inputs import parse_setup_inputs
 from host.support import redact
 
 NODE_IP = "10.0.0.5"
@@ -368,8 +368,8 @@ PROXY_URL_PASSWORD = "urlSecret-4242"
 
 def test_a_500_logs_no_secret_only_the_redacted_failure(root, journal_lines):
     secret = token.ensure_token(root, owner=USER)
-    inputs = parse_setup_inputs({"proxy_url": "http://proxy.corp:3128", "proxy_user": "alga",
-                                 "proxy_password": PROXY_PASSWORD}, NODE_IP)
+    inputs = parse_with_admin({"proxy_url": "http://proxy.corp:3128", "proxy_user": "alga",
+                               "proxy_password": PROXY_PASSWORD}, NODE_IP)
     state.write(state.SETUP_INPUTS, inputs, root)
 
     def journal(count):

@@ -12,6 +12,7 @@ import requests
 from click.testing import CliRunner
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from support.answers import ADMIN, hash_checks
 from support.base import make_host_root, serve_wsgi
 from support.hostile_inputs import (
     CANARY,
@@ -91,6 +92,7 @@ def spooled(root, kind: spool.RequestKind) -> dict | None:
 # Each found by the issue 19 probe (a 500 then), kept as examples that always run.
 @example(path="/api/setup", body={"proxy_url": "http://[fe80::1%eth0]:3128"})
 @example(path="/api/setup/validate", body={"release_source": "https://:pw@github.com/o/r"})
+@example(path="/api/setup", body={**ADMIN, "channel": "nightly"})  # accepted, always tried
 def test_setup_answers_never_fail_the_server(served, path, body):
     root, url, auth, logged = served
     installed(root, done=False)
@@ -100,8 +102,15 @@ def test_setup_answers_never_fail_the_server(served, path, body):
     request = spooled(root, spool.SETUP)
     assert (request is not None) == (response.status_code == 202)
     if request is not None:  # what accept-setup parses again, with the same result
-        accepted = parse_setup_inputs(request["answers"], NODE_IP)
-        assert accepted == parse_setup_inputs(body or {}, NODE_IP)  # no body: the defaults
+        accepted = parse_setup_inputs(request["answers"], NODE_IP,
+                                      password_hash=request["admin_password_hash"])
+        again = parse_setup_inputs(body, NODE_IP)  # its hash has a salt of its own
+        assert hash_checks(accepted["admin"]["password_hash"], body["admin_password"])
+        assert without_hash(accepted) == without_hash(again)
+
+
+def without_hash(inputs: dict) -> dict:
+    return {**inputs, "admin": {**inputs["admin"], "password_hash": "<checked>"}}
 
 
 @FUZZ

@@ -24,6 +24,7 @@ const app = {
   install: null, // GET /api/install .install: the setup run's state, null before any run
   preflight: null, // GET /api/install .preflight: the last preflight's checks
   refused: null, // GET /api/install .refused: the last setup request the appliance refused
+  credentials: null, // GET /api/install .credentials: what setting the admin's credentials did
   // Why this tab's setup request was refused when the appliance took it up (the busy rule
   // asked again there), until the tab submits another.
   refusal: null,
@@ -119,7 +120,8 @@ async function refresh() {
     orBroken(request("GET", "/api/status"), broken)]);
   const previous = app.install && app.install.status;
   Object.assign(app, {install: install.install || null, preflight: install.preflight || null,
-                      refused: install.refused || null, status: status.status || null});
+                      refused: install.refused || null,
+                      credentials: install.credentials || null, status: status.status || null});
   if (app.refusedMine()) app.refusal = app.refused.reason;
   if (app.submitted !== null && !app.waiting()) {
     sessionStorage.removeItem(SUBMITTED_KEY);

@@ -29,6 +29,7 @@ export function render(app, actions) {
   const install = app.waiting() ? null : app.install;
   const chain = app.context.phases;
   summary(app, install, chain);
+  credentials(install && app.credentials);
   checklist(app, install);
   failureView(install, chain, actions, app.preflight);
   phases(install, chain);
@@ -101,6 +102,21 @@ function rootCauses(causes) {
     el("p", {class: "muted"}, `Failed checks: ${group.checks.join(", ")}`))));
 }
 
+// What setting the admin's password and SSH keys did for this run: a failure says why and
+// what to do, and that setup goes on without them.
+function credentials(outcome) {
+  const box = $("#credentials");
+  box.hidden = !outcome;
+  if (!outcome) return;
+  const failed = outcome.result === "failed";
+  box.className = `notice ${failed ? "fail" : "pass"}`;
+  box.setAttribute("role", failed ? "alert" : "status");
+  box.textContent = failed
+    ? `The admin password could not be set: ${outcome.message}. Setup goes on: the app ` +
+      "does not need it."
+    : "✓ The admin password and SSH keys are set.";
+}
+
 // Phases in the order the chain runs them (the state file keeps them by name).
 export function ordered(install, chain) {
   const rank = (name) => {
@@ -155,8 +171,9 @@ function failureView(install, chain, actions, preflight) {
   replace(box, el("div", {class: "failure", role: "alert"},
     el("h2", {}, `✗ ${title(chain, phase.name)} failed`),
     phase.name === "preflight"
-      ? el("p", {class: "notice pass"}, "Nothing on this machine has been changed: preflight " +
-           "stops setup before any change. Fix the root cause, then retry.")
+      ? el("p", {class: "notice pass"}, "Nothing else on this machine has been changed: " +
+           "preflight stops setup before any change but the admin account's password and " +
+           "SSH keys. Fix the root cause, then retry.")
       : null,
     causes.length ? rootCauses(causes) : null,
     details,

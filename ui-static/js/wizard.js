@@ -4,10 +4,12 @@
 import {ApiError, request} from "./api.js";
 import {$, $$, el, facts, showRefusal} from "./dom.js";
 
-const STEPS = ["channel", "app", "dns", "proxy", "review"];
+const STEPS = ["channel", "app", "dns", "proxy", "admin", "review"];
 const STEP_OF_FIELD = {channel: "channel", app_url: "app", dns_mode: "dns", dns_servers: "dns",
                        proxy_url: "proxy", proxy_user: "proxy", proxy_password: "proxy",
-                       no_proxy: "proxy", release_source: "review",
+                       no_proxy: "proxy", admin_password: "admin",
+                       admin_password_confirm: "admin", ssh_authorized_keys: "admin",
+                       ssh_password_login: "admin", release_source: "review",
                        branch: "review"};
 let step = 0;
 let filled = false;
@@ -24,15 +26,14 @@ export function bind(app, actions) {
 
 // Back to the wizard with the answers of the last request (after a failed run).
 export async function editAnswers(actions) {
-  const context = await actions.refreshContext();
-  fill(context.answers, context.proxy_password_stored);
+  fill(await actions.refreshContext(), true);
   showStep(0);
   actions.go("setup");
 }
 
 export function render(app) {
   if (!filled && app.context) {
-    fill(app.context.answers || app.context.defaults, app.context.proxy_password_stored);
+    fill(app.context, false);
     const found = app.context.resolvers;
     $("#detected-resolvers").textContent = found.length
       ? `Detected: ${found.join(", ")}`
@@ -41,21 +42,27 @@ export function render(app) {
   }
 }
 
-// The proxy password is never sent to the browser: only whether one is stored, which an
-// empty password field keeps.
-function fill(answers, passwordStored) {
+// From GET /api/setup: the last answers when `editing` (after a failed run), else those
+// or the defaults. The proxy and admin passwords are never sent to the browser: only
+// whether one is stored, which an empty password field keeps.
+function fill(context, editing) {
   filled = true;
+  const answers = editing ? context.answers : context.answers || context.defaults;
   const form = $("#wizard");
   form.reset();
   for (const input of $$("input[type=radio]", form)) {
     input.checked = answers[input.name] === input.value;
   }
   for (const name of ["app_url", "dns_servers", "proxy_url", "proxy_user", "no_proxy",
-                      "release_source", "branch"]) {
+                      "release_source", "branch", "ssh_authorized_keys"]) {
     form.elements[name].value = answers[name] || "";
   }
   $("#use-proxy").checked = Boolean(answers.proxy_url);
-  $("#proxy_password-hint").hidden = !passwordStored;
+  $("#ssh_password_login").checked = answers.ssh_password_login === true;
+  $("#proxy_password-hint").hidden = !context.proxy_password_stored;
+  $("#admin_password-hint").hidden = !context.admin_password_stored;
+  $("#admin_password-rule").textContent = `The rule: ${context.password_rule}.`;
+  $("#admin-user").textContent = context.admin_user;
   $("#advanced").open = Boolean(answers.release_source || answers.branch);
   toggles();
 }
@@ -65,6 +72,7 @@ function toggles() {
   $("#dns-custom-fields").hidden = form.elements.dns_mode.value !== "custom";
   $("#proxy-fields").hidden = !$("#use-proxy").checked;
   $("#nightly-warning").hidden = form.elements.channel.value !== "nightly";
+  $("#ssh_password_login-warning").hidden = !$("#ssh_password_login").checked;
 }
 
 // The answers as the API takes them: only what the chosen options use.
@@ -81,6 +89,13 @@ function answers() {
     if (password) chosen.proxy_password = password;
     if (value("no_proxy")) chosen.no_proxy = value("no_proxy");
   }
+  // As typed, like the proxy password; an empty one keeps the stored password.
+  for (const name of ["admin_password", "admin_password_confirm"]) {
+    const typed = $("#wizard").elements[name].value;
+    if (typed) chosen[name] = typed;
+  }
+  if (value("ssh_authorized_keys")) chosen.ssh_authorized_keys = value("ssh_authorized_keys");
+  chosen.ssh_password_login = $("#ssh_password_login").checked;
   for (const name of ["release_source", "branch"]) if (value(name)) chosen[name] = value(name);
   return chosen;
 }
@@ -106,7 +121,9 @@ function clearErrors() {
     message.hidden = true;
     message.textContent = "";
   }
-  for (const input of $$("#wizard input")) input.removeAttribute("aria-invalid");
+  for (const input of $$("#wizard input, #wizard textarea")) {
+    input.removeAttribute("aria-invalid");
+  }
 }
 
 function showErrors(fields) {
@@ -119,7 +136,7 @@ function showErrors(fields) {
     const input = $("#wizard").elements[field];
     if (input && input.setAttribute) input.setAttribute("aria-invalid", "true");
   }
-  const first = $("#wizard input[aria-invalid=true]:not([type=radio])");
+  const first = $("#wizard [aria-invalid=true]:not([type=radio])");
   if (first) first.focus();
 }
 
@@ -132,8 +149,8 @@ async function next(app, actions) {
       actions.submitted(await request("POST", "/api/setup", answers()));
       return;
     }
-    const {inputs} = await request("POST", "/api/setup/validate", answers());
-    if (STEPS[step + 1] === "review") review(inputs, app);
+    const validated = await request("POST", "/api/setup/validate", answers());
+    if (STEPS[step + 1] === "review") review(validated, app);
     showStep(step + 1);
   } catch (error) {
     handle(error, actions);
@@ -167,7 +184,7 @@ function handle(error, actions) {
   }
 }
 
-function review(inputs, app) {
+function review({inputs, ssh_keys: keys}, app) {
   const dns = inputs.dns.mode === "custom"
     ? `Custom servers: ${inputs.dns.servers.join(", ")}`
     : `This network's resolvers (${app.context.resolvers.join(", ") || "none detected"})`;
@@ -181,6 +198,10 @@ function review(inputs, app) {
     ["App address", inputs.app_url],
     ["DNS", dns],
     ["Proxy", proxy],
+    ["Admin account", `${app.context.admin_user}, admin password: set`],
+    ["SSH keys", keys.length ? keys.join("\n") : "None"],
+    ["SSH password login", inputs.admin.ssh_password_login ? "Allowed (keys and password)"
+      : "Off (keys only)"],
     ["Release source", inputs.overrides.release_source || `${app.context.release_source.reference}` +
       ` (${app.context.release_source.origin})`],
     ["Support overrides", overrides.join(", ") || "None"],
