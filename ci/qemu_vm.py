@@ -13,6 +13,7 @@ import itertools
 import json
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,12 @@ class AgentResult:
     code: int
     stdout: str
     stderr: str
+
+
+def _discard(connection: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while connection.recv(65536):
+            pass
 
 
 class Vm:
@@ -112,6 +119,9 @@ class Vm:
         if self._serial is None:
             serial = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             serial.connect(str(self.serial_socket))
+            # What the guest writes comes here too once connected (the log has it): read
+            # and drop it, or the socket fills and the guest's serial port stalls.
+            threading.Thread(target=_discard, args=(serial,), daemon=True).start()
             self._serial = serial
         for char in text.encode():  # key by key: a line discipline reads what a person types
             self._serial.sendall(bytes([char]))

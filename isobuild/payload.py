@@ -60,7 +60,12 @@ def vendored_versions() -> dict[str, str]:
 
 def units(files: list[PayloadFile]) -> list[str]:
     return [f.path.removeprefix("units/") for f in files
-            if f.path.startswith("units/") and f.path.endswith(UNIT_SUFFIXES)]
+            if f.path.startswith("units/") and (f.path.endswith(UNIT_SUFFIXES) or _drop_in(f.path))]
+
+
+def _drop_in(path: str) -> bool:
+    """A drop-in for a unit, ours or systemd's: `units/<unit>.d/<name>.conf`."""
+    return path.endswith(".conf") and path.rsplit("/", 2)[-2].endswith(".d")
 
 
 def enabled_units(files: list[PayloadFile]) -> list[str]:

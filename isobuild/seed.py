@@ -51,10 +51,11 @@ def autoinstall(options: BuildOptions, units: list[str], enabled_units: list[str
 
 
 def _network() -> dict:
-    # DHCP on every wired NIC, whatever the naming scheme; none of them blocks boot. On a
-    # network without DHCP the admin sets a static address in the console's Network entry
+    # DHCP on every wired NIC, whatever the naming scheme. Not optional: boot waits for any
+    # one of them, 30 s at most (units/systemd-networkd-wait-online.service.d). On a network
+    # without DHCP the admin sets a static address in the console's Network entry
     # (host/net/netconfig.py), which moves this file aside for the appliance's own.
-    wired = {"dhcp4": True, "dhcp6": True, "optional": True}
+    wired = {"dhcp4": True, "dhcp6": True}
     return {"version": 2, "ethernets": {
         "wired-en": {"match": {"name": "en*"}, **wired},
         "wired-eth": {"match": {"name": "eth*"}, **wired},
@@ -102,7 +103,7 @@ def _late_commands(units: list[str], enabled_units: list[str]) -> list[str]:
     ]
     for unit in units:
         commands.append(shlex.join([
-            "install", "-m", "0644", f"{install_dir}/units/{unit}",
+            "install", "-D", "-m", "0644", f"{install_dir}/units/{unit}",
             f"{TARGET}{paths.SYSTEMD_UNIT_DIR}/{unit}"]))
     commands += [_in_target("systemctl", "enable", unit) for unit in enabled_units]
     # tty1 shows the console menu (alga-appliance-console@tty1, enabled above) instead.

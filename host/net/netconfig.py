@@ -303,13 +303,14 @@ def render(settings: dict, interfaces: list[str]) -> str:
     for name in interfaces:
         wanted = settings_of(settings, name)
         addressing = _addressing(wanted)
-        # optional: as the installer's file says, no NIC holds up boot waiting for a link.
+        # Not optional, as in the installer's file: boot waits for any one NIC, 30 s at most
+        # (units/systemd-networkd-wait-online.service.d); an optional NIC would be ignored.
         if "vlan" in wanted:
-            ethernets[name] = {"dhcp4": False, "dhcp6": False, "optional": True}
+            ethernets[name] = {"dhcp4": False, "dhcp6": False}
             vlans[f"{name}.{wanted['vlan']}"] = {"id": wanted["vlan"], "link": name,
-                                                 **addressing, "optional": True}
+                                                 **addressing}
         else:
-            ethernets[name] = {**addressing, "optional": True}
+            ethernets[name] = addressing
     network: dict = {"version": 2, "renderer": "networkd", "ethernets": ethernets}
     if vlans:
         network["vlans"] = vlans

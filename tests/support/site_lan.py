@@ -1,9 +1,10 @@
-"""A server VLAN without DHCP for the VM tier: a tap device for the guest's second NIC, in a
-network namespace the test creates, whose only other member is "the admin's workstation"
-(the namespace itself, at WORKSTATION). Nothing on it answers DHCP.
+"""A server VLAN without DHCP for the VM tier: the guest's second NIC on a tap device,
+bridged (layer 2 only: the root namespace has no address on it) to a veth pair whose other
+end is in a network namespace the test creates: "the admin's workstation", at WORKSTATION.
+Nothing on it answers DHCP.
 
-qemu attaches to the tap by name in the root namespace, so the tap is made before qemu
-starts and moved into the namespace after (`connect`); the guest's NIC keeps working.
+The tap stays in the root namespace, where qemu attaches to it by name: a tap moved into
+another namespace loses its carrier.
 """
 
 import subprocess
@@ -19,24 +20,27 @@ GATEWAY = "198.51.100.254"  # a router the site has; nothing answers there
 class SiteLan:
     def __init__(self, name: str = "algavmlan"):
         self.namespace = name
-        self.tap = f"{name}0"
+        self.tap, self.bridge = f"{name}0", f"{name}br"
+        self._host_end, self._workstation_end = f"{name}h", f"{name}w"
 
     def __enter__(self):
-        self._remove()  # a namespace left by a killed run
+        self._remove()  # what a killed run left
+        _ip("link", "add", self.bridge, "type", "bridge", "forward_delay", "0")
         _ip("tuntap", "add", "dev", self.tap, "mode", "tap")
         _ip("netns", "add", self.namespace)
+        _ip("link", "add", self._host_end, "type", "veth", "peer", "name",
+            self._workstation_end, "netns", self.namespace)
+        for link in (self.tap, self._host_end):
+            _ip("link", "set", link, "master", self.bridge, "up")
+        _ip("link", "set", self.bridge, "up")
+        _ip("-n", self.namespace, "addr", "add", f"{WORKSTATION}/{PREFIX}", "dev",
+            self._workstation_end)
+        _ip("-n", self.namespace, "link", "set", self._workstation_end, "up")
+        _ip("-n", self.namespace, "link", "set", "lo", "up")
         return self
 
     def __exit__(self, *exc_info):
         self._remove()
-
-    def connect(self) -> None:
-        """Move the tap (qemu holds it open) into the namespace, with the workstation's
-        address on it."""
-        _ip("link", "set", self.tap, "netns", self.namespace)
-        _ip("-n", self.namespace, "addr", "add", f"{WORKSTATION}/{PREFIX}", "dev", self.tap)
-        _ip("-n", self.namespace, "link", "set", self.tap, "up")
-        _ip("-n", self.namespace, "link", "set", "lo", "up")
 
     def run(self, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
         """Run a command on the workstation; output as text, exit status not checked."""
@@ -44,8 +48,9 @@ class SiteLan:
                               capture_output=True, text=True, check=False)
 
     def _remove(self) -> None:
+        for link in (self._host_end, self.tap, self.bridge):
+            subprocess.run([IP, "link", "del", link], capture_output=True)
         subprocess.run([IP, "netns", "del", self.namespace], capture_output=True)
-        subprocess.run([IP, "link", "del", self.tap], capture_output=True)
 
 
 def _ip(*args: str) -> None:

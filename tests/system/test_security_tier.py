@@ -280,9 +280,9 @@ def test_no_secret_or_forged_line_reaches_the_journal(machine, service):
     assert all(a.status_code in (401, 404, 429) for a in answers[3:]), answers
     assert not any(PROXY_PASSWORD in a.text for a in answers)
     logged = unit_log(machine)
-    # The journal read is the unit's: ensure-token (ExecStartPre) wrote the first token.
-    assert any("does not exist; wrote a new setup token" in line for line in logged), logged
     text = "\n".join(logged)
+    # The journal read is the unit's: ensure-token (ExecStartPre) wrote the first token.
+    assert any("does not exist; wrote a new setup token" in line for line in logged), text
     assert CANARY not in text and service.bearer not in text
     assert ADMIN_PASSWORD not in text
     assert not any(line.startswith(FORGED) for line in logged), logged

@@ -12,6 +12,7 @@ from host.core import paths
 
 UNITS = sorted(p for p in (ROOT / "units").iterdir()
                if p.suffix in (".service", ".target", ".path", ".timer", ".socket"))
+DROP_INS = sorted((ROOT / "units").glob("*.d/*.conf"))
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +25,9 @@ def appliance_root(tmp_path_factory) -> Path:
     unit_dir.mkdir(parents=True)
     for unit in UNITS:
         shutil.copy(unit, unit_dir / unit.name)
+    for drop_in in DROP_INS:
+        (unit_dir / drop_in.parent.name).mkdir(exist_ok=True)
+        shutil.copy(drop_in, unit_dir / drop_in.parent.name / drop_in.name)
     cli = root / paths.CLI_LINK.lstrip("/")
     cli.parent.mkdir(parents=True)
     cli.write_text("#!/bin/sh\n")
@@ -50,4 +54,19 @@ def test_unit_verifies(appliance_root, unit):
                           str(unit_dir / name)], capture_output=True, text=True)
     problems = [line for line in run.stderr.splitlines()
                 if "alga-appliance" in line or unit.name in line]
+    assert run.returncode == 0 and not problems, run.stderr
+
+
+@pytest.mark.parametrize("drop_in", DROP_INS, ids=lambda d: f"{d.parent.name}/{d.name}")
+def test_drop_in_verifies_with_the_unit_it_changes(appliance_root, drop_in):
+    unit = drop_in.parent.name.removesuffix(".d")
+    for line in drop_in.read_text().splitlines():  # the programs it runs, from this host
+        if line.startswith("ExecStart=/"):
+            program = line.removeprefix("ExecStart=").split()[0]
+            (appliance_root / program.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(program, appliance_root / program.lstrip("/"))
+    # verify reads the drop-in: a program it names that is missing fails it.
+    run = subprocess.run(["systemd-analyze", "verify", f"--root={appliance_root}", unit],
+                         capture_output=True, text=True)
+    problems = [line for line in run.stderr.splitlines() if unit in line]
     assert run.returncode == 0 and not problems, run.stderr

@@ -38,6 +38,7 @@ import secrets
 import shutil
 import ssl
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -48,7 +49,8 @@ import trustme
 import vm_image
 from late_commands import replay_network_and_users, run_late_commands
 from support import oci
-from support.answers import ADMIN
+from support import site_lan as site_lan_module
+from support.answers import ADMIN, ADMIN_PASSWORD
 from support.base import FAKES, ROOT
 from support.docs import SHELL_DOCS, shell_blocks
 from support.machines import STAND_IN_STORE, assert_flux_objects_valid, extract_payload, wait_for
@@ -98,6 +100,7 @@ ENDPOINTS = {"k3s_release_base": "https://github.test/k3s",
              "dns_names": [*MIRROR_NAMES, BLOB_HOST],
              "ca_bundle": "/etc/alga-appliance/mirror-ca.pem"}
 ANSWERS = {**ADMIN, "channel": "stable"}
+GUEST_ROOT = Path("/")  # the guest's own paths, whatever root prefix this process has
 PLANTED_SECRET = f"K10{secrets.token_hex(24)}::server:{secrets.token_hex(16)}"
 
 
@@ -179,7 +182,6 @@ def vm(appliance, user_data, site_lan, tmp_path_factory, request):
     machine = qemu_vm.Vm(image, kernel, work, lan_tap=site_lan.tap)
     failures = request.session.testsfailed
     machine.start()
-    site_lan.connect()
     try:
         yield machine
     finally:
@@ -269,8 +271,12 @@ def test_1_serial_console_shows_the_first_boot_banner(vm, console_token, tmp_pat
     # And the screen a VMware console shows.
     wait_for(lambda: tty1_shows(vm, HEADLINES["setup_required"], f"http://{ip}:8080/setup",
                                 f"Setup token: {token}"), 60, "the banner on tty1")
-    # The second NIC is on a VLAN without DHCP: no address on it, and boot went on without.
+    # The second NIC is on a VLAN without DHCP: no address on it, and boot went on without:
+    # waiting for the network ended when the first NIC was online.
     assert "inet " not in agent(vm, "ip", "-4", "-o", "addr", "show", "dev", lan_nic(vm))
+    wait_online = agent(vm, "systemctl", "show", "--property=ActiveState,ExecStart",
+                        "systemd-networkd-wait-online.service")
+    assert "ActiveState=active" in wait_online and "--any --timeout=30" in wait_online
     vm.screenshot(tmp_path / "tty1.png")  # what keep_artifacts saves when a test fails
     assert (tmp_path / "tty1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -283,6 +289,107 @@ def test_2_setup_url_answers_and_only_the_console_token_works(vm, console_token)
     assert install.status_code == 200 and install.json() == {"install": None, "preflight": None,
                                                           "refused": None}
     assert api(vm, "GET", "/api/install", "not-" + console_token).status_code == 401
+
+
+class SerialConsole:
+    """The admin at the VM's serial port: types, and waits for what comes back after what
+    it has already read."""
+
+    def __init__(self, machine):
+        self.machine = machine
+        self.seen = len(machine.serial_text())
+
+    def type(self, text: str) -> None:
+        self.machine.type_serial(text)
+
+    def expect(self, text: str, timeout: float = 60) -> str:
+        """What the console wrote up to and including `text`, from where it was last read."""
+        def found() -> int | None:
+            at = self.machine.serial_text().find(text, self.seen)
+            return None if at < 0 else at + len(text)
+        end = wait_for(found, timeout, f"{text!r} on the serial console")
+        shown, self.seen = self.machine.serial_text()[self.seen:end], end
+        return shown
+
+    def answer(self, *replies: str) -> None:
+        """Each reply at the next `[default]: ` prompt."""
+        for reply in replies:
+            self.expect("]: ")
+            self.type(f"{reply}\r")
+
+
+# The appliance's address on the site LAN, set on the console; another, never confirmed.
+LAN_ADDRESS = "198.51.100.10"
+UNCONFIRMED_ADDRESS = "198.51.100.20"
+
+
+def setup_page_from_the_workstation(site_lan: SiteLan, address: str) -> int | None:
+    """The HTTP status of the setup page at `address` from the admin's workstation on the
+    site LAN; None when it cannot be reached."""
+    fetch = (f"import urllib.request as r; "
+             f"print(r.urlopen('http://{address}:8080/setup', timeout=5).status)")
+    done = site_lan.run([sys.executable, "-c", fetch], timeout=30)
+    return int(done.stdout) if done.returncode == 0 else None
+
+
+def reach_the_setup_page(machine, site_lan: SiteLan, address: str) -> None:
+    try:
+        wait_for(lambda: setup_page_from_the_workstation(site_lan, address) == 200, 30,
+                 f"the setup page at {address} from the site LAN")
+    except AssertionError as exc:
+        seen = {"guest": agent(machine, "sh", "-c", "ip addr; ip route; networkctl; "
+                               "ufw status verbose 2>&1; ls -l /etc/netplan"),
+                "workstation": site_lan.run(["sh", "-c", f"ip addr; ping -c 2 -W 1 {address}"
+                                             ]).stdout}
+        raise AssertionError(f"{exc}\n{json.dumps(seen, indent=1)}") from None
+
+
+def network_change(machine) -> str:
+    """The status of the last network change, as the guest records it."""
+    return guest_json(machine, str(state.NETWORK_CHANGE.path(GUEST_ROOT)))["status"]
+
+
+def test_2b_a_static_address_set_on_the_serial_console_serves_the_setup_page(vm, site_lan,
+                                                                            console_token):
+    nic = lan_nic(vm)
+    serial = SerialConsole(vm)
+    serial.type("\r")  # Enter: the menu again
+    menu = serial.expect("Choose 1-")
+    assert "Network" in menu
+    serial.type(f"{menu[menu.rindex('. Network') - 1]}\r")
+    serial.expect("Interface (number or name)")
+    # interface, mode, IPv4 address and gateway, IPv6 address and gateway, DNS, VLAN, apply
+    serial.answer(nic, "static", f"{LAN_ADDRESS}/{site_lan_module.PREFIX}",
+                  site_lan_module.GATEWAY, "", "", "", "", "yes")
+    serial.expect("Keep this configuration? [y/N]")
+    # In the window, before it is kept: the admin checks the page answers at the address
+    # (networkd configures it in the background once netplan apply returns).
+    reach_the_setup_page(vm, site_lan, LAN_ADDRESS)
+    serial.type("y\r")
+    serial.expect(f"Kept: {nic} static {LAN_ADDRESS}/")
+    serial.type("\r")
+    menu = serial.expect("Choose 1-")
+    assert f"http://{LAN_ADDRESS}:8080/setup?token={console_token}" in menu  # the banner follows
+    assert network_change(vm) == "confirmed"
+    assert setup_page_from_the_workstation(site_lan, LAN_ADDRESS) == 200
+    assert healthz(vm)  # the first NIC kept its DHCP address: the hostfwd still answers
+
+
+def test_2c_a_change_nobody_confirms_is_rolled_back_by_systemd(vm, site_lan):
+    nic = lan_nic(vm)
+    agent(vm, "/usr/local/bin/alga-appliance", "network", "set", "--interface", nic,
+          "--mode", "static", "--ipv4-address", f"{UNCONFIRMED_ADDRESS}/{site_lan_module.PREFIX}",
+          "--ipv4-gateway", site_lan_module.GATEWAY, "--timeout", "20")
+    reach_the_setup_page(vm, site_lan, UNCONFIRMED_ADDRESS)
+    # Nobody confirms: the timer systemd holds puts the kept address back.
+    wait_for(lambda: network_change(vm) != "pending", 120, "the rollback timer")
+    assert network_change(vm) == "rolled_back"
+
+    def back() -> bool:  # the record is settled once the files are back, then applied
+        addresses = agent(vm, "ip", "-4", "-o", "addr", "show", "dev", nic)
+        return f"inet {LAN_ADDRESS}/" in addresses and UNCONFIRMED_ADDRESS not in addresses
+    wait_for(back, 60, f"{nic} back at {LAN_ADDRESS} alone")
+    assert setup_page_from_the_workstation(site_lan, LAN_ADDRESS) == 200
 
 
 def host_fingerprint(machine) -> str:
@@ -345,7 +452,27 @@ def test_3_preflight_fails_cleanly_offline(vm, console_token):
     assert host_fingerprint(vm) == before
 
 
-GUEST_ROOT = Path("/")  # the guest's own paths, whatever root prefix this process has
+def test_3b_the_admin_logs_in_on_the_serial_console_with_the_password_set_in_setup(vm):
+    """The password test 3 chose through the web API (as the wizard sends it); a wrong one is
+    refused. The console's Shell entry runs the real login."""
+    serial = SerialConsole(vm)
+    serial.type("\r")
+    menu = serial.expect("Choose 1-")
+    shell = re.search(r"(\d+)\. Shell", menu)[1]
+    serial.type(f"{shell}\r")
+    serial.expect("login: ")
+    serial.type(f"{paths.DEFAULT_ADMIN_USER}\r")
+    serial.expect("Password: ")
+    serial.type("not the admin password\r")
+    serial.expect("Login incorrect", timeout=30)
+    serial.expect("login: ")
+    serial.type(f"{paths.DEFAULT_ADMIN_USER}\r")
+    serial.expect("Password: ")
+    serial.type(f"{ADMIN_PASSWORD}\r")
+    serial.expect("$ ", timeout=30)  # the admin's shell
+    serial.type("echo logged-in-as-$(id -un); exit\r")
+    serial.expect(f"logged-in-as-{paths.DEFAULT_ADMIN_USER}")
+    serial.expect("Choose 1-")  # logging out returns to the menu
 
 
 def guest_json(machine, path: str) -> dict:
