@@ -66,6 +66,8 @@ def serve(root: Path | None, ui, plain: bool, service: bool) -> int:
         except EOFError:  # the terminal went away (a serial hangup): systemd starts anew
             return 0
         except Exception as exc:  # any: never a traceback on the console
+            if isinstance(exc, state.StateFileInvalid) and not service:
+                raise  # run from a shell: the one line every command prints for it, exit 1
             note = (f"That did not work: {exc or type(exc).__name__}. Nothing else changed; "
                     "try again, and if it repeats make a support bundle.")
             time.sleep(ERROR_PAUSE_SECONDS)
