@@ -287,7 +287,7 @@ def test_2_setup_url_answers_and_only_the_console_token_works(vm, console_token)
     assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
     install = api(vm, "GET", "/api/install", console_token)
     assert install.status_code == 200 and install.json() == {"install": None, "preflight": None,
-                                                          "refused": None}
+                                                          "refused": None, "credentials": None}
     assert api(vm, "GET", "/api/install", "not-" + console_token).status_code == 401
 
 

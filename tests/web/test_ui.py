@@ -220,6 +220,8 @@ def test_wizard_with_defaults_and_choices_spools_exactly_the_answers(tmp_path, o
     assert ui.spooled() is None  # nothing is submitted before "Start setup"
     page.click("#wizard-next")
     ui.showing("progress")
+    for field in ("#proxy_password", "#admin_password", "#admin_password_confirm"):
+        expect(page.locator(field)).to_have_value("")  # the page keeps no copy once sent
     expect(page.locator("#progress-summary")).to_contain_text("Waiting for the appliance")
     ui.shot("progress-waiting")
     assert ui.spooled()["answers"] == {

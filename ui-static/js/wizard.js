@@ -140,6 +140,13 @@ function showErrors(fields) {
   if (first) first.focus();
 }
 
+// Once the host has them (the admin password hashed at once), the page keeps no copy.
+function forgetPasswords() {
+  for (const name of ["proxy_password", "admin_password", "admin_password_confirm"]) {
+    $("#wizard").elements[name].value = "";
+  }
+}
+
 async function next(app, actions) {
   clearErrors();
   const button = $("#wizard-next");
@@ -147,6 +154,7 @@ async function next(app, actions) {
   try {
     if (STEPS[step] === "review") {
       actions.submitted(await request("POST", "/api/setup", answers()));
+      forgetPasswords();
       return;
     }
     const validated = await request("POST", "/api/setup/validate", answers());
