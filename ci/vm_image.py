@@ -21,8 +21,9 @@ from pathlib import Path
 import rootfs
 
 # udev loads the virtio modules and names the agent's port; dnslib serves the guest's DNS;
-# netplan renders the seed's network (and the console's changes to it) for networkd.
-GUEST_PACKAGES = ("udev", "kmod", "python3-dnslib", "netplan.io")
+# netplan renders the seed's network (and the console's changes to it) for networkd;
+# openssh-server as the seed installs it (ssh: install-server), whose sshd setup configures.
+GUEST_PACKAGES = ("udev", "kmod", "python3-dnslib", "netplan.io", "openssh-server")
 AGENT = Path(__file__).resolve().parent / "vm_agent.py"
 AGENT_PORT = "alga.agent"
 AGENT_UNIT = f"""[Unit]

@@ -154,7 +154,9 @@ def test_a_locked_address_keeps_an_open_tab_and_its_stored_token(tmp_path, open_
     locked = requests.get(f"{url}/api/status", headers={"Authorization": "Bearer wrong"},
                           timeout=5)
     assert locked.status_code == 429
-    with ui.page.expect_response(lambda response: "/api/status" in response.url) as polled:
+    # The tab polls every 10 s before setup (main.js SLOW): wait for up to two polls.
+    with ui.page.expect_response(lambda response: "/api/status" in response.url,
+                                 timeout=25_000) as polled:
         pass
     assert polled.value.status == 200  # the tab's next poll, with the right token
     ui.showing("setup")
@@ -972,7 +974,9 @@ def test_the_status_page_rotates_the_token_after_a_confirmation_and_goes_on_with
     old = requests.get(f"{url}/api/status", timeout=5,
                        headers={"Authorization": f"Bearer {ui.secret}"})
     assert old.status_code == 401
-    with ui.page.expect_response(lambda response: "/api/status" in response.url) as polled:
+    # The tab polls every 10 s before setup (main.js SLOW): wait for up to two polls.
+    with ui.page.expect_response(lambda response: "/api/status" in response.url,
+                                 timeout=25_000) as polled:
         pass
     assert polled.value.status == 200  # the tab's next poll, with the new token
     ui.showing("status")
