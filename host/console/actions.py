@@ -62,7 +62,10 @@ def run_login() -> int:
     and the like go to login (and the shell after it), not to the menu waiting here."""
     keep = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        return subprocess.run(LOGIN_COMMAND, preexec_fn=_default_signals).returncode
+        # stderr on the terminal too: login asks through PAM, which prompts on stderr, and
+        # the console service's stderr is the journal (the prompt went there, unseen).
+        return subprocess.run(LOGIN_COMMAND, stderr=subprocess.STDOUT,
+                              preexec_fn=_default_signals).returncode
     finally:
         signal.signal(signal.SIGINT, keep)
 

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -175,9 +176,15 @@ def test_plain_support_bundle_through_the_webs_request(menu_root, monkeypatch):
 
 @pytest.mark.skipif(os.geteuid() != 0 or not Path(actions.LOGIN_COMMAND[0]).exists(),
                     reason="the real login needs root and /bin/login")
-def test_plain_shell_runs_the_real_login_which_refuses_a_wrong_password(menu_root):
-    """No shell without a password: login for a user that does not exist, with a guess."""
-    child = plain_menu(menu_root)
+def test_plain_shell_runs_the_real_login_which_refuses_a_wrong_password(menu_root, tmp_path):
+    """No shell without a password: login for a user that does not exist, with a guess.
+    The console's stderr is not the terminal, as on the tty service (the journal): login's
+    prompts must still reach the terminal."""
+    command = shlex.join(console_command(menu_root, "--plain"))
+    child = pexpect.spawn("sh", ["-c", f"exec {command} 2>>{tmp_path / 'journal'}"],
+                          env=console_env("vt100"), encoding="utf-8", timeout=15,
+                          dimensions=(24, 80))
+    child.logfile_read = io.StringIO()
     choose(child, "Shell (log in with the admin password)")
     child.expect_exact("Log in with the admin user and its password")
     child.expect("login: ")
