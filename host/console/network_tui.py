@@ -17,7 +17,7 @@ from host.console.network_screen import (
     setup_urls,
     used_answers,
 )
-from host.console.tui import EXIT_CANCELLED, PALETTE, _button
+from host.console.tui import EXIT_CANCELLED, _button, framed_loop
 from host.core.validation import InputErrors
 from host.net import netchange, netconfig
 
@@ -32,12 +32,7 @@ class NetworkTui:
         self.interfaces = netconfig.wired_interfaces(root)
         self.settings = netconfig.read_settings(root)
         self.answers: dict = {}
-        self.frame = urwid.Frame(urwid.SolidFill(" "),
-                                 header=urwid.AttrMap(urwid.Text(" Alga appliance: network"),
-                                                      "header"),
-                                 footer=urwid.AttrMap(urwid.Text(KEYS_HELP), "footer"))
-        self.loop = urwid.MainLoop(self.frame, PALETTE, unhandled_input=self.keys,
-                                   handle_mouse=False)
+        self.frame, self.loop = framed_loop(" Alga appliance: network", KEYS_HELP, self.keys)
 
     def run(self) -> int:
         waiting = netchange.pending(self.root)

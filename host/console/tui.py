@@ -39,6 +39,14 @@ CHOICE_LABELS = {"stable": "stable (recommended)", "nightly": "nightly - TESTING
 EXIT_CANCELLED = 130
 
 
+def framed_loop(title: str, help_text: str, keys) -> tuple[urwid.Frame, urwid.MainLoop]:
+    """A full screen with `title` above and `help_text` below, its body set screen by
+    screen; `keys` gets the keys no widget took."""
+    frame = urwid.Frame(urwid.SolidFill(" "), header=urwid.AttrMap(urwid.Text(title), "header"),
+                        footer=urwid.AttrMap(urwid.Text(help_text), "footer"))
+    return frame, urwid.MainLoop(frame, PALETTE, unhandled_input=keys, handle_mouse=False)
+
+
 class SetupTui:
     def __init__(self, root: Path | None, node_ip: str, resolvers: list[str], entered: dict,
                  busy: str | None, install: dict | None, resume: bool = False):
@@ -53,12 +61,7 @@ class SetupTui:
         self.mode = "questions"  # then "review", "progress", "done"
         self.following: str | None = None  # the request id the progress screen follows
         self.value = None  # reads the current question's answer from its widgets
-        self.frame = urwid.Frame(urwid.SolidFill(" "),
-                                 header=urwid.AttrMap(urwid.Text(" Alga appliance setup"),
-                                                      "header"),
-                                 footer=urwid.AttrMap(urwid.Text(KEYS_HELP), "footer"))
-        self.loop = urwid.MainLoop(self.frame, PALETTE, unhandled_input=self.keys,
-                                   handle_mouse=False)
+        self.frame, self.loop = framed_loop(" Alga appliance setup", KEYS_HELP, self.keys)
 
     def run(self) -> int:
         if self.busy and not settled(self.install):

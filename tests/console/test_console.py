@@ -22,6 +22,7 @@ from support.answers import (
     ADMIN_PASSWORD,
     SPOOLED_ADMIN,
     hash_checks,
+    made_public_keys,
     parse_with_admin,
     with_admin,
 )
@@ -683,16 +684,7 @@ def test_plain_keeps_the_stored_proxy_password_on_enter(console_root):
 
 @pytest.fixture
 def public_keys(tmp_path) -> list[tuple[str, str]]:
-    """Two keys ssh-keygen made: each .pub line and its `ssh-keygen -l` line."""
-    made = []
-    for kind in ("ed25519", "ecdsa"):
-        path = tmp_path / f"id_{kind}"
-        subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"ops@{kind}", "-f",
-                        str(path)], check=True)
-        listed = subprocess.run(["ssh-keygen", "-l", "-f", f"{path}.pub"], check=True,
-                                capture_output=True, text=True).stdout.strip()
-        made.append((Path(f"{path}.pub").read_text().strip(), listed))
-    return made
+    return made_public_keys(tmp_path)
 
 
 def up_to_the_admin_password(root: Path) -> pexpect.spawn:

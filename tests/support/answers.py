@@ -3,6 +3,7 @@ needs the admin password, so these add one (and a confirmation) when none is giv
 none is stored."""
 
 import subprocess
+from pathlib import Path
 
 from host.setup import inputs
 
@@ -33,3 +34,16 @@ def hash_checks(password_hash: str, password: str) -> bool:
     again = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"],
                            input=password + "\n", capture_output=True, text=True, check=True)
     return again.stdout.strip() == password_hash
+
+
+def made_public_keys(directory: Path) -> list[tuple[str, str]]:
+    """Two keys ssh-keygen makes in `directory`: each .pub line and its `ssh-keygen -l` line."""
+    made = []
+    for kind in ("ed25519", "ecdsa"):
+        path = directory / f"id_{kind}"
+        subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"ops@{kind}", "-f",
+                        str(path)], check=True)
+        listed = subprocess.run(["ssh-keygen", "-l", "-f", f"{path}.pub"], check=True,
+                                capture_output=True, text=True).stdout.strip()
+        made.append((Path(f"{path}.pub").read_text().strip(), listed))
+    return made

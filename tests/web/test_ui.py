@@ -22,7 +22,13 @@ import pytest
 import requests
 from click.testing import CliRunner
 from playwright.sync_api import expect
-from support.answers import ADMIN, ADMIN_PASSWORD, hash_checks, parse_with_admin
+from support.answers import (
+    ADMIN,
+    ADMIN_PASSWORD,
+    hash_checks,
+    made_public_keys,
+    parse_with_admin,
+)
 from support.base import FAKES, TESTS, make_host_root
 from support.browser import NODE_IP, PHONE, Ui, fact
 from support.builders import INSTALLED, event, pod, workload
@@ -264,14 +270,7 @@ def test_a_stored_proxy_password_never_reaches_the_page_and_an_empty_field_keeps
 
 def test_admin_step_shows_the_rule_and_each_server_error_at_its_field_then_reviews_keys(
         tmp_path, open_ui):
-    keys = []
-    for kind in ("ed25519", "ecdsa"):
-        path = tmp_path / f"id_{kind}"
-        subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"ops@{kind}", "-f",
-                        str(path)], check=True)
-        listed = subprocess.run(["ssh-keygen", "-l", "-f", f"{path}.pub"], check=True,
-                                capture_output=True, text=True).stdout.strip()
-        keys.append((Path(f"{path}.pub").read_text().strip(), listed))
+    keys = made_public_keys(tmp_path)
     ui = open_ui(tmp_path)
     ui.open("/setup")
     page = ui.page
