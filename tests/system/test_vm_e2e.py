@@ -356,11 +356,25 @@ def test_2b_a_static_address_set_on_the_serial_console_serves_the_setup_page(vm,
     serial.type("\r")  # Enter: the menu again
     menu = serial.expect("Choose 1-")
     assert "Network" in menu
-    serial.type(f"{menu[menu.rindex('. Network') - 1]}\r")
-    serial.expect("Interface (number or name)")
+    network = menu[menu.rindex(". Network") - 1]
     # interface, mode, IPv4 address and gateway, IPv6 address and gateway, DNS, VLAN, apply
-    serial.answer(nic, "static", f"{LAN_ADDRESS}/{site_lan_module.PREFIX}",
-                  site_lan_module.GATEWAY, "", "", "", "", "yes")
+    static = (nic, "static", f"{LAN_ADDRESS}/{site_lan_module.PREFIX}", site_lan_module.GATEWAY,
+              "", "", "", "", "yes")
+    # Applied, then not kept: rolled back at once.
+    serial.type(f"{network}\r")
+    serial.expect("Interface (number or name)")
+    serial.answer(*static)
+    serial.expect("Keep this configuration? [y/N]")
+    serial.type("n\r")
+    serial.expect("Rolled back to the previous configuration.")
+    assert network_change(vm) == "rolled_back"
+    wait_for(lambda: "inet " not in agent(vm, "ip", "-4", "-o", "addr", "show", "dev", nic), 60,
+             f"{nic} without an address again")
+    # Applied again, and kept.
+    serial.expect("Choose 1-")
+    serial.type(f"{network}\r")
+    serial.expect("Interface (number or name)")
+    serial.answer(*static)
     serial.expect("Keep this configuration? [y/N]")
     # In the window, before it is kept: the admin checks the page answers at the address
     # (networkd configures it in the background once netplan apply returns).
@@ -591,8 +605,8 @@ AT_THE_SHELL_CHANGES = [
 ]
 
 
-def as_typed_at_the_shell(block: str, applied: set[str]) -> str:
-    for pattern, replacement, _ in AT_THE_SHELL_CHANGES:
+def as_typed_at_the_shell(block: str, applied: set[str], changes: list) -> str:
+    for pattern, replacement, _ in changes:
         block, count = re.subn(pattern, replacement, block)
         applied.update([pattern] if count else [])
     return block
@@ -613,16 +627,18 @@ def copy_in_the_customers_certificate(vm) -> str:
 
 def test_7_the_docs_shell_commands_work_on_the_appliance(vm, console_token):
     customers = copy_in_the_customers_certificate(vm)
+    changes = [*AT_THE_SHELL_CHANGES,
+               (r"\bens192\b", lan_nic(vm), "VMware's first NIC; here the site LAN's")]
     applied = set()
     for doc, expected in SHELL_DOCS.items():
         printed = ""
         for block in shell_blocks(ROOT / doc):
-            result = vm.run("sh", "-ec", f"cd /tmp; {as_typed_at_the_shell(block, applied)}",
-                            timeout=180)
+            typed = as_typed_at_the_shell(block, applied, changes)
+            result = vm.run("sh", "-ec", f"cd /tmp; {typed}", timeout=180)
             assert result.code == 0, (doc, block, result)
             printed += result.stdout
         for text in expected:
             assert text in printed, (doc, text, printed[-3000:])
-    assert applied == {pattern for pattern, _, _ in AT_THE_SHELL_CHANGES}, "a change is stale"
+    assert applied == {pattern for pattern, _, _ in changes}, "a change is stale"
     # The certificate the admin guide installs is the customer's, not a self-signed one.
     assert customers in vm.run("alga-appliance", "tls", "show").stdout
