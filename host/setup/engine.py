@@ -8,6 +8,7 @@ what systemd uses to stop the chain.
 """
 
 import hashlib
+import json
 from pathlib import Path
 
 from host.core import failures, paths, runlock, state
@@ -34,10 +35,22 @@ def inputs_digest(phase: Phase, root: Path | None, kubeconfig: str) -> str:
     version."""
     digest = hashlib.sha256(f"{phase.name} {__version__} {kubeconfig}\n".encode())
     for source in phase.reads:
-        path = source.path(root)
         digest.update(f"{source.filename}\n".encode())
-        digest.update(path.read_bytes() if path.exists() else b"<absent>")
+        digest.update(_acted_on(source, root))
     return digest.hexdigest()
+
+
+def _acted_on(source: state.StateFile, root: Path | None) -> bytes:
+    """What of `source` the install phases act on. Not the admin's credentials: they are
+    the credentials unit's, and their hash has a new salt on every submission, which must
+    not make a resumed setup run its finished phases again."""
+    path = source.path(root)
+    if not path.exists():
+        return b"<absent>"
+    if source is not state.SETUP_INPUTS:
+        return path.read_bytes()
+    document = {key: value for key, value in state.read(source, root).items() if key != "admin"}
+    return json.dumps(document, sort_keys=True).encode()
 
 
 def _save(install: dict, root: Path | None) -> None:

@@ -4,6 +4,7 @@ and one setup at a time."""
 import json
 
 import pytest
+from support.answers import parse_with_admin
 from support.base import make_host_root
 
 from host.core import paths, runlock, state
@@ -130,3 +131,21 @@ def test_install_state_file_is_schema_valid_json(root, chain):
     engine.run_phase("first")
     raw = json.loads((root / "var/lib/alga-appliance/install-state.json").read_text())
     assert raw == install_state()
+
+
+def test_a_new_admin_password_is_not_a_new_input_for_any_phase(root):
+    """Each submission hashes the admin password with a new salt: a resumed setup must not
+    run its finished phases again for that (the systemd tier's rerun found it), while a
+    changed answer the phases act on still does."""
+    first = parse_with_admin({"channel": "stable"}, "192.0.2.10")
+    state.write(state.SETUP_INPUTS, first, root)
+    digests = {p.name: engine.inputs_digest(p, root, "k") for p in phases.PHASES}
+    again = parse_with_admin({"channel": "stable"}, "192.0.2.10")
+    assert again["admin"] != first["admin"]  # another salt
+    state.write(state.SETUP_INPUTS, again, root)
+    assert {p.name: engine.inputs_digest(p, root, "k") for p in phases.PHASES} == digests
+    state.write(state.SETUP_INPUTS, parse_with_admin({"channel": "nightly"}, "192.0.2.10"),
+                root)
+    changed = {p.name for p in phases.PHASES
+               if engine.inputs_digest(p, root, "k") != digests[p.name]}
+    assert changed == {p.name for p in phases.PHASES if state.SETUP_INPUTS in p.reads}
