@@ -148,7 +148,11 @@ def _put(iso: pycdlib.PyCdlib, path: str, edit: FileEdit) -> None:
     existing = _record(iso, path)
     if existing is not None:
         iso_path = iso.full_path_from_dirrecord(existing)
-        iso.rm_file(iso_path=iso_path)
+        # One record at a time: rm_file removes every record of the file's data, and pycdlib
+        # reads all empty files as one (a payload has several empty __init__.py).
+        iso.rm_hard_link(iso_path=iso_path)
+        if iso.has_joliet():
+            iso.rm_hard_link(joliet_path=path)
     else:
         iso_path = _child_iso_path(iso, parent or "/", name, is_dir=False)
     iso.add_fp(io.BytesIO(edit.data), len(edit.data), iso_path=iso_path, rr_name=name,
