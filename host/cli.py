@@ -501,8 +501,8 @@ def _digest(value: str | None) -> str | None:
 
 
 @main.command("update")
-@click.option("--channel", "channel", type=click.Choice(channels.CHANNELS), required=True,
-              help="The app release channel to update to.")
+@click.option("--channel", "channel", type=click.Choice(channels.CHANNELS),
+              help="The app release channel to update to (default: the installed one).")
 @click.option("--check", "check_only", is_flag=True,
               help="Only show what would change; nothing is changed.")
 @click.option("--confirm", is_flag=True,
@@ -512,12 +512,13 @@ def _digest(value: str | None) -> str | None:
               help="Apply only if the channel still names this release artifact (the digest "
                    "--check showed, sha256:<64 hex>).")
 @click.option("--kubeconfig", default=paths.K3S_KUBECONFIG, show_default=True)
-def update_command(channel: str, check_only: bool, confirm: bool, digest: str | None,
+def update_command(channel: str | None, check_only: bool, confirm: bool, digest: str | None,
                    kubeconfig: str) -> None:
     """Update the app to what a channel names now (exit 0 up to date, updated or checked;
     1 failed; 2 needs --confirm; 75 another setup or update is running)."""
     from host.update import apply, check, history
 
+    channel = channel or _installed_channel("update")
     try:
         if check_only:
             entry = check.check(None, channel, "cli")
@@ -534,6 +535,40 @@ def update_command(channel: str, check_only: bool, confirm: bool, digest: str | 
         sys.exit(2)
     click.echo("\n".join(history.summary_lines(entry)))
     sys.exit(engine.EXIT_FAILED if entry["result"] == "failed" else 0)
+
+
+def _installed_channel(command: str) -> str:
+    """The channel of the installed release; before setup has installed one, says so and
+    exits 1."""
+    current = state.read(state.SELECTED_RELEASE)
+    if current is None:
+        click.echo(f"{command}: no release is installed yet, so there is no installed "
+                   "channel: complete setup first, or give --channel stable or nightly",
+                   err=True)
+        sys.exit(engine.EXIT_FAILED)
+    return current["channel"]
+
+
+@main.command("check-updates")
+@click.option("--if-due", is_flag=True,
+              help="Skip unless the last check is a day old (what the daily timer runs).")
+def check_updates_command(if_due: bool) -> None:
+    """Check whether the installed channel names a newer release, for the status page and
+    the console banner; nothing is applied (exit 0 checked or skipped, 1 failed)."""
+    from host.core.failures import OperationFailed
+    from host.update import notice, request
+
+    try:
+        found = request.scheduled_check(None, if_due)
+    except request.CheckSkipped as exc:
+        click.echo(f"check-updates: {exc}")
+        return
+    except OperationFailed as exc:
+        click.echo(f"check-updates: {exc.suspected_cause}\n  next step: {exc.next_step}",
+                   err=True)
+        sys.exit(engine.EXIT_FAILED)
+    click.echo("\n".join(notice.lines(found)))
+    sys.exit(engine.EXIT_FAILED if found["failure"] else 0)
 
 
 @main.command("accept-update")

@@ -82,6 +82,11 @@ UPDATE_HISTORY = StateFile(
     "update history", paths.STATE_DIR, "update-history.json", "update-history.schema.json",
     0o640, "the update history starts again (the bundle keeps the old one)",
     migrations.update_history)
+# Whether the installed channel names a newer release (the daily check, and every check of
+# the installed channel); what the status page and the console banner show.
+UPDATE_NOTICE = StateFile(
+    "update notice", paths.STATE_DIR, "update-notice.json", "update-notice.schema.json",
+    0o640, "no update notice shows until the next check (sudo alga-appliance check-updates)")
 SETUP_REFUSAL = StateFile(
     "setup refusal", paths.STATE_DIR, "setup-refusal.json", "setup-refusal.schema.json", 0o640,
     "the last refused setup request is forgotten; the next refusal writes it again")
@@ -109,7 +114,7 @@ NETWORK_CHANGE = StateFile(
 STATE_FILES = (SETUP_INPUTS, INSTALL_STATE, PREFLIGHT_REPORT, SELECTED_RELEASE, ENDPOINTS,
                HOST_CHANGES, STATUS, MAINTENANCE, SUPPORT_BUNDLE_STATUS, UPDATE_HISTORY,
                SETUP_REFUSAL, RELEASE_SOURCE, ADMIN_ACCOUNT, ADMIN_CREDENTIALS, NETWORK,
-               NETWORK_CHANGE)
+               NETWORK_CHANGE, UPDATE_NOTICE)
 STALE_TEMP_AGE = 60.0  # seconds: a temporary file this old lost its writer (see write_atomically)
 
 

@@ -24,7 +24,7 @@ from host.core.failures import SUPPORT_COMMAND, OperationFailed, kubectl
 from host.core.wait import TimedOut, wait_until
 from host.net import addresses, https, resolvers
 from host.releases import source
-from host.update import history
+from host.update import history, notice
 from host.update.check import (
     PREFLIGHT_CHECKS,
     ChannelMoved,
@@ -89,7 +89,7 @@ def _apply(root: Path, channel: str, confirmed: bool, who: str, kubeconfig: str,
     operation.step("preflight")
     try:
         inputs = _installed_inputs(root)
-        target = resolve(root, operation, inputs, channel, PREFLIGHT_CHECKS)
+        target = resolve(root, operation.log, inputs, channel, PREFLIGHT_CHECKS)
         _same_as_reviewed(target.selection, digest)
     except Exception as error:  # every failure is described and recorded
         return operation.failed(error, STEP_CATEGORY["preflight"])
@@ -104,6 +104,8 @@ def _apply(root: Path, channel: str, confirmed: bool, who: str, kubeconfig: str,
         _switch(root, operation, kubeconfig, inputs, current, target)
     except Exception as error:  # every failure is described and recorded
         return operation.failed(error, STEP_CATEGORY[operation.record["step"]])
+    # What the channel named is installed now: the notice of it is settled.
+    notice.found(root, target.selection, target.selection, newer=False, what_changes=[])
     return operation.finished("succeeded")
 
 

@@ -6,16 +6,17 @@ on (as setup resolves it), stopping at the first that fails. For an OCI source t
 names the release artifact's digest: applying it later applies that digest or nothing.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from host.cluster import alga
-from host.core import paths, state
+from host.core import failures, paths, state
 from host.core.failures import OperationFailed
 from host.net import endpoints
 from host.releases import channels, source
 from host.setup import preflight
-from host.update import history
+from host.update import history, notice
 from host.update.history import REFUSED_CATEGORY
 
 WHO = ("web", "cli")
@@ -62,14 +63,47 @@ def check(root: Path | None = None, channel: str = "stable", who: str = "cli",
     current = state.read(state.SELECTED_RELEASE, root)
     operation = history.start(root, "check", channel, who, current, request_id,
                               writes_log=False)
+    installed = current is not None and current["channel"] == channel
     try:
-        target = resolve(root, operation, setup_inputs(root), channel, RESOLVE_CHECKS)
+        target = resolve(root, operation.log, setup_inputs(root), channel, RESOLVE_CHECKS)
     except Exception as error:  # every failure is described and recorded
-        return operation.failed(error, "release-source")
-    operation.record.update(to=history.summary(target.selection),
-                            changes=changes(current, target.selection))
+        entry = operation.failed(error, "release-source")
+        if installed:
+            notice.failed(root, current, entry["failure"])
+        return entry
+    planned = changes(current, target.selection)
+    operation.record.update(to=history.summary(target.selection), changes=planned)
+    if installed:
+        record_notice(root, current, target.selection, planned)
     pending = needs_apply(root, current, target.selection, operation.record["id"])
     return operation.finished("update_available" if pending else "up_to_date")
+
+
+def check_installed(root: Path | None = None) -> dict:
+    """The daily check: what the installed channel names now, recorded in the update notice
+    only. Not in the history, whose newest check is the plan the admin reviewed (an apply
+    from the web is honoured only against it), nor in the update log."""
+    root = paths.host_root(root)
+    current = state.read(state.SELECTED_RELEASE, root)
+    if current is None:
+        raise OperationFailed(REFUSED_CATEGORY, "no release is installed yet, so there is no "
+                              "installed channel to check", "complete setup first")
+    try:
+        target = resolve(root, lambda line: None, setup_inputs(root), current["channel"],
+                         RESOLVE_CHECKS)
+    except Exception as error:  # every failure is described and recorded
+        return notice.failed(root, current, failures.failure_record(error, "release-source"))
+    return record_notice(root, current, target.selection,
+                         changes(current, target.selection))
+
+
+def record_notice(root: Path, current: dict, target: dict, planned: dict) -> dict:
+    """The update notice of a check of the installed channel: whether it names a newer
+    release, and what applying it changes."""
+    newer = version_key(target["release_version"]) > version_key(current["release_version"])
+    app = [f"app {current['app_version']} → {target['app_version']}"] \
+        if current["app_version"] != target["app_version"] else []
+    return notice.found(root, current, target, newer, app + history.change_lines(planned))
 
 
 def require(channel: str, who: str) -> None:
@@ -86,20 +120,20 @@ def setup_inputs(root: Path | None) -> dict:
     return inputs
 
 
-def resolve(root: Path | None, operation, inputs: dict, channel: str,
+def resolve(root: Path | None, log: Callable[[str], None], inputs: dict, channel: str,
             ids: tuple[str, ...]) -> Target:
     """Run the preflight checks whose ids start with one of `ids` (they include the channel
     and its manifest, from one ref), failing at the first that fails; what the channel
     names."""
     result = preflight.run_checks({**inputs, "channel": channel}, endpoints.load(root),
                                   paths.host_root(root), only=ids, stop_at_first_fail=True,
-                                  write_report=False, log=operation.log)
+                                  write_report=False, log=log)
     if result.failure is not None:
         failure = result.failure
         raise OperationFailed(failure.category, f"{failure.check_id}: {failure.message}; "
                               "nothing was changed", failure.remediation)
     if result.resolution.unknown_fields():
-        operation.log("the release has fields this version ignores: "
+        log("the release has fields this version ignores: "
                       f"{', '.join(result.resolution.unknown_fields())}")
     return Target(result.selection, result.resolution)
 

@@ -124,14 +124,7 @@ def summary_lines(entry: dict) -> list[str]:
         lines.append(f"{was} → {target['channel']} {target['release_version']} "
                      f"(app {target['app_version']}) from {target.get('location', '?')}")
     if changes is not None:
-        for key in ("source", "branch", "values_profile", "config_digest"):
-            if changes.get(key):
-                lines.append(f"  {key.replace('_', ' ')} {changes[key]['from']} → "
-                             f"{changes[key]['to']}")
-        lines += [f"  {item['name']} {item['from']} → {item['to']}"
-                  for item in (*changes["images"], *changes.get("charts", ()))]
-        if changes["needs_confirmation"]:
-            lines.append(f"  needs confirmation: {changes['confirmation_reason']}")
+        lines += [f"  {line}" for line in change_lines(changes)]
     took = f" in {entry['duration_s']:g} s" if entry["duration_s"] is not None else ""
     lines.append(f"{entry['action']}: {entry['result'].replace('_', ' ')}{took}")
     lines += [f"  warning: {warning}" for warning in entry.get("warnings", ())]
@@ -139,4 +132,16 @@ def summary_lines(entry: dict) -> list[str]:
         failure = entry["failure"]
         lines += [f"  [{failure['category']}] {failure['suspected_cause']}",
                   f"  next step: {failure['next_step']}"]
+    return lines
+
+
+def change_lines(changes: dict) -> list[str]:
+    """What a plan changes, a line each (the history's summary and the update notice)."""
+    lines = [f"{key.replace('_', ' ')} {changes[key]['from']} → {changes[key]['to']}"
+             for key in ("source", "branch", "values_profile", "config_digest")
+             if changes.get(key)]
+    lines += [f"{item['name']} {item['from']} → {item['to']}"
+              for item in (*changes["images"], *changes.get("charts", ()))]
+    if changes["needs_confirmation"]:
+        lines.append(f"needs confirmation: {changes['confirmation_reason']}")
     return lines

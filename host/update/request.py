@@ -1,14 +1,15 @@
 """Update requests from the web UI: the oneshot that takes one from the spool, validates it
 again (nothing from the web process is trusted), asks the busy rule (host/core/busy.py)
 again under the setup lock and runs it; the history entry it records carries the request's
-id, which is how the Updates page follows its own request, refused ones too."""
+id, which is how the Updates page follows its own request, refused ones too. The daily
+update check (the update notice's) asks the same busy rule before it runs."""
 
 from pathlib import Path
 
 from host.core import busy, paths, runlock, spool, state
 from host.core.failures import SUPPORT_COMMAND
 from host.releases import channels
-from host.update import history
+from host.update import history, notice
 from host.update.history import REFUSED_CATEGORY
 
 
@@ -88,6 +89,27 @@ def accept(root: Path | None = None, kubeconfig: str = paths.K3S_KUBECONFIG) -> 
     except UpdateBusy as exc:
         return _refused(root, request["id"], "apply", request["channel"], str(exc),
                         "wait until it has finished, then request the update again")
+
+
+class CheckSkipped(Exception):
+    """The daily check did not run now; the message says why."""
+
+
+def scheduled_check(root: Path | None = None, if_due: bool = False) -> dict:
+    """The update notice's check of the installed channel (what the daily timer and
+    `alga-appliance check-updates` run): the notice written. Raises CheckSkipped while a
+    setup or update runs or waits, before setup has completed, and, `if_due`, within a
+    day of the last check."""
+    from host.update.check import check_installed  # the resolver: not for the web service
+
+    root = paths.host_root(root)
+    if if_due and not notice.due(root):
+        raise CheckSkipped("the installed channel was checked less than "
+                           f"{notice.DUE_AFTER.total_seconds() / 3600:g} h ago")
+    refused = busy.waiting(root) or _refusal(root)
+    if refused:
+        raise CheckSkipped(f"not checked now: {refused}; the daily check tries again")
+    return check_installed(root)
 
 
 def _refusal(root: Path) -> str | None:
