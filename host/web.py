@@ -156,7 +156,8 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = addresses.no
         ("POST", "/api/setup/validate"): lambda environ: (200, _validated(
             _parsed(_json_body(environ), root, node_ip()))),
         ("GET", "/api/status"): lambda environ: (200, {
-            "status": state.read(state.STATUS, root)}),
+            "status": state.read(state.STATUS, root),
+            "update_notice": state.read(state.UPDATE_NOTICE, root)}),
         ("GET", "/api/install"): lambda environ: (200, _install(root)),
         ("GET", "/api/release"): lambda environ: (200, {
             "release": state.read(state.SELECTED_RELEASE, root)}),
@@ -254,7 +255,8 @@ def _updates(root: Path | None) -> dict:
     history = state.read(state.UPDATE_HISTORY, root)
     return {"current": state.read(state.SELECTED_RELEASE, root),
             "history": history["entries"] if history else [],
-            "busy": update_request.why_busy(root)}
+            "busy": update_request.why_busy(root),
+            "notice": state.read(state.UPDATE_NOTICE, root)}
 
 
 def _update_request(environ: dict, root: Path | None) -> tuple[int, dict]:
@@ -262,7 +264,8 @@ def _update_request(environ: dict, root: Path | None) -> tuple[int, dict]:
     # Who asked and when are the server's to say, never the client's.
     errors = [{"field": field, "message": "is set by the appliance; leave it out"}
               for field in sorted(set(body) & SERVER_SET_UPDATE_FIELDS)]
-    request = {"confirmed": False, **body, "who": "web", "requested_at": state.timestamp()}
+    request = {"confirmed": False, **_installed_channel_for_a_check(body, root), **body,
+               "who": "web", "requested_at": state.timestamp()}
     errors += [problem for problem in spool.problems(spool.UPDATE, request)
                if problem["field"] not in SERVER_SET_UPDATE_FIELDS]
     if not errors:
@@ -277,6 +280,18 @@ def _update_request(environ: dict, root: Path | None) -> tuple[int, dict]:
     except spool.AlreadyPending as exc:
         raise HttpError(409, str(exc)) from exc
     return 202, {"accepted": True, "request_id": request_id}
+
+
+def _installed_channel_for_a_check(body: dict, root: Path | None) -> dict:
+    """A check without a channel checks the installed one; before setup has installed a
+    release there is none, and the answer says so (409, as for any update then)."""
+    if body.get("action") != "check" or "channel" in body:
+        return {}
+    current = state.read(state.SELECTED_RELEASE, root)
+    if current is None:
+        raise HttpError(409, "there is no installed channel to check: no release is "
+                        "installed yet; updates are possible once setup has completed")
+    return {"channel": current["channel"]}
 
 
 def _support_bundle_request(root: Path | None) -> tuple[int, dict]:
