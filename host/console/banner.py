@@ -60,11 +60,13 @@ def token_lines(setup_token: str) -> tuple[list[str], str | None]:
     return [*lines, f"Setup link: {setup_link}"], setup_link
 
 
-def render(ips: list[str], current: dict, setup_token: str, fingerprint: str | None) -> str:
+def render(ips: list[str], current: dict, setup_token: str, fingerprint: str | None,
+           notice: list[str] = ()) -> str:
     """The banner text (agetty issue format: backslashes escaped); `fingerprint` is the
-    HTTPS certificate's, None when there is no usable one."""
+    HTTPS certificate's, None when there is no usable one; `notice` the update notice's
+    lines (notice_lines)."""
     lines = ["", "Alga appliance", "==============",
-             *summary(ips, current, setup_token, fingerprint),
+             *summary(ips, current, setup_token, fingerprint), *notice,
              "",
              "No browser? Log in here and run:  sudo alga-appliance console",
              "Logs: journalctl -u 'alga-appliance*'  and  /var/log/alga-appliance/",
@@ -111,6 +113,20 @@ def _https_lines(ips: list[str], page: str, fingerprint: str | None) -> list[str
             f"  {fingerprint[:half]}", f"  {fingerprint[half:]}"]
 
 
+def notice_lines(root: Path | None) -> list[str]:
+    """The update notice, when the installed channel names a newer release: its headline
+    and next step as written (the status page shows the same words). A broken notice file
+    is named; the next check writes it again."""
+    try:
+        notice = state.read(state.UPDATE_NOTICE, root)
+    except state.StateFileInvalid as exc:
+        return ["", *_wrapped(f"The {exc.state.name} file {exc.path} is {exc.problem}. "
+                              f"{exc.next_step}")]
+    if notice is None or notice["headline"] is None:
+        return []
+    return ["", *_wrapped(f"Update: {notice['headline']}"), *_wrapped(notice["next_step"])]
+
+
 def _fingerprint(root: Path | None) -> str | None:
     try:
         tls.check_pair(tls.cert_path(root), tls.key_path(root))
@@ -129,7 +145,7 @@ def update(root: Path | None = None) -> bool:
     and token all the more), then raised for the caller to report."""
     current, broken = _current(root)
     changed = _write(render(addresses.node_addresses(), current, token.read_token(root),
-                            _fingerprint(root)), root)
+                            _fingerprint(root), notice_lines(root)), root)
     if broken is not None:
         raise broken
     return changed
@@ -142,8 +158,8 @@ def now(root: Path | None = None) -> list[str]:
         setup_token = token.read_token(root)
     except token.NoValidToken:  # the menu's Token entry makes a new one
         setup_token = None
-    return summary(addresses.node_addresses(), _current(root)[0], setup_token,
-                   _fingerprint(root))
+    return [*summary(addresses.node_addresses(), _current(root)[0], setup_token,
+                     _fingerprint(root)), *notice_lines(root)]
 
 
 def _current(root: Path | None) -> tuple[dict, state.StateFileInvalid | None]:
