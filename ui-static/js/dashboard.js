@@ -21,6 +21,7 @@ const TIERS = [
 ];
 
 export function render(app) {
+  updateNotice(app.updateNotice);
   const status = app.status;
   if (!status) {
     replace($("#rollup"), el("span", {class: "state"}, "No status yet"),
@@ -77,6 +78,32 @@ function rollup(status, app) {
   if (address) $("#open-app").href = address;
 }
 
+// Whether the installed channel names a newer release, in the notice's own words (the
+// console banner shows the same); a failed check only says when the last one succeeded.
+function updateNotice(notice) {
+  const available = Boolean(notice && notice.headline);
+  const shown = available || Boolean(notice && notice.failure);
+  $("#update-notice").hidden = !shown;
+  if (!shown) return;
+  $("#update-notice").className = `notice ${available ? "warn" : ""}`;
+  $("#update-notice-headline").textContent = available ? notice.headline
+    : `Updates could not be checked (${when(notice.checked_at)}).`;
+  replace($("#update-notice-changes"), available
+    ? notice.what_changes.map((line) => el("li", {}, line)) : null);
+  $("#update-notice-next").textContent = available ? notice.next_step : "";
+  $("#update-notice-checked").textContent = checkedText(notice);
+}
+
+// When the installed channel was checked; after a failure, why and when it last worked.
+export function checkedText(notice) {
+  const last = notice.last_success_at ? when(notice.last_success_at) : "never";
+  const sentence = (text) => text.replace(/\.?$/, ".");
+  return notice.failure
+    ? `The last check failed: ${sentence(notice.failure.suspected_cause)} Next: ` +
+      `${sentence(notice.failure.next_step)} Last successful check: ${last}.`
+    : `Checked ${when(notice.checked_at)}.`;
+}
+
 function ladder(tiers) {
   replace($("#tiers"), TIERS.map(([key, title, meaning]) => {
     const tier = tiers[key];
@@ -114,6 +141,11 @@ function duration(seconds) {
 // Rotating the setup token (after setup; the API refuses before): confirmed first, then the
 // new token is shown once and this tab goes on with it.
 export function bind(app, actions) {
+  $("#update-notice-link").addEventListener("click", (event) => {
+    if (event.ctrlKey || event.metaKey || event.shiftKey) return;
+    event.preventDefault();
+    actions.go("updates");
+  });
   const ask = (open) => {
     $("#token-rotate-confirm").hidden = !open;
     $("#token-rotate").hidden = open;

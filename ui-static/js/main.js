@@ -29,6 +29,7 @@ const app = {
   // asked again there), until the tab submits another.
   refusal: null,
   status: null, // GET /api/status .status: the collector's snapshot, null before the first
+  updateNotice: null, // GET /api/status .update_notice: a newer release on the installed channel
   page: null, // the page shown, one of PAGES
   // The id of the setup request this tab submitted, until the install state carries it
   // (until then the install state is the previous run's).
@@ -121,7 +122,8 @@ async function refresh() {
   const previous = app.install && app.install.status;
   Object.assign(app, {install: install.install || null, preflight: install.preflight || null,
                       refused: install.refused || null,
-                      credentials: install.credentials || null, status: status.status || null});
+                      credentials: install.credentials || null, status: status.status || null,
+                      updateNotice: status.update_notice || null});
   if (app.refusedMine()) app.refusal = app.refused.reason;
   if (app.submitted !== null && !app.waiting()) {
     sessionStorage.removeItem(SUBMITTED_KEY);

@@ -2,6 +2,7 @@
 // apply, and the history. Requests go to a root unit; the history file says how each one went.
 
 import {request} from "./api.js";
+import {checkedText} from "./dashboard.js";
 import {$, badge, facts, replace, showRefusal, table, when} from "./dom.js";
 
 // The id of the request this page made, until the history has an entry that answers it.
@@ -10,8 +11,9 @@ let asked = null;
 export function bind(app, actions) {
   $("#update-form").addEventListener("submit", (event) => {
     event.preventDefault();
+    // No channel chosen: the appliance checks the installed one.
     const channel = $("#update-form").elements.update_channel.value;
-    updateRequest(actions, {action: "check", channel});
+    updateRequest(actions, channel ? {action: "check", channel} : {action: "check"});
   });
   $("#update-apply").addEventListener("click", () => {
     const button = $("#update-apply");
@@ -41,6 +43,10 @@ export async function render(app, actions) {
     current.source === "oci" ? ["Digest", current.manifest_digest] : ["Branch", current.repo_branch],
     ["Selected", when(current.selected_at)],
   ] : [["Release", "None yet: it is chosen during setup."]]);
+  const notice = updates.notice;
+  $("#update-daily").hidden = !notice;
+  $("#update-daily").textContent = notice
+    ? `${notice.headline || `No newer release on ${notice.channel}.`} ${checkedText(notice)}` : "";
   const form = $("#update-form");
   if (current && !form.elements.update_channel.value) {
     form.elements.update_channel.value = current.channel;
