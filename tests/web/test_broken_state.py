@@ -75,6 +75,9 @@ ENDPOINTS = [
     ("POST", "/api/setup/validate", {"channel": "stable"}, state.SETUP_INPUTS),
     ("GET", "/api/setup", None, state.SETUP_INPUTS),
     ("GET", "/api/status", None, state.STATUS),
+    ("GET", "/api/status", None, state.UPDATE_NOTICE),
+    ("GET", "/api/updates", None, state.UPDATE_NOTICE),
+    ("POST", "/api/updates", {"action": "check"}, state.SELECTED_RELEASE),
     ("GET", "/api/release", None, state.SELECTED_RELEASE),
 ]
 

@@ -109,7 +109,8 @@ def test_security_headers_on_every_response(server):
 def test_status_and_install_read_the_state_files(server, root):
     url, secret = server
     auth = {"Authorization": f"Bearer {secret}"}
-    assert requests.get(f"{url}/api/status", headers=auth, timeout=5).json() == {"status": None}
+    assert requests.get(f"{url}/api/status", headers=auth, timeout=5).json() == {
+        "status": None, "update_notice": None}
     install = {"status": "pending", "current_phase": None,
                "updated_at": "2026-11-27T10:00:00Z", "phases": {}}
     state.write(state.INSTALL_STATE, install, root)
@@ -504,7 +505,8 @@ def test_update_requests_are_validated_spooled_once_and_refused_while_busy(serve
     auth = {"Authorization": f"Bearer {secret}"}
     before = requests.get(f"{url}/api/updates", headers=auth, timeout=5)
     assert before.json() == {"current": None, "history": [],
-                             "busy": "updates are possible once setup has completed"}
+                             "busy": "updates are possible once setup has completed",
+                             "notice": None}
     assert_documented(before, "GET", "/api/updates")
     assert requests.post(f"{url}/api/updates", json={"action": "check", "channel": "stable"},
                          headers=auth, timeout=5).status_code == 409
@@ -552,6 +554,37 @@ def test_update_requests_are_validated_spooled_once_and_refused_while_busy(serve
     listed = requests.get(f"{url}/api/updates", headers=auth, timeout=5)
     assert listed.json()["history"][0]["result"] == "running"
     assert_documented(listed, "GET", "/api/updates")
+
+
+def test_a_check_without_a_channel_checks_the_installed_one(server, root):
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    succeeded_install(root)
+    none_yet = requests.post(f"{url}/api/updates", json={"action": "check"}, headers=auth,
+                             timeout=5)
+    assert none_yet.status_code == 409
+    assert none_yet.json()["error"] == (
+        "there is no installed channel to check: no release is installed yet; updates are "
+        "possible once setup has completed")
+    assert_documented(none_yet, "POST", "/api/updates")
+    assert not spool.pending(spool.UPDATE, root)
+    selected = json.loads((TESTS / "schema_examples/selected-release/valid-oci.json")
+                          .read_text())
+    state.write(state.SELECTED_RELEASE, {**selected, "channel": "nightly"}, root)
+    # A channel given, even a wrong one, is the admin's: checked as given, never replaced.
+    for body, fields in (({"action": "check", "channel": None}, ["channel"]),
+                         ({"action": "check", "channel": ""}, ["channel"]),
+                         ({"action": "apply"}, ["channel"]),
+                         ({"channel": "stable"}, ["action"])):
+        bad = requests.post(f"{url}/api/updates", json=body, headers=auth, timeout=5)
+        assert bad.status_code == 422 and [f["field"] for f in bad.json()["fields"]] == fields
+        assert_documented(bad, "POST", "/api/updates")
+    asked = requests.post(f"{url}/api/updates", json={"action": "check"}, headers=auth,
+                          timeout=5)
+    assert asked.status_code == 202, asked.text
+    assert_documented(asked, "POST", "/api/updates")
+    spooled = json.loads(spool.spool_file(spool.UPDATE, root).read_text())
+    assert (spooled["action"], spooled["channel"]) == ("check", "nightly")
 
 
 def test_token_rotate_replaces_the_token(root):

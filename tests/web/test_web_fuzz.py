@@ -116,6 +116,8 @@ def without_hash(inputs: dict) -> dict:
 @FUZZ
 @given(body=update_bodies, checked=st.booleans())
 @example(body={"action": "apply", "channel": "nightly", "confirmed": True}, checked=False)
+@example(body={"action": "check"}, checked=False)  # no installed channel: said plainly
+@example(body={"action": "check", "confirmed": "yes"}, checked=True)
 @example(body={"action": "check", "channel": "stable", "requested_at": "2020-01-01T00:00:00Z"},
          checked=False)
 def test_update_requests_never_fail_the_server(served, body, checked):
