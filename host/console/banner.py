@@ -124,7 +124,9 @@ def notice_lines(root: Path | None) -> list[str]:
                               f"{exc.next_step}")]
     if notice is None or notice["headline"] is None:
         return []
-    return ["", *_wrapped(f"Update: {notice['headline']}"), *_wrapped(notice["next_step"])]
+    # The command on a line of its own: wrapped, it could not be typed as shown.
+    return ["", *_wrapped(f"Update: {notice['headline']}"), *_wrapped(notice["next_step"]),
+            f"  {notice['command']}"]
 
 
 def _fingerprint(root: Path | None) -> str | None:

@@ -44,9 +44,10 @@ def found(root: Path | None, current: dict, target: dict, newer: bool,
         "headline": f"Alga {target['release_version']} is available on {channel}."
         if newer else None,
         "what_changes": what_changes if newer else [],
-        "next_step": f"Review it and apply it on {UPDATES_PAGE}, or at the console: sudo "
-                     f"alga-appliance update --channel {channel} --check. Nothing changes "
-                     "until you apply it." if newer else None,
+        "next_step": "Nothing changes until you apply it: review it and apply it on "
+                     f"{UPDATES_PAGE}, or at the console with:" if newer else None,
+        "command": f"sudo alga-appliance update --channel {channel} --check"
+        if newer else None,
         "last_success_at": now, "failure": None})
 
 
@@ -62,6 +63,7 @@ def failed(root: Path | None, current: dict, failure: dict) -> dict:
         "headline": kept["headline"] if kept else None,
         "what_changes": kept["what_changes"] if kept else [],
         "next_step": kept["next_step"] if kept else None,
+        "command": kept["command"] if kept else None,
         "last_success_at": before["last_success_at"] if before else None,
         "failure": {key: failure[key] for key in ("category", "suspected_cause", "next_step")}})
 
@@ -70,7 +72,7 @@ def lines(notice: dict) -> list[str]:
     """The notice as text, for the CLI."""
     if notice["headline"]:
         shown = [notice["headline"], *[f"  {line}" for line in notice["what_changes"]],
-                 notice["next_step"]]
+                 notice["next_step"], f"  {notice['command']}"]
     else:
         installed = notice["installed"]["release_version"]
         shown = [f"No newer release on {notice['channel']}: {installed} is installed."]

@@ -190,6 +190,42 @@ def test_banner_update_writes_a_private_issue_file_and_reloads_agetty_on_change(
     assert (tmp_path / "agetty.log").read_text() == "--reload\n--reload\n"
 
 
+NOTICE_EXAMPLES = ROOT / "tests/schema_examples/update-notice"
+
+
+def test_banner_and_menu_show_the_update_notice_with_its_command_on_a_line_of_its_own(
+        tmp_path, monkeypatch):
+    make_host_root(tmp_path)
+    monkeypatch.setenv(paths.ROOT_ENV, str(tmp_path))
+    monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_AGETTY_LOG", str(tmp_path / "agetty.log"))
+    token.ensure_token(tmp_path, owner=os.environ.get("USER", "root"))
+    state.write(state.INSTALL_STATE, INSTALLED, tmp_path)
+    issue = tmp_path / paths.ISSUE_FILE.lstrip("/")
+    assert CliRunner().invoke(cli.main, ["console-banner"]).exit_code == 0
+    assert "Update:" not in issue.read_text()  # never checked: no notice
+    notice = json.loads((NOTICE_EXAMPLES / "valid-available.json").read_text())
+    state.write(state.UPDATE_NOTICE, notice, tmp_path)
+    assert CliRunner().invoke(cli.main, ["console-banner"]).output == "console banner updated\n"
+    text = issue.read_text()
+    lines = text.splitlines()
+    assert "Update: Alga 1.0.4 is available on stable." in lines
+    assert f"  {notice['command']}" in lines  # whole, as typed
+    joined = " ".join(line.strip() for line in lines)
+    assert notice["next_step"] in joined  # the status page's words
+    assert all(len(line) <= banner.WIDTH for line in lines)
+    assert lines[lines.index(f"  {notice['command']}") - 1].endswith("console with:")
+    assert banner.now(tmp_path)[-1] == f"  {notice['command']}"  # the menu shows it too
+    for up_to_date in ("valid-up-to-date.json", "valid-failed.json"):  # no alarm either
+        state.write(state.UPDATE_NOTICE, json.loads((NOTICE_EXAMPLES / up_to_date)
+                                                    .read_text()), tmp_path)
+        CliRunner().invoke(cli.main, ["console-banner"])
+        assert "Update:" not in issue.read_text() and "update check" not in issue.read_text()
+    state.UPDATE_NOTICE.path(tmp_path).write_text("{not json")
+    assert CliRunner().invoke(cli.main, ["console-banner"]).exit_code == 0
+    assert "The update notice file" in issue.read_text()
+
+
 @pytest.mark.parametrize(("term", "tty", "plain"), [
     ("dumb", "/dev/pts/0", True), ("", "/dev/tty1", True), ("linux", "/dev/tty1", False),
     ("linux", "/dev/ttyS0", True), ("vt100", "/dev/ttyS0", True), ("vt220", "/dev/hvc0", True),

@@ -19,9 +19,9 @@ from host.update import history, notice
 from host.update import request as update_request
 from host.web import make_app
 
-NEXT_STEP = ("Review it and apply it on the Updates page, or at the console: sudo "
-             "alga-appliance update --channel stable --check. Nothing changes until you "
-             "apply it.")
+NEXT_STEP = ("Nothing changes until you apply it: review it and apply it on the Updates "
+             "page, or at the console with:")
+COMMAND = "sudo alga-appliance update --channel stable --check"
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_a_newer_release_on_the_installed_channel_gives_a_notice_and_changes_not
     found = daily_check(lab)
     assert found == state.read(state.UPDATE_NOTICE, lab.root)
     assert found["headline"] == "Alga 1.0.4 is available on stable."
-    assert found["next_step"] == NEXT_STEP
+    assert (found["next_step"], found["command"]) == (NEXT_STEP, COMMAND)
     assert (found["channel"], found["installed"]["release_version"],
             found["available"]["release_version"]) == ("stable", "1.0.3", "1.0.4")
     assert found["available"]["location"].endswith(f"@{digest}")
@@ -57,7 +57,8 @@ def test_a_newer_release_on_the_installed_channel_gives_a_notice_and_changes_not
 def test_the_installed_release_gives_no_notice(lab):
     found = daily_check(lab)
     assert (found["headline"], found["available"], found["what_changes"],
-            found["next_step"], found["failure"]) == (None, None, [], None, None)
+            found["next_step"], found["command"], found["failure"]) == (
+        None, None, [], None, None, None)
     assert notice.lines(found) == ["No newer release on stable: 1.0.3 is installed."]
 
 
@@ -149,7 +150,7 @@ def test_the_cli_checks_now_and_shows_the_notice(lab):
     result = runner.invoke(cli.main, ["--root", str(lab.root), "check-updates"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == "Alga 1.0.4 is available on stable."
-    assert NEXT_STEP in result.output
+    assert f"{NEXT_STEP}\n  {COMMAND}\n" in result.output
     again = runner.invoke(cli.main, ["--root", str(lab.root), "check-updates", "--if-due"])
     assert again.exit_code == 0
     assert again.output.startswith("check-updates: the installed channel was checked less")
@@ -159,14 +160,14 @@ def test_the_cli_checks_now_and_shows_the_notice(lab):
     assert "last successful check: " in failed.output
 
 
-def test_the_notice_s_own_next_step_runs_as_written(lab):
-    """`sudo alga-appliance update --channel stable --check`, and without --channel (the
-    installed channel)."""
+def test_the_notice_s_own_command_runs_as_written(lab):
+    """The notice's command, and the same without --channel (the installed channel)."""
     lab.publish("1.0.4", algaCore="c0ffee11")
+    sudo, program, *argv = daily_check(lab)["command"].split()
+    assert (sudo, program) == ("sudo", "alga-appliance")
     runner = CliRunner()
-    for channel in (["--channel", "stable"], []):
-        result = runner.invoke(cli.main, ["--root", str(lab.root), "update", *channel,
-                                          "--check"])
+    for args in (argv, [arg for arg in argv if arg not in ("--channel", "stable")]):
+        result = runner.invoke(cli.main, ["--root", str(lab.root), *args])
         assert result.exit_code == 0, result.output
         assert "stable 1.0.3 → stable 1.0.4" in result.output
         assert "check: update available" in result.output

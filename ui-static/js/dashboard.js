@@ -91,6 +91,8 @@ function updateNotice(notice) {
   replace($("#update-notice-changes"), available
     ? notice.what_changes.map((line) => el("li", {}, line)) : null);
   $("#update-notice-next").textContent = available ? notice.next_step : "";
+  $("#update-notice-command").textContent = available ? notice.command : "";
+  $("#update-notice-command").parentElement.hidden = !available;
   $("#update-notice-checked").textContent = checkedText(notice);
 }
 
