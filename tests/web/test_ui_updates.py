@@ -8,7 +8,7 @@ import threading
 
 import pytest
 from playwright.sync_api import expect
-from support.browser import fact
+from support.browser import PHONE, fact
 from support.releases import RELEASE_REPOSITORY
 from support.updates import alga_core, publish
 
@@ -133,3 +133,93 @@ def test_an_oci_plan_names_its_source_and_the_apply_sends_the_reviewed_digest(
     expect(notice).to_contain_text("The update succeeded and login works")
     expect(notice).to_contain_text("HelmRelease temporal: UpgradeFailed")
     expect(page.locator("#update-error")).to_be_hidden()
+
+
+# --- update notices ----------------------------------------------------------------------
+
+
+def test_the_status_page_shows_an_update_notice_and_when_a_check_last_succeeded(
+        oci_update_lab, open_ui):
+    """The daily check (what alga-appliance-update-check.service runs) finds 1.0.4 on the
+    installed channel: the status page says so in the notice's words and leads to Updates.
+    Then the registry fails: what was found stands, with when the last check succeeded."""
+    lab = oci_update_lab
+    lab.publish("1.0.4", algaCore="c0ffee11")
+    found = update_request.scheduled_check(lab.root)
+    ui = open_ui(lab.root)
+    ui.open("/status")
+    page = ui.page
+    box = page.locator("#update-notice")
+    expect(box).to_be_visible()
+    expect(page.locator("#update-notice-headline")).to_have_text(
+        "Alga 1.0.4 is available on stable.")
+    expect(page.locator("#update-notice-changes li").first).to_have_text("app 1.0.3 → 1.0.4")
+    expect(page.locator("#update-notice-next")).to_have_text(found["next_step"])
+    expect(page.locator("#update-notice-command")).to_have_text(
+        "sudo alga-appliance update --channel stable --check")
+    expect(page.locator("#update-notice-checked")).to_contain_text("Checked ")
+    ui.shot("status-update-notice")
+    phone = open_ui(lab.root, viewport=PHONE)  # readable at 390 px: no sideways scrolling
+    phone.open("/status")
+    expect(phone.page.locator("#update-notice-command")).to_be_visible()
+    phone.shot("phone-status-update-notice")
+    assert history_entries(lab) == []  # the daily check is no plan the admin reviewed
+
+    with lab.registry.blob_host_down():
+        update_request.scheduled_check(lab.root)
+    checked = page.locator("#update-notice-checked")
+    expect(checked).to_contain_text("The last check failed: release.", timeout=15_000)
+    expect(checked).to_contain_text("Last successful check: ")
+    expect(checked).not_to_contain_text("never")
+    expect(page.locator("#update-notice-headline")).to_have_text(
+        "Alga 1.0.4 is available on stable.")
+    expect(page.locator("#blockers")).not_to_contain_text("update")
+
+    page.click("#update-notice-link")
+    ui.showing("updates")
+    expect(page.locator("#update-daily")).to_contain_text("Alga 1.0.4 is available on stable.")
+    expect(page.locator("#update-daily")).to_contain_text("Last successful check: ")
+
+
+def test_check_for_updates_without_a_channel_checks_the_installed_one(oci_update_lab,
+                                                                     open_ui):
+    lab = oci_update_lab
+    lab.publish("1.0.4", algaCore="c0ffee11")
+    ui = open_ui(lab.root)
+    ui.open("/updates")
+    page = ui.page
+    expect(page.locator("#update-stable")).to_be_checked()
+    # No channel chosen (as when the page was opened before the release was known): the
+    # choice is cleared and the button pressed in one step, before a poll fills it in.
+    with page.expect_request(lambda r: r.url.endswith("/api/updates") and
+                             r.method == "POST") as asked:
+        page.evaluate("""() => {
+            for (const radio of document.querySelectorAll('[name=update_channel]')) {
+                radio.checked = false;
+            }
+            document.querySelector('#update-check').click(); }""")
+    assert asked.value.post_data_json == {"action": "check"}
+    expect(page.locator("#update-busy")).to_contain_text("Waiting for the appliance")
+    checked = run_request_when_spooled(lab)
+    assert (checked["channel"], checked["result"]) == ("stable", "update_available")
+    expect(page.locator("#update-summary")).to_contain_text(
+        "1.0.3 (app 1.0.3) → 1.0.4 (app 1.0.4) on stable")
+    expect(page.locator("#update-error")).to_be_hidden()
+    expect(page.locator("#update-daily")).to_contain_text("Alga 1.0.4 is available on stable.")
+    ui.shot("updates-check-installed")
+
+    # No release installed (its record moved aside): there is no installed channel, said so.
+    state.set_aside(state.SELECTED_RELEASE, lab.root)
+    page.reload()
+    expect(page.locator("#release")).to_contain_text("None yet")
+    expect(page.locator("#update-stable")).not_to_be_checked()
+    page.click("#update-check")
+    expect(page.locator("#update-error")).to_have_text(
+        "there is no installed channel to check: no release is installed yet; updates are "
+        "possible once setup has completed")
+    assert not spool.spool_file(spool.UPDATE, lab.root).exists()
+
+
+def history_entries(lab) -> list[dict]:
+    document = state.read(state.UPDATE_HISTORY, lab.root)
+    return document["entries"] if document else []
