@@ -584,7 +584,7 @@ COLLECTORS: tuple[Collector, ...] = (
         state.INSTALL_STATE, state.PREFLIGHT_REPORT, state.STATUS, state.SELECTED_RELEASE,
         state.MAINTENANCE, state.SETUP_INPUTS, state.ENDPOINTS, state.HOST_CHANGES,
         state.UPDATE_HISTORY, state.SUPPORT_BUNDLE_STATUS, state.SETUP_REFUSAL,
-        state.RELEASE_SOURCE, state.NETWORK, state.NETWORK_CHANGE)),
+        state.RELEASE_SOURCE, state.NETWORK, state.NETWORK_CHANGE, state.UPDATE_NOTICE)),
     Collector("logs/phases", 10, phase_logs),
     journal("logs/journal-alga-appliance", "alga-appliance*"),
     journal("logs/journal-k3s", "k3s.service"),
