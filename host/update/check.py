@@ -134,7 +134,7 @@ def resolve(root: Path | None, log: Callable[[str], None], inputs: dict, channel
                               "nothing was changed", failure.remediation)
     if result.resolution.unknown_fields():
         log("the release has fields this version ignores: "
-                      f"{', '.join(result.resolution.unknown_fields())}")
+            f"{', '.join(result.resolution.unknown_fields())}")
     return Target(result.selection, result.resolution)
 
 

@@ -20,13 +20,20 @@ DUE_AFTER = datetime.timedelta(hours=20)
 UPDATES_PAGE = "the Updates page"
 
 
-def read(root: Path | None = None) -> dict | None:
-    return state.read(state.UPDATE_NOTICE, root)
+def _previous(root: Path | None) -> dict | None:
+    """The notice so far, for its writer and the schedule. A broken one is moved aside
+    (`<file>.broken`, which the support bundle collects) and the check starts afresh: until
+    then the status page names it (a 503 with the next step), and the daily check heals it."""
+    try:
+        return state.read(state.UPDATE_NOTICE, root)
+    except state.StateFileInvalid:
+        state.set_aside(state.UPDATE_NOTICE, root)
+        return None
 
 
 def due(root: Path | None = None, now: datetime.datetime | None = None) -> bool:
     """Whether the daily check should run: never checked, or not within DUE_AFTER."""
-    notice = read(root)
+    notice = _previous(root)
     now = now or datetime.datetime.now(datetime.UTC)
     return notice is None or now - state.moment(notice["checked_at"]) >= DUE_AFTER
 
@@ -54,7 +61,7 @@ def found(root: Path | None, current: dict, target: dict, newer: bool,
 def failed(root: Path | None, current: dict, failure: dict) -> dict:
     """A check that failed: what the last successful check found stands (while the same
     release is installed), with this failure beside it."""
-    before = read(root)
+    before = _previous(root)
     kept = before if before and before["installed"] == _release(current) else None
     return _write(root, {
         "channel": current["channel"], "checked_at": state.timestamp(),

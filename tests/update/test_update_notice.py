@@ -111,6 +111,19 @@ def test_at_most_daily(lab):
         state.timestamp(day_old)
 
 
+def test_a_broken_notice_is_moved_aside_and_the_daily_check_starts_afresh(lab):
+    path = state.UPDATE_NOTICE.path(lab.root)
+    path.write_text('{"channel": "beta"}')
+    assert notice.due(lab.root)
+    assert state.aside(path).read_text() == '{"channel": "beta"}'  # kept for support
+    assert update_request.scheduled_check(lab.root, if_due=True)["failure"] is None
+    path.write_text("{not json")
+    with lab.registry.blob_host_down():
+        failed = daily_check(lab)  # the failure is recorded beside nothing older
+    assert (failed["last_success_at"], failed["headline"]) == (None, None)
+    assert state.aside(path).read_text() == "{not json"
+
+
 def test_never_while_an_update_waits_or_runs_or_before_setup_has_completed(lab):
     spool.submit(spool.UPDATE, {"action": "check", "channel": "stable", "confirmed": False,
                                 "who": "web", "requested_at": state.timestamp()}, lab.root)

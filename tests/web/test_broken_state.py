@@ -163,6 +163,7 @@ COMMANDS = [
     (["update", "--channel", "stable", "--check"], state.SELECTED_RELEASE),
     (["update", "--channel", "stable", "--check"], state.UPDATE_HISTORY),
     (["maintenance"], state.MAINTENANCE),
+    (["check-updates"], state.INSTALL_STATE),
 ]
 
 
