@@ -5,12 +5,13 @@ status.json's tiers, and hostile clocks (a finish before its start, no start, hu
 
 import datetime
 import json
+import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from support.answers import parse_with_admin
-from support.base import make_host_root
+from support.base import ROOT, make_host_root
 from support.openapi_check import fits
 
 from host.core import elapsed, paths, state
@@ -244,3 +245,12 @@ def test_the_engine_learns_a_phase_duration_and_a_new_run_keeps_it(root, monkeyp
                                    state.moment(ran["finished_at"]))
     assert took >= 95 and learned["durations"] == {"only": took}
     assert request._queued(learned, None)["durations"] == {"only": took}  # a new run keeps it
+
+
+def test_the_admin_guide_documents_the_typical_times_the_code_declares():
+    guide = (ROOT / "docs/admin-guide.md").read_text()
+    section = guide.split("#### How long it takes", 1)[1].split("\n#", 1)[0]
+    table = dict(re.findall(r"^\| ([^|]+?) \| (\d[^|]*?) \|$", section, re.M))
+    declared = {step.title: elapsed.words(step.typical_seconds)
+                for step in (*chain.CHAIN, *timing.APP_STEPS)}
+    assert table == declared
