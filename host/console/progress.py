@@ -35,7 +35,7 @@ def poll(root: Path | None, request_id: str | None) -> Progress:
     lines = describe(shown, state.read(state.PREFLIGHT_REPORT, root),
                      credentials.outcome(shown, root), times)
     waiting = spool.waiting(spool.SETUP, root)
-    if not ours and waiting and waiting["not_picked_up"]:
+    if waiting and waiting["not_picked_up"]:
         lines += ["", waiting["message"]]
     done = ours and settled(install)
     return Progress(lines, done, done and install["status"] == "succeeded")

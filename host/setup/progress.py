@@ -24,7 +24,7 @@ def describe(install: dict | None, preflight: dict | None,
     if install is None:
         return ["Waiting for setup to start..."]
     steps = {(s["stage"], s["name"]): s for s in (timing or {}).get("steps", [])}
-    now = f" · {headline(timing)}" if timing else ""
+    now = f" ({headline(timing)})" if timing else ""
     lines = [f"Setup: {install['status']}{now}", "", *credentials_lines(credentials)]
     for name, phase in chain.ordered(install["phases"]):
         action = f" - {phase['last_action']}" if phase["last_action"] else ""
@@ -48,8 +48,9 @@ def describe(install: dict | None, preflight: dict | None,
 
 
 def headline(timing: dict) -> str:
-    """Step 3 of 9 · 4 min elapsed · about 14 min left: to the minute, so a serial console
-    (which prints each new line) gets one line a minute, not one a second."""
+    """step 3 of 9, 4 min elapsed, about 14 min left: ASCII (a serial console may not speak
+    UTF-8), and to the minute, so a serial console (which prints each new line) gets a line
+    a minute, not one a second."""
     remaining = timing["remaining_seconds"]
     if remaining is None:
         left = "stopped"
@@ -57,8 +58,8 @@ def headline(timing: dict) -> str:
         left = "done"
     else:
         left = f"about {_coarse(remaining)} left" if remaining else "taking longer than usual"
-    return (f"Step {timing['step']} of {timing['of']} · {_coarse(timing['elapsed_seconds'])} "
-            f"elapsed · {left}")
+    return (f"step {timing['step']} of {timing['of']}, {_coarse(timing['elapsed_seconds'])} "
+            f"elapsed, {left}")
 
 
 def step_time(step: dict | None) -> str:

@@ -117,7 +117,7 @@ def test_a_failed_run_has_no_estimate_and_stops_at_the_failed_step():
     progress_ = timing.progress(failed, None, NOW)
     assert (progress_["step"], progress_["remaining_seconds"]) == (2, None)
     assert progress_["steps"][1]["elapsed_seconds"] == 50
-    assert progress.headline(progress_) == "Step 2 of 9 · 1 min elapsed · stopped"
+    assert progress.headline(progress_) == "step 2 of 9, 1 min elapsed, stopped"
 
 
 def test_hostile_clocks_leave_a_span_unknown_and_never_negative():
@@ -172,7 +172,7 @@ def test_the_app_stage_follows_the_host_phases_from_the_status_tiers():
     assert (progress_["step"], progress_["of"]) == (8, 9)
     bootstrap, login = (step.typical_seconds for step in timing.APP_STEPS[2:])
     assert progress_["remaining_seconds"] == bootstrap - 300 + login
-    assert progress.headline(progress_).startswith("Step 8 of 9 · ")
+    assert progress.headline(progress_).startswith("step 8 of 9, ")
 
 
 def test_a_tier_ready_before_the_stage_began_took_none_of_it_and_login_ends_it():
@@ -182,7 +182,7 @@ def test_a_tier_ready_before_the_stage_began_took_none_of_it_and_login_ends_it()
     app = [s for s in progress_["steps"] if s["stage"] == "app"]
     assert [s["elapsed_seconds"] for s in app] == [0, 200, 200, 100]
     assert (progress_["step"], progress_["done"], progress_["remaining_seconds"]) == (9, 9, 0)
-    assert progress.headline(progress_).endswith(" · done")
+    assert progress.headline(progress_).endswith(", done")
 
 
 def test_a_failing_tier_fails_its_app_step_and_ends_the_estimate():
@@ -212,7 +212,8 @@ def test_a_broken_status_file_leaves_the_host_steps_and_says_why(tmp_path):
 
 def test_the_console_text_gives_each_steps_time_without_ticking():
     lines = progress.describe(RUNNING_K3S, None, None, timing.progress(RUNNING_K3S, None, NOW))
-    assert lines[0] == "Setup: running · Step 3 of 9 · 2 min elapsed · about 21 min left"
+    assert lines[0] == "Setup: running (step 3 of 9, 2 min elapsed, about 21 min left)"
+    assert all(line.isascii() for line in lines)  # a serial console may not speak UTF-8
     assert "[x] Preflight checks (took 50 s)" in lines
     assert "[>] Install k3s (since 10:58:20 UTC, usually 4 min)" in lines
     done = progress.describe(DONE, None, None, timing.progress(
