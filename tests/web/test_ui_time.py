@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from playwright.sync_api import expect
 from support.base import FAKES, make_host_root
-from support.browser import NODE_IP, Ui
+from support.browser import NODE_IP, PHONE, Ui
 from support.netlab import Route
 from support.scenarios import alga_server, stage
 from support.scenarios import collect as collect_status
@@ -100,6 +100,10 @@ def test_progress_counts_steps_times_and_the_estimate_through_the_host_phases(
         step.title for step in timing.APP_STEPS]  # the app stage waits, with its times
     expect(page.locator("#app-steps li").first).to_contain_text("usually 2 min")
     ui.shot("progress-steps")
+    phone = open_ui(lab.root, viewport=PHONE)
+    phone.open("/progress")
+    expect(phone.page.locator("#progress-time")).to_contain_text("Step 3 of 9")
+    phone.shot("phone-progress-steps")
 
 
 def test_the_app_stage_continues_on_the_progress_page_until_login(tmp_path, open_ui,
@@ -174,8 +178,8 @@ def test_a_request_not_picked_up_within_30_s_says_so_with_what_to_run(lab, open_
     expect(page.locator("#progress-summary")).not_to_contain_text("Waiting for the appliance")
 
 
-def test_a_support_bundle_request_not_picked_up_says_so_on_the_support_page(tmp_path,
-                                                                            open_ui):
+def test_support_bundle_and_update_requests_not_picked_up_say_so_on_their_pages(tmp_path,
+                                                                               open_ui):
     make_host_root(tmp_path)
     ui = open_ui(tmp_path)
     ui.open("/support")
@@ -187,3 +191,8 @@ def test_a_support_bundle_request_not_picked_up_says_so_on_the_support_page(tmp_
     expect(notice).to_have_text(spool.not_picked_up(spool.SUPPORT_BUNDLE), timeout=15_000)
     expect(notice).to_contain_text("sudo alga-appliance accept-support-bundle")
     ui.shot("support-request-not-picked-up")
+    update = spool.spool_file(spool.UPDATE, tmp_path)
+    update.write_text("{}")  # its content is the unit's to check; the page reads its age
+    os.utime(update, (landed, landed))
+    ui.open("/updates")
+    expect(ui.page.locator("#update-waiting")).to_have_text(spool.not_picked_up(spool.UPDATE))
