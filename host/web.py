@@ -27,7 +27,7 @@ from pathlib import Path
 from host.core import paths, spool, sshkeys, state, token
 from host.net import addresses, endpoints, resolvers
 from host.releases import channels, source
-from host.setup import chain, credentials, recovery
+from host.setup import chain, credentials, recovery, timing
 from host.setup import request as setup_request
 from host.setup.inputs import (
     FIELDS,
@@ -168,7 +168,8 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = addresses.no
         ("POST", "/api/token/rotate"): lambda environ: _rotate_token(root),
         ("GET", "/api/support-bundle"): lambda environ: (200, {
             "status": support_request.last_status(root),
-            "bundles": support_request.available(root)}),
+            "bundles": support_request.available(root),
+            "waiting": spool.waiting(spool.SUPPORT_BUNDLE, root)}),
         ("GET", "/api/support-bundle/download"): lambda environ: (
             200, _bundle_archive(environ, root)),
     }
@@ -256,7 +257,8 @@ def _updates(root: Path | None) -> dict:
     return {"current": state.read(state.SELECTED_RELEASE, root),
             "history": history["entries"] if history else [],
             "busy": update_request.why_busy(root),
-            "notice": state.read(state.UPDATE_NOTICE, root)}
+            "notice": state.read(state.UPDATE_NOTICE, root),
+            "waiting": spool.waiting(spool.UPDATE, root)}
 
 
 def _update_request(environ: dict, root: Path | None) -> tuple[int, dict]:
@@ -441,7 +443,9 @@ def _install(root: Path | None) -> dict:
     install = recovery.view(state.read(state.INSTALL_STATE, root), root)
     return {"install": install, "preflight": state.read(state.PREFLIGHT_REPORT, root),
             "refused": state.read(state.SETUP_REFUSAL, root),
-            "credentials": credentials.outcome(install, root)}
+            "credentials": credentials.outcome(install, root),
+            "timing": timing.current(install, root),
+            "waiting": spool.waiting(spool.SETUP, root)}
 
 
 def _validated(inputs: dict) -> dict:

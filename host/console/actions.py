@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from host.console import banner
-from host.core import paths, state, token
+from host.core import paths, spool, state, token
 from host.net import addresses
 from host.support import request as support_request
 
@@ -23,7 +23,9 @@ def bundle_progress(root: Path | None, request_id: str) -> tuple[list[str], bool
     """The bundle asked for as `request_id`: its progress lines, and whether it has ended."""
     status = support_request.last_status(root)
     if status is None or status["request_id"] != request_id:
-        return [WAITING], False
+        waiting = spool.waiting(spool.SUPPORT_BUNDLE, root)
+        late = [waiting["message"]] if waiting and waiting["not_picked_up"] else []
+        return [WAITING, *late], False
     if status["state"] == "running":
         count = f" ({status['done']} of {status['total']})" if status["total"] else ""
         return [f"Making the bundle: {status['step']}{count}"], False

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from host.core import state
-from host.setup import credentials, recovery
+from host.core import spool, state
+from host.setup import credentials, recovery, timing
 from host.setup.progress import describe, settled
 
 POLL_SECONDS = 1.0
@@ -31,8 +31,12 @@ def poll(root: Path | None, request_id: str | None) -> Progress:
     install = recovery.view(state.read(state.INSTALL_STATE, root), root)  # a dead run settles
     ours = request_id is None or (bool(install) and install.get("request_id") == request_id)
     shown = install if ours else None
+    times = timing.current(shown, root) if shown else None
     lines = describe(shown, state.read(state.PREFLIGHT_REPORT, root),
-                     credentials.outcome(shown, root))
+                     credentials.outcome(shown, root), times)
+    waiting = spool.waiting(spool.SETUP, root)
+    if waiting and waiting["not_picked_up"]:
+        lines += ["", waiting["message"]]
     done = ours and settled(install)
     return Progress(lines, done, done and install["status"] == "succeeded")
 

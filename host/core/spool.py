@@ -14,12 +14,16 @@ import json
 import os
 import secrets
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from host.core import paths, state, validation
+from host.core import elapsed, paths, state, validation
 
 REQUEST_ID_FORMAT = "%Y%m%dT%H%M%SZ"
+# A .path unit starts its oneshot within a second or two of a request landing; one still
+# waiting after this long was not picked up, and whoever asked is told what to check.
+PICKUP_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,11 @@ class RequestKind:
     filename: str  # in paths.SPOOL_DIR, which the kind's .path unit watches
     schema: str  # what a request must be, checked before spooling and after taking
     accept_command: str  # the `alga-appliance` command the kind's oneshot runs
+
+    @property
+    def watcher(self) -> str:
+        """The .path unit that starts this kind's oneshot when a request lands."""
+        return f"alga-appliance-{self.filename.removesuffix('.request')}-request.path"
 
     @property
     def one(self) -> str:
@@ -120,3 +129,27 @@ def take(kind: RequestKind, root: Path | None = None) -> dict | None:
         raise Malformed(kind, request["id"] if usable_id else None, "; ".join(
             f"{p['field'] or 'request'}: {p['message']}" for p in problems))
     return request
+
+
+def waiting(kind: RequestKind, root: Path | None = None, now: float | None = None) -> dict | None:
+    """The request of `kind` waiting in the spool (None when none is): how long it has
+    waited, by its file's time, and once that passes PICKUP_SECONDS, what to check. A file
+    dated in the future (a clock set back since) has waited no time."""
+    try:
+        landed = spool_file(kind, root).stat().st_mtime
+    except FileNotFoundError:
+        return None
+    waited = int(max(0.0, (time.time() if now is None else now) - landed))
+    late = waited > PICKUP_SECONDS
+    return {"kind": kind.name, "waited_seconds": waited, "not_picked_up": late,
+            "message": not_picked_up(kind) if late else None}
+
+
+def not_picked_up(kind: RequestKind) -> str:
+    """What a request of `kind` left waiting says, the same however long it waited (a
+    serial console prints each new line once)."""
+    return (f"{kind.one.capitalize()} has waited more than {elapsed.words(PICKUP_SECONDS)} "
+            f"and the appliance has not picked it up: {kind.watcher} normally starts it "
+            f"within seconds. On the appliance's console run: sudo alga-appliance "
+            f"{kind.accept_command} (it does what the watcher would); if it says none is "
+            f"waiting, it has just been picked up.")

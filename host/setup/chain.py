@@ -14,14 +14,17 @@ class Step:
     name: str
     title: str  # what the UI and the console call it
     category: str  # the failure category of an error the phase did not classify itself
+    # How long the phase usually takes (documented in the admin guide): progress estimates
+    # what remains from it until this appliance has run the phase itself.
+    typical_seconds: int
 
 
 CHAIN = (
-    Step("preflight", "Preflight checks", "network"),
-    Step("dns", "DNS for k3s", "dns"),
-    Step("k3s", "Install k3s", "k3s"),
-    Step("flux", "Install Flux", "flux"),
-    Step("release", "Point Flux at the Alga release", "release-source"),
+    Step("preflight", "Preflight checks", "network", 60),
+    Step("dns", "DNS for k3s", "dns", 15),
+    Step("k3s", "Install k3s", "k3s", 240),
+    Step("flux", "Install Flux", "flux", 180),
+    Step("release", "Point Flux at the Alga release", "release-source", 60),
 )
 NAMES = tuple(step.name for step in CHAIN)
 
@@ -29,6 +32,11 @@ NAMES = tuple(step.name for step in CHAIN)
 def title(name: str) -> str:
     """The phase's title; an unknown name (a newer state file) stands for itself."""
     return next((step.title for step in CHAIN if step.name == name), name)
+
+
+def typical_seconds(name: str) -> int:
+    """How long the phase `name` usually takes (an unknown one: a minute)."""
+    return next((step.typical_seconds for step in CHAIN if step.name == name), 60)
 
 
 def category(name: str) -> str:

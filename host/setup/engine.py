@@ -13,6 +13,7 @@ from pathlib import Path
 
 from host.core import failures, paths, runlock, state
 from host.core.version import __version__
+from host.setup import timing
 from host.setup.phases import PHASES, Phase, by_name
 from host.setup.phases.context import PhaseContext
 
@@ -98,7 +99,7 @@ def run_phase(name: str, root: Path | None = None,
             _save(install, root)
             return EXIT_FAILED
         record.update(state="succeeded", finished_at=state.timestamp(), inputs_digest=digest)
-        install.update(chain_status)
+        install.update(chain_status, durations=timing.learned(install, name, record))
         if last:
             install.setdefault("completed_at", record["finished_at"])
             install.pop("owner")

@@ -2,7 +2,7 @@
 preflight checklist (what the web UI's Progress page shows), for the console and the
 support bundle's summary."""
 
-from host.core import paths
+from host.core import elapsed, paths
 from host.net import addresses
 from host.setup import chain
 
@@ -17,20 +17,25 @@ CREDENTIALS_FAILED = "The admin password could not be set"
 
 
 def describe(install: dict | None, preflight: dict | None,
-             credentials: dict | None = None) -> list[str]:
+             credentials: dict | None = None, timing: dict | None = None) -> list[str]:
     """The whole progress view as lines (long ones are left to the terminal to wrap), with
-    the admin credentials' `credentials` outcome for this run when there is one."""
+    the admin credentials' `credentials` outcome for this run when there is one, and with
+    `timing` (host/setup/timing.py's progress) each step's time and the app stage."""
     if install is None:
         return ["Waiting for setup to start..."]
-    lines = [f"Setup: {install['status']}", "", *credentials_lines(credentials)]
+    steps = {(s["stage"], s["name"]): s for s in (timing or {}).get("steps", [])}
+    now = f" ({headline(timing)})" if timing else ""
+    lines = [f"Setup: {install['status']}{now}", "", *credentials_lines(credentials)]
     for name, phase in chain.ordered(install["phases"]):
         action = f" - {phase['last_action']}" if phase["last_action"] else ""
-        lines.append(f"{MARKS[phase['state']]} {chain.title(name)}{action}")
+        took = step_time(steps.get(("host", name)))
+        lines.append(f"{MARKS[phase['state']]} {chain.title(name)}{action}{took}")
     lines += failure_view(install, preflight)
     if install["status"] == "succeeded":
         lines += ["", "Setup complete: the host steps are done. Flux is now installing the",
                   "Alga app; it is usable once its bootstrap finishes. Follow it at",
-                  f"  http://{addresses.node_ip()}:{paths.WEB_PORT}/status"]
+                  f"  http://{addresses.node_ip()}:{paths.WEB_PORT}/progress",
+                  *app_stage_lines(timing)]
     preflight_phase = install["phases"].get("preflight")
     if preflight and preflight_phase and preflight_phase["state"] in ("failed", "succeeded"):
         lines += ["", "Preflight checks:"]
@@ -40,6 +45,54 @@ def describe(install: dict | None, preflight: dict | None,
             if check["status"] == "warn" and check["remediation"]:
                 lines.append(f"       fix: {check['remediation']}")
     return lines
+
+
+def headline(timing: dict) -> str:
+    """step 3 of 9, 4 min elapsed, about 14 min left: ASCII (a serial console may not speak
+    UTF-8), and to the minute, so a serial console (which prints each new line) gets a line
+    a minute, not one a second."""
+    remaining = timing["remaining_seconds"]
+    if remaining is None:
+        left = "stopped"
+    elif timing["done"] == timing["of"]:
+        left = "done"
+    else:
+        left = f"about {_coarse(remaining)} left" if remaining else "taking longer than usual"
+    return (f"step {timing['step']} of {timing['of']}, {_coarse(timing['elapsed_seconds'])} "
+            f"elapsed, {left}")
+
+
+def step_time(step: dict | None) -> str:
+    """What a step's line says of its time: what it took, or since when it runs and how
+    long it usually takes (a moment, not a ticking count)."""
+    if step is None:
+        return ""
+    if step["state"] == "running":
+        since = f"since {step['started_at'][11:19]} UTC, " if step["started_at"] else ""
+        estimate = "on this appliance" if step["expected_from"] == "this appliance" else \
+            "usually"
+        return f" ({since}{estimate} {elapsed.words(step['expected_seconds'])})"
+    # A failed step's time is in its failure view's log; its line stays short.
+    if step["elapsed_seconds"] is None or step["state"] != "succeeded":
+        return ""
+    return f" (took {elapsed.words(step['elapsed_seconds'])})"
+
+
+def app_stage_lines(timing: dict | None) -> list[str]:
+    """The app stage's steps after the host phases (status.json's tiers), and a note when
+    status.json is behind."""
+    if not timing:
+        return []
+    lines = ["", "App stage:"]
+    for step in (s for s in timing["steps"] if s["stage"] == "app"):
+        lines.append(f"{MARKS[step['state']]} {step['title']}{step_time(step)}")
+    if timing["status_behind"]:
+        lines += ["", f"Note: {timing['status_behind']}"]
+    return lines
+
+
+def _coarse(seconds: int) -> str:
+    return elapsed.words(seconds - seconds % 60) if seconds >= 60 else "under a minute"
 
 
 def credentials_lines(outcome: dict | None) -> list[str]:

@@ -189,6 +189,7 @@ def _queued(install: dict | None, request_id: str | None) -> dict:
             phases[name] = record
     queued = {"status": "pending", "current_phase": None, "updated_at": state.timestamp(),
               "request_id": request_id, "phases": phases, "owner": runlock.owner()}
-    if install and "completed_at" in install:
-        queued["completed_at"] = install["completed_at"]
+    for kept in ("completed_at", "durations"):  # the durations: what progress estimates from
+        if install and kept in install:
+            queued[kept] = install[kept]
     return queued

@@ -50,6 +50,7 @@ from host.core.validation import validate
 from host.core.version import __version__
 from host.net.dnsquery import DnsError
 from host.net.https import FetchError
+from host.setup import timing
 from host.setup.progress import describe
 from host.support.collectors import (
     COLLECTORS,
@@ -310,7 +311,9 @@ def _summary(root: Path | None, outcomes: list[Outcome], now: datetime.datetime,
              + ("secrets redacted." if redacted else NOT_REDACTED), "", "## Setup", "", "```"]
     try:
         install = state.read(state.INSTALL_STATE, root)
-        lines += describe(install, state.read(state.PREFLIGHT_REPORT, root))
+        # With each step's time: how long setup took, and where it stalled.
+        lines += describe(install, state.read(state.PREFLIGHT_REPORT, root), None,
+                          timing.current(install, root) if install else None)
         if install is None:
             lines.append("(no install state: setup has not been submitted)")
     except state.StateFileInvalid as exc:

@@ -61,6 +61,7 @@ def test_every_request_kind_has_a_path_unit_starting_its_accept_command():
         stem = f"alga-appliance-{kind.filename.removesuffix('.request')}-request"
         watched = unit(f"{stem}.path")["Path"]["PathExists"]
         assert watched == f"{paths.SPOOL_DIR}/{kind.filename}", kind.name
+        assert kind.watcher == f"{stem}.path", kind.name  # what a late request names
         command = unit(f"{stem}.service")["Service"]["ExecStart"]
         assert command == f"{paths.CLI_LINK} {kind.accept_command}", kind.name
 

@@ -3,6 +3,7 @@ interfaces in a network namespace), and the setup fallback driven in real termin
 full-screen TUI in tmux at 80x24 and the plain mode through a pty, with real preflight runs
 behind the progress screens. A parity table holds the console to the web API's results."""
 
+import datetime
 import grp
 import io
 import json
@@ -35,6 +36,7 @@ from support.netlab import (
 
 from host import cli
 from host.console import app, banner
+from host.console import progress as console_progress
 from host.core import paths, runlock, spool, state, tls, token
 from host.net import addresses as netinfo
 from host.setup import engine
@@ -1098,3 +1100,69 @@ def test_plain_console_shows_why_the_appliance_refused_its_request_and_stops(con
     assert "setup has already completed" in " ".join((child.before or "").split()), child.before
     child.terminate(force=True)
     assert not spool.spool_file(spool.SETUP, console_root).exists()
+
+
+def running_k3s_since(root: Path, seconds: int) -> None:
+    """Setup as it runs k3s, started `seconds` ago, after preflight (50 s) and DNS (10 s),
+    owned by this (live) process."""
+    now = datetime.datetime.now(datetime.UTC)
+
+    def at(before: int) -> str:
+        return state.timestamp(now - datetime.timedelta(seconds=before))
+
+    def record(phase_state, started, finished, action=None):
+        return {"state": phase_state, "started_at": at(started),
+                "finished_at": None if finished is None else at(finished),
+                "last_action": action, "failure": None}
+    state.write(state.INSTALL_STATE, {
+        "status": "running", "current_phase": "k3s", "updated_at": at(0), "request_id": None,
+        "owner": runlock.owner(), "phases": {
+            "preflight": record("succeeded", seconds + 60, seconds + 10),
+            "dns": record("succeeded", seconds + 10, seconds),
+            "k3s": record("running", seconds, None, "waiting for the node")}}, root)
+
+
+def late_setup_request(root: Path) -> None:
+    """A setup request from the web that has waited 31 s (its file's time set back)."""
+    spool.submit(spool.SETUP, {**SPOOLED_ADMIN, "answers": {},
+                               "submitted_at": "2026-11-27T10:00:00Z"}, root)
+    request = spool.spool_file(spool.SETUP, root)
+    landed = request.stat().st_mtime - spool.PICKUP_SECONDS - 1
+    os.utime(request, (landed, landed))
+
+
+def test_plain_progress_says_a_request_is_late_then_each_steps_time_without_ticking(
+        console_root):
+    late_setup_request(console_root)
+    child = pexpect.spawn(sys.executable, console_command(console_root, "--plain")[1:],
+                          env=console_env("vt100"), encoding="utf-8", timeout=15)
+    choose(child, "Follow setup progress")
+    child.expect_exact(spool.not_picked_up(spool.SETUP))
+    assert "sudo alga-appliance accept-setup" in spool.not_picked_up(spool.SETUP)
+    spool.take(spool.SETUP, console_root)  # picked up: the run starts, k3s 100 s in
+    running_k3s_since(console_root, 100)
+    # 160 s elapsed, 1,280 s left: 20 s from either's next whole minute.
+    child.expect_exact("Setup: running (step 3 of 9, 2 min elapsed, about 21 min left)")
+    child.expect_exact("[x] Preflight checks (took 50 s)")
+    child.expect_exact("[x] DNS for k3s (took 10 s)")
+    started = state.read(state.INSTALL_STATE, console_root)["phases"]["k3s"]["started_at"]
+    child.expect_exact(f"[>] Install k3s - waiting for the node (since {started[11:19]} UTC, "
+                       "usually 4 min)")
+    # Three more polls: the times do not tick, so a serial console gets no new line.
+    child.expect(pexpect.TIMEOUT, timeout=3 * console_progress.POLL_SECONDS + 0.5)
+    assert "step 3 of 9" not in child.before and "[>] Install k3s" not in child.before
+    assert_plain_text(child.before)
+    child.terminate(force=True)
+
+
+def test_tui_progress_shows_step_n_of_m_and_each_steps_time(console_root):
+    running_k3s_since(console_root, 100)
+    terminal = Tmux(console_command(console_root), console_env("xterm-256color"))
+    try:
+        terminal.wait_for("Follow setup progress")
+        terminal.keys("Enter")
+        screen = terminal.wait_for("(step 3 of 9, 2 min elapsed, about 21 min left)")
+        assert "[x] Preflight checks (took 50 s)" in screen
+        assert "usually 4 min)" in screen
+    finally:
+        terminal.close()

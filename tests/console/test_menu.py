@@ -154,7 +154,11 @@ def test_plain_support_bundle_through_the_webs_request(menu_root, monkeypatch):
     child = plain_menu(menu_root)
     choose(child, "Support bundle")
     child.expect_exact(actions.WAITING)
-    assert spool.spool_file(spool.SUPPORT_BUNDLE, menu_root).exists()
+    request = spool.spool_file(spool.SUPPORT_BUNDLE, menu_root)
+    assert request.exists()
+    landed = request.stat().st_mtime - spool.PICKUP_SECONDS - 1
+    os.utime(request, (landed, landed))  # as if the host had left it 31 s
+    child.expect_exact(spool.not_picked_up(spool.SUPPORT_BUNDLE))
 
     def create(bundle_root, directory, progress):  # the collectors run in tests/bundle
         progress("journal", 1, 2)

@@ -39,3 +39,11 @@ def assert_documented(response, method: str, path: str) -> None:
     schema = spec["content"]["application/json"]["schema"]
     resolver = jsonschema.RefResolver(base_uri="", referrer=document(), store=_store())
     jsonschema.Draft202012Validator(schema, resolver=resolver).validate(response.json())
+
+
+def fits(body, pointer: str) -> bool:
+    """Whether `body` fits the schema at `pointer` ("#/components/schemas/...") of the API;
+    raises the validation error naming what does not."""
+    resolver = jsonschema.RefResolver(base_uri="", referrer=document(), store=_store())
+    jsonschema.Draft202012Validator({"$ref": pointer}, resolver=resolver).validate(body)
+    return True

@@ -114,8 +114,13 @@ def test_status_and_install_read_the_state_files(server, root):
     install = {"status": "pending", "current_phase": None,
                "updated_at": "2026-11-27T10:00:00Z", "phases": {}}
     state.write(state.INSTALL_STATE, install, root)
-    body = requests.get(f"{url}/api/install", headers=auth, timeout=5).json()
-    assert body == {"install": install, "preflight": None, "refused": None, "credentials": None}
+    response = requests.get(f"{url}/api/install", headers=auth, timeout=5)
+    assert_documented(response, "GET", "/api/install")
+    body = response.json()
+    progress = body.pop("timing")  # host/setup/timing.py's, tested in tests/setup/test_timing.py
+    assert (progress["step"], progress["of"], progress["remaining_seconds"]) == (1, 9, 1455)
+    assert body == {"install": install, "preflight": None, "refused": None, "credentials": None,
+                    "waiting": None}
 
 
 @pytest.mark.parametrize("path", ["/../host/token.py", "/%2e%2e/host/token.py",
@@ -405,7 +410,7 @@ def test_support_bundle_request_is_spooled_once_and_refused_while_one_runs(serve
     busy = requests.post(f"{url}/api/support-bundle", headers=auth, timeout=5)
     assert busy.status_code == 409 and "being made" in busy.json()["error"]
     listing = requests.get(f"{url}/api/support-bundle", headers=auth, timeout=5)
-    assert listing.json() == {"status": running, "bundles": []}
+    assert listing.json() == {"status": running, "bundles": [], "waiting": None}
     assert_documented(listing, "GET", "/api/support-bundle")
 
 
@@ -506,7 +511,7 @@ def test_update_requests_are_validated_spooled_once_and_refused_while_busy(serve
     before = requests.get(f"{url}/api/updates", headers=auth, timeout=5)
     assert before.json() == {"current": None, "history": [],
                              "busy": "updates are possible once setup has completed",
-                             "notice": None}
+                             "notice": None, "waiting": None}
     assert_documented(before, "GET", "/api/updates")
     assert requests.post(f"{url}/api/updates", json={"action": "check", "channel": "stable"},
                          headers=auth, timeout=5).status_code == 409
@@ -1038,3 +1043,37 @@ def test_a_rotate_that_cannot_write_keeps_the_old_token_and_names_the_fix(server
                                "on the appliance's console run: sudo alga-appliance token "
                                "rotate"}
     assert token.read_token(root) == secret
+
+
+@pytest.mark.parametrize("kind, path", [(spool.SETUP, "/api/install"),
+                                        (spool.UPDATE, "/api/updates"),
+                                        (spool.SUPPORT_BUNDLE, "/api/support-bundle")])
+def test_a_request_waiting_more_than_30_s_is_reported_with_its_accept_command(server, root,
+                                                                              kind, path):
+    """The spool file's time says how long a request has waited (set here, not waited for):
+    within PICKUP_SECONDS it is only waiting; past it, the API says it was not picked up and
+    which command takes it; a time in the future (a clock set back) has waited no time."""
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    request = spool.spool_file(kind, root)
+    request.write_text("{}")
+
+    def waiting_after(seconds: float) -> dict:
+        landed = time.time() - seconds
+        os.utime(request, (landed, landed))
+        response = requests.get(f"{url}{path}", headers=auth, timeout=5)
+        assert response.status_code == 200
+        assert_documented(response, "GET", path)
+        return response.json()["waiting"]
+
+    fresh = waiting_after(5)
+    assert fresh["kind"] == kind.name and 5 <= fresh["waited_seconds"] < 30
+    assert fresh["not_picked_up"] is False and fresh["message"] is None
+    late = waiting_after(spool.PICKUP_SECONDS + 2)
+    assert late["not_picked_up"] is True and late["message"] == spool.not_picked_up(kind)
+    assert f"sudo alga-appliance {kind.accept_command}" in late["message"]
+    assert kind.watcher in late["message"] and "kubectl" not in late["message"]
+    assert waiting_after(-3600) == {"kind": kind.name, "waited_seconds": 0,
+                                    "not_picked_up": False, "message": None}
+    request.unlink()
+    assert requests.get(f"{url}{path}", headers=auth, timeout=5).json()["waiting"] is None

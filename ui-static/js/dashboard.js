@@ -1,7 +1,7 @@
 // The status dashboard: everything in the collector's status.json snapshot.
 
 import {request, token} from "./api.js";
-import {$, badge, el, facts, replace, showRefusal, table, when} from "./dom.js";
+import {$, badge, duration, el, facts, replace, showRefusal, table, when} from "./dom.js";
 
 const ROLLUP = {
   setup_required: ["Setup required", ""],
@@ -130,14 +130,6 @@ function hostFacts(status) {
     ["Up for", duration(host.uptime_seconds)],
   ]);
   $("#collected-at").textContent = `Collected ${when(status.collected_at)}.`;
-}
-
-function duration(seconds) {
-  const days = Math.floor(seconds / 86400);
-  const hours = Math.floor((seconds % 86400) / 3600);
-  const minutes = Math.floor((seconds % 3600) / 60);
-  return [days && `${days} d`, (days || hours) && `${hours} h`, `${minutes} min`]
-    .filter(Boolean).join(" ");
 }
 
 // Rotating the setup token (after setup; the API refuses before): confirmed first, then the

@@ -55,6 +55,42 @@ export function when(timestamp) {
   return Number.isNaN(date.getTime()) ? timestamp : date.toLocaleString();
 }
 
+// A span of seconds as the appliance says it (host/core/elapsed.py words): 45 s,
+// 3 min 20 s, 12 min, 1 h 05 min, 2 d 3 h.
+export function duration(seconds) {
+  const whole = Math.max(0, Math.floor(seconds));
+  if (whole < 60) return `${whole} s`;
+  if (whole < 600) {
+    const rest = whole % 60;
+    return `${Math.floor(whole / 60)} min${rest ? ` ${rest} s` : ""}`;
+  }
+  if (whole < 3600) return `${Math.floor(whole / 60)} min`;
+  if (whole < 86400) {
+    return `${Math.floor(whole / 3600)} h ${String(Math.floor((whole % 3600) / 60)).padStart(2, "0")} min`;
+  }
+  return `${Math.floor(whole / 86400)} d ${Math.floor((whole % 86400) / 3600)} h`;
+}
+
+// The one way a moment shows: "2 min ago", counted from the appliance's clock `now` (the
+// browser's may be off), with the exact local time on hover. A moment the appliance's
+// clock has not reached (it was set back since) shows as the exact time.
+export function ago(timestamp, now) {
+  const exact = when(timestamp);
+  const seconds = (Date.parse(now) - Date.parse(timestamp)) / 1000;
+  let text = exact;
+  if (seconds >= -5 && seconds < 10) text = "just now";
+  else if (seconds >= 10) text = `${duration(seconds)} ago`;
+  return el("time", {datetime: timestamp, title: exact}, text);
+}
+
+// A request the appliance has not picked up (GET's `waiting`, from host/core/spool.py):
+// its message in `box`, hidden while none waits that long.
+export function pickup(box, waiting) {
+  const late = Boolean(waiting && waiting.not_picked_up);
+  $(box).hidden = !late;
+  $(box).textContent = late ? waiting.message : "";
+}
+
 // Hands a fetched file to the browser as a download named `name`.
 export function saveFile(blob, name) {
   const address = URL.createObjectURL(blob);

@@ -25,6 +25,8 @@ const app = {
   preflight: null, // GET /api/install .preflight: the last preflight's checks
   refused: null, // GET /api/install .refused: the last setup request the appliance refused
   credentials: null, // GET /api/install .credentials: what setting the admin's credentials did
+  timing: null, // GET /api/install .timing: step n of m, each step's times, the estimate
+  setupWaiting: null, // GET /api/install .waiting: a setup request the host has not taken yet
   // Why this tab's setup request was refused when the appliance took it up (the busy rule
   // asked again there), until the tab submits another.
   refusal: null,
@@ -122,7 +124,8 @@ async function refresh() {
   const previous = app.install && app.install.status;
   Object.assign(app, {install: install.install || null, preflight: install.preflight || null,
                       refused: install.refused || null,
-                      credentials: install.credentials || null, status: status.status || null,
+                      credentials: install.credentials || null, timing: install.timing || null,
+                      setupWaiting: install.waiting || null, status: status.status || null,
                       updateNotice: status.update_notice || null});
   if (app.refusedMine()) app.refusal = app.refused.reason;
   if (app.submitted !== null && !app.waiting()) {
@@ -151,7 +154,8 @@ function pageFor(path) {
   }
   if (app.waiting()) return "progress";
   if (!app.install) return "setup";
-  return app.install.status === "succeeded" ? "status" : "progress";
+  const followed = app.install.status !== "succeeded" || progress.appStageRunning(app.timing);
+  return followed ? "progress" : "status";
 }
 
 function setupDone() {

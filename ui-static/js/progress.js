@@ -1,8 +1,10 @@
-// Setup progress: the preflight checklist, the phases, the current phase's log tail, and
-// the failure view with its next step.
+// Setup progress: step n of m with the time spent and an estimate of what remains, the
+// preflight checklist, the host phases, then the app stage until login works, the current
+// phase's log tail, and the failure view with its next step. Steps, titles and times come
+// from GET /api/install's `timing` (host/setup/timing.py); this page only shows them.
 
 import {request} from "./api.js";
-import {$, badge, el, facts, replace, when} from "./dom.js";
+import {$, ago, badge, duration, el, facts, pickup, replace, when} from "./dom.js";
 
 const TAIL_LINES = 40;
 
@@ -28,12 +30,73 @@ export async function resume(actions) {
 export function render(app, actions) {
   const install = app.waiting() ? null : app.install;
   const chain = app.context.phases;
+  const timing = install && app.timing;
   summary(app, install, chain);
+  pickup("#setup-waiting", app.setupWaiting);
+  headline(timing);
   credentials(install && app.credentials);
   checklist(app, install);
   failureView(install, chain, actions, app.preflight);
-  phases(install, chain);
+  phases(install, chain, timing);
+  appStage(timing);
   tail(install, chain);
+}
+
+// Whether the app stage is under way: the progress page, not the status page, follows it.
+export function appStageRunning(timing) {
+  return Boolean(timing) && timing.steps.some((s) => s.stage === "app" && s.state === "running");
+}
+
+// Step 3 of 9 · 4 min 10 s elapsed · about 14 min left.
+function headline(timing) {
+  const box = $("#progress-time");
+  box.hidden = !timing;
+  if (!timing) return;
+  const left = timing.remaining_seconds === null ? "stopped"
+    : timing.done === timing.of ? "done"
+      : timing.remaining_seconds ? `about ${duration(timing.remaining_seconds)} left`
+        : "taking longer than usual";
+  replace(box, el("strong", {}, `Step ${timing.step} of ${timing.of}`),
+          ` · ${duration(timing.elapsed_seconds)} elapsed · ${left}`);
+}
+
+// A step's times: when it started (relative, exact on hover), and what it took, or how
+// long it has run against what it usually takes.
+function stepTimes(step, now) {
+  if (!step || !step.started_at || step.state === "pending" || step.state === "skipped") {
+    return [];
+  }
+  const took = step.elapsed_seconds === null ? null : duration(step.elapsed_seconds);
+  const usual = `${step.expected_from === "this appliance" ? "on this appliance" : "usually"} ` +
+    duration(step.expected_seconds);
+  const parts = ["started ", ago(step.started_at, now)];
+  if (step.state === "running") {
+    parts.push(took ? `, running for ${took} (${usual})` : ` (${usual})`);
+    if (step.overdue) parts.push(" – taking longer than usual");
+  } else if (took) {
+    parts.push(`, took ${took}`);
+  }
+  return parts;
+}
+
+// The app stage after the host phases: its steps from status.json's readiness tiers.
+function appStage(timing) {
+  const steps = timing ? timing.steps.filter((s) => s.stage === "app") : [];
+  const note = $("#app-stage-behind");
+  note.hidden = !(timing && timing.status_behind);
+  note.textContent = (timing && timing.status_behind) || "";
+  if (!steps.length) {
+    replace($("#app-steps"), el("li", {class: "muted"}, "Starts after the host steps."));
+    return;
+  }
+  replace($("#app-steps"), steps.map((step) => {
+    const current = step.state === "running";
+    return el("li", {class: current ? "current" : null, "aria-current": current ? "step" : null},
+      badge(step.state), " ", el("span", {class: "title"}, step.title),
+      el("span", {class: "detail"}, stepTimes(step, timing.now).length
+        ? stepTimes(step, timing.now)
+        : step.state === "pending" ? `usually ${duration(step.expected_seconds)}` : null));
+  }));
 }
 
 // The phase's title, as GET /api/setup names it (an unknown one stands for itself).
@@ -58,8 +121,11 @@ function summary(app, install, chain) {
     text = "Setup stopped because a step failed. See below for what to do.";
     tone = "fail";
   } else if (install && install.status === "succeeded") {
-    text = "The host steps are done. Flux is now installing the Alga app; the Status page " +
-      "shows when you can log in.";
+    const loggedIn = app.timing && app.timing.done === app.timing.of;
+    text = loggedIn ? "Alga is installed: you can log in. The Status page has the address " +
+      "and every detail."
+      : "The host steps are done. Flux is now installing the Alga app: the app stage below " +
+        "shows how far it has got, and this page says when you can log in.";
     tone = "pass";
   }
   target.className = `notice ${tone}`;
@@ -181,20 +247,20 @@ function failureView(install, chain, actions, preflight) {
     buttons));
 }
 
-function phases(install, chain) {
+function phases(install, chain, timing) {
   const list = $("#phases");
   if (!install) {
     replace(list, el("li", {class: "muted"}, "No phase has started."));
     return;
   }
+  const steps = timing ? timing.steps.filter((s) => s.stage === "host") : [];
   replace(list, ordered(install, chain).map(([name, phase]) => {
     const current = name === install.current_phase;
-    const times = phase.started_at
-      ? `started ${when(phase.started_at)}` +
-        (phase.finished_at ? `, finished ${when(phase.finished_at)}` : "") : "";
+    const times = timing ? stepTimes(steps.find((s) => s.name === name), timing.now) : [];
+    const action = phase.last_action ? [times.length ? " · " : "", phase.last_action] : [];
     return el("li", {class: current ? "current" : null, "aria-current": current ? "step" : null},
       badge(phase.state), " ", el("span", {class: "title"}, title(chain, name)),
-      el("span", {class: "detail"}, [times, phase.last_action].filter(Boolean).join(" · ")));
+      el("span", {class: "detail"}, times, action));
   }));
 }
 

@@ -1,7 +1,7 @@
 // The Support page: the web-requested bundle's progress and the archives to download.
 
 import {download, request} from "./api.js";
-import {$, el, replace, saveFile, showRefusal, table, when} from "./dom.js";
+import {$, el, pickup, replace, saveFile, showRefusal, table, when} from "./dom.js";
 
 // The id of the request this page made, until the bundle status carries it (until then the
 // status is the previous bundle's).
@@ -22,6 +22,7 @@ export function bind(app, actions) {
 export async function render(app, actions) {
   const support = await actions.load("/api/support-bundle");
   if (!support) return;
+  pickup("#bundle-waiting", support.waiting);
   const waiting = asked !== null && !(support.status && support.status.request_id === asked);
   if (!waiting) asked = null;
   const status = waiting ? null : support.status;

@@ -3,7 +3,7 @@
 
 import {request} from "./api.js";
 import {checkedText} from "./dashboard.js";
-import {$, badge, facts, replace, showRefusal, table, when} from "./dom.js";
+import {$, badge, facts, pickup, replace, showRefusal, table, when} from "./dom.js";
 
 // The id of the request this page made, until the history has an entry that answers it.
 let asked = null;
@@ -33,6 +33,7 @@ export function bind(app, actions) {
 export async function render(app, actions) {
   const updates = await actions.load("/api/updates");
   if (!updates) return;
+  pickup("#update-waiting", updates.waiting);
   const current = updates.current;
   facts($("#release"), current ? [
     ["Channel", current.channel],
