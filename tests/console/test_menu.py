@@ -31,6 +31,7 @@ from host.console import actions, app, banner, serial
 from host.console.plain import PlainMenu
 from host.core import paths, spool, state, token
 from host.net import addresses
+from host.setup import diagnostics
 from host.support import bundle
 from host.support import request as support_request
 
@@ -70,18 +71,19 @@ def plain_menu(root: Path) -> pexpect.spawn:
 
 def test_plain_menu_before_setup_shows_the_banner_and_its_entries(menu_root):
     child = plain_menu(menu_root)
-    child.expect_exact("Choose 1-6 (Enter shows this again): ")
+    child.expect_exact("Choose 1-7 (Enter shows this again): ")
     shown = child.before
     assert "Ubuntu is installed. Appliance setup is waiting for your input." in shown
     assert f"Setup token: {token.for_people(token.read_token(menu_root))}" in shown
     for number, label in enumerate(("Set up here", "Network", "Support bundle", "Token",
+                                    "Network diagnostics",
                                     "Shell (log in with the admin password)", "Exit"), 1):
         assert f"  {number}. {label}\r\n" in shown
     assert "Status" not in shown  # only after setup
     child.sendline("9")
-    child.expect_exact("Error: type a number from 1 to 6.")
-    child.expect_exact("Choose 1-6")
-    child.sendline("6")  # Exit
+    child.expect_exact("Error: type a number from 1 to 7.")
+    child.expect_exact("Choose 1-7")
+    child.sendline("7")  # Exit
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
@@ -171,6 +173,27 @@ def test_plain_support_bundle_through_the_webs_request(menu_root, monkeypatch):
     child.expect(r"scp admin@\S+:/tmp/alga-appliance-support-test.tar.gz \.")
     choose(child, "Support bundle")  # the next one is a new request
     child.expect_exact(actions.WAITING)
+    child.terminate(force=True)
+
+
+def test_plain_network_diagnostics_through_the_webs_request_show_the_fix(preflight_lab):
+    """The entry asks as the web does; the root oneshot's code (run here) checks the real
+    network lab, where GHCR does not answer: the report names it and its fix."""
+    lab = preflight_lab
+    paths.on_host(paths.SPOOL_DIR, lab.root).mkdir()
+    token.ensure_token(lab.root, owner=os.environ.get("USER", "root"))
+    lab.configure(ghcr_base="https://127.0.0.1:1")  # nothing listens there
+    child = plain_menu(lab.root)
+    choose(child, "Network diagnostics")
+    child.expect_exact("Waiting for the host to start the network checks...")
+    assert spool.spool_file(spool.NETWORK_DIAGNOSTICS, lab.root).exists()
+    report = diagnostics.accept(lab.root)
+    child.expect_exact("Network diagnostics: fail")
+    child.expect_exact(f"Fix: {report['causes'][0]['remediation']}")
+    child.expect_exact("FAIL ghcr: cannot reach https://127.0.0.1:1/v2/")
+    child.expect_exact("ok   k3s.release: ")
+    choose(child, "Network diagnostics")  # the next one is a new request
+    child.expect_exact("Waiting for the host to start the network checks...")
     child.terminate(force=True)
 
 
