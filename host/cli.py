@@ -506,7 +506,8 @@ def diagnose_network_command(as_json: bool) -> None:
         click.echo("diagnose-network: must run as root (sudo alga-appliance diagnose-network): "
                    "it records its report in /var/lib/alga-appliance", err=True)
         sys.exit(engine.EXIT_FAILED)
-    report = diagnostics.run()
+    # Each check as it finishes on stderr; the report alone on stdout.
+    report = diagnostics.run(log=lambda line: click.echo(line, err=True))
     status = diagnostics.last_status()
     click.echo(json.dumps(report, indent=2) if as_json
                else "\n".join(diagnostics.report_lines(status, report)))

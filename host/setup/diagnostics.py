@@ -11,6 +11,7 @@ what setup found. The web service and the console ask through the spool (`submit
 alga-appliance-network-diagnostics-request.path starts a root oneshot that runs `accept`.
 """
 
+from collections.abc import Callable
 from pathlib import Path
 
 from host.core import busy, paths, spool, state
@@ -74,19 +75,28 @@ def accept(root: Path | None = None) -> dict | None:
 
 
 def run(root: Path | None = None, request_id: str | None = None,
-        requested_at: str | None = None) -> dict:
-    """Run the network checks now, recording their progress and report; the report.
-    Raises state.StateFileInvalid (setup inputs or endpoints unreadable: recorded too)."""
-    inputs = state.read(state.SETUP_INPUTS, root)
+        requested_at: str | None = None,
+        log: Callable[[str], None] = lambda line: None) -> dict:
+    """Run the network checks now, recording their progress (each check's result as
+    preflight logs it, also given to `log`) and report; the report. Raises
+    state.StateFileInvalid (setup inputs or endpoints unreadable: recorded too)."""
     status = {"state": "running", "request_id": request_id, "requested_at": requested_at,
-              "started_at": state.timestamp(), "finished_at": None,
-              "inputs": "setup inputs" if inputs else "defaults",
-              "setup_running": busy.running(root), "error": None}
+              "started_at": state.timestamp(), "finished_at": None, "inputs": "defaults",
+              "setup_running": busy.running(root), "checks_done": 0, "last_check": None,
+              "error": None}
     state.write(state.NETWORK_DIAGNOSTICS, status, root)
+
+    def checked(line: str) -> None:
+        status.update(checks_done=status["checks_done"] + 1, last_check=line)
+        state.write(state.NETWORK_DIAGNOSTICS, status, root)
+        log(line)
+
     try:
+        inputs = state.read(state.SETUP_INPUTS, root)
+        status["inputs"] = "setup inputs" if inputs else "defaults"
         result = preflight.run_checks(inputs or DEFAULT_INPUTS, endpoints.load(root),
                                       paths.host_root(root), only=CHECK_PREFIXES,
-                                      write_report=False)
+                                      write_report=False, log=checked)
     except Exception as exc:  # recorded for whoever asked, then reported as usual
         status.update(state="failed", finished_at=state.timestamp(),
                       error=f"the checks could not run: {exc}")
@@ -123,7 +133,9 @@ def progress_lines(root: Path | None, request_id: str) -> tuple[list[str], bool]
         return ["Waiting for the host to start the network checks..."], False
     if status["state"] == "running":
         return ["Running the network checks (DNS, proxy, release source, registries, "
-                "clock); this takes up to a minute..."], False
+                "clock); this takes up to a minute...",
+                *([f"{status['checks_done']} done; last: {status['last_check']}"]
+                  if status["last_check"] else [])], False
     if status["state"] == "failed":
         return [f"The network checks could not run: {status['error']}",
                 "Next: try again; `sudo alga-appliance diagnose-network` (in the Shell) runs "

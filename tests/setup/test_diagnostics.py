@@ -35,8 +35,13 @@ def test_asked_through_the_spool_the_network_checks_run_and_leave_setups_report_
                                 "remediation": "", "duration_ms": 1}]}
     state.write(state.PREFLIGHT_REPORT, setup_report, lab.root)
     request_id = diagnostics.submit(lab.root)
-    assert diagnostics.progress_lines(lab.root, request_id)[1] is False  # not taken up yet
-    report = diagnostics.accept(lab.root)
+    assert diagnostics.progress_lines(lab.root, request_id) == (
+        ["Waiting for the host to start the network checks..."], False)
+    seen = []  # what the console and the web show while the checks run, after each one
+    spooled = spool.take(spool.NETWORK_DIAGNOSTICS, lab.root)
+    report = diagnostics.run(lab.root, spooled["id"], spooled["requested_at"],
+                             log=lambda line: seen.append(
+                                 diagnostics.progress_lines(lab.root, request_id)))
     assert report["outcome"] == "pass", report
     ids = set(checks_of(report))
     assert {"proxy", "release.channel", "ghcr", "dockerhub", "clock"} <= ids
@@ -51,6 +56,9 @@ def test_asked_through_the_spool_the_network_checks_run_and_leave_setups_report_
     lines, ended = diagnostics.progress_lines(lab.root, request_id)
     assert ended and lines[0].startswith("Network diagnostics: pass")
     assert any(line.startswith("  ok   ghcr: ") for line in lines)
+    assert len(seen) == len(report["checks"]) and not any(ended for _, ended in seen)
+    assert seen[-1][0][1] == f"{len(report['checks'])} done; last: pass clock: " + \
+        checks_of(report)["clock"]["message"]
     assert diagnostics.accept(lab.root) is None  # the request was taken once
 
 
@@ -138,15 +146,19 @@ def test_a_hostile_spooled_request_is_removed_and_nothing_runs(tmp_path_factory,
 
 
 def test_the_cli_prints_the_report_and_exits_1_on_a_failure(lab):
-    passed = CliRunner().invoke(cli.main, ["--root", str(lab.root), "diagnose-network"])
+    passed = CliRunner(mix_stderr=False).invoke(cli.main, ["--root", str(lab.root),
+                                                           "diagnose-network"])
     assert passed.exit_code == 0, passed.output
-    assert passed.output.startswith("Network diagnostics: pass")
+    assert passed.stdout.startswith("Network diagnostics: pass")
+    # Each check as it finished, on stderr: as many as the report has.
+    assert len(passed.stderr.splitlines()) == len(diagnostics.last_report(lab.root)["checks"])
+    assert passed.stderr.startswith("pass dns.")
     assert diagnostics.last_status(lab.root)["request_id"] is None
     lab.configure(ghcr_base="https://127.0.0.1:1")
-    failed = CliRunner().invoke(cli.main, ["--root", str(lab.root), "diagnose-network",
-                                            "--json"])
+    failed = CliRunner(mix_stderr=False).invoke(cli.main, ["--root", str(lab.root),
+                                                           "diagnose-network", "--json"])
     assert failed.exit_code == 1
-    assert checks_of(json.loads(failed.output))["ghcr"]["status"] == "fail"
+    assert checks_of(json.loads(failed.stdout))["ghcr"]["status"] == "fail"
 
 
 def test_the_cli_refuses_without_root(monkeypatch, tmp_path):
@@ -155,3 +167,20 @@ def test_the_cli_refuses_without_root(monkeypatch, tmp_path):
     assert refused.exit_code == 1
     assert "must run as root (sudo alga-appliance diagnose-network)" in refused.output
     assert diagnostics.last_status(tmp_path) is None
+
+
+def test_the_units_command_takes_the_request_or_says_none_waits(lab):
+    """`accept-network-diagnostics`, what the .path unit's oneshot runs."""
+    def accept():
+        return CliRunner(mix_stderr=False).invoke(
+            cli.main, ["--root", str(lab.root), "accept-network-diagnostics"])
+    idle = accept()
+    assert (idle.exit_code, idle.stdout) == (0, "no network diagnostics request is waiting\n")
+    diagnostics.submit(lab.root)
+    done = accept()
+    assert (done.exit_code, done.stdout) == (0, "network diagnostics: pass\n")
+    spool.spool_file(spool.NETWORK_DIAGNOSTICS, lab.root).write_text('{"id": "../x"}')
+    refused = accept()
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("accept-network-diagnostics: the network diagnostics "
+                                     "request was malformed")

@@ -50,9 +50,26 @@ def test_network_diagnostics_from_the_status_page_show_the_failing_host_and_its_
     expect(page.locator("#diagnostics-run")).to_be_disabled()
     assert spool.pending(spool.NETWORK_DIAGNOSTICS, lab.root)
     ui.shot("status-network-diagnostics-waiting")
-    runner = threading.Thread(target=diagnostics.accept, args=(lab.root,))
+    # The oneshot's run, held after its third check until the page has shown that.
+    spooled = spool.take(spool.NETWORK_DIAGNOSTICS, lab.root)
+    finished, shown = [], threading.Event()
+
+    def hold(line: str) -> None:
+        finished.append(line)
+        if len(finished) == 3:
+            shown.wait(60)
+
+    runner = threading.Thread(target=diagnostics.run, args=(
+        lab.root, spooled["id"], spooled["requested_at"], hold))
     runner.start()
-    runner.join(120)
+    try:
+        expect(page.locator("#diagnostics-step")).to_have_text(
+            re.compile(r"^Running the checks \(3 done; last: pass dns\.\S+: .+\)…$"),
+            timeout=15_000)
+        ui.shot("status-network-diagnostics-running")
+    finally:
+        shown.set()
+        runner.join(120)
     report = diagnostics.last_report(lab.root)
     box = page.locator("#diagnostics-report")
     expect(box).to_contain_text("a check failed", timeout=15_000)

@@ -36,8 +36,11 @@ export async function render(app, actions) {
   $("#diagnostics-run").disabled = app.diagnosticsRunning;
   $("#diagnostics-progress").hidden = !app.diagnosticsRunning;
   if (app.diagnosticsRunning) {
-    showProgress(status ? "Running the checks: DNS, proxy, release source, registries, " +
-      "downloads, clock (up to a minute)…" : "Waiting for the host to start the checks…");
+    showProgress(!status ? "Waiting for the host to start the checks…"
+      : status.last_check ? `Running the checks (${status.checks_done} done; last: ` +
+        `${status.last_check})…`
+        : "Running the checks: DNS, proxy, release source, registries, downloads, clock " +
+          "(up to a minute)…");
   }
   const failed = Boolean(status && status.state === "failed");
   if (failed) {
