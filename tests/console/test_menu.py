@@ -246,12 +246,17 @@ def test_hostile_plain_input_never_crashes_the_menu_nor_reaches_a_shell(menu_roo
     monkeypatch.setattr(actions.subprocess, "run", lambda argv, **_: ran.append(argv) or
                         type("Done", (), {"returncode": 1})())
     monkeypatch.setattr(actions, "bundle_progress", lambda root, request_id: (["made"], True))
+    monkeypatch.setattr(diagnostics, "progress_lines",
+                        lambda root, request_id: (["checked"], True))
     monkeypatch.setattr(app, "ERROR_PAUSE_SECONDS", 0)
     spool.spool_file(spool.SUPPORT_BUNDLE, menu_root).unlink(missing_ok=True)
+    spool.spool_file(spool.NETWORK_DIAGNOSTICS, menu_root).unlink(missing_ok=True)
     stdout = io.StringIO()
     ui = PlainMenu(menu_root, io.StringIO("".join(f"{line}\n" for line in lines)), stdout)
     assert app.serve(menu_root, ui, plain=True, service=True) == 0
-    assert all(argv == actions.LOGIN_COMMAND for argv in ran)
+    # login, and after a rotation the banner's reload of the login prompts' text (which
+    # runs through the same subprocess module): nothing else.
+    assert all(argv in (actions.LOGIN_COMMAND, ["agetty", "--reload"]) for argv in ran), ran
     assert "Traceback" not in stdout.getvalue()
 
 
@@ -338,6 +343,23 @@ def test_tui_support_bundle_shows_progress_then_where_it_is(menu_root, tui_menu,
     terminal.wait_for("Set up here")
 
 
+def test_tui_network_diagnostics_show_progress_then_the_report(preflight_lab, tui_menu):
+    lab = preflight_lab
+    paths.on_host(paths.SPOOL_DIR, lab.root).mkdir()
+    token.ensure_token(lab.root, owner=os.environ.get("USER", "root"))
+    terminal = tui_menu(lab.root)
+    terminal.wait_for("Set up here")
+    terminal.keys("Down", "Down", "Down", "Down", "Enter")  # past Token to the diagnostics
+    terminal.wait_for("Waiting for the host to start the network checks...")
+    report = diagnostics.accept(lab.root)
+    screen = terminal.wait_for("< Back")  # the report's end, where the focus goes
+    assert report["outcome"] == "pass"
+    assert "ok   flux.release: the Flux install manifest is downloadable" in screen
+    assert "Traceback" not in screen
+    terminal.keys("Enter")  # Back
+    terminal.wait_for("Set up here")
+
+
 def test_tui_ctrl_c_returns_to_the_menu(menu_root, tui_menu):
     terminal = tui_menu(menu_root)
     terminal.wait_for("Set up here")
@@ -374,7 +396,7 @@ def test_console_serial_starts_an_instance_per_serial_console(tmp_path, monkeypa
 def test_console_service_mode_exits_at_end_of_input_for_systemd_to_restart(menu_root):
     child = pexpect.spawn(sys.executable, console_command(menu_root, "--plain", "--service")[1:],
                           env=console_env("vt100"), encoding="utf-8", timeout=15)
-    child.expect_exact("Choose 1-5")  # no Exit on the tty service
+    child.expect_exact("Choose 1-6")  # no Exit on the tty service
     assert "Exit" not in child.before
     child.sendeof()
     child.expect(pexpect.EOF)
