@@ -82,8 +82,7 @@ def run(root: Path | None = None, request_id: str | None = None,
     state.StateFileInvalid (setup inputs or endpoints unreadable: recorded too)."""
     status = {"state": "running", "request_id": request_id, "requested_at": requested_at,
               "started_at": state.timestamp(), "finished_at": None, "inputs": "defaults",
-              "setup_running": busy.running(root), "checks_done": 0, "last_check": None,
-              "error": None}
+              "setup_running": None, "checks_done": 0, "last_check": None, "error": None}
     state.write(state.NETWORK_DIAGNOSTICS, status, root)
 
     def checked(line: str) -> None:
@@ -91,15 +90,16 @@ def run(root: Path | None = None, request_id: str | None = None,
         state.write(state.NETWORK_DIAGNOSTICS, status, root)
         log(line)
 
-    try:
+    try:  # from here every failure is recorded, so whoever asked is not left waiting
         inputs = state.read(state.SETUP_INPUTS, root)
-        status["inputs"] = "setup inputs" if inputs else "defaults"
+        status.update(inputs="setup inputs" if inputs else "defaults",
+                      setup_running=busy.running(root))
         result = preflight.run_checks(inputs or DEFAULT_INPUTS, endpoints.load(root),
                                       paths.host_root(root), only=CHECK_PREFIXES,
                                       write_report=False, log=checked)
-    except Exception as exc:  # recorded for whoever asked, then reported as usual
+    except Exception as exc:  # any: recorded for whoever asked, then reported as usual
         status.update(state="failed", finished_at=state.timestamp(),
-                      error=f"the checks could not run: {exc}")
+                      error=str(exc))
         state.write(state.NETWORK_DIAGNOSTICS, status, root)
         raise
     state.write(state.NETWORK_DIAGNOSTICS_REPORT, result.report, root)

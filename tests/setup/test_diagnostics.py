@@ -184,3 +184,10 @@ def test_the_units_command_takes_the_request_or_says_none_waits(lab):
     assert refused.exit_code == 1
     assert refused.stderr.startswith("accept-network-diagnostics: the network diagnostics "
                                      "request was malformed")
+    state.INSTALL_STATE.path(lab.root).write_text("[]")  # broken: it cannot say what runs
+    request_id = diagnostics.submit(lab.root)
+    broken = accept()
+    assert broken.exit_code == 1 and "Traceback" not in broken.stderr
+    assert broken.stderr.startswith("accept-network-diagnostics: install state ")
+    lines, ended = diagnostics.progress_lines(lab.root, request_id)  # not left waiting
+    assert ended and lines[0].startswith("The network checks could not run: install state")
