@@ -98,8 +98,7 @@ def run(root: Path | None = None, request_id: str | None = None,
                                       paths.host_root(root), only=CHECK_PREFIXES,
                                       write_report=False, log=checked)
     except Exception as exc:  # any: recorded for whoever asked, then reported as usual
-        status.update(state="failed", finished_at=state.timestamp(),
-                      error=str(exc))
+        status.update(state="failed", finished_at=state.timestamp(), error=str(exc))
         state.write(state.NETWORK_DIAGNOSTICS, status, root)
         raise
     state.write(state.NETWORK_DIAGNOSTICS_REPORT, result.report, root)
