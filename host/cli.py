@@ -493,6 +493,43 @@ def accept_support_bundle_command() -> None:
     click.echo(f"support bundle {name} made" if name else "no support bundle request is waiting")
 
 
+@main.command("diagnose-network")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON "
+              "(preflight's format, schemas/preflight-report.schema.json).")
+def diagnose_network_command(as_json: bool) -> None:
+    """Run preflight's network checks again, read-only (DNS, proxy, release source,
+    registries, downloads, clock), and print the report; the web UI shows it too.
+    Exits 1 when a check fails."""
+    from host.setup import diagnostics
+
+    if os.geteuid() != 0:
+        click.echo("diagnose-network: must run as root (sudo alga-appliance diagnose-network): "
+                   "it records its report in /var/lib/alga-appliance", err=True)
+        sys.exit(engine.EXIT_FAILED)
+    # Each check as it finishes on stderr; the report alone on stdout.
+    report = diagnostics.run(log=lambda line: click.echo(line, err=True))
+    status = diagnostics.last_status()
+    click.echo(json.dumps(report, indent=2) if as_json
+               else "\n".join(diagnostics.report_lines(status, report)))
+    sys.exit(engine.EXIT_FAILED if report["outcome"] == "fail" else 0)
+
+
+@main.command("accept-network-diagnostics")
+def accept_network_diagnostics_command() -> None:
+    """Run the network checks the web UI or the console asked for (what its .path unit
+    runs)."""
+    from host.core import spool
+    from host.setup import diagnostics
+
+    try:
+        report = diagnostics.accept()
+    except spool.Malformed as exc:
+        click.echo(f"accept-network-diagnostics: {exc}", err=True)
+        sys.exit(engine.EXIT_FAILED)
+    click.echo(f"network diagnostics: {report['outcome']}" if report
+               else "no network diagnostics request is waiting")
+
+
 def _digest(value: str | None) -> str | None:
     if value is not None and not re.fullmatch(r"sha256:[0-9a-f]{64}", value):
         raise click.BadParameter(f"{value!r} is not a digest: give sha256: and 64 lower-case "

@@ -20,6 +20,10 @@ from host.releases import channels, source
 
 HEALTHY_INTERVAL = 60  # seconds between collections once fully healthy (the timer ticks 10 s)
 DISK_PATHS = (paths.K3S_DATA_DIR, paths.STATE_DIR)
+# A data path's file system fuller than this is a warning blocker: k3s stops pulling images
+# and evicts pods near 85-90 % (its image GC and eviction thresholds), the database next.
+DISK_WARN_PERCENT = 85
+TIME_SYNC = {True: "synchronized", False: "not synchronized", None: "unknown"}
 K3S_BOOT_GRACE_SECONDS = 300  # k3s serves its API within this after a boot, or something is wrong
 PROBLEM_REASONS = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerError",
                    "CreateContainerConfigError")
@@ -64,6 +68,7 @@ def take_snapshot(root: Path | None, kube: Kube, probe=probe_login) -> dict:
     host = _host(root, view)
     channel = inputs["channel"] if inputs else channels.DEFAULT_CHANNEL
     blockers = _blockers(cluster, api_error, verdicts, _k3s_starting(host), channel)
+    blockers += _disk_blockers(host)
     if verdicts["login"].ready:
         blockers += _public_url_blockers(inputs["app_url"], app_address, probe)
     tiers = _tiers(verdicts, previous, at, blockers)
@@ -448,7 +453,40 @@ def _host(root: Path | None, view: ClusterView) -> dict:
         while not target.exists():
             target = target.parent
         usage = shutil.disk_usage(target)
-        disk.append({"path": path, "free_bytes": usage.free, "total_bytes": usage.total})
+        used = round(100 * (usage.total - usage.free) / usage.total, 1) if usage.total else 0
+        disk.append({"path": path, "free_bytes": usage.free, "total_bytes": usage.total,
+                     "used_percent": used})
     return {"k3s_state": k3s_state,
             "k3s_version": readiness.k3s_version(view),
-            "disk": disk, "node_ip": addresses.node_ip(), "uptime_seconds": uptime_seconds()}
+            "disk": disk, "disk_warn_percent": DISK_WARN_PERCENT, "memory": memory(),
+            "time_sync": TIME_SYNC[hostcmd.ntp_synchronized()],
+            "node_ip": addresses.node_ip(), "uptime_seconds": uptime_seconds()}
+
+
+def memory() -> dict | None:
+    """Total and available memory from /proc/meminfo; None when it does not say both."""
+    try:
+        text = Path(paths.MEMINFO).read_text(errors="replace")
+    except OSError:
+        return None
+    found = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        number, _, unit = value.strip().partition(" ")
+        if name in ("MemTotal", "MemAvailable") and number.isdigit() and unit == "kB":
+            found[name] = int(number) * 1024
+    if len(found) != 2:
+        return None
+    return {"total_bytes": found["MemTotal"], "available_bytes": found["MemAvailable"]}
+
+
+def _disk_blockers(host: dict) -> list[dict]:
+    """A data path's file system over DISK_WARN_PERCENT: a warning, with how to see why."""
+    return [_blocker("warning", f"disk {d['path']}", "host",
+                     f"the file system holding {d['path']} is {d['used_percent']:.0f} % full "
+                     f"(warning above {DISK_WARN_PERCENT} %); when it fills, k3s evicts the "
+                     "app's pods and the database stops writing",
+                     f"free space or grow the disk: `df -h {d['path']}` shows the file "
+                     f"system, `sudo du -xh -d 2 {d['path']} | sort -h | tail` what fills it",
+                     blocks_login=False)
+            for d in host["disk"] if d["used_percent"] > DISK_WARN_PERCENT]

@@ -27,7 +27,7 @@ from pathlib import Path
 from host.core import paths, spool, sshkeys, state, token
 from host.net import addresses, endpoints, resolvers
 from host.releases import channels, source
-from host.setup import chain, credentials, recovery, timing
+from host.setup import chain, credentials, diagnostics, recovery, timing
 from host.setup import request as setup_request
 from host.setup.inputs import (
     FIELDS,
@@ -172,6 +172,9 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = addresses.no
             "waiting": spool.waiting(spool.SUPPORT_BUNDLE, root)}),
         ("GET", "/api/support-bundle/download"): lambda environ: (
             200, _bundle_archive(environ, root)),
+        ("GET", "/api/network-diagnostics"): lambda environ: (200, {
+            "status": diagnostics.last_status(root), "report": diagnostics.last_report(root)}),
+        ("POST", "/api/network-diagnostics"): lambda environ: _diagnostics_request(root),
     }
 
     def app(environ: dict, start_response) -> Iterable[bytes]:
@@ -300,6 +303,14 @@ def _support_bundle_request(root: Path | None) -> tuple[int, dict]:
     try:
         request_id = support_request.submit(root)
     except support_request.Busy as exc:
+        raise HttpError(409, str(exc)) from exc
+    return 202, {"accepted": True, "request_id": request_id}
+
+
+def _diagnostics_request(root: Path | None) -> tuple[int, dict]:
+    try:
+        request_id = diagnostics.submit(root)
+    except diagnostics.Busy as exc:
         raise HttpError(409, str(exc)) from exc
     return 202, {"accepted": True, "request_id": request_id}
 

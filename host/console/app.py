@@ -17,7 +17,7 @@ from host.console.questions import current_answers, defaults
 from host.core import state, token
 from host.net import addresses, netchange
 from host.net.resolvers import system as system_resolvers
-from host.setup import recovery
+from host.setup import diagnostics, recovery
 from host.setup import request as setup_request
 from host.setup.progress import failure_view, resumable, settled
 from host.support import request as support_request
@@ -88,6 +88,12 @@ def act(chosen: str, root: Path | None, ui, plain: bool) -> str:
         except support_request.Busy as exc:
             return f"No new support bundle: {exc}."
         ui.watch("Support bundle", lambda: actions.bundle_progress(root, request_id))
+    elif chosen == "diagnostics":
+        try:
+            request_id = diagnostics.submit(root)
+        except diagnostics.Busy as exc:
+            return f"No new network diagnostics: {exc}."
+        ui.watch("Network diagnostics", lambda: diagnostics.progress_lines(root, request_id))
     elif chosen == "token":
         return token_screen(root, ui)
     elif chosen == "shell":

@@ -34,6 +34,8 @@ ENTRIES = (
     Entry("network", "Network", lambda s: True),
     Entry("bundle", "Support bundle", lambda s: True),
     Entry("token", "Token", lambda s: True),
+    # Read-only: the network checks may run beside setup, and help most when it fails.
+    Entry("diagnostics", "Network diagnostics", lambda s: True),
     Entry("shell", "Shell (log in with the admin password)", lambda s: True),
     Entry("exit", "Exit", lambda s: not s.service),
 )

@@ -23,3 +23,13 @@ def run(argv: list[str], stdin: str | None = None) -> str:
         raise CommandFailed(f"{' '.join(argv)} exited {done.returncode}: "
                             f"{(done.stderr or done.stdout).strip()}")
     return done.stdout
+
+
+def ntp_synchronized() -> bool | None:
+    """Whether systemd-timesyncd (or another NTP client) keeps the clock; None when
+    timedatectl cannot say (no systemd on the bus, not installed, an answer it never gives)."""
+    try:
+        answer = run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"])
+    except CommandFailed:
+        return None
+    return {"yes": True, "no": False}.get(answer.strip())

@@ -81,6 +81,7 @@ OS_RELEASE = "/etc/os-release"
 HOSTNAME_FILE = "/etc/hostname"
 KERNEL_RELEASE = "/proc/sys/kernel/osrelease"
 UPTIME = "/proc/uptime"
+MEMINFO = "/proc/meminfo"
 
 
 def host_root(root: Path | None = None) -> Path:

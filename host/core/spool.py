@@ -48,7 +48,10 @@ SETUP = RequestKind("setup", "setup.request", "setup-request.schema.json", "acce
 UPDATE = RequestKind("update", "update.request", "update-request.schema.json", "accept-update")
 SUPPORT_BUNDLE = RequestKind("support bundle", "support-bundle.request",
                              "support-bundle-request.schema.json", "accept-support-bundle")
-KINDS = (SETUP, UPDATE, SUPPORT_BUNDLE)
+NETWORK_DIAGNOSTICS = RequestKind("network diagnostics", "network-diagnostics.request",
+                                  "network-diagnostics-request.schema.json",
+                                  "accept-network-diagnostics")
+KINDS = (SETUP, UPDATE, SUPPORT_BUNDLE, NETWORK_DIAGNOSTICS)
 
 
 class AlreadyPending(Exception):

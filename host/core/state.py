@@ -104,6 +104,14 @@ ADMIN_CREDENTIALS = StateFile(
     "admin-credentials.schema.json", 0o640,
     "the progress views no longer say whether the admin password was set; the next setup "
     "writes it again")
+# Network diagnostics on demand (host/setup/diagnostics.py): the run, and its report in
+# preflight's own format (the same schema, so every view of preflight renders it).
+NETWORK_DIAGNOSTICS = StateFile(
+    "network diagnostics status", paths.STATE_DIR, "network-diagnostics.json",
+    "network-diagnostics.schema.json", 0o640, "the next network diagnostics write it again")
+NETWORK_DIAGNOSTICS_REPORT = StateFile(
+    "network diagnostics report", paths.STATE_DIR, "network-diagnostics-report.json",
+    "preflight-report.schema.json", 0o640, "the next network diagnostics write it again")
 NETWORK = StateFile(
     "network settings", paths.CONFIG_DIR, "network.json", "network.schema.json", 0o640,
     "the interfaces it named show as DHCP in the Network entry; set them again there")

@@ -221,20 +221,10 @@ def check_download(what: str, url_of: Callable[[Endpoints], str]):
     return test
 
 
-def ntp_synchronized() -> bool | None:
-    """Whether systemd-timesyncd (or another NTP client) keeps the clock; None when
-    timedatectl cannot say (no systemd on the bus)."""
-    try:
-        answer = hostcmd.run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"])
-    except hostcmd.CommandFailed:
-        return None
-    return {"yes": True, "no": False}.get(answer.strip())
-
-
 def check_clock(ctx: Context, timeout: float) -> str:
     """This machine's time against the `Date` of the servers that answered, and whether NTP
     keeps it: TLS certificates and registry tokens fail when it is minutes off."""
-    synced = ntp_synchronized()
+    synced = hostcmd.ntp_synchronized()
     ntp = {True: "NTP keeps it synchronized", False: "NTP has not synchronized it",
            None: "timedatectl cannot say whether NTP keeps it"}[synced]
     if not ctx.server_dates:

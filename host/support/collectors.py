@@ -24,8 +24,7 @@ from host.cluster import alga, readiness
 from host.cluster.kube import Kube, KubeError
 from host.core import paths, state, token
 from host.net import dnsquery, endpoints, resolvers
-from host.releases import channels
-from host.setup import preflight
+from host.setup import diagnostics, preflight
 from host.support.redact import KnownValue
 
 LOG_LIMIT = 2 << 20  # bytes kept of each host log (phases, journal): its end, after a marker
@@ -42,8 +41,7 @@ NEVER_COLLECTED = (paths.TOKEN_FILE, f"{paths.STATE_DIR}/*token*", paths.ISSUE_F
                    paths.K3S_KUBECONFIG, *paths.K3S_TOKENS, "/var/lib/rancher/k3s/server/tls/*",
                    "*.key", "*-key.pem", "*token*")
 # Before setup is submitted, network checks run as setup's defaults would.
-DEFAULT_INPUTS = {"channel": channels.DEFAULT_CHANNEL, "app_url": "", "dns": {"mode": "system"},
-                  "proxy": None, "overrides": {}}
+DEFAULT_INPUTS = diagnostics.DEFAULT_INPUTS  # before setup: as the network checks run
 # Names that identify no site: what setup contacts, and the ISO's default host name
 # (isobuild/options.py), which also names the appliance's units, paths and user.
 PUBLIC_NAMES = frozenset({*endpoints.Endpoints().dns_names, "githubusercontent.com",
@@ -584,7 +582,8 @@ COLLECTORS: tuple[Collector, ...] = (
         state.INSTALL_STATE, state.PREFLIGHT_REPORT, state.STATUS, state.SELECTED_RELEASE,
         state.MAINTENANCE, state.SETUP_INPUTS, state.ENDPOINTS, state.HOST_CHANGES,
         state.UPDATE_HISTORY, state.SUPPORT_BUNDLE_STATUS, state.SETUP_REFUSAL,
-        state.RELEASE_SOURCE, state.NETWORK, state.NETWORK_CHANGE, state.UPDATE_NOTICE)),
+        state.RELEASE_SOURCE, state.NETWORK, state.NETWORK_CHANGE, state.UPDATE_NOTICE,
+        state.NETWORK_DIAGNOSTICS, state.NETWORK_DIAGNOSTICS_REPORT)),
     Collector("logs/phases", 10, phase_logs),
     journal("logs/journal-alga-appliance", "alga-appliance*"),
     journal("logs/journal-k3s", "k3s.service"),

@@ -31,6 +31,7 @@ from host.console import actions, app, banner, serial
 from host.console.plain import PlainMenu
 from host.core import paths, spool, state, token
 from host.net import addresses
+from host.setup import diagnostics
 from host.support import bundle
 from host.support import request as support_request
 
@@ -70,18 +71,19 @@ def plain_menu(root: Path) -> pexpect.spawn:
 
 def test_plain_menu_before_setup_shows_the_banner_and_its_entries(menu_root):
     child = plain_menu(menu_root)
-    child.expect_exact("Choose 1-6 (Enter shows this again): ")
+    child.expect_exact("Choose 1-7 (Enter shows this again): ")
     shown = child.before
     assert "Ubuntu is installed. Appliance setup is waiting for your input." in shown
     assert f"Setup token: {token.for_people(token.read_token(menu_root))}" in shown
     for number, label in enumerate(("Set up here", "Network", "Support bundle", "Token",
+                                    "Network diagnostics",
                                     "Shell (log in with the admin password)", "Exit"), 1):
         assert f"  {number}. {label}\r\n" in shown
     assert "Status" not in shown  # only after setup
     child.sendline("9")
-    child.expect_exact("Error: type a number from 1 to 6.")
-    child.expect_exact("Choose 1-6")
-    child.sendline("6")  # Exit
+    child.expect_exact("Error: type a number from 1 to 7.")
+    child.expect_exact("Choose 1-7")
+    child.sendline("7")  # Exit
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
@@ -178,6 +180,27 @@ def test_plain_support_bundle_through_the_webs_request(menu_root, monkeypatch):
     child.terminate(force=True)
 
 
+def test_plain_network_diagnostics_through_the_webs_request_show_the_fix(preflight_lab):
+    """The entry asks as the web does; the root oneshot's code (run here) checks the real
+    network lab, where GHCR does not answer: the report names it and its fix."""
+    lab = preflight_lab
+    paths.on_host(paths.SPOOL_DIR, lab.root).mkdir()
+    token.ensure_token(lab.root, owner=os.environ.get("USER", "root"))
+    lab.configure(ghcr_base="https://127.0.0.1:1")  # nothing listens there
+    child = plain_menu(lab.root)
+    choose(child, "Network diagnostics")
+    child.expect_exact("Waiting for the host to start the network checks...")
+    assert spool.spool_file(spool.NETWORK_DIAGNOSTICS, lab.root).exists()
+    report = diagnostics.accept(lab.root)
+    child.expect_exact("Network diagnostics: fail")
+    child.expect_exact(f"Fix: {report['causes'][0]['remediation']}")
+    child.expect_exact("FAIL ghcr: cannot reach https://127.0.0.1:1/v2/")
+    child.expect_exact("ok   k3s.release: ")
+    choose(child, "Network diagnostics")  # the next one is a new request
+    child.expect_exact("Waiting for the host to start the network checks...")
+    child.terminate(force=True)
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or not Path(actions.LOGIN_COMMAND[0]).exists(),
                     reason="the real login needs root and /bin/login")
 def test_plain_shell_runs_the_real_login_which_refuses_a_wrong_password(menu_root, tmp_path):
@@ -227,12 +250,17 @@ def test_hostile_plain_input_never_crashes_the_menu_nor_reaches_a_shell(menu_roo
     monkeypatch.setattr(actions.subprocess, "run", lambda argv, **_: ran.append(argv) or
                         type("Done", (), {"returncode": 1})())
     monkeypatch.setattr(actions, "bundle_progress", lambda root, request_id: (["made"], True))
+    monkeypatch.setattr(diagnostics, "progress_lines",
+                        lambda root, request_id: (["checked"], True))
     monkeypatch.setattr(app, "ERROR_PAUSE_SECONDS", 0)
     spool.spool_file(spool.SUPPORT_BUNDLE, menu_root).unlink(missing_ok=True)
+    spool.spool_file(spool.NETWORK_DIAGNOSTICS, menu_root).unlink(missing_ok=True)
     stdout = io.StringIO()
     ui = PlainMenu(menu_root, io.StringIO("".join(f"{line}\n" for line in lines)), stdout)
     assert app.serve(menu_root, ui, plain=True, service=True) == 0
-    assert all(argv == actions.LOGIN_COMMAND for argv in ran)
+    # login, and after a rotation the banner's reload of the login prompts' text (which
+    # runs through the same subprocess module): nothing else.
+    assert all(argv in (actions.LOGIN_COMMAND, ["agetty", "--reload"]) for argv in ran), ran
     assert "Traceback" not in stdout.getvalue()
 
 
@@ -319,6 +347,23 @@ def test_tui_support_bundle_shows_progress_then_where_it_is(menu_root, tui_menu,
     terminal.wait_for("Set up here")
 
 
+def test_tui_network_diagnostics_show_progress_then_the_report(preflight_lab, tui_menu):
+    lab = preflight_lab
+    paths.on_host(paths.SPOOL_DIR, lab.root).mkdir()
+    token.ensure_token(lab.root, owner=os.environ.get("USER", "root"))
+    terminal = tui_menu(lab.root)
+    terminal.wait_for("Set up here")
+    terminal.keys("Down", "Down", "Down", "Down", "Enter")  # past Token to the diagnostics
+    terminal.wait_for("Waiting for the host to start the network checks...")
+    report = diagnostics.accept(lab.root)
+    screen = terminal.wait_for("< Back")  # the report's end, where the focus goes
+    assert report["outcome"] == "pass"
+    assert "ok   flux.release: the Flux install manifest is downloadable" in screen
+    assert "Traceback" not in screen
+    terminal.keys("Enter")  # Back
+    terminal.wait_for("Set up here")
+
+
 def test_tui_ctrl_c_returns_to_the_menu(menu_root, tui_menu):
     terminal = tui_menu(menu_root)
     terminal.wait_for("Set up here")
@@ -355,7 +400,7 @@ def test_console_serial_starts_an_instance_per_serial_console(tmp_path, monkeypa
 def test_console_service_mode_exits_at_end_of_input_for_systemd_to_restart(menu_root):
     child = pexpect.spawn(sys.executable, console_command(menu_root, "--plain", "--service")[1:],
                           env=console_env("vt100"), encoding="utf-8", timeout=15)
-    child.expect_exact("Choose 1-5")  # no Exit on the tty service
+    child.expect_exact("Choose 1-6")  # no Exit on the tty service
     assert "Exit" not in child.before
     child.sendeof()
     child.expect(pexpect.EOF)

@@ -66,7 +66,8 @@ def test_healthz_needs_no_token(server):
     ("GET", "/api/status"), ("GET", "/api/install"), ("GET", "/api/release"),
     ("GET", "/api/logs"), ("GET", "/api/support-bundle"), ("POST", "/api/support-bundle"),
     ("GET", "/api/support-bundle/download"), ("GET", "/api/updates"), ("POST", "/api/updates"),
-    ("POST", "/api/token/rotate")])
+    ("POST", "/api/token/rotate"), ("GET", "/api/network-diagnostics"),
+    ("POST", "/api/network-diagnostics")])
 def test_every_api_endpoint_needs_the_token(server, root, header, method, path):
     url, _ = server
     headers = {} if header is None else {"Authorization": header}
@@ -76,6 +77,7 @@ def test_every_api_endpoint_needs_the_token(server, root, header, method, path):
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
     assert not spool.spool_file(spool.SETUP, root).exists()
     assert not spool.spool_file(spool.SUPPORT_BUNDLE, root).exists()
+    assert not spool.spool_file(spool.NETWORK_DIAGNOSTICS, root).exists()
 
 
 def test_failed_attempts_are_rate_limited_per_client(server):
@@ -412,6 +414,38 @@ def test_support_bundle_request_is_spooled_once_and_refused_while_one_runs(serve
     listing = requests.get(f"{url}/api/support-bundle", headers=auth, timeout=5)
     assert listing.json() == {"status": running, "bundles": [], "waiting": None}
     assert_documented(listing, "GET", "/api/support-bundle")
+
+
+def test_network_diagnostics_are_spooled_once_and_shown_with_their_report(server, root):
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    empty = requests.get(f"{url}/api/network-diagnostics", headers=auth, timeout=5)
+    assert empty.json() == {"status": None, "report": None}
+    assert_documented(empty, "GET", "/api/network-diagnostics")
+    first = requests.post(f"{url}/api/network-diagnostics", headers=auth, timeout=5)
+    assert first.status_code == 202 and first.json()["accepted"] is True
+    assert_documented(first, "POST", "/api/network-diagnostics")
+    again = requests.post(f"{url}/api/network-diagnostics", headers=auth, timeout=5)
+    assert again.status_code == 409 and "already asked for" in again.json()["error"]
+    assert_documented(again, "POST", "/api/network-diagnostics")
+    assert spool.take(spool.NETWORK_DIAGNOSTICS, root)["id"] == first.json()["request_id"]
+    examples = TESTS / "schema_examples"
+    running = json.loads((examples / "network-diagnostics/valid-running.json").read_text())
+    state.write(state.NETWORK_DIAGNOSTICS, running, root)
+    busy = requests.post(f"{url}/api/network-diagnostics", headers=auth, timeout=5)
+    assert busy.status_code == 409 and "running" in busy.json()["error"]
+    shown = requests.get(f"{url}/api/network-diagnostics", headers=auth, timeout=5).json()
+    assert shown == {"status": running, "report": None}  # no report until it succeeds
+    report = json.loads(next((examples / "preflight-report").glob("valid*")).read_text())
+    state.write(state.NETWORK_DIAGNOSTICS_REPORT, report, root)
+    state.write(state.NETWORK_DIAGNOSTICS, {**running, "state": "succeeded",
+                                            "finished_at": running["started_at"]}, root)
+    done = requests.get(f"{url}/api/network-diagnostics", headers=auth, timeout=5)
+    assert done.json()["report"] == report
+    assert_documented(done, "GET", "/api/network-diagnostics")
+    state.NETWORK_DIAGNOSTICS.path(root).write_text("{broken")  # the next run replaces it
+    broken = requests.get(f"{url}/api/network-diagnostics", headers=auth, timeout=5)
+    assert broken.status_code == 200 and broken.json() == {"status": None, "report": None}
 
 
 def test_support_bundle_download_serves_only_our_archives(server, root):

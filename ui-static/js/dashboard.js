@@ -1,7 +1,7 @@
 // The status dashboard: everything in the collector's status.json snapshot.
 
 import {request, token} from "./api.js";
-import {$, badge, duration, el, facts, replace, showRefusal, table, when} from "./dom.js";
+import {$, badge, duration, el, facts, replace, showRefusal, size, table, when} from "./dom.js";
 
 const ROLLUP = {
   setup_required: ["Setup required", ""],
@@ -119,17 +119,31 @@ function ladder(tiers) {
 
 function hostFacts(status) {
   const host = status.host;
-  const gib = (bytes) => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
   const release = status.release;
   facts($("#host-facts"), [
     ["Node address", host.node_ip],
     ["Release", release ? `${release.release_version} (${release.channel}) from ${release.location}`
       : "none selected yet"],
     ["k3s", `${host.k3s_state || "unknown"}${host.k3s_version ? ` (${host.k3s_version})` : ""}`],
-    ...host.disk.map((d) => [`Disk ${d.path}`, `${gib(d.free_bytes)} free of ${gib(d.total_bytes)}`]),
+    ...host.disk.map((d) => [`Disk ${d.path}`, disk(d, host.disk_warn_percent)]),
+    ["Memory", host.memory ? `${size(host.memory.available_bytes)} available of ` +
+      `${size(host.memory.total_bytes)}` : "unknown"],
+    ["Clock", {synchronized: "synchronized by NTP",
+               "not synchronized": "not synchronized by NTP: allow NTP (UDP 123) or set the clock"}[
+      host.time_sync] || "unknown whether NTP keeps it"],
     ["Up for", duration(host.uptime_seconds)],
   ]);
   $("#collected-at").textContent = `Collected ${when(status.collected_at)}.`;
+}
+
+// A data path's use; over the threshold it is flagged (and a warning blocker above).
+function disk(d, threshold) {
+  const text = `${size(d.free_bytes)} free of ${size(d.total_bytes)}`;
+  if (d.used_percent === undefined) return text; // a snapshot from before the percentage
+  const used = `${Math.round(d.used_percent)} % used`;
+  return d.used_percent > threshold
+    ? el("span", {}, badge("warning", `${used}, over ${threshold} %`), ` ${text}`)
+    : `${used}, ${text}`;
 }
 
 // Rotating the setup token (after setup; the API refuses before): confirmed first, then the

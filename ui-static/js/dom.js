@@ -41,11 +41,26 @@ export function table(headings, rows, empty) {
   if (!rows.length) return el("p", {class: "muted"}, empty);
   return el("div", {class: "table-wrap"}, el("table", {},
     el("thead", {}, el("tr", {}, headings.map((h) => el("th", {scope: "col"}, h)))),
-    el("tbody", {}, rows.map((cells) => el("tr", {}, cells.map((c) => el("td", {}, c)))))));
+    // Each cell names its column: on a narrow screen the rows stack (app.css).
+    el("tbody", {}, rows.map((cells) => el("tr", {}, cells.map((c, i) =>
+      el("td", {"data-label": headings[i]}, c)))))));
 }
 
 export function facts(target, pairs) {
   replace(target, pairs.flatMap(([term, value]) => [el("dt", {}, term), el("dd", {}, value)]));
+}
+
+// A size in bytes as people read it: the largest unit that keeps it at 1 or more.
+export function size(bytes) {
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  if (bytes < 1024) return `${bytes} bytes`;
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
 }
 
 // "2026-11-27T10:00:05Z" in the browser's local time, or "–".

@@ -4,6 +4,7 @@
 import {ApiError, Poller, RateLimited, Unauthorized, request, takeTokenFromAddress, token}
   from "./api.js";
 import * as dashboard from "./dashboard.js";
+import * as diagnostics from "./diagnostics.js";
 import {$, $$} from "./dom.js";
 import * as logs from "./logs.js";
 import * as progress from "./progress.js";
@@ -38,6 +39,7 @@ const app = {
   submitted: sessionStorage.getItem(SUBMITTED_KEY),
   bundleRunning: false, // support.js: a support bundle is asked for or being made
   updateRunning: false, // updates.js: an update request is waiting or running
+  diagnosticsRunning: false, // diagnostics.js: network checks are asked for or running
   // Whether this tab's setup request has not been picked up yet (see `submitted`).
   waiting() {
     return this.submitted !== null && !this.refusedMine() &&
@@ -141,7 +143,7 @@ async function refresh() {
   const settled = !app.waiting() && app.install &&
     ["succeeded", "failed"].includes(app.install.status) &&
     app.status && app.status.rollup.state === "fully_healthy";
-  if (app.bundleRunning || app.updateRunning) return FAST;
+  if (app.bundleRunning || app.updateRunning || app.diagnosticsRunning) return FAST;
   return settled || (!app.install && !app.waiting()) ? SLOW : FAST;
 }
 
@@ -176,9 +178,15 @@ function show(page, focus) {
 }
 
 function render() {
-  const renderers = {setup: wizard.render, progress: progress.render, status: dashboard.render,
+  const renderers = {setup: wizard.render, progress: progress.render, status: statusPage,
                      logs: logs.render, updates: updates.render, support: support.render};
   return renderers[app.page] ? renderers[app.page](app, actions) : undefined;
+}
+
+// The Status page: the snapshot, then the network diagnostics (which fetch their own).
+function statusPage() {
+  dashboard.render(app, actions);
+  return diagnostics.render(app, actions);
 }
 
 function updateNav() {
@@ -278,7 +286,9 @@ function bindShell() {
     actions.go(link.dataset.page);
   });
   window.addEventListener("popstate", () => show(pageFor(window.location.pathname), true));
-  for (const page of [wizard, dashboard, logs, updates, support]) page.bind(app, actions);
+  for (const page of [wizard, dashboard, diagnostics, logs, updates, support]) {
+    page.bind(app, actions);
+  }
 }
 
 bindShell();

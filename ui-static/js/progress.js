@@ -140,14 +140,18 @@ function checklist(app, install) {
                      phase && phase.state === "running" ? "Running the checks…" : "Not run yet."));
     return;
   }
-  // A failed check's fix is said once, with its root cause in the failure view; a check
-  // not run has none.
-  replace(list, app.preflight.checks.map((check) => el("li", {},
+  replace(list, checkItems(app.preflight.checks));
+}
+
+// A preflight report's checks as list items (the network diagnostics show theirs so too).
+// A failed check's fix is said once, with its root cause; a check not run has none.
+export function checkItems(checks) {
+  return checks.map((check) => el("li", {},
     badge(check.status, check.status === "not-run" ? "not run" : check.status), " ",
     el("span", {class: "title"}, check.id),
     el("span", {class: "detail"}, check.message),
     check.status === "warn" && check.remediation
-      ? el("span", {class: "fix"}, el("strong", {}, "Fix: "), check.remediation) : null)));
+      ? el("span", {class: "fix"}, el("strong", {}, "Fix: "), check.remediation) : null));
 }
 
 // What each root cause of a failed preflight is, in the words the failure view uses.
@@ -158,7 +162,7 @@ const CAUSES = {
 };
 
 // The failed checks grouped by root cause, the root first, each with its one fix.
-function rootCauses(causes) {
+export function rootCauses(causes) {
   return el("ol", {class: "causes"}, causes.map((group, index) => el("li", {},
     el("h3", {}, index === 0 ? `Root cause: ${CAUSES[group.cause] || group.cause}`
                              : `Also: ${CAUSES[group.cause] || group.cause}`),

@@ -1,7 +1,7 @@
 // The Support page: the web-requested bundle's progress and the archives to download.
 
 import {download, request} from "./api.js";
-import {$, el, pickup, replace, saveFile, showRefusal, table, when} from "./dom.js";
+import {$, el, pickup, replace, saveFile, showRefusal, size, table, when} from "./dom.js";
 
 // The id of the request this page made, until the bundle status carries it (until then the
 // status is the previous bundle's).
@@ -40,11 +40,10 @@ export async function render(app, actions) {
   if (status && status.state === "failed") {
     $("#bundle-error").textContent = `The last bundle failed: ${status.error}`;
   }
-  const mib = (bytes) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
   replace($("#bundles"), table(["Bundle", "Size", "Made", ""], support.bundles.map((b) => {
     const button = el("button", {type: "button", class: "secondary"}, "Download");
     button.addEventListener("click", () => fetchBundle(b.name, actions));
-    return [b.name, mib(b.size_bytes), when(b.created_at), button];
+    return [b.name, size(b.size_bytes), when(b.created_at), button];
   }), "None yet."));
 }
 
