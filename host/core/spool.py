@@ -39,7 +39,8 @@ SETUP = RequestKind("setup", "setup.request", "setup-request.schema.json", "acce
 UPDATE = RequestKind("update", "update.request", "update-request.schema.json", "accept-update")
 SUPPORT_BUNDLE = RequestKind("support bundle", "support-bundle.request",
                              "support-bundle-request.schema.json", "accept-support-bundle")
-KINDS = (SETUP, UPDATE, SUPPORT_BUNDLE)
+LOGS = RequestKind("log", "logs.request", "logs-request.schema.json", "accept-logs")
+KINDS = (SETUP, UPDATE, SUPPORT_BUNDLE, LOGS)
 
 
 class AlreadyPending(Exception):

@@ -317,19 +317,25 @@ def test_phase_logs_are_a_bounded_tail_of_known_phases_only(server, root):
     log = root / paths.LOG_DIR.lstrip("/") / "k3s.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("".join(f"line {i} " + "x" * 100 + "\n" for i in range(5000)))  # ~0.5 MB
-    body = requests.get(f"{url}/api/logs", params={"source": "k3s", "lines": 3},
+    body = requests.get(f"{url}/api/logs", params={"source": "phase-k3s", "lines": 3},
                         headers=auth, timeout=5).json()
-    assert body == {"source": "k3s", "lines": [f"line {i} " + "x" * 100 for i in (4997, 4998,
-                                                                                  4999)]}
-    most = requests.get(f"{url}/api/logs", params={"source": "k3s", "lines": 2000},
+    assert body == {"source": "phase-k3s", "label": "Setup phase: k3s", "previous": False,
+                    "lines": [f"line {i} " + "x" * 100 for i in (4997, 4998, 4999)],
+                    "live": False,
+                    "note": "the phase is not running (failed): this log no longer grows"}
+    most = requests.get(f"{url}/api/logs", params={"source": "phase-k3s", "lines": 2000},
                         headers=auth, timeout=5).json()["lines"]
     assert len(most) == 2000 and most[-1].startswith("line 4999 ")
-    empty = requests.get(f"{url}/api/logs", params={"source": "preflight"}, headers=auth,
-                         timeout=5)
-    assert empty.json() == {"source": "preflight", "lines": []}
+    empty = requests.get(f"{url}/api/logs", params={"source": "phase-preflight"},
+                         headers=auth, timeout=5)
+    assert empty.json()["lines"] == [] and empty.json()["note"] == "this phase has not run yet"
     for params in ({"source": "dns"}, {"source": "../k3s"}, {"source": "k3s.log"}, {},
-                   {"source": "k3s", "lines": 0}, {"source": "k3s", "lines": 2001},
-                   {"source": "k3s", "lines": "1e3"}, {"source": "k3s", "lines": "٣"}):
+                   {"source": "phase-../k3s"}, {"source": "phase-k3s.log"},
+                   {"source": "phase-k3s", "lines": 0}, {"source": "phase-k3s", "lines": 2001},
+                   {"source": "phase-k3s", "lines": "1e3"},
+                   {"source": "phase-k3s", "lines": "٣"},
+                   {"source": "phase-k3s", "previous": "true"},
+                   {"source": "db", "previous": "yes"}):
         response = requests.get(f"{url}/api/logs", params=params, headers=auth, timeout=5)
         assert response.status_code == 400, params
         assert_documented(response, "GET", "/api/logs")
@@ -341,7 +347,7 @@ def test_journal_logs_come_from_journalctl_for_the_appliance_units(server, root,
     auth = {"Authorization": f"Bearer {secret}"}
     monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_JOURNAL_LOG", str(tmp_path / "journal.log"))
-    response = requests.get(f"{url}/api/logs", params={"source": "journal", "lines": 5},
+    response = requests.get(f"{url}/api/logs", params={"source": "appliance", "lines": 5},
                             headers=auth, timeout=5)
     assert response.status_code == 200 and len(response.json()["lines"]) == 5
     assert_documented(response, "GET", "/api/logs")
@@ -349,7 +355,7 @@ def test_journal_logs_come_from_journalctl_for_the_appliance_units(server, root,
         "--no-pager", "--quiet", "--output", "short-iso", "--lines", "5", "--unit",
         "alga-appliance*"]
     monkeypatch.setenv("FAKE_JOURNAL_FAIL", "1")
-    failed = requests.get(f"{url}/api/logs", params={"source": "journal"}, headers=auth,
+    failed = requests.get(f"{url}/api/logs", params={"source": "appliance"}, headers=auth,
                           timeout=5)
     assert failed.status_code == 503 and "journalctl -u" in failed.json()["error"]
     assert_documented(failed, "GET", "/api/logs")

@@ -1,0 +1,353 @@
+"""Every layer's log by name (host/support/logs.py), from the real Kubernetes tier: a real
+kube-apiserver and kubectl (support/apiserver.py), the stand-in kubelet serving the
+containers' logs the API server proxies `kubectl logs` to (support/kubelet.py). The Alga
+workloads are the objects Alga's charts make (a Deployment or StatefulSet selecting its
+pods, the bootstrap Job); what the logs say is planted in the kubelet's files, secrets
+included, and must come out redacted.
+
+Also the whole path the Logs page takes: the real waitress web service spools the request,
+the log oneshot (`accept-logs`, run here as its .path unit would) reads it as root would and
+writes the redacted answer, and the web service hands it back.
+"""
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support.base import make_host_root, serve_wsgi
+from support.kubelet import NODE_NAME, Api, Kubelet
+from support.openapi_check import assert_documented
+
+from host import cli
+from host.cluster import alga
+from host.cluster.kube import Kube
+from host.core import paths, spool, state, token
+from host.support import collectors, log_request, logs
+from host.web import make_app
+
+DB_PASSWORD = "canary-db-Pa55word-7f3k"
+SETUP_TOKEN = "ABCD-EFGH-JKLM-NPQR"  # not what token.ensure_token writes: planted in a log
+BOOTSTRAP_JOB = f"{alga.BOOTSTRAP_JOB_PREFIX}1"
+ADMIN_USER = os.environ.get("USER", "root")
+
+
+def workload(kind: str, name: str, namespace: str = alga.APP_NAMESPACE) -> dict:
+    labels = {"app.kubernetes.io/name": name}
+    return {"apiVersion": "apps/v1", "kind": kind,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"selector": {"matchLabels": labels}, **(
+                {"serviceName": name} if kind == "StatefulSet" else {}),
+                "template": {"metadata": {"labels": labels}, "spec": {"containers": [
+                    {"name": "main", "image": f"ghcr.io/nine-minds/{name}:1.0"}]}}}}
+
+
+def pod(name: str, labels: dict, namespace: str = alga.APP_NAMESPACE,
+        job: str | None = None) -> dict:
+    metadata = {"name": name, "namespace": namespace, "labels": labels}
+    if job:
+        metadata["ownerReferences"] = [{"apiVersion": "batch/v1", "kind": "Job", "name": job,
+                                        "uid": "00000000-0000-0000-0000-000000000001"}]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": {
+        "nodeName": NODE_NAME, "restartPolicy": "Never" if job else "Always",
+        "containers": [{"name": "main", "image": f"ghcr.io/nine-minds/{name}:1.0"}]}}
+
+
+def bootstrap_job(name: str = BOOTSTRAP_JOB) -> dict:
+    labels = {"job-name": name}
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": name, "namespace": alga.APP_NAMESPACE},
+            "spec": {"manualSelector": True, "selector": {"matchLabels": labels},
+                     "template": {"metadata": {"labels": labels}, "spec": {
+                         "restartPolicy": "Never", "containers": [
+                             {"name": "bootstrap", "image": "ghcr.io/nine-minds/alga:1.0"}]}}}}
+
+
+def apply(api, *objects: dict) -> None:
+    api.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                      "items": list(objects)}))
+
+
+def finish_job(api, name: str, outcome: str) -> None:
+    """What the job controller writes when the job ends (not run here)."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    kind, reason = (("Complete", "Completed") if outcome == "succeeded"
+                    else ("Failed", "BackoffLimitExceeded"))
+    criteria = "SuccessCriteriaMet" if outcome == "succeeded" else "FailureTarget"
+    status = {"startTime": now, "conditions": [
+        {"type": criteria, "status": "True", "reason": reason, "lastProbeTime": now,
+         "lastTransitionTime": now},
+        {"type": kind, "status": "True", "reason": reason, "lastProbeTime": now,
+         "lastTransitionTime": now}],
+        **({"completionTime": now, "succeeded": 1} if outcome == "succeeded"
+           else {"failed": 1})}
+    Api.from_kubeconfig(api.kubeconfig).patch_status(
+        f"/apis/batch/v1/namespaces/{alga.APP_NAMESPACE}/jobs/{name}", status)
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    """A host root with the spool, a setup token, and the k3s token a log may leak."""
+    root = make_host_root(tmp_path / "root", paths.SPOOL_DIR, paths.TOKEN_DIR)
+    monkeypatch.setenv(paths.ROOT_ENV, str(root))
+    secret = token.ensure_token(root, owner=ADMIN_USER)
+    write(root / paths.K3S_TOKENS[0].lstrip("/"), "K10canaryk3stoken::server:abcdef123456\n")
+    return root, secret
+
+
+@pytest.fixture
+def cluster(real_api, ca, tmp_path):
+    """The app's namespace with alga-core, the database and two workers running, a Flux
+    controller, the bootstrap job's pod, and the kubelet serving what each logged."""
+    for namespace in (alga.APP_NAMESPACE, alga.FLUX_NAMESPACE):
+        real_api.kubectl("create", "namespace", namespace)
+        real_api.kubectl("create", "serviceaccount", "default", "--namespace", namespace)
+    logs_dir = tmp_path / "kubelet-logs"
+    kubelet_logs = {  # the first whose name starts a pod's is its log: bootstrap before core
+        f"{BOOTSTRAP_JOB}-": write(logs_dir / "bootstrap.log", "running migrations\n"
+                                   f"Host=db;Password={DB_PASSWORD};Database=server\n"
+                                   "migration 42 failed: relation already exists\n"),
+        f"{alga.ALGA_CORE}-": write(logs_dir / "alga-core.log", "".join(
+            f"alga-core request {i}\n" for i in range(3000))),
+        "db-0": write(logs_dir / "db.log", "LOG:  database system is ready\n"
+                      f"LOG:  connection with password={DB_PASSWORD}\n"),
+        "workflow-worker-": write(logs_dir / "workflow.log", "workflow polling\n"),
+        "email-service-": write(logs_dir / "email.log", "email sent\n"),
+        "helm-controller-": write(logs_dir / "helm.log", "reconciling alga-core\n"),
+    }
+    previous = {"db-0": write(logs_dir / "db.previous.log",
+                              "FATAL: could not write to file: No space left on device\n")}
+    label = "app.kubernetes.io/name"
+    with Kubelet(Api.from_kubeconfig(real_api.kubeconfig), ca=ca, logs=kubelet_logs,
+                 previous_logs=previous) as kubelet:
+        kube = Kube(str(real_api.kubeconfig))
+        settled(kube, kubelet)  # first: an earlier test's pods may still be terminating
+        apply(real_api,
+              workload("Deployment", alga.ALGA_CORE), workload("StatefulSet", "db"),
+              workload("Deployment", "workflow-worker"),
+              workload("Deployment", "email-service"),
+              workload("Deployment", "helm-controller", alga.FLUX_NAMESPACE),
+              pod(f"{alga.ALGA_CORE}-7d9c-x1", {label: alga.ALGA_CORE}),
+              pod("db-0", {label: "db"}),
+              pod("workflow-worker-5b6-a1", {label: "workflow-worker"}),
+              pod("email-service-6c7-b2", {label: "email-service"}),
+              pod("helm-controller-8f9-c3", {label: "helm-controller"}, alga.FLUX_NAMESPACE),
+              bootstrap_job(),
+              pod(f"{BOOTSTRAP_JOB}-abcde", {"job-name": BOOTSTRAP_JOB}, job=BOOTSTRAP_JOB))
+        settled(kube, kubelet)
+        yield kube, kubelet
+
+
+def settled(kube: Kube, kubelet: Kubelet, timeout: float = 30.0) -> None:
+    """Until the kubelet has started every pod (a pod not started has no log to read) and
+    removed those an earlier test left terminating (no namespace controller runs here)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pods = [*kube.list("pods", alga.APP_NAMESPACE), *kube.list("pods", alga.FLUX_NAMESPACE)]
+        if all(p.get("status", {}).get("phase") in ("Running", "Succeeded")
+               and not p["metadata"].get("deletionTimestamp") for p in pods):
+            return
+        assert time.monotonic() < deadline, kubelet.last_error
+        time.sleep(0.2)
+
+
+def read(name: str, root: Path, kube: Kube, **query) -> logs.Excerpt:
+    return logs.read(logs.parse(name, **query), root, kube)
+
+
+def test_a_component_is_read_by_name_with_its_previous_container(host, cluster):
+    root, _ = host
+    kube, _ = cluster
+    core = read("alga-core", root, kube, lines=100)
+    assert len(core.lines) == 100 and core.lines[-1].endswith(" alga-core request 2999")
+    assert core.live and core.note is None
+    db = read("db", root, kube)
+    assert db.lines[0].endswith("LOG:  database system is ready")
+    assert DB_PASSWORD not in "\n".join(db.lines) and "<redacted>" in db.lines[1]
+    before = read("db", root, kube, previous="true")
+    assert before.lines[-1].endswith("No space left on device") and not before.live
+    assert "previous container" in before.note
+    never = read("alga-core", root, kube, previous=True)
+    assert never.lines == [] and "has not restarted" in never.note
+
+
+def test_workers_together_say_whose_line_and_a_missing_one_says_so(host, cluster):
+    root, _ = host
+    kube, _ = cluster
+    workers = read("workers", root, kube)
+    assert sorted(line.split("] ")[0] + "]" for line in workers.lines) == [
+        "[email-service]", "[workflow-worker]"], workers.note
+    assert "temporal-worker: it has no pod yet" in workers.note
+    missing = read("temporal", root, kube)
+    assert missing.lines == [] and not missing.live and "no pod yet" in missing.note
+
+
+def test_a_flux_controller_log(host, cluster):
+    root, _ = host
+    kube, _ = cluster
+    helm = read("helm-controller", root, kube)
+    assert helm.lines[-1].endswith("reconciling alga-core") and helm.live
+    assert "no pod yet" in read("notification-controller", root, kube).note
+
+
+def test_the_bootstrap_log_survives_the_job(host, cluster, real_api):
+    root, _ = host
+    kube, _ = cluster
+    running = read("bootstrap", root, kube)
+    assert running.live and running.lines[-1].endswith("migration 42 failed: relation "
+                                                       "already exists")
+    assert logs.keep_bootstrap_log(root, kube) is None  # still running: nothing kept
+    finish_job(real_api, BOOTSTRAP_JOB, "failed")
+    ended = read("bootstrap", root, kube)
+    assert not ended.live and "failed" in ended.note
+    assert logs.keep_bootstrap_log(root, kube) == BOOTSTRAP_JOB
+    assert logs.keep_bootstrap_log(root, kube) is None  # once per job
+    kept = state.read(state.BOOTSTRAP_LOG, root)
+    assert kept["outcome"] == "failed" and kept["job"] == BOOTSTRAP_JOB
+    assert DB_PASSWORD not in json.dumps(kept)
+    # The job deletes itself 300 s after it ends (ttlSecondsAfterFinished), its pod with it.
+    real_api.kubectl("delete", "job", BOOTSTRAP_JOB, "--namespace", alga.APP_NAMESPACE,
+                     "--wait=false")
+    real_api.kubectl("delete", "pods", "--selector", f"job-name={BOOTSTRAP_JOB}",
+                     "--namespace", alga.APP_NAMESPACE, "--grace-period=0", "--force")
+    deadline = time.monotonic() + 30
+    while logs.newest_bootstrap_job(kube) is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    later = read("bootstrap", root, kube)
+    assert later.lines[-1].endswith("migration 42 failed: relation already exists")
+    assert f"when job {BOOTSTRAP_JOB} failed" in later.note and not later.live
+
+
+def test_the_collector_keeps_the_bootstrap_log_and_the_bundle_collects_it(host, cluster,
+                                                                          real_api):
+    root, _ = host
+    kube, _ = cluster
+    finish_job(real_api, BOOTSTRAP_JOB, "succeeded")
+    runner = CliRunner()
+    result = runner.invoke(cli.main, ["collect-status", "--kubeconfig", kube.kubeconfig])
+    assert result.exit_code == 0, result.output
+    assert f"kept the log of bootstrap job {BOOTSTRAP_JOB}" in result.output
+    assert state.read(state.BOOTSTRAP_LOG, root)["outcome"] == "succeeded"
+    assert "state/bootstrap-log" in [c.name for c in collectors.COLLECTORS]
+
+
+@pytest.mark.usefixtures("host")
+def test_the_command_line_prints_redacted_lines_and_refuses_unknown_names(cluster):
+    kube, _ = cluster
+    runner = CliRunner()
+    result = runner.invoke(cli.main, ["logs", "db", "--kubeconfig", kube.kubeconfig])
+    assert result.exit_code == 0, result.output
+    assert "database system is ready" in result.output and DB_PASSWORD not in result.output
+    previous = runner.invoke(cli.main, ["logs", "db", "--previous", "--lines", "1",
+                                        "--kubeconfig", kube.kubeconfig])
+    assert previous.stdout.strip().endswith("No space left on device")
+    for argv in (["logs", "db-0"], ["logs", "--lines", "0", "db"], ["logs", "phase-nope"],
+                 ["logs", "update", "--previous"], ["logs", "db", "--lines", "x"]):
+        refused = runner.invoke(cli.main, argv)
+        assert refused.exit_code == 2, (argv, refused.output)
+        assert "Traceback" not in refused.output and "Error:" in refused.output
+    unknown = runner.invoke(cli.main, ["logs", "db-0"])
+    assert "alga-core, db, redis" in unknown.output and "phase-k3s" in unknown.output
+
+
+# --- the Logs page's path: web service → spool → log oneshot → web service ----------------
+
+
+@pytest.fixture
+def served(host, cluster):
+    """The web service, and the log oneshot as its .path unit starts it: whenever a request
+    is spooled (on a thread of its own, as root's unit would)."""
+    root, secret = host
+    kube, _ = cluster
+    stop = threading.Event()
+
+    def path_unit():
+        while not stop.wait(0.05):
+            if spool.pending(spool.LOGS, root):
+                log_request.accept(root, kube, owner=ADMIN_USER)
+
+    watcher = threading.Thread(target=path_unit, daemon=True)
+    watcher.start()
+    with serve_wsgi(make_app(root, node_ip=lambda: "10.0.0.5")) as url:
+        yield url, {"Authorization": f"Bearer {secret}"}, root
+    stop.set()
+    watcher.join(timeout=10)
+
+
+def test_the_web_service_hands_pod_logs_over_redacted_without_a_cluster_client(served):
+    url, auth, root = served
+    answer = requests.get(f"{url}/api/logs", params={"source": "db", "previous": "false"},
+                          headers=auth, timeout=90)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["source"] == "db" and body["live"] and len(body["lines"]) == 2
+    assert DB_PASSWORD not in answer.text
+    kept = sorted(paths.on_host(paths.WEB_LOGS_DIR, root).iterdir())
+    assert len(kept) == 1 and oct(kept[0].stat().st_mode & 0o777) == "0o640"
+    previous = requests.get(f"{url}/api/logs", params={"source": "db", "previous": "true",
+                                                       "lines": "1"}, headers=auth, timeout=90)
+    assert previous.json()["lines"][0].endswith("No space left on device")
+    sources = requests.get(f"{url}/api/logs/sources", headers=auth, timeout=5).json()
+    assert {"name": "alga-core", "label": "The Alga web app (alga-core)",
+            "group": "Alga components", "previous": True} in sources["sources"]
+
+
+HOSTILE_SOURCES = st.one_of(
+    st.text(max_size=60), st.sampled_from(["db-0", "../db", "db;id", "DB", "db ", "phase-",
+                                           "phase-../../etc/shadow", "journal", "-n"]))
+HOSTILE_LINES = st.one_of(st.integers(-10**9, 10**9).map(str), st.text(max_size=12),
+                          st.sampled_from(["", "0", "2001", "1e3", "٣", " 5", "+5", "0x10",
+                                           "99999999999999999999"]))
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(source=HOSTILE_SOURCES, lines=HOSTILE_LINES,
+       previous=st.sampled_from(["", "true", "false", "yes", "1", "TRUE", "\x00"]))
+def test_a_hostile_log_query_is_refused_before_anything_is_spooled(served, source, lines,
+                                                                   previous):
+    url, auth, root = served
+    try:
+        logs.parse(source, lines, previous)
+        return  # a good query: the tests above read those
+    except logs.BadQuery:
+        pass
+    response = requests.get(f"{url}/api/logs", params={"source": source, "lines": lines,
+                                                       "previous": previous},
+                            headers=auth, timeout=10)
+    assert response.status_code == 400, response.text
+    assert_documented(response, "GET", "/api/logs")
+    assert {field["field"] for field in response.json()["fields"]} <= {"source", "lines",
+                                                                       "previous"}
+    assert not spool.pending(spool.LOGS, root)
+
+
+def test_repeated_parameters_count_once_the_last_wins(served):
+    url, auth, _ = served
+    response = requests.get(f"{url}/api/logs?source=../etc&source=db&lines=9999&lines=1",
+                            headers=auth, timeout=90)
+    assert response.status_code == 200, response.text
+    assert response.json()["source"] == "db" and len(response.json()["lines"]) == 1
+
+
+def test_a_request_nobody_picks_up_says_what_to_check(host, monkeypatch):
+    root, _ = host
+    clock = iter(range(0, 10_000, 5))
+    query = logs.parse("db")
+    with pytest.raises(log_request.NotAnswered, match=r"within 30 s.*alga-appliance-logs-"
+                       r"request\.path"):
+        log_request.fetch(query, root, clock=lambda: next(clock), sleep=lambda s: None)
+    assert spool.pending(spool.LOGS, root)  # still there for when the watcher runs again
