@@ -12,7 +12,6 @@ writes the redacted answer, and the web service hands it back.
 
 import json
 import os
-import threading
 import time
 from pathlib import Path
 
@@ -22,7 +21,15 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.base import make_host_root, serve_wsgi
-from support.kubelet import NODE_NAME, Api, Kubelet
+from support.log_tier import (
+    BOOTSTRAP_JOB,
+    DB_PASSWORD,
+    K3S_TOKEN,
+    finish_job,
+    path_unit,
+    planted,
+    write,
+)
 from support.openapi_check import assert_documented
 
 from host import cli
@@ -32,69 +39,7 @@ from host.core import paths, spool, state, token
 from host.support import collectors, log_request, logs
 from host.web import make_app
 
-DB_PASSWORD = "canary-db-Pa55word-7f3k"
-SETUP_TOKEN = "ABCD-EFGH-JKLM-NPQR"  # not what token.ensure_token writes: planted in a log
-BOOTSTRAP_JOB = f"{alga.BOOTSTRAP_JOB_PREFIX}1"
 ADMIN_USER = os.environ.get("USER", "root")
-
-
-def workload(kind: str, name: str, namespace: str = alga.APP_NAMESPACE) -> dict:
-    labels = {"app.kubernetes.io/name": name}
-    return {"apiVersion": "apps/v1", "kind": kind,
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"selector": {"matchLabels": labels}, **(
-                {"serviceName": name} if kind == "StatefulSet" else {}),
-                "template": {"metadata": {"labels": labels}, "spec": {"containers": [
-                    {"name": "main", "image": f"ghcr.io/nine-minds/{name}:1.0"}]}}}}
-
-
-def pod(name: str, labels: dict, namespace: str = alga.APP_NAMESPACE,
-        job: str | None = None) -> dict:
-    metadata = {"name": name, "namespace": namespace, "labels": labels}
-    if job:
-        metadata["ownerReferences"] = [{"apiVersion": "batch/v1", "kind": "Job", "name": job,
-                                        "uid": "00000000-0000-0000-0000-000000000001"}]
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": {
-        "nodeName": NODE_NAME, "restartPolicy": "Never" if job else "Always",
-        "containers": [{"name": "main", "image": f"ghcr.io/nine-minds/{name}:1.0"}]}}
-
-
-def bootstrap_job(name: str = BOOTSTRAP_JOB) -> dict:
-    labels = {"job-name": name}
-    return {"apiVersion": "batch/v1", "kind": "Job",
-            "metadata": {"name": name, "namespace": alga.APP_NAMESPACE},
-            "spec": {"manualSelector": True, "selector": {"matchLabels": labels},
-                     "template": {"metadata": {"labels": labels}, "spec": {
-                         "restartPolicy": "Never", "containers": [
-                             {"name": "bootstrap", "image": "ghcr.io/nine-minds/alga:1.0"}]}}}}
-
-
-def apply(api, *objects: dict) -> None:
-    api.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                      "items": list(objects)}))
-
-
-def finish_job(api, name: str, outcome: str) -> None:
-    """What the job controller writes when the job ends (not run here)."""
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    kind, reason = (("Complete", "Completed") if outcome == "succeeded"
-                    else ("Failed", "BackoffLimitExceeded"))
-    criteria = "SuccessCriteriaMet" if outcome == "succeeded" else "FailureTarget"
-    status = {"startTime": now, "conditions": [
-        {"type": criteria, "status": "True", "reason": reason, "lastProbeTime": now,
-         "lastTransitionTime": now},
-        {"type": kind, "status": "True", "reason": reason, "lastProbeTime": now,
-         "lastTransitionTime": now}],
-        **({"completionTime": now, "succeeded": 1} if outcome == "succeeded"
-           else {"failed": 1})}
-    Api.from_kubeconfig(api.kubeconfig).patch_status(
-        f"/apis/batch/v1/namespaces/{alga.APP_NAMESPACE}/jobs/{name}", status)
-
-
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture
@@ -103,64 +48,14 @@ def host(tmp_path, monkeypatch):
     root = make_host_root(tmp_path / "root", paths.SPOOL_DIR, paths.TOKEN_DIR)
     monkeypatch.setenv(paths.ROOT_ENV, str(root))
     secret = token.ensure_token(root, owner=ADMIN_USER)
-    write(root / paths.K3S_TOKENS[0].lstrip("/"), "K10canaryk3stoken::server:abcdef123456\n")
+    write(root / paths.K3S_TOKENS[0].lstrip("/"), f"{K3S_TOKEN}\n")
     return root, secret
 
 
 @pytest.fixture
 def cluster(real_api, ca, tmp_path):
-    """The app's namespace with alga-core, the database and two workers running, a Flux
-    controller, the bootstrap job's pod, and the kubelet serving what each logged."""
-    for namespace in (alga.APP_NAMESPACE, alga.FLUX_NAMESPACE):
-        real_api.kubectl("create", "namespace", namespace)
-        real_api.kubectl("create", "serviceaccount", "default", "--namespace", namespace)
-    logs_dir = tmp_path / "kubelet-logs"
-    kubelet_logs = {  # the first whose name starts a pod's is its log: bootstrap before core
-        f"{BOOTSTRAP_JOB}-": write(logs_dir / "bootstrap.log", "running migrations\n"
-                                   f"Host=db;Password={DB_PASSWORD};Database=server\n"
-                                   "migration 42 failed: relation already exists\n"),
-        f"{alga.ALGA_CORE}-": write(logs_dir / "alga-core.log", "".join(
-            f"alga-core request {i}\n" for i in range(3000))),
-        "db-0": write(logs_dir / "db.log", "LOG:  database system is ready\n"
-                      f"LOG:  connection with password={DB_PASSWORD}\n"),
-        "workflow-worker-": write(logs_dir / "workflow.log", "workflow polling\n"),
-        "email-service-": write(logs_dir / "email.log", "email sent\n"),
-        "helm-controller-": write(logs_dir / "helm.log", "reconciling alga-core\n"),
-    }
-    previous = {"db-0": write(logs_dir / "db.previous.log",
-                              "FATAL: could not write to file: No space left on device\n")}
-    label = "app.kubernetes.io/name"
-    with Kubelet(Api.from_kubeconfig(real_api.kubeconfig), ca=ca, logs=kubelet_logs,
-                 previous_logs=previous) as kubelet:
-        kube = Kube(str(real_api.kubeconfig))
-        settled(kube, kubelet)  # first: an earlier test's pods may still be terminating
-        apply(real_api,
-              workload("Deployment", alga.ALGA_CORE), workload("StatefulSet", "db"),
-              workload("Deployment", "workflow-worker"),
-              workload("Deployment", "email-service"),
-              workload("Deployment", "helm-controller", alga.FLUX_NAMESPACE),
-              pod(f"{alga.ALGA_CORE}-7d9c-x1", {label: alga.ALGA_CORE}),
-              pod("db-0", {label: "db"}),
-              pod("workflow-worker-5b6-a1", {label: "workflow-worker"}),
-              pod("email-service-6c7-b2", {label: "email-service"}),
-              pod("helm-controller-8f9-c3", {label: "helm-controller"}, alga.FLUX_NAMESPACE),
-              bootstrap_job(),
-              pod(f"{BOOTSTRAP_JOB}-abcde", {"job-name": BOOTSTRAP_JOB}, job=BOOTSTRAP_JOB))
-        settled(kube, kubelet)
-        yield kube, kubelet
-
-
-def settled(kube: Kube, kubelet: Kubelet, timeout: float = 30.0) -> None:
-    """Until the kubelet has started every pod (a pod not started has no log to read) and
-    removed those an earlier test left terminating (no namespace controller runs here)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        pods = [*kube.list("pods", alga.APP_NAMESPACE), *kube.list("pods", alga.FLUX_NAMESPACE)]
-        if all(p.get("status", {}).get("phase") in ("Running", "Succeeded")
-               and not p["metadata"].get("deletionTimestamp") for p in pods):
-            return
-        assert time.monotonic() < deadline, kubelet.last_error
-        time.sleep(0.2)
+    with planted(real_api, ca, tmp_path / "kubelet-logs") as planted_cluster:
+        yield planted_cluster
 
 
 def read(name: str, root: Path, kube: Kube, **query) -> logs.Excerpt:
@@ -199,6 +94,7 @@ def test_a_flux_controller_log(host, cluster):
     kube, _ = cluster
     helm = read("helm-controller", root, kube)
     assert helm.lines[-1].endswith("reconciling alga-core") and helm.live
+    assert K3S_TOKEN not in "\n".join(helm.lines) and "<redacted>" in helm.lines[0]
     assert "no pod yet" in read("notification-controller", root, kube).note
 
 
@@ -268,23 +164,12 @@ def test_the_command_line_prints_redacted_lines_and_refuses_unknown_names(cluste
 
 @pytest.fixture
 def served(host, cluster):
-    """The web service, and the log oneshot as its .path unit starts it: whenever a request
-    is spooled (on a thread of its own, as root's unit would)."""
+    """The web service, with the log oneshot answering what it spools."""
     root, secret = host
     kube, _ = cluster
-    stop = threading.Event()
-
-    def path_unit():
-        while not stop.wait(0.05):
-            if spool.pending(spool.LOGS, root):
-                log_request.accept(root, kube, owner=ADMIN_USER)
-
-    watcher = threading.Thread(target=path_unit, daemon=True)
-    watcher.start()
-    with serve_wsgi(make_app(root, node_ip=lambda: "10.0.0.5")) as url:
+    with path_unit(root, kube, ADMIN_USER), \
+            serve_wsgi(make_app(root, node_ip=lambda: "10.0.0.5")) as url:
         yield url, {"Authorization": f"Bearer {secret}"}, root
-    stop.set()
-    watcher.join(timeout=10)
 
 
 def test_the_web_service_hands_pod_logs_over_redacted_without_a_cluster_client(served):
