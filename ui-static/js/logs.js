@@ -68,11 +68,12 @@ async function show(actions) {
     $("#logs-error").hidden = true;
     const output = $("#log-output");
     const atEnd = output.scrollTop + output.clientHeight >= output.scrollHeight - 4;
+    const wasFollowing = following !== null;
     shown = answer;
+    if (wasFollowing && !answer.live) stopFollowing();
     display();
-    if (atEnd || !following) output.scrollTop = output.scrollHeight;
-    if (following && !answer.live) {
-      stopFollowing();
+    if (atEnd || !wasFollowing) output.scrollTop = output.scrollHeight;
+    if (wasFollowing && !answer.live) {
       note(`Stopped following: this log is no longer live. ${answer.note || ""}`.trim());
     }
   } catch (error) {
