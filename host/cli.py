@@ -264,14 +264,17 @@ def collect_status_command(if_due: bool, kubeconfig: str) -> None:
         return
     snapshot = status.take_snapshot(None, Kube(kubeconfig))
     click.echo(f"{snapshot['rollup']['state']}: {snapshot['rollup']['message']}")
-    _keep_bootstrap_log(Kube(kubeconfig))
+    _keep_bootstrap_log(Kube(kubeconfig), snapshot)
 
 
-def _keep_bootstrap_log(kube: Kube) -> None:
+def _keep_bootstrap_log(kube: Kube, snapshot: dict) -> None:
     """Keep the bootstrap job's log once it ended (it deletes itself 300 s later)."""
     from host.cluster.kube import KubeError
     from host.support import logs
 
+    jobs = [w["name"] for w in snapshot["components"]["workloads"] if w["kind"] == "Job"]
+    if not logs.bootstrap_log_wanted(jobs, None):
+        return
     try:
         kept = logs.keep_bootstrap_log(None, kube)
     except KubeError as exc:  # the snapshot says what the cluster's trouble is

@@ -49,19 +49,28 @@ def fetch(query: logs.Query, root: Path | None = None, clock=time.monotonic,
             if clock() >= deadline:
                 raise NotAnswered(_not_picked_up()) from None
             sleep(POLL_SECONDS)
-    while spool.pending(spool.LOGS, root):
-        if clock() >= deadline:
-            raise NotAnswered(_not_picked_up())
-        sleep(POLL_SECONDS)
-    deadline = clock() + ANSWER_SECONDS
     path = answer_path(request_id, root)
+    taken_at = None  # when the oneshot took it, by `clock`
     while not path.exists():
-        if clock() >= deadline:
+        now = clock()
+        if taken_at is None and not _spooled(request_id, root):
+            taken_at = now
+        if taken_at is None and now >= deadline:
+            raise NotAnswered(_not_picked_up())
+        if taken_at is not None and now >= taken_at + ANSWER_SECONDS:
             raise NotAnswered(f"the log was asked for but not read within {ANSWER_SECONDS:.0f} "
                               "s; on the host run: sudo journalctl -u "
                               "alga-appliance-logs-request.service")
         sleep(POLL_SECONDS)
     return read_answer(path)
+
+
+def _spooled(request_id: str, root: Path | None) -> bool:
+    """Whether our request still waits in the spool (not another one spooled after it)."""
+    try:
+        return request_id in spool.spool_file(spool.LOGS, root).read_text()
+    except FileNotFoundError:
+        return False
 
 
 def _not_picked_up() -> str:

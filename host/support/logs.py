@@ -353,6 +353,14 @@ def _outcome(job: dict) -> str | None:
     return None
 
 
+def bootstrap_log_wanted(job_names: list[str], root: Path | None) -> bool:
+    """Whether a bootstrap job the snapshot saw may not be kept yet: the collector then asks
+    the cluster (once it is kept, it asks no more for that job)."""
+    jobs = {name for name in job_names if name.startswith(alga.BOOTSTRAP_JOB_PREFIX)}
+    kept = state.read(state.BOOTSTRAP_LOG, root)
+    return bool(jobs) and not (kept and jobs == {kept["job"]})
+
+
 def keep_bootstrap_log(root: Path | None, kube: Kube) -> str | None:
     """Keep the newest bootstrap job's log (its last LOG_BYTES, redacted) once it has ended,
     once per job; the job's name when this run kept it. As root (the status collector)."""
@@ -362,7 +370,7 @@ def keep_bootstrap_log(root: Path | None, kube: Kube) -> str | None:
         return None
     name = job["metadata"]["name"]
     kept = state.read(state.BOOTSTRAP_LOG, root)
-    if kept and kept["job"] == name and kept["outcome"] == outcome:
+    if kept and kept["job"] == name:
         return None
     text = pod_log(kube, alga.APP_NAMESPACE, f"job/{name}", collectors.LOG_LINES, False)
     excerpt = redacted(Excerpt(text.splitlines(), False), collectors.local_known_values(root))

@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.base import make_host_root, serve_wsgi
+from support.builders import INSTALLED
 from support.log_tier import (
     BOOTSTRAP_JOB,
     DB_PASSWORD,
@@ -131,12 +132,19 @@ def test_the_collector_keeps_the_bootstrap_log_and_the_bundle_collects_it(host, 
                                                                           real_api):
     root, _ = host
     kube, _ = cluster
-    finish_job(real_api, BOOTSTRAP_JOB, "succeeded")
+    state.write(state.INSTALL_STATE, INSTALLED, root)  # k3s is up: the collector reads it
     runner = CliRunner()
+    running = runner.invoke(cli.main, ["collect-status", "--kubeconfig", kube.kubeconfig])
+    assert running.exit_code == 0 and "kept" not in running.output, running.output
+    finish_job(real_api, BOOTSTRAP_JOB, "succeeded")
     result = runner.invoke(cli.main, ["collect-status", "--kubeconfig", kube.kubeconfig])
     assert result.exit_code == 0, result.output
     assert f"kept the log of bootstrap job {BOOTSTRAP_JOB}" in result.output
     assert state.read(state.BOOTSTRAP_LOG, root)["outcome"] == "succeeded"
+    again = runner.invoke(cli.main, ["collect-status", "--kubeconfig", kube.kubeconfig])
+    assert again.exit_code == 0 and "kept" not in again.output  # once per job
+    assert not logs.bootstrap_log_wanted([BOOTSTRAP_JOB], root)
+    assert logs.bootstrap_log_wanted([BOOTSTRAP_JOB, f"{alga.BOOTSTRAP_JOB_PREFIX}2"], root)
     assert "state/bootstrap-log" in [c.name for c in collectors.COLLECTORS]
 
 
@@ -180,12 +188,17 @@ def test_the_web_service_hands_pod_logs_over_redacted_without_a_cluster_client(s
     body = answer.json()
     assert body["source"] == "db" and body["live"] and len(body["lines"]) == 2
     assert DB_PASSWORD not in answer.text
+    assert_documented(answer, "GET", "/api/logs")
     kept = sorted(paths.on_host(paths.WEB_LOGS_DIR, root).iterdir())
     assert len(kept) == 1 and oct(kept[0].stat().st_mode & 0o777) == "0o640"
     previous = requests.get(f"{url}/api/logs", params={"source": "db", "previous": "true",
                                                        "lines": "1"}, headers=auth, timeout=90)
     assert previous.json()["lines"][0].endswith("No space left on device")
-    sources = requests.get(f"{url}/api/logs/sources", headers=auth, timeout=5).json()
+    assert_documented(previous, "GET", "/api/logs")
+    listed = requests.get(f"{url}/api/logs/sources", headers=auth, timeout=5)
+    assert_documented(listed, "GET", "/api/logs/sources")
+    sources = listed.json()
+    assert [s["name"] for s in sources["sources"]] == list(logs.BY_NAME)
     assert {"name": "alga-core", "label": "The Alga web app (alga-core)",
             "group": "Alga components", "previous": True} in sources["sources"]
 
@@ -236,3 +249,26 @@ def test_a_request_nobody_picks_up_says_what_to_check(host, monkeypatch):
                        r"request\.path"):
         log_request.fetch(query, root, clock=lambda: next(clock), sleep=lambda s: None)
     assert spool.pending(spool.LOGS, root)  # still there for when the watcher runs again
+
+
+def test_a_request_taken_but_never_answered_says_where_to_look(host):
+    root, _ = host
+    clock = iter(range(0, 10_000, 5))
+    with pytest.raises(log_request.NotAnswered, match=r"not read within 60 s.*journalctl -u "
+                       r"alga-appliance-logs-request\.service"):
+        log_request.fetch(logs.parse("k3s"), root, clock=lambda: next(clock),
+                          sleep=lambda s: spool.take(spool.LOGS, root))  # taken, then nothing
+
+
+def test_a_request_waits_its_turn_behind_another(host):
+    root, _ = host
+    first = spool.submit(spool.LOGS, {"requested_at": state.timestamp(), "source": "db",
+                                      "lines": 5, "previous": False}, root)
+    turns = []
+
+    def oneshot(seconds):  # the path unit, answering whatever waits
+        turns.append(log_request.accept(root, Kube("/nonexistent"), owner=ADMIN_USER))
+
+    answer = log_request.fetch(logs.parse("phase-k3s"), root, sleep=oneshot)
+    assert turns[0] == first and answer["request_id"] == turns[1]
+    assert answer["source"] == "phase-k3s" and answer["error"] is None

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.answers import ADMIN, SPOOLED_ADMIN, parse_with_admin, with_admin
-from support.base import FAKES, TESTS, serve_wsgi
+from support.base import FAKES, TESTS, make_host_root, serve_wsgi
 from support.openapi_check import assert_documented, document
 
 from host import cli
@@ -339,6 +339,28 @@ def test_phase_logs_are_a_bounded_tail_of_known_phases_only(server, root):
         response = requests.get(f"{url}/api/logs", params=params, headers=auth, timeout=5)
         assert response.status_code == 400, params
         assert_documented(response, "GET", "/api/logs")
+
+
+@settings(max_examples=40, deadline=None)
+@given(noise=st.text(max_size=200), at=st.integers(0, 3))
+def test_a_secret_in_a_phase_log_comes_out_redacted(tmp_path_factory, noise, at):
+    """Whatever surrounds them, the setup token (both ways it is written) and a password
+    in a phase log never reach the page; no log content gives a 500."""
+    root = tmp_path_factory.mktemp("root")
+    make_host_root(root, paths.SPOOL_DIR, paths.TOKEN_DIR)
+    secret = token.ensure_token(root, owner=os.environ.get("USER", "root"))
+    lines = [noise, f"token {secret} accepted", f"as people write it: {token.for_people(secret)}",
+             "psql postgres://alga:Hunter2-canary@db/server"]
+    lines.insert(at, noise)
+    log = root / paths.LOG_DIR.lstrip("/") / "dns.log"
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="surrogateescape")
+    with serve_wsgi(make_app(root, node_ip=lambda: NODE_IP)) as url:
+        response = requests.get(f"{url}/api/logs", params={"source": "phase-dns"},
+                                headers={"Authorization": f"Bearer {secret}"}, timeout=5)
+    assert response.status_code == 200, response.text
+    shown = "\n".join(response.json()["lines"])
+    assert secret not in shown and token.for_people(secret) not in shown
+    assert "Hunter2-canary" not in shown and shown.count("<redacted>") >= 3
 
 
 def test_journal_logs_come_from_journalctl_for_the_appliance_units(server, root, tmp_path,
