@@ -100,7 +100,7 @@ def accept(root: Path | None = None, kube=None, owner: str = paths.SERVICE_USER)
     try:
         query = logs.parse(request["source"], request["lines"], request["previous"])
         answer.update(logs.read(query, root, kube).as_dict(query))
-    except (logs.BadQuery, logs.LogUnavailable) as exc:
+    except (logs.BadQuery, logs.LogUnavailable, state.StateFileInvalid) as exc:
         answer["error"] = str(exc)
     _write(answer, root, owner)
     return request["id"]

@@ -272,3 +272,22 @@ def test_a_request_waits_its_turn_behind_another(host):
     answer = log_request.fetch(logs.parse("phase-k3s"), root, sleep=oneshot)
     assert turns[0] == first and answer["request_id"] == turns[1]
     assert answer["source"] == "phase-k3s" and answer["error"] is None
+
+
+def test_a_broken_kept_bootstrap_log_is_an_answer_naming_it_not_a_silence(served, cluster,
+                                                                          real_api):
+    url, auth, root = served
+    kube, _ = cluster
+    real_api.kubectl("delete", "job", BOOTSTRAP_JOB, "--namespace", alga.APP_NAMESPACE,
+                     "--wait=false")
+    deadline = time.monotonic() + 30
+    while logs.newest_bootstrap_job(kube) is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    state.BOOTSTRAP_LOG.path(root).write_text('{"job": ')
+    response = requests.get(f"{url}/api/logs", params={"source": "bootstrap"}, headers=auth,
+                            timeout=90)
+    assert response.status_code == 503, response.text
+    assert "kept bootstrap log" in response.json()["error"]
+    assert "sudo mv" in response.json()["error"]  # the next step: move it aside
+    assert_documented(response, "GET", "/api/logs")
