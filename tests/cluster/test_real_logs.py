@@ -291,3 +291,19 @@ def test_a_broken_kept_bootstrap_log_is_an_answer_naming_it_not_a_silence(served
     assert "kept bootstrap log" in response.json()["error"]
     assert "sudo mv" in response.json()["error"]  # the next step: move it aside
     assert_documented(response, "GET", "/api/logs")
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=HOSTILE_SOURCES, lines=HOSTILE_LINES)
+def test_the_command_line_refuses_any_other_name_or_count_with_usage_not_a_traceback(
+        host, name, lines):
+    try:
+        logs.parse(name, lines)
+        return  # a good query: the tests above read those
+    except logs.BadQuery:
+        pass
+    result = CliRunner().invoke(cli.main, ["logs", "--lines", lines, "--", name])
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output and "Error: " in result.output
