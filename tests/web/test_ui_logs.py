@@ -143,7 +143,8 @@ def test_follow_shows_new_lines_and_says_when_the_log_stopped_being_live(tmp_pat
                 "phases": INSTALLED["phases"]}
     state.write(state.INSTALL_STATE, finished, root)
     expect(page.locator("#log-note")).to_contain_text(
-        "Stopped following: this log is no longer live", timeout=FOLLOWED)
+        "Stopped following: the phase is not running (succeeded): this log no longer grows.",
+        timeout=FOLLOWED)
     expect(page.locator("#log-follow")).not_to_be_checked()
     expect(page.locator("#log-follow")).to_be_disabled()
     ui.shot("logs-follow-stopped")

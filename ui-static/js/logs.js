@@ -74,7 +74,7 @@ async function show(actions) {
     display();
     if (atEnd || !wasFollowing) output.scrollTop = output.scrollHeight;
     if (wasFollowing && !answer.live) {
-      note(`Stopped following: this log is no longer live. ${answer.note || ""}`.trim());
+      note(`stopped following: ${answer.note || "this log is no longer live"}`);
     }
   } catch (error) {
     stopFollowing();
@@ -90,9 +90,10 @@ function stopFollowing() {
   $("#log-follow").checked = false;
 }
 
+// The API's notes are clauses ("the phase is not running ..."): shown as a sentence.
 function note(text) {
   $("#log-note").hidden = !text;
-  $("#log-note").textContent = text || "";
+  $("#log-note").textContent = text ? `${text[0].toUpperCase()}${text.slice(1)}.` : "";
 }
 
 // The lines that pass the filter (any case).
@@ -114,6 +115,7 @@ function display() {
     (shown.lines.length ? "(no line matches the filter)" : "(nothing logged yet)");
   const filtered = $("#log-filter").value ? `, ${lines.length} match the filter` : "";
   $("#log-shown").hidden = false;
+  const count = shown.lines.length === 1 ? "the last line" : `the last ${shown.lines.length} lines`;
   $("#log-shown").textContent = `${shown.label}${shown.previous ? ", previous container" : ""}: ` +
-    `the last ${shown.lines.length} lines${filtered}.`;
+    `${count}${filtered}.`;
 }
