@@ -264,6 +264,24 @@ def collect_status_command(if_due: bool, kubeconfig: str) -> None:
         return
     snapshot = status.take_snapshot(None, Kube(kubeconfig))
     click.echo(f"{snapshot['rollup']['state']}: {snapshot['rollup']['message']}")
+    _keep_bootstrap_log(Kube(kubeconfig), snapshot)
+
+
+def _keep_bootstrap_log(kube: Kube, snapshot: dict) -> None:
+    """Keep the bootstrap job's log once it ended (it deletes itself 300 s later)."""
+    from host.cluster.kube import KubeError
+    from host.support import logs
+
+    jobs = [w["name"] for w in snapshot["components"]["workloads"] if w["kind"] == "Job"]
+    if not logs.bootstrap_log_wanted(jobs, None):
+        return
+    try:
+        kept = logs.keep_bootstrap_log(None, kube)
+    except KubeError as exc:  # the snapshot says what the cluster's trouble is
+        click.echo(f"the bootstrap job's log was not kept this time: {exc}", err=True)
+        return
+    if kept:
+        click.echo(f"kept the log of bootstrap job {kept} ({state.BOOTSTRAP_LOG.path()})")
 
 
 @main.command("console")
@@ -528,6 +546,62 @@ def accept_network_diagnostics_command() -> None:
         sys.exit(engine.EXIT_FAILED)
     click.echo(f"network diagnostics: {report['outcome']}" if report
                else "no network diagnostics request is waiting")
+
+
+def _log_names_help() -> str:
+    from host.support import logs
+
+    groups: dict[str, list[str]] = {}
+    for source in logs.ALL:
+        groups.setdefault(source.group, []).append(source.name)
+    return "\n\n".join(f"{group}: {', '.join(names)}" for group, names in groups.items())
+
+
+@main.command("logs", epilog=_log_names_help())
+@click.argument("name")
+@click.option("--previous", is_flag=True,
+              help="The previous container's log: why a restarted component stopped.")
+@click.option("--lines", default=str(200), show_default=True, metavar="N",
+              help="How many of the last lines to show (1 to 2000).")
+@click.option("--kubeconfig", default=paths.K3S_KUBECONFIG, show_default=True)
+def logs_command(name: str, previous: bool, lines: str, kubeconfig: str) -> None:
+    """Show the end of one layer's log, redacted, by NAME: an Alga component, a Flux
+    controller, k3s, appliance, update or phase-<name> (the names are below). Cluster logs
+    and the k3s journal need root: run it with sudo."""
+    from host.cluster.kube import KubeError
+    from host.support import logs
+
+    try:
+        query = logs.parse(name, lines, previous)
+    except logs.BadQuery as exc:
+        raise click.UsageError("; ".join(
+            f"unknown log {name!r}: NAME must be {f['message']}" if f["field"] == "source"
+            else f"--{f['field']}: {f['message']}" for f in exc.fields)) from exc
+    try:
+        excerpt = logs.read(query, None, Kube(kubeconfig))
+    except (logs.LogUnavailable, KubeError) as exc:
+        click.echo(f"logs: {exc}", err=True)
+        sys.exit(engine.EXIT_FAILED)
+    if excerpt.note:
+        click.echo(f"({excerpt.note})", err=True)
+    if excerpt.lines:
+        click.echo("\n".join(excerpt.lines))
+
+
+@main.command("accept-logs")
+@click.option("--kubeconfig", default=paths.K3S_KUBECONFIG, show_default=True)
+def accept_logs_command(kubeconfig: str) -> None:
+    """Read the log the web UI's Logs page asked for (what its .path unit runs)."""
+    from host.core import spool
+    from host.support import log_request
+
+    try:
+        request_id = log_request.accept(None, Kube(kubeconfig))
+    except spool.Malformed as exc:
+        click.echo(f"accept-logs: {exc}", err=True)
+        sys.exit(engine.EXIT_FAILED)
+    click.echo(f"log request {request_id} answered" if request_id
+               else "no log request is waiting")
 
 
 def _digest(value: str | None) -> str | None:

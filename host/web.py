@@ -10,12 +10,12 @@ one never is. Its log lines, and waitress's, are redacted and escaped (Scrubbing
 """
 
 import collections
+import functools
 import ipaddress
 import json
 import logging
 import os
 import pwd
-import subprocess
 import sys
 import threading
 import time
@@ -24,7 +24,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from host.core import paths, spool, sshkeys, state, token
+from host.core import spool, sshkeys, state, token
 from host.net import addresses, endpoints, resolvers
 from host.releases import channels, source
 from host.setup import chain, credentials, diagnostics, recovery, timing
@@ -40,17 +40,12 @@ from host.setup.inputs import (
     password_stored,
     without_password,
 )
-from host.support import collectors, redact
+from host.support import collectors, log_request, logs, redact
 from host.support import request as support_request
 from host.update import request as update_request
 
 MAX_BODY = 64 * 1024
 DOWNLOAD_CHUNK = 1 << 16  # bytes per read of a support bundle being downloaded
-LOG_LINES_DEFAULT = 200
-LOG_LINES_MAX = 2000
-LOG_TAIL_BYTES = 256 * 1024  # the most of a phase log read for one tail
-JOURNAL_SOURCE = "journal"
-JOURNAL_TIMEOUT = 10.0
 STATIC_DIR = Path(__file__).resolve().parent.parent / "ui-static"
 FAILED_AUTH_LIMIT = 10  # failed token attempts per client address ...
 FAILED_AUTH_WINDOW = 60.0  # ... per this many seconds, then 429
@@ -146,8 +141,10 @@ def _expire(recent: collections.deque, cutoff: float) -> None:
 
 def make_app(root: Path | None = None, node_ip: Callable[[], str] = addresses.node_ip,
              limiter: FailedAuthLimiter | None = None,
-             journal: Callable[[int], list[str]] | None = None):
-    limiter, journal = limiter or FailedAuthLimiter(), journal or read_journal
+             journal: Callable[[int], list[str]] | None = None,
+             fetch_log: Callable[[logs.Query, Path | None], dict] = log_request.fetch):
+    limiter = limiter or FailedAuthLimiter()
+    journal = journal or functools.partial(logs.journal, logs.APPLIANCE_UNITS)
     routes = {
         ("GET", "/healthz"): lambda environ: (200, {"status": "ok"}),
         ("GET", "/api/setup"): lambda environ: (200, _setup_context(root, node_ip())),
@@ -161,7 +158,8 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = addresses.no
         ("GET", "/api/install"): lambda environ: (200, _install(root)),
         ("GET", "/api/release"): lambda environ: (200, {
             "release": state.read(state.SELECTED_RELEASE, root)}),
-        ("GET", "/api/logs"): lambda environ: (200, _logs(environ, root, journal)),
+        ("GET", "/api/logs"): lambda environ: (200, _logs(environ, root, journal, fetch_log)),
+        ("GET", "/api/logs/sources"): lambda environ: (200, _log_sources()),
         ("GET", "/api/updates"): lambda environ: (200, _updates(root)),
         ("POST", "/api/updates"): lambda environ: _update_request(environ, root),
         ("POST", "/api/support-bundle"): lambda environ: _support_bundle_request(root),
@@ -527,50 +525,39 @@ def _resume_request(root: Path | None) -> tuple[int, dict]:
     return 202, {"accepted": True, "request_id": request_id}
 
 
-def _logs(environ: dict, root: Path | None, journal: Callable[[int], list[str]]) -> dict:
-    """The bounded tail of one phase's log, or of the appliance units' journal."""
+def _logs(environ: dict, root: Path | None, journal: Callable[[int], list[str]],
+          fetch_log: Callable[[logs.Query, Path | None], dict]) -> dict:
+    """The bounded, redacted end of one log (host/support/logs.py names them); what only
+    root can read comes through the spool from the log oneshot."""
     query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
-    install = state.read(state.INSTALL_STATE, root)  # its phases are the logs there can be
-    sources = [*(install["phases"] if install else []), JOURNAL_SOURCE]
-    source = query.get("source", [""])[-1]
-    count = query.get("lines", [str(LOG_LINES_DEFAULT)])[-1]
-    errors = []
-    if source not in sources:
-        errors.append({"field": "source", "message": f"one of: {', '.join(sources)}"})
-    if not (count.isascii() and count.isdigit() and len(count) <= len(str(LOG_LINES_MAX))
-            and 1 <= int(count) <= LOG_LINES_MAX):
-        errors.append({"field": "lines", "message": f"a whole number from 1 to {LOG_LINES_MAX}"})
-    if errors:
-        raise HttpError(400, "bad log query", fields=errors)
-    if source == JOURNAL_SOURCE:
-        return {"source": source, "lines": journal(int(count))}
-    log = paths.on_host(paths.LOG_DIR, root) / f"{source}.log"
-    return {"source": source, "lines": _tail(log, int(count))}
-
-
-def _tail(path: Path, count: int) -> list[str]:
     try:
-        with open(path, "rb") as fp:
-            size = fp.seek(0, 2)
-            fp.seek(max(0, size - LOG_TAIL_BYTES))
-            data = fp.read()
-    except FileNotFoundError:
-        return []  # the phase has not run yet
-    lines = data.decode("utf-8", "replace").splitlines()
-    if size > LOG_TAIL_BYTES:
-        lines = lines[1:]  # the first line was cut by the byte bound
-    return lines[-count:]
-
-
-def read_journal(count: int) -> list[str]:
-    """The last `count` journal lines of the appliance's units (the service user reads the
-    journal through the systemd-journal group)."""
-    command = ["journalctl", "--no-pager", "--quiet", "--output", "short-iso",
-               "--lines", str(count), "--unit", "alga-appliance*"]
+        chosen = logs.parse(query.get("source", [""])[-1], query.get("lines", [None])[-1],
+                            query.get("previous", [None])[-1])
+    except logs.BadQuery as exc:
+        raise HttpError(400, "bad log query", fields=exc.fields) from exc
     try:
-        result = subprocess.run(command, capture_output=True, timeout=JOURNAL_TIMEOUT,
-                                check=True)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise HttpError(503, f"the journal cannot be read ({exc}); on the host run: "
-                        "journalctl -u 'alga-appliance*'") from exc
-    return result.stdout.decode("utf-8", "replace").splitlines()[-count:]
+        if chosen.source.privileged:
+            return _fetched_log(fetch_log, chosen, root)
+        if chosen.source.unit:  # the appliance's journal: the service user reads it
+            excerpt = logs.redacted(logs.Excerpt(journal(chosen.lines), live=True),
+                                    collectors.service_known_values(root))
+            return excerpt.as_dict(chosen)
+        return logs.read(chosen, root).as_dict(chosen)
+    except logs.LogUnavailable as exc:
+        raise HttpError(503, str(exc)) from exc
+
+
+def _fetched_log(fetch_log: Callable[[logs.Query, Path | None], dict], query: logs.Query,
+                 root: Path | None) -> dict:
+    try:
+        answer = fetch_log(query, root)
+    except log_request.NotAnswered as exc:
+        raise HttpError(503, str(exc)) from exc
+    if answer["error"]:
+        raise HttpError(503, answer["error"])
+    return {key: answer[key] for key in ("source", "label", "previous", "lines", "live", "note")}
+
+
+def _log_sources() -> dict:
+    return {"sources": [{"name": source.name, "label": source.label, "group": source.group,
+                         "previous": source.has_previous} for source in logs.ALL]}

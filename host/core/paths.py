@@ -18,6 +18,8 @@ LOG_DIR = "/var/log/alga-appliance"  # phase logs and the update log
 SPOOL_DIR = "/var/lib/alga-appliance/spool"  # requests from the web service to systemd
 SUPPORT_DIR = "/var/lib/alga-appliance/support"  # 0700: support bundles, the newest 5 kept
 WEB_BUNDLE_DIR = "/var/lib/alga-appliance/web-bundles"  # 0750 root:alga-appliance
+# 0750 root:alga-appliance: the logs the web service asked the log oneshot for, redacted
+WEB_LOGS_DIR = "/var/lib/alga-appliance/web-logs"
 # 0700 and 0600, owned by the service user: a directory of its own, so that the web
 # service, which may write nowhere else but the spool, can replace the token atomically.
 TOKEN_DIR = "/var/lib/alga-appliance/token"

@@ -51,7 +51,8 @@ SUPPORT_BUNDLE = RequestKind("support bundle", "support-bundle.request",
 NETWORK_DIAGNOSTICS = RequestKind("network diagnostics", "network-diagnostics.request",
                                   "network-diagnostics-request.schema.json",
                                   "accept-network-diagnostics")
-KINDS = (SETUP, UPDATE, SUPPORT_BUNDLE, NETWORK_DIAGNOSTICS)
+LOGS = RequestKind("log", "logs.request", "logs-request.schema.json", "accept-logs")
+KINDS = (SETUP, UPDATE, SUPPORT_BUNDLE, NETWORK_DIAGNOSTICS, LOGS)
 
 
 class AlreadyPending(Exception):

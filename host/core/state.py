@@ -119,10 +119,16 @@ NETWORK_CHANGE = StateFile(
     "network change", paths.STATE_DIR, "network-change.json", "network-change.schema.json",
     0o640, "a pending network change is no longer rolled back at boot: check the address "
     "(sudo alga-appliance network show) and set it again if needed")
+# The bootstrap job's log, kept by the status collector once the job ended (the job
+# deletes itself 300 s later); redacted, its last 256 KiB.
+BOOTSTRAP_LOG = StateFile(
+    "kept bootstrap log", paths.STATE_DIR, "bootstrap-log.json", "bootstrap-log.schema.json",
+    0o640, "the bootstrap job's log is no longer kept; a support bundle still has it while "
+    "the job exists")
 STATE_FILES = (SETUP_INPUTS, INSTALL_STATE, PREFLIGHT_REPORT, SELECTED_RELEASE, ENDPOINTS,
                HOST_CHANGES, STATUS, MAINTENANCE, SUPPORT_BUNDLE_STATUS, UPDATE_HISTORY,
                SETUP_REFUSAL, RELEASE_SOURCE, ADMIN_ACCOUNT, ADMIN_CREDENTIALS, NETWORK,
-               NETWORK_CHANGE, UPDATE_NOTICE)
+               NETWORK_CHANGE, UPDATE_NOTICE, BOOTSTRAP_LOG)
 STALE_TEMP_AGE = 60.0  # seconds: a temporary file this old lost its writer (see write_atomically)
 
 

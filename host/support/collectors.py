@@ -62,11 +62,12 @@ def list_all(kube: Kube, resource: str) -> dict:
     return kube.list_all_namespaces(resource, f"--request-timeout={KUBECTL_REQUEST_TIMEOUT}s")
 
 
-def logs(kube: Kube, namespace: str, target: str, *extra: str) -> str:
-    """The last LOG_LINES lines of a pod's, deployment's or job's logs."""
-    return kube.logs(namespace, target, "--timestamps", f"--tail={LOG_LINES}",
+def logs(kube: Kube, namespace: str, target: str, *extra: str, lines: int = LOG_LINES,
+         request_timeout: int = KUBECTL_REQUEST_TIMEOUT) -> str:
+    """The last `lines` lines of a pod's, deployment's or job's logs."""
+    return kube.logs(namespace, target, "--timestamps", f"--tail={lines}",
                      f"--limit-bytes={KUBECTL_LOG_BYTES}",
-                     f"--request-timeout={KUBECTL_REQUEST_TIMEOUT}s", *extra)
+                     f"--request-timeout={request_timeout}s", *extra)
 
 
 @dataclass(frozen=True)
@@ -583,7 +584,8 @@ COLLECTORS: tuple[Collector, ...] = (
         state.MAINTENANCE, state.SETUP_INPUTS, state.ENDPOINTS, state.HOST_CHANGES,
         state.UPDATE_HISTORY, state.SUPPORT_BUNDLE_STATUS, state.SETUP_REFUSAL,
         state.RELEASE_SOURCE, state.NETWORK, state.NETWORK_CHANGE, state.UPDATE_NOTICE,
-        state.NETWORK_DIAGNOSTICS, state.NETWORK_DIAGNOSTICS_REPORT)),
+        state.NETWORK_DIAGNOSTICS, state.NETWORK_DIAGNOSTICS_REPORT,
+        state.BOOTSTRAP_LOG)),
     Collector("logs/phases", 10, phase_logs),
     journal("logs/journal-alga-appliance", "alga-appliance*"),
     journal("logs/journal-k3s", "k3s.service"),

@@ -529,3 +529,18 @@ def test_a_state_file_moved_aside_is_collected_too(lab):
     found = members(create(root))
     assert b'"status": "failed"' in found["state/install-state.json.broken"]
     assert "state/install-state.json" not in found
+
+
+def test_the_kept_bootstrap_log_is_collected_redacted(lab):
+    """The bootstrap job deletes itself 300 s after it ends; the copy the status collector
+    kept (host/support/logs.py) goes into the bundle, and a secret in it still comes out."""
+    root, _ = lab
+    state.write(state.BOOTSTRAP_LOG, {
+        "job": "alga-core-sebastian-bootstrap-r1", "outcome": "failed",
+        "kept_at": "2026-11-27T10:05:00Z",
+        "lines": ["running migrations", f"connecting with {DB_PASSWORD}",
+                  "migration 42 failed: relation already exists"]}, root)
+    found = members(create(root))
+    kept = json.loads(found["state/bootstrap-log.json"])
+    assert kept["outcome"] == "failed" and kept["lines"][-1].startswith("migration 42 failed")
+    assert DB_PASSWORD not in found["state/bootstrap-log.json"].decode()

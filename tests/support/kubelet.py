@@ -16,7 +16,9 @@ answers on :3000), and 503 before that, as nothing would listen.
 Given the tests' CA, it also serves the kubelet's log endpoint on the node address over TLS
 (`GET /containerLogs/<namespace>/<pod>/<container>`, which the API server proxies `kubectl
 logs` to): a workload's log is the file `logs` names for it (the Flux controllers' own logs,
-as they run on the host), else empty, as a container that wrote nothing.
+as they run on the host), else empty, as a container that wrote nothing. With `previous=true`
+it is the file `previous_logs` names (a restarted container's last run), else the kubelet's
+refusal: there is no previous terminated container.
 """
 
 import base64
@@ -150,6 +152,7 @@ class Kubelet:
     apps: dict[str, App] = field(default_factory=dict)
     ca: object = None  # support.netlab.TestCA: serve the log endpoint
     logs: dict[str, Path] = field(default_factory=dict)
+    previous_logs: dict[str, Path] = field(default_factory=dict)
     _log_server: http.server.ThreadingHTTPServer | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -181,12 +184,21 @@ class Kubelet:
         found = CONTAINER_LOGS.fullmatch(url.path)
         if found is None:
             return 404, "text/plain", b"404 page not found"
-        return 200, "text/plain", self.log_of(found["pod"], parse_qs(url.query))
+        query = parse_qs(url.query)
+        if query.get("previous") == ["true"] and not self._of(self.previous_logs, found["pod"]):
+            container = url.path.rsplit("/", 1)[-1]
+            return 400, "text/plain", (f'previous terminated container "{container}" in pod '
+                                       f'"{found["pod"]}" not found').encode()
+        return 200, "text/plain", self.log_of(found["pod"], query)
+
+    def _of(self, logs: dict[str, Path], pod: str) -> Path | None:
+        return next((path for name, path in logs.items() if pod.startswith(name)), None)
 
     def log_of(self, pod: str, query: dict) -> bytes:
         """The container's log as the kubelet answers: the last `tailLines` lines, each after
         its time when `timestamps` is asked for."""
-        path = next((path for name, path in self.logs.items() if pod.startswith(name)), None)
+        path = self._of(self.previous_logs if query.get("previous") == ["true"] else self.logs,
+                        pod)
         lines = path.read_text(errors="replace").splitlines() if path else []
         if "tailLines" in query:
             lines = lines[-int(query["tailLines"][0]):]

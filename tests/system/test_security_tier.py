@@ -317,7 +317,7 @@ def test_a_corrupt_install_state_answers_503_naming_it_and_the_bundle_still_work
         machine, service, state_files):
     broken = state.INSTALL_STATE.path(machine.root)
     broken.write_bytes(b'{"status": "runn')  # a writer killed mid-file
-    for path in ("/api/install", "/api/logs?source=journal", "/api/updates"):
+    for path in ("/api/install", "/api/logs?source=phase-k3s", "/api/updates"):
         response = requests.get(f"{service.url}{path}", headers=auth(service), timeout=10)
         assert response.status_code == 503, (path, response.text)
         body = response.json()
@@ -364,7 +364,7 @@ def journal_stays_clean(machine):
 
 @FUZZ
 @given(path=st.sampled_from(GET_PATHS), query=queries)
-@example(path="/api/logs", query={"source": "journal", "lines": "9" * 4400})
+@example(path="/api/logs", query={"source": "appliance", "lines": "9" * 4400})
 def test_hostile_queries(service, journal_stays_clean, path, query):
     response = requests.get(f"{service.url}{path}", params=query, headers=auth(service),
                             timeout=10)

@@ -152,9 +152,9 @@ def test_2_3_request_starts_the_chain_and_preflight_fails_cleanly_offline(machin
     assert not spool.spool_file(spool.SETUP, machine.root).exists()
     assert not (machine.root / CANARY).exists()
     # The web unit, sandboxed as shipped, reads the phase log and the units' journal.
-    preflight_log = api_get(machine, "/api/logs", source="preflight", lines=50)["lines"]
+    preflight_log = api_get(machine, "/api/logs", source="phase-preflight", lines=50)["lines"]
     assert any("dns.github.com" in line for line in preflight_log)
-    journal = api_get(machine, "/api/logs", source="journal", lines=200)["lines"]
+    journal = api_get(machine, "/api/logs", source="appliance", lines=200)["lines"]
     assert any("alga-appliance-phase-preflight" in line for line in journal), journal[-20:]
 
 

@@ -67,7 +67,7 @@ ENDPOINTS = [
     ("GET", "/api/updates", None, state.UPDATE_HISTORY),
     ("GET", "/api/updates", None, state.SELECTED_RELEASE),
     ("POST", "/api/updates", {"action": "check", "channel": "stable"}, state.INSTALL_STATE),
-    ("GET", "/api/logs?source=journal", None, state.INSTALL_STATE),
+    ("GET", "/api/logs?source=phase-k3s", None, state.INSTALL_STATE),
     ("POST", "/api/setup", {**ADMIN, "channel": "stable"}, state.INSTALL_STATE),
     ("POST", "/api/setup", {"channel": "stable"}, state.SETUP_INPUTS),
     ("POST", "/api/setup/resume", None, state.INSTALL_STATE),
@@ -106,7 +106,7 @@ def test_any_bytes_in_the_install_state_never_give_a_500(server, root, data):
     path = state.INSTALL_STATE.path(root)
     path.write_bytes(data)
     for method, address in (("GET", "/api/install"), ("GET", "/api/updates"),
-                            ("GET", "/api/logs?source=journal"), ("POST", "/api/setup")):
+                            ("GET", "/api/logs?source=phase-k3s"), ("POST", "/api/setup")):
         response = requests.request(method, f"{url}{address}", headers=auth, json={},
                                     timeout=10)
         assert response.status_code < 500 or response.status_code == 503, response.text

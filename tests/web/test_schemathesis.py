@@ -35,12 +35,21 @@ def local_openapi(directory: Path) -> Path:
     return local
 
 
+def answered_log(query, root) -> dict:
+    """The log oneshot's answer (no systemd here to start it)."""
+    return {"request_id": "20261207T110000Z-0a1b2c3d", "fetched_at": "2026-12-07T11:00:00Z",
+            "source": query.source.name, "label": query.source.label,
+            "previous": query.previous, "lines": ["a line"] * query.lines, "live": True,
+            "note": None, "error": None}
+
+
 @pytest.fixture
 def served(tmp_path):
     root = make_host_root(tmp_path / "root", paths.SPOOL_DIR)
     secret = token.ensure_token(root, owner=os.environ.get("USER", "root"))
     app = make_app(root, node_ip=lambda: "10.0.0.5",
-                   journal=lambda count: [f"journal line {i}" for i in range(count)])
+                   journal=lambda count: [f"journal line {i}" for i in range(count)],
+                   fetch_log=answered_log)
     with serve_wsgi(app) as url:
         yield url, secret
 

@@ -789,13 +789,13 @@ def test_logs_page_fetches_phase_logs_and_the_journal_on_demand(tmp_path, open_u
     ui.open("/logs")
     page = ui.page
     expect(page.locator("#log-output")).to_have_text("")  # nothing until asked
-    page.select_option("#log-source", "k3s")
+    page.select_option("#log-source", "phase-k3s")
     page.select_option("#log-lines", "100")
     page.click("#logs-form button")
     expect(page.locator("#log-output")).to_contain_text("k3s line 299")
     assert page.locator("#log-output").inner_text().splitlines()[0] == "k3s line 200"
     ui.shot("logs-phase")
-    page.select_option("#log-source", "journal")
+    page.select_option("#log-source", "appliance")
     page.click("#logs-form button")
     expect(page.locator("#log-output")).to_contain_text("alga-appliance.service: line 100")
     assert "--lines 100" in (tmp_path / "journal.log").read_text()

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.answers import ADMIN, SPOOLED_ADMIN, parse_with_admin, with_admin
-from support.base import FAKES, TESTS, serve_wsgi
+from support.base import FAKES, TESTS, make_host_root, serve_wsgi
 from support.openapi_check import assert_documented, document
 
 from host import cli
@@ -325,22 +325,50 @@ def test_phase_logs_are_a_bounded_tail_of_known_phases_only(server, root):
     log = root / paths.LOG_DIR.lstrip("/") / "k3s.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text("".join(f"line {i} " + "x" * 100 + "\n" for i in range(5000)))  # ~0.5 MB
-    body = requests.get(f"{url}/api/logs", params={"source": "k3s", "lines": 3},
+    body = requests.get(f"{url}/api/logs", params={"source": "phase-k3s", "lines": 3},
                         headers=auth, timeout=5).json()
-    assert body == {"source": "k3s", "lines": [f"line {i} " + "x" * 100 for i in (4997, 4998,
-                                                                                  4999)]}
-    most = requests.get(f"{url}/api/logs", params={"source": "k3s", "lines": 2000},
+    assert body == {"source": "phase-k3s", "label": "Setup phase: k3s", "previous": False,
+                    "lines": [f"line {i} " + "x" * 100 for i in (4997, 4998, 4999)],
+                    "live": False,
+                    "note": "the phase is not running (failed): this log no longer grows"}
+    most = requests.get(f"{url}/api/logs", params={"source": "phase-k3s", "lines": 2000},
                         headers=auth, timeout=5).json()["lines"]
     assert len(most) == 2000 and most[-1].startswith("line 4999 ")
-    empty = requests.get(f"{url}/api/logs", params={"source": "preflight"}, headers=auth,
-                         timeout=5)
-    assert empty.json() == {"source": "preflight", "lines": []}
+    empty = requests.get(f"{url}/api/logs", params={"source": "phase-preflight"},
+                         headers=auth, timeout=5)
+    assert empty.json()["lines"] == [] and empty.json()["note"] == "this phase has not run yet"
     for params in ({"source": "dns"}, {"source": "../k3s"}, {"source": "k3s.log"}, {},
-                   {"source": "k3s", "lines": 0}, {"source": "k3s", "lines": 2001},
-                   {"source": "k3s", "lines": "1e3"}, {"source": "k3s", "lines": "٣"}):
+                   {"source": "phase-../k3s"}, {"source": "phase-k3s.log"},
+                   {"source": "phase-k3s", "lines": 0}, {"source": "phase-k3s", "lines": 2001},
+                   {"source": "phase-k3s", "lines": "1e3"},
+                   {"source": "phase-k3s", "lines": "٣"},
+                   {"source": "phase-k3s", "previous": "true"},
+                   {"source": "db", "previous": "yes"}):
         response = requests.get(f"{url}/api/logs", params=params, headers=auth, timeout=5)
         assert response.status_code == 400, params
         assert_documented(response, "GET", "/api/logs")
+
+
+@settings(max_examples=40, deadline=None)
+@given(noise=st.text(max_size=200), at=st.integers(0, 3))
+def test_a_secret_in_a_phase_log_comes_out_redacted(tmp_path_factory, noise, at):
+    """Whatever surrounds them, the setup token (both ways it is written) and a password
+    in a phase log never reach the page; no log content gives a 500."""
+    root = tmp_path_factory.mktemp("root")
+    make_host_root(root, paths.SPOOL_DIR, paths.TOKEN_DIR)
+    secret = token.ensure_token(root, owner=os.environ.get("USER", "root"))
+    lines = [noise, f"token {secret} accepted", f"as people write it: {token.for_people(secret)}",
+             "psql postgres://alga:Hunter2-canary@db/server"]
+    lines.insert(at, noise)
+    log = root / paths.LOG_DIR.lstrip("/") / "dns.log"
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="surrogateescape")
+    with serve_wsgi(make_app(root, node_ip=lambda: NODE_IP)) as url:
+        response = requests.get(f"{url}/api/logs", params={"source": "phase-dns"},
+                                headers={"Authorization": f"Bearer {secret}"}, timeout=5)
+    assert response.status_code == 200, response.text
+    shown = "\n".join(response.json()["lines"])
+    assert secret not in shown and token.for_people(secret) not in shown
+    assert "Hunter2-canary" not in shown and shown.count("<redacted>") >= 3
 
 
 def test_journal_logs_come_from_journalctl_for_the_appliance_units(server, root, tmp_path,
@@ -349,7 +377,7 @@ def test_journal_logs_come_from_journalctl_for_the_appliance_units(server, root,
     auth = {"Authorization": f"Bearer {secret}"}
     monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_JOURNAL_LOG", str(tmp_path / "journal.log"))
-    response = requests.get(f"{url}/api/logs", params={"source": "journal", "lines": 5},
+    response = requests.get(f"{url}/api/logs", params={"source": "appliance", "lines": 5},
                             headers=auth, timeout=5)
     assert response.status_code == 200 and len(response.json()["lines"]) == 5
     assert_documented(response, "GET", "/api/logs")
@@ -357,7 +385,7 @@ def test_journal_logs_come_from_journalctl_for_the_appliance_units(server, root,
         "--no-pager", "--quiet", "--output", "short-iso", "--lines", "5", "--unit",
         "alga-appliance*"]
     monkeypatch.setenv("FAKE_JOURNAL_FAIL", "1")
-    failed = requests.get(f"{url}/api/logs", params={"source": "journal"}, headers=auth,
+    failed = requests.get(f"{url}/api/logs", params={"source": "appliance"}, headers=auth,
                           timeout=5)
     assert failed.status_code == 503 and "journalctl -u" in failed.json()["error"]
     assert_documented(failed, "GET", "/api/logs")

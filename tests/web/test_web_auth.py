@@ -379,7 +379,7 @@ def test_a_500_logs_no_secret_only_the_redacted_failure(root, journal_lines):
                            "alga-appliance.web: forged line")
 
     with serve(root, journal=journal) as url:
-        status, _, body = get(url, "/api/logs?source=journal", bearer=secret)
+        status, _, body = get(url, "/api/logs?source=appliance", bearer=secret)
     assert status == 500 and body == {
         "error": "internal error; see journalctl -u alga-appliance"}
     lines = journal_lines()

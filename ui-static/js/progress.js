@@ -281,7 +281,7 @@ async function tail(install, chain) {
     return;
   }
   try {
-    const log = await request("GET", `/api/logs?source=${encodeURIComponent(source)}&lines=${TAIL_LINES}`);
+    const log = await request("GET", `/api/logs?source=phase-${encodeURIComponent(source)}&lines=${TAIL_LINES}`);
     const box = $("#tail");
     const atBottom = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
     box.textContent = log.lines.join("\n") || "(nothing logged yet)";
