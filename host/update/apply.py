@@ -341,7 +341,7 @@ def _flux_pending(obj: dict, requested_at: str, at_revision: Callable[[dict], bo
     if problem:
         raise OperationFailed(_flux_category(kind), f"{kind} {namespace}/{name} failed: "
                               f"{problem}",
-                              f"{words.read_log(words.flux_log(kind), 'Flux says why in')}; "
+                              f"{_controller_log(kind)}; "
                               f"fix the cause or choose another channel, then apply the update "
                               f"again ({AGAIN})")
     ready = readiness.condition(obj, "Ready") or {}
@@ -352,6 +352,11 @@ def _flux_pending(obj: dict, requested_at: str, at_revision: Callable[[dict], bo
     if not at_revision(flux_status):
         return f"{kind} {name} does not report the new revision yet"
     return None
+
+
+def _controller_log(kind: str) -> str:
+    controller = words.flux_log(kind)
+    return words.read_log(controller, f"the log of {controller} says why")
 
 
 def _flux_failure(obj: dict) -> str | None:
@@ -381,8 +386,8 @@ def _login_pending(kube: Kube, core_tag: str) -> str | None:
     verdicts = readiness.tiers(view, login_probe, bootstrap_seen=True)
     if "failed" in verdicts["bootstrap"].reason:
         job = readiness.bootstrap_job(view)["metadata"]["name"]
-        raise OperationFailed("app-bootstrap", verdicts["bootstrap"].reason,
-                              f"{words.read_log('bootstrap', f'the log of {job} says why')}; "
+        raise OperationFailed("app-bootstrap", f"{verdicts['bootstrap'].reason} (Job {job})",
+                              f"{words.read_log('bootstrap', 'its log says why')}; "
                               f"send the support bundle ({SUPPORT_COMMAND})")
     if not verdicts["login"].ready:
         return verdicts["login"].reason

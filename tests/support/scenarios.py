@@ -32,8 +32,24 @@ def collect(root: Path, view: ClusterView | None = None, pods=(), events=()) -> 
         view = replace(view, nodes=[node(n["status"]["conditions"][0]["status"], address)
                                     for n in view.nodes])
         (root / "store.json").write_text(json.dumps(store_for(view, pods, events)))
-    return status.take_snapshot(root, Kube(str(root / "k3s.yaml")),
-                          probe=lambda url: status.probe_login(url, timeout=1.0))
+    snapshot = status.take_snapshot(root, Kube(str(root / "k3s.yaml")),
+                                    probe=lambda url: status.probe_login(url, timeout=1.0))
+    for text in primary_texts(snapshot):  # every scenario's words: none asks for kubectl
+        assert "kubectl" not in text.lower(), text
+    return snapshot
+
+
+def primary_texts(snapshot: dict) -> list[str]:
+    """What an admin reads first in a snapshot, in both the web and the console: the
+    rollup, the tiers, the blockers and the app stage's failure; not the Kubernetes detail,
+    the events nor a log excerpt, which are what the cluster said."""
+    rollup, failure = snapshot["rollup"], snapshot["app_failure"] or {}
+    return [rollup["label"], rollup["message"], rollup["next_action"],
+            *(text for tier in snapshot["tiers"].values()
+              for text in (tier["title"], tier["meaning"], tier["reason"])),
+            *(text for blocker in snapshot["blockers"]
+              for text in (blocker["label"], blocker["reason"], blocker["next_action"])),
+            *(failure.get(key, "") for key in ("suspected_cause", "last_action", "next_step"))]
 
 
 def stage(name: str) -> ClusterView:

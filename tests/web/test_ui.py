@@ -721,7 +721,7 @@ def test_dashboard_shows_an_app_stage_failure_with_its_last_action_and_log(tmp_p
     rollup = ui.page.locator("#rollup")
     expect(rollup.locator(".state")).to_have_text("Action required")
     expect(rollup).to_contain_text("Setup's app stage failed [storage]")
-    expect(rollup).to_contain_text("Last action: waiting for db to get its storage")
+    expect(rollup).to_contain_text("Last action: waiting for the database to get its storage")
     expect(ui.page.locator("#app-failure-log")).to_contain_text(
         "Pod/db-0 FailedScheduling: unbound immediate PersistentVolumeClaims")
     ui.shot("status-app-stage-storage")
