@@ -5,7 +5,7 @@ install state says."""
 
 from pathlib import Path
 
-from host.core import state
+from host.core import state, words
 from host.setup.progress import describe
 
 
@@ -20,11 +20,15 @@ def lines(root: Path | None) -> list[str]:
     shown = [f"{rollup['label']} (as of {status['collected_at']})"]
     shown += [line for line in (rollup["message"], rollup["next_action"] and
                                 f"Next: {rollup['next_action']}") if line]
+    failure = status["app_failure"]  # the app stage past its limits: what it waited for
+    if failure:
+        shown.append(f"Last action: {failure['last_action']}")
+        shown += [f"  {line}" for line in failure["log_excerpt"].splitlines()]
     shown += ["", "Steps to a working Alga:"]
-    for tier in status["tiers"].values():
-        shown.append(f"  [{tier['state']:^8}] {tier['title']} ({tier['meaning']})")
-        if not tier["ready"] and tier["reason"]:
-            shown.append(f"             {tier['reason']}")
+    for key in words.TIERS:  # the ladder's order (status.json's keys are sorted)
+        tier = status["tiers"][key]
+        shown += [f"  [{tier['state']:^8}] {tier['title']} ({tier['meaning']})",
+                  f"             {tier['reason']}"]
     shown += ["", "Problems:" if status["blockers"] else "Problems: none."]
     for blocker in status["blockers"]:
         effect = "blocks login" if blocker["blocks_login"] else "login still works"

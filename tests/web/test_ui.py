@@ -751,7 +751,7 @@ def test_dashboard_in_each_rollup_state(tmp_path, open_ui, fake_cluster, monkeyp
     expect(page.locator("#rollup .state")).to_have_text(label)
     expect(page.locator("#rollup")).to_contain_text(snapshot["rollup"]["next_action"])
     badges = {"ready": "✓ ready", "waiting": "… waiting", "failing": "✗ failing",
-              "degraded": "! degraded"}
+              "degraded": "! degraded", "unknown": "? unknown"}
     for shown, badge in badges.items():  # a tier not reached yet is never a red ✗
         count = sum(tier["state"] == shown for tier in snapshot["tiers"].values())
         expect(page.locator("#tiers li .badge", has_text=badge)).to_have_count(count)

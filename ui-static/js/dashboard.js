@@ -15,6 +15,8 @@ const TONE = {
   ready_with_background_issues: "warn",
   fully_healthy: "pass",
 };
+// The ladder's order (state.json's keys are sorted); titles and meanings are the snapshot's.
+const LADDER = ["platform", "core", "bootstrap", "login", "background", "fully_healthy"];
 
 export function render(app) {
   const status = app.status;
@@ -84,7 +86,8 @@ function rollup(status, app) {
 }
 
 function ladder(tiers) {
-  replace($("#tiers"), Object.values(tiers).map((tier) => {
+  replace($("#tiers"), LADDER.map((key) => {
+    const tier = tiers[key];
     const since = tier.since ? ` since ${when(tier.since)}` : "";
     return el("li", {}, badge(tier.state), " ", el("span", {class: "title"}, tier.title),
               el("span", {class: "muted"}, `(${tier.meaning})`),
