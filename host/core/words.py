@@ -90,9 +90,10 @@ def flux_label(kind: str, name: str) -> str:
     """A Flux object as admins know it: what it does for the app."""
     if kind == "Kustomization" and name in KUSTOMIZATIONS:
         return KUSTOMIZATIONS[name]
+    if kind not in FLUX_KINDS:  # a kind Flux may add: shown as Kubernetes names it
+        return f"{kind} {name}"
     release = name.removeprefix("alga-system-")  # a HelmChart is named after its release
-    text, _ = FLUX_KINDS.get(kind, (f"{kind} {name}", None))
-    return text.format(label(release))
+    return FLUX_KINDS[kind][0].format(label(release))
 
 
 def log_of(component: str) -> str | None:

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TextIO
 
 from host.cluster.kube import Kube, KubeError
-from host.core import paths, state
+from host.core import paths, state, words
 from host.core.validation import validate
 from host.core.version import __version__
 from host.net.dnsquery import DnsError
@@ -336,7 +336,7 @@ def _status_lines(root: Path | None) -> list[str]:
     return [f"At {status['collected_at']}: **{rollup['label']}** ({rollup['state']}): "
             f"{rollup['message']}", f"Next: {rollup['next_action']}", "",
             *(f"- {tier['title']}: {tier['state']}: {tier['reason']}"
-              for tier in status["tiers"].values()), "",
+              for tier in (status["tiers"][key] for key in words.TIERS)), "",
             *(_blocker_line(b) for b in status["blockers"][:10])]
 
 

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from support.base import ROOT
+from support.base import ROOT, make_host_root
 from support.scenarios import LOG_NAMES
 
 from host.cluster import alga
-from host.core import migrations, words
+from host.console import status_view
+from host.core import migrations, state, words
 from host.core.validation import validate
 
 # Where the host's code may name kubectl, and why: none of them is a text for people.
@@ -67,7 +68,8 @@ def test_flux_objects_are_named_for_what_they_do_for_the_app(kind, name, label):
 def test_a_name_nobody_declared_is_shown_as_it_is(name):
     if name not in words.COMPONENTS:
         assert words.label(name) == name and words.log_of(name) is None
-    assert isinstance(words.flux_label("Bucket", name), str)  # a kind Flux may add
+    assert words.flux_label("Bucket", name) == f"Bucket {name}"  # a kind Flux may add
+    assert name in words.flux_label("HelmRelease", name) or name in words.COMPONENTS
 
 
 def test_a_next_step_that_reads_a_log_offers_the_page_and_our_command():
@@ -127,3 +129,22 @@ def test_a_snapshot_written_before_the_words_reads_with_them():
     assert (read["blockers"][0]["label"], read["blockers"][0]["detail"]) == (
         "background job service", None)
     assert migrations.status(read) == read  # idempotent
+
+
+@given(st.text(max_size=200), st.text(max_size=200),
+       st.one_of(st.none(), st.fixed_dictionaries(
+           {key: st.text(max_size=100) for key in ("kind", "name", "reason", "message")})))
+def test_the_console_shows_any_words_and_detail_the_snapshot_holds(tmp_path_factory, reason,
+                                                                   next_action, detail):
+    """What the cluster says ends up in the detail (and a reason may quote it): markup,
+    control characters, anything; the console shows it as text, never fails on it."""
+    root = make_host_root(tmp_path_factory.mktemp("root"))
+    snapshot = json.loads((ROOT / "tests/schema_examples/status/valid-background-issue.json")
+                          .read_text())
+    snapshot["blockers"][0].update(reason=reason or "x", next_action=next_action or "y",
+                                   detail=detail)
+    state.write(state.STATUS, snapshot, root)
+    shown = "\n".join(status_view.lines(root))
+    assert (reason or "x") in shown and (next_action or "y") in shown
+    if detail and detail["message"]:
+        assert detail["message"] in shown
