@@ -177,13 +177,19 @@ def _tier_state(name: str, ready: bool, degraded: bool, blockers: list[dict]) ->
     if name == "platform":
         failing = [b for b in failing if b["layer"] in PLATFORM_LAYERS]
     elif name in ("background", "fully_healthy"):
-        failing += [b for b in blockers if b["layer"] == "background" and b["detail"]
-                    and b["detail"]["reason"] != UNSCHEDULABLE]
+        failing += [b for b in blockers if _background_failure(b)]
         if name == "background":
             failing = [b for b in failing if b["layer"] == "background"]
     else:  # core, bootstrap and login stand or fall together
         failing = [b for b in failing if b["blocks_login"]]
     return "failing" if failing else "waiting"
+
+
+def _background_failure(blocker: dict) -> bool:
+    """A background problem (a warning: login works without it) that fails the background
+    all the same: anything but a pod waiting for room to run."""
+    return blocker["layer"] == "background" and bool(blocker["detail"]) and \
+        blocker["detail"]["reason"] != UNSCHEDULABLE
 
 
 def _component_of(pod: dict) -> str:
@@ -402,8 +408,8 @@ def _rollup(install, inputs, tiers, blockers, app_failure) -> dict:
         return _app_stage_rollup(app_failure, tiers["login"]["ready"])
     login, background = tiers["login"], tiers["background"]
     if login["ready"]:
-        critical = [b for b in blockers if b["severity"] == "critical"]
-        if background["ready"] and tiers["platform"]["ready"] and not critical:
+        wrong = [b for b in blockers if b["severity"] == "critical" or _background_failure(b)]
+        if background["ready"] and tiers["platform"]["ready"] and not wrong:
             return {"state": "fully_healthy", "message": "Alga is up, with every service.",
                     "next_action": "log in"}
         if blockers:  # the app answers, but something (background, Flux, the node) is wrong

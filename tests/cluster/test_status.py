@@ -468,6 +468,22 @@ def test_a_failing_background_kustomization_never_takes_login(lab):
         "ready", "failing", "failing")
 
 
+def test_a_failing_background_release_with_its_services_still_running_is_no_full_health(lab):
+    """The background services run (their previous version), but their Helm release
+    failed: a warning, as login works, yet not "fully healthy"."""
+    root, _ = lab
+    view = oci_release()
+    view.helmreleases.append(flux("HelmRelease", "helm.toolkit.fluxcd.io/v2", "email-service",
+                                  "alga-system", "False", "UpgradeFailed", "timed out"))
+    snapshot = collect(root, view)
+    blocker = first_blocker(snapshot)
+    assert (blocker["severity"], blocker["label"], blocker["reason"]) == (
+        "warning", "the installation of background email service",
+        "the installation of background email service failed: timed out")
+    assert snapshot["rollup"]["state"] == "ready_with_background_issues"
+    assert snapshot["rollup"]["message"] == f"You can log in, but {blocker['reason']}"
+
+
 def test_a_failing_core_release_marks_the_tiers_failing(lab):
     root, _ = lab
     view = oci_release()
