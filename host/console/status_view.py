@@ -27,8 +27,9 @@ def lines(root: Path | None) -> list[str]:
     shown += ["", "Steps to a working Alga:"]
     for key in words.TIERS:  # the ladder's order (status.json's keys are sorted)
         tier = status["tiers"][key]
-        shown += [f"  [{tier['state']:^8}] {tier['title']} ({tier['meaning']})",
-                  f"             {tier['reason']}"]
+        shown.append(f"  [{tier['state']:^8}] {tier['title']} ({tier['meaning']})")
+        if not tier["ready"]:  # 80x24: a ready tier's reason only on the status page
+            shown.append(f"             {tier['reason']}")
     shown += ["", "Problems:" if status["blockers"] else "Problems: none."]
     for blocker in status["blockers"]:
         effect = "blocks login" if blocker["blocks_login"] else "login still works"
@@ -41,5 +42,5 @@ def lines(root: Path | None) -> list[str]:
 
 def detail(kubernetes: dict) -> str:
     """A blocker's Kubernetes detail on one line, as the status page shows it unfolded."""
-    return " · ".join(part for part in (f"{kubernetes['kind']} {kubernetes['name']}",
+    return ": ".join(part for part in (f"{kubernetes['kind']} {kubernetes['name']}",
                                         kubernetes["reason"], kubernetes["message"]) if part)
