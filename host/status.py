@@ -188,8 +188,9 @@ def _tier_state(name: str, ready: bool, degraded: bool, blockers: list[dict]) ->
 def _background_failure(blocker: dict) -> bool:
     """A background problem (a warning: login works without it) that fails the background
     all the same: anything but a pod waiting for room to run."""
-    return blocker["layer"] == "background" and bool(blocker["detail"]) and \
-        blocker["detail"]["reason"] != UNSCHEDULABLE
+    detail = blocker["detail"]
+    return blocker["layer"] == "background" and bool(detail) and not (
+        detail["kind"] == "Pod" and detail["reason"] not in PROBLEM_REASONS)
 
 
 def _component_of(pod: dict) -> str:

@@ -100,10 +100,10 @@ def _bootstrap(view: readiness.ClusterView, reason: str, kube: Kube) -> dict:
 
 
 def _waits_for_storage(blocker: dict) -> bool:
-    """A pod the scheduler cannot place for want of its volume claim."""
+    """A pod the scheduler cannot place for want of its volume claim (the scheduler's
+    message names it)."""
     detail = blocker["detail"] or {}
-    return detail.get("reason") == "Unschedulable" and "PersistentVolumeClaim" in detail.get(
-        "message", "")
+    return detail.get("kind") == "Pod" and "PersistentVolumeClaim" in detail.get("message", "")
 
 
 def _record(category: str, cause: str, last_action: str, excerpt: str, next_step: str) -> dict:
