@@ -77,7 +77,6 @@ TIERS = {
 }
 API_DOWN = "unknown: the cluster API is not answering"
 API_STARTING = "unknown: k3s is starting; the cluster API answers once it has started"
-STATUS_PAGE_LOGS = "Logs on the status page"
 
 
 def label(component: str) -> str:
@@ -114,4 +113,4 @@ def flux_logs(text: str) -> str:
 
 def read_log(log: str, text: str) -> str:
     """The next step that reads a log: on the status page, or at the appliance's shell."""
-    return f"{text}: open {STATUS_PAGE_LOGS} > {log}, or run `sudo alga-appliance logs {log}`"
+    return f"{text}: open the Logs page > {log}, or run `sudo alga-appliance logs {log}`"

@@ -144,7 +144,7 @@ def test_api_unreachable_is_a_k3s_blocker(lab, monkeypatch, k3s_state):
     assert (blocker["layer"], blocker["severity"], blocker["label"], blocker["reason"]) == (
         "k3s", "critical", "the cluster API", "the cluster API is not answering")
     assert blocker["next_action"] == (
-        "the log of k3s says why: open Logs on the status page > k3s, or run "
+        "the log of k3s says why: open the Logs page > k3s, or run "
         "`sudo alga-appliance logs k3s`; then send the support bundle "
         "(sudo alga-appliance support-bundle)")
     assert_next_step_is_ours(blocker["next_action"])
@@ -546,7 +546,7 @@ def test_bootstrap_job_gone_after_its_ttl_is_remembered(lab):
 
 @pytest.mark.parametrize(("reason", "words", "next_step"), [
     ("CrashLoopBackOff", "background job service keeps stopping and restarting (a crash loop)",
-     "the log of its last run says why it stopped: open Logs on the status page > workers, or "
+     "the log of its last run says why it stopped: open the Logs page > workers, or "
      f"run `sudo alga-appliance logs workers`; then send the support bundle {SUPPORT}"),
     ("CreateContainerConfigError",
      "background job service cannot start: its container cannot be created",
@@ -753,7 +753,7 @@ def test_a_failed_bootstrap_job_fails_the_app_stage_at_once_with_its_log(lab):
     excerpt = failure["log_excerpt"].splitlines()
     assert len(excerpt) == 20 and excerpt[-1] == 'error: relation "tenants" already exists'
     assert failure["next_step"] == (
-        "its log says why: open Logs on the status page > bootstrap, or run "
+        "its log says why: open the Logs page > bootstrap, or run "
         f"`sudo alga-appliance logs bootstrap`; then send the support bundle {SUPPORT} to Alga "
         "support")
     assert_next_step_is_ours(failure["next_step"])
@@ -808,7 +808,7 @@ def test_background_services_that_never_start_fail_without_taking_login(lab):
         "the background services did not start within 30 min of login working: background "
         "job service keeps stopping and restarting (a crash loop)")
     assert failure["next_step"] == (
-        "the log of its last run says why it stopped: open Logs on the status page > workers, "
+        "the log of its last run says why it stopped: open the Logs page > workers, "
         f"or run `sudo alga-appliance logs workers`; then send the support bundle {SUPPORT}; "
         "you can log in meanwhile")
     assert_next_step_is_ours(failure["next_step"])

@@ -74,7 +74,7 @@ def test_a_name_nobody_declared_is_shown_as_it_is(name):
 
 def test_a_next_step_that_reads_a_log_offers_the_page_and_our_command():
     assert words.read_log("db", "its log says why") == (
-        "its log says why: open Logs on the status page > db, or run "
+        "its log says why: open the Logs page > db, or run "
         "`sudo alga-appliance logs db`")
 
 

@@ -210,17 +210,17 @@ def test_preflight_failure_is_classified_before_any_change(lab):
 
 @pytest.mark.parametrize(("flux", "category", "phrase", "next_step"), [
     ("fail:HelmRelease", "flux", "HelmRelease alga-system/alga-core failed: UpgradeFailed",
-     "the log of helm-controller says why: open Logs on the status page > helm-controller, "
+     "the log of helm-controller says why: open the Logs page > helm-controller, "
      "or run "
      "`sudo alga-appliance logs helm-controller`"),
     ("fail:GitRepository", "release-source",
      "GitRepository flux-system/alga-appliance failed: GitOperationFailed",
-     "the log of source-controller says why: open Logs on the status page > "
+     "the log of source-controller says why: open the Logs page > "
      "source-controller, or run "
      "`sudo alga-appliance logs source-controller`"),
     ("", "flux", "Flux did not reconcile within 1 s: GitRepository alga-appliance has not "
      "handled the reconciliation request yet",
-     "the update log says where it waited: open Logs on the status page > update, or run "
+     "the update log says where it waited: open the Logs page > update, or run "
      "`sudo alga-appliance logs update`"),
 ])
 def test_flux_failure_or_timeout_fails_the_update(lab, monkeypatch, flux, category, phrase,
@@ -280,7 +280,7 @@ def test_a_failed_bootstrap_is_classified(lab):
     assert entry["failure"]["suspected_cause"] == (
         f"the app's first-run setup failed (Job {ALGA_CORE}-bootstrap-r2)")
     assert entry["failure"]["next_step"] == (
-        "its log says why: open Logs on the status page > bootstrap, or run "
+        "its log says why: open the Logs page > bootstrap, or run "
         "`sudo alga-appliance logs bootstrap`; send the support bundle "
         "(sudo alga-appliance support-bundle)")
     assert_next_step_is_ours(entry["failure"]["next_step"])

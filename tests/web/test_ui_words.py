@@ -74,7 +74,7 @@ def test_a_background_crash_loop_in_plain_words_as_a_warning_with_the_detail_one
     expect(cells.nth(2)).to_contain_text(
         "background job service keeps stopping and restarting (a crash loop)")
     expect(cells.nth(3)).to_have_text(
-        "the log of its last run says why it stopped: open Logs on the status page > "
+        "the log of its last run says why it stopped: open the Logs page > "
         "workers, or run `sudo alga-appliance logs workers`; then send the support bundle "
         "(sudo alga-appliance support-bundle)")
     expect(page.locator("#page-status")).not_to_contain_text("kubectl")
