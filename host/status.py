@@ -13,8 +13,8 @@ from host.cluster import alga, app_stage, readiness
 from host.cluster.kube import Kube, KubeError
 from host.cluster.probe import app_on_node, probe_login
 from host.cluster.readiness import ClusterView, Verdict
-from host.core import hostcmd, paths, state
-from host.core.failures import SUPPORT_COMMAND, kubectl
+from host.core import hostcmd, paths, state, words
+from host.core.failures import SUPPORT_COMMAND
 from host.net import addresses
 from host.releases import channels, source
 
@@ -27,6 +27,9 @@ TIME_SYNC = {True: "synchronized", False: "not synchronized", None: "unknown"}
 K3S_BOOT_GRACE_SECONDS = 300  # k3s serves its API within this after a boot, or something is wrong
 PROBLEM_REASONS = ("CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerError",
                    "CreateContainerConfigError")
+K3S_LOG = "the log of k3s says why"
+CRASH_LOG = "the log of its last run says why it stopped"
+UNSCHEDULABLE = "Unschedulable"  # the scheduler's reason for a pod it cannot place
 LAYERS = ("host", "k3s", "flux", "core", "bootstrap", "login", "background")
 PLATFORM_LAYERS = ("host", "k3s", "flux")
 COMPONENT_LAYER = {**dict.fromkeys(("db", "redis", "pgbouncer"), "core"),
@@ -71,7 +74,7 @@ def take_snapshot(root: Path | None, kube: Kube, probe=probe_login) -> dict:
     blockers += _disk_blockers(host)
     if verdicts["login"].ready:
         blockers += _public_url_blockers(inputs["app_url"], app_address, probe)
-    tiers = _tiers(verdicts, previous, at, blockers)
+    tiers = _tiers(verdicts, previous, at, blockers, api_error, _k3s_starting(host))
     stage = _app_stage(install, tiers, at)
     app_failure = stage and cluster and app_stage.failure(
         stage, cluster.view, verdicts, blockers, _events(cluster), kube, app_address)
@@ -81,7 +84,7 @@ def take_snapshot(root: Path | None, kube: Kube, probe=probe_login) -> dict:
                 tiers[name]["state"] = "failing"
     snapshot = {
         "collected_at": at,
-        "rollup": _rollup(install, inputs, tiers, blockers, app_failure),
+        "rollup": _labelled(_rollup(install, inputs, tiers, blockers, app_failure)),
         "app_failure": app_failure or None,
         "install": _install_summary(install),
         "release": _release(root),
@@ -140,34 +143,59 @@ def _install_summary(install: dict | None) -> dict:
 
 
 def _tiers(verdicts: dict[str, Verdict], previous: dict | None, at: str,
-           blockers: list[dict]) -> dict:
+           blockers: list[dict], api_error: str | None, k3s_starting: bool) -> dict:
     tiers = {}
     for name, verdict in verdicts.items():
         before = previous["tiers"][name] if previous else None
-        changed = before is None or before["ready"] != verdict.ready
-        since = at if changed else before["since"]
-        # Once ready, a tier that drops out is degraded since then, not installing again.
-        degraded = not verdict.ready and bool(before) and (
-            before["ready"] or before["degraded"])
-        tiers[name] = {"ready": verdict.ready, "reason": verdict.reason, "since": since,
-                       "degraded": degraded,
-                       "state": _tier_state(name, verdict.ready, degraded, blockers)}
+        title, meaning = words.TIERS[name]
+        if api_error:  # nothing is known of the cluster: not "does not exist yet"
+            tiers[name] = _unknown_tier(before, k3s_starting)
+        else:
+            changed = before is None or before["ready"] != verdict.ready
+            # Once ready, a tier that drops out is degraded since then, not installing again.
+            degraded = not verdict.ready and bool(before) and (
+                before["ready"] or before["degraded"])
+            tiers[name] = {"ready": verdict.ready, "reason": verdict.reason,
+                           "since": at if changed else before["since"], "degraded": degraded,
+                           "state": _tier_state(name, verdict.ready, degraded, blockers)}
+        tiers[name] |= {"title": title, "meaning": meaning}
     return tiers
 
 
+def _unknown_tier(before: dict | None, k3s_starting: bool) -> dict:
+    """A tier while the cluster API does not answer: unknown, since when it last changed as
+    far as anyone knows, and degraded if it was ready before."""
+    return {"ready": False, "reason": words.API_STARTING if k3s_starting else words.API_DOWN,
+            "since": before["since"] if before else None,
+            "degraded": bool(before) and (before["ready"] or before["degraded"]),
+            "state": "unknown"}
+
+
 def _tier_state(name: str, ready: bool, degraded: bool, blockers: list[dict]) -> str:
-    """ready; degraded (was ready); failing (a critical problem stands in its way); or
-    waiting: not reached yet while the install works towards it, which is no fault."""
+    """ready; degraded (was ready); failing (a problem stands in its way); or waiting: not
+    reached yet while the install works towards it, which is no fault. A background
+    problem is a warning (login works without it), yet it fails the background tier
+    unless it is a pod waiting for room."""
     if ready or degraded:
         return "ready" if ready else "degraded"
-    critical = [b for b in blockers if b["severity"] == "critical"]
+    failing = [b for b in blockers if b["severity"] == "critical"]
     if name == "platform":
-        critical = [b for b in critical if b["layer"] in PLATFORM_LAYERS]
-    elif name == "background":
-        critical = [b for b in critical if b["layer"] == "background"]
-    elif name != "fully_healthy":  # core, bootstrap and login stand or fall together
-        critical = [b for b in critical if b["blocks_login"]]
-    return "failing" if critical else "waiting"
+        failing = [b for b in failing if b["layer"] in PLATFORM_LAYERS]
+    elif name in ("background", "fully_healthy"):
+        failing += [b for b in blockers if _background_failure(b)]
+        if name == "background":
+            failing = [b for b in failing if b["layer"] == "background"]
+    else:  # core, bootstrap and login stand or fall together
+        failing = [b for b in failing if b["blocks_login"]]
+    return "failing" if failing else "waiting"
+
+
+def _background_failure(blocker: dict) -> bool:
+    """A background problem (a warning: login works without it) that fails the background
+    all the same: anything but a pod waiting for room to run."""
+    detail = blocker["detail"]
+    return blocker["layer"] == "background" and bool(detail) and not (
+        detail["kind"] == "Pod" and detail["reason"] not in PROBLEM_REASONS)
 
 
 def _component_of(pod: dict) -> str:
@@ -182,23 +210,41 @@ def _component_of(pod: dict) -> str:
     return name
 
 
-def _pod_problems(pod: dict) -> list[str]:
-    reasons = []
+def _pod_problems(pod: dict) -> list[dict]:
+    """What is wrong with a pod, as Kubernetes says it: {reason, message}; an unschedulable
+    pod's reason is its PodScheduled condition's (Unschedulable)."""
+    problems = []
     for container in pod.get("status", {}).get("containerStatuses", []):
         waiting = container.get("state", {}).get("waiting")
         if waiting and waiting.get("reason") in PROBLEM_REASONS:
-            reasons.append(waiting["reason"])
+            problems.append({"reason": waiting["reason"], "message": waiting.get("message", "")})
     unschedulable = readiness.condition(pod, "PodScheduled")
     if pod.get("status", {}).get("phase") == "Pending" and unschedulable and \
             unschedulable["status"] == "False":
-        reasons.append(f"Pending: {unschedulable.get('message', 'unschedulable')}")
-    return reasons
+        problems.append({"reason": unschedulable.get("reason") or UNSCHEDULABLE,
+                         "message": unschedulable.get("message", "unschedulable")})
+    return problems
 
 
-def _blocker(severity, component, layer, reason, next_action, blocks_login=None) -> dict:
-    return {"severity": severity, "component": component, "layer": layer, "reason": reason,
-            "next_action": next_action,
+def _problem_words(problem: dict) -> str:
+    """A pod's problem as the pods table has always listed it."""
+    if problem["reason"] in PROBLEM_REASONS:
+        return problem["reason"]
+    return f"Pending: {problem['message']}"
+
+
+def _blocker(severity, component, layer, reason, next_action, detail,
+             blocks_login=None, label=None) -> dict:
+    """A problem: in plain words (label, reason, next_action) with the Kubernetes object
+    and what it says in `detail` (None when no Kubernetes object is concerned)."""
+    return {"severity": severity, "component": component,
+            "label": label or words.label(component), "layer": layer, "reason": reason,
+            "next_action": next_action, "detail": detail,
             "blocks_login": layer != "background" if blocks_login is None else blocks_login}
+
+
+def _detail(kind: str, name: str, reason: str, message: str) -> dict:
+    return {"kind": kind, "name": name, "reason": reason, "message": message}
 
 
 def _blockers(cluster: Cluster | None, api_error: str | None, verdicts: dict,
@@ -206,40 +252,70 @@ def _blockers(cluster: Cluster | None, api_error: str | None, verdicts: dict,
     found = []
     if api_error and k3s_starting:
         found.append(_blocker("warning", "kubernetes-api", "k3s",
-                              "k3s is starting; the Kubernetes API answers once it has started",
-                              "wait; k3s takes a minute or two to start after a boot"))
+                              "k3s is starting; the cluster API answers once it has started",
+                              "wait; k3s takes a minute or two to start after a boot",
+                              _detail("Service", "k3s", "Starting", api_error)))
     elif api_error:
         found.append(_blocker("critical", "kubernetes-api", "k3s",
-                              f"the Kubernetes API is unreachable: {api_error}",
-                              "check `systemctl status k3s` and `sudo journalctl -u k3s`"))
+                              "the cluster API is not answering",
+                              f"{words.read_log('k3s', K3S_LOG)}; "
+                              f"then send the support bundle ({SUPPORT_COMMAND})",
+                              _detail("Service", "k3s", "Unreachable", api_error)))
     if cluster is None:
         return found
-    if not readiness.node_ready(cluster.view).ready:
-        found.append(_blocker("critical", "node", "k3s", readiness.node_ready(cluster.view)
-                              .reason, "check `sudo journalctl -u k3s`, memory and disk"))
+    node = readiness.node_ready(cluster.view)
+    if not node.ready:
+        found.append(_blocker("critical", "node", "k3s",
+                              "this appliance's cluster node is not ready: nothing can run",
+                              f"check free memory and disk under Host on the status page; "
+                              f"{words.read_log('k3s', K3S_LOG)}",
+                              _detail("Node", ", ".join(n["metadata"]["name"]
+                                                        for n in cluster.view.nodes),
+                                      "NotReady", node.reason)))
     for kind, items in cluster.view.flux_objects().items():
         for obj in items:
             ready = readiness.flux_failure(obj, cluster.view)
             if ready:
                 name = obj["metadata"]["name"]
-                found.append(_blocker("critical", f"{kind}/{name}", _flux_layer(name),
-                                      f"{ready.get('reason', '')}: {ready.get('message', '')}",
-                                      _flux_next_action(obj, ready, channel)))
+                label = words.flux_label(kind, name)
+                message = ready.get("message", "")
+                layer = _flux_layer(name)
+                found.append(_blocker(
+                    "warning" if layer == "background" else "critical", f"{kind}/{name}", layer,
+                    f"{label} failed" + (f": {message}" if message else ""),
+                    _flux_next_action(obj, ready, channel),
+                    _detail(kind, f"{obj['metadata']['namespace']}/{name}",
+                            ready.get("reason", ""), message), label=label))
     if "failed" in verdicts["bootstrap"].reason:
-        job = readiness.bootstrap_job(cluster.view)["metadata"]["name"]
-        found.append(_blocker("critical", "bootstrap", "bootstrap", verdicts["bootstrap"].reason,
-                              f"look at the bootstrap job's logs: "
-                              f"{kubectl(f'-n {alga.APP_NAMESPACE} logs job/{job}')}; "
-                              f"{SUPPORT_COMMAND}"))
+        job = readiness.bootstrap_job(cluster.view)
+        failed = readiness.condition(job, "Failed") or {}
+        found.append(_blocker("critical", "bootstrap", "bootstrap",
+                              "the app's first-run setup failed",
+                              f"{words.read_log('bootstrap', 'its log says why')}; then "
+                              f"send the support bundle ({SUPPORT_COMMAND}) to Alga support",
+                              _detail("Job", job["metadata"]["name"],
+                                      failed.get("reason", "Failed"),
+                                      failed.get("message", ""))))
     for pod in cluster.pods:
-        for reason in _pod_problems(pod):
+        for problem in _pod_problems(pod):
             component = _component_of(pod)
             layer = COMPONENT_LAYER.get(component, "background")
-            found.append(_blocker("critical" if not reason.startswith("Pending") else "warning",
-                                  component, layer, f"{pod['metadata']['name']}: {reason}",
-                                  _pod_next_action(pod["metadata"]["name"], reason)))
+            found.append(_blocker(_pod_severity(problem, layer), component, layer,
+                                  _pod_reason(component, problem),
+                                  _pod_next_action(component, problem),
+                                  _detail("Pod", pod["metadata"]["name"], problem["reason"],
+                                          problem["message"])))
     return sorted(found, key=lambda b: (not b["blocks_login"], b["severity"] != "critical",
                                         LAYERS.index(b["layer"])))
+
+
+def _pod_severity(problem: dict, layer: str) -> str:
+    """Critical only when it keeps people from logging in: a background service's problem
+    never takes login away (the rollup says so too), and a pod waiting for room is often
+    brief while installing."""
+    if layer == "background" or problem["reason"] not in PROBLEM_REASONS:
+        return "warning"
+    return "critical"
 
 
 def _public_url_blockers(app_url: str, app_address: str, probe) -> list[dict]:
@@ -259,7 +335,7 @@ def _public_url_blockers(app_url: str, app_address: str, probe) -> list[dict]:
         f"(hairpin NAT)",
         f"open {app_url} from a computer on your network; if it does not open there, check "
         f"its DNS record and the proxy or load balancer in front of this node (Alga listens "
-        f"on {app_address})", blocks_login=False)]
+        f"on {app_address})", None, blocks_login=False)]
 
 
 def _same_origin(first: str, second: str) -> bool:
@@ -268,15 +344,16 @@ def _same_origin(first: str, second: str) -> bool:
 
 
 def _flux_next_action(obj: dict, ready: dict, channel: str) -> str:
-    kind, name = obj["kind"], obj["metadata"]["name"]
+    kind = obj["kind"]
     if kind == "OCIRepository" and "MANIFEST_UNKNOWN" in ready.get("message", ""):
         # The registry no longer has the pinned config bundle: Flux runs on what it stored
         # until it must pull again (after a restart), and only another release mends that.
         return ("the installed release's config bundle is no longer published (withdrawn): "
                 "update to what the channel names now (Updates on the status page, or "
                 f"`sudo alga-appliance update --channel {channel}`)")
-    describe = kubectl(f"-n {obj['metadata']['namespace']} describe {kind.lower()} {name}")
-    return f"check {describe}; {SUPPORT_COMMAND}"
+    log = words.flux_log(kind)
+    return (f"{words.read_log(log, f'the log of {log} says why')}; then send the support bundle "
+            f"({SUPPORT_COMMAND})")
 
 
 def _flux_layer(name: str) -> str:
@@ -292,18 +369,35 @@ def _release_of(name: str) -> str:
     return name.removeprefix(f"{alga.ALGA_SYSTEM}-")
 
 
-def _pod_next_action(pod: str, reason: str) -> str:
-    describe = kubectl(f"-n {alga.APP_NAMESPACE} describe pod {pod}")
-    if "ImagePull" in reason or "ErrImage" in reason:
-        return (f"check access to ghcr.io (proxy, firewall) and the image tag in the release: "
-                f"{describe}")
-    if reason.startswith("Pending"):
-        return (f"check storage and capacity: {kubectl(f'-n {alga.APP_NAMESPACE} get pvc')}, "
-                f"{describe}")
-    if reason == "CrashLoopBackOff":  # it ran and stopped: its last run's log says why
-        logs = kubectl(f"-n {alga.APP_NAMESPACE} logs {pod} --all-containers --previous")
-        return f"look at the pod's last logs: {logs}; {SUPPORT_COMMAND}"
-    return f"look at why the container cannot be created: {describe}; {SUPPORT_COMMAND}"
+def _pod_reason(component: str, problem: dict) -> str:
+    label = words.label(component)
+    if problem["reason"] == "CrashLoopBackOff":
+        return f"{label} keeps stopping and restarting (a crash loop)"
+    if problem["reason"] in ("ImagePullBackOff", "ErrImagePull"):
+        return f"{label} cannot download its software (container image)"
+    if problem["reason"] in PROBLEM_REASONS:
+        return f"{label} cannot start: its container cannot be created"
+    return f"{label} is waiting for room to run (storage or capacity)"
+
+
+def _pod_next_action(component: str, problem: dict) -> str:
+    log = words.log_of(component)
+    if problem["reason"] in ("ImagePullBackOff", "ErrImagePull"):
+        return ("check that this appliance reaches ghcr.io (proxy, firewall), and see Recent "
+                f"warning events on the status page; then send the support bundle "
+                f"({SUPPORT_COMMAND})")
+    if problem["reason"] not in PROBLEM_REASONS:
+        return ("check free disk and memory under Host on the status page, and see Recent "
+                "warning events there; while installing this is often brief")
+    if problem["reason"] == "CrashLoopBackOff" and log:  # it ran and stopped: its log says why
+        return (f"{words.read_log(log, CRASH_LOG)}; then send "
+                f"the support bundle ({SUPPORT_COMMAND})")
+    return (f"see Recent warning events on the status page: they say why; then send the support "
+            f"bundle ({SUPPORT_COMMAND})")
+
+
+def _labelled(rollup: dict) -> dict:
+    return {**rollup, "label": words.ROLLUP[rollup["state"]]}
 
 
 def _rollup(install, inputs, tiers, blockers, app_failure) -> dict:
@@ -320,14 +414,13 @@ def _rollup(install, inputs, tiers, blockers, app_failure) -> dict:
         return _app_stage_rollup(app_failure, tiers["login"]["ready"])
     login, background = tiers["login"], tiers["background"]
     if login["ready"]:
-        critical = [b for b in blockers if b["severity"] == "critical"]
-        if background["ready"] and tiers["platform"]["ready"] and not critical:
+        wrong = [b for b in blockers if b["severity"] == "critical" or _background_failure(b)]
+        if background["ready"] and tiers["platform"]["ready"] and not wrong:
             return {"state": "fully_healthy", "message": "Alga is up, with every service.",
                     "next_action": "log in"}
         if blockers:  # the app answers, but something (background, Flux, the node) is wrong
             return {"state": "ready_with_background_issues",
-                    "message": f"You can log in, but {blockers[0]['component']} has a "
-                               f"problem: {blockers[0]['reason']}",
+                    "message": f"You can log in, but {blockers[0]['reason']}",
                     "next_action": blockers[0]["next_action"]}
         return {"state": "ready_to_log_in",
                 "message": "You can log in; background services are still starting.",
@@ -341,8 +434,8 @@ def _rollup(install, inputs, tiers, blockers, app_failure) -> dict:
                 else f"wait a minute; if it persists, {SUPPORT_COMMAND}"}
     waiting = next((b for b in blockers if b["blocks_login"]), None)
     if waiting:  # e.g. a pod Pending on storage: often brief while installing, so a warning
-        return {"state": "installing", "message": f"Installing; waiting on {waiting['component']}"
-                f": {waiting['reason']}", "next_action": waiting["next_action"]}
+        return {"state": "installing", "message": f"Installing; {waiting['reason']}",
+                "next_action": waiting["next_action"]}
     return {"state": "installing", "message": f"Installing: {login['reason']}",
             "next_action": "wait; this page updates by itself"}
 
@@ -393,7 +486,7 @@ def _components(cluster: Cluster | None) -> dict:
         pods.append({
             "name": pod["metadata"]["name"], "component": _component_of(pod),
             "phase": pod.get("status", {}).get("phase", "Unknown"),
-            "reasons": _pod_problems(pod),
+            "reasons": [_problem_words(p) for p in _pod_problems(pod)],
             "restarts": sum(c.get("restartCount", 0) for c in statuses),
             "last_termination": next((t.get("reason") for t in terminated if t), None)})
     return {"workloads": workloads, "pods": pods}

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 from host.cluster import alga, readiness
 from host.cluster.kube import Kube, KubeError
-from host.core.failures import SUPPORT_COMMAND, kubectl, log_excerpt
+from host.core import words
+from host.core.failures import SUPPORT_COMMAND, log_excerpt
 
 # Counted from the end of the release phase, except the background's: from login working.
 STORAGE_SECONDS = 10 * 60  # a pod left unschedulable (an unbound volume claim) this long
@@ -18,6 +19,9 @@ BOOTSTRAP_SECONDS = 30 * 60  # the bootstrap job (the app's database setup) has 
 LOGIN_SECONDS = 45 * 60  # login works (images pulled, alga-core answering)
 BACKGROUND_SECONDS = 30 * 60  # the background services run, after login works
 EVENT_LINES = 20
+NOT_RUNNING = ("see which components are not running under Components and Recent warning events on "
+               "the status page")
+NOT_INSTALLED = "the Alga web app has not been installed; the log of helm-controller says why"
 # The readiness tiers each failure category stands in the way of: shown failing, no longer
 # waiting, once the stage has failed.
 BLOCKED_TIERS = {"storage": ("core", "login", "fully_healthy"),
@@ -46,16 +50,15 @@ def failure(stage: Stage, view: readiness.ClusterView, verdicts: dict, blockers:
             not verdicts["bootstrap"].ready and stage.past(BOOTSTRAP_SECONDS)):
         return _bootstrap(view, verdicts["bootstrap"].reason, kube)
     if not verdicts["login"].ready:
-        storage = [b for b in blockers if b["blocks_login"] and ": Pending: " in b["reason"]
-                   and "PersistentVolumeClaim" in b["reason"]]
+        storage = [b for b in blockers if b["blocks_login"] and _waits_for_storage(b)]
         if storage and stage.past(STORAGE_SECONDS):
-            return _record("storage", f"{storage[0]['component']} is still unscheduled after "
-                           f"{_minutes(STORAGE_SECONDS)}: {storage[0]['reason']}",
-                           f"waiting for {storage[0]['component']} to get its storage",
+            return _record("storage", f"{storage[0]['label']} still has no storage after "
+                           f"{_minutes(STORAGE_SECONDS)}: {storage[0]['detail']['message']}",
+                           f"waiting for {storage[0]['label']} to get its storage",
                            _events(events, storage[0]["component"]),
-                           f"check the volume claims and free disk: "
-                           f"{kubectl(f'-n {alga.APP_NAMESPACE} get pvc')}, `df -h "
-                           f"/var/lib/rancher`; then {SUPPORT_COMMAND}")
+                           f"check free disk under Host on the status page (the app's "
+                           f"volumes live under /var/lib/rancher) and see Recent warning "
+                           f"events there; then send the support bundle ({SUPPORT_COMMAND})")
         if stage.past(LOGIN_SECONDS):
             blocking = [b for b in blockers if b["blocks_login"]]
             cause = blocking[0]["reason"] if blocking else verdicts["login"].reason
@@ -63,8 +66,7 @@ def failure(stage: Stage, view: readiness.ClusterView, verdicts: dict, blockers:
                            f"{_minutes(LOGIN_SECONDS)} of the release being applied: {cause}",
                            f"waiting for login at {app_address}", _events(events),
                            blocking[0]["next_action"] if blocking else
-                           f"look at the pods ({kubectl(f'-n {alga.APP_NAMESPACE} get pods')})"
-                           f"; {SUPPORT_COMMAND}")
+                           f"{NOT_RUNNING}; then send the support bundle ({SUPPORT_COMMAND})")
         return None
     if not verdicts["background"].ready and stage.login_since and stage.past(
             BACKGROUND_SECONDS, stage.login_since):
@@ -74,8 +76,8 @@ def failure(stage: Stage, view: readiness.ClusterView, verdicts: dict, blockers:
                        f"{_minutes(BACKGROUND_SECONDS)} of login working: {cause}",
                        "waiting for the background services", _events(events, *alga.BACKGROUND),
                        (background[0]["next_action"] if background else
-                        f"look at the pods ({kubectl(f'-n {alga.APP_NAMESPACE} get pods')}); "
-                        f"{SUPPORT_COMMAND}") + "; you can log in meanwhile")
+                        f"{NOT_RUNNING}; then send the support bundle ({SUPPORT_COMMAND})")
+                       + "; you can log in meanwhile")
     return None
 
 
@@ -84,9 +86,8 @@ def _bootstrap(view: readiness.ClusterView, reason: str, kube: Kube) -> dict:
     if job is None:
         return _record("app-bootstrap", f"{reason} after {_minutes(BOOTSTRAP_SECONDS)}",
                        "waiting for the bootstrap job", "",
-                       f"look at alga-core's release "
-                       f"({kubectl(f'-n {alga.ALGA_SYSTEM} describe helmrelease alga-core')}); "
-                       f"{SUPPORT_COMMAND}")
+                       f"{words.read_log('helm-controller', NOT_INSTALLED)}; then send the "
+                       f"support bundle ({SUPPORT_COMMAND})")
     name = job["metadata"]["name"]
     try:
         excerpt = kube.logs(alga.APP_NAMESPACE, f"job/{name}", f"--tail={EVENT_LINES}")
@@ -94,8 +95,15 @@ def _bootstrap(view: readiness.ClusterView, reason: str, kube: Kube) -> dict:
         excerpt = f"(the job's log could not be read: {exc})"
     cause = reason if "failed" in reason else f"{reason} after {_minutes(BOOTSTRAP_SECONDS)}"
     return _record("app-bootstrap", cause, f"waiting for the bootstrap job {name}", excerpt,
-                   f"read the job's log ({kubectl(f'-n {alga.APP_NAMESPACE} logs job/{name}')})"
-                   f" and send the support bundle ({SUPPORT_COMMAND}) to Alga support")
+                   f"{words.read_log('bootstrap', 'its log says why')}; then send the support "
+                   f"bundle ({SUPPORT_COMMAND}) to Alga support")
+
+
+def _waits_for_storage(blocker: dict) -> bool:
+    """A pod the scheduler cannot place for want of its volume claim (the scheduler's
+    message names it)."""
+    detail = blocker["detail"] or {}
+    return detail.get("kind") == "Pod" and "PersistentVolumeClaim" in detail.get("message", "")
 
 
 def _record(category: str, cause: str, last_action: str, excerpt: str, next_step: str) -> dict:

@@ -20,6 +20,7 @@ from host.cluster.alga import (
     SOURCE_NAME,
 )
 from host.cluster.kube import KubeError
+from host.core import words
 
 TIERS = ("platform", "core", "bootstrap", "login", "background", "fully_healthy")
 # Reasons Flux gives for Ready=False while it is still working rather than failed. A
@@ -100,33 +101,35 @@ def condition(obj: dict, kind: str) -> dict | None:
 
 
 def workload(items: list[dict], name: str) -> Verdict:
-    obj = _named(items, name)
+    obj, label = _named(items, name), words.label(name)
     if obj is None:
-        return Verdict(False, f"{name} does not exist yet")
+        return Verdict(False, f"{label} does not exist yet")
     status, wanted = obj.get("status", {}), obj.get("spec", {}).get("replicas", 1)
     ready = status.get("readyReplicas", 0)
     if status.get("observedGeneration", 0) < obj["metadata"].get("generation", 0):
-        return Verdict(False, f"{name} is rolling out a change")
+        return Verdict(False, f"{label} is rolling out a change")
     if ready < wanted:
-        return Verdict(False, f"{name}: {ready}/{wanted} ready")
-    return Verdict(True, f"{name}: {ready}/{wanted} ready")
+        return Verdict(False, f"{label}: {ready}/{wanted} ready")
+    return Verdict(True, f"{label}: {ready}/{wanted} ready")
 
 
-def flux_object(items: list[dict], name: str) -> Verdict:
-    obj = _named(items, name)
+def flux_object(items: list[dict], kind: str, name: str) -> Verdict:
+    """A Flux object's verdict, named as admins know it; Flux's reason and message when it
+    says it is not Ready."""
+    obj, label = _named(items, name), words.flux_label(kind, name)
     if obj is None:
-        return Verdict(False, f"{name} does not exist yet")
+        return Verdict(False, f"{label} does not exist yet")
     ready = condition(obj, "Ready")
     if ready is None:
-        return Verdict(False, f"{name} has not reported yet")
+        return Verdict(False, f"{label} has not reported yet")
     current = obj.get("status", {}).get("observedGeneration") == obj["metadata"].get(
         "generation")
     if ready["status"] != "True":
-        return Verdict(False, f"{name}: {ready.get('reason', 'NotReady')}: "
+        return Verdict(False, f"{label} is not ready: {ready.get('reason', 'NotReady')}: "
                               f"{ready.get('message', '')}".rstrip(": "))
     if not current:
-        return Verdict(False, f"{name} has not reconciled its latest change")
-    return Verdict(True, f"{name} is Ready")
+        return Verdict(False, f"{label} has not applied its latest change")
+    return Verdict(True, f"{label} is ready")
 
 
 def flux_failure(obj: dict, view: ClusterView) -> dict | None:
@@ -154,8 +157,9 @@ def node_ready(view: ClusterView) -> Verdict:
     for node in view.nodes:
         ready = condition(node, "Ready")
         if ready and ready["status"] == "True":
-            return Verdict(True, f"node {node['metadata']['name']} is Ready")
-    return Verdict(False, "no node is Ready" if view.nodes else "no node has registered")
+            return Verdict(True, "the cluster node is ready")
+    return Verdict(False, "the cluster node is not ready" if view.nodes
+                   else "the cluster node has not registered")
 
 
 def bootstrap_job(view: ClusterView) -> dict | None:
@@ -173,17 +177,18 @@ def bootstrap(view: ClusterView, seen_before: bool) -> Verdict:
     job = bootstrap_job(view)
     if job:
         if (condition(job, "Failed") or {}).get("status") == "True":
-            return Verdict(False, f"bootstrap job {job['metadata']['name']} failed")
+            return Verdict(False, "the app's first-run setup failed")
         if (condition(job, "Complete") or {}).get("status") == "True":
-            return Verdict(True, f"bootstrap job {job['metadata']['name']} completed")
-        return Verdict(False, f"bootstrap job {job['metadata']['name']} is running")
+            return Verdict(True, "the app's first-run setup completed")
+        return Verdict(False, "the app's first-run setup is running")
     # The job deletes itself 300 s after finishing: then alga-core's release stands in.
-    release = flux_object(view.helmreleases, "alga-core")
+    release = flux_object(view.helmreleases, "HelmRelease", "alga-core")
     if release.ready:
-        return Verdict(True, "bootstrap finished (its job has expired; alga-core is Ready)")
+        return Verdict(True, "the app's first-run setup finished (the Alga web app is "
+                             "installed)")
     if seen_before:
-        return Verdict(True, "bootstrap completed earlier")
-    return Verdict(False, "the bootstrap job has not started")
+        return Verdict(True, "the app's first-run setup completed earlier")
+    return Verdict(False, "the app's first-run setup has not started")
 
 
 def source_kind(view: ClusterView) -> str | None:
@@ -202,9 +207,9 @@ def release_source(view: ClusterView) -> Verdict:
     """The release's Flux source, named by its kind: both kinds carry the same name."""
     kind = source_kind(view)
     if kind is None:
-        return Verdict(False, f"the Flux source {SOURCE_NAME} does not exist yet")
-    verdict = flux_object(view.flux_objects()[kind], SOURCE_NAME)
-    return Verdict(verdict.ready, f"{kind} {verdict.reason}")
+        return Verdict(False, f"{words.flux_label('OCIRepository', SOURCE_NAME)} does not "
+                              f"exist yet")
+    return flux_object(view.flux_objects()[kind], kind, SOURCE_NAME)
 
 
 def node_address(view: ClusterView) -> str | None:
@@ -225,7 +230,7 @@ def k3s_version(view: ClusterView) -> str | None:
 
 def tiers(view: ClusterView, login_probe: Verdict, bootstrap_seen: bool) -> dict[str, Verdict]:
     platform = _all([node_ready(view), release_source(view),
-                     flux_object(view.kustomizations, PLATFORM_KUSTOMIZATION)])
+                     flux_object(view.kustomizations, "Kustomization", PLATFORM_KUSTOMIZATION)])
     core = _all([workload(view.statefulsets, n) for n in CORE_STATEFULSETS]
                 + [workload(view.deployments, n) for n in CORE_DEPLOYMENTS])
     boot = bootstrap(view, bootstrap_seen)

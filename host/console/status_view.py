@@ -1,29 +1,12 @@
-"""The Status entry's text, for both console modes: the collector's status.json in plain
-words (the web status page's tiers, blockers and next step), or before its first snapshot,
-what the install state says."""
+"""The Status entry's text, for both console modes: the collector's status.json as the web
+status page shows it (its rollup, tiers, blockers and next steps, in the snapshot's own
+words, with each blocker's Kubernetes detail), or before its first snapshot, what the
+install state says."""
 
 from pathlib import Path
 
-from host.core import state
+from host.core import state, words
 from host.setup.progress import describe
-
-ROLLUP = {
-    "setup_required": "Setup required",
-    "installing": "Installing",
-    "failed_action_required": "Action required",
-    "ready_to_log_in": "Ready to log in",
-    "ready_with_background_issues": "Ready to log in, with background issues",
-    "fully_healthy": "Fully healthy",
-}
-# The web status page's ladder, in words for people who do not run the cluster.
-TIERS = (
-    ("platform", "Platform", "the appliance's system services"),
-    ("core", "Core", "database and core services"),
-    ("bootstrap", "Bootstrap", "first-run setup of the app"),
-    ("login", "Login", "you can log in to Alga"),
-    ("background", "Background", "email, workflows and other background services"),
-    ("fully_healthy", "Fully healthy", "everything is running"),
-)
 
 
 def lines(root: Path | None) -> list[str]:
@@ -34,18 +17,30 @@ def lines(root: Path | None) -> list[str]:
                 *describe(state.read(state.INSTALL_STATE, root),
                           state.read(state.PREFLIGHT_REPORT, root))]
     rollup = status["rollup"]
-    shown = [f"{ROLLUP[rollup['state']]} (as of {status['collected_at']})"]
+    shown = [f"{rollup['label']} (as of {status['collected_at']})"]
     shown += [line for line in (rollup["message"], rollup["next_action"] and
                                 f"Next: {rollup['next_action']}") if line]
+    failure = status["app_failure"]  # the app stage past its limits: what it waited for
+    if failure:
+        shown.append(f"Last action: {failure['last_action']}")
+        shown += [f"  {line}" for line in failure["log_excerpt"].splitlines()]
     shown += ["", "Steps to a working Alga:"]
-    for key, title, meaning in TIERS:
+    for key in words.TIERS:  # the ladder's order (status.json's keys are sorted)
         tier = status["tiers"][key]
-        shown.append(f"  [{tier['state']:^8}] {title} ({meaning})")
-        if not tier["ready"] and tier["reason"]:
+        shown.append(f"  [{tier['state']:^8}] {tier['title']} ({tier['meaning']})")
+        if not tier["ready"]:  # 80x24: a ready tier's reason only on the status page
             shown.append(f"             {tier['reason']}")
     shown += ["", "Problems:" if status["blockers"] else "Problems: none."]
     for blocker in status["blockers"]:
         effect = "blocks login" if blocker["blocks_login"] else "login still works"
         shown += [f"  {blocker['severity']} ({effect}): {blocker['reason']}",
                   f"    Next: {blocker['next_action']}"]
+        if blocker["detail"]:
+            shown.append(f"    Detail: {detail(blocker['detail'])}")
     return shown
+
+
+def detail(kubernetes: dict) -> str:
+    """A blocker's Kubernetes detail on one line, as the status page shows it unfolded."""
+    return ": ".join(part for part in (f"{kubernetes['kind']} {kubernetes['name']}",
+                                        kubernetes["reason"], kubernetes["message"]) if part)

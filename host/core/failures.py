@@ -12,12 +12,6 @@ SUPPORT_COMMAND = "sudo alga-appliance support-bundle"
 LOG_EXCERPT_LINES = 20
 
 
-def kubectl(arguments: str) -> str:
-    """A kubectl command an admin can run on the appliance as written: k3s's kubectl reads
-    a kubeconfig only root may read, hence sudo. Callers name real objects, no placeholders."""
-    return f"`sudo kubectl {arguments}`"
-
-
 class OperationFailed(Exception):
     """A failure whose cause the operation understands."""
 

@@ -7,6 +7,8 @@ is idempotent, so a file already in the current shape passes through unchanged.
 
 from urllib.parse import unquote
 
+from host.core import words
+
 # Failure categories that were renamed, old name to new.
 RENAMED_CATEGORIES = {"github-release-source": "release-source"}
 
@@ -74,12 +76,30 @@ def _proxy_credentials(proxy: object) -> None:
 def status(document: dict) -> dict:
     # Tiers gained a state to show; an older snapshot knew no failing tier.
     tiers = document.get("tiers")
-    for tier in tiers.values() if isinstance(tiers, dict) else ():
+    for key, tier in tiers.items() if isinstance(tiers, dict) else ():
         if isinstance(tier, dict) and "state" not in tier:
             tier["state"] = ("ready" if tier.get("ready") else
                              "degraded" if tier.get("degraded") else "waiting")
+        _status_words(key, tier)
+    rollup = document.get("rollup")
+    if isinstance(rollup, dict) and rollup.get("state") in words.ROLLUP:
+        rollup.setdefault("label", words.ROLLUP[rollup["state"]])
+    blockers = document.get("blockers")
+    for blocker in blockers if isinstance(blockers, list) else ():
+        if isinstance(blocker, dict) and isinstance(blocker.get("component"), str):
+            # The words came with the snapshot later; before, the reason held it all.
+            blocker.setdefault("label", words.label(blocker["component"]))
+            blocker.setdefault("detail", None)
     document.setdefault("app_failure", None)  # older collectors judged no app stage
     return document
+
+
+def _status_words(key: str, tier: object) -> None:
+    """The tier's title and meaning, which older snapshots left to each reader."""
+    if isinstance(tier, dict) and key in words.TIERS:
+        title, meaning = words.TIERS[key]
+        tier.setdefault("title", title)
+        tier.setdefault("meaning", meaning)
 
 
 SKIPPED = "skipped: "  # how a check not run was reported before it had a status of its own

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import TextIO
 
 from host.cluster.kube import Kube, KubeError
-from host.core import paths, state
+from host.core import paths, state, words
 from host.core.validation import validate
 from host.core.version import __version__
 from host.net.dnsquery import DnsError
@@ -336,10 +336,19 @@ def _status_lines(root: Path | None) -> list[str]:
     if status is None:
         return ["No status snapshot (the status timer has not run)."]
     rollup = status["rollup"]
-    return [f"At {status['collected_at']}: **{rollup['state']}**: {rollup['message']}",
-            f"Next: {rollup['next_action']}", "",
-            *(f"- {b['severity']} {b['component']} ({b['layer']}): {b['reason']}; "
-              f"{b['next_action']}" for b in status["blockers"][:10])]
+    return [f"At {status['collected_at']}: **{rollup['label']}** ({rollup['state']}): "
+            f"{rollup['message']}", f"Next: {rollup['next_action']}", "",
+            *(f"- {tier['title']}: {tier['state']}: {tier['reason']}"
+              for tier in (status["tiers"][key] for key in words.TIERS)), "",
+            *(_blocker_line(b) for b in status["blockers"][:10])]
+
+
+def _blocker_line(blocker: dict) -> str:
+    detail = blocker["detail"]
+    kubernetes = (f" [{detail['kind']} {detail['name']}: {detail['reason']}: "
+                  f"{detail['message']}]" if detail else "")
+    return (f"- {blocker['severity']} {blocker['label']} ({blocker['component']}, "
+            f"{blocker['layer']}): {blocker['reason']}; {blocker['next_action']}{kubernetes}")
 
 
 def _manifest(outcomes: list[Outcome], members: list[Member], redactor: Redactor,

@@ -19,8 +19,8 @@ from pathlib import Path
 from host.cluster import alga, objects, readiness
 from host.cluster.kube import Kube, KubeError
 from host.cluster.probe import app_on_node, probe_login
-from host.core import busy, maintenance, paths, runlock, state
-from host.core.failures import SUPPORT_COMMAND, OperationFailed, kubectl
+from host.core import busy, maintenance, paths, runlock, state, words
+from host.core.failures import SUPPORT_COMMAND, OperationFailed
 from host.core.wait import TimedOut, wait_until
 from host.net import addresses, https, resolvers
 from host.releases import source
@@ -53,7 +53,8 @@ STEP_CATEGORY = {None: "release-source", "preflight": "network",
                  "waiting for login": "app-readiness", "removing the previous source": "flux"}
 SOURCE_KINDS = {"oci": "OCIRepository", "git": "GitRepository"}
 AGAIN = "the update can be applied again safely"
-FLUX_PODS = kubectl(f"-n {alga.FLUX_NAMESPACE} get pods")
+CLUSTER_DOWN = ("look at the cluster node and Flux on the Status page; if k3s is not "
+                "answering, its log says why")
 
 
 class UpdateBusy(Exception):
@@ -179,9 +180,9 @@ def _remove_source(kube: Kube, kind: str) -> None:
     try:
         kube.delete(kind.lower(), alga.SOURCE_NAME, alga.FLUX_NAMESPACE)
     except KubeError as exc:
-        delete = kubectl(f"-n {alga.FLUX_NAMESPACE} delete {kind.lower()} {alga.SOURCE_NAME}")
         raise OperationFailed("flux", f"the previous {kind} could not be removed: {exc}",
-                              f"remove it with {delete}; the update itself succeeded") from exc
+                              f"apply the update again, which removes it ({AGAIN}); the "
+                              f"update itself succeeded") from exc
 
 
 def _profile_values(inputs: dict, resolution: source.Resolution) -> dict:
@@ -198,9 +199,9 @@ def _apply_objects(kube: Kube, applied: list[dict], what: str) -> None:
     try:
         kube.apply(applied)
     except KubeError as exc:
-        raise OperationFailed("flux", f"the cluster refused {what}: {exc}", f"check the "
-                              f"cluster ({kubectl('get nodes')}, {FLUX_PODS}), then apply the "
-                              f"update again; {AGAIN}") from exc
+        raise OperationFailed("flux", f"the cluster refused {what}: {exc}",
+                              f"{words.read_log('k3s', CLUSTER_DOWN)}; then apply the update "
+                              f"again ({AGAIN})") from exc
 
 
 def _record_on_host(root: Path, inputs: dict, selection: dict) -> None:
@@ -227,8 +228,8 @@ def _request_reconciliation(kube: Kube, resource: str, namespace: str,
                               {alga.RECONCILE_ANNOTATION: requested_at})
     except KubeError as exc:
         raise OperationFailed("flux", f"requesting reconciliation of the {resource}s failed: "
-                              f"{exc}", f"check that Flux runs ({FLUX_PODS}), then apply the "
-                              f"update again; {AGAIN}") from exc
+                              f"{exc}", f"{words.flux_logs('check that Flux runs')}; then apply "
+                              f"the update again ({AGAIN})") from exc
 
 
 # --- waiting ---------------------------------------------------------------------------
@@ -251,11 +252,10 @@ def _next_step_after_timeout(category: str) -> str:
     if category == "app-readiness":
         return (f"look at the Status page's blockers, then apply the update again ({AGAIN}); "
                 f"if it persists, send the support bundle ({SUPPORT_COMMAND})")
-    sources = kubectl(f"-n {alga.FLUX_NAMESPACE} get ocirepositories,gitrepositories,"
-                      f"kustomizations")
-    releases = kubectl(f"-n {alga.ALGA_SYSTEM} get helmreleases")
-    return (f"check {sources} and {releases}, then apply the update again ({AGAIN}); if it "
-            f"persists, send the support bundle ({SUPPORT_COMMAND})")
+    return (f"look at the Status page's blockers and Flux objects, and "
+            f"{words.read_log('update', 'the update log says where it waited')}; then apply "
+            f"the update again ({AGAIN}); if it persists, send the support bundle "
+            f"({SUPPORT_COMMAND})")
 
 
 def _at_selection(selection: dict, revision: str) -> bool:
@@ -343,7 +343,7 @@ def _flux_pending(obj: dict, requested_at: str, at_revision: Callable[[dict], bo
     if problem:
         raise OperationFailed(_flux_category(kind), f"{kind} {namespace}/{name} failed: "
                               f"{problem}",
-                              f"check {kubectl(f'-n {namespace} describe {kind.lower()} {name}')}; "
+                              f"{_controller_log(kind)}; "
                               f"fix the cause or choose another channel, then apply the update "
                               f"again ({AGAIN})")
     ready = readiness.condition(obj, "Ready") or {}
@@ -354,6 +354,11 @@ def _flux_pending(obj: dict, requested_at: str, at_revision: Callable[[dict], bo
     if not at_revision(flux_status):
         return f"{kind} {name} does not report the new revision yet"
     return None
+
+
+def _controller_log(kind: str) -> str:
+    controller = words.flux_log(kind)
+    return words.read_log(controller, f"the log of {controller} says why")
 
 
 def _flux_failure(obj: dict) -> str | None:
@@ -383,10 +388,9 @@ def _login_pending(kube: Kube, core_tag: str) -> str | None:
     verdicts = readiness.tiers(view, login_probe, bootstrap_seen=True)
     if "failed" in verdicts["bootstrap"].reason:
         job = readiness.bootstrap_job(view)["metadata"]["name"]
-        raise OperationFailed("app-bootstrap", verdicts["bootstrap"].reason,
-                              f"look at the bootstrap job's logs "
-                              f"({kubectl(f'-n {alga.APP_NAMESPACE} logs job/{job}')}); send "
-                              f"the support bundle ({SUPPORT_COMMAND})")
+        raise OperationFailed("app-bootstrap", f"{verdicts['bootstrap'].reason} (Job {job})",
+                              f"{words.read_log('bootstrap', 'its log says why')}; "
+                              f"send the support bundle ({SUPPORT_COMMAND})")
     if not verdicts["login"].ready:
         return verdicts["login"].reason
     core = next((d for d in view.deployments

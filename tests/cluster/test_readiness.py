@@ -26,6 +26,7 @@ from host.cluster.alga import BACKGROUND
 from host.cluster.kube import KubeError
 from host.cluster.probe import probe_login
 from host.cluster.readiness import ClusterView, Verdict
+from host.core import words
 
 LOGIN_OK = Verdict(True, "http://10.0.0.5:3000 answered 200")
 
@@ -41,7 +42,7 @@ def test_fully_healthy():
 def test_empty_cluster_has_nothing_ready():
     tiers = readiness.tiers(ClusterView(), Verdict(False, "no answer"), False)
     assert not any(v.ready for v in tiers.values())
-    assert "no node has registered" in tiers["platform"].reason
+    assert "the cluster node has not registered" in tiers["platform"].reason
 
 
 def test_background_crashloop_never_blocks_login():
@@ -57,7 +58,7 @@ def test_email_service_never_scheduled_never_blocks_login():
     view.deployments = [d for d in view.deployments if d["metadata"]["name"] != "email-service"]
     tiers = readiness.tiers(view, LOGIN_OK, False)
     assert tiers["login"].ready and not tiers["background"].ready
-    assert "email-service does not exist yet" in tiers["background"].reason
+    assert "background email service does not exist yet" in tiers["background"].reason
 
 
 def test_login_needs_the_app_to_answer():
@@ -111,7 +112,7 @@ def test_an_oci_release_is_platform_ready_once_its_source_is_ready_at_the_digest
     assert readiness.source_kind(view) == "OCIRepository"
     tiers = readiness.tiers(view, LOGIN_OK, False)
     assert tiers["platform"].ready
-    assert "OCIRepository alga-appliance is Ready" in tiers["platform"].reason
+    assert "the release download is ready" in tiers["platform"].reason
     assert view.ocirepositories[0]["status"]["artifact"]["revision"] == CONFIG_DIGEST
     assert ready_tiers(view) == set(readiness.TIERS)
 
@@ -123,7 +124,7 @@ def test_a_failing_oci_source_blocks_the_platform_and_is_named():
                                        "MANIFEST_UNKNOWN: manifest unknown")]
     tiers = readiness.tiers(view, LOGIN_OK, False)
     assert not tiers["platform"].ready
-    assert "OCIRepository alga-appliance: OCIArtifactPullFailed: failed to pull artifact" in (
+    assert "the release download is not ready: OCIArtifactPullFailed: failed to pull artifact" in (
         tiers["platform"].reason)
 
 
@@ -135,7 +136,7 @@ def test_the_root_kustomization_decides_which_source_counts():
     assert readiness.source_kind(view) == "OCIRepository"
     tiers = readiness.tiers(view, LOGIN_OK, False)
     assert not tiers["platform"].ready
-    assert "OCIRepository alga-appliance does not exist yet" in tiers["platform"].reason
+    assert "the release download does not exist yet" in tiers["platform"].reason
     # A git release's root Kustomization names its GitRepository.
     view = healthy()
     view.kustomizations.append(kustomization("alga-appliance", "GitRepository"))
@@ -151,7 +152,7 @@ def test_before_the_root_kustomization_the_existing_source_counts():
     assert readiness.source_kind(healthy()) == "GitRepository"
     view.ocirepositories = []
     assert readiness.source_kind(view) is None
-    assert "the Flux source alga-appliance does not exist yet" in readiness.tiers(
+    assert "the release download does not exist yet" in readiness.tiers(
         view, LOGIN_OK, False)["platform"].reason
 
 
@@ -251,7 +252,7 @@ def test_a_workload_whose_status_omits_ready_replicas_has_nothing_ready():
     # current, so only the missing field can say "not ready".
     deployment = workload("Deployment", "pgbouncer", 0)
     del deployment["status"]["readyReplicas"]
-    assert _only(deployment) == Verdict(False, "pgbouncer: 0/1 ready")
+    assert _only(deployment) == Verdict(False, "the database connection pool: 0/1 ready")
     view = healthy()
     view.deployments = [deployment if d["metadata"]["name"] == "pgbouncer" else d
                         for d in view.deployments]
@@ -260,85 +261,89 @@ def test_a_workload_whose_status_omits_ready_replicas_has_nothing_ready():
 
 def test_a_workload_with_some_replicas_ready_is_not_ready():
     assert _only(workload("Deployment", "pgbouncer", 1, replicas=2)) == Verdict(
-        False, "pgbouncer: 1/2 ready")
+        False, "the database connection pool: 1/2 ready")
     assert _only(workload("Deployment", "pgbouncer", 2, replicas=2)) == Verdict(
-        True, "pgbouncer: 2/2 ready")
+        True, "the database connection pool: 2/2 ready")
 
 
 def test_a_workload_without_a_replica_count_wants_one():
     deployment = workload("Deployment", "pgbouncer", 0)
     del deployment["spec"]["replicas"]
-    assert _only(deployment) == Verdict(False, "pgbouncer: 0/1 ready")
+    assert _only(deployment) == Verdict(False, "the database connection pool: 0/1 ready")
 
 
 def test_a_generation_not_yet_observed_is_a_rollout_even_with_replicas_ready():
     rolling = workload("Deployment", "pgbouncer", 1, generation=3, observed=2)
-    assert _only(rolling) == Verdict(False, "pgbouncer is rolling out a change")
+    assert _only(rolling) == Verdict(False, "the database connection pool is rolling out a change")
     observed = workload("Deployment", "pgbouncer", 1, generation=3, observed=3)
-    assert _only(observed) == Verdict(True, "pgbouncer: 1/1 ready")
+    assert _only(observed) == Verdict(True, "the database connection pool: 1/1 ready")
 
 
 def test_a_workload_with_no_status_yet_is_a_rollout():
     created = workload("StatefulSet", "db", 0)
     del created["status"]
-    assert _only(created) == Verdict(False, "db is rolling out a change")
+    assert _only(created) == Verdict(False, "the database is rolling out a change")
     created["metadata"]["generation"] = 0  # no generation either: nothing is ready
-    assert _only(created) == Verdict(False, "db: 0/1 ready")
+    assert _only(created) == Verdict(False, "the database: 0/1 ready")
 
 
 def test_a_missing_workload_is_named():
-    assert readiness.workload([], "redis") == Verdict(False, "redis does not exist yet")
+    assert readiness.workload([], "redis") == Verdict(False, "the cache does not exist yet")
 
 
 def test_a_flux_object_without_a_ready_condition_is_not_ready():
     view = healthy()
     view.kustomizations[0]["status"]["conditions"] = [
         {"type": "Reconciling", "status": "True", "reason": "Progressing"}]
-    assert readiness.flux_object(view.kustomizations, "alga-platform") == Verdict(
-        False, "alga-platform has not reported yet")
+    assert readiness.flux_object(view.kustomizations, "Kustomization", "alga-platform") == \
+        Verdict(False, "the app's platform configuration has not reported yet")
     del view.kustomizations[0]["status"]
-    assert readiness.flux_object(view.kustomizations, "alga-platform") == Verdict(
-        False, "alga-platform has not reported yet")
+    assert readiness.flux_object(view.kustomizations, "Kustomization", "alga-platform") == \
+        Verdict(False, "the app's platform configuration has not reported yet")
     assert "platform" not in ready_tiers(view)
 
 
 def test_a_flux_object_ready_and_false_give_their_reasons():
     ready = flux("HelmRelease", "helm.toolkit.fluxcd.io/v2", "alga-core", "alga-system", "True")
-    assert readiness.flux_object([ready], "alga-core") == Verdict(True, "alga-core is Ready")
+    assert readiness.flux_object([ready], "HelmRelease", "alga-core") == Verdict(
+        True, "the installation of the Alga web app is ready")
     failed = flux("HelmRelease", "helm.toolkit.fluxcd.io/v2", "alga-core", "alga-system",
                   "False", "InstallFailed", "timed out")
-    assert readiness.flux_object([failed], "alga-core") == Verdict(
-        False, "alga-core: InstallFailed: timed out")
+    assert readiness.flux_object([failed], "HelmRelease", "alga-core") == Verdict(
+        False, "the installation of the Alga web app is not ready: InstallFailed: timed out")
     unknown = flux("HelmRelease", "helm.toolkit.fluxcd.io/v2", "alga-core", "alga-system",
                    "Unknown", "Progressing")
-    assert readiness.flux_object([unknown], "alga-core") == Verdict(
-        False, "alga-core: Progressing")
-    assert readiness.flux_object([], "alga-core") == Verdict(False, "alga-core does not exist yet")
+    assert readiness.flux_object([unknown], "HelmRelease", "alga-core") == Verdict(
+        False, "the installation of the Alga web app is not ready: Progressing")
+    assert readiness.flux_object([], "HelmRelease", "alga-core") == Verdict(
+        False, "the installation of the Alga web app does not exist yet")
 
 
-@pytest.mark.parametrize(("jobs", "ready", "reason"), [
+@pytest.mark.parametrize(("jobs", "newest", "ready", "reason"), [
     # The newest revision decides: an upgrade's bootstrap after a failed first one.
     ([job("alga-core-sebastian-bootstrap-r1", failed=True),
       job("alga-core-sebastian-bootstrap-r2", complete=True)],
-     True, "bootstrap job alga-core-sebastian-bootstrap-r2 completed"),
+     "alga-core-sebastian-bootstrap-r2", True, "the app's first-run setup completed"),
     ([job("alga-core-sebastian-bootstrap-r2"),
       job("alga-core-sebastian-bootstrap-r1", complete=True)],
-     False, "bootstrap job alga-core-sebastian-bootstrap-r2 is running"),
+     "alga-core-sebastian-bootstrap-r2", False, "the app's first-run setup is running"),
     ([job("alga-core-sebastian-bootstrap-r1", complete=True),
       job("alga-core-sebastian-bootstrap-r2", failed=True)],
-     False, "bootstrap job alga-core-sebastian-bootstrap-r2 failed"),
+     "alga-core-sebastian-bootstrap-r2", False, "the app's first-run setup failed"),
     # Revisions are numbers: r10 is newer than r9.
     ([job("alga-core-sebastian-bootstrap-r10"),
       job("alga-core-sebastian-bootstrap-r9", complete=True)],
-     False, "bootstrap job alga-core-sebastian-bootstrap-r10 is running"),
+     "alga-core-sebastian-bootstrap-r10", False, "the app's first-run setup is running"),
     # A job that is not a bootstrap is no stand-in for one.
     ([job("alga-core-sebastian-migrate", complete=True)],
-     False, "the bootstrap job has not started"),
+     None, False, "the app's first-run setup has not started"),
 ])
-def test_the_newest_bootstrap_job_decides(jobs, ready, reason):
+def test_the_newest_bootstrap_job_decides(jobs, newest, ready, reason):
     view = healthy()
     view.jobs, view.helmreleases = jobs, []
     assert readiness.bootstrap(view, False) == Verdict(ready, reason)
+    assert (readiness.bootstrap_job(view) or {"metadata": {"name": None}})["metadata"][
+        "name"] == newest
 
 
 def test_bootstrap_with_both_failed_and_complete_conditions_is_failed():
@@ -355,20 +360,22 @@ def test_a_core_service_down_takes_core_and_login_away(down):
                         ("pgbouncer", "alga-core-sebastian", *BACKGROUND)]
     tiers = readiness.tiers(view, LOGIN_OK, False)
     assert ready_tiers(view) == {"platform", "bootstrap", "background"}
-    assert tiers["core"] == Verdict(False, f"{down}: 0/1 ready")
-    assert tiers["login"] == Verdict(False, f"{down}: 0/1 ready")
+    assert tiers["core"] == Verdict(False, f"{words.label(down)}: 0/1 ready")
+    assert tiers["login"] == Verdict(False, f"{words.label(down)}: 0/1 ready")
 
 
 def test_healthy_reasons_are_exact():
     tiers = readiness.tiers(healthy(), LOGIN_OK, False)
-    assert tiers["core"] == Verdict(True, "db: 1/1 ready; redis: 1/1 ready; pgbouncer: 1/1 ready")
-    assert tiers["platform"] == Verdict(True, "node alga-appliance is Ready; GitRepository "
-                                              "alga-appliance is Ready; alga-platform is Ready")
-    assert tiers["bootstrap"] == Verdict(
-        True, "bootstrap job alga-core-sebastian-bootstrap-r1 completed")
-    assert tiers["background"] == Verdict(True, "; ".join(
-        f"{n}: 1/1 ready" for n in ("temporal", "workflow-worker", "email-service",
-                                    "temporal-worker")))
+    assert tiers["core"] == Verdict(True, "the database: 1/1 ready; the cache: 1/1 ready; the "
+                                          "database connection pool: 1/1 ready")
+    assert tiers["platform"] == Verdict(True, "the cluster node is ready; the release download "
+                                              "is ready; the app's platform configuration is "
+                                              "ready")
+    assert tiers["bootstrap"] == Verdict(True, "the app's first-run setup completed")
+    assert tiers["background"] == Verdict(True, "the workflow engine: 1/1 ready; background "
+                                                "workflow service: 1/1 ready; background email "
+                                                "service: 1/1 ready; background job service: "
+                                                "1/1 ready")
 
 
 class ListingKube:
@@ -465,10 +472,11 @@ def test_node_address_and_k3s_version_come_from_the_node():
 def test_the_first_ready_node_counts():
     view = ClusterView(nodes=[node("False"), node("True")])
     view.nodes[1]["metadata"]["name"] = "second"
-    assert readiness.node_ready(view) == Verdict(True, "node second is Ready")
+    assert readiness.node_ready(view) == Verdict(True, "the cluster node is ready")
     assert readiness.node_ready(ClusterView(nodes=[node("False")])) == Verdict(
-        False, "no node is Ready")
-    assert readiness.node_ready(ClusterView()) == Verdict(False, "no node has registered")
+        False, "the cluster node is not ready")
+    assert readiness.node_ready(ClusterView()) == Verdict(False,
+                                                          "the cluster node has not registered")
 
 
 def test_flux_objects_by_kind_sources_before_what_they_feed():
@@ -488,27 +496,30 @@ def test_partial_objects_as_the_api_may_return_them():
     assert readiness.node_address(ClusterView(nodes=[{**bare_node, "status": {}}])) is None
     assert readiness.k3s_version(ClusterView(nodes=[{**bare_node, "status": {}}])) is None
     assert readiness.release_source(ClusterView()) == Verdict(
-        False, "the Flux source alga-appliance does not exist yet")
+        False, "the release download does not exist yet")
 
 
 @pytest.mark.parametrize(("ready", "reason"), [
-    ({"type": "Ready", "status": "False"}, "alga-core: NotReady"),
-    ({"type": "Ready", "status": "False", "reason": "InstallFailed"}, "alga-core: InstallFailed"),
+    ({"type": "Ready", "status": "False"},
+     "the installation of the Alga web app is not ready: NotReady"),
+    ({"type": "Ready", "status": "False", "reason": "InstallFailed"},
+     "the installation of the Alga web app is not ready: InstallFailed"),
     ({"type": "Ready", "status": "False", "reason": "InstallFailed",
       "message": "exceeded the limit of 1 MAX"},
-     "alga-core: InstallFailed: exceeded the limit of 1 MAX"),
+     "the installation of the Alga web app is not ready: InstallFailed: exceeded the limit of "
+     "1 MAX"),
 ])
 def test_a_ready_condition_without_reason_or_message_still_reads(ready, reason):
     release = {"metadata": {"name": "alga-core", "generation": 1},
                "status": {"observedGeneration": 1, "conditions": [ready]}}
-    assert readiness.flux_object([release], "alga-core") == Verdict(False, reason)
+    assert readiness.flux_object([release], "HelmRelease", "alga-core") == Verdict(False, reason)
 
 
 def test_a_ready_flux_object_behind_its_generation_is_exactly_not_ready():
     stale = flux("Kustomization", "kustomize.toolkit.fluxcd.io/v1", "alga-platform",
                  "flux-system", "True", generation=2, observed=1)
-    assert readiness.flux_object([stale], "alga-platform") == Verdict(
-        False, "alga-platform has not reconciled its latest change")
+    assert readiness.flux_object([stale], "Kustomization", "alga-platform") == Verdict(
+        False, "the app's platform configuration has not applied its latest change")
 
 
 @pytest.mark.parametrize("spec", [None, {}, {"sourceRef": {"kind": "Bucket", "name": "x"}}])
@@ -533,16 +544,16 @@ def test_every_failing_part_is_named():
     view.deployments = [workload("Deployment", n, 0 if n == "pgbouncer" else 1) for n in
                         ("pgbouncer", "alga-core-sebastian", *BACKGROUND)]
     assert readiness.tiers(view, LOGIN_OK, False)["core"] == Verdict(
-        False, "redis: 0/1 ready; pgbouncer: 0/1 ready")
+        False, "the cache: 0/1 ready; the database connection pool: 0/1 ready")
 
 
 def test_a_workload_with_neither_spec_nor_generation_wants_one_ready_replica():
     bare = {"metadata": {"name": "redis"}, "status": {"observedGeneration": 1}}
-    assert readiness.workload([bare], "redis") == Verdict(False, "redis: 0/1 ready")
+    assert readiness.workload([bare], "redis") == Verdict(False, "the cache: 0/1 ready")
     bare["status"]["readyReplicas"] = 1
-    assert readiness.workload([bare], "redis") == Verdict(True, "redis: 1/1 ready")
+    assert readiness.workload([bare], "redis") == Verdict(True, "the cache: 1/1 ready")
     del bare["status"]
-    assert readiness.workload([bare], "redis") == Verdict(False, "redis: 0/1 ready")
+    assert readiness.workload([bare], "redis") == Verdict(False, "the cache: 0/1 ready")
 
 
 def test_only_numbered_bootstrap_jobs_count():
@@ -550,15 +561,17 @@ def test_only_numbered_bootstrap_jobs_count():
     view.jobs = [job("alga-core-sebastian-bootstrap-r1", complete=True),
                  job("alga-core-sebastian-bootstrap-r2-debug"),
                  job("alga-core-sebastian-bootstrap-rerun")]
-    assert readiness.bootstrap(view, False) == Verdict(
-        True, "bootstrap job alga-core-sebastian-bootstrap-r1 completed")
+    assert readiness.bootstrap(view, False) == Verdict(True, "the app's first-run setup completed")
+    assert readiness.bootstrap_job(view)["metadata"]["name"] == "alga-core-sebastian-bootstrap-r1"
 
 
 def test_bootstrap_after_its_job_expired_reads_exactly():
     view = healthy()
     view.jobs = []
     assert readiness.bootstrap(view, False) == Verdict(
-        True, "bootstrap finished (its job has expired; alga-core is Ready)")
+        True, "the app's first-run setup finished (the Alga web app is installed)")
     view.helmreleases = []
-    assert readiness.bootstrap(view, True) == Verdict(True, "bootstrap completed earlier")
-    assert readiness.bootstrap(view, False) == Verdict(False, "the bootstrap job has not started")
+    assert readiness.bootstrap(view, True) == Verdict(
+        True, "the app's first-run setup completed earlier")
+    assert readiness.bootstrap(view, False) == Verdict(
+        False, "the app's first-run setup has not started")

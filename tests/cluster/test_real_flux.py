@@ -102,9 +102,10 @@ def test_a_core_chart_that_does_not_install_fails_with_flux_s_own_reason(flux_si
     flux_site.install()
     failed = flux_site.wait_for("failed_action_required")
     found = blocker(failed, "HelmRelease/alga-core")
-    assert found["reason"].startswith("InstallFailed: "), found
+    assert found["reason"].startswith("the installation of the Alga web app failed: "), found
+    assert found["detail"]["reason"] == "InstallFailed", found
     assert found["blocks_login"] and found["severity"] == "critical"
-    assert "describe helmrelease alga-core" in found["next_action"]
+    assert "`sudo alga-appliance logs helm-controller`" in found["next_action"]
     assert "Alga is not available" in failed["rollup"]["message"]
     # Flux waited on it, as it says, and that was never taken for the failure itself.
     early = next(o for o in flux_site.seen if o.rollup == "failed_action_required")
@@ -120,6 +121,7 @@ def test_a_background_release_that_fails_never_blocks_login(flux_site):
     assert snapshot["rollup"]["state"] == "ready_with_background_issues", snapshot["rollup"]
     found = blocker(snapshot, "HelmRelease/temporal")
     assert found["layer"] == "background" and not found["blocks_login"], found
+    assert found["severity"] == "warning", found  # as the rollup says: login works
     assert "failed_action_required" not in flux_site.states_passed()
 
 
@@ -128,9 +130,10 @@ def test_a_config_bundle_that_does_not_build_names_the_kustomization(flux_site):
     flux_site.install()
     failed = flux_site.wait_for("failed_action_required")
     found = blocker(failed, "Kustomization/alga-core")
-    assert found["reason"].startswith("BuildFailed: "), found
-    assert "missing.yaml" in found["reason"], found
-    assert "describe kustomization alga-core" in found["next_action"]
+    assert found["detail"]["reason"] == "BuildFailed", found
+    assert "missing.yaml" in found["detail"]["message"], found
+    assert found["reason"].startswith("the app's configuration failed: "), found
+    assert "`sudo alga-appliance logs kustomize-controller`" in found["next_action"]
 
 
 def test_the_support_bundle_collects_from_this_cluster(flux_site, tmp_path):
@@ -191,8 +194,9 @@ def test_a_withdrawn_config_bundle_is_named_while_login_keeps_working(flux_site)
         f"OCIRepository/{alga.SOURCE_NAME}"])["ready"] is False and
         source["reason"] not in IN_PROGRESS, "the source failing")
     found = blocker(snapshot, f"OCIRepository/{alga.SOURCE_NAME}")
-    assert found["reason"].startswith("OCIArtifactPullFailed: "), found
-    assert "MANIFEST_UNKNOWN" in found["reason"], found
+    assert found["detail"]["reason"] == "OCIArtifactPullFailed", found
+    assert "MANIFEST_UNKNOWN" in found["detail"]["message"], found
+    assert found["reason"].startswith("the release download failed: "), found
     assert "withdrawn" in found["next_action"] and "update" in found["next_action"], found
     assert snapshot["tiers"]["login"]["ready"], snapshot["tiers"]
     assert snapshot["rollup"]["state"] == "ready_with_background_issues", snapshot["rollup"]

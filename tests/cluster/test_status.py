@@ -37,7 +37,7 @@ from support.netlab import (
 )
 from support.scenarios import (
     alga_server,
-    assert_kubectl_runs_as_written,
+    assert_next_step_is_ours,
     collect,
     stage,
     temporal_worker_crashloop,
@@ -48,6 +48,9 @@ from host.cluster import app_stage
 from host.cluster.alga import BACKGROUND
 from host.cluster.kube import Kube
 from host.core import pins, state
+from host.core.failures import SUPPORT_COMMAND
+
+SUPPORT = f"({SUPPORT_COMMAND})"
 
 
 @pytest.fixture
@@ -137,9 +140,23 @@ def test_api_unreachable_is_a_k3s_blocker(lab, monkeypatch, k3s_state):
     monkeypatch.setattr(status, "uptime_seconds", lambda: 3600.0 if k3s_state == "active"
                         else 20.0)
     snapshot = collect(root)
-    assert first_blocker(snapshot)["layer"] == "k3s"
-    assert "unreachable" in first_blocker(snapshot)["reason"]
+    blocker = first_blocker(snapshot)
+    assert (blocker["layer"], blocker["severity"], blocker["label"], blocker["reason"]) == (
+        "k3s", "critical", "the cluster API", "the cluster API is not answering")
+    assert blocker["next_action"] == (
+        "the log of k3s says why: open the Logs page > k3s, or run "
+        "`sudo alga-appliance logs k3s`; then send the support bundle "
+        "(sudo alga-appliance support-bundle)")
+    assert_next_step_is_ours(blocker["next_action"])
+    # What kubectl said is the detail, one click away.
+    assert (blocker["detail"]["kind"], blocker["detail"]["name"]) == ("Service", "k3s")
+    assert "kubectl" in blocker["detail"]["message"]
     assert snapshot["rollup"]["state"] == "failed_action_required"
+    assert snapshot["rollup"]["message"] == "Alga is not available: the cluster API is not " \
+                                            "answering"
+    # Nothing is known of the cluster: every tier says so, none "does not exist yet".
+    assert {(t["state"], t["reason"]) for t in snapshot["tiers"].values()} == {
+        ("unknown", "unknown: the cluster API is not answering")}
 
 
 @pytest.mark.parametrize(("k3s_state", "uptime"), [("activating", 3600.0), ("inactive", 20.0),
@@ -154,7 +171,9 @@ def test_api_unreachable_while_k3s_starts_after_a_boot_is_a_wait_not_an_alarm(
     assert snapshot["host"]["k3s_state"] == k3s_state
     blocker = first_blocker(snapshot)
     assert (blocker["component"], blocker["severity"]) == ("kubernetes-api", "warning")
-    assert "k3s is starting" in blocker["reason"]
+    assert blocker["reason"] == "k3s is starting; the cluster API answers once it has started"
+    assert {(t["state"], t["reason"]) for t in snapshot["tiers"].values()} == {
+        ("unknown", "unknown: k3s is starting; the cluster API answers once it has started")}
     assert snapshot["rollup"]["state"] == "installing"
     assert snapshot["rollup"]["next_action"].startswith("wait")
 
@@ -183,6 +202,21 @@ def test_temporal_worker_crashloop_keeps_login(lab):
     blocker = first_blocker(snapshot)
     assert (blocker["component"], blocker["layer"], blocker["blocks_login"]) == (
         "temporal-worker", "background", False)
+    # Severity matches the rollup: Alga is usable, so a warning (amber), not critical (red);
+    # the background tier itself is failing.
+    assert blocker["severity"] == "warning"
+    assert (snapshot["tiers"]["background"]["state"], snapshot["tiers"]["fully_healthy"][
+        "state"]) == ("failing", "failing")
+    assert (blocker["label"], blocker["reason"]) == (
+        "background job service", "background job service keeps stopping and restarting "
+                                  "(a crash loop)")
+    assert snapshot["rollup"] == {
+        "state": "ready_with_background_issues",
+        "label": "Ready to log in, with background issues",
+        "message": "You can log in, but background job service keeps stopping and restarting "
+                   "(a crash loop)",
+        "next_action": blocker["next_action"]}
+    assert snapshot["tiers"]["background"]["reason"] == "background job service: 0/1 ready"
     [worker] = snapshot["components"]["pods"]
     assert worker["restarts"] == 7 and worker["last_termination"] == "Error"
     workloads = {w["name"]: w for w in snapshot["components"]["workloads"]}
@@ -202,19 +236,33 @@ def test_email_service_never_scheduled_keeps_login(lab):
     snapshot = collect(root, view, pods)
     assert "login" in ready(snapshot) and "background" not in ready(snapshot)
     assert snapshot["rollup"]["state"] == "ready_with_background_issues"
-    assert "Insufficient memory" in first_blocker(snapshot)["reason"]
+    blocker = first_blocker(snapshot)
+    assert (blocker["severity"], blocker["reason"]) == (
+        "warning", "background email service is waiting for room to run (storage or capacity)")
+    assert blocker["detail"] == {"kind": "Pod", "name": "email-service-7f-abc",
+                                 "reason": "Unschedulable",
+                                 "message": "0/1 nodes are available: 1 Insufficient memory."}
+    # Waiting for room is no failure of its own: the background tier waits.
+    assert snapshot["tiers"]["background"]["state"] == "waiting"
 
 
-@pytest.mark.parametrize(("change", "component", "layer", "phrase"), [
-    ("image-pull", "alga-core-sebastian", "login", "ImagePullBackOff"),
-    ("bootstrap-failed", "bootstrap", "bootstrap", "failed"),
-    ("pvc-pending", "db", "core", "unbound immediate PersistentVolumeClaims"),
-    ("git-auth", "GitRepository/alga-appliance", "flux", "authentication required"),
-    ("git-network", "GitRepository/alga-appliance", "flux", "i/o timeout"),
-    ("helm-exhausted", "HelmRelease/alga-core", "flux", "install retries exhausted"),
-    ("node-not-ready", "node", "k3s", "no node is Ready"),
+@pytest.mark.parametrize(("change", "component", "layer", "phrase", "words"), [
+    ("image-pull", "alga-core-sebastian", "login", "ImagePullBackOff",
+     "the Alga web app cannot download its software (container image)"),
+    ("bootstrap-failed", "bootstrap", "bootstrap", "BackoffLimitExceeded",
+     "the app's first-run setup failed"),
+    ("pvc-pending", "db", "core", "unbound immediate PersistentVolumeClaims",
+     "the database is waiting for room to run (storage or capacity)"),
+    ("git-auth", "GitRepository/alga-appliance", "flux", "authentication required",
+     "the release download failed: authentication required"),
+    ("git-network", "GitRepository/alga-appliance", "flux", "i/o timeout",
+     "the release download failed: dial tcp: i/o timeout"),
+    ("helm-exhausted", "HelmRelease/alga-core", "flux", "install retries exhausted",
+     "the installation of the Alga web app failed: install retries exhausted"),
+    ("node-not-ready", "node", "k3s", "the cluster node is not ready",
+     "this appliance's cluster node is not ready: nothing can run"),
 ])
-def test_common_failures(lab, change, component, layer, phrase):
+def test_common_failures(lab, change, component, layer, phrase, words):
     root, _ = lab
     view, pods = healthy(), []
     if change == "image-pull":
@@ -249,15 +297,17 @@ def test_common_failures(lab, change, component, layer, phrase):
     snapshot = collect(root, view, pods)
     blocker = first_blocker(snapshot)
     assert (blocker["component"], blocker["layer"]) == (component, layer), snapshot["blockers"]
-    assert phrase in blocker["reason"] and blocker["blocks_login"]
-    assert_kubectl_runs_as_written(blocker["next_action"], root)
+    assert blocker["reason"] == words and blocker["blocks_login"]
+    detail = blocker["detail"]
+    assert phrase in f"{detail['reason']}: {detail['message']}", detail
+    assert_next_step_is_ours(blocker["next_action"])
     assert "login" not in ready(snapshot) or layer in ("k3s", "flux")
     if change == "pvc-pending":  # a warning: often brief while installing
         assert snapshot["rollup"]["state"] == "installing"
-        assert phrase in snapshot["rollup"]["message"]
+        assert snapshot["rollup"]["message"] == f"Installing; {words}"
     elif "login" in ready(snapshot):  # the app still answers: usable, with the problem named
         assert snapshot["rollup"]["state"] == "ready_with_background_issues"
-        assert phrase in snapshot["rollup"]["message"]
+        assert snapshot["rollup"]["message"] == f"You can log in, but {words}"
     else:
         assert snapshot["rollup"]["state"] == "failed_action_required"
 
@@ -280,9 +330,9 @@ def test_an_oci_release_shows_its_source_at_the_digest_and_its_charts(lab):
     ("digest-withdrawn", "OCIRepository/alga-appliance", "flux", "MANIFEST_UNKNOWN",
      "no longer published (withdrawn): update to what the channel names now"),
     ("core-chart", "HelmChart/alga-system-alga-core", "flux", "chart pull error",
-     "describe helmchart alga-system-alga-core"),
+     "`sudo alga-appliance logs source-controller`"),
     ("background-chart", "HelmChart/alga-system-temporal", "background", "chart pull error",
-     "describe helmchart alga-system-temporal"),
+     "`sudo alga-appliance logs source-controller`"),
 ])
 def test_oci_release_failures_are_blockers_naming_the_object(lab, change, component, layer,
                                                             phrase, next_phrase):
@@ -303,13 +353,20 @@ def test_oci_release_failures_are_blockers_naming_the_object(lab, change, compon
     snapshot = collect(root, view)
     blocker = first_blocker(snapshot)
     assert (blocker["component"], blocker["layer"]) == (component, layer), snapshot["blockers"]
-    assert phrase in blocker["reason"]
+    assert phrase in blocker["reason"] and phrase in blocker["detail"]["message"]
+    assert blocker["detail"]["kind"] == component.split("/")[0]
+    assert blocker["detail"]["name"] == f"flux-system/{component.split('/')[1]}"
     assert next_phrase in blocker["next_action"]
-    assert_kubectl_runs_as_written(blocker["next_action"], root)
+    assert_next_step_is_ours(blocker["next_action"])
     if change == "digest-withdrawn":
+        assert blocker["label"] == "the release download"
         assert "`sudo alga-appliance update --channel stable`" in blocker["next_action"]
         assert not snapshot["tiers"]["platform"]["ready"]
-        assert "OCIRepository alga-appliance" in snapshot["tiers"]["platform"]["reason"]
+        assert "the release download is not ready" in snapshot["tiers"]["platform"]["reason"]
+    else:
+        assert blocker["label"] == ("the chart of the Alga web app" if change == "core-chart"
+                                    else "the chart of the workflow engine")
+        assert blocker["severity"] == ("critical" if layer == "flux" else "warning")
 
 
 def test_flux_waiting_on_a_dependency_is_installing_not_a_failure(lab):
@@ -384,7 +441,9 @@ def test_a_kustomization_that_cannot_fetch_a_pulled_artifact_is_a_blocker(lab):
     snapshot = collect(root, view)
     blocker = first_blocker(snapshot)
     assert blocker["component"] == "Kustomization/alga-appliance", snapshot["blockers"]
-    assert blocker["reason"].startswith("ArtifactFailed: failed to download archive")
+    assert blocker["reason"].startswith("the app's configuration failed: failed to download "
+                                        "archive")
+    assert blocker["detail"]["reason"] == "ArtifactFailed"
     assert blocker["severity"] == "critical"
 
 
@@ -407,6 +466,22 @@ def test_a_failing_background_kustomization_never_takes_login(lab):
     states = {name: tier["state"] for name, tier in snapshot["tiers"].items()}
     assert (states["login"], states["background"], states["fully_healthy"]) == (
         "ready", "failing", "failing")
+
+
+def test_a_failing_background_release_with_its_services_still_running_is_no_full_health(lab):
+    """The background services run (their previous version), but their Helm release
+    failed: a warning, as login works, yet not "fully healthy"."""
+    root, _ = lab
+    view = oci_release()
+    view.helmreleases.append(flux("HelmRelease", "helm.toolkit.fluxcd.io/v2", "email-service",
+                                  "alga-system", "False", "UpgradeFailed", "timed out"))
+    snapshot = collect(root, view)
+    blocker = first_blocker(snapshot)
+    assert (blocker["severity"], blocker["label"], blocker["reason"]) == (
+        "warning", "the installation of background email service",
+        "the installation of background email service failed: timed out")
+    assert snapshot["rollup"]["state"] == "ready_with_background_issues"
+    assert snapshot["rollup"]["message"] == f"You can log in, but {blocker['reason']}"
 
 
 def test_a_failing_core_release_marks_the_tiers_failing(lab):
@@ -469,18 +544,29 @@ def test_bootstrap_job_gone_after_its_ttl_is_remembered(lab):
     assert snapshot["tiers"]["bootstrap"]["ready"] and snapshot["bootstrap_seen"]
 
 
-@pytest.mark.parametrize(("reason", "command"), [
-    ("CrashLoopBackOff", "logs temporal-worker-5d9c-x1 --all-containers --previous"),
-    ("CreateContainerConfigError", "describe pod temporal-worker-5d9c-x1"),
-    ("ErrImagePull", "describe pod temporal-worker-5d9c-x1"),
+@pytest.mark.parametrize(("reason", "words", "next_step"), [
+    ("CrashLoopBackOff", "background job service keeps stopping and restarting (a crash loop)",
+     "the log of its last run says why it stopped: open the Logs page > workers, or "
+     f"run `sudo alga-appliance logs workers`; then send the support bundle {SUPPORT}"),
+    ("CreateContainerConfigError",
+     "background job service cannot start: its container cannot be created",
+     f"see Recent warning events on the status page: they say why; then send the support "
+     f"bundle {SUPPORT}"),
+    ("ErrImagePull", "background job service cannot download its software (container image)",
+     "check that this appliance reaches ghcr.io (proxy, firewall), and see Recent warning "
+     f"events on the status page; then send the support bundle {SUPPORT}"),
 ])
-def test_a_pods_next_step_names_the_pod_in_a_command_that_runs(lab, reason, command):
+def test_a_pods_problem_in_plain_words_with_the_pod_one_click_away(lab, reason, words,
+                                                                    next_step):
     root, _ = lab
     view, pods = temporal_worker_crashloop()
     pods[0]["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] = reason
-    next_action = first_blocker(collect(root, view, pods))["next_action"]
-    assert f"`sudo kubectl -n msp {command}`" in next_action
-    assert_kubectl_runs_as_written(next_action, root)
+    blocker = first_blocker(collect(root, view, pods))
+    assert (blocker["label"], blocker["reason"], blocker["next_action"]) == (
+        "background job service", words, next_step)
+    assert blocker["detail"] == {"kind": "Pod", "name": "temporal-worker-5d9c-x1",
+                                 "reason": reason, "message": ""}
+    assert_next_step_is_ours(blocker["next_action"])
 
 
 def test_login_probe_failures(lab):
@@ -631,12 +717,17 @@ def test_storage_that_never_binds_fails_the_app_stage_after_its_limit(lab, minut
         assert snapshot["rollup"]["state"] == "installing"
         return
     failure = snapshot["app_failure"]
-    assert failure["category"] == "storage" and "db is still unscheduled after 10 min" in \
-        failure["suspected_cause"]
-    assert failure["last_action"] == "waiting for db to get its storage"
+    assert failure["category"] == "storage"
+    assert failure["suspected_cause"] == (
+        "the database still has no storage after 10 min: 0/1 nodes are available: pod has "
+        "unbound immediate PersistentVolumeClaims.")
+    assert failure["last_action"] == "waiting for the database to get its storage"
     assert "Pod/db-0 FailedScheduling: unbound immediate" in failure["log_excerpt"]
-    assert "`sudo kubectl -n msp get pvc`" in failure["next_step"]
-    assert_kubectl_runs_as_written(failure["next_step"], root)
+    assert failure["next_step"] == (
+        "check free disk under Host on the status page (the app's volumes live under "
+        "/var/lib/rancher) and see Recent warning events there; then send the support bundle "
+        f"{SUPPORT}")
+    assert_next_step_is_ours(failure["next_step"])
     assert snapshot["rollup"]["state"] == "failed_action_required"
     assert snapshot["rollup"]["message"].startswith("Setup's app stage failed [storage]")
     # Waiting no longer: the tiers the storage stands in the way of are failing.
@@ -657,11 +748,15 @@ def test_a_failed_bootstrap_job_fails_the_app_stage_at_once_with_its_log(lab):
     view.jobs, view.helmreleases = [job(name, failed=True)], []
     failure = collect(root, view)["app_failure"]
     assert failure["category"] == "app-bootstrap"
-    assert failure["suspected_cause"] == f"bootstrap job {name} failed"
+    assert failure["suspected_cause"] == "the app's first-run setup failed"
+    assert failure["last_action"] == f"waiting for the bootstrap job {name}"
     excerpt = failure["log_excerpt"].splitlines()
     assert len(excerpt) == 20 and excerpt[-1] == 'error: relation "tenants" already exists'
-    assert f"`sudo kubectl -n msp logs job/{name}`" in failure["next_step"]
-    assert_kubectl_runs_as_written(failure["next_step"], root)
+    assert failure["next_step"] == (
+        "its log says why: open the Logs page > bootstrap, or run "
+        f"`sudo alga-appliance logs bootstrap`; then send the support bundle {SUPPORT} to Alga "
+        "support")
+    assert_next_step_is_ours(failure["next_step"])
 
 
 def test_a_bootstrap_that_never_finishes_fails_after_its_limit(lab):
@@ -671,7 +766,7 @@ def test_a_bootstrap_that_never_finishes_fails_after_its_limit(lab):
     snapshot = collect(root, view)
     failure = snapshot["app_failure"]
     assert failure["category"] == "app-bootstrap"
-    assert failure["suspected_cause"].endswith("is running after 30 min")
+    assert failure["suspected_cause"] == "the app's first-run setup is running after 30 min"
     assert snapshot["tiers"]["bootstrap"]["state"] == "failing"
 
 
@@ -689,7 +784,10 @@ def test_login_that_never_works_fails_as_app_readiness_after_its_limit(lab, minu
     assert "login did not work within 45 min" in failure["suspected_cause"]
     assert "answered 503" in failure["suspected_cause"]
     assert failure["last_action"] == f"waiting for login at {app.url}/"
-    assert_kubectl_runs_as_written(failure["next_step"], root)
+    assert failure["next_step"] == (
+        "see which components are not running under Components and Recent warning events on "
+        f"the status page; then send the support bundle {SUPPORT}")
+    assert_next_step_is_ours(failure["next_step"])
     assert snapshot["rollup"]["state"] == "failed_action_required"
 
 
@@ -706,8 +804,14 @@ def test_background_services_that_never_start_fail_without_taking_login(lab):
     snapshot = collect(root, view, pods)
     failure = snapshot["app_failure"]
     assert failure["category"] == "background-services"
-    assert "temporal-worker-5d9c-x1: CrashLoopBackOff" in failure["suspected_cause"]
-    assert failure["next_step"].endswith("you can log in meanwhile")
+    assert failure["suspected_cause"] == (
+        "the background services did not start within 30 min of login working: background "
+        "job service keeps stopping and restarting (a crash loop)")
+    assert failure["next_step"] == (
+        "the log of its last run says why it stopped: open the Logs page > workers, "
+        f"or run `sudo alga-appliance logs workers`; then send the support bundle {SUPPORT}; "
+        "you can log in meanwhile")
+    assert_next_step_is_ours(failure["next_step"])
     assert snapshot["tiers"]["login"]["ready"]
     assert snapshot["rollup"]["state"] == "ready_with_background_issues"
 

@@ -41,8 +41,8 @@ BACKGROUND_ISSUE = json.loads(
 
 def fully_healthy() -> dict:
     snapshot = copy.deepcopy(BACKGROUND_ISSUE)
-    snapshot["rollup"] = {"state": "fully_healthy", "message": "Alga is up.",
-                          "next_action": "log in to Alga"}
+    snapshot["rollup"] = {"state": "fully_healthy", "label": "Fully healthy",
+                          "message": "Alga is up.", "next_action": "log in to Alga"}
     for tier in snapshot["tiers"].values():
         tier.update(ready=True, state="ready", degraded=False)
     snapshot["blockers"] = []
@@ -104,9 +104,10 @@ def test_plain_status_after_setup_in_plain_words(menu_root, snapshot):
         assert "Ready to log in, with background issues" in shown
         assert "[failing ] Background (email, workflows and other background services)" \
             in shown
-        assert ("critical (login still works): temporal-worker-5d9c-x1: CrashLoopBackOff"
-                in shown)
-        assert "Next: look at the pod's logs" in shown
+        assert "warning (login still works): background job service keeps" in shown
+        assert "Next: the log of its last run says why it stopped" in shown
+        assert "Detail: Pod temporal-worker-5d9c-x1: CrashLoopBackOff" in shown
+        assert "kubectl" not in shown
         keep_capture("plain-status", shown.split("Status\r\n------\r\n")[1].split(
             "\r\nAlga appliance console")[0])
     else:

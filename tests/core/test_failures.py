@@ -1,10 +1,10 @@
 """Failure records with literal expectations: the categories, the record of a known and an
-unforeseen failure, the log excerpt's length and the kubectl hint."""
+unforeseen failure and the log excerpt's length."""
 
 import pytest
 
 from host.core import failures
-from host.core.failures import OperationFailed, failure_record, kubectl, log_excerpt
+from host.core.failures import OperationFailed, failure_record, log_excerpt
 
 
 def test_the_categories_are_these():
@@ -40,6 +40,3 @@ def test_the_log_excerpt_is_the_last_20_lines():
     assert log_excerpt(["a\nb", "c"]) == "a\nb\nc"
     assert log_excerpt([]) == ""
 
-
-def test_kubectl_hints_are_runnable_as_written():
-    assert kubectl("-n msp get pods") == "`sudo kubectl -n msp get pods`"

@@ -9,7 +9,9 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from host import status
+import click
+
+from host import cli, status
 from host.cluster.alga import APP_PORT, BACKGROUND
 from host.cluster.kube import Kube
 from host.cluster.readiness import ClusterView
@@ -30,8 +32,24 @@ def collect(root: Path, view: ClusterView | None = None, pods=(), events=()) -> 
         view = replace(view, nodes=[node(n["status"]["conditions"][0]["status"], address)
                                     for n in view.nodes])
         (root / "store.json").write_text(json.dumps(store_for(view, pods, events)))
-    return status.take_snapshot(root, Kube(str(root / "k3s.yaml")),
-                          probe=lambda url: status.probe_login(url, timeout=1.0))
+    snapshot = status.take_snapshot(root, Kube(str(root / "k3s.yaml")),
+                                    probe=lambda url: status.probe_login(url, timeout=1.0))
+    for text in primary_texts(snapshot):  # every scenario's words: none asks for kubectl
+        assert "kubectl" not in text.lower(), text
+    return snapshot
+
+
+def primary_texts(snapshot: dict) -> list[str]:
+    """What an admin reads first in a snapshot, in both the web and the console: the
+    rollup, the tiers, the blockers and the app stage's failure; not the Kubernetes detail,
+    the events nor a log excerpt, which are what the cluster said."""
+    rollup, failure = snapshot["rollup"], snapshot["app_failure"] or {}
+    return [rollup["label"], rollup["message"], rollup["next_action"],
+            *(text for tier in snapshot["tiers"].values()
+              for text in (tier["title"], tier["meaning"], tier["reason"])),
+            *(text for blocker in snapshot["blockers"]
+              for text in (blocker["label"], blocker["reason"], blocker["next_action"])),
+            *(failure.get(key, "") for key in ("suspected_cause", "last_action", "next_step"))]
 
 
 def stage(name: str) -> ClusterView:
@@ -65,27 +83,28 @@ def temporal_worker_crashloop() -> tuple[ClusterView, list[dict]]:
                       waiting="CrashLoopBackOff", restarts=7)]
 
 
-def assert_kubectl_runs_as_written(text: str, root) -> None:
-    """Every kubectl command in `text` works on the appliance as written: with sudo (k3s's
-    kubeconfig is root's), no placeholders, only options kubectl has, naming objects that
-    exist (asked of the cluster as `kubectl get`)."""
-    kube = Kube(str(root / "k3s.yaml"))
-    commands = [c for c in re.findall(r"`([^`]*)`", text) if "kubectl" in c]
-    for command in commands:
-        assert command.startswith("sudo kubectl ") and not re.search("[<>…]", command), command
+# The logs `alga-appliance logs NAME` reads (built beside these words, issue 21): the names
+# a next step may give it until the command itself is there to ask.
+LOG_NAMES = {"alga-core", "db", "redis", "pgbouncer", "temporal", "workers", "bootstrap",
+             "source-controller", "kustomize-controller", "helm-controller",
+             "notification-controller", "k3s", "appliance", "update"}
+
+
+def assert_next_step_is_ours(text: str) -> None:
+    """A next step asks for no kubectl, and every command it gives is ours and runs as
+    written: `sudo alga-appliance ...`, accepted by the CLI with exactly those words."""
+    assert "kubectl" not in text.lower(), text
+    commands = re.findall(r"`([^`]*)`", text)
+    bare = re.findall(r"\((sudo alga-appliance [^)]*)\)", text)  # (sudo alga-appliance x)
+    for command in [*commands, *bare]:
+        assert command.startswith("sudo alga-appliance "), (command, text)
+        assert not re.search("[<>…|]", command), command
         words = command.split()[2:]
-        namespace = None
-        if words[0] == "-n":
-            namespace, words = words[1], words[2:]
-        verb, *rest = words
-        if verb in ("describe", "delete"):
-            assert len(rest) == 2 and kube.get(rest[0], rest[1], namespace), command
-        elif verb == "logs":
-            target, *options = rest
-            kind, name = target.split("/") if "/" in target else ("pod", target)
-            assert kube.get(kind, name, namespace), command
-            assert set(options) <= {"--all-containers", "--previous"}, command
-        else:
-            assert verb == "get" and len(rest) == 1, command
-            for resource in rest[0].split(","):
-                kube.list(resource, namespace)  # KubeError for a type kubectl does not know
+        if words[0] == "logs" and "logs" not in cli.main.commands:
+            assert len(words) == 2 and words[1] in LOG_NAMES, command
+            continue
+        group, rest = cli.main, words
+        while isinstance(group, click.Group):
+            assert rest and rest[0] in group.commands, command
+            group, rest = group.commands[rest[0]], rest[1:]
+        group.make_context(group.name, list(rest), resilient_parsing=False)

@@ -21,7 +21,7 @@ from support.netlab import (
     Route,
 )
 from support.releases import CHANNEL_PATH
-from support.scenarios import assert_kubectl_runs_as_written
+from support.scenarios import assert_next_step_is_ours
 from support.updates import (
     CORE_IMAGE,
     KERNEL,
@@ -210,12 +210,18 @@ def test_preflight_failure_is_classified_before_any_change(lab):
 
 @pytest.mark.parametrize(("flux", "category", "phrase", "next_step"), [
     ("fail:HelmRelease", "flux", "HelmRelease alga-system/alga-core failed: UpgradeFailed",
-     "kubectl -n alga-system describe helmrelease alga-core"),
+     "the log of helm-controller says why: open the Logs page > helm-controller, "
+     "or run "
+     "`sudo alga-appliance logs helm-controller`"),
     ("fail:GitRepository", "release-source",
      "GitRepository flux-system/alga-appliance failed: GitOperationFailed",
-     "kubectl -n flux-system describe gitrepository alga-appliance"),
+     "the log of source-controller says why: open the Logs page > "
+     "source-controller, or run "
+     "`sudo alga-appliance logs source-controller`"),
     ("", "flux", "Flux did not reconcile within 1 s: GitRepository alga-appliance has not "
-     "handled the reconciliation request yet", "kubectl -n flux-system get"),
+     "handled the reconciliation request yet",
+     "the update log says where it waited: open the Logs page > update, or run "
+     "`sudo alga-appliance logs update`"),
 ])
 def test_flux_failure_or_timeout_fails_the_update(lab, monkeypatch, flux, category, phrase,
                                                   next_step):
@@ -228,7 +234,7 @@ def test_flux_failure_or_timeout_fails_the_update(lab, monkeypatch, flux, catego
     assert failure["category"] == category
     assert phrase in failure["suspected_cause"] and next_step in failure["next_step"]
     assert "applied again" in failure["next_step"]
-    assert_kubectl_runs_as_written(failure["next_step"], lab.root)
+    assert_next_step_is_ours(failure["next_step"])
 
 
 def test_a_failing_background_release_never_fails_the_update(lab, monkeypatch):
@@ -271,10 +277,13 @@ def test_a_failed_bootstrap_is_classified(lab):
     lab.put(job(f"{ALGA_CORE}-bootstrap-r2", failed=True))
     entry = lab.apply()
     assert entry["failure"]["category"] == "app-bootstrap"
-    assert "bootstrap-r2 failed" in entry["failure"]["suspected_cause"]
-    assert f"`sudo kubectl -n msp logs job/{ALGA_CORE}-bootstrap-r2`" in entry["failure"][
-        "next_step"]
-    assert_kubectl_runs_as_written(entry["failure"]["next_step"], lab.root)
+    assert entry["failure"]["suspected_cause"] == (
+        f"the app's first-run setup failed (Job {ALGA_CORE}-bootstrap-r2)")
+    assert entry["failure"]["next_step"] == (
+        "its log says why: open the Logs page > bootstrap, or run "
+        "`sudo alga-appliance logs bootstrap`; send the support bundle "
+        "(sudo alga-appliance support-bundle)")
+    assert_next_step_is_ours(entry["failure"]["next_step"])
 
 
 def test_an_update_before_setup_finished_is_refused(lab):

@@ -235,8 +235,8 @@ def test_an_oci_source_flux_cannot_pull_fails_as_the_release_source(lab, monkeyp
     assert failure["suspected_cause"].startswith(
         "OCIRepository flux-system/alga-appliance failed: OCIArtifactPullFailed: ")
     assert f"{manifest['config']['digest']}: MANIFEST_UNKNOWN" in failure["suspected_cause"]
-    assert "kubectl -n flux-system describe ocirepository alga-appliance" in (
-        failure["next_step"])
+    assert "`sudo alga-appliance logs source-controller`" in failure["next_step"]
+    assert "kubectl" not in failure["next_step"]
 
 
 def test_the_cli_shows_the_digest_and_refuses_a_moved_channel(lab):

@@ -721,7 +721,7 @@ def test_dashboard_shows_an_app_stage_failure_with_its_last_action_and_log(tmp_p
     rollup = ui.page.locator("#rollup")
     expect(rollup.locator(".state")).to_have_text("Action required")
     expect(rollup).to_contain_text("Setup's app stage failed [storage]")
-    expect(rollup).to_contain_text("Last action: waiting for db to get its storage")
+    expect(rollup).to_contain_text("Last action: waiting for the database to get its storage")
     expect(ui.page.locator("#app-failure-log")).to_contain_text(
         "Pod/db-0 FailedScheduling: unbound immediate PersistentVolumeClaims")
     ui.shot("status-app-stage-storage")
@@ -751,7 +751,7 @@ def test_dashboard_in_each_rollup_state(tmp_path, open_ui, fake_cluster, monkeyp
     expect(page.locator("#rollup .state")).to_have_text(label)
     expect(page.locator("#rollup")).to_contain_text(snapshot["rollup"]["next_action"])
     badges = {"ready": "✓ ready", "waiting": "… waiting", "failing": "✗ failing",
-              "degraded": "! degraded"}
+              "degraded": "! degraded", "unknown": "? unknown"}
     for shown, badge in badges.items():  # a tier not reached yet is never a red ✗
         count = sum(tier["state"] == shown for tier in snapshot["tiers"].values())
         expect(page.locator("#tiers li .badge", has_text=badge)).to_have_count(count)

@@ -1,24 +1,22 @@
-// The status dashboard: everything in the collector's status.json snapshot.
+// The status dashboard: everything in the collector's status.json snapshot, in its own
+// words (labels, tier titles, reasons and next steps come from host/core/words.py through the
+// snapshot; the console's status view shows the same), with the Kubernetes detail one click
+// away.
 
 import {request, token} from "./api.js";
 import {$, badge, duration, el, facts, replace, showRefusal, size, table, when} from "./dom.js";
 
-const ROLLUP = {
-  setup_required: ["Setup required", ""],
-  installing: ["Installing", ""],
-  failed_action_required: ["Action required", "fail"],
-  ready_to_log_in: ["Ready to log in", "pass"],
-  ready_with_background_issues: ["Ready to log in, with background issues", "warn"],
-  fully_healthy: ["Fully healthy", "pass"],
+// Each rollup state's colour (its words are the snapshot's).
+const TONE = {
+  setup_required: "",
+  installing: "",
+  failed_action_required: "fail",
+  ready_to_log_in: "pass",
+  ready_with_background_issues: "warn",
+  fully_healthy: "pass",
 };
-const TIERS = [
-  ["platform", "Platform", "k3s and Flux are up"],
-  ["core", "Core", "database and core services"],
-  ["bootstrap", "Bootstrap", "first-run setup of the app"],
-  ["login", "Login", "you can log in to Alga"],
-  ["background", "Background", "email, workflows and other background services"],
-  ["fully_healthy", "Fully healthy", "everything is running"],
-];
+// The ladder's order (state.json's keys are sorted); titles and meanings are the snapshot's.
+const LADDER = ["platform", "core", "bootstrap", "login", "background", "fully_healthy"];
 
 export function render(app) {
   updateNotice(app.updateNotice);
@@ -33,8 +31,8 @@ export function render(app) {
   rollup(status, app);
   ladder(status.tiers);
   replace($("#blockers"), table(
-    ["Severity", "Component", "Layer", "Problem", "Next step", "Blocks login"],
-    status.blockers.map((b) => [badge(b.severity), b.component, b.layer, b.reason,
+    ["Severity", "Component", "Problem", "Next step", "Blocks login"],
+    status.blockers.map((b) => [badge(b.severity), b.label, [b.reason, kubernetesDetail(b)],
                                 b.next_action, b.blocks_login ? "yes" : "no"]),
     "No blockers."));
   replace($("#workloads"), table(
@@ -60,12 +58,22 @@ export function render(app) {
   hostFacts(status);
 }
 
+// A blocker's Kubernetes object and what Kubernetes or Flux says of it, folded away.
+function kubernetesDetail(blocker) {
+  const detail = blocker.detail;
+  if (!detail) return null;
+  const list = el("dl", {class: "facts"});
+  facts(list, [["Object", `${detail.kind} ${detail.name}`], ["Reason", detail.reason || "–"],
+               ["Message", detail.message || "–"]]);
+  return el("details", {class: "kube-detail"}, el("summary", {}, "Kubernetes detail"), list);
+}
+
 function rollup(status, app) {
-  const [label, tone] = ROLLUP[status.rollup.state];
   const box = $("#rollup");
-  box.className = `rollup ${tone}`;
+  box.className = `rollup ${TONE[status.rollup.state]}`;
   const failure = status.app_failure;  // the app stage past its limits: what it waited for
-  replace(box, el("span", {class: "state"}, label), el("span", {}, status.rollup.message),
+  replace(box, el("span", {class: "state"}, status.rollup.label),
+          el("span", {}, status.rollup.message),
           el("span", {class: "detail"}, el("strong", {}, "Next: "), status.rollup.next_action),
           failure ? el("span", {class: "detail"}, el("strong", {}, "Last action: "),
                        failure.last_action) : null,
@@ -107,12 +115,11 @@ export function checkedText(notice) {
 }
 
 function ladder(tiers) {
-  replace($("#tiers"), TIERS.map(([key, title, meaning]) => {
+  replace($("#tiers"), LADDER.map((key) => {
     const tier = tiers[key];
-    const word = tier.state;
     const since = tier.since ? ` since ${when(tier.since)}` : "";
-    return el("li", {}, badge(word), " ", el("span", {class: "title"}, title),
-              el("span", {class: "muted"}, `(${meaning})`),
+    return el("li", {}, badge(tier.state), " ", el("span", {class: "title"}, tier.title),
+              el("span", {class: "muted"}, `(${tier.meaning})`),
               el("span", {class: "detail"}, `${tier.reason}${since}`));
   }));
 }

@@ -7,11 +7,13 @@ import yaml
 from host.cluster import alga
 from host.cluster import objects as cluster_objects
 from host.cluster.kube import Kube, KubeError
-from host.core import pins, state
-from host.core.failures import OperationFailed, kubectl
+from host.core import pins, state, words
+from host.core.failures import OperationFailed
 from host.core.wait import TimedOut, wait_until
 from host.net import endpoints, https
 
+K3S_DOWN = "check that k3s runs; if not, its log says why"
+CONTROLLERS_DOWN = "the log of the controller not available says why"
 READS = (state.SETUP_INPUTS, state.ENDPOINTS)
 FETCH_TIMEOUT = 30.0
 DOWNLOAD_ATTEMPTS = 3
@@ -37,8 +39,8 @@ def execute(ctx) -> None:
         if not inputs["proxy"]:  # a proxy dropped since: its password goes with it
             kube.delete("secret", cluster_objects.PROXY_SECRET, alga.FLUX_NAMESPACE)
     except KubeError as exc:
-        raise OperationFailed("flux", f"applying Flux failed: {exc}", f"check the cluster "
-                              f"({kubectl('get nodes')}) and retry") from exc
+        raise OperationFailed("flux", f"applying Flux failed: {exc}",
+                              f"{words.read_log('k3s', K3S_DOWN)}; then retry") from exc
     _wait_for_controllers(ctx, kube, [o["metadata"]["name"] for o in objects
                                       if o.get("kind") == "Deployment"])
 
@@ -100,8 +102,7 @@ def _wait_for_controllers(ctx, kube: Kube, names: list[str]) -> None:
     except TimedOut as exc:
         raise OperationFailed("flux", f"Flux controllers not available within "
                               f"{exc.timeout:.0f} s: {exc.pending}",
-                              f"check {kubectl(f'-n {alga.FLUX_NAMESPACE} get pods')} and "
-                              f"retry") from exc
+                              f"{words.flux_logs(CONTROLLERS_DOWN)}; then retry") from exc
 
 
 def _available(deployment: dict | None) -> bool:

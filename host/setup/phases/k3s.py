@@ -7,7 +7,7 @@ import requests
 import yaml
 
 from host.cluster.kube import Kube, KubeError
-from host.core import paths, pins, state
+from host.core import paths, pins, state, words
 from host.core.failures import OperationFailed
 from host.core.wait import TimedOut, wait_until
 from host.net import addresses, endpoints, https
@@ -43,6 +43,7 @@ ExecStart={paths.K3S_BINARY} server
 [Install]
 WantedBy=multi-user.target
 """
+K3S_LOG = words.read_log("k3s", "the log of k3s says why")
 INSTALLED = ((paths.K3S_BINARY, "the k3s binary"), (paths.KUBECTL_LINK, "kubectl"),
              (paths.K3S_CONFIG, "k3s settings"), (paths.K3S_ENV, "k3s proxy settings"),
              (paths.K3S_UNIT, "the k3s service"))
@@ -68,7 +69,7 @@ def execute(ctx) -> None:
         ctx.run_host_command(["ufw", *rule], "k3s", "check `ufw status verbose`")
     ctx.action("starting k3s")
     for command in (["daemon-reload"], ["enable", "k3s.service"], ["restart", "k3s.service"]):
-        ctx.run_host_command(["systemctl", *command], "k3s", "check `journalctl -u k3s`")
+        ctx.run_host_command(["systemctl", *command], "k3s", K3S_LOG)
     ctx.record_host_changes([
         {"path": path, "phase": "k3s", "purpose": purpose,
          "undo": "systemctl disable --now k3s.service, then delete this file"}
@@ -186,5 +187,5 @@ def _wait_for_ready_node(ctx) -> None:
         wait_until(not_ready, NODE_READY_TIMEOUT, POLL_SECONDS, transient=(KubeError,))
     except TimedOut as exc:
         raise OperationFailed("k3s", f"the node did not become Ready within "
-                              f"{exc.timeout:.0f} s ({exc.pending})", "check `journalctl -u "
-                              "k3s` and free memory and disk, then retry") from exc
+                              f"{exc.timeout:.0f} s ({exc.pending})",
+                              f"{K3S_LOG}; check free memory and disk, then retry") from exc

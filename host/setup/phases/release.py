@@ -5,13 +5,14 @@ import secrets
 
 from host.cluster import alga, objects, readiness
 from host.cluster.kube import Kube, KubeError
-from host.core import maintenance, pins, state
-from host.core.failures import OperationFailed, kubectl
+from host.core import maintenance, pins, state, words
+from host.core.failures import OperationFailed
 from host.net import endpoints, https
 from host.releases import source
 
 READS = (state.SETUP_INPUTS, state.ENDPOINTS, state.RELEASE_SOURCE)
 FETCH_TIMEOUT = 30.0
+FLUX_DOWN = "check that Flux's controllers run (Flux and Helm on the status page says)"
 
 
 def execute(ctx) -> None:
@@ -75,6 +76,4 @@ def _apply(ctx, inputs: dict, profile_values: dict, selection: dict, mode: str) 
         kube.apply(applied)
     except KubeError as exc:
         raise OperationFailed("flux", f"the cluster refused the release objects: {exc}",
-                              f"check that Flux is installed and its controllers run "
-                              f"({kubectl(f'-n {alga.FLUX_NAMESPACE} get pods')}), then retry"
-                              ) from exc
+                              f"{words.flux_logs(FLUX_DOWN)}; then retry") from exc
