@@ -23,7 +23,7 @@ from pathlib import Path
 
 from host.cluster import alga
 from host.cluster.kube import Kube, KubeError
-from host.core import paths, state
+from host.core import paths, state, words
 from host.setup import chain
 from host.support import collectors
 from host.support.redact import KnownValue, Redactor
@@ -69,8 +69,15 @@ class Source:
         return bool(self.targets)
 
 
-def _component(name: str, label: str, *targets: str) -> Source:
-    return Source(name, label, "Alga components", True, alga.APP_NAMESPACE, targets)
+def _label(name: str) -> str:
+    """An Alga component as the status page names it (host/core/words.py), and its name."""
+    known = words.label(name)
+    return f"{known[0].upper()}{known[1:]} ({name})"
+
+
+def _component(name: str, *targets: str, label: str = "") -> Source:
+    return Source(name, label or _label(name), "Alga components", True, alga.APP_NAMESPACE,
+                  targets)
 
 
 def _controller(name: str) -> Source:
@@ -85,20 +92,18 @@ SOURCES: tuple[Source, ...] = (
     Source("update", "App updates (update log)", "Appliance"),
     Source("k3s", "k3s, the Kubernetes service (journal)", "Appliance", True,
            unit="k3s.service"),
-    _component("alga-core", "The Alga web app (alga-core)", f"deployment/{alga.ALGA_CORE}"),
-    _component("db", "The database (db)", "statefulset/db"),
-    _component("redis", "The cache (redis)", "statefulset/redis"),
-    _component("pgbouncer", "The database connection pool (pgbouncer)", "deployment/pgbouncer"),
-    _component("temporal", "The workflow engine (temporal)", "deployment/temporal"),
-    _component("workers", "All background workers", *(f"deployment/{w}" for w in WORKERS)),
-    _component("workflow-worker", "Background workflow worker (workflow-worker)",
-               "deployment/workflow-worker"),
-    _component("temporal-worker", "Background temporal worker (temporal-worker)",
-               "deployment/temporal-worker"),
-    _component("email-service", "Background email service (email-service)",
-               "deployment/email-service"),
+    _component("alga-core", f"deployment/{alga.ALGA_CORE}"),
+    _component("db", "statefulset/db"),
+    _component("redis", "statefulset/redis"),
+    _component("pgbouncer", "deployment/pgbouncer"),
+    _component("temporal", "deployment/temporal"),
+    _component("workers", *(f"deployment/{w}" for w in WORKERS),
+               label="All background workers"),
+    _component("workflow-worker", "deployment/workflow-worker"),
+    _component("temporal-worker", "deployment/temporal-worker"),
+    _component("email-service", "deployment/email-service"),
     # Its target is the newest bootstrap job, found when read.
-    Source(BOOTSTRAP, "First-run bootstrap job (bootstrap)", "Alga components", True,
+    Source(BOOTSTRAP, _label(BOOTSTRAP), "Alga components", True,
            alga.APP_NAMESPACE),
     *(_controller(name) for name in ("source-controller", "kustomize-controller",
                                      "helm-controller", "notification-controller")),

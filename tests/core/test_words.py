@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from support.base import ROOT, make_host_root
-from support.scenarios import LOG_NAMES
 
 from host.cluster import alga
 from host.console import status_view
 from host.core import migrations, state, words
 from host.core.validation import validate
+from host.support import logs as log_sources
 
 # Where the host's code may name kubectl, and why: none of them is a text for people.
 KUBECTL_ALLOWED = {
@@ -46,7 +46,8 @@ def test_each_component_has_the_name_admins_know_it_by_and_its_log():
     # Each log a next step names is one `alga-appliance logs` reads.
     logs = {c.log for c in words.COMPONENTS.values() if c.log} | {
         log for _, log in words.FLUX_KINDS.values()}
-    assert logs <= LOG_NAMES, logs - LOG_NAMES
+    readable = {source.name for source in log_sources.ALL}
+    assert logs <= readable, logs - readable
 
 
 @pytest.mark.parametrize(("kind", "name", "label"), [
