@@ -581,5 +581,5 @@ def _disk_blockers(host: dict) -> list[dict]:
                      "app's pods and the database stops writing",
                      f"free space or grow the disk: `df -h {d['path']}` shows the file "
                      f"system, `sudo du -xh -d 2 {d['path']} | sort -h | tail` what fills it",
-                     blocks_login=False)
+                     None, blocks_login=False)
             for d in host["disk"] if d["used_percent"] > DISK_WARN_PERCENT]

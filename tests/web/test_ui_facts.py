@@ -186,7 +186,7 @@ def test_logs_are_readable_at_390_px(tmp_path, open_ui, monkeypatch):
     ui = open_ui(tmp_path, viewport=PHONE)
     ui.open("/logs")
     page = ui.page
-    page.select_option("#log-source", "k3s")
+    page.select_option("#log-source", "phase-k3s")
     page.click("#logs-form button")
     expect(page.locator("#log-output")).to_contain_text("k3s line 39")
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
