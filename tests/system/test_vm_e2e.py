@@ -360,7 +360,7 @@ def test_2b_a_static_address_set_on_the_serial_console_serves_the_setup_page(vm,
     serial.type("\r")  # Enter: the menu again
     menu = serial.expect("Choose 1-")
     assert "Network" in menu
-    network = menu[menu.rindex(". Network") - 1]
+    network = menu[menu.rindex(". Network\r\n") - 1]  # not "Network diagnostics"
     # interface, mode, IPv4 address and gateway, IPv6 address and gateway, DNS, VLAN, apply
     static = (nic, "static", f"{LAN_ADDRESS}/{site_lan_module.PREFIX}", site_lan_module.GATEWAY,
               "", "", "", "", "yes")
