@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from playwright.sync_api import expect
+from support.answers import parse_with_admin
 from support.base import FAKES, make_host_root
 from support.browser import NODE_IP, PHONE, Ui
 from support.netlab import Route
@@ -110,7 +111,6 @@ def test_the_app_stage_continues_on_the_progress_page_until_login(tmp_path, open
                                                                     fake_cluster):
     make_host_root(tmp_path)
     with alga_server({"/": Route(status=302, headers={"Location": "/msp/dashboard"})}) as app:
-        from support.answers import parse_with_admin
         state.write(state.SETUP_INPUTS, parse_with_admin({"app_url": app.url}, NODE_IP),
                     tmp_path)
         phases = {name: {"state": "succeeded", "started_at": ago(1500), "finished_at": ago(1400),
@@ -196,3 +196,36 @@ def test_support_bundle_and_update_requests_not_picked_up_say_so_on_their_pages(
     os.utime(update, (landed, landed))
     ui.open("/updates")
     expect(ui.page.locator("#update-waiting")).to_have_text(spool.not_picked_up(spool.UPDATE))
+
+
+def test_the_status_page_reads_moments_as_time_ago_from_the_appliance_clock(tmp_path, open_ui,
+                                                                           fake_cluster):
+    """Collected, the tiers' since and the events read "n min ago" counted from the
+    appliance's clock (/api/install's timing), the exact time on hover."""
+    make_host_root(tmp_path)
+    with alga_server({"/": Route(status=302, headers={"Location": "/msp/dashboard"})}) as app:
+        state.write(state.SETUP_INPUTS, parse_with_admin({"app_url": app.url}, NODE_IP),
+                    tmp_path)
+        snapshot = collect_status(tmp_path, stage("login"), [])
+    phases = {name: {"state": "succeeded", "started_at": ago(3000), "finished_at": ago(2900),
+                     "last_action": None, "failure": None} for name in chain.NAMES}
+    state.write(state.INSTALL_STATE, {
+        "status": "succeeded", "current_phase": None, "updated_at": ago(2900),
+        "request_id": None, "phases": phases, "completed_at": ago(2900)}, tmp_path)
+    tiers = {key: {**tier, "since": ago(1500) if tier["since"] else None}
+             for key, tier in snapshot["tiers"].items()}
+    event = {"time": ago(700), "object": "Pod/msp/alga-core-0", "reason": "BackOff",
+             "message": "Back-off restarting failed container"}
+    state.write(state.STATUS, {**snapshot, "collected_at": ago(130), "tiers": tiers,
+                               "events": [event]}, tmp_path)
+    ui = open_ui(tmp_path)
+    ui.open("/status")
+    page = ui.page
+    collected = page.locator("#collected-at time")
+    expect(collected).to_have_text(re.compile(r"^2 min \d+ s ago$"))
+    assert_hover_is_the_exact_time(ui, collected)
+    since = page.locator("#tiers time").first
+    expect(since).to_have_text(re.compile(r"^2[45] min ago$"))
+    assert_hover_is_the_exact_time(ui, since)
+    expect(page.locator("#events td[data-label=Time] time")).to_have_text(
+        re.compile(r"^1[12] min ago$"))

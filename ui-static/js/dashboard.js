@@ -4,7 +4,7 @@
 // away.
 
 import {request, token} from "./api.js";
-import {$, badge, duration, el, facts, replace, showRefusal, size, table, when} from "./dom.js";
+import {$, ago, badge, duration, el, facts, replace, showRefusal, size, table} from "./dom.js";
 
 // Each rollup state's colour (its words are the snapshot's).
 const TONE = {
@@ -19,7 +19,7 @@ const TONE = {
 const LADDER = ["platform", "core", "bootstrap", "login", "background", "fully_healthy"];
 
 export function render(app) {
-  updateNotice(app.updateNotice);
+  updateNotice(app.updateNotice, app.now());
   const status = app.status;
   if (!status) {
     replace($("#rollup"), el("span", {class: "state"}, "No status yet"),
@@ -29,7 +29,7 @@ export function render(app) {
     return;
   }
   rollup(status, app);
-  ladder(status.tiers);
+  ladder(status.tiers, app.now());
   replace($("#blockers"), table(
     ["Severity", "Component", "Problem", "Next step", "Blocks login"],
     status.blockers.map((b) => [badge(b.severity), b.label, [b.reason, kubernetesDetail(b)],
@@ -53,9 +53,9 @@ export function render(app) {
     "No Flux objects yet."));
   replace($("#events"), table(
     ["Time", "Object", "Reason", "Message"],
-    status.events.map((e) => [when(e.time), e.object, e.reason, e.message]),
+    status.events.map((e) => [ago(e.time, app.now()), e.object, e.reason, e.message]),
     "No recent warnings."));
-  hostFacts(status);
+  hostFacts(status, app.now());
 }
 
 // A blocker's Kubernetes object and what Kubernetes or Flux says of it, folded away.
@@ -88,43 +88,43 @@ function rollup(status, app) {
 
 // Whether the installed channel names a newer release, in the notice's own words (the
 // console banner shows the same); a failed check only says when the last one succeeded.
-function updateNotice(notice) {
+function updateNotice(notice, now) {
   const available = Boolean(notice && notice.headline);
   const shown = available || Boolean(notice && notice.failure);
   $("#update-notice").hidden = !shown;
   if (!shown) return;
   $("#update-notice").className = `notice ${available ? "warn" : ""}`;
-  $("#update-notice-headline").textContent = available ? notice.headline
-    : `Updates could not be checked (${when(notice.checked_at)}).`;
+  replace($("#update-notice-headline"), available ? notice.headline
+    : ["Updates could not be checked (", ago(notice.checked_at, now), ")."]);
   replace($("#update-notice-changes"), available
     ? notice.what_changes.map((line) => el("li", {}, line)) : null);
   $("#update-notice-next").textContent = available ? notice.next_step : "";
   $("#update-notice-command").textContent = available ? notice.command : "";
   $("#update-notice-command").parentElement.hidden = !available;
-  $("#update-notice-checked").textContent = checkedText(notice);
+  replace($("#update-notice-checked"), checkedText(notice, now));
 }
 
 // When the installed channel was checked; after a failure, why and when it last worked.
-export function checkedText(notice) {
-  const last = notice.last_success_at ? when(notice.last_success_at) : "never";
+export function checkedText(notice, now) {
+  const last = notice.last_success_at ? ago(notice.last_success_at, now) : "never";
   const sentence = (text) => text.replace(/\.?$/, ".");
   return notice.failure
-    ? `The last check failed: ${sentence(notice.failure.suspected_cause)} Next: ` +
-      `${sentence(notice.failure.next_step)} Last successful check: ${last}.`
-    : `Checked ${when(notice.checked_at)}.`;
+    ? [`The last check failed: ${sentence(notice.failure.suspected_cause)} Next: ` +
+       `${sentence(notice.failure.next_step)} Last successful check: `, last, "."]
+    : ["Checked ", ago(notice.checked_at, now), "."];
 }
 
-function ladder(tiers) {
+function ladder(tiers, now) {
   replace($("#tiers"), LADDER.map((key) => {
     const tier = tiers[key];
-    const since = tier.since ? ` since ${when(tier.since)}` : "";
+    const since = tier.since ? [" since ", ago(tier.since, now)] : null;
     return el("li", {}, badge(tier.state), " ", el("span", {class: "title"}, tier.title),
               el("span", {class: "muted"}, `(${tier.meaning})`),
-              el("span", {class: "detail"}, `${tier.reason}${since}`));
+              el("span", {class: "detail"}, tier.reason, since));
   }));
 }
 
-function hostFacts(status) {
+function hostFacts(status, now) {
   const host = status.host;
   const release = status.release;
   facts($("#host-facts"), [
@@ -140,7 +140,7 @@ function hostFacts(status) {
       host.time_sync] || "unknown whether NTP keeps it"],
     ["Up for", duration(host.uptime_seconds)],
   ]);
-  $("#collected-at").textContent = `Collected ${when(status.collected_at)}.`;
+  replace($("#collected-at"), "Collected ", ago(status.collected_at, now), ".");
 }
 
 // A data path's use; over the threshold it is flagged (and a warning blocker above).

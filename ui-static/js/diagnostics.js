@@ -3,7 +3,7 @@
 // preflight's.
 
 import {request} from "./api.js";
-import {$, badge, el, replace, showRefusal, when} from "./dom.js";
+import {$, ago, badge, el, replace, showRefusal} from "./dom.js";
 import {checkItems, rootCauses} from "./progress.js";
 
 // The id of the request this page made, until the status carries it (until then the
@@ -47,7 +47,7 @@ export async function render(app, actions) {
     $("#diagnostics-error").hidden = false;
     $("#diagnostics-error").textContent = `The checks could not run: ${status.error}`;
   }
-  report(status, answer.report);
+  report(status, answer.report, app.now());
 }
 
 function showProgress(text) {
@@ -56,7 +56,7 @@ function showProgress(text) {
 }
 
 // The last report, kept in view while a new run goes on (it says when it was made).
-function report(status, found) {
+function report(status, found, now) {
   const box = $("#diagnostics-report");
   if (!found) {
     replace(box, el("p", {class: "muted"}, "Not run yet."));
@@ -65,7 +65,7 @@ function report(status, found) {
   const words = {pass: "every check passed", warn: "passed with warnings",
                  fail: "a check failed"};
   replace(box,
-    el("p", {}, badge(found.outcome), " ", `Checked ${when(found.generated_at)}: `,
+    el("p", {}, badge(found.outcome), " ", "Checked ", ago(found.generated_at, now), ": ",
        words[found.outcome], status ? ` (with the ${status.inputs})` : ""),
     status && status.setup_running ? el("p", {class: "notice warn"},
       `While these ran: ${status.setup_running}. The checks only read, so they did not ` +

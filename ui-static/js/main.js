@@ -45,6 +45,11 @@ const app = {
     return this.submitted !== null && !this.refusedMine() &&
       (!this.install || this.install.request_id !== this.submitted);
   },
+  // The appliance's clock at the last poll (the browser's may be off): moments read
+  // "2 min ago" from it (dom.js ago), or as the exact time while it is unknown.
+  now() {
+    return this.timing ? this.timing.now : null;
+  },
   refusedMine() {
     return this.submitted !== null && Boolean(this.refused) &&
       this.refused.request_id === this.submitted;

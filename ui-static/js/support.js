@@ -1,7 +1,7 @@
 // The Support page: the web-requested bundle's progress and the archives to download.
 
 import {download, request} from "./api.js";
-import {$, el, pickup, replace, saveFile, showRefusal, size, table, when} from "./dom.js";
+import {$, ago, el, pickup, replace, saveFile, showRefusal, size, table} from "./dom.js";
 
 // The id of the request this page made, until the bundle status carries it (until then the
 // status is the previous bundle's).
@@ -43,7 +43,7 @@ export async function render(app, actions) {
   replace($("#bundles"), table(["Bundle", "Size", "Made", ""], support.bundles.map((b) => {
     const button = el("button", {type: "button", class: "secondary"}, "Download");
     button.addEventListener("click", () => fetchBundle(b.name, actions));
-    return [b.name, size(b.size_bytes), when(b.created_at), button];
+    return [b.name, size(b.size_bytes), ago(b.created_at, app.now()), button];
   }), "None yet."));
 }
 

@@ -3,7 +3,7 @@
 
 import {request} from "./api.js";
 import {checkedText} from "./dashboard.js";
-import {$, badge, facts, pickup, replace, showRefusal, table, when} from "./dom.js";
+import {$, ago, badge, facts, pickup, replace, showRefusal, table} from "./dom.js";
 
 // The id of the request this page made, until the history has an entry that answers it.
 let asked = null;
@@ -42,12 +42,13 @@ export async function render(app, actions) {
     ["Source", current.source === "oci"
       ? `oci://${current.registry}/${current.repository}` : current.repo_url],
     current.source === "oci" ? ["Digest", current.manifest_digest] : ["Branch", current.repo_branch],
-    ["Selected", when(current.selected_at)],
+    ["Selected", ago(current.selected_at, app.now())],
   ] : [["Release", "None yet: it is chosen during setup."]]);
   const notice = updates.notice;
   $("#update-daily").hidden = !notice;
-  $("#update-daily").textContent = notice
-    ? `${notice.headline || `No newer release on ${notice.channel}.`} ${checkedText(notice)}` : "";
+  replace($("#update-daily"), notice
+    ? [`${notice.headline || `No newer release on ${notice.channel}.`} `,
+       checkedText(notice, app.now())] : null);
   const form = $("#update-form");
   if (current && !form.elements.update_channel.value) {
     form.elements.update_channel.value = current.channel;
@@ -67,7 +68,7 @@ export async function render(app, actions) {
       ` on ${running.channel}: ${running.step || "starting"}`;
   }
   plan(waiting ? null : updates.history.find((e) => e.action === "check"), newest, app);
-  history(updates.history);
+  history(updates.history, app.now());
 }
 
 function plan(check, newest, app) {
@@ -118,11 +119,11 @@ function plan(check, newest, app) {
   $("#update-apply").dataset.needs = needs ? "yes" : "";
 }
 
-function history(entries) {
+function history(entries, now) {
   const release = (side) => (side ? `${side.release_version} (${side.channel})` : "–");
   replace($("#update-history"), table(
     ["When", "Who", "What", "From", "To", "Result", "Took"],
-    entries.map((e) => [when(e.started_at), e.who, e.action, release(e.from), release(e.to),
+    entries.map((e) => [ago(e.started_at, now), e.who, e.action, release(e.from), release(e.to),
                         [badge(RESULT_WORDS[e.result], e.result.replaceAll("_", " ")),
                          e.failure ? ` ${e.failure.suspected_cause}` : null,
                          e.warnings ? ` (background: ${e.warnings[0]})` : null],
