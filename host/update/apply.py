@@ -317,7 +317,7 @@ def _note_background_problems(operation, kube: Kube) -> None:
     except KubeError as exc:
         found = []
         operation.log(f"the background services could not be read: {exc}")
-    warnings = [f"{obj['kind']} {obj['metadata']['name']}: {problem}"
+    warnings = [f"{_named(obj)}: {problem}"
                 for obj in found if _background(obj) for problem in [_flux_failure(obj)]
                 if problem]
     for warning in warnings:
@@ -332,28 +332,34 @@ def _flux_pending(obj: dict, requested_at: str, at_revision: Callable[[dict], bo
                   ) -> str | None:
     """None once Flux has handled our request on `obj` and reports it Ready at the new
     revision, else what it is still doing. Raises OperationFailed when Flux reports failure."""
-    kind, name = obj["kind"], obj["metadata"]["name"]
-    namespace, flux_status = obj["metadata"].get("namespace", ""), obj.get("status", {})
+    kind, named, flux_status = obj["kind"], _named(obj), obj.get("status", {})
     if obj["metadata"].get("annotations", {}).get(
             alga.RECONCILE_ANNOTATION) != requested_at:
         return None  # created by the new tree after the request: it reconciles by itself
     if flux_status.get("lastHandledReconcileAt") != requested_at:
-        return f"{kind} {name} has not handled the reconciliation request yet"
+        return f"{named} has not handled the reconciliation request yet"
     problem = _flux_failure(obj)
     if problem:
-        raise OperationFailed(_flux_category(kind), f"{kind} {namespace}/{name} failed: "
-                              f"{problem}",
+        raise OperationFailed(_flux_category(kind), f"{named} failed: {problem}",
                               f"{_controller_log(kind)}; "
                               f"fix the cause or choose another channel, then apply the update "
                               f"again ({AGAIN})")
     ready = readiness.condition(obj, "Ready") or {}
     if ready.get("status") != "True":
-        return f"{kind} {name} is reconciling ({ready.get('reason', 'no Ready condition')})"
+        return f"{named} is in progress ({ready.get('reason', 'no Ready condition')})"
     if flux_status.get("observedGeneration") != obj["metadata"].get("generation"):
-        return f"{kind} {name} has not reconciled its latest change"
+        return f"{named} has not taken in its latest change"
     if not at_revision(flux_status):
-        return f"{kind} {name} does not report the new revision yet"
+        return f"{named} does not report the new release yet"
     return None
+
+
+def _named(obj: dict) -> str:
+    """A Flux object as admins know it, its Kubernetes kind and name after it: "the
+    installation of the database (HelmRelease alga-system/db)"."""
+    kind, metadata = obj["kind"], obj["metadata"]
+    where = f"{metadata['namespace']}/" if metadata.get("namespace") else ""
+    return f"{words.flux_label(kind, metadata['name'])} ({kind} {where}{metadata['name']})"
 
 
 def _controller_log(kind: str) -> str:

@@ -209,17 +209,19 @@ def test_preflight_failure_is_classified_before_any_change(lab):
 
 
 @pytest.mark.parametrize(("flux", "category", "phrase", "next_step"), [
-    ("fail:HelmRelease", "flux", "HelmRelease alga-system/alga-core failed: UpgradeFailed",
+    ("fail:HelmRelease", "flux", "the installation of the Alga web app (HelmRelease "
+     "alga-system/alga-core) failed: UpgradeFailed",
      "the log of helm-controller says why: open the Logs page > helm-controller, "
      "or run "
      "`sudo alga-appliance logs helm-controller`"),
     ("fail:GitRepository", "release-source",
-     "GitRepository flux-system/alga-appliance failed: GitOperationFailed",
+     "the release download (GitRepository flux-system/alga-appliance) failed: "
+     "GitOperationFailed",
      "the log of source-controller says why: open the Logs page > "
      "source-controller, or run "
      "`sudo alga-appliance logs source-controller`"),
-    ("", "flux", "Flux did not reconcile within 1 s: GitRepository alga-appliance has not "
-     "handled the reconciliation request yet",
+    ("", "flux", "Flux did not reconcile within 1 s: the release download (GitRepository "
+     "flux-system/alga-appliance) has not handled the reconciliation request yet",
      "the update log says where it waited: open the Logs page > update, or run "
      "`sudo alga-appliance logs update`"),
 ])
@@ -246,11 +248,12 @@ def test_a_failing_background_release_never_fails_the_update(lab, monkeypatch):
     lab.put(alga_core("c0ffee11"))  # Helm rolled alga-core out
     entry = lab.apply()
     assert entry["result"] == "succeeded", entry["failure"]
-    assert entry["warnings"][0] == ("HelmRelease temporal: UpgradeFailed: Helm upgrade failed "
+    assert entry["warnings"][0] == ("the installation of the workflow engine (HelmRelease "
+                                    "alga-system/temporal): UpgradeFailed: Helm upgrade failed "
                                     "for release msp/temporal with chart temporal@0.1.0: "
                                     "context deadline exceeded")
     assert "do not block login" in entry["warnings"][-1]
-    assert "  warning: HelmRelease temporal: UpgradeFailed" in "\n".join(
+    assert "  warning: the installation of the workflow engine (HelmRelease " in "\n".join(
         history.summary_lines(entry))
 
 
@@ -259,7 +262,8 @@ def test_a_failing_core_release_still_fails_the_update(lab, monkeypatch):
     publish(lab, "stable", "1.0.1", "release/1.0.0", algaCore="c0ffee11")
     entry = lab.apply()
     assert entry["result"] == "failed" and "warnings" not in entry
-    assert "HelmRelease alga-system/pgbouncer failed: UpgradeFailed" in entry["failure"][
+    assert ("the installation of the database connection pool (HelmRelease "
+            "alga-system/pgbouncer) failed: UpgradeFailed") in entry["failure"][
         "suspected_cause"]
 
 

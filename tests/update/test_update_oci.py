@@ -233,7 +233,8 @@ def test_an_oci_source_flux_cannot_pull_fails_as_the_release_source(lab, monkeyp
     assert entry["result"] == "failed" and entry["step"] == "waiting for Flux"
     assert failure["category"] == "release-source"
     assert failure["suspected_cause"].startswith(
-        "OCIRepository flux-system/alga-appliance failed: OCIArtifactPullFailed: ")
+        "the release download (OCIRepository flux-system/alga-appliance) failed: "
+        "OCIArtifactPullFailed: ")
     assert f"{manifest['config']['digest']}: MANIFEST_UNKNOWN" in failure["suspected_cause"]
     assert "`sudo alga-appliance logs source-controller`" in failure["next_step"]
     assert "kubectl" not in failure["next_step"]

@@ -131,7 +131,9 @@ def test_an_oci_plan_names_its_source_and_the_apply_sends_the_reviewed_digest(
     expect(fact(release, "Digest")).to_have_text(digest)
     notice = page.locator("#update-background")
     expect(notice).to_contain_text("The update succeeded and login works")
-    expect(notice).to_contain_text("HelmRelease temporal: UpgradeFailed")
+    expect(notice).to_contain_text(
+        "the installation of the workflow engine (HelmRelease alga-system/temporal): "
+        "UpgradeFailed")
     expect(page.locator("#update-error")).to_be_hidden()
 
 
