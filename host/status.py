@@ -574,12 +574,14 @@ def memory() -> dict | None:
 
 
 def _disk_blockers(host: dict) -> list[dict]:
-    """A data path's file system over DISK_WARN_PERCENT: a warning, with how to see why."""
+    """A data path's file system over DISK_WARN_PERCENT: a warning, with where to see what
+    fills it (the bundle lists /var/lib/rancher's largest directories, where images and the
+    app's volumes grow)."""
     return [_blocker("warning", f"disk {d['path']}", "host",
                      f"the file system holding {d['path']} is {d['used_percent']:.0f} % full "
                      f"(warning above {DISK_WARN_PERCENT} %); when it fills, k3s evicts the "
                      "app's pods and the database stops writing",
-                     f"free space or grow the disk: `df -h {d['path']}` shows the file "
-                     f"system, `sudo du -xh -d 2 {d['path']} | sort -h | tail` what fills it",
+                     "grow the disk (then its file system) or free space: the support "
+                     f"bundle (`{SUPPORT_COMMAND}`) lists the largest directories",
                      None, blocks_login=False)
             for d in host["disk"] if d["used_percent"] > DISK_WARN_PERCENT]

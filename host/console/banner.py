@@ -69,7 +69,7 @@ def render(ips: list[str], current: dict, setup_token: str, fingerprint: str | N
              *summary(ips, current, setup_token, fingerprint), *notice,
              "",
              "No browser? Log in here and run:  sudo alga-appliance console",
-             "Logs: journalctl -u 'alga-appliance*'  and  /var/log/alga-appliance/",
+             "Logs: the Logs page, or run  sudo alga-appliance logs appliance",
              "", ""]
     return "\n".join(lines).replace("\\", "\\\\")
 

@@ -33,6 +33,7 @@ from support.docs import CAPTURE_NAMES, CAPTURES
 from support.netlab import (
     free_loopback_address,
 )
+from support.scenarios import assert_next_step_is_ours
 
 from host import cli
 from host.console import app, banner
@@ -94,7 +95,8 @@ def test_banner_for_each_address_count_and_rollup_state(ips, rollup):
         assert "http://" not in text and "https://" not in text
     assert f"Setup token: {SHOWN_TOKEN}\n" in text and TOKEN not in text
     assert "sudo alga-appliance console" in text
-    assert "journalctl -u 'alga-appliance*'" in text and "/var/log/alga-appliance/" in text
+    assert "Logs: the Logs page, or run  sudo alga-appliance logs appliance" in text
+    assert_next_step_is_ours("`sudo alga-appliance logs appliance`")  # runs as written
     if rollup != "setup_required":
         assert f"the {rollup} message" in text and "Next: do the next thing" in text
     assert all(len(line) <= 80 for line in text.splitlines())

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from support.base import FAKES, make_host_root
+from support.scenarios import assert_next_step_is_ours
 
 from host.core import state
 from host.setup import engine
@@ -70,3 +71,4 @@ def test_resolved_failing_to_restart_is_classified_dns(root, monkeypatch):
     failure = state.read(state.INSTALL_STATE, root)["phases"]["dns"]["failure"]
     assert failure["category"] == "dns"
     assert "systemd-resolved did not restart" in failure["suspected_cause"]
+    assert_next_step_is_ours(failure["next_step"])

@@ -111,7 +111,7 @@ def test_host_facts_on_the_status_page_with_a_disk_over_the_threshold(
     expect(fact(facts, "Disk /var/lib/rancher")).to_contain_text("% used")
     blockers = ui.page.locator("#blockers")
     expect(blockers).to_contain_text("disk /var/lib/rancher")
-    expect(blockers).to_contain_text("`df -h /var/lib/rancher`")
+    expect(blockers).to_contain_text("`sudo alga-appliance support-bundle`")
     ui.shot("status-host-facts")
 
 

@@ -3,7 +3,7 @@
 nothing, and undoes an earlier custom setup."""
 
 from host.core import hostcmd, paths, state
-from host.core.failures import OperationFailed
+from host.core.failures import SUPPORT_COMMAND, OperationFailed
 
 READS = (state.SETUP_INPUTS,)
 OURS = (paths.RESOLVED_DROPIN, paths.K3S_RESOLV_CONF)
@@ -45,4 +45,6 @@ def _restart_resolved(ctx) -> None:
         hostcmd.run(["systemctl", "try-restart", "systemd-resolved.service"])
     except hostcmd.CommandFailed as exc:
         raise OperationFailed("dns", f"systemd-resolved did not restart: {exc}",
-                              "check `journalctl -u systemd-resolved`, then retry") from exc
+                              "retry setup; if it fails again, send the support bundle "
+                              f"(`{SUPPORT_COMMAND}`), which holds systemd-resolved's state"
+                              ) from exc
