@@ -14,6 +14,10 @@ namespace, the payload installed by the ISO seed's own late-commands. Runs in or
    Flux never starts;
 7. a re-run after that failure resumes at the failed phase;
 8. state survives a restart of the container.
+9. a support bundle from the web through its unit;
+10. network diagnostics from the web through their unit;
+11. a root-only log (the k3s journal) from the web through its unit;
+12. the daily update check's timer is enabled and its service writes the notice.
 """
 
 import io
@@ -301,3 +305,52 @@ def test_9_support_bundle_from_the_web_through_its_unit(machine):
         for member in bundle.getmembers():
             if member.isfile():
                 assert secret.encode() not in bundle.extractfile(member).read(), member.name
+
+
+def test_10_network_diagnostics_from_the_web_through_their_unit(machine):
+    """The Status page's "Run the network checks": API → spool → .path → the sandboxed root
+    oneshot (no write access but its state, AF_INET/AF_UNIX only) → the report, in
+    preflight's format, against the release source endpoints.json names."""
+    auth = {"Authorization": f"Bearer {machine.token()}"}
+    response = requests.post(f"{machine.url}/api/network-diagnostics", headers=auth, timeout=10)
+    assert response.status_code == 202, response.text
+    asked = response.json()["request_id"]
+    answer = wait_for(lambda: (a := api_get(machine, "/api/network-diagnostics"))["status"]
+                      and a["status"]["request_id"] == asked
+                      and a["status"]["state"] != "running" and a, 180, "the network checks")
+    assert answer["status"]["state"] == "succeeded", (answer, machine.journal())
+    checks = {check["id"]: check["status"] for check in answer["report"]["checks"]}
+    # The registry the release came from answers from inside the sandbox, with its token.
+    assert checks["release.manifest"] == "pass", answer["report"]
+    assert not spool.spool_file(spool.NETWORK_DIAGNOSTICS, machine.root).exists()
+
+
+def test_11_a_root_only_log_from_the_web_through_its_unit(machine):
+    """The Logs page's k3s journal: the web service (unprivileged) spools the request, the
+    root oneshot reads journalctl and hands back a redacted excerpt."""
+    auth = {"Authorization": f"Bearer {machine.token()}"}
+    response = requests.get(f"{machine.url}/api/logs", headers=auth, timeout=90,
+                            params={"source": "k3s", "lines": "50"})
+    assert response.status_code == 200, (response.text, machine.journal())
+    excerpt = response.json()
+    assert excerpt["source"] == "k3s" and 0 < len(excerpt["lines"]) <= 50, excerpt
+    result = machine.run("systemctl", "show", "--property=Result", "--value",
+                         "alga-appliance-logs-request.service").strip()
+    assert result == "success"
+    refused = requests.get(f"{machine.url}/api/logs", headers=auth, timeout=10,
+                           params={"source": "k3s", "lines": "100000"})
+    assert refused.status_code == 400 and refused.json()["fields"], refused.text
+
+
+def test_12_the_daily_update_check_runs_in_its_sandbox(machine):
+    """The timer is enabled; its service, started as the timer would, checks the installed
+    channel at the registry and writes the notice the status page shows."""
+    assert machine.run("systemctl", "is-enabled",
+                       "alga-appliance-update-check.timer").strip() == "enabled"
+    machine.run("systemctl", "start", "alga-appliance-update-check.service")
+    found = wait_for(lambda: state.read(state.UPDATE_NOTICE, machine.root), 60, "the notice")
+    assert found["failure"] is None, (found, machine.run(
+        "journalctl", "--no-pager", "-o", "cat", "-u", "alga-appliance-update-check.service"))
+    assert (found["channel"], found["installed"]["release_version"]) == ("stable", OCI_VERSION)
+    assert found["headline"] is None  # the installed release is the channel's newest
+    assert api_get(machine, "/api/status")["update_notice"] == found
