@@ -18,7 +18,7 @@ from pathlib import Path
 from host.core.state import fsync_directory, write_atomically
 from host.core.validation import validate
 from host.core.version import __version__
-from isobuild import baseiso, checksums, grubcfg, hybrid, payload, remaster
+from isobuild import baseiso, checksums, gpg, grubcfg, hybrid, payload, remaster
 from isobuild import disklayout as dl
 from isobuild.errors import IsoBuildError
 from isobuild.image import IsoImage, NotAnIso
@@ -109,7 +109,9 @@ def plan_build(iso: IsoImage, layout, base_name: str,
         "base_iso": {"name": base_name, "volume_id": iso.volume_id},
         "vendored": payload.vendored_versions(),
     }
-    files = payload.collect(build_info, options.release_source, options.admin_user)
+    files = payload.collect(build_info, options.release_source, options.admin_user,
+                            gpg.host_release_trust(options.host_release_keys,
+                                                   options.host_release_repository))
     return plan_edits(iso, layout, options, files), epoch, build_info
 
 

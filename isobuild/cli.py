@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
+from host.core import pins
 from host.core.version import __version__
-from isobuild import download, gpg, layout
+from isobuild import download, gpg, layout, publish
 from isobuild.build import build
 from isobuild.errors import IsoBuildError
 from isobuild.image import NotAnIso
@@ -22,6 +23,26 @@ PathArg = click.Path(path_type=Path)
 @click.version_option(__version__, prog_name="isobuild")
 def main() -> None:
     """Build the Alga appliance ISO from the official Ubuntu Server 24.04 live-server ISO."""
+
+
+def host_release_options(command):
+    """The flags that pin which host releases an appliance trusts: `build` writes them
+    into the ISO's payload, `host-release` into the release (the next trust, on a rotation)."""
+    command = click.option(
+        "--host-release-repository", help="<registry>/<repository> the appliance takes host "
+        f"releases (its own software updates) from [{pins.HOST_RELEASE_REPOSITORY}].")(command)
+    return click.option(
+        "--host-release-key", "host_release_keys", multiple=True, type=PathArg,
+        help="ASCII-armored public key whose signatures the appliance accepts on host "
+        "releases (repeatable, at most 2: the current key and the next). Without one, the "
+        "appliance refuses self-updates.")(command)
+
+
+def _host_releases(trust: dict | None) -> str:
+    if trust is None:
+        return "  note     no --host-release-key given: this appliance refuses self-updates"
+    return (f"  host     releases from {trust['repository']}, signed by "
+            f"{' or '.join(key['fingerprint'] for key in trust['keys'])}")
 
 
 @main.command("build")
@@ -47,9 +68,10 @@ def main() -> None:
 @click.option("--release-source", help="Where the appliance resolves Alga releases: "
               "oci://<registry>/<repository>[:<tag>|@sha256:<digest>] or a git repository URL "
               "publishing channel files [oci://ghcr.io/nine-minds/alga-appliance-release].")
+@host_release_options
 def build_command(base_iso, output, sha256sums, sha256sums_gpg, sign_key, options_file, hostname,
                   admin_user, ssh_keys, timezone, installer_proxy, grub_timeout, serial_console,
-                  release_source) -> None:
+                  release_source, host_release_keys, host_release_repository) -> None:
     """Remaster the base ISO into the appliance ISO, verify it, and write a manifest, a
     SHA256SUMS line and, with --sign-key, its signature."""
     if base_iso is None and (sha256sums or sha256sums_gpg):
@@ -64,9 +86,13 @@ def build_command(base_iso, output, sha256sums, sha256sums_gpg, sign_key, option
             "ssh_authorized_keys": list(ssh_keys) or None, "timezone": timezone,
             "installer_proxy": installer_proxy, "grub_timeout": grub_timeout,
             "serial_console": serial_console, "release_source": release_source,
+            "host_release_keys": [str(key) for key in host_release_keys] or None,
+            "host_release_repository": host_release_repository,
         })
         if sign_key:
             gpg.check_signing_key(sign_key)
+        trust = gpg.host_release_trust(options.host_release_keys,
+                                       options.host_release_repository)
         if base_iso is None:
             fetched = download.fetch_base_iso(progress)
             base_iso, sha256sums = fetched.iso, fetched.sums
@@ -89,6 +115,7 @@ def build_command(base_iso, output, sha256sums, sha256sums_gpg, sign_key, option
         *provenance,
         f"  kernel   {' '.join(manifest['kernel_arguments'])}",
         f"  releases {options.release_source}",
+        _host_releases(trust),
         f"  manifest {result.manifest_path}",
         f"  sums     {result.sums_path}",
         *([f"  signed   {signature}"] if signature else []),
@@ -115,6 +142,51 @@ def _local_base_provenance(sums: Path | None, signature: Path | None) -> list[st
     key = gpg.pinned_key()
     gpg.verify_signature(sums, signature, key)
     return [_signed_by(key)]
+
+
+@main.command("host-release")
+@click.option("--output", type=PathArg, required=True, help="Directory for the tarball, its "
+              "manifest and the manifest's signature (alga-appliance-host-<version>.*).")
+@click.option("--sign-key", required=True, help="Sign the manifest with this gpg key id or "
+              "secret key file: the host-release key the appliances pin.")
+@click.option("--repository", help="Push to <registry>/<repository>:<version> (credentials "
+              f"from {publish.USER_ENV} and {publish.TOKEN_ENV}). Without it, nothing is "
+              "pushed.")
+@click.option("--notes-file", type=click.File(encoding="utf-8"),
+              help="Release notes (plain text) the appliance's Updates page shows.")
+@click.option("--min-upgrade-from", default=publish.OLDEST_UPGRADABLE, show_default=True,
+              help="The oldest installed version this release can upgrade.")
+@click.option("--options", "options_file", type=PathArg,
+              help="The YAML build options of the ISOs it updates (release source, admin "
+              "user, host-release keys); flags override.")
+@click.option("--admin-user", help="Admin account, as the ISO was built [alga-admin].")
+@click.option("--release-source", help="Where the appliance resolves Alga releases, as the "
+              "ISO was built.")
+@host_release_options
+def host_release_command(output, sign_key, repository, notes_file, min_upgrade_from,
+                         options_file, admin_user, release_source, host_release_keys,
+                         host_release_repository) -> None:
+    """Build the appliance's own software (the ISO's payload) as a signed host release and,
+    with --repository, push it as an OCI artifact."""
+    try:
+        options = resolve_options(options_file, {
+            "admin_user": admin_user, "release_source": release_source,
+            "host_release_keys": [str(key) for key in host_release_keys] or None,
+            "host_release_repository": host_release_repository,
+        })
+        gpg.check_signing_key(sign_key)
+        release = publish.build_release(options, output, sign_key,
+                                        notes_file.read() if notes_file else "",
+                                        min_upgrade_from)
+        digest = publish.push(release, repository) if repository else None
+    except IsoBuildError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"host release {release.version} ({len(release.document['files'])} files, "
+               f"upgrades from {release.document['min_upgrade_from']})")
+    for path in (release.tarball, release.manifest, release.signature):
+        click.echo(f"  wrote    {path}")
+    click.echo(f"  pushed   {repository}:{release.version} ({digest})" if digest else
+               "  note     not pushed: give --repository to publish it")
 
 
 @main.command("check-base")

@@ -8,13 +8,14 @@ ISOBUILD_UBUNTU_SIGNING_FINGERPRINT replaces it, for an internal mirror that re-
 for the tests' throwaway key. Neither is set by default.
 """
 
-import base64
 import os
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from host.core.validation import DocumentInvalid, validate
+from host.releases import host_release
 from isobuild.errors import IsoBuildError
 
 KEY_ENV = "ISOBUILD_UBUNTU_SIGNING_KEY"
@@ -85,29 +86,72 @@ def _judge(statuses: list[list[str]], data: Path, signature: Path, key: PinnedKe
 def _dearmor(path: Path) -> bytes:
     """The binary key packets of an ASCII-armored key file: what gpgv reads as a keyring."""
     try:
-        text = path.read_text(encoding="ascii")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise IsoBuildError(f"cannot read the signing key {path}: {exc}",
-                            f"point {KEY_ENV} at an ASCII-armored public key") from exc
-    lines = text.strip().splitlines()
-    try:
-        start = lines.index("-----BEGIN PGP PUBLIC KEY BLOCK-----")
-        end = lines.index("-----END PGP PUBLIC KEY BLOCK-----")
-        body = lines[start + 1:end]
-        body = body[body.index("") + 1:]  # the armor headers end at the first blank line
-        return base64.b64decode("".join(line for line in body if not line.startswith("=")),
-                                validate=True)
+        return host_release.dearmor(_read_key(path, f"point {KEY_ENV} at an ASCII-armored "
+                                                    "public key"))
     except ValueError as exc:
         raise IsoBuildError(f"{path} is not an ASCII-armored OpenPGP public key",
                             f"export it with `gpg --armor --export` and point {KEY_ENV} at "
                             "it") from exc
 
 
-def sign_detached(data: Path, key: str) -> Path:
-    """`data`.gpg, an armored detached signature made with `key`: a secret key file
-    (imported into a throwaway home) or a key id in the user's own gpg keyring."""
-    signature = data.with_name(data.name + ".gpg")
-    command = ["--yes", "--armor", "--detach-sign", "--output", str(signature), str(data)]
+def _read_key(path: Path, next_step: str) -> str:
+    try:
+        return path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IsoBuildError(f"cannot read the signing key {path}: {exc}", next_step) from exc
+
+
+def host_release_trust(key_files: tuple[str, ...], repository: str) -> dict | None:
+    """The payload's host-release-trust.json for these public key files, or None without
+    any: each file one armored public key, its fingerprint read by gpg, none twice."""
+    if not key_files:
+        return None
+    keys = [_host_release_key(Path(name)) for name in key_files]
+    fingerprints = [key["fingerprint"] for key in keys]
+    if len(set(fingerprints)) != len(fingerprints):
+        raise IsoBuildError(f"--host-release-key names the key {fingerprints[0]} twice",
+                            "give the current key and, during a rotation, the next: two "
+                            "different keys")
+    document = {"repository": repository, "keys": keys}
+    try:
+        validate(document, "host-release-trust.schema.json", name="host release trust",
+                 source="--host-release-key")
+    except DocumentInvalid as exc:
+        raise IsoBuildError(str(exc), "check the key files and --host-release-repository"
+                            ) from exc
+    return document
+
+
+def _host_release_key(path: Path) -> dict:
+    step = "export the public key with `gpg --armor --export KEYID > FILE` and pass that FILE"
+    armored = _read_key(path, step)
+    try:
+        host_release.dearmor(armored)
+    except ValueError as exc:
+        raise IsoBuildError(f"{path} is not an ASCII-armored OpenPGP public key", step) from exc
+    if "PRIVATE KEY BLOCK" in armored:
+        raise IsoBuildError(f"{path} holds a secret key: it would be on every appliance",
+                            step)
+    with tempfile.TemporaryDirectory(prefix="isobuild-gpg-") as home:
+        listing = _run(["gpg", "--homedir", home, "--batch", "--with-colons", "--show-keys",
+                        str(path)], what=f"reading the key {path}").stdout.splitlines()
+    primaries = [i for i, line in enumerate(listing) if line.startswith("pub:")]
+    if len(primaries) != 1:
+        raise IsoBuildError(f"{path} holds {len(primaries)} public keys, not one", step)
+    fingerprint = next(line.split(":")[9] for line in listing[primaries[0]:]
+                       if line.startswith("fpr:"))
+    block = armored[armored.index(host_release.ARMOR_BEGIN):
+                    armored.index(host_release.ARMOR_END) + len(host_release.ARMOR_END)]
+    return {"fingerprint": fingerprint.upper(), "armored": block + "\n"}
+
+
+def sign_detached(data: Path, key: str, armor: bool = True) -> Path:
+    """`data`.gpg, an armored detached signature made with `key` (or, not armored,
+    `data`.sig, binary): a secret key file (imported into a throwaway home) or a key id in
+    the user's own gpg keyring."""
+    signature = data.with_name(data.name + (".gpg" if armor else ".sig"))
+    command = ["--yes", *(["--armor"] if armor else []), "--detach-sign", "--output",
+               str(signature), str(data)]
     if not Path(key).is_file():
         _run(["gpg", "--local-user", key, *command], what=f"signing with key {key}")
         return signature

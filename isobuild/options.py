@@ -13,7 +13,11 @@ OPTIONS_SCHEMA = "isobuild-options.schema.json"
 # Fixes more telling than the schema's pattern, by the JSON pointer of the invalid value.
 FIXES = {"/release_source": "give oci://<registry>/<repository> (the repository in lower "
                             "case), optionally pinned with :<tag> or @sha256:<digest>, or a "
-                            "git repository as https://<host>/<owner>/<repo>"}
+                            "git repository as https://<host>/<owner>/<repo>",
+         "/host_release_keys": "give at most two key files: the current host-release key "
+                               "and the next (docs/release-engineering.md, key rotation)",
+         "/host_release_repository": "give <registry>/<repository> in lower case, e.g. "
+                                     "ghcr.io/nine-minds/alga-appliance-host"}
 
 
 @dataclass(frozen=True)
@@ -27,10 +31,14 @@ class BuildOptions:
     serial_console: bool = False
     # Where the appliance resolves releases (host/releases/source.py); support can override.
     release_source: str = pins.RELEASE_SOURCE
+    # Which host releases (the appliance's own software) it trusts: keys, at most two.
+    host_release_keys: tuple[str, ...] = ()
+    host_release_repository: str = pins.HOST_RELEASE_REPOSITORY
 
     def as_document(self) -> dict:
         doc = {f.name: getattr(self, f.name) for f in fields(self)}
         doc["ssh_authorized_keys"] = list(self.ssh_authorized_keys)
+        doc["host_release_keys"] = list(self.host_release_keys)
         return doc
 
 
@@ -42,6 +50,7 @@ def resolve_options(options_file: Path | None, overrides: dict) -> BuildOptions:
     document.update({k: v for k, v in overrides.items() if v is not None})
     _check(document, "build options (file and flags combined)", str(options_file or "flags"))
     document["ssh_authorized_keys"] = tuple(document["ssh_authorized_keys"])
+    document["host_release_keys"] = tuple(document["host_release_keys"])
     return replace(BuildOptions(), **document)
 
 

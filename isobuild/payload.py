@@ -36,8 +36,10 @@ class PayloadFile:
 
 
 def collect(build_info: dict, release_source: str,
-            admin_user: str = paths.DEFAULT_ADMIN_USER) -> list[PayloadFile]:
-    """Every payload file, sorted by path."""
+            admin_user: str = paths.DEFAULT_ADMIN_USER,
+            host_release_trust: dict | None = None) -> list[PayloadFile]:
+    """Every payload file, sorted by path; the host release trust only when the build pins
+    a key (without it, the appliance refuses self-updates)."""
     files = [f for d in SOURCE_DIRS for f in _tree(PROJECT_ROOT / d, d)]
     for name in VENDORED:
         files += _vendored(name)
@@ -51,6 +53,9 @@ def collect(build_info: dict, release_source: str,
         PayloadFile(state.ADMIN_ACCOUNT.filename, _json({"user": admin_user}),
                     state.ADMIN_ACCOUNT.mode),
     ]
+    if host_release_trust is not None:
+        files.append(PayloadFile(state.HOST_RELEASE_TRUST.filename, _json(host_release_trust),
+                                 state.HOST_RELEASE_TRUST.mode))
     return sorted(files, key=lambda f: f.path)
 
 

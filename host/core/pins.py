@@ -23,3 +23,5 @@ PROFILE_VALUES_PATH = "ee/appliance/flux/profiles/{profile}/values/{release}.{pr
 # release artifact on GHCR, whose tags stable and nightly are the channels (since June
 # 2026). A git repository URL (ALGA_REPO_URL or a fork) selects the channel files above.
 RELEASE_SOURCE = "oci://ghcr.io/nine-minds/alga-appliance-release"
+# Where host releases (the appliance's own software, `isobuild host-release`) are published.
+HOST_RELEASE_REPOSITORY = "ghcr.io/nine-minds/alga-appliance-host"

@@ -43,6 +43,9 @@ class StateFile:
     mode: int
     without: str  # what happens once a broken copy is moved aside: the admin's next step
     migrate: Callable[[dict], dict] | None = None  # an older shape → the current, on read
+    # The shape this code reads and writes; a host release lists each file's, so an
+    # appliance can tell which files the new version migrates (host/releases/host_release.py).
+    schema_version: int = 1
 
     def path(self, root: Path | None = None) -> Path:
         return paths.on_host(self.directory, root) / self.filename
@@ -94,6 +97,12 @@ SETUP_REFUSAL = StateFile(
 RELEASE_SOURCE = StateFile(
     "release source", paths.INSTALL_DIR, "release-source.json", "release-source.schema.json",
     0o644, "setup and updates have no release source: send the bundle to support")
+# Which host releases this appliance trusts: the artifact repository and the public keys
+# (current and next) built into the payload by `isobuild build --host-release-key`.
+HOST_RELEASE_TRUST = StateFile(
+    "host release trust", paths.INSTALL_DIR, "host-release-trust.json",
+    "host-release-trust.schema.json", 0o644,
+    "self-updates are refused until it is restored: send the support bundle to support")
 # The admin account the seed created, as the release engineer built it into the payload.
 ADMIN_ACCOUNT = StateFile(
     "admin account", paths.INSTALL_DIR, "admin-account.json", "admin-account.schema.json",
@@ -128,7 +137,7 @@ BOOTSTRAP_LOG = StateFile(
 STATE_FILES = (SETUP_INPUTS, INSTALL_STATE, PREFLIGHT_REPORT, SELECTED_RELEASE, ENDPOINTS,
                HOST_CHANGES, STATUS, MAINTENANCE, SUPPORT_BUNDLE_STATUS, UPDATE_HISTORY,
                SETUP_REFUSAL, RELEASE_SOURCE, ADMIN_ACCOUNT, ADMIN_CREDENTIALS, NETWORK,
-               NETWORK_CHANGE, UPDATE_NOTICE, BOOTSTRAP_LOG)
+               NETWORK_CHANGE, UPDATE_NOTICE, BOOTSTRAP_LOG, HOST_RELEASE_TRUST)
 STALE_TEMP_AGE = 60.0  # seconds: a temporary file this old lost its writer (see write_atomically)
 
 

@@ -38,6 +38,7 @@ DEFAULT_PROFILE = "single-node"
 MAX_MANIFEST_BYTES = 4 << 20
 MAX_CONFIG_BYTES = 16 << 20  # the release manifest carries every values file inline
 MAX_REDIRECTS = 5
+MAX_TAG_PAGES = 20
 KNOWN_FIELDS = ("schema", "version", "channel", "valuesProfile", "images", "app", "controlPlane",
                 "config", "charts", "profileValues", "supportAgent", "supportReceiptKeys")
 SOURCE_NEXT_STEP = ("check the release source override (support: overrides.release_source in "
@@ -188,6 +189,33 @@ class Registry:
                              SOURCE_NEXT_STEP)
         return token
 
+    def tags(self, repository: str, timeout: float) -> list[str]:
+        """Every tag of `repository` (GET /v2/<repository>/tags/list, its pages followed),
+        with the pull token its challenge asks for."""
+        url, names = f"{self.base}/v2/{repository}/tags/list", []
+        what = f"the tag list of {self.host}/{repository}"
+        for _ in range(MAX_TAG_PAGES):
+            response = fetch(self.session, url, timeout, self._headers(repository),
+                             limit=MAX_MANIFEST_BYTES)
+            if response.status_code == 401 and repository not in self.tokens:
+                realm, params = self._challenge(response, url)
+                params.setdefault("scope", f"repository:{repository}:pull")
+                self.tokens[repository] = self._token(realm, params, timeout)
+                continue
+            self._expect_200(response, what, url)
+            document = _json(response, what, url, MAX_MANIFEST_BYTES)
+            page = document.get("tags") if isinstance(document, dict) else None
+            if not isinstance(page or [], list) or not all(isinstance(t, str) for t in page or []):
+                raise FetchError(f"{what} at {url} is not a list of tags", "release-source",
+                                 SOURCE_NEXT_STEP)
+            names += page or []
+            following = response.links.get("next", {}).get("url")
+            if not following:
+                return names
+            url = urljoin(url, following)
+        raise FetchError(f"{what} has more than {MAX_TAG_PAGES} pages", "release-source",
+                         SOURCE_NEXT_STEP)
+
     def manifest(self, repository: str, ref: str, timeout: float, what: str
                  ) -> tuple[dict, str]:
         """The manifest at `ref` (a tag or a digest), validated, and its digest."""
@@ -255,7 +283,7 @@ class Registry:
         url = f"{self.base}/v2/{repository}/blobs/{digest}"
         headers = self._headers(repository)
         for _ in range(MAX_REDIRECTS + 1):
-            response = self._blob_hop(url, headers, timeout, what)
+            response = self._blob_hop(url, headers, timeout, what, limit)
             if response.status_code not in (301, 302, 303, 307, 308):
                 break
             target = urljoin(url, response.headers.get("Location", ""))
@@ -277,11 +305,10 @@ class Registry:
                              "retry; if it persists, send the support bundle")
         return data, _host(url)
 
-    def _blob_hop(self, url: str, headers: dict, timeout: float,
-                  what: str) -> requests.Response:
+    def _blob_hop(self, url: str, headers: dict, timeout: float, what: str,
+                  limit: int) -> requests.Response:
         try:
-            return fetch(self.session, url, timeout, headers, redirects=False,
-                         limit=MAX_CONFIG_BYTES)
+            return fetch(self.session, url, timeout, headers, redirects=False, limit=limit)
         except NotRun:
             raise
         except FetchError as exc:
