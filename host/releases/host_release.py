@@ -262,8 +262,9 @@ def verify_signature(data: bytes, signature: bytes, keys: list[dict]) -> str:
     if "BADSIG" in names:
         raise Refused(f"the host release manifest does not match its signature: it was "
                       f"altered after it was signed; {NOT_GENUINE}")
-    signers = sorted(valid | {status[1] for status in statuses
-                              if status[0] in ("ERRSIG", "NO_PUBKEY") and len(status) > 1})
+    # ERRSIG names the issuer's fingerprint when the signature carries it, else its key id.
+    signers = sorted(valid | {status[7] if len(status) > 7 and status[7] != "-" else status[1]
+                              for status in statuses if status[0] == "ERRSIG" and len(status) > 1})
     if signers:
         raise Refused(f"the host release is signed by {', '.join(signers)}, not by a key this "
                       f"appliance pins ({', '.join(sorted(pinned))}); {NOT_GENUINE}")
@@ -329,6 +330,7 @@ def stage(root: Path | None, version: str, into: Path) -> Staged:
     registry, repository = _registry(root, pinned)
     where = f"{pinned['repository']}:{version}"
     with _fetching(pinned):
+        registry.authorize(repository, version, TIMEOUT)
         artifact, _ = registry.manifest(repository, version, TIMEOUT, f"the host release {where}")
         layers = _layers(artifact, where)
         data, _ = registry.blob(repository, artifact["config"]["digest"], TIMEOUT,
