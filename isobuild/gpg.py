@@ -125,13 +125,13 @@ def host_release_trust(key_files: tuple[str, ...], repository: str) -> dict | No
 def _host_release_key(path: Path) -> dict:
     step = "export the public key with `gpg --armor --export KEYID > FILE` and pass that FILE"
     armored = _read_key(path, step)
+    if "PRIVATE KEY BLOCK" in armored:
+        raise IsoBuildError(f"{path} holds a secret key: it would be on every appliance",
+                            step)
     try:
         host_release.dearmor(armored)
     except ValueError as exc:
         raise IsoBuildError(f"{path} is not an ASCII-armored OpenPGP public key", step) from exc
-    if "PRIVATE KEY BLOCK" in armored:
-        raise IsoBuildError(f"{path} holds a secret key: it would be on every appliance",
-                            step)
     with tempfile.TemporaryDirectory(prefix="isobuild-gpg-") as home:
         listing = _run(["gpg", "--homedir", home, "--batch", "--with-colons", "--show-keys",
                         str(path)], what=f"reading the key {path}").stdout.splitlines()

@@ -167,15 +167,14 @@ def _request(session: requests.Session, method: str, url: str, what: str,
     except requests.RequestException as exc:
         raise IsoBuildError(f"{what} at {url} failed: {exc}",
                             "check the network and the registry name in --repository") from exc
+    if answer.status_code in ok:
+        return answer
     if answer.status_code in (401, 403):
         raise IsoBuildError(f"the registry refused {what} ({answer.status_code}): "
                             f"{answer.text[:300]}", f"check {USER_ENV} and {TOKEN_ENV}: the "
                             "token must be allowed to push to the repository")
-    if answer.status_code not in ok:
-        raise IsoBuildError(f"{what} at {url} answered {answer.status_code}: "
-                            f"{answer.text[:300]}", "retry; if it persists, check the "
-                            "registry's status")
-    return answer
+    raise IsoBuildError(f"{what} at {url} answered {answer.status_code}: {answer.text[:300]}",
+                        "retry; if it persists, check the registry's status")
 
 
 def _digest(data: bytes) -> str:
