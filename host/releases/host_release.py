@@ -323,8 +323,8 @@ def stage(root: Path | None, version: str, into: Path) -> Staged:
     `into` (which must not exist yet, or be empty). On Refused, `into` is as it was."""
     pinned = _pinned(root)
     if not _is_version(version):
-        raise Refused(f"{version!r} is not a host release version (like 1.4.0): name one that "
-                      "`sudo alga-appliance self-update --check` lists")
+        raise Refused(f"{version!r} is not a host release version (like 1.4.0): name one the "
+                      "self-update check lists")
     if into.exists() and (not into.is_dir() or any(into.iterdir())):
         raise Refused(f"{into} already exists and is not empty: remove it, then try again")
     registry, repository = _registry(root, pinned)
