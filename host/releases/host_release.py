@@ -168,7 +168,7 @@ def extract(tarball: bytes, manifest: dict, into: Path) -> None:
                 entry = _listed_member(member, listed, written)
                 _write_member(tar, member, entry, into)
                 written.add(member.name)
-    except (tarfile.TarError, EOFError, zlib.error) as exc:
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise Refused(f"the host release tarball is damaged ({exc}); {RETRY}") from exc
     missing = sorted(set(listed) - written)
     if missing:
@@ -357,6 +357,9 @@ def _extract_whole(tarball: bytes, manifest: dict, into: Path) -> None:
         extract(tarball, manifest, partial)
         os.chmod(partial, 0o755)
         os.replace(partial, into)  # replaces an empty directory; anything else fails
+    except OSError as exc:  # `into` appeared meanwhile, or is a link
+        raise Refused(f"the host release cannot be put at {into} ({exc.strerror}): remove "
+                      "it, then try again") from exc
     finally:
         shutil.rmtree(partial, ignore_errors=True)
 
@@ -388,9 +391,14 @@ def _pinned(root: Path | None) -> dict:
 def _registry(root: Path | None, pinned: dict) -> tuple[Registry, str]:
     """The pinned registry over the proxy and CA setup chose, as the release source uses
     them; the repository in it."""
-    inputs = state.read(state.SETUP_INPUTS, root) or {"proxy": None}
+    try:
+        inputs = state.read(state.SETUP_INPUTS, root) or {"proxy": None}
+        site = endpoints.load(root)
+    except state.StateFileInvalid as exc:
+        raise Refused(f"{exc}; the proxy and CA to reach {pinned['repository']} are unknown "
+                      "until it is fixed") from exc
     host, repository = split_repository(pinned["repository"])
-    return Registry(https.session(inputs, endpoints.load(root)), host), repository
+    return Registry(https.session(inputs, site), host), repository
 
 
 def _is_version(text: str) -> bool:

@@ -23,7 +23,9 @@ from support.host_releases import (
     small_tree,
     tree,
 )
+from support.netlab import ConnectProxy
 from support.oci import Blob
+from support.preflight_lab import proxy_inputs
 
 from host.core import state
 from host.releases import host_release as hr
@@ -364,3 +366,47 @@ def test_the_signature_check_names_a_good_signature_by_a_pinned_key(signing_key,
     wrong = [{**keys[1], "fingerprint": "0" * 40}]
     with pytest.raises(hr.Refused, match=f"signed by {other_key.fingerprint}, not by"):
         hr.verify_signature(data, signed(other_key, data), wrong)
+
+
+# --- the network, as the release source sees it --------------------------------------------
+
+def test_staging_goes_through_the_proxy_setup_chose(root, registry, signing_key, into):
+    publish(registry, make_release(small_tree("0.2.0"), "0.2.0", signing_key, "notes"))
+    with ConnectProxy() as proxy:
+        state.write(state.SETUP_INPUTS, {
+            "channel": "stable", "app_url": "http://10.0.0.5:3000", "dns": {"mode": "system"},
+            "proxy": proxy_inputs(proxy), "overrides": {}}, root)
+        assert [a.version for a in hr.available(root)] == ["0.2.0"]
+        hr.stage(root, "0.2.0", into)
+    registry_port = int(registry.host.rsplit(":", 1)[1])
+    blob_address, blob_port = registry.blob_host.rsplit(":", 1)
+    assert ("127.0.0.1", registry_port) in proxy.tunnels
+    assert (blob_address, int(blob_port)) in proxy.tunnels
+
+
+def test_a_registry_certificate_outside_the_chosen_ca_is_refused_with_the_fix(
+        root, registry, signing_key, into):
+    publish(registry, make_release(small_tree("0.2.0"), "0.2.0", signing_key))
+    state.write(state.ENDPOINTS, {}, root)  # the test CA is no longer trusted
+    reason = refused(root, "0.2.0", into)
+    assert "is not signed by a CA this appliance trusts" in reason
+    assert "ca_bundle in /etc/alga-appliance/endpoints.json" in reason
+
+
+def test_a_broken_setup_inputs_file_is_refused_by_name(root, registry, signing_key, into):
+    state.SETUP_INPUTS.path(root).write_text("{")
+    reason = refused(root, "0.2.0", into)
+    assert "setup inputs" in reason and "the proxy and CA to reach" in reason
+
+
+def test_a_link_in_place_of_the_staging_directory_is_refused(root, registry, signing_key,
+                                                             tmp_path):
+    publish(registry, make_release(small_tree("0.2.0"), "0.2.0", signing_key))
+    (tmp_path / "elsewhere").mkdir()
+    into = tmp_path / "versions" / "next"
+    into.parent.mkdir()
+    into.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(hr.Refused, match="cannot be put at"):
+        hr.stage(root, "0.2.0", into)
+    assert [p.name for p in into.parent.iterdir()] == ["next"] and into.is_symlink()
+    assert list((tmp_path / "elsewhere").iterdir()) == []
