@@ -152,7 +152,7 @@ def _local_base_provenance(sums: Path | None, signature: Path | None) -> list[st
 @click.option("--repository", help="Push to <registry>/<repository>:<version> (credentials "
               f"from {publish.USER_ENV} and {publish.TOKEN_ENV}). Without it, nothing is "
               "pushed.")
-@click.option("--notes-file", type=click.File(encoding="utf-8"),
+@click.option("--notes-file", type=PathArg,
               help="Release notes (plain text) the appliance's Updates page shows.")
 @click.option("--min-upgrade-from", default=publish.OLDEST_UPGRADABLE, show_default=True,
               help="The oldest installed version this release can upgrade.")
@@ -175,8 +175,7 @@ def host_release_command(output, sign_key, repository, notes_file, min_upgrade_f
             "host_release_repository": host_release_repository,
         })
         gpg.check_signing_key(sign_key)
-        release = publish.build_release(options, output, sign_key,
-                                        notes_file.read() if notes_file else "",
+        release = publish.build_release(options, output, sign_key, _notes(notes_file),
                                         min_upgrade_from)
         digest = publish.push(release, repository) if repository else None
     except IsoBuildError as exc:
@@ -187,6 +186,16 @@ def host_release_command(output, sign_key, repository, notes_file, min_upgrade_f
         click.echo(f"  wrote    {path}")
     click.echo(f"  pushed   {repository}:{release.version} ({digest})" if digest else
                "  note     not pushed: give --repository to publish it")
+
+
+def _notes(path: Path | None) -> str:
+    if path is None:
+        return ""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IsoBuildError(f"cannot read the release notes {path}: {exc}",
+                            "give --notes-file a readable UTF-8 text file") from exc
 
 
 @main.command("check-base")
