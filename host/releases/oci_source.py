@@ -39,6 +39,7 @@ MAX_MANIFEST_BYTES = 4 << 20
 MAX_CONFIG_BYTES = 16 << 20  # the release manifest carries every values file inline
 MAX_REDIRECTS = 5
 MAX_TAG_PAGES = 20
+TAGS_PER_PAGE = 1000  # the `n` a tag list asks for; registries cap it and link the next page
 KNOWN_FIELDS = ("schema", "version", "channel", "valuesProfile", "images", "app", "controlPlane",
                 "config", "charts", "profileValues", "supportAgent", "supportReceiptKeys")
 SOURCE_NEXT_STEP = ("check the release source override (support: overrides.release_source in "
@@ -192,7 +193,7 @@ class Registry:
     def tags(self, repository: str, timeout: float) -> list[str]:
         """Every tag of `repository` (GET /v2/<repository>/tags/list, its pages followed),
         with the pull token its challenge asks for."""
-        url, names = f"{self.base}/v2/{repository}/tags/list", []
+        url, names = f"{self.base}/v2/{repository}/tags/list?n={TAGS_PER_PAGE}", []
         what = f"the tag list of {self.host}/{repository}"
         for _ in range(MAX_TAG_PAGES):
             response = fetch(self.session, url, timeout, self._headers(repository),

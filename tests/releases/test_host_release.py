@@ -11,6 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.host_releases import (
@@ -23,12 +24,14 @@ from support.host_releases import (
     small_tree,
     tree,
 )
-from support.netlab import ConnectProxy
+from support.netlab import ConnectProxy, HttpsServer, Route
 from support.oci import Blob
 from support.preflight_lab import proxy_inputs
 
 from host.core import state
+from host.net import https
 from host.releases import host_release as hr
+from host.releases import oci_source
 
 
 @pytest.fixture
@@ -410,3 +413,72 @@ def test_a_link_in_place_of_the_staging_directory_is_refused(root, registry, sig
         hr.stage(root, "0.2.0", into)
     assert [p.name for p in into.parent.iterdir()] == ["next"] and into.is_symlink()
     assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+@pytest.mark.parametrize("pages", [1, 3])
+def test_a_tag_list_in_pages_is_read_to_the_end(ca, pages):
+    """As GHCR pages a long list: each page links the next (the Debian registry does not
+    page tag lists, so a plain server stands in)."""
+    base = "/v2/alga/appliance-host/tags/"
+    routes = {f"{base}{'list' if n == 0 else f'page{n}'}": Route(
+        body={"name": "alga/appliance-host", "tags": [f"0.{n}.0", f"0.{n}.1"]},
+        headers={"Link": f'<{base}page{n + 1}?n=2&last=0.{n}.1>; rel="next"'}
+        if n + 1 < pages else {}) for n in range(pages)}
+    with HttpsServer(ca, routes) as server, requests.Session() as session:
+        session.trust_env, session.verify = False, str(ca.ca_pem_path)
+        registry = oci_source.Registry(session, server.url.removeprefix("https://"))
+        assert registry.tags("alga/appliance-host", 5) == [
+            f"0.{n}.{patch}" for n in range(pages) for patch in (0, 1)]
+
+
+@pytest.mark.parametrize("route, words", [
+    (Route(body={"tags": "0.2.0"}), "is not a list of tags"),
+    (Route(body={"tags": [1]}), "is not a list of tags"),
+    (Route(body="<html>login</html>", headers={"Content-Type": "text/html"}), "HTML page"),
+    (Route(body={"tags": []}, headers={"Link": '</v2/r/tags/list>; rel="next"'}),
+     "has more than 20 pages"),
+])
+def test_a_hostile_tag_list_is_refused(ca, route, words):
+    with HttpsServer(ca, {"/v2/r/tags/list": route}) as server, requests.Session() as session:
+        session.trust_env, session.verify = False, str(ca.ca_pem_path)
+        registry = oci_source.Registry(session, server.url.removeprefix("https://"))
+        with pytest.raises(https.FetchError, match=words):
+            registry.tags("r", 5)
+
+
+# --- hostile manifests ------------------------------------------------------------------
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=12)
+GENUINE = make_release(small_tree("0.2.0"), "0.2.0", None).manifest
+
+
+@settings(max_examples=200)
+@given(field=st.sampled_from(sorted(GENUINE)), value=JSON)
+def test_a_hostile_manifest_is_refused_or_valid_never_raised(field, value):
+    document = {**GENUINE, field: value}
+    try:
+        parsed = hr.parse_manifest(json.dumps(document).encode(), "hypothesis")
+    except hr.Refused as exc:
+        assert "host release manifest" in exc.reason
+    else:
+        assert parsed == document
+
+
+@settings(max_examples=300)
+@given(path=st.text(st.sampled_from("ab./-_\\\0:~ \n"), min_size=1, max_size=12))
+def test_every_path_a_manifest_may_list_stays_inside_the_staging_directory(path):
+    document = {**GENUINE, "files": [{**GENUINE["files"][0], "path": path}]}
+    try:
+        hr.check_manifest(document, "hypothesis")
+    except hr.Refused:
+        return
+    inside = Path("/srv/into")  # no file system needed: the path alone decides
+    assert (inside / path).resolve().is_relative_to(inside) and (inside / path) != inside
+
+
+def test_invalid_utf8_or_json_in_the_manifest_is_refused():
+    for data in (b"\xff\xfe", b"{", b"[]", b"null"):
+        with pytest.raises(hr.Refused, match="host release manifest"):
+            hr.parse_manifest(data, "hypothesis")
