@@ -291,11 +291,13 @@ def _gpgv(home: str, keyring: Path, signature: Path, data: Path) -> list[list[st
 # --- the pinned repository ---------------------------------------------------------------
 
 def trust(root: Path | None) -> dict | None:
-    """The pinned trust file, validated; None if the ISO was built without one."""
+    """The pinned trust file, validated; None if the ISO was built without a key (no file,
+    or one that pins no key)."""
     try:
-        return state.read(state.HOST_RELEASE_TRUST, root)
+        pinned = state.read(state.HOST_RELEASE_TRUST, root)
     except state.StateFileInvalid as exc:
         raise Refused(f"{exc}; self-updates are refused until it is fixed") from exc
+    return pinned if pinned and pinned["keys"] else None
 
 
 def available(root: Path | None) -> list[Available]:

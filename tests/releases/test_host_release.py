@@ -134,8 +134,13 @@ def test_the_trust_file_is_read_validated(tmp_path, ca, registry, signing_key):
     root = host_root(tmp_path, ca, registry, signing_key)
     assert hr.trust(root)["keys"][0]["fingerprint"] == signing_key.fingerprint
     state.HOST_RELEASE_TRUST.path(root).write_text(json.dumps({"repository": "x", "keys": []}))
-    with pytest.raises(hr.Refused, match=r"host release trust .* is invalid"):
+    with pytest.raises(hr.Refused, match=r"host release trust .* is invalid at /repository"):
         hr.trust(root)
+    # A file that pins no key is an ISO built without one.
+    state.write(state.HOST_RELEASE_TRUST, {"repository": "ghcr.io/a/b", "keys": []}, root)
+    assert hr.trust(root) is None
+    with pytest.raises(hr.Refused, match="built without a host-release key"):
+        hr.available(root)
 
 
 # --- refusals ----------------------------------------------------------------------------
