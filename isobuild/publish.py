@@ -70,9 +70,15 @@ def build_release(options: BuildOptions, output: Path, sign_key: str, notes: str
     stem = output / f"alga-appliance-host-{__version__}"
     tarball_path = stem.with_name(stem.name + ".tar.gz")
     manifest_path = stem.with_name(stem.name + ".manifest.json")
-    tarball_path.write_bytes(tarball)
-    manifest_path.write_bytes(host_release.manifest_bytes(document))
-    signature = gpg.sign_detached(manifest_path, sign_key, armor=False)
+    written = (tarball_path, manifest_path, manifest_path.with_name(manifest_path.name + ".sig"))
+    try:
+        tarball_path.write_bytes(tarball)
+        manifest_path.write_bytes(host_release.manifest_bytes(document))
+        signature = gpg.sign_detached(manifest_path, sign_key, armor=False)
+    except BaseException:  # no release without its signature, nor an old one beside it
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise
     return HostRelease(__version__, tarball_path, manifest_path, signature, document)
 
 

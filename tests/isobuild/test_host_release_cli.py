@@ -139,6 +139,8 @@ def test_without_repository_the_release_is_only_written(signing_key, tmp_path):
     names = sorted(p.name for p in tmp_path.iterdir())
     stem = f"alga-appliance-host-{__version__}"
     assert names == [f"{stem}.manifest.json", f"{stem}.manifest.json.sig", f"{stem}.tar.gz"]
+    signature = (tmp_path / f"{stem}.manifest.json.sig").read_bytes()
+    assert signature[:1] != b"-" and not signature.startswith(b"-----BEGIN")  # binary
     manifest = hr.parse_manifest((tmp_path / f"{stem}.manifest.json").read_bytes(), "out")
     hr.check_payload((tmp_path / f"{stem}.tar.gz").read_bytes(), manifest)
     # Without --host-release-key the release carries no trust: as an ISO built without one.
@@ -151,6 +153,17 @@ def test_min_upgrade_from_newer_than_the_release_is_refused(signing_key, tmp_pat
     assert result.exit_code == 1
     assert f"--min-upgrade-from 99.0.0 is newer than the release itself ({__version__})" in \
         result.output
+
+
+def test_a_failed_signature_leaves_no_release_behind(tmp_path):
+    stem = tmp_path / f"alga-appliance-host-{__version__}"
+    stem.with_name(stem.name + ".manifest.json.sig").write_bytes(b"an old signature")
+    broken = tmp_path / "broken-secret.asc"
+    broken.write_text("-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nAAAA\n-----END PGP PRIVATE KEY "
+                      "BLOCK-----\n")
+    result = invoke("host-release", "--output", str(tmp_path), "--sign-key", str(broken))
+    assert result.exit_code == 1 and f"importing the signing key {broken}" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken-secret.asc"]
 
 
 def test_an_unknown_sign_key_fails_before_anything_is_written(tmp_path):
