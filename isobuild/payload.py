@@ -23,7 +23,10 @@ UNIT_SUFFIXES = (".service", ".socket", ".timer", ".path", ".target")
 CLI_WRAPPER = f"""#!/bin/bash
 # The appliance CLI, on the distro python3 with the vendored pure-Python packages. Named
 # alga-appliance in the process table, which is how preflight knows :8080 is ours.
-export PYTHONPATH={paths.INSTALL_DIR}:{paths.INSTALL_DIR}/vendor
+# The version `current` names now, resolved once: a process keeps importing the version it
+# started with even if a self-update switches `current` under it.
+release=$(readlink -f {paths.CURRENT_DIR})
+export PYTHONPATH="$release:$release/vendor"
 exec -a alga-appliance /usr/bin/python3 -m host "$@"
 """.encode()
 

@@ -92,11 +92,11 @@ SETUP_REFUSAL = StateFile(
     "the last refused setup request is forgotten; the next refusal writes it again")
 # Where releases come from, as the release engineer built it into the payload.
 RELEASE_SOURCE = StateFile(
-    "release source", paths.INSTALL_DIR, "release-source.json", "release-source.schema.json",
+    "release source", paths.CURRENT_DIR, "release-source.json", "release-source.schema.json",
     0o644, "setup and updates have no release source: send the bundle to support")
 # The admin account the seed created, as the release engineer built it into the payload.
 ADMIN_ACCOUNT = StateFile(
-    "admin account", paths.INSTALL_DIR, "admin-account.json", "admin-account.schema.json",
+    "admin account", paths.CURRENT_DIR, "admin-account.json", "admin-account.schema.json",
     0o644, "setup cannot set the admin password: send the bundle to support")
 # What the credentials unit did for the last setup request (no secret in it).
 ADMIN_CREDENTIALS = StateFile(
