@@ -74,7 +74,7 @@ STATUS = StateFile("status snapshot", paths.STATE_DIR, "status.json", "status.sc
                    migrations.status)
 MAINTENANCE = StateFile("maintenance metadata", paths.STATE_DIR, "maintenance.json",
                         "maintenance.schema.json", 0o640,
-                        "the next install or update writes it again")
+                        "the next install or update writes it again", migrations.maintenance)
 SUPPORT_BUNDLE_STATUS = StateFile(
     "support bundle status", paths.STATE_DIR, "support-bundle-status.json",
     "support-bundle-status.schema.json", 0o640, "the next support bundle writes it again")
@@ -125,10 +125,16 @@ BOOTSTRAP_LOG = StateFile(
     "kept bootstrap log", paths.STATE_DIR, "bootstrap-log.json", "bootstrap-log.schema.json",
     0o640, "the bootstrap job's log is no longer kept; a support bundle still has it while "
     "the job exists")
+# The self-update under way (host/update/self_update.py); gone once it is settled.
+SELF_UPDATE_JOURNAL = StateFile(
+    "self-update journal", paths.SELF_UPDATE_DIR, "journal.json",
+    "self-update-journal.schema.json", 0o640,
+    "a self-update cut short is no longer finished or undone at boot: check which version "
+    "runs (alga-appliance --version) and apply the wanted one again")
 STATE_FILES = (SETUP_INPUTS, INSTALL_STATE, PREFLIGHT_REPORT, SELECTED_RELEASE, ENDPOINTS,
                HOST_CHANGES, STATUS, MAINTENANCE, SUPPORT_BUNDLE_STATUS, UPDATE_HISTORY,
                SETUP_REFUSAL, RELEASE_SOURCE, ADMIN_ACCOUNT, ADMIN_CREDENTIALS, NETWORK,
-               NETWORK_CHANGE, UPDATE_NOTICE, BOOTSTRAP_LOG)
+               NETWORK_CHANGE, UPDATE_NOTICE, BOOTSTRAP_LOG, SELF_UPDATE_JOURNAL)
 STALE_TEMP_AGE = 60.0  # seconds: a temporary file this old lost its writer (see write_atomically)
 
 
