@@ -11,17 +11,21 @@ import pwd
 import shutil
 import signal
 import subprocess
+import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.base import make_host_root, serve_wsgi
 from support.cluster import FakeCluster
 
-from host import web
-from host.core import maintenance, paths, runlock, state, token, unitfiles
+import host.releases as host_releases_package
+from host import cli, web
+from host.core import busy, maintenance, paths, runlock, spool, state, token, unitfiles
 from host.update import self_update
 from isobuild import payload
 
@@ -383,3 +387,133 @@ def test_a_systemctl_that_fails_rolls_back(host, monkeypatch):
         self_update.apply(root, staged, health=healthy)
     assert self_update.installed_version(root) == OLD
 
+
+
+# --- check, run, the CLI and the web's request -----------------------------------------------
+
+@dataclass(frozen=True)
+class Offered:
+    version: str
+    notes: str
+    created: str
+
+
+@pytest.fixture
+def releases(monkeypatch, host):
+    """The host release module (part A's, or a stand-in until it lands) offering NEW, and
+    staging it as the `host` fixture's staged tree; `refuse` makes stage refuse."""
+    try:
+        from host.releases import host_release
+    except ImportError:
+        host_release = types.ModuleType("host.releases.host_release")
+
+        class Refused(Exception):
+            def __init__(self, reason: str):
+                self.reason = reason
+                super().__init__(reason)
+
+        host_release.Refused = Refused
+        monkeypatch.setitem(sys.modules, "host.releases.host_release", host_release)
+        monkeypatch.setattr(host_releases_package, "host_release", host_release, raising=False)
+    root, staged = host
+    refusals = []
+
+    def stage(root_, version, into):
+        if refusals:
+            error = host_release.Refused(refusals[0])
+            error.reason = refusals[0]
+            raise error
+        assert version == NEW and into.is_dir()
+        return staged
+
+    monkeypatch.setattr(host_release, "available", lambda root_: [
+        Offered(NEW, "Fixes the banner.\nFaster status.", "2026-12-01T10:00:00Z"),
+        Offered(OLD, "", "2026-11-01T10:00:00Z")], raising=False)
+    monkeypatch.setattr(host_release, "stage", stage, raising=False)
+    monkeypatch.setattr(self_update, "check_health", healthy)
+    return root, refusals
+
+
+def test_check_lists_what_is_offered_and_records_it(releases):
+    root, _ = releases
+    found = self_update.check(root)
+    assert found["installed"] == OLD and found["entry"]["outcome"] == "available"
+    lines = self_update.check_lines(found)
+    assert "  Fixes the banner." in lines
+    assert lines[-1] == f"to apply it: sudo alga-appliance self-update --apply {NEW}"
+    [entry] = state.read(state.MAINTENANCE, root)["self_updates"]
+    assert (entry["action"], entry["to_version"]) == ("check", NEW)
+
+
+def test_run_stages_applies_and_records_the_signer(releases):
+    root, _ = releases
+    entry = self_update.run(root, None)
+    assert (entry["outcome"], entry["from_version"], entry["to_version"], entry["signer"]) == (
+        "applied", OLD, NEW, SIGNER)
+    assert self_update.installed_version(root) == NEW
+    assert not (paths.on_host(paths.SELF_UPDATE_DIR, root) / "staging").exists()
+
+
+def test_a_release_that_fails_verification_is_refused_and_recorded(releases):
+    root, refusals = releases
+    refusals.append("the signature was made by a key this appliance does not trust")
+    entry = self_update.run(root, NEW)
+    assert entry["outcome"] == "refused" and "does not trust" in entry["reason"]
+    assert self_update.installed_version(root) == OLD
+
+
+def test_the_cli_checks_and_applies_without_a_traceback(releases):
+    root, refusals = releases
+    runner = CliRunner()
+    checked = runner.invoke(cli.main, ["--root", str(root), "self-update", "--check"])
+    assert checked.exit_code == 0 and f"available: {NEW}" in checked.output
+    neither = runner.invoke(cli.main, ["--root", str(root), "self-update"])
+    assert neither.exit_code == 2 and "exactly one of --check and --apply" in neither.output
+    hostile = runner.invoke(cli.main, ["--root", str(root), "self-update", "--apply",
+                                       "1.0; rm -rf /"])
+    assert hostile.exit_code == 2 and "is not a version" in hostile.output
+    refusals.append("no host-release key is pinned: this ISO was built without one")
+    refused = runner.invoke(cli.main, ["--root", str(root), "self-update", "--apply", NEW])
+    assert refused.exit_code == 1 and "refused" in refused.output
+    assert "Traceback" not in refused.output
+    refusals.clear()
+    applied = runner.invoke(cli.main, ["--root", str(root), "self-update", "--apply"])
+    assert applied.exit_code == 0, applied.output
+    assert f"apply {OLD} → {NEW}: applied" in applied.output and SIGNER in applied.output
+
+
+def test_the_web_asks_through_the_spool_and_the_oneshot_does_it(releases):
+    root, _ = releases
+    paths.on_host(paths.SPOOL_DIR, root).mkdir(parents=True, exist_ok=True)
+    spool.submit(spool.SELF_UPDATE, {"action": "apply", "version": NEW, "who": "web",
+                                     "requested_at": state.timestamp()}, root)
+    assert busy.busy(root) == "a self-update request is already waiting to start"
+    entry = self_update.accept(root)
+    assert entry["outcome"] == "applied" and self_update.installed_version(root) == NEW
+    assert self_update.accept(root) is None
+
+
+def test_a_running_self_update_is_what_busy_names(host):
+    root, staged = host
+    seen = []
+    self_update.apply(root, staged, health=lambda root_: seen.append(busy.busy(root_)))
+    assert seen == [f"a self-update to version {NEW} is running (health) since "
+                    f"{seen[0].rsplit(' ', 1)[1]}"]
+
+
+def test_a_release_that_adds_and_drops_units_relinks_and_enables_them(host, tmp_path):
+    root, staged = host
+    changed = tmp_path / "changed"
+    shutil.copytree(staged.directory, changed)
+    (changed / "units/alga-appliance-new.timer").write_text(
+        "[Timer]\nOnCalendar=daily\n\n[Install]\nWantedBy=timers.target\n")
+    (changed / "units/alga-appliance-console.timer").unlink()
+    self_update.apply(root, staged_release(changed), health=healthy)
+    unit_dir = paths.on_host(paths.SYSTEMD_UNIT_DIR, root)
+    assert os.readlink(unit_dir / "alga-appliance-new.timer") == \
+        f"{paths.CURRENT_DIR}/units/alga-appliance-new.timer"
+    assert not (unit_dir / "alga-appliance-console.timer").is_symlink()
+    assert "enable alga-appliance-new.timer" in systemctl_calls(tmp_path)
+    # The drop-in for systemd's own unit stays linked through current.
+    assert (unit_dir / "systemd-networkd-wait-online.service.d/50-alga-appliance.conf"
+            ).is_symlink()
