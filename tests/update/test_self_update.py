@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.base import make_host_root, serve_wsgi
 from support.cluster import FakeCluster
+from support.openapi_check import assert_documented
 
 import host.releases as host_releases_package
 from host import cli, web
@@ -517,3 +519,34 @@ def test_a_release_that_adds_and_drops_units_relinks_and_enables_them(host, tmp_
     # The drop-in for systemd's own unit stays linked through current.
     assert (unit_dir / "systemd-networkd-wait-online.service.d/50-alga-appliance.conf"
             ).is_symlink()
+
+
+def test_the_web_api_shows_and_spools_self_updates_as_documented(releases):
+    root, _ = releases
+    paths.on_host(paths.SPOOL_DIR, root).mkdir(parents=True, exist_ok=True)
+    auth = {"Authorization": f"Bearer {token.read_token(root)}"}
+    with serve_wsgi(web.make_app(root)) as url:
+        def call(method, body=None, headers=auth):
+            response = requests.request(method, f"{url}/api/self-update", json=body,
+                                        headers=headers, timeout=10)
+            assert_documented(response, method, "/api/self-update")
+            return response
+
+        shown = call("GET").json()
+        assert (shown["installed"], shown["running"], shown["history"]) == (OLD, None, [])
+        assert call("GET", headers={}).status_code == 401
+        for hostile in ({"action": "apply", "force_downgrade": True},
+                        {"action": "apply", "version": "../../etc"},
+                        {"action": "apply", "who": "cli"}, {"action": "reboot"}):
+            refused = call("POST", hostile)
+            assert refused.status_code == 422, hostile
+        assert call("POST", [1]).status_code == 400
+        assert call("POST", {"action": "apply", "version": NEW}).status_code == 202
+        again = call("POST", {"action": "check"})
+        assert again.status_code == 409
+        assert "a self-update request is already waiting" in again.json()["error"]
+        assert call("GET").json()["waiting"]["kind"] == "self-update"
+        self_update.accept(root)
+        shown = call("GET").json()
+        assert shown["installed"] == NEW
+        assert [(e["action"], e["outcome"]) for e in shown["history"]] == [("apply", "applied")]
