@@ -14,7 +14,9 @@ finished, any other is undone. So the appliance runs the old version or the new,
 mix of the two.
 """
 
+import datetime
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -37,6 +39,10 @@ LONG_RUNNING = ("alga-appliance.service", "alga-appliance-console@*.service",
 # Files the ISO build made for this site (isobuild --release-source, --admin-user): an
 # update keeps the installed ones, whatever the release carries.
 SITE_FILES = (state.RELEASE_SOURCE.filename, state.ADMIN_ACCOUNT.filename)
+# The pinned host-release keys: a release signed by one of them may carry new pins (key
+# rotation); one that carries none keeps the installed pins, so self-updates go on working.
+TRUST_FILE = "host-release-trust.json"
+VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")  # what a host release's version is
 HEALTH_SECONDS = 60  # how long the restarted web service has to answer /healthz
 VERSION_FILE = "VERSION"
 SNAPSHOT_WHOLE = ".whole"  # in the snapshot directory, written once every file is in it
@@ -70,6 +76,9 @@ def version_key(version: str) -> tuple[int, ...]:
 def refusal(root: Path | None, staged, force_downgrade: bool) -> str | None:
     """Why `staged` may not be applied here, or None."""
     installed, wanted = installed_version(root), staged.version
+    if not VERSION.fullmatch(wanted):
+        return (f"{wanted!r} is not a release version (major.minor.patch): this release "
+                "cannot be ordered against the installed one; ask its publisher")
     if version_key(wanted) == version_key(installed):
         return f"version {wanted} is already installed: nothing to do"
     if version_key(wanted) < version_key(installed) and not force_downgrade:
@@ -125,6 +134,11 @@ def run(root: Path | None, version: str | None, force_downgrade: bool = False) -
         return record(root, "apply", started, result, from_version=installed,
                       to_version=version, signer=staged.signer if staged else None,
                       reason=str(exc))
+    except OSError as exc:  # staging: a full disk, say; an apply under way is undone at boot
+        return record(root, "apply", started, "failed", from_version=installed,
+                      to_version=version, signer=staged.signer if staged else None,
+                      reason=f"{exc.filename or 'a file'}: {exc.strerror or exc}; check the "
+                             "disk (df -h), then apply again")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return record(root, "apply", started, outcome.result, from_version=installed,
@@ -240,11 +254,17 @@ def recover(root: Path | None = None, at_boot: bool = True) -> Outcome | None:
         return None
     if journal["step"] == COMMIT:
         _commit(root, journal)
-        return Outcome(journal["from_version"], journal["to_version"], "applied")
-    reason = journal["reason"] or (f"interrupted during step {journal['step']} (the appliance "
-                                   "restarted or the update was killed)")
-    _rollback(root, journal, reason, at_boot)
-    return Outcome(journal["from_version"], journal["to_version"], "rolled-back")
+        outcome, reason = "applied", None
+    else:
+        reason = journal["reason"] or (f"interrupted during step {journal['step']} (the "
+                                       "appliance restarted or the update was killed)")
+        _rollback(root, journal, reason, at_boot)
+        outcome = "rolled-back"
+    since = datetime.datetime.now(datetime.UTC) - state.moment(journal["started_at"])
+    record(root, "apply", time.monotonic() - max(0.0, since.total_seconds()), outcome,
+           from_version=journal["from_version"], to_version=journal["to_version"],
+           signer=journal["signer"], reason=reason)
+    return Outcome(journal["from_version"], journal["to_version"], outcome)
 
 
 # --- the journal and the snapshot ---------------------------------------------------------
@@ -334,7 +354,8 @@ def _install(root: Path | None, staged, installed: str) -> None:
     partial = _partial(final)
     shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(staged.directory, partial, symlinks=True)
-    for name in SITE_FILES:
+    kept = [*SITE_FILES, *([] if (partial / TRUST_FILE).exists() else [TRUST_FILE])]
+    for name in kept:
         installed_file = version_dir(root, installed) / name
         if installed_file.exists():
             shutil.copy2(installed_file, partial / name)

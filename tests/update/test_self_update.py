@@ -80,6 +80,12 @@ def template(base: Path) -> tuple[Path, Path]:
     del old_shape["source"]  # selections before the OCI source all came from git
     state.write_atomically(state.SELECTED_RELEASE.path(root), json.dumps(old_shape).encode(),
                            0o640)
+    # A maintenance record from before self-updates: no history of them yet.
+    state.write_atomically(state.MAINTENANCE.path(root), EXAMPLES.joinpath(
+        "maintenance/valid.json").read_bytes(), 0o640)
+    # The ISO pinned this site's host-release keys (a release without pins keeps them).
+    paths.on_host(paths.CURRENT_DIR, root).joinpath(self_update.TRUST_FILE).write_text(
+        '{"repository": "ghcr.io/site/host", "keys": []}\n')
     return root, write_tree(base / "staged", NEW)
 
 
@@ -103,9 +109,15 @@ def healthy(root):
 
 
 def files(root: Path) -> dict[str, bytes]:
-    """Every state file's bytes (the ones a self-update snapshots)."""
-    return {f.filename: f.path(root).read_bytes() for f in self_update.snapshotted()
-            if f.path(root).exists()}
+    """Every state file's bytes (the ones a self-update snapshots), but the maintenance
+    record's self-update history, which a recovery adds to."""
+    found = {f.filename: f.path(root).read_bytes() for f in self_update.snapshotted()
+             if f.path(root).exists()}
+    if state.MAINTENANCE.filename in found:
+        record = json.loads(found.pop(state.MAINTENANCE.filename))
+        record.pop("self_updates", None)
+        found[state.MAINTENANCE.filename] = record
+    return found
 
 
 def version_files(directory: Path) -> dict[str, bytes]:
@@ -176,6 +188,8 @@ def test_a_new_version_whose_status_collector_fails_is_rolled_back(host, tmp_pat
 
 @pytest.mark.parametrize(("version", "minimum", "force", "reason"), [
     (OLD, OLD, False, "already installed"),
+    ("0.2.0-rc1", OLD, True, "not a release version"),
+    ("../../etc", OLD, True, "not a release version"),
     ("0.0.9", "0.0.1", False, "older than the installed 0.1.0.*--force-downgrade"),
     ("0.3.0", "0.2.0", False, "can only be applied to 0.2.0 or newer"),
 ])
@@ -320,9 +334,10 @@ def killed_then_recovered(root: Path, staged: Staged, failing: bool, kill_at: in
         assert installed == old_tree
         assert files(root) == before
     else:
-        assert installed == {**version_files(staged.directory),
-                             **{name: old_tree[name] for name in self_update.SITE_FILES
-                                if name in old_tree}}
+        shipped = version_files(staged.directory)
+        kept = [*self_update.SITE_FILES, self_update.TRUST_FILE]
+        assert installed == {**shipped, **{name: old_tree[name] for name in kept
+                                           if name in old_tree}}
         assert json.loads(state.SELECTED_RELEASE.path(root).read_text())["source"] == "git"
         for file in self_update.snapshotted():
             state.read(file, root)  # every state file valid
@@ -550,3 +565,27 @@ def test_the_web_api_shows_and_spools_self_updates_as_documented(releases):
         shown = call("GET").json()
         assert shown["installed"] == NEW
         assert [(e["action"], e["outcome"]) for e in shown["history"]] == [("apply", "applied")]
+
+
+def test_recovery_records_what_it_did_in_the_history(host):
+    root, staged = host
+    run_killed_at(None, lambda: self_update.apply(root, staged, health=healthy),
+                  ("after", self_update.RESTART))
+    assert self_update.recover(root) == self_update.Outcome(OLD, NEW, "rolled-back")
+    [entry] = state.read(state.MAINTENANCE, root)["self_updates"]
+    assert (entry["outcome"], entry["signer"]) == ("rolled-back", SIGNER)
+    assert entry["reason"].startswith("interrupted during step restart")
+
+
+def test_the_pinned_keys_are_kept_unless_the_release_carries_its_own(host, tmp_path):
+    root, staged = host
+    pins = paths.on_host(paths.CURRENT_DIR, root).joinpath(self_update.TRUST_FILE).read_text()
+    self_update.apply(root, staged, health=healthy)
+    assert paths.on_host(paths.CURRENT_DIR, root).joinpath(
+        self_update.TRUST_FILE).read_text() == pins
+    rotated = tmp_path / "rotated"
+    write_tree(rotated, "0.3.0")
+    (rotated / self_update.TRUST_FILE).write_text('{"next": "pins"}\n')
+    self_update.apply(root, staged_release(rotated, "0.3.0", NEW), health=healthy)
+    assert paths.on_host(paths.CURRENT_DIR, root).joinpath(
+        self_update.TRUST_FILE).read_text() == '{"next": "pins"}\n'
