@@ -104,6 +104,7 @@ def check(root: Path | None = None) -> dict:
         entry = record(root, "check", started, "failed", from_version=installed,
                        to_version=None, signer=None, reason=exc.reason)
         return {"installed": installed, "available": [], "entry": entry}
+    offered = [a for a in offered if VERSION.fullmatch(a.version)]  # not "latest" and such
     newer = [a for a in offered if version_key(a.version) > version_key(installed)]
     entry = record(root, "check", started, "available" if newer else "up-to-date",
                    from_version=installed, to_version=newer[0].version if newer else None,
@@ -183,7 +184,7 @@ def _newest(root: Path | None, installed: str) -> str:
     from host.releases import host_release
 
     newer = [a.version for a in host_release.available(root)
-             if version_key(a.version) > version_key(installed)]
+             if VERSION.fullmatch(a.version) and version_key(a.version) > version_key(installed)]
     if not newer:
         raise Refused(f"no release newer than the installed {installed} is available: "
                       "nothing to do")

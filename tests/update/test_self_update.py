@@ -444,6 +444,7 @@ def releases(monkeypatch, host):
         return staged
 
     monkeypatch.setattr(host_release, "available", lambda root_: [
+        Offered("latest", "", "2026-12-02T10:00:00Z"),
         Offered(NEW, "Fixes the banner.\nFaster status.", "2026-12-01T10:00:00Z"),
         Offered(OLD, "", "2026-11-01T10:00:00Z")], raising=False)
     monkeypatch.setattr(host_release, "stage", stage, raising=False)
