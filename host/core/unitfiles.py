@@ -44,4 +44,20 @@ def link(root: Path | None = None) -> list[str]:
         if installed.is_symlink() and str(installed.readlink()).startswith(ours) and \
                 installed.relative_to(unit_dir).as_posix() not in wanted:
             installed.unlink()
+    _through_current(unit_dir)
     return to_enable
+
+
+def _through_current(unit_dir: Path) -> None:
+    """`systemctl enable` resolves our links to the version directory when it makes the
+    .wants/ links: point those back through `current`, so that no link names a version
+    (which a later update removes)."""
+    versions = f"{paths.VERSIONS_DIR}/"
+    for installed in list(unit_dir.rglob("*")):
+        target = str(installed.readlink()) if installed.is_symlink() else ""
+        if target.startswith(versions):
+            inside_version = target.removeprefix(versions).split("/", 1)[1]
+            fresh = installed.with_name(f".{installed.name}.new")
+            fresh.unlink(missing_ok=True)
+            fresh.symlink_to(f"{paths.CURRENT_DIR}/{inside_version}")
+            fresh.replace(installed)

@@ -74,6 +74,11 @@ def template(base: Path) -> tuple[Path, Path]:
     paths.on_host(paths.CURRENT_DIR, root).symlink_to(f"versions/{OLD}")
     state.write(state.RELEASE_SOURCE, {"release_source": SITE_SOURCE}, root)
     unitfiles.link(root)
+    # What `systemctl enable` makes of a unit linked through current: a link to the version.
+    wants = paths.on_host(paths.SYSTEMD_UNIT_DIR, root) / "multi-user.target.wants"
+    wants.mkdir()
+    (wants / "alga-appliance.service").symlink_to(
+        f"{paths.VERSIONS_DIR}/{OLD}/units/alga-appliance.service")
     token.ensure_token(root, owner=pwd.getpwuid(os.getuid()).pw_name)
     # A state file in an older shape, which the new version's migrations rewrite.
     old_shape = json.loads(EXAMPLES.joinpath("selected-release/valid-git.json").read_text())
@@ -152,8 +157,10 @@ def test_apply_switches_migrates_restarts_and_keeps_the_site_files(host, tmp_pat
     assert sorted(p.name for p in paths.on_host(paths.VERSIONS_DIR, root).iterdir()) == [
         OLD, NEW]
     # The units are linked through current, so they are the new version's now.
-    unit = paths.on_host(paths.SYSTEMD_UNIT_DIR, root) / "alga-appliance.service"
-    assert os.readlink(unit) == f"{paths.CURRENT_DIR}/units/alga-appliance.service"
+    unit_dir = paths.on_host(paths.SYSTEMD_UNIT_DIR, root)
+    for link in (unit_dir / "alga-appliance.service",
+                 unit_dir / "multi-user.target.wants/alga-appliance.service"):
+        assert os.readlink(link) == f"{paths.CURRENT_DIR}/units/alga-appliance.service"
 
 
 def test_a_failing_health_check_switches_back_restores_the_state_and_says_why(host, tmp_path):
