@@ -782,8 +782,11 @@ def migrate_state_command() -> None:
 @main.command("maintenance")
 @click.option("--json", "as_json", is_flag=True, help="The record as JSON.")
 def maintenance_command(as_json: bool) -> None:
-    """What is installed (OS, kernel, k3s, Flux, app) and the last install or update."""
+    """What is installed (OS, kernel, k3s, Flux, app), the last install or update, and the
+    last self-update of the appliance software."""
     import json
+
+    from host.update import self_update
 
     record = state.read(state.MAINTENANCE)
     if record is None:
@@ -801,4 +804,6 @@ def maintenance_command(as_json: bool) -> None:
         f"installed: {record['last_install'] or 'never'}, "
         f"last update: {record['last_update'] or 'never'}",
         "last event: " + (f"{event['kind']} {event['from_release'] or '(none)'} → "
-                          f"{event['to_release']} at {event['at']}" if event else "none")]))
+                          f"{event['to_release']} at {event['at']}" if event else "none"),
+        "last self-update: " + (self_update.entry_line(record["self_updates"][0])
+                                if record["self_updates"] else "none")]))

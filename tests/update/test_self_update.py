@@ -597,3 +597,14 @@ def test_the_pinned_keys_are_kept_unless_the_release_carries_its_own(host, tmp_p
     self_update.apply(root, staged_release(rotated, "0.3.0", NEW), health=healthy)
     assert paths.on_host(paths.CURRENT_DIR, root).joinpath(
         self_update.TRUST_FILE).read_text() == '{"next": "pins"}\n'
+
+
+def test_the_maintenance_summary_names_the_last_self_update(host):
+    root, _ = host
+    self_update.record(root, "apply", 0.0, "rolled-back", from_version=OLD, to_version=NEW,
+                       signer=SIGNER, reason="the banner failed")
+    shown = CliRunner().invoke(cli.main, ["--root", str(root), "maintenance"])
+    assert shown.exit_code == 0, shown.output
+    assert (f"last self-update: self-update apply {OLD} → {NEW}: rolled-back in "
+            in shown.output)
+    assert f"signed by {SIGNER}: the banner failed" in shown.output
