@@ -34,8 +34,10 @@ SNAPSHOT, INSTALL, SWITCH, MIGRATE, RESTART, HEALTH, COMMIT, ROLLBACK = (
     "snapshot", "install", "switch", "migrate", "restart", "health", "commit", "rollback")
 # The services that run the appliance's code for long: restarted onto the new version.
 # The oneshots started by timers and .path units run the new version on their next start.
-LONG_RUNNING = ("alga-appliance.service", "alga-appliance-console@*.service",
-                "alga-appliance-serial-console.service")
+# Not the consoles: an admin may be applying from the console's shell, which a restart of
+# its service would kill with the apply; they run the new version from their next start
+# (the version they started from is kept).
+LONG_RUNNING = ("alga-appliance.service",)
 # Files the ISO build made for this site (isobuild --release-source, --admin-user): an
 # update keeps the installed ones, whatever the release carries.
 SITE_FILES = (state.RELEASE_SOURCE.filename, state.ADMIN_ACCOUNT.filename)
