@@ -608,3 +608,20 @@ def test_the_maintenance_summary_names_the_last_self_update(host):
     assert (f"last self-update: self-update apply {OLD} → {NEW}: rolled-back in "
             in shown.output)
     assert f"signed by {SIGNER}: the banner failed" in shown.output
+
+
+@pytest.mark.parametrize(("args", "asked"), [
+    (["--apply"], (None, False)),
+    (["--apply", "--force-downgrade"], (None, True)),
+    (["--force-downgrade", "--apply", "0.0.9"], ("0.0.9", True)),
+])
+def test_apply_takes_an_optional_version_and_the_downgrade_flag_in_any_order(
+        monkeypatch, args, asked):
+    seen = []
+    monkeypatch.setattr(self_update, "run", lambda root, version, force: seen.append(
+        (version, force)) or {"action": "apply", "from_version": OLD, "to_version": NEW,
+                              "signer": None, "outcome": "applied", "reason": None,
+                              "duration_s": 1.0})
+    result = CliRunner().invoke(cli.main, ["self-update", *args])
+    assert result.exit_code == 0, result.output
+    assert seen == [asked]
