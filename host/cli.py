@@ -696,11 +696,97 @@ def accept_update_command(kubeconfig: str) -> None:
     sys.exit(engine.EXIT_FAILED if entry["result"] == "failed" else 0)
 
 
+def _version(value: str | None) -> str | None:
+    if value is not None and not re.fullmatch(r"[0-9]+\.[0-9]+\.[0-9]+", value):
+        raise click.BadParameter(f"{value!r} is not a version: give major.minor.patch, as "
+                                 "`alga-appliance self-update --check` shows it")
+    return value
+
+
+@main.command("self-update")
+@click.option("--check", "check_only", is_flag=True,
+              help="Show the installed version and what the pinned repository offers.")
+@click.option("--apply", "apply_version", is_flag=False, flag_value="newest", default=None,
+              metavar="[VERSION]",
+              help="Apply VERSION (default: the newest offered): switch, restart, health "
+                   "check; rolled back by itself if the new version fails.")
+@click.option("--force-downgrade", is_flag=True,
+              help="For support: allow --apply to go back to an older version.")
+def self_update_command(check_only: bool, apply_version: str | None,
+                        force_downgrade: bool) -> None:
+    """Update the appliance software itself from its pinned, signed host releases (exit 0
+    checked or applied; 1 refused, rolled back or failed)."""
+    from host.update import self_update
+
+    if check_only == (apply_version is not None):
+        raise click.UsageError("give exactly one of --check and --apply [VERSION]")
+    if check_only:
+        found = self_update.check(None)
+        click.echo("\n".join(self_update.check_lines(found)))
+        sys.exit(engine.EXIT_FAILED if found["entry"]["outcome"] == "failed" else 0)
+    version = None if apply_version == "newest" else _version(apply_version)
+    if os.geteuid() != 0:
+        click.echo("self-update: --apply must run as root (sudo alga-appliance self-update "
+                   "--apply): it replaces the appliance software and restarts its services",
+                   err=True)
+        sys.exit(engine.EXIT_FAILED)
+    click.echo("applying a self-update: the web UI restarts and is back within a minute")
+    entry = self_update.run(None, version, force_downgrade)
+    click.echo(self_update.entry_line(entry))
+    sys.exit(0 if entry["outcome"] == "applied" else engine.EXIT_FAILED)
+
+
+@main.command("accept-self-update")
+def accept_self_update_command() -> None:
+    """Do the self-update check or apply the web UI asked for (what its .path unit runs)."""
+    from host.core import spool
+    from host.update import self_update
+
+    try:
+        entry = self_update.accept(None)
+    except spool.Malformed as exc:
+        click.echo(f"accept-self-update: {exc}", err=True)
+        sys.exit(engine.EXIT_FAILED)
+    if entry is None:
+        click.echo("no self-update request is waiting")
+        return
+    click.echo(self_update.entry_line(entry))
+    sys.exit(engine.EXIT_FAILED if entry["outcome"] in ("failed", "refused", "rolled-back")
+             else 0)
+
+
+@main.command("recover-self-update")
+def recover_self_update_command() -> None:
+    """Finish or undo a self-update a power loss cut short (at boot, before the web UI)."""
+    from host.update import self_update
+
+    outcome = self_update.recover(None)
+    if outcome is None:
+        click.echo("no self-update was cut short")
+        return
+    click.echo(f"a self-update from {outcome.from_version} to {outcome.to_version} was cut "
+               f"short: {'finished' if outcome.result == 'applied' else 'undone'}; version "
+               f"{self_update.installed_version(None)} runs")
+
+
+@main.command("migrate-state")
+def migrate_state_command() -> None:
+    """Write every state file in this version's shape (a self-update runs it after the
+    switch, as the new version)."""
+    from host.update import self_update
+
+    written = self_update.migrate_state(None)
+    click.echo(f"state files in this version's shape: {', '.join(written) or 'none yet'}")
+
+
 @main.command("maintenance")
 @click.option("--json", "as_json", is_flag=True, help="The record as JSON.")
 def maintenance_command(as_json: bool) -> None:
-    """What is installed (OS, kernel, k3s, Flux, app) and the last install or update."""
+    """What is installed (OS, kernel, k3s, Flux, app), the last install or update, and the
+    last self-update of the appliance software."""
     import json
+
+    from host.update import self_update
 
     record = state.read(state.MAINTENANCE)
     if record is None:
@@ -718,4 +804,6 @@ def maintenance_command(as_json: bool) -> None:
         f"installed: {record['last_install'] or 'never'}, "
         f"last update: {record['last_update'] or 'never'}",
         "last event: " + (f"{event['kind']} {event['from_release'] or '(none)'} → "
-                          f"{event['to_release']} at {event['at']}" if event else "none")]))
+                          f"{event['to_release']} at {event['at']}" if event else "none"),
+        "last self-update: " + (self_update.entry_line(record["self_updates"][0])
+                                if record["self_updates"] else "none")]))

@@ -24,7 +24,7 @@ import urllib.parse
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from host.core import spool, sshkeys, state, token
+from host.core import busy, spool, sshkeys, state, token
 from host.net import addresses, endpoints, resolvers
 from host.releases import channels, source
 from host.setup import chain, credentials, diagnostics, recovery, timing
@@ -43,6 +43,7 @@ from host.setup.inputs import (
 from host.support import collectors, log_request, logs, redact
 from host.support import request as support_request
 from host.update import request as update_request
+from host.update import self_update
 
 MAX_BODY = 64 * 1024
 DOWNLOAD_CHUNK = 1 << 16  # bytes per read of a support bundle being downloaded
@@ -162,6 +163,8 @@ def make_app(root: Path | None = None, node_ip: Callable[[], str] = addresses.no
         ("GET", "/api/logs/sources"): lambda environ: (200, _log_sources()),
         ("GET", "/api/updates"): lambda environ: (200, _updates(root)),
         ("POST", "/api/updates"): lambda environ: _update_request(environ, root),
+        ("GET", "/api/self-update"): lambda environ: (200, _self_update(root)),
+        ("POST", "/api/self-update"): lambda environ: _self_update_request(environ, root),
         ("POST", "/api/support-bundle"): lambda environ: _support_bundle_request(root),
         ("POST", "/api/token/rotate"): lambda environ: _rotate_token(root),
         ("GET", "/api/support-bundle"): lambda environ: (200, {
@@ -280,6 +283,38 @@ def _update_request(environ: dict, root: Path | None) -> tuple[int, dict]:
         raise HttpError(409, busy)
     try:
         request_id = spool.submit(spool.UPDATE, request, root)
+    except spool.AlreadyPending as exc:
+        raise HttpError(409, str(exc)) from exc
+    return 202, {"accepted": True, "request_id": request_id}
+
+
+def _self_update(root: Path | None) -> dict:
+    """The appliance software's version, a self-update under way, its history (newest
+    first) and why a request would be refused now."""
+    record = state.read(state.MAINTENANCE, root)
+    try:
+        installed = self_update.installed_version(root)
+    except FileNotFoundError:  # no versioned install here (a development checkout)
+        installed = None
+    return {"installed": installed, "running": self_update.read_journal(root),
+            "history": record["self_updates"] if record else [], "busy": busy.busy(root),
+            "waiting": spool.waiting(spool.SELF_UPDATE, root)}
+
+
+def _self_update_request(environ: dict, root: Path | None) -> tuple[int, dict]:
+    body = _json_body(environ)
+    errors = [{"field": field, "message": "is set by the appliance; leave it out"}
+              for field in sorted(set(body) & SERVER_SET_UPDATE_FIELDS)]
+    request = {**body, "who": "web", "requested_at": state.timestamp()}
+    errors += [problem for problem in spool.problems(spool.SELF_UPDATE, request)
+               if problem["field"] not in SERVER_SET_UPDATE_FIELDS]
+    if errors:
+        raise HttpError(422, "the self-update request is not valid", fields=errors)
+    running = busy.busy(root)
+    if running:
+        raise HttpError(409, f"{running}; a self-update waits for it: retry once it finished")
+    try:
+        request_id = spool.submit(spool.SELF_UPDATE, request, root)
     except spool.AlreadyPending as exc:
         raise HttpError(409, str(exc)) from exc
     return 202, {"accepted": True, "request_id": request_id}

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from host.core import paths, state
+from host.core import paths, state, unitfiles
 from host.core.version import __version__
 from isobuild.errors import IsoBuildError
 
@@ -19,11 +19,14 @@ PAYLOAD_DIR = "alga"  # top-level directory on the ISO
 SOURCE_DIRS = ("host", "units", "ui-static", "schemas")
 # Pure-Python packages the host code imports that a default Ubuntu Server lacks.
 VENDORED = ("click", "waitress", "urwid", "wcwidth", "typing_extensions", "qrcode")
-UNIT_SUFFIXES = (".service", ".socket", ".timer", ".path", ".target")
 CLI_WRAPPER = f"""#!/bin/bash
 # The appliance CLI, on the distro python3 with the vendored pure-Python packages. Named
 # alga-appliance in the process table, which is how preflight knows :8080 is ours.
-export PYTHONPATH={paths.INSTALL_DIR}:{paths.INSTALL_DIR}/vendor
+# The version directory this wrapper is in, reached through {paths.CLI_LINK} and
+# {paths.CURRENT_DIR}, resolved once: a process keeps importing the version it started
+# with even if a self-update switches `current` under it.
+release=$(dirname "$(dirname "$(readlink -f "${{BASH_SOURCE[0]}}")")")
+export PYTHONPATH="$release:$release/vendor"
 exec -a alga-appliance /usr/bin/python3 -m host "$@"
 """.encode()
 
@@ -65,12 +68,7 @@ def vendored_versions() -> dict[str, str]:
 
 def units(files: list[PayloadFile]) -> list[str]:
     return [f.path.removeprefix("units/") for f in files
-            if f.path.startswith("units/") and (f.path.endswith(UNIT_SUFFIXES) or _drop_in(f.path))]
-
-
-def _drop_in(path: str) -> bool:
-    """A drop-in for a unit, ours or systemd's: `units/<unit>.d/<name>.conf`."""
-    return path.endswith(".conf") and path.rsplit("/", 2)[-2].endswith(".d")
+            if f.path.startswith("units/") and unitfiles.is_unit(f.path.removeprefix("units/"))]
 
 
 def enabled_units(files: list[PayloadFile]) -> list[str]:

@@ -12,6 +12,7 @@ import yaml
 
 from host.core import paths
 from host.core.validation import DocumentInvalid, load_schema, validate
+from host.core.version import __version__
 from isobuild.errors import IsoBuildError
 from isobuild.grubcfg import INSTALLED_MARKER
 from isobuild.options import BuildOptions
@@ -81,12 +82,15 @@ def _in_target(*argv: str) -> str:
 
 
 def _late_commands(units: list[str], enabled_units: list[str]) -> list[str]:
-    install_dir = TARGET + paths.INSTALL_DIR
+    version_dir = f"{TARGET}{paths.VERSIONS_DIR}/{__version__}"
+    current = paths.CURRENT_DIR
     commands = [
-        shlex.join(["mkdir", "-p", install_dir]),
-        shlex.join(["cp", "-R", f"{MEDIUM_PAYLOAD}/.", install_dir + "/"]),
-        shlex.join(["chown", "-R", "root:root", install_dir]),
-        shlex.join(["chmod", "-R", "u+w,go-w", install_dir]),
+        shlex.join(["mkdir", "-p", version_dir]),
+        shlex.join(["cp", "-R", f"{MEDIUM_PAYLOAD}/.", version_dir + "/"]),
+        shlex.join(["chown", "-R", "root:root", TARGET + paths.INSTALL_DIR]),
+        shlex.join(["chmod", "-R", "u+w,go-w", TARGET + paths.INSTALL_DIR]),
+        # Relative, as a self-update writes it: it holds under any root (a mounted disk).
+        shlex.join(["ln", "-sfn", _relative_version_link(__version__), TARGET + current]),
         _in_target("useradd", "--system", "--user-group", "--no-create-home",
                    "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
                    paths.SERVICE_USER),
@@ -98,13 +102,14 @@ def _late_commands(units: list[str], enabled_units: list[str]) -> list[str]:
                    paths.SPOOL_DIR),
         # agetty shows /etc/issue.d/*.issue; the console banner unit may only write there.
         _in_target("install", "-d", "-m", "0755", str(Path(paths.ISSUE_FILE).parent)),
-        shlex.join(["ln", "-sfn", f"{paths.INSTALL_DIR}/bin/alga-appliance",
-                    TARGET + paths.CLI_LINK]),
+        shlex.join(["ln", "-sfn", f"{current}/bin/alga-appliance", TARGET + paths.CLI_LINK]),
     ]
+    # Linked through `current`, so a self-update's switch changes the units with the code.
+    for parent in sorted({str(Path(unit).parent) for unit in units} - {"."}):
+        commands.append(shlex.join(["mkdir", "-p", f"{TARGET}{paths.SYSTEMD_UNIT_DIR}/{parent}"]))
     for unit in units:
         commands.append(shlex.join([
-            "install", "-D", "-m", "0644", f"{install_dir}/units/{unit}",
-            f"{TARGET}{paths.SYSTEMD_UNIT_DIR}/{unit}"]))
+            "ln", "-sfn", f"{current}/units/{unit}", f"{TARGET}{paths.SYSTEMD_UNIT_DIR}/{unit}"]))
     commands += [_in_target("systemctl", "enable", unit) for unit in enabled_units]
     # tty1 shows the console menu (alga-appliance-console@tty1, enabled above) instead.
     commands.append(_in_target("systemctl", "disable", "getty@tty1.service"))
@@ -113,6 +118,10 @@ def _late_commands(units: list[str], enabled_units: list[str]) -> list[str]:
     commands.append(shlex.join(["install", "-D", "-m", "0644", f"{MEDIUM_PAYLOAD}/VERSION",
                                 TARGET + INSTALLED_MARKER]))
     return commands
+
+
+def _relative_version_link(version: str) -> str:
+    return str(Path(paths.VERSIONS_DIR, version).relative_to(Path(paths.CURRENT_DIR).parent))
 
 
 def _firewall_commands() -> list[str]:

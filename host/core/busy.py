@@ -20,8 +20,9 @@ from host.core import runlock, spool, state
 # Between two setup phases no process owns the run: the next phase's unit is starting. It
 # has this long to record itself before the run counts as interrupted.
 HANDOVER_SECONDS = 60
-# The request kinds that start a setup run or an update (not the support bundle, above).
-EXCLUSIVE_KINDS = (spool.SETUP, spool.UPDATE)
+# The request kinds that start a setup run, an app update or a self-update (not the support
+# bundle, above).
+EXCLUSIVE_KINDS = (spool.SETUP, spool.UPDATE, spool.SELF_UPDATE)
 
 
 def busy(root: Path | None = None) -> str | None:
@@ -39,6 +40,10 @@ def running(root: Path | None = None, holding_lock: bool = False) -> str | None:
         return _setup_running(install)
     if holding_lock:
         return None
+    journal = state.read(state.SELF_UPDATE_JOURNAL, root)
+    if journal:  # a self-update holds the lock throughout; boot settles a dead one
+        return (f"a self-update to version {journal['to_version']} is running "
+                f"({journal['step']}) since {journal['started_at']}")
     history = state.read(state.UPDATE_HISTORY, root)
     updating = [e for e in (history["entries"] if history else ()) if e["result"] == "running"]
     return _update_running(updating[0]) if updating else None

@@ -42,6 +42,12 @@ def update_history(document: dict) -> dict:
     return document
 
 
+def maintenance(document: dict) -> dict:
+    # Records before self-updates had no history of them.
+    document.setdefault("self_updates", [])
+    return document
+
+
 def selected_release(document: dict) -> dict:
     if "repo_url" in document:  # only git selections carry it
         document.setdefault("source", "git")

@@ -11,7 +11,17 @@ from pathlib import Path
 ROOT_ENV = "ALGA_APPLIANCE_ROOT"
 
 # --- the appliance's own ---------------------------------------------------------------
-INSTALL_DIR = "/opt/alga-appliance"  # code, vendored packages, units, UI, schemas
+INSTALL_DIR = "/opt/alga-appliance"  # the installed versions of the appliance software
+# Each version side by side (code, vendored packages, units, UI, schemas, the payload's
+# build-specific files); `current` names the one in use, a relative symlink to
+# versions/<version> that a self-update replaces atomically (a new link renamed over it).
+# Everything else (the CLI link, the units, the state registry) reaches the payload
+# through `current`, never through a version directory.
+VERSIONS_DIR = "/opt/alga-appliance/versions"
+CURRENT_DIR = "/opt/alga-appliance/current"
+# The self-update's journal (host/update/self_update.py): the step under way, written
+# before each, so the boot-time recovery can finish or undo a switch a power loss cut.
+SELF_UPDATE_DIR = "/var/lib/alga-appliance/self-update"
 CONFIG_DIR = "/etc/alga-appliance"  # setup inputs and config
 STATE_DIR = "/var/lib/alga-appliance"  # state files and tokens
 LOG_DIR = "/var/log/alga-appliance"  # phase logs and the update log

@@ -52,7 +52,9 @@ NETWORK_DIAGNOSTICS = RequestKind("network diagnostics", "network-diagnostics.re
                                   "network-diagnostics-request.schema.json",
                                   "accept-network-diagnostics")
 LOGS = RequestKind("log", "logs.request", "logs-request.schema.json", "accept-logs")
-KINDS = (SETUP, UPDATE, SUPPORT_BUNDLE, NETWORK_DIAGNOSTICS, LOGS)
+SELF_UPDATE = RequestKind("self-update", "self-update.request", "self-update-request.schema.json",
+                          "accept-self-update")
+KINDS = (SETUP, UPDATE, SUPPORT_BUNDLE, NETWORK_DIAGNOSTICS, LOGS, SELF_UPDATE)
 
 
 class AlreadyPending(Exception):

@@ -77,7 +77,7 @@ STATUS = StateFile("status snapshot", paths.STATE_DIR, "status.json", "status.sc
                    migrations.status)
 MAINTENANCE = StateFile("maintenance metadata", paths.STATE_DIR, "maintenance.json",
                         "maintenance.schema.json", 0o640,
-                        "the next install or update writes it again")
+                        "the next install or update writes it again", migrations.maintenance)
 SUPPORT_BUNDLE_STATUS = StateFile(
     "support bundle status", paths.STATE_DIR, "support-bundle-status.json",
     "support-bundle-status.schema.json", 0o640, "the next support bundle writes it again")
@@ -95,17 +95,17 @@ SETUP_REFUSAL = StateFile(
     "the last refused setup request is forgotten; the next refusal writes it again")
 # Where releases come from, as the release engineer built it into the payload.
 RELEASE_SOURCE = StateFile(
-    "release source", paths.INSTALL_DIR, "release-source.json", "release-source.schema.json",
+    "release source", paths.CURRENT_DIR, "release-source.json", "release-source.schema.json",
     0o644, "setup and updates have no release source: send the bundle to support")
 # Which host releases this appliance trusts: the artifact repository and the public keys
 # (current and next) built into the payload by `isobuild build --host-release-key`.
 HOST_RELEASE_TRUST = StateFile(
-    "host release trust", paths.INSTALL_DIR, "host-release-trust.json",
+    "host release trust", paths.CURRENT_DIR, "host-release-trust.json",
     "host-release-trust.schema.json", 0o644,
     "self-updates are refused until it is restored: send the support bundle to support")
 # The admin account the seed created, as the release engineer built it into the payload.
 ADMIN_ACCOUNT = StateFile(
-    "admin account", paths.INSTALL_DIR, "admin-account.json", "admin-account.schema.json",
+    "admin account", paths.CURRENT_DIR, "admin-account.json", "admin-account.schema.json",
     0o644, "setup cannot set the admin password: send the bundle to support")
 # What the credentials unit did for the last setup request (no secret in it).
 ADMIN_CREDENTIALS = StateFile(
@@ -134,10 +134,17 @@ BOOTSTRAP_LOG = StateFile(
     "kept bootstrap log", paths.STATE_DIR, "bootstrap-log.json", "bootstrap-log.schema.json",
     0o640, "the bootstrap job's log is no longer kept; a support bundle still has it while "
     "the job exists")
+# The self-update under way (host/update/self_update.py); gone once it is settled.
+SELF_UPDATE_JOURNAL = StateFile(
+    "self-update journal", paths.SELF_UPDATE_DIR, "journal.json",
+    "self-update-journal.schema.json", 0o640,
+    "a self-update cut short is no longer finished or undone at boot: check which version "
+    "runs (alga-appliance --version) and apply the wanted one again")
 STATE_FILES = (SETUP_INPUTS, INSTALL_STATE, PREFLIGHT_REPORT, SELECTED_RELEASE, ENDPOINTS,
                HOST_CHANGES, STATUS, MAINTENANCE, SUPPORT_BUNDLE_STATUS, UPDATE_HISTORY,
                SETUP_REFUSAL, RELEASE_SOURCE, ADMIN_ACCOUNT, ADMIN_CREDENTIALS, NETWORK,
-               NETWORK_CHANGE, UPDATE_NOTICE, BOOTSTRAP_LOG, HOST_RELEASE_TRUST)
+               NETWORK_CHANGE, UPDATE_NOTICE, BOOTSTRAP_LOG, HOST_RELEASE_TRUST,
+               SELF_UPDATE_JOURNAL)
 STALE_TEMP_AGE = 60.0  # seconds: a temporary file this old lost its writer (see write_atomically)
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import jsonschema
 
 # The schemas sit beside the package both in a checkout and in the appliance payload
-# (/opt/alga-appliance/{host,schemas}).
+# (/opt/alga-appliance/versions/<version>/{host,schemas}, through `current`):
+# each running version reads its own schemas.
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
 

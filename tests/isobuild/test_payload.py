@@ -34,7 +34,8 @@ def test_cli_runs_from_the_payload_with_vendored_click(appliance, tmp_path):
     assert tui == [f"{root}/vendor/urwid/__init__.py", f"{root}/vendor/wcwidth/__init__.py",
                    f"{root}/vendor/typing_extensions.py"]
     wrapper = (root / "bin" / "alga-appliance").read_text()
-    assert "PYTHONPATH=/opt/alga-appliance:/opt/alga-appliance/vendor" in wrapper
+    assert 'release=$(dirname "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")")' in wrapper
+    assert 'PYTHONPATH="$release:$release/vendor"' in wrapper
     assert "exec -a alga-appliance /usr/bin/python3 -m host" in wrapper
 
 

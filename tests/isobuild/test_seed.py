@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from host.core.validation import DocumentInvalid, validate
+from host.core.version import __version__
 from isobuild import grubcfg, seed
 from isobuild.errors import IsoBuildError
 from isobuild.options import OPTIONS_SCHEMA, BuildOptions
@@ -143,3 +144,21 @@ def test_meta_data_names_the_installer_instance():
 
 def test_without_an_installer_proxy_the_seed_has_no_proxy_key():
     assert "proxy" not in seed.autoinstall(BuildOptions(), [], [])
+
+
+def test_the_payload_installs_as_a_version_named_by_current_and_everything_goes_through_it():
+    units = ["alga-x.service", "systemd-networkd-wait-online.service.d/alga.conf"]
+    commands = seed.autoinstall(BuildOptions(), units, [])["late-commands"]
+    version_dir = f"/target/opt/alga-appliance/versions/{__version__}"
+    assert f"cp -R /cdrom/alga/. {version_dir}/" in commands
+    link = f"ln -sfn versions/{__version__} /target/opt/alga-appliance/current"
+    cli = ("ln -sfn /opt/alga-appliance/current/bin/alga-appliance "
+           "/target/usr/local/bin/alga-appliance")
+    drop_in_dir = "mkdir -p /target/etc/systemd/system/systemd-networkd-wait-online.service.d"
+    unit_links = [f"ln -sfn /opt/alga-appliance/current/units/{u} "
+                  f"/target/etc/systemd/system/{u}" for u in units]
+    order = [commands.index(c) for c in (link, cli, drop_in_dir, *unit_links)]
+    assert order == sorted(order)
+    # Nothing else names the payload by a version directory or the old flat layout.
+    assert not [c for c in commands if "/opt/alga-appliance/" in c and "current" not in c
+                and version_dir not in c]

@@ -113,7 +113,7 @@ def test_the_first_setup_needs_a_password_and_a_later_one_keeps_the_stored_hash(
 
 
 def test_the_admin_name_the_payload_names_is_the_one_the_rule_checks(tmp_path):
-    root = make_host_root(tmp_path, paths.INSTALL_DIR)
+    root = make_host_root(tmp_path, paths.CURRENT_DIR)
     state.write(state.ADMIN_ACCOUNT, {"user": "opsadmin"}, root)
     assert credentials.admin_user(root) == "opsadmin"
     assert credentials.admin_user(make_host_root(tmp_path / "bare")) == paths.DEFAULT_ADMIN_USER
@@ -274,7 +274,7 @@ def host(tmp_path, monkeypatch) -> Path:
     """A root with a copy of this machine's account files plus the seed's admin account
     (created locked, as the seed does), a home for it, and an sshd_config that includes
     the root's own drop-in directory."""
-    root = make_host_root(tmp_path / "root", paths.INSTALL_DIR, "/etc/ssh/sshd_config.d",
+    root = make_host_root(tmp_path / "root", paths.CURRENT_DIR, "/etc/ssh/sshd_config.d",
                           "/home")
     for name in ("passwd", "shadow", "group", "gshadow"):
         if Path("/etc", name).exists():

@@ -223,7 +223,7 @@ def flux_site(control_plane, registry, ca, tmp_path, monkeypatch):
     # the same name in msp (tests/cluster/test_kubelet.py makes some) would refuse Helm's.
     control_plane.reset()
     monkeypatch.setenv("PATH", f"{control_plane.bin}:{os.environ['PATH']}")
-    root = make_host_root(tmp_path / "root", paths.INSTALL_DIR)
+    root = make_host_root(tmp_path / "root", paths.CURRENT_DIR)
     (root / "etc/os-release").write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
     node_address = free_loopback_address()
     app = App(node_address, alga.APP_PORT)  # alga-core's server: the node's address, port 3000

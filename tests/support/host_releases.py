@@ -6,7 +6,7 @@ here."""
 from dataclasses import dataclass
 from pathlib import Path
 
-from host.core import state
+from host.core import paths, state
 from host.releases import host_release as hr
 from support.base import make_host_root
 from support.oci import Blob, image_manifest
@@ -41,7 +41,7 @@ def trust_document(registry, *keys) -> dict:
 def host_root(base: Path, ca, registry, *keys) -> Path:
     """A host root reaching `registry` with the test CA, pinning `keys` (none: no trust
     file, as an ISO built without --host-release-key)."""
-    root = make_host_root(base, "/opt/alga-appliance")
+    root = make_host_root(base, paths.CURRENT_DIR)
     state.write(state.ENDPOINTS, {"ca_bundle": str(ca.ca_pem_path)}, root)
     if keys:
         state.write(state.HOST_RELEASE_TRUST, trust_document(registry, *keys), root)

@@ -177,7 +177,7 @@ def oci_host_root(root, ca, registry) -> tuple[str, dict]:
     """A host root set up to install from `registry`'s stable (release 1.0.3, published
     here), named as the ISO payload names it (isobuild build --release-source); the
     artifact's digest and its release manifest."""
-    make_host_root(root, paths.INSTALL_DIR)
+    make_host_root(root, paths.CURRENT_DIR)
     (root / "etc/os-release").write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
     digest, manifest = publish_oci(registry)
     state.write(state.ENDPOINTS, {"ca_bundle": str(ca.ca_pem_path)}, root)

@@ -341,7 +341,7 @@ PINNED_SOURCE = f"{PAYLOAD_SOURCE}@sha256:{'ab' * 32}"
 
 
 def test_the_review_names_the_release_source_and_where_it_was_set(tmp_path, open_ui):
-    make_host_root(tmp_path, paths.INSTALL_DIR)  # where the ISO payload's file lives
+    make_host_root(tmp_path, paths.CURRENT_DIR)  # where the ISO payload's file lives
     state.write(state.RELEASE_SOURCE, {"release_source": PAYLOAD_SOURCE}, tmp_path)
     ui = open_ui(tmp_path)
     ui.open("/setup")

@@ -285,7 +285,7 @@ def test_setup_context_names_the_release_source_and_where_it_was_set(server, roo
     any support override."""
     url, secret = server
     if payload:
-        paths.on_host(paths.INSTALL_DIR, root).mkdir(parents=True, exist_ok=True)
+        paths.on_host(paths.CURRENT_DIR, root).mkdir(parents=True, exist_ok=True)
         state.write(state.RELEASE_SOURCE, {"release_source": payload}, root)
     if site:
         state.write(state.ENDPOINTS, {"release_source": site}, root)
