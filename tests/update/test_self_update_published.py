@@ -1,0 +1,141 @@
+"""Both halves of issue 23 together: a host release published by `isobuild host-release`
+(a copy of the working tree with a bumped version, signed with a throwaway key, pushed to
+the real test registry) is found by `alga-appliance self-update --check` on an appliance
+that pins that key and repository, and `--apply` downloads, verifies and switches to it;
+one signed by a key the appliance does not pin is refused and changes nothing. The health
+check is the only stand-in (no web service runs here); test_self_update.py covers it."""
+
+import json
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from support.cluster import FakeCluster
+from support.registry import PUSHER
+
+from host import cli
+from host.core import paths, state, token, unitfiles
+from host.core.version import __version__
+from host.update import self_update
+from isobuild import payload, publish
+
+PROJECT = Path(__file__).resolve().parents[2]
+BUMPED = "0.99.0"
+REPOSITORY = "alga/appliance-host-e2e"
+
+
+def bumped_tree(base: Path, version: str) -> Path:
+    """The working tree's payload sources and isobuild, with __version__ set to `version`."""
+    copy = base / f"tree-{version}"
+    for name in (*payload.SOURCE_DIRS, "isobuild"):
+        shutil.copytree(PROJECT / name, copy / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    module = copy / "host/core/version.py"
+    module.write_text(module.read_text().replace(f'"{__version__}"', f'"{version}"'))
+    return copy
+
+
+def publish_release(tree: Path, ca, key, repository: str, out: Path) -> None:
+    environment = {**os.environ, "PYTHONPATH": str(tree),
+                   "REQUESTS_CA_BUNDLE": str(ca.ca_pem_path),
+                   publish.USER_ENV: PUSHER[0], publish.TOKEN_ENV: PUSHER[1]}
+    run = subprocess.run([sys.executable, "-m", "isobuild", "host-release", "--output",
+                          str(out), "--sign-key", str(key.secret), "--repository", repository],
+                         cwd=tree, env=environment, capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+
+
+def installed_root(base: Path, ca, repository: str, key) -> Path:
+    """An appliance as the seed installs it: this tree's payload under versions/<version>,
+    `current` linking to it, the units linked through it, pinning `key` and `repository`."""
+    root = base / "root"
+    version_dir = paths.on_host(paths.VERSIONS_DIR, root) / __version__
+    for file in payload.collect({"built_by": "tests"}, "oci://registry.example/site"):
+        path = version_dir / file.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(file.data)
+        path.chmod(file.mode)
+    for directory in (paths.CONFIG_DIR, paths.STATE_DIR, paths.LOG_DIR,
+                      paths.SYSTEMD_UNIT_DIR, "/etc/issue.d"):
+        paths.on_host(directory, root).mkdir(parents=True, exist_ok=True)
+    (root / "etc/os-release").write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
+    paths.on_host(paths.CURRENT_DIR, root).symlink_to(f"versions/{__version__}")
+    unitfiles.link(root)
+    token.ensure_token(root, owner=pwd.getpwuid(os.getuid()).pw_name)
+    state.write(state.ENDPOINTS, {"ca_bundle": str(ca.ca_pem_path)}, root)
+    state.write(state.HOST_RELEASE_TRUST, {"repository": repository, "keys": [
+        {"fingerprint": key.fingerprint, "armored": key.public.read_text()}]}, root)
+    return root
+
+
+def alga_appliance(root: Path, *args: str):
+    return CliRunner().invoke(cli.main, ["--root", str(root), *args])
+
+
+def history(root: Path) -> list[dict]:
+    """The maintenance record's self-update history, newest first."""
+    return state.read(state.MAINTENANCE, root)["self_updates"]
+
+
+@pytest.fixture
+def appliance(tmp_path, ca, registry, signing_key, monkeypatch):
+    repository = f"{registry.host}/{REPOSITORY}-{tmp_path.name[-12:].lower()}"
+    FakeCluster(tmp_path).use(monkeypatch)
+    monkeypatch.setattr(self_update, "check_health", lambda root: None)
+    return installed_root(tmp_path, ca, repository, signing_key), repository
+
+
+def test_a_published_release_is_checked_and_applied_from_the_registry(
+        appliance, ca, signing_key, tmp_path):
+    root, repository = appliance
+    tree = bumped_tree(tmp_path, BUMPED)
+    publish_release(tree, ca, signing_key, repository, tmp_path / "out")
+
+    checked = alga_appliance(root, "self-update", "--check")
+    assert checked.exit_code == 0, checked.output
+    assert BUMPED in checked.output and __version__ in checked.output
+    applied = alga_appliance(root, "self-update", "--apply")
+    assert applied.exit_code == 0, applied.output
+
+    current = paths.on_host(paths.CURRENT_DIR, root)
+    assert os.readlink(current) == f"versions/{BUMPED}"
+    assert (current / "VERSION").read_text() == f"{BUMPED}\n"
+    # The running code is the published tree's, byte for byte.
+    for name in payload.SOURCE_DIRS:
+        for source in (tree / name).rglob("*"):
+            if source.is_file():
+                relative = source.relative_to(tree)
+                assert (current / relative).read_bytes() == source.read_bytes(), relative
+    apply, check = history(root)[:2]
+    assert (check["action"], check["outcome"], check["to_version"]) == (
+        "check", "available", BUMPED)
+    assert (apply["action"], apply["outcome"], apply["from_version"], apply["to_version"],
+            apply["signer"]) == ("apply", "applied", __version__, BUMPED,
+                                 signing_key.fingerprint)
+
+
+def test_a_release_signed_by_a_key_not_pinned_is_refused_and_changes_nothing(
+        appliance, ca, other_key, tmp_path):
+    root, repository = appliance
+    publish_release(bumped_tree(tmp_path, BUMPED), ca, other_key, repository,
+                    tmp_path / "out")
+    before = {f.filename: f.path(root).read_bytes() for f in state.STATE_FILES
+              if f.path(root).exists() and f is not state.MAINTENANCE}
+
+    applied = alga_appliance(root, "self-update", "--apply", BUMPED)
+    assert applied.exit_code == 1, applied.output
+    assert other_key.fingerprint in applied.output
+    assert os.readlink(paths.on_host(paths.CURRENT_DIR, root)) == f"versions/{__version__}"
+    assert not (paths.on_host(paths.VERSIONS_DIR, root) / BUMPED).exists()
+    assert {f.filename: f.path(root).read_bytes() for f in state.STATE_FILES
+            if f.path(root).exists() and f is not state.MAINTENANCE} == before
+    entry = history(root)[0]
+    assert (entry["outcome"], entry["to_version"], entry["signer"]) == (
+        "refused", BUMPED, None)
+    assert json.dumps(entry).count(other_key.fingerprint) == 1
