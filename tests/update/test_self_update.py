@@ -552,7 +552,8 @@ def test_recovery_records_what_it_did_in_the_history(host):
 
 def test_the_pinned_keys_are_kept_unless_the_release_carries_its_own(host, tmp_path):
     root, staged = host
-    pins = paths.on_host(paths.CURRENT_DIR, root).joinpath(state.HOST_RELEASE_TRUST.filename).read_text()
+    trust = paths.on_host(paths.CURRENT_DIR, root) / state.HOST_RELEASE_TRUST.filename
+    pins = trust.read_text()
     self_update.apply(root, staged, health=healthy)
     assert paths.on_host(paths.CURRENT_DIR, root).joinpath(
         state.HOST_RELEASE_TRUST.filename).read_text() == pins
