@@ -14,8 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from host.core import host_release_format
 from host.core.validation import DocumentInvalid, validate
-from host.releases import host_release
 from isobuild.errors import IsoBuildError
 
 KEY_ENV = "ISOBUILD_UBUNTU_SIGNING_KEY"
@@ -86,7 +86,7 @@ def _judge(statuses: list[list[str]], data: Path, signature: Path, key: PinnedKe
 def _dearmor(path: Path) -> bytes:
     """The binary key packets of an ASCII-armored key file: what gpgv reads as a keyring."""
     try:
-        return host_release.dearmor(_read_key(path, f"point {KEY_ENV} at an ASCII-armored "
+        return host_release_format.dearmor(_read_key(path, f"point {KEY_ENV} at an ASCII-armored "
                                                     "public key"))
     except ValueError as exc:
         raise IsoBuildError(f"{path} is not an ASCII-armored OpenPGP public key",
@@ -129,7 +129,7 @@ def _host_release_key(path: Path) -> dict:
         raise IsoBuildError(f"{path} holds a secret key: it would be on every appliance",
                             step)
     try:
-        host_release.dearmor(armored)
+        host_release_format.dearmor(armored)
     except ValueError as exc:
         raise IsoBuildError(f"{path} is not an ASCII-armored OpenPGP public key", step) from exc
     with tempfile.TemporaryDirectory(prefix="isobuild-gpg-") as home:
@@ -140,8 +140,8 @@ def _host_release_key(path: Path) -> dict:
         raise IsoBuildError(f"{path} holds {len(primaries)} public keys, not one", step)
     fingerprint = next(line.split(":")[9] for line in listing[primaries[0]:]
                        if line.startswith("fpr:"))
-    block = armored[armored.index(host_release.ARMOR_BEGIN):
-                    armored.index(host_release.ARMOR_END) + len(host_release.ARMOR_END)]
+    begin, end = host_release_format.ARMOR_BEGIN, host_release_format.ARMOR_END
+    block = armored[armored.index(begin):armored.index(end) + len(end)]
     return {"fingerprint": fingerprint.upper(), "armored": block + "\n"}
 
 

@@ -1,5 +1,5 @@
 """`isobuild host-release`: the appliance's own software as a signed host release
-(host/releases/host_release.py has the format), written to a directory and pushed as an OCI
+(host/releases/host_release_format.py has the format), written to a directory and pushed as an OCI
 artifact to the repository the release engineer names.
 
 The payload is the one `isobuild build` puts on the ISO (isobuild/payload.py, from the
@@ -20,10 +20,8 @@ from urllib.parse import urlencode, urljoin
 
 import requests
 
-from host.core import state
-from host.core.version import __version__
-from host.releases import host_release
-from host.update.check import version_key
+from host.core import host_release_format, state
+from host.core.version import __version__, version_key
 from isobuild import gpg, payload
 from isobuild.errors import IsoBuildError
 from isobuild.options import BuildOptions
@@ -59,11 +57,11 @@ def build_release(options: BuildOptions, output: Path, sign_key: str, notes: str
                   "vendored": payload.vendored_versions()}
     trust = gpg.host_release_trust(options.host_release_keys, options.host_release_repository)
     files = payload.collect(build_info, options.release_source, options.admin_user, trust)
-    tarball = host_release.pack(files)
+    tarball = host_release_format.pack(files)
     try:
-        document = host_release.build_manifest(files, tarball, __version__, min_upgrade_from,
+        document = host_release_format.build_manifest(files, tarball, __version__, min_upgrade_from,
                                                notes, created)
-    except host_release.Refused as exc:
+    except host_release_format.Refused as exc:
         raise IsoBuildError(exc.reason, "this is an isobuild bug or a file the payload must "
                             "not carry; report it with this output") from exc
     output.mkdir(parents=True, exist_ok=True)
@@ -73,7 +71,7 @@ def build_release(options: BuildOptions, output: Path, sign_key: str, notes: str
     written = (tarball_path, manifest_path, manifest_path.with_name(manifest_path.name + ".sig"))
     try:
         tarball_path.write_bytes(tarball)
-        manifest_path.write_bytes(host_release.manifest_bytes(document))
+        manifest_path.write_bytes(host_release_format.manifest_bytes(document))
         signature = gpg.sign_detached(manifest_path, sign_key, armor=False)
     except BaseException:  # no release without its signature, nor an old one beside it
         for path in written:
@@ -84,18 +82,18 @@ def build_release(options: BuildOptions, output: Path, sign_key: str, notes: str
 
 def artifact(release: HostRelease) -> tuple[bytes, list[tuple[str, bytes]]]:
     """The OCI image manifest's bytes and the blobs it names (media type, bytes)."""
-    blobs = [(host_release.MANIFEST_TYPE, release.manifest.read_bytes()),
-             (host_release.PAYLOAD_TYPE, release.tarball.read_bytes()),
-             (host_release.SIGNATURE_TYPE, release.signature.read_bytes())]
+    blobs = [(host_release_format.MANIFEST_TYPE, release.manifest.read_bytes()),
+             (host_release_format.PAYLOAD_TYPE, release.tarball.read_bytes()),
+             (host_release_format.SIGNATURE_TYPE, release.signature.read_bytes())]
     descriptors = [{"mediaType": kind, "digest": _digest(data), "size": len(data)}
                    for kind, data in blobs]
     manifest = {
         "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "artifactType": host_release.ARTIFACT_TYPE,
+        "artifactType": host_release_format.ARTIFACT_TYPE,
         "config": descriptors[0], "layers": descriptors[1:],
-        "annotations": {host_release.VERSION_ANNOTATION: release.version,
-                        host_release.NOTES_ANNOTATION: release.document["notes"],
-                        host_release.CREATED_ANNOTATION: release.document["created"]},
+        "annotations": {host_release_format.VERSION_ANNOTATION: release.version,
+                        host_release_format.NOTES_ANNOTATION: release.document["notes"],
+                        host_release_format.CREATED_ANNOTATION: release.document["created"]},
     }
     return json.dumps(manifest, indent=2).encode(), blobs
 

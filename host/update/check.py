@@ -13,6 +13,7 @@ from pathlib import Path
 from host.cluster import alga
 from host.core import failures, paths, state
 from host.core.failures import OperationFailed
+from host.core.version import version_key
 from host.net import endpoints
 from host.releases import channels, source
 from host.setup import preflight
@@ -195,12 +196,3 @@ def needs_apply(root: Path | None, current: dict | None, target: dict, own_id: s
 
 def _without_time(selection: dict) -> dict:
     return {key: value for key, value in selection.items() if key != "selected_at"}
-
-
-def version_key(version: str) -> tuple:
-    """Release versions in order: 1.0 < 1.0.1 < 1.1-nightly.2 < 1.1 (a suffix sorts before
-    its release, numeric parts by number, as semver orders pre-releases)."""
-    core, _, suffix = version.partition("-")
-    numbers = [int(part) for part in core.split(".")]
-    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in suffix.split("."))
-    return (*numbers, *[0] * (3 - len(numbers)), 0 if suffix else 1, parts if suffix else ())

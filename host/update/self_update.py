@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from host.core import busy, hostcmd, maintenance, paths, runlock, spool, state, unitfiles
+from host.core.version import version_key
 from host.releases import host_release
 
 # The steps, in order; the journal names the one under way. Recovery undoes every step but
@@ -66,11 +67,6 @@ class Outcome:
 def installed_version(root: Path | None = None) -> str:
     """The version `current` names (its VERSION file)."""
     return (_current(root) / VERSION_FILE).read_text(encoding="utf-8").strip()
-
-
-def version_key(version: str) -> tuple[int, ...]:
-    """A release version (major.minor.patch, digits only) for ordering."""
-    return tuple(int(part) for part in version.split("."))
 
 
 def refusal(root: Path | None, staged, force_downgrade: bool) -> str | None:

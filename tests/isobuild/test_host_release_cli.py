@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from support.host_releases import REPOSITORY, host_root, tree
 from support.registry import PUSHER
 
+from host.core import host_release_format as release_format
 from host.core import state
 from host.core.version import __version__
 from host.releases import host_release as hr
@@ -142,7 +143,7 @@ def test_without_repository_the_release_is_only_written(signing_key, tmp_path):
     signature = (tmp_path / f"{stem}.manifest.json.sig").read_bytes()
     assert signature[:1] != b"-" and not signature.startswith(b"-----BEGIN")  # binary
     manifest = hr.parse_manifest((tmp_path / f"{stem}.manifest.json").read_bytes(), "out")
-    hr.check_payload((tmp_path / f"{stem}.tar.gz").read_bytes(), manifest)
+    release_format.check_payload((tmp_path / f"{stem}.tar.gz").read_bytes(), manifest)
     # Without --host-release-key the release carries no trust: as an ISO built without one.
     assert state.HOST_RELEASE_TRUST.filename not in {e["path"] for e in manifest["files"]}
 

@@ -28,6 +28,7 @@ from support.netlab import ConnectProxy, HttpsServer, Route
 from support.oci import Blob
 from support.preflight_lab import proxy_inputs
 
+from host.core import host_release_format as release_format
 from host.core import state
 from host.net import https
 from host.releases import host_release as hr
@@ -194,7 +195,7 @@ def test_a_manifest_altered_after_signing_is_refused(root, registry, signing_key
 def test_a_tarball_other_than_the_signed_one_is_refused(root, registry, signing_key, into):
     files = small_tree("0.2.0")
     genuine = make_release(files, "0.2.0", signing_key)
-    swapped = hr.pack([*files[:-1], File("host/core/version.py", b"evil = True\n")])
+    swapped = release_format.pack([*files[:-1], File("host/core/version.py", b"evil = True\n")])
     publish(registry, type(genuine)(genuine.manifest, genuine.manifest_bytes, swapped,
                                     genuine.signature))
     assert "is not the one its signed manifest names" in refused(root, "0.2.0", into)
@@ -334,7 +335,8 @@ def test_a_hostile_tarball_extracts_exactly_the_listed_files_or_nothing(tmp_path
         info.linkname = "" if kind == tarfile.REGTYPE else "../../x"
         built.append((info, data))
     tarball = tar_gz([*members_of(files), *built])
-    manifest = hr.build_manifest(files, tarball, "0.2.0", "0.1.0", "", "2026-12-01T10:00:00Z")
+    manifest = release_format.build_manifest(files, tarball, "0.2.0", "0.1.0", "",
+                                             "2026-12-01T10:00:00Z")
     work = tmp_path_factory.mktemp("extract")
     into = work / "into"
     into.mkdir()
@@ -352,9 +354,10 @@ def test_a_hostile_tarball_extracts_exactly_the_listed_files_or_nothing(tmp_path
 @given(data=st.binary(max_size=4096), cut=st.integers(min_value=0))
 def test_damaged_tarball_bytes_are_refused_never_raised(tmp_path_factory, data, cut):
     files = small_tree("0.2.0")
-    tarball = hr.pack(files)
+    tarball = release_format.pack(files)
     damaged = tarball[:cut % len(tarball)] + data or b"\0"
-    manifest = hr.build_manifest(files, damaged, "0.2.0", "0.1.0", "", "2026-12-01T10:00:00Z")
+    manifest = release_format.build_manifest(files, damaged, "0.2.0", "0.1.0", "",
+                                             "2026-12-01T10:00:00Z")
     into = tmp_path_factory.mktemp("damaged")
     try:
         hr.extract(damaged, manifest, into)
@@ -476,7 +479,7 @@ def test_a_hostile_manifest_is_refused_or_valid_never_raised(field, value):
 def test_every_path_a_manifest_may_list_stays_inside_the_staging_directory(path):
     document = {**GENUINE, "files": [{**GENUINE["files"][0], "path": path}]}
     try:
-        hr.check_manifest(document, "hypothesis")
+        release_format.check_manifest(document, "hypothesis")
     except hr.Refused:
         return
     inside = Path("/srv/into")  # no file system needed: the path alone decides

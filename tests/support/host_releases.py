@@ -6,6 +6,7 @@ here."""
 from dataclasses import dataclass
 from pathlib import Path
 
+from host.core import host_release_format as release_format
 from host.core import paths, state
 from host.releases import host_release as hr
 from support.base import make_host_root
@@ -67,11 +68,11 @@ def make_release(contents, version: str, key, notes: str = "", tarball: bytes | 
     replaces the packed files (the manifest names the tarball given); `manifest_files` are
     what the manifest lists (default: `contents`); `manifest_changes` replace its fields
     after it is built (so they need not be valid)."""
-    packed = tarball if tarball is not None else hr.pack(contents)
-    manifest = hr.build_manifest(manifest_files or contents, packed, version, "0.1.0", notes,
-                                 CREATED)
+    packed = tarball if tarball is not None else release_format.pack(contents)
+    manifest = release_format.build_manifest(manifest_files or contents, packed, version,
+                                             "0.1.0", notes, CREATED)
     manifest |= manifest_changes
-    data = hr.manifest_bytes(manifest)
+    data = release_format.manifest_bytes(manifest)
     return Release(manifest, data, packed, signed(key, data) if key else None)
 
 

@@ -35,6 +35,7 @@ from host.cluster import alga
 from host.cluster.alga import ALGA_CORE
 from host.cluster.kube import Kube
 from host.core import maintenance, pins, runlock, spool, state
+from host.core.version import version_key
 from host.setup import engine
 from host.update import apply, check, history
 from host.update import request as update_request
@@ -517,4 +518,4 @@ def test_the_cli_prints_the_plan_and_result(lab):
 def test_version_order():
     ordered = ["0.9", "1.0", "1.0.1", "1.1-nightly.2", "1.1-nightly.10", "1.1-rc.1", "1.1",
                "1.10"]
-    assert sorted(reversed(ordered), key=check.version_key) == ordered
+    assert sorted(reversed(ordered), key=version_key) == ordered
