@@ -6,17 +6,12 @@ exactly as built. No ISO is built here: the build flags are checked where they f
 any download, and the payload they make through payload.collect()."""
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from support.host_releases import REPOSITORY, host_root, tree
-from support.registry import PUSHER
+from support.host_releases import REPOSITORY, host_root, run_host_release, tree, tree_with_version
 
 from host.core import host_release_format as release_format
 from host.core import state
@@ -26,31 +21,13 @@ from isobuild import gpg, payload, publish
 from isobuild.cli import main
 from isobuild.options import resolve_options
 
-PROJECT = Path(__file__).resolve().parents[2]
 BUMPED = "0.99.0"
 NOTES = "Fixes the console banner.\nFaster status page.\n"
 
 
 @pytest.fixture(scope="module")
 def bumped_tree(tmp_path_factory) -> Path:
-    """The working tree's payload sources and isobuild, with __version__ bumped."""
-    copy = tmp_path_factory.mktemp("bumped")
-    for name in (*payload.SOURCE_DIRS, "isobuild"):
-        shutil.copytree(PROJECT / name, copy / name,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    version = copy / "host/core/version.py"
-    version.write_text(version.read_text().replace(f'"{__version__}"', f'"{BUMPED}"'))
-    return copy
-
-
-def host_release(tree_dir: Path, ca, *args: str, **env: str) -> subprocess.CompletedProcess:
-    """`isobuild host-release` run from `tree_dir` (its code, its payload)."""
-    environment = {**os.environ, "PYTHONPATH": str(tree_dir), "REQUESTS_CA_BUNDLE":
-                   str(ca.ca_pem_path), publish.USER_ENV: PUSHER[0],
-                   publish.TOKEN_ENV: PUSHER[1], **env}
-    return subprocess.run([sys.executable, "-m", "isobuild", "host-release", *args],
-                          cwd=tree_dir, env=environment, capture_output=True, text=True,
-                          timeout=300, check=False)
+    return tree_with_version(tmp_path_factory.mktemp("bumped"), BUMPED)
 
 
 def test_a_bumped_release_is_pushed_listed_and_staged_byte_for_byte(
@@ -59,7 +36,7 @@ def test_a_bumped_release_is_pushed_listed_and_staged_byte_for_byte(
     notes.write_text(NOTES)
     repository = f"{registry.host}/{REPOSITORY}"
     out = tmp_path / "out"
-    run = host_release(bumped_tree, ca, "--output", str(out), "--sign-key",
+    run = run_host_release(bumped_tree, ca, "--output", str(out), "--sign-key",
                        str(signing_key.secret), "--repository", repository, "--notes-file",
                        str(notes), "--host-release-key", str(signing_key.public),
                        "--host-release-repository", repository)
@@ -95,7 +72,7 @@ def test_a_bumped_release_is_pushed_listed_and_staged_byte_for_byte(
     assert hr.verify_signature(manifest.read_bytes(), manifest.with_suffix(".json.sig")
                                .read_bytes(), pinned["keys"]) == signing_key.fingerprint
 
-    again = host_release(bumped_tree, ca, "--output", str(tmp_path / "again"), "--sign-key",
+    again = run_host_release(bumped_tree, ca, "--output", str(tmp_path / "again"), "--sign-key",
                          str(signing_key.secret), "--repository", repository)
     assert again.returncode == 1
     assert f"{repository}:{BUMPED} already exists: a published host release never " \
@@ -110,7 +87,7 @@ def _bytes_in(out: Path, path: str) -> bytes:
 
 def test_wrong_registry_credentials_are_named(bumped_tree, ca, registry, signing_key,
                                                tmp_path):
-    run = host_release(bumped_tree, ca, "--output", str(tmp_path / "out"), "--sign-key",
+    run = run_host_release(bumped_tree, ca, "--output", str(tmp_path / "out"), "--sign-key",
                        str(signing_key.secret), "--repository",
                        f"{registry.host}/{REPOSITORY}", **{publish.TOKEN_ENV: "wrong"})
     assert run.returncode == 1
@@ -121,7 +98,7 @@ def test_wrong_registry_credentials_are_named(bumped_tree, ca, registry, signing
 
 def test_missing_registry_credentials_are_named(bumped_tree, ca, registry, signing_key,
                                                  tmp_path):
-    run = host_release(bumped_tree, ca, "--output", str(tmp_path / "out"), "--sign-key",
+    run = run_host_release(bumped_tree, ca, "--output", str(tmp_path / "out"), "--sign-key",
                        str(signing_key.secret), "--repository",
                        f"{registry.host}/{REPOSITORY}", **{publish.USER_ENV: ""})
     assert run.returncode == 1

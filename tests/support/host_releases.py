@@ -3,16 +3,23 @@ the test registry's repository, and releases made from any files (well formed or
 signed by any key, pushed as the OCI artifact `isobuild host-release` pushes. No pytest in
 here."""
 
+import os
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from host.core import host_release_format as release_format
 from host.core import paths, state
+from host.core.version import __version__
 from host.releases import host_release as hr
 from support.base import make_host_root
 from support.oci import Blob, image_manifest
+from support.registry import PUSHER
 
 REPOSITORY = "alga/appliance-host"
+PROJECT = Path(__file__).resolve().parents[2]
 CREATED = "2026-12-01T10:00:00Z"
 
 
@@ -97,3 +104,30 @@ def tree(directory: Path) -> dict[str, tuple[bytes, int]]:
     return {path.relative_to(directory).as_posix(): (path.read_bytes(),
                                                      path.stat().st_mode & 0o7777)
             for path in sorted(directory.rglob("*")) if path.is_file()}
+
+
+def tree_with_version(base: Path, version: str) -> Path:
+    """A copy of the working tree's payload sources and isobuild under `base`, with
+    __version__ set to `version`: what a release engineer publishes next."""
+    from isobuild import payload
+
+    copy = base / f"tree-{version}"
+    for name in (*payload.SOURCE_DIRS, "isobuild"):
+        shutil.copytree(PROJECT / name, copy / name,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    module = copy / "host/core/version.py"
+    module.write_text(module.read_text().replace(f'"{__version__}"', f'"{version}"'))
+    return copy
+
+
+def run_host_release(tree: Path, ca, *args: str, **env: str) -> subprocess.CompletedProcess:
+    """`isobuild host-release` run from `tree` (its code, its payload), pushing with the
+    test registry's pusher credentials."""
+    from isobuild import publish
+
+    environment = {**os.environ, "PYTHONPATH": str(tree), "REQUESTS_CA_BUNDLE":
+                   str(ca.ca_pem_path), publish.USER_ENV: PUSHER[0],
+                   publish.TOKEN_ENV: PUSHER[1], **env}
+    return subprocess.run([sys.executable, "-m", "isobuild", "host-release", *args],
+                          cwd=tree, env=environment, capture_output=True, text=True,
+                          timeout=300, check=False)

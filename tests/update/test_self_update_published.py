@@ -8,46 +8,26 @@ check is the only stand-in (no web service runs here); test_self_update.py cover
 import json
 import os
 import pwd
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from support.cluster import FakeCluster
-from support.registry import PUSHER
+from support.host_releases import run_host_release, tree_with_version
 
 from host import cli
 from host.core import paths, state, token, unitfiles
 from host.core.version import __version__
 from host.update import self_update
-from isobuild import payload, publish
+from isobuild import payload
 
-PROJECT = Path(__file__).resolve().parents[2]
 BUMPED = "0.99.0"
 REPOSITORY = "alga/appliance-host-e2e"
 
 
-def bumped_tree(base: Path, version: str) -> Path:
-    """The working tree's payload sources and isobuild, with __version__ set to `version`."""
-    copy = base / f"tree-{version}"
-    for name in (*payload.SOURCE_DIRS, "isobuild"):
-        shutil.copytree(PROJECT / name, copy / name,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    module = copy / "host/core/version.py"
-    module.write_text(module.read_text().replace(f'"{__version__}"', f'"{version}"'))
-    return copy
-
-
 def publish_release(tree: Path, ca, key, repository: str, out: Path) -> None:
-    environment = {**os.environ, "PYTHONPATH": str(tree),
-                   "REQUESTS_CA_BUNDLE": str(ca.ca_pem_path),
-                   publish.USER_ENV: PUSHER[0], publish.TOKEN_ENV: PUSHER[1]}
-    run = subprocess.run([sys.executable, "-m", "isobuild", "host-release", "--output",
-                          str(out), "--sign-key", str(key.secret), "--repository", repository],
-                         cwd=tree, env=environment, capture_output=True, text=True,
-                         timeout=300, check=False)
+    run = run_host_release(tree, ca, "--output", str(out), "--sign-key", str(key.secret),
+                           "--repository", repository)
     assert run.returncode == 0, run.stderr
 
 
@@ -94,7 +74,7 @@ def appliance(tmp_path, ca, registry, signing_key, monkeypatch):
 def test_a_published_release_is_checked_and_applied_from_the_registry(
         appliance, ca, signing_key, tmp_path):
     root, repository = appliance
-    tree = bumped_tree(tmp_path, BUMPED)
+    tree = tree_with_version(tmp_path, BUMPED)
     publish_release(tree, ca, signing_key, repository, tmp_path / "out")
 
     checked = alga_appliance(root, "self-update", "--check")
@@ -123,7 +103,7 @@ def test_a_published_release_is_checked_and_applied_from_the_registry(
 def test_a_release_signed_by_a_key_not_pinned_is_refused_and_changes_nothing(
         appliance, ca, other_key, tmp_path):
     root, repository = appliance
-    publish_release(bumped_tree(tmp_path, BUMPED), ca, other_key, repository,
+    publish_release(tree_with_version(tmp_path, BUMPED), ca, other_key, repository,
                     tmp_path / "out")
     before = {f.filename: f.path(root).read_bytes() for f in state.STATE_FILES
               if f.path(root).exists() and f is not state.MAINTENANCE}
