@@ -7,71 +7,21 @@ check is the only stand-in (no web service runs here); test_self_update.py cover
 
 import json
 import os
-import pwd
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from support.cluster import FakeCluster
-from support.registry import PUSHER
+from support.host_releases import bumped_tree, installed_root, publish_release
 
 from host import cli
-from host.core import paths, state, token, unitfiles
+from host.core import paths, state
 from host.core.version import __version__
 from host.update import self_update
-from isobuild import payload, publish
+from isobuild import payload
 
-PROJECT = Path(__file__).resolve().parents[2]
 BUMPED = "0.99.0"
 REPOSITORY = "alga/appliance-host-e2e"
-
-
-def bumped_tree(base: Path, version: str) -> Path:
-    """The working tree's payload sources and isobuild, with __version__ set to `version`."""
-    copy = base / f"tree-{version}"
-    for name in (*payload.SOURCE_DIRS, "isobuild"):
-        shutil.copytree(PROJECT / name, copy / name,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    module = copy / "host/core/version.py"
-    module.write_text(module.read_text().replace(f'"{__version__}"', f'"{version}"'))
-    return copy
-
-
-def publish_release(tree: Path, ca, key, repository: str, out: Path) -> None:
-    environment = {**os.environ, "PYTHONPATH": str(tree),
-                   "REQUESTS_CA_BUNDLE": str(ca.ca_pem_path),
-                   publish.USER_ENV: PUSHER[0], publish.TOKEN_ENV: PUSHER[1]}
-    run = subprocess.run([sys.executable, "-m", "isobuild", "host-release", "--output",
-                          str(out), "--sign-key", str(key.secret), "--repository", repository],
-                         cwd=tree, env=environment, capture_output=True, text=True,
-                         timeout=300, check=False)
-    assert run.returncode == 0, run.stderr
-
-
-def installed_root(base: Path, ca, repository: str, key) -> Path:
-    """An appliance as the seed installs it: this tree's payload under versions/<version>,
-    `current` linking to it, the units linked through it, pinning `key` and `repository`."""
-    root = base / "root"
-    version_dir = paths.on_host(paths.VERSIONS_DIR, root) / __version__
-    for file in payload.collect({"built_by": "tests"}, "oci://registry.example/site"):
-        path = version_dir / file.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(file.data)
-        path.chmod(file.mode)
-    for directory in (paths.CONFIG_DIR, paths.STATE_DIR, paths.LOG_DIR,
-                      paths.SYSTEMD_UNIT_DIR, "/etc/issue.d"):
-        paths.on_host(directory, root).mkdir(parents=True, exist_ok=True)
-    (root / "etc/os-release").write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
-    paths.on_host(paths.CURRENT_DIR, root).symlink_to(f"versions/{__version__}")
-    unitfiles.link(root)
-    token.ensure_token(root, owner=pwd.getpwuid(os.getuid()).pw_name)
-    state.write(state.ENDPOINTS, {"ca_bundle": str(ca.ca_pem_path)}, root)
-    state.write(state.HOST_RELEASE_TRUST, {"repository": repository, "keys": [
-        {"fingerprint": key.fingerprint, "armored": key.public.read_text()}]}, root)
-    return root
 
 
 def alga_appliance(root: Path, *args: str):
