@@ -90,7 +90,7 @@ export async function render(app, actions) {
   $("#self-update-busy").textContent = busy || "";
   progress(running, shown.waiting);
   outcome(newest, app.now());
-  offer(shown.offer, app.selfUpdateRunning || Boolean(busy));
+  offer(shown.offer, app.selfUpdateRunning || Boolean(busy), app.now());
   history(shown.history, app.now());
 }
 
@@ -130,7 +130,7 @@ function words(entry) {
   }[entry.outcome];
 }
 
-function offer(found, locked) {
+function offer(found, locked, now) {
   const target = $("#self-update-offer");
   if (!found) {
     replace(target, el("p", {class: "muted"},
@@ -144,7 +144,8 @@ function offer(found, locked) {
   }
   replace(target, found.available.map((release) => el("article", {class: "offer"},
     el("h4", {}, `Version ${release.version}`,
-       release.created ? el("span", {class: "hint"}, ` published ${release.created}`) : null),
+       release.created ? el("span", {class: "hint"}, " published ", ago(release.created, now))
+         : null),
     el("p", {class: "notes"}, release.notes || "No release notes."),
     el("div", {class: "buttons"}, el("button", {
       type: "button", "data-version": release.version, disabled: locked ? "" : null,
