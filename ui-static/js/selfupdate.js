@@ -3,7 +3,7 @@
 // its progress (through the web service's own restart, which is part of it), the outcome
 // and the history. Requests go to a root unit; the maintenance record says how each went.
 
-import {ApiError, request} from "./api.js";
+import {ApiError, RateLimited, Unauthorized, request} from "./api.js";
 import {$, ago, badge, el, facts, pickup, replace, showRefusal, table} from "./dom.js";
 
 // What this tab asked ({action, version, before: the newest history entry then}), until the
@@ -55,10 +55,12 @@ export function bind(app, actions) {
   });
 }
 
-// A poll that failed while a self-update applies: the restart it makes, said so (the
-// message for the page-wide notice), or null when it is no such failure.
+// A poll that got no answer while a self-update applies: the restart it makes, said so (the
+// message for the page-wide notice), or null when it is no such failure (an answer, even a
+// refusal, is not).
 export function lostContact(error) {
-  if (!applying || error instanceof ApiError) return null;
+  const answered = [ApiError, Unauthorized, RateLimited].some((kind) => error instanceof kind);
+  if (!applying || answered) return null;
   $("#self-update-progress").hidden = false;
   $("#self-update-step").textContent = RESTARTING;
   return RESTARTING;
@@ -72,15 +74,18 @@ export async function render(app, actions) {
     if (!lostContact(error)) actions.failed(error);
     return;
   }
-  installed = shown.installed;
+  const running = shown.running;
+  // Mid-apply `current` may already name the new version: the one being left is the one
+  // running until the update is settled.
+  installed = running ? running.from_version : shown.installed;
   const newest = shown.history[0] || null;
   newestSeen = newest;
   if (asked && JSON.stringify(newest) !== asked.before) asked = null;
-  const running = shown.running;
   applying = Boolean(running) || Boolean(asked && asked.action === "apply");
   app.selfUpdateRunning = Boolean(running || asked);
   facts($("#self-update-facts"), [
-    ["Installed", installed || "not installed as versions (a development copy)"],
+    ["Installed", running ? `${installed}, being updated to ${running.to_version}`
+      : installed || "not installed as versions (a development copy)"],
     ["Last check", shown.offer ? ago(shown.offer.checked_at, app.now()) : "never"],
   ]);
   pickup("#self-update-waiting", shown.waiting);
@@ -90,7 +95,8 @@ export async function render(app, actions) {
   $("#self-update-busy").textContent = busy || "";
   progress(running, shown.waiting);
   outcome(newest, app.now());
-  offer(shown.offer, app.selfUpdateRunning || Boolean(busy), app.now());
+  offer(shown.offer, Boolean(running), app.selfUpdateRunning || Boolean(busy),
+        app.now());
   history(shown.history, app.now());
 }
 
@@ -130,8 +136,13 @@ function words(entry) {
   }[entry.outcome];
 }
 
-function offer(found, locked, now) {
+function offer(found, running, locked, now) {
   const target = $("#self-update-offer");
+  if (running) {
+    replace(target, el("p", {class: "muted"},
+      "An update is under way: the versions on offer show again once it has finished."));
+    return;
+  }
   if (!found) {
     replace(target, el("p", {class: "muted"},
       "Not checked yet: Check for appliance updates asks the repository this appliance pins."));
