@@ -1,65 +1,99 @@
-"""Host releases for the tests: a copy of the working tree with a bumped version published
-by `isobuild host-release` to the tests' real registry, and an appliance installed as the
-seed installs it that pins the signing key and the repository."""
+"""Host releases (host/releases/host_release.py) for tests: a host root that pins a key and
+the test registry's repository, and releases made from any files (well formed or not),
+signed by any key, pushed as the OCI artifact `isobuild host-release` pushes. No pytest in
+here."""
 
-import os
-import pwd
-import shutil
-import subprocess
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from host.core import paths, state, token, unitfiles
-from host.core.version import __version__
-from isobuild import payload, publish
-from support.registry import PUSHER
+from host.core import host_release_format as release_format
+from host.core import paths, state
+from host.releases import host_release as hr
+from support.base import make_host_root
+from support.oci import Blob, image_manifest
 
-PROJECT = Path(__file__).resolve().parents[2]
-
-
-def bumped_tree(base: Path, version: str) -> Path:
-    """The working tree's payload sources and isobuild, with __version__ set to `version`."""
-    copy = base / f"tree-{version}"
-    for name in (*payload.SOURCE_DIRS, "isobuild"):
-        shutil.copytree(PROJECT / name, copy / name,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    module = copy / "host/core/version.py"
-    module.write_text(module.read_text().replace(f'"{__version__}"', f'"{version}"'))
-    return copy
+REPOSITORY = "alga/appliance-host"
+CREATED = "2026-12-01T10:00:00Z"
 
 
-def publish_release(tree: Path, ca, key, repository: str, out: Path,
-                    notes_file: Path | None = None) -> None:
-    notes = ["--notes-file", str(notes_file)] if notes_file else []
-    environment = {**os.environ, "PYTHONPATH": str(tree),
-                   "REQUESTS_CA_BUNDLE": str(ca.ca_pem_path),
-                   publish.USER_ENV: PUSHER[0], publish.TOKEN_ENV: PUSHER[1]}
-    run = subprocess.run([sys.executable, "-m", "isobuild", "host-release", "--output",
-                          str(out), "--sign-key", str(key.secret), "--repository", repository,
-                          *notes],
-                         cwd=tree, env=environment, capture_output=True, text=True,
-                         timeout=300, check=False)
-    assert run.returncode == 0, run.stderr
+@dataclass(frozen=True)
+class File:
+    """What isobuild.payload.PayloadFile is to pack() and build_manifest()."""
+
+    path: str
+    data: bytes
+    mode: int = 0o644
 
 
-def installed_root(base: Path, ca, repository: str, key) -> Path:
-    """An appliance as the seed installs it: this tree's payload under versions/<version>,
-    `current` linking to it, the units linked through it, pinning `key` and `repository`."""
-    root = base / "root"
-    version_dir = paths.on_host(paths.VERSIONS_DIR, root) / __version__
-    for file in payload.collect({"built_by": "tests"}, "oci://registry.example/site"):
-        path = version_dir / file.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(file.data)
-        path.chmod(file.mode)
-    for directory in (paths.CONFIG_DIR, paths.STATE_DIR, paths.LOG_DIR,
-                      paths.SYSTEMD_UNIT_DIR, "/etc/issue.d"):
-        paths.on_host(directory, root).mkdir(parents=True, exist_ok=True)
-    (root / "etc/os-release").write_text('ID=ubuntu\nVERSION_ID="24.04"\n')
-    paths.on_host(paths.CURRENT_DIR, root).symlink_to(f"versions/{__version__}")
-    unitfiles.link(root)
-    token.ensure_token(root, owner=pwd.getpwuid(os.getuid()).pw_name)
+def small_tree(version: str) -> list[File]:
+    """A few files shaped like the payload: a package, an executable, the version."""
+    return [File("VERSION", f"{version}\n".encode()),
+            File("bin/alga-appliance", b"#!/bin/bash\nexec true\n", 0o755),
+            File("host/__init__.py", b""),
+            File("host/core/version.py", f'__version__ = "{version}"\n'.encode())]
+
+
+def trust_document(registry, *keys) -> dict:
+    return {"repository": f"{registry.host}/{REPOSITORY}",
+            "keys": [{"fingerprint": key.fingerprint, "armored": key.public.read_text()}
+                     for key in keys]}
+
+
+def host_root(base: Path, ca, registry, *keys) -> Path:
+    """A host root reaching `registry` with the test CA, pinning `keys` (none: no trust
+    file, as an ISO built without --host-release-key)."""
+    root = make_host_root(base, paths.CURRENT_DIR)
     state.write(state.ENDPOINTS, {"ca_bundle": str(ca.ca_pem_path)}, root)
-    state.write(state.HOST_RELEASE_TRUST, {"repository": repository, "keys": [
-        {"fingerprint": key.fingerprint, "armored": key.public.read_text()}]}, root)
+    if keys:
+        state.write(state.HOST_RELEASE_TRUST, trust_document(registry, *keys), root)
     return root
+
+
+def signed(key, data: bytes) -> bytes:
+    """A detached binary signature, as gpg.sign_detached(armor=False) makes it."""
+    return key.gpg("--detach-sign", data=data).stdout
+
+
+@dataclass(frozen=True)
+class Release:
+    manifest: dict
+    manifest_bytes: bytes
+    tarball: bytes
+    signature: bytes | None
+
+
+def make_release(contents, version: str, key, notes: str = "", tarball: bytes | None = None,
+                 manifest_files=None, **manifest_changes) -> Release:
+    """A release of the files `contents`, signed by `key` (None: unsigned). `tarball`
+    replaces the packed files (the manifest names the tarball given); `manifest_files` are
+    what the manifest lists (default: `contents`); `manifest_changes` replace its fields
+    after it is built (so they need not be valid)."""
+    packed = tarball if tarball is not None else release_format.pack(contents)
+    manifest = release_format.build_manifest(manifest_files or contents, packed, version,
+                                             "0.1.0", notes, CREATED)
+    manifest |= manifest_changes
+    data = release_format.manifest_bytes(manifest)
+    return Release(manifest, data, packed, signed(key, data) if key else None)
+
+
+def publish(registry, release: Release, tag: str | None = None, layers: tuple | None = None,
+            annotations: dict | None = None) -> str:
+    """Push the release as its OCI artifact under `tag` (default: its version); `layers`
+    replaces the [payload, signature] layers. The artifact's digest."""
+    version = release.manifest["version"]
+    if layers is None:
+        layers = (Blob(hr.PAYLOAD_TYPE, release.tarball),
+                  *([Blob(hr.SIGNATURE_TYPE, release.signature)] if release.signature else []))
+    notes = {hr.VERSION_ANNOTATION: version, hr.NOTES_ANNOTATION: release.manifest["notes"],
+             hr.CREATED_ANNOTATION: release.manifest["created"]}
+    artifact = image_manifest(Blob(hr.MANIFEST_TYPE, release.manifest_bytes), list(layers),
+                              artifact_type=hr.ARTIFACT_TYPE,
+                              annotations=notes if annotations is None else annotations)
+    return registry.push(REPOSITORY, artifact, tag or version)
+
+
+def tree(directory: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under `directory`: its bytes and mode, by '/'-separated path."""
+    return {path.relative_to(directory).as_posix(): (path.read_bytes(),
+                                                     path.stat().st_mode & 0o7777)
+            for path in sorted(directory.rglob("*")) if path.is_file()}

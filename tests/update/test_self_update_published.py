@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from support.cluster import FakeCluster
-from support.host_releases import bumped_tree, installed_root, publish_release
+from support.published_host_release import bumped_tree, installed_root, publish_release
 
 from host import cli
 from host.core import paths, state

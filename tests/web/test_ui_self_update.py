@@ -1,7 +1,7 @@
 """The Updates page's "Appliance software" in a real browser, with the real self-update behind
 it: a host release built from this working tree with a bumped version is published to the
-tests' real registry (support.host_releases); the page's requests are spooled and run by
-`self_update.accept` (what alga-appliance-self-update-request.service runs), which checks the
+tests' real registry (support.published_host_release); the page's requests are spooled and
+run by `self_update.accept` (what alga-appliance-self-update-request.service runs), which checks the
 pinned repository, downloads, verifies, switches and migrates with the real CLI of each
 version. The health check is the one stand-in: it stops the web service the page talks to
 and starts it again on the same port, as the apply's restart does, so the page has to come
@@ -18,7 +18,7 @@ from playwright.sync_api import expect
 from support.base import TESTS
 from support.browser import LAPTOP, NODE_IP, PHONE, Ui, fact
 from support.cluster import FakeCluster
-from support.host_releases import bumped_tree, installed_root, publish_release
+from support.published_host_release import bumped_tree, installed_root, publish_release
 from waitress import wasyncore
 
 from host import web_server
