@@ -971,7 +971,7 @@ def test_fuzzed_requests_never_5xx_and_never_leave_invalid_state(server, root):
            path=st.sampled_from(["/api/setup", "/api/setup/validate", "/api/status",
                                  "/api/install", "/api/release", "/api/logs", "/healthz",
                                  "/api/support-bundle", "/api/support-bundle/download",
-                                 "/api/updates",
+                                 "/api/updates", "/api/self-update",
                                  "/api/other", "/index.html", "/../x"]),
            authorized=st.booleans(), body=json_values)
     def fuzz(method, path, authorized, body):
