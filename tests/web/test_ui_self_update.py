@@ -229,9 +229,10 @@ def test_check_read_the_notes_apply_through_the_restart_roll_back_and_apply_agai
     phone.shot("phone-updates-self-update")
 
 
-def test_an_apply_refused_before_anything_changed_says_why(appliance, open_page, other_key,
-                                                            monkeypatch):
-    """A release the pinned key did not sign: refused, the reason shown, nothing changed."""
+def test_a_refused_apply_and_a_failed_check_say_why(appliance, open_page, other_key):
+    """A release the pinned key did not sign: refused, the reason shown, nothing changed.
+    A repository that is not there: the check failed, and why; what the last check found
+    stays listed."""
     root, _, _ = appliance
     ui = open_page()
     page = ui.page
@@ -250,3 +251,14 @@ def test_an_apply_refused_before_anything_changed_says_why(appliance, open_page,
                                     f"{entry['reason']}")
     expect(page.locator("#connection")).to_be_hidden()
     assert self_update.installed_version(root) == __version__
+
+    trust = state.read(state.HOST_RELEASE_TRUST, root)
+    state.write(state.HOST_RELEASE_TRUST, {**trust, "repository": trust["repository"] + "-gone"},
+                root)
+    page.click("#self-update-check")
+    expect(page.locator("#self-update-step")).to_be_visible()
+    entry = self_update.accept(root)
+    assert entry["outcome"] == "failed"
+    expect(outcome).to_contain_text(f"The check failed: {entry['reason']}")
+    expect(page.locator("#self-update-offer article")).to_have_count(1)
+    expect(page.locator("#self-update-history tbody tr").nth(0)).to_contain_text("failed")
