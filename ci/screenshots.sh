@@ -10,7 +10,8 @@ trap 'rm -rf "$captures"' EXIT
 rm -rf docs/screenshots
 UI_SCREENSHOT_DIR="$PWD/docs/screenshots" CONSOLE_CAPTURE_DIR="$captures" \
   .venv/bin/python -m pytest -p no:cacheprovider -q \
-  tests/web/test_ui.py tests/web/test_ui_updates.py tests/web/test_ui_time.py \
+  tests/web/test_ui.py tests/web/test_ui_updates.py tests/web/test_ui_self_update.py \
+  tests/web/test_ui_time.py \
   tests/web/test_ui_logs.py tests/web/test_ui_facts.py tests/web/test_ui_words.py \
   tests/console/test_console.py \
   tests/console/test_menu.py \

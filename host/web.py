@@ -289,14 +289,15 @@ def _update_request(environ: dict, root: Path | None) -> tuple[int, dict]:
 
 
 def _self_update(root: Path | None) -> dict:
-    """The appliance software's version, a self-update under way, its history (newest
-    first) and why a request would be refused now."""
+    """The appliance software's version, what the last check found newer, a self-update
+    under way, its history (newest first) and why a request would be refused now."""
     record = state.read(state.MAINTENANCE, root)
     try:
         installed = self_update.installed_version(root)
     except FileNotFoundError:  # no versioned install here (a development checkout)
         installed = None
-    return {"installed": installed, "running": self_update.read_journal(root),
+    return {"installed": installed, "offer": self_update.offer(root, installed),
+            "running": self_update.read_journal(root),
             "history": record["self_updates"] if record else [], "busy": busy.busy(root),
             "waiting": spool.waiting(spool.SELF_UPDATE, root)}
 

@@ -140,11 +140,16 @@ SELF_UPDATE_JOURNAL = StateFile(
     "self-update-journal.schema.json", 0o640,
     "a self-update cut short is no longer finished or undone at boot: check which version "
     "runs (alga-appliance --version) and apply the wanted one again")
+# What the last self-update check found, for the Updates page (host/update/self_update.py).
+SELF_UPDATE_CHECK = StateFile(
+    "self-update check", paths.STATE_DIR, "self-update-check.json",
+    "self-update-check.schema.json", 0o640,
+    "the Updates page lists no appliance software versions until the next check")
 STATE_FILES = (SETUP_INPUTS, INSTALL_STATE, PREFLIGHT_REPORT, SELECTED_RELEASE, ENDPOINTS,
                HOST_CHANGES, STATUS, MAINTENANCE, SUPPORT_BUNDLE_STATUS, UPDATE_HISTORY,
                SETUP_REFUSAL, RELEASE_SOURCE, ADMIN_ACCOUNT, ADMIN_CREDENTIALS, NETWORK,
                NETWORK_CHANGE, UPDATE_NOTICE, BOOTSTRAP_LOG, HOST_RELEASE_TRUST,
-               SELF_UPDATE_JOURNAL)
+               SELF_UPDATE_JOURNAL, SELF_UPDATE_CHECK)
 STALE_TEMP_AGE = 60.0  # seconds: a temporary file this old lost its writer (see write_atomically)
 
 

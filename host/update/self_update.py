@@ -100,11 +100,24 @@ def check(root: Path | None = None) -> dict:
         return {"installed": installed, "available": [], "entry": entry}
     offered = [a for a in offered if VERSION.fullmatch(a.version)]  # not "latest" and such
     newer = [a for a in offered if version_key(a.version) > version_key(installed)]
+    found = {"installed": installed, "available": [
+        {"version": a.version, "notes": a.notes, "created": a.created} for a in offered]}
+    state.write(state.SELF_UPDATE_CHECK, {"checked_at": state.timestamp(), **found}, root)
     entry = record(root, "check", started, "available" if newer else "up-to-date",
                    from_version=installed, to_version=newer[0].version if newer else None,
                    signer=None)
-    return {"installed": installed, "entry": entry, "available": [
-        {"version": a.version, "notes": a.notes, "created": a.created} for a in offered]}
+    return {**found, "entry": entry}
+
+
+def offer(root: Path | None, installed: str | None) -> dict | None:
+    """What the last check found that is newer than `installed` (every version when that
+    is unknown): {checked_at, available}, None before any check succeeded."""
+    found = state.read(state.SELF_UPDATE_CHECK, root)
+    if found is None:
+        return None
+    newer = [a for a in found["available"]
+             if installed is None or version_key(a["version"]) > version_key(installed)]
+    return {"checked_at": found["checked_at"], "available": newer}
 
 
 def run(root: Path | None, version: str | None, force_downgrade: bool = False) -> dict:

@@ -433,6 +433,11 @@ def test_check_lists_what_is_offered_and_records_it(releases):
     assert lines[-1] == f"to apply it: sudo alga-appliance self-update --apply {NEW}"
     [entry] = state.read(state.MAINTENANCE, root)["self_updates"]
     assert (entry["action"], entry["to_version"]) == ("check", NEW)
+    # For the Updates page: what was offered, with the notes; only NEW is newer.
+    assert state.read(state.SELF_UPDATE_CHECK, root)["available"][0] == {
+        "version": NEW, "notes": "Fixes the banner.\nFaster status.",
+        "created": "2026-12-01T10:00:00Z"}
+    assert [a["version"] for a in self_update.offer(root, OLD)["available"]] == [NEW]
 
 
 def test_run_stages_applies_and_records_the_signer(releases):

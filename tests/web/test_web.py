@@ -921,6 +921,34 @@ def test_responses_match_the_openapi_document(server, root):
     assert {code for _, code in seen} == {200, 202, 400, 401, 409, 413, 422}
 
 
+def test_self_update_shows_the_newer_versions_the_last_check_found_with_their_notes(
+        server, root):
+    """The Updates page's "Appliance software": what the root check recorded, only the
+    versions newer than the one installed now (an older one is support's, from the console),
+    the notes as the publisher wrote them; as documented, before and after a check."""
+    url, secret = server
+    auth = {"Authorization": f"Bearer {secret}"}
+    version_dir = paths.on_host(paths.VERSIONS_DIR, root) / "0.2.0"
+    version_dir.mkdir(parents=True)
+    (version_dir / "VERSION").write_text("0.2.0\n")
+    paths.on_host(paths.CURRENT_DIR, root).symlink_to("versions/0.2.0")
+
+    def shown() -> dict:
+        response = requests.get(f"{url}/api/self-update", headers=auth, timeout=5)
+        assert_documented(response, "GET", "/api/self-update")
+        return response.json()
+
+    assert (shown()["installed"], shown()["offer"]) == ("0.2.0", None)
+    notes = "<script>alert(1)</script>\nFixes the banner."
+    state.write(state.SELF_UPDATE_CHECK, {
+        "checked_at": "2026-12-07T10:00:00Z", "installed": "0.1.0", "available": [
+            {"version": "0.10.0", "notes": notes, "created": "2026-12-05T10:00:00Z"},
+            {"version": "0.2.0", "notes": "", "created": ""},
+            {"version": "0.1.0", "notes": "", "created": ""}]}, root)
+    assert shown()["offer"] == {"checked_at": "2026-12-07T10:00:00Z", "available": [
+        {"version": "0.10.0", "notes": notes, "created": "2026-12-05T10:00:00Z"}]}
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=30),
@@ -943,7 +971,7 @@ def test_fuzzed_requests_never_5xx_and_never_leave_invalid_state(server, root):
            path=st.sampled_from(["/api/setup", "/api/setup/validate", "/api/status",
                                  "/api/install", "/api/release", "/api/logs", "/healthz",
                                  "/api/support-bundle", "/api/support-bundle/download",
-                                 "/api/updates",
+                                 "/api/updates", "/api/self-update",
                                  "/api/other", "/index.html", "/../x"]),
            authorized=st.booleans(), body=json_values)
     def fuzz(method, path, authorized, body):

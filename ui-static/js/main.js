@@ -8,6 +8,7 @@ import * as diagnostics from "./diagnostics.js";
 import {$, $$} from "./dom.js";
 import * as logs from "./logs.js";
 import * as progress from "./progress.js";
+import * as selfUpdate from "./selfupdate.js";
 import * as support from "./support.js";
 import * as updates from "./updates.js";
 import * as wizard from "./wizard.js";
@@ -39,6 +40,7 @@ const app = {
   submitted: sessionStorage.getItem(SUBMITTED_KEY),
   bundleRunning: false, // support.js: a support bundle is asked for or being made
   updateRunning: false, // updates.js: an update request is waiting or running
+  selfUpdateRunning: false, // selfupdate.js: a self-update request is asked for or running
   diagnosticsRunning: false, // diagnostics.js: network checks are asked for or running
   // Whether this tab's setup request has not been picked up yet (see `submitted`).
   waiting() {
@@ -106,8 +108,13 @@ const poller = new Poller(refresh, {
       actions.failed(error);
       return;
     }
-    if (error instanceof ApiError) notice(error.message); // it answered: say what it said
-    else notice(`Lost contact with the appliance (${error.message}). Retrying in ${Math.round(delay / 1000)} s.`);
+    if (error instanceof ApiError) { // it answered: say what it said
+      notice(error.message);
+      return;
+    }
+    // No answer while a self-update applies: the restart that is part of it, said so.
+    notice(selfUpdate.lostContact(error) ||
+      `Lost contact with the appliance (${error.message}). Retrying in ${Math.round(delay / 1000)} s.`);
   },
 });
 
@@ -148,7 +155,8 @@ async function refresh() {
   const settled = !app.waiting() && app.install &&
     ["succeeded", "failed"].includes(app.install.status) &&
     app.status && app.status.rollup.state === "fully_healthy";
-  if (app.bundleRunning || app.updateRunning || app.diagnosticsRunning) return FAST;
+  if (app.bundleRunning || app.updateRunning || app.diagnosticsRunning ||
+      app.selfUpdateRunning) return FAST;
   return settled || (!app.install && !app.waiting()) ? SLOW : FAST;
 }
 
@@ -184,7 +192,7 @@ function show(page, focus) {
 
 function render() {
   const renderers = {setup: wizard.render, progress: progress.render, status: statusPage,
-                     logs: logs.render, updates: updates.render, support: support.render};
+                     logs: logs.render, updates: updatesPage, support: support.render};
   return renderers[app.page] ? renderers[app.page](app, actions) : undefined;
 }
 
@@ -192,6 +200,11 @@ function render() {
 function statusPage() {
   dashboard.render(app, actions);
   return diagnostics.render(app, actions);
+}
+
+// The Updates page: the app's updates, then the appliance software's (which fetch their own).
+function updatesPage() {
+  return Promise.all([updates.render(app, actions), selfUpdate.render(app, actions)]);
 }
 
 function updateNav() {
@@ -291,7 +304,7 @@ function bindShell() {
     actions.go(link.dataset.page);
   });
   window.addEventListener("popstate", () => show(pageFor(window.location.pathname), true));
-  for (const page of [wizard, dashboard, diagnostics, logs, updates, support]) {
+  for (const page of [wizard, dashboard, diagnostics, logs, updates, selfUpdate, support]) {
     page.bind(app, actions);
   }
 }
