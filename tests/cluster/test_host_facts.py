@@ -11,23 +11,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.base import FAKES, make_host_root
-from support.builders import INSTALLED
-from support.netlab import Route
-from support.scenarios import alga_server, assert_next_step_is_ours, collect, healthy
+from support.scenarios import assert_next_step_is_ours, collect, healthy, installed_with_app
 
 from host import status
-from host.core import paths, state
+from host.core import paths
 from host.core.validation import validate
 
 
 @pytest.fixture
 def lab(tmp_path, fake_cluster):
     make_host_root(tmp_path)
-    with alga_server({"/": Route(status=302, headers={"Location": "/msp/dashboard"})}) as app:
-        state.write(state.SETUP_INPUTS, {"channel": "stable", "app_url": app.url,
-                                         "dns": {"mode": "system"}, "proxy": None,
-                                         "overrides": {}}, tmp_path)
-        state.write(state.INSTALL_STATE, INSTALLED, tmp_path)
+    with installed_with_app(tmp_path):
         yield tmp_path
 
 

@@ -36,9 +36,9 @@ from support.netlab import (
     free_loopback_address,
 )
 from support.scenarios import (
-    alga_server,
     assert_next_step_is_ours,
     collect,
+    installed_with_app,
     stage,
     temporal_worker_crashloop,
 )
@@ -56,11 +56,7 @@ SUPPORT = f"({SUPPORT_COMMAND})"
 @pytest.fixture
 def lab(tmp_path, fake_cluster):
     make_host_root(tmp_path)
-    with alga_server({"/": Route(status=302, headers={"Location": "/msp/dashboard"})}) as app:
-        state.write(state.SETUP_INPUTS, {"channel": "stable", "app_url": app.url,
-                                         "dns": {"mode": "system"}, "proxy": None,
-                                         "overrides": {}}, tmp_path)
-        state.write(state.INSTALL_STATE, INSTALLED, tmp_path)
+    with installed_with_app(tmp_path) as app:
         yield tmp_path, app
 
 

@@ -3,8 +3,10 @@ crash-loop as cluster views, and `collect`, the status collector run on a host r
 against the fake cluster (support.cluster) and a real login probe of alga_server, the app
 where alga-core serves it."""
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,13 +18,25 @@ from host.cluster.alga import APP_PORT, BACKGROUND
 from host.cluster.kube import Kube
 from host.cluster.readiness import ClusterView
 from host.core import state
-from support.builders import healthy, job, node, pod, store_for, workload
+from support.builders import INSTALLED, healthy, job, node, pod, store_for, workload
 from support.netlab import HttpsServer, Route, free_loopback_address
 
 
 def alga_server(routes: dict[str, Route]) -> HttpsServer:
     """alga-core's server as it listens: plain HTTP on the node's address, port 3000."""
     return HttpsServer(None, routes, address=free_loopback_address(), port=APP_PORT)
+
+
+@contextlib.contextmanager
+def installed_with_app(root: Path) -> Iterator[HttpsServer]:
+    """`root` (a host root) after a finished install with the default answers, its app URL
+    served by alga-core's stand-in server, which it yields."""
+    with alga_server({"/": Route(status=302, headers={"Location": "/msp/dashboard"})}) as app:
+        state.write(state.SETUP_INPUTS, {"channel": "stable", "app_url": app.url,
+                                         "dns": {"mode": "system"}, "proxy": None,
+                                         "overrides": {}}, root)
+        state.write(state.INSTALL_STATE, INSTALLED, root)
+        yield app
 
 
 def collect(root: Path, view: ClusterView | None = None, pods=(), events=()) -> dict:

@@ -30,7 +30,7 @@ from support.answers import (
     parse_with_admin,
 )
 from support.base import FAKES, TESTS, make_host_root
-from support.browser import NODE_IP, PHONE, Ui, fact
+from support.browser import NODE_IP, PHONE, fact
 from support.builders import INSTALLED, event, pod, workload
 from support.cluster import phase_process
 from support.netlab import (
@@ -455,22 +455,11 @@ def test_inputs_are_labelled_and_the_layout_fits_a_phone(tmp_path, open_ui):
 # --- preflight, progress and failure, from real phase runs -------------------------------
 
 
-def complete_wizard_with_defaults(ui: Ui) -> dict:
-    ui.open("/setup")
-    for _ in range(4):
-        ui.next()
-    ui.through_admin()
-    expect(ui.page.locator("#wizard-next")).to_have_text("Start setup")
-    ui.next()
-    ui.showing("progress")
-    return ui.spooled()["answers"]
-
-
 def test_preflight_failure_shows_the_checklist_and_a_retry_changes_nothing_else(
         lab, open_ui, monkeypatch):
     lab.configure(resolver=free_loopback_address())  # no resolver answers there
     ui = open_ui(lab.root)
-    answers = complete_wizard_with_defaults(ui)
+    answers = ui.set_up_with_defaults()
     accept_setup(lab.root, monkeypatch)
     assert engine.run_phase("preflight", lab.root) == engine.EXIT_FAILED
     page = ui.page
@@ -523,7 +512,7 @@ def test_a_credentials_failure_shows_on_the_progress_page_and_setup_goes_on(
     """The credentials unit runs first and fails here for real (this root has no account
     database): the progress page says why and what to do, and preflight still runs."""
     ui = open_ui(lab.root)
-    complete_wizard_with_defaults(ui)
+    ui.set_up_with_defaults()
     accept_setup(lab.root, monkeypatch)
     applied = CliRunner().invoke(cli.main, ["apply-credentials"])
     assert applied.exit_code == engine.EXIT_FAILED, applied.output
@@ -578,7 +567,7 @@ def test_progress_follows_the_phases_with_a_live_log_then_a_failure_view(
     lab.github.routes.update({K3S_BINARY_PATH: Route(body=K3S_BINARY),
                               K3S_SUMS_PATH: Route(body=k3s_sums(K3S_BINARY))})
     ui = open_ui(lab.root)
-    complete_wizard_with_defaults(ui)
+    ui.set_up_with_defaults()
     accept_setup(lab.root, monkeypatch)
     for phase in ("preflight", "dns"):
         assert engine.run_phase(phase, lab.root) == 0, phase

@@ -33,16 +33,6 @@ def lab(preflight_lab):
     return preflight_lab
 
 
-def complete_wizard_with_defaults(ui: Ui) -> None:
-    ui.open("/setup")
-    for _ in range(4):
-        ui.next()
-    ui.through_admin()
-    expect(ui.page.locator("#wizard-next")).to_have_text("Start setup")
-    ui.next()
-    ui.showing("progress")
-
-
 def accept_setup(root: Path, monkeypatch) -> str:
     """The documented next step for a request left waiting, as written:
     `alga-appliance accept-setup` (systemctl is the stand-in)."""
@@ -69,7 +59,7 @@ def assert_hover_is_the_exact_time(ui: Ui, moment) -> None:
 def test_progress_counts_steps_times_and_the_estimate_through_the_host_phases(
         lab, open_ui, monkeypatch):
     ui = open_ui(lab.root)
-    complete_wizard_with_defaults(ui)
+    ui.set_up_with_defaults()
     accept_setup(lab.root, monkeypatch)
     for phase in ("preflight", "dns"):  # real phase runs: their times are this appliance's
         assert engine.run_phase(phase, lab.root) == 0, phase
@@ -160,7 +150,7 @@ def test_the_app_stage_continues_on_the_progress_page_until_login(tmp_path, open
 def test_a_request_not_picked_up_within_30_s_says_so_with_what_to_run(lab, open_ui,
                                                                        monkeypatch):
     ui = open_ui(lab.root)
-    complete_wizard_with_defaults(ui)
+    ui.set_up_with_defaults()
     page = ui.page
     notice = page.locator("#setup-waiting")
     expect(page.locator("#progress-summary")).to_contain_text("Waiting for the appliance")
