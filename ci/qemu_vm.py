@@ -1,7 +1,7 @@
 """A running qemu (TCG) VM for the VM test tier: the host's kernel booting an ext4 root
 image, its serial console logged to a file and typed into through a socket, a VGA screen
-(tty1) that QMP can capture, one TCP port forwarded from 127.0.0.1, and the test agent
-(ci/vm_agent.py) on a virtio serial port.
+(tty1) that QMP can capture, a reset button (QMP), one TCP port forwarded from 127.0.0.1,
+and the test agent (ci/vm_agent.py) on a virtio serial port.
 
 The guest's first NIC is `restrict=on`: it reaches nothing outside, only the forwarded port
 reaches it. A second NIC can sit on a tap device (`lan_tap`) that the caller wires to a
@@ -129,18 +129,26 @@ class Vm:
 
     def screenshot(self, png: Path) -> None:
         """The VGA screen (tty1) as a PNG, through QMP's screendump."""
+        self._qmp("screendump", {"filename": str(png), "format": "png"})
+
+    def reset(self) -> None:
+        """Press the reset button: the guest restarts at once, nothing flushed or shut down,
+        as after a power loss."""
+        self._qmp("system_reset")
+
+    def _qmp(self, command: str, arguments: dict | None = None) -> None:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as qmp:
             qmp.settimeout(20)
             qmp.connect(str(self.qmp_socket))
             channel = qmp.makefile("rwb", buffering=0)
             channel.readline()  # the greeting
-            for command in ({"execute": "qmp_capabilities"},
-                            {"execute": "screendump",
-                             "arguments": {"filename": str(png), "format": "png"}}):
-                channel.write(json.dumps(command).encode() + b"\n")
+            for request in ({"execute": "qmp_capabilities"},
+                            {"execute": command, **({"arguments": arguments} if arguments
+                                                    else {})}):
+                channel.write(json.dumps(request).encode() + b"\n")
                 while "return" not in (reply := json.loads(channel.readline())):
                     if "error" in reply:  # (events may come first)
-                        raise RuntimeError(f"QMP {command['execute']}: {reply['error']}")
+                        raise RuntimeError(f"QMP {request['execute']}: {reply['error']}")
 
     def run(self, *argv: str, timeout: float = 60) -> AgentResult:
         """Run `argv` in the guest as root through the agent. Raises TimeoutError when no
