@@ -1,7 +1,9 @@
 """A server VLAN without DHCP for the VM tier: the guest's second NIC on a tap device,
 bridged (layer 2 only: the root namespace has no address on it) to a veth pair whose other
 end is in a network namespace the test creates: "the admin's workstation", at WORKSTATION.
-Nothing on it answers DHCP.
+Nothing on it answers DHCP. The tests' own servers that the guest must reach (the OCI
+registry holding host releases) listen in the root namespace at SERVERS, an address on the
+bridge added only by `serve_from_host`.
 
 The tap stays in the root namespace, where qemu attaches to it by name: a tap moved into
 another namespace loses its carrier.
@@ -15,6 +17,7 @@ from support.netlab import IP
 PREFIX = 24
 WORKSTATION = "198.51.100.1"
 GATEWAY = "198.51.100.254"  # a router the site has; nothing answers there
+SERVERS = "198.51.100.2"  # the host side of the LAN, for servers a test runs in-process
 
 
 class SiteLan:
@@ -41,6 +44,12 @@ class SiteLan:
 
     def __exit__(self, *exc_info):
         self._remove()
+
+    def serve_from_host(self) -> str:
+        """Give the root namespace SERVERS on the LAN (for servers that run in the test's own
+        process, which cannot move into the workstation's namespace); SERVERS."""
+        _ip("addr", "add", f"{SERVERS}/{PREFIX}", "dev", self.bridge)
+        return SERVERS
 
     def run(self, argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
         """Run a command on the workstation; output as text, exit status not checked."""
