@@ -3,7 +3,8 @@ booted with the host's kernel, the payload installed by the ISO seed's own late-
 (from the point the Ubuntu installer hands over). Runs in order:
 
 0. the seed's user-data is byte for byte what the appliance ISO, booted under UEFI from
-   disk, finds on its medium;
+   disk, finds on its medium (the VM's ISO also pins the test host-release key and the
+   registry repository, which are in the payload, not the seed);
 1. the serial console and the VGA console (tty1) show the first-boot banner: an IP, the
    setup URL and a token;
 2. the setup URL answers through the hostfwd on 127.0.0.1; the console's token works and a
@@ -21,7 +22,17 @@ booted with the host's kernel, the payload installed by the ISO seed's own late-
    banner shows the post-setup state;
 6. a support bundle through the API holds neither the token nor a planted secret;
 7. the shell commands of the admin, support and maintenance docs work on the appliance
-   as written.
+   as written;
+8. the tests' real OCI registry (on the site LAN) holds a signed host release of this
+   working tree with a bumped version: the Updates page checks, shows it with its notes,
+   applies it once the admin confirms and follows it through the web service's own restart
+   to the outcome; the new version is installed, the history names the signer;
+9. `alga-appliance self-update --check` and `--apply` at the shell apply a second one;
+10. a third, whose /healthz fails for real, is applied: the appliance switches back by
+    itself, its files and settings as before, the history says why, the old web serves;
+11. a power loss (qemu's reset) in the middle of applying a fourth: after boot the
+    appliance runs the old version or the new, whole, the journal gone, the history
+    recording it, the web answering.
 
 The test drives the guest only through the web API and, for what a support engineer would
 do at a shell, the test agent (ci/vm_agent.py). Serial log and journal go to
@@ -29,6 +40,7 @@ test-artifacts/vm/ when a test fails.
 """
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -48,12 +60,19 @@ import requests
 import trustme
 import vm_image
 from late_commands import replay_network_and_users, run_late_commands
+from playwright.sync_api import expect
 from support import oci
 from support import site_lan as site_lan_module
 from support.answers import ADMIN, ADMIN_PASSWORD
 from support.base import FAKES, ROOT
+from support.browser import LAPTOP, Ui, fact
 from support.docs import SHELL_DOCS, shell_blocks
+from support.host_releases import REPOSITORY as HOST_REPOSITORY
+from support.host_releases import tree_with_version
+from support.images import TEST_OPTIONS
 from support.machines import STAND_IN_STORE, assert_flux_objects_valid, extract_payload, wait_for
+from support.published_host_release import publish_release
+from support.registry import Registry
 from support.releases import (
     CONFIG_REPOSITORY,
     K3S_BINARY_PATH,
@@ -67,7 +86,9 @@ from support.site_lan import SiteLan
 from host.console.banner import HEADLINES
 from host.core import paths, pins, state
 from host.core.paths import K3S_KUBECONFIG
+from host.core.version import __version__
 from host.setup import chain
+from host.update import self_update
 from isobuild.image import IsoImage
 
 ARTIFACTS = ROOT / "test-artifacts" / "vm"
@@ -120,8 +141,34 @@ pytestmark = [pytest.mark.vm, pytest.mark.skipif(SKIP_REASON is not None,
 
 
 @pytest.fixture(scope="module")
-def user_data(appliance) -> bytes:
-    with IsoImage(appliance.output) as iso:
+def site_lan():
+    """The server VLAN on the guest's second NIC: no DHCP, the admin's workstation on it."""
+    with SiteLan() as lan:
+        yield lan
+
+
+@pytest.fixture(scope="module")
+def host_registry(site_lan, ca):
+    """The tests' real OCI registry where the guest reaches it: on the host side of the
+    site LAN (its blob host too), TLS from the test CA the guest trusts."""
+    address = site_lan.serve_from_host()
+    with Registry(ca, address=address, blob_address=address) as registry:
+        yield registry
+
+
+@pytest.fixture(scope="module")
+def vm_appliance(replica_iso, build_appliance, signing_key, host_registry):
+    """The appliance ISO as a release engineer builds it for this test's releases: the
+    suite's options, pinning the test signing key and the repository on the registry."""
+    options = dataclasses.replace(
+        TEST_OPTIONS, host_release_keys=(str(signing_key.public),),
+        host_release_repository=f"{host_registry.host}/{HOST_REPOSITORY}")
+    return build_appliance(replica_iso, options, name="alga-vm.iso")
+
+
+@pytest.fixture(scope="module")
+def user_data(vm_appliance) -> bytes:
+    with IsoImage(vm_appliance.output) as iso:
         return iso.read("/nocloud/user-data")
 
 
@@ -139,18 +186,19 @@ def mirror_docroot() -> dict[str, bytes]:
         | registry
 
 
-def install_mirror(root: Path) -> None:
-    """The in-guest release sources and the files support would copy in step 4."""
+def install_mirror(root: Path, ca) -> None:
+    """The in-guest release sources and the files support would copy in step 4. The
+    mirror's certificate is from the test CA `ca`, which the tests' registry uses too: the
+    one CA support installs covers both."""
     files = root / TEST_FILES
     for path, data in mirror_docroot().items():
         target = files / "docroot" / path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-    ca = trustme.CA()
-    server = ca.issue_cert(*MIRROR_NAMES, BLOB_HOST)
-    server.private_key_pem.write_to_path(str(files / "key.pem"))
-    (files / "cert.pem").write_bytes(b"".join(pem.bytes() for pem in server.cert_chain_pems))
-    ca.cert_pem.write_to_path(str(files / "mirror-ca.pem"))
+    cert, key = ca.write_server_files(files, *MIRROR_NAMES, BLOB_HOST)
+    cert.rename(files / "cert.pem")
+    key.rename(files / "key.pem")
+    shutil.copy(ca.ca_pem_path, files / "mirror-ca.pem")
     (files / "endpoints.json").write_text(json.dumps(ENDPOINTS))
     shutil.copy(FAKES / "mirror", files / "mirror")
     (root / "etc/systemd/system/alga-test-mirror.service").write_text(MIRROR_UNIT)
@@ -159,24 +207,17 @@ def install_mirror(root: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def site_lan():
-    """The server VLAN on the guest's second NIC: no DHCP, the admin's workstation on it."""
-    with SiteLan() as lan:
-        yield lan
-
-
-@pytest.fixture(scope="module")
-def vm(appliance, user_data, site_lan, tmp_path_factory, request):
+def vm(vm_appliance, user_data, site_lan, ca, tmp_path_factory, request):
     work = tmp_path_factory.mktemp("vm")
     kernel = vm_image.host_kernel()
     root = work / "root"
     root.mkdir()
     vm_image.prepare_root(root, kernel)
-    payload = extract_payload(appliance.output, work / "payload")
+    payload = extract_payload(vm_appliance.output, work / "payload")
     (payload / "bin/alga-appliance").chmod(0o755)
     run_late_commands(user_data, root, payload)
     replay_network_and_users(user_data, root)
-    install_mirror(root)
+    install_mirror(root, ca)
     image = vm_image.make_image(root, work / "root.img")
     shutil.rmtree(root)
     machine = qemu_vm.Vm(image, kernel, work, lan_tap=site_lan.tap)
@@ -650,3 +691,233 @@ def test_7_the_docs_shell_commands_work_on_the_appliance(vm, console_token):
     assert applied == {pattern for pattern, _, _ in changes}, "a change is stale"
     # The certificate the admin guide installs is the customer's, not a self-signed one.
     assert customers in vm.run("alga-appliance", "tls", "show").stdout
+
+
+# --- self-update (issue 23) -----------------------------------------------------------------
+
+def bumped(patches: int) -> str:
+    """This tree's version, `patches` patch releases later."""
+    major, minor, patch = __version__.split(".")
+    return f"{major}.{minor}.{int(patch) + patches}"
+
+
+WEB_VERSION, CLI_VERSION, BROKEN_VERSION, RESET_VERSION = (bumped(n) for n in (1, 2, 3, 4))
+WEB_NOTES = "Faster status page.\nThe Updates page shows these notes as text."
+STEP_TEXTS = """window.stepTexts = [];
+new MutationObserver(() => window.stepTexts.push(
+    document.querySelector("#self-update-step").textContent)).observe(
+  document.querySelector("#self-update-step"), {childList: true, characterData: true,
+                                                subtree: true});"""
+# The steps between the snapshot and the commit, during which a power loss must be undone.
+MID_APPLY = (self_update.INSTALL, self_update.SWITCH, self_update.MIGRATE,
+             self_update.RESTART, self_update.HEALTH)
+HEALTHZ = "/healthz"
+
+
+def publish(tree: Path, host_registry, ca, signing_key, notes: Path | None = None) -> Path:
+    """`tree` published to the pinned repository as the release engineer does; the output
+    directory (tarball, manifest, signature)."""
+    out = tree.with_name(f"{tree.name}-out")
+    publish_release(tree, ca, signing_key, f"{host_registry.host}/{HOST_REPOSITORY}", out,
+                    notes)
+    return out
+
+
+def self_update_doc(machine, token: str) -> dict:
+    response = api(machine, "GET", "/api/self-update", token)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def current_link(machine) -> str:
+    return agent(machine, "readlink", paths.CURRENT_DIR).strip()
+
+
+def versions_fingerprint(machine) -> str:
+    """Every file of every installed version, with its hash: what a self-update that did not
+    happen leaves as it was. Not the bytecode python3 caches beside the modules a root
+    command imports for the first time (the apply itself, run from the old version)."""
+    return agent(machine, "sh", "-c", f"cd {paths.VERSIONS_DIR} && ls -A && find . -type f "
+                 "-not -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum")
+
+
+def settings_fingerprint(machine) -> str:
+    """The state files nothing but an admin or a self-update changes: the configuration,
+    the install state and the selected release."""
+    files = " ".join(str(f.path(GUEST_ROOT)) for f in (state.INSTALL_STATE,
+                                                        state.SELECTED_RELEASE))
+    return agent(machine, "sh", "-c", f"find {paths.CONFIG_DIR} -type f -print0 | sort -z | "
+                 f"xargs -0 sha256sum; sha256sum {files}")
+
+
+def web_pid(machine) -> str:
+    return agent(machine, "systemctl", "show", "--property=MainPID", "--value",
+                 "alga-appliance.service").strip()
+
+
+def assert_runs(machine, token: str, version: str) -> dict:
+    """The appliance is on `version` (the API, `current`), no apply under way; the API's
+    answer."""
+    doc = self_update_doc(machine, token)
+    assert (doc["installed"], doc["running"]) == (version, None), doc
+    assert current_link(machine) == f"versions/{version}"
+    assert machine.run("test", "-e", str(self_update.journal_path(GUEST_ROOT))).code == 1
+    return doc
+
+
+@pytest.fixture(scope="module")
+def back_on_the_site_lan(vm):
+    """Test 7 followed the admin guide's example, which moved the LAN NIC to the guide's
+    address: the admin puts it back on the site LAN, where the registry is, and keeps it."""
+    nic = lan_nic(vm)
+    agent(vm, "alga-appliance", "network", "set", "--interface", nic, "--mode", "static",
+          "--ipv4-address", f"{LAN_ADDRESS}/{site_lan_module.PREFIX}",
+          "--ipv4-gateway", site_lan_module.GATEWAY, "--timeout", "120")
+    wait_for(lambda: f"inet {LAN_ADDRESS}/" in agent(vm, "ip", "-4", "-o", "addr", "show",
+                                                      "dev", nic), 60, f"{nic} at {LAN_ADDRESS}")
+    agent(vm, "alga-appliance", "network", "confirm")
+    assert network_change(vm) == "confirmed"
+
+
+@pytest.mark.usefixtures("back_on_the_site_lan")
+def test_8_the_updates_page_applies_a_signed_release_through_the_web_services_restart(
+        vm, console_token, browser, host_registry, ca, signing_key, tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text(WEB_NOTES)
+    publish(tree_with_version(tmp_path, WEB_VERSION), host_registry, ca, signing_key, notes)
+    pid_before = web_pid(vm)
+    ui = Ui(browser, vm.url, console_token, GUEST_ROOT, LAPTOP)
+    try:
+        page = ui.page
+        page.set_default_timeout(60_000)  # TCG: every request runs on an emulated CPU
+        ui.open("/updates")
+        facts = page.locator("#self-update-facts")
+        expect(fact(facts, "Installed")).to_have_text(__version__)
+        page.click("#self-update-check")
+        offered = page.locator("#self-update-offer article")
+        expect(offered).to_have_count(1, timeout=180_000)
+        expect(offered.locator("h4")).to_contain_text(f"Version {WEB_VERSION}")
+        expect(offered.locator(".notes")).to_have_text(WEB_NOTES)
+        page.evaluate(STEP_TEXTS)
+        page.click(f"#self-update-offer button[data-version='{WEB_VERSION}']")
+        expect(page.locator("#self-update-yes")).to_have_text(
+            f"Update {__version__} → {WEB_VERSION}")
+        page.click("#self-update-yes")
+        expect(page.locator("#self-update-outcome")).to_contain_text(
+            f"The appliance software was updated from {__version__} to {WEB_VERSION}",
+            timeout=600_000)
+        expect(fact(facts, "Installed")).to_have_text(WEB_VERSION)
+        ui.shot("vm-updates-self-update-applied")
+        followed = page.evaluate("window.stepTexts")
+    finally:
+        ui.context.close()
+    assert ui.errors == [], ui.errors
+    # The page followed the apply's steps as the journal named them.
+    assert any(text.startswith(f"Updating from {__version__} to {WEB_VERSION}: ")
+               for text in followed), followed
+    doc = assert_runs(vm, console_token, WEB_VERSION)
+    applied = doc["history"][0]
+    assert (applied["action"], applied["outcome"], applied["from_version"],
+            applied["to_version"], applied["signer"]) == (
+        "apply", "applied", __version__, WEB_VERSION, signing_key.fingerprint), applied
+    assert web_pid(vm) != pid_before  # the web service was restarted onto the new version
+    assert agent(vm, "cat", f"{paths.CURRENT_DIR}/VERSION").strip() == WEB_VERSION
+
+
+@pytest.mark.usefixtures("back_on_the_site_lan")
+def test_9_the_cli_checks_and_applies_a_second_release(vm, console_token, host_registry, ca,
+                                                        signing_key, tmp_path):
+    publish(tree_with_version(tmp_path, CLI_VERSION), host_registry, ca, signing_key)
+    checked = agent(vm, "alga-appliance", "self-update", "--check", timeout=300)
+    assert f"installed: {WEB_VERSION}" in checked and f"available: {CLI_VERSION}" in checked
+    assert f"self-update --apply {CLI_VERSION}" in checked
+    applied = agent(vm, "alga-appliance", "self-update", "--apply", CLI_VERSION, timeout=900)
+    assert f"apply {WEB_VERSION} → {CLI_VERSION}: applied" in applied, applied
+    assert f"signed by {signing_key.fingerprint}" in applied
+    doc = assert_runs(vm, console_token, CLI_VERSION)
+    assert doc["history"][0]["signer"] == signing_key.fingerprint
+    # The new version and the one before it, for support's way back.
+    assert agent(vm, "ls", paths.VERSIONS_DIR).split() == sorted([WEB_VERSION, CLI_VERSION])
+    wait_for(lambda: healthz(vm), 120, "the web service on the new version")
+
+
+def broken_tree(base: Path, version: str) -> Path:
+    """This tree at `version`, its web service answering /healthz with 503: a release whose
+    health check fails for real once it runs."""
+    tree = tree_with_version(base, version)
+    web = tree / "host/web.py"
+    working = '("GET", "/healthz"): lambda environ: (200, {"status": "ok"}),'
+    assert web.read_text().count(working) == 1, "the /healthz route moved: break it anew"
+    web.write_text(web.read_text().replace(
+        working, '("GET", "/healthz"): lambda environ: (503, {"status": "broken"}),'))
+    return tree
+
+
+@pytest.mark.usefixtures("back_on_the_site_lan")
+def test_10_a_release_whose_health_check_fails_is_rolled_back_by_itself(
+        vm, console_token, host_registry, ca, signing_key, tmp_path):
+    publish(broken_tree(tmp_path, BROKEN_VERSION), host_registry, ca, signing_key)
+    versions, settings = versions_fingerprint(vm), settings_fingerprint(vm)
+    result = vm.run("alga-appliance", "self-update", "--apply", BROKEN_VERSION, timeout=900)
+    assert result.code == 1, result
+    assert f"apply {CLI_VERSION} → {BROKEN_VERSION}: rolled-back" in result.stdout, result
+    wait_for(lambda: healthz(vm), 120, "the old version's web service")
+    doc = assert_runs(vm, console_token, CLI_VERSION)
+    entry = doc["history"][0]
+    assert (entry["outcome"], entry["to_version"], entry["signer"]) == (
+        "rolled-back", BROKEN_VERSION, signing_key.fingerprint), entry
+    assert f"the web service did not answer http://127.0.0.1:{paths.WEB_PORT}{HEALTHZ}" \
+        in entry["reason"], entry
+    assert f"back on {CLI_VERSION} with its state files as they were" in entry["reason"]
+    assert versions_fingerprint(vm) == versions  # the broken version's directory is gone
+    assert settings_fingerprint(vm) == settings
+
+
+def journal_step(machine) -> str | None:
+    """The step the self-update journal names, None without one."""
+    read = machine.run("cat", str(self_update.journal_path(GUEST_ROOT)), timeout=10)
+    return json.loads(read.stdout)["step"] if read.code == 0 else None
+
+
+def assert_whole(machine, version: str, release_out: Path) -> None:
+    """Every file of `version`'s release in its directory, as the signed manifest lists it
+    (but the site files and pins the installed version keeps)."""
+    manifest = json.loads(next(release_out.glob("*.manifest.json")).read_text())
+    kept = {*self_update.SITE_FILES, state.HOST_RELEASE_TRUST.filename}
+    listed = "".join(f"{f['sha256']}  ./{f['path']}\n" for f in manifest["files"]
+                     if Path(f["path"]).name not in kept)
+    result = machine.run("sh", "-ec", f"cd {paths.VERSIONS_DIR}/{version}; "
+                         f"sha256sum --quiet -c - <<'LIST'\n{listed}LIST\n", timeout=120)
+    assert result.code == 0, result
+
+
+@pytest.mark.usefixtures("back_on_the_site_lan")
+def test_11_a_power_loss_mid_apply_leaves_the_old_or_the_new_version_whole(
+        vm, console_token, host_registry, ca, signing_key, tmp_path):
+    out = publish(tree_with_version(tmp_path, RESET_VERSION), host_registry, ca, signing_key)
+    versions = versions_fingerprint(vm)
+    first_boot = boot_id(vm)
+    agent(vm, "systemd-run", "--unit=alga-test-self-update", "--collect",
+          "/usr/local/bin/alga-appliance", "self-update", "--apply", RESET_VERSION)
+    cut_at = wait_for(lambda: (step := journal_step(vm)) in MID_APPLY and step, 600,
+                      "the apply in the middle of its steps")
+    vm.reset()
+    wait_for(lambda: boot_id(vm) not in (None, first_boot), 240, "the guest to boot again")
+    wait_for(lambda: healthz(vm), 180, "the web service after the power loss")
+    entry = self_update_doc(vm, console_token)["history"][0]
+    assert (entry["action"], entry["to_version"]) == ("apply", RESET_VERSION), entry
+    recovered = agent(vm, "journalctl", "-b", "--no-pager", "-o", "cat",
+                      "-u", "alga-appliance-self-update-recover.service")
+    if entry["outcome"] == "rolled-back":  # cut short before its commit: undone
+        interrupted = re.match(r"interrupted during step (\w+) ", entry["reason"])
+        assert interrupted, entry
+        steps = [*MID_APPLY, self_update.COMMIT]
+        assert steps.index(interrupted[1]) >= steps.index(cut_at), (cut_at, entry)
+        assert_runs(vm, console_token, CLI_VERSION)
+        assert versions_fingerprint(vm) == versions
+        assert f"to {RESET_VERSION} was cut short: undone" in recovered, recovered
+    else:  # the reset came as it committed: finished
+        assert entry["outcome"] == "applied", entry
+        assert_runs(vm, console_token, RESET_VERSION)
+        assert_whole(vm, RESET_VERSION, out)
+    assert agent(vm, "systemctl", "is-active", "alga-appliance.service").strip() == "active"
