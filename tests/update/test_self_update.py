@@ -305,7 +305,8 @@ def killed_then_recovered(root: Path, staged: Staged, failing: bool, kill_at: in
                           recovery_kill_at: int | None = None) -> None:
     """Kill an apply where asked, recover (itself killed once where asked, then run again
     as the next boot would), and check the appliance runs exactly the old version with its
-    state files as they were, or exactly the new one with its state files migrated."""
+    state files as they were, or exactly the new one with its state files migrated, and
+    that the history records the apply once."""
     before = files(root)
     old_tree = version_files(self_update.version_dir(root, OLD))
     health = health_says("made to fail" if failing else None)
@@ -337,6 +338,15 @@ def killed_then_recovered(root: Path, staged: Staged, failing: bool, kill_at: in
             state.read(file, root)  # every state file valid
     leftovers = {p.name for p in paths.on_host(paths.VERSIONS_DIR, root).iterdir()}
     assert leftovers <= {OLD, NEW} and version in leftovers
+    # The history has it once, however often the power went: none only when the apply
+    # was cut short before its journal.
+    outcomes = [e["outcome"] for e in state.read(state.MAINTENANCE, root)["self_updates"]]
+    if version == NEW:
+        assert outcomes == ["applied"]
+    elif journal is not None:
+        assert outcomes == ["rolled-back"]
+    else:
+        assert outcomes == [] or (failing and outcomes == ["rolled-back"])
 
 
 STEPS = (self_update.SNAPSHOT, self_update.INSTALL, self_update.SWITCH, self_update.MIGRATE,
@@ -365,6 +375,28 @@ def test_a_kill_at_any_point_then_during_recovery_leaves_the_old_version_or_the_
     root = fresh_copy(template_root)
     killed_then_recovered(root, staged, failing, kill_at, None, recovery_kill_at)
     shutil.rmtree(root)
+
+
+@pytest.mark.parametrize("failing", [False, True], ids=["healthy", "failing"])
+def test_a_kill_just_after_the_journal_is_gone_loses_no_history(host, failing):
+    """The last moment the power can go: the self-update settled and its journal removed.
+    Nothing is left to recover, so the history must already have it."""
+    root, staged = fresh_copy(host[0]), host[1]
+
+    def apply_then_die_with_the_journal():
+        forget = self_update._forget
+
+        def forget_then_die(where):
+            forget(where)
+            os.kill(os.getpid(), signal.SIGKILL)
+        self_update._forget = forget_then_die
+        self_update.apply(root, staged, health=health_says("made to fail" if failing else None))
+
+    assert run_killed_at(None, apply_then_die_with_the_journal) == -1
+    assert self_update.read_journal(root) is None
+    assert self_update.recover(root) is None
+    outcomes = [e["outcome"] for e in state.read(state.MAINTENANCE, root)["self_updates"]]
+    assert outcomes == ["rolled-back" if failing else "applied"]
 
 
 def test_the_journal_names_each_step_before_it_runs(host, monkeypatch):
