@@ -15,6 +15,7 @@ mix of the two.
 """
 
 import datetime
+import json
 import os
 import re
 import shutil
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from host.core import busy, hostcmd, maintenance, paths, runlock, spool, state, unitfiles
+from host.core import busy, hostcmd, maintenance, paths, runlock, spool, state, token, unitfiles
 from host.core.version import version_key
 from host.releases import host_release
 
@@ -508,11 +509,11 @@ def run_current(root: Path | None, *args: str) -> str:
     return done.stdout
 
 
-def check_health(root: Path | None, url: str = f"http://127.0.0.1:{paths.WEB_PORT}/healthz",
+def check_health(root: Path | None, base: str = f"http://127.0.0.1:{paths.WEB_PORT}",
                  seconds: float = HEALTH_SECONDS) -> str | None:
-    """What is wrong with the new version, or None: the web service answers /healthz, the
-    status collector runs and the console banner renders."""
-    problem = _web_answers(url, seconds)
+    """What is wrong with the new version, or None: the web service answers /healthz and
+    runs the new version's code, the status collector runs and the console banner renders."""
+    problem = _web_answers(f"{base}/healthz", seconds) or _web_runs(root, base)
     if problem:
         return problem
     for command in ("collect-status", "console-banner"):
@@ -536,6 +537,24 @@ def _web_answers(url: str, seconds: float) -> str | None:
         if time.monotonic() > deadline:
             return f"the web service did not answer {url} within {seconds:.0f} s ({last})"
         time.sleep(1)
+
+
+def _web_runs(root: Path | None, base: str) -> str | None:
+    """Whether the web service that answers runs the installed version (a unit that starts
+    other code than `current`'s would keep the old version serving)."""
+    wanted = installed_version(root)
+    try:
+        request = urllib.request.Request(f"{base}/api/self-update", headers={
+            "Authorization": f"Bearer {token.read_token(root)}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            serving = json.load(response)["serving"]
+    except (token.NoValidToken, urllib.error.URLError, OSError, ValueError, KeyError,
+            TypeError) as exc:
+        return f"the web service did not say which version it runs ({exc})"
+    if serving != wanted:
+        return (f"the web service runs version {serving}, not {wanted}: it did not restart "
+                "onto the new version's code")
+    return None
 
 
 def record(root: Path | None, action: str, started: float, outcome: str, *,

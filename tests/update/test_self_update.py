@@ -18,6 +18,7 @@ import requests
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.attacks import free_port
 from support.base import make_host_root, serve_wsgi
 from support.cluster import FakeCluster
 from support.openapi_check import assert_documented
@@ -41,13 +42,38 @@ def payload_files() -> tuple:
 
 
 def write_tree(directory: Path, version: str) -> Path:
-    """The payload as the ISO carries it, with `version` in its VERSION file."""
+    """The payload as the ISO carries it, `version` in its VERSION file and its code."""
     for file in payload_files():
         path = directory / file.path
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(f"{version}\n".encode() if file.path == "VERSION" else file.data)
         path.chmod(file.mode)
+    module = directory / "host/core/version.py"
+    module.write_text(module.read_text().replace(f'"{OLD}"', f'"{version}"'))
     return directory
+
+
+@contextlib.contextmanager
+def web_service_of_current(root: Path):
+    """The web service as systemd restarts it: `current`'s own `alga-appliance serve`
+    (a new process, so the code of the version current names), on free loopback ports."""
+    ports = [free_port(), free_port()]
+    server = subprocess.Popen(
+        [str(paths.on_host(paths.CURRENT_DIR, root) / "bin/alga-appliance"), "serve",
+         "--host", "127.0.0.1", "--port", str(ports[0]), "--tls-port", str(ports[1])],
+        env={**os.environ, paths.ROOT_ENV: str(root)}, cwd="/",
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield f"http://127.0.0.1:{ports[0]}"
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def restarted_and_checked(root: Path) -> str | None:
+    """The restart, then the real health check against the restarted service."""
+    with web_service_of_current(root) as base:
+        return self_update.check_health(root, base=base, seconds=30)
 
 
 @functools.cache
@@ -126,9 +152,7 @@ def systemctl_calls(tmp_path: Path) -> list[str]:
 
 def test_apply_switches_migrates_restarts_and_keeps_the_site_files(host, tmp_path):
     root, staged = host
-    with serve_wsgi(web.make_app(root)) as url:
-        health = functools.partial(self_update.check_health, url=f"{url}/healthz", seconds=5)
-        outcome = self_update.apply(root, staged, health=health)
+    outcome = self_update.apply(root, staged, health=restarted_and_checked)
     assert outcome == self_update.Outcome(OLD, NEW, "applied")
     current = paths.on_host(paths.CURRENT_DIR, root)
     assert os.readlink(current) == f"versions/{NEW}"
@@ -155,8 +179,7 @@ def test_a_failing_health_check_switches_back_restores_the_state_and_says_why(ho
     before = files(root)
     old_tree = version_files(self_update.version_dir(root, OLD))
     # Nothing answers on this port: the restarted web service "did not come up".
-    health = functools.partial(self_update.check_health, url="http://127.0.0.1:9/healthz",
-                               seconds=1)
+    health = functools.partial(self_update.check_health, base="http://127.0.0.1:9", seconds=1)
     with pytest.raises(self_update.RolledBack, match=r"did not answer .* back on 0\.1\.0"):
         self_update.apply(root, staged, health=health)
     assert os.readlink(paths.on_host(paths.CURRENT_DIR, root)) == f"versions/{OLD}"
@@ -173,10 +196,20 @@ def test_a_new_version_whose_status_collector_fails_is_rolled_back(host, tmp_pat
     broken = tmp_path / "broken"
     shutil.copytree(staged.directory, broken)
     (broken / "host/status.py").write_text("raise SystemExit('the collector is broken')\n")
+    with pytest.raises(self_update.RolledBack, match="collect-status exited 1"):
+        self_update.apply(root, staged_release(broken), health=restarted_and_checked)
+    assert self_update.installed_version(root) == OLD
+
+
+def test_a_web_service_still_running_the_old_code_is_rolled_back(host):
+    """A web service that answers, but was not restarted onto the new code (this process's
+    web app is the old version's): the health check sees the version it runs."""
+    root, staged = host
     with serve_wsgi(web.make_app(root)) as url:
-        health = functools.partial(self_update.check_health, url=f"{url}/healthz", seconds=5)
-        with pytest.raises(self_update.RolledBack, match="collect-status exited 1"):
-            self_update.apply(root, staged_release(broken), health=health)
+        health = functools.partial(self_update.check_health, base=url, seconds=5)
+        with pytest.raises(self_update.RolledBack,
+                           match=rf"runs version {OLD}, not {NEW}: it did not restart"):
+            self_update.apply(root, staged, health=health)
     assert self_update.installed_version(root) == OLD
 
 
