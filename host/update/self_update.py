@@ -440,10 +440,12 @@ def _rollback(root: Path | None, journal: dict, reason: str, at_boot: bool) -> d
             hostcmd.run(["systemctl", "try-restart", *LONG_RUNNING])
     except hostcmd.CommandFailed:
         pass  # the old version is in place; the next boot starts it
+    # Recorded before the new version's directory goes: at boot this may be that version's
+    # code running, and the record's schema is read from it.
+    entry = _record_once(root, journal, "rolled-back")
     for directory in (version_dir(root, journal["to_version"]),
                       _partial(version_dir(root, journal["to_version"]))):
         shutil.rmtree(directory, ignore_errors=True)
-    entry = _record_once(root, journal, "rolled-back")
     _forget(root)
     return entry
 
