@@ -1,7 +1,8 @@
 """The nspawn tier's machine (marker systemd): a Debian 12 rootfs with the appliance's payload
 installed by the ISO seed's own late-commands, booted with `systemd-nspawn -b` in a network
 namespace of its own (support/netlab.py), so the real units run with their real sandboxing.
-Used by tests/system/test_systemd_tier.py and tests/system/test_security_tier.py."""
+Used by tests/system/test_systemd_tier.py, tests/system/test_security_tier.py and
+tests/system/test_self_update_tier.py."""
 
 import contextlib
 import os

@@ -70,12 +70,13 @@ BOOT_SECONDS = 180
 @dataclass(frozen=True)
 class KillPoint:
     """The `number`-th `call` of the apply process; `step` is the journal's at that moment
-    (None: no journal)."""
+    (None: no journal, not yet or, `settled`, no longer)."""
 
     version: str
     call: str
     number: int
     step: str | None
+    settled: bool = False
 
 
 @dataclass
@@ -205,15 +206,16 @@ def kill_points(version: str, trace: str) -> list[KillPoint]:
     """Every rename and unlink of a whole apply's trace, with the journal's step at each:
     a rename onto the journal writes the next step of JOURNAL_STEPS, its unlink ends it."""
     counts = dict.fromkeys(KILLED_CALLS, 0)
-    written, step, points = iter(JOURNAL_STEPS[version]), None, []
+    written, step, settled, points = iter(JOURNAL_STEPS[version]), None, False, []
     for line in trace.splitlines():
         call = CALL.match(line)
         if call is None:
             continue
         counts[call["call"]] += 1
-        points.append(KillPoint(version, call["call"], counts[call["call"]], step))
+        points.append(KillPoint(version, call["call"], counts[call["call"]], step, settled))
         if call["args"].endswith(f'"{JOURNAL}"'):
             step = next(written) if call["call"] == "rename" else None
+            settled = step is None
     return points
 
 
@@ -330,8 +332,13 @@ def assert_old_or_new_after_boot(lab: Lab, point: KillPoint, before: dict, at_ki
             assert (f"during step {at_kill['step']}" in entry["reason"] or
                     "status collector is broken on purpose" in entry["reason"]), entry
         assert entries[1:] == history_before[:len(entries) - 1]
-    elif expected == target:
-        assert entries[0]["outcome"] == "applied", entries[:2]
+    elif point.settled:  # the apply had settled: its outcome is recorded all the same
+        outcome = "applied" if expected == target else "rolled-back"
+        assert (entries[0]["outcome"], entries[0]["to_version"]) == (outcome, target), \
+            entries[:2]
+        assert entries[1:] == history_before[:len(entries) - 1]
+    else:  # killed before it began: nothing changed, nothing to record
+        assert entries == history_before
     return expected
 
 
@@ -364,6 +371,13 @@ def test_a_power_loss_while_a_failed_release_is_rolled_back(lab, where, tmp_path
     point = rollback[0] if where == "first" else rollback[-1]
     at_kill = power_loss_example(lab, point, tmp_path / "apply.strace")
     assert at_kill["step"] == self_update.ROLLBACK
+
+
+@pytest.mark.parametrize("version", [GOOD, BROKEN])
+def test_a_power_loss_at_the_last_call_of_the_apply(lab, version, tmp_path):
+    """Its outcome recorded, its journal about to go: the boot settles it again, and the
+    history has the outcome once."""
+    power_loss_example(lab, lab.points[version][-1], tmp_path / "apply.strace")
 
 
 @settings(max_examples=3, deadline=None, database=None,
