@@ -138,8 +138,11 @@ def _extract_whole(tarball: bytes, manifest: dict, into: Path) -> None:
     into.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{into.name}.partial-", dir=into.parent))
     try:
-        extract(tarball, manifest, partial)
+        # First: mkdtemp's directory inherits the setgid bit of STATE_DIR, and so would every
+        # directory extracted into it, which installing into /opt then fails to copy under
+        # the request unit's RestrictSUIDSGID= (EPERM).
         os.chmod(partial, 0o755)
+        extract(tarball, manifest, partial)
         os.replace(partial, into)  # replaces an empty directory; anything else fails
     except OSError as exc:  # `into` appeared meanwhile, or is a link
         raise Refused(f"the host release cannot be put at {into} ({exc.strerror}): remove "

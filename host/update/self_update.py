@@ -152,8 +152,8 @@ def run(root: Path | None, version: str | None, force_downgrade: bool = False) -
     except OSError as exc:  # staging: a full disk, say; an apply under way is undone at boot
         return record(root, "apply", started, "failed", from_version=installed,
                       to_version=version, signer=staged.signer if staged else None,
-                      reason=f"{exc.filename or 'a file'}: {exc.strerror or exc}; check the "
-                             "disk (df -h), then apply again")
+                      reason=f"{_file_problem(exc)}; check the disk (df -h), then apply "
+                             "again")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return outcome.entry
@@ -223,6 +223,16 @@ def apply(root: Path | None, staged, force_downgrade: bool = False,
         raise Refused(busy.lock_holder(root, exc)) from exc
 
 
+def _file_problem(exc: OSError) -> str:
+    """Which file, and what went wrong with it. shutil.copytree gathers its failures in one
+    shutil.Error of (source, target, why) triples: the first names the cause."""
+    if isinstance(exc, shutil.Error) and exc.args and exc.args[0]:
+        _, target, why = exc.args[0][0]
+        return f"{target}: {why}" + (f" (and {len(exc.args[0]) - 1} more)"
+                                     if len(exc.args[0]) > 1 else "")
+    return f"{exc.filename or 'a file'}: {exc.strerror or exc}"
+
+
 def _apply(root: Path | None, staged, health: Callable[[Path | None], str | None],
            started_at: str) -> Outcome:
     journal = {"from_version": installed_version(root), "to_version": staged.version,
@@ -237,7 +247,7 @@ def _apply(root: Path | None, staged, health: Callable[[Path | None], str | None
         _switch(root, staged.version)
         problem = _after_switch(root, journal, health)
     except OSError as exc:  # a full disk, a file in the way: the old version is kept
-        problem = f"{exc.filename or 'a file'}: {exc.strerror or exc}; check the disk (df -h)"
+        problem = f"{_file_problem(exc)}; check the disk (df -h)"
     if problem:
         reason = (f"version {staged.version} failed ({problem}); the appliance is back on "
                   f"{journal['from_version']} with its state files as they were")

@@ -8,6 +8,7 @@ import functools
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -228,6 +229,26 @@ def test_refusals_name_the_cause_and_change_nothing(host, version, minimum, forc
                           health=healthy)
     assert files(root) == before
     assert version_files(paths.on_host(paths.INSTALL_DIR, root)) == tree
+
+
+def test_files_that_cannot_be_installed_are_named_in_the_reason(host, monkeypatch):
+    """copytree gathers what it could not copy in one shutil.Error: the reason names the
+    first file and why (as a sandbox refusing a setgid bit did), not a list of tuples."""
+    root, staged = host
+    copy = shutil.copyfile
+
+    def refused_for_python_files(source, target, **kwargs):
+        if os.fspath(source).endswith(".py"):
+            raise PermissionError(1, "Operation not permitted", str(target))
+        return copy(source, target, **kwargs)
+    monkeypatch.setattr(shutil, "copyfile", refused_for_python_files)
+    with pytest.raises(self_update.RolledBack) as failed:
+        self_update.apply(root, staged, health=healthy)
+    reason = str(failed.value)
+    assert re.search(rf"/\.{re.escape(NEW)}\.partial/\S+\.py: \[Errno 1\] Operation not "
+                     r"permitted: .* \(and \d+ more\); check the disk", reason), reason
+    assert "DirEntry" not in reason
+    assert self_update.installed_version(root) == OLD
 
 
 def test_support_may_go_back_with_force_downgrade(host):
