@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from host.core import busy, spool, sshkeys, state, token
+from host.core.version import __version__
 from host.net import addresses, endpoints, resolvers
 from host.releases import channels, source
 from host.setup import chain, credentials, diagnostics, recovery, timing
@@ -296,7 +297,8 @@ def _self_update(root: Path | None) -> dict:
         installed = self_update.installed_version(root)
     except FileNotFoundError:  # no versioned install here (a development checkout)
         installed = None
-    return {"installed": installed, "offer": self_update.offer(root, installed),
+    return {"installed": installed, "serving": __version__,
+            "offer": self_update.offer(root, installed),
             "running": self_update.read_journal(root),
             "history": record["self_updates"] if record else [], "busy": busy.busy(root),
             "waiting": spool.waiting(spool.SELF_UPDATE, root)}

@@ -39,13 +39,25 @@ def link(root: Path | None = None) -> list[str]:
         fresh.unlink(missing_ok=True)
         fresh.symlink_to(target)
         fresh.replace(installed)
+    _through_current(unit_dir)
+    _unlink_gone(unit_dir, wanted)
+    return to_enable
+
+
+def _unlink_gone(unit_dir: Path, wanted: set[str]) -> None:
+    """Remove our links to units `current` no longer has: its unit and drop-in links, and
+    the enablement links (`<target>.wants/<unit>`, named by the unit or an instance of it)
+    that point at them, which would dangle. An enablement link of a unit still there is
+    kept: it is what enables it."""
     ours = f"{paths.CURRENT_DIR}/units/"
     for installed in list(unit_dir.rglob("*")):
-        if installed.is_symlink() and str(installed.readlink()).startswith(ours) and \
-                installed.relative_to(unit_dir).as_posix() not in wanted:
+        target = str(installed.readlink()) if installed.is_symlink() else ""
+        if not target.startswith(ours):
+            continue
+        relative = installed.relative_to(unit_dir).as_posix()
+        linked = relative if is_unit(relative) else target.removeprefix(ours)
+        if linked not in wanted:
             installed.unlink()
-    _through_current(unit_dir)
-    return to_enable
 
 
 def _through_current(unit_dir: Path) -> None:

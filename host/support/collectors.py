@@ -559,6 +559,22 @@ def _is_address(text: str) -> bool:
     return True
 
 
+def appliance_versions(ctx: Context, out: Output) -> None:
+    """Which version of the appliance software runs (what `current` names) and which are
+    installed beside it: after a self-update, the one before it (support's way back), and
+    a `.<version>.partial` one cut short."""
+    versions = paths.on_host(paths.VERSIONS_DIR, ctx.root)
+    current = paths.on_host(paths.CURRENT_DIR, ctx.root)
+    if not current.is_symlink():
+        raise CollectorFailed(f"{paths.CURRENT_DIR} is not a link: no versioned install here")
+    lines = [f"{paths.CURRENT_DIR} -> {current.readlink()}"]
+    for directory in sorted(versions.iterdir()) if versions.is_dir() else ():
+        marker = directory / "VERSION"
+        found = marker.read_text(errors="replace").strip() if marker.is_file() else "no VERSION"
+        lines.append(f"{paths.VERSIONS_DIR}/{directory.name}: {found}")
+    out.add("host/appliance-versions.txt", "\n".join(lines) + "\n")
+
+
 # --- the table -------------------------------------------------------------------------
 
 
@@ -585,7 +601,9 @@ COLLECTORS: tuple[Collector, ...] = (
         state.UPDATE_HISTORY, state.SUPPORT_BUNDLE_STATUS, state.SETUP_REFUSAL,
         state.RELEASE_SOURCE, state.NETWORK, state.NETWORK_CHANGE, state.UPDATE_NOTICE,
         state.NETWORK_DIAGNOSTICS, state.NETWORK_DIAGNOSTICS_REPORT,
-        state.BOOTSTRAP_LOG)),
+        state.BOOTSTRAP_LOG, state.HOST_RELEASE_TRUST, state.SELF_UPDATE_CHECK,
+        state.SELF_UPDATE_JOURNAL)),
+    Collector("host/appliance-versions", 5, appliance_versions),
     Collector("logs/phases", 10, phase_logs),
     journal("logs/journal-alga-appliance", "alga-appliance*"),
     journal("logs/journal-k3s", "k3s.service"),

@@ -15,6 +15,7 @@ mix of the two.
 """
 
 import datetime
+import json
 import os
 import re
 import shutil
@@ -23,10 +24,10 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from host.core import busy, hostcmd, maintenance, paths, runlock, spool, state, unitfiles
+from host.core import busy, hostcmd, maintenance, paths, runlock, spool, state, token, unitfiles
 from host.core.version import version_key
 from host.releases import host_release
 
@@ -54,7 +55,12 @@ class Refused(Exception):
 
 
 class RolledBack(Exception):
-    """The apply failed and the appliance is back on the version it had: why."""
+    """The apply failed and the appliance is back on the version it had: why, and the
+    history entry that records it."""
+
+    def __init__(self, reason: str, entry: dict):
+        super().__init__(reason)
+        self.entry = entry
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,7 @@ class Outcome:
     from_version: str
     to_version: str
     result: str  # applied, rolled-back
+    entry: dict | None = field(default=None, compare=False)  # the history's record of it
 
 
 def installed_version(root: Path | None = None) -> str:
@@ -124,6 +131,7 @@ def run(root: Path | None, version: str | None, force_downgrade: bool = False) -
     """Stage `version` (default: the newest the pinned repository offers), apply it and
     record how it went; the maintenance record's entry."""
     started, installed = time.monotonic(), installed_version(root)
+    started_at = state.timestamp()
     staging = paths.on_host(paths.SELF_UPDATE_DIR, root) / "staging"
     staged = None
     try:
@@ -134,24 +142,24 @@ def run(root: Path | None, version: str | None, force_downgrade: bool = False) -
         # the request unit's RestrictSUIDSGID= refuses (EPERM), and nothing there needs it.
         staging.chmod(0o700)
         staged = host_release.stage(root, version, staging)
-        outcome = apply(root, staged, force_downgrade)
+        outcome = apply(root, staged, force_downgrade, started_at=started_at)
     except host_release.Refused as exc:
         return record(root, "apply", started, "refused", from_version=installed,
                       to_version=version, signer=None, reason=exc.reason)
-    except (Refused, RolledBack) as exc:
-        result = "refused" if isinstance(exc, Refused) else "rolled-back"
-        return record(root, "apply", started, result, from_version=installed,
+    except Refused as exc:
+        return record(root, "apply", started, "refused", from_version=installed,
                       to_version=version, signer=staged.signer if staged else None,
                       reason=str(exc))
+    except RolledBack as exc:
+        return exc.entry
     except OSError as exc:  # staging: a full disk, say; an apply under way is undone at boot
         return record(root, "apply", started, "failed", from_version=installed,
                       to_version=version, signer=staged.signer if staged else None,
-                      reason=f"{exc.filename or 'a file'}: {exc.strerror or exc}; check the "
-                             "disk (df -h), then apply again")
+                      reason=f"{_file_problem(exc)}; check the disk (df -h), then apply "
+                             "again")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return record(root, "apply", started, outcome.result, from_version=installed,
-                  to_version=outcome.to_version, signer=staged.signer)
+    return outcome.entry
 
 
 def accept(root: Path | None = None) -> dict | None:
@@ -198,9 +206,11 @@ def _newest(root: Path | None, installed: str) -> str:
 
 
 def apply(root: Path | None, staged, force_downgrade: bool = False,
-          health: Callable[[Path | None], str | None] | None = None) -> Outcome:
-    """Apply `staged`, holding the setup lock. Raises Refused (nothing changed) or
-    RolledBack (the old version runs again, its state files restored)."""
+          health: Callable[[Path | None], str | None] | None = None,
+          started_at: str | None = None) -> Outcome:
+    """Apply `staged`, holding the setup lock, and record how it ended in the history (as
+    started at `started_at`, default now). Raises Refused (nothing changed, nothing
+    recorded) or RolledBack (the old version runs again, its state files restored)."""
     health = health or check_health
     try:
         with runlock.held(root):
@@ -211,14 +221,25 @@ def apply(root: Path | None, staged, force_downgrade: bool = False,
             problem = refusal(root, staged, force_downgrade)
             if problem:
                 raise Refused(problem)
-            return _apply(root, staged, health)
+            return _apply(root, staged, health, started_at or state.timestamp())
     except runlock.Busy as exc:
         raise Refused(busy.lock_holder(root, exc)) from exc
 
 
-def _apply(root: Path | None, staged, health: Callable[[Path | None], str | None]) -> Outcome:
+def _file_problem(exc: OSError) -> str:
+    """Which file, and what went wrong with it. shutil.copytree gathers its failures in one
+    shutil.Error of (source, target, why) triples: the first names the cause."""
+    if isinstance(exc, shutil.Error) and exc.args and exc.args[0]:
+        _, target, why = exc.args[0][0]
+        return f"{target}: {why}" + (f" (and {len(exc.args[0]) - 1} more)"
+                                     if len(exc.args[0]) > 1 else "")
+    return f"{exc.filename or 'a file'}: {exc.strerror or exc}"
+
+
+def _apply(root: Path | None, staged, health: Callable[[Path | None], str | None],
+           started_at: str) -> Outcome:
     journal = {"from_version": installed_version(root), "to_version": staged.version,
-               "signer": staged.signer, "started_at": state.timestamp(), "step": SNAPSHOT,
+               "signer": staged.signer, "started_at": started_at, "step": SNAPSHOT,
                "reason": None, "rolled_back_from": None}
     _write_journal(root, journal)
     _snapshot(root)
@@ -229,14 +250,13 @@ def _apply(root: Path | None, staged, health: Callable[[Path | None], str | None
         _switch(root, staged.version)
         problem = _after_switch(root, journal, health)
     except OSError as exc:  # a full disk, a file in the way: the old version is kept
-        problem = f"{exc.filename or 'a file'}: {exc.strerror or exc}; check the disk (df -h)"
+        problem = f"{_file_problem(exc)}; check the disk (df -h)"
     if problem:
-        _rollback(root, journal, problem, at_boot=False)
-        raise RolledBack(f"version {staged.version} failed ({problem}); the appliance is back "
-                         f"on {journal['from_version']} with its state files as they were")
+        reason = (f"version {staged.version} failed ({problem}); the appliance is back on "
+                  f"{journal['from_version']} with its state files as they were")
+        raise RolledBack(reason, _rollback(root, journal, reason, at_boot=False))
     _step(root, journal, COMMIT)
-    _commit(root, journal)
-    return Outcome(journal["from_version"], staged.version, "applied")
+    return Outcome(journal["from_version"], staged.version, "applied", _commit(root, journal))
 
 
 def _after_switch(root: Path | None, journal: dict,
@@ -260,18 +280,12 @@ def recover(root: Path | None = None, at_boot: bool = True) -> Outcome | None:
     if journal is None:
         return None
     if journal["step"] == COMMIT:
-        _commit(root, journal)
-        outcome, reason = "applied", None
+        entry = _commit(root, journal)
     else:
         reason = journal["reason"] or (f"interrupted during step {journal['step']} (the "
                                        "appliance restarted or the update was killed)")
-        _rollback(root, journal, reason, at_boot)
-        outcome = "rolled-back"
-    since = datetime.datetime.now(datetime.UTC) - state.moment(journal["started_at"])
-    record(root, "apply", time.monotonic() - max(0.0, since.total_seconds()), outcome,
-           from_version=journal["from_version"], to_version=journal["to_version"],
-           signer=journal["signer"], reason=reason)
-    return Outcome(journal["from_version"], journal["to_version"], outcome)
+        entry = _rollback(root, journal, reason, at_boot)
+    return Outcome(journal["from_version"], journal["to_version"], entry["outcome"], entry)
 
 
 # --- the journal and the snapshot ---------------------------------------------------------
@@ -411,19 +425,22 @@ def _restart(root: Path | None) -> None:
     hostcmd.run(["systemctl", "try-restart", *LONG_RUNNING])
 
 
-def _commit(root: Path | None, journal: dict) -> None:
+def _commit(root: Path | None, journal: dict) -> dict:
     """Keep the new version and the one before it (support's way back); drop the rest,
-    then the snapshot and the journal, last."""
+    record it, then drop the snapshot and the journal, last. The history entry."""
     keep = {journal["to_version"], journal["from_version"]}
     for directory in paths.on_host(paths.VERSIONS_DIR, root).iterdir():
         if directory.name not in keep:
             shutil.rmtree(directory, ignore_errors=True)
+    entry = _record_once(root, journal, "applied")
     _forget(root)
+    return entry
 
 
-def _rollback(root: Path | None, journal: dict, reason: str, at_boot: bool) -> None:
-    """Back to the old version and its state files. Every part of it is idempotent, so a
-    rollback cut short is simply run again (the journal says ROLLBACK)."""
+def _rollback(root: Path | None, journal: dict, reason: str, at_boot: bool) -> dict:
+    """Back to the old version and its state files, recorded. Every part of it is
+    idempotent, so a rollback cut short is simply run again (the journal says ROLLBACK).
+    The history entry."""
     if journal["step"] != ROLLBACK:
         journal.update(step=ROLLBACK, reason=reason, rolled_back_from=journal["step"])
         _write_journal(root, journal)
@@ -436,10 +453,30 @@ def _rollback(root: Path | None, journal: dict, reason: str, at_boot: bool) -> N
             hostcmd.run(["systemctl", "try-restart", *LONG_RUNNING])
     except hostcmd.CommandFailed:
         pass  # the old version is in place; the next boot starts it
+    # Recorded before the new version's directory goes: at boot this may be that version's
+    # code running, and the record's schema is read from it.
+    entry = _record_once(root, journal, "rolled-back")
     for directory in (version_dir(root, journal["to_version"]),
                       _partial(version_dir(root, journal["to_version"]))):
         shutil.rmtree(directory, ignore_errors=True)
     _forget(root)
+    return entry
+
+
+def _record_once(root: Path | None, journal: dict, outcome: str) -> dict:
+    """The history entry of the self-update the journal names, added unless it is there:
+    a settlement cut short after recording it and run again finds it (by the moment the
+    apply started). A rollback's restored snapshot predates the entry, so it adds it again."""
+    document = state.read(state.MAINTENANCE, root)
+    for entry in document["self_updates"] if document else []:
+        if (entry["action"], entry["at"], entry["outcome"]) == (
+                "apply", journal["started_at"], outcome):
+            return entry
+    since = datetime.datetime.now(datetime.UTC) - state.moment(journal["started_at"])
+    return record(root, "apply", time.monotonic() - max(0.0, since.total_seconds()), outcome,
+                  from_version=journal["from_version"], to_version=journal["to_version"],
+                  signer=journal["signer"], reason=journal["reason"],
+                  at=journal["started_at"])
 
 
 def _forget(root: Path | None) -> None:
@@ -487,11 +524,11 @@ def run_current(root: Path | None, *args: str) -> str:
     return done.stdout
 
 
-def check_health(root: Path | None, url: str = f"http://127.0.0.1:{paths.WEB_PORT}/healthz",
+def check_health(root: Path | None, base: str = f"http://127.0.0.1:{paths.WEB_PORT}",
                  seconds: float = HEALTH_SECONDS) -> str | None:
-    """What is wrong with the new version, or None: the web service answers /healthz, the
-    status collector runs and the console banner renders."""
-    problem = _web_answers(url, seconds)
+    """What is wrong with the new version, or None: the web service answers /healthz and
+    runs the new version's code, the status collector runs and the console banner renders."""
+    problem = _web_answers(f"{base}/healthz", seconds) or _web_runs(root, base)
     if problem:
         return problem
     for command in ("collect-status", "console-banner"):
@@ -517,11 +554,30 @@ def _web_answers(url: str, seconds: float) -> str | None:
         time.sleep(1)
 
 
+def _web_runs(root: Path | None, base: str) -> str | None:
+    """Whether the web service that answers runs the installed version (a unit that starts
+    other code than `current`'s would keep the old version serving)."""
+    wanted = installed_version(root)
+    try:
+        request = urllib.request.Request(f"{base}/api/self-update", headers={
+            "Authorization": f"Bearer {token.read_token(root)}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            serving = json.load(response)["serving"]
+    except (token.NoValidToken, urllib.error.URLError, OSError, ValueError, KeyError,
+            TypeError) as exc:
+        return f"the web service did not say which version it runs ({exc})"
+    if serving != wanted:
+        return (f"the web service runs version {serving}, not {wanted}: it did not restart "
+                "onto the new version's code")
+    return None
+
+
 def record(root: Path | None, action: str, started: float, outcome: str, *,
            from_version: str | None, to_version: str | None, signer: str | None,
-           reason: str | None = None) -> dict:
-    """Add a check or apply to the maintenance record's self-update history."""
-    entry = {"action": action, "at": state.timestamp(), "from_version": from_version,
+           reason: str | None = None, at: str | None = None) -> dict:
+    """Add a check or apply to the maintenance record's self-update history, as of `at`
+    (default now; an apply that got as far as its journal: when it started)."""
+    entry = {"action": action, "at": at or state.timestamp(), "from_version": from_version,
              "to_version": to_version, "signer": signer, "outcome": outcome, "reason": reason,
              "duration_s": round(time.monotonic() - started, 1)}
     maintenance.add_self_update(root, entry)

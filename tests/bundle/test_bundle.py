@@ -182,6 +182,8 @@ def lab(tmp_path, ca, monkeypatch):
     """A failed install on a host root, a cluster, and the network servers preflight uses
     (through an authenticating proxy, with the canary password)."""
     root = make_host_root(tmp_path / "root")
+    install_version(root, "0.1.0")
+    paths.on_host(paths.CURRENT_DIR, root).symlink_to("versions/0.1.0")
     FakeCluster(root).use(monkeypatch)
     hosts = {"github.test": "127.0.0.1", "ghcr.test": "127.0.0.1"}
     with HttpsServer(ca, github_routes(), hostnames=("github.test",)) as github, \
@@ -208,6 +210,13 @@ def lab(tmp_path, ca, monkeypatch):
             "ssh_password_login": False}}, root)
         cluster(root)
         yield root, proxy
+
+
+def install_version(root: Path, version: str, directory: str | None = None) -> None:
+    """A version of the appliance software as the seed or a self-update installs it."""
+    installed = paths.on_host(paths.VERSIONS_DIR, root) / (directory or version)
+    installed.mkdir(parents=True)
+    (installed / "VERSION").write_text(f"{version}\n")
 
 
 def create(root: Path, **options) -> Path:
@@ -544,3 +553,40 @@ def test_the_kept_bootstrap_log_is_collected_redacted(lab):
     kept = json.loads(found["state/bootstrap-log.json"])
     assert kept["outcome"] == "failed" and kept["lines"][-1].startswith("migration 42 failed")
     assert DB_PASSWORD not in found["state/bootstrap-log.json"].decode()
+
+
+def test_a_self_update_cut_short_is_in_the_bundle(lab, signing_key):
+    """What support needs after a self-update that went wrong: which version runs and which
+    are installed beside it, the journal of the one under way, what the last check found
+    and the repository and keys the appliance trusts (by fingerprint: the redactor takes
+    every PEM block out, public or not)."""
+    root, _ = lab
+    install_version(root, "0.2.0", ".0.2.0.partial")
+    state.write(state.HOST_RELEASE_TRUST, {
+        "repository": "ghcr.io/nine-minds/alga-appliance-host",
+        "keys": [{"fingerprint": signing_key.fingerprint,
+                  "armored": signing_key.public.read_text()}]}, root)
+    state.write(state.SELF_UPDATE_CHECK, {
+        "checked_at": "2026-12-07T10:00:00Z", "installed": "0.1.0",
+        "available": [{"version": "0.2.0", "notes": "", "created": "2026-12-06T09:00:00Z"}]},
+        root)
+    paths.on_host(paths.SELF_UPDATE_DIR, root).mkdir(parents=True)
+    state.write(state.SELF_UPDATE_JOURNAL, {
+        "from_version": "0.1.0", "to_version": "0.2.0", "signer": signing_key.fingerprint,
+        "started_at": "2026-12-07T10:01:00Z", "step": "install", "reason": None,
+        "rolled_back_from": None}, root)
+    archive = create(root)
+    found = members(archive)
+    assert found["host/appliance-versions.txt"].decode() == (
+        f"{paths.CURRENT_DIR} -> versions/0.1.0\n"
+        f"{paths.VERSIONS_DIR}/.0.2.0.partial: 0.2.0\n"
+        f"{paths.VERSIONS_DIR}/0.1.0: 0.1.0\n")
+    assert json.loads(found["state/journal.json"])["step"] == "install"
+    assert json.loads(found["state/self-update-check.json"])["available"][0]["version"] == \
+        "0.2.0"
+    trust = json.loads(found["state/host-release-trust.json"])
+    assert trust["repository"] == "ghcr.io/nine-minds/alga-appliance-host"
+    assert trust["keys"][0]["fingerprint"] == signing_key.fingerprint
+    assert "BEGIN PGP" not in trust["keys"][0]["armored"]
+    statuses = by_name(json.loads(found["bundle.json"]))
+    assert statuses["host/appliance-versions"]["status"] == "ok"

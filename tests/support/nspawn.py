@@ -1,7 +1,8 @@
 """The nspawn tier's machine (marker systemd): a Debian 12 rootfs with the appliance's payload
 installed by the ISO seed's own late-commands, booted with `systemd-nspawn -b` in a network
 namespace of its own (support/netlab.py), so the real units run with their real sandboxing.
-Used by tests/system/test_systemd_tier.py and tests/system/test_security_tier.py."""
+Used by tests/system/test_systemd_tier.py, tests/system/test_security_tier.py and
+tests/system/test_self_update_tier.py."""
 
 import contextlib
 import os
@@ -53,13 +54,29 @@ class Container:
             self.process.kill()
             self.process.wait()
 
+    def power_off(self) -> None:
+        """A power loss: every process of the container killed at once (its init, which takes
+        the whole PID namespace with it), nothing shut down; the root stays as it was."""
+        init = self._init_pid()
+        if init is not None:
+            with contextlib.suppress(ProcessLookupError):  # gone already
+                os.kill(init, signal.SIGKILL)
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def enter(self, *argv: str) -> list[str]:
+        """The argv that runs `argv` inside the running container, as root there."""
+        return ["nsenter", "-t", str(self._init_pid()), "-a", *argv]
+
     def run(self, *argv: str) -> str:
         """A command's output from inside the running container (for diagnostics)."""
         init = self._init_pid()
         if init is None:
             return "(container not running)"
-        done = subprocess.run(["nsenter", "-t", str(init), "-a", *argv], capture_output=True,
-                              text=True, timeout=30)
+        done = subprocess.run(self.enter(*argv), capture_output=True, text=True, timeout=30)
         return done.stdout + done.stderr
 
     def journal(self) -> str:
@@ -101,11 +118,12 @@ def _pid_in_namespace(proc: Path) -> int:
 
 
 @contextlib.contextmanager
-def booted_appliance(iso: Path, work: Path, units: dict[str, str] | None = None
-                     ) -> Iterator[Container]:
+def booted_appliance(iso: Path, work: Path, units: dict[str, str] | None = None,
+                     node: NetNamespace | None = None) -> Iterator[Container]:
     """The appliance ISO's payload installed by its seed's late-commands into a fresh copy of
     the cached Debian 12 root (and `units`: unit files or drop-ins by their path under
-    /etc/systemd/system), booted in a network namespace of its own."""
+    /etc/systemd/system), booted in a network namespace of its own (`node`, for one whose
+    addresses the ISO had to know: default a new one)."""
     root = work / "root"
     root.mkdir()
     subprocess.run(["tar", "-C", str(root), "-xf", str(rootfs.rootfs_tarball())], check=True)
@@ -118,7 +136,7 @@ def booted_appliance(iso: Path, work: Path, units: dict[str, str] | None = None
         unit.parent.mkdir(parents=True, exist_ok=True)
         unit.write_text(text)
     (root / "etc/hostname").write_text("alga-test\n")
-    with NetNamespace() as node:
+    with contextlib.nullcontext(node) if node else NetNamespace() as node:
         (root / "etc/resolv.conf").unlink(missing_ok=True)
         (root / "etc/resolv.conf").write_text(f"nameserver {node.host_address}\n")
         container = Container(root, node, work / "console.log")

@@ -9,6 +9,7 @@ import functools
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import stat
@@ -20,6 +21,7 @@ import requests
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.attacks import free_port
 from support.base import make_host_root, serve_wsgi
 from support.cluster import FakeCluster
 from support.openapi_check import assert_documented
@@ -43,13 +45,38 @@ def payload_files() -> tuple:
 
 
 def write_tree(directory: Path, version: str) -> Path:
-    """The payload as the ISO carries it, with `version` in its VERSION file."""
+    """The payload as the ISO carries it, `version` in its VERSION file and its code."""
     for file in payload_files():
         path = directory / file.path
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(f"{version}\n".encode() if file.path == "VERSION" else file.data)
         path.chmod(file.mode)
+    module = directory / "host/core/version.py"
+    module.write_text(module.read_text().replace(f'"{OLD}"', f'"{version}"'))
     return directory
+
+
+@contextlib.contextmanager
+def web_service_of_current(root: Path):
+    """The web service as systemd restarts it: `current`'s own `alga-appliance serve`
+    (a new process, so the code of the version current names), on free loopback ports."""
+    ports = [free_port(), free_port()]
+    server = subprocess.Popen(
+        [str(paths.on_host(paths.CURRENT_DIR, root) / "bin/alga-appliance"), "serve",
+         "--host", "127.0.0.1", "--port", str(ports[0]), "--tls-port", str(ports[1])],
+        env={**os.environ, paths.ROOT_ENV: str(root)}, cwd="/",
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield f"http://127.0.0.1:{ports[0]}"
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def restarted_and_checked(root: Path) -> str | None:
+    """The restart, then the real health check against the restarted service."""
+    with web_service_of_current(root) as base:
+        return self_update.check_health(root, base=base, seconds=30)
 
 
 @functools.cache
@@ -128,9 +155,7 @@ def systemctl_calls(tmp_path: Path) -> list[str]:
 
 def test_apply_switches_migrates_restarts_and_keeps_the_site_files(host, tmp_path):
     root, staged = host
-    with serve_wsgi(web.make_app(root)) as url:
-        health = functools.partial(self_update.check_health, url=f"{url}/healthz", seconds=5)
-        outcome = self_update.apply(root, staged, health=health)
+    outcome = self_update.apply(root, staged, health=restarted_and_checked)
     assert outcome == self_update.Outcome(OLD, NEW, "applied")
     current = paths.on_host(paths.CURRENT_DIR, root)
     assert os.readlink(current) == f"versions/{NEW}"
@@ -157,8 +182,7 @@ def test_a_failing_health_check_switches_back_restores_the_state_and_says_why(ho
     before = files(root)
     old_tree = version_files(self_update.version_dir(root, OLD))
     # Nothing answers on this port: the restarted web service "did not come up".
-    health = functools.partial(self_update.check_health, url="http://127.0.0.1:9/healthz",
-                               seconds=1)
+    health = functools.partial(self_update.check_health, base="http://127.0.0.1:9", seconds=1)
     with pytest.raises(self_update.RolledBack, match=r"did not answer .* back on 0\.1\.0"):
         self_update.apply(root, staged, health=health)
     assert os.readlink(paths.on_host(paths.CURRENT_DIR, root)) == f"versions/{OLD}"
@@ -175,10 +199,20 @@ def test_a_new_version_whose_status_collector_fails_is_rolled_back(host, tmp_pat
     broken = tmp_path / "broken"
     shutil.copytree(staged.directory, broken)
     (broken / "host/status.py").write_text("raise SystemExit('the collector is broken')\n")
+    with pytest.raises(self_update.RolledBack, match="collect-status exited 1"):
+        self_update.apply(root, staged_release(broken), health=restarted_and_checked)
+    assert self_update.installed_version(root) == OLD
+
+
+def test_a_web_service_still_running_the_old_code_is_rolled_back(host):
+    """A web service that answers, but was not restarted onto the new code (this process's
+    web app is the old version's): the health check sees the version it runs."""
+    root, staged = host
     with serve_wsgi(web.make_app(root)) as url:
-        health = functools.partial(self_update.check_health, url=f"{url}/healthz", seconds=5)
-        with pytest.raises(self_update.RolledBack, match="collect-status exited 1"):
-            self_update.apply(root, staged_release(broken), health=health)
+        health = functools.partial(self_update.check_health, base=url, seconds=5)
+        with pytest.raises(self_update.RolledBack,
+                           match=rf"runs version {OLD}, not {NEW}: it did not restart"):
+            self_update.apply(root, staged, health=health)
     assert self_update.installed_version(root) == OLD
 
 
@@ -197,6 +231,26 @@ def test_refusals_name_the_cause_and_change_nothing(host, version, minimum, forc
                           health=healthy)
     assert files(root) == before
     assert version_files(paths.on_host(paths.INSTALL_DIR, root)) == tree
+
+
+def test_files_that_cannot_be_installed_are_named_in_the_reason(host, monkeypatch):
+    """copytree gathers what it could not copy in one shutil.Error: the reason names the
+    first file and why (as a sandbox refusing a setgid bit did), not a list of tuples."""
+    root, staged = host
+    copy = shutil.copyfile
+
+    def refused_for_python_files(source, target, **kwargs):
+        if os.fspath(source).endswith(".py"):
+            raise PermissionError(1, "Operation not permitted", str(target))
+        return copy(source, target, **kwargs)
+    monkeypatch.setattr(shutil, "copyfile", refused_for_python_files)
+    with pytest.raises(self_update.RolledBack) as failed:
+        self_update.apply(root, staged, health=healthy)
+    reason = str(failed.value)
+    assert re.search(rf"/\.{re.escape(NEW)}\.partial/\S+\.py: \[Errno 1\] Operation not "
+                     r"permitted: .* \(and \d+ more\); check the disk", reason), reason
+    assert "DirEntry" not in reason
+    assert self_update.installed_version(root) == OLD
 
 
 def test_support_may_go_back_with_force_downgrade(host):
@@ -307,7 +361,8 @@ def killed_then_recovered(root: Path, staged: Staged, failing: bool, kill_at: in
                           recovery_kill_at: int | None = None) -> None:
     """Kill an apply where asked, recover (itself killed once where asked, then run again
     as the next boot would), and check the appliance runs exactly the old version with its
-    state files as they were, or exactly the new one with its state files migrated."""
+    state files as they were, or exactly the new one with its state files migrated, and
+    that the history records the apply once."""
     before = files(root)
     old_tree = version_files(self_update.version_dir(root, OLD))
     health = health_says("made to fail" if failing else None)
@@ -339,6 +394,15 @@ def killed_then_recovered(root: Path, staged: Staged, failing: bool, kill_at: in
             state.read(file, root)  # every state file valid
     leftovers = {p.name for p in paths.on_host(paths.VERSIONS_DIR, root).iterdir()}
     assert leftovers <= {OLD, NEW} and version in leftovers
+    # The history has it once, however often the power went: none only when the apply
+    # was cut short before its journal.
+    outcomes = [e["outcome"] for e in state.read(state.MAINTENANCE, root)["self_updates"]]
+    if version == NEW:
+        assert outcomes == ["applied"]
+    elif journal is not None:
+        assert outcomes == ["rolled-back"]
+    else:
+        assert outcomes == [] or (failing and outcomes == ["rolled-back"])
 
 
 STEPS = (self_update.SNAPSHOT, self_update.INSTALL, self_update.SWITCH, self_update.MIGRATE,
@@ -367,6 +431,28 @@ def test_a_kill_at_any_point_then_during_recovery_leaves_the_old_version_or_the_
     root = fresh_copy(template_root)
     killed_then_recovered(root, staged, failing, kill_at, None, recovery_kill_at)
     shutil.rmtree(root)
+
+
+@pytest.mark.parametrize("failing", [False, True], ids=["healthy", "failing"])
+def test_a_kill_just_after_the_journal_is_gone_loses_no_history(host, failing):
+    """The last moment the power can go: the self-update settled and its journal removed.
+    Nothing is left to recover, so the history must already have it."""
+    root, staged = fresh_copy(host[0]), host[1]
+
+    def apply_then_die_with_the_journal():
+        forget = self_update._forget
+
+        def forget_then_die(where):
+            forget(where)
+            os.kill(os.getpid(), signal.SIGKILL)
+        self_update._forget = forget_then_die
+        self_update.apply(root, staged, health=health_says("made to fail" if failing else None))
+
+    assert run_killed_at(None, apply_then_die_with_the_journal) == -1
+    assert self_update.read_journal(root) is None
+    assert self_update.recover(root) is None
+    outcomes = [e["outcome"] for e in state.read(state.MAINTENANCE, root)["self_updates"]]
+    assert outcomes == ["rolled-back" if failing else "applied"]
 
 
 def test_the_journal_names_each_step_before_it_runs(host, monkeypatch):

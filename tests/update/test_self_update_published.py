@@ -7,6 +7,7 @@ check is the only stand-in (no web service runs here); test_self_update.py cover
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,9 @@ def appliance(tmp_path, ca, registry, signing_key, monkeypatch):
     repository = f"{registry.host}/{REPOSITORY}-{tmp_path.name[-12:].lower()}"
     FakeCluster(tmp_path).use(monkeypatch)
     monkeypatch.setattr(self_update, "check_health", lambda root: None)
-    return installed_root(tmp_path, ca, repository, signing_key), repository
+    root = installed_root(tmp_path, ca, repository, signing_key)
+    paths.on_host(paths.STATE_DIR, root).chmod(0o2750)  # setgid, as the seed makes it
+    return root, repository
 
 
 def test_a_published_release_is_checked_and_applied_from_the_registry(
@@ -57,6 +60,12 @@ def test_a_published_release_is_checked_and_applied_from_the_registry(
     current = paths.on_host(paths.CURRENT_DIR, root)
     assert os.readlink(current) == f"versions/{BUMPED}"
     assert (current / "VERSION").read_text() == f"{BUMPED}\n"
+    # Staged under the setgid state directory, yet nothing installed carries the bit: the
+    # request unit's RestrictSUIDSGID= refuses to copy it into /opt (every apply from the
+    # Updates page rolled back, EPERM).
+    installed = paths.on_host(paths.VERSIONS_DIR, root) / BUMPED
+    assert not [p for p in [installed, *installed.rglob("*")]
+                if p.stat().st_mode & (stat.S_ISGID | stat.S_ISUID)]
     # The running code is the published tree's, byte for byte.
     for name in payload.SOURCE_DIRS:
         for source in (tree / name).rglob("*"):
