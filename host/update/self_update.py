@@ -138,9 +138,6 @@ def run(root: Path | None, version: str | None, force_downgrade: bool = False) -
         version = version or _newest(root, installed)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(mode=0o700, parents=True)
-        # Not setgid as it inherits from STATE_DIR: the bit would be copied into /opt, which
-        # the request unit's RestrictSUIDSGID= refuses (EPERM), and nothing there needs it.
-        staging.chmod(0o700)
         staged = host_release.stage(root, version, staging)
         outcome = apply(root, staged, force_downgrade, started_at=started_at)
     except host_release.Refused as exc:

@@ -4,7 +4,6 @@ laid out as the seed lays it out, with the real CLI of each version run for the
 migrations and the health check, and systemctl the tests' fake."""
 
 import contextlib
-import dataclasses
 import functools
 import json
 import os
@@ -12,7 +11,6 @@ import pwd
 import re
 import shutil
 import signal
-import stat
 import subprocess
 from pathlib import Path
 
@@ -535,33 +533,6 @@ def test_run_stages_applies_and_records_the_signer(releases):
         "applied", OLD, NEW, SIGNER)
     assert self_update.installed_version(root) == NEW
     assert not (paths.on_host(paths.SELF_UPDATE_DIR, root) / "staging").exists()
-
-
-def test_the_installed_version_takes_no_setgid_bit_from_the_state_directory(
-        releases, host, monkeypatch):
-    """The seed makes STATE_DIR setgid (2750) and staging is under it: what stage extracts
-    there would carry the bit into /opt, and copying it is what the request unit's
-    RestrictSUIDSGID= refuses (EPERM: an apply from the Updates page rolled back in the VM
-    tier)."""
-    root, _ = releases
-    _, staged = host
-    paths.on_host(paths.STATE_DIR, root).chmod(0o2750)
-
-    def stage(root_, version, into):  # extracts as host_release does: mkdir as it goes
-        for source in sorted(staged.directory.rglob("*")):
-            target = into / source.relative_to(staged.directory)
-            if source.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source, target)
-        return dataclasses.replace(staged, directory=into)
-    monkeypatch.setattr(host_release, "stage", stage)
-    assert self_update.run(root, NEW)["outcome"] == "applied"
-    installed = self_update.version_dir(root, NEW)
-    setgid = [d for d in [installed, *installed.rglob("*")]
-              if d.is_dir() and d.stat().st_mode & stat.S_ISGID]
-    assert setgid == []
 
 
 def test_a_release_that_fails_verification_is_refused_and_recorded(releases):
