@@ -560,8 +560,7 @@ def _web_runs(root: Path | None, base: str) -> str | None:
             "Authorization": f"Bearer {token.read_token(root)}"})
         with urllib.request.urlopen(request, timeout=10) as response:
             serving = json.load(response)["serving"]
-    except (token.NoValidToken, urllib.error.URLError, OSError, ValueError, KeyError,
-            TypeError) as exc:
+    except (token.NoValidToken, OSError, ValueError, KeyError, TypeError) as exc:
         return f"the web service did not say which version it runs ({exc})"
     if serving != wanted:
         return (f"the web service runs version {serving}, not {wanted}: it did not restart "
