@@ -53,7 +53,8 @@ STEPS = (self_update.SNAPSHOT, self_update.INSTALL, self_update.SWITCH, self_upd
 # The order the journal takes them in: the failing release's health check sends it to
 # ROLLBACK instead of COMMIT.
 JOURNAL_STEPS = {GOOD: STEPS, BROKEN: (*STEPS[:-1], self_update.ROLLBACK)}
-JOURNAL = f"{paths.SELF_UPDATE_DIR}/journal.json"
+# Where the journal is inside the container, as strace shows its renames and unlinks.
+JOURNAL = str(Path(state.SELF_UPDATE_JOURNAL.directory, state.SELF_UPDATE_JOURNAL.filename))
 KILLED_CALLS = ("rename", "unlink")
 INSIDE_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
               "LANG": "C.UTF-8", "HOME": "/root"}
@@ -298,7 +299,7 @@ def assert_old_or_new_after_boot(lab: Lab, point: KillPoint, before: dict, at_ki
     assert expected in (__version__, target)
     assert os.readlink(paths.on_host(paths.CURRENT_DIR, root)) == f"versions/{expected}"
     assert_version_whole(lab, expected)
-    assert not paths.on_host(JOURNAL, root).exists()
+    assert not self_update.journal_path(root).exists()
     assert not self_update.snapshot_dir(root).exists()
     versions = {d.name for d in paths.on_host(paths.VERSIONS_DIR, root).iterdir()}
     assert versions == {__version__, expected}
