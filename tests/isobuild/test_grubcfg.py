@@ -297,6 +297,30 @@ def test_the_manifest_names_these_kernel_arguments():
     ('x "unterminated', [("x", "x"), ('"unterminated', "unterminated")]),
     ('"a\\', [('"a\\', "a\\")]),  # a backslash ending the line inside double quotes
     ('"a\\Xb"', [('"a\\Xb"', "a\\Xb")]),  # escapes only " \\ $ inside double quotes
+    ('"a\\"', [('"a\\"', 'a"')]),  # an escaped quote ending the line still is one
+    ("x \\b", [("x", "x"), ("\\b", "b")]),  # an escape ending the line
+    ("x \\", [("x", "x"), ("\\", "\\")]),  # a backslash ending the line is itself
 ])
 def test_quoting_edge_cases_split_to_exactly_these_words(line, words):
     assert grubcfg.split_words(line) == [grubcfg.Word(raw, value) for raw, value in words]
+
+
+def test_a_title_found_inside_the_menuentry_word_or_again_later_is_replaced_where_it_stands():
+    config = "menuentry e --class e --id menuentry-e {\n\tlinux /casper/vmlinuz ---\n}\n"
+    assert grubcfg.guard_reinstall(config).endswith(
+        'menuentry "Install Alga appliance (erases the disk)" --class e --id menuentry-e {\n'
+        "\tlinux /casper/vmlinuz ---\n}\n")
+
+
+def test_an_entry_ends_at_its_brace_and_may_open_it_on_the_next_line():
+    # GRUB's grammar allows newlines between a menuentry's arguments and its "{".
+    config = ('menuentry "Firmware" {\n\tfwsetup\n}\nlinux /casper/vmlinuz ---\n'
+              'menuentry "Try"\n{\n\tlinux /casper/hwe-vmlinuz ---\n}\n')
+    assert grubcfg.menu_entries(config) == [
+        grubcfg.MenuEntry("Firmware", []), grubcfg.MenuEntry("Try", ["/casper/hwe-vmlinuz"])]
+
+
+def test_a_config_already_loading_the_guards_modules_still_gets_the_guard():
+    config = "insmod part_gpt\ninsmod ext2\nmenuentry Memtest {\n}\n"
+    assert grubcfg.guard_reinstall(config) == (
+        "insmod part_gpt\ninsmod ext2\n" + grubcfg.INSTALLED_GUARD + "menuentry Memtest {\n}\n")
