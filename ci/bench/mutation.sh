@@ -36,7 +36,7 @@ SOURCES[channel]=host/releases/channels.py;    TESTS[channel]="tests/setup/test_
 SOURCES[grubcfg]=isobuild/grubcfg.py;          TESTS[grubcfg]=tests/isobuild/test_grubcfg.py
 SOURCES[seed]=isobuild/seed.py;                TESTS[seed]="tests/isobuild/test_seed.py tests/isobuild/test_seed_golden.py"
 SOURCES[releases]="host/releases/source.py host/releases/git_source.py host/releases/oci_source.py"
-TESTS[releases]="tests/releases/test_oci_source.py tests/releases/test_channels.py"
+TESTS[releases]="tests/releases/test_oci_source.py tests/releases/test_channels.py tests/releases/test_host_release.py tests/setup/test_preflight.py tests/setup/test_release_phase.py tests/setup/test_release_phase_oci.py tests/update/test_update.py"
 SOURCES[preflight]=host/setup/preflight.py;    TESTS[preflight]=tests/setup/test_preflight.py
 ORDER=(readiness inputs redact failures channel grubcfg seed releases preflight)
 
@@ -46,7 +46,13 @@ if [ ! -x "$tool/bin/mutmut" ]; then
 fi
 site=$("$tool/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 project_site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-printf '%s\n' "$project_site" /usr/lib/python3/dist-packages > "$site/alga-project.pth"
+# After mutmut's own packages: .venv's test dependencies, the distro's, and the plugin that
+# lets mutmut see the code tests run in child processes (ci/bench/mutmut_subprocesses.py);
+# the last line starts a test's child reporting the functions it calls.
+{
+  printf '%s\n' "$project_site" /usr/lib/python3/dist-packages "$checkout/ci/bench"
+  echo 'import os; os.environ.get("ALGA_MUTMUT_CALLS") and __import__("mutmut_subprocesses").child_reports_calls()'
+} > "$site/alga-project.pth"
 
 modules=("$@")
 [ ${#modules[@]} -gt 0 ] || modules=("${ORDER[@]}")
@@ -70,7 +76,7 @@ for module in "${modules[@]}"; do
     printf 'only_mutate =\n'; printf '    %s\n' "${sources[@]}"
     printf 'also_copy =\n    ci\n    schemas\n    ui-static\n    units\n    docs\n'
     printf 'pytest_add_cli_args_test_selection =\n'; printf '    %s\n' "${existing[@]}"
-    printf 'pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -x\n'
+    printf 'pytest_add_cli_args =\n    -p\n    no:cacheprovider\n    -p\n    mutmut_subprocesses\n    -x\n'
   } > "$run/setup.cfg"
   echo "==> $module: ${sources[*]} against ${existing[*]}"
   (cd "$run" && "$tool/bin/mutmut" run --max-children "$jobs" > mutmut.log 2>&1) || true
