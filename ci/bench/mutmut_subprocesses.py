@@ -48,9 +48,9 @@ def _forwarding(original_init):
 
 
 def pytest_configure(config):
-    calls = tempfile.NamedTemporaryFile(prefix="mutmut-calls-", delete=False)
-    calls.close()
-    os.environ["ALGA_MUTMUT_CALLS"] = calls.name
+    descriptor, path = tempfile.mkstemp(prefix="mutmut-calls-")
+    os.close(descriptor)
+    os.environ["ALGA_MUTMUT_CALLS"] = path
     subprocess.Popen.__init__ = _forwarding(subprocess.Popen.__init__)
 
 

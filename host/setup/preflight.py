@@ -8,6 +8,7 @@ warn does not.
 """
 
 import email.utils
+import functools
 import pwd
 import shutil
 import time
@@ -109,7 +110,10 @@ class Check:
     category: str  # the failure category when it fails for a reason it does not name
     timeout: float
     remediation: str
-    test: Callable[[Context, float], str]  # returns the pass message, or raises CheckFailed
+    # Returns the pass message, or raises CheckFailed. Checks with arguments are partials of
+    # module functions, not closures made at import: a closure keeps the code it was made
+    # with, out of reach of mutation testing's switch at each call (ci/bench/mutation.sh).
+    test: Callable[[Context, float], str]
     cause: str = "http"  # the root cause when a failure does not name its own
 
 
@@ -124,30 +128,28 @@ NO_ROUTE_NEXT_STEP = ("check the network: `ip route` must show a default route, 
                       "cable or virtual network must be connected")
 
 
-def check_resolves(name: str) -> Callable[[Context, float], str]:
-    def test(ctx: Context, timeout: float) -> str:
-        if ctx.silent_resolvers:  # asking again would only wait out the same timeouts
-            raise https.NotRun(f"not run: {ctx.silent_resolvers}")
-        servers = resolvers.for_setup(ctx.inputs, ctx.root)
-        try:
-            server, found = resolvers.resolve(name, servers, timeout)
-        except dnsquery.DnsError as exc:
-            if not exc.answered:
-                ctx.silent_resolvers = f"dns.{name} found that no DNS server answers"
-            if ctx.inputs["proxy"] is not None:  # the proxy resolves it; we need not
-                raise CheckFailed(f"{name} does not resolve here ({exc}); requests go "
-                                  "through the proxy, which resolves names itself",
-                                  status="warn", remediation="nothing to do if the checks "
-                                  "through the proxy pass", cause="dns") from exc
-            if exc.no_route:
-                raise CheckFailed(f"cannot reach the DNS servers ({', '.join(servers)}): "
-                                  "the network is unreachable", "dns", cause="no-route",
-                                  remediation=NO_ROUTE_NEXT_STEP) from exc
-            raise CheckFailed(f"{name} does not resolve: {exc}", "dns", cause="dns",
-                              host=name,
-                              remediation=DNS_NEXT_STEP[ctx.inputs["dns"]["mode"]]) from exc
-        return f"{name} resolves to {', '.join(found)} (via {server})"
-    return test
+def check_resolves(name: str, ctx: Context, timeout: float) -> str:
+    if ctx.silent_resolvers:  # asking again would only wait out the same timeouts
+        raise https.NotRun(f"not run: {ctx.silent_resolvers}")
+    servers = resolvers.for_setup(ctx.inputs, ctx.root)
+    try:
+        server, found = resolvers.resolve(name, servers, timeout)
+    except dnsquery.DnsError as exc:
+        if not exc.answered:
+            ctx.silent_resolvers = f"dns.{name} found that no DNS server answers"
+        if ctx.inputs["proxy"] is not None:  # the proxy resolves it; we need not
+            raise CheckFailed(f"{name} does not resolve here ({exc}); requests go "
+                              "through the proxy, which resolves names itself",
+                              status="warn", remediation="nothing to do if the checks "
+                              "through the proxy pass", cause="dns") from exc
+        if exc.no_route:
+            raise CheckFailed(f"cannot reach the DNS servers ({', '.join(servers)}): "
+                              "the network is unreachable", "dns", cause="no-route",
+                              remediation=NO_ROUTE_NEXT_STEP) from exc
+        raise CheckFailed(f"{name} does not resolve: {exc}", "dns", cause="dns",
+                          host=name,
+                          remediation=DNS_NEXT_STEP[ctx.inputs["dns"]["mode"]]) from exc
+    return f"{name} resolves to {', '.join(found)} (via {server})"
 
 
 def check_resolver_stub(ctx: Context, timeout: float) -> str:
@@ -180,45 +182,41 @@ def check_proxy(ctx: Context, timeout: float) -> str:
     return f"{ctx.endpoints.registry_probe()} answered through the proxy"
 
 
-def release_step(check_id: str) -> Callable[[Context, float], str]:
-    """The check that runs the release source's step `check_id`."""
-    def test(ctx: Context, timeout: float) -> str:
-        return dict(ctx.resolution.steps)[check_id](timeout)
-    return test
+def release_step(check_id: str, ctx: Context, timeout: float) -> str:
+    """The release source's step `check_id`, run as a check."""
+    return dict(ctx.resolution.steps)[check_id](timeout)
 
 
-def check_pull(what: str, base_of: Callable[[Endpoints], str], image: str):
+def check_pull(what: str, base_of: Callable[[Endpoints], str], image: str, ctx: Context,
+               timeout: float) -> str:
     """Pull `image` as containerd would, short of its layers: the token challenge, the
     manifest (through its index) and the config blob, which the registry redirects to its
     blob host."""
-    def test(ctx: Context, timeout: float) -> str:
-        registry = oci_source.Registry(ctx.session, urlsplit(base_of(ctx.endpoints)).netloc)
-        repository, _, tag = image.rpartition(":")
-        try:
-            registry.authorize(repository, tag, timeout)
-            manifest = registry.platform_manifest(repository, tag, timeout, what)
-            _, blob_host = registry.blob(repository, manifest["config"]["digest"], timeout,
-                                         f"{what}'s config", oci_source.MAX_CONFIG_BYTES)
-        except https.NotRun:
-            raise
-        except https.FetchError as exc:  # the registry's answers judged as the network's
-            failed = CheckFailed.of(exc)
-            failed.category, failed.cause = "network", exc.cause or "http"
-            raise failed from exc
-        return f"{what} pulls from {registry.host} (its config from {blob_host})"
-    return test
+    registry = oci_source.Registry(ctx.session, urlsplit(base_of(ctx.endpoints)).netloc)
+    repository, _, tag = image.rpartition(":")
+    try:
+        registry.authorize(repository, tag, timeout)
+        manifest = registry.platform_manifest(repository, tag, timeout, what)
+        _, blob_host = registry.blob(repository, manifest["config"]["digest"], timeout,
+                                     f"{what}'s config", oci_source.MAX_CONFIG_BYTES)
+    except https.NotRun:
+        raise
+    except https.FetchError as exc:  # the registry's answers judged as the network's
+        failed = CheckFailed.of(exc)
+        failed.category, failed.cause = "network", exc.cause or "http"
+        raise failed from exc
+    return f"{what} pulls from {registry.host} (its config from {blob_host})"
 
 
-def check_download(what: str, url_of: Callable[[Endpoints], str]):
-    def test(ctx: Context, timeout: float) -> str:
-        url = url_of(ctx.endpoints)
-        response = _fetch(ctx, url, timeout)
-        if response.status_code != 200 or "html" in response.headers.get("Content-Type", ""):
-            raise https.unexpected_answer(response, what)
-        served_by = urlsplit(response.url).netloc  # GitHub redirects to its asset host
-        via = f", from {served_by}" if served_by != urlsplit(url).netloc else ""
-        return f"{what} is downloadable ({len(response.content)} bytes{via})"
-    return test
+def check_download(what: str, url_of: Callable[[Endpoints], str], ctx: Context,
+                   timeout: float) -> str:
+    url = url_of(ctx.endpoints)
+    response = _fetch(ctx, url, timeout)
+    if response.status_code != 200 or "html" in response.headers.get("Content-Type", ""):
+        raise https.unexpected_answer(response, what)
+    served_by = urlsplit(response.url).netloc  # GitHub redirects to its asset host
+    via = f", from {served_by}" if served_by != urlsplit(url).netloc else ""
+    return f"{what} is downloadable ({len(response.content)} bytes{via})"
 
 
 def check_clock(ctx: Context, timeout: float) -> str:
@@ -242,21 +240,20 @@ def check_clock(ctx: Context, timeout: float) -> str:
     return message
 
 
-def check_disk(path: str, fail_below: int, warn_below: int):
-    def test(ctx: Context, timeout: float) -> str:
-        target = paths.on_host(path, ctx.root)
-        while not target.exists():  # not created yet: measure the file system it will use
-            target = target.parent
-        free = shutil.disk_usage(target).free
-        message = f"{free / GIB:.1f} GiB free for {path}"
-        if free < fail_below:
-            raise CheckFailed(f"{message}; at least {fail_below / GIB:.1f} GiB is needed",
-                              "storage")
-        if free < warn_below:
-            raise CheckFailed(f"{message}; {warn_below / GIB:.0f} GiB is recommended",
-                              status="warn")
-        return message
-    return test
+def check_disk(path: str, fail_below: int, warn_below: int, ctx: Context,
+               timeout: float) -> str:
+    target = paths.on_host(path, ctx.root)
+    while not target.exists():  # not created yet: measure the file system it will use
+        target = target.parent
+    free = shutil.disk_usage(target).free
+    message = f"{free / GIB:.1f} GiB free for {path}"
+    if free < fail_below:
+        raise CheckFailed(f"{message}; at least {fail_below / GIB:.1f} GiB is needed",
+                          "storage")
+    if free < warn_below:
+        raise CheckFailed(f"{message}; {warn_below / GIB:.0f} GiB is recommended",
+                          status="warn")
+    return message
 
 
 def _held_by(holder: ports.Holder, owner: str) -> bool:
@@ -312,10 +309,11 @@ RELEASE_CHECKS = {
 def checks(endpoints: Endpoints, kind: str) -> tuple[Check, ...]:
     """Every check for a release source of `kind`, in the order they run."""
     return (*(Check(f"dns.{name}", f"{name} resolves", "dns", 3.0, DNS_NEXT_STEP["system"],
-                    check_resolves(name), "dns") for name in endpoints.dns_names),
+                    functools.partial(check_resolves, name), "dns")
+              for name in endpoints.dns_names),
             *NETWORK_CHECKS,
             *(Check(check_id, description, "release-source", 10.0, remediation,
-                    release_step(check_id), "release")
+                    functools.partial(release_step, check_id), "release")
               for check_id, description, remediation in RELEASE_CHECKS[kind]),
             *HOST_CHECKS)
 
@@ -334,23 +332,26 @@ HOST_CHECKS: tuple[Check, ...] = (
     Check("ghcr", "GHCR serves Flux's images", "network", 10.0,
           "allow HTTPS to ghcr.io and its blob host pkg-containers.githubusercontent.com "
           "through the firewall or proxy",
-          check_pull(f"Flux's {pins.FLUX_SOURCE_CONTROLLER_IMAGE}", lambda site: site.ghcr_base,
-                     pins.FLUX_SOURCE_CONTROLLER_IMAGE)),
+          functools.partial(check_pull, f"Flux's {pins.FLUX_SOURCE_CONTROLLER_IMAGE}",
+                            lambda site: site.ghcr_base, pins.FLUX_SOURCE_CONTROLLER_IMAGE)),
     Check("dockerhub", "Docker Hub serves k3s's system images", "network", 10.0,
           "allow HTTPS to registry-1.docker.io, auth.docker.io and "
           "production.cloudflare.docker.com through the firewall or proxy, or configure a "
           "registry mirror for k3s",
-          check_pull(f"k3s's {pins.K3S_PAUSE_IMAGE}", lambda site: site.dockerhub_base,
-                     pins.K3S_PAUSE_IMAGE)),
+          functools.partial(check_pull, f"k3s's {pins.K3S_PAUSE_IMAGE}",
+                            lambda site: site.dockerhub_base, pins.K3S_PAUSE_IMAGE)),
     Check("k3s.release", f"k3s {pins.K3S_VERSION} checksums are downloadable", "network", 15.0,
-          GITHUB_DOWNLOADS, check_download("the k3s checksum file", Endpoints.k3s_checksums)),
+          GITHUB_DOWNLOADS,
+          functools.partial(check_download, "the k3s checksum file", Endpoints.k3s_checksums)),
     Check("flux.release", f"Flux {pins.FLUX_VERSION} install manifest is downloadable",
           "network", 15.0, GITHUB_DOWNLOADS,
-          check_download("the Flux install manifest", Endpoints.flux_install_manifest)),
+          functools.partial(check_download, "the Flux install manifest",
+                            Endpoints.flux_install_manifest)),
     Check("clock", "the clock is close to the servers' time", "network", 1.0,
           "enable NTP (timedatectl set-ntp true) or set the clock", check_clock, "clock"),
     *(Check(f"disk.{Path(path).name}", f"free space for {path}", "storage", 1.0,
-            f"grow the file system holding {path}", check_disk(path, fail, warn), "disk")
+            f"grow the file system holding {path}",
+            functools.partial(check_disk, path, fail, warn), "disk")
       for path, fail, warn in DISK_MINIMUMS),
     Check("ports", "ports 6443, 10250, 8080 and 8443 are free", "network", 1.0,
           "stop whatever holds the ports (see `ss -ltnp`)", check_ports, "ports"),
