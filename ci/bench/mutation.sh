@@ -36,7 +36,7 @@ SOURCES[channel]=host/releases/channels.py;    TESTS[channel]="tests/setup/test_
 SOURCES[grubcfg]=isobuild/grubcfg.py;          TESTS[grubcfg]=tests/isobuild/test_grubcfg.py
 SOURCES[seed]=isobuild/seed.py;                TESTS[seed]="tests/isobuild/test_seed.py tests/isobuild/test_seed_golden.py"
 SOURCES[releases]="host/releases/source.py host/releases/git_source.py host/releases/oci_source.py"
-TESTS[releases]="tests/releases/test_oci_source.py tests/releases/test_channels.py tests/releases/test_host_release.py tests/setup/test_preflight.py tests/setup/test_release_phase.py tests/setup/test_release_phase_oci.py tests/update/test_update.py"
+TESTS[releases]="tests/releases/test_oci_source.py tests/releases/test_channels.py tests/releases/test_host_release.py tests/setup/test_release_phase.py tests/setup/test_release_phase_oci.py tests/update/test_update.py"
 SOURCES[preflight]=host/setup/preflight.py;    TESTS[preflight]=tests/setup/test_preflight.py
 ORDER=(readiness inputs redact failures channel grubcfg seed releases preflight)
 
