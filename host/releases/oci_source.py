@@ -205,11 +205,13 @@ class Registry:
                 continue
             self._expect_200(response, what, url)
             document = _json(response, what, url, MAX_MANIFEST_BYTES)
-            page = document.get("tags") if isinstance(document, dict) else None
-            if not isinstance(page or [], list) or not all(isinstance(t, str) for t in page or []):
+            # An empty repository's list may have no tags or null; a document that is not a
+            # mapping is no tag list at all.
+            page = (document.get("tags") or []) if isinstance(document, dict) else None
+            if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
                 raise FetchError(f"{what} at {url} is not a list of tags", "release-source",
                                  SOURCE_NEXT_STEP)
-            names += page or []
+            names += page
             following = response.links.get("next", {}).get("url")
             if not following:
                 return names

@@ -3,6 +3,7 @@ registry (support.registry) and real gpg keys (support.mirror's throwaway keys):
 pinned repository offers, and staging one, with every refusal issue 23 lists at this layer.
 A refusal names its reason and leaves nothing staged: no `into`, no partial beside it."""
 
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -439,19 +440,65 @@ def test_a_tag_list_in_pages_is_read_to_the_end(ca, pages):
             f"0.{n}.{patch}" for n in range(pages) for patch in (0, 1)]
 
 
-@pytest.mark.parametrize("route, words", [
-    (Route(body={"tags": "0.2.0"}), "is not a list of tags"),
-    (Route(body={"tags": [1]}), "is not a list of tags"),
-    (Route(body="<html>login</html>", headers={"Content-Type": "text/html"}), "HTML page"),
+NOT_JSON_NEXT_STEP = ("if a captive portal or proxy login intercepts HTTPS, let the appliance "
+                      "through; else " + oci_source.SOURCE_NEXT_STEP)
+RETRY_NEXT_STEP = "retry later; if it persists, check the registry's status"
+
+
+@pytest.mark.parametrize("route, message, category, next_step", [
+    (Route(body={"tags": "0.2.0"}), "{what} at {url} is not a list of tags", "release-source",
+     oci_source.SOURCE_NEXT_STEP),
+    (Route(body={"tags": [1]}), "{what} at {url} is not a list of tags", "release-source",
+     oci_source.SOURCE_NEXT_STEP),
+    (Route(body=b"[]", headers={"Content-Type": "application/json"}),
+     "{what} at {url} is not a list of tags", "release-source", oci_source.SOURCE_NEXT_STEP),
+    (Route(body="<html>login</html>", headers={"Content-Type": "text/html"}),
+     "{what} at {url} is an HTML page: a captive portal, a proxy's login page or a web server "
+     "answering for the registry", "release-source", NOT_JSON_NEXT_STEP),
     (Route(body={"tags": []}, headers={"Link": '</v2/r/tags/list>; rel="next"'}),
-     "has more than 20 pages"),
+     "{what} has more than 20 pages", "release-source", oci_source.SOURCE_NEXT_STEP),
+    (Route(status=502, body="bad gateway"), "{what} at {url} answered 502", "network",
+     RETRY_NEXT_STEP),
+    (Route(status=401), "{url} answered 401 without a usable token challenge (no "
+     "WWW-Authenticate header): {host} does not offer anonymous pull", "release-source",
+     "use a registry or mirror that allows anonymous pull (ghcr.io does), or correct the "
+     "release source override"),
 ])
-def test_a_hostile_tag_list_is_refused(ca, route, words):
+def test_a_hostile_tag_list_is_refused(ca, route, message, category, next_step):
     with HttpsServer(ca, {"/v2/r/tags/list": route}) as server, requests.Session() as session:
         session.trust_env, session.verify = False, str(ca.ca_pem_path)
-        registry = oci_source.Registry(session, server.url.removeprefix("https://"))
-        with pytest.raises(https.FetchError, match=words):
-            registry.tags("r", 5)
+        host = server.url.removeprefix("https://")
+        with pytest.raises(https.FetchError) as refused:
+            oci_source.Registry(session, host).tags("r", 5)
+    url = f"{server.url}/v2/r/tags/list?n=1000"
+    assert (str(refused.value), refused.value.category, refused.value.next_step) == (
+        message.format(what=f"the tag list of {host}/r", url=url, host=host), category,
+        next_step)
+
+
+def test_a_tag_list_challenge_without_a_scope_gets_the_pull_scope(ca):
+    """The token is asked for the repository's pull scope when the challenge names none."""
+    routes = {"/token": Route(body={"token": "t"})}
+    with HttpsServer(ca, routes) as server, requests.Session() as session:
+        session.trust_env, session.verify = False, str(ca.ca_pem_path)
+        routes["/v2/r/tags/list"] = Route(status=401, headers={
+            "WWW-Authenticate": f'Bearer realm="{server.url}/token",service="registry"'})
+        with pytest.raises(https.FetchError, match=r"refused the pull token .* \(401\)$"):
+            oci_source.Registry(session, server.url.removeprefix("https://")).tags("r", 5)
+    token_requests = [path for _, path, _ in server.requests if path.startswith("/token")]
+    assert token_requests == ["/token?service=registry&scope=repository%3Ar%3Apull"]
+
+
+@pytest.mark.parametrize("slow", ["/v2/r/tags/list", "/token"])
+def test_a_tag_list_or_its_token_that_never_comes_times_out(ca, slow):
+    routes = {"/token": Route(body={"token": "t"})}
+    with HttpsServer(ca, routes) as server, requests.Session() as session:
+        session.trust_env, session.verify = False, str(ca.ca_pem_path)
+        routes["/v2/r/tags/list"] = Route(status=401, headers={
+            "WWW-Authenticate": f'Bearer realm="{server.url}/token",scope="repository:r:pull"'})
+        routes[slow] = dataclasses.replace(routes[slow], delay=5)
+        with pytest.raises(https.FetchError, match=r"did not answer within 0.5 s"):
+            oci_source.Registry(session, server.url.removeprefix("https://")).tags("r", 0.5)
 
 
 # --- hostile manifests ------------------------------------------------------------------
