@@ -6,6 +6,7 @@ Each failure names the request, the host and a next step that fits the cause."""
 import json
 
 import pytest
+import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import oci
@@ -223,6 +224,26 @@ def test_a_captive_portal_answering_html(lab, ca):
     check = failed(result)["release.manifest"]
     assert "an HTML page: a captive portal" in check["message"]
     assert "captive portal" in check["remediation"]
+
+
+HTML_CAUSE = ("an HTML page: a captive portal, a proxy's login page or a web server answering "
+              "for the registry")
+
+
+@pytest.mark.parametrize("headers, body, cause", [
+    ({"Content-Type": "Text/HTML; charset=utf-8"}, b"Sign in", HTML_CAUSE),
+    ({}, b" \n<html>", HTML_CAUSE),  # no content type, but a page all the same
+    ({"Content-Type": "application/json"}, b"{not json", "application/json, not JSON"),
+    ({}, b"nothing", "no content type, not JSON"),
+])
+def test_an_answer_that_is_not_json_says_what_it_is(headers, body, cause):
+    """As requests hands the answer over: headers looked up in any case."""
+    answer = requests.Response()
+    answer.status_code, answer._content = 200, body
+    answer.headers = requests.structures.CaseInsensitiveDict(headers)
+    with pytest.raises(https.FetchError) as refused:
+        oci_release._json(answer, "the manifest", "https://r.test/v2/x", 1000)
+    assert str(refused.value) == f"the manifest at https://r.test/v2/x is {cause}"
 
 
 def test_through_the_proxy_every_request_is_tunnelled(lab):
