@@ -2,6 +2,7 @@
 network namespace for a node that can only reach the proxy. Each scenario must fail
 exactly the expected checks, with the right classification."""
 
+import contextlib
 import dataclasses
 import email.utils
 import json
@@ -19,6 +20,7 @@ from support.netlab import (
     HttpsServer,
     NetNamespace,
     Route,
+    TestCA,
     free_loopback_address,
 )
 from support.preflight_lab import proxy_inputs, push_pulled_images
@@ -29,6 +31,7 @@ from support.releases import (
     FLUX_INSTALL_PATH,
     K3S_SUMS_PATH,
     MANIFEST_PATH,
+    github_routes,
 )
 
 from host.core import pins, state
@@ -254,6 +257,56 @@ def test_clock_against_the_servers_date_and_ntp(lab, monkeypatch, skew, ntp, sta
         assert failure["category"] == "network" and "enable NTP" in failure["next_step"]
         report = state.read(state.PREFLIGHT_REPORT, lab.root)
         assert [c["cause"] for c in report["causes"]] == ["clock"]
+
+
+@contextlib.contextmanager
+def listener(port: int, argv: list[str]):
+    """A process started as `argv` + `-c script`, listening on `port` until the block ends."""
+    script = ("import socket, time; s = socket.socket(); "
+              "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+              f"s.bind(('0.0.0.0', {port})); s.listen(); print('ready', flush=True); "
+              "time.sleep(120)")
+    with subprocess.Popen([*argv, "-c", script], stdout=subprocess.PIPE, text=True) as process:
+        try:
+            if process.stdout.readline() != "ready\n":
+                pytest.skip(f"port {port} is in use on this machine")
+            yield process
+        finally:
+            process.kill()
+
+
+@pytest.mark.parametrize("owner", ["k3s", "nobody"])
+def test_ports_held_by_their_owners_pass(lab, tmp_path, monkeypatch, owner):
+    """k3s's port held by a program named k3s (whatever its arguments), or a port held by a
+    process of its owner user (whatever its program)."""
+    if owner == "k3s":
+        program = tmp_path / "k3s"
+        program.symlink_to("/usr/bin/python3")
+        argv = [str(program)]
+    else:
+        monkeypatch.setattr(preflight, "PORTS", ((10250, "nobody"),))
+        argv = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                "/usr/bin/python3"]
+    with listener(10250, argv):
+        checks = lab.run()[2]
+    assert checks["ports"]["status"] == "pass", checks["ports"]["message"]
+    if owner == "nobody":
+        assert checks["ports"]["message"] == "ports 10250 are free or held by their owners"
+
+
+def test_a_host_that_fails_tls_blocks_only_itself(lab):
+    """GitHub's certificate is from another CA: its later checks are not run, and name the
+    host:port that failed; the registries are still checked."""
+    with HttpsServer(TestCA(), github_routes(), hostnames=("github.test",)) as github:
+        lab.configure(github_base=github.url)
+        failed, _, checks = lab.run()
+    host = github.url.removeprefix("https://")
+    assert failed == {"release.channel"} and checks["release.channel"]["cause"] == "tls"
+    assert checks["release.manifest"]["status"] == "not-run"
+    for check in ("k3s.release", "flux.release"):
+        assert (checks[check]["status"], checks[check]["message"]) == (
+            "not-run", f"not run: release.channel could not reach {host}")
+    assert checks["ghcr"]["status"] == checks["dockerhub"]["status"] == "pass"
 
 
 def test_port_held_by_another_program_fails(lab):
