@@ -157,6 +157,43 @@ def test_a_manifest_failing_the_schema_names_the_field_and_the_source(lab, chang
     assert result.failure.category == "release-source"
 
 
+PROFILE = {f"{release}.single-node.yaml": "{}\n" for release in (
+    "alga-core", "pgbouncer", "temporal", "workflow-worker", "email-service", "temporal-worker")}
+
+
+@pytest.mark.parametrize(("manifest", "message"), [
+    ({"valuesProfile": "single-node"}, "M is invalid at /profileValues/alga-core.single-node.yaml:"
+     " required (the single-node values of alga-core)"),
+    ({"valuesProfile": "single-node", "profileValues": {**PROFILE, "temporal.single-node.yaml":
+                                                        "- a list\n"}},
+     "M is invalid at /profileValues/temporal.single-node.yaml: not a mapping of values"),
+])
+def test_profile_values_that_are_missing_or_not_values_are_named_exactly(manifest, message):
+    with pytest.raises(https.FetchError) as refused:
+        oci_release.profile_values(manifest, "M")
+    assert (str(refused.value), refused.value.category, refused.value.next_step) == (
+        message, "release-source", oci_release.SOURCE_NEXT_STEP)
+
+
+def test_profile_values_that_are_not_yaml_say_so_with_the_parsers_words():
+    manifest = {"valuesProfile": "single-node",
+                "profileValues": {**PROFILE, "pgbouncer.single-node.yaml": "a: [1"}}
+    with pytest.raises(https.FetchError) as refused:
+        oci_release.profile_values(manifest, "M")
+    assert str(refused.value).startswith(
+        "M is invalid at /profileValues/pgbouncer.single-node.yaml: not YAML (while parsing ")
+    assert (refused.value.category, refused.value.next_step) == (
+        "release-source", oci_release.SOURCE_NEXT_STEP)
+
+
+def test_a_manifest_with_no_alga_core_image_is_named_exactly():
+    with pytest.raises(https.FetchError) as refused:
+        oci_release.normalized({"version": "1.0", "config": {}, "images": {"x": "1"}}, "M")
+    assert (str(refused.value), refused.value.category, refused.value.next_step) == (
+        "M is invalid at /images/algaCore (or /app/images/algaCore): required",
+        "release-source", oci_release.SOURCE_NEXT_STEP)
+
+
 def test_the_older_nested_app_shape_and_unknown_fields_are_accepted(lab):
     manifest = oci_manifest(lab.registry.host, _bundle_digest(lab))
     nested = {**{k: v for k, v in manifest.items() if k not in ("images", "valuesProfile")},

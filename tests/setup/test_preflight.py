@@ -99,6 +99,22 @@ def test_dns_down(lab, behaviour):
     assert behaviour.upper() in checks["dns.ghcr.io"]["message"]
 
 
+def test_a_resolver_that_never_answers_is_given_up_after_the_checks_timeout(lab):
+    """Each query waits the check's 3 s, no longer; the other names are then not asked."""
+    with DnsServer(free_loopback_address(), {}, behaviour="drop") as silent:
+        lab.configure(resolver=silent.address)
+        _, _, checks = lab.run()
+    first, *others = [c for c in checks.values() if c["id"] in DNS_CHECKS]
+    assert first["status"] == "fail" and first["message"] == (
+        f"{first['id'].removeprefix('dns.')} does not resolve: {silent.address} A: no answer "
+        f"from {silent.address} within 3 s; {silent.address} AAAA: no answer from "
+        f"{silent.address} within 3 s")
+    assert 6000 <= first["duration_ms"] < 9000
+    for check in others:
+        assert (check["status"], check["message"]) == (
+            "not-run", f"not run: {first['id']} found that no DNS server answers")
+
+
 @pytest.fixture
 def docker_hub(lab, registry):
     """A registry of its own as Docker Hub (the real docker-registry behind the token
@@ -420,6 +436,7 @@ def test_a_site_that_only_allows_the_proxy_passes(lab):
     for name in DNS_CHECKS:
         assert checks[name]["status"] == "warn" and checks[name]["cause"] == "dns"
         assert "through the proxy, which resolves names itself" in checks[name]["message"]
+        assert checks[name]["remediation"] == "nothing to do if the checks through the proxy pass"
     assert all(checks[c]["status"] == "pass" for c in HTTPS_CHECKS | {"proxy"})
     ghcr_port = int(lab.ghcr.host.rpartition(":")[2])
     assert {("github.test", lab.github.port), ("ghcr.test", ghcr_port)} <= set(proxy.tunnels)
