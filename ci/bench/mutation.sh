@@ -8,7 +8,8 @@
 #   ci/bench/mutation.sh redact inputs   just these
 #   MUTATION_DIR=/var/tmp/alga-mutation  where the runs happen (one copy of the tree each)
 #   MUTATION_JOBS=1                      mutmut workers (the machine has 2 cores; keep 1
-#                                        when anything else runs)
+#                                        when anything else runs, and for preflight, whose
+#                                        tests hold port 10250 and check it)
 #
 # Each module runs on its own: mutmut 3 in a copy of this tree, mutating only that module
 # and running only its fast tests, then ci/bench/mutate_constants.py for its module-level
