@@ -194,6 +194,18 @@ def test_a_manifest_with_no_alga_core_image_is_named_exactly():
         "release-source", oci_release.SOURCE_NEXT_STEP)
 
 
+@pytest.mark.parametrize(("shape", "profile"), [
+    ({"valuesProfile": "large", "images": {"algaCore": "a1", "unknownImage": "u"}}, "large"),
+    ({"app": {"valuesProfile": "small", "images": {"algaCore": "a1"}}}, "small"),
+    ({"images": {"algaCore": "a1"}}, "single-node"),
+])
+def test_a_manifest_in_either_shape_normalizes_to_exactly_this(shape, profile):
+    manifest = {"version": "2.0", "config": {"repository": "r", "digest": "sha256:d"}, **shape}
+    assert oci_release.normalized(manifest, "M") == {
+        **manifest, "images": {"algaCore": "a1"}, "valuesProfile": profile,
+        "config": {"repository": "r", "tag": "2.0", "digest": "sha256:d"}, "charts": {}}
+
+
 def test_the_older_nested_app_shape_and_unknown_fields_are_accepted(lab):
     manifest = oci_manifest(lab.registry.host, _bundle_digest(lab))
     nested = {**{k: v for k, v in manifest.items() if k not in ("images", "valuesProfile")},
