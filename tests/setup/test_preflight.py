@@ -435,7 +435,9 @@ def test_a_site_that_only_allows_the_proxy_passes(lab):
     assert report["outcome"] == "warn" and report["causes"] == []
     for name in DNS_CHECKS:
         assert checks[name]["status"] == "warn" and checks[name]["cause"] == "dns"
-        assert "through the proxy, which resolves names itself" in checks[name]["message"]
+        message = checks[name]["message"]
+        assert message.startswith(f"{name.removeprefix('dns.')} does not resolve here (")
+        assert message.endswith("); requests go through the proxy, which resolves names itself")
         assert checks[name]["remediation"] == "nothing to do if the checks through the proxy pass"
     assert all(checks[c]["status"] == "pass" for c in HTTPS_CHECKS | {"proxy"})
     ghcr_port = int(lab.ghcr.host.rpartition(":")[2])
