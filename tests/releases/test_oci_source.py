@@ -235,6 +235,31 @@ def test_a_withdrawn_config_bundle_fails_in_preflight(lab):
     assert result.selection is None
 
 
+def test_a_config_bundle_on_another_registry_is_fetched_from_there(lab, ca):
+    """The release names its bundle's registry host; another host gets a client of its own."""
+    with Registry(ca) as other:
+        _, manifest = publish_oci(other)
+        lab.registry.push(RELEASE_REPOSITORY, oci.release_artifact(manifest), "stable")
+        lab.registry.delete(CONFIG_REPOSITORY, manifest["config"]["digest"])
+        result = resolve(lab)
+    assert result.failure is None, result.report
+    assert f"config bundle {other.host}/{CONFIG_REPOSITORY}@sha256:" in {
+        c["id"]: c for c in result.report["checks"]}["release.bundle"]["message"]
+
+
+def test_a_config_bundle_registry_that_never_answers_times_out(lab, ca):
+    digest = _bundle_digest(lab)
+    slow = {f"/v2/{CONFIG_REPOSITORY}/manifests/{digest}": Route(status=401, delay=5)}
+    with HttpsServer(ca, slow) as server:
+        manifest = oci_manifest(server.url.removeprefix("https://"), digest)
+        lab.registry.push(RELEASE_REPOSITORY, oci.release_artifact(manifest), "stable")
+        inputs = state.read(state.SETUP_INPUTS, lab.root)
+        result = preflight.run_checks(inputs, endpoints.load(lab.root), lab.root, only=(
+            "release.token", "release.manifest", "release.config"), write_report=False)
+        with pytest.raises(https.FetchError, match=r"did not answer within 0.5 s"):
+            result.resolution.bundle(0.5)
+
+
 def test_a_blob_host_that_is_down_is_named(lab):
     with lab.registry.blob_host_down():
         result = resolve(lab)
