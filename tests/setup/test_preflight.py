@@ -35,10 +35,77 @@ from support.releases import (
 )
 
 from host.core import pins, state
+from host.net.endpoints import Endpoints
 from host.setup import preflight
 
 DNS_CHECKS = {f"dns.{name}" for name in DNS_NAMES}
 HTTPS_CHECKS = {"release.channel", "release.manifest", "ghcr", "k3s.release", "flux.release"}
+
+
+# What admins read, reviewed like code: every check of each release source, in order, with
+# its description, failure category, timeout, remediation and root cause.
+OVERRIDE = ("check the release source override (support: overrides.release_source in setup, "
+            "or release_source in endpoints.json)")
+GITHUB = ("allow HTTPS to github.com and the release-asset host its downloads redirect to "
+          "(release-assets.githubusercontent.com; older releases objects.githubusercontent.com)")
+FIRST_CHECKS = [
+    ("dns.a.test", "a.test resolves", "dns", 3.0, "check the resolvers the network gives this "
+     "machine and that outbound DNS (port 53) is allowed, or choose custom DNS", "dns"),
+    ("dns.resolvers", "resolvers suit k3s", "dns", 1.0,
+     "nothing to do: k3s gets its own resolv.conf", "dns"),
+    ("proxy", "the proxy forwards HTTPS", "network", 10.0,
+     "check the proxy URL, its credentials, and that it allows CONNECT to port 443", "proxy"),
+]
+RELEASE_SOURCE_CHECKS = {
+    "oci": [
+        ("release.token", "the registry issues an anonymous pull token", "release-source", 10.0,
+         f"allow HTTPS to the registry (ghcr.io) and the token service it names; {OVERRIDE}",
+         "release"),
+        ("release.manifest", "the channel's release artifact exists", "release-source", 10.0,
+         f"choose another channel, or {OVERRIDE}", "release"),
+        ("release.config", "the release manifest downloads from the blob host, matches its "
+         "digest and validates", "release-source", 10.0, "allow HTTPS to the registry's blob "
+         "host (pkg-containers.githubusercontent.com for ghcr.io); if the manifest is invalid, "
+         "choose another channel", "release"),
+        ("release.bundle", "the Flux config bundle the release pins exists", "release-source",
+         10.0, "choose another channel, or wait for Alga to publish a fixed release", "release"),
+    ],
+    "git": [
+        ("release.channel", "the channel file names a release", "release-source", 10.0,
+         f"check the channel and the branch override, or choose another channel; {OVERRIDE}",
+         "release"),
+        ("release.manifest", "the release manifest exists on the same ref", "release-source",
+         10.0, "the channel points at a release that is not published on this ref: choose "
+         "another channel or branch override, or wait for the release", "release"),
+    ],
+}
+HOST_CHECKS = [
+    ("ghcr", "GHCR serves Flux's images", "network", 10.0, "allow HTTPS to ghcr.io and its blob "
+     "host pkg-containers.githubusercontent.com through the firewall or proxy", "http"),
+    ("dockerhub", "Docker Hub serves k3s's system images", "network", 10.0, "allow HTTPS to "
+     "registry-1.docker.io, auth.docker.io and production.cloudflare.docker.com through the "
+     "firewall or proxy, or configure a registry mirror for k3s", "http"),
+    ("k3s.release", f"k3s {pins.K3S_VERSION} checksums are downloadable", "network", 15.0,
+     GITHUB, "http"),
+    ("flux.release", f"Flux {pins.FLUX_VERSION} install manifest is downloadable", "network",
+     15.0, GITHUB, "http"),
+    ("clock", "the clock is close to the servers' time", "network", 1.0,
+     "enable NTP (timedatectl set-ntp true) or set the clock", "clock"),
+    ("disk.rancher", "free space for /var/lib/rancher", "storage", 1.0,
+     "grow the file system holding /var/lib/rancher", "disk"),
+    ("disk.alga-appliance", "free space for /var/lib/alga-appliance", "storage", 1.0,
+     "grow the file system holding /var/lib/alga-appliance", "disk"),
+    ("ports", "ports 6443, 10250, 8080 and 8443 are free", "network", 1.0,
+     "stop whatever holds the ports (see `ss -ltnp`)", "ports"),
+]
+
+
+@pytest.mark.parametrize("kind", ["oci", "git"])
+def test_the_checks_are_exactly_these(kind):
+    """First in this file: the cheapest test, and the one a changed word fails."""
+    found = preflight.checks(Endpoints(dns_names=("a.test",)), kind)
+    assert [(c.id, c.description, c.category, c.timeout, c.remediation, c.cause)
+            for c in found] == FIRST_CHECKS + RELEASE_SOURCE_CHECKS[kind] + HOST_CHECKS
 
 
 @pytest.fixture
