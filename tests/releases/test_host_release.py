@@ -440,23 +440,26 @@ def test_a_tag_list_in_pages_is_read_to_the_end(ca, pages):
             f"0.{n}.{patch}" for n in range(pages) for patch in (0, 1)]
 
 
+# Literal, not oci_source's own constant: a changed next step must fail these tests.
+SOURCE_NEXT_STEP = ("check the release source override (support: overrides.release_source in "
+                    "setup, or release_source in endpoints.json), or choose another channel")
 NOT_JSON_NEXT_STEP = ("if a captive portal or proxy login intercepts HTTPS, let the appliance "
-                      "through; else " + oci_source.SOURCE_NEXT_STEP)
+                      "through; else " + SOURCE_NEXT_STEP)
 RETRY_NEXT_STEP = "retry later; if it persists, check the registry's status"
 
 
 @pytest.mark.parametrize("route, message, category, next_step", [
     (Route(body={"tags": "0.2.0"}), "{what} at {url} is not a list of tags", "release-source",
-     oci_source.SOURCE_NEXT_STEP),
+     SOURCE_NEXT_STEP),
     (Route(body={"tags": [1]}), "{what} at {url} is not a list of tags", "release-source",
-     oci_source.SOURCE_NEXT_STEP),
+     SOURCE_NEXT_STEP),
     (Route(body=b"[]", headers={"Content-Type": "application/json"}),
-     "{what} at {url} is not a list of tags", "release-source", oci_source.SOURCE_NEXT_STEP),
+     "{what} at {url} is not a list of tags", "release-source", SOURCE_NEXT_STEP),
     (Route(body="<html>login</html>", headers={"Content-Type": "text/html"}),
      "{what} at {url} is an HTML page: a captive portal, a proxy's login page or a web server "
      "answering for the registry", "release-source", NOT_JSON_NEXT_STEP),
     (Route(body={"tags": []}, headers={"Link": '</v2/r/tags/list>; rel="next"'}),
-     "{what} has more than 20 pages", "release-source", oci_source.SOURCE_NEXT_STEP),
+     "{what} has more than 20 pages", "release-source", SOURCE_NEXT_STEP),
     (Route(status=502, body="bad gateway"), "{what} at {url} answered 502", "network",
      RETRY_NEXT_STEP),
     (Route(status=401), "{url} answered 401 without a usable token challenge (no "

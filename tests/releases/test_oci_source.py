@@ -4,6 +4,7 @@ a version tag and a digest pin, and every way a registry or the network in betwe
 Each failure names the request, the host and a next step that fits the cause."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -30,6 +31,54 @@ from host.releases import oci_source as oci_release
 from host.setup import preflight
 
 RELEASE_CHECKS = ("release.token", "release.manifest", "release.config", "release.bundle")
+
+# Literal, not oci_source's own constant: a changed next step must fail these tests.
+SOURCE_NEXT_STEP = ("check the release source override (support: overrides.release_source in "
+                    "setup, or release_source in endpoints.json), or choose another channel")
+
+
+def test_the_fields_a_release_manifest_may_carry_are_exactly_these():
+    """First in this file, as the cheapest test a changed constant fails."""
+    known = ("schema", "version", "channel", "valuesProfile", "images", "app", "controlPlane",
+             "config", "charts", "profileValues", "supportAgent", "supportReceiptKeys")
+    resolution = SimpleNamespace(release=dict.fromkeys((*known, "rolloutWave"), 1))
+    assert oci_release.Resolution.unknown_fields(resolution) == ["rolloutWave"]
+
+
+@pytest.fixture
+def served(ca):
+    """A plain HTTPS server whose routes a test fills, and a Registry client of it."""
+    routes = {}
+    with HttpsServer(ca, routes) as server, requests.Session() as session:
+        session.trust_env, session.verify = False, str(ca.ca_pem_path)
+        yield routes, oci_release.Registry(session, server.url.removeprefix("https://"))
+
+
+def test_a_manifest_over_4_mib_is_refused(served):
+    routes, registry = served
+    routes["/v2/r/manifests/stable"] = Route(body=b" " * (5 << 20),
+                                             headers={"Content-Type": "application/json"})
+    with pytest.raises(https.FetchError) as refused:
+        registry.manifest("r", "stable", 5, "the manifest")
+    assert str(refused.value) == (f"the manifest at {registry.base}/v2/r/manifests/stable is "
+                                  "larger than 4194304 bytes")
+
+
+def test_a_config_blob_over_16_mib_is_refused(lab):
+    lab.registry.push(RELEASE_REPOSITORY, oci.release_artifact(b" " * (17 << 20)), "stable")
+    check = failed(resolve(lab))["release.config"]
+    assert "is larger than 16777216 bytes" in check["message"]
+
+
+def test_a_blob_redirected_more_than_5_times_is_refused(served):
+    routes, registry = served
+    for hop in range(6):
+        routes[f"/v2/r/blobs/sha256:{hop}" if hop else "/v2/r/blobs/sha256:x"] = Route(
+            status=307, headers={"Location": f"/v2/r/blobs/sha256:{hop + 1}"})
+    routes["/v2/r/blobs/sha256:6"] = Route(body=b"blob")
+    with pytest.raises(https.FetchError) as refused:
+        registry.blob("r", "sha256:x", 5, "the blob", 100)
+    assert str(refused.value) == f"the blob: more than 5 redirects from {registry.host}"
 
 
 @pytest.fixture
@@ -172,7 +221,7 @@ def test_profile_values_that_are_missing_or_not_values_are_named_exactly(manifes
     with pytest.raises(https.FetchError) as refused:
         oci_release.profile_values(manifest, "M")
     assert (str(refused.value), refused.value.category, refused.value.next_step) == (
-        message, "release-source", oci_release.SOURCE_NEXT_STEP)
+        message, "release-source", SOURCE_NEXT_STEP)
 
 
 def test_profile_values_that_are_not_yaml_say_so_with_the_parsers_words():
@@ -183,7 +232,7 @@ def test_profile_values_that_are_not_yaml_say_so_with_the_parsers_words():
     assert str(refused.value).startswith(
         "M is invalid at /profileValues/pgbouncer.single-node.yaml: not YAML (while parsing ")
     assert (refused.value.category, refused.value.next_step) == (
-        "release-source", oci_release.SOURCE_NEXT_STEP)
+        "release-source", SOURCE_NEXT_STEP)
 
 
 def test_a_manifest_with_no_alga_core_image_is_named_exactly():
@@ -191,7 +240,7 @@ def test_a_manifest_with_no_alga_core_image_is_named_exactly():
         oci_release.normalized({"version": "1.0", "config": {}, "images": {"x": "1"}}, "M")
     assert (str(refused.value), refused.value.category, refused.value.next_step) == (
         "M is invalid at /images/algaCore (or /app/images/algaCore): required",
-        "release-source", oci_release.SOURCE_NEXT_STEP)
+        "release-source", SOURCE_NEXT_STEP)
 
 
 @pytest.mark.parametrize(("shape", "profile"), [
