@@ -255,6 +255,14 @@ def test_a_manifest_in_either_shape_normalizes_to_exactly_this(shape, profile):
         "config": {"repository": "r", "tag": "2.0", "digest": "sha256:d"}, "charts": {}}
 
 
+def test_a_manifests_own_config_tag_and_charts_are_kept():
+    manifest = {"version": "2.0", "images": {"algaCore": "a1"}, "charts": {"alga-core": "1.2"},
+                "config": {"repository": "r", "tag": "2.0-config", "digest": "sha256:d"}}
+    normalized = oci_release.normalized(manifest, "M")
+    assert (normalized["config"]["tag"], normalized["charts"]) == ("2.0-config",
+                                                                   {"alga-core": "1.2"})
+
+
 def test_the_older_nested_app_shape_and_unknown_fields_are_accepted(lab):
     manifest = oci_manifest(lab.registry.host, _bundle_digest(lab))
     nested = {**{k: v for k, v in manifest.items() if k not in ("images", "valuesProfile")},
