@@ -152,6 +152,9 @@ def test_resolved_stub_alone_is_a_warning(lab):
     finally:
         stub.__exit__(None, None, None)
     assert failed == set() and checks["dns.resolvers"]["status"] == "warn"
+    assert checks["dns.resolvers"]["message"] == (
+        "the only resolver is the systemd-resolved stub 127.0.0.53; k3s cannot use it and will "
+        "be given the upstream servers")
 
 
 @pytest.mark.parametrize("behaviour", ["servfail", "nxdomain"])
@@ -180,6 +183,27 @@ def test_a_resolver_that_never_answers_is_given_up_after_the_checks_timeout(lab)
     for check in others:
         assert (check["status"], check["message"]) == (
             "not-run", f"not run: {first['id']} found that no DNS server answers")
+
+
+def test_a_name_that_does_not_resolve_blocks_only_the_requests_to_it(lab):
+    """Custom DNS knows the registry and not GitHub: GitHub's requests are not run, naming the
+    DNS check; the registry is checked, and its name's check shows both its addresses."""
+    github = lab.github.url.replace("127.0.0.1", "github.test")
+    ghcr = lab.ghcr.url.replace("127.0.0.1", "ghcr.test")
+    with DnsServer(free_loopback_address(), {"ghcr.test": ["127.0.0.1", "127.0.0.2"]}) as dns:
+        lab.configure(dns_mode="custom", resolver=dns.address, github_base=github,
+                      ghcr_base=ghcr)
+        site = state.read(state.ENDPOINTS, lab.root)
+        state.write(state.ENDPOINTS, {**site, "dns_names": ["github.test", "ghcr.test"]},
+                    lab.root)
+        failed, _, checks = lab.run()
+    assert failed == {"dns.github.test"}
+    assert checks["dns.ghcr.test"]["message"] == (
+        f"ghcr.test resolves to 127.0.0.1, 127.0.0.2 (via {dns.address})")
+    for check in ("release.channel", "k3s.release", "flux.release"):
+        assert (checks[check]["status"], checks[check]["message"]) == (
+            "not-run", "not run: dns.github.test found that github.test does not resolve")
+    assert checks["ghcr"]["status"] == checks["dockerhub"]["status"] == "pass"
 
 
 @pytest.fixture
@@ -518,6 +542,7 @@ def test_network_down_is_one_root_cause_with_one_fix(lab):
     not run, and the failure names the one cause in plain words."""
     with NetNamespace() as node:
         lab.configure(resolver="192.0.2.53")  # TEST-NET-1: no route from the node
+        (lab.root / "etc/resolv.conf").write_text("nameserver 192.0.2.53\nnameserver 192.0.2.54\n")
         done, report = preflight_on(node, lab.root)
     assert done.returncode == 1, done.stderr
     by_status = {}
@@ -531,8 +556,8 @@ def test_network_down_is_one_root_cause_with_one_fix(lab):
     assert [(c["cause"], c["checks"]) for c in report["causes"]] == [
         ("no-route", ["dns.github.com"])]
     root_cause = report["causes"][0]
-    assert root_cause["summary"] == ("cannot reach the DNS servers (192.0.2.53): the network "
-                                     "is unreachable")
+    assert root_cause["summary"] == ("cannot reach the DNS servers (192.0.2.53, 192.0.2.54): "
+                                     "the network is unreachable")
     assert "`ip route` must show a default route" in root_cause["remediation"]
     for check in report["checks"]:
         assert "urllib3" not in check["message"] and " object at 0x" not in check["message"]
@@ -542,7 +567,7 @@ def test_network_down_is_one_root_cause_with_one_fix(lab):
         "not run: dns.github.com could not reach any host")
     failure = state.read(state.INSTALL_STATE, lab.root)["phases"]["preflight"]["failure"]
     assert failure["suspected_cause"].startswith(
-        "dns.github.com: cannot reach the DNS servers (192.0.2.53)")
+        "dns.github.com: cannot reach the DNS servers (192.0.2.53, 192.0.2.54)")
     assert failure["next_step"] == root_cause["remediation"]
 
 
