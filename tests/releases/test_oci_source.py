@@ -47,21 +47,38 @@ def test_the_fields_a_release_manifest_may_carry_are_exactly_these():
 
 @pytest.fixture
 def served(ca):
-    """A plain HTTPS server whose routes a test fills, and a Registry client of it."""
+    """A plain HTTPS server whose routes a test fills and the requests it got, and a Registry
+    client of it."""
     routes = {}
     with HttpsServer(ca, routes) as server, requests.Session() as session:
         session.trust_env, session.verify = False, str(ca.ca_pem_path)
-        yield routes, oci_release.Registry(session, server.url.removeprefix("https://"))
+        client = oci_release.Registry(session, server.url.removeprefix("https://"))
+        yield SimpleNamespace(routes=routes, requests=server.requests, registry=client)
 
 
 def test_a_manifest_over_4_mib_is_refused(served):
-    routes, registry = served
+    routes, registry = served.routes, served.registry
     routes["/v2/r/manifests/stable"] = Route(body=b" " * (5 << 20),
                                              headers={"Content-Type": "application/json"})
     with pytest.raises(https.FetchError) as refused:
         registry.manifest("r", "stable", 5, "the manifest")
     assert str(refused.value) == (f"the manifest at {registry.base}/v2/r/manifests/stable is "
                                   "larger than 4194304 bytes")
+
+
+def test_manifests_are_asked_for_in_exactly_these_media_types(served):
+    """A release artifact in either format; an image (Flux's, k3s's) also as a list of
+    platforms."""
+    with pytest.raises(https.FetchError):
+        served.registry.manifest("r", "stable", 5, "the release")
+    with pytest.raises(https.FetchError):
+        served.registry.platform_manifest("r", "stable", 5, "the image")
+    oci = "application/vnd.oci.image.manifest.v1+json"
+    index = "application/vnd.oci.image.index.v1+json"
+    docker = "application/vnd.docker.distribution.manifest.v2+json"
+    docker_list = "application/vnd.docker.distribution.manifest.list.v2+json"
+    assert [headers["Accept"] for _, _, headers in served.requests] == [
+        f"{oci}, {index}, {docker}", f"{oci}, {index}, {docker}, {docker_list}"]
 
 
 def test_a_config_blob_over_16_mib_is_refused(lab):
@@ -71,7 +88,7 @@ def test_a_config_blob_over_16_mib_is_refused(lab):
 
 
 def test_a_blob_redirected_more_than_5_times_is_refused(served):
-    routes, registry = served
+    routes, registry = served.routes, served.registry
     for hop in range(6):
         routes[f"/v2/r/blobs/sha256:{hop}" if hop else "/v2/r/blobs/sha256:x"] = Route(
             status=307, headers={"Location": f"/v2/r/blobs/sha256:{hop + 1}"})

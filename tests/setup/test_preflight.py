@@ -115,8 +115,13 @@ def lab(preflight_lab):
 
 
 def test_all_pass_and_the_release_is_selected(lab):
+    # A second resolver, which the first answering leaves unasked.
+    (lab.root / "etc/resolv.conf").write_text(f"nameserver {lab.dns.address}\n"
+                                              "nameserver 127.0.0.9\n")
     failed, failure, checks = lab.run()
     assert failed == set() and failure is None
+    assert checks["dns.resolvers"]["message"] == f"resolvers: {lab.dns.address}, 127.0.0.9"
+    assert checks["proxy"]["message"] == "no proxy configured"
     assert checks["release.manifest"]["message"] == "release 1.0: app 1.0 from main"
     selected = state.read(state.SELECTED_RELEASE, lab.root)
     assert (selected["release_version"], selected["repo_branch"], selected["source_ref"]) == (
@@ -339,6 +344,30 @@ def test_slow_endpoint_hits_its_timeout(lab, monkeypatch):
         failed, failure, checks = lab.run()
     assert failed == {"ghcr"} and failure["category"] == "network"
     assert "did not answer within 0.5 s" in checks["ghcr"]["message"]
+
+
+def test_a_slow_download_hits_its_timeout(lab, monkeypatch):
+    quick = tuple(dataclasses.replace(c, timeout=0.5) if c.id == "k3s.release" else c
+                  for c in preflight.HOST_CHECKS)
+    monkeypatch.setattr(preflight, "HOST_CHECKS", quick)
+    lab.github.routes[K3S_SUMS_PATH] = dataclasses.replace(lab.github.routes[K3S_SUMS_PATH],
+                                                           delay=3)
+    failed, _, checks = lab.run()
+    assert failed == {"k3s.release"}
+    assert "did not answer within 0.5 s" in checks["k3s.release"]["message"]
+
+
+def test_a_proxy_whose_registry_never_answers_hits_the_proxy_checks_timeout(lab, monkeypatch):
+    quick = tuple(dataclasses.replace(c, timeout=0.5) if c.id == "proxy" else c
+                  for c in preflight.NETWORK_CHECKS)
+    monkeypatch.setattr(preflight, "NETWORK_CHECKS", quick)
+    with HttpsServer(lab.ca, {"/v2/": Route(status=401, delay=3)}) as ghcr, \
+            ConnectProxy() as proxy:
+        lab.configure(ghcr_base=ghcr.url, dockerhub_base=lab.ghcr.url,
+                      proxy=proxy_inputs(proxy))
+        failed, _, checks = lab.run()
+    assert "proxy" in failed
+    assert "did not answer within 0.5 s" in checks["proxy"]["message"]
 
 
 @pytest.mark.parametrize(("skew", "ntp", "status"), [
