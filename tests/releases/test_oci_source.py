@@ -303,10 +303,25 @@ def test_a_withdrawn_config_bundle_fails_in_preflight(lab):
     lab.registry.delete(CONFIG_REPOSITORY, _bundle_digest(lab))
     result = resolve(lab)
     check = failed(result)["release.bundle"]
-    assert f"{lab.registry.host}/{CONFIG_REPOSITORY}@{_bundle_digest(lab)}" in check["message"]
-    assert "is gone (404): it was withdrawn" in check["message"]
-    assert "choose another channel" in check["remediation"]
+    assert (check["message"], check["remediation"]) == (
+        f"the config bundle {lab.registry.host}/{CONFIG_REPOSITORY}@{_bundle_digest(lab)} that "
+        f"release {OCI_VERSION} pins is gone (404): it was withdrawn",
+        "choose another channel, or wait for Alga to publish a fixed release")
     assert result.selection is None
+
+
+def test_a_pinned_bundle_that_is_not_a_flux_config_bundle_is_refused(lab):
+    not_flux = oci.release_artifact({"version": "9"})
+    lab.registry.push(CONFIG_REPOSITORY, not_flux, "not-flux")
+    manifest = oci_manifest(lab.registry.host, not_flux.digest)
+    lab.registry.push(RELEASE_REPOSITORY, oci.release_artifact(manifest), "stable")
+    result = resolve(lab)
+    check = failed(result)["release.bundle"]
+    assert (check["message"], check["remediation"], result.failure.category) == (
+        f"the config bundle {lab.registry.host}/{CONFIG_REPOSITORY}@{not_flux.digest} that "
+        f"release {OCI_VERSION} pins is not a Flux config bundle: its config is "
+        "application/vnd.alga.appliance.release.config.v1+json", SOURCE_NEXT_STEP,
+        "release-source")
 
 
 def test_a_config_bundle_on_another_registry_is_fetched_from_there(lab, ca):
@@ -317,8 +332,22 @@ def test_a_config_bundle_on_another_registry_is_fetched_from_there(lab, ca):
         lab.registry.delete(CONFIG_REPOSITORY, manifest["config"]["digest"])
         result = resolve(lab)
     assert result.failure is None, result.report
-    assert f"config bundle {other.host}/{CONFIG_REPOSITORY}@sha256:" in {
-        c["id"]: c for c in result.report["checks"]}["release.bundle"]["message"]
+    digest = manifest["config"]["digest"]
+    assert {c["id"]: c for c in result.report["checks"]}["release.bundle"]["message"] == (
+        f"config bundle {other.host}/{CONFIG_REPOSITORY}@{digest[:19]}… exists")
+
+
+def test_a_bundle_registry_that_fails_names_the_bundle(lab, ca):
+    digest = _bundle_digest(lab)
+    path = f"/v2/{CONFIG_REPOSITORY}/manifests/{digest}"
+    with HttpsServer(ca, {path: Route(status=502)}) as server:
+        host = server.url.removeprefix("https://")
+        manifest = oci_manifest(host, digest)
+        lab.registry.push(RELEASE_REPOSITORY, oci.release_artifact(manifest), "stable")
+        check = failed(resolve(lab))["release.bundle"]
+    assert check["message"] == (
+        f"the config bundle {host}/{CONFIG_REPOSITORY}@{digest} that release {OCI_VERSION} pins "
+        f"at https://{host}{path} answered 502")
 
 
 def test_a_config_bundle_registry_that_never_answers_times_out(lab, ca):
