@@ -8,8 +8,10 @@
 #   ci/bench/mutation.sh redact inputs   just these
 #   MUTATION_DIR=/var/tmp/alga-mutation  where the runs happen (one copy of the tree each)
 #   MUTATION_JOBS=1                      mutmut workers (the machine has 2 cores; keep 1
-#                                        when anything else runs, and for preflight, whose
-#                                        tests hold port 10250 and check it)
+#                                        when anything else runs, and for releases and
+#                                        preflight, whose tests hold port 10250 and check it;
+#                                        so run those two one after the other, never side by
+#                                        side)
 #
 # Each module runs on its own: mutmut 3 in a copy of this tree, mutating only that module
 # and running only its fast tests, then ci/bench/mutate_constants.py for its module-level
@@ -37,7 +39,7 @@ SOURCES[channel]=host/releases/channels.py;    TESTS[channel]="tests/setup/test_
 SOURCES[grubcfg]=isobuild/grubcfg.py;          TESTS[grubcfg]=tests/isobuild/test_grubcfg.py
 SOURCES[seed]=isobuild/seed.py;                TESTS[seed]="tests/isobuild/test_seed.py tests/isobuild/test_seed_golden.py"
 SOURCES[releases]="host/releases/source.py host/releases/git_source.py host/releases/oci_source.py"
-TESTS[releases]="tests/releases/test_oci_source.py tests/releases/test_channels.py tests/releases/test_host_release.py tests/setup/test_release_phase.py tests/setup/test_release_phase_oci.py tests/update/test_update.py"
+TESTS[releases]="tests/releases/test_oci_source.py tests/releases/test_channels.py tests/releases/test_host_release.py tests/setup/test_preflight.py tests/setup/test_release_phase.py tests/setup/test_release_phase_oci.py tests/update/test_update.py"
 SOURCES[preflight]=host/setup/preflight.py;    TESTS[preflight]=tests/setup/test_preflight.py
 ORDER=(readiness inputs redact failures channel grubcfg seed releases preflight)
 

@@ -3,6 +3,7 @@ token challenge and blob redirect, support.registry), as preflight runs it: stab
 a version tag and a digest pin, and every way a registry or the network in between fails.
 Each failure names the request, the host and a next step that fits the cause."""
 
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -79,6 +80,55 @@ def test_manifests_are_asked_for_in_exactly_these_media_types(served):
     docker_list = "application/vnd.docker.distribution.manifest.list.v2+json"
     assert [headers["Accept"] for _, _, headers in served.requests] == [
         f"{oci}, {index}, {docker}", f"{oci}, {index}, {docker}, {docker_list}"]
+
+
+INDEX = "application/vnd.oci.image.index.v1+json"
+AMD64 = {"architecture": "amd64", "os": "linux"}
+
+
+@pytest.mark.parametrize(("answers", "message"), [
+    ({"stable": Route(body=b"[]", headers={"Content-Type": "application/json"})},
+     "the image at {base}/v2/r/manifests/stable is not a manifest"),
+    ({"stable": Route(body={"mediaType": INDEX, "manifests": [
+        "x", {"digest": "sha256:a"}, {"digest": "sha256:b", "platform": "linux/amd64"},
+        {"digest": "sha256:c", "platform": {"architecture": "arm64", "os": "linux"}}]})},
+     "the image at {base}/v2/r/manifests/stable has no linux/amd64 image"),
+    ({"stable": Route(body={"mediaType": INDEX, "manifests": [
+        {"digest": "sha256:i", "platform": {**AMD64, "variant": "v1"}}]}),
+      "sha256:i": Route(body={"mediaType": INDEX, "manifests": [
+          {"digest": "sha256:j", "platform": AMD64}]})},
+     "the image at {base}/v2/r/manifests/sha256:i is not an image manifest"),
+    ({"stable": Route(status=500)}, "the image at {base}/v2/r/manifests/stable answered 500"),
+    ({"stable": Route(body="<html>", headers={"Content-Type": "text/html"})},
+     "the image at {base}/v2/r/manifests/stable is an HTML page: a captive portal, a proxy's "
+     "login page or a web server answering for the registry"),
+])
+def test_an_image_that_is_no_linux_amd64_image_is_named_exactly(served, answers, message):
+    """An index is followed once, to the linux/amd64 entry; what it leads to must be an image."""
+    served.routes.update({f"/v2/r/manifests/{ref}": route for ref, route in answers.items()})
+    with pytest.raises(https.FetchError) as refused:
+        served.registry.platform_manifest("r", "stable", 5, "the image")
+    assert str(refused.value) == message.format(base=served.registry.base)
+    assert refused.value.category == ("network" if "500" in message else "release-source")
+
+
+def test_a_plain_image_manifest_is_the_image(served):
+    image = {"mediaType": "application/vnd.oci.image.manifest.v1+json",
+             "config": {"digest": "sha256:c"}}
+    served.routes["/v2/r/manifests/stable"] = Route(body=image)
+    assert served.registry.platform_manifest("r", "stable", 5, "the image") == image
+
+
+@pytest.mark.parametrize("slow", ["stable", "sha256:i"])
+def test_an_image_or_its_platform_manifest_that_never_comes_times_out(served, slow):
+    served.routes.update({
+        "/v2/r/manifests/stable": Route(body={"mediaType": INDEX, "manifests": [
+            {"digest": "sha256:i", "platform": AMD64}]}),
+        "/v2/r/manifests/sha256:i": Route(body={"config": {"digest": "sha256:c"}})})
+    route = served.routes[f"/v2/r/manifests/{slow}"]
+    served.routes[f"/v2/r/manifests/{slow}"] = dataclasses.replace(route, delay=5)
+    with pytest.raises(https.FetchError, match=r"did not answer within 0.5 s"):
+        served.registry.platform_manifest("r", "stable", 0.5, "the image")
 
 
 def test_a_config_blob_over_16_mib_is_refused(lab):
