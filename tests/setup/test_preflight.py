@@ -260,6 +260,21 @@ def test_docker_hub_unreachable_leaves_the_rest(lab):
     assert failure["next_step"] == "allow HTTPS to 127.0.0.1 through the firewall"
 
 
+@pytest.mark.parametrize(("route", "message"), [
+    (Route(status=404, body="gone"), "the k3s checksum file at {url} answered 404, expected 200"),
+    (Route(body="<html>sign in</html>", headers={"Content-Type": "Text/HTML"}),
+     "the k3s checksum file answered an HTML page (Text/HTML) from {url} instead: a captive "
+     "portal or web filter is in the way"),
+])
+def test_a_download_that_is_not_the_file_is_named_exactly(lab, route, message):
+    lab.github.routes[K3S_SUMS_PATH] = route
+    failed, failure, checks = lab.run()
+    assert failed == {"k3s.release"} and failure["category"] == "network"
+    url = f"{lab.github.url}/k3s{K3S_SUMS_PATH.removeprefix('/k3s')}"
+    assert checks["k3s.release"]["message"] == message.format(url=url)
+    assert checks["k3s.release"]["cause"] == "http"
+
+
 def test_release_downloads_follow_github_redirect_to_the_asset_host(lab):
     lab.dns.records["release-assets.test"] = ["127.0.0.1"]
     lab.configure(dns_mode="custom")  # HTTPS resolves through the lab's DNS server
