@@ -23,6 +23,7 @@ from support.netlab import (
     TestCA,
     free_loopback_address,
 )
+from support.oci import platform_image
 from support.preflight_lab import proxy_inputs, push_pulled_images
 from support.releases import (
     CHANNEL,
@@ -239,6 +240,20 @@ def test_docker_hub_is_pulled_from_as_k3s_pulls(lab, docker_hub):
     assert len(docker_hub.requests.of("token")) == 1
     [blob] = docker_hub.requests.of("blob")
     assert blob.method == "GET" and "Authorization" not in blob.headers
+
+
+def test_an_image_with_no_linux_amd64_build_is_named_with_the_image(lab, registry):
+    repository, _, tag = pins.K3S_PAUSE_IMAGE.rpartition(":")
+    index, platforms = platform_image(("linux/arm64",))
+    for platform in platforms:
+        registry.push(repository, platform)
+    registry.push(repository, index, tag)
+    lab.configure(dockerhub_base=registry.url)
+    failed, failure, checks = lab.run()
+    assert failed == {"dockerhub"} and failure["category"] == "network"
+    assert (checks["dockerhub"]["message"], checks["dockerhub"]["cause"]) == (
+        f"k3s's {pins.K3S_PAUSE_IMAGE} at {registry.url}/v2/{repository}/manifests/{tag} has no "
+        "linux/amd64 image", "http")
 
 
 def test_docker_hub_blob_host_blocked(lab, docker_hub):
