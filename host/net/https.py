@@ -211,6 +211,12 @@ def explain(exc: requests.RequestException, url: str, timeout: float,
     return FetchError(sentence, "network", step, cause, host, failed)
 
 
+def html_page(response: requests.Response) -> bool:
+    """Whether an answer is a web page (a captive portal, a proxy's login page), by its
+    content type in any case."""
+    return "html" in response.headers.get("Content-Type", "").lower()
+
+
 def unexpected_answer(response: requests.Response, what: str, category: str = "network",
                       expected: str = "200") -> FetchError:
     """An HTTP answer that is not what `what` should be, said plainly: an HTML page (a
@@ -218,7 +224,7 @@ def unexpected_answer(response: requests.Response, what: str, category: str = "n
     final = response.url
     host = urlsplit(final).hostname
     content_type = response.headers.get("Content-Type", "")
-    if "html" in content_type.lower():
+    if html_page(response):
         return FetchError(f"{what} answered an HTML page ({content_type}) from {final} "
                           f"instead: a captive portal or web filter is in the way",
                           category, f"let the appliance through the captive portal or web "
@@ -272,8 +278,7 @@ def fetch_document(http: requests.Session, url: str, timeout: float, what: str,
         raise FetchError(f"{what} not found at {url} (404)", "release-source")
     if response.status_code != 200:
         raise unexpected_answer(response, what)
-    content_type = response.headers.get("Content-Type", "")
-    if "html" in content_type.lower():
+    if html_page(response):
         raise unexpected_answer(response, what)
     try:
         document = parse(response.content)

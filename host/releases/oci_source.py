@@ -23,7 +23,7 @@ import yaml
 
 from host.cluster import alga
 from host.core.validation import DocumentInvalid, load_schema, validate
-from host.net.https import FetchError, NotRun, fetch
+from host.net.https import FetchError, NotRun, fetch, html_page
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -98,8 +98,7 @@ def _is_http_url(text: str) -> bool:
 
 
 def _looks_like_html(response: requests.Response) -> bool:
-    content_type = response.headers.get("Content-Type", "").lower()
-    return "html" in content_type or response.content.lstrip()[:1] == b"<"
+    return html_page(response) or response.content.lstrip()[:1] == b"<"
 
 
 def _not_json_cause(response: requests.Response) -> str:

@@ -209,7 +209,7 @@ def check_download(what: str, url_of: Callable[[Endpoints], str], ctx: Context,
                    timeout: float) -> str:
     url = url_of(ctx.endpoints)
     response = _fetch(ctx, url, timeout)
-    if response.status_code != 200 or "html" in response.headers.get("Content-Type", "").lower():
+    if response.status_code != 200 or https.html_page(response):
         raise https.unexpected_answer(response, what)
     served_by = urlsplit(response.url).netloc  # GitHub redirects to its asset host
     via = f", from {served_by}" if served_by != urlsplit(url).netloc else ""
