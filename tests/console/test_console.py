@@ -155,6 +155,14 @@ def add_interface(namespace: str, name: str, address: str) -> None:
         subprocess.run(["ip", "-n", namespace, *argv], check=True)
 
 
+def on_the_guides_node(namespace: str, argv: list[str]) -> list[str]:
+    """`argv` run on a node whose one interface has the guide's address: the screens the
+    guide shows list the node's addresses, and this machine's may be others or more (a test
+    network's veth left by another run)."""
+    add_interface(namespace, "ens3", f"{DOC_NODE_IP}/24")
+    return ["ip", "netns", "exec", namespace, *argv]
+
+
 def test_banner_addresses_come_from_the_nodes_own_interfaces(namespace):
     read = "from host.net import addresses; print(','.join(addresses.node_addresses()))"
     assert in_namespace(read, namespace) == ""  # loopback only: no address

@@ -17,13 +17,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.base import FAKES, ROOT
 from support.builders import INSTALLED
-from test_console import (  # noqa: F401 -- console_root: the fixture, shared
+from test_console import (  # noqa: F401 -- console_root, namespace: the fixtures, shared
     Tmux,
     choose,
     console_command,
     console_env,
     console_root,
     keep_capture,
+    namespace,
+    on_the_guides_node,
 )
 from test_qr import decoded
 
@@ -272,8 +274,10 @@ def test_hostile_plain_input_never_crashes_the_menu_nor_reaches_a_shell(menu_roo
 def tui_menu():
     opened = []
 
-    def start(root: Path) -> Tmux:
-        terminal = Tmux(console_command(root), console_env("xterm-256color"))
+    def start(root: Path, *, on_node: str | None = None) -> Tmux:
+        argv = console_command(root)
+        terminal = Tmux(on_the_guides_node(on_node, argv) if on_node else argv,
+                        console_env("xterm-256color"))
         opened.append(terminal)
         terminal.wait_for("Alga appliance console")
         return terminal
@@ -283,8 +287,8 @@ def tui_menu():
         terminal.close()
 
 
-def test_tui_menu_redraws_when_setup_completes(menu_root, tui_menu):
-    terminal = tui_menu(menu_root)
+def test_tui_menu_redraws_when_setup_completes(menu_root, tui_menu, namespace):  # noqa: F811
+    terminal = tui_menu(menu_root, on_node=namespace)  # the guide shows this screen
     screen = terminal.wait_for("Set up here")
     assert "Support bundle" in screen and "Token" in screen and "Exit" in screen
     assert "Up/Down: move   Enter: choose" in screen

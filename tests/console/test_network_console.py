@@ -13,7 +13,12 @@ import pexpect
 import pytest
 from support.base import ROOT
 from support.network import INSTALLER_NETPLAN, logged, network_host
-from test_console import Tmux, keep_capture  # the setup screens' terminal and captures
+from test_console import (  # noqa: F401 -- namespace: the fixture, shared
+    Tmux,  # the setup screens' terminal and captures
+    keep_capture,
+    namespace,
+    on_the_guides_node,
+)
 
 from host.core import paths, state, token
 
@@ -214,9 +219,11 @@ def test_a_console_opened_while_a_change_waits_offers_to_keep_it(host):
 
 
 @pytest.fixture
-def tui(host):
+def tui(host, namespace):  # noqa: F811 -- the shared fixture
     root, _ = host
-    terminal = Tmux(network_edit(root), console_env("xterm-256color"))
+    # On the guide's node: the guide shows the countdown, which lists the node's addresses.
+    terminal = Tmux(on_the_guides_node(namespace, network_edit(root)),
+                    console_env("xterm-256color"))
     terminal.wait_for("Which interface?")
     yield terminal
     terminal.close()
