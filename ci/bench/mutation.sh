@@ -8,10 +8,10 @@
 #   ci/bench/mutation.sh redact inputs   just these
 #   MUTATION_DIR=/var/tmp/alga-mutation  where the runs happen (one copy of the tree each)
 #   MUTATION_JOBS=1                      mutmut workers (the machine has 2 cores; keep 1
-#                                        when anything else runs, and for releases and
-#                                        preflight, whose tests hold port 10250 and check it;
-#                                        so run those two one after the other, never side by
-#                                        side)
+#                                        when anything else runs). Each mutant's tests run
+#                                        in a network namespace of their own, so workers,
+#                                        two modules' runs and other test runs never meet
+#                                        on a port (preflight's tests hold 10250)
 #
 # Each module runs on its own: mutmut 3 in a copy of this tree, mutating only that module
 # and running only its fast tests, then ci/bench/mutate_constants.py for its module-level

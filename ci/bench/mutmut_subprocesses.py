@@ -9,12 +9,15 @@ child's memory and lost, so mutmut thinks no test reaches them.
 ci/bench/mutation.sh loads this module twice, in mutmut's own venv only:
 - as a pytest plugin (`-p mutmut_subprocesses`): every child process started with an
   environment of its own also gets the active mutant and the file where it reports the
-  functions it called; after each test those are added to what mutmut recorded; and a
-  mutant's tests run fastest first;
+  functions it called; after each test those are added to what mutmut recorded; a
+  mutant's tests run fastest first; and each mutant's tests get a network namespace of
+  their own, so that mutants run side by side (and beside other test runs) never meet on a
+  port: preflight's tests hold port 10250 and check that it is taken;
 - at every interpreter's start, through a .pth file: a child reports its calls at exit.
 """
 
 import atexit
+import ctypes
 import os
 import subprocess
 import tempfile
@@ -22,6 +25,7 @@ import tempfile
 import pytest
 
 FORWARDED = ("MUTANT_UNDER_TEST", "ALGA_MUTMUT_CALLS")
+CLONE_NEWNET = 0x40000000  # <sched.h>; os.unshare arrives only in Python 3.12
 
 
 def child_reports_calls() -> None:
@@ -48,7 +52,17 @@ def _forwarding(original_init):
     return init
 
 
+def _own_network_namespace() -> None:
+    """This process (mutmut forks one per mutant) in a new network namespace with only its
+    loopback, up. The tests' namespaces (`ip netns add`) are wired to this one."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET): run the benchmark as root")
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+
+
 def pytest_configure(config):
+    _own_network_namespace()
     descriptor, path = tempfile.mkstemp(prefix="mutmut-calls-")
     os.close(descriptor)
     os.environ["ALGA_MUTMUT_CALLS"] = path
