@@ -7,6 +7,7 @@ import dataclasses
 import email.utils
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -374,6 +375,43 @@ def test_slow_endpoint_hits_its_timeout(lab, monkeypatch):
         failed, failure, checks = lab.run()
     assert failed == {"ghcr"} and failure["category"] == "network"
     assert "did not answer within 0.5 s" in checks["ghcr"]["message"]
+
+
+@pytest.mark.parametrize("role", ["registry", "blob"])
+def test_a_registry_whose_manifests_or_blobs_never_come_hits_the_pull_checks_timeout(
+        lab, monkeypatch, role):
+    """The challenge and the token come at once; then the manifest (or the config blob) takes
+    longer than the check's timeout, which bounds each of the pull's requests."""
+    quick = tuple(dataclasses.replace(c, timeout=0.5) if c.id in ("ghcr", "dockerhub") else c
+                  for c in preflight.HOST_CHECKS)
+    monkeypatch.setattr(preflight, "HOST_CHECKS", quick)
+    with lab.ghcr.slow(role, 3):
+        failed, _, checks = lab.run()
+    assert failed == {"ghcr", "dockerhub"}
+    for check in ("ghcr", "dockerhub"):
+        message = checks[check]["message"]
+        assert message.endswith(" did not answer within 0.5 s"), message
+        if role == "registry":
+            assert re.fullmatch(rf"{lab.ghcr.url}/v2/[a-z/-]+/manifests/\S+ did not answer "
+                                r"within 0\.5 s", message), message
+        else:
+            assert re.fullmatch(rf".+'s config: {lab.ghcr.host} redirected to its blob host "
+                                rf"127\.0\.0\.2, which failed: {lab.ghcr.blob_url}/\S+ did not "
+                                r"answer within 0\.5 s", message), message
+
+
+def test_a_slow_release_source_hits_the_release_checks_timeout(lab, monkeypatch):
+    every_check = preflight.checks
+    monkeypatch.setattr(preflight, "checks", lambda endpoints, kind: tuple(
+        dataclasses.replace(c, timeout=0.5) if c.id == "release.channel" else c
+        for c in every_check(endpoints, kind)))
+    lab.github.routes[CHANNEL_PATH] = dataclasses.replace(lab.github.routes[CHANNEL_PATH],
+                                                          delay=3)
+    failed, failure, checks = lab.run()
+    assert failed == {"release.channel"} and failure["category"] == "network"
+    assert checks["release.channel"]["message"] == (
+        f"{lab.github.url}{CHANNEL_PATH} did not answer within 0.5 s")
+    assert checks["release.manifest"]["status"] == "not-run"
 
 
 def test_a_slow_download_hits_its_timeout(lab, monkeypatch):

@@ -112,6 +112,7 @@ class _Handler(_QuietHandler):
         service = self.server.lab
         service.registry.requests.append(Request(service.role, self.command, self.path, {
             name: self.headers[name] for name in RECORDED_HEADERS if name in self.headers}))
+        time.sleep(service.registry._delay(service.role, self.headers))
         length = int(self.headers.get("Content-Length") or 0)
         answer = service.answer(self, self.rfile.read(length))
         self.send_response_only(answer.status)
@@ -282,6 +283,7 @@ class Registry:
         self._blob_host = _BlobHost(self, blob_address, blob_hostnames)
         self._corrupt: dict[str, bytes] = {}
         self._blob_down = False
+        self._slow: dict[str, float] = {}  # role: seconds before each answer (with a token)
         self._stack = contextlib.ExitStack()
         self._process: subprocess.Popen | None = None
         self._registry_port = 0
@@ -435,6 +437,21 @@ class Registry:
             yield
         finally:
             self._blob_down = False
+
+    @contextlib.contextmanager
+    def slow(self, role: str, seconds: float):
+        """Within the block, the `role` server ("registry" or "blob") waits `seconds` before
+        answering a request that has a token (the blob host's have their signature instead):
+        the challenge and the token come at once, and then the manifests or the blobs don't."""
+        self._slow[role] = seconds
+        try:
+            yield
+        finally:
+            del self._slow[role]
+
+    def _delay(self, role: str, headers) -> float:
+        has_token = role == "blob" or "Authorization" in headers
+        return self._slow.get(role, 0.0) if has_token else 0.0
 
     def push(self, repository: str, artifact: Artifact, *tags: str) -> str:
         """Upload the artifact's blobs and put its manifest under each tag (by its digest when
