@@ -7,6 +7,8 @@ A constant is a module-level assignment to an UPPER_CASE name. Each literal insi
 value is mutated once: a string gets "XX" appended (an empty one becomes "XX"), a number
 +1, a boolean flipped, and each element of a tuple, list or set of literals is dropped in
 turn. A mutant is killed when the tests fail (or do not finish in TIMEOUT seconds).
+The tests run in a network namespace of their own (as mutmut's do, by
+ci/bench/mutmut_subprocesses.py), so runs side by side never meet on a port.
 Prints killed/total and every survivor as MODULE:LINE NAME: what changed.
 """
 
@@ -16,6 +18,8 @@ import sys
 from pathlib import Path
 
 TIMEOUT = 300
+# Root's `unshare` (util-linux): a new network namespace with its loopback up, then the tests.
+OWN_NETWORK = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh"]
 
 
 def mutants(source: str) -> list[tuple[str, str, str]]:
@@ -69,8 +73,8 @@ def _replace(source: str, node: ast.AST, replacement: str) -> str:
 
 def killed(tests: list[str]) -> bool:
     try:
-        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p",
-                                 "no:cacheprovider", *tests], capture_output=True,
+        result = subprocess.run([*OWN_NETWORK, sys.executable, "-m", "pytest", "-q", "-x",
+                                 "-p", "no:cacheprovider", *tests], capture_output=True,
                                 timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
         return True
