@@ -2,6 +2,7 @@
 server (test CA) and kubectl's interface (tests/fakes/kubectl)."""
 
 import base64
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from support.releases import (
 from host.cluster import alga
 from host.core import pins, state
 from host.setup import engine
+from host.setup.phases import release
 
 
 @pytest.fixture
@@ -137,6 +139,30 @@ def test_bad_release_sources_are_refused(lab, path, route, phrase):
     assert phrase in failure["suspected_cause"] and "choose another channel" in (
         failure["next_step"])
     assert cluster.objects() == {}  # nothing reached the cluster
+
+
+def test_values_that_are_not_yaml_are_named_exactly(lab):
+    root, github, cluster = lab
+    path = VALUES_PATH.format("temporal")
+    github.routes[path] = Route(body="replicas: [1,\n")
+    status, record = run_release(root)
+    assert status == engine.EXIT_FAILED
+    assert record["failure"]["category"] == "release-source"
+    assert record["failure"]["suspected_cause"].startswith(
+        f"temporal single-node values at {github.url}{path} is not valid YAML: while parsing")
+    assert cluster.objects() == {}
+
+
+def test_values_that_never_come_hit_the_phases_timeout(lab, monkeypatch):
+    root, github, cluster = lab
+    monkeypatch.setattr(release, "FETCH_TIMEOUT", 0.5)
+    path = VALUES_PATH.format("temporal")
+    github.routes[path] = dataclasses.replace(github.routes[path], delay=3)
+    status, record = run_release(root)
+    assert status == engine.EXIT_FAILED
+    assert (record["failure"]["category"], record["failure"]["suspected_cause"]) == (
+        "network", f"{github.url}{path} did not answer within 0.5 s")
+    assert cluster.objects() == {}
 
 
 def test_unknown_channel_fields_are_accepted_and_logged(lab):
