@@ -74,8 +74,17 @@ def fetch_profile_values(session: requests.Session, source: Source, repo_branch:
         url = source.url(pins.PROFILE_VALUES_PATH.format(profile=profile, release=release),
                          ref=repo_branch)
         values[release] = fetch_document(session, url, timeout, f"{release} {profile} values",
-                                         parse=yaml.safe_load, syntax="YAML") or {}
+                                         parse=_yaml, syntax="YAML") or {}
     return values
+
+
+def _yaml(data: bytes) -> object:
+    """YAML parsed as fetch_document expects: a document that is not YAML is a ValueError
+    (PyYAML's own errors are not, and would escape as an unexpected failure)."""
+    try:
+        return yaml.safe_load(data)
+    except yaml.YAMLError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def _after(done: bool, step: str) -> None:
