@@ -179,7 +179,8 @@ def test_stable_resolves_through_the_token_challenge_and_the_blob_host(lab):
     assert selected["config"] == lab.release_manifest["config"]
     assert selected["registry"] == lab.registry.host
     assert selected["repository"] == RELEASE_REPOSITORY and "pin" not in selected
-    assert f"stable → {lab.release_digest}" in checks["release.manifest"]["message"]
+    assert checks["release.manifest"]["message"] == (
+        f"oci://{lab.registry.host}/{RELEASE_REPOSITORY}:stable → {lab.release_digest}")
     assert lab.registry.blob_host in checks["release.config"]["message"]
     # The real requests, in order; the token never goes to the blob host.
     roles = [(r.role, r.method) for r in lab.registry.requests]
@@ -205,6 +206,7 @@ def test_a_version_tag_pin_wins_over_the_channel(lab):
     assert result.failure is None
     assert (result.selection["release_version"], result.selection["pin"]) == ("1.0.2", "1.0.2")
     assert result.selection["manifest_digest"] == older
+    assert result.resolution.describe() == f"oci://{lab.registry.host}/{RELEASE_REPOSITORY}:1.0.2"
 
 
 def test_a_digest_pin_resolves_exactly_that_artifact(lab):
@@ -214,6 +216,8 @@ def test_a_digest_pin_resolves_exactly_that_artifact(lab):
     assert result.selection["manifest_digest"] == lab.release_digest
     assert result.selection["release_version"] == OCI_VERSION
     assert result.selection["pin"] == lab.release_digest
+    assert result.resolution.describe() == (
+        f"oci://{lab.registry.host}/{RELEASE_REPOSITORY}@{lab.release_digest}")
 
 
 def test_a_missing_channel_tag_names_the_request(lab):
@@ -411,6 +415,22 @@ def test_a_config_bundle_registry_that_never_answers_times_out(lab, ca):
             "release.token", "release.manifest", "release.config"), write_report=False)
         with pytest.raises(https.FetchError, match=r"did not answer within 0.5 s"):
             result.resolution.bundle(0.5)
+
+
+def test_a_config_bundle_whose_manifest_never_comes_times_out(lab, ca):
+    """The bundle's registry issues its token at once; the manifest then takes longer than
+    the step's timeout, which bounds that request too."""
+    with Registry(ca) as other:
+        _, manifest = publish_oci(other)
+        lab.registry.push(RELEASE_REPOSITORY, oci.release_artifact(manifest), "stable")
+        inputs = state.read(state.SETUP_INPUTS, lab.root)
+        result = preflight.run_checks(inputs, endpoints.load(lab.root), lab.root, only=(
+            "release.token", "release.manifest", "release.config"), write_report=False)
+        digest = manifest["config"]["digest"]
+        with other.slow("registry", 3), pytest.raises(https.FetchError) as timed_out:
+            result.resolution.bundle(0.5)
+    assert str(timed_out.value) == (
+        f"{other.url}/v2/{CONFIG_REPOSITORY}/manifests/{digest} did not answer within 0.5 s")
 
 
 def test_a_blob_host_that_is_down_is_named(lab):
