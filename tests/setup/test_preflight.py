@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 from support.base import FAKES, ROOT
@@ -443,11 +444,7 @@ def test_a_proxy_whose_registry_never_answers_hits_the_proxy_checks_timeout(lab,
     (0, "yes", "pass"), (0, "no", "warn"), (0, "unknown", "pass"), (120, "yes", "warn"),
     (3600, "yes", "fail"), (3600, "unknown", "fail")])
 def test_clock_against_the_servers_date_and_ntp(lab, monkeypatch, skew, ntp, status):
-    monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")  # timedatectl's stand-in
-    if ntp == "unknown":
-        monkeypatch.setenv("FAKE_TIMEDATECTL_FAIL", "1")
-    else:
-        monkeypatch.setenv("FAKE_NTP_SYNCHRONIZED", ntp)
+    ntp_says(monkeypatch, ntp)
     server_time = email.utils.formatdate(time.time() + skew, usegmt=True)
     for path in (K3S_SUMS_PATH, FLUX_INSTALL_PATH):
         lab.github.routes[path] = dataclasses.replace(lab.github.routes[path],
@@ -457,11 +454,65 @@ def test_clock_against_the_servers_date_and_ntp(lab, monkeypatch, skew, ntp, sta
     assert failed == ({"clock"} if status == "fail" else set())
     said = {"yes": "NTP keeps it synchronized", "no": "NTP has not synchronized it",
             "unknown": "timedatectl cannot say whether NTP keeps it"}[ntp]
-    assert said in checks["clock"]["message"]
+    rejected = ": TLS certificates and tokens will be rejected" if status == "fail" else ""
+    assert re.fullmatch(rf"the clock is \d+ s off the servers' time; {said}{rejected}",
+                        checks["clock"]["message"]), checks["clock"]["message"]
+    assert checks["clock"].get("cause") == (None if status == "pass" else "clock")
     if status == "fail":
         assert failure["category"] == "network" and "enable NTP" in failure["next_step"]
         report = state.read(state.PREFLIGHT_REPORT, lab.root)
         assert [c["cause"] for c in report["causes"]] == ["clock"]
+
+
+def ntp_says(monkeypatch, ntp: str) -> None:
+    monkeypatch.setenv("PATH", f"{FAKES}:{os.environ['PATH']}")  # timedatectl's stand-in
+    if ntp == "unknown":
+        monkeypatch.setenv("FAKE_TIMEDATECTL_FAIL", "1")
+    else:
+        monkeypatch.setenv("FAKE_NTP_SYNCHRONIZED", ntp)
+
+
+@pytest.mark.parametrize(("off", "status"), [(60, "pass"), (61, "warn"), (300, "warn"),
+                                             (301, "fail")])
+def test_the_clocks_limits_are_60_and_300_seconds_and_reaching_one_is_still_within(
+        lab, monkeypatch, off, status):
+    """The servers' Date is whole seconds; this machine's time is set `off` seconds after."""
+    ntp_says(monkeypatch, "yes")
+    server_time = int(time.time())
+    for path in (K3S_SUMS_PATH, FLUX_INSTALL_PATH):
+        lab.github.routes[path] = dataclasses.replace(lab.github.routes[path], headers={
+            "Date": email.utils.formatdate(server_time, usegmt=True)})
+    monkeypatch.setattr(preflight, "time", types.SimpleNamespace(
+        time=lambda: server_time + off, monotonic=time.monotonic))
+    _, _, checks = lab.run()
+    rejected = ": TLS certificates and tokens will be rejected" if status == "fail" else ""
+    assert (checks["clock"]["status"], checks["clock"]["message"]) == (status, (
+        f"the clock is {off} s off the servers' time; NTP keeps it synchronized{rejected}"))
+
+
+@pytest.mark.parametrize(("ntp", "status", "message"), [
+    ("yes", "pass", "no server answered to compare with; NTP keeps it synchronized"),
+    ("no", "warn", "no server answered, so the clock could not be compared; NTP has not "
+                   "synchronized it"),
+    ("unknown", "warn", "no server answered, so the clock could not be compared; timedatectl "
+                        "cannot say whether NTP keeps it"),
+])
+def test_a_clock_with_no_server_to_compare_with_says_so(lab, monkeypatch, ntp, status, message):
+    ntp_says(monkeypatch, ntp)
+    lab.configure(github_base="https://127.0.0.1:1", ghcr_base="https://127.0.0.1:1")
+    _, _, checks = lab.run()
+    assert (checks["clock"]["status"], checks["clock"]["message"]) == (status, message)
+
+
+def test_downloads_are_named_with_their_size_and_no_other_host(lab):
+    failed, _, checks = lab.run()
+    assert failed == set()
+    sums, _ = lab.github.routes[K3S_SUMS_PATH].encoded_body()
+    manifest, _ = lab.github.routes[FLUX_INSTALL_PATH].encoded_body()
+    assert checks["k3s.release"]["message"] == (
+        f"the k3s checksum file is downloadable ({len(sums)} bytes)")
+    assert checks["flux.release"]["message"] == (
+        f"the Flux install manifest is downloadable ({len(manifest)} bytes)")
 
 
 @contextlib.contextmanager
@@ -526,6 +577,27 @@ def test_port_held_by_another_program_fails(lab):
         failed, failure, checks = lab.run()
     assert failed == {"ports"} and failure["category"] == "network"
     assert "10250 (held by " in checks["ports"]["message"]
+
+
+@pytest.mark.parametrize(("size", "status", "message"), [
+    ("15g", "warn", "15.0 GiB free for /var/lib/rancher; 40 GiB is recommended"),
+    ("40g", "pass", "40.0 GiB free for /var/lib/rancher"),
+])
+def test_disk_space_exactly_at_a_limit_is_enough_for_it(lab, size, status, message):
+    """An empty tmpfs of `size` has exactly that much free: 15 GiB is the minimum (it warns),
+    40 GiB the recommendation (it passes)."""
+    rancher = lab.root / "var/lib/rancher"
+    rancher.mkdir(parents=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                              str(rancher)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        _, _, checks = lab.run()
+    finally:
+        subprocess.run(["umount", str(rancher)], check=True)
+    assert (checks["disk.rancher"]["status"], checks["disk.rancher"]["message"]) == (
+        status, message)
 
 
 def test_too_little_disk_fails_as_storage(lab):
