@@ -566,6 +566,25 @@ def test_a_host_that_fails_tls_blocks_only_itself(lab):
     assert checks["ghcr"]["status"] == checks["dockerhub"]["status"] == "pass"
 
 
+def test_a_port_no_process_holds_is_named_by_the_uid_of_its_socket(lab):
+    """A listening socket that no process has a descriptor of (here it is in flight between
+    two sockets, as a service manager hands sockets over) is named by the uid the socket
+    table gives: /proc names no program."""
+    receiver, sender = socket.socketpair(socket.AF_UNIX)
+    with receiver, sender, socket.socket() as held:
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            held.bind(("0.0.0.0", 10250))
+        except OSError:
+            pytest.skip("port 10250 is in use on this machine")
+        held.listen()
+        socket.send_fds(sender, [b"the listener"], [held.fileno()])
+        held.close()  # the message in the receiver's queue is now all that holds it
+        failed, _, checks = lab.run()
+    assert failed == {"ports"}
+    assert checks["ports"]["message"] == f"ports in use: 10250 (held by uid {os.getuid()})"
+
+
 def test_port_held_by_another_program_fails(lab):
     with socket.socket() as holder:
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
