@@ -332,6 +332,44 @@ def test_the_dns_fix_fits_the_dns_the_admin_chose(lab, dns_mode):
     assert ("choose custom DNS" in failure["next_step"]) == (dns_mode == "system")
 
 
+@pytest.mark.parametrize(("dns_mode", "next_step"), [
+    ("system", "check the resolvers the network gives this machine and that outbound DNS (port "
+               "53) is allowed, or choose custom DNS"),
+    ("custom", "check that the custom DNS servers answer for public names and that outbound DNS "
+               "(port 53) to them is allowed"),
+])
+def test_a_redirect_to_a_name_that_does_not_resolve_gets_the_dns_fix(lab, dns_mode, next_step):
+    """No DNS check asks for the asset host GitHub redirects to: the download meets the
+    unresolvable name itself, and its fix is still the one for the DNS the admin chose."""
+    lab.configure(dns_mode=dns_mode)
+    url = f"https://release-assets.test:1{K3S_SUMS_PATH}"  # the lab's DNS has no such name
+    lab.github.routes[K3S_SUMS_PATH] = Route(status=302, headers={"Location": url})
+    failed, failure, checks = lab.run()
+    assert failed == {"k3s.release"}
+    assert (checks["k3s.release"]["cause"], checks["k3s.release"]["remediation"]) == (
+        "dns", next_step)
+    assert failure["next_step"] == next_step
+
+
+def test_failures_are_grouped_by_root_cause_the_most_fundamental_first(lab, monkeypatch):
+    """Both downloads fail (http) and the clock is an hour off (clock, which comes first:
+    a wrong clock can be why HTTPS fails)."""
+    ntp_says(monkeypatch, "yes")
+    hour_ahead = email.utils.formatdate(time.time() + 3600, usegmt=True)
+    lab.github.routes[K3S_SUMS_PATH] = Route(status=404, body="gone")
+    lab.github.routes[FLUX_INSTALL_PATH] = Route(status=404, body="gone",
+                                                 headers={"Date": hour_ahead})
+    failed, failure, checks = lab.run()
+    assert failed == {"k3s.release", "flux.release", "clock"}
+    report = state.read(state.PREFLIGHT_REPORT, lab.root)
+    assert [(c["cause"], c["checks"]) for c in report["causes"]] == [
+        ("clock", ["clock"]), ("http", ["k3s.release", "flux.release"])]
+    http = report["causes"][1]
+    assert (http["summary"], http["remediation"]) == (
+        checks["k3s.release"]["message"], checks["k3s.release"]["remediation"])
+    assert failure["suspected_cause"] == f"clock: {checks['clock']['message']}"
+
+
 def test_github_answers_but_ghcr_is_blocked(lab):
     lab.configure(ghcr_base="https://127.0.0.1:1")  # nothing listens there
     failed, failure, _ = lab.run()
@@ -507,6 +545,8 @@ def test_a_clock_with_no_server_to_compare_with_says_so(lab, monkeypatch, ntp, s
 def test_downloads_are_named_with_their_size_and_no_other_host(lab):
     failed, _, checks = lab.run()
     assert failed == set()
+    assert checks["ports"]["message"] == (
+        "ports 6443, 10250, 8080, 8443 are free or held by their owners")
     sums, _ = lab.github.routes[K3S_SUMS_PATH].encoded_body()
     manifest, _ = lab.github.routes[FLUX_INSTALL_PATH].encoded_body()
     assert checks["k3s.release"]["message"] == (
@@ -566,23 +606,32 @@ def test_a_host_that_fails_tls_blocks_only_itself(lab):
     assert checks["ghcr"]["status"] == checks["dockerhub"]["status"] == "pass"
 
 
-def test_a_port_no_process_holds_is_named_by_the_uid_of_its_socket(lab):
-    """A listening socket that no process has a descriptor of (here it is in flight between
-    two sockets, as a service manager hands sockets over) is named by the uid the socket
+def test_ports_no_process_holds_are_named_by_the_uid_of_their_sockets(lab):
+    """Listening sockets that no process has a descriptor of (here they are in flight between
+    two sockets, as a service manager hands sockets over) are named by the uid the socket
     table gives: /proc names no program."""
     receiver, sender = socket.socketpair(socket.AF_UNIX)
-    with receiver, sender, socket.socket() as held:
-        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            held.bind(("0.0.0.0", 10250))
-        except OSError:
-            pytest.skip("port 10250 is in use on this machine")
-        held.listen()
-        socket.send_fds(sender, [b"the listener"], [held.fileno()])
-        held.close()  # the message in the receiver's queue is now all that holds it
-        failed, _, checks = lab.run()
+    with receiver, sender:
+        for port in (6443, 10250):
+            with socket.socket() as held:
+                held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    held.bind(("0.0.0.0", port))
+                except OSError:
+                    pytest.skip(f"port {port} is in use on this machine")
+                held.listen()
+                socket.send_fds(sender, [b"a listener"], [held.fileno()])
+            # closed: the message in the receiver's queue is all that holds it now
+        failed, failure, checks = lab.run()
     assert failed == {"ports"}
-    assert checks["ports"]["message"] == f"ports in use: 10250 (held by uid {os.getuid()})"
+    uid = os.getuid()
+    assert checks["ports"]["message"] == (
+        f"ports in use: 6443 (held by uid {uid}), 10250 (held by uid {uid})")
+    assert {key: failure[key] for key in ("category", "suspected_cause", "next_step")} == {
+        "category": "network",
+        "suspected_cause": f"ports: ports in use: 6443 (held by uid {uid}), 10250 (held by "
+                           f"uid {uid})",
+        "next_step": "stop whatever holds the ports (see `ss -ltnp`)"}
 
 
 def test_port_held_by_another_program_fails(lab):
