@@ -37,7 +37,8 @@ from support.releases import (
     github_routes,
 )
 
-from host.core import pins, state
+from host.core import paths, pins, state
+from host.net import endpoints
 from host.net.endpoints import Endpoints
 from host.setup import preflight
 
@@ -370,6 +371,36 @@ def test_failures_are_grouped_by_root_cause_the_most_fundamental_first(lab, monk
     assert failure["suspected_cause"] == f"clock: {checks['clock']['message']}"
 
 
+def test_each_checks_duration_is_in_milliseconds(lab, monkeypatch):
+    """Every reading of the clock a check's duration is taken from is 1.5 s after the last."""
+    readings = iter(range(10_000))
+    monkeypatch.setattr(preflight, "time", types.SimpleNamespace(
+        time=time.time, monotonic=lambda: next(readings) * 1.5))
+    _, _, checks = lab.run()
+    assert {check["duration_ms"] for check in checks.values()} == {1500}
+
+
+def test_stopping_at_the_first_failure_runs_nothing_after_it(lab):
+    lab.github.routes[K3S_SUMS_PATH] = Route(status=404, body="gone")
+    inputs = state.read(state.SETUP_INPUTS, lab.root)
+    result = preflight.run_checks(inputs, endpoints.load(lab.root), lab.root,
+                                  stop_at_first_fail=True, write_report=False)
+    ran = [check["id"] for check in result.report["checks"]]
+    assert ran[-2:] == ["dockerhub", "k3s.release"] and result.failure.check_id == "k3s.release"
+    assert result.report["outcome"] == "fail" and result.selection is None
+
+
+def test_the_payloads_release_source_serves_when_the_site_names_none(lab):
+    site = state.read(state.ENDPOINTS, lab.root)
+    del site["release_source"]
+    state.write(state.ENDPOINTS, site, lab.root)
+    paths.on_host(paths.CURRENT_DIR, lab.root).mkdir(parents=True)  # the payload's home
+    state.write(state.RELEASE_SOURCE, {"release_source": pins.ALGA_REPO_URL}, lab.root)
+    failed, _, checks = lab.run()
+    assert failed == set()
+    assert checks["release.manifest"]["message"].startswith("release 1.0: app ")
+
+
 def test_github_answers_but_ghcr_is_blocked(lab):
     lab.configure(ghcr_base="https://127.0.0.1:1")  # nothing listens there
     failed, failure, _ = lab.run()
@@ -526,6 +557,7 @@ def test_the_clocks_limits_are_60_and_300_seconds_and_reaching_one_is_still_with
     rejected = ": TLS certificates and tokens will be rejected" if status == "fail" else ""
     assert (checks["clock"]["status"], checks["clock"]["message"]) == (status, (
         f"the clock is {off} s off the servers' time; NTP keeps it synchronized{rejected}"))
+    assert state.read(state.PREFLIGHT_REPORT, lab.root)["outcome"] == status  # the worst
 
 
 @pytest.mark.parametrize(("ntp", "status", "message"), [
