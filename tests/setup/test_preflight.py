@@ -388,6 +388,7 @@ def test_stopping_at_the_first_failure_runs_nothing_after_it(lab):
     ran = [check["id"] for check in result.report["checks"]]
     assert ran[-2:] == ["dockerhub", "k3s.release"] and result.failure.check_id == "k3s.release"
     assert result.report["outcome"] == "fail" and result.selection is None
+    assert result.resolution.release["releaseVersion"] == "1.0"  # resolved, then not selected
 
 
 def test_the_payloads_release_source_serves_when_the_site_names_none(lab):
