@@ -306,6 +306,18 @@ def test_profile_values_that_are_not_yaml_say_so_with_the_parsers_words():
         "release-source", SOURCE_NEXT_STEP)
 
 
+@pytest.mark.parametrize("text", [
+    "oci://ghcr.io/Nine-Minds/alga-appliance-release",  # OCI repositories are lower case
+    "oci://ghcr.io",  # no repository
+    "https://github.com/Nine-Minds/alga-psa",  # the grammar's other half: a git source
+])
+def test_a_reference_that_is_not_an_oci_reference_is_refused(text):
+    with pytest.raises(ValueError) as refused:
+        oci_release.Reference.parse(text)
+    assert str(refused.value) == (f"{text!r} is not oci://<registry>/<repository>, optionally "
+                                  "with :<tag> or @sha256:<digest>")
+
+
 def test_a_manifest_with_no_alga_core_image_is_named_exactly():
     with pytest.raises(https.FetchError) as refused:
         oci_release.normalized({"version": "1.0", "config": {}, "images": {"x": "1"}}, "M")
