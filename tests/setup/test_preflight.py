@@ -466,9 +466,11 @@ def test_a_registry_whose_manifests_or_blobs_never_come_hits_the_pull_checks_tim
             assert re.fullmatch(rf"{lab.ghcr.url}/v2/[a-z/-]+/manifests/\S+ did not answer "
                                 r"within 0\.5 s", message), message
         else:
-            assert re.fullmatch(rf".+'s config: {lab.ghcr.host} redirected to its blob host "
-                                rf"127\.0\.0\.2, which failed: {lab.ghcr.blob_url}/\S+ did not "
-                                r"answer within 0\.5 s", message), message
+            image = {"ghcr": "Flux's fluxcd/source-controller:v1.7.3",
+                     "dockerhub": "k3s's rancher/mirrored-pause:3.6"}[check]
+            assert re.fullmatch(rf"{image}'s config: {lab.ghcr.host} redirected to its blob "
+                                rf"host 127\.0\.0\.2, which failed: {lab.ghcr.blob_url}/\S+ did "
+                                r"not answer within 0\.5 s", message), message
 
 
 @pytest.mark.parametrize(("check", "path"), [("release.channel", CHANNEL_PATH),
@@ -616,7 +618,9 @@ def test_ports_held_by_their_owners_pass(lab, tmp_path, monkeypatch, owner):
         monkeypatch.setattr(preflight, "PORTS", ((10250, "nobody"),))
         argv = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                 "/usr/bin/python3"]
-    with listener(10250, argv):
+    with listener(10250, argv), contextlib.ExitStack() as k3s_api:
+        if owner == "k3s":  # and its API port too
+            k3s_api.enter_context(listener(6443, argv))
         checks = lab.run()[2]
     assert checks["ports"]["status"] == "pass", checks["ports"]["message"]
     if owner == "nobody":
@@ -637,6 +641,20 @@ def test_a_host_that_fails_tls_blocks_only_itself(lab):
         assert (checks[check]["status"], checks[check]["message"]) == (
             "not-run", f"not run: release.channel could not reach {host}")
     assert checks["ghcr"]["status"] == checks["dockerhub"]["status"] == "pass"
+
+
+def test_a_wrong_clock_comes_before_the_tls_failures_it_may_cause(lab, monkeypatch):
+    ntp_says(monkeypatch, "yes")
+    hour_ahead = email.utils.formatdate(time.time() + 3600, usegmt=True)
+    lab.github.routes[FLUX_INSTALL_PATH] = dataclasses.replace(
+        lab.github.routes[FLUX_INSTALL_PATH], headers={"Date": hour_ahead})
+    with HttpsServer(TestCA(), {}) as ghcr:  # a certificate from another CA
+        lab.configure(ghcr_base=ghcr.url, dockerhub_base=lab.ghcr.url)
+        failed, _, _ = lab.run()
+    assert failed == {"ghcr", "clock"}
+    report = state.read(state.PREFLIGHT_REPORT, lab.root)
+    assert [(c["cause"], c["checks"]) for c in report["causes"]] == [
+        ("clock", ["clock"]), ("tls", ["ghcr"])]
 
 
 def test_ports_no_process_holds_are_named_by_the_uid_of_their_sockets(lab):
@@ -699,6 +717,20 @@ def test_disk_space_exactly_at_a_limit_is_enough_for_it(lab, size, status, messa
         subprocess.run(["umount", str(rancher)], check=True)
     assert (checks["disk.rancher"]["status"], checks["disk.rancher"]["message"]) == (
         status, message)
+
+
+def test_the_appliances_own_disk_minimum_is_a_tenth_of_a_gib(lab):
+    """100 MiB is less than a tenth of a GiB (102.4 MiB): it fails."""
+    state_dir = lab.root / "var/lib/alga-appliance"
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100m", "tmpfs",
+                              str(state_dir)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        failed, _, _ = lab.run()
+    finally:
+        subprocess.run(["umount", str(state_dir)], check=True)
+    assert failed == {"disk.alga-appliance"}
 
 
 def test_too_little_disk_fails_as_storage(lab):
@@ -830,7 +862,9 @@ def test_network_down_is_one_root_cause_with_one_fix(lab):
     root_cause = report["causes"][0]
     assert root_cause["summary"] == ("cannot reach the DNS servers (192.0.2.53, 192.0.2.54): "
                                      "the network is unreachable")
-    assert "`ip route` must show a default route" in root_cause["remediation"]
+    assert root_cause["remediation"] == (
+        "check the network: `ip route` must show a default route, and the cable or virtual "
+        "network must be connected")
     for check in report["checks"]:
         assert "urllib3" not in check["message"] and " object at 0x" not in check["message"]
         if check["status"] == "not-run":
