@@ -8,7 +8,7 @@ import shutil
 import subprocess
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from support.base import FAKES, make_host_root
 from support.scenarios import assert_next_step_is_ours, collect, healthy, installed_with_app
@@ -97,6 +97,7 @@ def test_missing_commands_and_proc_files_leave_a_valid_snapshot(lab, monkeypatch
               st.sampled_from(["MemTotal", "MemAvailable", "MemFree"]),
               st.one_of(st.integers(-5, 10**12).map(str), st.text(max_size=6)),
               st.sampled_from(["kB", "MB", "", "kB extra"]))), max_size=8))
+@example(lines=["MemTotal:² kB", "MemAvailable:1 kB"])  # a digit to isdigit(), not to int()
 def test_any_meminfo_gives_both_numbers_or_none(tmp_path_factory, lines):
     meminfo = tmp_path_factory.mktemp("proc") / "meminfo"
     meminfo.write_text("\n".join(lines))
