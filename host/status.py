@@ -566,7 +566,9 @@ def memory() -> dict | None:
     for line in text.splitlines():
         name, _, value = line.partition(":")
         number, _, unit = value.strip().partition(" ")
-        if name in ("MemTotal", "MemAvailable") and number.isdigit() and unit == "kB":
+        # isdigit() alone takes "²", which int() refuses; the kernel writes ASCII digits.
+        if name in ("MemTotal", "MemAvailable") and number.isascii() and number.isdigit() \
+                and unit == "kB":
             found[name] = int(number) * 1024
     if len(found) != 2:
         return None
