@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import types
+from pathlib import Path
 
 import pytest
 from support.base import FAKES, ROOT
@@ -698,52 +699,42 @@ def test_port_held_by_another_program_fails(lab):
     assert "10250 (held by " in checks["ports"]["message"]
 
 
+@contextlib.contextmanager
+def tmpfs(mount_point: Path, size: str):
+    """A tmpfs of `size` at `mount_point` (an empty one has exactly that much free)."""
+    mount_point.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
+                              str(mount_point)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=True)
+
+
 @pytest.mark.parametrize(("size", "status", "message"), [
     ("15g", "warn", "15.0 GiB free for /var/lib/rancher; 40 GiB is recommended"),
     ("40g", "pass", "40.0 GiB free for /var/lib/rancher"),
 ])
 def test_disk_space_exactly_at_a_limit_is_enough_for_it(lab, size, status, message):
-    """An empty tmpfs of `size` has exactly that much free: 15 GiB is the minimum (it warns),
-    40 GiB the recommendation (it passes)."""
-    rancher = lab.root / "var/lib/rancher"
-    rancher.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
-                              str(rancher)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    """15 GiB is the minimum (it warns), 40 GiB the recommendation (it passes)."""
+    with tmpfs(lab.root / "var/lib/rancher", size):
         _, _, checks = lab.run()
-    finally:
-        subprocess.run(["umount", str(rancher)], check=True)
     assert (checks["disk.rancher"]["status"], checks["disk.rancher"]["message"]) == (
         status, message)
 
 
 def test_the_appliances_own_disk_minimum_is_a_tenth_of_a_gib(lab):
     """100 MiB is less than a tenth of a GiB (102.4 MiB): it fails."""
-    state_dir = lab.root / "var/lib/alga-appliance"
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100m", "tmpfs",
-                              str(state_dir)], capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with tmpfs(lab.root / "var/lib/alga-appliance", "100m"):
         failed, _, _ = lab.run()
-    finally:
-        subprocess.run(["umount", str(state_dir)], check=True)
     assert failed == {"disk.alga-appliance"}
 
 
 def test_too_little_disk_fails_as_storage(lab):
-    rancher = lab.root / "var/lib/rancher"
-    rancher.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(rancher)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
+    with tmpfs(lab.root / "var/lib/rancher", "64m"):
         failed, failure, checks = lab.run()
-    finally:
-        subprocess.run(["umount", str(rancher)], check=True)
     assert failed == {"disk.rancher"} and failure["category"] == "storage"
     assert "0.1 GiB free for /var/lib/rancher; at least 15.0 GiB is needed" in (
         checks["disk.rancher"]["message"])
